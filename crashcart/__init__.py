@@ -1,0 +1,1 @@
+"""crashcart: debugging tools inside a running minimal container, leaving no trace."""

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Installs everything smith and its tests need on a Debian 12 machine (as root): the Debian
+# packages of the real tools the tests drive, and a virtualenv (.venv) with pinned
+# dependencies. Idempotent: a second run installs nothing new and takes a second.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DEBIAN_PACKAGES=(
+    python3 python3-venv python3-dev gcc make
+    runc crun skopeo umoci docker-registry docker.io
+    rpm createrepo-c gnupg busybox-static pax-utils
+    disorderfs fuse3 patchelf strace gdb lsof curl iproute2 cpio tar gzip zstd
+)
+
+missing=()
+for pkg in "${DEBIAN_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "setup: these Debian packages are missing and installing them needs root: ${missing[*]}" >&2
+        exit 1
+    fi
+    echo "setup: installing Debian packages: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+PYTHON=${SMITH_PYTHON:-python3}
+pip=(.venv/bin/pip install -q --disable-pip-version-check)
+quiet() { "$@" 2> >(grep -v 'is ignored: it is neither' >&2); }  # pip notes some configs print
+if [ ! -x .venv/bin/python ] || ! cmp -s requirements.txt .venv/requirements.txt; then
+    echo "setup: creating .venv with $($PYTHON --version)"
+    rm -rf .venv
+    "$PYTHON" -m venv .venv
+    quiet "${pip[@]}" -r requirements.txt
+    cp requirements.txt .venv/requirements.txt
+fi
+if ! cmp -s pyproject.toml .venv/pyproject.toml; then
+    # compat mode puts the checkout itself on sys.path: new modules need no reinstall.
+    quiet "${pip[@]}" --no-deps --config-settings editable_mode=compat -e .
+    cp pyproject.toml .venv/pyproject.toml
+fi

@@ -1,0 +1,86 @@
+"""The `smith` command line: a thin layer that parses arguments and reports errors.
+
+Commands live in their own modules (smith/main_<command>.py) and register themselves on
+`cli`. Only here does a SmithError become one line on stderr and an exit code.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+from typing import NoReturn
+
+import click
+
+from smith import __version__
+from smith.errors import SmithError
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="smith")
+@click.option("--debug", is_flag=True, help="Show tracebacks and debug logging.")
+@click.option("-v", "--verbose", is_flag=True, help="Say what is being done.")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool, verbose: bool) -> None:
+    """Build and shrink container images to the bare minimum, bit for bit reproducibly."""
+    ctx.obj = {"debug": debug}
+    level = logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING
+    logging.basicConfig(level=level, format="smith: %(message)s", stream=sys.stderr)
+
+
+def run_cli(group: click.Group, prog: str, argv: list[str] | None = None) -> NoReturn:
+    """Run a click group; turn smith's errors into one line on stderr and an exit code."""
+    args = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in args
+    try:
+        group.main(args=args, prog_name=prog, standalone_mode=False)
+    except SmithError as err:
+        if debug:
+            raise
+        print(f"{prog}: error: {err}", file=sys.stderr)
+        sys.exit(err.exit_code)
+    except click.exceptions.Abort:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        sys.exit(130)
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print(f"{prog}: interrupted", file=sys.stderr)
+        sys.exit(130)
+    except click.ClickException as err:
+        # click's own usage errors keep their one-line form, without the usage banner.
+        print(f"{prog}: error: {err.format_message()}", file=sys.stderr)
+        sys.exit(err.exit_code)
+    except click.exceptions.Exit as done:
+        sys.exit(done.exit_code)
+    except BrokenPipeError:
+        sys.exit(141)
+    except OSError as err:
+        # An OS error smith did not anticipate still names its file, on one line.
+        if debug:
+            raise
+        where = f": {err.filename}" if err.filename else ""
+        print(f"{prog}: error: {err.strerror or err}{where}", file=sys.stderr)
+        sys.exit(1)
+    sys.exit(0)
+
+
+def _register_commands() -> None:
+    """Import the command modules so they attach themselves to `cli`."""
+    import importlib
+    import pkgutil
+
+    import smith
+
+    for mod in pkgutil.iter_modules(smith.__path__):
+        if mod.name.startswith("main_"):
+            importlib.import_module(f"smith.{mod.name}")
+
+
+def main(argv: list[str] | None = None) -> NoReturn:
+    _register_commands()
+    run_cli(cli, "smith", argv)
+
+
+command: Callable[..., Callable[..., click.Command]] = cli.command

@@ -1,0 +1,254 @@
+"""FileTree: the one in-memory model of a root filesystem that every input becomes.
+
+RPM payloads, image layers and host directories are all read into a FileTree; every output
+(layer tars, the closure, the conventions) is computed from one. Paths are canonical
+root-relative strings (see smith.paths); names that are not valid UTF-8 are carried with
+`surrogateescape`, exactly as `os.fsdecode` gives them, so no byte of a name is lost.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from enum import StrEnum
+from typing import BinaryIO
+
+from smith.errors import SmithError
+from smith.paths import normalize_path, resolve_link_target
+
+# Linux follows at most 40 symlinks while resolving one path (ELOOP beyond that).
+MAX_SYMLINK_HOPS = 40
+
+
+class Kind(StrEnum):
+    DIR = "dir"
+    FILE = "file"
+    SYMLINK = "symlink"
+    HARDLINK = "hardlink"
+
+
+@dataclass(frozen=True)
+class HostFile:
+    """File content that lives in a file on the build host (an extracted payload, a layer)."""
+
+    path: str
+
+    def open(self) -> BinaryIO:
+        return open(self.path, "rb")
+
+
+@dataclass(frozen=True)
+class InlineBytes:
+    """Small content that smith generates itself (/etc/passwd, a config file)."""
+
+    data: bytes
+
+    def open(self) -> BinaryIO:
+        import io
+
+        return io.BytesIO(self.data)
+
+
+Content = HostFile | InlineBytes
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One path of the tree.
+
+    `target` is the link target as written for a symlink, and the canonical path of the
+    other name for a hard link. `origin` says where the entry came from (a package NEVRA,
+    a layer digest, a recipe file) so that `--explain` can tell.
+    """
+
+    path: str
+    kind: Kind
+    mode: int = 0o644
+    uid: int = 0
+    gid: int = 0
+    size: int = 0
+    target: str = ""
+    content: Content | None = None
+    origin: str = ""
+
+    def sort_key(self) -> bytes:
+        return path_sort_key(self.path)
+
+
+def path_sort_key(path: str) -> bytes:
+    """Bytewise order of the on-disk name: the order every layer is written in."""
+    return path.encode("utf-8", "surrogateescape")
+
+
+class FileTree:
+    """A mutable map of canonical path -> Entry. Later additions replace earlier ones."""
+
+    def __init__(self) -> None:
+        self._entries: dict[str, Entry] = {}
+
+    # -- building ---------------------------------------------------------------------------
+
+    def add(self, entry: Entry) -> Entry:
+        path = normalize_path(entry.path)
+        if not path:
+            raise SmithError(f"the root itself cannot be an entry of kind {entry.kind}")
+        if path != entry.path:
+            entry = replace(entry, path=path)
+        if entry.kind is Kind.HARDLINK:
+            entry = replace(entry, target=normalize_path(entry.target, what="hard link target"))
+        self._entries[path] = entry
+        return entry
+
+    def add_dir(
+        self, path: str, mode: int = 0o755, *, uid: int = 0, gid: int = 0, origin: str = ""
+    ) -> Entry:
+        return self.add(Entry(path, Kind.DIR, mode=mode, uid=uid, gid=gid, origin=origin))
+
+    def add_file(
+        self,
+        path: str,
+        content: Content,
+        mode: int = 0o644,
+        *,
+        uid: int = 0,
+        gid: int = 0,
+        origin: str = "",
+        size: int | None = None,
+    ) -> Entry:
+        if size is None:
+            if isinstance(content, InlineBytes):
+                size = len(content.data)
+            else:
+                size = os.stat(content.path).st_size
+        return self.add(
+            Entry(
+                path,
+                Kind.FILE,
+                mode=mode,
+                uid=uid,
+                gid=gid,
+                size=size,
+                content=content,
+                origin=origin,
+            )
+        )
+
+    def add_symlink(
+        self, path: str, target: str, *, uid: int = 0, gid: int = 0, origin: str = ""
+    ) -> Entry:
+        return self.add(
+            Entry(path, Kind.SYMLINK, mode=0o777, uid=uid, gid=gid, target=target, origin=origin)
+        )
+
+    def add_hardlink(
+        self, path: str, target: str, *, uid: int = 0, gid: int = 0, origin: str = ""
+    ) -> Entry:
+        return self.add(Entry(path, Kind.HARDLINK, uid=uid, gid=gid, target=target, origin=origin))
+
+    def remove(self, path: str) -> None:
+        """Remove `path` and, if it is a directory, everything below it."""
+        path = normalize_path(path)
+        prefix = path + "/" if path else ""
+        for p in [p for p in self._entries if p == path or p.startswith(prefix)]:
+            del self._entries[p]
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def get(self, path: str) -> Entry | None:
+        return self._entries.get(normalize_path(path))
+
+    def __contains__(self, path: object) -> bool:
+        return isinstance(path, str) and normalize_path(path) in self._entries
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __iter__(self) -> Iterator[Entry]:
+        """Entries in bytewise path order (parents first), whatever the insertion order."""
+        for path in sorted(self._entries, key=path_sort_key):
+            yield self._entries[path]
+
+    def paths(self) -> list[str]:
+        return sorted(self._entries, key=path_sort_key)
+
+    def children(self, directory: str) -> list[Entry]:
+        directory = normalize_path(directory)
+        prefix = directory + "/" if directory else ""
+        return [e for e in self if e.path.startswith(prefix) and "/" not in e.path[len(prefix) :]]
+
+    def resolve(self, path: str, *, follow_last: bool = True) -> str:
+        """The canonical path `path` leads to after following symlinks inside the tree.
+
+        Absolute link targets are re-rooted into the tree; the host is never consulted. The
+        result may name a path that does not exist (a dangling link). A loop raises.
+        """
+        todo = normalize_path(path).split("/") if path.strip("/") else []
+        done: list[str] = []
+        hops = 0
+        while todo:
+            name = todo.pop(0)
+            current = "/".join([*done, name])
+            entry = self._entries.get(current)
+            if entry is not None and entry.kind is Kind.SYMLINK and (todo or follow_last):
+                hops += 1
+                if hops > MAX_SYMLINK_HOPS:
+                    raise SmithError(f"too many levels of symbolic links resolving {path!r}")
+                target = resolve_link_target(current, entry.target)
+                done = []
+                todo = (target.split("/") if target else []) + todo
+                continue
+            done.append(name)
+        return "/".join(done)
+
+    def lookup(self, path: str) -> Entry | None:
+        """The entry `path` leads to after following symlinks (and hard links), if any."""
+        entry = self._entries.get(self.resolve(path))
+        if entry is not None and entry.kind is Kind.HARDLINK:
+            return self._entries.get(entry.target)
+        return entry
+
+    # -- host directories -------------------------------------------------------------------
+
+    @classmethod
+    def from_directory(cls, root: str | os.PathLike[str], *, origin: str = "") -> FileTree:
+        """Read a host directory as a tree (it stays the content store: files are not copied).
+
+        Hard links become HARDLINK entries pointing at the first name in bytewise order.
+        Devices, FIFOs and sockets are left out: a microcontainer carries none.
+        """
+        tree = cls()
+        root = os.fspath(root)
+        stack = [""]
+        while stack:
+            rel = stack.pop()
+            with os.scandir(os.path.join(root, rel) if rel else root) as it:
+                items = sorted(it, key=lambda d: os.fsencode(d.name))
+            for item in items:
+                path = f"{rel}/{item.name}" if rel else item.name
+                st = item.stat(follow_symlinks=False)
+                perms = stat.S_IMODE(st.st_mode)
+                owner = {"uid": st.st_uid, "gid": st.st_gid, "origin": origin}
+                if stat.S_ISDIR(st.st_mode):
+                    tree.add_dir(path, perms, **owner)  # type: ignore[arg-type]
+                    stack.append(path)
+                elif stat.S_ISLNK(st.st_mode):
+                    tree.add_symlink(path, os.readlink(item.path), **owner)  # type: ignore[arg-type]
+                elif stat.S_ISREG(st.st_mode):
+                    content = HostFile(item.path)
+                    tree.add_file(path, content, perms, size=st.st_size, **owner)  # type: ignore[arg-type]
+        # Directory walk order is not bytewise path order, so pick each link group's
+        # first name only once the whole tree is known.
+        groups: dict[tuple[int, int], list[str]] = {}
+        for entry in list(tree):
+            if entry.kind is Kind.FILE and isinstance(entry.content, HostFile):
+                st = os.lstat(entry.content.path)
+                if st.st_nlink > 1:
+                    groups.setdefault((st.st_dev, st.st_ino), []).append(entry.path)
+        for names in groups.values():
+            names.sort(key=path_sort_key)
+            for other in names[1:]:
+                old = tree._entries[other]
+                tree.add(replace(old, kind=Kind.HARDLINK, target=names[0], size=0, content=None))
+        return tree
