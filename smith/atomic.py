@@ -1,0 +1,65 @@
+"""Outputs appear whole or not at all.
+
+Everything is written under a temporary name beside the destination (same filesystem, so
+the final rename is atomic) and renamed into place only when complete. An error, or Ctrl-C,
+removes the temporary name: no partial image, no half-written cache entry.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+
+from smith.errors import SmithError
+
+
+def remove_path(path: str) -> None:
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with suppress(FileNotFoundError):
+            os.unlink(path)
+
+
+def temp_sibling(dest: str, *, directory: bool) -> str:
+    parent = os.path.dirname(os.path.abspath(dest)) or "."
+    if not os.path.isdir(parent):
+        raise SmithError(f"the output's directory does not exist: {parent!r}")
+    if not os.access(parent, os.W_OK):
+        raise SmithError(f"the output's directory is not writable: {parent!r}")
+    prefix = f".{os.path.basename(dest)}.smith-tmp-"
+    if directory:
+        return tempfile.mkdtemp(prefix=prefix, dir=parent)
+    fd, path = tempfile.mkstemp(prefix=prefix, dir=parent)
+    os.close(fd)
+    return path
+
+
+def replace_path(tmp: str, dest: str) -> None:
+    """Move `tmp` to `dest`, replacing whatever `dest` was."""
+    if os.path.isdir(dest) and not os.path.islink(dest):
+        # rename() cannot replace a non-empty directory: move the old one aside first.
+        old = temp_sibling(dest, directory=True)
+        os.rmdir(old)
+        os.rename(dest, old)
+        os.rename(tmp, dest)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, dest)
+
+
+@contextmanager
+def atomic_path(dest: str, *, directory: bool = False, mode: int = 0o644) -> Iterator[str]:
+    """Yield a temporary path to fill; on success it becomes `dest`."""
+    tmp = temp_sibling(dest, directory=directory)
+    try:
+        yield tmp
+        # mkstemp/mkdtemp create 0600/0700; give the output ordinary permissions.
+        os.chmod(tmp, 0o755 if directory else mode)
+        replace_path(tmp, dest)
+    except BaseException:
+        remove_path(tmp)
+        raise

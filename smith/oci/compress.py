@@ -1,0 +1,151 @@
+"""Layer compression whose bytes depend only on the input and pinned package versions.
+
+gzip: deflate comes from the `deflate` package, which bundles libdeflate, so the host's zlib
+(zlib-ng on newer Fedora, patched zlib elsewhere) can never change a byte. libdeflate only
+compresses whole buffers, so the layer is cut into fixed-size pieces of the *uncompressed*
+stream and each becomes one gzip member (RFC 1952 allows a file of several members; Go's
+compress/gzip, pigz, GNU gzip and Python read them as one stream). Fixed cut points keep the
+output deterministic, and independent members let both cores compress at once.
+
+zstd: the `zstandard` package bundles libzstd. Its multi-threaded mode gives identical
+bytes for every worker count >= 1 (but not for 0), so at least one worker is always used.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from enum import StrEnum
+from importlib.metadata import version
+from typing import BinaryIO
+
+import deflate
+import zstandard
+
+from smith.errors import UsageError
+
+
+class Compression(StrEnum):
+    GZIP = "gzip"
+    ZSTD = "zstd"
+    NONE = "none"
+
+
+GZIP_LEVEL = 6
+ZSTD_LEVEL = 3
+# Cut points of the uncompressed stream. Part of the output format: changing it changes
+# every gzip digest, so it is recorded in the annotations with the compressor.
+GZIP_MEMBER_SIZE = 4 << 20
+# The gzip member header smith writes itself: no FNAME/FCOMMENT/FEXTRA, MTIME 0,
+# XFL 0, and OS 255 ("unknown"), never the host's OS byte, whatever Python version.
+GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
+
+MEDIA_TYPE_SUFFIX = {Compression.GZIP: "+gzip", Compression.ZSTD: "+zstd", Compression.NONE: ""}
+
+
+@dataclass(frozen=True)
+class CompressorInfo:
+    name: str
+    version: str
+    level: int
+
+    def annotations(self) -> dict[str, str]:
+        return {
+            "org.smith.compressor": self.name,
+            "org.smith.compressor.version": self.version,
+            "org.smith.compressor.level": str(self.level),
+        }
+
+
+def compressor_info(compression: Compression) -> CompressorInfo | None:
+    if compression is Compression.GZIP:
+        name = f"libdeflate(deflate)/members-{GZIP_MEMBER_SIZE}"
+        return CompressorInfo(name, version("deflate"), GZIP_LEVEL)
+    if compression is Compression.ZSTD:
+        return CompressorInfo("zstd(zstandard)", version("zstandard"), ZSTD_LEVEL)
+    return None
+
+
+def parse_compression(value: str) -> Compression:
+    try:
+        return Compression(value)
+    except ValueError:
+        known = ", ".join(c.value for c in Compression)
+        raise UsageError(f"unknown compression {value!r} (known: {known})") from None
+
+
+def gzip_member(data: bytes) -> bytes:
+    body = deflate.deflate_compress(data, GZIP_LEVEL)
+    trailer = struct.pack("<II", deflate.crc32(data), len(data) & 0xFFFFFFFF)
+    return GZIP_HEADER + body + trailer
+
+
+def workers() -> int:
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+class CompressedWriter:
+    """A file-like sink: bytes written to it reach `out` compressed, via `on_output`.
+
+    `on_output` sees every compressed byte in order (to hash and count it).
+    """
+
+    def __init__(
+        self, out: BinaryIO, compression: Compression, on_output: Callable[[bytes], None]
+    ) -> None:
+        self._out = out
+        self._emit = on_output
+        self._compression = compression
+        self._buffer = bytearray()
+        self._pending: deque[Future[bytes]] = deque()
+        self._pool: ThreadPoolExecutor | None = None
+        self._zstd: zstandard.ZstdCompressionObj | None = None
+        if compression is Compression.GZIP:
+            self._pool = ThreadPoolExecutor(max_workers=workers())
+        elif compression is Compression.ZSTD:
+            cctx = zstandard.ZstdCompressor(level=ZSTD_LEVEL, threads=workers())
+            self._zstd = cctx.compressobj()
+
+    def _put(self, data: bytes) -> None:
+        if data:
+            self._out.write(data)
+            self._emit(data)
+
+    def write(self, data: bytes) -> None:
+        if self._compression is Compression.NONE:
+            self._put(data)
+        elif self._zstd is not None:
+            self._put(self._zstd.compress(data))
+        else:
+            self._buffer += data
+            while len(self._buffer) >= GZIP_MEMBER_SIZE:
+                self._submit(bytes(self._buffer[:GZIP_MEMBER_SIZE]))
+                del self._buffer[:GZIP_MEMBER_SIZE]
+
+    def _submit(self, piece: bytes) -> None:
+        assert self._pool is not None
+        self._pending.append(self._pool.submit(gzip_member, piece))
+        # Bound the pieces in flight so memory stays flat whatever the layer size.
+        while len(self._pending) > 2 * workers():
+            self._put(self._pending.popleft().result())
+
+    def close(self) -> None:
+        if self._zstd is not None:
+            self._put(self._zstd.flush())
+        elif self._pool is not None:
+            if self._buffer:
+                self._submit(bytes(self._buffer))
+                self._buffer.clear()
+            while self._pending:
+                self._put(self._pending.popleft().result())
+            self._pool.shutdown()
+
+    def abort(self) -> None:
+        if self._pool is not None:
+            for fut in self._pending:
+                fut.cancel()
+            self._pool.shutdown(wait=True, cancel_futures=True)

@@ -1,0 +1,219 @@
+"""OCI config, manifest and index documents, as canonical JSON.
+
+Canonical means: sorted keys, compact separators, UTF-8, no trailing newline. The same
+values always give the same bytes, and so the same digest; no host name, path, time or tool
+version is ever written into a hashed document.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import platform as host_platform
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from smith.errors import UsageError
+
+MEDIA_OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+MEDIA_OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+MEDIA_OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
+MEDIA_OCI_LAYER = "application/vnd.oci.image.layer.v1.tar"
+MEDIA_DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+MEDIA_DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+MEDIA_DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
+MEDIA_DOCKER_LAYER = "application/vnd.docker.image.rootfs.diff.tar"
+MEDIA_DOCKER_LAYER_GZIP = "application/vnd.docker.image.rootfs.diff.tar.gzip"
+ANNOTATION_REF_NAME = "org.opencontainers.image.ref.name"
+
+
+def canonical_json(doc: Any) -> bytes:
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def sha256_digest(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def rfc3339(epoch: int) -> str:
+    # Always UTC with a Z: TZ must not reach any hashed byte.
+    moment = datetime.datetime.fromtimestamp(epoch, tz=datetime.UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class Platform:
+    architecture: str = "amd64"
+    os: str = "linux"
+    variant: str = ""
+
+    def to_json(self) -> dict[str, str]:
+        doc = {"architecture": self.architecture, "os": self.os}
+        if self.variant:
+            doc["variant"] = self.variant
+        return doc
+
+    def __str__(self) -> str:
+        return "/".join(p for p in (self.os, self.architecture, self.variant) if p)
+
+
+GO_ARCH = {
+    "x86_64": "amd64",
+    "aarch64": "arm64",
+    "i686": "386",
+    "i386": "386",
+    "armv7l": "arm",
+    "ppc64le": "ppc64le",
+    "s390x": "s390x",
+    "riscv64": "riscv64",
+}
+
+
+def host_platform_default() -> Platform:
+    machine = host_platform.machine()
+    arch = GO_ARCH.get(machine, machine)
+    return Platform(arch, "linux", "v7" if machine == "armv7l" else "")
+
+
+def parse_platform(value: str) -> Platform:
+    parts = value.split("/")
+    if len(parts) not in (2, 3) or not all(parts):
+        raise UsageError(f"platform must be OS/ARCH[/VARIANT], not {value!r}")
+    return Platform(parts[1], parts[0], parts[2] if len(parts) == 3 else "")
+
+
+@dataclass(frozen=True)
+class Descriptor:
+    media_type: str
+    digest: str
+    size: int
+    annotations: tuple[tuple[str, str], ...] = ()
+    platform: Platform | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {
+            "mediaType": self.media_type,
+            "digest": self.digest,
+            "size": self.size,
+        }
+        if self.annotations:
+            doc["annotations"] = dict(self.annotations)
+        if self.platform is not None:
+            doc["platform"] = self.platform.to_json()
+        return doc
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> Descriptor:
+        plat = doc.get("platform")
+        return cls(
+            media_type=str(doc.get("mediaType", "")),
+            digest=str(doc["digest"]),
+            size=int(doc["size"]),
+            annotations=tuple(sorted((doc.get("annotations") or {}).items())),
+            platform=Platform(
+                plat.get("architecture", ""), plat.get("os", ""), plat.get("variant", "")
+            )
+            if isinstance(plat, Mapping)
+            else None,
+        )
+
+
+@dataclass(frozen=True)
+class ImageConfig:
+    """What a runtime needs to run the image; the fields of the OCI config's `config`."""
+
+    platform: Platform = field(default_factory=Platform)
+    user: str = ""
+    env: tuple[str, ...] = ()
+    entrypoint: tuple[str, ...] | None = None
+    cmd: tuple[str, ...] | None = None
+    working_dir: str = ""
+    exposed_ports: tuple[str, ...] = ()
+    volumes: tuple[str, ...] = ()
+    labels: tuple[tuple[str, str], ...] = ()
+    stop_signal: str = ""
+
+
+def config_document(
+    config: ImageConfig,
+    diff_ids: Sequence[str],
+    epoch: int,
+    history: Sequence[Mapping[str, Any]] = (),
+) -> dict[str, Any]:
+    inner: dict[str, Any] = {}
+    if config.user:
+        inner["User"] = config.user
+    if config.env:
+        inner["Env"] = list(config.env)  # declared order: later entries may refer to earlier
+    if config.entrypoint is not None:
+        inner["Entrypoint"] = list(config.entrypoint)
+    if config.cmd is not None:
+        inner["Cmd"] = list(config.cmd)
+    if config.working_dir:
+        inner["WorkingDir"] = config.working_dir
+    if config.exposed_ports:
+        inner["ExposedPorts"] = {port: {} for port in config.exposed_ports}
+    if config.volumes:
+        inner["Volumes"] = {vol: {} for vol in config.volumes}
+    if config.labels:
+        inner["Labels"] = dict(config.labels)
+    if config.stop_signal:
+        inner["StopSignal"] = config.stop_signal
+    doc: dict[str, Any] = {
+        **config.platform.to_json(),
+        "created": rfc3339(epoch),
+        "config": inner,
+        "rootfs": {"type": "layers", "diff_ids": list(diff_ids)},
+    }
+    doc["history"] = list(history) or [
+        {"created": rfc3339(epoch), "created_by": "smith"} for _ in diff_ids
+    ]
+    return doc
+
+
+def manifest_document(
+    config: Descriptor, layers: Sequence[Descriptor], annotations: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "schemaVersion": 2,
+        "mediaType": MEDIA_OCI_MANIFEST,
+        "config": config.to_json(),
+        "layers": [layer.to_json() for layer in layers],
+    }
+    if annotations:
+        doc["annotations"] = dict(annotations)
+    return doc
+
+
+def index_document(manifests: Sequence[Descriptor]) -> dict[str, Any]:
+    return {
+        "schemaVersion": 2,
+        "mediaType": MEDIA_OCI_INDEX,
+        "manifests": [m.to_json() for m in manifests],
+    }
+
+
+def config_from_document(doc: Mapping[str, Any]) -> ImageConfig:
+    """The ImageConfig of an existing image's config JSON (for minimize and parents)."""
+    inner = doc.get("config") or {}
+
+    def strings(key: str) -> tuple[str, ...] | None:
+        value = inner.get(key)
+        return None if value is None else tuple(str(v) for v in value)
+
+    return ImageConfig(
+        platform=Platform(
+            str(doc.get("architecture", "")), str(doc.get("os", "")), str(doc.get("variant", ""))
+        ),
+        user=str(inner.get("User") or ""),
+        env=strings("Env") or (),
+        entrypoint=strings("Entrypoint"),
+        cmd=strings("Cmd"),
+        working_dir=str(inner.get("WorkingDir") or ""),
+        exposed_ports=tuple(sorted(inner.get("ExposedPorts") or {})),
+        volumes=tuple(sorted(inner.get("Volumes") or {})),
+        labels=tuple(sorted((inner.get("Labels") or {}).items())),
+        stop_signal=str(inner.get("StopSignal") or ""),
+    )

@@ -1,0 +1,368 @@
+"""Where images live on disk: OCI layout directories, oci-archives and docker-archives.
+
+Writing: an image is always assembled as an OCI layout in a temporary directory beside the
+output, then either renamed into place (layout) or packed into a tar with the same
+deterministic tar writer as the layers (archives). Reading: all three forms, every blob
+checked against its descriptor, archives unpacked without ever leaving their directory.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+import shutil
+import tarfile
+import tempfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from smith.atomic import atomic_path, remove_path, temp_sibling
+from smith.errors import ImageFormatError, UnsafePathError, UsageError
+from smith.oci.blobs import BlobStore, verify_blob
+from smith.oci.compress import CompressedWriter, Compression
+from smith.oci.image import (
+    ANNOTATION_REF_NAME,
+    MEDIA_DOCKER_CONFIG,
+    MEDIA_DOCKER_LAYER,
+    MEDIA_DOCKER_LAYER_GZIP,
+    MEDIA_DOCKER_LIST,
+    MEDIA_DOCKER_MANIFEST,
+    MEDIA_OCI_INDEX,
+    MEDIA_OCI_MANIFEST,
+    Descriptor,
+    ImageConfig,
+    Platform,
+    canonical_json,
+    config_from_document,
+    host_platform_default,
+)
+from smith.oci.tarball import stream_layer
+from smith.oci.writer import ImageResult
+from smith.paths import normalize_path
+from smith.tree import FileTree, Kind
+
+
+class OutputFormat(StrEnum):
+    OCI = "oci"
+    OCI_ARCHIVE = "oci-archive"
+    DOCKER_ARCHIVE = "docker-archive"
+
+
+def choose_format(output: str, explicit: str | None) -> tuple[OutputFormat, bool]:
+    """The format of `output` and whether the archive is gzip-compressed."""
+    gz = output.endswith((".tar.gz", ".tgz"))
+    if explicit:
+        try:
+            fmt = OutputFormat(explicit)
+        except ValueError:
+            known = ", ".join(f.value for f in OutputFormat)
+            raise UsageError(f"unknown output format {explicit!r} (known: {known})") from None
+        if fmt is OutputFormat.OCI and (gz or output.endswith(".tar")):
+            raise UsageError(f"format 'oci' is a directory, but the output is named {output!r}")
+        return fmt, gz
+    if gz or output.endswith(".tar"):
+        return OutputFormat.OCI_ARCHIVE, gz
+    return OutputFormat.OCI, False
+
+
+@contextmanager
+def staging_layout(output: str) -> Iterator[BlobStore]:
+    """A temporary OCI layout beside `output`; removed afterwards whatever happens."""
+    root = temp_sibling(output, directory=True)
+    try:
+        yield BlobStore(root)
+    finally:
+        remove_path(root)
+
+
+def save_layout(
+    store: BlobStore,
+    result: ImageResult,
+    output: str,
+    fmt: OutputFormat,
+    *,
+    gz: bool = False,
+    tag: str = "",
+    epoch: int = 0,
+) -> None:
+    """Move or pack the complete layout in `store` to `output`, atomically."""
+    if fmt is OutputFormat.OCI:
+        with atomic_path(output, directory=True) as tmp:
+            os.rmdir(tmp)
+            os.rename(store.root, tmp)
+            os.makedirs(store.root)  # staging_layout removes it again
+        return
+    if fmt is OutputFormat.DOCKER_ARCHIVE:
+        write_docker_manifest(store, result, tag)
+    tree = layout_tree(store.root)
+    with atomic_path(output) as tmp, open(tmp, "wb") as out:
+        writer = CompressedWriter(out, Compression.GZIP if gz else Compression.NONE, lambda _: None)
+        for chunk in stream_layer(tree, epoch):
+            writer.write(chunk)
+        writer.close()
+
+
+def layout_tree(root: str) -> FileTree:
+    """The layout directory as a tree with fixed owners and modes: the archive must not
+    carry the build host's uid or umask."""
+    tree = FileTree()
+    for entry in FileTree.from_directory(root):
+        if entry.kind is Kind.DIR:
+            tree.add_dir(entry.path, 0o755)
+        elif entry.kind is Kind.FILE and entry.content is not None:
+            tree.add_file(entry.path, entry.content, 0o644, size=entry.size)
+    return tree
+
+
+def write_docker_manifest(store: BlobStore, result: ImageResult, tag: str) -> None:
+    """docker-archive: `manifest.json` as `docker load` reads it, beside the OCI layout (as
+    Docker 25+ itself writes). `docker load` decompresses gzip and zstd layers itself."""
+    repo_tag = tag if ":" in tag.rsplit("/", 1)[-1] else (f"{tag}:latest" if tag else "")
+    manifest = [
+        {
+            "Config": "blobs/sha256/" + result.config.digest.removeprefix("sha256:"),
+            "RepoTags": [repo_tag] if repo_tag else None,
+            "Layers": [
+                "blobs/sha256/" + layer.descriptor.digest.removeprefix("sha256:")
+                for layer in result.layers
+            ],
+        }
+    ]
+    with open(os.path.join(store.root, "manifest.json"), "wb") as f:
+        f.write(canonical_json(manifest))
+
+
+# -- reading -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LoadedImage:
+    """One image (one platform) read from disk, every blob checked."""
+
+    source: str
+    manifest_descriptor: Descriptor
+    manifest: Mapping[str, Any]
+    config_descriptor: Descriptor
+    config: Mapping[str, Any]
+    layers: tuple[Descriptor, ...]
+    diff_ids: tuple[str, ...]
+    blob_paths: Mapping[str, str] = field(repr=False)
+
+    def blob_path(self, digest: str) -> str:
+        try:
+            return self.blob_paths[digest]
+        except KeyError:
+            raise ImageFormatError(f"{self.source}: blob {digest} is missing") from None
+
+    def image_config(self) -> ImageConfig:
+        return config_from_document(self.config)
+
+    @property
+    def platform(self) -> Platform:
+        return self.image_config().platform
+
+
+@contextmanager
+def open_image(
+    source: str, *, platform: Platform | None = None, name: str = ""
+) -> Iterator[LoadedImage]:
+    """Read an OCI layout directory, an oci-archive (.tar, .tar.gz) or a docker-archive."""
+    if os.path.isdir(source):
+        yield read_unpacked(source, source, platform, name)
+        return
+    if not os.path.exists(source):
+        raise ImageFormatError(f"no image at {source!r}")
+    with tempfile.TemporaryDirectory(prefix="smith-image-") as tmp:
+        unpack_archive(source, tmp)
+        yield read_unpacked(tmp, source, platform, name)
+
+
+def read_unpacked(root: str, source: str, platform: Platform | None, name: str) -> LoadedImage:
+    if os.path.exists(os.path.join(root, "index.json")):
+        return read_layout(root, source, platform, name)
+    if os.path.exists(os.path.join(root, "manifest.json")):
+        return read_docker_archive(root, source)
+    raise ImageFormatError(
+        f"{source!r} is neither an OCI layout nor a docker-archive (no index.json or manifest.json)"
+    )
+
+
+def load_json(path: str, what: str) -> Any:
+    try:
+        with open(path, "rb") as f:
+            return json.loads(f.read())
+    except FileNotFoundError:
+        raise ImageFormatError(f"{what} is missing") from None
+    except (ValueError, UnicodeDecodeError) as err:
+        raise ImageFormatError(f"{what} is not valid JSON: {err}") from None
+
+
+def read_layout(root: str, source: str, platform: Platform | None, name: str) -> LoadedImage:
+    store = BlobStore.__new__(BlobStore)  # reading only: do not create directories
+    store.root, store.dir = root, os.path.join(root, "blobs", "sha256")
+
+    def blob(desc: Descriptor, what: str) -> Any:
+        path = store.path(desc.digest)
+        verify_blob(path, desc.digest, desc.size, f"{source}: {what}")
+        return load_json(path, f"{source}: {what} {desc.digest}")
+
+    index = load_json(os.path.join(root, "index.json"), f"{source}: index.json")
+    desc = pick_manifest(index, source, platform, name, lambda d: blob(d, "index"))
+    manifest = blob(desc, "manifest")
+    try:
+        config_desc = Descriptor.from_json(manifest["config"])
+        layers = tuple(Descriptor.from_json(layer) for layer in manifest.get("layers") or [])
+    except (KeyError, TypeError, ValueError) as err:
+        raise ImageFormatError(f"{source}: manifest {desc.digest} is malformed ({err})") from None
+    config = blob(config_desc, "config")
+    paths = {
+        config_desc.digest: store.path(config_desc.digest),
+        desc.digest: store.path(desc.digest),
+    }
+    for layer in layers:
+        verify_blob(store.path(layer.digest), layer.digest, layer.size, f"{source}: layer")
+        paths[layer.digest] = store.path(layer.digest)
+    diff_ids = tuple((config.get("rootfs") or {}).get("diff_ids") or ())
+    if len(diff_ids) != len(layers):
+        raise ImageFormatError(
+            f"{source}: config lists {len(diff_ids)} diff_ids for {len(layers)} layers"
+        )
+    return LoadedImage(source, desc, manifest, config_desc, config, layers, diff_ids, paths)
+
+
+def pick_manifest(
+    index: Any, source: str, platform: Platform | None, name: str, load: Any
+) -> Descriptor:
+    """The image manifest an index leads to, for `platform` (and ref `name` if given)."""
+    for _depth in range(4):
+        try:
+            candidates = [Descriptor.from_json(m) for m in index["manifests"]]
+        except (KeyError, TypeError, ValueError) as err:
+            raise ImageFormatError(f"{source}: index is malformed ({err})") from None
+        if name:
+            candidates = [
+                c for c in candidates if dict(c.annotations).get(ANNOTATION_REF_NAME) == name
+            ]
+            if not candidates:
+                raise ImageFormatError(f"{source}: no image is named {name!r}")
+        if not candidates:
+            raise ImageFormatError(f"{source}: the index lists no image")
+        if len(candidates) > 1 or platform is not None:
+            want = platform or host_platform_default()
+            matching = [
+                c
+                for c in candidates
+                if c.platform is None
+                or (
+                    c.platform.os == want.os
+                    and c.platform.architecture == want.architecture
+                    and (not want.variant or c.platform.variant == want.variant)
+                )
+            ]
+            if not matching:
+                have = ", ".join(str(c.platform) for c in candidates)
+                raise ImageFormatError(f"{source}: no image for platform {want} (it has: {have})")
+            candidates = matching[:1]
+        chosen = candidates[0]
+        if chosen.media_type in (MEDIA_OCI_INDEX, MEDIA_DOCKER_LIST):
+            index, name = load(chosen), ""
+            continue
+        if chosen.media_type not in (MEDIA_OCI_MANIFEST, MEDIA_DOCKER_MANIFEST, ""):
+            raise ImageFormatError(
+                f"{source}: unsupported manifest media type {chosen.media_type!r}"
+            )
+        return chosen
+    raise ImageFormatError(f"{source}: indexes nested too deeply")
+
+
+def read_docker_archive(root: str, source: str) -> LoadedImage:
+    """A docker-archive (`docker save`): manifest.json naming a config and layer files."""
+    manifest = load_json(os.path.join(root, "manifest.json"), f"{source}: manifest.json")
+    if not isinstance(manifest, list) or not manifest or not isinstance(manifest[0], dict):
+        raise ImageFormatError(f"{source}: manifest.json does not list an image")
+    entry = manifest[0]
+    try:
+        config_path = os.path.join(root, normalize_path(entry["Config"]))
+        layer_paths = [os.path.join(root, normalize_path(p)) for p in entry["Layers"]]
+    except (KeyError, TypeError) as err:
+        raise ImageFormatError(f"{source}: manifest.json is malformed ({err})") from None
+    paths: dict[str, str] = {}
+
+    def describe(path: str, media_type: str) -> Descriptor:
+        digest = file_digest(path, f"{source}: {os.path.relpath(path, root)}")
+        paths[digest] = path
+        return Descriptor(media_type, digest, os.path.getsize(path))
+
+    config_desc = describe(config_path, MEDIA_DOCKER_CONFIG)
+    config = load_json(config_path, f"{source}: config")
+    layers = []
+    for path in layer_paths:
+        with open(path, "rb") if os.path.exists(path) else open(os.devnull, "rb") as f:
+            magic = f.read(2)
+        layers.append(
+            describe(path, MEDIA_DOCKER_LAYER_GZIP if magic == b"\x1f\x8b" else MEDIA_DOCKER_LAYER)
+        )
+    diff_ids = tuple((config.get("rootfs") or {}).get("diff_ids") or ())
+    if len(diff_ids) != len(layers):
+        raise ImageFormatError(
+            f"{source}: config lists {len(diff_ids)} diff_ids for {len(layers)} layers"
+        )
+    doc = {
+        "schemaVersion": 2,
+        "mediaType": MEDIA_DOCKER_MANIFEST,
+        "config": config_desc.to_json(),
+        "layers": [layer.to_json() for layer in layers],
+    }
+    raw = canonical_json(doc)
+    mdesc = Descriptor(MEDIA_DOCKER_MANIFEST, "sha256:" + hashlib.sha256(raw).hexdigest(), len(raw))
+    return LoadedImage(source, mdesc, doc, config_desc, config, tuple(layers), diff_ids, paths)
+
+
+def file_digest(path: str, what: str) -> str:
+    try:
+        with open(path, "rb") as f:
+            return "sha256:" + hashlib.file_digest(f, "sha256").hexdigest()
+    except FileNotFoundError:
+        raise ImageFormatError(f"{what} is missing") from None
+
+
+def unpack_archive(archive: str, dest: str) -> None:
+    """Unpack an image archive (tar, optionally gzip) into `dest`.
+
+    Image archives hold only directories and regular files, so anything else is refused
+    (links, devices), as are absolute names and `..`: nothing can be written outside `dest`.
+    Files are created with O_EXCL|O_NOFOLLOW, so not even a race can redirect them.
+    """
+    try:
+        with tarfile.open(archive, "r:*") as tar:
+            for member in tar:
+                if member.name.startswith("/"):
+                    raise UnsafePathError(f"{archive}: entry has an absolute name: {member.name!r}")
+                rel = normalize_path(member.name, what=f"{archive}: entry")
+                if not rel:
+                    continue
+                target = os.path.join(dest, rel)
+                if member.isdir():
+                    os.makedirs(target, exist_ok=True)
+                elif member.isreg():
+                    os.makedirs(os.path.dirname(target), exist_ok=True)
+                    src = tar.extractfile(member)
+                    assert src is not None
+                    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
+                    fd = os.open(target, flags, 0o644)
+                    with src, os.fdopen(fd, "wb") as out:
+                        shutil.copyfileobj(src, out, 1 << 20)
+                else:
+                    raise UnsafePathError(
+                        f"{archive}: entry {member.name!r} is a link or special file, "
+                        "which an image archive never needs"
+                    )
+    except (tarfile.TarError, EOFError, gzip.BadGzipFile, OSError) as err:
+        if isinstance(err, OSError) and err.errno is not None and not isinstance(err, EOFError):
+            raise
+        raise ImageFormatError(f"{archive}: not a readable image archive ({err})") from None

@@ -1,0 +1,48 @@
+"""One call from a FileTree to a finished image on disk, in any output format."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from smith.oci.compress import Compression
+from smith.oci.image import ImageConfig, rfc3339
+from smith.oci.layout import LoadedImage, choose_format, save_layout, staging_layout
+from smith.oci.writer import ImageResult, Layer, write_index, write_layer, write_manifest
+from smith.tree import FileTree
+
+
+def write_image(
+    tree: FileTree,
+    config: ImageConfig,
+    output: str,
+    *,
+    fmt: str | None = None,
+    compression: Compression = Compression.GZIP,
+    epoch: int = 0,
+    tag: str = "",
+    parent: LoadedImage | None = None,
+    annotations: Mapping[str, str] | None = None,
+) -> ImageResult:
+    """Write `tree` as one layer (on top of `parent`'s layers, if any) to `output`.
+
+    The output appears only when complete; on any error or interrupt nothing is left.
+    """
+    out_format, gz = choose_format(output, fmt)
+    with staging_layout(output) as store:
+        layers: list[Layer] = []
+        history: list[Mapping[str, Any]] = []
+        if parent is not None:
+            for desc, diff_id in zip(parent.layers, parent.diff_ids, strict=True):
+                store.add_file(parent.blob_path(desc.digest), desc.digest, desc.size)
+                layers.append(Layer(desc, diff_id))
+            history = list(parent.config.get("history") or [])
+        layers.append(write_layer(tree, store, compression, epoch))
+        if history:
+            history.append({"created": rfc3339(epoch), "created_by": "smith"})
+        result = write_manifest(
+            store, layers, config, epoch, history=history, annotations=annotations
+        )
+        write_index(store, result, tag)
+        save_layout(store, result, output, out_format, gz=gz, tag=tag, epoch=epoch)
+    return result

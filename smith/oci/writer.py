@@ -1,0 +1,118 @@
+"""From a FileTree to an OCI image: layer blob, config, manifest, index, in one directory."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, BinaryIO
+
+from smith.oci.blobs import BlobStore
+from smith.oci.compress import (
+    MEDIA_TYPE_SUFFIX,
+    CompressedWriter,
+    Compression,
+    compressor_info,
+)
+from smith.oci.image import (
+    ANNOTATION_REF_NAME,
+    MEDIA_OCI_CONFIG,
+    MEDIA_OCI_LAYER,
+    MEDIA_OCI_MANIFEST,
+    Descriptor,
+    ImageConfig,
+    canonical_json,
+    config_document,
+    index_document,
+    manifest_document,
+)
+from smith.oci.tarball import stream_layer
+from smith.tree import FileTree
+
+# Small tar headers are gathered into pieces of this size before they reach the hasher and
+# compressor: fewer calls, same bytes.
+COALESCE = 1 << 20
+OCI_LAYOUT = b'{"imageLayoutVersion":"1.0.0"}'
+
+
+@dataclass(frozen=True)
+class Layer:
+    descriptor: Descriptor
+    diff_id: str  # sha256 of the uncompressed tar: the cross-machine contract
+
+
+@dataclass(frozen=True)
+class ImageResult:
+    manifest: Descriptor
+    config: Descriptor
+    layers: tuple[Layer, ...]
+
+
+def write_layer(tree: FileTree, store: BlobStore, compression: Compression, epoch: int) -> Layer:
+    uncompressed = hashlib.sha256()
+
+    def fill(out: BinaryIO, observe: Any) -> None:
+        writer = CompressedWriter(out, compression, observe)
+        try:
+            pending = bytearray()
+            for chunk in stream_layer(tree, epoch):
+                pending += chunk
+                if len(pending) >= COALESCE:
+                    uncompressed.update(pending)
+                    writer.write(bytes(pending))
+                    pending.clear()
+            uncompressed.update(pending)
+            writer.write(bytes(pending))
+            writer.close()
+        except BaseException:
+            writer.abort()
+            raise
+
+    digest, size = store.add_stream(fill)
+    info = compressor_info(compression)
+    annotations = tuple(sorted(info.annotations().items())) if info else ()
+    media_type = MEDIA_OCI_LAYER + MEDIA_TYPE_SUFFIX[compression]
+    descriptor = Descriptor(media_type, digest, size, annotations)
+    return Layer(descriptor, "sha256:" + uncompressed.hexdigest())
+
+
+def write_manifest(
+    store: BlobStore,
+    layers: Sequence[Layer],
+    config: ImageConfig,
+    epoch: int,
+    *,
+    history: Sequence[Mapping[str, Any]] = (),
+    annotations: Mapping[str, str] | None = None,
+) -> ImageResult:
+    """Write config and manifest blobs for `layers`; return their descriptors."""
+    config_doc = config_document(config, [layer.diff_id for layer in layers], epoch, history)
+    config_digest, config_size = store.add_bytes(canonical_json(config_doc))
+    config_desc = Descriptor(MEDIA_OCI_CONFIG, config_digest, config_size)
+    manifest_doc = manifest_document(
+        config_desc, [layer.descriptor for layer in layers], annotations
+    )
+    manifest_digest, manifest_size = store.add_bytes(canonical_json(manifest_doc))
+    manifest_desc = Descriptor(
+        MEDIA_OCI_MANIFEST, manifest_digest, manifest_size, platform=config.platform
+    )
+    return ImageResult(manifest_desc, config_desc, tuple(layers))
+
+
+def write_index(store: BlobStore, result: ImageResult, tag: str = "") -> bytes:
+    """Write `index.json` and `oci-layout` at the store's root; return the index bytes."""
+    manifest = result.manifest
+    if tag:
+        manifest = Descriptor(
+            manifest.media_type,
+            manifest.digest,
+            manifest.size,
+            ((ANNOTATION_REF_NAME, tag),),
+            manifest.platform,
+        )
+    index = canonical_json(index_document([manifest]))
+    with open(f"{store.root}/index.json", "wb") as f:
+        f.write(index)
+    with open(f"{store.root}/oci-layout", "wb") as f:
+        f.write(OCI_LAYOUT)
+    return index
