@@ -1,0 +1,221 @@
+"""The recipe (`smith.yaml`): read and validated once, at the boundary.
+
+Oracle smith's keys are accepted unchanged; smith's additions are documented next to each
+field. Every problem is one SmithError naming the file and where in it: YAML syntax errors
+with line and column, unknown keys with the closest known key, wrong types with the field
+and what it expects. Past this module, the rest of smith sees only a frozen `Recipe`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from enum import StrEnum
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from smith.errors import RecipeError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_RECIPE = "smith.yaml"
+# Oracle smith ran everything as uid/gid 10 ("smith") unless told otherwise.
+DEFAULT_ID = 10
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class Repo(Strict):
+    """A yum repository (smith's addition; the original used mock's yum configuration)."""
+
+    name: str = ""
+    baseurl: str
+    priority: int = 99
+    gpgcheck: bool = False
+    gpgkey: str | None = None
+    enabled: bool = True
+
+
+class RuntimeSet(StrEnum):
+    """Libraries loaded at run time that no DT_NEEDED names, kept on request."""
+
+    NSS = "nss"
+    GCONV = "gconv"
+
+
+class Recipe(Strict):
+    # -- Oracle smith's keys ---------------------------------------------------------------
+    type: str | None = None  # "mock" or "oci" in the original: accepted with a warning
+    mock: dict[str, Any] | None = None  # mock's settings: accepted with a warning
+    package: str | None = None
+    paths: tuple[str, ...] = ()
+    excludes: tuple[str, ...] = ()
+    parent: str | None = None
+    nss: bool = False
+    root: bool = False
+    user: str | None = None
+    groups: tuple[str, ...] = ()
+    mounts: tuple[str, ...] = ()
+    entrypoint: tuple[str, ...] | None = None
+    cmd: tuple[str, ...] | None = None
+    dir: str | None = None
+    env: tuple[str, ...] = ()
+    labels: dict[str, str] = Field(default_factory=dict)
+    ports: tuple[str, ...] = ()
+    # -- smith's additions -----------------------------------------------------------------
+    packages: tuple[str, ...] = ()
+    repos: tuple[Repo, ...] = ()
+    arch: str = "x86_64"
+    weak_deps: bool = False
+    runtime_libraries: tuple[RuntimeSet, ...] = Field(default=(), strict=False)  # nss, gconv
+    libraries: tuple[str, ...] = ()  # extra library paths or globs, kept with their closure
+    library_path: tuple[str, ...] = ()  # extra search directories, like LD_LIBRARY_PATH
+    compression: str = "gzip"
+    output: str | None = None
+    format: str | None = None
+    tag: str | None = None
+    source_date_epoch: int | None = Field(default=None, ge=0)
+
+    @field_validator("entrypoint", "cmd", mode="before")
+    @classmethod
+    def _command(cls, value: Any) -> Any:
+        # The original took lists; a single string is one argument, never shell-split.
+        return (value,) if isinstance(value, str) else _tuple(value)
+
+    @field_validator(
+        "paths",
+        "excludes",
+        "groups",
+        "mounts",
+        "env",
+        "packages",
+        "repos",
+        "libraries",
+        "library_path",
+        "runtime_libraries",
+        mode="before",
+    )
+    @classmethod
+    def _lists(cls, value: Any) -> Any:
+        return _tuple(value)
+
+    @field_validator("ports", mode="before")
+    @classmethod
+    def _ports(cls, value: Any) -> Any:
+        # Later versions of the original took a map ({"80/tcp": {}}), earlier ones a list;
+        # a bare number means TCP, as in a Dockerfile's EXPOSE.
+        if isinstance(value, Mapping):
+            value = list(value)
+        if isinstance(value, list):
+            return tuple(
+                f"{p}/tcp" if isinstance(p, int) or (isinstance(p, str) and p.isdigit()) else p
+                for p in value
+            )
+        return value
+
+    @field_validator("labels", mode="before")
+    @classmethod
+    def _labels(cls, value: Any) -> Any:
+        if isinstance(value, Mapping):
+            return {k: str(v) if isinstance(v, int | float | bool) else v for k, v in value.items()}
+        return value
+
+    # -- derived values ----------------------------------------------------------------------
+
+    @property
+    def package_requests(self) -> tuple[str, ...]:
+        return ((self.package,) if self.package else ()) + self.packages
+
+    def runtime_ids(self) -> tuple[int, int]:
+        """The numeric uid and gid that own every file and run the program."""
+        if self.root:
+            return 0, 0
+        if not self.user:
+            return DEFAULT_ID, DEFAULT_ID
+        user, _, group = self.user.partition(":")
+        uid = int(user) if user.isdigit() else DEFAULT_ID
+        gid = (
+            int(group) if group.isdigit() else (uid if user.isdigit() and not group else DEFAULT_ID)
+        )
+        return uid, gid
+
+
+def _tuple(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value
+
+
+def load_recipe(path: str) -> Recipe:
+    """Read and validate a recipe file."""
+    try:
+        with open(path, "rb") as f:
+            text = f.read()
+    except FileNotFoundError:
+        raise RecipeError(f"no recipe at {path!r}") from None
+    except IsADirectoryError:
+        raise RecipeError(f"the recipe {path!r} is a directory") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
+        raise RecipeError(f"{path}{where}: YAML syntax error: {err.problem or err}") from None
+    except yaml.YAMLError as err:
+        raise RecipeError(f"{path}: YAML error: {err}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise RecipeError(f"{path}: a recipe is a mapping of keys, not a {type(data).__name__}")
+    recipe = parse_recipe(data, path)
+    for key, instead in (
+        ("type", "the source is chosen by `package:`"),
+        ("mock", "packages come from `repos:` and are resolved without mock"),
+    ):
+        if getattr(recipe, key) is not None:
+            log.warning("%s: the key %r of the original smith is ignored: %s", path, key, instead)
+    return recipe
+
+
+def parse_recipe(data: Mapping[str, Any], path: str = "recipe") -> Recipe:
+    try:
+        return Recipe.model_validate(dict(data))
+    except ValidationError as err:
+        raise RecipeError(f"{path}: {describe_error(err.errors()[0])}") from None
+
+
+def describe_error(error: Mapping[str, Any]) -> str:
+    loc: Sequence[str | int] = error.get("loc", ())
+    where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
+    kind = error.get("type", "")
+    if kind == "extra_forbidden":
+        known = known_keys(loc[:-1])
+        close = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.6)
+        hint = (
+            f" (did you mean {close[0]!r}?)"
+            if close
+            else f" (known keys: {', '.join(sorted(known))})"
+        )
+        return f"unknown key {where!r}{hint}"
+    value = error.get("input")
+    shown = repr(value) if not isinstance(value, dict | list) else type(value).__name__
+    return f"{where}: {error.get('msg', 'invalid value').lower()}, got {shown}"
+
+
+def known_keys(loc: Sequence[str | int]) -> list[str]:
+    model: type[BaseModel] = Recipe
+    for part in loc:
+        if isinstance(part, str) and part == "repos":
+            model = Repo
+    return list(model.model_fields)
+
+
+def find_recipe(path: str | None) -> str:
+    """The recipe to build: the argument, or `smith.yaml` in the current directory."""
+    if path:
+        return os.path.join(path, DEFAULT_RECIPE) if os.path.isdir(path) else path
+    return DEFAULT_RECIPE
