@@ -73,7 +73,7 @@ class Recipe(Strict):
     repos: tuple[Repo, ...] = ()
     arch: str = "x86_64"
     weak_deps: bool = False
-    runtime_libraries: tuple[RuntimeSet, ...] = Field(default=(), strict=False)  # nss, gconv
+    runtime_libraries: tuple[RuntimeSet, ...] = ()  # nss, gconv
     libraries: tuple[str, ...] = ()  # extra library paths or globs, kept with their closure
     library_path: tuple[str, ...] = ()  # extra search directories, like LD_LIBRARY_PATH
     compression: str = "gzip"
@@ -104,6 +104,17 @@ class Recipe(Strict):
     @classmethod
     def _lists(cls, value: Any) -> Any:
         return _tuple(value)
+
+    @field_validator("runtime_libraries", mode="before")
+    @classmethod
+    def _runtime_sets(cls, value: Any) -> Any:
+        if not isinstance(value, list):
+            return value
+        known = [s.value for s in RuntimeSet]
+        for item in value:
+            if item not in known:
+                raise ValueError(f"{item!r} is not one of {', '.join(known)}")
+        return tuple(RuntimeSet(item) for item in value)
 
     @field_validator("ports", mode="before")
     @classmethod
