@@ -42,18 +42,30 @@ def test_every_metadata_compression(rpm_universe: Universe, fetcher: Fetcher, va
 
 RESOLUTIONS = [
     # request, packages expected among the result (by nevra), packages that must be absent
-    (["curl"], ["curl-1.0-1.x86_64", "libcurl-1.0-1.x86_64", "openssl-libs-1.0-1.x86_64",
-                "ca-certificates-1.0-1.noarch", "zlib-1.0-2.x86_64", "glibc-1.0-1.x86_64"],
-     ["zlib-1.0-1.x86_64"]),
-    (["/usr/bin/cat"], ["coreutils-1.0-1.x86_64", "pcre2-1.0-1.x86_64", "libselinux-1.0-1.x86_64"],
-     []),
+    (
+        ["curl"],
+        [
+            "curl-1.0-1.x86_64",
+            "libcurl-1.0-1.x86_64",
+            "openssl-libs-1.0-1.x86_64",
+            "ca-certificates-1.0-1.noarch",
+            "zlib-1.0-2.x86_64",
+            "glibc-1.0-1.x86_64",
+        ],
+        ["zlib-1.0-1.x86_64"],
+    ),
+    (
+        ["/usr/bin/cat"],
+        ["coreutils-1.0-1.x86_64", "pcre2-1.0-1.x86_64", "libselinux-1.0-1.x86_64"],
+        [],
+    ),
     (["libz.so.1()(64bit)"], ["zlib-1.0-2.x86_64"], []),
     (["webserver"], ["tinyhttpd-1.0-1.x86_64", "setup-1.0-1.noarch"], []),
     (["webtools"], ["webtools-1.0-1.x86_64"], ["busybox-1.0-1.x86_64"]),
     (["docs-noarch"], ["docs-noarch-1.0-1.noarch"], ["glibc-1.0-1.x86_64"]),
     (["hello", "busybox"], ["hello-1.0-1.x86_64", "busybox-1.0-1.x86_64"], []),
     (["/usr/bin/sh"], ["busybox-1.0-1.x86_64"], ["glibc-1.0-1.x86_64"]),  # static
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize(("requests", "present", "absent"), RESOLUTIONS)
