@@ -143,7 +143,12 @@ class Fetcher:
             return path
         final = self.cached_path(checksum)
         if final.exists():
-            return final
+            # Re-checked on every use: a cache entry damaged after it was written (disk,
+            # a stray editor) must never become a package in an image.
+            if file_checksum(final, checksum.algo) == checksum.hexdigest:
+                return final
+            log.warning("dropping damaged cache entry %s", final)
+            final.unlink()
         self._check_online(url)
         final.parent.mkdir(parents=True, exist_ok=True)
         self._retrying(url, lambda: self._download(url, checksum, final))
