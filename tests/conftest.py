@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.rpm_universe import rpm_universe  # noqa: F401 - the session's package universe
 from tests.tools import SHARED, require_shared
 
 

@@ -1,0 +1,241 @@
+"""Downloads and the download cache.
+
+Everything smith downloads is checked against a checksum it already knows (from repomd.xml
+or the lockfile) and cached under that checksum. A file enters the cache only by a rename
+after its bytes were written, flushed and verified, so an interrupted or corrupt download
+is never taken as cached. Only repomd.xml, the root of trust for a repository's other
+files, is fetched without a checksum, and it is never cached.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import tempfile
+import time
+import urllib.parse
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+
+from smith.errors import PackageError
+
+log = logging.getLogger(__name__)
+
+# repomd.xml says "sha" for sha1 (createrepo before 0.9), and "sha1"/"sha256" otherwise.
+CHECKSUM_NAMES = {
+    "sha": "sha1",
+    "sha1": "sha1",
+    "sha224": "sha224",
+    "sha256": "sha256",
+    "sha384": "sha384",
+    "sha512": "sha512",
+    "md5": "md5",
+}
+
+
+@dataclass(frozen=True)
+class Checksum:
+    algo: str  # hashlib name
+    hexdigest: str
+
+    @classmethod
+    def parse(cls, algo: str, value: str, *, where: str = "") -> Checksum:
+        name = CHECKSUM_NAMES.get(algo.lower())
+        if name is None:
+            raise PackageError(f"unknown checksum type {algo!r}{' in ' + where if where else ''}")
+        return cls(name, value.strip().lower())
+
+    def __str__(self) -> str:
+        return f"{self.algo}:{self.hexdigest}"
+
+
+def default_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "smith"
+
+
+def is_remote(url: str) -> bool:
+    return urllib.parse.urlsplit(url).scheme in ("http", "https")
+
+
+def local_path(url: str) -> Path:
+    """The host path a file:// URL or a plain path names."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme == "file":
+        return Path(urllib.parse.unquote(parts.path))
+    if parts.scheme and len(parts.scheme) > 1:
+        raise PackageError(f"unsupported URL scheme {parts.scheme!r} in {url}")
+    return Path(url)
+
+
+def join_url(base: str, href: str) -> str:
+    if urllib.parse.urlsplit(href).scheme:
+        return href
+    if is_remote(base) or base.startswith("file:"):
+        return urllib.parse.urljoin(base.rstrip("/") + "/", href)
+    return os.path.join(base, href)
+
+
+def file_checksum(path: Path, algo: str) -> str:
+    h = hashlib.new(algo)
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class _Retry(Exception):
+    """A failure worth another attempt (connection trouble, 5xx, wrong bytes)."""
+
+
+class Fetcher:
+    """Fetches URLs into the cache. `offline=True` fails at once on any network access."""
+
+    def __init__(
+        self,
+        cache_dir: str | os.PathLike[str] | None = None,
+        *,
+        offline: bool = False,
+        timeout: float = 30.0,
+        retries: int = 4,
+        backoff: float = 0.5,
+    ) -> None:
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+        self.offline = offline
+        self.timeout = timeout
+        self.retries = retries
+        self.backoff = backoff
+        self._session: requests.Session | None = None
+
+    # -- cache ---------------------------------------------------------------------------
+
+    def cached_path(self, checksum: Checksum) -> Path:
+        return self.cache_dir / "blobs" / checksum.algo / checksum.hexdigest
+
+    def _session_get(self) -> requests.Session:
+        if self._session is None:
+            self._session = requests.Session()
+        return self._session
+
+    # -- fetching ------------------------------------------------------------------------
+
+    def fetch(self, url: str, checksum: Checksum) -> Path:
+        """A verified local copy of `url` (from the cache when it is there already).
+
+        Local files (file:// or a plain path) are verified in place and not copied.
+        """
+        if not is_remote(url):
+            path = local_path(url)
+            try:
+                got = file_checksum(path, checksum.algo)
+            except OSError as err:
+                raise PackageError(f"cannot read {url}: {err.strerror}") from None
+            if got != checksum.hexdigest:
+                raise PackageError(
+                    f"checksum mismatch for {url}: {checksum.algo} {got}, expected "
+                    f"{checksum.hexdigest}"
+                )
+            return path
+        final = self.cached_path(checksum)
+        if final.exists():
+            # Re-checked on every use: a cache entry damaged after it was written (disk,
+            # a stray editor) must never become a package in an image.
+            if file_checksum(final, checksum.algo) == checksum.hexdigest:
+                return final
+            log.warning("dropping damaged cache entry %s", final)
+            final.unlink()
+        self._check_online(url)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        self._retrying(url, lambda: self._download(url, checksum, final))
+        return final
+
+    def fetch_bytes(self, url: str) -> bytes:
+        """The bytes at `url`, uncached (for repomd.xml, which has no known checksum)."""
+        if not is_remote(url):
+            try:
+                return local_path(url).read_bytes()
+            except OSError as err:
+                raise PackageError(f"cannot read {url}: {err.strerror}") from None
+        self._check_online(url)
+        out: list[bytes] = []
+        self._retrying(url, lambda: out.append(self._get(url)))
+        return out[-1]
+
+    def _check_online(self, url: str) -> None:
+        if self.offline:
+            raise PackageError(f"offline mode: refusing to download {url}")
+
+    def _retrying(self, url: str, attempt: Callable[[], object]) -> None:
+        for n in range(self.retries + 1):
+            try:
+                attempt()
+                return
+            except _Retry as why:
+                if n == self.retries:
+                    raise PackageError(
+                        f"download of {url} failed after {n + 1} attempts: {why}"
+                    ) from None
+                delay = self.backoff * (2**n)
+                log.info("retrying %s in %.1fs: %s", url, delay, why)
+                time.sleep(delay)
+
+    def _response(self, url: str) -> requests.Response:
+        try:
+            resp = self._session_get().get(url, stream=True, timeout=self.timeout)
+        except requests.RequestException as err:
+            raise _Retry(type(err).__name__) from None
+        if resp.status_code >= 500 or resp.status_code == 429:
+            resp.close()
+            raise _Retry(f"HTTP {resp.status_code}")
+        if resp.status_code != 200:
+            resp.close()
+            # 404 and friends will not change by asking again.
+            raise PackageError(f"download of {url} failed: HTTP {resp.status_code}")
+        return resp
+
+    def _get(self, url: str) -> bytes:
+        resp = self._response(url)
+        try:
+            return resp.content
+        except requests.RequestException as err:
+            raise _Retry(type(err).__name__) from None
+
+    def _download(self, url: str, checksum: Checksum, final: Path) -> None:
+        resp = self._response(url)
+        h = hashlib.new(checksum.algo)
+        fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=".part-")
+        try:
+            with os.fdopen(fd, "wb") as out, resp:
+                try:
+                    for chunk in resp.iter_content(1 << 20):
+                        h.update(chunk)
+                        out.write(chunk)
+                except requests.RequestException as err:
+                    raise _Retry(type(err).__name__) from None
+                out.flush()
+                os.fsync(out.fileno())
+            if h.hexdigest() != checksum.hexdigest:
+                raise _Retry(
+                    f"checksum mismatch: {checksum.algo} {h.hexdigest()}, expected "
+                    f"{checksum.hexdigest}"
+                )
+            os.replace(tmp, final)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+    def copy_into_cache(self, path: Path, checksum: Checksum) -> Path:
+        """Put a verified local file into the cache (for callers that want one place)."""
+        final = self.cached_path(checksum)
+        if not final.exists():
+            final.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=".part-")
+            os.close(fd)
+            shutil.copyfile(path, tmp)
+            os.replace(tmp, final)
+        return final

@@ -1,0 +1,156 @@
+"""smith.lock: the exact packages a recipe resolved to, pinned by sha256.
+
+With a lock, a build fetches exactly these files (by URL, checked against the sha256) and
+never asks a repository what it serves today: same lock, same packages, byte for byte. The
+lock also records what was asked for, so `--locked` can refuse a recipe that asks for more.
+
+The file is JSON with sorted keys and one package per entry, sorted by name and arch, so
+that two resolutions of the same inputs write the same bytes and diffs stay readable.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from smith.errors import PackageError, ResolveError
+from smith.resolve.fetch import Checksum, Fetcher, file_checksum
+from smith.resolve.solver import ResolvedPackage
+
+LOCK_NAME = "smith.lock"
+LOCK_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Lock:
+    requests: tuple[str, ...]
+    arch: str
+    excludes: tuple[str, ...]
+    weak: bool
+    packages: tuple[ResolvedPackage, ...]
+
+
+def lock_path_for(recipe: str | os.PathLike[str]) -> Path:
+    """Where the lock of a recipe lives: next to it."""
+    return Path(recipe).resolve().parent / LOCK_NAME
+
+
+def pin_sha256(
+    packages: Sequence[ResolvedPackage], fetcher: Fetcher
+) -> tuple[ResolvedPackage, ...]:
+    """Packages whose repository checksum is not sha256 get one (by fetching them)."""
+    out = []
+    for pkg in packages:
+        if pkg.checksum.algo != "sha256":
+            path = fetcher.fetch(pkg.url, pkg.checksum)
+            sha = Checksum("sha256", file_checksum(path, "sha256"))
+            pkg = ResolvedPackage(**{**pkg.__dict__, "checksum": sha})
+        out.append(pkg)
+    return tuple(out)
+
+
+def lock_to_json(lock: Lock) -> str:
+    body: dict[str, Any] = {
+        "version": LOCK_VERSION,
+        "arch": lock.arch,
+        "requests": list(lock.requests),
+        "excludes": sorted(lock.excludes),
+        "weak": lock.weak,
+        "packages": [
+            {
+                "name": p.name,
+                "epoch": p.epoch,
+                "version": p.version,
+                "release": p.release,
+                "arch": p.arch,
+                "nevra": p.nevra,
+                "repo": p.repo_id,
+                "url": p.url,
+                "sha256": p.checksum.hexdigest,
+                "size": p.size,
+            }
+            for p in sorted(lock.packages, key=lambda p: (p.name, p.arch))
+        ],
+    }
+    return json.dumps(body, sort_keys=True, indent=2, ensure_ascii=False) + "\n"
+
+
+def write_lock(path: str | os.PathLike[str], lock: Lock) -> None:
+    """Write atomically: a half-written lock must never be read as a lock."""
+    for p in lock.packages:
+        if p.checksum.algo != "sha256":
+            raise PackageError(f"{p.nevra}: a lock pins sha256, not {p.checksum.algo}")
+    target = Path(path)
+    tmp = target.with_name(f".{target.name}.tmp")
+    tmp.write_text(lock_to_json(lock), encoding="utf-8")
+    os.replace(tmp, target)
+
+
+def _field(entry: dict[str, Any], key: str, kind: type, where: str) -> Any:
+    value = entry.get(key)
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+        raise PackageError(f"{where}.{key} is missing or not a {kind.__name__}")
+    return value
+
+
+def read_lock(path: str | os.PathLike[str]) -> Lock:
+    where = str(path)
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as err:
+        raise PackageError(f"cannot read lock {where}: {err.strerror}") from None
+    except json.JSONDecodeError as err:
+        raise PackageError(f"{where} is not valid JSON: {err}") from None
+    if not isinstance(data, dict) or data.get("version") != LOCK_VERSION:
+        raise PackageError(f"{where}: unsupported lock version {data.get('version')!r}")
+    packages = []
+    raw_packages = _field(data, "packages", list, where)
+    for i, e in enumerate(raw_packages):
+        w = f"{where}: packages[{i}]"
+        if not isinstance(e, dict):
+            raise PackageError(f"{w} is not an object")
+        sha = _field(e, "sha256", str, w)
+        if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
+            raise PackageError(f"{w}.sha256 is not a sha256 digest: {sha!r}")
+        packages.append(
+            ResolvedPackage(
+                name=_field(e, "name", str, w),
+                epoch=_field(e, "epoch", int, w),
+                version=_field(e, "version", str, w),
+                release=_field(e, "release", str, w),
+                arch=_field(e, "arch", str, w),
+                repo_id=_field(e, "repo", str, w),
+                url=_field(e, "url", str, w),
+                checksum=Checksum("sha256", sha),
+                size=_field(e, "size", int, w),
+            )
+        )
+    return Lock(
+        requests=tuple(_field(data, "requests", list, where)),
+        arch=_field(data, "arch", str, where),
+        excludes=tuple(_field(data, "excludes", list, where)),
+        weak=_field(data, "weak", bool, where),
+        packages=tuple(packages),
+    )
+
+
+def check_lock_covers(
+    lock: Lock, requests: Sequence[str], *, arch: str, excludes: Sequence[str], weak: bool
+) -> None:
+    """Refuse (for `--locked`) a recipe that asks for anything the lock was not made for."""
+    extra = sorted(set(requests) - set(lock.requests))
+    if extra:
+        raise ResolveError(f"the lock does not cover {extra[0]!r}: run `smith lock` again")
+    if arch != lock.arch:
+        raise ResolveError(f"the lock was made for arch {lock.arch!r}, not {arch!r}")
+    if sorted(excludes) != sorted(lock.excludes) or weak != lock.weak:
+        raise ResolveError("the lock was made with other excludes or weak-dependency settings")
+
+
+def fetch_locked(lock: Lock, fetcher: Fetcher) -> tuple[Path, ...]:
+    """Every locked package, fetched and checked against its pinned sha256."""
+    return tuple(fetcher.fetch(p.url, p.checksum) for p in lock.packages)

@@ -1,0 +1,143 @@
+"""Yum repositories: repomd.xml, then primary and filelists, each checked before use.
+
+A repository is named by a `baseurl` (http://, https://, file:// or a plain directory).
+Metadata files may be compressed with gzip, xz, zstd or bzip2; they are decompressed here
+because libsolv's own reader handles only some of them (and crashes on the rest).
+"""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import lzma
+import os
+import xml.etree.ElementTree as ET
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import zstandard
+
+from smith.errors import PackageError
+from smith.resolve.fetch import Checksum, Fetcher, join_url
+
+REPO_NS = "{http://linux.duke.edu/metadata/repo}"
+
+
+@dataclass(frozen=True)
+class RepoConfig:
+    """One repository as a recipe names it. Lower `priority` wins, as in dnf (default 99)."""
+
+    id: str
+    baseurl: str
+    priority: int = 99
+    gpgcheck: bool = False
+    gpgkey: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class MetadataFile:
+    type: str
+    href: str
+    checksum: Checksum
+
+
+@dataclass(frozen=True)
+class Repo:
+    """A loaded repository: its config and the decompressed metadata files on disk."""
+
+    config: RepoConfig
+    revision: str
+    primary: Path
+    filelists: Path | None
+    keys: tuple[bytes, ...] = field(default=())  # armored OpenPGP keys when gpgcheck is on
+
+    def package_url(self, href: str) -> str:
+        return join_url(self.config.baseurl, href)
+
+
+def parse_repomd(data: bytes, url: str) -> tuple[str, dict[str, MetadataFile]]:
+    try:
+        root = ET.fromstring(data)  # noqa: S314 - no entities expanded by ElementTree
+    except ET.ParseError as err:
+        raise PackageError(f"{url} is not valid repomd.xml: {err}") from None
+    revision = (root.findtext(f"{REPO_NS}revision") or "").strip()
+    files: dict[str, MetadataFile] = {}
+    for data_el in root.findall(f"{REPO_NS}data"):
+        kind = data_el.get("type", "")
+        loc = data_el.find(f"{REPO_NS}location")
+        csum = data_el.find(f"{REPO_NS}checksum")
+        if loc is None or csum is None or not loc.get("href") or not csum.text:
+            raise PackageError(f"{url}: metadata entry {kind!r} lacks a location or checksum")
+        href = loc.get("href", "")
+        files[kind] = MetadataFile(
+            kind, href, Checksum.parse(csum.get("type", ""), csum.text, where=url)
+        )
+    if "primary" not in files:
+        raise PackageError(f"{url} lists no primary metadata")
+    return revision, files
+
+
+def decompress_metadata(path: Path, name: str) -> bytes:
+    """Decompress by magic bytes (a file's name may lie about its compression)."""
+    raw = path.read_bytes()
+    try:
+        if raw.startswith(b"\x1f\x8b"):
+            return gzip.decompress(raw)
+        if raw.startswith(b"\xfd7zXZ\x00"):
+            return lzma.decompress(raw)
+        if raw.startswith(b"\x28\xb5\x2f\xfd"):
+            return zstandard.ZstdDecompressor().decompressobj().decompress(raw)
+        if raw.startswith(b"BZh"):
+            return bz2.decompress(raw)
+    except (OSError, EOFError, lzma.LZMAError, zstandard.ZstdError) as err:
+        raise PackageError(f"cannot decompress {name}: {err}") from None
+    return raw
+
+
+def load_repo(config: RepoConfig, fetcher: Fetcher) -> Repo:
+    """Fetch and check a repository's metadata; keep the decompressed XML in the cache."""
+    url = join_url(config.baseurl, "repodata/repomd.xml")
+    revision, files = parse_repomd(fetcher.fetch_bytes(url), url)
+    out: dict[str, Path] = {}
+    for kind in ("primary", "filelists"):
+        meta = files.get(kind)
+        if meta is None:
+            continue
+        meta_url = join_url(config.baseurl, meta.href)
+        packed = fetcher.fetch(meta_url, meta.checksum)
+        plain = fetcher.cache_dir / "metadata" / f"{meta.checksum.hexdigest}.xml"
+        if not plain.exists():
+            plain.parent.mkdir(parents=True, exist_ok=True)
+            tmp = plain.with_name(f".{plain.name}.{os.getpid()}")
+            tmp.write_bytes(decompress_metadata(packed, meta_url))
+            os.replace(tmp, plain)
+        out[kind] = plain
+    keys = tuple(_load_key(k, fetcher, config) for k in config.gpgkey) if config.gpgcheck else ()
+    if config.gpgcheck and not keys:
+        raise PackageError(f"repository {config.id!r} has gpgcheck on but no gpgkey")
+    return Repo(config, revision, out["primary"], out.get("filelists"), keys)
+
+
+def _load_key(url: str, fetcher: Fetcher, config: RepoConfig) -> bytes:
+    data = fetcher.fetch_bytes(url)
+    armored = b"-----BEGIN PGP PUBLIC KEY BLOCK-----" in data
+    if not armored and not (data[:1] and data[0] & 0x80):
+        raise PackageError(f"gpgkey {url} of repository {config.id!r} is not an OpenPGP key")
+    return data
+
+
+def load_repos(configs: Iterable[RepoConfig], fetcher: Fetcher) -> tuple[Repo, ...]:
+    repos = tuple(load_repo(c, fetcher) for c in configs)
+    ids = [r.config.id for r in repos]
+    dup = sorted({i for i in ids if ids.count(i) > 1})
+    if dup:
+        raise PackageError(f"repository id {dup[0]!r} is used twice")
+    return repos
+
+
+def repo_by_id(repos: Sequence[Repo], repo_id: str) -> Repo:
+    for r in repos:
+        if r.config.id == repo_id:
+            return r
+    raise PackageError(f"no repository with id {repo_id!r}")

@@ -1,0 +1,494 @@
+"""Read RPM packages: header tags, the file list, digests, and the payload into a FileTree.
+
+The payload is decompressed as a stream (none, gzip, bzip2, xz, lzma or zstd, told apart
+by their magic bytes, since old packages do not name their compressor) and cut into files
+by a small cpio reader. File bytes go into a content store keyed by their sha256, never to
+a path named by the package, so a hostile name cannot write outside the store; names are
+still checked and refused when they would climb out of the image root.
+"""
+
+from __future__ import annotations
+
+import bz2
+import hashlib
+import lzma
+import os
+import stat
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from enum import IntFlag
+from functools import partial
+from typing import BinaryIO, Protocol
+
+import zstandard
+
+from smith.errors import PackageError, UnsafePathError
+from smith.paths import normalize_path
+from smith.resolve.rpmheader import Header, RawRpm, read_raw
+from smith.resolve.store import ContentStore
+from smith.tree import FileTree, Kind
+
+# Main header tags (rpmtag.h).
+NAME, VERSION, RELEASE, EPOCH, SUMMARY, ARCH = 1000, 1001, 1002, 1003, 1004, 1022
+OLDFILENAMES, FILESIZES, FILEMODES, FILERDEVS, FILEMTIMES = 1027, 1028, 1030, 1033, 1034
+FILEDIGESTS, FILELINKTOS, FILEFLAGS, FILEUSERNAME, FILEGROUPNAME = 1035, 1036, 1037, 1039, 1040
+SOURCERPM, PROVIDENAME, REQUIREFLAGS, REQUIRENAME, REQUIREVERSION = 1044, 1047, 1048, 1049, 1050
+PROVIDEFLAGS, PROVIDEVERSION, DIRINDEXES, BASENAMES, DIRNAMES = 1112, 1113, 1116, 1117, 1118
+PAYLOADFORMAT, PAYLOADCOMPRESSOR, FILEDIGESTALGO, LONGFILESIZES = 1124, 1125, 5011, 5008
+PAYLOADDIGEST, PAYLOADDIGESTALGO = 5092, 5093
+RECOMMENDNAME, RECOMMENDVERSION, RECOMMENDFLAGS = 5046, 5047, 5048
+
+# Signature header tags.
+SIG_SIZE, SIG_PGP, SIG_MD5, SIG_GPG = 1000, 1002, 1004, 1005
+SIG_DSA, SIG_RSA, SIG_SHA1, SIG_SHA256, SIG_OPENPGP = 267, 268, 269, 273, 278
+
+# rpm's PGPHASHALGO numbers, as used by FILEDIGESTALGO and PAYLOADDIGESTALGO.
+HASH_ALGOS = {1: "md5", 2: "sha1", 8: "sha256", 9: "sha384", 10: "sha512", 11: "sha224"}
+
+
+class FileFlag(IntFlag):
+    CONFIG = 1
+    DOC = 2
+    MISSINGOK = 8
+    NOREPLACE = 16
+    GHOST = 64
+    LICENSE = 128
+    README = 256
+    ARTIFACT = 4096
+
+
+# Dependency sense flags.
+SENSE_LESS, SENSE_GREATER, SENSE_EQUAL = 2, 4, 8
+
+
+@dataclass(frozen=True)
+class Dependency:
+    name: str
+    flags: int = 0
+    version: str = ""
+
+    def __str__(self) -> str:
+        op = ""
+        if self.flags & SENSE_LESS:
+            op += "<"
+        if self.flags & SENSE_GREATER:
+            op += ">"
+        if self.flags & SENSE_EQUAL:
+            op += "="
+        return f"{self.name} {op} {self.version}" if op and self.version else self.name
+
+
+@dataclass(frozen=True)
+class RpmFile:
+    """One entry of the header's file list (the payload may hold fewer: ghosts are absent)."""
+
+    path: str  # as the header names it, with its leading "/" (source RPMs: no directory)
+    mode: int
+    size: int
+    user: str
+    group: str
+    flags: FileFlag
+    link_target: str
+    digest: str
+    mtime: int
+
+    @property
+    def ghost(self) -> bool:
+        return bool(self.flags & FileFlag.GHOST)
+
+    @property
+    def config(self) -> bool:
+        return bool(self.flags & FileFlag.CONFIG)
+
+
+@dataclass(frozen=True)
+class RpmPackage:
+    """What an RPM file says about itself. `header`/`signature` hold every raw tag."""
+
+    path: str
+    name: str
+    epoch: int | None
+    version: str
+    release: str
+    arch: str
+    source: bool
+    summary: str
+    provides: tuple[Dependency, ...]
+    requires: tuple[Dependency, ...]
+    recommends: tuple[Dependency, ...]
+    files: tuple[RpmFile, ...]
+    file_digest_algo: str
+    payload_offset: int
+    header: Header
+    signature: Header
+
+    @property
+    def nevra(self) -> str:
+        epoch = f"{self.epoch}:" if self.epoch else ""
+        arch = "src" if self.source else self.arch
+        return f"{self.name}-{epoch}{self.version}-{self.release}.{arch}"
+
+
+def _deps(h: Header, names: int, flags: int, versions: int) -> tuple[Dependency, ...]:
+    n = h.strings(names)
+    f = h.ints(flags) or (0,) * len(n)
+    v = h.strings(versions) or ("",) * len(n)
+    return tuple(Dependency(a, b, c) for a, b, c in zip(n, f, v, strict=False))
+
+
+def _file_list(h: Header, name: str) -> tuple[RpmFile, ...]:
+    basenames = h.strings(BASENAMES)
+    if basenames:
+        dirnames = h.strings(DIRNAMES)
+        try:
+            paths = [dirnames[i] + b for i, b in zip(h.ints(DIRINDEXES), basenames, strict=True)]
+        except (IndexError, ValueError):
+            raise PackageError(f"{name}: inconsistent file list in the RPM header") from None
+    else:
+        paths = list(h.strings(OLDFILENAMES))
+    n = len(paths)
+
+    def column(values: tuple[int, ...] | tuple[str, ...], default: int | str) -> list[int | str]:
+        if not values:
+            return [default] * n
+        if len(values) != n:
+            raise PackageError(f"{name}: RPM header file columns disagree ({len(values)} != {n})")
+        return list(values)
+
+    sizes = column(h.ints(LONGFILESIZES) or h.ints(FILESIZES), 0)
+    modes = column(h.ints(FILEMODES), 0o100644)
+    users = column(h.strings(FILEUSERNAME), "root")
+    groups = column(h.strings(FILEGROUPNAME), "root")
+    flags = column(h.ints(FILEFLAGS), 0)
+    links = column(h.strings(FILELINKTOS), "")
+    digests = column(h.strings(FILEDIGESTS), "")
+    mtimes = column(h.ints(FILEMTIMES), 0)
+    return tuple(
+        RpmFile(
+            path=paths[i],
+            mode=int(modes[i]),
+            size=int(sizes[i]),
+            user=str(users[i]),
+            group=str(groups[i]),
+            flags=FileFlag(int(flags[i])),
+            link_target=str(links[i]),
+            digest=str(digests[i]),
+            mtime=int(mtimes[i]),
+        )
+        for i in range(n)
+    )
+
+
+def package_from_raw(raw: RawRpm, path: str) -> RpmPackage:
+    h = raw.header
+    name = os.path.basename(path)
+    return RpmPackage(
+        path=path,
+        name=h.string(NAME),
+        epoch=h.integer(EPOCH),
+        version=h.string(VERSION),
+        release=h.string(RELEASE),
+        arch=h.string(ARCH),
+        source=raw.source or SOURCERPM not in h.tags,
+        summary=h.string(SUMMARY),
+        provides=_deps(h, PROVIDENAME, PROVIDEFLAGS, PROVIDEVERSION),
+        requires=_deps(h, REQUIRENAME, REQUIREFLAGS, REQUIREVERSION),
+        recommends=_deps(h, RECOMMENDNAME, RECOMMENDFLAGS, RECOMMENDVERSION),
+        files=_file_list(h, name),
+        file_digest_algo=HASH_ALGOS.get(h.integer(FILEDIGESTALGO, 1) or 1, "md5"),
+        payload_offset=raw.payload_offset,
+        header=h,
+        signature=raw.signature,
+    )
+
+
+def read_rpm(path: str | os.PathLike[str]) -> RpmPackage:
+    """Read an RPM's lead and headers (not the payload). Raises PackageError if malformed."""
+    p = os.fspath(path)
+    try:
+        with open(p, "rb") as f:
+            return package_from_raw(read_raw(f, os.path.basename(p)), p)
+    except OSError as err:
+        raise PackageError(f"cannot read RPM {p}: {err.strerror}") from None
+
+
+# -- digests ----------------------------------------------------------------------------------
+
+
+def verify_digests(pkg: RpmPackage) -> None:
+    """Check the header digest (sha256 or sha1) and the payload digest (or the old md5).
+
+    A package with none of them at all is refused: nothing would show it is intact.
+    """
+    name = os.path.basename(pkg.path)
+    sig, checked = pkg.signature, False
+    for tag, algo in ((SIG_SHA256, "sha256"), (SIG_SHA1, "sha1")):
+        want = sig.string(tag)
+        if want:
+            got = hashlib.new(algo, pkg.header.raw).hexdigest()
+            if got != want:
+                raise PackageError(f"{name}: header {algo} digest mismatch ({got} != {want})")
+            checked = True
+            break
+    payload_digests = pkg.header.strings(PAYLOADDIGEST)
+    md5 = sig.binary(SIG_MD5)
+    if payload_digests or md5:
+        algo = HASH_ALGOS.get(pkg.header.integer(PAYLOADDIGESTALGO, 8) or 8, "sha256")
+        h_payload = hashlib.new(algo) if payload_digests else None
+        h_md5 = hashlib.md5(pkg.header.raw, usedforsecurity=False) if md5 else None
+        with open(pkg.path, "rb") as f:
+            f.seek(pkg.payload_offset)
+            while chunk := f.read(1 << 20):
+                if h_payload:
+                    h_payload.update(chunk)
+                if h_md5:
+                    h_md5.update(chunk)
+        if h_payload and h_payload.hexdigest() != payload_digests[0]:
+            raise PackageError(
+                f"{name}: payload {algo} digest mismatch "
+                f"({h_payload.hexdigest()} != {payload_digests[0]})"
+            )
+        if h_md5 and h_md5.digest() != md5:
+            raise PackageError(f"{name}: md5 digest of header and payload mismatch")
+        checked = True
+    if not checked:
+        raise PackageError(f"{name}: carries no header or payload digest to check")
+
+
+# -- payload ----------------------------------------------------------------------------------
+
+
+class _Decompressor(Protocol):
+    def decompress(self, data: bytes, /) -> bytes: ...
+
+
+def _decompressor(magic: bytes, name: str) -> _Decompressor | None:
+    if magic.startswith(b"\x1f\x8b"):
+        return zlib.decompressobj(16 + zlib.MAX_WBITS)
+    if magic.startswith(b"BZh"):
+        return bz2.BZ2Decompressor()
+    if magic.startswith(b"\xfd7zXZ\x00"):
+        return lzma.LZMADecompressor(lzma.FORMAT_XZ)
+    if magic.startswith(b"\x28\xb5\x2f\xfd"):
+        return zstandard.ZstdDecompressor().decompressobj()
+    if magic.startswith(b"0707"):
+        return None
+    if magic[:1] == b"\x5d":
+        return lzma.LZMADecompressor(lzma.FORMAT_ALONE)
+    raise PackageError(f"{name}: unknown payload compression (magic {magic[:6].hex()})")
+
+
+class _Stream:
+    """A read(n) view of the decompressed payload, fed in 256 KiB compressed chunks."""
+
+    def __init__(self, f: BinaryIO, name: str) -> None:
+        self._f, self._name = f, name
+        magic = f.read(6)
+        self._dec = _decompressor(magic, name)
+        self._buf = bytearray(self._dec.decompress(magic) if self._dec else magic)
+        self._pos = 0
+        self._eof = False
+
+    def _fill(self, n: int) -> None:
+        while len(self._buf) - self._pos < n and not self._eof:
+            chunk = self._f.read(1 << 18)
+            if not chunk:
+                self._eof = True
+                break
+            out = self._dec.decompress(chunk) if self._dec else chunk
+            if self._pos > (1 << 20):
+                del self._buf[: self._pos]
+                self._pos = 0
+            self._buf += out
+
+    def read(self, n: int) -> bytes:
+        self._fill(n)
+        data = bytes(self._buf[self._pos : self._pos + n])
+        self._pos += len(data)
+        if len(data) != n:
+            raise PackageError(f"{self._name}: payload is truncated")
+        return data
+
+    def copy(self, n: int, sink: Callable[[bytes | bytearray | memoryview], object]) -> None:
+        while n:
+            if self._pos >= len(self._buf):
+                self._fill(1)
+                if self._pos >= len(self._buf):
+                    raise PackageError(f"{self._name}: payload is truncated")
+            take = min(n, len(self._buf) - self._pos)
+            sink(memoryview(self._buf)[self._pos : self._pos + take])
+            self._pos += take
+            n -= take
+
+
+@dataclass(frozen=True)
+class CpioEntry:
+    name: str
+    mode: int
+    uid: int
+    gid: int
+    nlink: int
+    ino: int
+    size: int
+
+
+def iter_cpio(stream: _Stream, name: str) -> Iterator[CpioEntry]:
+    """Yield each cpio (newc) header; the caller must consume exactly `size` data bytes."""
+    while True:
+        hdr = stream.read(110)
+        magic = hdr[:6]
+        if magic == b"07070X":
+            raise PackageError(f"{name}: payload uses rpm's stripped cpio (files over 4 GiB)")
+        if magic not in (b"070701", b"070702"):
+            raise PackageError(f"{name}: bad cpio magic {magic!r} in the payload")
+        try:
+            fields = [int(hdr[6 + 8 * i : 14 + 8 * i], 16) for i in range(13)]
+        except ValueError:
+            raise PackageError(f"{name}: bad cpio header in the payload") from None
+        ino, mode, uid, gid, nlink, _mtime, size = fields[:7]
+        namesize = fields[11]
+        raw_name = stream.read(namesize)
+        stream.read((4 - (110 + namesize) % 4) % 4)
+        entry_name = raw_name.rstrip(b"\0").decode("utf-8", "surrogateescape")
+        if entry_name == "TRAILER!!!":
+            return
+        yield CpioEntry(entry_name, mode, uid, gid, nlink, ino, size)
+
+
+def _pad(stream: _Stream, size: int) -> None:
+    if size % 4:
+        stream.read(4 - size % 4)
+
+
+def _numeric_owner(name: str, cpio_id: int) -> int:
+    # The header names owners; only root is certain without the image's /etc/passwd. Other
+    # names keep the number rpmbuild wrote into the cpio header.
+    return 0 if name == "root" else cpio_id
+
+
+def _check_link(path: str, target: str, pkg: str) -> None:
+    if not target.startswith("/"):
+        depth = len(path.split("/")) - 1
+        for part in target.split("/"):
+            if part == "..":
+                depth -= 1
+                if depth < 0:
+                    raise UnsafePathError(f"{pkg}: symlink {path!r} -> {target!r} leaves the root")
+            elif part not in ("", "."):
+                depth += 1
+
+
+def add_rpm_to_tree(
+    tree: FileTree,
+    pkg_path: str | os.PathLike[str],
+    store: ContentStore,
+    *,
+    package: RpmPackage | None = None,
+    verify: bool = True,
+) -> RpmPackage:
+    """Add every file of an RPM to `tree` (contents go to `store`); return the package.
+
+    Entries remember the package NEVRA in `origin`. Ghost files are not created. Modes,
+    owners and link targets come from the header, which is what rpm itself installs.
+    """
+    pkg = package or read_rpm(pkg_path)
+    if verify:
+        verify_digests(pkg)
+    name = os.path.basename(pkg.path)
+    origin = pkg.nevra
+    by_path: dict[str, RpmFile] = {}
+    for rf in pkg.files:
+        by_path[normalize_path(rf.path, what=f"{name}: file")] = rf
+    links: dict[int, list[str]] = {}
+    seen: set[str] = set()
+    with open(pkg.path, "rb") as f:
+        f.seek(pkg.payload_offset)
+        stream = _Stream(f, name)
+        for ce in iter_cpio(stream, name):
+            # nfpm writes "/usr/x" where rpmbuild writes "./usr/x": both name a path inside
+            # the root (and must match the header), so the leading "/" is re-rooted.
+            path = normalize_path(ce.name, what=f"{name}: payload path")
+            found = by_path.get(path)
+            if found is None:
+                raise PackageError(f"{name}: payload holds {ce.name!r}, not in the header")
+            rf = found
+            seen.add(path)
+            uid = _numeric_owner(rf.user, ce.uid)
+            gid = _numeric_owner(rf.group, ce.gid)
+            perms = stat.S_IMODE(rf.mode)
+            if stat.S_ISREG(rf.mode):
+                if ce.size:
+                    content = store.put_stream(partial(stream.copy, ce.size))
+                    _pad(stream, ce.size)
+                    tree.add_file(path, content, perms, uid=uid, gid=gid, origin=origin)
+                if ce.nlink > 1:
+                    links.setdefault(ce.ino, []).append(path)
+                    if ce.size:
+                        # rpm puts a link group's data on its last member; the rest come first.
+                        for other in links[ce.ino][:-1]:
+                            tree.add_file(other, content, perms, uid=uid, gid=gid, origin=origin)
+                elif not ce.size:
+                    content = store.put_bytes(b"")
+                    tree.add_file(path, content, perms, uid=uid, gid=gid, origin=origin)
+            else:
+                if ce.size:
+                    stream.read(ce.size)
+                    _pad(stream, ce.size)
+                if stat.S_ISDIR(rf.mode):
+                    tree.add_dir(path, perms, uid=uid, gid=gid, origin=origin)
+                elif stat.S_ISLNK(rf.mode):
+                    _check_link(path, rf.link_target, name)
+                    tree.add_symlink(path, rf.link_target, uid=uid, gid=gid, origin=origin)
+                # Devices, FIFOs and sockets are left out: a microcontainer carries none.
+    _link_groups(tree, links, name)
+    _check_no_escape(tree, seen, name)
+    return pkg
+
+
+def _link_groups(tree: FileTree, links: dict[int, list[str]], name: str) -> None:
+    """Make each hard-link group one FILE (first name, bytewise) and HARDLINKs to it."""
+    for names in links.values():
+        names.sort(key=lambda p: p.encode("utf-8", "surrogateescape"))
+        first = tree.get(names[0])
+        if first is None:
+            raise PackageError(f"{name}: hard link group {names!r} carries no data")
+        for other in names[1:]:
+            e = tree.get(other)
+            uid, gid = (e.uid, e.gid) if e else (first.uid, first.gid)
+            tree.add_hardlink(other, names[0], uid=uid, gid=gid, origin=first.origin)
+
+
+def _check_no_escape(tree: FileTree, paths: set[str], name: str) -> None:
+    """Refuse a package that puts a file below one of its own symlinks.
+
+    Written to disk, `a/x` below a symlink `a -> /etc` would land in the link's target: the
+    classic way an archive escapes its destination.
+    """
+    for path in paths:
+        parts = path.split("/")
+        for i in range(1, len(parts)):
+            parent = tree.get("/".join(parts[:i]))
+            if parent is not None and parent.kind is Kind.SYMLINK:
+                raise UnsafePathError(f"{name}: {path!r} lies below the symlink {parent.path!r}")
+
+
+def rpm_file_listing(pkg: RpmPackage) -> list[tuple[str, str, str, int, str, str]]:
+    """(mode string, user, group, size, path, link target) per file, as `rpm -qlv` shows."""
+    out = []
+    for rf in pkg.files:
+        size = 0 if stat.S_ISDIR(rf.mode) else rf.size
+        out.append((stat.filemode(rf.mode), rf.user, rf.group, size, rf.path, rf.link_target))
+    return out
+
+
+__all__ = [
+    "Dependency",
+    "FileFlag",
+    "RpmFile",
+    "RpmPackage",
+    "add_rpm_to_tree",
+    "read_rpm",
+    "rpm_file_listing",
+    "verify_digests",
+]

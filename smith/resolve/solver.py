@@ -1,0 +1,170 @@
+"""Dependency resolution with libsolv: which packages make a request installable.
+
+The target root starts empty (no installed system), so the answer is the whole closure.
+Requests are package names, provides (`libz.so.1()(64bit)`, `webserver`) or file paths.
+Only the target architecture and noarch are considered (libsolv's own x86_64 policy would
+also take i686 packages), excludes are removed from consideration before solving, and weak
+dependencies (Recommends/Supplements) are ignored unless asked for.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import solv
+
+from smith.errors import PackageError, ResolveError
+from smith.resolve.fetch import Checksum
+from smith.resolve.repo import Repo
+
+DEFAULT_ARCH = "x86_64"
+
+
+@dataclass(frozen=True)
+class ResolvedPackage:
+    """One package of a resolution: what to fetch, from where, and how to check it."""
+
+    name: str
+    epoch: int
+    version: str
+    release: str
+    arch: str
+    repo_id: str
+    url: str
+    checksum: Checksum
+    size: int
+
+    @property
+    def evr(self) -> str:
+        epoch = f"{self.epoch}:" if self.epoch else ""
+        return f"{epoch}{self.version}-{self.release}"
+
+    @property
+    def nevra(self) -> str:
+        return f"{self.name}-{self.evr}.{self.arch}"
+
+    @property
+    def filename(self) -> str:
+        return f"{self.name}-{self.version}-{self.release}.{self.arch}.rpm"
+
+
+def _open_xml(path: os.PathLike[str] | str) -> Any:
+    # libsolv reads plain XML from a descriptor; xfopen on a compressed name returns None
+    # for xz/zstd and passing that None on segfaults, so the repo layer decompresses first.
+    fd = os.open(path, os.O_RDONLY)
+    f = solv.xfopen_fd("", fd)
+    os.close(fd)  # xfopen_fd dup()s the descriptor
+    return f
+
+
+def _build_pool(repos: Sequence[Repo], arch: str) -> solv.Pool:
+    pool = solv.Pool()
+    pool.setarch(arch)
+    for repo in repos:
+        srepo = pool.add_repo(repo.config.id)
+        srepo.appdata = repo
+        # libsolv prefers higher priorities; dnf/yum prefer lower numbers.
+        srepo.priority = -repo.config.priority
+        f = _open_xml(repo.primary)
+        if not srepo.add_rpmmd(f, None, 0):
+            raise PackageError(f"repository {repo.config.id!r}: libsolv cannot read primary")
+        f.close()
+        if repo.filelists is not None:
+            f = _open_xml(repo.filelists)
+            srepo.add_rpmmd(f, "FL", solv.Repo.REPO_EXTEND_SOLVABLES)
+            f.close()
+    pool.installed = pool.add_repo("@empty-root")
+    pool.addfileprovides()
+    pool.createwhatprovides()
+    return pool
+
+
+def _considered(pool: solv.Pool, arch: str, excludes: Iterable[str]) -> None:
+    excluded = set(excludes)
+    ok = {arch, "noarch"}
+    pool.set_considered_list(
+        [
+            s.id
+            for s in pool.solvables_iter()
+            if s.arch in ok and s.name not in excluded and not _matches_glob(s.name, excluded)
+        ]
+    )
+
+
+def _matches_glob(name: str, patterns: set[str]) -> bool:
+    import fnmatch
+
+    return any(("*" in p or "?" in p) and fnmatch.fnmatchcase(name, p) for p in patterns)
+
+
+def resolve(
+    requests: Sequence[str],
+    repos: Sequence[Repo],
+    *,
+    arch: str = DEFAULT_ARCH,
+    excludes: Iterable[str] = (),
+    weak: bool = False,
+) -> tuple[ResolvedPackage, ...]:
+    """The packages (sorted by name, arch) that install `requests` into an empty root."""
+    if not requests:
+        raise ResolveError("nothing to resolve: no packages requested")
+    pool = _build_pool(repos, arch)
+    _considered(pool, arch, excludes)
+    flags = (
+        solv.Selection.SELECTION_NAME
+        | solv.Selection.SELECTION_PROVIDES
+        | solv.Selection.SELECTION_FILELIST
+        | solv.Selection.SELECTION_CANON
+        | solv.Selection.SELECTION_DOTARCH
+        | solv.Selection.SELECTION_REL
+    )
+    jobs = []
+    for req in requests:
+        sel = pool.select(req, flags)
+        if sel.isempty():
+            raise ResolveError(f"no package provides {req!r} in {_repo_names(repos)}")
+        jobs += sel.jobs(solv.Job.SOLVER_INSTALL)
+    solver = pool.Solver()
+    solver.set_flag(solv.Solver.SOLVER_FLAG_IGNORE_RECOMMENDED, 0 if weak else 1)
+    problems = solver.solve(jobs)
+    if problems:
+        described = []
+        for p in problems:
+            hints = [e.str() for sol in p.solutions() for e in sol.elements(True)]
+            described.append(f"{p}" + (f" (solutions: {'; '.join(hints)})" if hints else ""))
+        raise ResolveError(f"cannot install {', '.join(requests)}: " + " | ".join(described))
+    trans = solver.transaction()
+    out = [_resolved(s) for s in trans.newsolvables()]
+    return tuple(sorted(out, key=lambda p: (p.name, p.arch, p.evr)))
+
+
+def _repo_names(repos: Sequence[Repo]) -> str:
+    return ", ".join(r.config.id for r in repos) or "no repositories"
+
+
+def _resolved(s: solv.XSolvable) -> ResolvedPackage:
+    repo: Repo = s.repo.appdata
+    location, _ = s.lookup_location()
+    chk = s.lookup_checksum(solv.SOLVABLE_CHECKSUM)
+    if chk is None:
+        raise ResolveError(f"{s} in repository {repo.config.id!r} has no checksum")
+    evr = s.evr
+    epoch = 0
+    if ":" in evr:
+        e, evr = evr.split(":", 1)
+        epoch = int(e)
+    version, _, release = evr.rpartition("-")
+    return ResolvedPackage(
+        name=s.name,
+        epoch=epoch,
+        version=version,
+        release=release,
+        arch=s.arch,
+        repo_id=repo.config.id,
+        url=repo.package_url(location),
+        checksum=Checksum.parse(chk.typestr(), chk.hex(), where=repo.config.id),
+        size=s.lookup_num(solv.SOLVABLE_DOWNLOADSIZE),
+    )

@@ -1,0 +1,124 @@
+"""Downloads under faults: retries with backoff, checksum errors, and an atomic cache."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from smith.errors import PackageError
+from smith.resolve.fetch import Checksum, Fetcher
+from smith.resolve.repo import RepoConfig, load_repos
+from smith.resolve.solver import resolve
+from tests.fault_server import FaultServer, fault_server
+from tests.rpm_universe import Universe
+
+PKG = "repos/main/hello-1.0-1.x86_64.rpm"
+
+
+@pytest.fixture
+def server(rpm_universe: Universe) -> Iterator[FaultServer]:
+    with fault_server(rpm_universe.root) as s:
+        yield s
+
+
+def checksum_of(path: Path) -> Checksum:
+    return Checksum("sha256", hashlib.sha256(path.read_bytes()).hexdigest())
+
+
+def fetcher_for(tmp_path: Path, **kw: object) -> Fetcher:
+    args: dict[str, object] = {"retries": 3, "backoff": 0.01, "timeout": 0.5, **kw}
+    return Fetcher(tmp_path / "cache", **args)  # type: ignore[arg-type]
+
+
+def cache_files(f: Fetcher) -> list[str]:
+    return sorted(p.name for p in (f.cache_dir / "blobs").rglob("*") if p.is_file())
+
+
+@pytest.mark.parametrize("fault", ["500", "reset", "truncate", "wrong", "stall"])
+def test_transient_fault_is_retried(
+    rpm_universe: Universe, server: FaultServer, tmp_path: Path, fault: str
+) -> None:
+    want = checksum_of(rpm_universe.root / PKG)
+    server.plan(PKG, fault)
+    f = fetcher_for(tmp_path)
+    path = f.fetch(server.url + PKG, want)
+    assert checksum_of(path) == want
+    assert server.hits[PKG] == 2
+    assert cache_files(f) == [want.hexdigest]
+
+
+def test_persistent_wrong_bytes_fail_and_cache_nothing(
+    rpm_universe: Universe, server: FaultServer, tmp_path: Path
+) -> None:
+    want = checksum_of(rpm_universe.root / PKG)
+    server.plan(PKG, *["wrong"] * 4)
+    f = fetcher_for(tmp_path)
+    with pytest.raises(
+        PackageError,
+        match=r"hello-1\.0-1\.x86_64\.rpm failed after 4 attempts: "
+        r"checksum mismatch",
+    ):
+        f.fetch(server.url + PKG, want)
+    assert server.hits[PKG] == 4
+    assert cache_files(f) == []  # neither the bad file nor a partial one
+
+
+def test_interrupted_download_is_not_cached(
+    rpm_universe: Universe, server: FaultServer, tmp_path: Path
+) -> None:
+    want = checksum_of(rpm_universe.root / PKG)
+    server.plan(PKG, "truncate", "truncate")
+    f = fetcher_for(tmp_path, retries=1)
+    with pytest.raises(PackageError, match="failed after 2 attempts"):
+        f.fetch(server.url + PKG, want)
+    assert cache_files(f) == []
+    # The next try downloads again (nothing half-written was taken as cached).
+    assert checksum_of(f.fetch(server.url + PKG, want)) == want
+    assert server.hits[PKG] == 3
+
+
+def test_404_is_not_retried(server: FaultServer, tmp_path: Path) -> None:
+    f = fetcher_for(tmp_path)
+    with pytest.raises(PackageError, match=r"missing\.rpm failed: HTTP 404"):
+        f.fetch(server.url + "repos/main/missing.rpm", Checksum("sha256", "0" * 64))
+    assert server.hits["repos/main/missing.rpm"] == 1
+
+
+def test_backoff_gives_up(server: FaultServer, tmp_path: Path) -> None:
+    server.plan("repos/main/repodata/repomd.xml", *["500"] * 3)
+    f = fetcher_for(tmp_path, retries=2)
+    with pytest.raises(PackageError, match=r"repomd\.xml failed after 3 attempts: HTTP 500"):
+        load_repos([RepoConfig("main", server.url + "repos/main")], f)
+
+
+def test_cache_serves_offline_and_refuses_a_corrupted_entry(
+    rpm_universe: Universe, server: FaultServer, tmp_path: Path
+) -> None:
+    want = checksum_of(rpm_universe.root / PKG)
+    f = fetcher_for(tmp_path)
+    path = f.fetch(server.url + PKG, want)
+    offline = fetcher_for(tmp_path, offline=True)
+    assert offline.fetch(server.url + PKG, want) == path
+    assert server.hits[PKG] == 1
+    # A cache entry damaged after the fact is dropped and fetched again, never used.
+    path.chmod(0o644)
+    path.write_bytes(b"garbage")
+    with pytest.raises(PackageError, match="offline mode"):
+        offline.fetch(server.url + PKG, want)
+    assert checksum_of(f.fetch(server.url + PKG, want)) == want
+    assert server.hits[PKG] == 2
+
+
+def test_metadata_faults_during_resolution(server: FaultServer, tmp_path: Path) -> None:
+    repo = "repos/main-zst/"
+    repomd = (server.root / repo / "repodata/repomd.xml").read_text()
+    primary = next(p for p in (server.root / repo / "repodata").iterdir() if "primary" in p.name)
+    assert primary.name in repomd
+    server.plan(repo + "repodata/" + primary.name, "wrong", "reset")
+    f = fetcher_for(tmp_path)
+    repos = load_repos([RepoConfig("zst", server.url + repo)], f)
+    assert [p.name for p in resolve(["hello"], repos)][-1] == "hello"
+    assert server.hits[repo + "repodata/" + primary.name] == 3

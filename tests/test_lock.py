@@ -1,0 +1,157 @@
+"""smith.lock: `smith lock RECIPE` pins what the recipe resolves to, byte for byte."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from smith.errors import PackageError, RecipeError, ResolveError
+from smith.resolve.fetch import Fetcher
+from smith.resolve.lock import check_lock_covers, fetch_locked, read_lock
+from smith.resolve.recipe_keys import read_lock_inputs
+from tests.rpm_universe import Universe
+
+
+def smith(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", "from smith.cli import main; main()", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        check=False,
+    )
+
+
+def write_recipe(path: Path, baseurl: str, packages: list[str], **extra: object) -> Path:
+    import yaml
+
+    path.write_text(
+        yaml.safe_dump(
+            {"packages": packages, "repos": [{"id": "main", "baseurl": baseurl}], **extra}
+        )
+    )
+    return path
+
+
+def test_smith_lock_writes_a_reproducible_lock(rpm_universe: Universe, tmp_path: Path) -> None:
+    recipe = write_recipe(tmp_path / "recipe.yaml", rpm_universe.repo_url(), ["tinyhttpd"])
+    cache = str(tmp_path / "cache")
+    proc = smith("lock", str(recipe), "--cache-dir", cache)
+    assert proc.returncode == 0, proc.stderr
+    first = (tmp_path / "smith.lock").read_bytes()
+    data = json.loads(first)
+    assert [p["nevra"] for p in data["packages"]] == [
+        "filesystem-1.0-1.noarch",
+        "glibc-1.0-1.x86_64",
+        "setup-1.0-1.noarch",
+        "tinyhttpd-1.0-1.x86_64",
+    ]
+    for p in data["packages"]:
+        assert p["url"].startswith(rpm_universe.repo_url()) and len(p["sha256"]) == 64
+    assert smith("lock", str(recipe), "--cache-dir", cache).returncode == 0
+    assert (tmp_path / "smith.lock").read_bytes() == first
+
+
+def test_sha1_repositories_are_pinned_by_sha256(rpm_universe: Universe, tmp_path: Path) -> None:
+    recipe = write_recipe(tmp_path / "r.yaml", rpm_universe.repo_url("main-bz2"), ["hello"])
+    proc = smith("lock", str(recipe), "--cache-dir", str(tmp_path / "cache"))
+    assert proc.returncode == 0, proc.stderr
+    lock = read_lock(tmp_path / "smith.lock")
+    assert {p.checksum.algo for p in lock.packages} == {"sha256"}
+
+
+def test_the_lock_wins_over_what_the_repository_serves_later(
+    rpm_universe: Universe, tmp_path: Path
+) -> None:
+    repo = tmp_path / "repo"
+    shutil.copytree(rpm_universe.repo_dir(), repo)
+    recipe = write_recipe(tmp_path / "r.yaml", str(repo), ["hello"])
+    assert smith("lock", str(recipe), "--cache-dir", str(tmp_path / "c")).returncode == 0
+    lock = read_lock(tmp_path / "smith.lock")
+    fetcher = Fetcher(tmp_path / "c")
+    before = [p.read_bytes() for p in fetch_locked(lock, fetcher)]
+    # The repository now serves other bytes under the same name: the lock refuses them.
+    shutil.copy(
+        rpm_universe.repo_dir() / "busybox-1.0-1.x86_64.rpm", repo / "hello-1.0-1.x86_64.rpm"
+    )
+    with pytest.raises(PackageError, match=r"checksum mismatch for .*hello-1\.0-1\.x86_64\.rpm"):
+        fetch_locked(lock, fetcher)
+    assert len(before) == len(lock.packages)
+
+
+def test_offline_lock_fails_at_once(rpm_universe: Universe, tmp_path: Path) -> None:
+    recipe = write_recipe(tmp_path / "r.yaml", rpm_universe.repo_url(), ["hello"])
+    proc = smith("lock", str(recipe), "--offline", "--cache-dir", str(tmp_path / "c"))
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("smith: error: offline mode: refusing to download http://")
+    assert len(proc.stderr.splitlines()) == 1
+
+
+def test_unsatisfiable_recipe_is_one_line(rpm_universe: Universe, tmp_path: Path) -> None:
+    recipe = write_recipe(tmp_path / "r.yaml", rpm_universe.repo_url(), ["broken"])
+    proc = smith("lock", str(recipe), "--cache-dir", str(tmp_path / "c"))
+    assert proc.returncode == 1
+    assert "nothing provides libmissing.so.1()(64bit) needed by broken-1.0-1.x86_64" in proc.stderr
+    assert len(proc.stderr.splitlines()) == 1
+    assert not (tmp_path / "smith.lock").exists()
+
+
+def test_locked_refuses_more_than_the_lock(rpm_universe: Universe, tmp_path: Path) -> None:
+    recipe = write_recipe(tmp_path / "r.yaml", rpm_universe.repo_url(), ["hello"])
+    assert smith("lock", str(recipe), "--cache-dir", str(tmp_path / "c")).returncode == 0
+    lock = read_lock(tmp_path / "smith.lock")
+    check_lock_covers(lock, ["hello"], arch="x86_64", excludes=[], weak=False)
+    with pytest.raises(ResolveError, match="does not cover 'curl'"):
+        check_lock_covers(lock, ["hello", "curl"], arch="x86_64", excludes=[], weak=False)
+    with pytest.raises(ResolveError, match="arch 'x86_64', not 'aarch64'"):
+        check_lock_covers(lock, ["hello"], arch="aarch64", excludes=[], weak=False)
+
+
+BAD_LOCKS = [
+    ("{", "not valid JSON"),
+    ('{"version": 7}', "unsupported lock version 7"),
+    ('{"version": 1, "arch": "x86_64", "requests": []}', r"packages is missing"),
+    ('{"version": 1, "packages": [{"name": "a"}]}', r"packages\[0\]\.sha256 is missing"),
+    ('{"version": 1, "packages": [{"sha256": "abc"}]}', r"sha256 is not a sha256 digest: 'abc'"),
+]
+
+
+@pytest.mark.parametrize(("text", "error"), BAD_LOCKS)
+def test_bad_locks(tmp_path: Path, text: str, error: str) -> None:
+    (tmp_path / "smith.lock").write_text(text)
+    with pytest.raises(PackageError, match=error):
+        read_lock(tmp_path / "smith.lock")
+
+
+BAD_RECIPES = [
+    ("[1, 2]", "a recipe is a mapping"),
+    ("repos: [x]", "no `package` or `packages`"),
+    ("package: hello", "`repos` must list at least one repository"),
+    ("package: hello\nrepos: [{priority: 1}]", r"repos\[0\]\.baseurl must be a string"),
+    (
+        "package: a\nrepos: [{baseurl: x, priority: high}]",
+        r"priority must be an integer, not 'high'",
+    ),
+    ("package: a\nrepos: [{baseurl: x, gpgcheck: maybe}]", r"repos\[0\]\.gpgcheck must be true"),
+    ("packages: [1]\nrepos: [x]", "'packages' must be a string or a list of strings"),
+    ("package: hello\nrepos: [x]\narch: 5", "`arch` must be a string"),
+]
+
+
+@pytest.mark.parametrize(("text", "error"), BAD_RECIPES)
+def test_bad_recipes(tmp_path: Path, text: str, error: str) -> None:
+    (tmp_path / "r.yaml").write_text(text)
+    with pytest.raises(RecipeError, match=error):
+        read_lock_inputs(tmp_path / "r.yaml")
+
+
+def test_relative_baseurl_is_relative_to_the_recipe(tmp_path: Path) -> None:
+    (tmp_path / "r.yaml").write_text("package: hello\nrepos: [{baseurl: repo, gpgkey: k.asc}]\n")
+    inputs = read_lock_inputs(tmp_path / "r.yaml")
+    assert inputs.repos[0].baseurl == str(tmp_path / "repo")
+    assert inputs.repos[0].gpgkey == (str(tmp_path / "k.asc"),)
