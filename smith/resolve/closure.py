@@ -1,0 +1,521 @@
+"""The ELF dependency closure: what the target's own ld.so would load, inside the root.
+
+Each start is loaded like ld.so loads a program (elf/dl-deps.c): its interpreter first,
+then DT_NEEDED breadth-first, a name that matches an object already loaded (by the name it
+was loaded under, its DT_SONAME, or the same file) reusing it, and every other name searched
+with the rules of `loader.py` from the object that needs it. The union over all starts,
+plus the opt-in run-time modules (extras.py), is the closure; every kept path carries the
+Reason it is kept, so `--explain` can answer "why is this file here?".
+"""
+
+from __future__ import annotations
+
+import logging
+import posixpath
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from smith.errors import ElfError
+from smith.paths import normalize_path
+from smith.resolve.elf import Abi, ElfInfo
+from smith.resolve.elfcache import ElfCache
+from smith.resolve.loader import (
+    PLATFORM,
+    SearchDir,
+    Step,
+    abi_lib_dir,
+    default_dirs,
+    expand_tokens,
+    read_ld_so_conf,
+    split_path_list,
+    to_root_dir,
+)
+from smith.resolve.roots import PathWalker, Root, Walk
+from smith.tree import Kind
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PATH = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")
+# Linux follows at most 4 levels of #! interpreters (fs/exec.c, bprm->interp_depth... the
+# exact limit moved over the years; 4 is the historical one).
+MAX_SCRIPT_DEPTH = 4
+
+
+@dataclass(frozen=True)
+class LoaderEnv:
+    """The parts of a process environment that decide what gets loaded."""
+
+    ld_library_path: tuple[str, ...] = ()
+    path: tuple[str, ...] = DEFAULT_PATH
+    workdir: str = "/"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | Sequence[str], workdir: str = "/") -> LoaderEnv:
+        """From a mapping or an OCI config's `Env` list of "KEY=value" strings."""
+        items = dict(env) if isinstance(env, Mapping) else dict(_split_env(env))
+        lib = items.get("LD_LIBRARY_PATH")
+        path = items.get("PATH")
+        return cls(
+            ld_library_path=tuple(lib.split(":")) if lib else (),
+            path=tuple(path.split(":")) if path is not None else DEFAULT_PATH,
+            workdir=workdir or "/",
+        )
+
+
+def _split_env(env: Sequence[str]) -> Iterable[tuple[str, str]]:
+    for item in env:
+        key, sep, value = item.partition("=")
+        if sep:
+            yield key, value
+
+
+@dataclass(frozen=True)
+class Reason:
+    """Why one path is kept: the rule (`step`), the object that asked (`by`, a canonical
+    path, empty for starts and extras) and what it asked for (`name`: the DT_NEEDED name,
+    the interpreter, the glob, or for a symlink the path that was being looked up)."""
+
+    step: Step
+    by: str = ""
+    name: str = ""
+
+    def __str__(self) -> str:
+        if self.step is Step.START:
+            return "start"
+        if self.step is Step.SYMLINK:
+            via = f" (for /{self.by})" if self.by else ""
+            return f"symlink on the way to {self.name}{via}"
+        if self.step is Step.HARDLINK:
+            return f"first name of hard link /{self.by}"
+        if self.step in (Step.INTERPRETER, Step.SCRIPT):
+            return f"{self.step} {self.name} of /{self.by}"
+        if self.step in (Step.NSS, Step.GCONV, Step.EXTRA):
+            by = f" of /{self.by}" if self.by else ""
+            return f"{self.step} {self.name}{by}"
+        if self.step is Step.HWCAPS:
+            return f"{self.step} of {self.name} needed by /{self.by}"
+        return f"DT_NEEDED {self.name} of /{self.by}, found by {self.step}"
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """One object of a program's link map: the name ld.so opened and the file itself."""
+
+    path: str
+    real: str
+    reason: Reason
+
+
+@dataclass(frozen=True)
+class Missing:
+    """A NEEDED (or interpreter, or env NAME) that was not found, and who needed it."""
+
+    name: str
+    chain: tuple[str, ...]
+
+    def __str__(self) -> str:
+        return f"{self.name} needed by " + " <- ".join(f"/{p}" for p in reversed(self.chain))
+
+
+@dataclass(frozen=True)
+class Closure:
+    """Kept paths (canonical, root-relative) with their reasons, in the order found."""
+
+    kept: Mapping[str, Reason]
+    programs: Mapping[str, tuple[Loaded, ...]] = field(default_factory=dict)
+    missing: tuple[Missing, ...] = ()
+    warnings: tuple[str, ...] = ()
+
+    def paths(self) -> list[str]:
+        return sorted(self.kept, key=lambda p: p.encode("utf-8", "surrogateescape"))
+
+    def explain(self, path: str) -> list[str]:
+        """Why `path` is kept, as lines from the file back to a start."""
+        path = normalize_path(path)
+        lines: list[str] = []
+        seen: set[str] = set()
+        while path in self.kept and path not in seen:
+            seen.add(path)
+            reason = self.kept[path]
+            lines.append(f"/{path}: {reason}")
+            if not reason.by:
+                break
+            path = reason.by
+        return lines
+
+
+@dataclass(frozen=True)
+class Found:
+    opened: str  # the candidate name ld.so opened (its directory is the library's $ORIGIN)
+    walk: Walk
+    real: str
+    info: ElfInfo
+    step: Step
+    variants: tuple[str, ...]  # other glibc-hwcaps builds of the same library
+
+
+@dataclass
+class _Object:
+    path: str
+    real: str
+    info: ElfInfo
+    loader: _Object | None
+    reason: Reason
+
+
+class ClosureWalker:
+    """Computes closures in one root, with caches shared by all the starts it is given."""
+
+    def __init__(
+        self,
+        root: Root,
+        *,
+        env: LoaderEnv | None = None,
+        cache: ElfCache | None = None,
+        keep_going: bool = False,
+    ) -> None:
+        self.root = root
+        self.env = env or LoaderEnv()
+        self.cache = cache or ElfCache()
+        self.keep_going = keep_going
+        self.walker = PathWalker(root)
+        self.kept: dict[str, Reason] = {}
+        self.programs: dict[str, tuple[Loaded, ...]] = {}
+        self.missing: list[Missing] = []
+        self.warnings: list[str] = []
+        self._conf: tuple[str, ...] | None = None
+        self._searches: dict[tuple[str, Abi, tuple[SearchDir, ...]], Found | None] = {}
+        self._lib_dirs: dict[Abi, str] = {}
+        self._modules_done: set[str] = set()
+        self._starts_done: set[str] = set()
+
+    # -- results ----------------------------------------------------------------------------
+
+    def closure(self) -> Closure:
+        return Closure(
+            kept=MappingProxyType(dict(self.kept)),
+            programs=MappingProxyType(dict(self.programs)),
+            missing=tuple(self.missing),
+            warnings=tuple(self.warnings),
+        )
+
+    def keep(self, path: str, reason: Reason) -> None:
+        if path and path not in self.kept:
+            self.kept[path] = reason
+
+    def keep_walk(self, walk: Walk, reason: Reason, asked: str) -> str:
+        """Keep the links passed and the file reached; return the file holding the bytes."""
+        for link in walk.links:
+            self.keep(link, Reason(Step.SYMLINK, by=reason.by, name=f"/{asked}"))
+        self.keep(walk.path, reason)
+        if walk.kind is Kind.HARDLINK:
+            target = self.walker.walk(self.root.hardlink_target(walk.path))
+            self.keep(target.path, Reason(Step.HARDLINK, by=walk.path))
+            return target.path
+        return walk.path
+
+    def fail(self, name: str, chain: tuple[str, ...], detail: str = "") -> None:
+        missing = Missing(name, chain)
+        message = f"{missing} is not in the root{detail}"
+        if not self.keep_going:
+            raise ElfError(message)
+        log.warning("%s", message)
+        self.missing.append(missing)
+        self.warnings.append(message)
+
+    # -- starts -----------------------------------------------------------------------------
+
+    def add_start(self, path: str, reason: Reason | None = None, depth: int = 0) -> None:
+        """Add a file to run (or any file named by a recipe) and everything it loads."""
+        path = normalize_path(path)
+        reason = reason or Reason(Step.START)
+        walk = self.walker.walk(path)
+        if walk.kind is None:
+            if not reason.by:
+                raise ElfError(f"start path /{path} does not exist in the root")
+            self.fail(f"/{path}", (reason.by,))
+            return
+        if walk.kind is Kind.DIR:
+            raise ElfError(f"start path /{path} is a directory")
+        real = self.keep_walk(walk, reason, path)
+        if real in self._starts_done:
+            return
+        self._starts_done.add(real)
+        head = self.cache.head(self.root, real)
+        if head.startswith(b"#!"):
+            self._add_script(path, real, head, depth)
+            return
+        info = self.cache.info(self.root, real)
+        if info is not None and info.dynamic:
+            self.load(walk.path, real, info, reason, program=True)
+
+    def _add_script(self, path: str, real: str, head: bytes, depth: int) -> None:
+        if depth >= MAX_SCRIPT_DEPTH:
+            raise ElfError(f"too many levels of #! interpreters at /{path}")
+        line = head[2:].split(b"\n", 1)[0].decode("utf-8", "surrogateescape").strip(" \t")
+        interpreter, _, argument = line.replace("\t", " ").partition(" ")
+        if not interpreter:
+            raise ElfError(f"/{path} starts with #! but names no interpreter")
+        # The kernel resolves a relative interpreter from the working directory.
+        interpreter_path = posixpath.join(self.env.workdir, interpreter)
+        self.add_start(interpreter_path, Reason(Step.SCRIPT, by=real, name=interpreter), depth + 1)
+        if posixpath.basename(interpreter) == "env":
+            name = _env_program(argument.strip())
+            if not name:
+                return
+            found = self.find_on_path(name)
+            if found is None:
+                self.fail(f"{name} (on PATH)", (path,))
+                return
+            self.add_start(found, Reason(Step.SCRIPT, by=real, name=f"env {name}"), depth + 1)
+
+    def find_on_path(self, name: str) -> str | None:
+        if "/" in name:
+            return posixpath.join(self.env.workdir, name)
+        for directory in self.env.path:
+            base = to_root_dir(directory, self.env.workdir)
+            if base is None:
+                continue
+            candidate = f"{base}/{name}" if base else name
+            if self.walker.walk(candidate).kind in (Kind.FILE, Kind.HARDLINK):
+                return candidate
+        return None
+
+    # -- loading ----------------------------------------------------------------------------
+
+    def load(self, path: str, real: str, info: ElfInfo, reason: Reason, *, program: bool) -> None:
+        """Load one object and its DT_NEEDED breadth-first, as ld.so maps a program."""
+        if not program and real in self._modules_done:
+            return
+        self._modules_done.add(real)
+        main = _Object(path, real, info, None, reason)
+        objects = [main]
+        loaded: list[Loaded] = [Loaded(path, real, reason)]
+        by_name: dict[str, _Object] = {}
+        by_file: dict[str, _Object] = {real: main}
+        if info.soname:
+            by_name[info.soname] = main
+        if info.interpreter and program:
+            self._load_interpreter(main, by_name, by_file, loaded)
+        index = 0
+        while index < len(objects):
+            obj = objects[index]
+            index += 1
+            for name in obj.info.needed:
+                if name in by_name:
+                    continue
+                found = self.search(name, obj, main)
+                if found is None:
+                    self.fail(name, _chain(obj))
+                    continue
+                step_reason = Reason(found.step, by=obj.real, name=name)
+                file = self.keep_walk(found.walk, step_reason, found.opened)
+                same = by_file.get(file)
+                if same is not None:
+                    by_name[name] = same
+                    continue
+                new = _Object(found.opened, file, found.info, obj, step_reason)
+                objects.append(new)
+                loaded.append(Loaded(found.opened, file, step_reason))
+                by_name[name] = new
+                by_file[file] = new
+                if found.info.soname:
+                    by_name.setdefault(found.info.soname, new)
+                for variant in found.variants:
+                    self.add_module(variant, Reason(Step.HWCAPS, by=obj.real, name=name))
+        if program:
+            self.programs[path] = tuple(loaded)
+
+    def _load_interpreter(
+        self,
+        main: _Object,
+        by_name: dict[str, _Object],
+        by_file: dict[str, _Object],
+        loaded: list[Loaded],
+    ) -> None:
+        name = main.info.interpreter
+        reason = Reason(Step.INTERPRETER, by=main.real, name=name)
+        opened = normalize_path(posixpath.join("/", name))
+        walk = self.walker.walk(opened)
+        if walk.kind not in (Kind.FILE, Kind.HARDLINK):
+            self.fail(name, (main.path,))
+            return
+        file = self.keep_walk(walk, reason, opened)
+        info = self.cache.info(self.root, file)
+        if info is None:
+            raise ElfError(f"the interpreter {name} of /{main.path} is not an ELF file")
+        obj = _Object(opened, file, info, None, reason)
+        by_name[name] = obj
+        by_file[file] = obj
+        if info.soname:
+            by_name[info.soname] = obj
+        loaded.append(Loaded(opened, file, reason))
+
+    def add_module(self, path: str, reason: Reason) -> None:
+        """A library loaded at run time (dlopen): itself and what it needs."""
+        walk = self.walker.walk(normalize_path(path))
+        if walk.kind not in (Kind.FILE, Kind.HARDLINK):
+            return
+        real = self.keep_walk(walk, reason, walk.path)
+        info = self.cache.info(self.root, real)
+        if info is not None and info.dynamic:
+            self.load(walk.path, real, info, reason, program=False)
+
+    # -- searching --------------------------------------------------------------------------
+
+    def search(self, name: str, obj: _Object, main: _Object) -> Found | None:
+        """Find the file a DT_NEEDED `name` of `obj` resolves to (elf/dl-load.c order)."""
+        abi = obj.info.abi
+        if "/" in name:
+            expanded = self._expand(name, obj)
+            directory, _, base = expanded.rpartition("/")
+            dirs: tuple[SearchDir, ...] = (SearchDir(directory, Step.NEEDED_PATH),)
+            name = base
+        else:
+            dirs = self._search_dirs(obj, main)
+        key = (name, abi, dirs)
+        if key in self._searches:
+            return self._searches[key]
+        found = self._search_dirs_for(name, abi, dirs)
+        self._searches[key] = found
+        return found
+
+    def search_default(self, name: str, abi: Abi) -> str | None:
+        """Where dlopen(name) from libc would find a library: LD_LIBRARY_PATH, ld.so.conf,
+        default directories (libc has neither DT_RPATH nor DT_RUNPATH)."""
+        dirs: list[SearchDir] = []
+        for entry in split_path_list(self.env.ld_library_path):
+            directory = to_root_dir(entry, self.env.workdir)
+            if directory is not None and "$" not in entry:
+                dirs.append(SearchDir(directory, Step.LD_LIBRARY_PATH))
+        dirs += [SearchDir(d, Step.LD_SO_CONF) for d in self.conf_dirs()]
+        dirs += [SearchDir(d, Step.DEFAULT) for d in default_dirs(abi)]
+        key = (name, abi, tuple(dirs))
+        if key not in self._searches:
+            self._searches[key] = self._search_dirs_for(name, abi, tuple(dirs))
+        found = self._searches[key]
+        return found.opened if found is not None else None
+
+    def _search_dirs(self, obj: _Object, main: _Object) -> tuple[SearchDir, ...]:
+        dirs: list[SearchDir] = []
+        if not obj.info.runpath:
+            # DT_RPATH of the object, then of the object that loaded it, and up the chain;
+            # then the executable's own. Objects with DT_RUNPATH carry no DT_RPATH (elf.py).
+            current: _Object | None = obj
+            did_main = False
+            while current is not None:
+                dirs += self._path_list(current.info.rpath, current, Step.RPATH)
+                did_main = did_main or current is main
+                current = current.loader
+            if not did_main:
+                dirs += self._path_list(main.info.rpath, main, Step.RPATH)
+        dirs += self._path_list(self.env.ld_library_path, main, Step.LD_LIBRARY_PATH)
+        dirs += self._path_list(obj.info.runpath, obj, Step.RUNPATH)
+        if not obj.info.nodeflib:
+            dirs += [SearchDir(d, Step.LD_SO_CONF) for d in self.conf_dirs()]
+            dirs += [SearchDir(d, Step.DEFAULT) for d in default_dirs(obj.info.abi)]
+        seen: set[str] = set()
+        unique: list[SearchDir] = []
+        for d in dirs:
+            if d.path not in seen:
+                seen.add(d.path)
+                unique.append(d)
+        return tuple(unique)
+
+    def _path_list(self, entries: tuple[str, ...], obj: _Object, step: Step) -> list[SearchDir]:
+        out: list[SearchDir] = []
+        for entry in split_path_list(entries):
+            directory = to_root_dir(self._expand(entry, obj), self.env.workdir)
+            if directory is not None:
+                out.append(SearchDir(directory, step))
+        return out
+
+    def _expand(self, text: str, obj: _Object) -> str:
+        if "$" not in text:
+            return text
+        abi = obj.info.abi
+        lib = self._lib_dirs.get(abi)
+        if lib is None:
+            lib = self._lib_dirs[abi] = abi_lib_dir(self.walker, abi)
+        # $ORIGIN of a program is where the kernel found it (/proc/self/exe, all links
+        # resolved); of a library, the directory of the name it was opened under.
+        where = obj.real if obj.loader is None else obj.path
+        origin = "/" + posixpath.dirname(where)
+        return expand_tokens(text, origin, "/" + lib, PLATFORM.get(abi.machine, ""))
+
+    def conf_dirs(self) -> tuple[str, ...]:
+        if self._conf is None:
+            self._conf = read_ld_so_conf(self.root, self.walker)
+        return self._conf
+
+    def _search_dirs_for(self, name: str, abi: Abi, dirs: tuple[SearchDir, ...]) -> Found | None:
+        for directory in dirs:
+            base = f"{directory.path}/{name}" if directory.path else name
+            variants = self._hwcaps_variants(directory.path, name, abi)
+            walk = self.walker.walk(base)
+            if walk.kind in (Kind.FILE, Kind.HARDLINK):
+                real = self._file_of(walk)
+                info = self.cache.info(self.root, real)
+                if info is None:
+                    self.warnings.append(f"/{base} is not an ELF file: skipped")
+                elif info.abi == abi:
+                    return Found(base, walk, real, info, directory.step, variants)
+                # Another class or machine: ld.so skips it and keeps searching.
+            if variants:
+                first = self.walker.walk(variants[0])
+                real = self._file_of(first)
+                info = self.cache.info(self.root, real)
+                if info is not None:
+                    return Found(variants[0], first, real, info, directory.step, variants[1:])
+        return None
+
+    def _hwcaps_variants(self, directory: str, name: str, abi: Abi) -> tuple[str, ...]:
+        """Builds of `name` in `directory`/glibc-hwcaps/*: the CPU picks one at run time."""
+        hwcaps = f"{directory}/glibc-hwcaps" if directory else "glibc-hwcaps"
+        walk = self.walker.walk(hwcaps)
+        if walk.kind is not Kind.DIR:
+            return ()
+        found: list[str] = []
+        for sub in self.root.listdir(walk.path):
+            candidate = f"{hwcaps}/{sub}/{name}"
+            cwalk = self.walker.walk(candidate)
+            if cwalk.kind in (Kind.FILE, Kind.HARDLINK):
+                info = self.cache.info(self.root, self._file_of(cwalk))
+                if info is not None and info.abi == abi:
+                    found.append(candidate)
+        # ld.so tries the highest level first; listdir order is bytewise, levels ascend.
+        return tuple(reversed(found))
+
+    def _file_of(self, walk: Walk) -> str:
+        if walk.kind is Kind.HARDLINK:
+            return self.walker.walk(self.root.hardlink_target(walk.path)).path
+        return walk.path
+
+
+def _chain(obj: _Object) -> tuple[str, ...]:
+    chain: list[str] = []
+    current: _Object | None = obj
+    while current is not None:
+        chain.append(current.path)
+        current = current.loader
+    return tuple(reversed(chain))
+
+
+def _env_program(argument: str) -> str:
+    """The program `#!/usr/bin/env ARGS` runs: the first word that is no option or VAR=x."""
+    words = argument.split()
+    skip_next = False
+    for word in words:
+        if skip_next:
+            skip_next = False
+            continue
+        if word in ("-u", "--unset", "-C", "--chdir"):
+            skip_next = True
+            continue
+        if word.startswith("-S") and len(word) > 2:
+            word = word[2:]
+        elif word.startswith("-") or "=" in word:
+            continue
+        return word
+    return ""
