@@ -28,6 +28,9 @@ from smith.tree import Entry, FileTree, InlineBytes, Kind
 DEFAULT_ID = 10
 DEFAULT_NAME = "smith"
 RUNTIME_DIRS = ("dev", "proc", "read", "run", "sys", "write")
+# What is below /read, /write and /run is kept: the original's own example ships its data in
+# /read, and a runtime that mounts nothing there shows it as is.
+KERNEL_DIRS = ("dev", "proc", "sys")
 NSS_FILES = ("etc/group", "etc/nsswitch.conf", "etc/passwd")
 ORIGIN = "microcontainer conventions"
 
@@ -169,8 +172,9 @@ def apply_conventions(tree: FileTree, conventions: Conventions) -> FileTree:
     out = FileTree()
     for entry in tree:
         top = entry.path.split("/", 1)
-        if top[0] in RUNTIME_DIRS and len(top) > 1:
-            continue  # the runtime mounts over these: whatever the input had is not seen
+        if top[0] in KERNEL_DIRS and len(top) > 1:
+            continue  # the kernel's filesystems are mounted over these; and no device nodes
+
         if entry.path in RUNTIME_DIRS:
             continue  # re-added below as plain empty directories
         if conventions.nss and entry.path in NSS_FILES:

@@ -1,0 +1,479 @@
+"""`smith build`: from a recipe to a microcontainer image, as one flat pipeline.
+
+recipe -> packages (lock or resolve, fetch, extract) -> FileTree -> closure of the program
+and what `paths` names -> microcontainer conventions -> image. Each step is a function
+below; `build` reads like the recipe it follows.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import logging
+import os
+import posixpath
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from smith.conventions import (
+    ROOT,
+    Conventions,
+    RuntimeUser,
+    apply_conventions,
+    nss_documents,
+    parse_user,
+)
+from smith.errors import RecipeError, ResolveError, SmithError, UnsafePathError
+from smith.oci.compress import Compression, parse_compression
+from smith.oci.image import GO_ARCH, ImageConfig, Platform
+from smith.oci.layout import LoadedImage, open_image
+from smith.oci.output import write_image
+from smith.oci.writer import ImageResult
+from smith.paths import normalize_path, parent_paths
+from smith.recipe import Recipe, RuntimeSet, load_recipe
+from smith.resolve.closure import Closure, LoaderEnv
+from smith.resolve.extras import Extras, compute_closure
+from smith.resolve.fetch import Fetcher, is_remote
+from smith.resolve.lock import check_lock_covers, lock_path_for, pin_sha256, read_lock
+from smith.resolve.repo import RepoConfig, load_repos
+from smith.resolve.rpm import add_rpm_to_tree
+from smith.resolve.solver import ResolvedPackage, resolve
+from smith.resolve.store import ContentStore
+from smith.tree import Entry, FileTree, InlineBytes, Kind, path_sort_key
+
+log = logging.getLogger(__name__)
+
+DEFAULT_OUTPUT = "image.tar.gz"  # the original smith's default
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+PACKAGE_FILES_ANNOTATION = "org.smith.package-files"
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    output: str | None = None
+    fmt: str | None = None
+    tag: str | None = None
+    compression: str | None = None
+    locked: bool = False
+    offline: bool = False
+    cache_dir: str | None = None
+    keep_going: bool = False
+    epoch: int | None = None
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    output: str
+    image: ImageResult
+    packages: tuple[ResolvedPackage, ...]
+    kept: tuple[str, ...]  # paths of the image, conventions included
+    reasons: dict[str, str] = field(repr=False)
+    owners: dict[str, str] = field(repr=False)
+    image_bytes: int = 0
+
+    def summary(self) -> dict[str, object]:
+        used = sorted({o for o in self.owners.values() if o})
+        return {
+            "output": self.output,
+            "manifest": self.image.manifest.digest,
+            "config": self.image.config.digest,
+            "layers": [
+                {
+                    "digest": layer.descriptor.digest,
+                    "diff_id": layer.diff_id,
+                    "size": layer.descriptor.size,
+                }
+                for layer in self.image.layers
+            ],
+            "size": self.image_bytes,
+            "files": len(self.kept),
+            "packages_resolved": len(self.packages),
+            "packages_kept": used,
+        }
+
+
+def build(recipe_path: str, options: BuildOptions) -> BuildResult:
+    recipe = load_recipe(recipe_path)
+    base = os.path.dirname(os.path.abspath(recipe_path))
+    fetcher = Fetcher(options.cache_dir, offline=options.offline)
+    packages = choose_packages(recipe, recipe_path, base, fetcher, locked=options.locked)
+    store = ContentStore(fetcher.cache_dir / "content")
+    full = extract_packages(packages, fetcher, store)
+    user = runtime_user(recipe)
+    if recipe.nss or user_is_named(recipe):
+        # The closure's NSS set follows the nsswitch.conf the image will have: smith's own.
+        for path, data in nss_documents(user).items():
+            full.add_file(path, InlineBytes(data), 0o644, origin="smith (nss)")
+    program = find_program(full, recipe)
+    paths = expand_paths(full, recipe.paths, what="paths")
+    starts = [program, *(p for p in paths if full.lookup(p) is not None)]
+    closure = compute_closure(
+        full,
+        starts,
+        env=LoaderEnv.from_env(environment(recipe), recipe.dir or "/"),
+        extras=Extras(
+            nss=recipe.nss or user_is_named(recipe) or RuntimeSet.NSS in recipe.runtime_libraries,
+            gconv=RuntimeSet.GCONV in recipe.runtime_libraries,
+            globs=recipe.libraries,
+        ),
+        keep_going=options.keep_going,
+    )
+    kept = select_kept(full, closure, paths, recipe.excludes)
+    overlay_rootfs(kept, os.path.join(base, "rootfs"))
+    image_tree = apply_conventions(
+        kept, Conventions(user=user, nss=recipe.nss or user_is_named(recipe))
+    )
+    parent = recipe.parent
+    output = options.output or recipe.output or DEFAULT_OUTPUT
+    compression = parse_compression(options.compression or recipe.compression)
+    epoch = choose_epoch(options.epoch, recipe)
+    owners = {e.path: e.origin for e in image_tree}
+    config = image_config(recipe, user.config_user)
+    annotations = {PACKAGE_FILES_ANNOTATION: package_files_json(owners)}
+    tag = options.tag or recipe.tag or ""
+    if parent:
+        parent_ref = (
+            parent if is_remote(parent) or os.path.isabs(parent) else os.path.join(base, parent)
+        )
+        with open_image(parent_ref, platform=config.platform) as parent_image:
+            result = write(
+                image_tree,
+                config,
+                output,
+                options,
+                compression,
+                epoch,
+                tag,
+                annotations,
+                parent_image,
+            )
+    else:
+        result = write(image_tree, config, output, options, compression, epoch, tag, annotations)
+    reasons = {p: " <- ".join(closure.explain(p)) for p in closure.kept}
+    return BuildResult(
+        output=output,
+        image=result,
+        packages=packages,
+        kept=tuple(e.path for e in image_tree),
+        reasons=reasons,
+        owners=owners,
+        image_bytes=output_size(output),
+    )
+
+
+def write(
+    tree: FileTree,
+    config: ImageConfig,
+    output: str,
+    options: BuildOptions,
+    compression: Compression,
+    epoch: int,
+    tag: str,
+    annotations: dict[str, str],
+    parent: LoadedImage | None = None,
+) -> ImageResult:
+    return write_image(
+        tree,
+        config,
+        output,
+        fmt=options.fmt,
+        compression=compression,
+        epoch=epoch,
+        tag=tag,
+        parent=parent,
+        annotations=annotations,
+    )
+
+
+# -- packages --------------------------------------------------------------------------------
+
+
+def repo_configs(recipe: Recipe, base: str) -> tuple[RepoConfig, ...]:
+    configs = []
+    for i, repo in enumerate(recipe.repos):
+        if not repo.enabled:
+            continue
+        keys = (repo.gpgkey,) if repo.gpgkey else ()
+        configs.append(
+            RepoConfig(
+                id=repo.name or f"repo{i}",
+                baseurl=relative_to(repo.baseurl, base),
+                priority=repo.priority,
+                gpgcheck=repo.gpgcheck,
+                gpgkey=tuple(relative_to(k, base) for k in keys),
+            )
+        )
+    return tuple(configs)
+
+
+def relative_to(value: str, base: str) -> str:
+    # A relative baseurl or key is relative to the recipe, not to the current directory.
+    if is_remote(value) or value.startswith("file:") or os.path.isabs(value):
+        return value
+    return os.path.join(base, value)
+
+
+def choose_packages(
+    recipe: Recipe, recipe_path: str, base: str, fetcher: Fetcher, *, locked: bool
+) -> tuple[ResolvedPackage, ...]:
+    requests = recipe.package_requests
+    if not requests:
+        raise RecipeError(f"{recipe_path}: no `package` or `packages` to build from")
+    lock_file = lock_path_for(recipe_path)
+    if lock_file.exists():
+        lock = read_lock(lock_file)
+        try:
+            check_lock_covers(
+                lock, requests, arch=recipe.arch, excludes=recipe.excludes, weak=recipe.weak_deps
+            )
+            log.info("using %s (%d packages)", lock_file, len(lock.packages))
+            return lock.packages
+        except ResolveError:
+            if locked:
+                raise
+            log.warning("%s does not match the recipe; resolving again", lock_file)
+    elif locked:
+        raise ResolveError(
+            f"--locked, but there is no lock at {str(lock_file)!r}: run `smith lock`"
+        )
+    configs = repo_configs(recipe, base)
+    if not configs:
+        raise RecipeError(f"{recipe_path}: no `repos` to find {', '.join(requests)} in")
+    repos = load_repos(configs, fetcher)
+    resolved = resolve(
+        requests, repos, arch=recipe.arch, excludes=recipe.excludes, weak=recipe.weak_deps
+    )
+    return pin_sha256(resolved, fetcher)
+
+
+def extract_packages(
+    packages: Sequence[ResolvedPackage], fetcher: Fetcher, store: ContentStore
+) -> FileTree:
+    tree = FileTree()
+    for pkg in packages:
+        path = fetcher.fetch(pkg.url, pkg.checksum)
+        add_rpm_to_tree(tree, path, store)
+    return tree
+
+
+# -- what is kept ----------------------------------------------------------------------------
+
+
+def environment(recipe: Recipe) -> list[str]:
+    env = list(recipe.env)
+    if not any(e.startswith("PATH=") for e in env):
+        env.insert(0, f"PATH={DEFAULT_PATH}")
+    if recipe.library_path:
+        extra = ":".join(recipe.library_path)
+        env = [f"{e}:{extra}" if e.startswith("LD_LIBRARY_PATH=") else e for e in env]
+        if not any(e.startswith("LD_LIBRARY_PATH=") for e in env):
+            env.append(f"LD_LIBRARY_PATH={extra}")
+    return env
+
+
+def find_program(tree: FileTree, recipe: Recipe) -> str:
+    """The program the image runs: the entrypoint's first word, else the cmd's, through
+    the recipe's PATH, inside the packages' tree."""
+    argv = recipe.entrypoint or recipe.cmd
+    if not argv:
+        raise RecipeError("the recipe names no program: set `entrypoint` or `cmd`")
+    name = argv[0]
+    if "/" in name:
+        candidates = [posixpath.join(recipe.dir or "/", name)]
+    else:
+        path = next((e[5:] for e in environment(recipe) if e.startswith("PATH=")), DEFAULT_PATH)
+        candidates = [posixpath.join(d or ".", name) for d in path.split(":")]
+    for candidate in candidates:
+        entry = tree.lookup(candidate)
+        if entry is not None and entry.kind is Kind.FILE:
+            return normalize_path(candidate)
+    where = ", ".join(candidates) if len(candidates) <= 8 else f"{len(candidates)} PATH directories"
+    raise SmithError(f"the program {name!r} is in none of the packages (looked at {where})")
+
+
+def expand_paths(tree: FileTree, patterns: Iterable[str], *, what: str) -> list[str]:
+    """Tree paths matching each pattern (a path or a glob; `*` stays within one directory,
+    `**` crosses any number); a directory brings everything below it. A pattern that
+    matches nothing is an error: it is almost always a typo."""
+    all_paths = tree.paths()
+    out: dict[str, None] = {}
+    for pattern in patterns:
+        norm = normalize_path(pattern, what=f"{what} entry")
+        if has_magic(norm):
+            matches = [p for p in all_paths if glob_match(p, norm)]
+        else:
+            # A named symlink is kept, and so is what it leads to.
+            real = tree.resolve(norm)
+            matches = [p for p in dict.fromkeys((norm, real)) if p in tree]
+        if not matches:
+            raise SmithError(f"{what}: {pattern!r} matches nothing in the packages")
+        for match in matches:
+            out[match] = None
+            entry = tree.get(match)
+            if entry is not None and entry.kind is Kind.DIR:
+                prefix = match + "/"
+                out.update((p, None) for p in all_paths if p.startswith(prefix))
+    return list(out)
+
+
+def has_magic(pattern: str) -> bool:
+    return any(c in pattern for c in "*?[")
+
+
+def glob_match(path: str, pattern: str) -> bool:
+    return _glob_parts(path.split("/"), pattern.split("/"))
+
+
+def _glob_parts(parts: list[str], pattern: list[str]) -> bool:
+    if not pattern:
+        return not parts
+    if pattern[0] == "**":
+        return any(_glob_parts(parts[i:], pattern[1:]) for i in range(len(parts) + 1))
+    return (
+        bool(parts)
+        and fnmatch.fnmatchcase(parts[0], pattern[0])
+        and _glob_parts(parts[1:], pattern[1:])
+    )
+
+
+def is_excluded(path: str, excludes: Sequence[str]) -> bool:
+    for pattern in excludes:
+        norm = normalize_path(pattern, what="excludes entry")
+        if glob_match(path, norm) or path.startswith(norm + "/"):
+            return True
+    return False
+
+
+def select_kept(
+    full: FileTree, closure: Closure, paths: Sequence[str], excludes: Sequence[str]
+) -> FileTree:
+    """The kept part of `full`: the closure and the named paths, minus the excludes, with
+    every parent directory as the packages had it."""
+    wanted = set(closure.kept) | set(paths)
+    excluded = {
+        p
+        for p in wanted
+        if any(
+            fnmatch.fnmatchcase(p, normalize_path(x)) or p.startswith(normalize_path(x) + "/")
+            for x in excludes
+        )
+    }
+    kept = FileTree()
+    for path in sorted(wanted - excluded, key=path_sort_key):
+        entry = full.get(path)
+        if entry is None:
+            continue
+        if entry.kind is Kind.HARDLINK and entry.target not in wanted:
+            source = full.get(entry.target)
+            assert source is not None
+            entry = replace(source, path=path)  # the other name is not kept: a plain copy
+        kept.add(entry)
+        for parent in parent_paths(path):
+            if parent not in kept:
+                parent_entry = full.get(parent)
+                kept.add(
+                    parent_entry
+                    if parent_entry is not None and parent_entry.kind is Kind.DIR
+                    else Entry(parent, Kind.DIR, mode=0o755)
+                )
+    return kept
+
+
+def overlay_rootfs(tree: FileTree, rootfs: str) -> None:
+    """Lay a `rootfs/` directory beside the recipe over the tree, as the original did:
+    symlinks kept as they are, `.gitignore` files left out, nothing that climbs out."""
+    if not os.path.isdir(rootfs):
+        return
+    for entry in FileTree.from_directory(rootfs, origin="rootfs/"):
+        if posixpath.basename(entry.path) == ".gitignore":
+            continue
+        if entry.kind is Kind.SYMLINK and climbs_out(entry.path, entry.target):
+            raise UnsafePathError(
+                f"rootfs/{entry.path} is a symlink to {entry.target!r}, outside the image root"
+            )
+        existing = tree.get(entry.path)
+        if entry.kind is Kind.DIR and existing is not None and existing.kind is Kind.DIR:
+            continue
+        tree.remove(
+            entry.path
+        ) if existing is not None and existing.kind is not entry.kind else None
+        tree.add(entry)
+
+
+def climbs_out(link: str, target: str) -> bool:
+    if target.startswith("/"):
+        return False  # absolute targets are re-rooted inside the image
+    depth = link.count("/")
+    for part in target.split("/"):
+        if part == "..":
+            depth -= 1
+            if depth < 0:
+                return True
+        elif part not in ("", "."):
+            depth += 1
+    return False
+
+
+# -- image -------------------------------------------------------------------------------------
+
+
+def runtime_user(recipe: Recipe) -> RuntimeUser:
+    if recipe.root:
+        return ROOT
+    user = parse_user(recipe.user) if recipe.user else RuntimeUser()
+    return replace(user, groups=recipe.groups)
+
+
+def user_is_named(recipe: Recipe) -> bool:
+    """A user or group given by name needs NSS to be looked up, as in the original."""
+    if not recipe.user or recipe.root:
+        return bool(recipe.groups) and not recipe.root
+    return any(part and not part.isdigit() for part in recipe.user.split(":"))
+
+
+def image_config(recipe: Recipe, user: str) -> ImageConfig:
+    arch = GO_ARCH.get(recipe.arch, recipe.arch)
+    return ImageConfig(
+        platform=Platform(arch, "linux"),
+        user=user,
+        env=tuple(environment(recipe)),
+        entrypoint=recipe.entrypoint,
+        cmd=recipe.cmd,
+        working_dir=recipe.dir or "",
+        exposed_ports=recipe.ports,
+        # `mounts` become volumes (the original crashed on them).
+        volumes=recipe.mounts,
+        labels=tuple(sorted(recipe.labels.items())),
+    )
+
+
+def choose_epoch(explicit: int | None, recipe: Recipe) -> int:
+    if explicit is not None:
+        return explicit
+    if recipe.source_date_epoch is not None:
+        return recipe.source_date_epoch
+    value = os.environ.get("SOURCE_DATE_EPOCH", "")
+    if not value:
+        return 0
+    if not value.isdigit():
+        raise SmithError(f"SOURCE_DATE_EPOCH must be a whole number of seconds, not {value!r}")
+    return int(value)
+
+
+def package_files_json(owners: dict[str, str]) -> str:
+    """Which package each kept file came from, as canonical JSON {origin: [paths]}.
+
+    An annotation of the manifest: it names the owners without changing any byte a
+    runtime unpacks."""
+    by_origin: dict[str, list[str]] = {}
+    for path in sorted(owners, key=path_sort_key):
+        entry_origin = owners[path] or "smith"
+        by_origin.setdefault(entry_origin, []).append("/" + path)
+    return json.dumps(by_origin, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def output_size(output: str) -> int:
+    if os.path.isdir(output):
+        return sum(f.stat().st_size for f in Path(output).rglob("*") if f.is_file())
+    return os.path.getsize(output)

@@ -1,0 +1,85 @@
+"""`smith build [RECIPE]`: build a microcontainer from a recipe (default ./smith.yaml)."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from smith.build import BuildOptions, build
+from smith.cli import cli
+from smith.recipe import find_recipe
+
+
+@cli.command("build")
+@click.argument("recipe", required=False)
+@click.option(
+    "-o",
+    "-i",
+    "--output",
+    help="Output: a directory (OCI layout), .tar or .tar.gz "
+    "(oci-archive). Default: the recipe's `output`, else image.tar.gz.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["oci", "oci-archive", "docker-archive"]),
+    help="Output format (default: from the output's name).",
+)
+@click.option("--tag", help="Image name/tag recorded in the output (e.g. app:1.0).")
+@click.option(
+    "--compression",
+    type=click.Choice(["gzip", "zstd", "none"]),
+    help="Layer compression (default: the recipe's, else gzip).",
+)
+@click.option("--locked", is_flag=True, help="Use smith.lock only; never resolve beyond it.")
+@click.option("--offline", is_flag=True, help="Fail at once on any network access.")
+@click.option("--cache-dir", help="Download cache (default: $XDG_CACHE_HOME/smith).")
+@click.option("--keep-going", is_flag=True, help="Warn about missing libraries instead of failing.")
+@click.option("--explain", is_flag=True, help="Print every kept file and why it is there.")
+@click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary.")
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
+def build_command(
+    recipe: str | None,
+    output: str | None,
+    fmt: str | None,
+    tag: str | None,
+    compression: str | None,
+    locked: bool,
+    offline: bool,
+    cache_dir: str | None,
+    keep_going: bool,
+    explain: bool,
+    as_json: bool,
+    quiet: bool,
+) -> None:
+    """Build the image a RECIPE (smith.yaml) describes."""
+    result = build(
+        find_recipe(recipe),
+        BuildOptions(
+            output=output,
+            fmt=fmt,
+            tag=tag,
+            compression=compression,
+            locked=locked,
+            offline=offline,
+            cache_dir=cache_dir,
+            keep_going=keep_going,
+        ),
+    )
+    if explain:
+        for path in result.kept:
+            why = result.reasons.get(path) or (
+                "named by the recipe" if result.owners.get(path) else "microcontainer conventions"
+            )
+            owner = result.owners.get(path) or "smith"
+            click.echo(f"/{path}\t[{owner}]\t{why}")
+    if as_json:
+        click.echo(json.dumps(result.summary(), indent=2, sort_keys=True))
+    elif not quiet:
+        click.echo(
+            f"{result.output}: {result.image.manifest.digest} "
+            f"({result.image_bytes} bytes, {len(result.kept)} paths, "
+            f"{len(result.packages)} packages resolved)",
+            err=True,
+        )

@@ -1,0 +1,218 @@
+"""`smith build` end to end: the example recipes, built from the fixture universe and run."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+
+from smith.oci.layout import open_image
+from tests.containers import CRUN_WRAPPER, configure_bundle, run_bundle, unpack_bundle
+from tests.rpm_universe import Universe
+from tests.tools import PROJECT, require_root, require_tool
+
+RECIPES = PROJECT / "recipes"
+RUNTIME = ["dev", "proc", "read", "run", "sys", "write"]
+
+
+def smith(
+    *args: str, cwd: Path | None = None, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(
+        [sys.executable, "-m", "smith", *args], cwd=cwd, capture_output=True, text=True, check=False
+    )
+    if check:
+        assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def recipe_copy(name: str, tmp_path: Path, universe: Universe) -> Path:
+    """The example recipe, with its repository pointed at the session's HTTP server."""
+    dest = tmp_path / name
+    shutil.copytree(RECIPES / name, dest)
+    recipe = yaml.safe_load((dest / "smith.yaml").read_text())
+    recipe["repos"] = [{"name": "universe", "baseurl": universe.repo_url("main")}]
+    (dest / "smith.yaml").write_text(yaml.safe_dump(recipe))
+    return dest
+
+
+def build_example(name: str, tmp_path: Path, universe: Universe, *extra: str) -> Path:
+    recipe = recipe_copy(name, tmp_path, universe)
+    out = tmp_path / f"{name}-image"
+    smith(
+        "build",
+        str(recipe),
+        "-o",
+        str(out),
+        "--tag",
+        name,
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        *extra,
+    )
+    return out
+
+
+def image_paths(layout: Path, tag: str, tmp_path: Path) -> Path:
+    return unpack_bundle(f"{layout}:{tag}", tmp_path / f"bundle-{tag}")
+
+
+def listing(rootfs: Path) -> list[str]:
+    return sorted(str(p.relative_to(rootfs)) for p in rootfs.rglob("*"))
+
+
+@pytest.mark.parametrize("runtime", ["runc", "crun"])
+def test_hello_runs_read_only(runtime: str, tmp_path: Path, rpm_universe: Universe) -> None:
+    out = build_example("hello", tmp_path, rpm_universe)
+    bundle = image_paths(out, "hello", tmp_path)
+    configure_bundle(bundle, readonly=True)
+    result = run_bundle(runtime, bundle)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "hello from smith\n"
+
+
+def test_hello_keeps_exactly_the_closure(tmp_path: Path, rpm_universe: Universe) -> None:
+    out = build_example("hello", tmp_path, rpm_universe)
+    rootfs = image_paths(out, "hello", tmp_path) / "rootfs"
+    assert listing(rootfs) == [
+        "dev", "lib", "lib64", "proc", "read", "run", "sys",
+        "usr", "usr/bin", "usr/bin/hello",
+        "usr/lib", "usr/lib/x86_64-linux-gnu",
+        "usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2", "usr/lib/x86_64-linux-gnu/libc.so.6",
+        "usr/lib64", "usr/lib64/ld-linux-x86-64.so.2",
+        "write",
+    ]  # fmt: skip
+    for path in rootfs.rglob("*"):
+        st = path.lstat()
+        assert (st.st_uid, st.st_gid) == (10, 10), path
+        assert st.st_mode & 0o7000 == 0, path
+
+
+@pytest.mark.parametrize("runtime", ["runc", "crun"])
+def test_the_originals_cat_example(runtime: str, tmp_path: Path, rpm_universe: Universe) -> None:
+    out = build_example("cat", tmp_path, rpm_universe)
+    bundle = image_paths(out, "cat", tmp_path)
+    rootfs = bundle / "rootfs"
+    assert (rootfs / "read" / "data").read_text() == "Hello World!\n"
+    kept = [p for p in listing(rootfs) if not Path(rootfs, p).is_dir()]
+    assert "usr/bin/ls" not in kept and "usr/bin/cat" in kept
+    configure_bundle(bundle, readonly=True)
+    result = run_bundle(runtime, bundle)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "Hello World!\n"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.parametrize("runtime", ["runc", "crun"])
+def test_http_server_with_nss_answers(runtime: str, tmp_path: Path, rpm_universe: Universe) -> None:
+    require_root()
+    require_tool(runtime)
+    out = build_example("tinyhttpd", tmp_path, rpm_universe)
+    bundle = image_paths(out, "tinyhttpd", tmp_path)
+    rootfs = bundle / "rootfs"
+    passwd = (rootfs / "etc" / "passwd").read_text()
+    assert passwd.endswith("\n") and "www:x:10:10:www:/write:" in passwd
+    assert (rootfs / "usr/lib/x86_64-linux-gnu/libnss_files.so.2").exists()
+    port = free_port()
+    config = json.loads((bundle / "config.json").read_text())
+    args = ["/usr/sbin/tinyhttpd", str(port), "/srv", "www"]
+    configure_bundle(bundle, args=args, readonly=True, host_network=True)
+    before = sorted((p, p.stat().st_mtime_ns) for p in rootfs.rglob("*") if not p.is_symlink())
+    base = CRUN_WRAPPER if runtime == "crun" else ["runc"]
+    cid = f"smith-http-{port}"
+    proc = subprocess.Popen(
+        [*base, "run", "--bundle", str(bundle), cid],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        body = ""
+        for _ in range(100):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/index.html", timeout=2) as r:
+                    body = r.read().decode()
+                break
+            except OSError:
+                if proc.poll() is not None:
+                    break
+                time.sleep(0.1)
+        assert "served by a smith microcontainer" in body, (
+            proc.stderr.read() if proc.poll() is not None else ""
+        )
+    finally:
+        subprocess.run([runtime, "kill", cid, "KILL"], capture_output=True, check=False)
+        proc.wait(timeout=30)
+        subprocess.run([runtime, "delete", "--force", cid], capture_output=True, check=False)
+    after = sorted((p, p.stat().st_mtime_ns) for p in rootfs.rglob("*") if not p.is_symlink())
+    assert before == after  # nothing written to the image's root
+    assert config["process"]["user"] == {"uid": 10, "gid": 10}
+
+
+def test_curl_runs_and_keeps_its_whole_closure(tmp_path: Path, rpm_universe: Universe) -> None:
+    out = build_example("curl", tmp_path, rpm_universe)
+    bundle = image_paths(out, "curl", tmp_path)
+    configure_bundle(bundle, readonly=True)
+    result = run_bundle("runc", bundle)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("curl ") and "OpenSSL" in result.stdout
+    assert (bundle / "rootfs/etc/ssl/certs/ca-certificates.crt").exists()
+
+
+def test_explain_and_json(tmp_path: Path, rpm_universe: Universe) -> None:
+    recipe = recipe_copy("hello", tmp_path, rpm_universe)
+    out = tmp_path / "img.tar"
+    proc = smith(
+        "build",
+        str(recipe),
+        "-o",
+        str(out),
+        "--explain",
+        "--json",
+        "--cache-dir",
+        str(tmp_path / "c"),
+    )
+    assert "/usr/lib/x86_64-linux-gnu/libc.so.6\t[glibc-1.0-1.x86_64]\t" in proc.stdout
+    summary = json.loads(proc.stdout[proc.stdout.index("{") :])
+    assert summary["packages_kept"] == [
+        "filesystem-1.0-1.noarch",
+        "glibc-1.0-1.x86_64",
+        "hello-1.0-1.x86_64",
+        "microcontainer conventions",
+    ]
+    with open_image(str(out)) as img:
+        owners = json.loads(img.manifest["annotations"]["org.smith.package-files"])
+        assert owners["hello-1.0-1.x86_64"] == ["/usr/bin/hello"]
+
+
+def test_rebuild_is_bit_identical(tmp_path: Path, rpm_universe: Universe) -> None:
+    recipe = recipe_copy("curl", tmp_path, rpm_universe)
+    first = smith(
+        "build", str(recipe), "-o", str(tmp_path / "a.tar.gz"), "--cache-dir", str(tmp_path / "c1")
+    )
+    second = smith(
+        "build", str(recipe), "-o", str(tmp_path / "b.tar.gz"), "--cache-dir", str(tmp_path / "c2")
+    )
+    assert first.returncode == second.returncode == 0
+    assert (tmp_path / "a.tar.gz").read_bytes() == (tmp_path / "b.tar.gz").read_bytes()
+
+
+def test_build_without_argument_reads_smith_yaml_here(
+    tmp_path: Path, rpm_universe: Universe
+) -> None:
+    recipe = recipe_copy("hello", tmp_path, rpm_universe)
+    smith("build", "--cache-dir", str(tmp_path / "c"), cwd=recipe)
+    assert (recipe / "image.tar.gz").exists()  # the original's default output
