@@ -1,34 +1,34 @@
 #!/usr/bin/env bash
-# Sets everything up, writes a small image with smith and runs it with runc (read-only
-# root), then shows what it printed and the image's digest and size.
+# The main job, from a fresh machine: set everything up, build the example package
+# universe (real RPMs made with rpmbuild + createrepo_c), build the recipe RECIPE
+# (default: recipes/cat, Oracle smith's README example) into an OCI image, run it with runc
+# on a read-only root, and show what it printed and how big the image is.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+recipe=${1:-recipes/cat}
 scripts/setup.sh
-out=${SMITH_DEMO_DIR:-out/demo}
-mkdir -p "$out"
-.venv/bin/python - "$out" <<'PY'
-import sys
-from smith.oci.image import ImageConfig
-from smith.oci.output import write_image
-from smith.tree import FileTree, HostFile, InlineBytes
 
-tree = FileTree()
-tree.add_file("bin/busybox", HostFile("/bin/busybox"), 0o755)
-tree.add_file("etc/motd", InlineBytes(b"hello from a smith microcontainer\n"))
-for d in ("dev", "proc", "sys", "run", "write", "read"):
-    tree.add_dir(d)
-config = ImageConfig(entrypoint=("/bin/busybox",), cmd=("cat", "/etc/motd"))
-result = write_image(tree, config, f"{sys.argv[1]}/image", tag="demo")
-print(f"image {result.manifest.digest}, layer {result.layers[0].descriptor.size} bytes")
-PY
-rm -rf "$out/bundle"
-umoci unpack --image "$out/image:demo" "$out/bundle" >/dev/null
-.venv/bin/python - "$out/bundle/config.json" <<'PY'
+mkdir -p out
+universe=$(.venv/bin/python -c '
+from pathlib import Path
+from tests.rpm_universe import cached_universe
+print(cached_universe(Path("out/universes").resolve()).root)')
+ln -sfn "$universe" out/universe   # where the example recipes' baseurl points
+
+name=$(basename "$recipe")
+.venv/bin/smith build "$recipe" -o "out/$name.oci" --tag "$name" --cache-dir out/cache
+
+bundle="out/$name.bundle"
+rm -rf "$bundle"
+umoci unpack --image "out/$name.oci:$name" "$bundle" >/dev/null
+.venv/bin/python - "$bundle/config.json" <<'PY'
 import json, sys
 config = json.load(open(sys.argv[1]))
-config["root"]["readonly"] = True
+config["root"]["readonly"] = True   # a microcontainer runs on a read-only root
 config["process"]["terminal"] = False
 json.dump(config, open(sys.argv[1], "w"))
 PY
-echo "runc run (read-only root):"
-runc run --bundle "$out/bundle" "smith-demo-$$"
+echo "--- runc run (read-only root) of $name:"
+runc run --bundle "$bundle" "smith-demo-$name-$$"
+echo "--- image: $(du -sb "out/$name.oci" | cut -f1) bytes in out/$name.oci," \
+     "$(find "$bundle/rootfs" | wc -l) paths in its root filesystem"
