@@ -1,0 +1,173 @@
+"""Bad recipes and bad situations: one line on stderr, a non-zero exit, nothing partial."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.fault_server import fault_server
+from tests.rpm_universe import Universe
+
+HELLO = {"package": "hello", "cmd": ["/usr/bin/hello"]}
+
+
+def run_smith(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "smith", *args], cwd=cwd, capture_output=True, text=True, check=False
+    )
+
+
+def make_recipe(
+    tmp_path: Path, universe: Universe, text: str | None = None, **changes: object
+) -> Path:
+    recipe_dir = tmp_path / "recipe"
+    recipe_dir.mkdir(exist_ok=True)
+    if text is None:
+        doc = {**HELLO, "repos": [{"name": "u", "baseurl": universe.repo_url("main")}], **changes}
+        text = yaml.safe_dump({k: v for k, v in doc.items() if v is not None})
+    (recipe_dir / "smith.yaml").write_text(text)
+    return recipe_dir
+
+
+def assert_clean_failure(
+    proc: subprocess.CompletedProcess[str], message: str, out_dir: Path
+) -> None:
+    assert proc.returncode != 0
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("smith: error: ") or lines[0] == "smith: interrupted", lines[0]
+    assert message in lines[0], lines[0]
+    assert "Traceback" not in proc.stderr
+    leftovers = [p.name for p in out_dir.iterdir() if p.name != "recipe" and p.name != "cache"]
+    assert leftovers == [], leftovers
+
+
+CASES = {
+    "yaml-syntax": ({"text": "package: [hello\ncmd: x\n"}, "smith.yaml:2:4: YAML syntax error"),
+    "unknown-key": ({"pakage": "hello"}, "unknown key 'pakage' (did you mean 'package'?)"),
+    "wrong-type": ({"nss": "sometimes"}, "nss: input should be a valid boolean, got 'sometimes'"),
+    "no-such-package": ({"package": "nginx-nope"}, "no package provides 'nginx-nope'"),
+    "path-no-package-provides": (
+        {"paths": ["/usr/bin/nope"]},
+        "paths: '/usr/bin/nope' matches nothing",
+    ),
+    "glob-matching-nothing": (
+        {"paths": ["/usr/share/*.mo"]},
+        "paths: '/usr/share/*.mo' matches nothing",
+    ),
+    "program-missing": (
+        {"cmd": ["/usr/bin/missing"]},
+        "the program '/usr/bin/missing' is in none of the packages",
+    ),
+    "unsatisfiable": ({"packages": ["broken"]}, "cannot install hello, broken"),
+    "conflicting": ({"packages": ["conflicts-glibc"]}, "cannot install hello, conflicts-glibc"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_bad_recipe(case: str, tmp_path: Path, rpm_universe: Universe) -> None:
+    changes, message = CASES[case]
+    text = changes.pop("text", None) if "text" in changes else None
+    recipe = make_recipe(tmp_path, rpm_universe, text, **changes)  # type: ignore[arg-type]
+    proc = run_smith(
+        "build",
+        str(recipe),
+        "-o",
+        str(tmp_path / "img.tar"),
+        "--cache-dir",
+        str(tmp_path / "cache"),
+    )
+    assert_clean_failure(proc, message, tmp_path)
+
+
+def test_rootfs_symlink_pointing_outside(tmp_path: Path, rpm_universe: Universe) -> None:
+    recipe = make_recipe(tmp_path, rpm_universe)
+    (recipe / "rootfs" / "etc").mkdir(parents=True)
+    os.symlink("../../../../etc/shadow", recipe / "rootfs" / "etc" / "escape")
+    proc = run_smith(
+        "build",
+        str(recipe),
+        "-o",
+        str(tmp_path / "img.tar"),
+        "--cache-dir",
+        str(tmp_path / "cache"),
+    )
+    assert_clean_failure(
+        proc, "rootfs/etc/escape is a symlink to '../../../../etc/shadow'", tmp_path
+    )
+
+
+def test_unwritable_output(tmp_path: Path, rpm_universe: Universe) -> None:
+    recipe = make_recipe(tmp_path, rpm_universe)
+    proc = run_smith(
+        "build",
+        str(recipe),
+        "-o",
+        str(tmp_path / "no" / "such" / "img.tar"),
+        "--cache-dir",
+        str(tmp_path / "cache"),
+    )
+    assert_clean_failure(proc, "the output's directory does not exist", tmp_path)
+
+
+def test_debug_shows_the_traceback(tmp_path: Path, rpm_universe: Universe) -> None:
+    recipe = make_recipe(tmp_path, rpm_universe, paths=["/nope"])
+    proc = run_smith(
+        "--debug",
+        "build",
+        str(recipe),
+        "-o",
+        str(tmp_path / "img.tar"),
+        "--cache-dir",
+        str(tmp_path / "cache"),
+    )
+    assert proc.returncode != 0 and "Traceback" in proc.stderr
+
+
+def test_ctrl_c_in_the_middle_leaves_nothing(tmp_path: Path, rpm_universe: Universe) -> None:
+    repo = rpm_universe.repo_dir("main")
+    package = "repos/main/glibc-1.0-1.x86_64.rpm"
+    with fault_server(rpm_universe.root) as server:
+        server.plan(package, "stall")  # the download hangs: the build is mid-way
+        recipe = make_recipe(
+            tmp_path, rpm_universe, repos=[{"name": "u", "baseurl": server.url + "repos/main"}]
+        )
+        cache = tmp_path / "cache"
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "smith",
+                "build",
+                str(recipe),
+                "-o",
+                str(tmp_path / "img.tar.gz"),
+                "--cache-dir",
+                str(cache),
+            ],
+            stderr=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.monotonic() + 60
+        while server.hits[package] == 0 and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=60)
+    result = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+    assert proc.returncode == 130
+    assert_clean_failure(result, "smith: interrupted", tmp_path)
+    assert repo.exists()
+    # Whatever reached the cache is complete: every blob's name is its digest.
+    for blob in (
+        (cache / "blobs" / "sha256").glob("*") if (cache / "blobs" / "sha256").exists() else []
+    ):
+        assert hashlib.sha256(blob.read_bytes()).hexdigest() == blob.name
