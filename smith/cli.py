@@ -34,7 +34,9 @@ def run_cli(group: click.Group, prog: str, argv: list[str] | None = None) -> NoR
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
     try:
-        group.main(args=args, prog_name=prog, standalone_mode=False)
+        # A command may return its exit status (smith diff and verify exit 1 on a
+        # difference); click hands that back here, as it does a raised click Exit.
+        status = group.main(args=args, prog_name=prog, standalone_mode=False)
     except SmithError as err:
         if debug:
             raise
@@ -63,7 +65,7 @@ def run_cli(group: click.Group, prog: str, argv: list[str] | None = None) -> NoR
         where = f": {err.filename}" if err.filename else ""
         print(f"{prog}: error: {err.strerror or err}{where}", file=sys.stderr)
         sys.exit(1)
-    sys.exit(0)
+    sys.exit(status if isinstance(status, int) else 0)
 
 
 def _register_commands() -> None:

@@ -1,0 +1,26 @@
+"""`smith diff A B`: why two images differ, cause first (exit 1 when they do, like diff)."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from smith.cli import cli
+from smith.diff import diff_images
+
+
+@cli.command("diff")
+@click.argument("a")
+@click.argument("b")
+@click.option("--json", "as_json", is_flag=True, help="Print every finding as JSON.")
+@click.option("--limit", default=40, show_default=True, help="Causes listed after the first.")
+def diff_command(a: str, b: str, as_json: bool, limit: int) -> None:
+    """Compare images A and B (OCI layouts, oci-archives, docker-archives) blob by role."""
+    report = diff_images(a, b)
+    if as_json:
+        click.echo(json.dumps(report.to_json(), indent=2, sort_keys=True))
+    else:
+        click.echo(report.render(limit))
+    if not report.identical:
+        raise click.exceptions.Exit(1)
