@@ -33,8 +33,8 @@ from smith.tarscan import (
 MISSING = "(absent)"
 # Compared in this order; the first differing field of an entry is its cause.
 ENTRY_FIELDS = (
-    "name form",
     "type",
+    "name form",
     "mode",
     "uid",
     "gid",
@@ -285,14 +285,14 @@ def diff_entries(role: str, a: Sequence[TarEntry], b: Sequence[TarEntry]) -> lis
     order_b = [k for k in index_b if k in index_a]
     if order_a != order_b:
         pos = next(i for i, (x, y) in enumerate(zip(order_a, order_b, strict=True)) if x != y)
+        moved = order_a[pos]
         findings.append(
             Finding(
                 role,
-                order_a[pos][0],
+                moved[0],
                 "order",
-                f"{order_a[pos][0]!r} is entry {index_a[order_a[pos]].position}",
-                f"{order_b[pos][0]!r} comes there instead; {order_a[pos][0]!r} is entry "
-                f"{index_b[order_a[pos]].position}",
+                f"entry {index_a[moved].position}",
+                f"entry {index_b[moved].position} (B has {order_b[pos][0]!r} where A has it)",
             )
         )
     # Entries in the order of A, then what only B has, in B's order.
@@ -349,6 +349,9 @@ def entry_values(e: TarEntry) -> dict[str, str]:
 
 def diff_entry(role: str, path: str, a: TarEntry, b: TarEntry) -> list[Finding]:
     values_a, values_b = entry_values(a), entry_values(b)
+    if a.type != b.type:
+        # A directory's trailing slash follows from its type; it is not a second cause.
+        values_a["name form"] = values_b["name form"] = ""
     findings = [
         Finding(role, path, name, values_a[name], values_b[name])
         for name in ENTRY_FIELDS
@@ -458,7 +461,9 @@ def show(value: Any) -> str:
 def json_differences(a: Any, b: Any, path: str) -> Iterator[tuple[str, str, str]]:
     if isinstance(a, dict) and isinstance(b, dict):
         for key in sorted(set(a) | set(b)):
-            yield from json_differences(a.get(key, MISSING), b.get(key, MISSING), f"{path}.{key}")
+            yield from json_differences(
+                a.get(key, MISSING), b.get(key, MISSING), path + json_key(key)
+            )
     elif isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
         for i, (x, y) in enumerate(zip(a, b, strict=True)):
             yield from json_differences(x, y, f"{path}[{i}]")
@@ -468,6 +473,11 @@ def json_differences(a: Any, b: Any, path: str) -> Iterator[tuple[str, str, str]
             yield f"{path}{sub or ''} (JSON inside)", va, vb
     elif a != b or type(a) is not type(b):
         yield path or ".", show(a), show(b)
+
+
+def json_key(key: str) -> str:
+    """.key, or ["key"] when the key has dots or other characters a path would blur."""
+    return f".{key}" if key.isidentifier() else f"[{json.dumps(key)}]"
 
 
 def embedded_json(a: str, b: str) -> bool:
@@ -489,7 +499,9 @@ def serialization_finding(role: str, a: bytes, b: bytes, doc: Any) -> Finding:
     if order_a != order_b:
         for (where, keys_a), (_, keys_b) in zip(order_a, order_b, strict=False):
             if keys_a != keys_b:
-                return Finding(role, where or ".", "key order", ",".join(keys_a), ",".join(keys_b))
+                return Finding(
+                    role, where or "top level", "key order", ",".join(keys_a), ",".join(keys_b)
+                )
     if a.rstrip(b"\n") == b.rstrip(b"\n"):
         return Finding(role, "document", "trailing newline", repr(a[-1:]), repr(b[-1:]))
     offset = next((i for i in range(min(len(a), len(b))) if a[i] != b[i]), min(len(a), len(b)))
@@ -509,7 +521,7 @@ def key_order(pairs: Any, path: str = "") -> list[tuple[str, list[str]]]:
         if pairs or path == "":
             out.append((path, [k for k, _ in pairs]))
         for k, v in pairs:
-            out += key_order(v, f"{path}.{k}")
+            out += key_order(v, path + json_key(k))
     elif isinstance(pairs, list):
         for i, v in enumerate(pairs):
             out += key_order(v, f"{path}[{i}]")

@@ -106,14 +106,15 @@ class GzipMember:
     extra: bytes
 
     def fields(self) -> dict[str, str]:
+        # The fields that vary in practice first; FLG last (it only says which are present).
         return {
-            "FLG": f"0x{self.flags:02x}",
-            "MTIME": str(self.mtime),
-            "XFL": str(self.xfl),
-            "OS": str(self.os),
             "FNAME": repr(self.name) if self.flags & 0x08 else "(none)",
+            "MTIME": str(self.mtime),
+            "OS": str(self.os),
+            "XFL": str(self.xfl),
             "FCOMMENT": repr(self.comment) if self.flags & 0x10 else "(none)",
             "FEXTRA": self.extra.hex() if self.flags & 0x04 else "(none)",
+            "FLG": f"0x{self.flags:02x}",
         }
 
 

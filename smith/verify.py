@@ -42,7 +42,9 @@ class Variation:
 
     def describe(self) -> str:
         env = " ".join(f"{k}={v}" for k, v in self.env)
-        extra = ", directory order shuffled" if self.shuffle_dirs else ""
+        extra = ", own cwd and cache dir" + (
+            ", directory order shuffled" if self.shuffle_dirs else ""
+        )
         py = f", python {self.python}" if self.python else ""
         return f"umask {self.umask:03o}, {env}{extra}{py}"
 
@@ -205,8 +207,9 @@ def run_build(
 ) -> BuildRun:
     """One build in its own directory and environment; returns its output's digests."""
     work.mkdir(parents=True)
-    cwd, cache, output = work / "cwd", work / "cache", str(work / "image")
-    cwd.mkdir()
+    cache, output = work / "cache", str(work / "image")
+    # A fresh, randomly named working directory, as a temp path leaking in would have.
+    cwd = Path(tempfile.mkdtemp(prefix="cwd-", dir=work))
     if options.cache_dir and os.path.isdir(options.cache_dir):
         # Same content, another path: a build must not depend on where its cache is.
         shutil.copytree(options.cache_dir, cache, symlinks=True)

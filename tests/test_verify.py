@@ -1,0 +1,222 @@
+"""`smith verify` on the example recipes: golden digests, changed environments, another
+Python, planted non-determinism (one per item of DESIGN.md's checklist), and `smith diff` of
+two real images.
+
+Every build here is a real `smith build` from the fixture package universe.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from smith.verify import SHUFFLE_SCRIPT
+from tests.golden_recipes import GOLDEN, recipe_copy, recipe_names
+from tests.rpm_universe import Universe
+from tests.tools import PROJECT, require_root, require_tool, unavailable
+
+PLANTS = PROJECT / "tests" / "plants"
+
+
+def smith(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "smith", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, **(env or {})},
+        cwd=cwd,
+    )
+
+
+def as_json(proc: subprocess.CompletedProcess[str]) -> dict[str, Any]:
+    assert proc.returncode in (0, 1), proc.stderr
+    result: dict[str, Any] = json.loads(proc.stdout)
+    return result
+
+
+@pytest.fixture(scope="module")
+def examples(rpm_universe: Universe, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Copies of recipes/*, their repository pointed at the session's universe server."""
+    root = tmp_path_factory.mktemp("recipes")
+    for name in recipe_names():
+        recipe_copy(name, root, rpm_universe.repo_url("main"))
+    return root
+
+
+def test_golden_file_lists_every_recipe() -> None:
+    assert sorted(json.loads(GOLDEN.read_text())) == recipe_names()
+
+
+@pytest.mark.parametrize("name", recipe_names())
+def test_recipe_is_reproducible_and_matches_golden(name: str, examples: Path) -> None:
+    # Two builds (changed environment, then reference), each compared with the record.
+    result = as_json(smith("verify", str(examples / name), "--against", str(GOLDEN),
+                           "--builds", "2", "--json"))  # fmt: skip
+    assert result["reproducible"], json.dumps(result, indent=1)
+    assert [b["variation"] for b in result["builds"]] == ["changed", "reference"]
+    if shutil.which("disorderfs") and os.geteuid() == 0:
+        assert "directory order shuffled" in result["builds"][0]["environment"]
+
+
+def full_python(version: str) -> str:
+    """An interpreter of `version` from pyenv, in a venv under .venv with all of smith's
+    pinned dependencies (smith itself comes from the checkout via PYTHONPATH)."""
+    found = sorted(glob.glob(os.path.expanduser(f"~/.pyenv/versions/{version}.*/bin/python3*")))
+    found = [p for p in found if p.endswith(f"python{version}")]
+    if not found:
+        unavailable(f"Python {version} is not installed under ~/.pyenv/versions")
+    venv = PROJECT / ".venv" / f"aux-full-python{version}"
+    python, stamp = venv / "bin" / "python", venv / "requirements.txt"
+    pins = (PROJECT / "requirements.txt").read_text()
+    if not python.exists() or not stamp.exists() or stamp.read_text() != pins:
+        subprocess.run([found[-1], "-m", "venv", "--clear", str(venv)], check=True)
+        subprocess.run(
+            [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check",
+             "-r", str(PROJECT / "requirements.txt")],
+            check=True, capture_output=True,
+        )  # fmt: skip
+        stamp.write_text(pins)
+    return str(python)
+
+
+@pytest.mark.parametrize("version", ["3.12", "3.13"])
+def test_verify_under_another_python(version: str, examples: Path) -> None:
+    python = full_python(version)
+    result = as_json(smith("verify", str(examples / "cat"), "--builds", "1", "--python",
+                           python, "--json"))  # fmt: skip
+    assert [b["variation"] for b in result["builds"]] == ["reference", f"python{version}"]
+    assert result["reproducible"], json.dumps(result, indent=1)
+    golden = json.loads(GOLDEN.read_text())["cat"]
+    assert result["builds"][1]["digests"] == golden
+
+
+# One plant per item of DESIGN.md's determinism checklist (tests/plants/sitecustomize.py),
+# and what `smith diff` must name: (role, entry or key, field).
+PLANTED = {
+    "float-mtime": ("layer 1", "usr/bin/hello", "mtime"),
+    "gzip-name": ("layer 1", "compression (same uncompressed tar)", "gzip header FNAME"),
+    "host-user-names": ("layer 1", "dev", "uname"),
+    "unsorted-json-keys": ("config", "top level", "key order"),
+    "set-iteration": (
+        "manifest",
+        '.annotations["org.smith.package-files"]["filesystem-1.0-1.noarch"][0] (JSON inside)',
+        "value",
+    ),
+    "leaked-umask": ("layer 1", "dev", "mode"),
+    "timestamp-in-config": ("config", ".created", "value"),
+    "reordered-entries": ("layer 1", "usr/lib64/ld-linux-x86-64.so.2", "order"),
+}
+
+
+@pytest.mark.parametrize("plant", sorted(PLANTED))
+def test_planted_nondeterminism_is_caught_and_named(
+    plant: str, examples: Path, tmp_path: Path
+) -> None:
+    env = {"SMITH_PLANT": plant, "PYTHONPATH": str(PLANTS)}
+    keep = tmp_path / "builds"
+    proc = smith("verify", str(examples / "hello"), "--keep", str(keep), "--json", env=env)
+    result = as_json(proc)
+    assert proc.returncode == 1 and not result["reproducible"]
+    first = result["diff"]["first_cause"]
+    assert (first["role"], first["subject"], first["field"]) == PLANTED[plant], first
+    # `smith diff` on the two kept builds says the same, in its first line too.
+    direct = smith("diff", str(keep / "build-1" / "image"), str(keep / "build-2" / "image"))
+    assert direct.returncode == 1
+    line = direct.stdout.splitlines()[0]
+    assert line.startswith("first cause: ") and PLANTED[plant][2] in line
+    assert PLANTED[plant][1] in line
+
+
+def test_diff_of_real_images_differing_in_one_mode(examples: Path, tmp_path: Path) -> None:
+    base = examples / "cat"
+    changed = tmp_path / "cat"
+    shutil.copytree(base, changed)
+    os.chmod(changed / "rootfs" / "read" / "data", 0o755)
+    for recipe, out in ((base, tmp_path / "a.tar.gz"), (changed, tmp_path / "b.tar.gz")):
+        proc = smith("build", str(recipe), "-o", str(out), "--cache-dir", str(tmp_path / "c"))
+        assert proc.returncode == 0, proc.stderr
+    result = as_json(smith("diff", str(tmp_path / "a.tar.gz"), str(tmp_path / "b.tar.gz"),
+                           "--json"))  # fmt: skip
+    causes = [f for f in result["findings"] if not f["derived"]]
+    assert [(f["role"], f["subject"], f["field"], f["a"], f["b"]) for f in causes] == [
+        ("layer 1", "read/data", "mode", "0644", "0755")
+    ]
+    text = smith("diff", str(tmp_path / "a.tar.gz"), str(tmp_path / "b.tar.gz")).stdout
+    assert text.splitlines()[0] == ("first cause: layer 1: read/data: mode differs: A 0644, B 0755")
+
+
+def test_verify_against_an_image_explains_the_difference(examples: Path, tmp_path: Path) -> None:
+    other = tmp_path / "tagged"
+    proc = smith("build", str(examples / "hello"), "-o", str(other), "--tag", "hello:1")
+    assert proc.returncode == 0, proc.stderr
+    result = as_json(smith("verify", str(examples / "hello"), "--against", str(other), "--json"))
+    assert result["differing"] == ["index"]
+    first = result["diff"]["first_cause"]
+    assert (first["role"], first["field"]) == ("index", "value")
+    assert first["subject"] == ".manifests[0].annotations"
+    assert "org.opencontainers.image.ref.name" in first["b"] and first["a"] == "(absent)"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["nowhere/smith.yaml"], "no recipe or image at"),
+        (["RECIPE", "--python", "/no/such/python"], "--python /no/such/python: no such"),
+        (["RECIPE", "--against", "BADJSON"], "not valid JSON"),
+        (["RECIPE", "--against", "OTHERJSON"], "no record named 'hello'"),
+        (["--minimize", "RECIPE"], "smith minimize"),
+    ],
+)
+def test_bad_input_is_one_line(
+    args: list[str], message: str, examples: Path, tmp_path: Path
+) -> None:
+    (tmp_path / "bad.json").write_text("{not json")
+    (tmp_path / "other.json").write_text('{"curl": {}}')
+    replace = {
+        "RECIPE": str(examples / "hello"),
+        "BADJSON": str(tmp_path / "bad.json"),
+        "OTHERJSON": str(tmp_path / "other.json"),
+    }
+    proc = smith("verify", *(replace.get(a, a) for a in args), cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert message in proc.stderr
+
+
+def test_disorderfs_view_shuffles_directory_order() -> None:
+    """The mount verify's changed build runs under really changes readdir order."""
+    require_root()
+    require_tool("disorderfs")
+    require_tool("unshare")
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp, "dir")
+        src.mkdir()
+        for i in range(30):
+            (src / f"f{i:02d}").write_text("")
+        orders = []
+        for n in range(3):
+            work = Path(tmp, f"w{n}")
+            (work / "s").mkdir(parents=True)
+            (work / "m").mkdir()
+            code = f"import os; print(' '.join(os.listdir({str(src)!r})))"
+            proc = subprocess.run(
+                ["unshare", "-m", "--propagation", "private", "sh", "-c", SHUFFLE_SCRIPT,
+                 "sh", str(src), str(work / "s"), str(work / "m"), sys.executable, "-c", code],
+                capture_output=True, text=True, check=False,
+            )  # fmt: skip
+            assert proc.returncode == 0, proc.stderr
+            orders.append(proc.stdout.split())
+        assert all(sorted(o) == sorted(os.listdir(src)) for o in orders)
+        assert len({tuple(o) for o in orders}) > 1, orders
