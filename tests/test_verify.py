@@ -166,7 +166,7 @@ def test_verify_against_an_image_explains_the_difference(examples: Path, tmp_pat
     first = result["diff"]["first_cause"]
     assert (first["role"], first["field"]) == ("index", "value")
     assert first["subject"] == ".manifests[0].annotations"
-    assert "org.opencontainers.image.ref.name" in first["b"] and first["a"] == "(absent)"
+    assert "org.opencontainers.image.ref.name" in first["a"] and first["b"] == "(absent)"
 
 
 @pytest.mark.parametrize(
