@@ -9,7 +9,7 @@ DEBIAN_PACKAGES=(
     python3 python3-venv python3-dev gcc make
     runc crun skopeo umoci docker-registry docker.io
     rpm createrepo-c gnupg busybox-static pax-utils
-    disorderfs fuse3 patchelf strace gdb lsof curl iproute2 cpio tar gzip zstd
+    disorderfs diffoscope-minimal fuse3 patchelf strace gdb lsof curl iproute2 cpio tar gzip zstd
 )
 
 missing=()
