@@ -17,6 +17,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from smith.conventions import (
+    ORIGIN as CONVENTIONS_ORIGIN,
+)
+from smith.conventions import (
     ROOT,
     Conventions,
     RuntimeUser,
@@ -150,7 +153,7 @@ def build(recipe_path: str, options: BuildOptions) -> BuildResult:
             )
     else:
         result = write(image_tree, config, output, options, compression, epoch, tag, annotations)
-    reasons = {p: " <- ".join(closure.explain(p)) for p in closure.kept}
+    reasons = explain_all(image_tree, closure, program, paths)
     return BuildResult(
         output=output,
         image=result,
@@ -292,12 +295,12 @@ def find_program(tree: FileTree, recipe: Recipe) -> str:
     raise SmithError(f"the program {name!r} is in none of the packages (looked at {where})")
 
 
-def expand_paths(tree: FileTree, patterns: Iterable[str], *, what: str) -> list[str]:
+def expand_paths(tree: FileTree, patterns: Iterable[str], *, what: str) -> dict[str, str]:
     """Tree paths matching each pattern (a path or a glob; `*` stays within one directory,
     `**` crosses any number); a directory brings everything below it. A pattern that
     matches nothing is an error: it is almost always a typo."""
     all_paths = tree.paths()
-    out: dict[str, None] = {}
+    out: dict[str, str] = {}  # path -> the pattern that named it
     for pattern in patterns:
         norm = normalize_path(pattern, what=f"{what} entry")
         if has_magic(norm):
@@ -309,12 +312,14 @@ def expand_paths(tree: FileTree, patterns: Iterable[str], *, what: str) -> list[
         if not matches:
             raise SmithError(f"{what}: {pattern!r} matches nothing in the packages")
         for match in matches:
-            out[match] = None
+            out.setdefault(match, pattern)
             entry = tree.get(match)
             if entry is not None and entry.kind is Kind.DIR:
                 prefix = match + "/"
-                out.update((p, None) for p in all_paths if p.startswith(prefix))
-    return list(out)
+                for p in all_paths:
+                    if p.startswith(prefix):
+                        out.setdefault(p, pattern)
+    return out
 
 
 def has_magic(pattern: str) -> bool:
@@ -345,8 +350,39 @@ def is_excluded(path: str, excludes: Sequence[str]) -> bool:
     return False
 
 
+def explain_all(
+    tree: FileTree, closure: Closure, program: str, paths: dict[str, str]
+) -> dict[str, str]:
+    """Why each path of the image is there, in one line."""
+
+    def start_reason(path: str) -> str:
+        if path == program:
+            return "the program (entrypoint/cmd)"
+        return f"named by paths: {paths[path]}" if path in paths else "start"
+
+    reasons = {}
+    for entry in tree:
+        if entry.path in closure.kept:
+            chain = [line.split(": ", 1) for line in closure.explain(entry.path)]
+            words = [why for _path, why in chain]
+            if words and words[-1] == "start":
+                words[-1] = start_reason(chain[-1][0].lstrip("/"))
+            reasons[entry.path] = " <- ".join(words)
+        elif entry.path in paths:
+            reasons[entry.path] = f"named by paths: {paths[entry.path]}"
+        elif entry.origin.startswith("rootfs"):
+            reasons[entry.path] = "from rootfs/ beside the recipe"
+        elif entry.origin == CONVENTIONS_ORIGIN:
+            reasons[entry.path] = "microcontainer conventions"
+        elif entry.kind is Kind.DIR:
+            reasons[entry.path] = "parent directory of kept files"
+        else:
+            reasons[entry.path] = entry.origin or "smith"
+    return reasons
+
+
 def select_kept(
-    full: FileTree, closure: Closure, paths: Sequence[str], excludes: Sequence[str]
+    full: FileTree, closure: Closure, paths: Iterable[str], excludes: Sequence[str]
 ) -> FileTree:
     """The kept part of `full`: the closure and the named paths, minus the excludes, with
     every parent directory as the packages had it."""
