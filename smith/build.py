@@ -100,7 +100,9 @@ def build(recipe_path: str, options: BuildOptions) -> BuildResult:
     recipe = load_recipe(recipe_path)
     base = os.path.dirname(os.path.abspath(recipe_path))
     fetcher = Fetcher(options.cache_dir, offline=options.offline)
+    log.info("resolving the packages of %s", recipe_path)
     packages = choose_packages(recipe, recipe_path, base, fetcher, locked=options.locked)
+    log.info("fetching and extracting %d packages", len(packages))
     store = ContentStore(fetcher.cache_dir / "content")
     full = extract_packages(packages, fetcher, store)
     user = runtime_user(recipe)
@@ -110,7 +112,8 @@ def build(recipe_path: str, options: BuildOptions) -> BuildResult:
             full.add_file(path, InlineBytes(data), 0o644, origin="smith (nss)")
     program = find_program(full, recipe)
     paths = expand_paths(full, recipe.paths, what="paths")
-    starts = [program, *(p for p in paths if full.lookup(p) is not None)]
+    starts = [program, *(p for p in paths if is_regular_file(full, p))]
+    log.info("walking the ELF closure of /%s and %d named paths", program, len(paths))
     closure = compute_closure(
         full,
         starts,
@@ -122,6 +125,8 @@ def build(recipe_path: str, options: BuildOptions) -> BuildResult:
         ),
         keep_going=options.keep_going,
     )
+    for missing in closure.missing:
+        log.warning("%s", missing)
     kept = select_kept(full, closure, paths, recipe.excludes)
     overlay_rootfs(kept, os.path.join(base, "rootfs"))
     image_tree = apply_conventions(
@@ -132,6 +137,7 @@ def build(recipe_path: str, options: BuildOptions) -> BuildResult:
     compression = parse_compression(options.compression or recipe.compression)
     epoch = choose_epoch(options.epoch, recipe)
     owners = {e.path: e.origin for e in image_tree}
+    log.info("writing %d paths to %s", len(image_tree), output)
     config = image_config(recipe, user.config_user)
     annotations = {PACKAGE_FILES_ANNOTATION: package_files_json(owners)}
     tag = options.tag or recipe.tag or ""
@@ -320,6 +326,11 @@ def expand_paths(tree: FileTree, patterns: Iterable[str], *, what: str) -> dict[
                     if p.startswith(prefix):
                         out.setdefault(p, pattern)
     return out
+
+
+def is_regular_file(tree: FileTree, path: str) -> bool:
+    entry = tree.lookup(path)
+    return entry is not None and entry.kind is Kind.FILE
 
 
 def has_magic(pattern: str) -> bool:
