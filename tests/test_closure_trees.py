@@ -92,7 +92,8 @@ def test_runpath_origin_in_lib64_tree(built: dict[str, Path]) -> None:
     assert kept["usr/lib64/ld-linux-x86-64.so.2"].step is Step.INTERPRETER
     assert kept["lib64"].step is Step.SYMLINK
     assert closure.explain("/opt/app/lib/libfoo.so.1.0") == [
-        "/opt/app/lib/libfoo.so.1.0: DT_NEEDED libfoo.so.1 of /opt/app/bin/app, found by DT_RUNPATH",
+        "/opt/app/lib/libfoo.so.1.0: DT_NEEDED libfoo.so.1 of /opt/app/bin/app,"
+        " found by DT_RUNPATH",
         "/opt/app/bin/app: start",
     ]
 
