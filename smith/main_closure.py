@@ -9,7 +9,7 @@ import click
 
 from smith.cli import cli
 from smith.resolve.closure import LoaderEnv
-from smith.resolve.extras import Extras, compute_closure
+from smith.resolve.dependencies import Extras, compute_closure
 
 
 @cli.command("closure")

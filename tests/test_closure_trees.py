@@ -13,7 +13,7 @@ import pytest
 
 from smith.errors import ElfError
 from smith.resolve.closure import LoaderEnv, Reason
-from smith.resolve.extras import Extras, compute_closure
+from smith.resolve.dependencies import Extras, compute_closure
 from smith.resolve.loader import Step
 from smith.tree import FileTree, HostFile, InlineBytes
 from tests.elf_builders import compile_c, lib32
@@ -279,3 +279,32 @@ def test_i686_missing_libraries_are_named(i686_root: Path) -> None:
     closure = compute_closure(str(i686_root), ["/usr/bin/imsettings-info"], keep_going=True)
     names = {m.name for m in closure.missing}
     assert "libglib-2.0.so.0" in names and "libc.so.6" not in names
+
+
+def test_directory_root_reroots_absolute_links(built: dict[str, Path], tmp_path: Path) -> None:
+    """An absolute link in a directory root names a path in that root, never on the host
+    (the host has its own /usr/lib64 and /lib64; here they must not be read)."""
+    root = tmp_path / "root"
+    (root / "usr/lib64").mkdir(parents=True)
+    (root / "opt/app/bin").mkdir(parents=True)
+    (root / "opt/app/lib").mkdir(parents=True)
+    (root / "lib64").symlink_to("/usr/lib64")
+    shutil.copy(HOST_LDSO, root / "usr/lib64/ld-linux-x86-64.so.2")
+    shutil.copy(HOST_LIBC, root / "usr/lib64/libc.so.6")
+    shutil.copy(built["app"], root / "opt/app/bin/app")
+    shutil.copy(built["libfoo"], root / "opt/app/lib/libfoo.so.1")
+    (root / "usr/bin").mkdir(parents=True)
+    (root / "usr/bin/app").symlink_to("/opt/app/bin/app")
+    closure = compute_closure(str(root), ["/usr/bin/app"])
+    assert closure.paths() == [
+        "lib64",
+        "opt/app/bin/app",
+        "opt/app/lib/libfoo.so.1",
+        "usr/bin/app",
+        "usr/lib64/ld-linux-x86-64.so.2",
+        "usr/lib64/libc.so.6",
+    ]
+    (root / "opt/app/lib/libfoo.so.1").unlink()
+    (root / "opt/app/lib/libfoo.so.1").symlink_to("/opt/app/lib/libfoo.so.1")
+    with pytest.raises(ElfError, match="symbolic links"):
+        compute_closure(str(root), ["/usr/bin/app"])
