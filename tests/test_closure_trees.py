@@ -14,7 +14,9 @@ import pytest
 from smith.errors import ElfError
 from smith.resolve.closure import LoaderEnv, Reason
 from smith.resolve.dependencies import Extras, compute_closure
+from smith.resolve.elfcache import ElfCache
 from smith.resolve.loader import Step
+from smith.resolve.roots import TreeRoot
 from smith.tree import FileTree, HostFile, InlineBytes
 from tests.elf_builders import compile_c, lib32
 from tests.tools import require_tool
@@ -308,3 +310,51 @@ def test_directory_root_reroots_absolute_links(built: dict[str, Path], tmp_path:
     (root / "opt/app/lib/libfoo.so.1").symlink_to("/opt/app/lib/libfoo.so.1")
     with pytest.raises(ElfError, match="symbolic links"):
         compute_closure(str(root), ["/usr/bin/app"])
+
+
+def test_hard_links_keep_their_first_name(built: dict[str, Path]) -> None:
+    tree = lib64_tree(built)
+    tree.add_file("opt/app/lib/a-first-name", HostFile(str(built["libfoo"])))
+    tree.add_hardlink("opt/app/lib/libfoo.so.1.0", "opt/app/lib/a-first-name")
+    closure = compute_closure(tree, ["opt/app/bin/app"])
+    assert closure.kept["opt/app/lib/libfoo.so.1.0"].step is Step.RUNPATH
+    assert closure.kept["opt/app/lib/a-first-name"] == Reason(
+        Step.HARDLINK, "opt/app/lib/libfoo.so.1.0"
+    )
+
+
+def test_each_file_is_parsed_once(built: dict[str, Path]) -> None:
+    cache = ElfCache()
+    tree = lib64_tree(built)
+    first = compute_closure(tree, ["opt/app/bin/app"], cache=cache)
+    root = TreeRoot(tree)
+    info = cache.info(root, "usr/lib64/libc.so.6")
+    second = compute_closure(tree, ["opt/app/bin/app"], cache=cache)
+    assert cache.info(root, "usr/lib64/libc.so.6") is info  # the same object: not re-read
+    assert first.kept == second.kept
+
+
+def test_ld_so_conf_that_includes_itself_ends(built: dict[str, Path]) -> None:
+    tree = lib64_tree(built)
+    tree.remove("opt/app/lib")
+    tree.add_file("etc/ld.so.conf", InlineBytes(b"include /etc/ld.so.conf\ninclude /etc/*.conf\n"))
+    tree.add_file("etc/more.conf", InlineBytes(b"include /etc/*.conf\n/opt/more\n"))
+    tree.add_file("opt/more/libfoo.so.1", HostFile(str(built["libfoo"])))
+    closure = compute_closure(tree, ["opt/app/bin/app"])
+    assert closure.kept["opt/more/libfoo.so.1"].step is Step.LD_SO_CONF
+
+
+def test_needed_with_a_slash_is_a_path(built: dict[str, Path], tmp_path: Path) -> None:
+    app = tmp_path / "app"
+    shutil.copy(built["app"], app)
+    patchelf = require_tool("patchelf")
+    subprocess.run(
+        [patchelf, "--replace-needed", "libfoo.so.1", "$ORIGIN/../lib/libfoo.so.1", str(app)],
+        check=True,
+    )
+    tree = lib64_tree(built)
+    tree.add_file("opt/app/bin/app", HostFile(str(app)), 0o755)
+    closure = compute_closure(tree, ["opt/app/bin/app"])
+    assert closure.kept["opt/app/lib/libfoo.so.1.0"] == Reason(
+        Step.NEEDED_PATH, "opt/app/bin/app", "$ORIGIN/../lib/libfoo.so.1"
+    )

@@ -12,7 +12,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from smith.errors import ElfError
+from smith.resolve.dependencies import compute_closure
 from smith.resolve.elf import ElfInfo, parse_elf
+from smith.resolve.elfcache import ElfCache
+from smith.tree import FileTree, InlineBytes
 from tests.elf_builders import compile_c
 
 SEEDS: dict[str, bytes] = {}
@@ -74,3 +77,20 @@ def test_seeds_parse() -> None:
     assert info is not None and info.soname == "libf.so"
     exe = parse(SEEDS["exe"])
     assert exe is not None and exe.interpreter and exe.needed
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(mutated())
+def test_closure_over_a_mutated_library_never_escapes_the_error_family(data: bytes) -> None:
+    """The same through the whole walk: a tree whose library is garbage gives a closure or
+    an ElfError (the cache must re-raise it, not store a half-parsed result)."""
+    tree = FileTree()
+    tree.add_file("usr/lib64/libf.so", InlineBytes(data))
+    tree.add_file("usr/lib64/libuser.so", InlineBytes(SEEDS["exe"]))
+    tree.add_file("etc/ld.so.conf", InlineBytes(b"/usr/lib64\n"))
+    cache = ElfCache()
+    for _ in range(2):
+        try:
+            compute_closure(tree, ["usr/lib64/libf.so"], keep_going=True, cache=cache)
+        except ElfError as err:
+            assert "/usr/lib64/libf.so" in str(err)

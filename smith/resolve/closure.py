@@ -368,9 +368,13 @@ class ClosureWalker:
         """Find the file a DT_NEEDED `name` of `obj` resolves to (elf/dl-load.c order)."""
         abi = obj.info.abi
         if "/" in name:
+            # A name with a slash is opened as a path (relative: from the working directory).
             expanded = self._expand(name, obj)
             directory, _, base = expanded.rpartition("/")
-            dirs: tuple[SearchDir, ...] = (SearchDir(directory, Step.NEEDED_PATH),)
+            where = to_root_dir(directory or "/", self.env.workdir)
+            if where is None or not base:
+                return None
+            dirs: tuple[SearchDir, ...] = (SearchDir(where, Step.NEEDED_PATH),)
             name = base
         else:
             dirs = self._search_dirs(obj, main)
@@ -452,7 +456,12 @@ class ClosureWalker:
     def _search_dirs_for(self, name: str, abi: Abi, dirs: tuple[SearchDir, ...]) -> Found | None:
         for directory in dirs:
             base = f"{directory.path}/{name}" if directory.path else name
-            variants = self._hwcaps_variants(directory.path, name, abi)
+            # glibc-hwcaps subdirectories apply to search lists, not to a path in DT_NEEDED.
+            variants = (
+                ()
+                if directory.step is Step.NEEDED_PATH
+                else self._hwcaps_variants(directory.path, name, abi)
+            )
             walk = self.walker.walk(base)
             if walk.kind in (Kind.FILE, Kind.HARDLINK):
                 real = self._file_of(walk)

@@ -147,7 +147,7 @@ def to_root_dir(path: str, workdir: str) -> str | None:
 def read_ld_so_conf(root: Root, walker: PathWalker) -> tuple[str, ...]:
     """The directories of the root's /etc/ld.so.conf, following `include` globs in order."""
     dirs: list[str] = []
-    _read_conf(root, walker, "etc/ld.so.conf", dirs, 0)
+    _read_conf(root, walker, "etc/ld.so.conf", dirs, set(), 0)
     seen: set[str] = set()
     unique: list[str] = []
     for d in dirs:
@@ -157,10 +157,16 @@ def read_ld_so_conf(root: Root, walker: PathWalker) -> tuple[str, ...]:
     return tuple(unique)
 
 
-def _read_conf(root: Root, walker: PathWalker, path: str, out: list[str], depth: int) -> None:
-    if depth > MAX_CONF_INCLUDE_DEPTH:
-        return
+def _read_conf(
+    root: Root, walker: PathWalker, path: str, out: list[str], seen: set[str], depth: int
+) -> None:
+    # Files that include themselves (directly, or several through one glob) would never
+    # end: each file is read once. Reading it again could only repeat directories that are
+    # already listed, earlier, so the search order is the same.
     found = walker.walk(path)
+    if found.path in seen or depth > MAX_CONF_INCLUDE_DEPTH:
+        return
+    seen.add(found.path)
     if found.kind not in (Kind.FILE, Kind.HARDLINK):
         return
     if found.kind is Kind.HARDLINK:
@@ -178,7 +184,7 @@ def _read_conf(root: Root, walker: PathWalker, path: str, out: list[str], depth:
                 full = posixpath.normpath(posixpath.join(base, pattern)).lstrip("/")
                 # glob() sorts its matches; ldconfig reads them in that order.
                 for match in glob_root(root, walker, full):
-                    _read_conf(root, walker, match, out, depth + 1)
+                    _read_conf(root, walker, match, out, seen, depth + 1)
         elif words[0] == "hwcap":
             continue  # obsolete syntax that ldconfig ignores
         else:
