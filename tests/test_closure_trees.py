@@ -358,3 +358,11 @@ def test_needed_with_a_slash_is_a_path(built: dict[str, Path], tmp_path: Path) -
     assert closure.kept["opt/app/lib/libfoo.so.1.0"] == Reason(
         Step.NEEDED_PATH, "opt/app/bin/app", "$ORIGIN/../lib/libfoo.so.1"
     )
+
+
+def test_static_program_is_kept_alone(tmp_path: Path) -> None:
+    static = compile_c(tmp_path / "static", "int main(void){return 0;}\n", "-static")
+    tree = FileTree()
+    tree.add_file("usr/bin/static", HostFile(str(static)), 0o755)
+    closure = compute_closure(tree, ["usr/bin/static"])
+    assert closure.paths() == ["usr/bin/static"]
