@@ -19,7 +19,7 @@ from smith.resolve.loader import Step
 from smith.resolve.roots import TreeRoot
 from smith.tree import FileTree, HostFile, InlineBytes
 from tests.elf_builders import compile_c, lib32
-from tests.tools import require_tool
+from tests.tools import require_root, require_tool
 
 HOST_LIBC = Path("/lib/x86_64-linux-gnu/libc.so.6")
 HOST_LDSO = Path("/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2")
@@ -56,15 +56,27 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         f"-Wl,-rpath-link,{out}",
         "-Wl,--disable-new-dtags,-rpath,/opt/r/lib:/opt/r/private",
     )
-    return {"libfoo": libfoo, "app": app, "libbar": libbar, "libbaz": libbaz, "rapp": rapp}
+    ldso = compile_c(out / "ld.so", FOO, "-Wl,-soname,ld-linux-x86-64.so.2", shared=True)
+    return {
+        "libfoo": libfoo,
+        "app": app,
+        "libbar": libbar,
+        "libbaz": libbaz,
+        "rapp": rapp,
+        "ldso": ldso,
+    }
 
 
 def lib64_tree(built: dict[str, Path]) -> FileTree:
     """A Fedora-like root: /lib64 -> /usr/lib64 (absolute: it must be re-rooted, the host
-    has its own /usr/lib64), the app in /opt/app/bin with its library in /opt/app/lib."""
+    has its own /usr/lib64), the app in /opt/app/bin with its library in /opt/app/lib.
+
+    The interpreter is a stand-in built here: the host's is Debian's, whose built-in
+    directories are not /lib64 and /usr/lib64 (see test_interpreter_decides_defaults).
+    """
     tree = FileTree()
     tree.add_symlink("lib64", "/usr/lib64")
-    tree.add_file("usr/lib64/ld-linux-x86-64.so.2", HostFile(str(HOST_LDSO)), 0o755)
+    tree.add_file("usr/lib64/ld-linux-x86-64.so.2", HostFile(str(built["ldso"])), 0o755)
     tree.add_file("usr/lib64/libc.so.6", HostFile(str(HOST_LIBC)), 0o755)
     # A decoy with the same soname on the default path: DT_RUNPATH must win.
     tree.add_file("usr/lib64/libfoo.so.1", HostFile(str(HOST_LIBC)), 0o755)
@@ -291,7 +303,7 @@ def test_directory_root_reroots_absolute_links(built: dict[str, Path], tmp_path:
     (root / "opt/app/bin").mkdir(parents=True)
     (root / "opt/app/lib").mkdir(parents=True)
     (root / "lib64").symlink_to("/usr/lib64")
-    shutil.copy(HOST_LDSO, root / "usr/lib64/ld-linux-x86-64.so.2")
+    shutil.copy(built["ldso"], root / "usr/lib64/ld-linux-x86-64.so.2")
     shutil.copy(HOST_LIBC, root / "usr/lib64/libc.so.6")
     shutil.copy(built["app"], root / "opt/app/bin/app")
     shutil.copy(built["libfoo"], root / "opt/app/lib/libfoo.so.1")
@@ -366,3 +378,57 @@ def test_static_program_is_kept_alone(tmp_path: Path) -> None:
     tree.add_file("usr/bin/static", HostFile(str(static)), 0o755)
     closure = compute_closure(tree, ["usr/bin/static"])
     assert closure.paths() == ["usr/bin/static"]
+
+
+def test_interpreter_decides_defaults(built: dict[str, Path]) -> None:
+    """Debian's ld.so was built to search /lib/x86_64-linux-gnu, /usr/lib/x86_64-linux-gnu,
+    /lib and /usr/lib: with it as interpreter, a libc in /usr/lib64 is not found, exactly
+    as the real loader fails in such a root."""
+    tree = lib64_tree(built)
+    tree.add_file("usr/lib64/ld-linux-x86-64.so.2", HostFile(str(HOST_LDSO)), 0o755)
+    with pytest.raises(ElfError, match=r"libc\.so\.6 needed by /opt/app/bin/app"):
+        compute_closure(tree, ["opt/app/bin/app"])
+    tree.add_file("usr/lib/libc.so.6", HostFile(str(HOST_LIBC)), 0o755)
+    closure = compute_closure(tree, ["opt/app/bin/app"])
+    assert closure.kept["usr/lib/libc.so.6"].step is Step.DEFAULT
+
+
+def debian_tree(built: dict[str, Path]) -> FileTree:
+    tree = FileTree()
+    tree.add_symlink("lib64", "usr/lib64")
+    tree.add_symlink("lib", "usr/lib")
+    tree.add_symlink("usr/lib64/ld-linux-x86-64.so.2", "/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2")
+    tree.add_file("usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2", HostFile(str(HOST_LDSO)), 0o755)
+    tree.add_file("usr/lib/x86_64-linux-gnu/libc.so.6", HostFile(str(HOST_LIBC)), 0o755)
+    tree.add_file("opt/app/bin/app", HostFile(str(built["app"])), 0o755)
+    tree.add_file("opt/app/lib/libfoo.so.1.0", HostFile(str(built["libfoo"])))
+    tree.add_symlink("opt/app/lib/libfoo.so.1", "libfoo.so.1.0")
+    tree.add_symlink("usr/bin/app", "/opt/app/bin/app")
+    tree.add_file("usr/share/doc/unrelated", InlineBytes(b"not kept"))
+    return tree
+
+
+def test_the_kept_files_alone_run(built: dict[str, Path], tmp_path: Path) -> None:
+    """The proof that matters: a root holding only the closure runs the program under the
+    real loader (with /proc mounted, as in a container: $ORIGIN comes from /proc/self/exe)."""
+    require_root()
+    unshare = require_tool("unshare")
+    tree = debian_tree(built)
+    closure = compute_closure(tree, ["/usr/bin/app"])
+    assert closure.kept["usr/lib/x86_64-linux-gnu/libc.so.6"].step is Step.DEFAULT
+    assert "usr/share/doc/unrelated" not in closure.kept
+    root = tmp_path / "root"
+    for path in closure.paths():
+        entry = tree.get(path)
+        assert entry is not None
+        dest = root / path
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(entry.content, HostFile):
+            shutil.copy(entry.content.path, dest)
+            dest.chmod(0o755)
+        else:
+            dest.symlink_to(entry.target)
+    (root / "proc").mkdir()
+    script = f"mount -t proc proc {root}/proc && exec chroot {root} /usr/bin/app"
+    proc = subprocess.run([unshare, "-m", "sh", "-c", script], capture_output=True, check=False)
+    assert proc.returncode == 0, proc.stderr

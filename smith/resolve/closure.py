@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import posixpath
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
@@ -27,6 +27,7 @@ from smith.resolve.loader import (
     abi_lib_dir,
     default_dirs,
     expand_tokens,
+    interpreter_system_dirs,
     read_ld_so_conf,
     split_path_list,
     to_root_dir,
@@ -93,6 +94,8 @@ class Reason:
         if self.step in (Step.NSS, Step.GCONV, Step.EXTRA):
             by = f" of /{self.by}" if self.by else ""
             return f"{self.step} {self.name}{by}"
+        if self.step is Step.LD_SO_CONF and not self.by:
+            return "the loader reads its ld.so.conf directories from this cache"
         if self.step is Step.HWCAPS:
             return f"{self.step} of {self.name} needed by /{self.by}"
         return f"DT_NEEDED {self.name} of /{self.by}, found by {self.step}"
@@ -162,6 +165,8 @@ class _Object:
     info: ElfInfo
     loader: _Object | None
     reason: Reason
+    # For a program: the default directories of its interpreter, when they can be read.
+    system_dirs: tuple[str, ...] = ()
 
 
 class ClosureWalker:
@@ -189,10 +194,17 @@ class ClosureWalker:
         self._lib_dirs: dict[Abi, str] = {}
         self._modules_done: set[str] = set()
         self._starts_done: set[str] = set()
+        self._interpreters: dict[Hashable, tuple[str, ...]] = {}
 
     # -- results ----------------------------------------------------------------------------
 
     def closure(self) -> Closure:
+        # ld.so does not read ld.so.conf: it reads the cache ldconfig built from it. If a
+        # library was found through ld.so.conf, the image needs the cache to find it too.
+        cache = self.walker.walk("etc/ld.so.cache")
+        conf_used = any(r.step is Step.LD_SO_CONF for r in self.kept.values())
+        if conf_used and cache.kind in (Kind.FILE, Kind.HARDLINK):
+            self.keep_walk(cache, Reason(Step.LD_SO_CONF), "etc/ld.so.cache")
         return Closure(
             kept=MappingProxyType(dict(self.kept)),
             programs=MappingProxyType(dict(self.programs)),
@@ -345,12 +357,22 @@ class ClosureWalker:
         info = self.cache.info(self.root, file)
         if info is None:
             raise ElfError(f"the interpreter {name} of /{main.path} is not an ELF file")
+        main.system_dirs = self._interpreter_dirs(file, info)
         obj = _Object(opened, file, info, None, reason)
         by_name[name] = obj
         by_file[file] = obj
         if info.soname:
             by_name[info.soname] = obj
         loaded.append(Loaded(opened, file, reason))
+
+    def _interpreter_dirs(self, path: str, info: ElfInfo) -> tuple[str, ...]:
+        key = self.root.content_key(path)
+        dirs = self._interpreters.get(key)
+        if dirs is None:
+            with self.root.open(path) as stream:
+                data = stream.read(16 << 20)  # ld.so is a few hundred kilobytes
+            dirs = self._interpreters[key] = interpreter_system_dirs(data, info.abi)
+        return dirs
 
     def add_module(self, path: str, reason: Reason) -> None:
         """A library loaded at run time (dlopen): itself and what it needs."""
@@ -418,7 +440,9 @@ class ClosureWalker:
         dirs += self._path_list(obj.info.runpath, obj, Step.RUNPATH)
         if not obj.info.nodeflib:
             dirs += [SearchDir(d, Step.LD_SO_CONF) for d in self.conf_dirs()]
-            dirs += [SearchDir(d, Step.DEFAULT) for d in default_dirs(obj.info.abi)]
+            defaults = main.system_dirs if main.info.abi == obj.info.abi else ()
+            defaults = defaults or default_dirs(obj.info.abi)
+            dirs += [SearchDir(d, Step.DEFAULT) for d in defaults]
         seen: set[str] = set()
         unique: list[SearchDir] = []
         for d in dirs:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import fnmatch
 import posixpath
+import re
+import struct
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -101,6 +103,37 @@ def default_dirs(abi: Abi) -> tuple[str, ...]:
         dirs += ["lib32", "usr/lib32"] if abi.machine == "EM_386" else []
     dirs += ["lib", "usr/lib"]
     return tuple(dirs)
+
+
+# glibc's ld.so carries its built-in directories as `system_dirs`, NUL-terminated names
+# ending in "/", placed right after `system_dirs_len`, the array of their lengths.
+SYSTEM_DIRS_RUN = re.compile(rb"(?:/[\x21-\x7e]*/\x00){1,16}")
+
+
+def interpreter_system_dirs(data: bytes, abi: Abi) -> tuple[str, ...]:
+    """The default directories an ld.so binary was built with, or () if not recognised.
+
+    These decide where the target's loader looks last, and differ between distributions
+    (Debian: /lib/<triplet>, /usr/lib/<triplet>, /lib, /usr/lib; Fedora: /lib64,
+    /usr/lib64). A run of directory names only counts when the lengths array in front of
+    it matches it exactly, so a stray string cannot be mistaken for it.
+    """
+    word = 8 if abi.elf_class is ElfClass.ELF64 else 4
+    fmt = ("<" if abi.little_endian else ">") + ("Q" if word == 8 else "I")
+    for match in SYSTEM_DIRS_RUN.finditer(data):
+        names = match.group().split(b"\0")[:-1]
+        offset = match.start()
+        for skip in range(len(names)):
+            run = names[skip:]
+            start = offset + sum(len(n) + 1 for n in names[:skip])
+            array = start - word * len(run)
+            if array < 0:
+                continue
+            lengths = [struct.unpack_from(fmt, data, array + word * i)[0] for i in range(len(run))]
+            if lengths == [len(n) for n in run]:
+                dirs = [n.decode("ascii").strip("/") for n in run]
+                return tuple(normalize_path(d) for d in dirs)
+    return ()
 
 
 def expand_tokens(text: str, origin: str, lib: str, platform: str) -> str:
