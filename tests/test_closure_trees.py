@@ -170,11 +170,11 @@ def test_scripts_keep_their_interpreters(built: dict[str, Path]) -> None:
     tree = lib64_tree(built)
     tree.add_file("usr/bin/env", HostFile(str(built["app"])), 0o755)
     tree.add_file("usr/local/bin/runner", HostFile(str(built["app"])), 0o755)
-    tree.add_file("srv/run.sh", InlineBytes(b"#!/usr/bin/env -S runner -x\necho hi\n"), 0o755)
+    tree.add_file("srv/run.sh", InlineBytes(b"#!/usr/../usr/bin/env -S runner -x\necho\n"), 0o755)
     closure = compute_closure(
         tree, ["srv/run.sh"], env=LoaderEnv.from_env({"PATH": "/usr/local/bin:/usr/bin"})
     )
-    assert closure.kept["usr/bin/env"] == Reason(Step.SCRIPT, "srv/run.sh", "/usr/bin/env")
+    assert closure.kept["usr/bin/env"] == Reason(Step.SCRIPT, "srv/run.sh", "/usr/../usr/bin/env")
     assert closure.kept["usr/local/bin/runner"] == Reason(Step.SCRIPT, "srv/run.sh", "env runner")
     assert "opt/app/lib/libfoo.so.1.0" not in closure.kept  # env's own $ORIGIN is /usr/bin
 

@@ -269,8 +269,9 @@ class ClosureWalker:
         interpreter, _, argument = line.replace("\t", " ").partition(" ")
         if not interpreter:
             raise ElfError(f"/{path} starts with #! but names no interpreter")
-        # The kernel resolves a relative interpreter from the working directory.
-        interpreter_path = posixpath.join(self.env.workdir, interpreter)
+        # The kernel resolves a relative interpreter from the working directory; `..` is
+        # taken lexically, and in a root `/..` is `/`.
+        interpreter_path = posixpath.normpath(posixpath.join("/", self.env.workdir, interpreter))
         self.add_start(interpreter_path, Reason(Step.SCRIPT, by=real, name=interpreter), depth + 1)
         if posixpath.basename(interpreter) == "env":
             name = _env_program(argument.strip())
@@ -348,7 +349,7 @@ class ClosureWalker:
     ) -> None:
         name = main.info.interpreter
         reason = Reason(Step.INTERPRETER, by=main.real, name=name)
-        opened = normalize_path(posixpath.join("/", name))
+        opened = normalize_path(posixpath.normpath(posixpath.join("/", name)))
         walk = self.walker.walk(opened)
         if walk.kind not in (Kind.FILE, Kind.HARDLINK):
             self.fail(name, (main.path,))
