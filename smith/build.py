@@ -35,8 +35,7 @@ from smith.oci.output import write_image
 from smith.oci.writer import ImageResult
 from smith.paths import normalize_path, parent_paths
 from smith.recipe import Recipe, RuntimeSet, load_recipe
-from smith.resolve.closure import Closure, LoaderEnv
-from smith.resolve.extras import Extras, compute_closure
+from smith.resolve.dependencies import Closure, Extras, LoaderEnv, compute_closure
 from smith.resolve.fetch import Fetcher, is_remote
 from smith.resolve.lock import check_lock_covers, lock_path_for, pin_sha256, read_lock
 from smith.resolve.repo import RepoConfig, load_repos
