@@ -1,0 +1,88 @@
+"""The fixture universe itself: what rpmbuild wrote is real, complete and runs on this host."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from smith.resolve.fetch import Fetcher
+from smith.resolve.repo import RepoConfig, load_repos
+from smith.resolve.rpm import add_rpm_to_tree, read_rpm, rpm_file_listing
+from smith.resolve.solver import resolve
+from smith.resolve.store import ContentStore
+from smith.tree import FileTree, HostFile, Kind
+from tests.rpm_universe import Universe
+from tests.test_rpm_read import rpm_qlv
+
+
+def test_every_package_matches_rpm(rpm_universe: Universe) -> None:
+    for name in ("main", "extra"):
+        for path in rpm_universe.packages(name):
+            assert sorted(rpm_file_listing(read_rpm(path))) == sorted(rpm_qlv(path)), path.name
+
+
+def test_automatic_soname_dependencies(rpm_universe: Universe) -> None:
+    glibc = read_rpm(rpm_universe.repo_dir() / "glibc-1.0-1.x86_64.rpm")
+    provides = {d.name for d in glibc.provides}
+    assert {"rtld(GNU_HASH)", "libc.so.6()(64bit)", "libnss_files.so.2()(64bit)"} <= provides
+    curl = read_rpm(rpm_universe.repo_dir() / "libcurl-1.0-1.x86_64.rpm")
+    requires = {d.name for d in curl.requires}
+    assert {"libssl.so.3()(64bit)", "libz.so.1()(64bit)", "rtld(GNU_HASH)"} <= requires
+
+
+def materialize(tree: FileTree, root: Path) -> None:
+    """Write a tree to a directory (a test helper; the real writer is the build's)."""
+    for e in tree:
+        dest = root / e.path
+        if e.kind is Kind.DIR:
+            dest.mkdir(exist_ok=True)
+        elif e.kind is Kind.SYMLINK:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            os.symlink(e.target, dest)
+        elif e.kind is Kind.FILE:
+            assert isinstance(e.content, HostFile)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.write_bytes(Path(e.content.path).read_bytes())
+            dest.chmod(stat.S_IMODE(e.mode) & 0o777)
+
+
+@pytest.mark.parametrize(
+    ("request_", "argv", "expect"),
+    [
+        ("hello", ["usr/bin/hello"], "hello from smith"),
+        ("/usr/bin/cat", ["usr/bin/ls", "-d", "/"], "/"),  # ls needs libselinux and pcre2
+        ("curl", ["usr/bin/curl", "--version"], "curl "),
+    ],
+)
+def test_resolved_programs_run_with_their_own_libraries(
+    rpm_universe: Universe, tmp_path: Path, request_: str, argv: list[str], expect: str
+) -> None:
+    fetcher = Fetcher(tmp_path / "cache")
+    repos = load_repos([RepoConfig("main", rpm_universe.repo_url())], fetcher)
+    tree = FileTree()
+    store = ContentStore(tmp_path / "store")
+    for pkg in resolve([request_], repos):
+        add_rpm_to_tree(tree, fetcher.fetch(pkg.url, pkg.checksum), store)
+    root = tmp_path / "root"
+    root.mkdir()
+    materialize(tree, root)
+    # The image's own ld.so and libraries, never the host's.
+    ldso = root / "usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2"
+    proc = subprocess.run(
+        [
+            str(ldso),
+            "--library-path",
+            str(root / "usr/lib/x86_64-linux-gnu"),
+            str(root / argv[0]),
+            *argv[1:],
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert expect in proc.stdout
