@@ -413,6 +413,13 @@ def add_rpm_to_tree(
             if found is None:
                 raise PackageError(f"{name}: payload holds {ce.name!r}, not in the header")
             rf = found
+            if not path:
+                # Fedora's filesystem package owns "/": the root is implicit in a tree.
+                if stat.S_ISDIR(rf.mode):
+                    stream.read(ce.size)
+                    _pad(stream, ce.size)
+                    continue
+                raise UnsafePathError(f"{name}: payload names the root itself as a file")
             seen.add(path)
             uid = _numeric_owner(rf.user, ce.uid)
             gid = _numeric_owner(rf.group, ce.gid)
