@@ -187,6 +187,9 @@ class Fetcher:
     def _response(self, url: str) -> requests.Response:
         try:
             resp = self._session_get().get(url, stream=True, timeout=self.timeout)
+        except requests.exceptions.SSLError as err:
+            # A certificate that does not verify will not verify on the next attempt either.
+            raise PackageError(f"TLS error fetching {url}: {err.__context__ or err}") from None
         except requests.RequestException as err:
             raise _Retry(type(err).__name__) from None
         if resp.status_code >= 500 or resp.status_code == 429:
