@@ -214,3 +214,12 @@ def test_any_name_is_refused_or_stays_inside(
         assert ".." not in e.path.split("/") and not e.path.startswith("/")
     # Only the store was written to.
     assert sorted(p.name for p in work.iterdir()) == ["h.rpm", "store"]
+
+
+def test_empty_hard_links(tmp_path: Path, store: ContentStore) -> None:
+    path = craft_rpm(tmp_path / "e.rpm", [("./a", "hardlink", "g:"), ("./b", "hardlink", "g:")])
+    tree = FileTree()
+    add_rpm_to_tree(tree, path, store)
+    a, b = tree.get("a"), tree.get("b")
+    assert a is not None and a.kind is Kind.FILE and a.size == 0
+    assert b is not None and b.kind is Kind.HARDLINK and b.target == "a"

@@ -27,7 +27,7 @@ from smith.errors import PackageError, UnsafePathError
 from smith.paths import normalize_path
 from smith.resolve.rpmheader import Header, RawRpm, read_raw
 from smith.resolve.store import ContentStore
-from smith.tree import FileTree, Kind
+from smith.tree import FileTree, HostFile, Kind
 
 # Main header tags (rpmtag.h).
 NAME, VERSION, RELEASE, EPOCH, SUMMARY, ARCH = 1000, 1001, 1002, 1003, 1004, 1022
@@ -402,6 +402,7 @@ def add_rpm_to_tree(
         by_path[normalize_path(rf.path, what=f"{name}: file")] = rf
     links: dict[int, list[str]] = {}
     seen: set[str] = set()
+    empty: HostFile | None = None
     with open(pkg.path, "rb") as f:
         f.seek(pkg.payload_offset)
         stream = _Stream(f, name)
@@ -428,16 +429,16 @@ def add_rpm_to_tree(
                 if ce.size:
                     content = store.put_stream(partial(stream.copy, ce.size))
                     _pad(stream, ce.size)
-                    tree.add_file(path, content, perms, uid=uid, gid=gid, origin=origin)
+                else:
+                    empty = empty or store.put_bytes(b"")
+                    content = empty
+                tree.add_file(path, content, perms, uid=uid, gid=gid, origin=origin)
                 if ce.nlink > 1:
                     links.setdefault(ce.ino, []).append(path)
                     if ce.size:
-                        # rpm puts a link group's data on its last member; the rest come first.
+                        # rpm writes a link group's data with its last member only.
                         for other in links[ce.ino][:-1]:
                             tree.add_file(other, content, perms, uid=uid, gid=gid, origin=origin)
-                elif not ce.size:
-                    content = store.put_bytes(b"")
-                    tree.add_file(path, content, perms, uid=uid, gid=gid, origin=origin)
             else:
                 if ce.size:
                     stream.read(ce.size)
@@ -448,18 +449,17 @@ def add_rpm_to_tree(
                     _check_link(path, rf.link_target, name)
                     tree.add_symlink(path, rf.link_target, uid=uid, gid=gid, origin=origin)
                 # Devices, FIFOs and sockets are left out: a microcontainer carries none.
-    _link_groups(tree, links, name)
+    _link_groups(tree, links)
     _check_no_escape(tree, seen, name)
     return pkg
 
 
-def _link_groups(tree: FileTree, links: dict[int, list[str]], name: str) -> None:
+def _link_groups(tree: FileTree, links: dict[int, list[str]]) -> None:
     """Make each hard-link group one FILE (first name, bytewise) and HARDLINKs to it."""
     for names in links.values():
         names.sort(key=lambda p: p.encode("utf-8", "surrogateescape"))
         first = tree.get(names[0])
-        if first is None:
-            raise PackageError(f"{name}: hard link group {names!r} carries no data")
+        assert first is not None  # every member was added as a file above
         for other in names[1:]:
             e = tree.get(other)
             uid, gid = (e.uid, e.gid) if e else (first.uid, first.gid)
