@@ -173,3 +173,43 @@ def test_repository_errors(rpm_universe: Universe, fetcher: Fetcher, tmp_path: P
         PackageError, match=r"offline mode: refusing to download http://127\.0\.0\.1"
     ):
         load_repos([RepoConfig("main", rpm_universe.repo_url())], offline)
+
+
+def test_old_sha_checksum_name_and_corrupt_metadata(
+    rpm_universe: Universe, fetcher: Fetcher, tmp_path: Path
+) -> None:
+    import shutil
+
+    repo = tmp_path / "repo"
+    shutil.copytree(rpm_universe.repo_dir("main-bz2"), repo)
+    repomd = repo / "repodata/repomd.xml"
+    # createrepo before 0.9 wrote type="sha" for sha1.
+    repomd.write_text(repomd.read_text().replace('type="sha1"', 'type="sha"'))
+    repos = load_repos([RepoConfig("old", str(repo))], fetcher)
+    assert "hello-1.0-1.x86_64" in names(resolve(["hello"], repos))
+    primary = next(p for p in (repo / "repodata").iterdir() if "primary" in p.name)
+    primary.write_bytes(primary.read_bytes()[:-10])
+    with pytest.raises(PackageError, match=r"checksum mismatch for .*primary\.xml\.bz2: sha1 "):
+        load_repos([RepoConfig("old", str(repo))], Fetcher(tmp_path / "fresh"))
+
+
+def test_repomd_errors(tmp_path: Path, fetcher: Fetcher) -> None:
+    (tmp_path / "repodata").mkdir()
+    repomd = tmp_path / "repodata/repomd.xml"
+    for text, error in [
+        ("<repomd", "is not valid repomd.xml"),
+        ('<repomd xmlns="http://linux.duke.edu/metadata/repo"/>', "lists no primary metadata"),
+        (
+            '<repomd xmlns="http://linux.duke.edu/metadata/repo"><data type="primary">'
+            '<checksum type="md4">00</checksum><location href="p.xml"/></data></repomd>',
+            "unknown checksum type 'md4'",
+        ),
+        (
+            '<repomd xmlns="http://linux.duke.edu/metadata/repo"><data type="primary">'
+            '<location href="p.xml"/></data></repomd>',
+            "'primary' lacks a location or checksum",
+        ),
+    ]:
+        repomd.write_text(text)
+        with pytest.raises(PackageError, match=error):
+            load_repos([RepoConfig("r", str(tmp_path))], fetcher)
