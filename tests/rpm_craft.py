@@ -70,7 +70,11 @@ def _cpio(files: list[tuple[str, str, str]]) -> bytes:
 
 
 def craft_rpm(
-    path: Path, files: list[tuple[str, str, str]], *, header_mismatch: bool = False
+    path: Path,
+    files: list[tuple[str, str, str]],
+    *,
+    header_mismatch: bool = False,
+    sha256_digests: dict[str, str] | None = None,
 ) -> Path:
     """An RPM whose payload holds `files` (cpio name, kind, data or link target)."""
     names = [n.lstrip(".") for n, _, _ in files]
@@ -108,6 +112,10 @@ def craft_rpm(
         1124: (6, "cpio"),
         1125: (6, "gzip"),
     }
+    if sha256_digests is not None:
+        # FILEDIGESTALGO 8: sha256 digests, here as the caller claims them.
+        tags[5011] = (4, [8])
+        tags[1035] = (8, [sha256_digests.get(n, "") for n, _, _ in files])
     header = _header(tags)
     sig = _header({273: (6, hashlib.sha256(header).hexdigest())})
     sig += b"\0" * ((-len(sig)) % 8)

@@ -223,3 +223,12 @@ def test_empty_hard_links(tmp_path: Path, store: ContentStore) -> None:
     a, b = tree.get("a"), tree.get("b")
     assert a is not None and a.kind is Kind.FILE and a.size == 0
     assert b is not None and b.kind is Kind.HARDLINK and b.target == "a"
+
+
+def test_sha256_file_digests_are_checked(tmp_path: Path, store: ContentStore) -> None:
+    good = hashlib.sha256(b"hello").hexdigest()
+    ok = craft_rpm(tmp_path / "ok.rpm", [("./a", "file", "hello")], sha256_digests={"./a": good})
+    add_rpm_to_tree(FileTree(), ok, store)
+    bad = craft_rpm(tmp_path / "bad.rpm", [("./a", "file", "hellO")], sha256_digests={"./a": good})
+    with pytest.raises(PackageError, match=r"bad\.rpm: /a does not match its header digest"):
+        add_rpm_to_tree(FileTree(), bad, store)

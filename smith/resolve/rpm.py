@@ -403,6 +403,7 @@ def add_rpm_to_tree(
     links: dict[int, list[str]] = {}
     seen: set[str] = set()
     empty: HostFile | None = None
+    check_files = pkg.file_digest_algo == "sha256"
     with open(pkg.path, "rb") as f:
         f.seek(pkg.payload_offset)
         stream = _Stream(f, name)
@@ -429,6 +430,10 @@ def add_rpm_to_tree(
                 if ce.size:
                     content = store.put_stream(partial(stream.copy, ce.size))
                     _pad(stream, ce.size)
+                    # The store names content by sha256: with sha256 file digests (rpm
+                    # >= 4.6 on most distributions) this check costs nothing.
+                    if check_files and rf.digest and os.path.basename(content.path) != rf.digest:
+                        raise PackageError(f"{name}: {rf.path} does not match its header digest")
                 else:
                     empty = empty or store.put_bytes(b"")
                     content = empty
