@@ -177,3 +177,17 @@ def test_https_repository(
         (hello,) = [p for p in resolve(["hello"], repos) if p.name == "hello"]
         assert hello.url.startswith("https://")
         assert checksum_of(f.fetch(hello.url, hello.checksum)) == hello.checksum
+
+
+def test_parallel_fetch_keeps_order_and_survives_faults(
+    rpm_universe: Universe, server: FaultServer, tmp_path: Path
+) -> None:
+    from smith.resolve.packages import fetch_packages
+
+    f = fetcher_for(tmp_path)
+    repos = load_repos([RepoConfig("main", server.url + "repos/main/")], f)
+    pkgs = resolve(["curl"], repos)
+    for p in pkgs[::3]:
+        server.plan(p.url.removeprefix(server.url), "reset")
+    paths = fetch_packages(pkgs, f, repos, workers=4)
+    assert [checksum_of(p) for p in paths] == [p.checksum for p in pkgs]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -19,6 +20,25 @@ def repo_keys(config: RepoConfig, fetcher: Fetcher) -> tuple[PublicKey, ...]:
     if not config.gpgkey:
         raise PackageError(f"repository {config.id!r} has gpgcheck on but no gpgkey")
     return load_keys([fetcher.fetch_bytes(url) for url in config.gpgkey])
+
+
+def fetch_packages(
+    pkgs: Sequence[ResolvedPackage],
+    fetcher: Fetcher,
+    repos: Sequence[Repo | RepoConfig] = (),
+    *,
+    workers: int = 4,
+) -> tuple[Path, ...]:
+    """`fetch_package` for each package, `workers` downloads at a time, in `pkgs` order.
+
+    Downloads are latency-bound; the order of the result (and of any error) does not depend
+    on which finishes first.
+    """
+    if workers <= 1 or len(pkgs) <= 1:
+        return tuple(fetch_package(p, fetcher, repos) for p in pkgs)
+    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+        futures = [pool.submit(fetch_package, p, fetcher, repos) for p in pkgs]
+        return tuple(f.result() for f in futures)
 
 
 def fetch_package(
