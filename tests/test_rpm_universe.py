@@ -86,3 +86,21 @@ def test_resolved_programs_run_with_their_own_libraries(
     )
     assert proc.returncode == 0, proc.stderr
     assert expect in proc.stdout
+
+
+def test_old_paths_follow_the_merged_usr_symlinks(rpm_universe: Universe, tmp_path: Path) -> None:
+    """As rpm does on disk: /sbin/x of an old package lands in usr/sbin when sbin is a link."""
+    from tests.rpm_craft import craft_rpm
+    from tests.tools import require_shared
+
+    store = ContentStore(tmp_path / "store")
+    tree = FileTree()
+    add_rpm_to_tree(tree, rpm_universe.repo_dir() / "filesystem-1.0-1.noarch.rpm", store)
+    add_rpm_to_tree(tree, require_shared("rpm-corpus", "info-4.13a-10.fc14.i686.rpm"), store)
+    assert tree.get("sbin").kind is Kind.SYMLINK  # type: ignore[union-attr]
+    entry = tree.get("usr/sbin/install-info")
+    assert entry is not None and entry.origin == "info-4.13a-10.fc14.i686"
+    crafted = craft_rpm(tmp_path / "c.rpm", [("./lib64", "dir", ""), ("./lib64/x", "file", "x")])
+    add_rpm_to_tree(tree, crafted, store)
+    assert tree.get("lib64").kind is Kind.SYMLINK  # type: ignore[union-attr]
+    assert tree.get("usr/lib64/x") is not None

@@ -390,18 +390,19 @@ def add_rpm_to_tree(
     """Add every file of an RPM to `tree` (contents go to `store`); return the package.
 
     Entries remember the package NEVRA in `origin`. Ghost files are not created. Modes,
-    owners and link targets come from the header, which is what rpm itself installs.
+    owners and link targets come from the header, which is what rpm itself installs. As
+    rpm does on disk, a path through a symlink that another package put in the tree lands
+    where the link leads (an old /lib/x on a merged /usr goes to usr/lib/x), and a
+    directory where the tree has a symlink keeps the symlink. Every check that can refuse
+    the package runs before the tree is touched.
     """
     pkg = package or read_rpm(pkg_path)
     if verify:
         verify_digests(pkg)
     name = os.path.basename(pkg.path)
+    by_path = _checked_file_list(pkg, name)
     origin = pkg.nevra
-    by_path: dict[str, RpmFile] = {}
-    for rf in pkg.files:
-        by_path[normalize_path(rf.path, what=f"{name}: file")] = rf
     links: dict[int, list[str]] = {}
-    seen: set[str] = set()
     empty: HostFile | None = None
     check_files = pkg.file_digest_algo == "sha256"
     with open(pkg.path, "rb") as f:
@@ -415,14 +416,6 @@ def add_rpm_to_tree(
             if found is None:
                 raise PackageError(f"{name}: payload holds {ce.name!r}, not in the header")
             rf = found
-            if not path:
-                # Fedora's filesystem package owns "/": the root is implicit in a tree.
-                if stat.S_ISDIR(rf.mode):
-                    stream.read(ce.size)
-                    _pad(stream, ce.size)
-                    continue
-                raise UnsafePathError(f"{name}: payload names the root itself as a file")
-            seen.add(path)
             uid = _numeric_owner(rf.user, ce.uid)
             gid = _numeric_owner(rf.group, ce.gid)
             perms = stat.S_IMODE(rf.mode)
@@ -437,26 +430,73 @@ def add_rpm_to_tree(
                 else:
                     empty = empty or store.put_bytes(b"")
                     content = empty
-                tree.add_file(path, content, perms, uid=uid, gid=gid, origin=origin)
-                if ce.nlink > 1:
-                    links.setdefault(ce.ino, []).append(path)
-                    if ce.size:
-                        # rpm writes a link group's data with its last member only.
-                        for other in links[ce.ino][:-1]:
-                            tree.add_file(other, content, perms, uid=uid, gid=gid, origin=origin)
-            else:
-                if ce.size:
-                    stream.read(ce.size)
-                    _pad(stream, ce.size)
-                if stat.S_ISDIR(rf.mode):
-                    tree.add_dir(path, perms, uid=uid, gid=gid, origin=origin)
-                elif stat.S_ISLNK(rf.mode):
-                    _check_link(path, rf.link_target, name)
-                    tree.add_symlink(path, rf.link_target, uid=uid, gid=gid, origin=origin)
-                # Devices, FIFOs and sockets are left out: a microcontainer carries none.
+                # Passing the size spares a stat() of the store file per entry.
+                for member in _link_members(links, ce, _place(tree, path)):
+                    tree.add_file(
+                        member, content, perms, uid=uid, gid=gid, origin=origin, size=ce.size
+                    )
+                continue
+            if ce.size:
+                stream.read(ce.size)
+                _pad(stream, ce.size)
+            if not path:
+                continue  # Fedora's filesystem package owns "/": the root is implicit
+            if stat.S_ISDIR(rf.mode):
+                placed = tree.resolve(path)
+                existing = tree.get(placed)
+                if existing is None or existing.kind is Kind.DIR:
+                    tree.add_dir(placed, perms, uid=uid, gid=gid, origin=origin)
+            elif stat.S_ISLNK(rf.mode):
+                placed = _place(tree, path)
+                tree.add_symlink(placed, rf.link_target, uid=uid, gid=gid, origin=origin)
+            # Devices, FIFOs and sockets are left out: a microcontainer carries none.
     _link_groups(tree, links)
-    _check_no_escape(tree, seen, name)
     return pkg
+
+
+def _checked_file_list(pkg: RpmPackage, name: str) -> dict[str, RpmFile]:
+    """The header's files by canonical path, refusing any name or link that escapes.
+
+    Refused: names with `..`; a file at the root itself; a relative symlink target that
+    climbs above the root; a path below one of the package's own symlinks (written to
+    disk, `a/x` below `a -> /etc` lands in /etc: the classic archive escape).
+    """
+    by_path: dict[str, RpmFile] = {}
+    links: set[str] = set()
+    for rf in pkg.files:
+        path = normalize_path(rf.path, what=f"{name}: file")
+        if not path and not stat.S_ISDIR(rf.mode):
+            raise UnsafePathError(f"{name}: names the root itself as a file")
+        if stat.S_ISLNK(rf.mode):
+            _check_link(path, rf.link_target, name)
+            links.add(path)
+        by_path[path] = rf
+    for path in by_path:
+        parts = path.split("/")
+        for i in range(1, len(parts)):
+            parent = "/".join(parts[:i])
+            if parent in links:
+                raise UnsafePathError(f"{name}: {path!r} lies below the symlink {parent!r}")
+    return by_path
+
+
+def _place(tree: FileTree, path: str) -> str:
+    """Where `path` lands in `tree`: its parent directories' symlinks are followed."""
+    parent, _, base = path.rpartition("/")
+    if not parent:
+        return path
+    real = tree.resolve(parent)
+    return f"{real}/{base}" if real else base
+
+
+def _link_members(links: dict[int, list[str]], ce: CpioEntry, path: str) -> list[str]:
+    """The names that get this cpio entry's content: itself, and for the member carrying a
+    hard-link group's data (rpm writes it with the last member only) the earlier ones."""
+    if ce.nlink <= 1:
+        return [path]
+    group = links.setdefault(ce.ino, [])
+    group.append(path)
+    return list(group) if ce.size else [path]
 
 
 def _link_groups(tree: FileTree, links: dict[int, list[str]]) -> None:
@@ -469,20 +509,6 @@ def _link_groups(tree: FileTree, links: dict[int, list[str]]) -> None:
             e = tree.get(other)
             uid, gid = (e.uid, e.gid) if e else (first.uid, first.gid)
             tree.add_hardlink(other, names[0], uid=uid, gid=gid, origin=first.origin)
-
-
-def _check_no_escape(tree: FileTree, paths: set[str], name: str) -> None:
-    """Refuse a package that puts a file below one of its own symlinks.
-
-    Written to disk, `a/x` below a symlink `a -> /etc` would land in the link's target: the
-    classic way an archive escapes its destination.
-    """
-    for path in paths:
-        parts = path.split("/")
-        for i in range(1, len(parts)):
-            parent = tree.get("/".join(parts[:i]))
-            if parent is not None and parent.kind is Kind.SYMLINK:
-                raise UnsafePathError(f"{name}: {path!r} lies below the symlink {parent.path!r}")
 
 
 def rpm_file_listing(pkg: RpmPackage) -> list[tuple[str, str, str, int, str, str]]:
