@@ -191,3 +191,13 @@ def test_parallel_fetch_keeps_order_and_survives_faults(
         server.plan(p.url.removeprefix(server.url), "reset")
     paths = fetch_packages(pkgs, f, repos, workers=4)
     assert [checksum_of(p) for p in paths] == [p.checksum for p in pkgs]
+
+
+def test_default_cache_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from smith.resolve.fetch import default_cache_dir
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert default_cache_dir() == tmp_path / "smith"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert default_cache_dir() == tmp_path / "home/.cache/smith"

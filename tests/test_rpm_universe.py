@@ -17,6 +17,7 @@ from smith.resolve.store import ContentStore
 from smith.tree import FileTree, HostFile, Kind
 from tests.rpm_universe import Universe
 from tests.test_rpm_read import rpm_qlv
+from tests.tools import require_tool
 
 
 def test_every_package_matches_rpm(rpm_universe: Universe) -> None:
@@ -104,3 +105,44 @@ def test_old_paths_follow_the_merged_usr_symlinks(rpm_universe: Universe, tmp_pa
     add_rpm_to_tree(tree, crafted, store)
     assert tree.get("lib64").kind is Kind.SYMLINK  # type: ignore[union-attr]
     assert tree.get("usr/lib64/x") is not None
+
+
+def test_tinyhttpd_serves_from_its_own_root_through_nss(
+    rpm_universe: Universe, tmp_path: Path
+) -> None:
+    """The HTTP-server request makes a root that runs: getpwnam("nobody") needs the image's
+    nsswitch.conf, passwd and libnss_files, all from the resolved packages."""
+    import socket
+    import urllib.request
+
+    from tests.tools import require_root
+
+    require_root()
+    chroot = require_tool("chroot")
+    fetcher = Fetcher(tmp_path / "cache")
+    repos = load_repos([RepoConfig("main", rpm_universe.repo_url())], fetcher)
+    tree = FileTree()
+    store = ContentStore(tmp_path / "store")
+    for pkg in resolve(["webserver"], repos):
+        add_rpm_to_tree(tree, fetcher.fetch(pkg.url, pkg.checksum), store)
+    root = tmp_path / "root"
+    root.mkdir()
+    materialize(tree, root)
+    (root / "srv/index.html").write_text("served by tinyhttpd\n")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [chroot, str(root), "/usr/sbin/tinyhttpd", str(port), "/srv", "nobody"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        assert "as nobody" in proc.stdout.readline()
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/index.html", timeout=10) as r:
+            assert r.read() == b"served by tinyhttpd\n"
+    finally:
+        proc.kill()
+        proc.wait()
