@@ -213,3 +213,29 @@ def test_repomd_errors(tmp_path: Path, fetcher: Fetcher) -> None:
         repomd.write_text(text)
         with pytest.raises(PackageError, match=error):
             load_repos([RepoConfig("r", str(tmp_path))], fetcher)
+
+
+def test_location_xml_base(rpm_universe: Universe, fetcher: Fetcher, tmp_path: Path) -> None:
+    """A metadata-only repository whose packages live elsewhere (xml:base)."""
+    import gzip
+    import hashlib
+    import shutil
+
+    repo = tmp_path / "meta"
+    shutil.copytree(rpm_universe.repo_dir() / "repodata", repo / "repodata")
+    primary = next(p for p in (repo / "repodata").iterdir() if "primary" in p.name)
+    elsewhere = rpm_universe.repo_url()
+    xml = gzip.decompress(primary.read_bytes()).replace(
+        b"<location href=", f'<location xml:base="{elsewhere}" href='.encode()
+    )
+    packed = gzip.compress(xml, mtime=0)
+    repomd = repo / "repodata/repomd.xml"
+    old_sum = hashlib.sha256(primary.read_bytes()).hexdigest()
+    new_sum = hashlib.sha256(packed).hexdigest()
+    # The checksum is also part of the file's name in repomd.xml's location.
+    (primary.parent / primary.name.replace(old_sum, new_sum)).write_bytes(packed)
+    repomd.write_text(repomd.read_text().replace(old_sum, new_sum))
+    repos = load_repos([RepoConfig("meta", str(repo))], fetcher)
+    (hello,) = [p for p in resolve(["hello"], repos) if p.name == "hello"]
+    assert hello.url == elsewhere + "hello-1.0-1.x86_64.rpm"
+    assert read_rpm(fetcher.fetch(hello.url, hello.checksum)).name == "hello"
