@@ -75,6 +75,7 @@ def craft_rpm(
     *,
     header_mismatch: bool = False,
     sha256_digests: dict[str, str] | None = None,
+    payload_digest: bool = True,
 ) -> Path:
     """An RPM whose payload holds `files` (cpio name, kind, data or link target)."""
     names = [n.lstrip(".") for n, _, _ in files]
@@ -116,11 +117,15 @@ def craft_rpm(
         # FILEDIGESTALGO 8: sha256 digests, here as the caller claims them.
         tags[5011] = (4, [8])
         tags[1035] = (8, [sha256_digests.get(n, "") for n, _, _ in files])
+    payload = gzip.compress(_cpio(files), mtime=0)
+    if payload_digest:
+        tags[5092] = (8, [hashlib.sha256(payload).hexdigest()])
+        tags[5093] = (4, [8])
     header = _header(tags)
     sig = _header({273: (6, hashlib.sha256(header).hexdigest())})
     sig += b"\0" * ((-len(sig)) % 8)
     lead = b"\xed\xab\xee\xdb\x03\x00\x00\x00\x00\x01" + b"crafted-1-1".ljust(66, b"\0")
     lead += b"\x00\x01\x00\x05" + b"\0" * 16
     assert len(lead) == 96
-    path.write_bytes(lead + sig + header + gzip.compress(_cpio(files), mtime=0))
+    path.write_bytes(lead + sig + header + payload)
     return path

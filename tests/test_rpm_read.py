@@ -232,3 +232,9 @@ def test_sha256_file_digests_are_checked(tmp_path: Path, store: ContentStore) ->
     bad = craft_rpm(tmp_path / "bad.rpm", [("./a", "file", "hellO")], sha256_digests={"./a": good})
     with pytest.raises(PackageError, match=r"bad\.rpm: /a does not match its header digest"):
         add_rpm_to_tree(FileTree(), bad, store)
+
+
+def test_a_payload_no_digest_covers_is_refused(tmp_path: Path, store: ContentStore) -> None:
+    path = craft_rpm(tmp_path / "nodigest.rpm", [("./a", "file", "x")], payload_digest=False)
+    with pytest.raises(PackageError, match=r"nodigest\.rpm: carries no payload digest"):
+        add_rpm_to_tree(FileTree(), path, store)

@@ -213,41 +213,42 @@ def read_rpm(path: str | os.PathLike[str]) -> RpmPackage:
 def verify_digests(pkg: RpmPackage) -> None:
     """Check the header digest (sha256 or sha1) and the payload digest (or the old md5).
 
-    A package with none of them at all is refused: nothing would show it is intact.
+    Both the header and the payload must be covered by some digest: a package that leaves
+    either unchecked is refused, since nothing would show that part is intact.
     """
     name = os.path.basename(pkg.path)
-    sig, checked = pkg.signature, False
+    sig, header_checked = pkg.signature, False
     for tag, algo in ((SIG_SHA256, "sha256"), (SIG_SHA1, "sha1")):
         want = sig.string(tag)
         if want:
             got = hashlib.new(algo, pkg.header.raw).hexdigest()
             if got != want:
                 raise PackageError(f"{name}: header {algo} digest mismatch ({got} != {want})")
-            checked = True
+            header_checked = True
             break
     payload_digests = pkg.header.strings(PAYLOADDIGEST)
     md5 = sig.binary(SIG_MD5)
-    if payload_digests or md5:
-        algo = HASH_ALGOS.get(pkg.header.integer(PAYLOADDIGESTALGO, 8) or 8, "sha256")
-        h_payload = hashlib.new(algo) if payload_digests else None
-        h_md5 = hashlib.md5(pkg.header.raw, usedforsecurity=False) if md5 else None
-        with open(pkg.path, "rb") as f:
-            f.seek(pkg.payload_offset)
-            while chunk := f.read(1 << 20):
-                if h_payload:
-                    h_payload.update(chunk)
-                if h_md5:
-                    h_md5.update(chunk)
-        if h_payload and h_payload.hexdigest() != payload_digests[0]:
-            raise PackageError(
-                f"{name}: payload {algo} digest mismatch "
-                f"({h_payload.hexdigest()} != {payload_digests[0]})"
-            )
-        if h_md5 and h_md5.digest() != md5:
-            raise PackageError(f"{name}: md5 digest of header and payload mismatch")
-        checked = True
-    if not checked:
-        raise PackageError(f"{name}: carries no header or payload digest to check")
+    if not payload_digests and not md5:
+        raise PackageError(f"{name}: carries no payload digest (nor an md5) to check")
+    algo = HASH_ALGOS.get(pkg.header.integer(PAYLOADDIGESTALGO, 8) or 8, "sha256")
+    h_payload = hashlib.new(algo) if payload_digests else None
+    h_md5 = hashlib.md5(pkg.header.raw, usedforsecurity=False) if md5 else None
+    with open(pkg.path, "rb") as f:
+        f.seek(pkg.payload_offset)
+        while chunk := f.read(1 << 20):
+            if h_payload:
+                h_payload.update(chunk)
+            if h_md5:
+                h_md5.update(chunk)
+    if h_payload and h_payload.hexdigest() != payload_digests[0]:
+        raise PackageError(
+            f"{name}: payload {algo} digest mismatch "
+            f"({h_payload.hexdigest()} != {payload_digests[0]})"
+        )
+    if h_md5 and h_md5.digest() != md5:
+        raise PackageError(f"{name}: md5 digest of header and payload mismatch")
+    if not header_checked and not md5:
+        raise PackageError(f"{name}: carries no header digest (nor an md5) to check")
 
 
 # -- extraction -------------------------------------------------------------------------------
