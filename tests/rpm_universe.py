@@ -564,6 +564,10 @@ def cached_universe(cache_root: Path) -> Universe:
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
+        # Universes built from older inputs are never used again.
+        for old in cache_root.iterdir():
+            if old != final and not old.name.startswith("building-"):
+                shutil.rmtree(old, ignore_errors=True)
     return Universe(final)
 
 
