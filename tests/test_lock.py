@@ -155,3 +155,28 @@ def test_relative_baseurl_is_relative_to_the_recipe(tmp_path: Path) -> None:
     inputs = read_lock_inputs(tmp_path / "r.yaml")
     assert inputs.repos[0].baseurl == str(tmp_path / "repo")
     assert inputs.repos[0].gpgkey == (str(tmp_path / "k.asc"),)
+
+
+def test_plan_uses_the_lock_and_locked_refuses_to_resolve(
+    rpm_universe: Universe, tmp_path: Path
+) -> None:
+    from smith.resolve.plan import plan_packages
+    from smith.resolve.repo import RepoConfig
+
+    recipe = write_recipe(tmp_path / "r.yaml", rpm_universe.repo_url(), ["hello"])
+    assert smith("lock", str(recipe), "--cache-dir", str(tmp_path / "c")).returncode == 0
+    lock_path = tmp_path / "smith.lock"
+    fetcher = Fetcher(tmp_path / "c", offline=True)  # the lock needs no repository at all
+    gone = [RepoConfig("main", str(tmp_path / "no-such-repo"))]
+    pkgs = plan_packages(["hello"], gone, fetcher, arch="x86_64", lock_path=lock_path, locked=True)
+    assert pkgs == read_lock(lock_path).packages
+    with pytest.raises(ResolveError, match="does not cover 'curl'"):
+        plan_packages(["curl"], gone, fetcher, arch="x86_64", lock_path=lock_path, locked=True)
+    with pytest.raises(ResolveError, match="--locked, but there is no lock"):
+        plan_packages(
+            ["hello"], gone, fetcher, arch="x86_64", lock_path=tmp_path / "x", locked=True
+        )
+    online = Fetcher(tmp_path / "c")
+    repos = [RepoConfig("main", rpm_universe.repo_url())]
+    fresh = plan_packages(["curl"], repos, online, arch="x86_64", lock_path=lock_path)
+    assert "curl" in [p.name for p in fresh]
