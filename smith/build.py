@@ -27,7 +27,7 @@ from smith.conventions import (
     nss_documents,
     parse_user,
 )
-from smith.errors import RecipeError, ResolveError, SmithError, UnsafePathError
+from smith.errors import RecipeError, SmithError, UnsafePathError
 from smith.oci.compress import Compression, parse_compression
 from smith.oci.image import GO_ARCH, ImageConfig, Platform
 from smith.oci.layout import LoadedImage, open_image
@@ -37,11 +37,12 @@ from smith.paths import normalize_path, parent_paths
 from smith.recipe import Recipe, RuntimeSet, load_recipe
 from smith.resolve.dependencies import Closure, Extras, LoaderEnv, compute_closure
 from smith.resolve.fetch import Fetcher, is_remote
-from smith.resolve.lock import check_lock_covers, lock_path_for, pin_sha256, read_lock
-from smith.resolve.repo import RepoConfig, load_repos
+from smith.resolve.packages import fetch_packages
+from smith.resolve.repo import RepoConfig
 from smith.resolve.rpm import add_rpm_to_tree
-from smith.resolve.solver import ResolvedPackage, resolve
+from smith.resolve.solver import ResolvedPackage
 from smith.resolve.store import ContentStore
+from smith.sources import plan_recipe, repo_configs
 from smith.tree import Entry, FileTree, InlineBytes, Kind, path_sort_key
 
 log = logging.getLogger(__name__)
@@ -100,10 +101,10 @@ def build(recipe_path: str, options: BuildOptions) -> BuildResult:
     base = os.path.dirname(os.path.abspath(recipe_path))
     fetcher = Fetcher(options.cache_dir, offline=options.offline)
     log.info("resolving the packages of %s", recipe_path)
-    packages = choose_packages(recipe, recipe_path, base, fetcher, locked=options.locked)
+    packages = plan_recipe(recipe, recipe_path, fetcher, locked=options.locked)
     log.info("fetching and extracting %d packages", len(packages))
     store = ContentStore(fetcher.cache_dir / "content")
-    full = extract_packages(packages, fetcher, store)
+    full = extract_packages(packages, fetcher, repo_configs(recipe, recipe_path), store)
     user = runtime_user(recipe)
     if recipe.nss or user_is_named(recipe):
         # The closure's NSS set follows the nsswitch.conf the image will have: smith's own.
@@ -197,70 +198,16 @@ def write(
 # -- packages --------------------------------------------------------------------------------
 
 
-def repo_configs(recipe: Recipe, base: str) -> tuple[RepoConfig, ...]:
-    configs = []
-    for i, repo in enumerate(recipe.repos):
-        if not repo.enabled:
-            continue
-        keys = (repo.gpgkey,) if repo.gpgkey else ()
-        configs.append(
-            RepoConfig(
-                id=repo.name or f"repo{i}",
-                baseurl=relative_to(repo.baseurl, base),
-                priority=repo.priority,
-                gpgcheck=repo.gpgcheck,
-                gpgkey=tuple(relative_to(k, base) for k in keys),
-            )
-        )
-    return tuple(configs)
-
-
-def relative_to(value: str, base: str) -> str:
-    # A relative baseurl or key is relative to the recipe, not to the current directory.
-    if is_remote(value) or value.startswith("file:") or os.path.isabs(value):
-        return value
-    return os.path.join(base, value)
-
-
-def choose_packages(
-    recipe: Recipe, recipe_path: str, base: str, fetcher: Fetcher, *, locked: bool
-) -> tuple[ResolvedPackage, ...]:
-    requests = recipe.package_requests
-    if not requests:
-        raise RecipeError(f"{recipe_path}: no `package` or `packages` to build from")
-    lock_file = lock_path_for(recipe_path)
-    if lock_file.exists():
-        lock = read_lock(lock_file)
-        try:
-            check_lock_covers(
-                lock, requests, arch=recipe.arch, excludes=recipe.excludes, weak=recipe.weak_deps
-            )
-            log.info("using %s (%d packages)", lock_file, len(lock.packages))
-            return lock.packages
-        except ResolveError:
-            if locked:
-                raise
-            log.warning("%s does not match the recipe; resolving again", lock_file)
-    elif locked:
-        raise ResolveError(
-            f"--locked, but there is no lock at {str(lock_file)!r}: run `smith lock`"
-        )
-    configs = repo_configs(recipe, base)
-    if not configs:
-        raise RecipeError(f"{recipe_path}: no `repos` to find {', '.join(requests)} in")
-    repos = load_repos(configs, fetcher)
-    resolved = resolve(
-        requests, repos, arch=recipe.arch, excludes=recipe.excludes, weak=recipe.weak_deps
-    )
-    return pin_sha256(resolved, fetcher)
-
-
 def extract_packages(
-    packages: Sequence[ResolvedPackage], fetcher: Fetcher, store: ContentStore
+    packages: Sequence[ResolvedPackage],
+    fetcher: Fetcher,
+    repos: Sequence[RepoConfig],
+    store: ContentStore,
 ) -> FileTree:
+    """Fetch (checksum always, signature when the repository has gpgcheck) and unpack the
+    packages into one tree, in resolution order."""
     tree = FileTree()
-    for pkg in packages:
-        path = fetcher.fetch(pkg.url, pkg.checksum)
+    for path in fetch_packages(packages, fetcher, repos):
         add_rpm_to_tree(tree, path, store)
     return tree
 
