@@ -13,9 +13,11 @@ from pathlib import Path
 from smith.errors import RecipeError
 from smith.recipe import Recipe
 from smith.resolve.fetch import Fetcher, is_remote
+from smith.resolve.localrepo import is_local_rpm, local_repo
 from smith.resolve.lock import Lock, lock_path_for, pin_sha256
 from smith.resolve.plan import plan_packages
-from smith.resolve.repo import RepoConfig, load_repos
+from smith.resolve.repo import Repo, RepoConfig, load_repos
+from smith.resolve.rpm import read_rpm
 from smith.resolve.solver import ResolvedPackage, resolve
 
 
@@ -46,14 +48,29 @@ def requests_of(recipe: Recipe, recipe_path: str) -> tuple[str, ...]:
     return recipe.package_requests
 
 
+def local_files(
+    requests: tuple[str, ...], recipe_path: str, fetcher: Fetcher
+) -> tuple[tuple[str, ...], tuple[Repo, ...]]:
+    """Requests with local `.rpm` files replaced by their package names, and the
+    repository of those files (none when there are none)."""
+    base = os.path.dirname(os.path.abspath(recipe_path))
+    paths = {r: Path(os.path.normpath(relative_to(r, base))) for r in requests if is_local_rpm(r)}
+    if not paths:
+        return requests, ()
+    repo = local_repo(list(paths.values()), fetcher)  # refuses a missing file by name
+    names = {r: read_rpm(p).name for r, p in paths.items()}
+    return tuple(names.get(r, r) for r in requests), (repo,)
+
+
 def plan_recipe(
     recipe: Recipe, recipe_path: str, fetcher: Fetcher, *, locked: bool = False
 ) -> tuple[ResolvedPackage, ...]:
     """The recipe's packages: smith.lock's when it fits the recipe, else resolved now."""
-    requests = requests_of(recipe, recipe_path)
+    written = requests_of(recipe, recipe_path)
     configs = repo_configs(recipe, recipe_path)
     lock_path = lock_path_for(recipe_path)
-    if not configs and not lock_path.exists() and not locked:
+    requests, local = local_files(written, recipe_path, fetcher)
+    if not configs and not local and not lock_path.exists() and not locked:
         raise RecipeError(f"{recipe_path}: no `repos` to find {', '.join(requests)} in")
     return plan_packages(
         requests,
@@ -64,21 +81,24 @@ def plan_recipe(
         weak=recipe.weak,
         lock_path=lock_path,
         locked=locked,
+        lock_requests=written,
+        extra_repos=local,
     )
 
 
 def lock_recipe(recipe: Recipe, recipe_path: str, fetcher: Fetcher) -> tuple[Path, Lock]:
     """Resolve the recipe afresh and pin every package by sha256: (lock path, lock)."""
-    requests = requests_of(recipe, recipe_path)
+    written = requests_of(recipe, recipe_path)
     configs = repo_configs(recipe, recipe_path)
-    if not configs:
+    requests, local = local_files(written, recipe_path, fetcher)
+    if not configs and not local:
         raise RecipeError(f"{recipe_path}: `repos` must list at least one repository")
     packages = resolve(
         requests,
-        load_repos(configs, fetcher),
+        (*local, *load_repos(configs, fetcher)),
         arch=recipe.arch,
         excludes=recipe.excludes,
         weak=recipe.weak,
     )
-    lock = Lock(requests, recipe.arch, recipe.excludes, recipe.weak, pin_sha256(packages, fetcher))
+    lock = Lock(written, recipe.arch, recipe.excludes, recipe.weak, pin_sha256(packages, fetcher))
     return lock_path_for(recipe_path), lock

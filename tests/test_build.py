@@ -216,3 +216,31 @@ def test_build_without_argument_reads_smith_yaml_here(
     recipe = recipe_copy("hello", tmp_path, rpm_universe)
     smith("build", "--cache-dir", str(tmp_path / "c"), cwd=recipe)
     assert (recipe / "image.tar.gz").exists()  # the original's default output
+
+
+def test_local_rpm_file_with_dependencies_from_a_repository(
+    tmp_path: Path, rpm_universe: Universe
+) -> None:
+    recipe_dir = tmp_path / "local"
+    recipe_dir.mkdir()
+    shutil.copy(rpm_universe.repo_dir("main") / "hello-1.0-1.x86_64.rpm", recipe_dir)
+    (recipe_dir / "smith.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "package": "./hello-1.0-1.x86_64.rpm",
+                "repos": [{"id": "main", "baseurl": rpm_universe.repo_url("main")}],
+                "cmd": ["/usr/bin/hello"],
+            }
+        )
+    )
+    cache = str(tmp_path / "cache")
+    first = smith(
+        "build", str(recipe_dir), "-o", str(tmp_path / "a.tar"), "--json", "--cache-dir", cache
+    )
+    summary = json.loads(first.stdout)
+    assert "hello-1.0-1.x86_64" in summary["packages_kept"]
+    smith("lock", str(recipe_dir / "smith.yaml"), "--cache-dir", cache)
+    lock = json.loads((recipe_dir / "smith.lock").read_text())
+    assert lock["requests"] == ["./hello-1.0-1.x86_64.rpm"]
+    smith("build", str(recipe_dir), "-o", str(tmp_path / "b.tar"), "--locked", "--cache-dir", cache)
+    assert (tmp_path / "a.tar").read_bytes() == (tmp_path / "b.tar").read_bytes()

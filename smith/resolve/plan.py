@@ -15,7 +15,7 @@ from pathlib import Path
 from smith.errors import ResolveError
 from smith.resolve.fetch import Fetcher
 from smith.resolve.lock import Lock, check_lock_covers, read_lock
-from smith.resolve.repo import RepoConfig, load_repos
+from smith.resolve.repo import Repo, RepoConfig, load_repos
 from smith.resolve.solver import ResolvedPackage, resolve
 
 log = logging.getLogger(__name__)
@@ -31,14 +31,20 @@ def plan_packages(
     weak: bool = False,
     lock_path: Path | None = None,
     locked: bool = False,
+    lock_requests: Sequence[str] | None = None,
+    extra_repos: Sequence[Repo] = (),
 ) -> tuple[ResolvedPackage, ...]:
+    """`lock_requests` are the requests as the recipe wrote them (what the lock records),
+    when `requests` had to be rewritten (local files become package names); `extra_repos`
+    are already loaded (the local files' repository)."""
+    written = list(lock_requests if lock_requests is not None else requests)
     lock: Lock | None = None
     if lock_path is not None and lock_path.exists():
         lock = read_lock(lock_path)
     if lock is not None:
         try:
-            check_lock_covers(lock, requests, arch=arch, excludes=excludes, weak=weak)
-            if sorted(set(requests)) == sorted(set(lock.requests)):
+            check_lock_covers(lock, written, arch=arch, excludes=excludes, weak=weak)
+            if sorted(set(written)) == sorted(set(lock.requests)):
                 return lock.packages
             raise ResolveError(f"{lock_path} was made for other packages")
         except ResolveError:
@@ -47,4 +53,5 @@ def plan_packages(
             log.warning("%s does not match the recipe; resolving again", lock_path)
     elif locked:
         raise ResolveError(f"--locked, but there is no lock at {lock_path}")
-    return resolve(requests, load_repos(repos, fetcher), arch=arch, excludes=excludes, weak=weak)
+    loaded = (*extra_repos, *load_repos(repos, fetcher))
+    return resolve(requests, loaded, arch=arch, excludes=excludes, weak=weak)
