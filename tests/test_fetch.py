@@ -14,6 +14,7 @@ from smith.resolve.repo import RepoConfig, load_repos
 from smith.resolve.solver import resolve
 from tests.fault_server import FaultServer, fault_server
 from tests.rpm_universe import Universe
+from tests.tls import self_signed
 
 PKG = "repos/main/hello-1.0-1.x86_64.rpm"
 
@@ -122,43 +123,6 @@ def test_metadata_faults_during_resolution(server: FaultServer, tmp_path: Path) 
     repos = load_repos([RepoConfig("zst", server.url + repo)], f)
     assert [p.name for p in resolve(["hello"], repos)][-1] == "hello"
     assert server.hits[repo + "repodata/" + primary.name] == 3
-
-
-def self_signed(tmp: Path) -> tuple[Path, Path]:
-    import datetime
-    import ipaddress
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(1)
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
-        .sign(key, hashes.SHA256())
-    )
-    (tmp / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    (tmp / "key.pem").write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return tmp / "cert.pem", tmp / "key.pem"
 
 
 def test_https_repository(
