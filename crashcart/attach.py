@@ -48,12 +48,16 @@ def state_key(ns: NamespaceFds) -> str:
     return f"mnt-{st.st_dev}-{st.st_ino}"
 
 
-def open_target(request: AttachRequest) -> tuple[Target, NamespaceFds]:
+def check_root(request: AttachRequest) -> None:
     if os.geteuid() != 0:
         raise CrashcartError(
             f"no permission to attach to {request.target!r}",
             hint="crashcart needs root: it enters namespaces and mounts the toolbox",
         )
+
+
+def open_target(request: AttachRequest) -> tuple[Target, NamespaceFds]:
+    check_root(request)
     target = resolve_target(request.target, request.docker_host)
     if target.pid == os.getpid():
         raise CrashcartError(f"pid {target.pid} is crashcart itself")
@@ -162,6 +166,7 @@ def run_command(request: AttachRequest, target: Target, ns: NamespaceFds) -> int
 
 def attach(request: AttachRequest) -> int:
     """Run a command (or a shell) in the target with the toolbox; its exit status."""
+    check_root(request)
     check_toolbox(request.toolbox)
     target, ns = open_target(request)
     me = os.getpid()
@@ -179,6 +184,7 @@ def attach(request: AttachRequest) -> int:
 
 
 def mount_only(request: AttachRequest) -> None:
+    check_root(request)
     check_toolbox(request.toolbox)
     target, ns = open_target(request)
     try:

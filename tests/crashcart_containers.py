@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import stat
 import subprocess
 import time
 from collections.abc import Iterator
@@ -87,11 +88,12 @@ def running_container(runtime: str, cid: str, bundle: Path) -> Iterator[Containe
     """Start a detached container; always delete it afterwards, even when the test failed."""
     subprocess.run([runtime, "delete", "--force", cid], capture_output=True, check=False)
     cmd = [*runtime_command(runtime, "run"), "--detach", "--bundle", str(bundle), cid]
-    proc = subprocess.run(
-        cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False
-    )
+    # The detached container inherits stdout/stderr: a pipe would never reach EOF.
+    log = bundle / "run.log"
+    with log.open("w") as out:
+        proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=out, check=False)
     try:
-        assert proc.returncode == 0, f"{runtime} run failed: {proc.stderr}"
+        assert proc.returncode == 0, f"{runtime} run failed: {log.read_text()}"
         for _ in range(100):
             pid = container_pid(runtime, cid)
             if pid:
@@ -102,11 +104,12 @@ def running_container(runtime: str, cid: str, bundle: Path) -> Iterator[Containe
         subprocess.run([runtime, "delete", "--force", cid], capture_output=True, check=False)
 
 
-def list_tree(root: Path) -> bytes:
+def list_tree(root: Path, *, device_times: bool = True) -> bytes:
     """A byte-exact listing of a tree (path, mode, uid, gid, size, mtime), symlinks unfollowed."""
     lines = []
     for path in sorted(root.rglob("*")):
         st = path.lstat()
         rel = path.relative_to(root)
-        lines.append(f"{rel} {st.st_mode:o} {st.st_uid} {st.st_gid} {st.st_size} {st.st_mtime_ns}")
+        mtime = st.st_mtime_ns if device_times or not stat.S_ISCHR(st.st_mode) else 0
+        lines.append(f"{rel} {st.st_mode:o} {st.st_uid} {st.st_gid} {st.st_size} {mtime}")
     return "\n".join(lines).encode()
