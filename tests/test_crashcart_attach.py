@@ -26,7 +26,13 @@ import pytest
 from crashcart.target import open_namespaces, target_from_pid
 from crashcart.toolbox import DEFAULT_RECIPE, MOUNT_POINT, build_toolbox
 from smith.errors import CrashcartError
-from tests.crashcart_containers import Container, list_tree, make_bundle, running_container
+from tests.crashcart_containers import (
+    Container,
+    list_tree,
+    make_bundle,
+    make_rootfs,
+    running_container,
+)
 from tests.tools import PROJECT, require_root, require_tool
 
 
@@ -406,3 +412,125 @@ def test_refuses_without_root(micro: Container, state_dir: Path, toolbox: Path) 
     )
     assert done.returncode == 1, done.stderr
     assert "no permission to attach" in done.stderr
+
+
+@pytest.fixture(scope="session")
+def dockerd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A private dockerd (own data root, exec root and socket; no bridge, no iptables)."""
+    require_root()
+    daemon = require_tool("dockerd")
+    require_tool("docker")
+    base = Path(tempfile.mkdtemp(prefix="ccdock-"))  # short: a unix socket path has 108 bytes
+    sock = f"unix://{base}/docker.sock"
+    log = (base / "dockerd.log").open("w")
+    proc = subprocess.Popen(
+        [
+            daemon,
+            f"--data-root={base}/data",
+            f"--exec-root={base}/exec",
+            f"--pidfile={base}/docker.pid",
+            f"-H={sock}",
+            "--bridge=none",
+            "--iptables=false",
+            "--ip6tables=false",
+            "--storage-driver=vfs",
+            "--default-ulimit=nofile=1024:1024",
+        ],
+        stdout=log,
+        stderr=log,
+    )
+    try:
+        for _ in range(240):
+            ok = subprocess.run(["docker", "-H", sock, "version"], capture_output=True, check=False)
+            if ok.returncode == 0:
+                break
+            assert proc.poll() is None, (base / "dockerd.log").read_text()
+            time.sleep(0.25)
+        yield sock
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def docker_container(dockerd: str, busybox: str) -> Iterator[str]:
+    root = Path(tempfile.mkdtemp(prefix="ccimg-"))
+    name = f"cc-test-{os.getpid()}"
+    docker = ["docker", "-H", dockerd]
+    try:
+        make_rootfs(root, busybox)
+        root.chmod(0o755)  # mkdtemp's 0700 would become the image's / and lock out uid 65534
+        tar = subprocess.run(["tar", "-C", str(root), "-c", "."], capture_output=True, check=True)
+        subprocess.run(
+            [*docker, "import", "-", "cc-micro:test"],
+            input=tar.stdout,
+            check=True,
+            capture_output=True,
+        )
+        subprocess.run(
+            [
+                *docker,
+                "run",
+                "-d",
+                "--name",
+                name,
+                "--read-only",
+                "--user",
+                "65534",
+                "--network",
+                "none",
+                "cc-micro:test",
+                "/app/busybox",
+                "sleep",
+                "100000",
+            ],
+            check=True,
+            capture_output=True,
+        )
+        yield name
+    finally:
+        subprocess.run([*docker, "rm", "-f", name], capture_output=True, check=False)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.mark.docker
+def test_docker_container(
+    docker_container: str, dockerd: str, toolbox: Path, state_dir: Path
+) -> None:
+    inspect = subprocess.run(
+        ["docker", "-H", dockerd, "inspect", "-f", "{{.State.Pid}}", docker_container],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    pid = int(inspect.stdout)
+    before = (mountinfo(pid), list_tree(Path(f"/proc/{pid}/root/dev"), device_times=False))
+    done = subprocess.run(
+        crashcart_cmd(
+            "attach",
+            "--toolbox",
+            str(toolbox),
+            docker_container,
+            "--",
+            "sh",
+            "-c",
+            "ls -l /proc/1/exe; cat /etc/marker; ip -o link show | wc -l",
+        ),
+        capture_output=True,
+        text=True,
+        env={**env_for(state_dir), "DOCKER_HOST": dockerd},
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "/proc/1/exe -> /app/busybox" in done.stdout
+    assert "inside the microcontainer" in done.stdout
+    assert done.stdout.splitlines()[-1].strip() == "1"  # --network none: only lo
+    after = (mountinfo(pid), list_tree(Path(f"/proc/{pid}/root/dev"), device_times=False))
+    assert after == before
