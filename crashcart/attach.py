@@ -10,24 +10,47 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
 
 from crashcart import enter, session
 from crashcart.mount import clone_tree_readonly
+from crashcart.prefix import DEFAULT_TOOLBOX, MOUNT_POINT, check_toolbox
+from crashcart.record import record
 from crashcart.target import NamespaceFds, Target, open_namespaces, resolve_target
-from crashcart.toolbox import MOUNT_POINT, check_toolbox
-from smith.errors import CrashcartError
+from smith.errors import CrashcartError, UsageError
 
 
-@dataclass(frozen=True)
+@record
 class AttachRequest:
     target: str
-    command: tuple[str, ...]
-    toolbox: Path
+    command: tuple[str, ...] = ()
+    toolbox: str | None = None  # a host directory; None: the default toolbox
+    mount_only: bool = False
+    unmount: bool = False
     force: bool = False
     docker_host: str | None = None
     tty: bool | None = None  # None: a pty when there is no command and stdin is a terminal
+
+    @property
+    def toolbox_dir(self) -> str:
+        return os.path.abspath(self.toolbox or DEFAULT_TOOLBOX)
+
+    def check(self) -> None:
+        if self.mount_only and self.unmount:
+            raise UsageError("--mount-only and --unmount exclude each other")
+        if (self.mount_only or self.unmount) and self.command:
+            raise UsageError(f"--mount-only and --unmount take no command, got {self.command[0]!r}")
+
+
+def run_request(request: AttachRequest) -> int:
+    """Carry out `crashcart attach` with its options; the exit status."""
+    request.check()
+    if request.mount_only:
+        mount_only(request)
+        return 0
+    if request.unmount:
+        unmount(request)
+        return 0
+    return attach(request)
 
 
 def say(message: str) -> None:
@@ -73,13 +96,13 @@ def open_target(request: AttachRequest) -> tuple[Target, NamespaceFds]:
 
 
 def acquire_mount(
-    target: Target, ns: NamespaceFds, toolbox: Path, hold: Callable[[Path], None]
+    target: Target, ns: NamespaceFds, toolbox: str, hold: Callable[[str], None]
 ) -> None:
     """Make sure the toolbox is mounted in the target, then record the holder (under lock)."""
     with session.locked_state(state_key(ns)) as directory:
         state = session.read_state(directory)
         mounted = is_mounted(target)
-        if mounted and state.in_use and state.toolbox != str(toolbox):
+        if mounted and state.in_use and state.toolbox != toolbox:
             raise CrashcartError(
                 f"{target.description} already has the toolbox {state.toolbox} mounted "
                 f"for {len(state.live_sessions)} session(s)",
@@ -90,18 +113,18 @@ def acquire_mount(
             enter.run_in_mount_ns(ns, lambda: enter.unmount_toolbox(MOUNT_POINT))
             mounted = False
         if not mounted:
-            tree = clone_tree_readonly(str(toolbox))
+            tree = clone_tree_readonly(toolbox)
             owner = enter.host_owner(target.pid, "user" in ns.fds)
             try:
                 enter.run_in_mount_ns(ns, lambda: enter.mount_toolbox(tree, MOUNT_POINT, owner))
             finally:
                 os.close(tree)
-            session.record_toolbox(directory, str(toolbox))
+            session.record_toolbox(directory, toolbox)
         hold(directory)
 
 
 def release_mount(
-    target: Target, ns: NamespaceFds, release: Callable[[Path], None], force: bool = False
+    target: Target, ns: NamespaceFds, release: Callable[[str], None], force: bool = False
 ) -> bool:
     """Drop a holder; unmount when no one holds the toolbox any more. True if unmounted."""
     with session.locked_state(state_key(ns)) as directory:
@@ -167,11 +190,11 @@ def run_command(request: AttachRequest, target: Target, ns: NamespaceFds) -> int
 def attach(request: AttachRequest) -> int:
     """Run a command (or a shell) in the target with the toolbox; its exit status."""
     check_root(request)
-    check_toolbox(request.toolbox)
+    check_toolbox(request.toolbox_dir)
     target, ns = open_target(request)
     me = os.getpid()
     try:
-        acquire_mount(target, ns, request.toolbox, lambda d: session.add_session(d, me))
+        acquire_mount(target, ns, request.toolbox_dir, lambda d: session.add_session(d, me))
         try:
             return run_command(request, target, ns)
         finally:
@@ -185,10 +208,10 @@ def attach(request: AttachRequest) -> int:
 
 def mount_only(request: AttachRequest) -> None:
     check_root(request)
-    check_toolbox(request.toolbox)
+    check_toolbox(request.toolbox_dir)
     target, ns = open_target(request)
     try:
-        acquire_mount(target, ns, request.toolbox, lambda d: session.set_pinned(d, True))
+        acquire_mount(target, ns, request.toolbox_dir, lambda d: session.set_pinned(d, True))
     finally:
         ns.close()
     say(f"toolbox mounted at {MOUNT_POINT} in {target.description}")

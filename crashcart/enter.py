@@ -19,7 +19,6 @@ import sys
 import termios
 import tty
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from types import FrameType
 
 from crashcart.mount import (
@@ -37,6 +36,7 @@ from crashcart.mount import (
     setns,
     umount2,
 )
+from crashcart.record import record
 from crashcart.target import NamespaceFds
 from smith.errors import CrashcartError
 
@@ -150,7 +150,7 @@ def unmount_toolbox(mount_point: str) -> None:
         os.rmdir(mount_point)
 
 
-@dataclass(frozen=True)
+@record
 class Identity:
     """Who the command runs as, in the target's user namespace."""
 
@@ -208,6 +208,22 @@ def host_owner(pid: int, in_user_ns: bool) -> Identity:
     return Identity(ids[0], ids[1])
 
 
+def exec_from_path(argv: tuple[str, ...], env: Mapping[str, str]) -> None:
+    """execvpe, but without os.execvpe: that imports `warnings` lazily, and by now the root is
+    the target's, where there is no Python library to import from."""
+    if "/" in argv[0]:
+        os.execve(argv[0], argv, env)  # noqa: S606 - the user's own command
+    error: OSError = FileNotFoundError(errno.ENOENT, "not found on PATH", argv[0])
+    for directory in env.get("PATH", "/bin").split(":"):
+        try:
+            os.execve(os.path.join(directory or ".", argv[0]), argv, env)  # noqa: S606
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        except OSError as err:
+            error = err  # e.g. EACCES: keep looking, report it if nothing else runs
+    raise error
+
+
 def _exec_in_target(
     ns: NamespaceFds,
     argv: tuple[str, ...],
@@ -235,7 +251,7 @@ def _exec_in_target(
             os.close(pty_slave)
         for sig in FORWARDED_SIGNALS:
             signal.signal(sig, signal.SIG_DFL)
-        os.execvpe(argv[0], list(argv), dict(env))  # noqa: S606 - argv is the user's command
+        exec_from_path(argv, env)
     except BaseException as err:
         code = 127 if isinstance(err, FileNotFoundError) else 126
         message = f"cannot run {argv[0]!r} in the target: {_describe(err)}"

@@ -5,6 +5,9 @@ lock file, the toolbox the mount came from, one file per live session (its pid a
 time, so a session killed with SIGKILL is recognised as gone rather than counted forever),
 and `pinned` while `attach --mount-only` keeps the toolbox mounted without a session.
 Everything is read and changed under an exclusive flock on the lock file.
+
+(os.path rather than pathlib: every attach imports this, and its start-up time is part of
+the benchmark against `runc exec`.)
 """
 
 from __future__ import annotations
@@ -13,19 +16,18 @@ import contextlib
 import fcntl
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
+from crashcart.record import record
 from crashcart.target import is_alive, read_start_time
 
-STATE_ROOT = Path(os.environ.get("CRASHCART_STATE", "/run/crashcart"))
+STATE_ROOT = os.environ.get("CRASHCART_STATE", "/run/crashcart")
 
 
-@dataclass(frozen=True)
+@record
 class MountState:
     """What the state directory says about one target's toolbox mount."""
 
-    directory: Path
+    directory: str
     live_sessions: tuple[int, ...]
     pinned: bool
     toolbox: str  # the host path the mounted toolbox was cloned from, "" if unknown
@@ -35,17 +37,27 @@ class MountState:
         return bool(self.live_sessions) or self.pinned
 
 
+def _write(path: str, text: str) -> None:
+    with open(path, "w") as f:
+        f.write(text)
+
+
+def _unlink(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+
+
 @contextlib.contextmanager
-def locked_state(key: str) -> Iterator[Path]:
+def locked_state(key: str) -> Iterator[str]:
     """Hold the exclusive lock of one target's state directory."""
-    directory = STATE_ROOT / key
-    lock = directory / "lock"
+    directory = os.path.join(STATE_ROOT, key)
+    lock = os.path.join(directory, "lock")
     while True:
-        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.makedirs(directory, mode=0o700, exist_ok=True)
         try:
             fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         except FileNotFoundError:
-            continue  # the directory was removed by `forget` between mkdir and open
+            continue  # the directory was removed by `forget` between makedirs and open
         fcntl.flock(fd, fcntl.LOCK_EX)
         # `forget` removes the lock file while holding it: a waiter that then gets the lock
         # holds a file nobody else will see, and must start again on a fresh one.
@@ -61,47 +73,55 @@ def locked_state(key: str) -> Iterator[Path]:
         os.close(fd)
 
 
-def read_state(directory: Path) -> MountState:
+def read_state(directory: str) -> MountState:
     """The state, after forgetting sessions whose process is gone (killed, crashed)."""
     live = []
-    for entry in sorted(directory.glob("session-*")):
+    for name in sorted(os.listdir(directory)):
+        if not name.startswith("session-"):
+            continue
+        path = os.path.join(directory, name)
         try:
-            pid = int(entry.name.removeprefix("session-"))
-            start = int(entry.read_text())
+            pid = int(name.removeprefix("session-"))
+            with open(path) as f:
+                start = int(f.read())
         except (ValueError, OSError):
-            entry.unlink(missing_ok=True)
+            _unlink(path)
             continue
         if is_alive(pid, start):
             live.append(pid)
         else:
-            entry.unlink(missing_ok=True)
-    toolbox_file = directory / "toolbox"
-    toolbox = toolbox_file.read_text() if toolbox_file.exists() else ""
-    return MountState(directory, tuple(live), (directory / "pinned").exists(), toolbox)
+            _unlink(path)
+    try:
+        with open(os.path.join(directory, "toolbox")) as f:
+            toolbox = f.read()
+    except FileNotFoundError:
+        toolbox = ""
+    pinned = os.path.exists(os.path.join(directory, "pinned"))
+    return MountState(directory, tuple(live), pinned, toolbox)
 
 
-def add_session(directory: Path, pid: int) -> None:
-    (directory / f"session-{pid}").write_text(str(read_start_time(pid)))
+def add_session(directory: str, pid: int) -> None:
+    _write(os.path.join(directory, f"session-{pid}"), str(read_start_time(pid)))
 
 
-def remove_session(directory: Path, pid: int) -> None:
-    (directory / f"session-{pid}").unlink(missing_ok=True)
+def remove_session(directory: str, pid: int) -> None:
+    _unlink(os.path.join(directory, f"session-{pid}"))
 
 
-def set_pinned(directory: Path, pinned: bool) -> None:
+def set_pinned(directory: str, pinned: bool) -> None:
     if pinned:
-        (directory / "pinned").touch()
+        _write(os.path.join(directory, "pinned"), "")
     else:
-        (directory / "pinned").unlink(missing_ok=True)
+        _unlink(os.path.join(directory, "pinned"))
 
 
-def record_toolbox(directory: Path, toolbox: str) -> None:
-    (directory / "toolbox").write_text(toolbox)
+def record_toolbox(directory: str, toolbox: str) -> None:
+    _write(os.path.join(directory, "toolbox"), toolbox)
 
 
-def forget(directory: Path) -> None:
+def forget(directory: str) -> None:
     """Remove the state of a target whose toolbox is unmounted; call it holding the lock."""
     for name in ("toolbox", "pinned", "lock"):
-        (directory / name).unlink(missing_ok=True)
+        _unlink(os.path.join(directory, name))
     with contextlib.suppress(OSError):
-        directory.rmdir()
+        os.rmdir(directory)

@@ -9,17 +9,16 @@ from __future__ import annotations
 import errno
 import json
 import os
-from dataclasses import dataclass
-from pathlib import Path
 
+from crashcart.record import record
 from smith.errors import CrashcartError
 
-RUNTIME_ROOTS = (("runc", Path("/run/runc")), ("crun", Path("/run/crun")))
+RUNTIME_ROOTS = (("runc", "/run/runc"), ("crun", "/run/crun"))
 DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
 NAMESPACES = ("mnt", "user", "pid", "net", "ipc", "uts", "cgroup")
 
 
-@dataclass(frozen=True)
+@record
 class Target:
     pid: int
     start_time: int
@@ -30,7 +29,8 @@ class Target:
 def read_start_time(pid: int) -> int:
     """Field 22 of /proc/PID/stat (clock ticks since boot): with the pid, names one process."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        with open(f"/proc/{pid}/stat") as f:
+            stat = f.read()
     except FileNotFoundError:
         raise CrashcartError(f"no process with pid {pid}") from None
     except ProcessLookupError:
@@ -53,17 +53,14 @@ def target_from_pid(pid: int, description: str = "", name: str = "") -> Target:
     return Target(pid, start, description or f"pid {pid}", name or str(pid))
 
 
-def _runtime_state_pid(runtime: str, root: Path, container: str) -> int | None:
+def _runtime_state_pid(runtime: str, root: str, container: str) -> int | None:
     """The init pid a runtime recorded for a container, or None if it has no such container."""
     if "/" in container or container in (".", ".."):
         return None
-    state_dir = root / container
+    name, key = ("state.json", "init_process_pid") if runtime == "runc" else ("status", "pid")
     try:
-        if runtime == "runc":
-            state = json.loads((state_dir / "state.json").read_text())
-            return int(state["init_process_pid"])
-        state = json.loads((state_dir / "status").read_text())
-        return int(state["pid"])
+        with open(os.path.join(root, container, name)) as f:
+            return int(json.load(f)[key])
     except FileNotFoundError:
         return None
     except (OSError, ValueError, KeyError, TypeError) as err:
@@ -138,7 +135,7 @@ def resolve_target(spec: str, docker: str | None = None) -> Target:
     raise CrashcartError(f"no process or container {spec!r} (looked in {', '.join(looked)})")
 
 
-@dataclass(frozen=True)
+@record
 class NamespaceFds:
     """Open /proc/PID/ns/* files: once open they pin the namespaces even if the pid exits."""
 

@@ -20,10 +20,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from crashcart.prefix import DEFAULT_TOOLBOX as _DEFAULT_TOOLBOX
+from crashcart.prefix import MOUNT_POINT
 from smith.errors import CrashcartError, RecipeError
 
-MOUNT_POINT = "/dev/crashcart"
-DEFAULT_TOOLBOX = Path(os.environ.get("CRASHCART_TOOLBOX", "/var/lib/crashcart/toolbox"))
+DEFAULT_TOOLBOX = Path(_DEFAULT_TOOLBOX)
 DEFAULT_RECIPE = Path(__file__).resolve().parent.parent / "recipes" / "crashcart-toolbox.yaml"
 MANIFEST = "crashcart-toolbox.json"
 DEB_CACHE = Path("/var/cache/crashcart/debs")
@@ -69,14 +70,6 @@ def load_recipe(path: Path) -> ToolboxRecipe:
     if prefix != MOUNT_POINT:
         raise RecipeError(f"toolbox recipe {path}: .prefix {prefix!r} is not {MOUNT_POINT}")
     return ToolboxRecipe(prefix, tools, files)
-
-
-def check_toolbox(path: Path) -> None:
-    if not path.is_dir():
-        raise CrashcartError(
-            f"no toolbox at {path}",
-            hint="build one with `crashcart toolbox build`, or pass --toolbox DIR",
-        )
 
 
 def _run(*args: str) -> str:

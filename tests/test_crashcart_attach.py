@@ -23,8 +23,9 @@ from pathlib import Path
 
 import pytest
 
+from crashcart.prefix import MOUNT_POINT
 from crashcart.target import open_namespaces, target_from_pid
-from crashcart.toolbox import DEFAULT_RECIPE, MOUNT_POINT, build_toolbox
+from crashcart.toolbox import DEFAULT_RECIPE, build_toolbox
 from smith.errors import CrashcartError
 from tests.crashcart_containers import (
     Container,
