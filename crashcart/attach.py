@@ -32,7 +32,14 @@ class AttachRequest:
 
     @property
     def toolbox_dir(self) -> str:
-        return os.path.abspath(self.toolbox or DEFAULT_TOOLBOX)
+        """The toolbox directory; an image (--toolbox IMAGE) is unpacked into a cache first."""
+        path = os.path.abspath(self.toolbox or DEFAULT_TOOLBOX)
+        if self.toolbox and not self.unmount:
+            from crashcart.image import is_image, toolbox_from_image  # only for images: slow
+
+            if is_image(path):
+                return toolbox_from_image(path)
+        return path
 
     def check(self) -> None:
         if self.mount_only and self.unmount:
@@ -101,26 +108,37 @@ def acquire_mount(
     """Make sure the toolbox is mounted in the target, then record the holder (under lock)."""
     with session.locked_state(state_key(ns)) as directory:
         state = session.read_state(directory)
-        mounted = is_mounted(target)
-        if mounted and state.in_use and state.toolbox != toolbox:
-            raise CrashcartError(
-                f"{target.description} already has the toolbox {state.toolbox} mounted "
-                f"for {len(state.live_sessions)} session(s)",
-                hint=f"attach with --toolbox {state.toolbox}, or wait for them to finish",
-            )
-        if mounted and not state.in_use:
-            say(f"removing a toolbox mount left in {target.description} by an earlier session")
-            enter.run_in_mount_ns(ns, lambda: enter.unmount_toolbox(MOUNT_POINT))
-            mounted = False
-        if not mounted:
-            tree = clone_tree_readonly(toolbox)
-            owner = enter.host_owner(target.pid, "user" in ns.fds)
-            try:
-                enter.run_in_mount_ns(ns, lambda: enter.mount_toolbox(tree, MOUNT_POINT, owner))
-            finally:
-                os.close(tree)
-            session.record_toolbox(directory, toolbox)
+        try:
+            _ensure_mounted(target, ns, toolbox, state, directory)
+        except BaseException:
+            if not state.in_use:
+                session.forget(directory)  # leave no state behind a refused attach
+            raise
         hold(directory)
+
+
+def _ensure_mounted(
+    target: Target, ns: NamespaceFds, toolbox: str, state: session.MountState, directory: str
+) -> None:
+    mounted = is_mounted(target)
+    if mounted and state.in_use and state.toolbox != toolbox:
+        raise CrashcartError(
+            f"{target.description} already has the toolbox {state.toolbox} mounted "
+            f"for {len(state.live_sessions)} session(s)",
+            hint=f"attach with --toolbox {state.toolbox}, or wait for them to finish",
+        )
+    if mounted and not state.in_use:
+        say(f"removing a toolbox mount left in {target.description} by an earlier session")
+        enter.run_in_mount_ns(ns, lambda: enter.unmount_toolbox(MOUNT_POINT))
+        mounted = False
+    if not mounted:
+        tree = clone_tree_readonly(toolbox)
+        owner = enter.host_owner(target.pid, "user" in ns.fds)
+        try:
+            enter.run_in_mount_ns(ns, lambda: enter.mount_toolbox(tree, MOUNT_POINT, owner))
+        finally:
+            os.close(tree)
+        session.record_toolbox(directory, toolbox)
 
 
 def release_mount(
@@ -190,11 +208,12 @@ def run_command(request: AttachRequest, target: Target, ns: NamespaceFds) -> int
 def attach(request: AttachRequest) -> int:
     """Run a command (or a shell) in the target with the toolbox; its exit status."""
     check_root(request)
-    check_toolbox(request.toolbox_dir)
+    toolbox = request.toolbox_dir
+    check_toolbox(toolbox)
     target, ns = open_target(request)
     me = os.getpid()
     try:
-        acquire_mount(target, ns, request.toolbox_dir, lambda d: session.add_session(d, me))
+        acquire_mount(target, ns, toolbox, lambda d: session.add_session(d, me))
         try:
             return run_command(request, target, ns)
         finally:
@@ -208,10 +227,11 @@ def attach(request: AttachRequest) -> int:
 
 def mount_only(request: AttachRequest) -> None:
     check_root(request)
-    check_toolbox(request.toolbox_dir)
+    toolbox = request.toolbox_dir
+    check_toolbox(toolbox)
     target, ns = open_target(request)
     try:
-        acquire_mount(target, ns, request.toolbox_dir, lambda d: session.set_pinned(d, True))
+        acquire_mount(target, ns, toolbox, lambda d: session.set_pinned(d, True))
     finally:
         ns.close()
     say(f"toolbox mounted at {MOUNT_POINT} in {target.description}")

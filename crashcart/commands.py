@@ -17,7 +17,7 @@ def cli(debug: bool) -> None:
 @cli.command(context_settings={"ignore_unknown_options": False})
 @click.argument("target")
 @click.argument("command", nargs=-1)
-@click.option("--toolbox", help="Toolbox directory to mount.")
+@click.option("--toolbox", help="Toolbox to mount: a directory, or an image (OCI layout/archive).")
 @click.option("-m", "--mount-only", is_flag=True, help="Mount the toolbox and leave it there.")
 @click.option("-u", "--unmount", is_flag=True, help="Remove a toolbox left by --mount-only.")
 @click.option("--force", is_flag=True, help="Attach to a process in the host's namespaces.")
@@ -57,10 +57,16 @@ def toolbox() -> None:
 @toolbox.command()
 @click.option("--recipe", type=click.Path(path_type=Path), help="Toolbox recipe (YAML).")
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Toolbox directory.")
-def build(recipe: Path | None, output: Path | None) -> None:
+@click.option("--image", help="Also write the toolbox as an image (OCI layout or archive).")
+def build(recipe: Path | None, output: Path | None, image: str | None) -> None:
     """Build the toolbox from recipes/crashcart-toolbox.yaml."""
     from crashcart.toolbox import DEFAULT_RECIPE, DEFAULT_TOOLBOX, build_toolbox
 
     dest = (output or DEFAULT_TOOLBOX).absolute()
     size = build_toolbox(recipe or DEFAULT_RECIPE, dest)
     click.echo(f"crashcart: toolbox built at {dest} ({size / 1e6:.1f} MB)")
+    if image:
+        from crashcart.image import write_toolbox_image
+
+        digest = write_toolbox_image(str(dest), image)
+        click.echo(f"crashcart: toolbox image written to {image} ({digest})")

@@ -40,7 +40,7 @@ def make_rootfs(root: Path, busybox: str) -> None:
     (root / "etc" / "marker").write_text("inside the microcontainer\n")
 
 
-def make_bundle(bundle: Path, busybox: str, *, userns: bool = False) -> None:
+def make_bundle(bundle: Path, busybox: str, *, userns: bool = False, dev: bool = True) -> None:
     """A runtime bundle whose process is `/app/busybox sleep` as uid 65534, root read-only."""
     make_rootfs(bundle / "rootfs", busybox)
     subprocess.run(["runc", "spec", "--bundle", str(bundle)], check=True)
@@ -61,6 +61,8 @@ def make_bundle(bundle: Path, busybox: str, *, userns: bool = False) -> None:
             for m in config["mounts"]
             if m["destination"] not in ("/sys", "/sys/fs/cgroup", "/dev/mqueue")
         ]
+    if not dev:  # /dev stays a plain directory of the root filesystem
+        config["mounts"] = [m for m in config["mounts"] if not m["destination"].startswith("/dev")]
     (bundle / "config.json").write_text(json.dumps(config, indent=1))
 
 

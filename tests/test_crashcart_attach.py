@@ -277,6 +277,11 @@ def test_concurrent_sessions_share_one_mount(
         assert second.returncode == 0, second.stderr
         mounts = [x for x in mountinfo(micro.pid).splitlines() if MOUNT_POINT in x]
         assert len(mounts) == 1, "the second session must reuse the first one's mount"
+        other = crashcart(
+            state_dir, "attach", "--toolbox", str(toolbox.parent), micro.id, "--", "true"
+        )
+        assert other.returncode == 1
+        assert f"already has the toolbox {toolbox} mounted for 1 session(s)" in other.stderr
         assert first.poll() is None
         first.communicate(b"\n", timeout=30)
         assert first.returncode == 0
@@ -535,3 +540,55 @@ def test_docker_container(
     assert done.stdout.splitlines()[-1].strip() == "1"  # --network none: only lo
     after = (mountinfo(pid), list_tree(Path(f"/proc/{pid}/root/dev"), device_times=False))
     assert after == before
+
+
+def test_toolbox_from_an_image(
+    micro: Container, toolbox: Path, state_dir: Path, tmp_path: Path
+) -> None:
+    """--toolbox IMAGE: an OCI layout written by smith's writer, unpacked once, cached."""
+    from crashcart.image import write_toolbox_image
+
+    image = tmp_path / "toolbox.oci"
+    write_toolbox_image(str(toolbox), str(image))
+    before = snapshot(micro)
+    env = {**env_for(state_dir), "CRASHCART_IMAGES": str(tmp_path / "cache")}
+    for _ in range(2):  # the second attach reuses the unpacked image
+        done = subprocess.run(
+            crashcart_cmd(
+                "attach",
+                "--toolbox",
+                str(image),
+                micro.id,
+                "--",
+                "strace",
+                "-e",
+                "trace=none",
+                "true",
+            ),
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+    (unpacked,) = (tmp_path / "cache").iterdir()
+    assert unpacked.name.startswith("sha256-")
+    assert list_tree(unpacked) != b""
+    assert (unpacked / "bin" / "strace").read_bytes() == (toolbox / "bin" / "strace").read_bytes()
+    assert snapshot(micro) == before
+
+
+def test_refuses_a_target_without_a_dev_tmpfs(
+    tmp_path: Path, busybox: str, toolbox: Path, state_dir: Path
+) -> None:
+    """Where /dev is part of the root filesystem there is nowhere to mount without writing."""
+    require_tool("runc")
+    make_bundle(tmp_path, busybox, dev=False)
+    with running_container("runc", f"cc-test-nodev-{os.getpid()}", tmp_path) as container:
+        before = snapshot(container)
+        done = crashcart(state_dir, "attach", "--toolbox", str(toolbox), container.id, "--", "true")
+        assert done.returncode == 1
+        assert "/dev is not a separate filesystem" in done.stderr
+        assert snapshot(container) == before
+    assert list(state_dir.iterdir()) == []
