@@ -8,6 +8,7 @@ the toolbox mount and count this session → run the command or shell in the tar
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from collections.abc import Callable
 
@@ -195,6 +196,7 @@ def run_command(request: AttachRequest, target: Target, ns: NamespaceFds) -> int
         os.close(slave)
     message = enter.read_all(errors)
     if message:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, enter.FORWARDED_SIGNALS)
         _, status = os.waitpid(pid, 0)
         if master is not None:
             os.close(master)

@@ -251,6 +251,7 @@ def _exec_in_target(
             os.close(pty_slave)
         for sig in FORWARDED_SIGNALS:
             signal.signal(sig, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED_SIGNALS)  # blocked by the session
         exec_from_path(argv, env)
     except BaseException as err:
         code = 127 if isinstance(err, FileNotFoundError) else 126
@@ -274,7 +275,10 @@ def spawn_in_target(
 
     setns(CLONE_NEWPID) only decides where the caller's next child is born, so the session
     process sets it just around the fork and then returns to its own pid namespace.
+    The forwarded signals are blocked from here until the session's handlers know the
+    child's pid (see forward_signals): a SIGTERM in between is delivered late, not lost.
     """
+    signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED_SIGNALS)
     read_end, write_end = os.pipe2(os.O_CLOEXEC)
     own_pid_ns = -1
     session = os.getpid()
@@ -304,7 +308,11 @@ def exit_status(status: int) -> int:
 
 
 def wait_forwarding_signals(pid: int, from_terminal: bool) -> int:
-    """Wait for the command, passing on the signals the session receives; its exit status."""
+    """Wait for the command, passing on the signals the session receives; its exit status.
+
+    The signals were blocked by spawn_in_target: unblocking them once the handlers are in
+    place delivers any that arrived meanwhile.
+    """
 
     def forward(signum: int, _frame: FrameType | None) -> None:
         with contextlib.suppress(ProcessLookupError):
@@ -317,6 +325,7 @@ def wait_forwarding_signals(pid: int, from_terminal: bool) -> int:
             previous[sig] = signal.signal(sig, signal.SIG_IGN)
         else:
             previous[sig] = signal.signal(sig, forward)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED_SIGNALS)
     try:
         _, status = os.waitpid(pid, 0)
     finally:
@@ -354,6 +363,7 @@ def relay_pty(pid: int, master: int) -> int:
     }
     for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2):
         previous[sig] = signal.signal(sig, forward)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED_SIGNALS)
     saved = termios.tcgetattr(stdin)
     tty.setraw(stdin)
     sources = [stdin, master]

@@ -592,3 +592,69 @@ def test_refuses_a_target_without_a_dev_tmpfs(
         assert "/dev is not a separate filesystem" in done.stderr
         assert snapshot(container) == before
     assert list(state_dir.iterdir()) == []
+
+
+def running_in(container: Container, *argv: str) -> bool:
+    """Whether a process with exactly this argv runs in the container's pid namespace.
+
+    (Not `runc ps`: that lists the container's cgroup, which crashcart does not join.)"""
+    want = b"\0".join(a.encode() for a in argv) + b"\0"
+    their_ns = os.stat(f"/proc/{container.pid}/ns/pid").st_ino
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            if Path(f"/proc/{entry}/cmdline").read_bytes() != want:
+                continue
+            if os.stat(f"/proc/{entry}/ns/pid").st_ino == their_ns:
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def test_signals_are_forwarded(micro: Container, toolbox: Path, state_dir: Path) -> None:
+    before = snapshot(micro)
+    session = subprocess.Popen(
+        crashcart_cmd("attach", "--toolbox", str(toolbox), micro.id, "--", "sleep", "1000"),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env_for(state_dir),
+    )
+    try:
+        wait_for(lambda: running_in(micro, "sleep", "1000"), session)
+        session.send_signal(signal.SIGTERM)
+        _, err = session.communicate(timeout=30)
+        assert session.returncode == 128 + signal.SIGTERM, err
+    finally:
+        if session.poll() is None:
+            session.kill()
+            session.wait()
+    assert not running_in(micro, "sleep", "1000")
+    assert snapshot(micro) == before
+
+
+def test_target_exiting_during_a_session(
+    tmp_path: Path, busybox: str, toolbox: Path, state_dir: Path
+) -> None:
+    """The container dies under a session: the session ends, and nothing is left on the host."""
+    make_bundle(tmp_path, busybox)
+    with running_container("runc", f"cc-test-dies-{os.getpid()}", tmp_path) as container:
+        session = subprocess.Popen(
+            crashcart_cmd("attach", "--toolbox", str(toolbox), container.id, "--", "sleep", "1000"),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env_for(state_dir),
+        )
+        try:
+            wait_for(lambda: running_in(container, "sleep", "1000"), session)
+            subprocess.run(["runc", "kill", container.id, "KILL"], check=True)
+            _, err = session.communicate(timeout=30)
+            assert session.returncode == 128 + signal.SIGKILL, err
+        finally:
+            if session.poll() is None:
+                session.kill()
+                session.wait()
+    assert list(state_dir.iterdir()) == []
