@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from crashcart import enter, session
 from crashcart.mount import clone_tree_readonly
-from crashcart.prefix import DEFAULT_TOOLBOX, MOUNT_POINT, check_toolbox
+from crashcart.prefix import DEFAULT_TOOLBOX, MOUNT_POINT, check_toolbox, is_image
 from crashcart.record import record
 from crashcart.target import NamespaceFds, Target, open_namespaces, resolve_target
 from smith.errors import CrashcartError, UsageError
@@ -35,11 +35,10 @@ class AttachRequest:
     def toolbox_dir(self) -> str:
         """The toolbox directory; an image (--toolbox IMAGE) is unpacked into a cache first."""
         path = os.path.abspath(self.toolbox or DEFAULT_TOOLBOX)
-        if self.toolbox and not self.unmount:
-            from crashcart.image import is_image, toolbox_from_image  # only for images: slow
+        if self.toolbox and not self.unmount and is_image(path):
+            from crashcart.image import toolbox_from_image  # imports smith's image code: slow
 
-            if is_image(path):
-                return toolbox_from_image(path)
+            return toolbox_from_image(path)
         return path
 
     def check(self) -> None:

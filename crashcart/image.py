@@ -20,15 +20,6 @@ from smith.tree import Entry, FileTree, HostFile, InlineBytes, Kind
 IMAGE_CACHE = os.environ.get("CRASHCART_IMAGES", "/var/lib/crashcart/images")
 
 
-def is_image(path: str) -> bool:
-    """A file (an archive) or an OCI layout / unpacked docker-archive directory."""
-    if os.path.isfile(path):
-        return True
-    return os.path.isdir(path) and any(
-        os.path.exists(os.path.join(path, name)) for name in ("oci-layout", "manifest.json")
-    )
-
-
 def _inside(root: str, path: str) -> str:
     """root/path, refusing a parent directory that resolves outside root (via a symlink)."""
     full = os.path.join(root, path)

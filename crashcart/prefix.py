@@ -21,3 +21,15 @@ def check_toolbox(path: str) -> None:
             f"no toolbox at {path}",
             hint="build one with `crashcart toolbox build`, or pass --toolbox DIR",
         )
+
+
+def is_image(path: str) -> bool:
+    """A file (an archive) or an OCI layout / unpacked docker-archive directory.
+
+    Here, not in crashcart/image.py: that module imports smith's tree and image code, which
+    an attach with a plain toolbox directory must not pay for."""
+    if os.path.isfile(path):
+        return True
+    return os.path.isdir(path) and any(
+        os.path.exists(os.path.join(path, name)) for name in ("oci-layout", "manifest.json")
+    )

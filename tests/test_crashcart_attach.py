@@ -131,7 +131,8 @@ def test_command_sees_the_target(micro: Container, toolbox: Path, state_dir: Pat
     script = (
         "ls -l /proc/1/exe; cat /etc/marker; hostname; ip -o link show | cut -d: -f2; "
         "ps -o pid,user,args; strace -V | head -1; "
-        "gdb -batch -ex 'info proc' -p 1 2>&1 | grep '^process'"
+        "gdb -batch -ex 'info proc' -p 1 2>&1 | grep '^process'; "
+        "lsof -p 1 | head -1; curl --version | head -1; ss -ltn | head -1"
     )
     done = crashcart(
         state_dir, "attach", "--toolbox", str(toolbox), micro.id, "--", "sh", "-c", script
@@ -145,6 +146,9 @@ def test_command_sees_the_target(micro: Container, toolbox: Path, state_dir: Pat
     assert "app      /app/busybox sleep" in out or "/app/busybox sleep 100000" in out
     assert "strace -- version" in out
     assert "process 1" in out
+    assert "COMMAND PID" in out.replace("   ", " ").replace("  ", " ")
+    assert "\ncurl " in out
+    assert "State" in out and "Local Address" in out  # ss
     assert snapshot(micro) == before
 
 
