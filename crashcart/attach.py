@@ -31,8 +31,7 @@ class AttachRequest:
     docker_host: str | None = None
     tty: bool | None = None  # None: a pty when there is no command and stdin is a terminal
 
-    @property
-    def toolbox_dir(self) -> str:
+    def toolbox_directory(self) -> str:
         """The toolbox directory; an image (--toolbox IMAGE) is unpacked into a cache first."""
         path = os.path.abspath(self.toolbox or DEFAULT_TOOLBOX)
         if self.toolbox and not self.unmount and is_image(path):
@@ -209,7 +208,7 @@ def run_command(request: AttachRequest, target: Target, ns: NamespaceFds) -> int
 def attach(request: AttachRequest) -> int:
     """Run a command (or a shell) in the target with the toolbox; its exit status."""
     check_root(request)
-    toolbox = request.toolbox_dir
+    toolbox = request.toolbox_directory()
     check_toolbox(toolbox)
     target, ns = open_target(request)
     me = os.getpid()
@@ -228,7 +227,7 @@ def attach(request: AttachRequest) -> int:
 
 def mount_only(request: AttachRequest) -> None:
     check_root(request)
-    toolbox = request.toolbox_dir
+    toolbox = request.toolbox_directory()
     check_toolbox(toolbox)
     target, ns = open_target(request)
     try:
