@@ -36,7 +36,10 @@ def read_start_time(pid: int) -> int:
     except ProcessLookupError:
         raise CrashcartError(f"no process with pid {pid}") from None
     # The command name (field 2) may contain spaces and parentheses: split after the last ')'.
-    return int(stat[stat.rindex(")") + 2 :].split()[19])
+    fields = stat[stat.rindex(")") + 2 :].split()
+    if fields[0] in ("Z", "X"):  # exited, not yet reaped: its namespaces are gone
+        raise CrashcartError(f"no process with pid {pid} (it has exited)")
+    return int(fields[19])
 
 
 def is_alive(pid: int, start_time: int) -> bool:
@@ -53,14 +56,17 @@ def target_from_pid(pid: int, description: str = "", name: str = "") -> Target:
     return Target(pid, start, description or f"pid {pid}", name or str(pid))
 
 
-def _runtime_state_pid(runtime: str, root: str, container: str) -> int | None:
-    """The init pid a runtime recorded for a container, or None if it has no such container."""
+def _runtime_state_pid(runtime: str, root: str, container: str) -> tuple[int, int] | None:
+    """(init pid, its start time or 0 if not recorded) a runtime recorded for a container,
+    or None if it has no such container."""
     if "/" in container or container in (".", ".."):
         return None
     name, key = ("state.json", "init_process_pid") if runtime == "runc" else ("status", "pid")
     try:
         with open(os.path.join(root, container, name)) as f:
-            return int(json.load(f)[key])
+            state = json.load(f)
+        # runc records the start time too: a pid since reused by another process is noticed.
+        return int(state[key]), int(state.get("init_process_start", 0))
     except FileNotFoundError:
         return None
     except (OSError, ValueError, KeyError, TypeError) as err:
@@ -116,21 +122,25 @@ def resolve_target(spec: str, docker: str | None = None) -> Target:
         return target_from_pid(int(spec))
     looked = []
     for runtime, root in RUNTIME_ROOTS:
-        pid = _runtime_state_pid(runtime, root, spec)
-        if pid is not None:
+        recorded = _runtime_state_pid(runtime, root, spec)
+        if recorded is not None:
+            pid, start = recorded
             if pid == 0:
                 raise CrashcartError(f"{runtime} container {spec!r} is not running")
             try:
-                return target_from_pid(pid, f"{runtime} container {spec} (pid {pid})", spec)
+                target = target_from_pid(pid, f"{runtime} container {spec} (pid {pid})", spec)
             except CrashcartError:
+                target = None
+            if target is None or start not in (0, target.start_time):
                 raise CrashcartError(
-                    f"{runtime} container {spec!r} is not running (pid {pid} is gone)"
-                ) from None
+                    f"{runtime} container {spec!r} is not running (its pid {pid} is gone)"
+                )
+            return target
         looked.append(f"{runtime} {root}")
     host = docker_host(docker)
-    pid = _docker_pid(host, spec)
-    if pid is not None:
-        return target_from_pid(pid, f"docker container {spec} (pid {pid})", spec[:12])
+    docker_pid = _docker_pid(host, spec)
+    if docker_pid is not None:
+        return target_from_pid(docker_pid, f"docker container {spec} (pid {docker_pid})", spec[:12])
     looked.append(f"docker {host}")
     raise CrashcartError(f"no process or container {spec!r} (looked in {', '.join(looked)})")
 

@@ -657,6 +657,9 @@ def test_target_exiting_during_a_session(
             subprocess.run(["runc", "kill", container.id, "KILL"], check=True)
             _, err = session.communicate(timeout=30)
             assert session.returncode == 128 + signal.SIGKILL, err
+            again = crashcart(state_dir, "attach", "--toolbox", str(toolbox), container.id)
+            assert again.returncode == 1
+            assert f"runc container '{container.id}' is not running" in again.stderr
         finally:
             if session.poll() is None:
                 session.kill()
