@@ -186,12 +186,9 @@ def run_command(request: AttachRequest, target: Target, ns: NamespaceFds) -> int
     env = session_env(target)
     if not request.command:
         say(f"in {target.description}; the toolbox is at {MOUNT_POINT}; exit to leave")
-    master = slave = None
-    if use_pty:
-        master, slave = enter.open_pty()
-    pid, errors = enter.spawn_in_target(ns, command, env, identity, slave)
-    if slave is not None:
-        os.close(slave)
+    pty = enter.open_pty() if use_pty else None
+    pid, errors = enter.spawn_in_target(ns, command, env, identity, pty)
+    master = enter.receive_target_pty(pty) if pty is not None else None
     message = enter.read_all(errors)
     if message:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, enter.FORWARDED_SIGNALS)

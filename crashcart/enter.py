@@ -14,6 +14,7 @@ import fcntl
 import os
 import select
 import signal
+import socket
 import struct
 import sys
 import termios
@@ -224,12 +225,62 @@ def exec_from_path(argv: tuple[str, ...], env: Mapping[str, str]) -> None:
     raise error
 
 
+TIOCSPTLCK = 0x40045431  # unlock a pty master's slave
+TIOCGPTPEER = 0x5441  # open a master's slave without a path (Linux 4.13)
+
+
+@record
+class PtyPlan:
+    """An interactive session's terminal: the host pty pair, and a socket on which the child
+    sends back the master of a pty it allocated in the target's own /dev/pts instead."""
+
+    master: int
+    slave: int
+    session_end: socket.socket
+    child_end: socket.socket
+
+
+def open_target_pty(channel: socket.socket) -> int | None:
+    """In the child, in the target's mount namespace: a pty from the target's /dev/ptmx, so
+    that `tty` and `ps` inside name a terminal that exists there. Its master goes back to the
+    session over `channel`; the slave is returned. None when the target has no usable ptmx."""
+    try:
+        master = os.open("/dev/ptmx", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        fcntl.ioctl(master, TIOCSPTLCK, struct.pack("i", 0))
+        slave = fcntl.ioctl(master, TIOCGPTPEER, os.O_RDWR | os.O_NOCTTY)
+        _copy_window_size(0, slave)
+        rights = struct.pack("i", master)
+        channel.sendmsg([b"m"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, rights)])
+    except OSError:
+        return None
+    finally:
+        os.close(master)
+    return int(slave)
+
+
+def receive_target_pty(plan: PtyPlan) -> int:
+    """In the session (after the fork): the target's pty master if the child sent one, else
+    the host's. The host slave is closed either way: only the child uses a slave."""
+    os.close(plan.slave)
+    plan.child_end.close()
+    _, ancillary, _, _ = plan.session_end.recvmsg(1, socket.CMSG_LEN(4))
+    plan.session_end.close()
+    for level, kind, data in ancillary:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS and len(data) >= 4:
+            os.close(plan.master)
+            return int(struct.unpack("i", data[:4])[0])
+    return plan.master
+
+
 def _exec_in_target(
     ns: NamespaceFds,
     argv: tuple[str, ...],
     env: Mapping[str, str],
     identity: Identity,
-    pty_slave: int | None,
+    pty: PtyPlan | None,
     error_pipe: int,
 ) -> None:  # pragma: no cover - runs in the child
     try:
@@ -237,6 +288,16 @@ def _exec_in_target(
         for name, flag in OTHER_NAMESPACES:
             if name in ns.fds:
                 setns(ns.fds[name], flag)
+        pty_slave = None
+        if pty is not None:
+            os.close(pty.master)
+            pty.session_end.close()
+            pty_slave = open_target_pty(pty.child_end)
+            if pty_slave is None:
+                pty_slave = pty.slave
+            else:
+                os.close(pty.slave)
+            pty.child_end.close()
         if "user" in ns.fds:
             setns(ns.fds["user"], CLONE_NEWUSER)
             with contextlib.suppress(OSError):
@@ -269,7 +330,7 @@ def spawn_in_target(
     argv: tuple[str, ...],
     env: Mapping[str, str],
     identity: Identity,
-    pty_slave: int | None = None,
+    pty: PtyPlan | None = None,
 ) -> tuple[int, int]:
     """Fork a child in all the target's namespaces that execs argv; (pid, error pipe).
 
@@ -296,7 +357,7 @@ def spawn_in_target(
             os.close(own_pid_ns)
     if pid == 0:  # pragma: no cover
         os.close(read_end)
-        _exec_in_target(ns, argv, env, identity, pty_slave, write_end)
+        _exec_in_target(ns, argv, env, identity, pty, write_end)
     os.close(write_end)
     return pid, read_end
 
@@ -340,11 +401,13 @@ def _copy_window_size(from_fd: int, to_fd: int) -> None:
         fcntl.ioctl(to_fd, termios.TIOCSWINSZ, size)
 
 
-def open_pty() -> tuple[int, int]:
-    """A pseudo-terminal pair whose size is the user's terminal's."""
+def open_pty() -> PtyPlan:
+    """A host pseudo-terminal pair whose size is the user's terminal's, and the channel on
+    which the child may send a better one from the target."""
     master, slave = os.openpty()
     _copy_window_size(sys.stdin.fileno(), slave)
-    return master, slave
+    session_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    return PtyPlan(master, slave, session_end, child_end)
 
 
 def relay_pty(pid: int, master: int) -> int:

@@ -224,6 +224,9 @@ def test_interactive_shell_through_a_pty(micro: Container, toolbox: Path, state_
         assert b"42x" in out
         os.write(master, b"ip -o link show | wc -l\r")  # the real ip, through the alias
         assert b"1\r\n" in read_until(master, b"1\r\n")
+        # The terminal is one of the target's own ptys: it exists in its /dev/pts.
+        os.write(master, b"t=$(tty); [ -c $t ] && echo tty-ok:$t\r")
+        assert b"tty-ok:/dev/pts/" in read_until(master, b"tty-ok:/dev/pts/")
         os.write(master, b"exit 3\r")
         assert proc.wait(timeout=30) == 3
     finally:
