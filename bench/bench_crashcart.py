@@ -6,7 +6,8 @@ Starts one microcontainer (static busybox only, read-only root, uid 65534) with 
 a toolbox unless one is given, then runs the three commands interleaved, N rounds, each a
 fresh process as a user would type it. The container has no `true` of its own: runc exec and
 nsenter run its busybox; crashcart runs the toolbox's (mounting and unmounting the toolbox
-each time, which is what a one-shot attach costs). Prints medians and ratios.
+each time, which is what a one-shot attach costs). `python -c pass` is timed alongside as
+the floor of any CPython tool. Prints medians and ratios.
 
 crashcart and smith are byte-compiled first, as an installed package would be: with
 PYTHONDONTWRITEBYTECODE=1 (set on these machines) every run would otherwise recompile
@@ -69,6 +70,8 @@ def main() -> None:
                     "true",
                 ],
                 "runc exec": ["runc", "exec", container.id, "/app/busybox", "true"],
+                # The floor for any Python tool: the interpreter starting and stopping.
+                "python -c pass": [sys.executable, "-c", "pass"],
                 "nsenter -a": ["nsenter", "-t", str(container.pid), "-a", "/app/busybox", "true"],
             }
             for argv in commands.values():  # warm caches once
