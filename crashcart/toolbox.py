@@ -22,7 +22,7 @@ from pathlib import Path
 
 from crashcart.prefix import DEFAULT_TOOLBOX as _DEFAULT_TOOLBOX
 from crashcart.prefix import MOUNT_POINT
-from smith.errors import CrashcartError, RecipeError
+from smith.errors import CrashcartError, RecipeError, SmithError
 
 DEFAULT_TOOLBOX = Path(_DEFAULT_TOOLBOX)
 DEFAULT_RECIPE = Path(__file__).resolve().parent.parent / "recipes" / "crashcart-toolbox.yaml"
@@ -83,28 +83,24 @@ def _run(*args: str) -> str:
 
 
 def host_elf_closure(binary: Path) -> tuple[Path | None, tuple[Path, ...]]:
-    """(interpreter, libraries) of a host binary, or (None, ()) when it is static.
+    """(interpreter, libraries) of a host binary as the host's ld.so would load them, or
+    (None, ()) when it is static: smith's own closure, with the host's `/` as the root."""
+    from smith.resolve.dependencies import Step, compute_closure
 
-    TEMPORARY: this asks the host's `ldd`. smith's own ELF closure (smith/resolve/loader.py,
-    being written) walks a tree the way ld.so would; switch to it once it lands.
-    """
-    proc = subprocess.run(["ldd", str(binary)], capture_output=True, text=True, check=False)
-    if proc.returncode != 0 or "statically linked" in proc.stdout:
-        if "not a dynamic executable" in proc.stdout + proc.stderr or proc.returncode == 0:
-            return None, ()
-        raise CrashcartError(f"ldd {binary} failed: {proc.stderr.strip()}")
+    start = str(binary.resolve()).lstrip("/")
+    try:
+        closure = compute_closure("/", [start])
+    except SmithError as err:
+        raise CrashcartError(f"cannot take {binary} into the toolbox: {err}") from None
     interpreter = None
     libraries = []
-    for line in proc.stdout.splitlines():
-        parts = line.split()
-        if "=>" in parts:
-            target = parts[parts.index("=>") + 1]
-            if target == "not":
-                raise CrashcartError(f"{binary} needs {parts[0]}, which the host does not have")
-            if target.startswith("/"):
-                libraries.append(Path(target))
-        elif parts and parts[0].startswith("/"):
-            interpreter = Path(parts[0])
+    for loaded in closure.programs.get(start, ()):
+        if loaded.reason.step is Step.START:
+            continue
+        if loaded.reason.step is Step.INTERPRETER:
+            interpreter = Path("/" + loaded.path)
+        elif loaded.reason.step is not Step.HWCAPS:
+            libraries.append(Path("/" + loaded.path))
     return interpreter, tuple(libraries)
 
 
