@@ -1,20 +1,97 @@
-"""The `crashcart` command line."""
+"""The `crashcart` command line.
+
+`crashcart attach TARGET [-- CMD...]` is an incident tool benchmarked against `runc exec`,
+and importing click alone costs more than the whole attach. So a plain attach command line
+is read here by hand; anything else (help, an unknown option, other commands) goes to the
+click commands in crashcart/commands.py, which define the real interface and its messages.
+"""
 
 from __future__ import annotations
 
 import sys
-from typing import NoReturn
 
-import click
+from smith.errors import SmithError
 
-from smith.cli import run_cli
+TYPE_CHECKING = False  # typing.TYPE_CHECKING; importing typing costs attach start-up time
+if TYPE_CHECKING:
+    from typing import NoReturn
+
+_FLAGS = {
+    "-m": "mount_only",
+    "--mount-only": "mount_only",
+    "-u": "unmount",
+    "--unmount": "unmount",
+    "--force": "force",
+    "-t": "tty",
+    "--tty": "tty",
+}
+_NEGATIVE_FLAGS = {"-T": "tty", "--no-tty": "tty"}
+_VALUES = {"--toolbox": "toolbox", "--docker-host": "docker_host"}
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--debug", is_flag=True, help="Show tracebacks.")
-def cli(debug: bool) -> None:
-    """Bring a toolbox into a running container's namespaces, and take it away again."""
+def parse_attach(args: list[str]) -> dict[str, object] | None:
+    """The options of a plain `attach` command line, or None to let click handle it."""
+    options: dict[str, object] = {}
+    positional: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            positional.extend(args[i + 1 :])
+            break
+        name, eq, value = arg.partition("=")
+        if arg in _FLAGS:
+            options[_FLAGS[arg]] = True
+        elif arg in _NEGATIVE_FLAGS:
+            options[_NEGATIVE_FLAGS[arg]] = False
+        elif name in _VALUES and eq:
+            options[_VALUES[name]] = value
+        elif arg in _VALUES and i + 1 < len(args):
+            options[_VALUES[arg]] = args[i + 1]
+            i += 1
+        elif arg.startswith("-") or positional:
+            return None  # help, a typo, or a command without `--`: click deals with those
+        else:
+            positional.append(arg)
+        i += 1
+    if not positional:
+        return None
+    options["target"] = positional[0]
+    options["command"] = tuple(positional[1:])
+    return options
+
+
+def _fast_attach(options: dict[str, object], debug: bool) -> NoReturn:
+    from crashcart.attach import AttachRequest, run_request
+
+    try:
+        sys.exit(run_request(AttachRequest(**options)))  # type: ignore[arg-type]
+    except SmithError as err:
+        if debug:
+            raise
+        print(f"crashcart: error: {err}", file=sys.stderr)
+        sys.exit(err.exit_code)
+    except KeyboardInterrupt:
+        print("crashcart: interrupted", file=sys.stderr)
+        sys.exit(130)
+    except OSError as err:
+        if debug:
+            raise
+        where = f": {err.filename}" if err.filename else ""
+        print(f"crashcart: error: {err.strerror or err}{where}", file=sys.stderr)
+        sys.exit(1)
 
 
 def main(argv: list[str] | None = None) -> NoReturn:
-    run_cli(cli, "crashcart", sys.argv[1:] if argv is None else argv)
+    args = sys.argv[1:] if argv is None else argv
+    debug = bool(args) and args[0] == "--debug"
+    rest = args[1:] if debug else args
+    if rest and rest[0] == "attach":
+        options = parse_attach(rest[1:])
+        if options is not None:
+            _fast_attach(options, debug)
+
+    from crashcart.commands import cli
+    from smith.cli import run_cli
+
+    run_cli(cli, "crashcart", args)

@@ -17,6 +17,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from smith.conventions import (
+    ORIGIN as CONVENTIONS_ORIGIN,
+)
+from smith.conventions import (
     ROOT,
     Conventions,
     RuntimeUser,
@@ -24,7 +27,7 @@ from smith.conventions import (
     nss_documents,
     parse_user,
 )
-from smith.errors import RecipeError, ResolveError, SmithError, UnsafePathError
+from smith.errors import RecipeError, SmithError, UnsafePathError
 from smith.oci.compress import Compression, parse_compression
 from smith.oci.image import GO_ARCH, ImageConfig, Platform
 from smith.oci.layout import LoadedImage, open_image
@@ -32,14 +35,14 @@ from smith.oci.output import write_image
 from smith.oci.writer import ImageResult
 from smith.paths import normalize_path, parent_paths
 from smith.recipe import Recipe, RuntimeSet, load_recipe
-from smith.resolve.closure import Closure, LoaderEnv
-from smith.resolve.extras import Extras, compute_closure
+from smith.resolve.dependencies import Closure, Extras, LoaderEnv, compute_closure
 from smith.resolve.fetch import Fetcher, is_remote
-from smith.resolve.lock import check_lock_covers, lock_path_for, pin_sha256, read_lock
-from smith.resolve.repo import RepoConfig, load_repos
+from smith.resolve.packages import fetch_packages
+from smith.resolve.repo import RepoConfig
 from smith.resolve.rpm import add_rpm_to_tree
-from smith.resolve.solver import ResolvedPackage, resolve
+from smith.resolve.solver import ResolvedPackage
 from smith.resolve.store import ContentStore
+from smith.sources import plan_recipe, repo_configs
 from smith.tree import Entry, FileTree, InlineBytes, Kind, path_sort_key
 
 log = logging.getLogger(__name__)
@@ -97,9 +100,11 @@ def build(recipe_path: str, options: BuildOptions) -> BuildResult:
     recipe = load_recipe(recipe_path)
     base = os.path.dirname(os.path.abspath(recipe_path))
     fetcher = Fetcher(options.cache_dir, offline=options.offline)
-    packages = choose_packages(recipe, recipe_path, base, fetcher, locked=options.locked)
+    log.info("resolving the packages of %s", recipe_path)
+    packages = plan_recipe(recipe, recipe_path, fetcher, locked=options.locked)
+    log.info("fetching and extracting %d packages", len(packages))
     store = ContentStore(fetcher.cache_dir / "content")
-    full = extract_packages(packages, fetcher, store)
+    full = extract_packages(packages, fetcher, repo_configs(recipe, recipe_path), store)
     user = runtime_user(recipe)
     if recipe.nss or user_is_named(recipe):
         # The closure's NSS set follows the nsswitch.conf the image will have: smith's own.
@@ -107,7 +112,8 @@ def build(recipe_path: str, options: BuildOptions) -> BuildResult:
             full.add_file(path, InlineBytes(data), 0o644, origin="smith (nss)")
     program = find_program(full, recipe)
     paths = expand_paths(full, recipe.paths, what="paths")
-    starts = [program, *(p for p in paths if full.lookup(p) is not None)]
+    starts = [program, *(p for p in paths if is_regular_file(full, p))]
+    log.info("walking the ELF closure of /%s and %d named paths", program, len(paths))
     closure = compute_closure(
         full,
         starts,
@@ -119,6 +125,8 @@ def build(recipe_path: str, options: BuildOptions) -> BuildResult:
         ),
         keep_going=options.keep_going,
     )
+    for missing in closure.missing:
+        log.warning("%s", missing)
     kept = select_kept(full, closure, paths, recipe.excludes)
     overlay_rootfs(kept, os.path.join(base, "rootfs"))
     image_tree = apply_conventions(
@@ -129,6 +137,7 @@ def build(recipe_path: str, options: BuildOptions) -> BuildResult:
     compression = parse_compression(options.compression or recipe.compression)
     epoch = choose_epoch(options.epoch, recipe)
     owners = {e.path: e.origin for e in image_tree}
+    log.info("writing %d paths to %s", len(image_tree), output)
     config = image_config(recipe, user.config_user)
     annotations = {PACKAGE_FILES_ANNOTATION: package_files_json(owners)}
     tag = options.tag or recipe.tag or ""
@@ -150,7 +159,7 @@ def build(recipe_path: str, options: BuildOptions) -> BuildResult:
             )
     else:
         result = write(image_tree, config, output, options, compression, epoch, tag, annotations)
-    reasons = {p: " <- ".join(closure.explain(p)) for p in closure.kept}
+    reasons = explain_all(image_tree, closure, program, paths)
     return BuildResult(
         output=output,
         image=result,
@@ -189,70 +198,16 @@ def write(
 # -- packages --------------------------------------------------------------------------------
 
 
-def repo_configs(recipe: Recipe, base: str) -> tuple[RepoConfig, ...]:
-    configs = []
-    for i, repo in enumerate(recipe.repos):
-        if not repo.enabled:
-            continue
-        keys = (repo.gpgkey,) if repo.gpgkey else ()
-        configs.append(
-            RepoConfig(
-                id=repo.name or f"repo{i}",
-                baseurl=relative_to(repo.baseurl, base),
-                priority=repo.priority,
-                gpgcheck=repo.gpgcheck,
-                gpgkey=tuple(relative_to(k, base) for k in keys),
-            )
-        )
-    return tuple(configs)
-
-
-def relative_to(value: str, base: str) -> str:
-    # A relative baseurl or key is relative to the recipe, not to the current directory.
-    if is_remote(value) or value.startswith("file:") or os.path.isabs(value):
-        return value
-    return os.path.join(base, value)
-
-
-def choose_packages(
-    recipe: Recipe, recipe_path: str, base: str, fetcher: Fetcher, *, locked: bool
-) -> tuple[ResolvedPackage, ...]:
-    requests = recipe.package_requests
-    if not requests:
-        raise RecipeError(f"{recipe_path}: no `package` or `packages` to build from")
-    lock_file = lock_path_for(recipe_path)
-    if lock_file.exists():
-        lock = read_lock(lock_file)
-        try:
-            check_lock_covers(
-                lock, requests, arch=recipe.arch, excludes=recipe.excludes, weak=recipe.weak_deps
-            )
-            log.info("using %s (%d packages)", lock_file, len(lock.packages))
-            return lock.packages
-        except ResolveError:
-            if locked:
-                raise
-            log.warning("%s does not match the recipe; resolving again", lock_file)
-    elif locked:
-        raise ResolveError(
-            f"--locked, but there is no lock at {str(lock_file)!r}: run `smith lock`"
-        )
-    configs = repo_configs(recipe, base)
-    if not configs:
-        raise RecipeError(f"{recipe_path}: no `repos` to find {', '.join(requests)} in")
-    repos = load_repos(configs, fetcher)
-    resolved = resolve(
-        requests, repos, arch=recipe.arch, excludes=recipe.excludes, weak=recipe.weak_deps
-    )
-    return pin_sha256(resolved, fetcher)
-
-
 def extract_packages(
-    packages: Sequence[ResolvedPackage], fetcher: Fetcher, store: ContentStore
+    packages: Sequence[ResolvedPackage],
+    fetcher: Fetcher,
+    repos: Sequence[RepoConfig],
+    store: ContentStore,
 ) -> FileTree:
+    """Fetch (checksum always, signature when the repository has gpgcheck) and unpack the
+    packages into one tree, in resolution order."""
     tree = FileTree()
-    for pkg in packages:
-        path = fetcher.fetch(pkg.url, pkg.checksum)
+    for path in fetch_packages(packages, fetcher, repos):
         add_rpm_to_tree(tree, path, store)
     return tree
 
@@ -292,12 +247,12 @@ def find_program(tree: FileTree, recipe: Recipe) -> str:
     raise SmithError(f"the program {name!r} is in none of the packages (looked at {where})")
 
 
-def expand_paths(tree: FileTree, patterns: Iterable[str], *, what: str) -> list[str]:
+def expand_paths(tree: FileTree, patterns: Iterable[str], *, what: str) -> dict[str, str]:
     """Tree paths matching each pattern (a path or a glob; `*` stays within one directory,
     `**` crosses any number); a directory brings everything below it. A pattern that
     matches nothing is an error: it is almost always a typo."""
     all_paths = tree.paths()
-    out: dict[str, None] = {}
+    out: dict[str, str] = {}  # path -> the pattern that named it
     for pattern in patterns:
         norm = normalize_path(pattern, what=f"{what} entry")
         if has_magic(norm):
@@ -309,12 +264,19 @@ def expand_paths(tree: FileTree, patterns: Iterable[str], *, what: str) -> list[
         if not matches:
             raise SmithError(f"{what}: {pattern!r} matches nothing in the packages")
         for match in matches:
-            out[match] = None
+            out.setdefault(match, pattern)
             entry = tree.get(match)
             if entry is not None and entry.kind is Kind.DIR:
                 prefix = match + "/"
-                out.update((p, None) for p in all_paths if p.startswith(prefix))
-    return list(out)
+                for p in all_paths:
+                    if p.startswith(prefix):
+                        out.setdefault(p, pattern)
+    return out
+
+
+def is_regular_file(tree: FileTree, path: str) -> bool:
+    entry = tree.lookup(path)
+    return entry is not None and entry.kind is Kind.FILE
 
 
 def has_magic(pattern: str) -> bool:
@@ -345,8 +307,39 @@ def is_excluded(path: str, excludes: Sequence[str]) -> bool:
     return False
 
 
+def explain_all(
+    tree: FileTree, closure: Closure, program: str, paths: dict[str, str]
+) -> dict[str, str]:
+    """Why each path of the image is there, in one line."""
+
+    def start_reason(path: str) -> str:
+        if path == program:
+            return "the program (entrypoint/cmd)"
+        return f"named by paths: {paths[path]}" if path in paths else "start"
+
+    reasons = {}
+    for entry in tree:
+        if entry.path in closure.kept:
+            chain = [line.split(": ", 1) for line in closure.explain(entry.path)]
+            words = [why for _path, why in chain]
+            if words and words[-1] == "start":
+                words[-1] = start_reason(chain[-1][0].lstrip("/"))
+            reasons[entry.path] = " <- ".join(words)
+        elif entry.path in paths:
+            reasons[entry.path] = f"named by paths: {paths[entry.path]}"
+        elif entry.origin.startswith("rootfs"):
+            reasons[entry.path] = "from rootfs/ beside the recipe"
+        elif entry.origin == CONVENTIONS_ORIGIN:
+            reasons[entry.path] = "microcontainer conventions"
+        elif entry.kind is Kind.DIR:
+            reasons[entry.path] = "parent directory of kept files"
+        else:
+            reasons[entry.path] = entry.origin or "smith"
+    return reasons
+
+
 def select_kept(
-    full: FileTree, closure: Closure, paths: Sequence[str], excludes: Sequence[str]
+    full: FileTree, closure: Closure, paths: Iterable[str], excludes: Sequence[str]
 ) -> FileTree:
     """The kept part of `full`: the closure and the named paths, minus the excludes, with
     every parent directory as the packages had it."""

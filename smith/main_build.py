@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import sys
 
 import click
 
@@ -54,6 +56,11 @@ def build_command(
     quiet: bool,
 ) -> None:
     """Build the image a RECIPE (smith.yaml) describes."""
+    if sys.stderr.isatty() and not quiet:
+        # On a terminal, each step of the build is shown as it starts.
+        logging.getLogger("smith").setLevel(
+            min(logging.getLogger("smith").level or 99, logging.INFO)
+        )
     result = build(
         find_recipe(recipe),
         BuildOptions(

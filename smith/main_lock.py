@@ -7,11 +7,10 @@ from pathlib import Path
 import click
 
 from smith.cli import cli
+from smith.recipe import load_recipe
 from smith.resolve.fetch import Fetcher
-from smith.resolve.lock import Lock, lock_path_for, pin_sha256, write_lock
-from smith.resolve.recipe_keys import read_lock_inputs
-from smith.resolve.repo import load_repos
-from smith.resolve.solver import resolve
+from smith.resolve.lock import write_lock
+from smith.sources import lock_recipe
 
 
 @cli.command("lock")
@@ -25,15 +24,7 @@ from smith.resolve.solver import resolve
 )
 def lock_command(recipe: Path, offline: bool, cache_dir: Path | None) -> None:
     """Resolve RECIPE's packages and write smith.lock next to it."""
-    inputs = read_lock_inputs(recipe)
     fetcher = Fetcher(cache_dir, offline=offline)
-    repos = load_repos(inputs.repos, fetcher)
-    packages = resolve(
-        inputs.requests, repos, arch=inputs.arch, excludes=inputs.excludes, weak=inputs.weak
-    )
-    lock = Lock(
-        inputs.requests, inputs.arch, inputs.excludes, inputs.weak, pin_sha256(packages, fetcher)
-    )
-    target = lock_path_for(recipe)
+    target, lock = lock_recipe(load_recipe(str(recipe)), str(recipe), fetcher)
     write_lock(target, lock)
     click.echo(f"{target}: {len(lock.packages)} packages")

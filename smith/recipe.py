@@ -23,8 +23,6 @@ from smith.errors import RecipeError
 log = logging.getLogger(__name__)
 
 DEFAULT_RECIPE = "smith.yaml"
-# Oracle smith ran everything as uid/gid 10 ("smith") unless told otherwise.
-DEFAULT_ID = 10
 
 
 class Strict(BaseModel):
@@ -32,14 +30,23 @@ class Strict(BaseModel):
 
 
 class Repo(Strict):
-    """A yum repository (smith's addition; the original used mock's yum configuration)."""
+    """A yum repository (smith's addition; the original used mock's yum configuration).
 
+    `id` names it in smith.lock (`name` is accepted for the same, as in a .repo file);
+    lower `priority` wins, as in dnf."""
+
+    id: str = ""
     name: str = ""
     baseurl: str
     priority: int = 99
     gpgcheck: bool = False
-    gpgkey: str | None = None
+    gpgkey: tuple[str, ...] = ()
     enabled: bool = True
+
+    @field_validator("gpgkey", mode="before")
+    @classmethod
+    def _keys(cls, value: Any) -> Any:
+        return (value,) if isinstance(value, str) else _tuple(value)
 
 
 class RuntimeSet(StrEnum):
@@ -72,7 +79,7 @@ class Recipe(Strict):
     packages: tuple[str, ...] = ()
     repos: tuple[Repo, ...] = ()
     arch: str = "x86_64"
-    weak_deps: bool = False
+    weak: bool = False  # install weak dependencies (Recommends) too
     runtime_libraries: tuple[RuntimeSet, ...] = ()  # nss, gconv
     libraries: tuple[str, ...] = ()  # extra library paths or globs, kept with their closure
     library_path: tuple[str, ...] = ()  # extra search directories, like LD_LIBRARY_PATH
@@ -81,6 +88,14 @@ class Recipe(Strict):
     format: str | None = None
     tag: str | None = None
     source_date_epoch: int | None = Field(default=None, ge=0)
+
+    @field_validator("repos", mode="before")
+    @classmethod
+    def _repos(cls, value: Any) -> Any:
+        # A bare URL is a repository with default settings.
+        if isinstance(value, list):
+            return tuple({"baseurl": v} if isinstance(v, str) else v for v in value)
+        return value
 
     @field_validator("entrypoint", "cmd", mode="before")
     @classmethod
@@ -95,10 +110,8 @@ class Recipe(Strict):
         "mounts",
         "env",
         "packages",
-        "repos",
         "libraries",
         "library_path",
-        "runtime_libraries",
         mode="before",
     )
     @classmethod
@@ -142,19 +155,6 @@ class Recipe(Strict):
     @property
     def package_requests(self) -> tuple[str, ...]:
         return ((self.package,) if self.package else ()) + self.packages
-
-    def runtime_ids(self) -> tuple[int, int]:
-        """The numeric uid and gid that own every file and run the program."""
-        if self.root:
-            return 0, 0
-        if not self.user:
-            return DEFAULT_ID, DEFAULT_ID
-        user, _, group = self.user.partition(":")
-        uid = int(user) if user.isdigit() else DEFAULT_ID
-        gid = (
-            int(group) if group.isdigit() else (uid if user.isdigit() and not group else DEFAULT_ID)
-        )
-        return uid, gid
 
 
 def _tuple(value: Any) -> Any:

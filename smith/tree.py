@@ -31,9 +31,13 @@ class Kind(StrEnum):
 
 @dataclass(frozen=True)
 class HostFile:
-    """File content that lives in a file on the build host (an extracted payload, a layer)."""
+    """File content that lives in a file on the build host (an extracted payload, a layer).
+
+    `sha256` is the content's digest when the producer knows it (a content store does);
+    the layer cache uses it instead of reading the file again."""
 
     path: str
+    sha256: str = ""
 
     def open(self) -> BinaryIO:
         return open(self.path, "rb")

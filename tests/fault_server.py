@@ -9,6 +9,7 @@ byte flipped), "truncate" (half the body, then close, Content-Length promising a
 from __future__ import annotations
 
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -83,11 +84,18 @@ def _handler(server: FaultServer) -> type[BaseHTTPRequestHandler]:
 
 
 @contextmanager
-def fault_server(root: Path) -> Iterator[FaultServer]:
+def fault_server(root: Path, *, tls: tuple[Path, Path] | None = None) -> Iterator[FaultServer]:
+    """Serve `root`; with `tls=(cert, key)` over https."""
     state = FaultServer(root)
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
     httpd.daemon_threads = True
-    state.url = f"http://127.0.0.1:{httpd.server_address[1]}/"
+    scheme = "http"
+    if tls is not None:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(str(tls[0]), str(tls[1]))
+        httpd.socket = ctx.wrap_socket(httpd.socket, server_side=True)
+        scheme = "https"
+    state.url = f"{scheme}://127.0.0.1:{httpd.server_address[1]}/"
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     try:

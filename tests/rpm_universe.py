@@ -564,6 +564,10 @@ def cached_universe(cache_root: Path) -> Universe:
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
+        # Universes built from older inputs are never used again.
+        for old in cache_root.iterdir():
+            if old != final and not old.name.startswith("building-"):
+                shutil.rmtree(old, ignore_errors=True)
     return Universe(final)
 
 
@@ -607,7 +611,11 @@ def rpm_universe(request: pytest.FixtureRequest) -> Iterator[Universe]:
     """
     for tool in ("rpmbuild", "createrepo_c", "rpmsign", "gpg", "gcc", "ldd"):
         require_tool(tool)
-    cache = Path(request.config.cache.mkdir("smith-rpm-universe"))
+    cache_plugin = getattr(request.config, "cache", None)  # absent with -p no:cacheprovider
+    if cache_plugin is not None:
+        cache = Path(cache_plugin.mkdir("smith-rpm-universe"))
+    else:
+        cache = request.getfixturevalue("tmp_path_factory").mktemp("smith-rpm-universe")
     if os.environ.get("SMITH_UNIVERSE_REBUILD"):
         shutil.rmtree(cache / universe_key(), ignore_errors=True)
     universe = cached_universe(cache)

@@ -16,7 +16,9 @@ import yaml
 
 from smith.oci.layout import open_image
 from tests.containers import CRUN_WRAPPER, configure_bundle, run_bundle, unpack_bundle
+from tests.fault_server import fault_server
 from tests.rpm_universe import Universe
+from tests.tls import self_signed
 from tests.tools import PROJECT, require_root, require_tool
 
 RECIPES = PROJECT / "recipes"
@@ -216,3 +218,61 @@ def test_build_without_argument_reads_smith_yaml_here(
     recipe = recipe_copy("hello", tmp_path, rpm_universe)
     smith("build", "--cache-dir", str(tmp_path / "c"), cwd=recipe)
     assert (recipe / "image.tar.gz").exists()  # the original's default output
+
+
+def test_local_rpm_file_with_dependencies_from_a_repository(
+    tmp_path: Path, rpm_universe: Universe
+) -> None:
+    recipe_dir = tmp_path / "local"
+    recipe_dir.mkdir()
+    shutil.copy(rpm_universe.repo_dir("main") / "hello-1.0-1.x86_64.rpm", recipe_dir)
+    (recipe_dir / "smith.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "package": "./hello-1.0-1.x86_64.rpm",
+                "repos": [{"id": "main", "baseurl": rpm_universe.repo_url("main")}],
+                "cmd": ["/usr/bin/hello"],
+            }
+        )
+    )
+    cache = str(tmp_path / "cache")
+    first = smith(
+        "build", str(recipe_dir), "-o", str(tmp_path / "a.tar"), "--json", "--cache-dir", cache
+    )
+    summary = json.loads(first.stdout)
+    assert "hello-1.0-1.x86_64" in summary["packages_kept"]
+    smith("lock", str(recipe_dir / "smith.yaml"), "--cache-dir", cache)
+    lock = json.loads((recipe_dir / "smith.lock").read_text())
+    assert lock["requests"] == ["./hello-1.0-1.x86_64.rpm"]
+    smith("build", str(recipe_dir), "-o", str(tmp_path / "b.tar"), "--locked", "--cache-dir", cache)
+    assert (tmp_path / "a.tar").read_bytes() == (tmp_path / "b.tar").read_bytes()
+
+
+@pytest.mark.parametrize("runtime", ["runc", "crun"])
+def test_curl_fetches_over_tls(runtime: str, tmp_path: Path, rpm_universe: Universe) -> None:
+    out = build_example("curl", tmp_path, rpm_universe)
+    bundle = image_paths(out, "curl", tmp_path)
+    ca_dir = tmp_path / "ca"
+    ca_dir.mkdir(mode=0o755)
+    ca_dir.chmod(0o755)  # the container's user (uid 10) must be able to read it
+    cert, key = self_signed(ca_dir)
+    cert.chmod(0o644)
+    (tmp_path / "www").mkdir()
+    (tmp_path / "www" / "secret.txt").write_text("delivered over TLS\n")
+    config = json.loads((bundle / "config.json").read_text())
+    # The per-instance CA goes to /read, as the microcontainer rules say.
+    config["mounts"].append(
+        {
+            "destination": "/read",
+            "type": "bind",
+            "source": str(cert.parent),
+            "options": ["rbind", "ro"],
+        }
+    )
+    (bundle / "config.json").write_text(json.dumps(config))
+    with fault_server(tmp_path / "www", tls=(cert, key)) as server:
+        args = ["/usr/bin/curl", "-sS", "--cacert", f"/read/{cert.name}", server.url + "secret.txt"]
+        configure_bundle(bundle, args=args, readonly=True, host_network=True)
+        result = run_bundle(runtime, bundle)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "delivered over TLS\n"

@@ -69,6 +69,7 @@ CASES = {
     ),
     "unsatisfiable": ({"packages": ["broken"]}, "cannot install hello, broken"),
     "conflicting": ({"packages": ["conflicts-glibc"]}, "cannot install hello, conflicts-glibc"),
+    "missing-local-rpm": ({"packages": ["./nope-1.0.rpm"]}, "no such RPM file: "),
 }
 
 

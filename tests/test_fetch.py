@@ -14,6 +14,7 @@ from smith.resolve.repo import RepoConfig, load_repos
 from smith.resolve.solver import resolve
 from tests.fault_server import FaultServer, fault_server
 from tests.rpm_universe import Universe
+from tests.tls import self_signed
 
 PKG = "repos/main/hello-1.0-1.x86_64.rpm"
 
@@ -122,3 +123,45 @@ def test_metadata_faults_during_resolution(server: FaultServer, tmp_path: Path) 
     repos = load_repos([RepoConfig("zst", server.url + repo)], f)
     assert [p.name for p in resolve(["hello"], repos)][-1] == "hello"
     assert server.hits[repo + "repodata/" + primary.name] == 3
+
+
+def test_https_repository(
+    rpm_universe: Universe, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cert, key = self_signed(tmp_path)
+    with fault_server(rpm_universe.root, tls=(cert, key)) as server:
+        config = RepoConfig("tls", server.url + "repos/main/")
+        # An unknown certificate authority fails at once, without retries.
+        with pytest.raises(PackageError, match="TLS error fetching https://127"):
+            load_repos([config], fetcher_for(tmp_path / "a"))
+        assert server.hits["repos/main/repodata/repomd.xml"] == 0
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(cert))
+        f = fetcher_for(tmp_path / "b")
+        repos = load_repos([config], f)
+        (hello,) = [p for p in resolve(["hello"], repos) if p.name == "hello"]
+        assert hello.url.startswith("https://")
+        assert checksum_of(f.fetch(hello.url, hello.checksum)) == hello.checksum
+
+
+def test_parallel_fetch_keeps_order_and_survives_faults(
+    rpm_universe: Universe, server: FaultServer, tmp_path: Path
+) -> None:
+    from smith.resolve.packages import fetch_packages
+
+    f = fetcher_for(tmp_path)
+    repos = load_repos([RepoConfig("main", server.url + "repos/main/")], f)
+    pkgs = resolve(["curl"], repos)
+    for p in pkgs[::3]:
+        server.plan(p.url.removeprefix(server.url), "reset")
+    paths = fetch_packages(pkgs, f, repos, workers=4)
+    assert [checksum_of(p) for p in paths] == [p.checksum for p in pkgs]
+
+
+def test_default_cache_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from smith.resolve.fetch import default_cache_dir
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert default_cache_dir() == tmp_path / "smith"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert default_cache_dir() == tmp_path / "home/.cache/smith"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -10,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from smith.errors import PackageError, RecipeError, ResolveError
+from smith.errors import PackageError, ResolveError
+from smith.recipe import load_recipe
 from smith.resolve.fetch import Fetcher
 from smith.resolve.lock import check_lock_covers, fetch_locked, read_lock
-from smith.resolve.recipe_keys import read_lock_inputs
+from smith.sources import repo_configs
 from tests.rpm_universe import Universe
 
 
@@ -129,29 +131,59 @@ def test_bad_locks(tmp_path: Path, text: str, error: str) -> None:
 
 
 BAD_RECIPES = [
-    ("[1, 2]", "a recipe is a mapping"),
+    ("[1, 2]", "a recipe is a mapping of keys, not a list"),
     ("repos: [x]", "no `package` or `packages`"),
     ("package: hello", "`repos` must list at least one repository"),
-    ("package: hello\nrepos: [{priority: 1}]", r"repos\[0\]\.baseurl must be a string"),
+    ("package: hello\nrepos: [{priority: 1}]", r"repos\[0\]\.baseurl: field required"),
     (
         "package: a\nrepos: [{baseurl: x, priority: high}]",
-        r"priority must be an integer, not 'high'",
+        r"repos\[0\]\.priority: input should be a valid integer, got 'high'",
     ),
-    ("package: a\nrepos: [{baseurl: x, gpgcheck: maybe}]", r"repos\[0\]\.gpgcheck must be true"),
-    ("packages: [1]\nrepos: [x]", "'packages' must be a string or a list of strings"),
-    ("package: hello\nrepos: [x]\narch: 5", "`arch` must be a string"),
+    (
+        "package: a\nrepos: [{baseurl: x, gpgcheck: maybe}]",
+        r"repos\[0\]\.gpgcheck: input should be",
+    ),
+    ("packages: [1]\nrepos: [x]", r"packages\[0\]: input should be a valid string, got 1"),
+    ("package: hello\nrepos: [x]\narch: 5", "arch: input should be a valid string, got 5"),
 ]
 
 
 @pytest.mark.parametrize(("text", "error"), BAD_RECIPES)
 def test_bad_recipes(tmp_path: Path, text: str, error: str) -> None:
     (tmp_path / "r.yaml").write_text(text)
-    with pytest.raises(RecipeError, match=error):
-        read_lock_inputs(tmp_path / "r.yaml")
+    proc = smith("lock", str(tmp_path / "r.yaml"), "--cache-dir", str(tmp_path / "c"))
+    assert proc.returncode != 0
+    assert re.search(error, proc.stderr), proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
 
 
 def test_relative_baseurl_is_relative_to_the_recipe(tmp_path: Path) -> None:
     (tmp_path / "r.yaml").write_text("package: hello\nrepos: [{baseurl: repo, gpgkey: k.asc}]\n")
-    inputs = read_lock_inputs(tmp_path / "r.yaml")
-    assert inputs.repos[0].baseurl == str(tmp_path / "repo")
-    assert inputs.repos[0].gpgkey == (str(tmp_path / "k.asc"),)
+    configs = repo_configs(load_recipe(str(tmp_path / "r.yaml")), str(tmp_path / "r.yaml"))
+    assert configs[0].baseurl == str(tmp_path / "repo")
+    assert configs[0].gpgkey == (str(tmp_path / "k.asc"),)
+
+
+def test_plan_uses_the_lock_and_locked_refuses_to_resolve(
+    rpm_universe: Universe, tmp_path: Path
+) -> None:
+    from smith.resolve.plan import plan_packages
+    from smith.resolve.repo import RepoConfig
+
+    recipe = write_recipe(tmp_path / "r.yaml", rpm_universe.repo_url(), ["hello"])
+    assert smith("lock", str(recipe), "--cache-dir", str(tmp_path / "c")).returncode == 0
+    lock_path = tmp_path / "smith.lock"
+    fetcher = Fetcher(tmp_path / "c", offline=True)  # the lock needs no repository at all
+    gone = [RepoConfig("main", str(tmp_path / "no-such-repo"))]
+    pkgs = plan_packages(["hello"], gone, fetcher, arch="x86_64", lock_path=lock_path, locked=True)
+    assert pkgs == read_lock(lock_path).packages
+    with pytest.raises(ResolveError, match="does not cover 'curl'"):
+        plan_packages(["curl"], gone, fetcher, arch="x86_64", lock_path=lock_path, locked=True)
+    with pytest.raises(ResolveError, match="--locked, but there is no lock"):
+        plan_packages(
+            ["hello"], gone, fetcher, arch="x86_64", lock_path=tmp_path / "x", locked=True
+        )
+    online = Fetcher(tmp_path / "c")
+    repos = [RepoConfig("main", rpm_universe.repo_url())]
+    fresh = plan_packages(["curl"], repos, online, arch="x86_64", lock_path=lock_path)
+    assert "curl" in [p.name for p in fresh]

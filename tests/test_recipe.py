@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from smith.build import runtime_user
 from smith.errors import RecipeError
-from smith.recipe import DEFAULT_ID, RuntimeSet, load_recipe
+from smith.recipe import RuntimeSet, load_recipe
 
 ORIGINAL_CAT = """\
 package: coreutils
@@ -30,7 +31,8 @@ def test_the_originals_readme_example(tmp_path: Path) -> None:
     assert recipe.package_requests == ("coreutils",)
     assert recipe.paths == ("/usr/bin/cat",)
     assert recipe.cmd == ("/usr/bin/cat", "/read/data")
-    assert recipe.runtime_ids() == (DEFAULT_ID, DEFAULT_ID)
+    user = runtime_user(recipe)
+    assert (user.uid, user.gid) == (10, 10)  # the original's default, uid/gid 10
 
 
 def test_every_original_key_and_the_additions(
@@ -56,7 +58,7 @@ env: [A=1, B=2]
 labels: {version: 1}
 ports: [80, "443/tcp"]
 repos:
-- {name: local, baseurl: "http://127.0.0.1:8080/repo", priority: 10, gpgcheck: false}
+- {id: local, baseurl: "http://127.0.0.1:8080/repo", priority: 10, gpgcheck: false}
 arch: x86_64
 runtime_libraries: [nss, gconv]
 libraries: ["/usr/lib64/nginx/modules/*.so"]
@@ -67,7 +69,7 @@ source_date_epoch: 1700000000
     assert recipe.entrypoint == ("/usr/sbin/nginx",)
     assert recipe.ports == ("80/tcp", "443/tcp")
     assert recipe.labels == {"version": "1"}
-    assert recipe.runtime_ids() == (101, 102)
+    assert (runtime_user(recipe).uid, runtime_user(recipe).gid) == (101, 102)
     assert recipe.runtime_libraries == (RuntimeSet.NSS, RuntimeSet.GCONV)
     assert recipe.repos[0].priority == 10
     assert "'type' of the original smith is ignored" in caplog.text
@@ -90,7 +92,8 @@ def test_ports_as_a_map_like_the_later_original(tmp_path: Path) -> None:
 )
 def test_runtime_ids(tmp_path: Path, user: str | None, root: bool, ids: tuple[int, int]) -> None:
     text = "package: x\n" + (f"user: '{user}'\n" if user else "") + f"root: {str(root).lower()}\n"
-    assert load_recipe(write(tmp_path, text)).runtime_ids() == ids
+    user = runtime_user(load_recipe(write(tmp_path, text)))
+    assert (user.uid, user.gid) == ids
 
 
 @pytest.mark.parametrize(

@@ -173,3 +173,69 @@ def test_repository_errors(rpm_universe: Universe, fetcher: Fetcher, tmp_path: P
         PackageError, match=r"offline mode: refusing to download http://127\.0\.0\.1"
     ):
         load_repos([RepoConfig("main", rpm_universe.repo_url())], offline)
+
+
+def test_old_sha_checksum_name_and_corrupt_metadata(
+    rpm_universe: Universe, fetcher: Fetcher, tmp_path: Path
+) -> None:
+    import shutil
+
+    repo = tmp_path / "repo"
+    shutil.copytree(rpm_universe.repo_dir("main-bz2"), repo)
+    repomd = repo / "repodata/repomd.xml"
+    # createrepo before 0.9 wrote type="sha" for sha1.
+    repomd.write_text(repomd.read_text().replace('type="sha1"', 'type="sha"'))
+    repos = load_repos([RepoConfig("old", str(repo))], fetcher)
+    assert "hello-1.0-1.x86_64" in names(resolve(["hello"], repos))
+    primary = next(p for p in (repo / "repodata").iterdir() if "primary" in p.name)
+    primary.write_bytes(primary.read_bytes()[:-10])
+    with pytest.raises(PackageError, match=r"checksum mismatch for .*primary\.xml\.bz2: sha1 "):
+        load_repos([RepoConfig("old", str(repo))], Fetcher(tmp_path / "fresh"))
+
+
+def test_repomd_errors(tmp_path: Path, fetcher: Fetcher) -> None:
+    (tmp_path / "repodata").mkdir()
+    repomd = tmp_path / "repodata/repomd.xml"
+    for text, error in [
+        ("<repomd", "is not valid repomd.xml"),
+        ('<repomd xmlns="http://linux.duke.edu/metadata/repo"/>', "lists no primary metadata"),
+        (
+            '<repomd xmlns="http://linux.duke.edu/metadata/repo"><data type="primary">'
+            '<checksum type="md4">00</checksum><location href="p.xml"/></data></repomd>',
+            "unknown checksum type 'md4'",
+        ),
+        (
+            '<repomd xmlns="http://linux.duke.edu/metadata/repo"><data type="primary">'
+            '<location href="p.xml"/></data></repomd>',
+            "'primary' lacks a location or checksum",
+        ),
+    ]:
+        repomd.write_text(text)
+        with pytest.raises(PackageError, match=error):
+            load_repos([RepoConfig("r", str(tmp_path))], fetcher)
+
+
+def test_location_xml_base(rpm_universe: Universe, fetcher: Fetcher, tmp_path: Path) -> None:
+    """A metadata-only repository whose packages live elsewhere (xml:base)."""
+    import gzip
+    import hashlib
+    import shutil
+
+    repo = tmp_path / "meta"
+    shutil.copytree(rpm_universe.repo_dir() / "repodata", repo / "repodata")
+    primary = next(p for p in (repo / "repodata").iterdir() if "primary" in p.name)
+    elsewhere = rpm_universe.repo_url()
+    xml = gzip.decompress(primary.read_bytes()).replace(
+        b"<location href=", f'<location xml:base="{elsewhere}" href='.encode()
+    )
+    packed = gzip.compress(xml, mtime=0)
+    repomd = repo / "repodata/repomd.xml"
+    old_sum = hashlib.sha256(primary.read_bytes()).hexdigest()
+    new_sum = hashlib.sha256(packed).hexdigest()
+    # The checksum is also part of the file's name in repomd.xml's location.
+    (primary.parent / primary.name.replace(old_sum, new_sum)).write_bytes(packed)
+    repomd.write_text(repomd.read_text().replace(old_sum, new_sum))
+    repos = load_repos([RepoConfig("meta", str(repo))], fetcher)
+    (hello,) = [p for p in resolve(["hello"], repos) if p.name == "hello"]
+    assert hello.url == elsewhere + "hello-1.0-1.x86_64.rpm"
+    assert read_rpm(fetcher.fetch(hello.url, hello.checksum)).name == "hello"

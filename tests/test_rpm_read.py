@@ -3,6 +3,7 @@ extract under every compressor, digests are checked, and hostile names are refus
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 import shutil
@@ -11,6 +12,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from smith.errors import PackageError, UnsafePathError
 from smith.resolve.rpm import (
@@ -166,3 +169,72 @@ def test_crafted_rpm_is_readable_by_rpm(tmp_path: Path, store: ContentStore) -> 
     add_rpm_to_tree(tree, path, store)
     assert tree.lookup("usr/l") == tree.get("usr/a")
     assert shutil.which("rpm")
+
+
+def test_hard_links_become_one_file_and_links(tmp_path: Path, store: ContentStore) -> None:
+    path = craft_rpm(
+        tmp_path / "links.rpm",
+        [
+            ("./usr/b", "hardlink", "g:data"),
+            ("./usr/a", "hardlink", "g:data"),
+            ("./usr/c", "file", "other"),
+        ],
+    )
+    tree = FileTree()
+    add_rpm_to_tree(tree, path, store)
+    a, b = tree.get("usr/a"), tree.get("usr/b")
+    assert a is not None and a.kind is Kind.FILE and isinstance(a.content, HostFile)
+    assert Path(a.content.path).read_bytes() == b"data"
+    assert b is not None and b.kind is Kind.HARDLINK and b.target == "usr/a"
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    names=st.lists(
+        st.lists(
+            st.sampled_from(["..", ".", "", "a", "b", "etc", "x y", "é"]), min_size=1, max_size=4
+        ).map(lambda parts: "./" + "/".join(parts)),
+        min_size=1,
+        max_size=4,
+        unique=True,
+    )
+)
+def test_any_name_is_refused_or_stays_inside(
+    tmp_path_factory: pytest.TempPathFactory, names: list[str]
+) -> None:
+    work = tmp_path_factory.mktemp("h")
+    store = ContentStore(work / "store")
+    path = craft_rpm(work / "h.rpm", [(n, "file", "x") for n in names])
+    tree = FileTree()
+    with contextlib.suppress(UnsafePathError, PackageError):
+        add_rpm_to_tree(tree, path, store)
+    for e in tree:
+        assert ".." not in e.path.split("/") and not e.path.startswith("/")
+    # Only the store was written to.
+    assert sorted(p.name for p in work.iterdir()) == ["h.rpm", "store"]
+
+
+def test_empty_hard_links(tmp_path: Path, store: ContentStore) -> None:
+    path = craft_rpm(tmp_path / "e.rpm", [("./a", "hardlink", "g:"), ("./b", "hardlink", "g:")])
+    tree = FileTree()
+    add_rpm_to_tree(tree, path, store)
+    a, b = tree.get("a"), tree.get("b")
+    assert a is not None and a.kind is Kind.FILE and a.size == 0
+    assert b is not None and b.kind is Kind.HARDLINK and b.target == "a"
+
+
+def test_sha256_file_digests_are_checked(tmp_path: Path, store: ContentStore) -> None:
+    good = hashlib.sha256(b"hello").hexdigest()
+    ok = craft_rpm(tmp_path / "ok.rpm", [("./a", "file", "hello")], sha256_digests={"./a": good})
+    add_rpm_to_tree(FileTree(), ok, store)
+    bad = craft_rpm(tmp_path / "bad.rpm", [("./a", "file", "hellO")], sha256_digests={"./a": good})
+    with pytest.raises(PackageError, match=r"bad\.rpm: /a does not match its header digest"):
+        add_rpm_to_tree(FileTree(), bad, store)
+
+
+def test_a_payload_no_digest_covers_is_refused(tmp_path: Path, store: ContentStore) -> None:
+    path = craft_rpm(tmp_path / "nodigest.rpm", [("./a", "file", "x")], payload_digest=False)
+    with pytest.raises(PackageError, match=r"nodigest\.rpm: carries no payload digest"):
+        add_rpm_to_tree(FileTree(), path, store)

@@ -7,6 +7,7 @@ from typing import Any
 
 from smith.oci.compress import Compression
 from smith.oci.image import ImageConfig, rfc3339
+from smith.oci.layer_cache import LayerCache
 from smith.oci.layout import LoadedImage, choose_format, save_layout, staging_layout
 from smith.oci.writer import ImageResult, Layer, write_index, write_layer, write_manifest
 from smith.tree import FileTree
@@ -23,6 +24,7 @@ def write_image(
     tag: str = "",
     parent: LoadedImage | None = None,
     annotations: Mapping[str, str] | None = None,
+    cache_dir: str | None = None,
 ) -> ImageResult:
     """Write `tree` as one layer (on top of `parent`'s layers, if any) to `output`.
 
@@ -37,7 +39,10 @@ def write_image(
                 store.add_file(parent.blob_path(desc.digest), desc.digest, desc.size)
                 layers.append(Layer(desc, diff_id))
             history = list(parent.config.get("history") or [])
-        layers.append(write_layer(tree, store, compression, epoch))
+        if cache_dir is not None:
+            layers.append(LayerCache(cache_dir).write_layer(tree, store, compression, epoch))
+        else:
+            layers.append(write_layer(tree, store, compression, epoch))
         if history:
             history.append({"created": rfc3339(epoch), "created_by": "smith"})
         result = write_manifest(

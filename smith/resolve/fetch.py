@@ -14,6 +14,7 @@ import logging
 import os
 import shutil
 import tempfile
+import threading
 import time
 import urllib.parse
 from collections.abc import Callable
@@ -110,7 +111,7 @@ class Fetcher:
         self.timeout = timeout
         self.retries = retries
         self.backoff = backoff
-        self._session: requests.Session | None = None
+        self._local = threading.local()
 
     # -- cache ---------------------------------------------------------------------------
 
@@ -118,9 +119,13 @@ class Fetcher:
         return self.cache_dir / "blobs" / checksum.algo / checksum.hexdigest
 
     def _session_get(self) -> requests.Session:
-        if self._session is None:
-            self._session = requests.Session()
-        return self._session
+        # One session (a connection pool) per thread: requests does not promise that a
+        # session is safe to share between the threads of fetch_packages.
+        session: requests.Session | None = getattr(self._local, "session", None)
+        if session is None:
+            session = requests.Session()
+            self._local.session = session
+        return session
 
     # -- fetching ------------------------------------------------------------------------
 
@@ -187,6 +192,9 @@ class Fetcher:
     def _response(self, url: str) -> requests.Response:
         try:
             resp = self._session_get().get(url, stream=True, timeout=self.timeout)
+        except requests.exceptions.SSLError as err:
+            # A certificate that does not verify will not verify on the next attempt either.
+            raise PackageError(f"TLS error fetching {url}: {err.__context__ or err}") from None
         except requests.RequestException as err:
             raise _Retry(type(err).__name__) from None
         if resp.status_code >= 500 or resp.status_code == 429:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +48,7 @@ def pin_sha256(
         if pkg.checksum.algo != "sha256":
             path = fetcher.fetch(pkg.url, pkg.checksum)
             sha = Checksum("sha256", file_checksum(path, "sha256"))
-            pkg = ResolvedPackage(**{**pkg.__dict__, "checksum": sha})
+            pkg = replace(pkg, checksum=sha)
         out.append(pkg)
     return tuple(out)
 

@@ -9,25 +9,19 @@ still checked and refused when they would climb out of the image root.
 
 from __future__ import annotations
 
-import bz2
 import hashlib
-import lzma
 import os
 import stat
-import zlib
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from enum import IntFlag
 from functools import partial
-from typing import BinaryIO, Protocol
-
-import zstandard
 
 from smith.errors import PackageError, UnsafePathError
 from smith.paths import normalize_path
+from smith.resolve.payload import CpioEntry, PayloadStream, iter_cpio, skip_padding
 from smith.resolve.rpmheader import Header, RawRpm, read_raw
 from smith.resolve.store import ContentStore
-from smith.tree import FileTree, Kind
+from smith.tree import FileTree, HostFile, Kind
 
 # Main header tags (rpmtag.h).
 NAME, VERSION, RELEASE, EPOCH, SUMMARY, ARCH = 1000, 1001, 1002, 1003, 1004, 1022
@@ -219,146 +213,45 @@ def read_rpm(path: str | os.PathLike[str]) -> RpmPackage:
 def verify_digests(pkg: RpmPackage) -> None:
     """Check the header digest (sha256 or sha1) and the payload digest (or the old md5).
 
-    A package with none of them at all is refused: nothing would show it is intact.
+    Both the header and the payload must be covered by some digest: a package that leaves
+    either unchecked is refused, since nothing would show that part is intact.
     """
     name = os.path.basename(pkg.path)
-    sig, checked = pkg.signature, False
+    sig, header_checked = pkg.signature, False
     for tag, algo in ((SIG_SHA256, "sha256"), (SIG_SHA1, "sha1")):
         want = sig.string(tag)
         if want:
             got = hashlib.new(algo, pkg.header.raw).hexdigest()
             if got != want:
                 raise PackageError(f"{name}: header {algo} digest mismatch ({got} != {want})")
-            checked = True
+            header_checked = True
             break
     payload_digests = pkg.header.strings(PAYLOADDIGEST)
     md5 = sig.binary(SIG_MD5)
-    if payload_digests or md5:
-        algo = HASH_ALGOS.get(pkg.header.integer(PAYLOADDIGESTALGO, 8) or 8, "sha256")
-        h_payload = hashlib.new(algo) if payload_digests else None
-        h_md5 = hashlib.md5(pkg.header.raw, usedforsecurity=False) if md5 else None
-        with open(pkg.path, "rb") as f:
-            f.seek(pkg.payload_offset)
-            while chunk := f.read(1 << 20):
-                if h_payload:
-                    h_payload.update(chunk)
-                if h_md5:
-                    h_md5.update(chunk)
-        if h_payload and h_payload.hexdigest() != payload_digests[0]:
-            raise PackageError(
-                f"{name}: payload {algo} digest mismatch "
-                f"({h_payload.hexdigest()} != {payload_digests[0]})"
-            )
-        if h_md5 and h_md5.digest() != md5:
-            raise PackageError(f"{name}: md5 digest of header and payload mismatch")
-        checked = True
-    if not checked:
-        raise PackageError(f"{name}: carries no header or payload digest to check")
+    if not payload_digests and not md5:
+        raise PackageError(f"{name}: carries no payload digest (nor an md5) to check")
+    algo = HASH_ALGOS.get(pkg.header.integer(PAYLOADDIGESTALGO, 8) or 8, "sha256")
+    h_payload = hashlib.new(algo) if payload_digests else None
+    h_md5 = hashlib.md5(pkg.header.raw, usedforsecurity=False) if md5 else None
+    with open(pkg.path, "rb") as f:
+        f.seek(pkg.payload_offset)
+        while chunk := f.read(1 << 20):
+            if h_payload:
+                h_payload.update(chunk)
+            if h_md5:
+                h_md5.update(chunk)
+    if h_payload and h_payload.hexdigest() != payload_digests[0]:
+        raise PackageError(
+            f"{name}: payload {algo} digest mismatch "
+            f"({h_payload.hexdigest()} != {payload_digests[0]})"
+        )
+    if h_md5 and h_md5.digest() != md5:
+        raise PackageError(f"{name}: md5 digest of header and payload mismatch")
+    if not header_checked and not md5:
+        raise PackageError(f"{name}: carries no header digest (nor an md5) to check")
 
 
-# -- payload ----------------------------------------------------------------------------------
-
-
-class _Decompressor(Protocol):
-    def decompress(self, data: bytes, /) -> bytes: ...
-
-
-def _decompressor(magic: bytes, name: str) -> _Decompressor | None:
-    if magic.startswith(b"\x1f\x8b"):
-        return zlib.decompressobj(16 + zlib.MAX_WBITS)
-    if magic.startswith(b"BZh"):
-        return bz2.BZ2Decompressor()
-    if magic.startswith(b"\xfd7zXZ\x00"):
-        return lzma.LZMADecompressor(lzma.FORMAT_XZ)
-    if magic.startswith(b"\x28\xb5\x2f\xfd"):
-        return zstandard.ZstdDecompressor().decompressobj()
-    if magic.startswith(b"0707"):
-        return None
-    if magic[:1] == b"\x5d":
-        return lzma.LZMADecompressor(lzma.FORMAT_ALONE)
-    raise PackageError(f"{name}: unknown payload compression (magic {magic[:6].hex()})")
-
-
-class _Stream:
-    """A read(n) view of the decompressed payload, fed in 256 KiB compressed chunks."""
-
-    def __init__(self, f: BinaryIO, name: str) -> None:
-        self._f, self._name = f, name
-        magic = f.read(6)
-        self._dec = _decompressor(magic, name)
-        self._buf = bytearray(self._dec.decompress(magic) if self._dec else magic)
-        self._pos = 0
-        self._eof = False
-
-    def _fill(self, n: int) -> None:
-        while len(self._buf) - self._pos < n and not self._eof:
-            chunk = self._f.read(1 << 18)
-            if not chunk:
-                self._eof = True
-                break
-            out = self._dec.decompress(chunk) if self._dec else chunk
-            if self._pos > (1 << 20):
-                del self._buf[: self._pos]
-                self._pos = 0
-            self._buf += out
-
-    def read(self, n: int) -> bytes:
-        self._fill(n)
-        data = bytes(self._buf[self._pos : self._pos + n])
-        self._pos += len(data)
-        if len(data) != n:
-            raise PackageError(f"{self._name}: payload is truncated")
-        return data
-
-    def copy(self, n: int, sink: Callable[[bytes | bytearray | memoryview], object]) -> None:
-        while n:
-            if self._pos >= len(self._buf):
-                self._fill(1)
-                if self._pos >= len(self._buf):
-                    raise PackageError(f"{self._name}: payload is truncated")
-            take = min(n, len(self._buf) - self._pos)
-            sink(memoryview(self._buf)[self._pos : self._pos + take])
-            self._pos += take
-            n -= take
-
-
-@dataclass(frozen=True)
-class CpioEntry:
-    name: str
-    mode: int
-    uid: int
-    gid: int
-    nlink: int
-    ino: int
-    size: int
-
-
-def iter_cpio(stream: _Stream, name: str) -> Iterator[CpioEntry]:
-    """Yield each cpio (newc) header; the caller must consume exactly `size` data bytes."""
-    while True:
-        hdr = stream.read(110)
-        magic = hdr[:6]
-        if magic == b"07070X":
-            raise PackageError(f"{name}: payload uses rpm's stripped cpio (files over 4 GiB)")
-        if magic not in (b"070701", b"070702"):
-            raise PackageError(f"{name}: bad cpio magic {magic!r} in the payload")
-        try:
-            fields = [int(hdr[6 + 8 * i : 14 + 8 * i], 16) for i in range(13)]
-        except ValueError:
-            raise PackageError(f"{name}: bad cpio header in the payload") from None
-        ino, mode, uid, gid, nlink, _mtime, size = fields[:7]
-        namesize = fields[11]
-        raw_name = stream.read(namesize)
-        stream.read((4 - (110 + namesize) % 4) % 4)
-        entry_name = raw_name.rstrip(b"\0").decode("utf-8", "surrogateescape")
-        if entry_name == "TRAILER!!!":
-            return
-        yield CpioEntry(entry_name, mode, uid, gid, nlink, ino, size)
-
-
-def _pad(stream: _Stream, size: int) -> None:
-    if size % 4:
-        stream.read(4 - size % 4)
+# -- extraction -------------------------------------------------------------------------------
 
 
 def _numeric_owner(name: str, cpio_id: int) -> int:
@@ -390,21 +283,24 @@ def add_rpm_to_tree(
     """Add every file of an RPM to `tree` (contents go to `store`); return the package.
 
     Entries remember the package NEVRA in `origin`. Ghost files are not created. Modes,
-    owners and link targets come from the header, which is what rpm itself installs.
+    owners and link targets come from the header, which is what rpm itself installs. As
+    rpm does on disk, a path through a symlink that another package put in the tree lands
+    where the link leads (an old /lib/x on a merged /usr goes to usr/lib/x), and a
+    directory where the tree has a symlink keeps the symlink. Every check that can refuse
+    the package runs before the tree is touched.
     """
     pkg = package or read_rpm(pkg_path)
     if verify:
         verify_digests(pkg)
     name = os.path.basename(pkg.path)
+    by_path = _checked_file_list(pkg, name)
     origin = pkg.nevra
-    by_path: dict[str, RpmFile] = {}
-    for rf in pkg.files:
-        by_path[normalize_path(rf.path, what=f"{name}: file")] = rf
     links: dict[int, list[str]] = {}
-    seen: set[str] = set()
+    empty: HostFile | None = None
+    check_files = pkg.file_digest_algo == "sha256"
     with open(pkg.path, "rb") as f:
         f.seek(pkg.payload_offset)
-        stream = _Stream(f, name)
+        stream = PayloadStream(f, name)
         for ce in iter_cpio(stream, name):
             # nfpm writes "/usr/x" where rpmbuild writes "./usr/x": both name a path inside
             # the root (and must match the header), so the leading "/" is re-rooted.
@@ -413,64 +309,99 @@ def add_rpm_to_tree(
             if found is None:
                 raise PackageError(f"{name}: payload holds {ce.name!r}, not in the header")
             rf = found
-            seen.add(path)
             uid = _numeric_owner(rf.user, ce.uid)
             gid = _numeric_owner(rf.group, ce.gid)
             perms = stat.S_IMODE(rf.mode)
             if stat.S_ISREG(rf.mode):
                 if ce.size:
                     content = store.put_stream(partial(stream.copy, ce.size))
-                    _pad(stream, ce.size)
-                    tree.add_file(path, content, perms, uid=uid, gid=gid, origin=origin)
-                if ce.nlink > 1:
-                    links.setdefault(ce.ino, []).append(path)
-                    if ce.size:
-                        # rpm puts a link group's data on its last member; the rest come first.
-                        for other in links[ce.ino][:-1]:
-                            tree.add_file(other, content, perms, uid=uid, gid=gid, origin=origin)
-                elif not ce.size:
-                    content = store.put_bytes(b"")
-                    tree.add_file(path, content, perms, uid=uid, gid=gid, origin=origin)
-            else:
-                if ce.size:
-                    stream.read(ce.size)
-                    _pad(stream, ce.size)
-                if stat.S_ISDIR(rf.mode):
-                    tree.add_dir(path, perms, uid=uid, gid=gid, origin=origin)
-                elif stat.S_ISLNK(rf.mode):
-                    _check_link(path, rf.link_target, name)
-                    tree.add_symlink(path, rf.link_target, uid=uid, gid=gid, origin=origin)
-                # Devices, FIFOs and sockets are left out: a microcontainer carries none.
-    _link_groups(tree, links, name)
-    _check_no_escape(tree, seen, name)
+                    skip_padding(stream, ce.size)
+                    # The store names content by sha256: with sha256 file digests (rpm
+                    # >= 4.6 on most distributions) this check costs nothing.
+                    if check_files and rf.digest and os.path.basename(content.path) != rf.digest:
+                        raise PackageError(f"{name}: {rf.path} does not match its header digest")
+                else:
+                    empty = empty or store.put_bytes(b"")
+                    content = empty
+                # Passing the size spares a stat() of the store file per entry.
+                for member in _link_members(links, ce, _place(tree, path)):
+                    tree.add_file(
+                        member, content, perms, uid=uid, gid=gid, origin=origin, size=ce.size
+                    )
+                continue
+            if ce.size:
+                stream.read(ce.size)
+                skip_padding(stream, ce.size)
+            if not path:
+                continue  # Fedora's filesystem package owns "/": the root is implicit
+            if stat.S_ISDIR(rf.mode):
+                placed = tree.resolve(path)
+                existing = tree.get(placed)
+                if existing is None or existing.kind is Kind.DIR:
+                    tree.add_dir(placed, perms, uid=uid, gid=gid, origin=origin)
+            elif stat.S_ISLNK(rf.mode):
+                placed = _place(tree, path)
+                tree.add_symlink(placed, rf.link_target, uid=uid, gid=gid, origin=origin)
+            # Devices, FIFOs and sockets are left out: a microcontainer carries none.
+    _link_groups(tree, links)
     return pkg
 
 
-def _link_groups(tree: FileTree, links: dict[int, list[str]], name: str) -> None:
+def _checked_file_list(pkg: RpmPackage, name: str) -> dict[str, RpmFile]:
+    """The header's files by canonical path, refusing any name or link that escapes.
+
+    Refused: names with `..`; a file at the root itself; a relative symlink target that
+    climbs above the root; a path below one of the package's own symlinks (written to
+    disk, `a/x` below `a -> /etc` lands in /etc: the classic archive escape).
+    """
+    by_path: dict[str, RpmFile] = {}
+    links: set[str] = set()
+    for rf in pkg.files:
+        path = normalize_path(rf.path, what=f"{name}: file")
+        if not path and not stat.S_ISDIR(rf.mode):
+            raise UnsafePathError(f"{name}: names the root itself as a file")
+        if stat.S_ISLNK(rf.mode):
+            _check_link(path, rf.link_target, name)
+            links.add(path)
+        by_path[path] = rf
+    for path in by_path:
+        parts = path.split("/")
+        for i in range(1, len(parts)):
+            parent = "/".join(parts[:i])
+            if parent in links:
+                raise UnsafePathError(f"{name}: {path!r} lies below the symlink {parent!r}")
+    return by_path
+
+
+def _place(tree: FileTree, path: str) -> str:
+    """Where `path` lands in `tree`: its parent directories' symlinks are followed."""
+    parent, _, base = path.rpartition("/")
+    if not parent:
+        return path
+    real = tree.resolve(parent)
+    return f"{real}/{base}" if real else base
+
+
+def _link_members(links: dict[int, list[str]], ce: CpioEntry, path: str) -> list[str]:
+    """The names that get this cpio entry's content: itself, and for the member carrying a
+    hard-link group's data (rpm writes it with the last member only) the earlier ones."""
+    if ce.nlink <= 1:
+        return [path]
+    group = links.setdefault(ce.ino, [])
+    group.append(path)
+    return list(group) if ce.size else [path]
+
+
+def _link_groups(tree: FileTree, links: dict[int, list[str]]) -> None:
     """Make each hard-link group one FILE (first name, bytewise) and HARDLINKs to it."""
     for names in links.values():
         names.sort(key=lambda p: p.encode("utf-8", "surrogateescape"))
         first = tree.get(names[0])
-        if first is None:
-            raise PackageError(f"{name}: hard link group {names!r} carries no data")
+        assert first is not None  # every member was added as a file above
         for other in names[1:]:
             e = tree.get(other)
             uid, gid = (e.uid, e.gid) if e else (first.uid, first.gid)
             tree.add_hardlink(other, names[0], uid=uid, gid=gid, origin=first.origin)
-
-
-def _check_no_escape(tree: FileTree, paths: set[str], name: str) -> None:
-    """Refuse a package that puts a file below one of its own symlinks.
-
-    Written to disk, `a/x` below a symlink `a -> /etc` would land in the link's target: the
-    classic way an archive escapes its destination.
-    """
-    for path in paths:
-        parts = path.split("/")
-        for i in range(1, len(parts)):
-            parent = tree.get("/".join(parts[:i]))
-            if parent is not None and parent.kind is Kind.SYMLINK:
-                raise UnsafePathError(f"{name}: {path!r} lies below the symlink {parent.path!r}")
 
 
 def rpm_file_listing(pkg: RpmPackage) -> list[tuple[str, str, str, int, str, str]]:

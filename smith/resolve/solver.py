@@ -17,7 +17,7 @@ from typing import Any
 import solv
 
 from smith.errors import PackageError, ResolveError
-from smith.resolve.fetch import Checksum
+from smith.resolve.fetch import Checksum, join_url
 from smith.resolve.repo import Repo
 
 DEFAULT_ARCH = "x86_64"
@@ -145,6 +145,13 @@ def _repo_names(repos: Sequence[Repo]) -> str:
     return ", ".join(r.config.id for r in repos) or "no repositories"
 
 
+def _package_url(s: solv.XSolvable, repo: Repo, location: str) -> str:
+    # primary.xml may give a package its own base (<location xml:base=...>), e.g. a
+    # metadata-only mirror pointing at the real package server.
+    base = s.lookup_str(solv.SOLVABLE_MEDIABASE)
+    return join_url(base, location) if base else repo.package_url(location)
+
+
 def _resolved(s: solv.XSolvable) -> ResolvedPackage:
     repo: Repo = s.repo.appdata
     location, _ = s.lookup_location()
@@ -164,7 +171,7 @@ def _resolved(s: solv.XSolvable) -> ResolvedPackage:
         release=release,
         arch=s.arch,
         repo_id=repo.config.id,
-        url=repo.package_url(location),
+        url=_package_url(s, repo, location),
         checksum=Checksum.parse(chk.typestr(), chk.hex(), where=repo.config.id),
         size=s.lookup_num(solv.SOLVABLE_DOWNLOADSIZE),
     )

@@ -59,4 +59,4 @@ class ContentStore:
             if os.path.exists(tmp):
                 os.unlink(tmp)
             raise
-        return HostFile(str(final))
+        return HostFile(str(final), sha256=h.hexdigest())

@@ -1,0 +1,5 @@
+"""`python -m crashcart`."""
+
+from crashcart.cli import main
+
+main()

@@ -1,0 +1,253 @@
+"""`crashcart attach`: the whole sequence, top to bottom.
+
+resolve the target → open its namespaces → (under the host-side lock) reuse, repair or make
+the toolbox mount and count this session → run the command or shell in the target →
+(under the lock) uncount, and unmount when the last session leaves.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from collections.abc import Callable
+
+from crashcart import enter, session
+from crashcart.mount import clone_tree_readonly
+from crashcart.prefix import DEFAULT_TOOLBOX, MOUNT_POINT, check_toolbox, is_image
+from crashcart.record import record
+from crashcart.target import NamespaceFds, Target, open_namespaces, resolve_target
+from smith.errors import CrashcartError, UsageError
+
+
+@record
+class AttachRequest:
+    target: str
+    command: tuple[str, ...] = ()
+    toolbox: str | None = None  # a host directory; None: the default toolbox
+    mount_only: bool = False
+    unmount: bool = False
+    force: bool = False
+    docker_host: str | None = None
+    tty: bool | None = None  # None: a pty when there is no command and stdin is a terminal
+
+    def toolbox_directory(self) -> str:
+        """The toolbox directory; an image (--toolbox IMAGE) is unpacked into a cache first."""
+        path = os.path.abspath(self.toolbox or DEFAULT_TOOLBOX)
+        if self.toolbox and not self.unmount and is_image(path):
+            from crashcart.image import toolbox_from_image  # imports smith's image code: slow
+
+            return toolbox_from_image(path)
+        return path
+
+    def check(self) -> None:
+        if self.mount_only and self.unmount:
+            raise UsageError("--mount-only and --unmount exclude each other")
+        if (self.mount_only or self.unmount) and self.command:
+            raise UsageError(f"--mount-only and --unmount take no command, got {self.command[0]!r}")
+
+
+def run_request(request: AttachRequest) -> int:
+    """Carry out `crashcart attach` with its options; the exit status."""
+    request.check()
+    if request.mount_only:
+        mount_only(request)
+        return 0
+    if request.unmount:
+        unmount(request)
+        return 0
+    return attach(request)
+
+
+def say(message: str) -> None:
+    print(f"crashcart: {message}", file=sys.stderr, flush=True)
+
+
+def is_mounted(target: Target) -> bool:
+    """Whether the target's mount table has something on the toolbox mount point."""
+    try:
+        with open(f"/proc/{target.pid}/mountinfo") as f:
+            return any(line.split()[4] == MOUNT_POINT for line in f)
+    except (FileNotFoundError, ProcessLookupError):
+        raise CrashcartError(f"{target.description} exited during the attach") from None
+
+
+def state_key(ns: NamespaceFds) -> str:
+    st = os.fstat(ns.fds["mnt"]) if "mnt" in ns.fds else os.stat("/proc/self/ns/mnt")
+    return f"mnt-{st.st_dev}-{st.st_ino}"
+
+
+def check_root(request: AttachRequest) -> None:
+    if os.geteuid() != 0:
+        raise CrashcartError(
+            f"no permission to attach to {request.target!r}",
+            hint="crashcart needs root: it enters namespaces and mounts the toolbox",
+        )
+
+
+def open_target(request: AttachRequest) -> tuple[Target, NamespaceFds]:
+    check_root(request)
+    target = resolve_target(request.target, request.docker_host)
+    if target.pid == os.getpid():
+        raise CrashcartError(f"pid {target.pid} is crashcart itself")
+    ns = open_namespaces(target)
+    if not request.force and ("mnt" in ns.same_as_host or "pid" in ns.same_as_host):
+        shared = ", ".join(n for n in ns.same_as_host if n in ("mnt", "pid"))
+        ns.close()
+        raise CrashcartError(
+            f"{target.description} runs in the host's own namespaces ({shared})",
+            hint="it is not in a container; --force attaches anyway and mounts on the host",
+        )
+    return target, ns
+
+
+def acquire_mount(
+    target: Target, ns: NamespaceFds, toolbox: str, hold: Callable[[str], None]
+) -> None:
+    """Make sure the toolbox is mounted in the target, then record the holder (under lock)."""
+    with session.locked_state(state_key(ns)) as directory:
+        state = session.read_state(directory)
+        try:
+            _ensure_mounted(target, ns, toolbox, state, directory)
+        except BaseException:
+            if not state.in_use:
+                session.forget(directory)  # leave no state behind a refused attach
+            raise
+        hold(directory)
+
+
+def _ensure_mounted(
+    target: Target, ns: NamespaceFds, toolbox: str, state: session.MountState, directory: str
+) -> None:
+    mounted = is_mounted(target)
+    if mounted and state.in_use and state.toolbox != toolbox:
+        raise CrashcartError(
+            f"{target.description} already has the toolbox {state.toolbox} mounted "
+            f"for {len(state.live_sessions)} session(s)",
+            hint=f"attach with --toolbox {state.toolbox}, or wait for them to finish",
+        )
+    if mounted and not state.in_use:
+        say(f"removing a toolbox mount left in {target.description} by an earlier session")
+        enter.run_in_mount_ns(ns, lambda: enter.unmount_toolbox(MOUNT_POINT))
+        mounted = False
+    if not mounted:
+        tree = clone_tree_readonly(toolbox)
+        owner = enter.host_owner(target.pid, "user" in ns.fds)
+        try:
+            enter.run_in_mount_ns(ns, lambda: enter.mount_toolbox(tree, MOUNT_POINT, owner))
+        finally:
+            os.close(tree)
+        session.record_toolbox(directory, toolbox)
+
+
+def release_mount(
+    target: Target, ns: NamespaceFds, release: Callable[[str], None], force: bool = False
+) -> bool:
+    """Drop a holder; unmount when no one holds the toolbox any more. True if unmounted."""
+    with session.locked_state(state_key(ns)) as directory:
+        release(directory)
+        state = session.read_state(directory)
+        if state.in_use and not force:
+            return False
+        enter.run_in_mount_ns(ns, lambda: enter.unmount_toolbox(MOUNT_POINT))
+        session.forget(directory)
+        return True
+
+
+def session_env(target: Target) -> dict[str, str]:
+    """The command's environment: the toolbox first on PATH, then the target's own PATH."""
+    target_path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+    try:
+        with open(f"/proc/{target.pid}/environ", "rb") as f:
+            for item in f.read().split(b"\0"):
+                if item.startswith(b"PATH="):
+                    target_path = item[5:].decode(errors="replace")
+    except OSError:
+        pass
+    return {
+        "PATH": f"{MOUNT_POINT}/bin:{target_path}",
+        "HOME": "/",
+        "TERM": os.environ.get("TERM", "xterm"),
+        "PS1": f"[crashcart {target.name}] \\w \\$ ",
+        "TERMINFO": f"{MOUNT_POINT}/share/terminfo",
+        "CURL_CA_BUNDLE": f"{MOUNT_POINT}/etc/ssl/certs/ca-certificates.crt",
+        "CRASHCART_TARGET": target.description,
+        # busybox's sh runs its own applets before PATH (e.g. its `ip`): the interactive
+        # shell reads aliases to the toolbox's real tools from here.
+        "ENV": f"{MOUNT_POINT}/etc/profile",
+    }
+
+
+def run_command(request: AttachRequest, target: Target, ns: NamespaceFds) -> int:
+    command = request.command or (f"{MOUNT_POINT}/bin/sh",)
+    use_pty = request.tty if request.tty is not None else not request.command
+    use_pty = use_pty and sys.stdin.isatty()
+    identity = enter.choose_identity(target.pid, "user" in ns.fds)
+    env = session_env(target)
+    if not request.command:
+        say(f"in {target.description}; the toolbox is at {MOUNT_POINT}; exit to leave")
+    pty = enter.open_pty() if use_pty else None
+    pid, errors = enter.spawn_in_target(ns, command, env, identity, pty)
+    master = enter.receive_target_pty(pty) if pty is not None else None
+    message = enter.read_all(errors)
+    if message:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, enter.FORWARDED_SIGNALS)
+        _, status = os.waitpid(pid, 0)
+        if master is not None:
+            os.close(master)
+        say(message)
+        return enter.exit_status(status)
+    if master is not None:
+        return enter.relay_pty(pid, master)
+    return enter.wait_forwarding_signals(pid, sys.stdin.isatty())
+
+
+def attach(request: AttachRequest) -> int:
+    """Run a command (or a shell) in the target with the toolbox; its exit status."""
+    check_root(request)
+    toolbox = request.toolbox_directory()
+    check_toolbox(toolbox)
+    target, ns = open_target(request)
+    me = os.getpid()
+    try:
+        acquire_mount(target, ns, toolbox, lambda d: session.add_session(d, me))
+        try:
+            return run_command(request, target, ns)
+        finally:
+            try:
+                release_mount(target, ns, lambda d: session.remove_session(d, me))
+            except CrashcartError as err:
+                say(f"could not remove the toolbox from {target.description}: {err}")
+    finally:
+        ns.close()
+
+
+def mount_only(request: AttachRequest) -> None:
+    check_root(request)
+    toolbox = request.toolbox_directory()
+    check_toolbox(toolbox)
+    target, ns = open_target(request)
+    try:
+        acquire_mount(target, ns, toolbox, lambda d: session.set_pinned(d, True))
+    finally:
+        ns.close()
+    say(f"toolbox mounted at {MOUNT_POINT} in {target.description}")
+
+
+def unmount(request: AttachRequest) -> None:
+    target, ns = open_target(request)
+    try:
+        if not is_mounted(target):
+            say(f"no toolbox is mounted in {target.description}")
+            with session.locked_state(state_key(ns)) as directory:
+                session.forget(directory)
+            return
+        done = release_mount(
+            target, ns, lambda d: session.set_pinned(d, False), force=request.force
+        )
+    finally:
+        ns.close()
+    if done:
+        say(f"toolbox removed from {target.description}")
+    else:
+        say(f"toolbox left in {target.description}: sessions still use it (--force removes it)")

@@ -1,0 +1,72 @@
+"""The `crashcart` commands (click): help, usage errors, and every command but the fast path."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+def cli(debug: bool) -> None:
+    """Bring a toolbox into a running container's namespaces, and take it away again."""
+
+
+@cli.command(context_settings={"ignore_unknown_options": False})
+@click.argument("target")
+@click.argument("command", nargs=-1)
+@click.option("--toolbox", help="Toolbox to mount: a directory, or an image (OCI layout/archive).")
+@click.option("-m", "--mount-only", is_flag=True, help="Mount the toolbox and leave it there.")
+@click.option("-u", "--unmount", is_flag=True, help="Remove a toolbox left by --mount-only.")
+@click.option("--force", is_flag=True, help="Attach to a process in the host's namespaces.")
+@click.option("--docker-host", help="Docker Engine socket (default: $DOCKER_HOST).")
+@click.option("-t/-T", "--tty/--no-tty", default=None, help="Run the command on a pty.")
+def attach(
+    target: str,
+    command: tuple[str, ...],
+    toolbox: str | None,
+    mount_only: bool,
+    unmount: bool,
+    force: bool,
+    docker_host: str | None,
+    tty: bool | None,
+) -> None:
+    """Run COMMAND (default: a shell) in TARGET (pid, runc/crun or Docker container)."""
+    from crashcart.attach import AttachRequest, run_request
+
+    request = AttachRequest(
+        target=target,
+        command=command,
+        toolbox=toolbox,
+        mount_only=mount_only,
+        unmount=unmount,
+        force=force,
+        docker_host=docker_host,
+        tty=tty,
+    )
+    sys.exit(run_request(request))
+
+
+@cli.group()
+def toolbox() -> None:
+    """Build the toolbox that attach mounts."""
+
+
+@toolbox.command()
+@click.option("--recipe", type=click.Path(path_type=Path), help="Toolbox recipe (YAML).")
+@click.option("-o", "--output", type=click.Path(path_type=Path), help="Toolbox directory.")
+@click.option("--image", help="Also write the toolbox as an image (OCI layout or archive).")
+def build(recipe: Path | None, output: Path | None, image: str | None) -> None:
+    """Build the toolbox from recipes/crashcart-toolbox.yaml."""
+    from crashcart.toolbox import DEFAULT_RECIPE, DEFAULT_TOOLBOX, build_toolbox
+
+    dest = (output or DEFAULT_TOOLBOX).absolute()
+    size = build_toolbox(recipe or DEFAULT_RECIPE, dest)
+    click.echo(f"crashcart: toolbox built at {dest} ({size / 1e6:.1f} MB)")
+    if image:
+        from crashcart.image import write_toolbox_image
+
+        digest = write_toolbox_image(str(dest), image)
+        click.echo(f"crashcart: toolbox image written to {image} ({digest})")

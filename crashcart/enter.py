@@ -1,0 +1,459 @@
+"""Entering the target: forked children that setns, mount, and exec; the pty and signals.
+
+setns(CLONE_NEWNS) refuses a multi-threaded caller and changes the caller's root, so every
+step that enters the target's mount namespace runs in a forked child; the session process
+itself stays on the host, where it keeps the count and cleans up. Errors in a child travel
+back as text over a close-on-exec pipe (empty pipe = the exec succeeded).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import select
+import signal
+import socket
+import struct
+import sys
+import termios
+import tty
+from collections.abc import Callable, Mapping
+from types import FrameType
+
+from crashcart.mount import (
+    CLONE_NEWCGROUP,
+    CLONE_NEWIPC,
+    CLONE_NEWNET,
+    CLONE_NEWNS,
+    CLONE_NEWPID,
+    CLONE_NEWUSER,
+    CLONE_NEWUTS,
+    MNT_DETACH,
+    move_mount,
+    setfsgid,
+    setfsuid,
+    setns,
+    umount2,
+)
+from crashcart.record import record
+from crashcart.target import NamespaceFds
+from smith.errors import CrashcartError
+
+# Entered after the mount namespace (and the root), before the user namespace: as host root
+# every setns succeeds; entering the user namespace last drops our host privileges last.
+OTHER_NAMESPACES = (
+    ("net", CLONE_NEWNET),
+    ("ipc", CLONE_NEWIPC),
+    ("uts", CLONE_NEWUTS),
+    ("cgroup", CLONE_NEWCGROUP),
+)
+FORWARDED_SIGNALS = (
+    signal.SIGHUP,
+    signal.SIGINT,
+    signal.SIGQUIT,
+    signal.SIGTERM,
+    signal.SIGUSR1,
+    signal.SIGUSR2,
+    signal.SIGCONT,
+)
+
+
+def _describe(err: BaseException) -> str:
+    if isinstance(err, OSError):
+        where = f" {err.filename}" if err.filename else ""
+        return f"{err.strerror or err}{where}"
+    return str(err) or type(err).__name__
+
+
+def enter_mount_ns(ns: NamespaceFds) -> None:
+    """Join the target's mount namespace and its root directory (a pivot_root'ed rootfs)."""
+    if "mnt" in ns.fds:
+        setns(ns.fds["mnt"], CLONE_NEWNS)
+    os.fchdir(ns.root_fd)
+    os.chroot(".")
+    os.chdir("/")
+
+
+def run_in_mount_ns(ns: NamespaceFds, action: Callable[[], None]) -> None:
+    """Run action in a forked child inside the target's mount namespace; raise its error."""
+    read_end, write_end = os.pipe2(os.O_CLOEXEC)
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child
+        code = 0
+        try:
+            os.close(read_end)
+            enter_mount_ns(ns)
+            action()
+        except BaseException as err:
+            os.write(write_end, _describe(err).encode())
+            code = 1
+        os._exit(code)
+    os.close(write_end)
+    message = read_all(read_end)
+    _, status = os.waitpid(pid, 0)
+    if message or status != 0:
+        raise CrashcartError(message or f"helper failed with status {status}")
+
+
+def read_all(fd: int) -> str:
+    chunks = []
+    with os.fdopen(fd, "rb") as pipe:
+        while chunk := pipe.read(4096):
+            chunks.append(chunk)
+    return b"".join(chunks).decode(errors="replace")
+
+
+def mount_toolbox(tree_fd: int, mount_point: str, owner: Identity) -> None:
+    """In the target: create the mount point on its /dev tmpfs and attach the toolbox there.
+
+    A tmpfs mounted inside a user namespace refuses to create files for ids that namespace
+    does not map (EOVERFLOW), so the directory is made as `owner`, host ids that it maps.
+    """
+    parent = os.path.dirname(mount_point)
+    try:
+        parent_dev = os.stat(parent).st_dev
+    except FileNotFoundError:
+        raise CrashcartError(f"the target has no {parent} to hold the mount point") from None
+    if parent_dev == os.stat("/").st_dev:
+        # Creating the mount point there would write to the target's root filesystem.
+        raise CrashcartError(
+            f"the target's {parent} is not a separate filesystem (tmpfs), and crashcart does "
+            f"not write to a target's root filesystem"
+        )
+    setfsgid(owner.gid)
+    setfsuid(owner.uid)
+    try:
+        os.mkdir(mount_point, 0o755)
+    except FileExistsError:
+        pass  # left empty by a session that was killed before it could remove it
+    except OSError as err:
+        raise CrashcartError(f"cannot create {mount_point} in the target: {err.strerror}") from None
+    try:
+        move_mount(tree_fd, mount_point)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.rmdir(mount_point)
+        raise
+
+
+def unmount_toolbox(mount_point: str) -> None:
+    """In the target: detach every toolbox mount stacked on the mount point, remove it."""
+    for _ in range(16):
+        try:
+            umount2(mount_point, MNT_DETACH)
+        except OSError as err:
+            if err.errno in (errno.EINVAL, errno.ENOENT):
+                break
+            raise
+    with contextlib.suppress(FileNotFoundError):
+        os.rmdir(mount_point)
+
+
+@record
+class Identity:
+    """Who the command runs as, in the target's user namespace."""
+
+    uid: int
+    gid: int
+
+
+def _map_id(map_text: str, host_id: int) -> int | None:
+    """The id inside a user namespace that a host id maps to, from a uid_map/gid_map."""
+    for line in map_text.splitlines():
+        inside, outside, count = (int(x) for x in line.split())
+        if outside <= host_id < outside + count:
+            return inside + host_id - outside
+    return None
+
+
+def _inside_ids(map_text: str) -> list[int]:
+    return [int(line.split()[0]) for line in map_text.splitlines()]
+
+
+def choose_identity(pid: int, in_user_ns: bool) -> Identity:
+    """Root of the target's user namespace when root is mapped, otherwise the target's ids."""
+    if not in_user_ns:
+        return Identity(0, 0)
+    ids = []
+    for kind, field in (("uid", "Uid:"), ("gid", "Gid:")):
+        with open(f"/proc/{pid}/{kind}_map") as f:
+            map_text = f.read()
+        if 0 in _inside_ids(map_text) or _map_id(map_text, 0) == 0:
+            ids.append(0)
+            continue
+        with open(f"/proc/{pid}/status") as f:
+            line = next(x for x in f if x.startswith(field))
+        inside = _map_id(map_text, int(line.split()[1]))
+        if inside is None:
+            raise CrashcartError(f"pid {pid}'s own {kind} is not mapped in its user namespace")
+        ids.append(inside)
+    return Identity(ids[0], ids[1])
+
+
+def host_owner(pid: int, in_user_ns: bool) -> Identity:
+    """The host ids of the target user namespace's root (or of the target itself)."""
+    if not in_user_ns:
+        return Identity(0, 0)
+    ids = []
+    for kind, field in (("uid", "Uid:"), ("gid", "Gid:")):
+        with open(f"/proc/{pid}/{kind}_map") as f:
+            rows = [[int(x) for x in line.split()] for line in f]
+        root = [outside for inside, outside, _ in rows if inside == 0]
+        if root:
+            ids.append(root[0])
+            continue
+        with open(f"/proc/{pid}/status") as f:
+            ids.append(int(next(x for x in f if x.startswith(field)).split()[1]))
+    return Identity(ids[0], ids[1])
+
+
+def exec_from_path(argv: tuple[str, ...], env: Mapping[str, str]) -> None:
+    """execvpe, but without os.execvpe: that imports `warnings` lazily, and by now the root is
+    the target's, where there is no Python library to import from."""
+    if "/" in argv[0]:
+        os.execve(argv[0], argv, env)  # noqa: S606 - the user's own command
+    error: OSError = FileNotFoundError(errno.ENOENT, "not found on PATH", argv[0])
+    for directory in env.get("PATH", "/bin").split(":"):
+        try:
+            os.execve(os.path.join(directory or ".", argv[0]), argv, env)  # noqa: S606
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        except OSError as err:
+            error = err  # e.g. EACCES: keep looking, report it if nothing else runs
+    raise error
+
+
+TIOCSPTLCK = 0x40045431  # unlock a pty master's slave
+TIOCGPTPEER = 0x5441  # open a master's slave without a path (Linux 4.13)
+
+
+@record
+class PtyPlan:
+    """An interactive session's terminal: the host pty pair, and a socket on which the child
+    sends back the master of a pty it allocated in the target's own /dev/pts instead."""
+
+    master: int
+    slave: int
+    session_end: socket.socket
+    child_end: socket.socket
+
+
+def open_target_pty(channel: socket.socket) -> int | None:
+    """In the child, in the target's mount namespace: a pty from the target's /dev/ptmx, so
+    that `tty` and `ps` inside name a terminal that exists there. Its master goes back to the
+    session over `channel`; the slave is returned. None when the target has no usable ptmx."""
+    try:
+        master = os.open("/dev/ptmx", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        fcntl.ioctl(master, TIOCSPTLCK, struct.pack("i", 0))
+        slave = fcntl.ioctl(master, TIOCGPTPEER, os.O_RDWR | os.O_NOCTTY)
+        _copy_window_size(0, slave)
+        rights = struct.pack("i", master)
+        channel.sendmsg([b"m"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, rights)])
+    except OSError:
+        return None
+    finally:
+        os.close(master)
+    return int(slave)
+
+
+def receive_target_pty(plan: PtyPlan) -> int:
+    """In the session (after the fork): the target's pty master if the child sent one, else
+    the host's. The host slave is closed either way: only the child uses a slave."""
+    os.close(plan.slave)
+    plan.child_end.close()
+    _, ancillary, _, _ = plan.session_end.recvmsg(1, socket.CMSG_LEN(4))
+    plan.session_end.close()
+    for level, kind, data in ancillary:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS and len(data) >= 4:
+            os.close(plan.master)
+            return int(struct.unpack("i", data[:4])[0])
+    return plan.master
+
+
+def _exec_in_target(
+    ns: NamespaceFds,
+    argv: tuple[str, ...],
+    env: Mapping[str, str],
+    identity: Identity,
+    pty: PtyPlan | None,
+    error_pipe: int,
+) -> None:  # pragma: no cover - runs in the child
+    try:
+        enter_mount_ns(ns)
+        for name, flag in OTHER_NAMESPACES:
+            if name in ns.fds:
+                setns(ns.fds[name], flag)
+        pty_slave = None
+        if pty is not None:
+            os.close(pty.master)
+            pty.session_end.close()
+            pty_slave = open_target_pty(pty.child_end)
+            if pty_slave is None:
+                pty_slave = pty.slave
+            else:
+                os.close(pty.slave)
+            pty.child_end.close()
+        if "user" in ns.fds:
+            setns(ns.fds["user"], CLONE_NEWUSER)
+            with contextlib.suppress(OSError):
+                os.setgroups([])  # EPERM when the namespace has setgroups denied
+            os.setresgid(identity.gid, identity.gid, identity.gid)
+            os.setresuid(identity.uid, identity.uid, identity.uid)
+        if pty_slave is not None:
+            os.setsid()
+            fcntl.ioctl(pty_slave, termios.TIOCSCTTY, 0)
+            for fd in (0, 1, 2):
+                os.dup2(pty_slave, fd)
+            os.close(pty_slave)
+        for sig in FORWARDED_SIGNALS:
+            signal.signal(sig, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED_SIGNALS)  # blocked by the session
+        exec_from_path(argv, env)
+    except BaseException as err:
+        code = 127 if isinstance(err, FileNotFoundError) else 126
+        message = f"cannot run {argv[0]!r} in the target: {_describe(err)}"
+        if not isinstance(err, OSError) or err.filename is None:
+            message = f"cannot enter the target: {_describe(err)}"
+            code = 125
+        with contextlib.suppress(OSError):
+            os.write(error_pipe, message.encode())
+        os._exit(code)
+
+
+def spawn_in_target(
+    ns: NamespaceFds,
+    argv: tuple[str, ...],
+    env: Mapping[str, str],
+    identity: Identity,
+    pty: PtyPlan | None = None,
+) -> tuple[int, int]:
+    """Fork a child in all the target's namespaces that execs argv; (pid, error pipe).
+
+    setns(CLONE_NEWPID) only decides where the caller's next child is born, so the session
+    process sets it just around the fork and then returns to its own pid namespace.
+    The forwarded signals are blocked from here until the session's handlers know the
+    child's pid (see forward_signals): a SIGTERM in between is delivered late, not lost.
+    """
+    signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED_SIGNALS)
+    read_end, write_end = os.pipe2(os.O_CLOEXEC)
+    own_pid_ns = -1
+    session = os.getpid()
+    if "pid" in ns.fds:
+        own_pid_ns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+        setns(ns.fds["pid"], CLONE_NEWPID)
+    try:
+        pid = os.fork()
+    except OSError as err:
+        # ENOMEM: the target's pid namespace has no init any more.
+        raise CrashcartError(f"the target exited during the attach ({err.strerror})") from None
+    finally:
+        if own_pid_ns >= 0 and os.getpid() == session:
+            setns(own_pid_ns, CLONE_NEWPID)
+            os.close(own_pid_ns)
+    if pid == 0:  # pragma: no cover
+        os.close(read_end)
+        _exec_in_target(ns, argv, env, identity, pty, write_end)
+    os.close(write_end)
+    return pid, read_end
+
+
+def exit_status(status: int) -> int:
+    if os.WIFSIGNALED(status):
+        return 128 + os.WTERMSIG(status)
+    return os.waitstatus_to_exitcode(status)
+
+
+def wait_forwarding_signals(pid: int, from_terminal: bool) -> int:
+    """Wait for the command, passing on the signals the session receives; its exit status.
+
+    The signals were blocked by spawn_in_target: unblocking them once the handlers are in
+    place delivers any that arrived meanwhile.
+    """
+
+    def forward(signum: int, _frame: FrameType | None) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signum)
+
+    previous: dict[int, signal._HANDLER] = {}
+    for sig in FORWARDED_SIGNALS:
+        # A terminal already sends ^C and ^\ to the whole foreground group, the command too.
+        if from_terminal and sig in (signal.SIGINT, signal.SIGQUIT):
+            previous[sig] = signal.signal(sig, signal.SIG_IGN)
+        else:
+            previous[sig] = signal.signal(sig, forward)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED_SIGNALS)
+    try:
+        _, status = os.waitpid(pid, 0)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    return exit_status(status)
+
+
+def _copy_window_size(from_fd: int, to_fd: int) -> None:
+    with contextlib.suppress(OSError):
+        size = fcntl.ioctl(from_fd, termios.TIOCGWINSZ, struct.pack("HHHH", 0, 0, 0, 0))
+        fcntl.ioctl(to_fd, termios.TIOCSWINSZ, size)
+
+
+def open_pty() -> PtyPlan:
+    """A host pseudo-terminal pair whose size is the user's terminal's, and the channel on
+    which the child may send a better one from the target."""
+    master, slave = os.openpty()
+    _copy_window_size(sys.stdin.fileno(), slave)
+    session_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    return PtyPlan(master, slave, session_end, child_end)
+
+
+def relay_pty(pid: int, master: int) -> int:
+    """Copy the user's terminal (in raw mode) to and from the pty until the command exits."""
+    stdin, stdout = sys.stdin.fileno(), sys.stdout.fileno()
+
+    def on_winch(_signum: int, _frame: FrameType | None) -> None:
+        _copy_window_size(stdin, master)
+
+    def forward(signum: int, _frame: FrameType | None) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signum)
+
+    previous: dict[int, signal._HANDLER] = {
+        signal.SIGWINCH: signal.signal(signal.SIGWINCH, on_winch)
+    }
+    for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2):
+        previous[sig] = signal.signal(sig, forward)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED_SIGNALS)
+    saved = termios.tcgetattr(stdin)
+    tty.setraw(stdin)
+    sources = [stdin, master]
+    try:
+        while True:
+            try:
+                ready, _, _ = select.select(sources, [], [])
+            except InterruptedError:
+                continue
+            if master in ready:
+                try:
+                    data = os.read(master, 65536)
+                except OSError:  # EIO: every slave descriptor is closed, the shell is gone
+                    break
+                if not data:
+                    break
+                os.write(stdout, data)
+            if stdin in ready:
+                data = os.read(stdin, 65536)
+                if data:
+                    os.write(master, data)
+                else:
+                    sources.remove(stdin)
+    finally:
+        termios.tcsetattr(stdin, termios.TCSAFLUSH, saved)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    os.close(master)
+    _, status = os.waitpid(pid, 0)
+    return exit_status(status)

@@ -1,0 +1,107 @@
+"""The few mount and namespace syscalls crashcart needs, as thin ctypes wrappers.
+
+One small function per system call (mkosi's sandbox.py style); each raises OSError with the
+errno and the path it was given, and callers turn that into a CrashcartError with context.
+The numbers of open_tree, move_mount and mount_setattr are the same on every architecture
+(they were allocated after the syscall tables were unified at 424).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.syscall.restype = ctypes.c_long
+
+NR_OPEN_TREE = 428
+NR_MOVE_MOUNT = 429
+NR_MOUNT_SETATTR = 442
+
+OPEN_TREE_CLONE = 1
+OPEN_TREE_CLOEXEC = os.O_CLOEXEC
+AT_EMPTY_PATH = 0x1000
+AT_RECURSIVE = 0x8000
+AT_FDCWD = -100
+MOVE_MOUNT_F_EMPTY_PATH = 0x4
+
+MOUNT_ATTR_RDONLY = 0x1
+MOUNT_ATTR_NOSUID = 0x2
+MOUNT_ATTR_NODEV = 0x4
+MS_PRIVATE = 1 << 18
+MNT_DETACH = 2
+
+CLONE_NEWNS = 0x00020000
+CLONE_NEWCGROUP = 0x02000000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+
+
+class MountAttr(ctypes.Structure):
+    _fields_ = (
+        ("attr_set", ctypes.c_uint64),
+        ("attr_clr", ctypes.c_uint64),
+        ("propagation", ctypes.c_uint64),
+        ("userns_fd", ctypes.c_uint64),
+    )
+
+
+def _check(result: int, what: str, path: str = "") -> int:
+    if result < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}", path or None)
+    return result
+
+
+def open_tree(path: str, flags: int) -> int:
+    return _check(_libc.syscall(NR_OPEN_TREE, AT_FDCWD, path.encode(), flags), "open_tree", path)
+
+
+def mount_setattr(fd: int, attr: MountAttr, flags: int) -> None:
+    size = ctypes.sizeof(attr)
+    result = _libc.syscall(NR_MOUNT_SETATTR, fd, b"", flags, ctypes.byref(attr), size)
+    _check(result, "mount_setattr")
+
+
+def move_mount(fd: int, to_path: str) -> None:
+    flags = MOVE_MOUNT_F_EMPTY_PATH
+    result = _libc.syscall(NR_MOVE_MOUNT, fd, b"", AT_FDCWD, to_path.encode(), flags)
+    _check(result, "move_mount", to_path)
+
+
+def umount2(path: str, flags: int) -> None:
+    _check(_libc.umount2(path.encode(), flags), "umount2", path)
+
+
+def setns(fd: int, nstype: int) -> None:
+    _check(_libc.setns(fd, nstype), "setns")
+
+
+def setfsuid(uid: int) -> None:
+    _libc.setfsuid(uid)  # returns the previous fsuid, never an error
+
+
+def setfsgid(gid: int) -> None:
+    _libc.setfsgid(gid)
+
+
+def clone_tree_readonly(path: str) -> int:
+    """A detached, recursive, read-only nosuid nodev private copy of the mount tree at path.
+
+    The clone lives in an anonymous mount namespace until move_mount attaches it, so it can
+    be carried (as a file descriptor) into a namespace where the host path is invisible.
+    """
+    fd = open_tree(path, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE)
+    try:
+        attr = MountAttr(
+            attr_set=MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
+            propagation=MS_PRIVATE,
+        )
+        mount_setattr(fd, attr, AT_EMPTY_PATH | AT_RECURSIVE)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd

@@ -1,0 +1,127 @@
+"""Counting the sessions that share one toolbox mount in one target.
+
+The count lives on the host, never in the target: /run/crashcart/<mount namespace>/ holds a
+lock file, the toolbox the mount came from, one file per live session (its pid and start
+time, so a session killed with SIGKILL is recognised as gone rather than counted forever),
+and `pinned` while `attach --mount-only` keeps the toolbox mounted without a session.
+Everything is read and changed under an exclusive flock on the lock file.
+
+(os.path rather than pathlib: every attach imports this, and its start-up time is part of
+the benchmark against `runc exec`.)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+from collections.abc import Iterator
+
+from crashcart.record import record
+from crashcart.target import is_alive, read_start_time
+
+STATE_ROOT = os.environ.get("CRASHCART_STATE", "/run/crashcart")
+
+
+@record
+class MountState:
+    """What the state directory says about one target's toolbox mount."""
+
+    directory: str
+    live_sessions: tuple[int, ...]
+    pinned: bool
+    toolbox: str  # the host path the mounted toolbox was cloned from, "" if unknown
+
+    @property
+    def in_use(self) -> bool:
+        return bool(self.live_sessions) or self.pinned
+
+
+def _write(path: str, text: str) -> None:
+    with open(path, "w") as f:
+        f.write(text)
+
+
+def _unlink(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+
+
+@contextlib.contextmanager
+def locked_state(key: str) -> Iterator[str]:
+    """Hold the exclusive lock of one target's state directory."""
+    directory = os.path.join(STATE_ROOT, key)
+    lock = os.path.join(directory, "lock")
+    while True:
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        try:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except FileNotFoundError:
+            continue  # the directory was removed by `forget` between makedirs and open
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        # `forget` removes the lock file while holding it: a waiter that then gets the lock
+        # holds a file nobody else will see, and must start again on a fresh one.
+        try:
+            if os.stat(lock).st_ino == os.fstat(fd).st_ino:
+                break
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+    try:
+        yield directory
+    finally:
+        os.close(fd)
+
+
+def read_state(directory: str) -> MountState:
+    """The state, after forgetting sessions whose process is gone (killed, crashed)."""
+    live = []
+    for name in sorted(os.listdir(directory)):
+        if not name.startswith("session-"):
+            continue
+        path = os.path.join(directory, name)
+        try:
+            pid = int(name.removeprefix("session-"))
+            with open(path) as f:
+                start = int(f.read())
+        except (ValueError, OSError):
+            _unlink(path)
+            continue
+        if is_alive(pid, start):
+            live.append(pid)
+        else:
+            _unlink(path)
+    try:
+        with open(os.path.join(directory, "toolbox")) as f:
+            toolbox = f.read()
+    except FileNotFoundError:
+        toolbox = ""
+    pinned = os.path.exists(os.path.join(directory, "pinned"))
+    return MountState(directory, tuple(live), pinned, toolbox)
+
+
+def add_session(directory: str, pid: int) -> None:
+    _write(os.path.join(directory, f"session-{pid}"), str(read_start_time(pid)))
+
+
+def remove_session(directory: str, pid: int) -> None:
+    _unlink(os.path.join(directory, f"session-{pid}"))
+
+
+def set_pinned(directory: str, pinned: bool) -> None:
+    if pinned:
+        _write(os.path.join(directory, "pinned"), "")
+    else:
+        _unlink(os.path.join(directory, "pinned"))
+
+
+def record_toolbox(directory: str, toolbox: str) -> None:
+    _write(os.path.join(directory, "toolbox"), toolbox)
+
+
+def forget(directory: str) -> None:
+    """Remove the state of a target whose toolbox is unmounted; call it holding the lock."""
+    for name in ("toolbox", "pinned", "lock"):
+        _unlink(os.path.join(directory, name))
+    with contextlib.suppress(OSError):
+        os.rmdir(directory)

@@ -1,0 +1,203 @@
+"""Turn what the user typed (a pid, a runc/crun container, a Docker container) into a process.
+
+A Target is a pid plus the process's start time, so that a pid reused by another process
+between lookup and attach is noticed instead of entered.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+
+from crashcart.record import record
+from smith.errors import CrashcartError
+
+RUNTIME_ROOTS = (("runc", "/run/runc"), ("crun", "/run/crun"))
+DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
+NAMESPACES = ("mnt", "user", "pid", "net", "ipc", "uts", "cgroup")
+
+
+@record
+class Target:
+    pid: int
+    start_time: int
+    description: str  # what the prompt and messages call it: "runc container web (pid 42)"
+    name: str  # the short form for the prompt: container id or pid
+
+
+def read_start_time(pid: int) -> int:
+    """Field 22 of /proc/PID/stat (clock ticks since boot): with the pid, names one process."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            stat = f.read()
+    except FileNotFoundError:
+        raise CrashcartError(f"no process with pid {pid}") from None
+    except ProcessLookupError:
+        raise CrashcartError(f"no process with pid {pid}") from None
+    # The command name (field 2) may contain spaces and parentheses: split after the last ')'.
+    fields = stat[stat.rindex(")") + 2 :].split()
+    if fields[0] in ("Z", "X"):  # exited, not yet reaped: its namespaces are gone
+        raise CrashcartError(f"no process with pid {pid} (it has exited)")
+    return int(fields[19])
+
+
+def is_alive(pid: int, start_time: int) -> bool:
+    try:
+        return read_start_time(pid) == start_time
+    except (CrashcartError, ValueError, OSError):
+        return False
+
+
+def target_from_pid(pid: int, description: str = "", name: str = "") -> Target:
+    if pid <= 0:
+        raise CrashcartError(f"no process with pid {pid}")
+    start = read_start_time(pid)
+    return Target(pid, start, description or f"pid {pid}", name or str(pid))
+
+
+def _runtime_state_pid(runtime: str, root: str, container: str) -> tuple[int, int] | None:
+    """(init pid, its start time or 0 if not recorded) a runtime recorded for a container,
+    or None if it has no such container."""
+    if "/" in container or container in (".", ".."):
+        return None
+    name, key = ("state.json", "init_process_pid") if runtime == "runc" else ("status", "pid")
+    try:
+        with open(os.path.join(root, container, name)) as f:
+            state = json.load(f)
+        # runc records the start time too: a pid since reused by another process is noticed.
+        return int(state[key]), int(state.get("init_process_start", 0))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        message = f"cannot read {runtime}'s state of container {container!r}: {err}"
+        raise CrashcartError(message) from None
+
+
+def docker_host(explicit: str | None) -> str:
+    return explicit or os.environ.get("DOCKER_HOST") or DEFAULT_DOCKER_HOST
+
+
+def _docker_pid(host: str, container: str) -> int | None:
+    """The pid of a running Docker container from the Engine API, None if there is no such."""
+    if not host.startswith("unix://"):
+        raise CrashcartError(f"docker host {host!r} is not a unix:// socket")
+    path = host.removeprefix("unix://")
+    if not os.path.exists(path):
+        return None
+    # Imported here: http.client costs more start-up time than the whole attach of a pid.
+    import http.client
+    import socket
+    import urllib.parse
+
+    class UnixConnection(http.client.HTTPConnection):
+        def connect(self) -> None:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.settimeout(10)
+            sock.connect(path)
+            self.sock = sock
+
+    conn = UnixConnection("localhost", timeout=10)
+    try:
+        conn.request("GET", f"/containers/{urllib.parse.quote(container, safe='')}/json")
+        resp = conn.getresponse()
+        body = resp.read()
+    except OSError as err:
+        raise CrashcartError(f"cannot reach dockerd at {host}: {err}") from None
+    finally:
+        conn.close()
+    if resp.status == 404:
+        return None
+    if resp.status != 200:
+        raise CrashcartError(f"dockerd at {host} answered {resp.status} for {container!r}")
+    state = json.loads(body).get("State", {})
+    if not state.get("Running") or not state.get("Pid"):
+        raise CrashcartError(f"docker container {container!r} is not running")
+    return int(state["Pid"])
+
+
+def resolve_target(spec: str, docker: str | None = None) -> Target:
+    """A pid, then a runc or crun container id, then a Docker container id or name."""
+    if spec.isdigit():
+        return target_from_pid(int(spec))
+    looked = []
+    for runtime, root in RUNTIME_ROOTS:
+        recorded = _runtime_state_pid(runtime, root, spec)
+        if recorded is not None:
+            pid, start = recorded
+            if pid == 0:
+                raise CrashcartError(f"{runtime} container {spec!r} is not running")
+            try:
+                target = target_from_pid(pid, f"{runtime} container {spec} (pid {pid})", spec)
+            except CrashcartError:
+                target = None
+            if target is None or start not in (0, target.start_time):
+                raise CrashcartError(
+                    f"{runtime} container {spec!r} is not running (its pid {pid} is gone)"
+                )
+            return target
+        looked.append(f"{runtime} {root}")
+    host = docker_host(docker)
+    docker_pid = _docker_pid(host, spec)
+    if docker_pid is not None:
+        return target_from_pid(docker_pid, f"docker container {spec} (pid {docker_pid})", spec[:12])
+    looked.append(f"docker {host}")
+    raise CrashcartError(f"no process or container {spec!r} (looked in {', '.join(looked)})")
+
+
+@record
+class NamespaceFds:
+    """Open /proc/PID/ns/* files: once open they pin the namespaces even if the pid exits."""
+
+    fds: dict[str, int]
+    root_fd: int
+    same_as_host: tuple[str, ...]
+
+    def close(self) -> None:
+        for fd in (*self.fds.values(), self.root_fd):
+            os.close(fd)
+
+
+def open_namespaces(target: Target) -> NamespaceFds:
+    """Open every namespace of the target that differs from ours, and its root directory."""
+    fds: dict[str, int] = {}
+    same: list[str] = []
+    try:
+        for ns in NAMESPACES:
+            path = f"/proc/{target.pid}/ns/{ns}"
+            try:
+                theirs = os.stat(path)
+                ours = os.stat(f"/proc/self/ns/{ns}")
+            except FileNotFoundError:
+                if ns == "cgroup":
+                    continue  # kernels without cgroup namespaces
+                raise
+            if (theirs.st_dev, theirs.st_ino) == (ours.st_dev, ours.st_ino):
+                same.append(ns)
+                continue
+            fds[ns] = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        root_fd = os.open(f"/proc/{target.pid}/root", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except PermissionError:
+        for fd in fds.values():
+            os.close(fd)
+        raise CrashcartError(
+            f"no permission to enter the namespaces of {target.description}",
+            hint="crashcart attach needs root (CAP_SYS_ADMIN and CAP_SYS_PTRACE)",
+        ) from None
+    except OSError as err:
+        for fd in fds.values():
+            os.close(fd)
+        if err.errno in (errno.ENOENT, errno.ESRCH):
+            raise CrashcartError(f"{target.description} exited during the attach") from None
+        raise
+    # The files were opened by path: make sure the pid still names the process we resolved.
+    if not is_alive(target.pid, target.start_time):
+        NamespaceFds(fds, root_fd, ()).close()
+        raise CrashcartError(f"{target.description} exited during the attach")
+    return NamespaceFds(fds, root_fd, tuple(same))
+
+
+def mount_ns_key(pid: int) -> str:
+    """A stable name for the target's mount namespace: the sessions sharing one mount."""
+    st = os.stat(f"/proc/{pid}/ns/mnt")
+    return f"mnt-{st.st_dev}-{st.st_ino}"

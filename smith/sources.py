@@ -1,0 +1,104 @@
+"""From a recipe to its packages: repository configs, the lock or a fresh resolution.
+
+Shared by `smith build` and `smith lock`, so that both read the same recipe keys the same
+way: a relative `baseurl` or `gpgkey` is relative to the recipe, never to the current
+directory.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from smith.errors import RecipeError
+from smith.recipe import Recipe
+from smith.resolve.fetch import Fetcher, is_remote
+from smith.resolve.localrepo import is_local_rpm, local_repo
+from smith.resolve.lock import Lock, lock_path_for, pin_sha256
+from smith.resolve.plan import plan_packages
+from smith.resolve.repo import Repo, RepoConfig, load_repos
+from smith.resolve.rpm import read_rpm
+from smith.resolve.solver import ResolvedPackage, resolve
+
+
+def relative_to(value: str, base: str) -> str:
+    if is_remote(value) or value.startswith("file:") or os.path.isabs(value):
+        return value
+    return os.path.join(base, value)
+
+
+def repo_configs(recipe: Recipe, recipe_path: str) -> tuple[RepoConfig, ...]:
+    base = os.path.dirname(os.path.abspath(recipe_path))
+    return tuple(
+        RepoConfig(
+            id=repo.id or repo.name or f"repo{i}",
+            baseurl=relative_to(repo.baseurl, base),
+            priority=repo.priority,
+            gpgcheck=repo.gpgcheck,
+            gpgkey=tuple(relative_to(k, base) for k in repo.gpgkey),
+        )
+        for i, repo in enumerate(recipe.repos)
+        if repo.enabled
+    )
+
+
+def requests_of(recipe: Recipe, recipe_path: str) -> tuple[str, ...]:
+    if not recipe.package_requests:
+        raise RecipeError(f"{recipe_path}: no `package` or `packages` to build from")
+    return recipe.package_requests
+
+
+def local_files(
+    requests: tuple[str, ...], recipe_path: str, fetcher: Fetcher
+) -> tuple[tuple[str, ...], tuple[Repo, ...]]:
+    """Requests with local `.rpm` files replaced by their package names, and the
+    repository of those files (none when there are none)."""
+    base = os.path.dirname(os.path.abspath(recipe_path))
+    paths = {r: Path(os.path.normpath(relative_to(r, base))) for r in requests if is_local_rpm(r)}
+    if not paths:
+        return requests, ()
+    repo = local_repo(list(paths.values()), fetcher)  # refuses a missing file by name
+    names = {r: read_rpm(p).name for r, p in paths.items()}
+    return tuple(names.get(r, r) for r in requests), (repo,)
+
+
+def plan_recipe(
+    recipe: Recipe, recipe_path: str, fetcher: Fetcher, *, locked: bool = False
+) -> tuple[ResolvedPackage, ...]:
+    """The recipe's packages: smith.lock's when it fits the recipe, else resolved now."""
+    written = requests_of(recipe, recipe_path)
+    configs = repo_configs(recipe, recipe_path)
+    lock_path = lock_path_for(recipe_path)
+    requests, local = local_files(written, recipe_path, fetcher)
+    if not configs and not local and not lock_path.exists() and not locked:
+        raise RecipeError(f"{recipe_path}: no `repos` to find {', '.join(requests)} in")
+    return plan_packages(
+        requests,
+        configs,
+        fetcher,
+        arch=recipe.arch,
+        excludes=recipe.excludes,
+        weak=recipe.weak,
+        lock_path=lock_path,
+        locked=locked,
+        lock_requests=written,
+        extra_repos=local,
+    )
+
+
+def lock_recipe(recipe: Recipe, recipe_path: str, fetcher: Fetcher) -> tuple[Path, Lock]:
+    """Resolve the recipe afresh and pin every package by sha256: (lock path, lock)."""
+    written = requests_of(recipe, recipe_path)
+    configs = repo_configs(recipe, recipe_path)
+    requests, local = local_files(written, recipe_path, fetcher)
+    if not configs and not local:
+        raise RecipeError(f"{recipe_path}: `repos` must list at least one repository")
+    packages = resolve(
+        requests,
+        (*local, *load_repos(configs, fetcher)),
+        arch=recipe.arch,
+        excludes=recipe.excludes,
+        weak=recipe.weak,
+    )
+    lock = Lock(written, recipe.arch, recipe.excludes, recipe.weak, pin_sha256(packages, fetcher))
+    return lock_path_for(recipe_path), lock

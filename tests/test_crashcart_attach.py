@@ -1,0 +1,670 @@
+"""crashcart attach on real containers: runc, crun, runc with a user namespace, Docker.
+
+Every container, mount and daemon here is started by a fixture and removed by it, even when
+a test fails. "No trace" is checked the strict way: the target's mountinfo and a listing of
+its root filesystem and of its /dev are byte-identical before the attach and after it.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import select
+import shutil
+import signal
+import struct
+import subprocess
+import sys
+import tempfile
+import termios
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from crashcart.prefix import MOUNT_POINT
+from crashcart.target import open_namespaces, target_from_pid
+from crashcart.toolbox import DEFAULT_RECIPE, build_toolbox
+from smith.errors import CrashcartError
+from tests.crashcart_containers import (
+    Container,
+    list_tree,
+    make_bundle,
+    make_rootfs,
+    running_container,
+)
+from tests.tools import PROJECT, require_root, require_tool
+
+
+@pytest.fixture(scope="session")
+def toolbox(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    require_root()
+    for tool in ("patchelf", "ldd", "strace", "gdb", "lsof", "curl", "ip", "ss", "busybox"):
+        require_tool(tool)
+    dest = tmp_path_factory.mktemp("toolbox") / "toolbox"
+    build_toolbox(DEFAULT_RECIPE, dest)
+    return dest
+
+
+@pytest.fixture(scope="session")
+def busybox() -> str:
+    return require_tool("busybox")
+
+
+@pytest.fixture(scope="session")
+def state_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("crashcart-state")
+
+
+@pytest.fixture(scope="module", params=["runc", "crun"])
+def micro(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, busybox: str
+) -> Iterator[Container]:
+    """The stand-in for a smith-built microcontainer, run by runc and by crun."""
+    runtime = request.param
+    require_root()
+    require_tool(runtime)
+    bundle = tmp_path_factory.mktemp(f"micro-{runtime}")
+    make_bundle(bundle, busybox)
+    with running_container(runtime, f"cc-test-{runtime}-{os.getpid()}", bundle) as container:
+        yield container
+
+
+@pytest.fixture(scope="module")
+def userns_container(busybox: str) -> Iterator[Container]:
+    require_root()
+    require_tool("runc")
+    # The namespace's root (host uid 200000) must reach the rootfs: pytest's tmp is 0700.
+    bundle = Path(tempfile.mkdtemp(prefix="crashcart-userns-"))
+    try:
+        bundle.chmod(0o755)
+        make_bundle(bundle, busybox, userns=True)
+        with running_container("runc", f"cc-test-userns-{os.getpid()}", bundle) as container:
+            yield container
+    finally:
+        shutil.rmtree(bundle)
+
+
+def crashcart_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "crashcart", *args]
+
+
+def env_for(state_dir: Path) -> dict[str, str]:
+    return {**os.environ, "CRASHCART_STATE": str(state_dir), "PYTHONPATH": str(PROJECT)}
+
+
+def crashcart(
+    state_dir: Path, *args: str, input_text: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        crashcart_cmd(*args),
+        capture_output=True,
+        text=True,
+        env=env_for(state_dir),
+        input=input_text,
+        timeout=60,
+        check=False,
+    )
+
+
+def mountinfo(pid: int) -> str:
+    return Path(f"/proc/{pid}/mountinfo").read_text()
+
+
+def snapshot(container: Container) -> tuple[str, bytes, bytes]:
+    """What must not change: mount table, root filesystem listing, /dev listing."""
+    return (
+        mountinfo(container.pid),
+        list_tree(container.bundle / "rootfs"),
+        # Terminal use (the shell's own /dev/tty) moves device times: those are not ours.
+        list_tree(Path(f"/proc/{container.pid}/root/dev"), device_times=False),
+    )
+
+
+def has_toolbox(container: Container) -> bool:
+    return any(line.split()[4] == MOUNT_POINT for line in mountinfo(container.pid).splitlines())
+
+
+def test_command_sees_the_target(micro: Container, toolbox: Path, state_dir: Path) -> None:
+    before = snapshot(micro)
+    script = (
+        "ls -l /proc/1/exe; cat /etc/marker; hostname; ip -o link show | cut -d: -f2; "
+        "ps -o pid,user,args; strace -V | head -1; "
+        "gdb -batch -ex 'info proc' -p 1 2>&1 | grep '^process'; "
+        "lsof -p 1 | head -1; curl --version | head -1; ss -ltn | head -1"
+    )
+    done = crashcart(
+        state_dir, "attach", "--toolbox", str(toolbox), micro.id, "--", "sh", "-c", script
+    )
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert "/proc/1/exe -> /app/busybox" in out
+    assert "inside the microcontainer" in out
+    assert "\nmicro\n" in out
+    assert [x.strip() for x in out.split("\n") if x.strip() in ("lo", "eth0", "ifb0")] == ["lo"]
+    assert "app      /app/busybox sleep" in out or "/app/busybox sleep 100000" in out
+    assert "strace -- version" in out
+    assert "process 1" in out
+    assert "COMMAND PID" in out.replace("   ", " ").replace("  ", " ")
+    assert "\ncurl " in out
+    assert "State" in out and "Local Address" in out  # ss
+    assert snapshot(micro) == before
+
+
+@pytest.mark.parametrize(
+    ("command", "status"),
+    [
+        (("true",), 0),
+        (("sh", "-c", "exit 7"), 7),
+        (("sh", "-c", "kill -KILL $$"), 128 + 9),
+        (("sh", "-c", "kill -TERM $$"), 128 + 15),
+        (("no-such-tool",), 127),
+    ],
+)
+def test_exit_status(
+    micro: Container, toolbox: Path, state_dir: Path, command: tuple[str, ...], status: int
+) -> None:
+    done = crashcart(state_dir, "attach", "--toolbox", str(toolbox), micro.id, "--", *command)
+    assert done.returncode == status, done.stderr
+    if status == 127:
+        assert "cannot run 'no-such-tool' in the target" in done.stderr
+    assert not has_toolbox(micro)
+
+
+def test_attach_by_pid_leaves_no_trace(micro: Container, toolbox: Path, state_dir: Path) -> None:
+    before = snapshot(micro)
+    done = crashcart(
+        state_dir, "attach", "--toolbox", str(toolbox), str(micro.pid), "--", "ls", MOUNT_POINT
+    )
+    assert done.returncode == 0, done.stderr
+    assert "bin" in done.stdout.split()
+    assert snapshot(micro) == before
+    assert list(state_dir.iterdir()) == []
+
+
+def read_until(fd: int, marker: bytes, limit: float = 30.0) -> bytes:
+    """Read a pty until marker shows up (the deadline only stops a hung test)."""
+    seen = b""
+    deadline = time.monotonic() + limit
+    while marker not in seen:
+        left = deadline - time.monotonic()
+        assert left > 0, f"never saw {marker!r}; got {seen!r}"
+        ready, _, _ = select.select([fd], [], [], left)
+        if ready:
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            seen += chunk
+    return seen
+
+
+def test_interactive_shell_through_a_pty(micro: Container, toolbox: Path, state_dir: Path) -> None:
+    before = snapshot(micro)
+    master, slave = os.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 33, 111, 0, 0))
+    proc = subprocess.Popen(
+        crashcart_cmd("attach", "--toolbox", str(toolbox), micro.id),
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        env={**env_for(state_dir), "TERM": "dumb"},
+        start_new_session=True,
+    )
+    os.close(slave)
+    try:
+        banner = read_until(master, f"[crashcart {micro.id}]".encode())
+        assert b"exit to leave" in banner
+        os.write(master, b"stty size; echo $((6 * 7))x; readlink /proc/1/exe\r")
+        out = read_until(master, b"/app/busybox\r\n")
+        assert b"33 111" in out
+        assert b"42x" in out
+        os.write(master, b"ip -o link show | wc -l\r")  # the real ip, through the alias
+        assert b"1\r\n" in read_until(master, b"1\r\n")
+        # The terminal is one of the target's own ptys: it exists in its /dev/pts.
+        os.write(master, b"t=$(tty); [ -c $t ] && echo tty-ok:$t\r")
+        assert b"tty-ok:/dev/pts/" in read_until(master, b"tty-ok:/dev/pts/")
+        os.write(master, b"exit 3\r")
+        assert proc.wait(timeout=30) == 3
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)
+    assert snapshot(micro) == before
+
+
+def test_user_namespace(userns_container: Container, toolbox: Path, state_dir: Path) -> None:
+    before = snapshot(userns_container)
+    done = crashcart(
+        state_dir,
+        "attach",
+        "--toolbox",
+        str(toolbox),
+        userns_container.id,
+        "--",
+        "sh",
+        "-c",
+        "id -u; cat /proc/self/uid_map; ls -l /proc/1/exe; ls -ld /dev/crashcart",
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == "0"
+    assert lines[1].split() == ["0", "200000", "65536"]
+    assert "/proc/1/exe -> /app/busybox" in done.stdout
+    assert snapshot(userns_container) == before
+
+
+def test_concurrent_sessions_share_one_mount(
+    micro: Container, toolbox: Path, state_dir: Path
+) -> None:
+    before = snapshot(micro)
+    first = subprocess.Popen(
+        crashcart_cmd("attach", "--toolbox", str(toolbox), micro.id, "--", "sh", "-c", "read x"),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env_for(state_dir),
+    )
+    try:
+        wait_for(lambda: has_toolbox(micro), first)
+        second = crashcart(
+            state_dir,
+            "attach",
+            "--toolbox",
+            str(toolbox),
+            micro.id,
+            "--",
+            "ls",
+            "/dev/crashcart/bin/gdb",
+        )
+        assert second.returncode == 0, second.stderr
+        mounts = [x for x in mountinfo(micro.pid).splitlines() if MOUNT_POINT in x]
+        assert len(mounts) == 1, "the second session must reuse the first one's mount"
+        other = crashcart(
+            state_dir, "attach", "--toolbox", str(toolbox.parent), micro.id, "--", "true"
+        )
+        assert other.returncode == 1
+        assert f"already has the toolbox {toolbox} mounted for 1 session(s)" in other.stderr
+        assert first.poll() is None
+        first.communicate(b"\n", timeout=30)
+        assert first.returncode == 0
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+    assert snapshot(micro) == before
+
+
+def wait_for(condition: object, proc: subprocess.Popen[bytes], limit: float = 30.0) -> None:
+    assert callable(condition)
+    deadline = time.monotonic() + limit
+    while not condition():
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "condition never became true"
+        time.sleep(0.05)
+
+
+def test_sigkilled_session_is_recovered(micro: Container, toolbox: Path, state_dir: Path) -> None:
+    before = snapshot(micro)
+    victim = subprocess.Popen(
+        crashcart_cmd("attach", "--toolbox", str(toolbox), micro.id, "--", "sh", "-c", "read x"),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env_for(state_dir),
+    )
+    try:
+        wait_for(lambda: has_toolbox(micro), victim)
+        victim.send_signal(signal.SIGKILL)
+        victim.wait()
+        assert has_toolbox(micro), "a SIGKILLed session cannot clean up: the mount stays"
+        again = crashcart(state_dir, "attach", "--toolbox", str(toolbox), micro.id, "--", "true")
+        assert again.returncode == 0, again.stderr
+        assert "left in" in again.stderr
+    finally:
+        if victim.stdin:
+            victim.stdin.close()  # lets the orphaned `read` in the container finish
+    assert not has_toolbox(micro)
+    assert snapshot(micro) == before
+
+
+def test_mount_only_and_unmount(micro: Container, toolbox: Path, state_dir: Path) -> None:
+    before = snapshot(micro)
+    tb = ("--toolbox", str(toolbox))
+    done = crashcart(state_dir, "attach", "--mount-only", *tb, micro.id)
+    assert done.returncode == 0, done.stderr
+    assert has_toolbox(micro)
+    # The pinned toolbox is usable by the runtime's own exec, and survives a session.
+    runtime_exec = subprocess.run(
+        [micro.runtime, "exec", micro.id, f"{MOUNT_POINT}/bin/busybox", "true"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert runtime_exec.returncode == 0, runtime_exec.stderr
+    assert crashcart(state_dir, "attach", *tb, micro.id, "--", "true").returncode == 0
+    assert has_toolbox(micro)
+    done = crashcart(state_dir, "attach", "--unmount", micro.id)
+    assert done.returncode == 0, done.stderr
+    assert snapshot(micro) == before
+    again = crashcart(state_dir, "attach", "--unmount", micro.id)
+    assert "no toolbox is mounted" in again.stderr
+
+
+def test_target_exiting_during_attach_is_refused() -> None:
+    require_root()
+    proc = subprocess.Popen(["unshare", "-m", "sleep", "1000"])
+    try:
+        target = target_from_pid(proc.pid)
+    finally:
+        proc.kill()
+        proc.wait()
+    with pytest.raises(CrashcartError, match="exited during the attach"):
+        open_namespaces(target)
+
+
+def dead_pid() -> int:
+    proc = subprocess.run(["sh", "-c", "echo $$"], capture_output=True, text=True, check=True)
+    return int(proc.stdout)
+
+
+@pytest.mark.parametrize(
+    ("args", "status", "message"),
+    [
+        (("attach", "{dead}", "--", "true"), 1, "no process with pid {dead}"),
+        (("attach", "no-such-container-xyz", "--", "true"), 1, "no process or container"),
+        (("attach", "{host}", "--", "true"), 1, "runs in the host's own namespaces"),
+        (("attach", "--mount-only", "{micro}", "--", "ls"), 2, "take no command"),
+        (("attach", "--mount-only", "--unmount", "{micro}"), 2, "exclude each other"),
+        (("attach", "--toolbox", "/nonexistent/tb", "{micro}"), 1, "no toolbox at /nonexistent/tb"),
+    ],
+)
+def test_refusals(
+    micro: Container,
+    state_dir: Path,
+    toolbox: Path,
+    args: tuple[str, ...],
+    status: int,
+    message: str,
+) -> None:
+    before = snapshot(micro)
+    host = subprocess.Popen(["sleep", "1000"])
+    try:
+        values = {"dead": str(dead_pid()), "host": str(host.pid), "micro": micro.id}
+        argv = [a.format(**values) for a in args]
+        if "--toolbox" not in argv:
+            argv.insert(1, f"--toolbox={toolbox}")
+        done = crashcart(state_dir, *argv)
+    finally:
+        host.kill()
+        host.wait()
+    assert done.returncode == status, done.stderr
+    assert message.format(**values) in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert snapshot(micro) == before
+
+
+def test_refuses_without_root(micro: Container, state_dir: Path, toolbox: Path) -> None:
+    setpriv = require_tool("setpriv")
+    done = subprocess.run(
+        [
+            setpriv,
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            *crashcart_cmd("attach", "--toolbox", str(toolbox), micro.id, "--", "true"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env_for(state_dir),
+        check=False,
+    )
+    assert done.returncode == 1, done.stderr
+    assert "no permission to attach" in done.stderr
+
+
+@pytest.fixture(scope="session")
+def dockerd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A private dockerd (own data root, exec root and socket; no bridge, no iptables)."""
+    require_root()
+    daemon = require_tool("dockerd")
+    require_tool("docker")
+    base = Path(tempfile.mkdtemp(prefix="ccdock-"))  # short: a unix socket path has 108 bytes
+    sock = f"unix://{base}/docker.sock"
+    log = (base / "dockerd.log").open("w")
+    proc = subprocess.Popen(
+        [
+            daemon,
+            f"--data-root={base}/data",
+            f"--exec-root={base}/exec",
+            f"--pidfile={base}/docker.pid",
+            f"-H={sock}",
+            "--bridge=none",
+            "--iptables=false",
+            "--ip6tables=false",
+            "--storage-driver=vfs",
+            "--default-ulimit=nofile=1024:1024",
+        ],
+        stdout=log,
+        stderr=log,
+    )
+    try:
+        for _ in range(240):
+            ok = subprocess.run(["docker", "-H", sock, "version"], capture_output=True, check=False)
+            if ok.returncode == 0:
+                break
+            assert proc.poll() is None, (base / "dockerd.log").read_text()
+            time.sleep(0.25)
+        yield sock
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def docker_container(dockerd: str, busybox: str) -> Iterator[str]:
+    root = Path(tempfile.mkdtemp(prefix="ccimg-"))
+    name = f"cc-test-{os.getpid()}"
+    docker = ["docker", "-H", dockerd]
+    try:
+        make_rootfs(root, busybox)
+        root.chmod(0o755)  # mkdtemp's 0700 would become the image's / and lock out uid 65534
+        tar = subprocess.run(["tar", "-C", str(root), "-c", "."], capture_output=True, check=True)
+        subprocess.run(
+            [*docker, "import", "-", "cc-micro:test"],
+            input=tar.stdout,
+            check=True,
+            capture_output=True,
+        )
+        subprocess.run(
+            [
+                *docker,
+                "run",
+                "-d",
+                "--name",
+                name,
+                "--read-only",
+                "--user",
+                "65534",
+                "--network",
+                "none",
+                "cc-micro:test",
+                "/app/busybox",
+                "sleep",
+                "100000",
+            ],
+            check=True,
+            capture_output=True,
+        )
+        yield name
+    finally:
+        subprocess.run([*docker, "rm", "-f", name], capture_output=True, check=False)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.mark.docker
+def test_docker_container(
+    docker_container: str, dockerd: str, toolbox: Path, state_dir: Path
+) -> None:
+    inspect = subprocess.run(
+        ["docker", "-H", dockerd, "inspect", "-f", "{{.State.Pid}}", docker_container],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    pid = int(inspect.stdout)
+    before = (mountinfo(pid), list_tree(Path(f"/proc/{pid}/root/dev"), device_times=False))
+    done = subprocess.run(
+        crashcart_cmd(
+            "attach",
+            "--toolbox",
+            str(toolbox),
+            docker_container,
+            "--",
+            "sh",
+            "-c",
+            "ls -l /proc/1/exe; cat /etc/marker; ip -o link show | wc -l",
+        ),
+        capture_output=True,
+        text=True,
+        env={**env_for(state_dir), "DOCKER_HOST": dockerd},
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "/proc/1/exe -> /app/busybox" in done.stdout
+    assert "inside the microcontainer" in done.stdout
+    assert done.stdout.splitlines()[-1].strip() == "1"  # --network none: only lo
+    after = (mountinfo(pid), list_tree(Path(f"/proc/{pid}/root/dev"), device_times=False))
+    assert after == before
+
+
+def test_toolbox_from_an_image(
+    micro: Container, toolbox: Path, state_dir: Path, tmp_path: Path
+) -> None:
+    """--toolbox IMAGE: an OCI layout written by smith's writer, unpacked once, cached."""
+    from crashcart.image import write_toolbox_image
+
+    image = tmp_path / "toolbox.oci"
+    write_toolbox_image(str(toolbox), str(image))
+    before = snapshot(micro)
+    env = {**env_for(state_dir), "CRASHCART_IMAGES": str(tmp_path / "cache")}
+    for _ in range(2):  # the second attach reuses the unpacked image
+        done = subprocess.run(
+            crashcart_cmd(
+                "attach",
+                "--toolbox",
+                str(image),
+                micro.id,
+                "--",
+                "strace",
+                "-e",
+                "trace=none",
+                "true",
+            ),
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+    (unpacked,) = (tmp_path / "cache").iterdir()
+    assert unpacked.name.startswith("sha256-")
+    assert list_tree(unpacked) != b""
+    assert (unpacked / "bin" / "strace").read_bytes() == (toolbox / "bin" / "strace").read_bytes()
+    assert snapshot(micro) == before
+
+
+def test_refuses_a_target_without_a_dev_tmpfs(
+    tmp_path: Path, busybox: str, toolbox: Path, state_dir: Path
+) -> None:
+    """Where /dev is part of the root filesystem there is nowhere to mount without writing."""
+    require_tool("runc")
+    make_bundle(tmp_path, busybox, dev=False)
+    with running_container("runc", f"cc-test-nodev-{os.getpid()}", tmp_path) as container:
+        before = snapshot(container)
+        done = crashcart(state_dir, "attach", "--toolbox", str(toolbox), container.id, "--", "true")
+        assert done.returncode == 1
+        assert "/dev is not a separate filesystem" in done.stderr
+        assert snapshot(container) == before
+    assert list(state_dir.iterdir()) == []
+
+
+def running_in(container: Container, *argv: str) -> bool:
+    """Whether a process with exactly this argv runs in the container's pid namespace.
+
+    (Not `runc ps`: that lists the container's cgroup, which crashcart does not join.)"""
+    want = b"\0".join(a.encode() for a in argv) + b"\0"
+    their_ns = os.stat(f"/proc/{container.pid}/ns/pid").st_ino
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            if Path(f"/proc/{entry}/cmdline").read_bytes() != want:
+                continue
+            if os.stat(f"/proc/{entry}/ns/pid").st_ino == their_ns:
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def test_signals_are_forwarded(micro: Container, toolbox: Path, state_dir: Path) -> None:
+    before = snapshot(micro)
+    session = subprocess.Popen(
+        crashcart_cmd("attach", "--toolbox", str(toolbox), micro.id, "--", "sleep", "1000"),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env_for(state_dir),
+    )
+    try:
+        wait_for(lambda: running_in(micro, "sleep", "1000"), session)
+        session.send_signal(signal.SIGTERM)
+        _, err = session.communicate(timeout=30)
+        assert session.returncode == 128 + signal.SIGTERM, err
+    finally:
+        if session.poll() is None:
+            session.kill()
+            session.wait()
+    assert not running_in(micro, "sleep", "1000")
+    assert snapshot(micro) == before
+
+
+def test_target_exiting_during_a_session(
+    tmp_path: Path, busybox: str, toolbox: Path, state_dir: Path
+) -> None:
+    """The container dies under a session: the session ends, and nothing is left on the host."""
+    make_bundle(tmp_path, busybox)
+    with running_container("runc", f"cc-test-dies-{os.getpid()}", tmp_path) as container:
+        session = subprocess.Popen(
+            crashcart_cmd("attach", "--toolbox", str(toolbox), container.id, "--", "sleep", "1000"),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env_for(state_dir),
+        )
+        try:
+            wait_for(lambda: running_in(container, "sleep", "1000"), session)
+            subprocess.run(["runc", "kill", container.id, "KILL"], check=True)
+            _, err = session.communicate(timeout=30)
+            assert session.returncode == 128 + signal.SIGKILL, err
+            again = crashcart(state_dir, "attach", "--toolbox", str(toolbox), container.id)
+            assert again.returncode == 1
+            assert f"runc container '{container.id}' is not running" in again.stderr
+        finally:
+            if session.poll() is None:
+                session.kill()
+                session.wait()
+    assert list(state_dir.iterdir()) == []

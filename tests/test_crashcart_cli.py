@@ -1,0 +1,85 @@
+"""The hand-read `attach` command line agrees with the click definition it stands in for."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from crashcart.attach import AttachRequest
+from crashcart.cli import parse_attach
+from crashcart.record import record
+from tests.tools import PROJECT
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["web"], {"target": "web", "command": ()}),
+        (["web", "--", "ls", "-l"], {"target": "web", "command": ("ls", "-l")}),
+        (
+            ["--toolbox", "/tb", "--force", "42", "--", "true"],
+            {"toolbox": "/tb", "force": True, "target": "42", "command": ("true",)},
+        ),
+        (
+            ["--toolbox=/tb", "-m", "web"],
+            {"toolbox": "/tb", "mount_only": True, "target": "web", "command": ()},
+        ),
+        (
+            ["-T", "--docker-host", "unix:///s", "web"],
+            {"tty": False, "docker_host": "unix:///s", "target": "web", "command": ()},
+        ),
+        (["-u", "web"], {"unmount": True, "target": "web", "command": ()}),
+    ],
+)
+def test_fast_path_reads_plain_attach_lines(args: list[str], expected: dict[str, object]) -> None:
+    assert parse_attach(args) == expected
+    AttachRequest(**expected)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [[], ["--help"], ["-h"], ["--toolbox"], ["--bogus", "web"], ["web", "ls"], ["--", "web"][:0]],
+)
+def test_everything_else_goes_to_click(args: list[str]) -> None:
+    assert parse_attach(args) is None
+
+
+@pytest.mark.parametrize(
+    ("args", "status", "message"),
+    [
+        (["attach", "--bogus", "web"], 2, "No such option '--bogus'"),
+        (["attach"], 2, "Missing argument 'TARGET'"),
+        (["attach", "-m", "-u", "web"], 2, "--mount-only and --unmount exclude each other"),
+    ],
+)
+def test_usage_errors_are_one_line(args: list[str], status: int, message: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "crashcart", *args],
+        capture_output=True,
+        text=True,
+        cwd=PROJECT,
+        check=False,
+    )
+    assert done.returncode == status
+    assert message in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_record_behaves_like_a_frozen_dataclass() -> None:
+    @record
+    class Point:
+        x: int
+        y: int = 2
+
+    p = Point(1)
+    assert p == Point(x=1, y=2)
+    assert hash(p) == hash(Point(1, 2))
+    assert repr(p) == "Point(x=1, y=2)"
+    with pytest.raises(AttributeError):
+        p.x = 3  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        Point()  # type: ignore[call-arg]
+    with pytest.raises(TypeError):
+        Point(1, x=1)  # type: ignore[misc]
