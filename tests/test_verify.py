@@ -139,6 +139,24 @@ def test_planted_nondeterminism_is_caught_and_named(
     assert PLANTED[plant][1] in line
 
 
+def test_directory_read_order_is_shuffled_and_caught(examples: Path, tmp_path: Path) -> None:
+    """A build that leaks readdir order passes without disorderfs and fails with it."""
+    require_root()
+    require_tool("disorderfs")
+    recipe = tmp_path / "cat"
+    shutil.copytree(examples / "cat", recipe)
+    for i in range(20):
+        (recipe / "rootfs" / "read" / f"f{i:02d}").write_text(f"{i}\n")
+    env = {"SMITH_PLANT": "directory-order", "PYTHONPATH": str(PLANTS)}
+    plain = as_json(smith("verify", str(recipe), "--no-shuffle", "--json", env=env))
+    assert plain["reproducible"], "without shuffling, this filesystem's order is stable"
+    shuffled = as_json(smith("verify", str(recipe), "--json", env=env))
+    assert not shuffled["reproducible"]
+    first = shuffled["diff"]["first_cause"]
+    assert (first["role"], first["field"]) == ("manifest", "value")
+    assert first["subject"].startswith('.annotations["org.smith.package-files"]["rootfs/"]')
+
+
 def test_diff_of_real_images_differing_in_one_mode(examples: Path, tmp_path: Path) -> None:
     base = examples / "cat"
     changed = tmp_path / "cat"

@@ -4,7 +4,8 @@ DESIGN.md's determinism checklist, of the kind the checklist exists to prevent.
 This directory goes first on PYTHONPATH of a `smith verify` run, so every build process
 verify starts imports this file at startup (Python imports `sitecustomize` by itself) and
 patches smith before it builds. Each bug depends on something verify varies between builds
-(time, working directory, USER, PYTHONHASHSEED, umask, TZ), as the real bugs do.
+(time, working directory, USER, PYTHONHASHSEED, umask, TZ, directory read order), as the
+real bugs do.
 """
 
 from __future__ import annotations
@@ -112,6 +113,25 @@ def _install() -> None:
             return doc
 
         smith.oci.writer.config_document = config_document
+
+    if PLANT == "directory-order":
+        original_overlay = smith.build.overlay_rootfs
+        original_files = smith.build.package_files_json
+        walked: list[str] = []
+
+        def overlay_rootfs(tree: FileTree, rootfs: str) -> None:
+            # os.walk lists names in readdir order, which the filesystem decides.
+            for dirpath, _dirs, files in os.walk(rootfs):
+                walked.extend(os.path.relpath(os.path.join(dirpath, f), rootfs) for f in files)
+            original_overlay(tree, rootfs)
+
+        def files_in_walk_order(owners: dict[str, str]) -> str:
+            doc = json.loads(original_files(owners))
+            doc["rootfs/"] = ["/" + p for p in walked]
+            return json.dumps(doc, sort_keys=True, separators=(",", ":"))
+
+        smith.build.overlay_rootfs = overlay_rootfs
+        smith.build.package_files_json = files_in_walk_order
 
 
 if PLANT:
