@@ -192,10 +192,8 @@ def build_command(
     target: str, output: str, cache: str, python: str, options: VerifyOptions
 ) -> list[str]:
     if options.minimize:
-        return [
-            python, "-m", "smith", "minimize", target, *options.build_args,
-            "-o", output, "--cache-dir", cache,
-        ]  # fmt: skip
+        # `smith minimize IMAGE -o OUTPUT` reads only the image: it has no cache.
+        return [python, "-m", "smith", "minimize", target, *options.build_args, "-o", output]
     return [
         python, "-m", "smith", "build", target, "-q", "-o", output, "--cache-dir", cache,
         *options.build_args,
@@ -323,7 +321,7 @@ def verify(target: str, options: VerifyOptions) -> VerifyResult:
     target = os.path.abspath(target)
     notes: list[str] = []
     shuffle_dir = ""
-    if options.shuffle and not options.minimize:
+    if options.shuffle:
         why = shuffle_available()
         if why:
             notes.append(why)
