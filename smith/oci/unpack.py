@@ -103,6 +103,10 @@ class LayerReader:
                     self._check_zero_tail()
                     self._eof = True
                     return b""
+                if len(rest) < 2:
+                    rest += self._raw.read(READ_SIZE)
+                if not rest.startswith(GZIP_MAGIC):
+                    raise DecompressError("garbage after the end of the gzip stream")
                 d = self._gzip = zlib.decompressobj(31)
                 data = rest
             else:
