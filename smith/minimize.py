@@ -6,7 +6,9 @@ what the user names.
 
 The same input image and options give the same output bytes: the content store's temporary
 names never reach the output (the writer reads the bytes, not the names), the config
-carries no time but SOURCE_DATE_EPOCH, and every set is sorted before it is written.
+carries no time but SOURCE_DATE_EPOCH, and every set is sorted before it is written. The
+output names nothing of the input's container format (not even its manifest digest), so the
+same image as an OCI layout, oci-archive or docker-archive gives the same output digest.
 """
 
 from __future__ import annotations
@@ -43,8 +45,6 @@ from smith.resolve.roots import PathWalker, TreeRoot
 from smith.tree import Entry, FileTree, Kind, path_sort_key
 
 log = logging.getLogger(__name__)
-
-ANNOTATION_SOURCE = "org.smith.minimized-from"
 
 
 @dataclass(frozen=True)
@@ -132,7 +132,6 @@ def minimize_image(source: str, output: str, options: MinimizeOptions) -> Minimi
             compression=options.compression,
             epoch=options.epoch,
             tag=options.tag,
-            annotations={ANNOTATION_SOURCE: image.manifest_descriptor.digest},
         )
         return MinimizeResult(
             source=source,
