@@ -30,7 +30,7 @@ from smith.conventions import (
     read_group,
     read_passwd,
 )
-from smith.errors import SmithError, UsageError
+from smith.errors import ImageFormatError, SmithError, UsageError
 from smith.oci.compress import Compression
 from smith.oci.image import ImageConfig, Platform
 from smith.oci.layout import LoadedImage, open_image
@@ -109,6 +109,7 @@ def minimize_image(source: str, output: str, options: MinimizeOptions) -> Minimi
     ):
         tree, stats = apply_layers(image, store)
         config = image_config(image, options)
+        check_platform(image.source, config.platform, options.platform)
         program, argv = program_of(tree, config)
         kept = keep_paths(tree, config, program, argv, options)
         small = kept_tree(tree, kept)
@@ -167,6 +168,16 @@ def image_config(image: LoadedImage, options: MinimizeOptions) -> ImageConfig:
         volumes=tuple(sorted({*config.volumes, *options.volumes})),
         working_dir=options.workdir or config.working_dir,
     )
+
+
+def check_platform(source: str, have: Platform, want: Platform | None) -> None:
+    """An index entry without a platform matches any: the config has the last word."""
+    if want is None:
+        return
+    if (have.os, have.architecture) != (want.os, want.architecture) or (
+        want.variant and have.variant != want.variant
+    ):
+        raise ImageFormatError(f"{source}: no image for platform {want} (it is {have})")
 
 
 def env_value(env: Sequence[str], key: str) -> str | None:
