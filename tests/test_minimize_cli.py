@@ -15,7 +15,7 @@ import pytest
 
 from smith.oci.layout import open_image
 from smith.oci.unpack import apply_layers
-from tests.imagekit import M, compress, layer_tar, sha256, write_layout
+from tests.imagekit import M, compress, layer_tar, put_blob, sha256, write_layout
 from tests.tools import PROJECT, require_tool
 
 SMITH = str(PROJECT / ".venv/bin/smith")
@@ -227,3 +227,55 @@ def test_missing_image_and_unwritable_output(image: Path, tmp_path: Path) -> Non
     assert proc.returncode != 0 and "does not exist" in proc.stderr
     assert proc.stderr.count("\n") == 1
     assert sorted(os.listdir(tmp_path)) == ["in"]
+
+
+def test_platform_picks_from_a_multi_platform_index(tmp_path: Path) -> None:
+    """An index of two images: --platform chooses; the default is the host's."""
+    layers = busybox_layers()
+    write_layout(str(tmp_path / "amd"), layers, CONFIG)
+    arm_layers = [layer_tar([M("bin/busybox", data=b"an arm64 program", mode=0o755)])]
+    write_layout(str(tmp_path / "arm"), arm_layers, CONFIG)
+    merged = tmp_path / "multi"
+    shutil.copytree(tmp_path / "amd", merged)
+    shutil.copytree(tmp_path / "arm" / "blobs", merged / "blobs", dirs_exist_ok=True)
+    manifests = []
+    for name, arch in (("arm", "arm64"), ("amd", "amd64")):
+        desc = json.loads((tmp_path / name / "index.json").read_text())["manifests"][0]
+        desc["platform"] = {"os": "linux", "architecture": arch}
+        manifests.append(desc)
+    # The arm64 config must say arm64 too: rewrite it and its manifest.
+    arm = manifests[0]
+    mpath = merged / "blobs/sha256" / arm["digest"].removeprefix("sha256:")
+    manifest = json.loads(mpath.read_text())
+    cpath = merged / "blobs/sha256" / manifest["config"]["digest"].removeprefix("sha256:")
+    config = json.loads(cpath.read_text())
+    config["architecture"] = "arm64"
+    cdata = json.dumps(config).encode()
+    manifest["config"].update(digest=put_blob(str(merged), cdata), size=len(cdata))
+    mdata = json.dumps(manifest).encode()
+    arm.update(digest=put_blob(str(merged), mdata), size=len(mdata))
+    index = json.loads((merged / "index.json").read_text())
+    index["manifests"] = manifests
+    (merged / "index.json").write_text(json.dumps(index))
+
+    proc = run("minimize", str(merged), "-o", str(tmp_path / "o1"), "--platform", "linux/arm64",
+               "--json", tmpdir=tmp_path)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["platform"] == "linux/arm64"
+    proc = run("minimize", str(merged), "-o", str(tmp_path / "o2"), "--json", tmpdir=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["platform"] == "linux/amd64"
+    assert json.loads(proc.stdout)["after"]["files"] == 2
+
+
+def test_hard_link_without_its_first_name_carries_the_content(tmp_path: Path) -> None:
+    layers = busybox_layers()
+    layers.append(layer_tar([M("bin/cat", "hardlink", link="bin/busybox")]))
+    write_layout(str(tmp_path / "in"), layers, {**CONFIG, "Entrypoint": ["/bin/cat"]})
+    proc = run("minimize", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--exclude",
+               "/bin/busybox", "--explain", tmpdir=tmp_path)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    tree = output_tree(tmp_path / "out", tmp_path / "store")["tree"]
+    assert "bin/busybox" not in tree
+    cat = tree["bin/cat"]
+    assert cat.kind.value == "file" and cat.size > 100_000
