@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import posixpath
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
@@ -27,6 +27,7 @@ from smith.resolve.loader import (
     abi_lib_dir,
     default_dirs,
     expand_tokens,
+    interpreter_system_dirs,
     read_ld_so_conf,
     split_path_list,
     to_root_dir,
@@ -93,6 +94,8 @@ class Reason:
         if self.step in (Step.NSS, Step.GCONV, Step.EXTRA):
             by = f" of /{self.by}" if self.by else ""
             return f"{self.step} {self.name}{by}"
+        if self.step is Step.LD_SO_CONF and not self.by:
+            return "the loader reads its ld.so.conf directories from this cache"
         if self.step is Step.HWCAPS:
             return f"{self.step} of {self.name} needed by /{self.by}"
         return f"DT_NEEDED {self.name} of /{self.by}, found by {self.step}"
@@ -162,6 +165,8 @@ class _Object:
     info: ElfInfo
     loader: _Object | None
     reason: Reason
+    # For a program: the default directories of its interpreter, when they can be read.
+    system_dirs: tuple[str, ...] = ()
 
 
 class ClosureWalker:
@@ -189,10 +194,17 @@ class ClosureWalker:
         self._lib_dirs: dict[Abi, str] = {}
         self._modules_done: set[str] = set()
         self._starts_done: set[str] = set()
+        self._interpreters: dict[Hashable, tuple[str, ...]] = {}
 
     # -- results ----------------------------------------------------------------------------
 
     def closure(self) -> Closure:
+        # ld.so does not read ld.so.conf: it reads the cache ldconfig built from it. If a
+        # library was found through ld.so.conf, the image needs the cache to find it too.
+        cache = self.walker.walk("etc/ld.so.cache")
+        conf_used = any(r.step is Step.LD_SO_CONF for r in self.kept.values())
+        if conf_used and cache.kind in (Kind.FILE, Kind.HARDLINK):
+            self.keep_walk(cache, Reason(Step.LD_SO_CONF), "etc/ld.so.cache")
         return Closure(
             kept=MappingProxyType(dict(self.kept)),
             programs=MappingProxyType(dict(self.programs)),
@@ -257,8 +269,9 @@ class ClosureWalker:
         interpreter, _, argument = line.replace("\t", " ").partition(" ")
         if not interpreter:
             raise ElfError(f"/{path} starts with #! but names no interpreter")
-        # The kernel resolves a relative interpreter from the working directory.
-        interpreter_path = posixpath.join(self.env.workdir, interpreter)
+        # The kernel resolves a relative interpreter from the working directory; `..` is
+        # taken lexically, and in a root `/..` is `/`.
+        interpreter_path = posixpath.normpath(posixpath.join("/", self.env.workdir, interpreter))
         self.add_start(interpreter_path, Reason(Step.SCRIPT, by=real, name=interpreter), depth + 1)
         if posixpath.basename(interpreter) == "env":
             name = _env_program(argument.strip())
@@ -336,7 +349,7 @@ class ClosureWalker:
     ) -> None:
         name = main.info.interpreter
         reason = Reason(Step.INTERPRETER, by=main.real, name=name)
-        opened = normalize_path(posixpath.join("/", name))
+        opened = normalize_path(posixpath.normpath(posixpath.join("/", name)))
         walk = self.walker.walk(opened)
         if walk.kind not in (Kind.FILE, Kind.HARDLINK):
             self.fail(name, (main.path,))
@@ -345,12 +358,22 @@ class ClosureWalker:
         info = self.cache.info(self.root, file)
         if info is None:
             raise ElfError(f"the interpreter {name} of /{main.path} is not an ELF file")
+        main.system_dirs = self._interpreter_dirs(file, info)
         obj = _Object(opened, file, info, None, reason)
         by_name[name] = obj
         by_file[file] = obj
         if info.soname:
             by_name[info.soname] = obj
         loaded.append(Loaded(opened, file, reason))
+
+    def _interpreter_dirs(self, path: str, info: ElfInfo) -> tuple[str, ...]:
+        key = self.root.content_key(path)
+        dirs = self._interpreters.get(key)
+        if dirs is None:
+            with self.root.open(path) as stream:
+                data = stream.read(16 << 20)  # ld.so is a few hundred kilobytes
+            dirs = self._interpreters[key] = interpreter_system_dirs(data, info.abi)
+        return dirs
 
     def add_module(self, path: str, reason: Reason) -> None:
         """A library loaded at run time (dlopen): itself and what it needs."""
@@ -368,9 +391,13 @@ class ClosureWalker:
         """Find the file a DT_NEEDED `name` of `obj` resolves to (elf/dl-load.c order)."""
         abi = obj.info.abi
         if "/" in name:
+            # A name with a slash is opened as a path (relative: from the working directory).
             expanded = self._expand(name, obj)
             directory, _, base = expanded.rpartition("/")
-            dirs: tuple[SearchDir, ...] = (SearchDir(directory, Step.NEEDED_PATH),)
+            where = to_root_dir(directory or "/", self.env.workdir)
+            if where is None or not base:
+                return None
+            dirs: tuple[SearchDir, ...] = (SearchDir(where, Step.NEEDED_PATH),)
             name = base
         else:
             dirs = self._search_dirs(obj, main)
@@ -414,7 +441,9 @@ class ClosureWalker:
         dirs += self._path_list(obj.info.runpath, obj, Step.RUNPATH)
         if not obj.info.nodeflib:
             dirs += [SearchDir(d, Step.LD_SO_CONF) for d in self.conf_dirs()]
-            dirs += [SearchDir(d, Step.DEFAULT) for d in default_dirs(obj.info.abi)]
+            defaults = main.system_dirs if main.info.abi == obj.info.abi else ()
+            defaults = defaults or default_dirs(obj.info.abi)
+            dirs += [SearchDir(d, Step.DEFAULT) for d in defaults]
         seen: set[str] = set()
         unique: list[SearchDir] = []
         for d in dirs:
@@ -452,7 +481,12 @@ class ClosureWalker:
     def _search_dirs_for(self, name: str, abi: Abi, dirs: tuple[SearchDir, ...]) -> Found | None:
         for directory in dirs:
             base = f"{directory.path}/{name}" if directory.path else name
-            variants = self._hwcaps_variants(directory.path, name, abi)
+            # glibc-hwcaps subdirectories apply to search lists, not to a path in DT_NEEDED.
+            variants = (
+                ()
+                if directory.step is Step.NEEDED_PATH
+                else self._hwcaps_variants(directory.path, name, abi)
+            )
             walk = self.walker.walk(base)
             if walk.kind in (Kind.FILE, Kind.HARDLINK):
                 real = self._file_of(walk)

@@ -1,4 +1,4 @@
-"""Libraries loaded at run time that no DT_NEEDED names, as opt-in sets, and the entry point.
+"""Libraries loaded at run time that no DT_NEEDED names, as opt-in sets.
 
 glibc dlopens NSS modules named by /etc/nsswitch.conf and gconv modules named by
 gconv-modules; programs dlopen plugins. No ELF header says so, so a recipe asks for them:
@@ -8,16 +8,13 @@ gconv-modules; programs dlopen plugins. No ELF header says so, so a recipe asks 
 from __future__ import annotations
 
 import posixpath
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 from smith.paths import normalize_path
-from smith.resolve.closure import Closure, ClosureWalker, LoaderEnv, Reason
+from smith.resolve.closure import ClosureWalker, Reason
 from smith.resolve.elf import Abi
-from smith.resolve.elfcache import ElfCache
 from smith.resolve.loader import MULTIARCH, Step, glob_root
-from smith.resolve.roots import DirectoryRoot, Root, TreeRoot
-from smith.tree import FileTree, Kind
+from smith.tree import Kind
 
 # Since glibc 2.34 these services are built into libc.so.6; an image without their
 # libnss_*.so.2 still resolves them. Any other missing module is skipped by glibc.
@@ -36,41 +33,6 @@ class Extras:
     nss: bool = False
     gconv: bool | tuple[str, ...] = False
     globs: tuple[str, ...] = ()
-
-
-def compute_closure(
-    root: FileTree | Root | str,
-    starts: Iterable[str],
-    *,
-    env: LoaderEnv | None = None,
-    extras: Extras | None = None,
-    keep_going: bool = False,
-    cache: ElfCache | None = None,
-) -> Closure:
-    """The closure of `starts` (absolute or root-relative paths) inside `root`.
-
-    `root` is a FileTree, a host directory used as a root, or any Root. Raises ElfError
-    for a missing library (unless `keep_going`, which records it in `Closure.missing`), a
-    malformed ELF file or a symlink loop.
-    """
-    view: Root
-    if isinstance(root, FileTree):
-        view = TreeRoot(root)
-    elif isinstance(root, str):
-        view = DirectoryRoot(root)
-    else:
-        view = root
-    walker = ClosureWalker(view, env=env, cache=cache, keep_going=keep_going)
-    for start in starts:
-        walker.add_start(start)
-    extras = extras or Extras()
-    if extras.nss:
-        add_nss_modules(walker)
-    if extras.gconv:
-        add_gconv_modules(walker, extras.gconv)
-    for pattern in extras.globs:
-        add_glob(walker, pattern)
-    return walker.closure()
 
 
 def program_abis(walker: ClosureWalker) -> list[Abi]:

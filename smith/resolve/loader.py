@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import fnmatch
 import posixpath
+import re
+import struct
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -103,6 +105,37 @@ def default_dirs(abi: Abi) -> tuple[str, ...]:
     return tuple(dirs)
 
 
+# glibc's ld.so carries its built-in directories as `system_dirs`, NUL-terminated names
+# ending in "/", placed right after `system_dirs_len`, the array of their lengths.
+SYSTEM_DIRS_RUN = re.compile(rb"(?:/[\x21-\x7e]*/\x00){1,16}")
+
+
+def interpreter_system_dirs(data: bytes, abi: Abi) -> tuple[str, ...]:
+    """The default directories an ld.so binary was built with, or () if not recognised.
+
+    These decide where the target's loader looks last, and differ between distributions
+    (Debian: /lib/<triplet>, /usr/lib/<triplet>, /lib, /usr/lib; Fedora: /lib64,
+    /usr/lib64). A run of directory names only counts when the lengths array in front of
+    it matches it exactly, so a stray string cannot be mistaken for it.
+    """
+    word = 8 if abi.elf_class is ElfClass.ELF64 else 4
+    fmt = ("<" if abi.little_endian else ">") + ("Q" if word == 8 else "I")
+    for match in SYSTEM_DIRS_RUN.finditer(data):
+        names = match.group().split(b"\0")[:-1]
+        offset = match.start()
+        for skip in range(len(names)):
+            run = names[skip:]
+            start = offset + sum(len(n) + 1 for n in names[:skip])
+            array = start - word * len(run)
+            if array < 0:
+                continue
+            lengths = [struct.unpack_from(fmt, data, array + word * i)[0] for i in range(len(run))]
+            if lengths == [len(n) for n in run]:
+                dirs = [n.decode("ascii").strip("/") for n in run]
+                return tuple(normalize_path(d) for d in dirs)
+    return ()
+
+
 def expand_tokens(text: str, origin: str, lib: str, platform: str) -> str:
     """Expand $ORIGIN, $LIB and $PLATFORM (also in ${...} form) as _dl_dst_substitute does."""
     for name, value in (("ORIGIN", origin), ("LIB", lib), ("PLATFORM", platform)):
@@ -147,7 +180,7 @@ def to_root_dir(path: str, workdir: str) -> str | None:
 def read_ld_so_conf(root: Root, walker: PathWalker) -> tuple[str, ...]:
     """The directories of the root's /etc/ld.so.conf, following `include` globs in order."""
     dirs: list[str] = []
-    _read_conf(root, walker, "etc/ld.so.conf", dirs, 0)
+    _read_conf(root, walker, "etc/ld.so.conf", dirs, set(), 0)
     seen: set[str] = set()
     unique: list[str] = []
     for d in dirs:
@@ -157,10 +190,16 @@ def read_ld_so_conf(root: Root, walker: PathWalker) -> tuple[str, ...]:
     return tuple(unique)
 
 
-def _read_conf(root: Root, walker: PathWalker, path: str, out: list[str], depth: int) -> None:
-    if depth > MAX_CONF_INCLUDE_DEPTH:
-        return
+def _read_conf(
+    root: Root, walker: PathWalker, path: str, out: list[str], seen: set[str], depth: int
+) -> None:
+    # Files that include themselves (directly, or several through one glob) would never
+    # end: each file is read once. Reading it again could only repeat directories that are
+    # already listed, earlier, so the search order is the same.
     found = walker.walk(path)
+    if found.path in seen or depth > MAX_CONF_INCLUDE_DEPTH:
+        return
+    seen.add(found.path)
     if found.kind not in (Kind.FILE, Kind.HARDLINK):
         return
     if found.kind is Kind.HARDLINK:
@@ -178,7 +217,7 @@ def _read_conf(root: Root, walker: PathWalker, path: str, out: list[str], depth:
                 full = posixpath.normpath(posixpath.join(base, pattern)).lstrip("/")
                 # glob() sorts its matches; ldconfig reads them in that order.
                 for match in glob_root(root, walker, full):
-                    _read_conf(root, walker, match, out, depth + 1)
+                    _read_conf(root, walker, match, out, seen, depth + 1)
         elif words[0] == "hwcap":
             continue  # obsolete syntax that ldconfig ignores
         else:

@@ -1,0 +1,43 @@
+"""`smith closure ROOT PATH...`: print the ELF closure of PATHs inside ROOT (for debugging).
+
+ROOT is a directory used as the image's root; the host outside it is never read.
+"""
+
+from __future__ import annotations
+
+import click
+
+from smith.cli import cli
+from smith.resolve.closure import LoaderEnv
+from smith.resolve.dependencies import Extras, compute_closure
+
+
+@cli.command("closure")
+@click.argument("root", type=click.Path(exists=True, file_okay=False))
+@click.argument("paths", nargs=-1, required=True)
+@click.option("--explain", is_flag=True, help="Say why each file is kept.")
+@click.option("--env", "env", multiple=True, metavar="KEY=VALUE", help="LD_LIBRARY_PATH, PATH.")
+@click.option("--nss", is_flag=True, help="Keep the NSS modules nsswitch.conf names.")
+@click.option("--gconv", is_flag=True, help="Keep every gconv module.")
+@click.option("--extra", "extras", multiple=True, metavar="GLOB", help="Keep these paths too.")
+@click.option("--keep-going", is_flag=True, help="Warn about missing libraries, do not fail.")
+def closure_command(
+    root: str,
+    paths: tuple[str, ...],
+    explain: bool,
+    env: tuple[str, ...],
+    nss: bool,
+    gconv: bool,
+    extras: tuple[str, ...],
+    keep_going: bool,
+) -> None:
+    """Print the files PATHS need inside ROOT, one per line."""
+    result = compute_closure(
+        root,
+        paths,
+        env=LoaderEnv.from_env(list(env)),
+        extras=Extras(nss=nss, gconv=gconv, globs=extras),
+        keep_going=keep_going,
+    )
+    for path in result.paths():
+        click.echo(f"/{path}\t{result.kept[path]}" if explain else f"/{path}")

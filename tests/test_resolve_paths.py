@@ -1,0 +1,59 @@
+"""Path resolution inside a root: any symlink graph resolves to a canonical path inside the
+root, or ends in ElfError (a loop); the host is never consulted."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from smith.errors import ElfError
+from smith.paths import normalize_path
+from smith.resolve.loader import expand_tokens
+from smith.resolve.roots import PathWalker, TreeRoot
+from smith.tree import FileTree, Kind
+
+NAMES = ["a", "b", "lib", "usr", ".."]
+targets = st.lists(st.sampled_from([*NAMES, "."]), min_size=0, max_size=4).map(
+    lambda parts: "/".join(parts)
+)
+
+
+@st.composite
+def link_trees(draw: st.DrawFn) -> FileTree:
+    tree = FileTree()
+    for _ in range(draw(st.integers(1, 8))):
+        parts = draw(st.lists(st.sampled_from(NAMES[:-1]), min_size=1, max_size=3))
+        path = "/".join(parts)
+        if any(path.startswith(p + "/") or p.startswith(path + "/") for p in tree.paths()):
+            continue  # keep it a tree: no entry below a file or a link
+        if draw(st.booleans()):
+            absolute = draw(st.booleans())
+            tree.add_symlink(path, ("/" if absolute else "") + draw(targets))
+        else:
+            tree.add_dir(path)
+    return tree
+
+
+@settings(max_examples=300, deadline=None)
+@given(link_trees(), st.lists(st.sampled_from(NAMES[:-1]), min_size=1, max_size=4))
+def test_walk_stays_in_the_root(tree: FileTree, parts: list[str]) -> None:
+    walker = PathWalker(TreeRoot(tree))
+    try:
+        walk = walker.walk("/".join(parts))
+    except ElfError as err:
+        assert "symbolic links" in str(err)
+        return
+    assert walk.path == normalize_path(walk.path)
+    assert all(tree.get(link) is not None for link in walk.links)
+    assert walk.kind is not Kind.SYMLINK
+
+
+def test_tokens_expand_as_the_loader_does() -> None:
+    cases = [
+        ("$ORIGIN/../lib", "/opt/app/lib/../lib"),
+        ("${ORIGIN}/x:$LIB/y", "/opt/app/lib/x:/lib64/y"),
+        ("$ORIGINAL/x", "$ORIGINAL/x"),  # a longer name is not the token
+        ("/p/$PLATFORM", "/p/x86_64"),
+    ]
+    for text, expected in cases:
+        assert expand_tokens(text, "/opt/app/lib", "/lib64", "x86_64") == expected
