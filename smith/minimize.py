@@ -38,8 +38,8 @@ from smith.oci.output import write_image
 from smith.oci.unpack import UnpackStats, apply_layers
 from smith.oci.writer import ImageResult
 from smith.paths import normalize_path, parent_paths
-from smith.resolve.closure import DEFAULT_PATH, LoaderEnv
-from smith.resolve.extras import Extras, compute_closure
+from smith.resolve.closure import DEFAULT_PATH
+from smith.resolve.dependencies import Extras, LoaderEnv, compute_closure
 from smith.resolve.loader import glob_root
 from smith.resolve.roots import PathWalker, TreeRoot
 from smith.tree import Entry, FileTree, Kind, path_sort_key
