@@ -8,6 +8,7 @@ should become a thin call to it.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 from typing import Any
 
@@ -20,6 +21,14 @@ KNOWN = {
     "package", "paths", "excludes", "nss", "root", "user", "groups", "mounts",
     "entrypoint", "cmd", "dir", "env", "labels", "ports", "gconv", "type", "mock", "parent",
 }  # fmt: skip
+
+
+IGNORED = {
+    "type": "smith minimize reads the image that package: names, whatever its type",
+    "mock": "smith never uses mock",
+    "parent": "a minimized image is one layer of its own",
+}
+log = logging.getLogger(__name__)
 
 
 def read_minimize_recipe(path: str, options: MinimizeOptions) -> tuple[str, MinimizeOptions]:
@@ -38,6 +47,9 @@ def read_minimize_recipe(path: str, options: MinimizeOptions) -> tuple[str, Mini
     for key in doc:
         if key not in KNOWN:
             raise RecipeError(f"{path}: unknown key {key!r}")
+    for key, instead in IGNORED.items():
+        if key in doc:
+            log.warning("%s: %r is ignored: %s", path, key, instead)
 
     def strings(key: str) -> tuple[str, ...] | None:
         value = doc.get(key)

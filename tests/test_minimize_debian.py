@@ -247,3 +247,24 @@ def test_script_program_runs(debian: DebianImages, tmp_path: Path, bundles: list
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == "hello from a script, argument: world\n"
     assert result.after.files < 10
+
+
+def test_nginx_t_needs_what_its_modules_load(
+    debian: DebianImages, tmp_path: Path, bundles: list[Bundle]
+) -> None:
+    """The counter-check: leave out the library only a run-time module needs (what a tool
+    that follows the program's DT_NEEDED alone, like the original smith, would keep) and
+    `nginx -t` fails where the full minimized image passes."""
+    require_root()
+    out = tmp_path / "image"
+    options = MinimizeOptions(
+        paths=NGINX_PATHS, excludes=("/usr/lib/*/libGeoIP.so*",), tag="n"
+    )
+    minimize_image(str(debian.nginx_layout), str(out), options)
+    read_dir = tmp_path / "read"
+    read_dir.mkdir()
+    bundle = Bundle(out, "n", tmp_path / "bundle", read_dir)
+    bundles.append(bundle)
+    check = bundle.run("nginx-t-nogeoip", ["nginx", "-e", "stderr", "-t"])
+    assert check.returncode != 0
+    assert "libGeoIP.so.1" in check.stderr
