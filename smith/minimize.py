@@ -42,7 +42,7 @@ from smith.resolve.closure import DEFAULT_PATH
 from smith.resolve.dependencies import Extras, LoaderEnv, compute_closure
 from smith.resolve.loader import glob_root
 from smith.resolve.roots import PathWalker, TreeRoot
-from smith.tree import Entry, FileTree, Kind, path_sort_key
+from smith.tree import Entry, FileTree, Kind
 
 log = logging.getLogger(__name__)
 
@@ -121,10 +121,14 @@ def minimize_image(source: str, output: str, options: MinimizeOptions) -> Minimi
             nss=options.nss,
         )
         final = apply_conventions(small, conventions)
+        # --explain lists exactly what the output holds: the conventions empty the runtime
+        # directories and may replace the NSS files, and they add what they add.
+        explained: dict[str, str] = {}
         for entry in final:
-            if entry.path not in kept:
-                conv = entry.origin == CONVENTIONS_ORIGIN
-                kept[entry.path] = entry.origin if conv else "parent directory of a kept path"
+            if entry.origin == CONVENTIONS_ORIGIN:
+                explained[entry.path] = entry.origin
+            else:
+                explained[entry.path] = kept.get(entry.path, "parent directory of a kept path")
         result = write_image(
             final,
             replace(config, user=user.config_user),
@@ -144,7 +148,7 @@ def minimize_image(source: str, output: str, options: MinimizeOptions) -> Minimi
             after=TreeSize.of(final),
             image=result,
             unpack=stats,
-            kept=dict(sorted(kept.items(), key=lambda kv: path_sort_key(kv[0]))),
+            kept=explained,
         )
 
 

@@ -62,6 +62,7 @@ class LayerReader:
 
     gzip may be several members in a row (smith itself writes them so); zstd several
     frames. Trailing zero bytes after the last gzip member are tolerated, as gzip does.
+    After start(), decompression runs on a producer thread; read() raises its errors.
     """
 
     def __init__(self, raw: BinaryIO) -> None:
