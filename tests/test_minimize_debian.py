@@ -29,8 +29,10 @@ NGINX_PATHS = ("/etc/nginx", "/usr/lib/nginx/modules", "/usr/share/nginx")
 def debian(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> DebianImages:
-    cache = Path(request.config.cache.mkdir("smith-debian"))
-    return debian_images(cache, tmp_path_factory.mktemp("debian"))
+    scratch = tmp_path_factory.mktemp("debian")
+    store = getattr(request.config, "cache", None)  # absent with -p no:cacheprovider
+    cache = Path(store.mkdir("smith-debian")) if store is not None else scratch
+    return debian_images(cache, scratch)
 
 
 def smith(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -257,9 +259,7 @@ def test_nginx_t_needs_what_its_modules_load(
     `nginx -t` fails where the full minimized image passes."""
     require_root()
     out = tmp_path / "image"
-    options = MinimizeOptions(
-        paths=NGINX_PATHS, excludes=("/usr/lib/*/libGeoIP.so*",), tag="n"
-    )
+    options = MinimizeOptions(paths=NGINX_PATHS, excludes=("/usr/lib/*/libGeoIP.so*",), tag="n")
     minimize_image(str(debian.nginx_layout), str(out), options)
     read_dir = tmp_path / "read"
     read_dir.mkdir()
