@@ -371,6 +371,9 @@ class Applier:
                 return  # "./": the root itself, whose metadata a runtime keeps
             raise UnsafePathError(f"layer {layer}: entry {name!r} names the root")
         path = self._resolve_parent(path, layer, name)
+        if any(part.startswith(WHITEOUT) for part in path.split("/")[:-1]):
+            # A whiteout name is a marker, never a directory a layer may put things in.
+            raise UnsafePathError(f"layer {layer}: entry {name!r} is below a whiteout name")
         base = posixpath.basename(path)
         parent = posixpath.dirname(path)
         if base.startswith(WHITEOUT):
