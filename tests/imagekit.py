@@ -40,9 +40,9 @@ KINDS = {
 }
 
 
-def layer_tar(members: Sequence[M]) -> bytes:
+def layer_tar(members: Sequence[M], fmt: int = tarfile.PAX_FORMAT) -> bytes:
     out = io.BytesIO()
-    with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
+    with tarfile.open(fileobj=out, mode="w", format=fmt) as tar:
         for m in members:
             info = tarfile.TarInfo(m.name)
             info.type = KINDS[m.kind]

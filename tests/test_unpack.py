@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import os
 import subprocess
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -187,3 +188,42 @@ def test_broken_layers_are_refused(
 
 def test_errors_are_one_family() -> None:
     assert issubclass(UnsafePathError, SmithError) and issubclass(ImageFormatError, SmithError)
+
+
+LONG = "d" * 60 + "/" + "e" * 90 + "/" + "f" * 120  # beyond ustar's 100+155 split
+NAMES = [
+    M("dir", "dir"),
+    M("dir/" + "n" * 99, data=b"ustar name"),
+    M("p" * 150 + "/q", data=b"ustar prefix"),
+    M(LONG, data=b"long name"),
+    M("link", "symlink", link=LONG),
+    M("hard", "hardlink", link=LONG),
+    M("caf\u00e9", data=b"utf-8 name"),
+    M("big-ids", data=b"ids", uid=3_000_000, gid=2_500_000),
+]
+
+
+@pytest.mark.parametrize("fmt", [tarfile.GNU_FORMAT, tarfile.PAX_FORMAT, tarfile.USTAR_FORMAT])
+def test_tar_formats_give_the_same_tree(tmp_path: Path, fmt: int) -> None:
+    """GNU long names and base-256 ids, PAX records, ustar prefixes: the same tree."""
+    members = NAMES
+    if fmt == tarfile.USTAR_FORMAT:  # ustar cannot hold long names or big ids at all
+        members = [m for m in NAMES if LONG not in (m.name, m.link) and m.uid < 2**21]
+    write_layout(str(tmp_path / "pax"), [layer_tar(members)])
+    write_layout(str(tmp_path / "other"), [layer_tar(members, fmt)])
+    expected = snapshot(flatten(tmp_path / "pax", tmp_path / "s1"))
+    assert snapshot(flatten(tmp_path / "other", tmp_path / "s2")) == expected
+    assert {m.name for m in members} <= set(expected)
+    if fmt != tarfile.USTAR_FORMAT:
+        assert expected["big-ids"][2:4] == (3_000_000, 2_500_000)
+        assert expected["hard"][4] == LONG and expected["link"][4] == LONG
+
+
+def test_sparse_and_unknown_types_are_refused(tmp_path: Path) -> None:
+    tar = bytearray(layer_tar([M("f", data=b"x")]))
+    tar[156:157] = b"S"  # GNU sparse
+    tar[148:156] = b"        "
+    tar[148:156] = b"%06o\x00 " % sum(tar[:512])
+    write_layout(str(tmp_path / "img"), [bytes(tar)])
+    with pytest.raises(ImageFormatError, match="'f' has unsupported type b'S'"):
+        flatten(tmp_path / "img", tmp_path / "store")

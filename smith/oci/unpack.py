@@ -29,7 +29,6 @@ import os
 import posixpath
 import queue
 import stat
-import tarfile
 import threading
 import zlib
 from collections.abc import Iterator
@@ -40,13 +39,11 @@ import zstandard
 
 from smith.errors import ImageFormatError, UnsafePathError
 from smith.oci.layout import LoadedImage
+from smith.oci.tarstream import Member, TarFormatError, TarStream
 from smith.tree import MAX_SYMLINK_HOPS, Entry, FileTree, HostSlice, InlineBytes, Kind
 
 READ_SIZE = 1 << 20
 PREFETCH = 8  # decompressed pieces of READ_SIZE waiting for the tar reader
-# tarfile's stream mode copies its whole buffer remainder on every header read: a
-# small buffer keeps that cheap, file bodies are read past it in READ_SIZE pieces anyway.
-TAR_BUFFER = 64 << 10
 WHITEOUT = ".wh."
 OPAQUE = ".wh..wh..opq"
 GZIP_MAGIC = b"\x1f\x8b"
@@ -181,6 +178,23 @@ class LayerReader:
             del self._buffer[:size]
         return data
 
+    def read_piece(self, _hint: int = 0) -> bytes:
+        """The next decompressed piece, whatever its size (b"" at the end): no copying
+        into a buffer for a reader that gathers pieces itself."""
+        if self._buffer:
+            data = bytes(self._buffer)
+            self._buffer.clear()
+            return data
+        if self._eof:
+            return b""
+        piece = self._queue.get()
+        if isinstance(piece, BaseException):
+            self._eof = True
+            raise piece
+        if not piece:
+            self._eof = True
+        return piece
+
     def drain(self) -> None:
         """Read (and hash) whatever the tar reader left: the end-of-archive padding."""
         while self.read(READ_SIZE):
@@ -246,6 +260,7 @@ class Applier:
         self.files = 0
         self.special = 0
         self.bytes = 0
+        self.pack_offset = 0
 
     # -- tree operations -----------------------------------------------------------------
 
@@ -330,22 +345,26 @@ class Applier:
             raw = open(blob, "rb")  # noqa: SIM115 - closed by the with below
         except FileNotFoundError:
             raise ImageFormatError(f"layer {layer}: blob is missing") from None
+        self.pack_offset = 0
         with raw, open(pack_path, "wb", buffering=READ_SIZE) as pack:
             reader = LayerReader(raw)
             reader.start()
             try:
-                stream = cast(IO[bytes], reader)
-                with tarfile.open(fileobj=stream, mode="r|", bufsize=TAR_BUFFER) as tar:
-                    for member in tar:
-                        self.entries += 1
-                        self._apply_member(tar, member, layer, pack, added)
+                stream = TarStream(reader.read_piece)
+                for member in stream:
+                    self.entries += 1
+                    self._apply_member(stream, member, layer, pack, added)
                 reader.drain()
             except DecompressError as err:
                 raise ImageFormatError(f"layer {layer}: {err}") from None
-            except (tarfile.TarError, EOFError) as err:
-                raise ImageFormatError(
-                    f"layer {layer}: not a valid tar stream ({err or type(err).__name__})"
-                ) from None
+            except TarFormatError as err:
+                # Corrupt compressed data decodes to garbage before its CRC is checked:
+                # read on, so that the root cause is what gets reported.
+                try:
+                    reader.drain()
+                except DecompressError as cause:
+                    raise ImageFormatError(f"layer {layer}: {cause}") from None
+                raise ImageFormatError(f"layer {layer}: not a valid tar stream ({err})") from None
             finally:
                 reader.close()
         self.bytes += reader.size
@@ -358,8 +377,8 @@ class Applier:
 
     def _apply_member(
         self,
-        tar: tarfile.TarFile,
-        member: tarfile.TarInfo,
+        stream: TarStream,
+        member: Member,
         layer: str,
         pack: BinaryIO,
         added: set[str],
@@ -416,7 +435,7 @@ class Applier:
                 return
             self._insert(path, _Node(Kind.FILE, inode=node.inode, origin=origin))
         elif member.isreg():
-            inode = self._store(tar, member, pack, origin)
+            inode = self._store(stream, member, pack, origin)
             self._insert(path, _Node(Kind.FILE, inode=inode, origin=origin))
         else:
             self.special += 1  # device, FIFO, socket: a microcontainer carries none
@@ -424,26 +443,18 @@ class Applier:
             return
         added.add(path)
 
-    def _store(
-        self, tar: tarfile.TarFile, member: tarfile.TarInfo, pack: BinaryIO, origin: str
-    ) -> _Inode:
+    def _store(self, stream: TarStream, member: Member, pack: BinaryIO, origin: str) -> _Inode:
         mode = stat.S_IMODE(member.mode)
         content: HostSlice | InlineBytes
         if member.size == 0:
             content = InlineBytes(b"")
         else:
             self.files += 1
-            offset = pack.tell()
-            src = tar.extractfile(member)
-            assert src is not None
-            with src:
-                remaining = member.size
-                while remaining:
-                    chunk = src.read(min(READ_SIZE, remaining))
-                    if not chunk:
-                        raise tarfile.ReadError(f"unexpected end of data in {member.name!r}")
-                    pack.write(chunk)
-                    remaining -= len(chunk)
+            # The offset is counted here: BufferedWriter.tell() costs a system call.
+            offset = self.pack_offset
+            for piece in stream.body():
+                pack.write(piece)
+            self.pack_offset += member.size
             content = HostSlice(pack.name, offset, member.size)
         return _Inode(content, member.size, mode, member.uid, member.gid, origin)
 
