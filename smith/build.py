@@ -33,7 +33,7 @@ from smith.oci.image import GO_ARCH, ImageConfig, Platform
 from smith.oci.layout import LoadedImage, open_image
 from smith.oci.output import write_image
 from smith.oci.writer import ImageResult
-from smith.paths import normalize_path, parent_paths
+from smith.paths import climbs_out, normalize_path, parent_paths
 from smith.recipe import Recipe, RuntimeSet, load_recipe
 from smith.resolve.dependencies import Closure, Extras, LoaderEnv, compute_closure
 from smith.resolve.fetch import Fetcher, is_remote
@@ -381,7 +381,7 @@ def overlay_rootfs(tree: FileTree, rootfs: str) -> None:
     for entry in FileTree.from_directory(rootfs, origin="rootfs/"):
         if posixpath.basename(entry.path) == ".gitignore":
             continue
-        if entry.kind is Kind.SYMLINK and climbs_out(entry.path, entry.target):
+        if entry.kind is Kind.SYMLINK and climbs_out(entry.path.count("/"), entry.target):
             raise UnsafePathError(
                 f"rootfs/{entry.path} is a symlink to {entry.target!r}, outside the image root"
             )
@@ -392,20 +392,6 @@ def overlay_rootfs(tree: FileTree, rootfs: str) -> None:
             entry.path
         ) if existing is not None and existing.kind is not entry.kind else None
         tree.add(entry)
-
-
-def climbs_out(link: str, target: str) -> bool:
-    if target.startswith("/"):
-        return False  # absolute targets are re-rooted inside the image
-    depth = link.count("/")
-    for part in target.split("/"):
-        if part == "..":
-            depth -= 1
-            if depth < 0:
-                return True
-        elif part not in ("", "."):
-            depth += 1
-    return False
 
 
 # -- image -------------------------------------------------------------------------------------

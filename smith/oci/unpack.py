@@ -40,6 +40,7 @@ import zstandard
 from smith.errors import ImageFormatError, UnsafePathError
 from smith.oci.layout import LoadedImage
 from smith.oci.tarstream import Member, TarFormatError, TarStream
+from smith.paths import climbs_out
 from smith.tree import MAX_SYMLINK_HOPS, Entry, FileTree, HostSlice, InlineBytes, Kind
 
 READ_SIZE = 1 << 20
@@ -324,7 +325,7 @@ class Applier:
                     )
                 base = "/" if node.target.startswith("/") else "/" + "/".join(done)
                 joined = posixpath.normpath(posixpath.join(base, node.target))
-                if not node.target.startswith("/") and _climbs_out(done, node.target):
+                if not node.target.startswith("/") and climbs_out(len(done), node.target):
                     raise UnsafePathError(
                         f"layer {layer}: entry {name!r} goes through the symlink "
                         f"{current!r} -> {node.target!r}, which leads out of the root"
@@ -509,20 +510,6 @@ class Applier:
 
     def stats(self, layers: int) -> UnpackStats:
         return UnpackStats(layers, self.entries, self.bytes, self.files, self.special)
-
-
-def _climbs_out(done: list[str], target: str) -> bool:
-    """Whether a relative symlink target, taken from directory `done`, climbs above the
-    root (the kernel would clamp it at `/` in a chroot; a layer doing so is hostile)."""
-    depth = len(done)
-    for part in target.split("/"):
-        if part == "..":
-            depth -= 1
-            if depth < 0:
-                return True
-        elif part not in ("", "."):
-            depth += 1
-    return False
 
 
 def canonical_member_name(name: str, layer: str, *, what: str = "entry") -> str:
