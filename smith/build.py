@@ -7,6 +7,7 @@ below; `build` reads like the recipe it follows.
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import json
 import logging
@@ -28,12 +29,12 @@ from smith.conventions import (
     parse_user,
 )
 from smith.errors import RecipeError, SmithError, UnsafePathError
-from smith.oci.compress import Compression, parse_compression
+from smith.oci.compress import parse_compression
 from smith.oci.image import GO_ARCH, ImageConfig, Platform
-from smith.oci.layout import LoadedImage, open_image
+from smith.oci.layout import open_image
 from smith.oci.output import write_image
 from smith.oci.writer import ImageResult
-from smith.paths import normalize_path, parent_paths
+from smith.paths import climbs_out, normalize_path, parent_paths
 from smith.recipe import Recipe, RuntimeSet, load_recipe
 from smith.resolve.dependencies import Closure, Extras, LoaderEnv, compute_closure
 from smith.resolve.fetch import Fetcher, is_remote
@@ -42,7 +43,7 @@ from smith.resolve.repo import RepoConfig
 from smith.resolve.rpm import add_rpm_to_tree
 from smith.resolve.solver import ResolvedPackage
 from smith.resolve.store import ContentStore
-from smith.sources import plan_recipe, repo_configs
+from smith.sources import plan_recipe, relative_to, repo_configs
 from smith.tree import Entry, FileTree, InlineBytes, Kind, path_sort_key
 
 log = logging.getLogger(__name__)
@@ -132,33 +133,29 @@ def build(recipe_path: str, options: BuildOptions) -> BuildResult:
     image_tree = apply_conventions(
         kept, Conventions(user=user, nss=recipe.nss or user_is_named(recipe))
     )
-    parent = recipe.parent
     output = options.output or recipe.output or DEFAULT_OUTPUT
-    compression = parse_compression(options.compression or recipe.compression)
-    epoch = choose_epoch(options.epoch, recipe)
     owners = {e.path: e.origin for e in image_tree}
-    log.info("writing %d paths to %s", len(image_tree), output)
     config = image_config(recipe, user.config_user)
-    annotations = {PACKAGE_FILES_ANNOTATION: package_files_json(owners)}
-    tag = options.tag or recipe.tag or ""
-    if parent:
-        parent_ref = (
-            parent if is_remote(parent) or os.path.isabs(parent) else os.path.join(base, parent)
-        )
-        with open_image(parent_ref, platform=config.platform) as parent_image:
-            result = write(
-                image_tree,
-                config,
-                output,
-                options,
-                compression,
-                epoch,
-                tag,
-                annotations,
-                parent_image,
+    log.info("writing %d paths to %s", len(image_tree), output)
+    with contextlib.ExitStack() as stack:
+        parent = None
+        if recipe.parent:
+            ref = (
+                relative_to(recipe.parent, base) if not is_remote(recipe.parent) else recipe.parent
             )
-    else:
-        result = write(image_tree, config, output, options, compression, epoch, tag, annotations)
+            parent = stack.enter_context(open_image(ref, platform=config.platform))
+        result = write_image(
+            image_tree,
+            config,
+            output,
+            fmt=options.fmt,
+            compression=parse_compression(options.compression or recipe.compression),
+            epoch=choose_epoch(options.epoch, recipe),
+            tag=options.tag or recipe.tag or "",
+            parent=parent,
+            annotations={PACKAGE_FILES_ANNOTATION: package_files_json(owners)},
+            cache_dir=str(fetcher.cache_dir),
+        )
     reasons = explain_all(image_tree, closure, program, paths)
     return BuildResult(
         output=output,
@@ -168,30 +165,6 @@ def build(recipe_path: str, options: BuildOptions) -> BuildResult:
         reasons=reasons,
         owners=owners,
         image_bytes=output_size(output),
-    )
-
-
-def write(
-    tree: FileTree,
-    config: ImageConfig,
-    output: str,
-    options: BuildOptions,
-    compression: Compression,
-    epoch: int,
-    tag: str,
-    annotations: dict[str, str],
-    parent: LoadedImage | None = None,
-) -> ImageResult:
-    return write_image(
-        tree,
-        config,
-        output,
-        fmt=options.fmt,
-        compression=compression,
-        epoch=epoch,
-        tag=tag,
-        parent=parent,
-        annotations=annotations,
     )
 
 
@@ -381,7 +354,7 @@ def overlay_rootfs(tree: FileTree, rootfs: str) -> None:
     for entry in FileTree.from_directory(rootfs, origin="rootfs/"):
         if posixpath.basename(entry.path) == ".gitignore":
             continue
-        if entry.kind is Kind.SYMLINK and climbs_out(entry.path, entry.target):
+        if entry.kind is Kind.SYMLINK and climbs_out(entry.path.count("/"), entry.target):
             raise UnsafePathError(
                 f"rootfs/{entry.path} is a symlink to {entry.target!r}, outside the image root"
             )
@@ -392,20 +365,6 @@ def overlay_rootfs(tree: FileTree, rootfs: str) -> None:
             entry.path
         ) if existing is not None and existing.kind is not entry.kind else None
         tree.add(entry)
-
-
-def climbs_out(link: str, target: str) -> bool:
-    if target.startswith("/"):
-        return False  # absolute targets are re-rooted inside the image
-    depth = link.count("/")
-    for part in target.split("/"):
-        if part == "..":
-            depth -= 1
-            if depth < 0:
-                return True
-        elif part not in ("", "."):
-            depth += 1
-    return False
 
 
 # -- image -------------------------------------------------------------------------------------

@@ -43,3 +43,18 @@ def resolve_link_target(link_path: str, target: str) -> str:
     joined = posixpath.normpath(posixpath.join(base, target))
     # normpath keeps a leading "//"; and "/.." normalises to "/" as in a chroot.
     return joined.lstrip("/")
+
+
+def climbs_out(directory_depth: int, target: str) -> bool:
+    """Whether a relative symlink target, followed from a directory `directory_depth` levels
+    below the root, climbs above the root. The kernel clamps `..` at `/` inside a chroot,
+    but a package, layer or overlay that does this is hostile or broken: refuse it."""
+    depth = directory_depth
+    for part in target.split("/"):
+        if part == "..":
+            depth -= 1
+            if depth < 0:
+                return True
+        elif part not in ("", "."):
+            depth += 1
+    return False

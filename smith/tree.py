@@ -8,12 +8,13 @@ root-relative strings (see smith.paths); names that are not valid UTF-8 are carr
 
 from __future__ import annotations
 
+import io
 import os
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from enum import StrEnum
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from smith.errors import SmithError
 from smith.paths import normalize_path, resolve_link_target
@@ -50,12 +51,62 @@ class InlineBytes:
     data: bytes
 
     def open(self) -> BinaryIO:
-        import io
-
         return io.BytesIO(self.data)
 
 
-Content = HostFile | InlineBytes
+@dataclass(frozen=True)
+class HostSlice:
+    """Content at `offset` of a larger host file: an image layer's files are stored back
+    to back in one pack file per layer, because creating one host file per entry costs
+    more than reading the whole layer."""
+
+    path: str
+    offset: int
+    size: int
+
+    def open(self) -> BinaryIO:
+        return io.BufferedReader(_SliceIO(self.path, self.offset, self.size), 1 << 16)
+
+
+class _SliceIO(io.RawIOBase):
+    """A read-only, seekable window [offset, offset+size) of a host file (pread: no shared
+    file position, so any number of readers may be open at once)."""
+
+    def __init__(self, path: str, offset: int, size: int) -> None:
+        super().__init__()
+        self._fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        self._start, self._size, self._pos = offset, size, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        n = max(0, min(len(buffer), self._size - self._pos))
+        data = os.pread(self._fd, n, self._start + self._pos) if n else b""
+        buffer[: len(data)] = data
+        self._pos += len(data)
+        return len(data)
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
+        if base + offset < 0:
+            raise OSError(f"negative seek position in {self!r}")
+        self._pos = base + offset
+        return self._pos
+
+    def tell(self) -> int:
+        return self._pos
+
+    def close(self) -> None:
+        if not self.closed:
+            os.close(self._fd)
+        super().close()
+
+
+Content = HostFile | InlineBytes | HostSlice
 
 
 @dataclass(frozen=True)
@@ -124,6 +175,8 @@ class FileTree:
         if size is None:
             if isinstance(content, InlineBytes):
                 size = len(content.data)
+            elif isinstance(content, HostSlice):
+                size = content.size
             else:
                 size = os.stat(content.path).st_size
         return self.add(

@@ -40,9 +40,9 @@ KINDS = {
 }
 
 
-def layer_tar(members: Sequence[M]) -> bytes:
+def layer_tar(members: Sequence[M], fmt: int = tarfile.PAX_FORMAT) -> bytes:
     out = io.BytesIO()
-    with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
+    with tarfile.open(fileobj=out, mode="w", format=fmt) as tar:
         for m in members:
             info = tarfile.TarInfo(m.name)
             info.type = KINDS[m.kind]
@@ -94,13 +94,14 @@ def write_layout(
     *,
     how: str = "gzip",
     diff_ids: Sequence[str] | None = None,
+    blobs: Sequence[bytes] | None = None,
 ) -> str:
-    """An OCI layout of uncompressed layer tars `layers`; returns the manifest digest."""
+    """An OCI layout of uncompressed layer tars `layers` (or of ready `blobs`, which may be
+    deliberately broken, with their `diff_ids`); returns the manifest digest."""
     os.makedirs(root, exist_ok=True)
     suffix = {"gzip": "+gzip", "zstd": "+zstd", "none": ""}[how]
     descs = []
-    for tar in layers:
-        blob = compress(tar, how)
+    for blob in blobs if blobs is not None else [compress(t, how) for t in layers]:
         descs.append(
             {
                 "mediaType": "application/vnd.oci.image.layer.v1.tar" + suffix,

@@ -276,3 +276,34 @@ def test_curl_fetches_over_tls(runtime: str, tmp_path: Path, rpm_universe: Unive
         result = run_bundle(runtime, bundle)
     assert result.returncode == 0, result.stderr
     assert result.stdout == "delivered over TLS\n"
+
+
+def test_parent_image_keeps_its_layers_and_the_new_one_goes_on_top(
+    tmp_path: Path, rpm_universe: Universe
+) -> None:
+    parent = build_example("cat", tmp_path, rpm_universe)
+    recipe = recipe_copy("hello", tmp_path, rpm_universe)
+    doc = yaml.safe_load((recipe / "smith.yaml").read_text())
+    doc["parent"] = str(parent)
+    (recipe / "smith.yaml").write_text(yaml.safe_dump(doc))
+    out = tmp_path / "child"
+    smith(
+        "build",
+        str(recipe),
+        "-o",
+        str(out),
+        "--tag",
+        "child",
+        "--cache-dir",
+        str(tmp_path / "cache"),
+    )
+    with open_image(str(parent)) as base, open_image(str(out)) as child:
+        assert len(child.layers) == 2
+        assert child.layers[0] == base.layers[0]
+        assert child.diff_ids[0] == base.diff_ids[0]
+        assert len(child.config["history"]) == 2
+    bundle = image_paths(out, "child", tmp_path)
+    assert (bundle / "rootfs" / "read" / "data").exists()  # from the parent's layer
+    configure_bundle(bundle, readonly=True)
+    result = run_bundle("runc", bundle)
+    assert result.stdout == "hello from smith\n", result.stderr

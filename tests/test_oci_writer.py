@@ -357,3 +357,26 @@ def test_truncated_gzip_archive(tmp_path: Path) -> None:
     out.write_bytes(data[: len(data) // 2])
     with pytest.raises(ImageFormatError, match=r"img\.tar\.gz"), open_image(str(out)):
         pass
+
+
+def test_layer_cache_reuses_and_never_trusts_a_damaged_entry(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    first = write_image(
+        trees.awkward_tree(), ImageConfig(), str(tmp_path / "a"), cache_dir=str(cache)
+    )
+    (blob,) = (cache / "layers").glob("*.blob")
+    again = write_image(
+        trees.awkward_tree(), ImageConfig(), str(tmp_path / "b"), cache_dir=str(cache)
+    )
+    assert again == first
+    blob.write_bytes(b"damaged")  # a cache entry that lies about its content
+    third = write_image(
+        trees.awkward_tree(), ImageConfig(), str(tmp_path / "c"), cache_dir=str(cache)
+    )
+    assert third == first
+    with open_image(str(tmp_path / "c")):
+        pass  # every blob checked against its digest
+    changed = trees.awkward_tree()
+    changed.add_file("new", InlineBytes(b"x"))
+    other = write_image(changed, ImageConfig(), str(tmp_path / "d"), cache_dir=str(cache))
+    assert other.layers[0].diff_id != first.layers[0].diff_id

@@ -19,19 +19,22 @@ from smith.oci.blobs import BlobStore, verify_blob
 from smith.oci.compress import Compression, compressor_info
 from smith.oci.image import Descriptor
 from smith.oci.writer import Layer, write_layer
-from smith.tree import FileTree, HostFile, InlineBytes, Kind
+from smith.tree import Content, FileTree, HostFile, InlineBytes, Kind
 
 # Bump when the tar writer changes its output for the same inputs.
 FORMAT_VERSION = 1
 
 
-def content_digest(entry_content: HostFile | InlineBytes) -> str:
-    if isinstance(entry_content, InlineBytes):
-        return hashlib.sha256(entry_content.data).hexdigest()
-    if entry_content.sha256:
-        return entry_content.sha256
-    with open(entry_content.path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
+def content_digest(content: Content) -> str:
+    if isinstance(content, InlineBytes):
+        return hashlib.sha256(content.data).hexdigest()
+    if isinstance(content, HostFile) and content.sha256:
+        return content.sha256
+    hasher = hashlib.sha256()
+    with content.open() as f:
+        while chunk := f.read(1 << 20):
+            hasher.update(chunk)
+    return hasher.hexdigest()
 
 
 def layer_key(tree: FileTree, compression: Compression, epoch: int) -> str:

@@ -12,6 +12,7 @@ import gzip
 import hashlib
 import json
 import os
+import posixpath
 import shutil
 import tarfile
 import tempfile
@@ -339,6 +340,7 @@ def unpack_archive(archive: str, dest: str) -> None:
     Files are created with O_EXCL|O_NOFOLLOW, so not even a race can redirect them.
     """
     try:
+        links: list[tuple[str, str]] = []
         with tarfile.open(archive, "r:*") as tar:
             for member in tar:
                 if member.name.startswith("/"):
@@ -357,12 +359,32 @@ def unpack_archive(archive: str, dest: str) -> None:
                     fd = os.open(target, flags, 0o644)
                     with src, os.fdopen(fd, "wb") as out:
                         shutil.copyfileobj(src, out, 1 << 20)
+                elif member.issym() and not member.linkname.startswith("/"):
+                    # `docker save` and skopeo's docker-archive link a layer shared by two
+                    # images (`<id>/layer.tar -> ../<digest>.tar`): resolved once all is read.
+                    links.append((rel, member.linkname))
                 else:
                     raise UnsafePathError(
                         f"{archive}: entry {member.name!r} is a link or special file, "
                         "which an image archive never needs"
                     )
+            for rel, linkname in links:
+                copy_link_target(archive, dest, rel, linkname)
     except (tarfile.TarError, EOFError, gzip.BadGzipFile, OSError) as err:
         if isinstance(err, OSError) and err.errno is not None and not isinstance(err, EOFError):
             raise
         raise ImageFormatError(f"{archive}: not a readable image archive ({err})") from None
+
+
+def copy_link_target(archive: str, dest: str, rel: str, linkname: str) -> None:
+    """Give the name `rel` the content of the archive file a relative symlink points to,
+    as a hard link: no symlink is ever created, and nothing outside `dest` is reachable."""
+    joined = posixpath.normpath(posixpath.join(posixpath.dirname(rel), linkname))
+    if joined.startswith("../") or joined == ".." or joined.startswith("/"):
+        raise UnsafePathError(f"{archive}: link {rel!r} -> {linkname!r} leads out of the archive")
+    source = os.path.join(dest, joined)
+    if os.path.islink(source) or not os.path.isfile(source):
+        raise ImageFormatError(f"{archive}: link {rel!r} -> {linkname!r} names no file of it")
+    target = os.path.join(dest, rel)
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    os.link(source, target)

@@ -2,9 +2,10 @@
 
 Every layer is read once, as a stream: decompressed on the fly (gzip, zstd or plain tar,
 told apart by their magic bytes, not by the media type, which docker-archives do not
-state), hashed to check its diff_id, and each regular file's bytes written to a content
-store directory. The tree keeps only metadata and store paths, so memory does not grow
-with the image size.
+state), hashed to check its diff_id, and each regular file's bytes appended to the layer's
+pack file in a content store directory. The tree keeps only metadata and (pack, offset,
+size), so memory does not grow with the image size; one pack per layer instead of one host
+file per entry is what keeps this close to the cost of reading the layer at all.
 
 Runtime semantics (those of containerd's and umoci's appliers):
 - `.wh.NAME` removes NAME of the lower layers; `.wh..wh..opq` empties its directory of
@@ -22,11 +23,13 @@ something that is not a regular file of the tree.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import posixpath
+import queue
 import stat
-import tarfile
+import threading
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -36,12 +39,12 @@ import zstandard
 
 from smith.errors import ImageFormatError, UnsafePathError
 from smith.oci.layout import LoadedImage
-from smith.tree import MAX_SYMLINK_HOPS, Entry, FileTree, HostFile, InlineBytes, Kind
+from smith.oci.tarstream import Member, TarFormatError, TarStream
+from smith.paths import climbs_out
+from smith.tree import MAX_SYMLINK_HOPS, Entry, FileTree, HostSlice, InlineBytes, Kind
 
 READ_SIZE = 1 << 20
-# tarfile's stream mode copies its whole buffer remainder on every header read: a
-# small buffer keeps that cheap, file bodies are read past it in READ_SIZE pieces anyway.
-TAR_BUFFER = 64 << 10
+PREFETCH = 8  # decompressed pieces of READ_SIZE waiting for the tar reader
 WHITEOUT = ".wh."
 OPAQUE = ".wh..wh..opq"
 GZIP_MAGIC = b"\x1f\x8b"
@@ -57,6 +60,7 @@ class LayerReader:
 
     gzip may be several members in a row (smith itself writes them so); zstd several
     frames. Trailing zero bytes after the last gzip member are tolerated, as gzip does.
+    After start(), decompression runs on a producer thread; read() raises its errors.
     """
 
     def __init__(self, raw: BinaryIO) -> None:
@@ -67,6 +71,7 @@ class LayerReader:
         self._pending = head
         self._buffer = bytearray()
         self._eof = False
+        self._produced_eof = False
         self._gzip: zlib._Decompress | None = None
         self._zstd: zstandard.ZstdDecompressionReader | None = None
         self.compression = "none"
@@ -96,13 +101,17 @@ class LayerReader:
         return data
 
     def _fill_gzip(self, d: zlib._Decompress) -> bytes:
-        while not self._eof:
+        while not self._produced_eof:
             if d.eof:
                 rest = d.unused_data or self._raw.read(READ_SIZE)
                 if not rest.strip(b"\x00"):
                     self._check_zero_tail()
-                    self._eof = True
+                    self._produced_eof = True
                     return b""
+                if len(rest) < 2:
+                    rest += self._raw.read(READ_SIZE)
+                if not rest.startswith(GZIP_MAGIC):
+                    raise DecompressError("garbage after the end of the gzip stream")
                 d = self._gzip = zlib.decompressobj(31)
                 data = rest
             else:
@@ -122,14 +131,45 @@ class LayerReader:
             if rest.strip(b"\x00"):
                 raise DecompressError("garbage after the end of the gzip stream")
 
+    def start(self) -> None:
+        """Decompress and hash on a second thread (zlib, zstd and sha256 release the GIL),
+        so that it overlaps with tar parsing and file writing, as `tar -xz` overlaps gzip
+        with tar. At most PREFETCH pieces wait in the queue: memory stays bounded."""
+        self._queue: queue.Queue[bytes | BaseException] = queue.Queue(PREFETCH)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._produce, daemon=True)
+        self._thread.start()
+
+    def _produce(self) -> None:
+        try:
+            while not self._stop.is_set():
+                piece = self._fill()
+                if piece:
+                    self.hasher.update(piece)
+                    self.size += len(piece)
+                self._queue.put(piece)
+                if not piece:
+                    return
+        except BaseException as err:  # handed to the reading thread, raised there
+            self._queue.put(err)
+
+    def close(self) -> None:
+        """Stop the producer (after an error in the consumer), freeing what it queued."""
+        self._stop.set()
+        while self._thread.is_alive():
+            with contextlib.suppress(queue.Empty):
+                self._queue.get(timeout=0.05)
+        self._thread.join()
+
     def read(self, size: int = -1) -> bytes:
         while not self._eof and (size < 0 or len(self._buffer) < size):
-            piece = self._fill()
+            piece = self._queue.get()
+            if isinstance(piece, BaseException):
+                self._eof = True
+                raise piece
             if not piece:
                 self._eof = True
                 break
-            self.hasher.update(piece)
-            self.size += len(piece)
             self._buffer += piece
         if size < 0 or size >= len(self._buffer):
             data = bytes(self._buffer)
@@ -138,6 +178,23 @@ class LayerReader:
             data = bytes(self._buffer[:size])
             del self._buffer[:size]
         return data
+
+    def read_piece(self, _hint: int = 0) -> bytes:
+        """The next decompressed piece, whatever its size (b"" at the end): no copying
+        into a buffer for a reader that gathers pieces itself."""
+        if self._buffer:
+            data = bytes(self._buffer)
+            self._buffer.clear()
+            return data
+        if self._eof:
+            return b""
+        piece = self._queue.get()
+        if isinstance(piece, BaseException):
+            self._eof = True
+            raise piece
+        if not piece:
+            self._eof = True
+        return piece
 
     def drain(self) -> None:
         """Read (and hash) whatever the tar reader left: the end-of-archive padding."""
@@ -163,7 +220,7 @@ class _Prefixed:
 class _Inode:
     """File content shared by hard-linked names: replacing one name never changes another."""
 
-    content: HostFile | InlineBytes
+    content: HostSlice | InlineBytes
     size: int
     mode: int
     uid: int
@@ -197,13 +254,14 @@ class Applier:
 
     def __init__(self, store: str) -> None:
         self.store = store
+        os.makedirs(store, exist_ok=True)
         self.nodes: dict[str, _Node] = {}
         self.children: dict[str, set[str]] = {"": set()}
-        self.counter = 0
         self.entries = 0
         self.files = 0
         self.special = 0
         self.bytes = 0
+        self.pack_offset = 0
 
     # -- tree operations -----------------------------------------------------------------
 
@@ -267,7 +325,7 @@ class Applier:
                     )
                 base = "/" if node.target.startswith("/") else "/" + "/".join(done)
                 joined = posixpath.normpath(posixpath.join(base, node.target))
-                if not node.target.startswith("/") and _climbs_out(done, node.target):
+                if not node.target.startswith("/") and climbs_out(len(done), node.target):
                     raise UnsafePathError(
                         f"layer {layer}: entry {name!r} goes through the symlink "
                         f"{current!r} -> {node.target!r}, which leads out of the root"
@@ -282,26 +340,34 @@ class Applier:
 
     def apply_layer(self, blob: str, layer: str, diff_id: str, index: int) -> None:
         added: set[str] = set()
-        directory = os.path.join(self.store, str(index))
-        os.makedirs(directory, exist_ok=True)
+        # Every file of the layer goes into one pack file, back to back (see HostSlice).
+        pack_path = os.path.join(self.store, f"layer-{index}.pack")
         try:
-            with open(blob, "rb") as raw:
-                reader = LayerReader(raw)
-                try:
-                    stream = cast(IO[bytes], reader)
-                    with tarfile.open(fileobj=stream, mode="r|", bufsize=TAR_BUFFER) as tar:
-                        for member in tar:
-                            self.entries += 1
-                            self._apply_member(tar, member, layer, directory, added)
-                    reader.drain()
-                except DecompressError as err:
-                    raise ImageFormatError(f"layer {layer}: {err}") from None
-                except (tarfile.TarError, EOFError) as err:
-                    raise ImageFormatError(
-                        f"layer {layer}: not a valid tar stream ({err or type(err).__name__})"
-                    ) from None
+            raw = open(blob, "rb")  # noqa: SIM115 - closed by the with below
         except FileNotFoundError:
             raise ImageFormatError(f"layer {layer}: blob is missing") from None
+        self.pack_offset = 0
+        with raw, open(pack_path, "wb", buffering=READ_SIZE) as pack:
+            reader = LayerReader(raw)
+            reader.start()
+            try:
+                stream = TarStream(reader.read_piece)
+                for member in stream:
+                    self.entries += 1
+                    self._apply_member(stream, member, layer, pack, added)
+                reader.drain()
+            except DecompressError as err:
+                raise ImageFormatError(f"layer {layer}: {err}") from None
+            except TarFormatError as err:
+                # Corrupt compressed data decodes to garbage before its CRC is checked:
+                # read on, so that the root cause is what gets reported.
+                try:
+                    reader.drain()
+                except DecompressError as cause:
+                    raise ImageFormatError(f"layer {layer}: {cause}") from None
+                raise ImageFormatError(f"layer {layer}: not a valid tar stream ({err})") from None
+            finally:
+                reader.close()
         self.bytes += reader.size
         actual = "sha256:" + reader.hasher.hexdigest()
         if diff_id and actual != diff_id:
@@ -312,10 +378,10 @@ class Applier:
 
     def _apply_member(
         self,
-        tar: tarfile.TarFile,
-        member: tarfile.TarInfo,
+        stream: TarStream,
+        member: Member,
         layer: str,
-        directory: str,
+        pack: BinaryIO,
         added: set[str],
     ) -> None:
         name = member.name
@@ -325,6 +391,9 @@ class Applier:
                 return  # "./": the root itself, whose metadata a runtime keeps
             raise UnsafePathError(f"layer {layer}: entry {name!r} names the root")
         path = self._resolve_parent(path, layer, name)
+        if any(part.startswith(WHITEOUT) for part in path.split("/")[:-1]):
+            # A whiteout name is a marker, never a directory a layer may put things in.
+            raise UnsafePathError(f"layer {layer}: entry {name!r} is below a whiteout name")
         base = posixpath.basename(path)
         parent = posixpath.dirname(path)
         if base.startswith(WHITEOUT):
@@ -367,7 +436,7 @@ class Applier:
                 return
             self._insert(path, _Node(Kind.FILE, inode=node.inode, origin=origin))
         elif member.isreg():
-            inode = self._store(tar, member, directory, origin)
+            inode = self._store(stream, member, pack, origin)
             self._insert(path, _Node(Kind.FILE, inode=inode, origin=origin))
         else:
             self.special += 1  # device, FIFO, socket: a microcontainer carries none
@@ -375,28 +444,19 @@ class Applier:
             return
         added.add(path)
 
-    def _store(
-        self, tar: tarfile.TarFile, member: tarfile.TarInfo, directory: str, origin: str
-    ) -> _Inode:
+    def _store(self, stream: TarStream, member: Member, pack: BinaryIO, origin: str) -> _Inode:
         mode = stat.S_IMODE(member.mode)
-        content: HostFile | InlineBytes
+        content: HostSlice | InlineBytes
         if member.size == 0:
             content = InlineBytes(b"")
         else:
-            self.counter += 1
             self.files += 1
-            dest = os.path.join(directory, str(self.counter))
-            src = tar.extractfile(member)
-            assert src is not None
-            with src, open(dest, "wb") as out:
-                remaining = member.size
-                while remaining:
-                    chunk = src.read(min(READ_SIZE, remaining))
-                    if not chunk:
-                        raise tarfile.ReadError(f"unexpected end of data in {member.name!r}")
-                    out.write(chunk)
-                    remaining -= len(chunk)
-            content = HostFile(dest)
+            # The offset is counted here: BufferedWriter.tell() costs a system call.
+            offset = self.pack_offset
+            for piece in stream.body():
+                pack.write(piece)
+            self.pack_offset += member.size
+            content = HostSlice(pack.name, offset, member.size)
         return _Inode(content, member.size, mode, member.uid, member.gid, origin)
 
     # -- the result ----------------------------------------------------------------------
@@ -450,20 +510,6 @@ class Applier:
 
     def stats(self, layers: int) -> UnpackStats:
         return UnpackStats(layers, self.entries, self.bytes, self.files, self.special)
-
-
-def _climbs_out(done: list[str], target: str) -> bool:
-    """Whether a relative symlink target, taken from directory `done`, climbs above the
-    root (the kernel would clamp it at `/` in a chroot; a layer doing so is hostile)."""
-    depth = len(done)
-    for part in target.split("/"):
-        if part == "..":
-            depth -= 1
-            if depth < 0:
-                return True
-        elif part not in ("", "."):
-            depth += 1
-    return False
 
 
 def canonical_member_name(name: str, layer: str, *, what: str = "entry") -> str:

@@ -1,0 +1,145 @@
+"""`smith minimize IMAGE -o OUTPUT`: shrink an existing image to what its program needs."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any
+
+import click
+
+from smith.cli import cli
+from smith.errors import UsageError
+from smith.minimize import MinimizeOptions, MinimizeResult, minimize_image
+from smith.minimize_recipe import read_minimize_recipe
+from smith.oci.compress import parse_compression
+from smith.oci.image import parse_platform
+
+
+def epoch_default() -> int:
+    value = os.environ.get("SOURCE_DATE_EPOCH", "0")
+    if not value.isdigit():
+        raise UsageError(f"SOURCE_DATE_EPOCH must be a whole number of seconds, not {value!r}")
+    return int(value)
+
+
+@cli.command()
+@click.argument("image", required=False)
+@click.option("-o", "--output", required=True, help="OCI layout directory, .tar or .tar.gz.")
+@click.option("--format", "fmt", help="oci, oci-archive or docker-archive.")
+@click.option("--tag", default="", help="Name of the image in the output.")
+@click.option("--platform", help="OS/ARCH[/VARIANT] to pick from a multi-platform index.")
+@click.option("--recipe", type=click.Path(dir_okay=False), help="smith.yaml naming the image.")
+@click.option("--path", "paths", multiple=True, help="Also keep this glob or directory.")
+@click.option("--exclude", "excludes", multiple=True, help="Leave this glob or directory out.")
+@click.option("--nss", is_flag=True, help="Keep NSS modules, write passwd/group/nsswitch.conf.")
+@click.option("--gconv", is_flag=True, help="Keep every gconv module.")
+@click.option("--user", default="", help="Run as USER[:GROUP] (default: the image's User).")
+@click.option("--keep-ownership", is_flag=True, help="Keep files' original uid/gid.")
+@click.option("--keep-modes", is_flag=True, help="Keep files' original permission bits.")
+@click.option("--entrypoint", help="Replace the Entrypoint (a JSON list or one program).")
+@click.option("--compression", default="gzip", help="gzip, zstd or none.")
+@click.option("--explain", is_flag=True, help="Print every kept file and why it is kept.")
+@click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary.")
+def minimize(
+    image: str | None,
+    output: str,
+    fmt: str | None,
+    tag: str,
+    platform: str | None,
+    recipe: str | None,
+    paths: tuple[str, ...],
+    excludes: tuple[str, ...],
+    nss: bool,
+    gconv: bool,
+    user: str,
+    keep_ownership: bool,
+    keep_modes: bool,
+    entrypoint: str | None,
+    compression: str,
+    explain: bool,
+    as_json: bool,
+) -> None:
+    """Shrink IMAGE (OCI layout, oci-archive, docker-archive) to its program and its needs."""
+    options = MinimizeOptions(
+        paths=paths,
+        excludes=excludes,
+        nss=nss,
+        gconv=gconv,
+        user=user,
+        keep_ownership=keep_ownership,
+        keep_modes=keep_modes,
+        entrypoint=parse_entrypoint(entrypoint) if entrypoint else None,
+        platform=parse_platform(platform) if platform else None,
+        compression=parse_compression(compression),
+        epoch=epoch_default(),
+        fmt=fmt,
+        tag=tag,
+    )
+    if recipe:
+        named, options = read_minimize_recipe(recipe, options)
+        if image and named and image != named:
+            raise UsageError(f"the recipe names the image {named!r}, the command line {image!r}")
+        image = image or named
+    if not image:
+        raise UsageError("name the image to minimize (or a --recipe whose package: names it)")
+    result = minimize_image(image, output, options)
+    if as_json:
+        sys.stdout.write(json.dumps(summary(result, output, explain), indent=2) + "\n")
+    elif explain:
+        for path, why in result.kept.items():
+            sys.stdout.write(f"/{path}: {why}\n")
+    else:
+        click.echo(
+            f"{output}: {result.after.files} files, {result.after.bytes} bytes "
+            f"(from {result.before.files} files, {result.before.bytes} bytes); "
+            f"manifest {result.image.manifest.digest}",
+            err=True,
+        )
+
+
+def parse_entrypoint(value: str) -> tuple[str, ...]:
+    if value.startswith("["):
+        try:
+            items = json.loads(value)
+        except ValueError as err:
+            raise UsageError(f"--entrypoint is not a JSON list: {value!r} ({err})") from None
+        if not isinstance(items, list) or not all(isinstance(i, str) for i in items) or not items:
+            raise UsageError(f"--entrypoint must be a list of strings: {value!r}")
+        return tuple(items)
+    return (value,)
+
+
+def summary(result: MinimizeResult, output: str, explain: bool) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "source": result.source,
+        "source_manifest": result.source_manifest,
+        "platform": str(result.platform),
+        "program": "/" + result.program,
+        "output": output,
+        "manifest": result.image.manifest.digest,
+        "config": result.image.config.digest,
+        "layers": [
+            {
+                "digest": layer.descriptor.digest,
+                "diff_id": layer.diff_id,
+                "size": layer.descriptor.size,
+            }
+            for layer in result.image.layers
+        ],
+        "before": {
+            "files": result.before.files,
+            "bytes": result.before.bytes,
+            "compressed_bytes": result.before_compressed,
+            "layers": result.unpack.layers,
+        },
+        "after": {
+            "files": result.after.files,
+            "bytes": result.after.bytes,
+            "compressed_bytes": result.after_compressed,
+        },
+    }
+    if explain:
+        doc["kept"] = {"/" + path: why for path, why in result.kept.items()}
+    return doc

@@ -1,0 +1,351 @@
+"""`smith minimize`: shrink an existing image to its program, what that program loads, and
+what the user names.
+
+    image -> layers applied (oci/unpack.py) -> FileTree -> closure (resolve/) -> kept tree
+          -> microcontainer conventions -> one deterministic layer (oci/output.py)
+
+The same input image and options give the same output bytes: the content store's temporary
+names never reach the output (the writer reads the bytes, not the names), the config
+carries no time but SOURCE_DATE_EPOCH, and every set is sorted before it is written. The
+output names nothing of the input's container format (not even its manifest digest), so the
+same image as an OCI layout, oci-archive or docker-archive gives the same output digest.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+import posixpath
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+
+from smith.conventions import ORIGIN as CONVENTIONS_ORIGIN
+from smith.conventions import (
+    ROOT,
+    Conventions,
+    RuntimeUser,
+    apply_conventions,
+    parse_user,
+    read_group,
+    read_passwd,
+)
+from smith.errors import ImageFormatError, SmithError, UsageError
+from smith.oci.compress import Compression
+from smith.oci.image import ImageConfig, Platform
+from smith.oci.layout import LoadedImage, open_image
+from smith.oci.output import write_image
+from smith.oci.unpack import UnpackStats, apply_layers
+from smith.oci.writer import ImageResult
+from smith.paths import normalize_path, parent_paths
+from smith.resolve.closure import DEFAULT_PATH
+from smith.resolve.dependencies import Extras, LoaderEnv, compute_closure
+from smith.resolve.loader import glob_root
+from smith.resolve.roots import PathWalker, TreeRoot
+from smith.tree import Entry, FileTree, Kind
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class MinimizeOptions:
+    paths: tuple[str, ...] = ()  # globs or directories to keep, with their ELF closure
+    excludes: tuple[str, ...] = ()  # globs (or directories) removed from what is kept
+    nss: bool = False  # keep the NSS modules and write /etc/passwd, group, nsswitch.conf
+    gconv: bool | tuple[str, ...] = False
+    user: str = ""  # run as this user instead of the image's own
+    keep_ownership: bool = False
+    keep_modes: bool = False
+    entrypoint: tuple[str, ...] | None = None  # replace the image's Entrypoint
+    cmd: tuple[str, ...] | None = None  # replace the image's Cmd
+    env: tuple[str, ...] = ()  # KEY=value added to (or replacing in) the image's Env
+    labels: tuple[tuple[str, str], ...] = ()
+    ports: tuple[str, ...] = ()
+    volumes: tuple[str, ...] = ()
+    workdir: str = ""
+    platform: Platform | None = None
+    compression: Compression = Compression.GZIP
+    epoch: int = 0
+    fmt: str | None = None
+    tag: str = ""
+
+
+@dataclass(frozen=True)
+class TreeSize:
+    files: int
+    bytes: int
+
+    @classmethod
+    def of(cls, tree: FileTree) -> TreeSize:
+        files = [e for e in tree if e.kind is Kind.FILE]
+        return cls(len(files), sum(e.size for e in files))
+
+
+@dataclass(frozen=True)
+class MinimizeResult:
+    source: str
+    source_manifest: str
+    platform: Platform
+    program: str
+    before: TreeSize
+    before_compressed: int
+    after: TreeSize
+    image: ImageResult
+    unpack: UnpackStats
+    kept: Mapping[str, str] = field(repr=False)  # path -> why it is kept
+
+    @property
+    def after_compressed(self) -> int:
+        return sum(layer.descriptor.size for layer in self.image.layers)
+
+
+def minimize_image(source: str, output: str, options: MinimizeOptions) -> MinimizeResult:
+    """Read `source`, keep what its program needs, write the microcontainer to `output`."""
+    for pattern in (*options.paths, *options.excludes):
+        normalize_path(pattern, what="--path/--exclude pattern")
+    with (
+        open_image(source, platform=options.platform) as image,
+        tempfile.TemporaryDirectory(prefix="smith-minimize-") as store,
+    ):
+        tree, stats = apply_layers(image, store)
+        config = image_config(image, options)
+        check_platform(image.source, config.platform, options.platform)
+        program, argv = program_of(tree, config)
+        kept = keep_paths(tree, config, program, argv, options)
+        small = kept_tree(tree, kept)
+        user = runtime_user(tree, config, options)
+        conventions = Conventions(
+            user=user,
+            keep_ownership=options.keep_ownership,
+            keep_modes=options.keep_modes,
+            nss=options.nss,
+        )
+        final = apply_conventions(small, conventions)
+        # --explain lists exactly what the output holds: the conventions empty the runtime
+        # directories and may replace the NSS files, and they add what they add.
+        explained: dict[str, str] = {}
+        for entry in final:
+            if entry.origin == CONVENTIONS_ORIGIN:
+                explained[entry.path] = entry.origin
+            else:
+                explained[entry.path] = kept.get(entry.path, "parent directory of a kept path")
+        result = write_image(
+            final,
+            replace(config, user=user.config_user),
+            output,
+            fmt=options.fmt,
+            compression=options.compression,
+            epoch=options.epoch,
+            tag=options.tag,
+        )
+        return MinimizeResult(
+            source=source,
+            source_manifest=image.manifest_descriptor.digest,
+            platform=config.platform,
+            program=program,
+            before=TreeSize.of(tree),
+            before_compressed=sum(layer.size for layer in image.layers),
+            after=TreeSize.of(final),
+            image=result,
+            unpack=stats,
+            kept=explained,
+        )
+
+
+def image_config(image: LoadedImage, options: MinimizeOptions) -> ImageConfig:
+    """The image's config, with what the options (or a recipe) replace or add."""
+    config = image.image_config()
+    env = list(config.env)
+    for item in options.env:
+        key = item.split("=", 1)[0]
+        env = [e for e in env if e.split("=", 1)[0] != key] + [item]
+    return replace(
+        config,
+        env=tuple(env),
+        entrypoint=options.entrypoint if options.entrypoint is not None else config.entrypoint,
+        # A new entrypoint drops the image's Cmd, as docker does, unless a cmd is given.
+        cmd=options.cmd
+        if options.cmd is not None
+        else (None if options.entrypoint is not None else config.cmd),
+        labels=tuple(sorted({**dict(config.labels), **dict(options.labels)}.items())),
+        exposed_ports=tuple(sorted({*config.exposed_ports, *options.ports})),
+        volumes=tuple(sorted({*config.volumes, *options.volumes})),
+        working_dir=options.workdir or config.working_dir,
+    )
+
+
+def check_platform(source: str, have: Platform, want: Platform | None) -> None:
+    """An index entry without a platform matches any: the config has the last word."""
+    if want is None:
+        return
+    if (have.os, have.architecture) != (want.os, want.architecture) or (
+        want.variant and have.variant != want.variant
+    ):
+        raise ImageFormatError(f"{source}: no image for platform {want} (it is {have})")
+
+
+def env_value(env: Sequence[str], key: str) -> str | None:
+    value = None
+    for item in env:
+        name, sep, rest = item.partition("=")
+        if sep and name == key:
+            value = rest
+    return value
+
+
+def program_of(tree: FileTree, config: ImageConfig) -> tuple[str, tuple[str, ...]]:
+    """The file the runtime executes for Entrypoint + Cmd: argv[0] searched through the
+    image's PATH (the runtime's rule) when it has no slash, from WorkingDir when relative."""
+    argv = (*(config.entrypoint or ()), *(config.cmd or ()))
+    if not argv or not argv[0]:
+        raise UsageError(
+            "the image has no Entrypoint or Cmd, so there is no program to keep "
+            "(give one with --entrypoint)"
+        )
+    name = argv[0]
+    workdir = config.working_dir or "/"
+    if "/" in name:
+        path = normalize_path(posixpath.join(workdir, name), what="program")
+        if not is_executable(tree, path):
+            raise UsageError(f"the image's program {name!r} is not an executable file of the image")
+        return path, argv
+    search = env_value(config.env, "PATH")
+    dirs = search.split(":") if search is not None else list(DEFAULT_PATH)
+    for directory in dirs:
+        candidate = normalize_path(posixpath.join(workdir, directory or ".", name))
+        if is_executable(tree, candidate):
+            return candidate, argv
+    raise UsageError(f"the image's program {name!r} is not found on its PATH ({':'.join(dirs)})")
+
+
+def is_executable(tree: FileTree, path: str) -> bool:
+    entry = tree.lookup(path)
+    return entry is not None and entry.kind is Kind.FILE and bool(entry.mode & 0o111)
+
+
+def keep_paths(
+    tree: FileTree,
+    config: ImageConfig,
+    program: str,
+    argv: Sequence[str],
+    options: MinimizeOptions,
+) -> dict[str, str]:
+    """Every path to keep, with the reason: the program's closure, files the command line
+    names (a script given to an interpreter), --path, symlink targets; minus --exclude."""
+    root = TreeRoot(tree)
+    walker = PathWalker(root)
+    for pattern in options.paths:
+        if not glob_root(root, walker, normalize_path(pattern)):
+            raise UsageError(f"--path {pattern!r} matches nothing in the image")
+    workdir = config.working_dir or "/"
+    starts = [program]
+    for arg in argv[1:]:
+        # `python3 /app/main.py`, `sh run.sh`: a file the command names is part of it.
+        if arg.startswith("-") or "\x00" in arg:
+            continue
+        try:
+            candidate = normalize_path(posixpath.join(workdir, arg))
+        except SmithError:
+            continue  # an argument with `..` is no file of the image to keep
+        entry = tree.lookup(candidate) if candidate else None
+        if entry is not None and entry.kind is Kind.FILE and candidate not in starts:
+            starts.append(candidate)
+    env = LoaderEnv.from_env(config.env, workdir)
+    extras = Extras(nss=options.nss, gconv=options.gconv, globs=options.paths)
+    closure = compute_closure(tree, starts, env=env, extras=extras)
+    kept = {path: str(reason) for path, reason in closure.kept.items()}
+    for start in starts[1:]:
+        kept[tree.resolve(start)] = f"named by the command line {' '.join(argv)!r}"
+    keep_link_targets(tree, kept)
+    return exclude(kept, options.excludes)
+
+
+def keep_link_targets(tree: FileTree, kept: dict[str, str]) -> None:
+    """A kept symlink keeps what it points to (and the links on the way), when that exists
+    in the image: a dangling link in the output would be a file the program cannot open."""
+    todo = [p for p in kept if (e := tree.get(p)) is not None and e.kind is Kind.SYMLINK]
+    root = TreeRoot(tree)
+    walker = PathWalker(root)
+    while todo:
+        link = todo.pop()
+        walk = walker.walk(link)
+        if walk.kind is None:
+            continue
+        for hop in (*walk.links, walk.path):
+            if hop and hop not in kept:
+                kept[hop] = f"target of the kept symlink /{link}"
+                entry = tree.get(hop)
+                if entry is not None and entry.kind is Kind.SYMLINK:
+                    todo.append(hop)
+        entry = tree.get(walk.path)
+        if entry is not None and entry.kind is Kind.HARDLINK and entry.target not in kept:
+            kept[entry.target] = f"first name of the kept hard link /{walk.path}"
+
+
+def exclude(kept: dict[str, str], patterns: Sequence[str]) -> dict[str, str]:
+    if not patterns:
+        return kept
+    normalized = [normalize_path(p) for p in patterns]
+
+    def excluded(path: str) -> bool:
+        for pattern in normalized:
+            if fnmatch.fnmatchcase(path, pattern) or path.startswith(pattern + "/"):
+                return True
+            if any(fnmatch.fnmatchcase(parent, pattern) for parent in parent_paths(path)):
+                return True
+        return False
+
+    return {path: why for path, why in kept.items() if not excluded(path)}
+
+
+def kept_tree(tree: FileTree, kept: Mapping[str, str]) -> FileTree:
+    """The kept entries and their parent directories, metadata as in the image. A hard
+    link whose first name is not kept carries the content itself."""
+    out = FileTree()
+    for path in kept:
+        entry = tree.get(path)
+        if entry is None:
+            continue
+        for parent in parent_paths(path):
+            if parent not in out:
+                pentry = tree.get(parent)
+                if pentry is not None and pentry.kind is Kind.DIR:
+                    out.add(pentry)
+                else:
+                    out.add_dir(parent)
+        if entry.kind is Kind.HARDLINK and entry.target not in kept:
+            target = tree.get(entry.target)
+            assert target is not None
+            entry = Entry(
+                path,
+                Kind.FILE,
+                target.mode,
+                target.uid,
+                target.gid,
+                size=target.size,
+                content=target.content,
+                origin=target.origin,
+            )
+        out.add(entry)
+    return out
+
+
+def runtime_user(tree: FileTree, config: ImageConfig, options: MinimizeOptions) -> RuntimeUser:
+    """--user, else the image's own User (names looked up in the image's /etc/passwd and
+    /etc/group, so the output needs neither), else root, as the image ran."""
+    spec = options.user or config.user
+    if not spec:
+        return ROOT
+    return parse_user(
+        spec,
+        passwd=read_passwd(read_small(tree, "etc/passwd")),
+        group=read_group(read_small(tree, "etc/group")),
+    )
+
+
+def read_small(tree: FileTree, path: str) -> bytes:
+    entry = tree.lookup(path)
+    if entry is None or entry.kind is not Kind.FILE or entry.content is None:
+        return b""
+    with entry.content.open() as f:
+        return f.read(1 << 20)

@@ -1,0 +1,47 @@
+"""`smith minimize --recipe smith.yaml`: a recipe whose `package:` names an image, as in the
+original smith (where `package:` could be an OCI image). The recipe is read and validated by
+smith/recipe.py like any other; this module only maps its keys onto MinimizeOptions
+(command-line options win over the recipe's)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+
+from smith.errors import RecipeError
+from smith.minimize import MinimizeOptions
+from smith.recipe import RuntimeSet, load_recipe
+
+log = logging.getLogger(__name__)
+
+# Keys that say how to get packages: meaningless when `package:` is an image.
+IGNORED = ("packages", "repos", "parent", "libraries", "library_path")
+
+
+def read_minimize_recipe(path: str, options: MinimizeOptions) -> tuple[str, MinimizeOptions]:
+    """(the image the recipe names, `options` with the recipe's settings added)."""
+    recipe = load_recipe(path)
+    if not recipe.package:
+        raise RecipeError(f"{path}: `package:` must name the image to minimize")
+    for key in IGNORED:
+        if getattr(recipe, key):
+            log.warning(
+                "%s: %r is ignored: smith minimize reads the image `package:` names", path, key
+            )
+    user = "0:0" if recipe.root else recipe.user or ""
+    runtime = recipe.runtime_libraries
+    return recipe.package, replace(
+        options,
+        paths=(*options.paths, *recipe.paths),
+        excludes=(*options.excludes, *recipe.excludes),
+        nss=options.nss or recipe.nss or RuntimeSet.NSS in runtime,
+        gconv=options.gconv or RuntimeSet.GCONV in runtime,
+        user=options.user or user,
+        entrypoint=options.entrypoint or recipe.entrypoint,
+        cmd=options.cmd or recipe.cmd,
+        env=(*recipe.env, *options.env),
+        labels=tuple(sorted({**recipe.labels, **dict(options.labels)}.items())),
+        ports=options.ports or recipe.ports,
+        volumes=options.volumes or recipe.mounts,
+        workdir=options.workdir or recipe.dir or "",
+    )

@@ -1,0 +1,230 @@
+"""A streaming reader of layer tars: headers parsed from one buffer, file bodies handed out
+as slices of it, nothing seeked.
+
+Python's tarfile in stream mode costs more per member than the rest of layer application
+(it copies its buffer on every header read); layers are read once, front to back, so a
+small reader that understands exactly what image layers contain is both faster and
+stricter: POSIX ustar with PAX extended headers (path, linkpath, size, uid, gid), GNU
+long names, and GNU tar's own header variant. Sparse files, multi-volume archives and
+unknown types are refused, never guessed at.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+BLOCK = 512
+READ_SIZE = 1 << 20
+MAX_META = 1 << 20  # a PAX header or GNU long name larger than this is not a real layer's
+
+REGULAR = (b"0", b"\x00", b"7")
+HARDLINK = b"1"
+SYMLINK = b"2"
+DIRECTORY = b"5"
+SPECIAL = (b"3", b"4", b"6")  # character device, block device, FIFO
+
+
+class TarFormatError(Exception):
+    """The stream is not a tar this reader accepts; the message says where and why."""
+
+
+@dataclass
+class Member:
+    name: str
+    type: bytes
+    mode: int
+    uid: int
+    gid: int
+    size: int
+    linkname: str
+
+    def isreg(self) -> bool:
+        return self.type in REGULAR
+
+    def isdir(self) -> bool:
+        return self.type == DIRECTORY
+
+    def issym(self) -> bool:
+        return self.type == SYMLINK
+
+    def islnk(self) -> bool:
+        return self.type == HARDLINK
+
+
+def decode(raw: bytes) -> str:
+    # Names are bytes on disk; surrogateescape keeps a non-UTF-8 name exact (as tarfile,
+    # os.fsdecode and smith's tree do).
+    return raw.decode("utf-8", "surrogateescape")
+
+
+def number(field: bytes, what: str) -> int:
+    """An octal field, or GNU's base-256 form (first byte 0x80) for large values."""
+    if field[:1] == b"\x80":
+        return int.from_bytes(field[1:], "big")
+    if field[:1] == b"\xff":
+        raise TarFormatError(f"negative {what} field")
+    text = field.split(b"\x00", 1)[0].strip(b" ")
+    if not text:
+        return 0
+    try:
+        return int(text, 8)
+    except ValueError:
+        raise TarFormatError(f"invalid {what} field {field!r}") from None
+
+
+def check_checksum(header: bytes) -> None:
+    stored = number(header[148:156], "checksum")
+    unsigned = sum(header[:148]) + 8 * 0x20 + sum(header[156:])
+    if stored != unsigned:
+        signed = sum((b - 256 if b > 127 else b) for b in header[:148] + b" " * 8 + header[156:])
+        if stored != signed:
+            raise TarFormatError("header checksum mismatch (not a tar, or a corrupt one)")
+
+
+def parse_pax(data: bytes) -> dict[str, bytes]:
+    records: dict[str, bytes] = {}
+    pos = 0
+    while pos < len(data):
+        space = data.find(b" ", pos)
+        if space < 0:
+            raise TarFormatError("malformed PAX record")
+        try:
+            length = int(data[pos:space])
+        except ValueError:
+            raise TarFormatError("malformed PAX record length") from None
+        record = data[space + 1 : pos + length]
+        if length <= 0 or pos + length > len(data) or not record.endswith(b"\n"):
+            raise TarFormatError("malformed PAX record")
+        key, sep, value = record[:-1].partition(b"=")
+        if not sep:
+            raise TarFormatError("malformed PAX record")
+        records[key.decode("utf-8", "replace")] = value
+        pos += length
+    return records
+
+
+class TarStream:
+    """Members of a tar read through `read(n)`; after each member, its body must be
+    consumed with `body()` (or it is skipped when the next member is asked for)."""
+
+    def __init__(self, read: Callable[[int], bytes]) -> None:
+        self._read = read
+        self._buf = b""
+        self._pos = 0
+        self._body_left = 0  # bytes of the current member's body not yet consumed
+        self._pad = 0  # padding after it
+
+    def _fill(self, need: int) -> None:
+        """Make at least `need` bytes available from _pos, or raise at the end."""
+        if len(self._buf) - self._pos >= need:
+            return
+        parts = [self._buf[self._pos :]]
+        have = len(parts[0])
+        while have < need:
+            chunk = self._read(max(READ_SIZE, need - have))
+            if not chunk:
+                raise TarFormatError("unexpected end of data")
+            parts.append(chunk)
+            have += len(chunk)
+        self._buf = b"".join(parts)
+        self._pos = 0
+
+    def _take(self, n: int) -> bytes:
+        self._fill(n)
+        data = self._buf[self._pos : self._pos + n]
+        self._pos += n
+        return data
+
+    def body(self) -> Iterator[memoryview]:
+        """The current member's content, in pieces (views valid until the next piece)."""
+        while self._body_left:
+            if self._pos >= len(self._buf):
+                self._fill(1)
+            n = min(self._body_left, len(self._buf) - self._pos)
+            view = memoryview(self._buf)[self._pos : self._pos + n]
+            self._pos += n
+            self._body_left -= n
+            yield view
+        self._skip_padding()
+
+    def _skip_padding(self) -> None:
+        if self._pad:
+            self._take(self._pad)
+            self._pad = 0
+
+    def _skip_body(self) -> None:
+        for _ in self.body():
+            pass
+
+    def _meta(self, size: int, what: str) -> bytes:
+        if size > MAX_META:
+            raise TarFormatError(f"{what} of {size} bytes")
+        data = self._take(size)
+        self._take(-size % BLOCK)
+        return data
+
+    def __iter__(self) -> Iterator[Member]:
+        pax: dict[str, bytes] = {}
+        long_name: bytes | None = None
+        long_link: bytes | None = None
+        while True:
+            self._skip_body()
+            try:
+                self._fill(BLOCK)
+            except TarFormatError:
+                if len(self._buf) - self._pos == 0:
+                    return  # end of data without the end-of-archive blocks: accepted
+                raise
+            header = self._take(BLOCK)
+            if header == b"\x00" * BLOCK:
+                return  # end of archive (the rest is padding, drained by the caller)
+            check_checksum(header)
+            kind = header[156:157]
+            size = number(header[124:136], "size")
+            if kind in (b"x", b"g", b"L", b"K"):
+                data = self._meta(size, "extended header")
+                if kind == b"x":
+                    pax.update(parse_pax(data))
+                elif kind == b"L":
+                    long_name = data.split(b"\x00", 1)[0]
+                elif kind == b"K":
+                    long_link = data.split(b"\x00", 1)[0]
+                continue  # a global PAX header ('g') carries nothing a layer needs
+            name = header[0:100].split(b"\x00", 1)[0]
+            if header[257:263] == b"ustar\x00":  # POSIX: a prefix field extends the name
+                prefix = header[345:500].split(b"\x00", 1)[0]
+                if prefix:
+                    name = prefix + b"/" + name
+            link = header[157:257].split(b"\x00", 1)[0]
+            uid = number(header[108:116], "uid")
+            gid = number(header[116:124], "gid")
+            if long_name is not None:
+                name = long_name
+            if long_link is not None:
+                link = long_link
+            if "path" in pax:
+                name = pax["path"]
+            if "linkpath" in pax:
+                link = pax["linkpath"]
+            try:
+                if "size" in pax:
+                    size = int(pax["size"])
+                if "uid" in pax:
+                    uid = int(pax["uid"])
+                if "gid" in pax:
+                    gid = int(pax["gid"])
+            except ValueError:
+                raise TarFormatError(f"invalid PAX number for {decode(name)!r}") from None
+            pax, long_name, long_link = {}, None, None
+            if kind not in (*REGULAR, HARDLINK, SYMLINK, DIRECTORY, *SPECIAL):
+                raise TarFormatError(f"entry {decode(name)!r} has unsupported type {kind!r}")
+            if size < 0:
+                raise TarFormatError(f"entry {decode(name)!r} has a negative size")
+            # As Go's archive/tar (what runtimes read layers with): links, directories and
+            # special files are header-only, whatever their size field says.
+            if kind not in REGULAR:
+                size = 0
+            self._body_left, self._pad = size, -size % BLOCK
+            mode = number(header[100:108], "mode")
+            yield Member(decode(name), kind, mode, uid, gid, size, decode(link))

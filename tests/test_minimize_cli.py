@@ -1,0 +1,281 @@
+"""`smith minimize` from the command line on small crafted images: the conventions, the
+options, and a table of bad inputs that each give one line on stderr and leave nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from smith.oci.layout import open_image
+from smith.oci.unpack import apply_layers
+from tests.imagekit import M, compress, layer_tar, put_blob, sha256, write_layout
+from tests.tools import PROJECT, require_tool
+
+SMITH = str(PROJECT / ".venv/bin/smith")
+
+
+def busybox_layers() -> list[bytes]:
+    with open(require_tool("busybox"), "rb") as f:
+        busybox = f.read()
+    return [
+        layer_tar(
+            [
+                M("bin", "dir"),
+                M("bin/busybox", data=busybox, mode=0o4755, uid=1000, gid=1000),
+                M("bin/sh", "symlink", link="busybox"),
+                M("etc", "dir"),
+                M("etc/passwd", data=b"root:x:0:0::/:/bin/sh\napp:x:1234:2345::/:/bin/sh\n"),
+                M("etc/group", data=b"root:x:0:\napp:x:2345:\n"),
+                M("etc/motd", data=b"hello\n", mode=0o600),
+                M("etc/secret", data=b"s\n"),
+                M("run", "dir"),
+                M("run/stale.pid", data=b"1\n"),
+                M("usr", "dir"),
+                M("usr/share", "dir"),
+                M("usr/share/big", data=b"x" * 100_000),
+            ]
+        ),
+        layer_tar([M("etc/.wh.secret")]),
+    ]
+
+
+CONFIG = {
+    "Entrypoint": ["busybox"],
+    "Cmd": ["cat", "/etc/motd"],
+    "Env": ["PATH=/usr/bin:/bin", "A=1"],
+    "User": "app",
+    "WorkingDir": "/",
+    "ExposedPorts": {"80/tcp": {}},
+    "Volumes": {"/data": {}},
+    "Labels": {"l": "v"},
+    "StopSignal": "SIGTERM",
+}
+
+
+def run(*args: str, tmpdir: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "TMPDIR": str(tmpdir)}
+    return subprocess.run([SMITH, *args], capture_output=True, text=True, env=env, check=False)
+
+
+@pytest.fixture
+def image(tmp_path: Path) -> Path:
+    layout = tmp_path / "in"
+    write_layout(str(layout), busybox_layers(), CONFIG)
+    return layout
+
+
+def output_tree(path: Path, store: Path) -> dict[str, Any]:
+    with open_image(str(path)) as img:
+        tree, _ = apply_layers(img, str(store))
+        return {"tree": {e.path: e for e in tree}, "config": dict(img.config)}
+
+
+def test_conventions_and_config_carry_over(image: Path, tmp_path: Path) -> None:
+    (tmp_path / "t").mkdir()
+    proc = run(
+        "minimize", str(image), "-o", str(tmp_path / "out.tar"), "--path", "/etc/motd",
+        "--json", tmpdir=tmp_path / "t",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    assert summary["program"] == "/bin/busybox"
+    assert summary["before"]["files"] == 6 and summary["after"]["files"] == 2
+    out = output_tree(tmp_path / "out.tar", tmp_path / "store")
+    tree, config = out["tree"], out["config"]["config"]
+    assert sorted(tree) == [
+        "bin", "bin/busybox", "dev", "etc", "etc/motd", "proc", "read", "run", "sys", "write",
+    ]  # fmt: skip
+    busybox = tree["bin/busybox"]
+    assert (busybox.mode, busybox.uid, busybox.gid) == (0o755, 1234, 2345)  # no setuid
+    assert (tree["etc/motd"].mode, tree["run"].mode) == (0o644, 0o755)
+    assert config["User"] == "1234:2345"  # numeric: the output has no /etc/passwd
+    assert config["Entrypoint"] == ["busybox"] and config["Cmd"] == ["cat", "/etc/motd"]
+    assert config["Env"] == CONFIG["Env"] and config["Labels"] == {"l": "v"}
+    assert config["ExposedPorts"] == {"80/tcp": {}} and config["Volumes"] == {"/data": {}}
+    assert config["StopSignal"] == "SIGTERM" and config["WorkingDir"] == "/"
+    assert os.listdir(tmp_path / "t") == []
+
+
+def test_keep_ownership_modes_nss_and_user(image: Path, tmp_path: Path) -> None:
+    proc = run(
+        "minimize", str(image), "-o", str(tmp_path / "out"), "--keep-ownership",
+        "--keep-modes", "--nss", "--user", "web", tmpdir=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    out = output_tree(tmp_path / "out", tmp_path / "store")
+    tree = out["tree"]
+    assert (tree["bin/busybox"].mode, tree["bin/busybox"].uid) == (0o4755, 1000)
+    with tree["etc/passwd"].content.open() as f:
+        passwd = f.read()
+    assert passwd.endswith(b"\nweb:x:10:10:web:/write:\n")  # complete lines
+    assert out["config"]["config"]["User"] == "10:10"
+
+
+def test_recipe_names_the_image(image: Path, tmp_path: Path) -> None:
+    recipe = tmp_path / "smith.yaml"
+    recipe.write_text(
+        f"package: {image}\npaths:\n- /usr/share\ncmd:\n- ls\n- /usr/share\nroot: true\n"
+    )
+    proc = run("minimize", "--recipe", str(recipe), "-o", str(tmp_path / "o"), "--explain",
+               tmpdir=tmp_path)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert "/usr/share/big: extra /usr/share" in lines
+    assert "/bin/busybox: start" in lines
+    assert "/etc/motd" not in proc.stdout
+
+
+def test_same_options_same_digest(image: Path, tmp_path: Path) -> None:
+    digests = set()
+    for name in ("a", "b"):
+        proc = run("minimize", str(image), "-o", str(tmp_path / name), "--json", tmpdir=tmp_path)
+        assert proc.returncode == 0, proc.stderr
+        digests.add(json.loads(proc.stdout)["manifest"])
+    assert len(digests) == 1
+
+
+def layer_blob(layout: Path) -> Path:
+    index = json.loads((layout / "index.json").read_text())
+    manifest_digest = index["manifests"][0]["digest"].removeprefix("sha256:")
+    manifest = json.loads((layout / "blobs/sha256" / manifest_digest).read_text())
+    return layout / "blobs/sha256" / manifest["layers"][0]["digest"].removeprefix("sha256:")
+
+
+def remove_blob(layout: Path) -> None:
+    layer_blob(layout).unlink()
+
+
+def flip_byte(layout: Path) -> None:
+    blob = layer_blob(layout)
+    data = bytearray(blob.read_bytes())
+    data[100] ^= 1
+    blob.write_bytes(bytes(data))
+
+
+def corrupt_gzip(layout: Path) -> None:
+    tar = busybox_layers()[0]
+    gz = bytearray(compress(tar, "gzip"))
+    gz[len(gz) // 2] ^= 0xFF
+    for p in layout.iterdir():
+        if p.is_dir():
+            shutil.rmtree(p)
+        else:
+            p.unlink()
+    write_layout(str(layout), [], CONFIG, blobs=[bytes(gz)], diff_ids=[sha256(tar)])
+
+
+def hostile(layout: Path) -> None:
+    shutil.rmtree(layout)
+    write_layout(str(layout), [layer_tar([M("/etc/shadow", data=b"x")])], CONFIG)
+
+
+def no_entrypoint(layout: Path) -> None:
+    shutil.rmtree(layout)
+    write_layout(str(layout), busybox_layers(), {"Env": ["PATH=/bin"]})
+
+
+def nothing(layout: Path) -> None:
+    pass
+
+
+BAD: list[tuple[str, Callable[[Path], None], list[str], str]] = [
+    ("missing blob", remove_blob, [], "is missing"),
+    ("digest mismatch", flip_byte, [], "is corrupt: its content has digest"),
+    ("corrupt gzip", corrupt_gzip, [], "not a valid gzip stream"),
+    ("hostile layer", hostile, [], "'/etc/shadow' is an absolute name"),
+    ("no entrypoint", no_entrypoint, [], "no Entrypoint or Cmd"),
+    ("not on PATH", nothing, ["--entrypoint", "nosuch"], "'nosuch' is not found on its PATH"),
+    ("glob matches nothing", nothing, ["--path", "/opt/*.so"], "matches nothing"),
+    ("exclude climbs", nothing, ["--exclude", "../x"], "climbs out of its root"),
+    ("platform absent", nothing, ["--platform", "linux/s390x"], "no image for platform"),
+    ("platform syntax", nothing, ["--platform", "s390x"], "platform must be OS/ARCH"),
+    ("compression", nothing, ["--compression", "lz4"], "unknown compression 'lz4'"),
+    ("format", nothing, ["--format", "qcow2"], "unknown output format 'qcow2'"),
+    ("entrypoint json", nothing, ["--entrypoint", "[1"], "--entrypoint is not a JSON list"),
+]
+
+
+@pytest.mark.parametrize(
+    ("damage", "extra", "message"), [b[1:] for b in BAD], ids=[b[0] for b in BAD]
+)
+def test_bad_input_is_one_line_and_leaves_nothing(
+    image: Path, tmp_path: Path, damage: Callable[[Path], None], extra: list[str], message: str
+) -> None:
+    damage(image)
+    outdir = tmp_path / "outdir"
+    tmpdir = tmp_path / "tmp"
+    outdir.mkdir()
+    tmpdir.mkdir()
+    proc = run("minimize", str(image), "-o", str(outdir / "image.tar.gz"), *extra, tmpdir=tmpdir)
+    assert proc.returncode != 0
+    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("smith: error: ")
+    assert message in proc.stderr
+    assert os.listdir(outdir) == [] and os.listdir(tmpdir) == []
+
+
+def test_missing_image_and_unwritable_output(image: Path, tmp_path: Path) -> None:
+    proc = run("minimize", str(tmp_path / "nope"), "-o", str(tmp_path / "o"), tmpdir=tmp_path)
+    assert proc.returncode != 0 and "no image at" in proc.stderr
+    proc = run("minimize", str(image), "-o", str(tmp_path / "no/such/dir/o"), tmpdir=tmp_path)
+    assert proc.returncode != 0 and "does not exist" in proc.stderr
+    assert proc.stderr.count("\n") == 1
+    assert sorted(os.listdir(tmp_path)) == ["in"]
+
+
+def test_platform_picks_from_a_multi_platform_index(tmp_path: Path) -> None:
+    """An index of two images: --platform chooses; the default is the host's."""
+    layers = busybox_layers()
+    write_layout(str(tmp_path / "amd"), layers, CONFIG)
+    arm_layers = [layer_tar([M("bin/busybox", data=b"an arm64 program", mode=0o755)])]
+    write_layout(str(tmp_path / "arm"), arm_layers, CONFIG)
+    merged = tmp_path / "multi"
+    shutil.copytree(tmp_path / "amd", merged)
+    shutil.copytree(tmp_path / "arm" / "blobs", merged / "blobs", dirs_exist_ok=True)
+    manifests = []
+    for name, arch in (("arm", "arm64"), ("amd", "amd64")):
+        desc = json.loads((tmp_path / name / "index.json").read_text())["manifests"][0]
+        desc["platform"] = {"os": "linux", "architecture": arch}
+        manifests.append(desc)
+    # The arm64 config must say arm64 too: rewrite it and its manifest.
+    arm = manifests[0]
+    mpath = merged / "blobs/sha256" / arm["digest"].removeprefix("sha256:")
+    manifest = json.loads(mpath.read_text())
+    cpath = merged / "blobs/sha256" / manifest["config"]["digest"].removeprefix("sha256:")
+    config = json.loads(cpath.read_text())
+    config["architecture"] = "arm64"
+    cdata = json.dumps(config).encode()
+    manifest["config"].update(digest=put_blob(str(merged), cdata), size=len(cdata))
+    mdata = json.dumps(manifest).encode()
+    arm.update(digest=put_blob(str(merged), mdata), size=len(mdata))
+    index = json.loads((merged / "index.json").read_text())
+    index["manifests"] = manifests
+    (merged / "index.json").write_text(json.dumps(index))
+
+    proc = run("minimize", str(merged), "-o", str(tmp_path / "o1"), "--platform", "linux/arm64",
+               "--json", tmpdir=tmp_path)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["platform"] == "linux/arm64"
+    proc = run("minimize", str(merged), "-o", str(tmp_path / "o2"), "--json", tmpdir=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["platform"] == "linux/amd64"
+    assert json.loads(proc.stdout)["after"]["files"] == 2
+
+
+def test_hard_link_without_its_first_name_carries_the_content(tmp_path: Path) -> None:
+    layers = busybox_layers()
+    layers.append(layer_tar([M("bin/cat", "hardlink", link="bin/busybox")]))
+    write_layout(str(tmp_path / "in"), layers, {**CONFIG, "Entrypoint": ["/bin/cat"]})
+    proc = run("minimize", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--exclude",
+               "/bin/busybox", "--explain", tmpdir=tmp_path)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    tree = output_tree(tmp_path / "out", tmp_path / "store")["tree"]
+    assert "bin/busybox" not in tree
+    cat = tree["bin/cat"]
+    assert cat.kind.value == "file" and cat.size > 100_000

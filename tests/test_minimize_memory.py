@@ -1,0 +1,39 @@
+"""A 1 GiB image streams through `smith minimize`: peak memory stays under 256 MiB."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.bigimage import BIG_KEPT, MIB, write_big_image
+from tests.tools import PROJECT
+
+
+@pytest.mark.slow
+def test_one_gib_image_in_bounded_memory(tmp_path: Path) -> None:
+    image = tmp_path / "big"
+    write_big_image(image)
+    out = tmp_path / "out"
+    argv = [str(PROJECT / ".venv/bin/smith"), "minimize", str(image), "-o", str(out), "--json"]
+    for path in BIG_KEPT:
+        argv += ["--path", path]
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    # wait4 gives this child's own peak RSS; its JSON summary is small enough for the pipe.
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    _pid, status, usage = os.wait4(proc.pid, 0)
+    assert proc.stdout is not None and proc.stderr is not None
+    stdout, stderr = proc.stdout.read(), proc.stderr.read()
+    proc.stdout.close()
+    proc.stderr.close()
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    assert proc.returncode == 0, stderr.decode()
+    summary = json.loads(stdout)
+    assert summary["before"]["bytes"] >= 1024 * MIB
+    assert summary["after"]["bytes"] >= 512 * MIB
+    peak_mib = usage.ru_maxrss / 1024
+    print(f"peak memory for a {summary['before']['bytes'] / MIB:.0f} MiB image: {peak_mib:.0f} MiB")
+    assert peak_mib < 256, f"peak memory {peak_mib:.0f} MiB"
