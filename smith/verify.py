@@ -24,6 +24,7 @@ from typing import Any
 import smith
 from smith.diff import DiffReport, Digests, diff_images, image_digests
 from smith.errors import SmithError, UsageError
+from smith.oci.layer_cache import LayerCache
 
 log = logging.getLogger(__name__)
 
@@ -209,8 +210,16 @@ def run_build(
     # A fresh, randomly named working directory, as a temp path leaking in would have.
     cwd = Path(tempfile.mkdtemp(prefix="cwd-", dir=work))
     if options.cache_dir and os.path.isdir(options.cache_dir):
-        # Same content, another path: a build must not depend on where its cache is.
-        shutil.copytree(options.cache_dir, cache, symlinks=True)
+        # Same content, another path: a build must not depend on where its cache is. The
+        # layer cache stays behind: a cached layer would be copied instead of written, and
+        # verify exists to check the writer.
+        layers = os.path.relpath(LayerCache(options.cache_dir).root, options.cache_dir)
+        shutil.copytree(
+            options.cache_dir,
+            cache,
+            symlinks=True,
+            ignore=lambda d, _names: [layers] if os.path.samefile(d, options.cache_dir) else [],
+        )
     python = variation.python or sys.executable
     argv = build_command(target, output, str(cache), python, options)
     if variation.shuffle_dirs and shuffle_dir:

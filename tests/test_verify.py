@@ -140,6 +140,22 @@ def test_planted_nondeterminism_is_caught_and_named(
     assert PLANTED[plant][1] in line
 
 
+def test_a_warm_layer_cache_does_not_hide_the_writer(examples: Path, tmp_path: Path) -> None:
+    """verify seeds its builds from --cache-dir without the layer cache: otherwise both
+    builds would copy the cached layer and a planted writer bug would go unseen."""
+    cache = tmp_path / "cache"
+    proc = smith("build", str(examples / "hello"), "-o", str(tmp_path / "img"),
+                 "--cache-dir", str(cache))  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert (cache / "layers").is_dir() and any((cache / "layers").iterdir())
+    env = {"SMITH_PLANT": "leaked-umask", "PYTHONPATH": str(PLANTS)}
+    result = as_json(
+        smith("verify", str(examples / "hello"), "--cache-dir", str(cache), "--json", env=env)
+    )
+    assert not result["reproducible"]
+    assert result["diff"]["first_cause"]["field"] == "mode"
+
+
 def test_directory_read_order_is_shuffled_and_caught(examples: Path, tmp_path: Path) -> None:
     """A build that leaks readdir order passes without disorderfs and fails with it."""
     require_root()
