@@ -3,7 +3,8 @@
 Usage (root): .venv/bin/python -m bench.bench_crashcart [-n 30] [--toolbox DIR]
 
 Starts one microcontainer (static busybox only, read-only root, uid 65534) with runc, builds
-a toolbox unless one is given, then runs the three commands interleaved, N rounds, each a
+a toolbox unless one is given (with smith, from the example universe in out/universes, as
+scripts/demo.sh builds it), then runs the three commands interleaved, N rounds, each a
 fresh process as a user would type it. The container has no `true` of its own: runc exec and
 nsenter run its busybox; crashcart runs the toolbox's (mounting and unmounting the toolbox
 each time, which is what a one-shot attach costs). `python -c pass` is timed alongside as
@@ -25,8 +26,11 @@ import tempfile
 import time
 from pathlib import Path
 
+import yaml
+
 from crashcart.toolbox import DEFAULT_RECIPE, build_toolbox, tree_size
 from tests.crashcart_containers import make_bundle, running_container
+from tests.rpm_universe import cached_universe
 
 
 def time_command(argv: list[str]) -> float:
@@ -51,8 +55,12 @@ def main() -> None:
         base = Path(scratch)
         toolbox = args.toolbox
         if toolbox is None:
+            universe = cached_universe(project / "out" / "universes")
+            recipe = yaml.safe_load(DEFAULT_RECIPE.read_text())
+            recipe["repos"] = [{"name": "universe", "baseurl": str(universe.repo_dir())}]
+            (base / "smith.yaml").write_text(yaml.safe_dump(recipe))
             toolbox = base / "toolbox"
-            build_toolbox(DEFAULT_RECIPE, toolbox)
+            build_toolbox(base / "smith.yaml", toolbox, cache_dir=str(base / "cache"))
         print(f"toolbox: {tree_size(toolbox) / 1e6:.1f} MB in files at {toolbox}")
         bundle = base / "bundle"
         bundle.mkdir()

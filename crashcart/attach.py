@@ -169,7 +169,7 @@ def session_env(target: Target) -> dict[str, str]:
         "HOME": "/",
         "TERM": os.environ.get("TERM", "xterm"),
         "PS1": f"[crashcart {target.name}] \\w \\$ ",
-        "TERMINFO": f"{MOUNT_POINT}/share/terminfo",
+        "TERMINFO": f"{MOUNT_POINT}/usr/share/terminfo",
         "CURL_CA_BUNDLE": f"{MOUNT_POINT}/etc/ssl/certs/ca-certificates.crt",
         "CRASHCART_TARGET": target.description,
         # busybox's sh runs its own applets before PATH (e.g. its `ip`): the interactive

@@ -55,15 +55,25 @@ def toolbox() -> None:
 
 
 @toolbox.command()
-@click.option("--recipe", type=click.Path(path_type=Path), help="Toolbox recipe (YAML).")
+@click.option(
+    "--recipe",
+    type=click.Path(path_type=Path),
+    help="smith recipe of the toolbox (default: recipes/crashcart-toolbox/smith.yaml).",
+)
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Toolbox directory.")
 @click.option("--image", help="Also write the toolbox as an image (OCI layout or archive).")
-def build(recipe: Path | None, output: Path | None, image: str | None) -> None:
-    """Build the toolbox from recipes/crashcart-toolbox.yaml."""
+@click.option("--cache-dir", help="smith's package cache (default: smith's own).")
+def build(
+    recipe: Path | None, output: Path | None, image: str | None, cache_dir: str | None
+) -> None:
+    """Build the toolbox with smith from a recipe, relocated to run from /dev/crashcart.
+
+    The packages come from the recipe's repositories: the default recipe's is the example
+    universe in out/universe, which scripts/demo.sh builds."""
     from crashcart.toolbox import DEFAULT_RECIPE, DEFAULT_TOOLBOX, build_toolbox
 
     dest = (output or DEFAULT_TOOLBOX).absolute()
-    size = build_toolbox(recipe or DEFAULT_RECIPE, dest)
+    size = build_toolbox(recipe or DEFAULT_RECIPE, dest, cache_dir=cache_dir)
     click.echo(f"crashcart: toolbox built at {dest} ({size / 1e6:.1f} MB)")
     if image:
         from crashcart.image import write_toolbox_image

@@ -15,7 +15,7 @@ import stat
 import tempfile
 
 from smith.errors import UnsafePathError
-from smith.tree import Entry, FileTree, HostFile, InlineBytes, Kind
+from smith.tree import Entry, FileTree, HostFile, Kind
 
 IMAGE_CACHE = os.environ.get("CRASHCART_IMAGES", "/var/lib/crashcart/images")
 
@@ -44,8 +44,11 @@ def _write_entry(root: str, entry: Entry) -> None:
         if isinstance(content, HostFile):
             shutil.copyfile(content.path, full, follow_symlinks=False)
         else:
+            # Any other content (inline bytes, a slice of an unpacked layer) by its reader.
             with open(full, "xb") as f:
-                f.write(content.data if isinstance(content, InlineBytes) else b"")
+                if content is not None:
+                    with content.open() as source:
+                        shutil.copyfileobj(source, f, 1 << 20)
         os.chmod(full, mode)
 
 

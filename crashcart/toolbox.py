@@ -1,12 +1,12 @@
 """The toolbox: a directory tree of tools that run from crashcart's mount point in any target.
 
-Every dynamic tool's interpreter and RPATH point into MOUNT_POINT, so a tool finds the
-toolbox's own ld.so and libraries there whatever libc (or none) the target has.
-
-`build_toolbox` reads recipes/crashcart-toolbox.yaml and hands it to an *assembler*. Today the
-only assembler is `assemble_from_host`, which copies host Debian binaries and their ELF
-closure and rewrites them with patchelf. When `smith build` exists (issue 5), an assembler
-that runs it on the same recipe replaces this one: that is the seam.
+`build_toolbox` builds it with smith from a recipe (recipes/crashcart-toolbox/smith.yaml:
+packages, and the tools named in `paths` so that their ELF closures come along), flattens
+the image, and relocates it to MOUNT_POINT: every dynamically linked executable gets the
+toolbox's own ld.so as its interpreter and the toolbox's library directories as its
+DT_RPATH, so it never loads the target's libc or loader, whatever (or nothing) the target
+has. `bin/` then holds a link to every program and busybox applet: attach puts it first on
+PATH.
 """
 
 from __future__ import annotations
@@ -16,60 +16,20 @@ import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from crashcart.prefix import DEFAULT_TOOLBOX as _DEFAULT_TOOLBOX
 from crashcart.prefix import MOUNT_POINT
-from smith.errors import CrashcartError, RecipeError, SmithError
+from smith.errors import CrashcartError, SmithError
 
 DEFAULT_TOOLBOX = Path(_DEFAULT_TOOLBOX)
-DEFAULT_RECIPE = Path(__file__).resolve().parent.parent / "recipes" / "crashcart-toolbox.yaml"
+DEFAULT_RECIPE = (
+    Path(__file__).resolve().parent.parent / "recipes" / "crashcart-toolbox" / "smith.yaml"
+)
 MANIFEST = "crashcart-toolbox.json"
-DEB_CACHE = Path("/var/cache/crashcart/debs")
-
-
-@dataclass(frozen=True)
-class Tool:
-    name: str
-    path: str  # where the binary is on the host (or inside `package` when one is named)
-    package: str = ""  # a Debian package to unpack instead of using the installed file
-    applets: bool = False  # busybox: link every applet name to it
-
-
-@dataclass(frozen=True)
-class ExtraFile:
-    source: str
-    dest: str
-
-
-@dataclass(frozen=True)
-class ToolboxRecipe:
-    prefix: str
-    tools: tuple[Tool, ...]
-    files: tuple[ExtraFile, ...]
-
-
-def load_recipe(path: Path) -> ToolboxRecipe:
-    import yaml  # only the build needs it; attach's start-up time is part of its benchmark
-
-    try:
-        data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as err:
-        raise RecipeError(f"cannot read toolbox recipe {path}: {err}") from None
-    try:
-        prefix = data["prefix"]
-        tools = tuple(
-            Tool(t["name"], t["path"], t.get("package", ""), bool(t.get("applets", False)))
-            for t in data["tools"]
-        )
-        files = tuple(ExtraFile(f["source"], f["dest"]) for f in data.get("files", ()))
-    except (KeyError, TypeError) as err:
-        raise RecipeError(f"toolbox recipe {path} lacks {err}") from None
-    if prefix != MOUNT_POINT:
-        raise RecipeError(f"toolbox recipe {path}: .prefix {prefix!r} is not {MOUNT_POINT}")
-    return ToolboxRecipe(prefix, tools, files)
+PROGRAM_DIRS = ("bin", "usr/bin", "usr/sbin", "sbin")  # the first of a name wins
+BUSYBOX = "usr/bin/busybox"
 
 
 def _run(*args: str) -> str:
@@ -82,119 +42,177 @@ def _run(*args: str) -> str:
     return proc.stdout
 
 
-def host_elf_closure(binary: Path) -> tuple[Path | None, tuple[Path, ...]]:
-    """(interpreter, libraries) of a host binary as the host's ld.so would load them, or
-    (None, ()) when it is static: smith's own closure, with the host's `/` as the root."""
+# -- smith's part ------------------------------------------------------------------------------
+
+
+def build_image_tree(recipe_path: Path, dest: Path, work: Path, cache_dir: str | None) -> None:
+    """`smith build` the recipe, then write the image's flattened filesystem to dest."""
+    from crashcart.image import materialize
+    from smith.build import BuildOptions, build
+    from smith.oci.layout import open_image
+    from smith.oci.unpack import apply_layers
+
+    image = work / "image.oci"
+    try:
+        build(str(recipe_path), BuildOptions(output=str(image), fmt="oci", cache_dir=cache_dir))
+        with open_image(str(image)) as loaded:
+            tree, _ = apply_layers(loaded, str(work / "store"))
+    except SmithError as err:
+        raise CrashcartError(
+            f"smith cannot build the toolbox recipe {recipe_path}: {err}",
+            hint="the example recipes' repository is out/universe: scripts/demo.sh builds it",
+        ) from None
+    dest.mkdir()
+    materialize(tree, str(dest))
+
+
+# -- relocation --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Relocation:
+    """What one executable becomes: its interpreter and search path under the prefix."""
+
+    path: str  # relative to the toolbox root
+    interpreter: str
+    rpath: tuple[str, ...]
+
+
+def find_elf_files(root: Path) -> dict[str, tuple[str, str, bool]]:
+    """{relative path: (PT_INTERP, DT_SONAME, has RPATH/RUNPATH)} of every ELF file."""
+    from smith.resolve.elf import is_elf, parse_elf
+
+    found = {}
+    for dirpath, _, filenames in os.walk(root):
+        for name in filenames:
+            path = os.path.join(dirpath, name)
+            if os.path.islink(path):
+                continue
+            with open(path, "rb") as f:
+                if not is_elf(f.read(4)):
+                    continue
+                f.seek(0)
+                info = parse_elf(f, path)
+            rel = os.path.relpath(path, root)
+            found[rel] = (info.interpreter, info.soname, bool(info.rpath or info.runpath))
+    return found
+
+
+def inside(root: Path, path: str) -> str:
+    """The real location of a root-relative path, relative to root (symlinks followed)."""
+    real = os.path.realpath(root / path)
+    if os.path.commonpath([real, str(root)]) != str(root):
+        raise CrashcartError(f"/{path} in the toolbox leads outside it, to {real}")
+    return os.path.relpath(real, root)
+
+
+def plan_relocations(root: Path, executables: list[str], prefix: str) -> list[Relocation]:
+    """Each executable's interpreter and library directories, as its own ld.so would find
+    them inside the tree (smith's closure), moved under prefix."""
     from smith.resolve.dependencies import Step, compute_closure
 
-    start = str(binary.resolve()).lstrip("/")
+    root = root.resolve()
     try:
-        closure = compute_closure("/", [start])
+        closure = compute_closure(str(root), executables)
     except SmithError as err:
-        raise CrashcartError(f"cannot take {binary} into the toolbox: {err}") from None
-    interpreter = None
-    libraries = []
-    for loaded in closure.programs.get(start, ()):
-        if loaded.reason.step is Step.START:
-            continue
-        if loaded.reason.step is Step.INTERPRETER:
-            interpreter = Path("/" + loaded.path)
-        elif loaded.reason.step is not Step.HWCAPS:
-            libraries.append(Path("/" + loaded.path))
-    return interpreter, tuple(libraries)
-
-
-def _unpack_package(package: str) -> Path:
-    """A Debian package's files, unpacked under the cache (fetched with apt-get download)."""
-    root = DEB_CACHE / f"{package}.root"
-    if root.is_dir():
-        return root
-    DEB_CACHE.mkdir(parents=True, exist_ok=True)
-    debs = sorted(DEB_CACHE.glob(f"{package}_*.deb"))
-    if not debs:
-        subprocess.run(
-            ["apt-get", "download", package], cwd=DEB_CACHE, capture_output=True, check=False
+        raise CrashcartError(f"the toolbox's ELF closure is incomplete: {err}") from None
+    plans = []
+    for exe in executables:
+        interpreter = ""
+        dirs: list[str] = []
+        for loaded in closure.programs.get(exe, ()):
+            if loaded.reason.step is Step.INTERPRETER:
+                interpreter = inside(root, loaded.path)
+            elif loaded.reason.step not in (Step.START, Step.HWCAPS):
+                directory = os.path.dirname(inside(root, loaded.path))
+                if directory not in dirs:
+                    dirs.append(directory)
+        if not interpreter:
+            raise CrashcartError(f"/{exe} names an interpreter the toolbox does not have")
+        if not dirs:
+            dirs.append(os.path.dirname(interpreter))
+        plans.append(
+            Relocation(exe, f"{prefix}/{interpreter}", tuple(f"{prefix}/{d}" for d in dirs))
         )
-        debs = sorted(DEB_CACHE.glob(f"{package}_*.deb"))
-    if not debs:
-        raise CrashcartError(f"cannot fetch the Debian package {package} (apt-get download)")
-    partial = Path(tempfile.mkdtemp(dir=DEB_CACHE))
-    _run("dpkg-deb", "-x", str(debs[-1]), str(partial))
-    partial.rename(root)
-    return root
+    return plans
 
 
-def assemble_from_host(recipe: ToolboxRecipe, dest: Path) -> None:
-    """Copy each tool and its ELF closure into dest, rewritten to run from recipe.prefix."""
-    bin_dir, lib_dir = dest / "bin", dest / "lib"
-    bin_dir.mkdir(parents=True)
-    lib_dir.mkdir()
-    interpreter_name = ""
-    copied_libs: set[str] = set()
-    for tool in recipe.tools:
-        source = Path(tool.path)
-        if tool.package:
-            source = _unpack_package(tool.package) / tool.path.lstrip("/")
-        if not source.is_file():
-            raise CrashcartError(f"the tool {tool.name} is not at {source}")
-        binary = bin_dir / tool.name
-        shutil.copyfile(source, binary)
-        binary.chmod(0o755)
-        interpreter, libraries = host_elf_closure(source)
-        for lib in libraries:
-            if lib.name not in copied_libs:
-                shutil.copyfile(lib.resolve(), lib_dir / lib.name)
-                (lib_dir / lib.name).chmod(0o755)
-                copied_libs.add(lib.name)
-        if interpreter is not None:
-            interpreter_name = interpreter.name
-            if interpreter.name not in copied_libs:
-                shutil.copyfile(interpreter.resolve(), lib_dir / interpreter.name)
-                (lib_dir / interpreter.name).chmod(0o755)
-                copied_libs.add(interpreter.name)
-            # DT_RPATH (not RUNPATH) on the executable applies to every library it loads, so
-            # the target's own /lib and ld.so.cache are never consulted first.
-            _run(
-                "patchelf",
-                "--set-interpreter",
-                f"{recipe.prefix}/lib/{interpreter.name}",
-                "--force-rpath",
-                "--set-rpath",
-                f"{recipe.prefix}/lib",
-                str(binary),
-            )
-        if tool.applets:
-            for applet in _run(str(source), "--list").split():
-                link = bin_dir / applet
-                if not link.exists() and not any(t.name == applet for t in recipe.tools):
-                    link.symlink_to(tool.name)
-    applet_clashes = []
-    for tool in recipe.tools:
-        for other in recipe.tools:
-            if (
-                other is not tool
-                and other.applets
-                and tool.name in _run(other.path, "--list").split()
-            ):
-                applet_clashes.append(tool.name)
-    profile = dest / "etc" / "profile"
+def relocate_tree(root: Path, prefix: str) -> int:
+    """Rewrite every dynamic executable under root to load only from root mounted at prefix;
+    the number of files rewritten."""
+    elves = find_elf_files(root)
+    # An executable has a PT_INTERP and no soname (libc.so.6 has a PT_INTERP too).
+    executables = sorted(p for p, (interp, soname, _) in elves.items() if interp and not soname)
+    plans = plan_relocations(root, executables, prefix)
+    for plan in plans:
+        # DT_RPATH (not RUNPATH) on the executable applies to every library it loads, so
+        # the target's own /lib and ld.so.cache are never consulted first.
+        _run(
+            "patchelf",
+            "--set-interpreter",
+            plan.interpreter,
+            "--force-rpath",
+            "--set-rpath",
+            ":".join(plan.rpath),
+            str(root / plan.path),
+        )
+    library_dirs = sorted({d for plan in plans for d in plan.rpath})
+    libraries = [p for p, (_, soname, has_path) in elves.items() if soname and has_path]
+    for lib in sorted(libraries):
+        # A library's own RUNPATH hides the executable's RPATH from what it loads.
+        _run("patchelf", "--set-rpath", ":".join(library_dirs), str(root / lib))
+    return len(plans) + len(libraries)
+
+
+# -- bin/ --------------------------------------------------------------------------------------
+
+
+def link_programs(root: Path, prefix: str) -> list[str]:
+    """bin/NAME -> every program of the tree and every busybox applet no program shadows;
+    the names busybox's own sh would run as applets instead of the real programs."""
+    bin_dir = root / "bin"
+    if bin_dir.is_symlink():
+        bin_dir.unlink()  # a merged-/usr `bin -> usr/bin`: PATH needs a directory of links
+    bin_dir.mkdir(exist_ok=True)
+    programs: dict[str, str] = {}  # name -> where bin/name leads ("" when it is there)
+    for directory in PROGRAM_DIRS:
+        full = root / directory
+        if full.is_symlink() or not full.is_dir():
+            continue
+        for name in sorted(os.listdir(full)):
+            program = full / name
+            if program.is_file() and os.access(program, os.X_OK):
+                programs.setdefault(name, "" if directory == "bin" else f"../{directory}/{name}")
+    for name, link in programs.items():
+        if link:
+            (bin_dir / name).symlink_to(link)
+    clashes = []
+    if (root / BUSYBOX).is_file():
+        busybox = os.path.realpath(root / BUSYBOX)
+        # A static busybox (as here) runs on the build host as it will in any target.
+        for applet in _run(busybox, "--list").split():
+            if applet not in programs:
+                (bin_dir / applet).symlink_to("busybox")
+            elif os.path.realpath(bin_dir / applet) != busybox:
+                clashes.append(applet)
+    profile = root / "etc" / "profile"
     profile.parent.mkdir(parents=True, exist_ok=True)
     profile.write_text(
         "# Read by the toolbox's interactive sh ($ENV): busybox's sh would run its own\n"
         "# applets of these names instead of the real tools on PATH.\n"
-        + "".join(f"alias {name}={recipe.prefix}/bin/{name}\n" for name in applet_clashes)
+        + "".join(f"alias {name}={prefix}/bin/{name}\n" for name in sorted(clashes))
     )
-    for lib_name in sorted(copied_libs - {interpreter_name}):
-        # A library with its own RUNPATH would search it before the executable's RPATH.
-        if _run("patchelf", "--print-rpath", str(lib_dir / lib_name)).strip():
-            _run("patchelf", "--set-rpath", f"{recipe.prefix}/lib", str(lib_dir / lib_name))
-    for extra in recipe.files:
-        copy_to = dest / extra.dest.lstrip("/")
-        copy_to.parent.mkdir(parents=True, exist_ok=True)
-        if Path(extra.source).is_dir():
-            shutil.copytree(extra.source, copy_to, symlinks=True)
-        elif Path(extra.source).exists():
-            shutil.copyfile(extra.source, copy_to)
+    return sorted(programs)
+
+
+def drop_empty_runtime_dirs(root: Path) -> None:
+    """The image's /dev, /proc, /run ... are a container's mount points, not tools."""
+    from smith.conventions import RUNTIME_DIRS
+
+    for name in RUNTIME_DIRS:
+        path = root / name
+        if path.is_dir() and not path.is_symlink() and not any(path.iterdir()):
+            path.rmdir()
 
 
 def tree_size(root: Path) -> int:
@@ -207,23 +225,22 @@ def tree_size(root: Path) -> int:
     return total
 
 
-Assembler = Callable[[ToolboxRecipe, Path], None]
-
-
-def build_toolbox(recipe_path: Path, dest: Path, assembler: Assembler = assemble_from_host) -> int:
-    """Build the toolbox described by a recipe into dest (replaced atomically); its size."""
-    recipe = load_recipe(recipe_path)
+def build_toolbox(recipe_path: Path, dest: Path, *, cache_dir: str | None = None) -> int:
+    """Build the toolbox of a smith recipe into dest (replaced atomically); its size."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
     try:
         tree = work / "tree"
-        assembler(recipe, tree)
+        build_image_tree(recipe_path, tree, work, cache_dir)
+        drop_empty_runtime_dirs(tree)
+        relocate_tree(tree, MOUNT_POINT)
+        programs = link_programs(tree, MOUNT_POINT)
         size = tree_size(tree)
         manifest = {
-            "prefix": recipe.prefix,
-            "tools": sorted(t.name for t in recipe.tools),
+            "prefix": MOUNT_POINT,
+            "programs": programs,
+            "recipe": str(recipe_path),
             "size": size,
-            "assembler": getattr(assembler, "__name__", "assembler"),
         }
         (tree / MANIFEST).write_text(json.dumps(manifest, sort_keys=True, indent=1) + "\n")
         tree.chmod(0o755)

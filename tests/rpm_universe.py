@@ -1,11 +1,12 @@
 """A realistic package universe, built with the real tools: rpmbuild, createrepo_c, rpmsign.
 
 Host binaries and libraries (Debian's glibc, zlib, openssl, pcre2, curl and its whole
-library closure, coreutils, busybox) and two small programs compiled here (hello, and
-tinyhttpd, an HTTP server that looks its user up through NSS) are packaged with rpmbuild,
-so the automatic dependency generator writes real soname Requires and Provides. Libraries
-go where Debian's own ld.so looks for them (/usr/lib/x86_64-linux-gnu), so images built
-from this universe run on this host.
+library closure, coreutils, busybox, and crashcart's toolbox: strace, lsof, iproute2 and
+gdb from Debian's gdb-minimal, with their closures) and two small programs compiled here
+(hello, and tinyhttpd, an HTTP server that looks its user up through NSS) are packaged
+with rpmbuild, so the automatic dependency generator writes real soname Requires and
+Provides. Libraries go where Debian's own ld.so looks for them (/usr/lib/x86_64-linux-gnu),
+so images built from this universe run on this host.
 
 `build_universe(dest)` writes, under dest:
   repos/main      every package; metadata gzip (sha256)
@@ -68,12 +69,24 @@ LIB_GROUPS = {
     "openldap": ["libldap-2.5.so.0", "liblber-2.5.so.0"],
     "nettle": ["libnettle.so.8", "libhogweed.so.6"],
     "brotli": ["libbrotlidec.so.1", "libbrotlicommon.so.1"],
+    "libunwind": ["libunwind.so.8", "libunwind-ptrace.so.0", "libunwind-x86_64.so.8"],
 }
 
 BINARIES = {
     "coreutils": ["/usr/bin/cat", "/usr/bin/ls", "/usr/bin/echo", "/usr/bin/true"],
     "curl": ["/usr/bin/curl"],
 }
+
+# crashcart's toolbox (recipes/crashcart-toolbox): package -> (host file, packaged path).
+# iproute2 goes to /usr/sbin as on Fedora; gdb is Debian's gdb-minimal (no libpython), whose
+# .deb is fetched with `apt-get download` because it conflicts with the installed gdb.
+TOOLS = {
+    "strace": [("/usr/bin/strace", "/usr/bin/strace")],
+    "lsof": [("/usr/bin/lsof", "/usr/bin/lsof")],
+    "iproute2": [("/usr/bin/ip", "/usr/sbin/ip"), ("/usr/bin/ss", "/usr/sbin/ss")],
+    "gdb": [("deb:gdb-minimal/usr/bin/gdb", "/usr/bin/gdb")],
+}
+DEB_CACHE = Path("/var/cache/crashcart/debs")
 
 HELLO_C = r"""
 #include <stdio.h>
@@ -151,6 +164,40 @@ class Universe:
 
     def packages(self, name: str = "main") -> list[Path]:
         return sorted(self.repo_dir(name).glob("*.rpm"))
+
+
+# -- Debian packages that are not installed ----------------------------------------------------
+
+
+def debian_package(package: str) -> tuple[Path, Path]:
+    """(the .deb, the directory it is unpacked in) under DEB_CACHE, fetched with
+    `apt-get download` the first time (this works on a fresh machine)."""
+    DEB_CACHE.mkdir(parents=True, exist_ok=True)
+    debs = sorted(DEB_CACHE.glob(f"{package}_*.deb"))
+    if not debs:
+        subprocess.run(
+            [require_tool("apt-get"), "download", package],
+            cwd=DEB_CACHE,
+            capture_output=True,
+            check=False,
+        )
+        debs = sorted(DEB_CACHE.glob(f"{package}_*.deb"))
+    if not debs:
+        raise RuntimeError(f"cannot fetch the Debian package {package} (apt-get download)")
+    root = DEB_CACHE / f"{debs[-1].name}.root"
+    if not root.is_dir():
+        partial = Path(tempfile.mkdtemp(dir=DEB_CACHE))
+        subprocess.run([require_tool("dpkg-deb"), "-x", str(debs[-1]), str(partial)], check=True)
+        partial.rename(root)
+    return debs[-1], root
+
+
+def tool_source(source: str) -> str:
+    """A TOOLS source on the host: a path, or `deb:PACKAGE/PATH` inside a fetched .deb."""
+    if not source.startswith("deb:"):
+        return source
+    package, _, inside = source[4:].partition("/")
+    return str(debian_package(package)[1] / inside)
 
 
 # -- library closure --------------------------------------------------------------------------
@@ -232,6 +279,7 @@ def _main_subpackages(work: Path) -> list[SubPackage]:
         (work / f"{prog}.c").write_text(src)
         subprocess.run([gcc, "-O2", "-o", str(work / prog), str(work / f"{prog}.c")], check=True)
     elf_roots = [p for ps in BINARIES.values() for p in ps] + [str(work / "hello")]
+    elf_roots += [tool_source(src) for files in TOOLS.values() for src, _ in files]
     elf_roots += [
         str(work / "tinyhttpd"),
         f"{LIBDIR}/libnss_files.so.2",
@@ -308,6 +356,13 @@ def _main_subpackages(work: Path) -> list[SubPackage]:
             ["BuildArch: noarch"],
         ),
         SubPackage(
+            "ncurses-base",
+            "Terminal descriptions",
+            ["mkdir -p %{buildroot}/usr/share && cp -r /lib/terminfo %{buildroot}/usr/share/"],
+            ["/usr/share/terminfo"],
+            ["BuildArch: noarch"],
+        ),
+        SubPackage(
             "busybox",
             "Static multi-call binary",
             [
@@ -340,6 +395,19 @@ def _main_subpackages(work: Path) -> list[SubPackage]:
                 [f"install -D -m 0755 {p} %{{buildroot}}{p}" for p in paths],
                 paths,
                 extra,
+            )
+        )
+    for pkg, tool_files in TOOLS.items():
+        subs.append(
+            SubPackage(
+                pkg,
+                f"The {pkg} programs",
+                [
+                    f"install -D -m 0755 {tool_source(src)} %{{buildroot}}{dest}"
+                    for src, dest in tool_files
+                ],
+                [dest for _, dest in tool_files],
+                [],
             )
         )
     for pkg, sonames in sorted(by_pkg.items()):
@@ -542,6 +610,7 @@ def universe_key() -> str:
     """A hash of everything the universe is built from: this file and the host inputs."""
     h = hashlib.sha256(Path(__file__).read_bytes())
     inputs = [*(p for ps in BINARIES.values() for p in ps), "/usr/bin/busybox"]
+    inputs += [tool_source(src) for files in TOOLS.values() for src, _ in files]
     inputs += [str(HOST_LIBDIR / so) for names in LIB_GROUPS.values() for so in names]
     for p in sorted(inputs):
         try:
@@ -609,7 +678,7 @@ def rpm_universe(request: pytest.FixtureRequest) -> Iterator[Universe]:
     Cached under pytest's cache dir keyed by `universe_key()`; SMITH_UNIVERSE_REBUILD=1 (or a
     clean checkout) builds it from scratch.
     """
-    for tool in ("rpmbuild", "createrepo_c", "rpmsign", "gpg", "gcc", "ldd"):
+    for tool in ("rpmbuild", "createrepo_c", "rpmsign", "gpg", "gcc", "ldd", "dpkg-deb"):
         require_tool(tool)
     cache_plugin = getattr(request.config, "cache", None)  # absent with -p no:cacheprovider
     if cache_plugin is not None:

@@ -8,6 +8,7 @@ its root filesystem and of its /dev are byte-identical before the attach and aft
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import select
 import shutil
@@ -22,6 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 from crashcart.prefix import MOUNT_POINT
 from crashcart.target import open_namespaces, target_from_pid
@@ -34,16 +36,21 @@ from tests.crashcart_containers import (
     make_rootfs,
     running_container,
 )
+from tests.rpm_universe import Universe
 from tests.tools import PROJECT, require_root, require_tool
 
 
 @pytest.fixture(scope="session")
-def toolbox(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def toolbox(tmp_path_factory: pytest.TempPathFactory, rpm_universe: Universe) -> Path:
+    """The default toolbox, built by smith from the universe's RPMs and relocated."""
     require_root()
-    for tool in ("patchelf", "ldd", "strace", "gdb", "lsof", "curl", "ip", "ss", "busybox"):
-        require_tool(tool)
-    dest = tmp_path_factory.mktemp("toolbox") / "toolbox"
-    build_toolbox(DEFAULT_RECIPE, dest)
+    require_tool("patchelf")
+    work = tmp_path_factory.mktemp("toolbox")
+    recipe = yaml.safe_load(DEFAULT_RECIPE.read_text())
+    recipe["repos"] = [{"name": "universe", "baseurl": rpm_universe.repo_url("main")}]
+    (work / "smith.yaml").write_text(yaml.safe_dump(recipe))
+    dest = work / "toolbox"
+    build_toolbox(work / "smith.yaml", dest, cache_dir=str(work / "cache"))
     return dest
 
 
@@ -547,6 +554,69 @@ def test_docker_container(
     assert done.stdout.splitlines()[-1].strip() == "1"  # --network none: only lo
     after = (mountinfo(pid), list_tree(Path(f"/proc/{pid}/root/dev"), device_times=False))
     assert after == before
+
+
+TOOLS = ("sh", "ls", "strace", "gdb", "lsof", "curl", "ip", "ss")
+
+
+def test_toolbox_is_relocated(toolbox: Path) -> None:
+    """Every dynamic executable loads the toolbox's ld.so and libraries, and nothing else."""
+    from smith.resolve.elf import is_elf, parse_elf
+
+    executables = 0
+    for path in sorted(p for p in toolbox.rglob("*") if p.is_file() and not p.is_symlink()):
+        with path.open("rb") as f:
+            if not is_elf(f.read(4)):
+                continue
+            f.seek(0)
+            info = parse_elf(f, str(path))
+        if not info.interpreter or info.soname:
+            assert not [d for d in (*info.rpath, *info.runpath) if not d.startswith(MOUNT_POINT)]
+            continue
+        executables += 1
+        assert info.interpreter.startswith(MOUNT_POINT + "/"), path
+        assert (toolbox / info.interpreter[len(MOUNT_POINT) + 1 :]).is_file()
+        assert info.runpath == () and info.rpath, path
+        dirs = [toolbox / d[len(MOUNT_POINT) + 1 :] for d in info.rpath]
+        assert all(d.startswith(MOUNT_POINT + "/") for d in info.rpath), info.rpath
+        for needed in info.needed:
+            assert any((d / needed).exists() for d in dirs), (path, needed)
+    assert executables >= 6  # strace gdb lsof curl ip ss (busybox is static)
+    for tool in TOOLS:
+        assert os.access(toolbox / "bin" / tool, os.X_OK), tool
+    manifest = json.loads((toolbox / "crashcart-toolbox.json").read_text())
+    assert manifest["prefix"] == MOUNT_POINT
+    assert {"busybox", "gdb", "ip", "ss", "strace"} <= set(manifest["programs"])
+
+
+def test_toolbox_build_command(toolbox: Path, tmp_path: Path, state_dir: Path) -> None:
+    """`crashcart toolbox build --recipe R -o DIR --image OUT`, with smith underneath."""
+    recipe = toolbox.parent / "smith.yaml"
+    cache = toolbox.parent / "cache"
+    out, image = tmp_path / "tb", tmp_path / "tb.oci"
+    done = crashcart(
+        state_dir,
+        *("toolbox", "build", "--recipe", str(recipe), "-o", str(out)),
+        *("--image", str(image), "--cache-dir", str(cache)),
+    )
+    assert done.returncode == 0, done.stderr
+    assert f"toolbox built at {out}" in done.stdout
+    assert (out / "bin" / "gdb").read_bytes() == (toolbox / "bin" / "gdb").read_bytes()
+    assert (image / "oci-layout").is_file()
+
+
+def test_toolbox_build_without_the_repository(tmp_path: Path, state_dir: Path) -> None:
+    recipe = yaml.safe_load(DEFAULT_RECIPE.read_text())
+    recipe["repos"] = [{"name": "universe", "baseurl": str(tmp_path / "no-such-repo")}]
+    (tmp_path / "smith.yaml").write_text(yaml.safe_dump(recipe))
+    done = crashcart(
+        state_dir,
+        *("toolbox", "build", "--recipe", str(tmp_path / "smith.yaml"), "-o", str(tmp_path / "tb")),
+    )
+    assert done.returncode == 1
+    assert "smith cannot build the toolbox recipe" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert not (tmp_path / "tb").exists()
 
 
 def test_toolbox_from_an_image(
