@@ -8,9 +8,8 @@ the JSON diff be reviewed with the change:
     .venv/bin/python -m tests.golden_recipes --update
 
 Without --update the recipes are checked against the file (exit 1 on any difference), which
-is what tests/test_verify.py does in CI. A recipe is a directory with a smith.yaml;
-recipes/crashcart-toolbox.yaml is crashcart's toolbox list, not a smith recipe, and is not
-built here.
+is what tests/test_verify.py does in CI. A recipe is a directory of recipes/ with a
+smith.yaml (crashcart-toolbox is recorded as smith builds it, before crashcart relocates it).
 """
 
 from __future__ import annotations
