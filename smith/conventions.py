@@ -28,9 +28,11 @@ from smith.tree import Entry, FileTree, InlineBytes, Kind
 DEFAULT_ID = 10
 DEFAULT_NAME = "smith"
 RUNTIME_DIRS = ("dev", "proc", "read", "run", "sys", "write")
-# What is below /read, /write and /run is kept: the original's own example ships its data in
-# /read, and a runtime that mounts nothing there shows it as is.
-KERNEL_DIRS = ("dev", "proc", "sys")
+# Emptied: the kernel's filesystems are mounted over /dev, /proc and /sys (and a
+# microcontainer carries no device nodes); /run is for the running instance's pid files and
+# sockets, so whatever an image left there is stale. What is below /read and /write is kept:
+# the original smith's own README example ships its data in /read.
+EMPTIED_DIRS = ("dev", "proc", "run", "sys")
 NSS_FILES = ("etc/group", "etc/nsswitch.conf", "etc/passwd")
 ORIGIN = "microcontainer conventions"
 
@@ -172,8 +174,8 @@ def apply_conventions(tree: FileTree, conventions: Conventions) -> FileTree:
     out = FileTree()
     for entry in tree:
         top = entry.path.split("/", 1)
-        if top[0] in KERNEL_DIRS and len(top) > 1:
-            continue  # the kernel's filesystems are mounted over these; and no device nodes
+        if top[0] in EMPTIED_DIRS and len(top) > 1:
+            continue
 
         if entry.path in RUNTIME_DIRS:
             continue  # re-added below as plain empty directories

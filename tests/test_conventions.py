@@ -6,6 +6,7 @@ import pytest
 
 from smith.conventions import (
     DEFAULT_ID,
+    EMPTIED_DIRS,
     RUNTIME_DIRS,
     Conventions,
     RuntimeUser,
@@ -26,6 +27,7 @@ def sample() -> FileTree:
     tree.add_file("etc/passwd", InlineBytes(b"old\n"))
     tree.add_symlink("bin", "usr/bin")
     tree.add_file("run/lock/x.pid", InlineBytes(b"1"))
+    tree.add_file("read/data", InlineBytes(b"per-instance defaults"))
     tree.add_symlink("write", "/tmp")
     tree.add_dir("tmp", 0o1777)
     return tree
@@ -43,7 +45,9 @@ def test_owner_modes_and_runtime_dirs() -> None:
     assert entries["bin"].kind is Kind.SYMLINK
     for name in RUNTIME_DIRS:
         assert entries[name].kind is Kind.DIR  # even where the input had a symlink
+    for name in EMPTIED_DIRS:
         assert not [p for p in entries if p.startswith(name + "/")]
+    assert entries["read/data"].kind is Kind.FILE  # what a recipe ships in /read stays
     assert "etc/passwd" in entries and "etc/group" not in entries
 
 
