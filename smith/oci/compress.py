@@ -129,8 +129,9 @@ class CompressedWriter:
     def _submit(self, piece: bytes) -> None:
         assert self._pool is not None
         self._pending.append(self._pool.submit(gzip_member, piece))
-        # Bound the pieces in flight so memory stays flat whatever the layer size.
-        while len(self._pending) > 2 * workers():
+        # Bound the pieces in flight so memory stays flat whatever the layer size: one per
+        # worker plus one ready to go keeps both cores busy.
+        while len(self._pending) > workers() + 1:
             self._put(self._pending.popleft().result())
 
     def close(self) -> None:

@@ -44,7 +44,7 @@ from smith.paths import climbs_out
 from smith.tree import MAX_SYMLINK_HOPS, Entry, FileTree, HostSlice, InlineBytes, Kind
 
 READ_SIZE = 1 << 20
-PREFETCH = 8  # decompressed pieces of READ_SIZE waiting for the tar reader
+PREFETCH = 4  # decompressed pieces of READ_SIZE waiting for the tar reader
 WHITEOUT = ".wh."
 OPAQUE = ".wh..wh..opq"
 GZIP_MAGIC = b"\x1f\x8b"
