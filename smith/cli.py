@@ -17,7 +17,35 @@ from smith import __version__
 from smith.errors import SmithError
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class LazyGroup(click.Group):
+    """Commands live in smith/main_<command>.py and are imported only when used: `smith
+    diff` should not pay for importing the whole build pipeline."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        import pkgutil
+
+        import smith
+
+        names = {
+            m.name[len("main_") :]
+            for m in pkgutil.iter_modules(smith.__path__)
+            if m.name.startswith("main_")
+        }
+        return sorted(names | set(self.commands))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name.isidentifier():
+            import importlib
+
+            try:
+                importlib.import_module(f"smith.main_{cmd_name}")
+            except ModuleNotFoundError as err:
+                if err.name != f"smith.main_{cmd_name}":
+                    raise
+        return self.commands.get(cmd_name)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="smith")
 @click.option("--debug", is_flag=True, help="Show tracebacks and debug logging.")
 @click.option("-v", "--verbose", is_flag=True, help="Say what is being done.")
@@ -68,20 +96,7 @@ def run_cli(group: click.Group, prog: str, argv: list[str] | None = None) -> NoR
     sys.exit(status if isinstance(status, int) else 0)
 
 
-def _register_commands() -> None:
-    """Import the command modules so they attach themselves to `cli`."""
-    import importlib
-    import pkgutil
-
-    import smith
-
-    for mod in pkgutil.iter_modules(smith.__path__):
-        if mod.name.startswith("main_"):
-            importlib.import_module(f"smith.{mod.name}")
-
-
 def main(argv: list[str] | None = None) -> NoReturn:
-    _register_commands()
     run_cli(cli, "smith", argv)
 
 
