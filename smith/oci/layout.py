@@ -20,7 +20,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from smith.atomic import atomic_path, remove_path, temp_sibling
 from smith.errors import ImageFormatError, UnsafePathError, UsageError
@@ -42,10 +42,14 @@ from smith.oci.image import (
     config_from_document,
     host_platform_default,
 )
+from smith.oci.reference import is_registry_reference
 from smith.oci.tarball import stream_layer
 from smith.oci.writer import ImageResult
 from smith.paths import normalize_path
 from smith.tree import FileTree, Kind
+
+if TYPE_CHECKING:
+    from smith.oci.registry import RegistryOptions
 
 
 class OutputFormat(StrEnum):
@@ -170,9 +174,21 @@ class LoadedImage:
 
 @contextmanager
 def open_image(
-    source: str, *, platform: Platform | None = None, name: str = ""
+    source: str,
+    *,
+    platform: Platform | None = None,
+    name: str = "",
+    registry: RegistryOptions | None = None,
 ) -> Iterator[LoadedImage]:
-    """Read an OCI layout directory, an oci-archive (.tar, .tar.gz) or a docker-archive."""
+    """Read an OCI layout directory, an oci-archive (.tar, .tar.gz) or a docker-archive;
+    or pull a registry reference (`docker://`, `https://`, `http://`) into a temporary
+    layout first, with `registry`'s options."""
+    if is_registry_reference(source):
+        from smith.oci.transfer import pulled_layout  # the HTTP stack only when needed
+
+        with pulled_layout(source, platform=platform, options=registry) as (root, shown):
+            yield read_layout(root, shown, None, "")
+        return
     if os.path.isdir(source):
         yield read_unpacked(source, source, platform, name)
         return
