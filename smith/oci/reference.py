@@ -100,7 +100,7 @@ def parse_reference(text: str, *, default_tag: str = "latest") -> Reference:
         raise UsageError(f"the reference {shown!r} names no repository")
     # A first component without '.' or ':' (and not localhost) is a Docker Hub repository,
     # as docker itself reads it; with a scheme the first component is always the host.
-    if not scheme and not looks_like_host(host_part):
+    if not scheme and (not slash or not looks_like_host(host_part)):
         registry, path = DOCKER_HUB, rest
     else:
         registry = host_part

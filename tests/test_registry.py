@@ -1,0 +1,320 @@
+"""Push and pull against a real docker-registry over plain HTTP, checked with skopeo; the
+fault-injecting proxy in front of it shows retries, resumption and digest checks."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from smith.errors import RegistryError
+from smith.oci.layout import open_image
+from smith.oci.registry import RegistryOptions
+from smith.oci.transfer import pull_image, push_image
+from tests.registry_fixtures import (
+    layout_manifest_digest,
+    make_image,
+    make_multi_platform,
+    run_skopeo,
+    run_smith,
+)
+from tests.registry_servers import FaultProxy, Registry, start_registry
+from tests.tools import require_tool
+
+FAST = RegistryOptions(insecure=True, retries=3, backoff=0.05, timeout=1.5)
+
+
+@pytest.fixture(scope="session")
+def skopeo() -> str:
+    return require_tool("skopeo")
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    binary = require_tool("docker-registry")
+    reg = start_registry(tmp_path_factory.mktemp("plain-registry"), binary)
+    yield reg
+    reg.stop()
+
+
+@pytest.fixture(scope="session")
+def proxy(registry: Registry) -> Iterator[FaultProxy]:
+    fault_proxy = FaultProxy(registry.host, stall_seconds=4.0)
+    yield fault_proxy
+    fault_proxy.stop()
+
+
+@pytest.fixture
+def faults(proxy: FaultProxy) -> Iterator[FaultProxy]:
+    proxy.clear()
+    yield proxy
+    proxy.clear()
+
+
+@pytest.fixture(scope="session")
+def images(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, str]]:
+    directory = tmp_path_factory.mktemp("images")
+    return {
+        "app": make_image(directory, "app", seed=1),
+        "other": make_image(directory, "other", big=5 << 20, seed=2),
+    }
+
+
+@pytest.fixture(scope="session")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("home")
+
+
+def test_smith_push_is_read_and_copied_by_skopeo(
+    registry: Registry, images: dict[str, tuple[Path, str]], skopeo: str, home: Path, tmp_path: Path
+) -> None:
+    layout, digest = images["app"]
+    ref = f"docker://{registry.host}/smith/app:v1"
+    out = run_smith("upload", "-i", str(layout), "-r", ref, "--insecure", home=home)
+    assert out.stdout.strip() == f"{registry.host}/smith/app@{digest}"
+    raw = run_skopeo(skopeo, "inspect", "--tls-verify=false", "--raw", ref, home=home).stdout
+    assert raw == (layout / "blobs" / "sha256" / digest.removeprefix("sha256:")).read_bytes()
+    copy = tmp_path / "copy"
+    run_skopeo(
+        skopeo,
+        "copy",
+        "--preserve-digests",
+        "--src-tls-verify=false",
+        ref,
+        f"oci:{copy}",
+        home=home,
+    )
+    assert layout_manifest_digest(copy) == digest
+    for blob in (layout / "blobs" / "sha256").iterdir():
+        assert (copy / "blobs" / "sha256" / blob.name).read_bytes() == blob.read_bytes()
+
+
+def test_second_push_uploads_no_blob_bytes(
+    faults: FaultProxy, images: dict[str, tuple[Path, str]], home: Path
+) -> None:
+    layout, digest = images["app"]
+    ref = f"http://{faults.host}/count/app:v1"
+    run_smith("upload", "-i", str(layout), "-r", ref, home=home)
+    blob_bytes = sum(p.stat().st_size for p in (layout / "blobs" / "sha256").iterdir())
+    assert faults.upload_bytes > 3 << 20
+    assert faults.upload_bytes <= blob_bytes
+    faults.clear()
+    out = run_smith("upload", "-i", str(layout), "-r", ref, home=home)
+    assert out.stdout.strip().endswith(digest)
+    assert faults.upload_bytes == 0
+    result = push_image(str(layout), ref, options=FAST)
+    assert result.uploaded == 0 and len(result.skipped) == 3
+    assert faults.upload_bytes == 0
+
+
+def test_skopeo_push_is_pulled_by_smith(
+    registry: Registry, images: dict[str, tuple[Path, str]], skopeo: str, home: Path, tmp_path: Path
+) -> None:
+    layout, digest = images["other"]
+    ref = f"docker://{registry.host}/skopeo/other:v2"
+    run_skopeo(skopeo, "copy", "--dest-tls-verify=false", f"oci:{layout}", ref, home=home)
+    raw = run_skopeo(skopeo, "inspect", "--tls-verify=false", "--raw", ref, home=home).stdout
+    pushed = "sha256:" + __import__("hashlib").sha256(raw).hexdigest()
+    assert pushed == digest  # skopeo kept the bytes, so smith must find the same digest
+    for out_name, extra in (
+        ("dir", []),
+        ("image.tar", []),
+        ("image.tar.gz", ["--format", "docker-archive"]),
+    ):
+        out = tmp_path / out_name
+        proc = run_smith("download", "-r", ref, "-i", str(out), "--insecure", *extra, home=home)
+        assert proc.stdout.strip() == digest
+        with open_image(str(out)) as image, open_image(str(layout)) as original:
+            assert image.diff_ids == original.diff_ids
+            assert image.layers == original.layers
+    # The pulled layout is the pushed one, byte for byte.
+    for path in layout.rglob("*"):
+        if path.is_file():
+            assert (tmp_path / "dir" / path.relative_to(layout)).read_bytes() == path.read_bytes()
+
+
+def test_pull_index_by_platform_and_digest(
+    registry: Registry, skopeo: str, home: Path, tmp_path: Path
+) -> None:
+    multi, digests = make_multi_platform(tmp_path / "src")
+    ref = f"docker://{registry.host}/multi/app:v1"
+    run_skopeo(
+        skopeo, "copy", "--all", "--dest-tls-verify=false", f"oci:{multi}:multi", ref, home=home
+    )
+    for arch in ("arm64", "amd64"):
+        out = tmp_path / f"out-{arch}"
+        platform = f"linux/{arch}"
+        proc = run_smith(
+            "download", "-r", ref, "-i", str(out), "--platform", platform, "--insecure", home=home
+        )
+        assert proc.stdout.strip() == digests[arch]
+        with open_image(str(out)) as image:
+            assert image.platform.architecture == arch
+    by_digest = f"docker://{registry.host}/multi/app@{digests['arm64']}"
+    proc = run_smith(
+        "download", "-r", by_digest, "-i", str(tmp_path / "d"), "--insecure", home=home
+    )
+    assert proc.stdout.strip() == digests["arm64"]
+    missing = tmp_path / "none"
+    proc = run_smith(
+        "download", "-r", ref, "-i", str(missing), "--platform", "linux/s390x", "--insecure",
+        home=home, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 1
+    assert "no image for platform linux/s390x" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert not missing.exists()
+
+
+def test_chunked_upload_mount_and_docker_media(
+    faults: FaultProxy, images: dict[str, tuple[Path, str]], skopeo: str, home: Path
+) -> None:
+    layout, digest = images["other"]
+    options = RegistryOptions(insecure=True, chunk_size=1 << 20)
+    result = push_image(str(layout), f"http://{faults.host}/chunks/other:v1", options=options)
+    assert result.digest == digest and result.uploaded > 5 << 20
+    assert sum(1 for r in faults.seen if r.startswith("PATCH")) >= 5
+    ref = f"docker://{faults.host}/chunks/other:v1"
+    raw = run_skopeo(skopeo, "inspect", "--tls-verify=false", "--raw", ref, home=home).stdout
+    assert (
+        json.loads(raw)["layers"]
+        == json.loads((layout / "blobs" / "sha256" / digest.removeprefix("sha256:")).read_bytes())[
+            "layers"
+        ]
+    )
+    faults.clear()
+    mounted = push_image(
+        str(layout), f"http://{faults.host}/mounted/other:v1", options=options,
+        mount_from=["chunks/other"],
+    )  # fmt: skip
+    assert mounted.uploaded == 0 and len(mounted.mounted) == 3
+    assert faults.upload_bytes == 0
+    docker = push_image(
+        str(layout), f"http://{faults.host}/docker/other:v1", options=options, docker_media=True
+    )
+    assert docker.digest != digest
+    raw = run_skopeo(
+        skopeo, "inspect", "--tls-verify=false", "--raw", f"docker://{faults.host}/docker/other:v1",
+        home=home,
+    ).stdout  # fmt: skip
+    doc = json.loads(raw)
+    assert doc["mediaType"] == "application/vnd.docker.distribution.manifest.v2+json"
+    assert doc["config"]["mediaType"] == "application/vnd.docker.container.image.v1+json"
+
+
+def test_fallback_to_docker_media_types_when_oci_is_refused(
+    faults: FaultProxy, images: dict[str, tuple[Path, str]]
+) -> None:
+    # An old registry answers 400 MANIFEST_INVALID to an OCI manifest; the proxy plays one.
+    layout, digest = images["app"]
+    faults.add("PUT", "/manifests/", "refuse-oci", times=5)
+    result = push_image(str(layout), f"http://{faults.host}/old/app:v1", options=FAST)
+    assert result.media_type == "application/vnd.docker.distribution.manifest.v2+json"
+    assert result.digest != digest
+    assert any(f.startswith("refuse-oci") for f in faults.fired)
+
+
+def test_open_image_reads_a_registry_reference(
+    registry: Registry, images: dict[str, tuple[Path, str]]
+) -> None:
+    layout, digest = images["app"]
+    push_image(str(layout), f"docker://{registry.host}/seam/app:v1", options=FAST)
+    with (
+        open_image(f"docker://{registry.host}/seam/app:v1", registry=FAST) as pulled,
+        open_image(str(layout)) as local,
+    ):
+        assert pulled.manifest_descriptor.digest == digest
+        assert pulled.diff_ids == local.diff_ids
+        assert os.path.exists(pulled.blob_path(pulled.layers[0].digest))
+
+
+def test_pull_failures_are_one_line_and_leave_nothing(
+    registry: Registry, home: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    proc = run_smith(
+        "download", "-r", f"docker://{registry.host}/nothing/here:v9", "-i", str(out),
+        "--insecure", home=home, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("smith: error: manifest ")
+    assert "HTTP 404" in proc.stderr and "nothing/here:v9" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert os.listdir(tmp_path) == []
+    proc = run_smith(
+        "download", "-r", "http://127.0.0.1:9/a/b:c", "-i", str(out), "--retries", "0",
+        home=home, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 1 and "unreachable" in proc.stderr
+    assert os.listdir(tmp_path) == []
+
+
+# -- faults ----------------------------------------------------------------------------------
+
+
+def test_pull_survives_500_reset_and_stall(
+    faults: FaultProxy, registry: Registry, images: dict[str, tuple[Path, str]], tmp_path: Path
+) -> None:
+    layout, digest = images["other"]
+    push_image(str(layout), f"docker://{registry.host}/faults/other:v1", options=FAST)
+    ref = f"http://{faults.host}/faults/other:v1"
+    faults.add("GET", "/manifests/", "stall")
+    faults.add("GET", "/blobs/sha256:", "500")
+    faults.add("GET", "/blobs/sha256:", "reset", times=2)
+    result = pull_image(ref, str(tmp_path / "out"), options=FAST)
+    assert result.digest == digest
+    assert sorted(f.split()[0] for f in faults.fired) == ["500", "reset", "reset", "stall"]
+    with open_image(str(tmp_path / "out")) as image:
+        assert image.manifest_descriptor.digest == digest
+
+
+def test_wrong_bytes_fail_cleanly(
+    faults: FaultProxy, registry: Registry, images: dict[str, tuple[Path, str]], tmp_path: Path
+) -> None:
+    layout, _ = images["app"]
+    push_image(str(layout), f"docker://{registry.host}/corrupt/app:v1", options=FAST)
+    with open_image(str(layout)) as image:
+        big = max(image.layers, key=lambda d: d.size).digest
+    faults.add("GET", f"/blobs/{big}", "corrupt")
+    out = tmp_path / "out.tar"
+    with pytest.raises(RegistryError, match=f"blob {big} arrived with digest sha256:"):
+        pull_image(f"http://{faults.host}/corrupt/app:v1", str(out), options=FAST)
+    assert os.listdir(tmp_path) == []
+
+
+def test_persistent_5xx_gives_up_with_a_clear_message(
+    faults: FaultProxy, images: dict[str, tuple[Path, str]], home: Path, tmp_path: Path
+) -> None:
+    faults.add("GET", "/manifests/", "500", times=10)
+    proc = run_smith(
+        "download", "-r", f"http://{faults.host}/faults/other:v1", "-i", str(tmp_path / "o"),
+        "--retries", "2", home=home, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 1
+    assert "HTTP 500" in proc.stderr and "faults/other:v1" in proc.stderr
+    assert sum(1 for f in faults.fired if f.startswith("500")) == 3
+    assert os.listdir(tmp_path) == []
+
+
+def test_push_survives_500_and_resets_in_whole_and_chunked_uploads(
+    faults: FaultProxy, registry: Registry, images: dict[str, tuple[Path, str]], tmp_path: Path
+) -> None:
+    layout, digest = images["other"]
+    faults.add("PUT", "/blobs/uploads/", "500")
+    faults.add("PUT", "/blobs/uploads/", "reset-upload")
+    result = push_image(str(layout), f"http://{faults.host}/upfaults/whole:v1", options=FAST)
+    assert result.digest == digest
+    faults.add("PATCH", "/blobs/uploads/", "reset-upload")
+    faults.add("PATCH", "/blobs/uploads/", "500")
+    chunked = RegistryOptions(insecure=True, retries=3, backoff=0.05, chunk_size=1 << 20)
+    result = push_image(str(layout), f"http://{faults.host}/upfaults/chunked:v1", options=chunked)
+    assert result.digest == digest
+    assert len(faults.fired) == 4
+    for name in ("whole", "chunked"):
+        pulled = pull_image(
+            f"docker://{registry.host}/upfaults/{name}:v1", str(tmp_path / name), options=FAST
+        )
+        assert pulled.digest == digest
