@@ -7,9 +7,10 @@ from typing import Any
 import click
 
 from smith.cli import cli
+from smith.errors import UsageError
 from smith.oci.image import parse_platform
 from smith.oci.reference import parse_reference
-from smith.oci.transfer import push_image
+from smith.oci.transfer import push_image, push_index
 from smith.registry_flags import registry_flags, registry_options
 
 
@@ -35,6 +36,12 @@ from smith.registry_flags import registry_flags, registry_options
     "--platform", metavar="OS/ARCH[/VARIANT]", help="Which image of a multi-platform index."
 )
 @click.option(
+    "--all",
+    "all_platforms",
+    is_flag=True,
+    help="Push every image of a multi-platform IMAGE, then its index.",
+)
+@click.option(
     "--mount-from",
     multiple=True,
     metavar="REPO",
@@ -53,6 +60,7 @@ def upload(
     image: str,
     remote: str,
     docker_media: bool,
+    all_platforms: bool,
     platform: str | None,
     mount_from: tuple[str, ...],
     chunk_size: int,
@@ -62,6 +70,12 @@ def upload(
     """Push IMAGE to the registry reference REF; print REF@DIGEST."""
     options = registry_options(flags, chunk_size=chunk_size, jobs=jobs)
     target = parse_reference(remote)
+    if all_platforms and (platform or docker_media):
+        raise UsageError("--all pushes the index as it is: it takes no --platform or -d")
+    if all_platforms:
+        result = push_index(image, target, options=options, mount_from=mount_from)
+        click.echo(f"{target.registry}/{target.repository}@{result.digest}")
+        return
     result = push_image(
         image,
         target,

@@ -312,6 +312,7 @@ class Fault:
     method: str
     path_part: str  # a substring of the request path
     kind: str  # "500" | "reset" | "stall" | "corrupt" | "reset-upload" | "refuse-oci"
+    # | "stall-body" (half the body, then silence)
     times: int = 1
 
 
@@ -444,6 +445,11 @@ class FaultProxy:
                 if fault == "corrupt" and first:
                     chunk = bytes([chunk[0] ^ 0xFF]) + chunk[1:]
                 first = False
+                if fault == "stall-body" and sent + len(chunk) > total // 2:
+                    req.wfile.flush()
+                    time.sleep(self.stall_seconds)
+                    reset(req)
+                    return
                 if fault == "reset" and sent + len(chunk) > total // 2:
                     req.wfile.write(chunk[: max(0, total // 2 - sent)])
                     req.wfile.flush()

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +18,7 @@ from smith.oci.layout import open_image
 from smith.oci.registry import RegistryOptions
 from smith.oci.transfer import pull_image, push_image
 from tests.registry_fixtures import (
+    SMITH,
     layout_manifest_digest,
     make_image,
     make_multi_platform,
@@ -318,3 +322,52 @@ def test_push_survives_500_and_resets_in_whole_and_chunked_uploads(
             f"docker://{registry.host}/upfaults/{name}:v1", str(tmp_path / name), options=FAST
         )
         assert pulled.digest == digest
+
+
+def test_push_a_multi_platform_index(
+    registry: Registry, skopeo: str, home: Path, tmp_path: Path
+) -> None:
+    multi, digests = make_multi_platform(tmp_path / "src")
+    ref = f"docker://{registry.host}/multi/smith:v1"
+    out = run_smith("upload", "--all", "-i", str(multi), "-r", ref, "--insecure", home=home)
+    assert out.stdout.strip() == f"{registry.host}/multi/smith@{digests['index']}"
+    raw = run_skopeo(skopeo, "inspect", "--tls-verify=false", "--raw", ref, home=home).stdout
+    assert (
+        raw == (multi / "blobs" / "sha256" / digests["index"].removeprefix("sha256:")).read_bytes()
+    )
+    copy = tmp_path / "copy"
+    run_skopeo(
+        skopeo, "copy", "--all", "--preserve-digests", "--src-tls-verify=false", ref,
+        f"oci:{copy}", home=home,
+    )  # fmt: skip
+    assert layout_manifest_digest(copy) == digests["index"]
+    proc = run_smith(
+        "download", "-r", ref, "-i", str(tmp_path / "arm"), "--platform", "linux/arm64",
+        "--insecure", home=home,
+    )  # fmt: skip
+    assert proc.stdout.strip() == digests["arm64"]
+
+
+def test_interrupted_pull_leaves_nothing(
+    faults: FaultProxy, registry: Registry, images: dict[str, tuple[Path, str]], tmp_path: Path
+) -> None:
+    layout, _ = images["other"]
+    push_image(str(layout), f"docker://{registry.host}/intr/other:v1", options=FAST)
+    with open_image(str(layout)) as image:
+        big = max(image.layers, key=lambda d: d.size).digest
+    faults.add("GET", f"/blobs/{big}", "stall-body")
+    out = tmp_path / "out" / "image.tar"
+    out.parent.mkdir()
+    proc = subprocess.Popen(
+        [SMITH, "download", "-r", f"http://{faults.host}/intr/other:v1", "-i", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while not faults.fired and time.monotonic() < deadline:  # a wait, not a timing check
+        time.sleep(0.05)
+    assert faults.fired and proc.poll() is None
+    assert os.listdir(out.parent)  # the staging layout exists while the pull runs
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and stderr.strip() == "smith: interrupted"
+    assert os.listdir(out.parent) == []

@@ -19,7 +19,6 @@ import os
 import tempfile
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
@@ -46,10 +45,14 @@ from smith.oci.layout import (
     LoadedImage,
     OutputFormat,
     choose_format,
+    load_json,
     open_image,
     pick_manifest,
+    read_blob_json,
+    read_image_manifest,
     save_layout,
     staging_layout,
+    unpacked,
 )
 from smith.oci.reference import Reference, parse_reference
 from smith.oci.registry import (
@@ -104,19 +107,45 @@ def as_reference(ref: str | Reference) -> Reference:
 
 def run_parallel(work: Callable[[T, threading.Event], R], items: Sequence[T], jobs: int) -> list[R]:
     """`work(item, stop)` for every item on `jobs` threads; the first error stops the rest
-    (they check `stop` between blocks) and is raised, as is Ctrl-C, without waiting long."""
+    (they check `stop` between blocks) and is raised.
+
+    The workers are daemon threads, unlike ThreadPoolExecutor's, which the interpreter joins
+    at exit: Ctrl-C must end smith at once even while a worker waits on a stalled socket.
+    The caller's cleanup (the staging directory) then also defeats any late write."""
     stop = threading.Event()
-    pool = ThreadPoolExecutor(max(1, min(jobs, len(items))), thread_name_prefix="smith-xfer")
+    lock = threading.Lock()
+    pending = list(enumerate(items))
+    results: dict[int, R] = {}
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        while not stop.is_set():
+            with lock:
+                if not pending:
+                    return
+                index, item = pending.pop(0)
+            try:
+                results[index] = work(item, stop)
+            except BaseException as err:
+                with lock:
+                    errors.append(err)
+                stop.set()
+                return
+
+    threads = [
+        threading.Thread(target=worker, name=f"smith-xfer-{n}", daemon=True)
+        for n in range(max(1, min(jobs, len(items))))
+    ]
     try:
-        futures = [pool.submit(work, item, stop) for item in items]
-        done, _ = wait(futures, return_when=FIRST_EXCEPTION)
-        for future in futures:
-            if future in done and future.exception() is not None:
-                raise future.exception()  # type: ignore[misc]
-        return [f.result() for f in futures]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
     finally:
         stop.set()
-        pool.shutdown(wait=True, cancel_futures=True)
+    if errors:
+        raise errors[0]
+    return [results[i] for i in range(len(items))]
 
 
 # -- push ----------------------------------------------------------------------------------
@@ -156,18 +185,60 @@ def push_image(
     options = options or RegistryOptions()
     target = as_reference(ref)
     with open_image(source, platform=platform, registry=options) as image:
-        return push_loaded(image, target, options, docker_media=docker_media, mount_from=mount_from)
+        client = RegistryClient(target, options, push=True, mount_from=mount_from)
+        return push_loaded(client, image, target, docker_media=docker_media, mount_from=mount_from)
+
+
+def push_index(
+    source: str,
+    ref: str | Reference,
+    *,
+    options: RegistryOptions | None = None,
+    mount_from: Sequence[str] = (),
+) -> PushResult:
+    """Push every image of a multi-platform layout or archive, then its index under the tag
+    (as `skopeo copy --all`). The source's one entry must be an image index."""
+    options = options or RegistryOptions()
+    target = as_reference(ref)
+    with unpacked(source) as root:
+        top = load_json(os.path.join(root, "index.json"), f"{source}: index.json")
+        entries = [Descriptor.from_json(m) for m in top.get("manifests") or []]
+        if len(entries) != 1 or entries[0].media_type not in (MEDIA_OCI_INDEX, MEDIA_DOCKER_LIST):
+            raise UsageError(f"{source} is not one multi-platform image (an image index)")
+        entry = entries[0]
+        index = read_blob_json(root, source, entry, "index")
+        client = RegistryClient(target, options, push=True, mount_from=mount_from)
+        uploaded = 0
+        skipped: list[str] = []
+        mounted: list[str] = []
+        for child in index.get("manifests") or []:
+            desc = Descriptor.from_json(child)
+            if desc.media_type not in (MEDIA_OCI_MANIFEST, MEDIA_DOCKER_MANIFEST):
+                raise UsageError(f"{source}: nested index {desc.digest} is not supported")
+            image = read_image_manifest(root, source, desc)
+            one = push_loaded(client, image, target.with_digest(desc.digest), mount_from=mount_from)
+            uploaded += one.uploaded
+            skipped += one.skipped
+            mounted += one.mounted
+        with open(os.path.join(root, "blobs", "sha256", entry.digest[7:]), "rb") as f:
+            data = f.read()
+        digest = push_manifest(client, target, data, entry.media_type)
+    return PushResult(
+        str(target), digest, entry.media_type, uploaded, tuple(skipped), tuple(mounted)
+    )
 
 
 def push_loaded(
+    client: RegistryClient,
     image: LoadedImage,
     target: Reference,
-    options: RegistryOptions,
     *,
     docker_media: bool = False,
     mount_from: Sequence[str] = (),
 ) -> PushResult:
-    client = RegistryClient(target, options, push=True, mount_from=mount_from)
+    """Push one image through `client`: blobs first, then the manifest under `target`'s tag
+    (or its digest, for the images of an index)."""
+    options = client.options
     blobs = {d.digest: d for d in (image.config_descriptor, *image.layers)}
 
     def push_one(desc: Descriptor, stop: threading.Event) -> tuple[str, int]:
@@ -274,6 +345,8 @@ def push_blob(
             return "mounted", 0
     options = client.options
     for attempt in range(options.retries + 1):
+        if stop.is_set():
+            raise Stopped
         location = location or client.start_upload(desc.digest)
         try:
             if desc.size <= options.chunk_size:
@@ -315,6 +388,8 @@ def upload_chunks(
     chunk = client.options.chunk_size
     offset = sent = failures = 0
     while offset < desc.size:
+        if stop.is_set():
+            raise Stopped
         length = min(chunk, desc.size - offset)
         start = offset
         try:
@@ -508,6 +583,8 @@ def fetch_blob(
                         raise ConnectionError("the blob ended early")
                     break
                 except (HTTPError, ConnectionError, TimeoutError) as err:
+                    if stop.is_set():
+                        raise Stopped from None
                     if failures >= client.options.retries:
                         raise RegistryError(
                             f"{client.ref}: blob {desc.digest} broke off at {have} of "
