@@ -146,6 +146,9 @@ def helper_credentials(helper: str, server: str, *, missing_ok: bool = False) ->
             [program, "get"], input=server.encode(), capture_output=True, timeout=60, check=False
         )
     except FileNotFoundError:
+        if missing_ok:  # a default store (credsStore) that is absent means: no credentials
+            log.warning("the credential helper %r is not installed", program)
+            return None
         raise RegistryError(f"the credential helper {program!r} is not installed") from None
     except subprocess.TimeoutExpired:
         raise RegistryError(f"the credential helper {program!r} did not answer in 60 s") from None

@@ -16,6 +16,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import ssl
 import threading
 import time
@@ -55,8 +56,16 @@ class RegistryRequestError(RegistryError):
     """A request failed; `status` (0 when no answer came) and `transient` let callers decide
     whether to fall back (a 400/415 on an OCI manifest) or to start a step again."""
 
-    def __init__(self, message: str, *, status: int = 0, code: str = "", transient: bool = False):
-        super().__init__(message)
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int = 0,
+        code: str = "",
+        transient: bool = False,
+        hint: str = "",
+    ) -> None:
+        super().__init__(message, hint=hint)
         self.status = status
         self.code = code
         self.transient = transient
@@ -194,15 +203,15 @@ class RegistryClient:
                     retries=False,
                 )
             except SSLError as err:
-                raise RegistryError(f"{what}: TLS failed for {self.ref.registry} ({err})") from None
+                raise RegistryError(f"{self.ref}: {what}: TLS failed ({err})") from None
             except (HTTPError, OSError) as err:
                 if retry and attempt < self.options.retries:
                     self.pause(attempt, f"{what}: {type(err).__name__}")
                     attempt += 1
                     continue
                 raise RegistryRequestError(
-                    f"{what}: {self.ref.registry} unreachable ({describe(err)}) after "
-                    f"{attempt + 1} attempt(s)",
+                    f"{self.ref}: {what}: {self.ref.registry} unreachable ({describe(err)}) "
+                    f"after {attempt + 1} attempt(s)",
                     transient=True,
                 ) from None
             finally:
@@ -232,11 +241,15 @@ class RegistryClient:
             if status not in ok:
                 code, detail = error_detail(resp.read(65536) if stream else resp.data)
                 drain(resp)
+                denied = status in (401, 403)
                 raise RegistryRequestError(
-                    f"{what}: {self.ref} answered HTTP {status}{detail}",
+                    f"{self.ref}: {what}: HTTP {status}{detail}",
                     status=status,
                     code=code,
                     transient=status in RETRY_STATUS,
+                    hint=f"no {access(self.scopes)} rights on {self.ref.repository}?"
+                    if denied
+                    else "",
                 )
             return resp
 
@@ -258,7 +271,7 @@ class RegistryClient:
         for scheme in schemes:
             self.base = f"{scheme}://{self.ref.api_host}"
             try:
-                resp = self.request("GET", f"{self.base}/v2/", ok=(200, 401), what="ping")
+                resp = self.request("GET", f"{self.base}/v2/", ok=(200, 401), what="GET /v2/")
             except RegistryError as err:
                 if scheme != schemes[-1]:
                     log.debug("%s over %s failed (%s); trying plain HTTP", self.base, scheme, err)
@@ -306,7 +319,10 @@ class RegistryClient:
         last = None
         for attempt in range(self.options.retries + 1):
             try:
-                resp = self.pool.urlopen("GET", url, headers=headers, redirect=True, retries=False)
+                # Redirects only (urllib3 drops Authorization when the host changes);
+                # errors come back here for smith's own backoff.
+                redirects = urllib3.Retry(total=3, connect=0, read=0, status=0, other=0)
+                resp = self.pool.urlopen("GET", url, headers=headers, retries=redirects)
             except SSLError as err:
                 raise RegistryError(
                     f"token server {shown_url(realm)}: TLS failed ({err})"
@@ -345,9 +361,7 @@ class RegistryClient:
             "GET",
             self.url(f"manifests/{reference}"),
             headers={"Accept": ", ".join(accept)},
-            what=f"manifest {self.ref.registry}/{self.ref.repository}"
-            + ("@" if reference.startswith("sha256:") else ":")
-            + reference,
+            what=f"manifest {reference}",
         )
         body = resp.data
         if len(body) > 4 << 20:
@@ -362,7 +376,7 @@ class RegistryClient:
             headers={"Content-Type": media_type, "Content-Length": str(len(data))},
             body=data,
             ok=(201, 200),
-            what=f"push manifest {self.ref}",
+            what="push manifest",
         )
         return resp.headers.get("Docker-Content-Digest", "")
 
@@ -402,6 +416,11 @@ class RegistryClient:
         return urljoin(self.base + "/", location)
 
 
+def access(scopes: Sequence[str]) -> str:
+    """ "pull,push" from the first scope: what a 401/403 says was missing."""
+    return scopes[0].rsplit(":", 1)[-1] if scopes else "pull"
+
+
 def with_query(url: str, **params: str) -> str:
     return url + ("&" if "?" in url else "?") + urlencode(params)
 
@@ -421,11 +440,14 @@ def retry_after(value: str) -> float:
 
 
 def describe(err: BaseException) -> str:
-    """A short reason for a connection error: urllib3 nests the useful part."""
-    text = str(err.args[-1] if err.args else err)
-    if isinstance(err.args[-1] if err.args else None, BaseException):
-        text = f"{type(err.args[-1]).__name__}: {err.args[-1]}"
-    return text[:200] or type(err).__name__
+    """A short reason for a connection error: urllib3 wraps the OS's words in its own."""
+    text = str(err)
+    found = re.search(r"\[Errno -?\d+\] [^'\")]*", text)
+    if found:
+        return found.group(0).strip()
+    if "timed out" in text.lower():
+        return "timed out"
+    return f"{type(err).__name__}: {text}"[:200]
 
 
 def decode_json(data: bytes, what: str) -> Any:

@@ -222,7 +222,7 @@ def push_index(
             mounted += one.mounted
         with open(os.path.join(root, "blobs", "sha256", entry.digest[7:]), "rb") as f:
             data = f.read()
-        digest = push_manifest(client, target, data, entry.media_type)
+        digest, _ = push_manifest(client, target, data, entry.media_type)
     return PushResult(
         str(target), digest, entry.media_type, uploaded, tuple(skipped), tuple(mounted)
     )
@@ -248,9 +248,7 @@ def push_loaded(
     data, media_type = manifest_bytes(image)
     if docker_media and media_type == MEDIA_OCI_MANIFEST:
         data, media_type = docker_manifest(data, str(target))
-    digest = push_manifest(client, target, data, media_type)
-    if media_type == MEDIA_OCI_MANIFEST and digest != sha256_digest(data):
-        media_type = MEDIA_DOCKER_MANIFEST  # the fallback was taken
+    digest, media_type = push_manifest(client, target, data, media_type)
     states = dict(zip(blobs, outcomes, strict=True))
     return PushResult(
         reference=str(target),
@@ -303,9 +301,12 @@ def docker_descriptor(desc: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in desc.items() if k in ("mediaType", "digest", "size", "urls")}
 
 
-def push_manifest(client: RegistryClient, target: Reference, data: bytes, media_type: str) -> str:
+def push_manifest(
+    client: RegistryClient, target: Reference, data: bytes, media_type: str
+) -> tuple[str, str]:
     """PUT the manifest under the tag (or digest); fall back to Docker schema 2 media types
-    when the registry refuses an OCI manifest, as old registries do."""
+    when the registry refuses an OCI manifest, as old registries do. Returns the digest and
+    media type of what was stored."""
     digest = sha256_digest(data)
     if target.digest and not target.tag and target.digest != digest:
         raise UsageError(f"the image's manifest is {digest}, not the {target.digest} asked for")
@@ -323,7 +324,7 @@ def push_manifest(client: RegistryClient, target: Reference, data: bytes, media_
         raise RegistryError(
             f"{target}: the registry stored the manifest as {answered}, not {digest}"
         )
-    return digest
+    return digest, media_type
 
 
 def push_blob(
