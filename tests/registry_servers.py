@@ -10,6 +10,7 @@ import datetime
 import hashlib
 import http.client
 import json
+import os
 import socket
 import struct
 import subprocess
@@ -39,16 +40,33 @@ def free_port() -> int:
         return port
 
 
-def wait_for_port(port: int, proc: subprocess.Popen[bytes] | None, log: Path) -> None:
+def listens(pid: int, port: int) -> bool:
+    """Whether process `pid` itself listens on 127.0.0.1:`port`. Other suites run on this
+    machine at the same time: a port that answers may belong to someone else's server."""
+    inodes = set()
+    with contextlib.suppress(OSError):
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            with contextlib.suppress(OSError):
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+                if target.startswith("socket:["):
+                    inodes.add(target[8:-1])
+    with open("/proc/net/tcp") as table:
+        for line in table.readlines()[1:]:
+            fields = line.split()
+            if fields[1] == f"0100007F:{port:04X}" and fields[3] == "0A" and fields[9] in inodes:
+                return True
+    return False
+
+
+def wait_for_port(port: int, proc: subprocess.Popen[bytes], log: Path) -> bool:
+    """True once `proc` listens on `port`; False if it exited (the port was taken)."""
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"server exited early: {log.read_text()[-2000:]}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.05)
+        if proc.poll() is not None:
+            return False
+        if listens(proc.pid, port):
+            return True
+        time.sleep(0.05)
     raise RuntimeError(f"nothing listens on port {port}: {log.read_text()[-2000:]}")
 
 
@@ -77,8 +95,22 @@ def start_registry(
     tls: tuple[Path, Path] | None = None,
     ca_dir: Path | None = None,
 ) -> Registry:
-    port = free_port()
     tmp.mkdir(parents=True, exist_ok=True)
+    for _ in range(5):  # free_port() races with every other process picking ports
+        reg = try_start_registry(tmp, binary, free_port(), auth, tls, ca_dir)
+        if reg is not None:
+            return reg
+    raise RuntimeError(f"docker-registry did not start: {(tmp / 'registry.log').read_text()}")
+
+
+def try_start_registry(
+    tmp: Path,
+    binary: str,
+    port: int,
+    auth: dict[str, Any] | None,
+    tls: tuple[Path, Path] | None,
+    ca_dir: Path | None,
+) -> Registry | None:
     http_conf: dict[str, Any] = {"addr": f"127.0.0.1:{port}", "secret": "test-upload-secret"}
     if tls:
         http_conf["tls"] = {"certificate": str(tls[0]), "key": str(tls[1])}
@@ -98,7 +130,8 @@ def start_registry(
     log = tmp / "registry.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen([binary, "serve", str(conf)], stdout=out, stderr=subprocess.STDOUT)
-    wait_for_port(port, proc, log)
+    if not wait_for_port(port, proc, log):
+        return None
     return Registry(f"127.0.0.1:{port}", "https" if tls else "http", proc, tmp, ca_dir)
 
 

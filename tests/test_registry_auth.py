@@ -31,10 +31,17 @@ PASSWORD = "Pw-7f3c9e1b-never-shown"
 OUTPUTS: list[str] = []  # everything smith printed in this module, for the secrets grep
 
 
+BASIC = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+
+
 def smith(*args: str, home: Path, check: bool = True, **kw: dict[str, str]) -> str:
+    """smith with --debug; its output is checked for the password here, and kept for the
+    token check at the end (the tokens are known only once issued)."""
     proc = run_smith("--debug", *args, home=home, check=check, **kw)
-    OUTPUTS.append(proc.stdout + proc.stderr)
-    return proc.stdout + proc.stderr
+    output = proc.stdout + proc.stderr
+    assert PASSWORD not in output and BASIC not in output
+    OUTPUTS.append(output)
+    return output
 
 
 @pytest.fixture(scope="module")
@@ -127,7 +134,6 @@ def test_wrong_or_missing_credentials(tls_registry: Registry, home: Path, tmp_pa
         "download", "-r", ref, "-i", str(tmp_path / "a"), *ca, "--creds", f"{USER}:wrong-pw",
         home=home, check=False,
     )  # fmt: skip
-    OUTPUTS.append(proc.stderr)
     assert proc.returncode == 1
     assert proc.stderr.strip() == (
         f"smith: error: {tls_registry.host} refused the credentials (HTTP 401)"
@@ -205,7 +211,6 @@ def test_bearer_tokens_push_and_pull(
         "upload", "-i", str(layout), "-r", f"docker://{token_registry.host}/bearer/anon:v1",
         "--insecure", home=home, check=False,
     )  # fmt: skip
-    OUTPUTS.append(proc.stderr)
     assert proc.returncode == 1 and "HTTP 401" in proc.stderr
     # skopeo pushes with a token, smith pulls with one that came as `access_token`.
     other = f"docker://{token_registry.host}/bearer/skopeo:v1"
@@ -242,13 +247,38 @@ def test_bearer_with_the_api_and_mount(
     assert pulled.digest == digest
 
 
-def test_no_secret_in_any_output(tokens: TokenServer) -> None:
-    """Runs last in this module: every smith output above, --debug included."""
-    assert len(OUTPUTS) >= 10
-    basic = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
-    secrets = [PASSWORD, basic, *tokens.issued]
-    secrets += [t.rsplit(".", 1)[1] for t in tokens.issued]  # the signatures alone
+def test_no_secret_in_any_output(
+    token_registry: Registry,
+    tls_registry: Registry,
+    tokens: TokenServer,
+    image: tuple[Path, str],
+    home: Path,
+    tmp_path: Path,
+) -> None:
+    """Runs last in this module: every smith output above, --debug included, plus a push,
+    a pull and failures of its own here, against both registries."""
+    layout, _ = image
+    creds = ("--creds", f"{USER}:{PASSWORD}")
+    smith(
+        "upload", "-i", str(layout), "-r", f"docker://{token_registry.host}/secret/app:v1",
+        "--insecure", *creds, home=home,
+    )  # fmt: skip
+    smith(
+        "download", "-r", f"http://{USER}:{PASSWORD}@{token_registry.host}/secret/app:v1",
+        "-i", str(tmp_path / "a"), home=home,
+    )  # fmt: skip
+    for registry in (token_registry, tls_registry):
+        smith(
+            "download", "-r", f"https://{USER}:{PASSWORD}x@{registry.host}/secret/app:v1",
+            "-i", str(tmp_path / "b"), "--insecure", home=home, check=False,
+        )  # fmt: skip
+        smith(
+            "upload", "-i", str(layout), "-r", f"docker://{registry.host}/secret/app:v2",
+            "--creds", f"{USER}:{PASSWORD}-wrong", "--insecure", home=home, check=False,
+        )  # fmt: skip
     assert tokens.issued
+    secrets = [PASSWORD, BASIC, *tokens.issued]
+    secrets += [t.rsplit(".", 1)[1] for t in tokens.issued]  # the signatures alone
     for output in OUTPUTS:
         for secret in secrets:
             assert secret not in output

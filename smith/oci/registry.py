@@ -262,8 +262,10 @@ class RegistryClient:
 
     def ping(self) -> None:
         """`GET /v2/`: find the scheme, and authenticate up front if the registry asks."""
-        if self.ref.scheme:
-            schemes = [self.ref.scheme]
+        # http:// means plain HTTP. https:// (the original smith's form for every registry)
+        # and docker:// mean TLS, or with --insecure TLS unchecked, then plain HTTP.
+        if self.ref.scheme == "http":
+            schemes = ["http"]
         else:
             schemes = ["https", "http"] if self.options.insecure else ["https"]
         if self.options.insecure:
@@ -277,7 +279,7 @@ class RegistryClient:
                     log.debug("%s over %s failed (%s); trying plain HTTP", self.base, scheme, err)
                     continue
                 hint = ""
-                if scheme == "https" and "TLS" in str(err):
+                if scheme == "https" and "TLS" in str(err) and not self.options.insecure:
                     hint = "plain HTTP or a self-signed registry needs --insecure or --cert-dir"
                 raise RegistryError(str(err), hint=hint) from None
             if resp.status == 401:
