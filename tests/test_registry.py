@@ -412,3 +412,19 @@ def test_push_a_docker_archive(registry: Registry, skopeo: str, home: Path, tmp_
     with open_image(str(archive)) as original, open_image(str(tmp_path / "back")) as back:
         assert back.diff_ids == original.diff_ids
         assert back.manifest_descriptor.digest == pulled.digest
+
+
+def test_push_a_flat_multi_platform_layout(registry: Registry, home: Path, tmp_path: Path) -> None:
+    # index.json listing the images itself: smith pushes a new index of them, which here is
+    # byte for byte the nested index make_multi_platform wrote.
+    multi, digests = make_multi_platform(tmp_path / "src")
+    index_blob = multi / "blobs" / "sha256" / digests["index"].removeprefix("sha256:")
+    (multi / "index.json").write_bytes(index_blob.read_bytes())
+    ref = f"docker://{registry.host}/multi/flat:v1"
+    out = run_smith("upload", "--all", "-i", str(multi), "-r", ref, "--insecure", home=home)
+    assert out.stdout.strip().endswith(digests["index"])
+    single, _ = make_image(tmp_path, "single", big=1024)
+    proc = run_smith(
+        "upload", "--all", "-i", str(single), "-r", ref, "--insecure", home=home, check=False
+    )
+    assert proc.returncode == 2 and "push it without --all" in proc.stderr

@@ -39,6 +39,7 @@ from smith.oci.image import (
     Descriptor,
     Platform,
     canonical_json,
+    index_document,
     sha256_digest,
 )
 from smith.oci.layout import (
@@ -196,23 +197,33 @@ def push_index(
     options: RegistryOptions | None = None,
     mount_from: Sequence[str] = (),
 ) -> PushResult:
-    """Push every image of a multi-platform layout or archive, then its index under the tag
-    (as `skopeo copy --all`). The source's one entry must be an image index."""
+    """Push every image of a multi-platform layout or archive, then the index under the tag
+    (as `skopeo copy --all`). The layout holds either one image index, pushed byte for byte,
+    or several image manifests, pushed as a new index of them."""
     options = options or RegistryOptions()
     target = as_reference(ref)
     with unpacked(source) as root:
         top = load_json(os.path.join(root, "index.json"), f"{source}: index.json")
-        entries = [Descriptor.from_json(m) for m in top.get("manifests") or []]
-        if len(entries) != 1 or entries[0].media_type not in (MEDIA_OCI_INDEX, MEDIA_DOCKER_LIST):
-            raise UsageError(f"{source} is not one multi-platform image (an image index)")
-        entry = entries[0]
-        index = read_blob_json(root, source, entry, "index")
+        try:
+            entries = [Descriptor.from_json(m) for m in top.get("manifests") or []]
+        except (KeyError, TypeError, ValueError, AttributeError) as err:
+            raise ImageFormatError(f"{source}: index.json is malformed ({err})") from None
+        if len(entries) == 1 and entries[0].media_type in (MEDIA_OCI_INDEX, MEDIA_DOCKER_LIST):
+            media_type = entries[0].media_type
+            data = open_read(os.path.join(root, "blobs", "sha256", entries[0].digest[7:]))
+            index = read_blob_json(root, source, entries[0], "index")
+            children = [Descriptor.from_json(m) for m in index.get("manifests") or []]
+        elif len(entries) > 1:
+            media_type = MEDIA_OCI_INDEX
+            children = [replace(d, annotations=()) for d in entries]
+            data = canonical_json(index_document(children))
+        else:
+            raise UsageError(f"{source} holds a single image: push it without --all")
         client = RegistryClient(target, options, push=True, mount_from=mount_from)
         uploaded = 0
         skipped: list[str] = []
         mounted: list[str] = []
-        for child in index.get("manifests") or []:
-            desc = Descriptor.from_json(child)
+        for desc in children:
             if desc.media_type not in (MEDIA_OCI_MANIFEST, MEDIA_DOCKER_MANIFEST):
                 raise UsageError(f"{source}: nested index {desc.digest} is not supported")
             image = read_image_manifest(root, source, desc)
@@ -220,12 +231,8 @@ def push_index(
             uploaded += one.uploaded
             skipped += one.skipped
             mounted += one.mounted
-        with open(os.path.join(root, "blobs", "sha256", entry.digest[7:]), "rb") as f:
-            data = f.read()
-        digest, _ = push_manifest(client, target, data, entry.media_type)
-    return PushResult(
-        str(target), digest, entry.media_type, uploaded, tuple(skipped), tuple(mounted)
-    )
+        digest, _ = push_manifest(client, target, data, media_type)
+    return PushResult(str(target), digest, media_type, uploaded, tuple(skipped), tuple(mounted))
 
 
 def push_loaded(
