@@ -5,18 +5,20 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import http.server
 import json
 import os
 import signal
 import subprocess
 import tarfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from smith.errors import RegistryError
+from smith.errors import ImageFormatError, RegistryError
 from smith.oci.image import ImageConfig
 from smith.oci.layout import open_image
 from smith.oci.output import write_image
@@ -428,3 +430,41 @@ def test_push_a_flat_multi_platform_layout(registry: Registry, home: Path, tmp_p
         "upload", "--all", "-i", str(single), "-r", ref, "--insecure", home=home, check=False
     )
     assert proc.returncode == 2 and "push it without --all" in proc.stderr
+
+
+def test_hostile_manifest_digests_are_refused(tmp_path: Path) -> None:
+    # A registry's documents are untrusted: a digest must never become a path that climbs
+    # out of the staging directory (or a URL path of smith's choosing).
+    bad = "sha256:/../../../../escape"
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "x", "digest": bad, "size": 2},
+            "layers": [],
+        }
+    ).encode()
+
+    class Hostile(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = manifest if "/manifests/" in self.path else b"{}"
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hostile)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        ref = f"http://127.0.0.1:{server.server_address[1]}/evil/app:v1"
+        (tmp_path / "out").mkdir()
+        with pytest.raises(ImageFormatError, match="malformed digest"):
+            pull_image(ref, str(tmp_path / "out" / "img"), options=FAST)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert os.listdir(tmp_path / "out") == []
+    assert not (tmp_path.parent / "escape").exists()

@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 from urllib3.exceptions import HTTPError
 
 from smith.errors import ImageFormatError, RegistryError, UsageError
-from smith.oci.blobs import BlobStore
+from smith.oci.blobs import BlobStore, check_digest_form
 from smith.oci.image import (
     MEDIA_DOCKER_CONFIG,
     MEDIA_DOCKER_LAYER,
@@ -487,6 +487,8 @@ def pulled_layout(
 
 def fetch_manifest(client: RegistryClient, reference: str) -> bytes:
     """Manifest bytes, checked against the digest asked for, or the one the registry says."""
+    if ":" in reference:  # a digest (tags have no colon): it goes into the URL path
+        check_digest_form(reference, f"{client.ref}: a manifest")
     data, _, said = client.get_manifest(reference, MANIFEST_ACCEPT)
     digest = sha256_digest(data)
     expected = reference if reference.startswith("sha256:") else said
@@ -522,8 +524,10 @@ def pull_into(
     try:
         config_desc = Descriptor.from_json(doc["config"])
         layers = tuple(Descriptor.from_json(layer) for layer in doc.get("layers") or [])
-    except (KeyError, TypeError, ValueError) as err:
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
         raise RegistryError(f"{ref}: manifest {mdesc.digest} is malformed ({err})") from None
+    for desc in (config_desc, *layers):
+        check_descriptor(desc, f"{ref}: manifest {mdesc.digest}")
     store.add_bytes(data)
     blobs = list({d.digest: d for d in (config_desc, *layers)}.values())
     counts = run_parallel(
@@ -550,6 +554,14 @@ def pull_into(
         )
     result_layers = tuple(Layer(d, i) for d, i in zip(layers, diff_ids, strict=True))
     return ImageResult(mdesc, config_desc, result_layers), sum(counts)
+
+
+def check_descriptor(desc: Descriptor, what: str) -> None:
+    """A registry's documents are untrusted: a digest becomes a URL path and a file name,
+    so only the sha256:<hex> form passes, and a size must be a size."""
+    check_digest_form(desc.digest, f"{what}: a descriptor")
+    if desc.size < 0:
+        raise RegistryError(f"{what}: descriptor {desc.digest} has a negative size")
 
 
 def open_read(path: str) -> bytes:
