@@ -345,10 +345,11 @@ class Fault:
     method: str
     path_part: str  # a substring of the request path
     kind: str  # "500" | "reset" | "stall" | "corrupt" | "reset-upload" | "refuse-oci"
-    # | "stall-body" (half the body, then silence)
+    # | "stall-body" (half the body, then silence) | "redirect" (307 to a presigned URL)
     times: int = 1
 
 
+PRESIGNED = "presigned-signature-0b5e"
 HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "proxy-connection", "upgrade"}
 
 
@@ -362,6 +363,8 @@ class FaultProxy:
         self.faults: list[Fault] = []
         self.fired: list[str] = []
         self.seen: list[str] = []
+        self.redirected_auth: list[str] = []
+        self.presigned_auth: dict[str, str] = {}
         self.upload_bytes = 0
         self.lock = threading.Lock()
         proxy = self
@@ -407,6 +410,8 @@ class FaultProxy:
     def take(self, method: str, path: str) -> str:
         with self.lock:
             self.seen.append(f"{method} {path.split('?')[0]}")
+            if path.startswith("/redirected/"):
+                return ""  # the far side of a redirect is storage, not the registry
             for fault in self.faults:
                 if fault.method == method and fault.path_part in path and fault.times > 0:
                     fault.times -= 1
@@ -427,6 +432,25 @@ class FaultProxy:
             req.end_headers()
             req.wfile.write(body)
             return
+        if fault == "redirect":  # as registries on S3 do: a presigned URL, elsewhere
+            drop_body(req, length)
+            # The presigned URL is its own authority: remember the registry credentials
+            # for the storage side of this proxy to use.
+            self.presigned_auth[req.path] = req.headers.get("Authorization", "")
+            req.send_response(307)
+            # Another host name for the same proxy: smith must not send Authorization there.
+            port = self.host.rsplit(":", 1)[1]
+            target = f"http://localhost:{port}/redirected{req.path}?X-Amz-Signature={PRESIGNED}"
+            req.send_header("Location", target)
+            req.send_header("Content-Length", "0")
+            req.end_headers()
+            return
+        path = req.path
+        storage_auth = ""
+        if path.startswith("/redirected/"):
+            path = path.removeprefix("/redirected").split("?")[0]
+            self.redirected_auth.append(req.headers.get("Authorization", ""))
+            storage_auth = self.presigned_auth.get(path, "")
         if fault in ("500", "stall"):
             drop_body(req, length)
             if fault == "stall":
@@ -439,10 +463,13 @@ class FaultProxy:
             return
         upstream = http.client.HTTPConnection(self.upstream, timeout=60)
         try:
-            upstream.putrequest(req.command, req.path, skip_host=True, skip_accept_encoding=True)
+            upstream.putrequest(req.command, path, skip_host=True, skip_accept_encoding=True)
             for key, value in req.headers.items():
-                if key.lower() not in HOP_HEADERS:
+                if key.lower() not in HOP_HEADERS and key.lower() != "authorization":
                     upstream.putheader(key, value)
+            auth = storage_auth if path != req.path else req.headers.get("Authorization")
+            if auth:
+                upstream.putheader("Authorization", auth)
             upstream.endheaders()
             left = length
             while left:

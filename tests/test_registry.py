@@ -33,7 +33,7 @@ from tests.registry_fixtures import (
     run_skopeo,
     run_smith,
 )
-from tests.registry_servers import FaultProxy, Registry, start_registry
+from tests.registry_servers import PRESIGNED, FaultProxy, Registry, start_registry
 from tests.tools import require_tool
 
 FAST = RegistryOptions(insecure=True, retries=3, backoff=0.05, timeout=1.5)
@@ -468,3 +468,20 @@ def test_hostile_manifest_digests_are_refused(tmp_path: Path) -> None:
         server.server_close()
     assert os.listdir(tmp_path / "out") == []
     assert not (tmp_path.parent / "escape").exists()
+
+
+def test_blob_redirects_are_followed_and_presigned_urls_never_printed(
+    faults: FaultProxy, registry: Registry, images: dict[str, tuple[Path, str]], home: Path,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    layout, digest = images["app"]
+    push_image(str(layout), f"docker://{registry.host}/redirect/app:v1", options=FAST)
+    faults.add("GET", "/blobs/sha256:", "redirect", times=10)
+    proc = run_smith(
+        "--debug", "download", "-r", f"http://{faults.host}/redirect/app:v1", "-i",
+        str(tmp_path / "o"), home=home,
+    )  # fmt: skip
+    assert proc.stdout.strip() == digest
+    assert sum(1 for f in faults.fired if f.startswith("redirect")) == 3
+    assert len(faults.redirected_auth) == 3
+    assert PRESIGNED not in proc.stdout + proc.stderr

@@ -14,10 +14,12 @@ from pathlib import Path
 
 import pytest
 
+from smith.oci.auth import Credentials
 from smith.oci.registry import RegistryOptions
 from smith.oci.transfer import pull_image, push_image
 from tests.registry_fixtures import make_image, run_skopeo, run_smith
 from tests.registry_servers import (
+    FaultProxy,
     Registry,
     TokenServer,
     make_tls,
@@ -231,8 +233,6 @@ def test_bearer_tokens_push_and_pull(
 def test_bearer_with_the_api_and_mount(
     token_registry: Registry, tokens: TokenServer, image: tuple[Path, str], tmp_path: Path
 ) -> None:
-    from smith.oci.auth import Credentials
-
     layout, digest = image
     options = RegistryOptions(creds=Credentials(USER, PASSWORD), insecure=True)
     push_image(str(layout), f"http://{token_registry.host}/bearer/one:v1", options=options)
@@ -283,3 +283,21 @@ def test_no_secret_in_any_output(
         for secret in secrets:
             assert secret not in output
         assert "Authorization" not in output
+
+
+def test_authorization_is_not_sent_to_a_redirect_host(
+    token_registry: Registry, image: tuple[Path, str], tmp_path: Path
+) -> None:
+    layout, digest = image
+    options = RegistryOptions(creds=Credentials(USER, PASSWORD), insecure=True)
+    push_image(str(layout), f"http://{token_registry.host}/redirect/app:v1", options=options)
+    proxy = FaultProxy(token_registry.host)
+    try:
+        proxy.add("GET", "/blobs/sha256:", "redirect", times=3)
+        pulled = pull_image(
+            f"http://{proxy.host}/redirect/app:v1", str(tmp_path / "o"), options=options
+        )
+    finally:
+        proxy.stop()
+    assert pulled.digest == digest
+    assert proxy.redirected_auth == ["", "", ""]

@@ -34,6 +34,10 @@ from smith.oci.auth import Challenge, Credentials, find_credentials, parse_chall
 from smith.oci.reference import Reference
 
 log = logging.getLogger("smith.registry")
+# urllib3 logs every request line with its query string at DEBUG, and a redirect to blob
+# storage carries a presigned signature there: --debug must not print it. smith logs each
+# request itself, without the query.
+logging.getLogger("urllib3").setLevel(logging.WARNING)
 
 RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 REDIRECT_STATUS = frozenset({301, 302, 303, 307, 308})
@@ -185,6 +189,7 @@ class RegistryClient:
         callable that opens the body afresh (a retry must resend it from the start)."""
         attempt = auth_rounds = redirects = 0
         what = what or f"{method} {shown_url(url)}"
+        first_url = url  # a retry starts here again: a redirect's target may have expired
         while True:
             send = dict(headers or {})
             auth = self._auth
@@ -207,7 +212,7 @@ class RegistryClient:
             except (HTTPError, OSError) as err:
                 if retry and attempt < self.options.retries:
                     self.pause(attempt, f"{what}: {type(err).__name__}")
-                    attempt += 1
+                    attempt, url, redirects = attempt + 1, first_url, 0
                     continue
                 raise RegistryRequestError(
                     f"{self.ref}: {what}: {self.ref.registry} unreachable ({describe(err)}) "
@@ -236,7 +241,7 @@ class RegistryClient:
                 wait = retry_after(resp.headers.get("Retry-After", ""))
                 drain(resp)
                 self.pause(attempt, f"{what}: HTTP {status}", wait)
-                attempt += 1
+                attempt, url, redirects = attempt + 1, first_url, 0
                 continue
             if status not in ok:
                 code, detail = error_detail(resp.read(65536) if stream else resp.data)
@@ -317,6 +322,7 @@ class RegistryClient:
         query = [("service", challenge.get("service"))] if challenge.get("service") else []
         query += [("scope", s) for s in scopes]
         url = realm + ("&" if "?" in realm else "?") + urlencode(query)
+        log.debug("token from %s for %s", shown_url(realm), " ".join(scopes))
         headers = {"Authorization": self.creds.basic_header()} if self.creds else {}
         last = None
         for attempt in range(self.options.retries + 1):
