@@ -33,11 +33,12 @@ from smith.oci.compress import parse_compression
 from smith.oci.image import GO_ARCH, ImageConfig, Platform
 from smith.oci.layout import open_image
 from smith.oci.output import write_image
+from smith.oci.reference import is_registry_reference
 from smith.oci.writer import ImageResult
 from smith.paths import climbs_out, normalize_path, parent_paths
 from smith.recipe import Recipe, RuntimeSet, load_recipe
 from smith.resolve.dependencies import Closure, Extras, LoaderEnv, compute_closure
-from smith.resolve.fetch import Fetcher, is_remote
+from smith.resolve.fetch import Fetcher
 from smith.resolve.packages import fetch_packages
 from smith.resolve.repo import RepoConfig
 from smith.resolve.rpm import add_rpm_to_tree
@@ -141,7 +142,9 @@ def build(recipe_path: str, options: BuildOptions) -> BuildResult:
         parent = None
         if recipe.parent:
             ref = (
-                relative_to(recipe.parent, base) if not is_remote(recipe.parent) else recipe.parent
+                recipe.parent
+                if is_registry_reference(recipe.parent)
+                else relative_to(recipe.parent, base)
             )
             parent = stack.enter_context(open_image(ref, platform=config.platform))
         result = write_image(
