@@ -34,6 +34,7 @@ from smith.oci.image import GO_ARCH, ImageConfig, Platform
 from smith.oci.layout import open_image
 from smith.oci.output import write_image
 from smith.oci.reference import is_registry_reference
+from smith.oci.registry import RegistryOptions
 from smith.oci.writer import ImageResult
 from smith.paths import climbs_out, normalize_path, parent_paths
 from smith.recipe import Recipe, RuntimeSet, load_recipe
@@ -65,6 +66,7 @@ class BuildOptions:
     cache_dir: str | None = None
     keep_going: bool = False
     epoch: int | None = None
+    registry: RegistryOptions | None = None  # for a parent named by a registry reference
 
 
 @dataclass(frozen=True)
@@ -146,7 +148,9 @@ def build(recipe_path: str, options: BuildOptions) -> BuildResult:
                 if is_registry_reference(recipe.parent)
                 else relative_to(recipe.parent, base)
             )
-            parent = stack.enter_context(open_image(ref, platform=config.platform))
+            parent = stack.enter_context(
+                open_image(ref, platform=config.platform, registry=options.registry)
+            )
         result = write_image(
             image_tree,
             config,

@@ -1,0 +1,56 @@
+"""`smith build` with registries: a parent pulled from one, the result pushed (--push)."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from smith.oci.layout import open_image
+from smith.oci.registry import RegistryOptions
+from smith.oci.transfer import push_image
+from tests.registry_fixtures import layout_manifest_digest, make_image, run_skopeo, run_smith
+from tests.registry_servers import Registry, start_registry
+from tests.rpm_universe import Universe
+from tests.tools import PROJECT, require_tool
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    reg = start_registry(tmp_path_factory.mktemp("build-registry"), require_tool("docker-registry"))
+    yield reg
+    reg.stop()
+
+
+def test_build_on_a_registry_parent_and_push(
+    registry: Registry, rpm_universe: Universe, tmp_path: Path
+) -> None:
+    skopeo = require_tool("skopeo")
+    base, base_digest = make_image(tmp_path, "base", big=1 << 16, seed=3)
+    push_image(
+        str(base), f"docker://{registry.host}/base/app:v1", options=RegistryOptions(insecure=True)
+    )
+    recipe_dir = tmp_path / "hello"
+    shutil.copytree(PROJECT / "recipes" / "hello", recipe_dir)
+    recipe = yaml.safe_load((recipe_dir / "smith.yaml").read_text())
+    recipe["repos"] = [{"name": "universe", "baseurl": rpm_universe.repo_url("main")}]
+    recipe["parent"] = f"docker://{registry.host}/base/app:v1"
+    (recipe_dir / "smith.yaml").write_text(yaml.safe_dump(recipe))
+    out = tmp_path / "out"
+    ref = f"docker://{registry.host}/built/hello:v1"
+    proc = run_smith(
+        "build", str(recipe_dir), "-o", str(out), "--cache-dir", str(tmp_path / "cache"),
+        "--push", ref, "--insecure", home=tmp_path,
+    )  # fmt: skip
+    digest = layout_manifest_digest(out)
+    assert proc.stdout.strip().splitlines()[-1] == f"{registry.host}/built/hello@{digest}"
+    raw = run_skopeo(skopeo, "inspect", "--tls-verify=false", "--raw", ref, home=tmp_path).stdout
+    assert "sha256:" + hashlib.sha256(raw).hexdigest() == digest
+    with open_image(str(out)) as built, open_image(str(base)) as parent:
+        assert built.layers[:2] == parent.layers
+        assert len(built.layers) == 3
+    assert base_digest != digest
