@@ -11,8 +11,8 @@ import click
 
 from smith.build import BuildOptions, build
 from smith.cli import cli
+from smith.oci.push import push_image
 from smith.oci.reference import parse_reference
-from smith.oci.transfer import push_image
 from smith.recipe import find_recipe
 from smith.registry_flags import registry_flags, registry_options
 

@@ -8,8 +8,8 @@ import click
 
 from smith.cli import cli
 from smith.oci.image import parse_platform
+from smith.oci.pull import pull_image
 from smith.oci.reference import parse_reference
-from smith.oci.transfer import pull_image
 from smith.registry_flags import registry_flags, registry_options
 
 

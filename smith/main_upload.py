@@ -9,8 +9,8 @@ import click
 from smith.cli import cli
 from smith.errors import UsageError
 from smith.oci.image import parse_platform
+from smith.oci.push import push_image, push_index
 from smith.oci.reference import parse_reference
-from smith.oci.transfer import push_image, push_index
 from smith.registry_flags import registry_flags, registry_options
 
 

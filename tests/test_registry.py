@@ -22,8 +22,9 @@ from smith.errors import ImageFormatError, RegistryError
 from smith.oci.image import ImageConfig
 from smith.oci.layout import open_image
 from smith.oci.output import write_image
+from smith.oci.pull import pull_image
+from smith.oci.push import push_image
 from smith.oci.registry import RegistryOptions
-from smith.oci.transfer import pull_image, push_image
 from smith.tree import FileTree, InlineBytes
 from tests.registry_fixtures import (
     SMITH,

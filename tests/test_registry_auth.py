@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 
 from smith.oci.auth import Credentials
+from smith.oci.pull import pull_image
+from smith.oci.push import push_image
 from smith.oci.registry import RegistryOptions
-from smith.oci.transfer import pull_image, push_image
 from tests.registry_fixtures import make_image, run_skopeo, run_smith
 from tests.registry_servers import (
     FaultProxy,

@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 from smith.oci.layout import open_image
+from smith.oci.push import push_image
 from smith.oci.registry import RegistryOptions
-from smith.oci.transfer import push_image
 from tests.registry_fixtures import layout_manifest_digest, make_image, run_skopeo, run_smith
 from tests.registry_servers import Registry, start_registry
 from tests.rpm_universe import Universe

@@ -184,7 +184,7 @@ def open_image(
     or pull a registry reference (`docker://`, `https://`, `http://`) into a temporary
     layout first, with `registry`'s options."""
     if is_registry_reference(source):
-        from smith.oci.transfer import pulled_layout  # the HTTP stack only when needed
+        from smith.oci.pull import pulled_layout  # the HTTP stack only when needed
 
         with pulled_layout(source, platform=platform, options=registry) as (root, shown):
             yield read_layout(root, shown, None, "")
