@@ -344,7 +344,7 @@ class TokenServer:
 class Fault:
     method: str
     path_part: str  # a substring of the request path
-    kind: str  # "500" | "reset" | "stall" | "corrupt" | "reset-upload" | "refuse-oci"
+    kind: str  # "500" | "429" | "reset" | "stall" | "corrupt" | "reset-upload" | "refuse-oci"
     # | "stall-body" (half the body, then silence) | "redirect" (307 to a presigned URL)
     times: int = 1
 
@@ -451,13 +451,15 @@ class FaultProxy:
             path = path.removeprefix("/redirected").split("?")[0]
             self.redirected_auth.append(req.headers.get("Authorization", ""))
             storage_auth = self.presigned_auth.get(path, "")
-        if fault in ("500", "stall"):
+        if fault in ("500", "429", "stall"):
             drop_body(req, length)
             if fault == "stall":
                 time.sleep(self.stall_seconds)
                 reset(req)
                 return
-            req.send_response(500)
+            req.send_response(int(fault))
+            if fault == "429":
+                req.send_header("Retry-After", "0")
             req.send_header("Content-Length", "0")
             req.end_headers()
             return

@@ -278,10 +278,11 @@ def test_pull_survives_500_reset_and_stall(
     ref = f"http://{faults.host}/faults/other:v1"
     faults.add("GET", "/manifests/", "stall")
     faults.add("GET", "/blobs/sha256:", "500")
+    faults.add("GET", "/blobs/sha256:", "429")
     faults.add("GET", "/blobs/sha256:", "reset", times=2)
     result = pull_image(ref, str(tmp_path / "out"), options=FAST)
     assert result.digest == digest
-    assert sorted(f.split()[0] for f in faults.fired) == ["500", "reset", "reset", "stall"]
+    assert sorted(f.split()[0] for f in faults.fired) == ["429", "500", "reset", "reset", "stall"]
     with open_image(str(tmp_path / "out")) as image:
         assert image.manifest_descriptor.digest == digest
 

@@ -96,6 +96,14 @@ def token_registry(
 # -- basic auth over TLS --------------------------------------------------------------------
 
 
+@pytest.fixture(scope="module")
+def tls_pushed(tls_registry: Registry, image: tuple[Path, str]) -> str:
+    """The test image on the TLS registry as basic/app:v1, whatever test runs first."""
+    options = RegistryOptions(creds=Credentials(USER, PASSWORD), cert_dir=str(tls_registry.ca_dir))
+    push_image(str(image[0]), f"docker://{tls_registry.host}/basic/app:v1", options=options)
+    return f"docker://{tls_registry.host}/basic/app:v1"
+
+
 def test_basic_auth_over_tls_with_a_ca_directory(
     tls_registry: Registry, image: tuple[Path, str], skopeo: str, home: Path, tmp_path: Path
 ) -> None:
@@ -119,7 +127,7 @@ def test_basic_auth_over_tls_with_a_ca_directory(
 
 
 def test_tls_needs_the_ca_or_insecure(
-    tls_registry: Registry, image: tuple[Path, str], home: Path, tmp_path: Path
+    tls_registry: Registry, image: tuple[Path, str], home: Path, tmp_path: Path, tls_pushed: str
 ) -> None:
     ref = f"docker://{tls_registry.host}/basic/app:v1"
     creds = ("--creds", f"{USER}:{PASSWORD}")
@@ -128,9 +136,17 @@ def test_tls_needs_the_ca_or_insecure(
     assert not (tmp_path / "a").exists()
     out = smith("download", "-r", ref, "-i", str(tmp_path / "b"), *creds, "--insecure", home=home)
     assert image[1] in out
+    # The system's CA store is used: OpenSSL's SSL_CERT_FILE stands in for it here.
+    out = smith(
+        "download", "-r", ref, "-i", str(tmp_path / "c"), *creds, home=home,
+        env={"SSL_CERT_FILE": str(tls_registry.ca_dir / "ca.crt")},
+    )  # fmt: skip
+    assert image[1] in out
 
 
-def test_wrong_or_missing_credentials(tls_registry: Registry, home: Path, tmp_path: Path) -> None:
+def test_wrong_or_missing_credentials(
+    tls_registry: Registry, home: Path, tmp_path: Path, tls_pushed: str
+) -> None:
     ref = f"docker://{tls_registry.host}/basic/app:v1"
     ca = ("--cert-dir", str(tls_registry.ca_dir))
     proc = run_smith(
@@ -147,7 +163,7 @@ def test_wrong_or_missing_credentials(tls_registry: Registry, home: Path, tmp_pa
 
 
 def test_credentials_from_docker_config_and_helpers(
-    tls_registry: Registry, image: tuple[Path, str], tmp_path: Path
+    tls_registry: Registry, image: tuple[Path, str], tmp_path: Path, tls_pushed: str
 ) -> None:
     ref = f"docker://{tls_registry.host}/basic/app:v1"
     ca = ("--cert-dir", str(tls_registry.ca_dir))
