@@ -487,3 +487,15 @@ def test_blob_redirects_are_followed_and_presigned_urls_never_printed(
     assert sum(1 for f in faults.fired if f.startswith("redirect")) == 3
     assert len(faults.redirected_auth) == 3
     assert PRESIGNED not in proc.stdout + proc.stderr
+
+
+def test_copy_from_registry_to_registry(
+    registry: Registry, images: dict[str, tuple[Path, str]], home: Path
+) -> None:
+    layout, digest = images["app"]
+    push_image(str(layout), f"docker://{registry.host}/copy/src:v1", options=FAST)
+    out = run_smith(
+        "upload", "-i", f"docker://{registry.host}/copy/src:v1", "-r",
+        f"docker://{registry.host}/copy/dst:v1", "--insecure", home=home,
+    )  # fmt: skip
+    assert out.stdout.strip() == f"{registry.host}/copy/dst@{digest}"
