@@ -344,8 +344,12 @@ class TokenServer:
 class Fault:
     method: str
     path_part: str  # a substring of the request path
-    kind: str  # "500" | "429" | "reset" | "stall" | "corrupt" | "reset-upload" | "refuse-oci"
-    # | "stall-body" (half the body, then silence) | "redirect" (307 to a presigned URL)
+    # "500", "429": that answer. "reset": half the body, then a TCP RST. "truncate": half
+    # the body, then an orderly close. "stall": no answer for stall_seconds. "stall-body":
+    # half the body, then silence. "corrupt": one byte flipped. "reset-upload": RST halfway
+    # through a request body. "refuse-oci": 400 MANIFEST_INVALID to an OCI manifest.
+    # "redirect": 307 to a presigned URL on another host name.
+    kind: str
     times: int = 1
 
 
@@ -364,6 +368,7 @@ class FaultProxy:
         self.fired: list[str] = []
         self.seen: list[str] = []
         self.redirected_auth: list[str] = []
+        self.ranges: list[str] = []  # Range headers seen: resumed downloads
         self.presigned_auth: dict[str, str] = {}
         self.upload_bytes = 0
         self.lock = threading.Lock()
@@ -405,6 +410,7 @@ class FaultProxy:
             self.faults.clear()
             self.fired.clear()
             self.seen.clear()
+            self.ranges.clear()
             self.upload_bytes = 0
 
     def take(self, method: str, path: str) -> str:
@@ -421,6 +427,9 @@ class FaultProxy:
 
     def forward(self, req: BaseHTTPRequestHandler) -> None:
         fault = self.take(req.command, req.path)
+        if req.headers.get("Range"):
+            with self.lock:
+                self.ranges.append(req.headers["Range"])
         length = int(req.headers.get("Content-Length") or 0)
         is_upload = "/blobs/uploads/" in req.path and req.command in ("PUT", "PATCH")
         if fault == "refuse-oci" and "oci" in req.headers.get("Content-Type", ""):
@@ -511,6 +520,13 @@ class FaultProxy:
                     req.wfile.flush()
                     time.sleep(self.stall_seconds)
                     reset(req)
+                    return
+                if fault == "truncate" and sent + len(chunk) > total // 2:
+                    # Half the body, then an orderly close: the client surely reads the half.
+                    req.wfile.write(chunk[: max(0, total // 2 - sent)])
+                    req.wfile.flush()
+                    req.close_connection = True
+                    req.connection.shutdown(socket.SHUT_WR)
                     return
                 if fault == "reset" and sent + len(chunk) > total // 2:
                     req.wfile.write(chunk[: max(0, total // 2 - sent)])

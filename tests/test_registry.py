@@ -280,9 +280,13 @@ def test_pull_survives_500_reset_and_stall(
     faults.add("GET", "/blobs/sha256:", "500")
     faults.add("GET", "/blobs/sha256:", "429")
     faults.add("GET", "/blobs/sha256:", "reset", times=2)
+    faults.add("GET", "/blobs/sha256:", "truncate")
     result = pull_image(ref, str(tmp_path / "out"), options=FAST)
     assert result.digest == digest
-    assert sorted(f.split()[0] for f in faults.fired) == ["429", "500", "reset", "reset", "stall"]
+    fired = sorted(f.split()[0] for f in faults.fired)
+    assert fired == ["429", "500", "reset", "reset", "stall", "truncate"]
+    # A blob cut off mid-way resumes where it broke off, not from the first byte.
+    assert faults.ranges and all(int(r.split("=")[1].rstrip("-")) > 0 for r in faults.ranges)
     with open_image(str(tmp_path / "out")) as image:
         assert image.manifest_descriptor.digest == digest
 

@@ -109,10 +109,14 @@ def fetch_manifest(client: RegistryClient, reference: str) -> bytes:
 def pull_into(
     client: RegistryClient, store: BlobStore, platform: Platform | None
 ) -> tuple[ImageResult, int]:
+    """Fetch the image (for `platform`) into `store`; its ImageResult and the bytes fetched."""
     ref = client.ref
     data = fetch_manifest(client, ref.reference)
     doc = decode_json(data, f"{ref}: manifest")
-    media_type = str(doc.get("mediaType", "")) if isinstance(doc, dict) else ""
+    if not isinstance(doc, dict) or doc.get("schemaVersion") != 2:
+        version = doc.get("schemaVersion") if isinstance(doc, dict) else None
+        raise RegistryError(f"{ref}: unsupported manifest (schemaVersion {version!r}, not 2)")
+    media_type = str(doc.get("mediaType", ""))
     if media_type in (MEDIA_OCI_INDEX, MEDIA_DOCKER_LIST) or "manifests" in doc:
         chosen = pick_manifest(
             doc,
@@ -141,6 +145,8 @@ def pull_into(
         lambda d, stop: fetch_blob(client, store, d, stop), blobs, client.options.jobs
     )
     config = decode_json(open_read(store.path(config_desc.digest)), f"{ref}: config")
+    if not isinstance(config, dict):
+        raise RegistryError(f"{ref}: config {config_desc.digest} is not a JSON object")
     image_platform = Platform(
         str(config.get("architecture", "")),
         str(config.get("os", "")),
@@ -185,10 +191,12 @@ def fetch_blob(
         with open(tmp, "wb") as out:
             while True:
                 resp = client.get_blob(desc.digest, have)
-                if have and resp.status == 200:  # no Range support: start again
+                resumed = resp.headers.get("Content-Range", "").startswith(f"bytes {have}-")
+                if have and not (resp.status == 206 and resumed):  # no Range: start again
                     out.seek(0)
                     out.truncate()
                     hasher, have = hashlib.sha256(), 0
+                complete = False
                 try:
                     for block in resp.stream(BLOCK_SIZE):
                         if stop.is_set():
@@ -203,6 +211,7 @@ def fetch_blob(
                         out.write(block)
                     if have < desc.size:
                         raise ConnectionError("the blob ended early")
+                    complete = True
                     break
                 except (HTTPError, ConnectionError, TimeoutError) as err:
                     if stop.is_set():
@@ -216,6 +225,8 @@ def fetch_blob(
                     client.pause(failures, f"blob {desc.digest}: {type(err).__name__} at {have}")
                     failures += 1
                 finally:
+                    if not complete:  # unread bytes must not reach the next request
+                        resp.close()
                     resp.release_conn()
         actual = "sha256:" + hasher.hexdigest()
         if actual != desc.digest:
