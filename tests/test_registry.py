@@ -201,10 +201,12 @@ def test_chunked_upload_mount_and_docker_media(
     faults.clear()
     mounted = push_image(
         str(layout), f"http://{faults.host}/mounted/other:v1", options=options,
-        mount_from=["chunks/other"],
+        mount_from=["missing/repo", "chunks/other"],
     )  # fmt: skip
     assert mounted.uploaded == 0 and len(mounted.mounted) == 3
     assert faults.upload_bytes == 0
+    # The first repository lacked the blobs: its upload sessions were cancelled.
+    assert sum(1 for r in faults.seen if r.startswith("DELETE /v2/mounted/")) == 3
     docker = push_image(
         str(layout), f"http://{faults.host}/docker/other:v1", options=options, docker_media=True
     )

@@ -266,6 +266,8 @@ def push_blob(
         return "skipped", 0
     location = ""
     for repo in mount_from:
+        if location:  # the previous repository did not have it: drop that session
+            client.cancel_upload(location)
         location = client.start_upload(desc.digest, mount_from=repo)
         if not location:
             log.info("%s: %s mounted from %s", client.ref, desc.digest, repo)
@@ -283,6 +285,8 @@ def push_blob(
         except RegistryRequestError as err:
             if not err.transient or attempt == options.retries:
                 raise
+            if client.has_blob(desc.digest):  # it landed; only the answer was lost
+                return "uploaded", desc.size
             client.pause(attempt, f"upload of {desc.digest}: {err}; starting it again")
             location = ""
             continue
@@ -344,13 +348,18 @@ def upload_chunks(
         location = client.location(resp)
         offset += length
         sent += length
-    client.request(
-        "PUT",
-        with_query(location, digest=desc.digest),
-        headers={"Content-Length": "0"},
-        ok=(201,),
-        what=f"finish upload of {desc.digest}",
-    )
+    try:
+        client.request(
+            "PUT",
+            with_query(location, digest=desc.digest),
+            headers={"Content-Length": "0"},
+            ok=(201,),
+            what=f"finish upload of {desc.digest}",
+        )
+    except RegistryRequestError:
+        # A retried PUT finds the session gone if the first one landed and its answer was lost.
+        if not client.has_blob(desc.digest):
+            raise
     return sent
 
 

@@ -417,6 +417,11 @@ class RegistryClient:
             return ""
         return self.location(resp)
 
+    def cancel_upload(self, location: str) -> None:
+        """DELETE an upload session smith will not use; a failure only leaves it to expire."""
+        with contextlib.suppress(RegistryError):
+            self.request("DELETE", location, ok=(204, 404), retry=False, what="cancel upload")
+
     def location(self, resp: urllib3.BaseHTTPResponse) -> str:
         location = resp.headers.get("Location", "")
         if not location:
