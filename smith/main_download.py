@@ -39,7 +39,13 @@ from smith.registry_flags import registry_flags, registry_options
 @click.option(
     "--platform", metavar="OS/ARCH[/VARIANT]", help="Which image of a multi-platform index."
 )
-@click.option("--jobs", type=click.IntRange(1, 16), default=4, show_default=True)
+@click.option(
+    "--jobs",
+    type=click.IntRange(1, 16),
+    default=4,
+    show_default=True,
+    help="Blobs transferred at once.",
+)
 @registry_flags
 def download(
     remote: str,

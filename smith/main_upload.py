@@ -54,7 +54,13 @@ from smith.registry_flags import registry_flags, registry_options
     show_default=True,
     help="Blobs larger than this many bytes are uploaded in chunks.",
 )
-@click.option("--jobs", type=click.IntRange(1, 16), default=4, show_default=True)
+@click.option(
+    "--jobs",
+    type=click.IntRange(1, 16),
+    default=4,
+    show_default=True,
+    help="Blobs transferred at once.",
+)
 @registry_flags
 def upload(
     image: str,
