@@ -1,8 +1,10 @@
-"""`smith build` with registries: a parent pulled from one, the result pushed (--push)."""
+"""Commands that read or write images, given registry references: `smith build` with a
+parent pulled from a registry and --push, `smith minimize docker://...`."""
 
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,9 +15,11 @@ import yaml
 from smith.oci.layout import open_image
 from smith.oci.push import push_image
 from smith.oci.registry import RegistryOptions
+from tests.imagekit import write_layout
 from tests.registry_fixtures import layout_manifest_digest, make_image, run_skopeo, run_smith
 from tests.registry_servers import Registry, start_registry
 from tests.rpm_universe import Universe
+from tests.test_minimize_cli import CONFIG, busybox_layers
 from tests.tools import PROJECT, require_tool
 
 
@@ -54,3 +58,18 @@ def test_build_on_a_registry_parent_and_push(
         assert built.layers[:2] == parent.layers
         assert len(built.layers) == 3
     assert base_digest != digest
+
+
+def test_minimize_reads_a_registry_reference(registry: Registry, tmp_path: Path) -> None:
+    layout = tmp_path / "in"
+    write_layout(str(layout), busybox_layers(), CONFIG)
+    ref = f"docker://{registry.host}/minimize/busybox:v1"
+    push_image(str(layout), ref, options=RegistryOptions(insecure=True))
+    digests = []
+    for source, extra in ((str(layout), ()), (ref, ("--insecure",))):
+        proc = run_smith(
+            "minimize", source, "-o", str(tmp_path / f"out-{len(digests)}"), "--json", *extra,
+            home=tmp_path,
+        )  # fmt: skip
+        digests.append(json.loads(proc.stdout)["manifest"])
+    assert digests[0] == digests[1]
