@@ -73,3 +73,21 @@ def test_minimize_reads_a_registry_reference(registry: Registry, tmp_path: Path)
         )  # fmt: skip
         digests.append(json.loads(proc.stdout)["manifest"])
     assert digests[0] == digests[1]
+
+
+def test_crashcart_toolbox_from_a_registry_reference(
+    registry: Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import crashcart.image
+    from crashcart.attach import AttachRequest
+
+    toolbox, _ = make_image(tmp_path, "toolbox", big=1 << 12, seed=9)
+    push_image(
+        str(toolbox), f"docker://{registry.host}/crashcart/toolbox:v1",
+        options=RegistryOptions(insecure=True),
+    )  # fmt: skip
+    monkeypatch.setattr(crashcart.image, "IMAGE_CACHE", str(tmp_path / "cache"))
+    request = AttachRequest(target="1", toolbox=f"http://{registry.host}/crashcart/toolbox:v1")
+    root = Path(request.toolbox_directory())
+    assert (root / "data" / "app").read_bytes().startswith(b"#!/bin/sh")
+    assert (root / "data" / "big").stat().st_size == 1 << 12
