@@ -91,3 +91,14 @@ def test_crashcart_toolbox_from_a_registry_reference(
     root = Path(request.toolbox_directory())
     assert (root / "data" / "app").read_bytes().startswith(b"#!/bin/sh")
     assert (root / "data" / "big").stat().st_size == 1 << 12
+
+
+def test_diff_a_registry_reference_with_its_local_image(registry: Registry, tmp_path: Path) -> None:
+    layout, _ = make_image(tmp_path, "diffed", big=1 << 12, seed=11)
+    other, _ = make_image(tmp_path, "other", big=1 << 12, seed=12)
+    ref = f"docker://{registry.host}/diff/app:v1"
+    push_image(str(layout), ref, options=RegistryOptions(insecure=True))
+    same = run_smith("diff", ref, str(layout), "--insecure", home=tmp_path)
+    assert same.returncode == 0
+    differ = run_smith("diff", ref, str(other), "--insecure", home=tmp_path, check=False)
+    assert differ.returncode == 1 and differ.stdout
