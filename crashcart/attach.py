@@ -18,6 +18,7 @@ from crashcart.prefix import DEFAULT_TOOLBOX, MOUNT_POINT, check_toolbox, is_ima
 from crashcart.record import record
 from crashcart.target import NamespaceFds, Target, open_namespaces, resolve_target
 from smith.errors import CrashcartError, UsageError
+from smith.oci.reference import is_registry_reference
 
 
 @record
@@ -33,6 +34,10 @@ class AttachRequest:
 
     def toolbox_directory(self) -> str:
         """The toolbox directory; an image (--toolbox IMAGE) is unpacked into a cache first."""
+        if self.toolbox and not self.unmount and is_registry_reference(self.toolbox):
+            from crashcart.image import toolbox_from_image
+
+            return toolbox_from_image(self.toolbox)  # pulled, then unpacked like an archive
         path = os.path.abspath(self.toolbox or DEFAULT_TOOLBOX)
         if self.toolbox and not self.unmount and is_image(path):
             from crashcart.image import toolbox_from_image  # imports smith's image code: slow

@@ -17,7 +17,10 @@ def cli(debug: bool) -> None:
 @cli.command(context_settings={"ignore_unknown_options": False})
 @click.argument("target")
 @click.argument("command", nargs=-1)
-@click.option("--toolbox", help="Toolbox to mount: a directory, or an image (OCI layout/archive).")
+@click.option(
+    "--toolbox",
+    help="Toolbox to mount: a directory, or an image (OCI layout/archive, registry reference).",
+)
 @click.option("-m", "--mount-only", is_flag=True, help="Mount the toolbox and leave it there.")
 @click.option("-u", "--unmount", is_flag=True, help="Remove a toolbox left by --mount-only.")
 @click.option("--force", is_flag=True, help="Attach to a process in the host's namespaces.")

@@ -33,11 +33,13 @@ from smith.oci.compress import parse_compression
 from smith.oci.image import GO_ARCH, ImageConfig, Platform
 from smith.oci.layout import open_image
 from smith.oci.output import write_image
+from smith.oci.reference import is_registry_reference
+from smith.oci.registry import RegistryOptions
 from smith.oci.writer import ImageResult
 from smith.paths import climbs_out, normalize_path, parent_paths
 from smith.recipe import Recipe, RuntimeSet, load_recipe
 from smith.resolve.dependencies import Closure, Extras, LoaderEnv, compute_closure
-from smith.resolve.fetch import Fetcher, is_remote
+from smith.resolve.fetch import Fetcher
 from smith.resolve.packages import fetch_packages
 from smith.resolve.repo import RepoConfig
 from smith.resolve.rpm import add_rpm_to_tree
@@ -64,6 +66,7 @@ class BuildOptions:
     cache_dir: str | None = None
     keep_going: bool = False
     epoch: int | None = None
+    registry: RegistryOptions | None = None  # for a parent named by a registry reference
 
 
 @dataclass(frozen=True)
@@ -141,9 +144,13 @@ def build(recipe_path: str, options: BuildOptions) -> BuildResult:
         parent = None
         if recipe.parent:
             ref = (
-                relative_to(recipe.parent, base) if not is_remote(recipe.parent) else recipe.parent
+                recipe.parent
+                if is_registry_reference(recipe.parent)
+                else relative_to(recipe.parent, base)
             )
-            parent = stack.enter_context(open_image(ref, platform=config.platform))
+            parent = stack.enter_context(
+                open_image(ref, platform=config.platform, registry=options.registry)
+            )
         result = write_image(
             image_tree,
             config,

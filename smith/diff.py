@@ -21,6 +21,7 @@ from typing import Any
 
 from smith.errors import ImageFormatError
 from smith.oci.layout import LoadedImage, open_image
+from smith.oci.registry import RegistryOptions
 from smith.tarscan import (
     TarEntry,
     TarSummary,
@@ -131,11 +132,12 @@ class DiffReport:
 # -- entry point ---------------------------------------------------------------------------
 
 
-def diff_images(a: str, b: str) -> DiffReport:
-    """Compare two images of any form smith reads."""
+def diff_images(a: str, b: str, registry: RegistryOptions | None = None) -> DiffReport:
+    """Compare two images of any form smith reads (registry references with `registry`'s
+    options)."""
     with ExitStack() as stack:
-        image_a = stack.enter_context(open_image(a))
-        image_b = stack.enter_context(open_image(b))
+        image_a = stack.enter_context(open_image(a, registry=registry))
+        image_b = stack.enter_context(open_image(b, registry=registry))
         findings = diff_loaded(image_a, image_b, read_top(a), read_top(b))
         if not findings and os.path.isfile(a) and os.path.isfile(b):
             findings = diff_archive_files(a, b)

@@ -5,12 +5,16 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from typing import Any
 
 import click
 
 from smith.build import BuildOptions, build
 from smith.cli import cli
+from smith.oci.push import push_image
+from smith.oci.reference import parse_reference
 from smith.recipe import find_recipe
+from smith.registry_flags import registry_flags, registry_options
 
 
 @cli.command("build")
@@ -41,6 +45,13 @@ from smith.recipe import find_recipe
 @click.option("--explain", is_flag=True, help="Print every kept file and why it is there.")
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
+@click.option(
+    "--push",
+    metavar="REF",
+    help="Also push the image to this registry reference (the registry flags apply, as to a "
+    "registry parent).",
+)
+@registry_flags
 def build_command(
     recipe: str | None,
     output: str | None,
@@ -54,8 +65,12 @@ def build_command(
     explain: bool,
     as_json: bool,
     quiet: bool,
+    push: str | None,
+    **flags: Any,
 ) -> None:
     """Build the image a RECIPE (smith.yaml) describes."""
+    registry = registry_options(flags)
+    target = parse_reference(push) if push else None  # bad input fails before the build
     if sys.stderr.isatty() and not quiet:
         # On a terminal, each step of the build is shown as it starts.
         logging.getLogger("smith").setLevel(
@@ -72,8 +87,10 @@ def build_command(
             offline=offline,
             cache_dir=cache_dir,
             keep_going=keep_going,
+            registry=registry,
         ),
     )
+    pushed = push_image(result.output, target, options=registry) if target else None
     if explain:
         for path in result.kept:
             why = result.reasons.get(path) or (
@@ -81,8 +98,14 @@ def build_command(
             )
             owner = result.owners.get(path) or "smith"
             click.echo(f"/{path}\t[{owner}]\t{why}")
+    pushed_ref = (
+        f"{target.registry}/{target.repository}@{pushed.digest}" if target and pushed else ""
+    )
     if as_json:
-        click.echo(json.dumps(result.summary(), indent=2, sort_keys=True))
+        summary = result.summary()
+        if pushed_ref:
+            summary["pushed"] = pushed_ref
+        click.echo(json.dumps(summary, indent=2, sort_keys=True))
     elif not quiet:
         click.echo(
             f"{result.output}: {result.image.manifest.digest} "
@@ -90,3 +113,5 @@ def build_command(
             f"{len(result.packages)} packages resolved)",
             err=True,
         )
+    if pushed_ref and not as_json and not quiet:
+        click.echo(pushed_ref)

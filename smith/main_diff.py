@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import click
 
 from smith.cli import cli
 from smith.diff import diff_images
+from smith.registry_flags import registry_flags, registry_options
 
 
 @cli.command("diff")
@@ -15,9 +17,11 @@ from smith.diff import diff_images
 @click.argument("b")
 @click.option("--json", "as_json", is_flag=True, help="Print every finding as JSON.")
 @click.option("--limit", default=40, show_default=True, help="Causes listed after the first.")
-def diff_command(a: str, b: str, as_json: bool, limit: int) -> None:
-    """Compare images A and B (OCI layouts, oci-archives, docker-archives) blob by role."""
-    report = diff_images(a, b)
+@registry_flags
+def diff_command(a: str, b: str, as_json: bool, limit: int, **flags: Any) -> None:
+    """Compare images A and B (OCI layouts, oci-archives, docker-archives, registry
+    references) blob by role."""
+    report = diff_images(a, b, registry=registry_options(flags))
     if as_json:
         click.echo(json.dumps(report.to_json(), indent=2, sort_keys=True))
     else:

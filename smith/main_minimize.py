@@ -15,6 +15,7 @@ from smith.minimize import MinimizeOptions, MinimizeResult, minimize_image
 from smith.minimize_recipe import read_minimize_recipe
 from smith.oci.compress import parse_compression
 from smith.oci.image import parse_platform
+from smith.registry_flags import registry_flags, registry_options
 
 
 def epoch_default() -> int:
@@ -42,6 +43,7 @@ def epoch_default() -> int:
 @click.option("--compression", default="gzip", help="gzip, zstd or none.")
 @click.option("--explain", is_flag=True, help="Print every kept file and why it is kept.")
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary.")
+@registry_flags
 def minimize(
     image: str | None,
     output: str,
@@ -60,8 +62,10 @@ def minimize(
     compression: str,
     explain: bool,
     as_json: bool,
+    **flags: Any,
 ) -> None:
-    """Shrink IMAGE (OCI layout, oci-archive, docker-archive) to its program and its needs."""
+    """Shrink IMAGE (OCI layout, oci-archive, docker-archive, or a registry reference such
+    as docker://HOST/REPO:TAG) to its program and its needs."""
     options = MinimizeOptions(
         paths=paths,
         excludes=excludes,
@@ -76,6 +80,7 @@ def minimize(
         epoch=epoch_default(),
         fmt=fmt,
         tag=tag,
+        registry=registry_options(flags),
     )
     if recipe:
         named, options = read_minimize_recipe(recipe, options)

@@ -35,6 +35,7 @@ from smith.oci.compress import Compression
 from smith.oci.image import ImageConfig, Platform
 from smith.oci.layout import LoadedImage, open_image
 from smith.oci.output import write_image
+from smith.oci.registry import RegistryOptions
 from smith.oci.unpack import UnpackStats, apply_layers
 from smith.oci.writer import ImageResult
 from smith.paths import normalize_path, parent_paths
@@ -68,6 +69,7 @@ class MinimizeOptions:
     epoch: int = 0
     fmt: str | None = None
     tag: str = ""
+    registry: RegistryOptions | None = None  # when the image is a registry reference
 
 
 @dataclass(frozen=True)
@@ -104,7 +106,7 @@ def minimize_image(source: str, output: str, options: MinimizeOptions) -> Minimi
     for pattern in (*options.paths, *options.excludes):
         normalize_path(pattern, what="--path/--exclude pattern")
     with (
-        open_image(source, platform=options.platform) as image,
+        open_image(source, platform=options.platform, registry=options.registry) as image,
         tempfile.TemporaryDirectory(prefix="smith-minimize-") as store,
     ):
         tree, stats = apply_layers(image, store)

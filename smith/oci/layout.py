@@ -20,11 +20,11 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from smith.atomic import atomic_path, remove_path, temp_sibling
 from smith.errors import ImageFormatError, UnsafePathError, UsageError
-from smith.oci.blobs import BlobStore, verify_blob
+from smith.oci.blobs import BlobStore, check_digest_form, verify_blob
 from smith.oci.compress import CompressedWriter, Compression
 from smith.oci.image import (
     ANNOTATION_REF_NAME,
@@ -42,10 +42,14 @@ from smith.oci.image import (
     config_from_document,
     host_platform_default,
 )
+from smith.oci.reference import is_registry_reference
 from smith.oci.tarball import stream_layer
 from smith.oci.writer import ImageResult
 from smith.paths import normalize_path
 from smith.tree import FileTree, Kind
+
+if TYPE_CHECKING:
+    from smith.oci.registry import RegistryOptions
 
 
 class OutputFormat(StrEnum):
@@ -170,17 +174,36 @@ class LoadedImage:
 
 @contextmanager
 def open_image(
-    source: str, *, platform: Platform | None = None, name: str = ""
+    source: str,
+    *,
+    platform: Platform | None = None,
+    name: str = "",
+    registry: RegistryOptions | None = None,
 ) -> Iterator[LoadedImage]:
-    """Read an OCI layout directory, an oci-archive (.tar, .tar.gz) or a docker-archive."""
+    """Read an OCI layout directory, an oci-archive (.tar, .tar.gz) or a docker-archive;
+    or pull a registry reference (`docker://`, `https://`, `http://`) into a temporary
+    layout first, with `registry`'s options."""
+    if is_registry_reference(source):
+        from smith.oci.pull import pulled_layout  # the HTTP stack only when needed
+
+        with pulled_layout(source, platform=platform, options=registry) as (root, shown):
+            yield read_layout(root, shown, None, "")
+        return
+    with unpacked(source) as root:
+        yield read_unpacked(root, source, platform, name)
+
+
+@contextmanager
+def unpacked(source: str) -> Iterator[str]:
+    """The directory of a layout, or of an archive unpacked into a temporary one."""
     if os.path.isdir(source):
-        yield read_unpacked(source, source, platform, name)
+        yield source
         return
     if not os.path.exists(source):
         raise ImageFormatError(f"no image at {source!r}")
     with tempfile.TemporaryDirectory(prefix="smith-image-") as tmp:
         unpack_archive(source, tmp)
-        yield read_unpacked(tmp, source, platform, name)
+        yield tmp
 
 
 def read_unpacked(root: str, source: str, platform: Platform | None, name: str) -> LoadedImage:
@@ -204,16 +227,30 @@ def load_json(path: str, what: str) -> Any:
 
 
 def read_layout(root: str, source: str, platform: Platform | None, name: str) -> LoadedImage:
+    index = load_json(os.path.join(root, "index.json"), f"{source}: index.json")
+    desc = pick_manifest(
+        index, source, platform, name, lambda d: read_blob_json(root, source, d, "index")
+    )
+    return read_image_manifest(root, source, desc)
+
+
+def read_blob_json(root: str, source: str, desc: Descriptor, what: str) -> Any:
+    """A JSON blob of a layout, checked against its descriptor."""
+    path = os.path.join(
+        root, "blobs", "sha256", check_digest_form(desc.digest).removeprefix("sha256:")
+    )
+    verify_blob(path, desc.digest, desc.size, f"{source}: {what}")
+    return load_json(path, f"{source}: {what} {desc.digest}")
+
+
+def read_image_manifest(root: str, source: str, desc: Descriptor) -> LoadedImage:
+    """The image that manifest `desc` of the layout at `root` describes, every blob checked."""
     store = BlobStore.__new__(BlobStore)  # reading only: do not create directories
     store.root, store.dir = root, os.path.join(root, "blobs", "sha256")
 
     def blob(desc: Descriptor, what: str) -> Any:
-        path = store.path(desc.digest)
-        verify_blob(path, desc.digest, desc.size, f"{source}: {what}")
-        return load_json(path, f"{source}: {what} {desc.digest}")
+        return read_blob_json(root, source, desc, what)
 
-    index = load_json(os.path.join(root, "index.json"), f"{source}: index.json")
-    desc = pick_manifest(index, source, platform, name, lambda d: blob(d, "index"))
     manifest = blob(desc, "manifest")
     try:
         config_desc = Descriptor.from_json(manifest["config"])

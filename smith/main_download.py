@@ -1,0 +1,69 @@
+"""`smith download -r REF -i OUT`: pull an image from a registry to a layout or archive."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from smith.cli import cli
+from smith.oci.image import parse_platform
+from smith.oci.pull import pull_image
+from smith.oci.reference import parse_reference
+from smith.registry_flags import registry_flags, registry_options
+
+
+@cli.command()
+@click.option(
+    "-r",
+    "--remote",
+    required=True,
+    metavar="REF",
+    help="What to pull: [docker://]HOST[:PORT]/REPO[:TAG|@DIGEST] or https://[USER:PASS@]HOST/REPO:TAG.",
+)
+@click.option(
+    "-i",
+    "--image",
+    "output",
+    required=True,
+    metavar="OUT",
+    help="Output: a directory (OCI layout), or a .tar / .tar.gz archive.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["oci", "oci-archive", "docker-archive"]),
+    help="Output format (default: from OUT's name).",
+)
+@click.option("--tag", default="", help="Name the image in the output (ref.name / RepoTags).")
+@click.option(
+    "--platform", metavar="OS/ARCH[/VARIANT]", help="Which image of a multi-platform index."
+)
+@click.option(
+    "--jobs",
+    type=click.IntRange(1, 16),
+    default=4,
+    show_default=True,
+    help="Blobs transferred at once.",
+)
+@registry_flags
+def download(
+    remote: str,
+    output: str,
+    fmt: str | None,
+    tag: str,
+    platform: str | None,
+    jobs: int,
+    **flags: Any,
+) -> None:
+    """Pull REF to OUT; print the image's manifest digest."""
+    options = registry_options(flags, jobs=jobs)
+    result = pull_image(
+        parse_reference(remote),
+        output,
+        options=options,
+        platform=parse_platform(platform) if platform else None,
+        fmt=fmt,
+        tag=tag,
+    )
+    click.echo(result.digest)

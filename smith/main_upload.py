@@ -1,0 +1,94 @@
+"""`smith upload -i IMAGE -r REF`: push an image to a registry."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from smith.cli import cli
+from smith.errors import UsageError
+from smith.oci.image import parse_platform
+from smith.oci.push import push_image, push_index
+from smith.oci.reference import parse_reference
+from smith.registry_flags import registry_flags, registry_options
+
+
+@cli.command()
+@click.option(
+    "-i", "--image", required=True, metavar="IMAGE", help="Layout, archive or registry reference."
+)
+@click.option(
+    "-r",
+    "--remote",
+    required=True,
+    metavar="REF",
+    help="Where to push: [docker://]HOST[:PORT]/REPO[:TAG] or https://[USER:PASS@]HOST/REPO:TAG.",
+)
+@click.option(
+    "-d",
+    "--docker",
+    "docker_media",
+    is_flag=True,
+    help="Push Docker schema 2 media types (without it, only when the registry refuses OCI).",
+)
+@click.option(
+    "--platform", metavar="OS/ARCH[/VARIANT]", help="Which image of a multi-platform index."
+)
+@click.option(
+    "--all",
+    "all_platforms",
+    is_flag=True,
+    help="Push every image of a multi-platform IMAGE, then its index.",
+)
+@click.option(
+    "--mount-from",
+    multiple=True,
+    metavar="REPO",
+    help="Another repository of the same registry that may hold the blobs (repeatable).",
+)
+@click.option(
+    "--chunk-size",
+    type=click.IntRange(min=1 << 20),
+    default=64 << 20,
+    show_default=True,
+    help="Blobs larger than this many bytes are uploaded in chunks.",
+)
+@click.option(
+    "--jobs",
+    type=click.IntRange(1, 16),
+    default=4,
+    show_default=True,
+    help="Blobs transferred at once.",
+)
+@registry_flags
+def upload(
+    image: str,
+    remote: str,
+    docker_media: bool,
+    all_platforms: bool,
+    platform: str | None,
+    mount_from: tuple[str, ...],
+    chunk_size: int,
+    jobs: int,
+    **flags: Any,
+) -> None:
+    """Push IMAGE to the registry reference REF; print REF@DIGEST."""
+    options = registry_options(flags, chunk_size=chunk_size, jobs=jobs)
+    target = parse_reference(remote)
+    if all_platforms and (platform or docker_media):
+        raise UsageError("--all pushes the index as it is: it takes no --platform or -d")
+    if all_platforms:
+        result = push_index(image, target, options=options, mount_from=mount_from)
+        click.echo(f"{target.registry}/{target.repository}@{result.digest}")
+        return
+    result = push_image(
+        image,
+        target,
+        options=options,
+        platform=parse_platform(platform) if platform else None,
+        docker_media=docker_media,
+        mount_from=mount_from,
+    )
+    name = f"{target.registry}/{target.repository}"
+    click.echo(f"{name}@{result.digest}")

@@ -1,0 +1,69 @@
+"""The command-line flags of every command that talks to a registry, in one place, so that
+upload, download, and the commands that read images (minimize, verify, ...) agree."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from smith.oci.auth import parse_creds
+from smith.oci.registry import RegistryOptions
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+FLAGS = (
+    click.option(
+        "--creds",
+        metavar="USER:PASSWORD",
+        help="Registry credentials (else the reference's user:pass@, else ~/.docker/config.json).",
+    ),
+    click.option(
+        "--authfile", metavar="FILE", help="A Docker config.json to read credentials from."
+    ),
+    click.option(
+        "--insecure",
+        is_flag=True,
+        help="Allow plain HTTP, and do not check TLS certificates.",
+    ),
+    click.option(
+        "--cert-dir",
+        metavar="DIR",
+        help="CA certificates (*.crt) and a client certificate (*.cert + *.key) for TLS.",
+    ),
+    click.option(
+        "--timeout",
+        type=click.FloatRange(min=0.1),
+        default=60.0,
+        show_default=True,
+        help="Seconds without progress before a connection counts as stalled.",
+    ),
+    click.option(
+        "--retries",
+        type=click.IntRange(min=0, max=20),
+        default=5,
+        show_default=True,
+        help="Further attempts after HTTP 429/5xx or a dropped connection.",
+    ),
+)
+
+
+def registry_flags(command: F) -> F:
+    for flag in reversed(FLAGS):
+        command = flag(command)
+    return command
+
+
+def registry_options(kwargs: dict[str, Any], **extra: Any) -> RegistryOptions:
+    """Take the registry flags out of a command's keyword arguments."""
+    creds = kwargs.pop("creds")
+    return RegistryOptions(
+        creds=parse_creds(creds) if creds else None,
+        authfile=kwargs.pop("authfile") or "",
+        insecure=kwargs.pop("insecure"),
+        cert_dir=kwargs.pop("cert_dir") or "",
+        timeout=kwargs.pop("timeout"),
+        retries=kwargs.pop("retries"),
+        **extra,
+    )
