@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.containers import DockerDaemon, start_dockerd
 from tests.rpm_universe import rpm_universe  # noqa: F401 - the session's package universe
 from tests.tools import SHARED, require_shared
 
@@ -21,3 +24,10 @@ def rpm_corpus() -> Path:
 @pytest.fixture(scope="session")
 def shared_dir() -> Path:
     return SHARED
+
+
+@pytest.fixture(scope="session")
+def dockerd() -> Iterator[DockerDaemon]:
+    """One private dockerd for the whole session (starting one takes seconds)."""
+    # mkdtemp under /tmp keeps the socket path short: sun_path holds 108 bytes.
+    yield from start_dockerd(Path(tempfile.mkdtemp(prefix="smith-dockerd-")))

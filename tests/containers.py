@@ -124,6 +124,7 @@ def start_dockerd(workdir: Path) -> Iterator[DockerDaemon]:
             "--bridge=none",
             "--iptables=false",
             "--ip6tables=false",
+            "--storage-driver=vfs",
             "--default-ulimit",
             "nofile=1024:1024",
         ],

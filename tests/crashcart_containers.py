@@ -17,17 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-# crun fails on this host's hybrid cgroups unless /sys/fs/cgroup/unified is out of its way.
-CRUN_WRAPPER = (
-    "unshare",
-    "-m",
-    "--propagation",
-    "private",
-    "sh",
-    "-c",
-    'umount /sys/fs/cgroup/unified 2>/dev/null; exec crun "$@"',
-    "crun",
-)
+from tests.containers import CRUN_WRAPPER
 
 
 def make_rootfs(root: Path, busybox: str) -> None:

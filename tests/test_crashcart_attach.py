@@ -29,6 +29,7 @@ from crashcart.prefix import MOUNT_POINT
 from crashcart.target import open_namespaces, target_from_pid
 from crashcart.toolbox import DEFAULT_RECIPE, build_toolbox
 from smith.errors import CrashcartError
+from tests.containers import DockerDaemon
 from tests.crashcart_containers import (
     Container,
     list_tree,
@@ -435,54 +436,10 @@ def test_refuses_without_root(micro: Container, state_dir: Path, toolbox: Path) 
 
 
 @pytest.fixture(scope="session")
-def dockerd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A private dockerd (own data root, exec root and socket; no bridge, no iptables)."""
-    require_root()
-    daemon = require_tool("dockerd")
-    require_tool("docker")
-    base = Path(tempfile.mkdtemp(prefix="ccdock-"))  # short: a unix socket path has 108 bytes
-    sock = f"unix://{base}/docker.sock"
-    log = (base / "dockerd.log").open("w")
-    proc = subprocess.Popen(
-        [
-            daemon,
-            f"--data-root={base}/data",
-            f"--exec-root={base}/exec",
-            f"--pidfile={base}/docker.pid",
-            f"-H={sock}",
-            "--bridge=none",
-            "--iptables=false",
-            "--ip6tables=false",
-            "--storage-driver=vfs",
-            "--default-ulimit=nofile=1024:1024",
-        ],
-        stdout=log,
-        stderr=log,
-    )
-    try:
-        for _ in range(240):
-            ok = subprocess.run(["docker", "-H", sock, "version"], capture_output=True, check=False)
-            if ok.returncode == 0:
-                break
-            assert proc.poll() is None, (base / "dockerd.log").read_text()
-            time.sleep(0.25)
-        yield sock
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
-        shutil.rmtree(base, ignore_errors=True)
-
-
-@pytest.fixture(scope="session")
-def docker_container(dockerd: str, busybox: str) -> Iterator[str]:
+def docker_container(dockerd: DockerDaemon, busybox: str) -> Iterator[str]:
     root = Path(tempfile.mkdtemp(prefix="ccimg-"))
     name = f"cc-test-{os.getpid()}"
-    docker = ["docker", "-H", dockerd]
+    docker = ["docker", "-H", dockerd.host]
     try:
         make_rootfs(root, busybox)
         root.chmod(0o755)  # mkdtemp's 0700 would become the image's / and lock out uid 65534
@@ -521,10 +478,10 @@ def docker_container(dockerd: str, busybox: str) -> Iterator[str]:
 
 @pytest.mark.docker
 def test_docker_container(
-    docker_container: str, dockerd: str, toolbox: Path, state_dir: Path
+    docker_container: str, dockerd: DockerDaemon, toolbox: Path, state_dir: Path
 ) -> None:
     inspect = subprocess.run(
-        ["docker", "-H", dockerd, "inspect", "-f", "{{.State.Pid}}", docker_container],
+        ["docker", "-H", dockerd.host, "inspect", "-f", "{{.State.Pid}}", docker_container],
         capture_output=True,
         text=True,
         check=True,
@@ -544,7 +501,7 @@ def test_docker_container(
         ),
         capture_output=True,
         text=True,
-        env={**env_for(state_dir), "DOCKER_HOST": dockerd},
+        env={**env_for(state_dir), "DOCKER_HOST": dockerd.host},
         timeout=60,
         check=False,
     )

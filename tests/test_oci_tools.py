@@ -7,7 +7,6 @@ import json
 import os
 import stat
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,7 +20,6 @@ from tests.containers import (
     busybox_path,
     configure_bundle,
     run_bundle,
-    start_dockerd,
     unpack_bundle,
 )
 from tests.tools import require_tool
@@ -142,12 +140,6 @@ def test_runtime_runs_it_with_a_read_only_root(
     configure_bundle(bundle, args=["/bin/busybox", "touch", "/etc/new"], readonly=True)
     result = run_bundle(runtime, bundle)
     assert result.returncode != 0 and "Read-only file system" in result.stderr
-
-
-@pytest.fixture(scope="module")
-def dockerd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DockerDaemon]:
-    # A short path: the socket path must fit in sun_path.
-    yield from start_dockerd(Path(f"/tmp/smith-dockerd-{os.getpid()}"))
 
 
 @pytest.mark.docker
