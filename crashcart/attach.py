@@ -18,7 +18,6 @@ from crashcart.prefix import DEFAULT_TOOLBOX, MOUNT_POINT, check_toolbox, is_ima
 from crashcart.record import record
 from crashcart.target import NamespaceFds, Target, open_namespaces, resolve_target
 from smith.errors import CrashcartError, UsageError
-from smith.oci.reference import is_registry_reference
 
 
 @record
@@ -32,9 +31,19 @@ class AttachRequest:
     docker_host: str | None = None
     tty: bool | None = None  # None: a pty when there is no command and stdin is a terminal
 
+    @staticmethod
+    def _is_registry_reference(toolbox: str) -> bool:
+        # A directory or archive that exists is never a reference; only otherwise is the
+        # reference parser imported (it costs more than the whole attach).
+        if os.path.exists(toolbox):
+            return False
+        from smith.oci.reference import is_registry_reference
+
+        return is_registry_reference(toolbox)
+
     def toolbox_directory(self) -> str:
         """The toolbox directory; an image (--toolbox IMAGE) is unpacked into a cache first."""
-        if self.toolbox and not self.unmount and is_registry_reference(self.toolbox):
+        if self.toolbox and not self.unmount and self._is_registry_reference(self.toolbox):
             from crashcart.image import toolbox_from_image
 
             return toolbox_from_image(self.toolbox)  # pulled, then unpacked like an archive

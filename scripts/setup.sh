@@ -43,3 +43,6 @@ if ! cmp -s pyproject.toml .venv/pyproject.toml; then
     quiet "${pip[@]}" --no-deps --config-settings editable_mode=compat -e .
     cp pyproject.toml .venv/pyproject.toml
 fi
+# Byte-compile the checkout: where PYTHONDONTWRITEBYTECODE is set, every smith or crashcart
+# command would otherwise compile its modules from source on each start.
+.venv/bin/python -m compileall -q smith crashcart >/dev/null
