@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 
-from smith.errors import SmithError
+from smith.reporting import exit_reporting
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING; importing typing costs attach start-up time
 if TYPE_CHECKING:
@@ -64,22 +64,7 @@ def parse_attach(args: list[str]) -> dict[str, object] | None:
 def _fast_attach(options: dict[str, object], debug: bool) -> NoReturn:
     from crashcart.attach import AttachRequest, run_request
 
-    try:
-        sys.exit(run_request(AttachRequest(**options)))  # type: ignore[arg-type]
-    except SmithError as err:
-        if debug:
-            raise
-        print(f"crashcart: error: {err}", file=sys.stderr)
-        sys.exit(err.exit_code)
-    except KeyboardInterrupt:
-        print("crashcart: interrupted", file=sys.stderr)
-        sys.exit(130)
-    except OSError as err:
-        if debug:
-            raise
-        where = f": {err.filename}" if err.filename else ""
-        print(f"crashcart: error: {err.strerror or err}{where}", file=sys.stderr)
-        sys.exit(1)
+    exit_reporting("crashcart", debug, lambda: run_request(AttachRequest(**options)))  # type: ignore[arg-type]
 
 
 def main(argv: list[str] | None = None) -> NoReturn:

@@ -1,7 +1,7 @@
 """The `smith` command line: a thin layer that parses arguments and reports errors.
 
 Commands live in their own modules (smith/main_<command>.py) and register themselves on
-`cli`. Only here does a SmithError become one line on stderr and an exit code.
+`cli`. smith.reporting turns a SmithError into one line on stderr and an exit code.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import NoReturn
 import click
 
 from smith import __version__
-from smith.errors import SmithError
+from smith.reporting import exit_reporting
 
 
 class LazyGroup(click.Group):
@@ -60,40 +60,23 @@ def cli(ctx: click.Context, debug: bool, verbose: bool) -> None:
 def run_cli(group: click.Group, prog: str, argv: list[str] | None = None) -> NoReturn:
     """Run a click group; turn smith's errors into one line on stderr and an exit code."""
     args = sys.argv[1:] if argv is None else argv
-    debug = "--debug" in args
-    try:
-        # A command may return its exit status (smith diff and verify exit 1 on a
-        # difference); click hands that back here, as it does a raised click Exit.
-        status = group.main(args=args, prog_name=prog, standalone_mode=False)
-    except SmithError as err:
-        if debug:
-            raise
-        print(f"{prog}: error: {err}", file=sys.stderr)
-        sys.exit(err.exit_code)
-    except click.exceptions.Abort:
-        print(f"{prog}: interrupted", file=sys.stderr)
-        sys.exit(130)
-    except KeyboardInterrupt:
-        if debug:
-            raise
-        print(f"{prog}: interrupted", file=sys.stderr)
-        sys.exit(130)
-    except click.ClickException as err:
-        # click's own usage errors keep their one-line form, without the usage banner.
-        print(f"{prog}: error: {err.format_message()}", file=sys.stderr)
-        sys.exit(err.exit_code)
-    except click.exceptions.Exit as done:
-        sys.exit(done.exit_code)
-    except BrokenPipeError:
-        sys.exit(141)
-    except OSError as err:
-        # An OS error smith did not anticipate still names its file, on one line.
-        if debug:
-            raise
-        where = f": {err.filename}" if err.filename else ""
-        print(f"{prog}: error: {err.strerror or err}{where}", file=sys.stderr)
-        sys.exit(1)
-    sys.exit(status if isinstance(status, int) else 0)
+
+    def body() -> int | None:
+        try:
+            # A command may return its exit status (smith diff and verify exit 1 on a
+            # difference); click hands that back here, as it does a raised click Exit.
+            status = group.main(args=args, prog_name=prog, standalone_mode=False)
+        except click.exceptions.Abort:
+            raise KeyboardInterrupt from None
+        except click.ClickException as err:
+            # click's own usage errors keep their one-line form, without the usage banner.
+            print(f"{prog}: error: {err.format_message()}", file=sys.stderr)
+            return err.exit_code
+        except click.exceptions.Exit as done:
+            return done.exit_code
+        return status if isinstance(status, int) else None
+
+    exit_reporting(prog, "--debug" in args, body)
 
 
 def main(argv: list[str] | None = None) -> NoReturn:

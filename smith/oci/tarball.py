@@ -145,10 +145,11 @@ def split_ustar_name(name: bytes) -> tuple[bytes, bytes] | None:
     """(prefix, name) when `name` fits ustar's 155+100 byte fields, else None."""
     if len(name) <= 100:
         return b"", name
-    for i in range(len(name) - 1, 0, -1):
-        if name[i : i + 1] == b"/" and i <= 155 and len(name) - i - 1 <= 100 and i > 0:
-            if len(name) - i - 1 == 0:
-                continue
+    # The rightmost '/' that leaves a 1..100 byte name and at most 155 bytes of prefix.
+    for i in range(len(name) - 2, 0, -1):
+        if len(name) - i - 1 > 100:
+            break  # further left the name part only grows
+        if name[i] == 0x2F and i <= 155:
             return name[:i], name[i + 1 :]
     return None
 
