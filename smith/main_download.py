@@ -10,7 +10,7 @@ from smith.cli import cli
 from smith.oci.image import parse_platform
 from smith.oci.pull import pull_image
 from smith.oci.reference import parse_reference
-from smith.registry_flags import registry_flags, registry_options
+from smith.registry_flags import jobs_option, registry_flags, registry_options
 
 
 @cli.command()
@@ -39,13 +39,7 @@ from smith.registry_flags import registry_flags, registry_options
 @click.option(
     "--platform", metavar="OS/ARCH[/VARIANT]", help="Which image of a multi-platform index."
 )
-@click.option(
-    "--jobs",
-    type=click.IntRange(1, 16),
-    default=4,
-    show_default=True,
-    help="Blobs transferred at once.",
-)
+@jobs_option
 @registry_flags
 def download(
     remote: str,

@@ -11,7 +11,7 @@ from smith.errors import UsageError
 from smith.oci.image import parse_platform
 from smith.oci.push import push_image, push_index
 from smith.oci.reference import parse_reference
-from smith.registry_flags import registry_flags, registry_options
+from smith.registry_flags import jobs_option, registry_flags, registry_options
 
 
 @cli.command()
@@ -54,13 +54,7 @@ from smith.registry_flags import registry_flags, registry_options
     show_default=True,
     help="Blobs larger than this many bytes are uploaded in chunks.",
 )
-@click.option(
-    "--jobs",
-    type=click.IntRange(1, 16),
-    default=4,
-    show_default=True,
-    help="Blobs transferred at once.",
-)
+@jobs_option
 @registry_flags
 def upload(
     image: str,

@@ -49,6 +49,16 @@ FLAGS = (
 )
 
 
+# Only for the commands that move many blobs (upload, download).
+jobs_option = click.option(
+    "--jobs",
+    type=click.IntRange(1, 16),
+    default=4,
+    show_default=True,
+    help="Blobs transferred at once.",
+)
+
+
 def registry_flags(command: F) -> F:
     for flag in reversed(FLAGS):
         command = flag(command)
