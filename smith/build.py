@@ -110,7 +110,9 @@ def build(recipe_path: str, options: BuildOptions) -> BuildResult:
     store = ContentStore(fetcher.cache_dir / "content")
     full = extract_packages(packages, fetcher, repo_configs(recipe, recipe_path), store)
     user = runtime_user(recipe)
-    if recipe.nss or user_is_named(recipe):
+    # A user or group given by name needs NSS to be looked up, as in the original.
+    nss = recipe.nss or user_is_named(recipe)
+    if nss:
         # The closure's NSS set follows the nsswitch.conf the image will have: smith's own.
         for path, data in nss_documents(user).items():
             full.add_file(path, InlineBytes(data), 0o644, origin="smith (nss)")
@@ -123,7 +125,7 @@ def build(recipe_path: str, options: BuildOptions) -> BuildResult:
         starts,
         env=LoaderEnv.from_env(environment(recipe), recipe.dir or "/"),
         extras=Extras(
-            nss=recipe.nss or user_is_named(recipe) or RuntimeSet.NSS in recipe.runtime_libraries,
+            nss=nss or RuntimeSet.NSS in recipe.runtime_libraries,
             gconv=RuntimeSet.GCONV in recipe.runtime_libraries,
             globs=recipe.libraries,
         ),
@@ -133,9 +135,7 @@ def build(recipe_path: str, options: BuildOptions) -> BuildResult:
         log.warning("%s", missing)
     kept = select_kept(full, closure, paths, recipe.excludes)
     overlay_rootfs(kept, os.path.join(base, "rootfs"))
-    image_tree = apply_conventions(
-        kept, Conventions(user=user, nss=recipe.nss or user_is_named(recipe))
-    )
+    image_tree = apply_conventions(kept, Conventions(user=user, nss=nss))
     output = options.output or recipe.output or DEFAULT_OUTPUT
     owners = {e.path: e.origin for e in image_tree}
     config = image_config(recipe, user.config_user)
