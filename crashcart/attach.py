@@ -8,16 +8,18 @@ the toolbox mount and count this session → run the command or shell in the tar
 from __future__ import annotations
 
 import os
-import signal
 import sys
-from collections.abc import Callable
 
-from crashcart import enter, session
+from crashcart import enter, session, signals
 from crashcart.mount import clone_tree_readonly
 from crashcart.prefix import DEFAULT_TOOLBOX, MOUNT_POINT, check_toolbox, is_image
 from crashcart.record import record
 from crashcart.target import NamespaceFds, Target, open_namespaces, resolve_target
 from smith.errors import CrashcartError, UsageError
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING; importing typing costs attach start-up time
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 
 @record
@@ -200,19 +202,23 @@ def run_command(request: AttachRequest, target: Target, ns: NamespaceFds) -> int
     env = session_env(target)
     if not request.command:
         say(f"in {target.description}; the toolbox is at {MOUNT_POINT}; exit to leave")
-    pty = enter.open_pty() if use_pty else None
+    pty = None
+    if use_pty:
+        from crashcart import terminal  # socket, tty...: only interactive sessions pay for them
+
+        pty = terminal.open_pty()
     pid, errors = enter.spawn_in_target(ns, command, env, identity, pty)
-    master = enter.receive_target_pty(pty) if pty is not None else None
+    master = terminal.receive_target_pty(pty) if pty is not None else None
     message = enter.read_all(errors)
     if message:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, enter.FORWARDED_SIGNALS)
+        signals.pthread_sigmask(signals.SIG_UNBLOCK, enter.FORWARDED_SIGNALS)
         _, status = os.waitpid(pid, 0)
         if master is not None:
             os.close(master)
         say(message)
         return enter.exit_status(status)
     if master is not None:
-        return enter.relay_pty(pid, master)
+        return terminal.relay_pty(pid, master)
     return enter.wait_forwarding_signals(pid, sys.stdin.isatty())
 
 

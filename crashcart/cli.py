@@ -8,6 +8,7 @@ click commands in crashcart/commands.py, which define the real interface and its
 
 from __future__ import annotations
 
+import os
 import sys
 
 from smith.reporting import exit_reporting
@@ -64,7 +65,20 @@ def parse_attach(args: list[str]) -> dict[str, object] | None:
 def _fast_attach(options: dict[str, object], debug: bool) -> NoReturn:
     from crashcart.attach import AttachRequest, run_request
 
-    exit_reporting("crashcart", debug, lambda: run_request(AttachRequest(**options)))  # type: ignore[arg-type]
+    try:
+        exit_reporting("crashcart", debug, lambda: run_request(AttachRequest(**options)))  # type: ignore[arg-type]
+    except SystemExit as done:
+        if debug:
+            raise
+        code = done.code if isinstance(done.code, int) else 0 if done.code is None else 1
+    # The session has already undone everything it did (mount, state files, descriptors),
+    # so the interpreter's teardown, a seventh of the time of `runc exec`, is skipped.
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except OSError:
+            pass
+    os._exit(code)
 
 
 def main(argv: list[str] | None = None) -> NoReturn:

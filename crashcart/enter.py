@@ -1,27 +1,22 @@
-"""Entering the target: forked children that setns, mount, and exec; the pty and signals.
+"""Entering the target: forked children that setns, mount, and exec; signals and status.
 
 setns(CLONE_NEWNS) refuses a multi-threaded caller and changes the caller's root, so every
 step that enters the target's mount namespace runs in a forked child; the session process
 itself stays on the host, where it keeps the count and cleans up. Errors in a child travel
 back as text over a close-on-exec pipe (empty pipe = the exec succeeded).
+
+Every attach imports this module and `crashcart attach ID -- CMD` is measured against
+`runc exec`, so it imports nothing that costs start-up time: no contextlib, no `signal`
+module (crashcart.signals), no typing at run time; the terminal code (crashcart.terminal)
+is imported only by interactive sessions.
 """
 
 from __future__ import annotations
 
-import contextlib
 import errno
-import fcntl
 import os
-import select
-import signal
-import socket
-import struct
-import sys
-import termios
-import tty
-from collections.abc import Callable, Mapping
-from types import FrameType
 
+from crashcart import signals
 from crashcart.mount import (
     CLONE_NEWCGROUP,
     CLONE_NEWIPC,
@@ -41,6 +36,13 @@ from crashcart.record import record
 from crashcart.target import NamespaceFds
 from smith.errors import CrashcartError
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+    from types import FrameType
+
+    from crashcart.terminal import PtyPlan
+
 # Entered after the mount namespace (and the root), before the user namespace: as host root
 # every setns succeeds; entering the user namespace last drops our host privileges last.
 OTHER_NAMESPACES = (
@@ -50,13 +52,13 @@ OTHER_NAMESPACES = (
     ("cgroup", CLONE_NEWCGROUP),
 )
 FORWARDED_SIGNALS = (
-    signal.SIGHUP,
-    signal.SIGINT,
-    signal.SIGQUIT,
-    signal.SIGTERM,
-    signal.SIGUSR1,
-    signal.SIGUSR2,
-    signal.SIGCONT,
+    signals.SIGHUP,
+    signals.SIGINT,
+    signals.SIGQUIT,
+    signals.SIGTERM,
+    signals.SIGUSR1,
+    signals.SIGUSR2,
+    signals.SIGCONT,
 )
 
 
@@ -133,8 +135,10 @@ def mount_toolbox(tree_fd: int, mount_point: str, owner: Identity) -> None:
     try:
         move_mount(tree_fd, mount_point)
     except OSError:
-        with contextlib.suppress(OSError):
+        try:
             os.rmdir(mount_point)
+        except OSError:
+            pass
         raise
 
 
@@ -147,8 +151,10 @@ def unmount_toolbox(mount_point: str) -> None:
             if err.errno in (errno.EINVAL, errno.ENOENT):
                 break
             raise
-    with contextlib.suppress(FileNotFoundError):
+    try:
         os.rmdir(mount_point)
+    except FileNotFoundError:
+        pass
 
 
 @record
@@ -225,56 +231,6 @@ def exec_from_path(argv: tuple[str, ...], env: Mapping[str, str]) -> None:
     raise error
 
 
-TIOCSPTLCK = 0x40045431  # unlock a pty master's slave
-TIOCGPTPEER = 0x5441  # open a master's slave without a path (Linux 4.13)
-
-
-@record
-class PtyPlan:
-    """An interactive session's terminal: the host pty pair, and a socket on which the child
-    sends back the master of a pty it allocated in the target's own /dev/pts instead."""
-
-    master: int
-    slave: int
-    session_end: socket.socket
-    child_end: socket.socket
-
-
-def open_target_pty(channel: socket.socket) -> int | None:
-    """In the child, in the target's mount namespace: a pty from the target's /dev/ptmx, so
-    that `tty` and `ps` inside name a terminal that exists there. Its master goes back to the
-    session over `channel`; the slave is returned. None when the target has no usable ptmx."""
-    try:
-        master = os.open("/dev/ptmx", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
-    except OSError:
-        return None
-    try:
-        fcntl.ioctl(master, TIOCSPTLCK, struct.pack("i", 0))
-        slave = fcntl.ioctl(master, TIOCGPTPEER, os.O_RDWR | os.O_NOCTTY)
-        _copy_window_size(0, slave)
-        rights = struct.pack("i", master)
-        channel.sendmsg([b"m"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, rights)])
-    except OSError:
-        return None
-    finally:
-        os.close(master)
-    return int(slave)
-
-
-def receive_target_pty(plan: PtyPlan) -> int:
-    """In the session (after the fork): the target's pty master if the child sent one, else
-    the host's. The host slave is closed either way: only the child uses a slave."""
-    os.close(plan.slave)
-    plan.child_end.close()
-    _, ancillary, _, _ = plan.session_end.recvmsg(1, socket.CMSG_LEN(4))
-    plan.session_end.close()
-    for level, kind, data in ancillary:
-        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS and len(data) >= 4:
-            os.close(plan.master)
-            return int(struct.unpack("i", data[:4])[0])
-    return plan.master
-
-
 def _exec_in_target(
     ns: NamespaceFds,
     argv: tuple[str, ...],
@@ -290,29 +246,24 @@ def _exec_in_target(
                 setns(ns.fds[name], flag)
         pty_slave = None
         if pty is not None:
-            os.close(pty.master)
-            pty.session_end.close()
-            pty_slave = open_target_pty(pty.child_end)
-            if pty_slave is None:
-                pty_slave = pty.slave
-            else:
-                os.close(pty.slave)
-            pty.child_end.close()
+            # Already imported by the session that made the PtyPlan: nothing is read from
+            # the target's root, where there is no Python library.
+            from crashcart import terminal
+
+            pty_slave = terminal.child_pty(pty)
         if "user" in ns.fds:
             setns(ns.fds["user"], CLONE_NEWUSER)
-            with contextlib.suppress(OSError):
-                os.setgroups([])  # EPERM when the namespace has setgroups denied
+            try:
+                os.setgroups([])
+            except OSError:
+                pass  # EPERM when the namespace has setgroups denied
             os.setresgid(identity.gid, identity.gid, identity.gid)
             os.setresuid(identity.uid, identity.uid, identity.uid)
         if pty_slave is not None:
-            os.setsid()
-            fcntl.ioctl(pty_slave, termios.TIOCSCTTY, 0)
-            for fd in (0, 1, 2):
-                os.dup2(pty_slave, fd)
-            os.close(pty_slave)
+            terminal.become_controlling_terminal(pty_slave)
         for sig in FORWARDED_SIGNALS:
-            signal.signal(sig, signal.SIG_DFL)
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED_SIGNALS)  # blocked by the session
+            signals.signal(sig, signals.SIG_DFL)
+        signals.pthread_sigmask(signals.SIG_UNBLOCK, FORWARDED_SIGNALS)  # blocked by the session
         exec_from_path(argv, env)
     except BaseException as err:
         code = 127 if isinstance(err, FileNotFoundError) else 126
@@ -320,8 +271,10 @@ def _exec_in_target(
         if not isinstance(err, OSError) or err.filename is None:
             message = f"cannot enter the target: {_describe(err)}"
             code = 125
-        with contextlib.suppress(OSError):
+        try:
             os.write(error_pipe, message.encode())
+        except OSError:
+            pass
         os._exit(code)
 
 
@@ -339,7 +292,7 @@ def spawn_in_target(
     The forwarded signals are blocked from here until the session's handlers know the
     child's pid (see forward_signals): a SIGTERM in between is delivered late, not lost.
     """
-    signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED_SIGNALS)
+    signals.pthread_sigmask(signals.SIG_BLOCK, FORWARDED_SIGNALS)
     read_end, write_end = os.pipe2(os.O_CLOEXEC)
     own_pid_ns = -1
     session = os.getpid()
@@ -376,84 +329,22 @@ def wait_forwarding_signals(pid: int, from_terminal: bool) -> int:
     """
 
     def forward(signum: int, _frame: FrameType | None) -> None:
-        with contextlib.suppress(ProcessLookupError):
+        try:
             os.kill(pid, signum)
+        except ProcessLookupError:
+            pass
 
-    previous: dict[int, signal._HANDLER] = {}
+    previous: dict[int, signals.Handler] = {}
     for sig in FORWARDED_SIGNALS:
         # A terminal already sends ^C and ^\ to the whole foreground group, the command too.
-        if from_terminal and sig in (signal.SIGINT, signal.SIGQUIT):
-            previous[sig] = signal.signal(sig, signal.SIG_IGN)
+        if from_terminal and sig in (signals.SIGINT, signals.SIGQUIT):
+            previous[sig] = signals.signal(sig, signals.SIG_IGN)
         else:
-            previous[sig] = signal.signal(sig, forward)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED_SIGNALS)
+            previous[sig] = signals.signal(sig, forward)
+    signals.pthread_sigmask(signals.SIG_UNBLOCK, FORWARDED_SIGNALS)
     try:
         _, status = os.waitpid(pid, 0)
     finally:
         for signum, handler in previous.items():
-            signal.signal(signum, handler)
-    return exit_status(status)
-
-
-def _copy_window_size(from_fd: int, to_fd: int) -> None:
-    with contextlib.suppress(OSError):
-        size = fcntl.ioctl(from_fd, termios.TIOCGWINSZ, struct.pack("HHHH", 0, 0, 0, 0))
-        fcntl.ioctl(to_fd, termios.TIOCSWINSZ, size)
-
-
-def open_pty() -> PtyPlan:
-    """A host pseudo-terminal pair whose size is the user's terminal's, and the channel on
-    which the child may send a better one from the target."""
-    master, slave = os.openpty()
-    _copy_window_size(sys.stdin.fileno(), slave)
-    session_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-    return PtyPlan(master, slave, session_end, child_end)
-
-
-def relay_pty(pid: int, master: int) -> int:
-    """Copy the user's terminal (in raw mode) to and from the pty until the command exits."""
-    stdin, stdout = sys.stdin.fileno(), sys.stdout.fileno()
-
-    def on_winch(_signum: int, _frame: FrameType | None) -> None:
-        _copy_window_size(stdin, master)
-
-    def forward(signum: int, _frame: FrameType | None) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signum)
-
-    previous: dict[int, signal._HANDLER] = {
-        signal.SIGWINCH: signal.signal(signal.SIGWINCH, on_winch)
-    }
-    for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2):
-        previous[sig] = signal.signal(sig, forward)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED_SIGNALS)
-    saved = termios.tcgetattr(stdin)
-    tty.setraw(stdin)
-    sources = [stdin, master]
-    try:
-        while True:
-            try:
-                ready, _, _ = select.select(sources, [], [])
-            except InterruptedError:
-                continue
-            if master in ready:
-                try:
-                    data = os.read(master, 65536)
-                except OSError:  # EIO: every slave descriptor is closed, the shell is gone
-                    break
-                if not data:
-                    break
-                os.write(stdout, data)
-            if stdin in ready:
-                data = os.read(stdin, 65536)
-                if data:
-                    os.write(master, data)
-                else:
-                    sources.remove(stdin)
-    finally:
-        termios.tcsetattr(stdin, termios.TCSAFLUSH, saved)
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-    os.close(master)
-    _, status = os.waitpid(pid, 0)
+            signals.signal(signum, handler)
     return exit_status(status)

@@ -6,16 +6,14 @@ time, so a session killed with SIGKILL is recognised as gone rather than counted
 and `pinned` while `attach --mount-only` keeps the toolbox mounted without a session.
 Everything is read and changed under an exclusive flock on the lock file.
 
-(os.path rather than pathlib: every attach imports this, and its start-up time is part of
-the benchmark against `runc exec`.)
+(os.path rather than pathlib, and no contextlib: every attach imports this, and its start-up
+time is part of the benchmark against `runc exec`.)
 """
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import os
-from collections.abc import Iterator
 
 from crashcart.record import record
 from crashcart.target import is_alive, read_start_time
@@ -43,34 +41,41 @@ def _write(path: str, text: str) -> None:
 
 
 def _unlink(path: str) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)
-
-
-@contextlib.contextmanager
-def locked_state(key: str) -> Iterator[str]:
-    """Hold the exclusive lock of one target's state directory."""
-    directory = os.path.join(STATE_ROOT, key)
-    lock = os.path.join(directory, "lock")
-    while True:
-        os.makedirs(directory, mode=0o700, exist_ok=True)
-        try:
-            fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        except FileNotFoundError:
-            continue  # the directory was removed by `forget` between makedirs and open
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        # `forget` removes the lock file while holding it: a waiter that then gets the lock
-        # holds a file nobody else will see, and must start again on a fresh one.
-        try:
-            if os.stat(lock).st_ino == os.fstat(fd).st_ino:
-                break
-        except FileNotFoundError:
-            pass
-        os.close(fd)
     try:
-        yield directory
-    finally:
-        os.close(fd)
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+class locked_state:  # a class rather than @contextmanager: no contextlib import
+    """`with locked_state(key) as directory`: hold the exclusive lock of one target's state
+    directory."""
+
+    def __init__(self, key: str) -> None:
+        self.directory = os.path.join(STATE_ROOT, key)
+        self.fd = -1
+
+    def __enter__(self) -> str:
+        lock = os.path.join(self.directory, "lock")
+        while True:
+            os.makedirs(self.directory, mode=0o700, exist_ok=True)
+            try:
+                fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            except FileNotFoundError:
+                continue  # the directory was removed by `forget` between makedirs and open
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            # `forget` removes the lock file while holding it: a waiter that then gets the
+            # lock holds a file nobody else will see, and must start again on a fresh one.
+            try:
+                if os.stat(lock).st_ino == os.fstat(fd).st_ino:
+                    self.fd = fd
+                    return self.directory
+            except FileNotFoundError:
+                pass
+            os.close(fd)
+
+    def __exit__(self, *exc_info: object) -> None:
+        os.close(self.fd)
 
 
 def read_state(directory: str) -> MountState:
@@ -123,5 +128,7 @@ def forget(directory: str) -> None:
     """Remove the state of a target whose toolbox is unmounted; call it holding the lock."""
     for name in ("toolbox", "pinned", "lock"):
         _unlink(os.path.join(directory, name))
-    with contextlib.suppress(OSError):
+    try:
         os.rmdir(directory)
+    except OSError:
+        pass

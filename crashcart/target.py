@@ -7,13 +7,19 @@ between lookup and attach is noticed instead of entered.
 from __future__ import annotations
 
 import errno
-import json
 import os
 
 from crashcart.record import record
+from crashcart.statefile import read_ints
 from smith.errors import CrashcartError
 
 RUNTIME_ROOTS = (("runc", "/run/runc"), ("crun", "/run/crun"))
+# Each runtime's state file and its members for the container's init pid and start time
+# (clock ticks since boot, as in /proc/PID/stat).
+RUNTIME_STATE = {
+    "runc": ("state.json", "init_process_pid", "init_process_start"),
+    "crun": ("status", "pid", "process-start-time"),
+}
 DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
 NAMESPACES = ("mnt", "user", "pid", "net", "ipc", "uts", "cgroup")
 
@@ -61,15 +67,15 @@ def _runtime_state_pid(runtime: str, root: str, container: str) -> tuple[int, in
     or None if it has no such container."""
     if "/" in container or container in (".", ".."):
         return None
-    name, key = ("state.json", "init_process_pid") if runtime == "runc" else ("status", "pid")
+    name, pid_key, start_key = RUNTIME_STATE[runtime]
     try:
         with open(os.path.join(root, container, name)) as f:
-            state = json.load(f)
-        # runc records the start time too: a pid since reused by another process is noticed.
-        return int(state[key]), int(state.get("init_process_start", 0))
+            state = read_ints(f.read(), (pid_key, start_key))
+        # The start time is recorded too: a pid since reused by another process is noticed.
+        return state[pid_key], state.get(start_key, 0)
     except FileNotFoundError:
         return None
-    except (OSError, ValueError, KeyError, TypeError) as err:
+    except (OSError, ValueError, KeyError) as err:
         message = f"cannot read {runtime}'s state of container {container!r}: {err}"
         raise CrashcartError(message) from None
 
@@ -87,6 +93,7 @@ def _docker_pid(host: str, container: str) -> int | None:
         return None
     # Imported here: http.client costs more start-up time than the whole attach of a pid.
     import http.client
+    import json
     import socket
     import urllib.parse
 

@@ -38,10 +38,11 @@ if [ ! -x .venv/bin/python ] || ! cmp -s requirements.txt .venv/requirements.txt
     quiet "${pip[@]}" -r requirements.txt
     cp requirements.txt .venv/requirements.txt
 fi
-if ! cmp -s pyproject.toml .venv/pyproject.toml; then
+# What the editable install copies: the project's metadata and the crashcart script.
+if ! cat pyproject.toml bin/crashcart | cmp -s - .venv/install-inputs; then
     # compat mode puts the checkout itself on sys.path: new modules need no reinstall.
     quiet "${pip[@]}" --no-deps --config-settings editable_mode=compat -e .
-    cp pyproject.toml .venv/pyproject.toml
+    cat pyproject.toml bin/crashcart >.venv/install-inputs
 fi
 # Byte-compile the checkout: where PYTHONDONTWRITEBYTECODE is set, every smith or crashcart
 # command would otherwise compile its modules from source on each start.

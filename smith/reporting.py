@@ -7,10 +7,13 @@ quick to start. A traceback appears only with --debug.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
-from typing import NoReturn
 
 from smith.errors import SmithError
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING: importing typing costs crashcart attach 5 ms
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import NoReturn
 
 
 def exit_reporting(prog: str, debug: bool, body: Callable[[], int | None]) -> NoReturn:

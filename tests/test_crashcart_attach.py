@@ -160,6 +160,57 @@ def test_command_sees_the_target(micro: Container, toolbox: Path, state_dir: Pat
     assert snapshot(micro) == before
 
 
+# What the installed `crashcart attach ID -- CMD` may import beyond the interpreter's own
+# start-up: it is benchmarked against `runc exec` (bench/bench_crashcart.py), and one stray
+# import of re, enum, typing, json, socket or contextlib costs 5-15 ms, as much as the
+# whole attach. A module added here should be as cheap as these.
+ATTACH_IMPORTS = {
+    "__future__",
+    "smith",
+    "smith.errors",
+    "smith.reporting",
+    "errno",
+    "fcntl",
+    "ctypes",  # the mount and namespace system calls (crashcart/mount.py)
+    "ctypes._endian",
+    "_ctypes",
+    "struct",
+    "_struct",
+    "types",
+}
+
+
+def imported_modules(argv: list[str], env: dict[str, str]) -> tuple[set[str], int, str]:
+    proc = subprocess.run(
+        argv,
+        capture_output=True,
+        text=True,
+        env={**env, "PYTHONPROFILEIMPORTTIME": "1"},
+        timeout=60,
+        check=False,
+    )
+    lines = proc.stderr.splitlines()
+    names = {line.split("|")[-1].strip() for line in lines if line.startswith("import time:")}
+    other = "\n".join(line for line in lines if not line.startswith("import time:"))
+    return names, proc.returncode, other
+
+
+def test_attach_imports_only_what_it_needs(
+    micro: Container, toolbox: Path, state_dir: Path
+) -> None:
+    """The installed script (not `python -m`, whose runpy imports more) on a real attach."""
+    script = Path(sys.executable).with_name("crashcart")
+    assert script.exists(), "the crashcart script is installed by scripts/setup.sh"
+    env = env_for(state_dir)
+    floor, _, _ = imported_modules([sys.executable, "-c", "pass"], env)
+    argv = [str(script), "attach", "--toolbox", str(toolbox), micro.id, "--", "true"]
+    names, status, errors = imported_modules(argv, env)
+    assert status == 0, errors
+    extra = {n for n in names - floor if not n.startswith("crashcart")} - ATTACH_IMPORTS
+    assert not extra, f"the attach path now imports {sorted(extra)}"
+    assert "crashcart.terminal" not in names  # only interactive sessions need it
+
+
 @pytest.mark.parametrize(
     ("command", "status"),
     [
