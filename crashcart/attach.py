@@ -224,12 +224,11 @@ def run_command(request: AttachRequest, target: Target, ns: NamespaceFds) -> int
 
 def attach(request: AttachRequest) -> int:
     """Run a command (or a shell) in the target with the toolbox; its exit status."""
-    check_root(request)
-    toolbox = request.toolbox_directory()
-    check_toolbox(toolbox)
-    target, ns = open_target(request)
+    target, ns = open_target(request)  # first: a mistyped target is the likelier mistake
     me = os.getpid()
     try:
+        toolbox = request.toolbox_directory()
+        check_toolbox(toolbox)
         acquire_mount(target, ns, toolbox, lambda d: session.add_session(d, me))
         try:
             return run_command(request, target, ns)
@@ -243,11 +242,10 @@ def attach(request: AttachRequest) -> int:
 
 
 def mount_only(request: AttachRequest) -> None:
-    check_root(request)
-    toolbox = request.toolbox_directory()
-    check_toolbox(toolbox)
     target, ns = open_target(request)
     try:
+        toolbox = request.toolbox_directory()
+        check_toolbox(toolbox)
         acquire_mount(target, ns, toolbox, lambda d: session.set_pinned(d, True))
     finally:
         ns.close()
