@@ -31,9 +31,14 @@ def temp_sibling(dest: str, *, directory: bool) -> str:
     if not os.access(parent, os.W_OK):
         raise SmithError(f"the output's directory is not writable: {parent!r}")
     prefix = f".{os.path.basename(dest)}.smith-tmp-"
-    if directory:
-        return tempfile.mkdtemp(prefix=prefix, dir=parent)
-    fd, path = tempfile.mkstemp(prefix=prefix, dir=parent)
+    try:
+        if directory:
+            return tempfile.mkdtemp(prefix=prefix, dir=parent)
+        fd, path = tempfile.mkstemp(prefix=prefix, dir=parent)
+    except OSError as err:  # e.g. /proc or /sys: a directory that holds no new files
+        raise SmithError(
+            f"cannot write the output {dest!r} in {parent!r}: {err.strerror}"
+        ) from None
     os.close(fd)
     return path
 

@@ -119,6 +119,17 @@ def test_unwritable_output(tmp_path: Path, rpm_universe: Universe) -> None:
     assert_clean_failure(proc, "the output's directory does not exist", tmp_path)
 
 
+def test_output_where_no_file_can_be_made(tmp_path: Path, rpm_universe: Universe) -> None:
+    # /proc passes the writable check as root but refuses new files: the error names the
+    # output the user asked for, not smith's temporary name.
+    recipe = make_recipe(tmp_path, rpm_universe)
+    proc = run_smith(
+        "build", str(recipe), "-o", "/proc/img.tar", "--cache-dir", str(tmp_path / "cache")
+    )
+    assert_clean_failure(proc, "cannot write the output '/proc/img.tar' in '/proc'", tmp_path)
+    assert "smith-tmp" not in proc.stderr
+
+
 def test_debug_shows_the_traceback(tmp_path: Path, rpm_universe: Universe) -> None:
     recipe = make_recipe(tmp_path, rpm_universe, paths=["/nope"])
     proc = run_smith(
