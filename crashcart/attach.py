@@ -8,6 +8,7 @@ the toolbox mount and count this session → run the command or shell in the tar
 from __future__ import annotations
 
 import os
+import stat
 import sys
 
 from crashcart import enter, session, signals
@@ -88,6 +89,27 @@ def is_mounted(target: Target) -> bool:
         raise CrashcartError(f"{target.description} exited during the attach") from None
 
 
+def mount_point_kind(target: Target, ns: NamespaceFds) -> str | None:
+    """What is at the mount point in the target ("a mount", "a directory"...), None if nothing."""
+    if is_mounted(target):
+        return "a mount"
+    try:
+        # Walked from the target's root: the lookup crosses the target's own mounts (its /dev).
+        mode = os.lstat(MOUNT_POINT.lstrip("/"), dir_fd=ns.root_fd).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    return "a symbolic link" if stat.S_ISLNK(mode) else "a file"
+
+
+def refuse_foreign(target: Target, kind: str) -> CrashcartError:
+    return CrashcartError(
+        f"{target.description} already has its own {MOUNT_POINT} ({kind}), "
+        f"and crashcart does not hide or remove what is not its own"
+    )
+
+
 def state_key(ns: NamespaceFds) -> str:
     st = os.fstat(ns.fds["mnt"]) if "mnt" in ns.fds else os.stat("/proc/self/ns/mnt")
     return f"mnt-{st.st_dev}-{st.st_ino}"
@@ -126,15 +148,31 @@ def acquire_mount(
         try:
             _ensure_mounted(target, ns, toolbox, state, directory)
         except BaseException:
-            if not state.in_use:
-                session.forget(directory)  # leave no state behind a refused attach
+            # Leave no state behind a refused attach, but keep the record of a mount point
+            # this attach made before it was interrupted: the next attach removes it.
+            if not state.in_use and not (
+                session.read_state(directory).toolbox and _left_something(target, ns)
+            ):
+                session.forget(directory)
             raise
         hold(directory)
+
+
+def _left_something(target: Target, ns: NamespaceFds) -> bool:
+    try:
+        return mount_point_kind(target, ns) is not None
+    except CrashcartError:  # the target exited: its mount namespace is gone with it
+        return False
 
 
 def _ensure_mounted(
     target: Target, ns: NamespaceFds, toolbox: str, state: session.MountState, directory: str
 ) -> None:
+    # Only what the state records as crashcart's is ever reused or removed.
+    if not state.toolbox:
+        kind = mount_point_kind(target, ns)
+        if kind is not None:
+            raise refuse_foreign(target, kind)
     mounted = is_mounted(target)
     if mounted and state.in_use and state.toolbox != toolbox:
         raise CrashcartError(
@@ -149,11 +187,13 @@ def _ensure_mounted(
     if not mounted:
         tree = clone_tree_readonly(toolbox)
         owner = enter.host_owner(target.pid, "user" in ns.fds)
+        # Recorded first: a session killed while mounting leaves a mount point known as ours.
+        reuse = bool(state.toolbox)  # an empty mount point left by a killed session
+        session.record_toolbox(directory, toolbox)
         try:
-            enter.run_in_mount_ns(ns, lambda: enter.mount_toolbox(tree, MOUNT_POINT, owner))
+            enter.run_in_mount_ns(ns, lambda: enter.mount_toolbox(tree, MOUNT_POINT, owner, reuse))
         finally:
             os.close(tree)
-        session.record_toolbox(directory, toolbox)
 
 
 def release_mount(
@@ -255,10 +295,15 @@ def mount_only(request: AttachRequest) -> None:
 def unmount(request: AttachRequest) -> None:
     target, ns = open_target(request)
     try:
-        if not is_mounted(target):
-            say(f"no toolbox is mounted in {target.description}")
-            with session.locked_state(state_key(ns)) as directory:
+        with session.locked_state(state_key(ns)) as directory:
+            ours = session.read_state(directory).toolbox
+            if not ours:
                 session.forget(directory)
+        if not ours:
+            kind = mount_point_kind(target, ns)
+            if kind is not None:
+                raise refuse_foreign(target, kind)
+            say(f"no toolbox is mounted in {target.description}")
             return
         done = release_mount(
             target, ns, lambda d: session.set_pinned(d, False), force=request.force

@@ -107,11 +107,13 @@ def read_all(fd: int) -> str:
     return b"".join(chunks).decode(errors="replace")
 
 
-def mount_toolbox(tree_fd: int, mount_point: str, owner: Identity) -> None:
+def mount_toolbox(tree_fd: int, mount_point: str, owner: Identity, reuse: bool = False) -> None:
     """In the target: create the mount point on its /dev tmpfs and attach the toolbox there.
 
     A tmpfs mounted inside a user namespace refuses to create files for ids that namespace
     does not map (EOVERFLOW), so the directory is made as `owner`, host ids that it maps.
+    An existing mount point is used only with `reuse` (crashcart's state says a session
+    killed before it could remove it made it) and only if it is an empty directory.
     """
     parent = os.path.dirname(mount_point)
     try:
@@ -129,7 +131,10 @@ def mount_toolbox(tree_fd: int, mount_point: str, owner: Identity) -> None:
     try:
         os.mkdir(mount_point, 0o755)
     except FileExistsError:
-        pass  # left empty by a session that was killed before it could remove it
+        if not (reuse and os.path.isdir(mount_point) and not os.path.islink(mount_point)):
+            raise CrashcartError(f"the target already has its own {mount_point}") from None
+        if os.listdir(mount_point):
+            raise CrashcartError(f"the target's {mount_point} is not empty") from None
     except OSError as err:
         raise CrashcartError(f"cannot create {mount_point} in the target: {err.strerror}") from None
     try:

@@ -748,3 +748,47 @@ def test_target_exiting_during_a_session(
                 session.kill()
                 session.wait()
     assert list(state_dir.iterdir()) == []
+
+
+def in_target_mount_ns(container: Container, script: str) -> None:
+    """Run a busybox shell script as host root in the container's mount namespace."""
+    nsenter = require_tool("nsenter")
+    subprocess.run(
+        [nsenter, "-t", str(container.pid), "-m", "/app/busybox", "sh", "-c", script],
+        check=True,
+        capture_output=True,
+    )
+
+
+@pytest.mark.parametrize(
+    ("make", "kind"),
+    [
+        ("mkdir /dev/crashcart && echo mine > /dev/crashcart/own", "a directory"),
+        ("mkdir /dev/crashcart", "a directory"),
+        ("echo mine > /dev/crashcart", "a file"),
+        ("ln -s / /dev/crashcart", "a symbolic link"),
+        (
+            "mkdir /dev/crashcart && /app/busybox mount -t tmpfs -o size=64k vol /dev/crashcart"
+            " && echo mine > /dev/crashcart/own",
+            "a mount",
+        ),
+    ],
+)
+def test_the_targets_own_dev_crashcart_is_left_alone(
+    micro: Container, toolbox: Path, state_dir: Path, make: str, kind: str
+) -> None:
+    """Whatever the target itself keeps at /dev/crashcart is neither hidden nor removed."""
+    in_target_mount_ns(micro, make)
+    try:
+        before = snapshot(micro)
+        for args in (("--", "true"), ("--mount-only",), ("--unmount",)):
+            done = crashcart(state_dir, "attach", "--toolbox", str(toolbox), micro.id, *args)
+            assert done.returncode == 1, (args, done.stderr)
+            assert f"already has its own {MOUNT_POINT} ({kind})" in done.stderr, done.stderr
+            assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+            assert snapshot(micro) == before
+            assert list(state_dir.iterdir()) == []
+    finally:
+        in_target_mount_ns(
+            micro, "/app/busybox umount /dev/crashcart 2>/dev/null; rm -rf /dev/crashcart"
+        )
