@@ -115,8 +115,16 @@ def open_pty() -> PtyPlan:
     return PtyPlan(master, slave, session_end, child_end)
 
 
+class _HangUp(Exception):
+    """The user's side of the session is gone: closed terminal, SIGHUP or SIGTERM."""
+
+
 def relay_pty(pid: int, master: int) -> int:
-    """Copy the user's terminal (in raw mode) to and from the pty until the command exits."""
+    """Copy the user's terminal (in raw mode) to and from the pty until the command exits.
+
+    When the user's side goes away (the terminal closed, SIGHUP, or SIGTERM, which an
+    interactive shell ignores) the session hangs up the command's terminal, as a terminal
+    emulator or sshd does: the command gets SIGHUP, and its pty master is closed."""
     stdin, stdout = sys.stdin.fileno(), sys.stdout.fileno()
 
     def on_winch(_signum: int, _frame: FrameType | None) -> None:
@@ -126,19 +134,23 @@ def relay_pty(pid: int, master: int) -> int:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signum)
 
+    def hang_up(_signum: int, _frame: FrameType | None) -> None:
+        raise _HangUp
+
     previous: dict[int, signals.Handler] = {
         signals.SIGWINCH: signals.signal(signals.SIGWINCH, on_winch)
     }
-    for sig in (signals.SIGHUP, signals.SIGTERM, signals.SIGUSR1, signals.SIGUSR2):
+    for sig in (signals.SIGUSR1, signals.SIGUSR2):
         previous[sig] = signals.signal(sig, forward)
-    signals.pthread_sigmask(signals.SIG_UNBLOCK, FORWARDED_SIGNALS)
+    for sig in (signals.SIGHUP, signals.SIGTERM):
+        previous[sig] = signals.signal(sig, hang_up)
     saved = termios.tcgetattr(stdin)
     tty.setraw(stdin)
-    sources = [stdin, master]
     try:
+        signals.pthread_sigmask(signals.SIG_UNBLOCK, FORWARDED_SIGNALS)
         while True:
             try:
-                ready, _, _ = select.select(sources, [], [])
+                ready, _, _ = select.select([stdin, master], [], [])
             except InterruptedError:
                 continue
             if master in ready:
@@ -151,14 +163,17 @@ def relay_pty(pid: int, master: int) -> int:
                 os.write(stdout, data)
             if stdin in ready:
                 data = os.read(stdin, 65536)
-                if data:
-                    os.write(master, data)
-                else:
-                    sources.remove(stdin)
+                if not data:  # raw mode has no end-of-file character: the terminal closed
+                    raise _HangUp
+                os.write(master, data)
+    except (_HangUp, OSError):  # OSError: EIO from the user's terminal, which has closed
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signals.SIGHUP)
     finally:
-        termios.tcsetattr(stdin, termios.TCSAFLUSH, saved)
         for signum, handler in previous.items():
             signals.signal(signum, handler)
+        with contextlib.suppress(termios.error, OSError):  # a closed terminal: EIO
+            termios.tcsetattr(stdin, termios.TCSAFLUSH, saved)
     os.close(master)
     _, status = os.waitpid(pid, 0)
     return exit_status(status)

@@ -792,3 +792,43 @@ def test_the_targets_own_dev_crashcart_is_left_alone(
         in_target_mount_ns(
             micro, "/app/busybox umount /dev/crashcart 2>/dev/null; rm -rf /dev/crashcart"
         )
+
+
+@pytest.mark.parametrize("how", ["terminal closed", "SIGHUP", "SIGTERM"])
+def test_interactive_session_ends_when_closed(
+    micro: Container, toolbox: Path, state_dir: Path, how: str
+) -> None:
+    """Closing the terminal, or SIGHUP/SIGTERM to the session, hangs up the shell (which
+    ignores SIGTERM) and ends the session cleanly: no traceback, nothing left behind."""
+    before = snapshot(micro)
+    master, slave = os.openpty()
+    proc = subprocess.Popen(
+        crashcart_cmd("attach", "--toolbox", str(toolbox), micro.id),
+        stdin=slave,
+        stdout=slave,
+        stderr=subprocess.PIPE,
+        env={**env_for(state_dir), "TERM": "dumb"},
+        start_new_session=True,
+    )
+    os.close(slave)
+    try:
+        read_until(master, f"[crashcart {micro.id}]".encode())
+        os.write(master, b"echo $((6 * 7))x\r")
+        read_until(master, b"42x")
+        if how == "terminal closed":
+            os.close(master)
+            master = -1
+        else:
+            proc.send_signal(signal.SIGHUP if how == "SIGHUP" else signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+        assert b"Traceback" not in err, err.decode()
+        assert proc.returncode == 128 + signal.SIGHUP, err.decode()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if master >= 0:
+            os.close(master)
+    assert not running_in(micro, "/dev/crashcart/bin/sh")
+    assert snapshot(micro) == before
+    assert list(state_dir.iterdir()) == []
