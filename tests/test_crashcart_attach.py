@@ -440,6 +440,8 @@ def dead_pid() -> int:
         (("attach", "--mount-only", "{micro}", "--", "ls"), 2, "take no command"),
         (("attach", "--mount-only", "--unmount", "{micro}"), 2, "exclude each other"),
         (("attach", "--toolbox", "/nonexistent/tb", "{micro}"), 1, "no toolbox at /nonexistent/tb"),
+        # A file that is no image: Python 3.11's tarfile explains that over five lines.
+        (("attach", "--toolbox", "/etc/passwd", "{micro}"), 1, "/etc/passwd: not a readable image"),
         # The target is looked at first: a typo in it is not hidden behind a toolbox error.
         (("attach", "--toolbox", "/nonexistent/tb", "{dead}"), 1, "no process with pid {dead}"),
     ],

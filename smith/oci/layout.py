@@ -410,7 +410,9 @@ def unpack_archive(archive: str, dest: str) -> None:
     except (tarfile.TarError, EOFError, gzip.BadGzipFile, OSError) as err:
         if isinstance(err, OSError) and err.errno is not None and not isinstance(err, EOFError):
             raise
-        raise ImageFormatError(f"{archive}: not a readable image archive ({err})") from None
+        # One line: tarfile explains a failed guess of the compression over several.
+        reason = " ".join(str(err).split())
+        raise ImageFormatError(f"{archive}: not a readable image archive ({reason})") from None
 
 
 def copy_link_target(archive: str, dest: str, rel: str, linkname: str) -> None:
