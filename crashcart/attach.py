@@ -80,13 +80,36 @@ def say(message: str) -> None:
     print(f"crashcart: {message}", file=sys.stderr, flush=True)
 
 
-def is_mounted(target: Target) -> bool:
-    """Whether the target's mount table has something on the toolbox mount point."""
+def mount_signature(target: Target) -> str | None:
+    """The top mount on the toolbox mount point in the target's mount table, None if none:
+    its mount id, device and root (for crashcart's, the toolbox's path on the host)."""
+    found = None
     try:
         with open(f"/proc/{target.pid}/mountinfo") as f:
-            return any(line.split()[4] == MOUNT_POINT for line in f)
+            for line in f:
+                fields = line.split()
+                if fields[4] == MOUNT_POINT:
+                    found = " ".join((fields[0], fields[2], fields[3]))
     except (FileNotFoundError, ProcessLookupError):
         raise CrashcartError(f"{target.description} exited during the attach") from None
+    return found
+
+
+def is_mounted(target: Target) -> bool:
+    """Whether the target's mount table has something on the toolbox mount point."""
+    return mount_signature(target) is not None
+
+
+def current_state(target: Target, directory: str) -> session.MountState:
+    """The state, without what it says about a mount that is no longer there: the mount
+    namespace it described died and the kernel gave its number to the target's, or the
+    mount was removed behind crashcart's back. (A live session holds its namespace open,
+    so the sessions counted are never another namespace's.)"""
+    state = session.read_state(directory)
+    if state.mount and state.mount != mount_signature(target):
+        session.forget_mount(directory)
+        state = session.read_state(directory)
+    return state
 
 
 def mount_point_kind(target: Target, ns: NamespaceFds) -> str | None:
@@ -144,7 +167,7 @@ def acquire_mount(
 ) -> None:
     """Make sure the toolbox is mounted in the target, then record the holder (under lock)."""
     with session.locked_state(state_key(ns)) as directory:
-        state = session.read_state(directory)
+        state = current_state(target, directory)
         try:
             _ensure_mounted(target, ns, toolbox, state, directory)
         except BaseException:
@@ -194,6 +217,7 @@ def _ensure_mounted(
             enter.run_in_mount_ns(ns, lambda: enter.mount_toolbox(tree, MOUNT_POINT, owner, reuse))
         finally:
             os.close(tree)
+        session.record_mount(directory, mount_signature(target) or "")
 
 
 def release_mount(
@@ -296,7 +320,7 @@ def unmount(request: AttachRequest) -> None:
     target, ns = open_target(request)
     try:
         with session.locked_state(state_key(ns)) as directory:
-            ours = session.read_state(directory).toolbox
+            ours = current_state(target, directory).toolbox
             if not ours:
                 session.forget(directory)
         if not ours:

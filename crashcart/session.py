@@ -3,7 +3,10 @@
 The count lives on the host, never in the target: /run/crashcart/<mount namespace>/ holds a
 lock file, the toolbox the mount came from, one file per live session (its pid and start
 time, so a session killed with SIGKILL is recognised as gone rather than counted forever),
-and `pinned` while `attach --mount-only` keeps the toolbox mounted without a session.
+`pinned` while `attach --mount-only` keeps the toolbox mounted without a session, and
+`mount`, what the target's mount table said of the toolbox mount once it was made (so that
+state outliving its namespace, whose number the kernel soon gives to a new one, is told
+from a mount that is really crashcart's).
 Everything is read and changed under an exclusive flock on the lock file.
 
 (os.path rather than pathlib, and no contextlib: every attach imports this, and its start-up
@@ -29,6 +32,7 @@ class MountState:
     live_sessions: tuple[int, ...]
     pinned: bool
     toolbox: str  # the host path the mounted toolbox was cloned from, "" if unknown
+    mount: str = ""  # the mount's signature (see attach.mount_signature), "" if unknown
 
     @property
     def in_use(self) -> bool:
@@ -102,7 +106,12 @@ def read_state(directory: str) -> MountState:
     except FileNotFoundError:
         toolbox = ""
     pinned = os.path.exists(os.path.join(directory, "pinned"))
-    return MountState(directory, tuple(live), pinned, toolbox)
+    try:
+        with open(os.path.join(directory, "mount")) as f:
+            mount = f.read()
+    except FileNotFoundError:
+        mount = ""
+    return MountState(directory, tuple(live), pinned, toolbox, mount)
 
 
 def add_session(directory: str, pid: int) -> None:
@@ -124,9 +133,19 @@ def record_toolbox(directory: str, toolbox: str) -> None:
     _write(os.path.join(directory, "toolbox"), toolbox)
 
 
+def record_mount(directory: str, signature: str) -> None:
+    _write(os.path.join(directory, "mount"), signature)
+
+
+def forget_mount(directory: str) -> None:
+    """Drop what the state says about a mount that is gone; live sessions stay counted."""
+    for name in ("toolbox", "mount", "pinned"):
+        _unlink(os.path.join(directory, name))
+
+
 def forget(directory: str) -> None:
     """Remove the state of a target whose toolbox is unmounted; call it holding the lock."""
-    for name in ("toolbox", "pinned", "lock"):
+    for name in ("toolbox", "mount", "pinned", "lock"):
         _unlink(os.path.join(directory, name))
     try:
         os.rmdir(directory)

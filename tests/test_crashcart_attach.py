@@ -834,3 +834,48 @@ def test_interactive_session_ends_when_closed(
     assert not running_in(micro, "/dev/crashcart/bin/sh")
     assert snapshot(micro) == before
     assert list(state_dir.iterdir()) == []
+
+
+def test_state_of_a_vanished_mount_is_not_trusted(
+    micro: Container, toolbox: Path, state_dir: Path
+) -> None:
+    """--mount-only, then the mount disappears without crashcart (the target's root removed
+    it, or the container died and its mount namespace's number went to a new one): the pin
+    recorded for it must not keep a later session's toolbox mounted."""
+    before = snapshot(micro)
+    tb = ("--toolbox", str(toolbox))
+    assert crashcart(state_dir, "attach", "--mount-only", *tb, micro.id).returncode == 0
+    in_target_mount_ns(micro, "/app/busybox umount /dev/crashcart && rmdir /dev/crashcart")
+    done = crashcart(state_dir, "attach", *tb, micro.id, "--", "true")
+    assert done.returncode == 0, done.stderr
+    assert not has_toolbox(micro)
+    assert snapshot(micro) == before
+    assert list(state_dir.iterdir()) == []
+
+
+def test_a_restarted_container_inherits_nothing(
+    tmp_path: Path, busybox: str, toolbox: Path, state_dir: Path
+) -> None:
+    """A container left with --mount-only is deleted and another one started, which the
+    kernel usually gives the same mount namespace number: it starts with no toolbox and no
+    pin, and its own /dev/crashcart is its own."""
+    tb = ("--toolbox", str(toolbox))
+    make_bundle(tmp_path / "a", busybox)
+    with running_container("runc", f"cc-test-first-{os.getpid()}", tmp_path / "a") as first:
+        assert crashcart(state_dir, "attach", "--mount-only", *tb, first.id).returncode == 0
+    make_bundle(tmp_path / "b", busybox)
+    with running_container("runc", f"cc-test-second-{os.getpid()}", tmp_path / "b") as second:
+        in_target_mount_ns(second, "mkdir /dev/crashcart && echo mine > /dev/crashcart/own")
+        before = snapshot(second)
+        done = crashcart(state_dir, "attach", *tb, second.id, "--", "true")
+        assert done.returncode == 1
+        assert "already has its own /dev/crashcart (a directory)" in done.stderr
+        assert snapshot(second) == before
+        in_target_mount_ns(second, "rm -r /dev/crashcart")
+        before = snapshot(second)
+        assert crashcart(state_dir, "attach", *tb, second.id, "--", "true").returncode == 0
+        assert not has_toolbox(second)
+        assert snapshot(second) == before
+    # The first container's state is left for its mount namespace's next owner to discard.
+    for leftover in state_dir.iterdir():
+        shutil.rmtree(leftover)
