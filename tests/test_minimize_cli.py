@@ -185,6 +185,34 @@ def nothing(layout: Path) -> None:
     pass
 
 
+def retyped(which: str, change: Callable[[Any], Any]) -> Callable[[Path], None]:
+    """Damage: one JSON document of the layout (index, manifest or config) replaced by what
+    `change` makes of it, every digest on the way up fixed, so only the types are wrong."""
+
+    def damage(layout: Path) -> None:
+        index = json.loads((layout / "index.json").read_text())
+        if which == "index":
+            (layout / "index.json").write_text(json.dumps(change(index)))
+            return
+        blobs = layout / "blobs/sha256"
+        manifest = json.loads((blobs / index["manifests"][0]["digest"][7:]).read_text())
+        if which == "config":
+            config = json.loads((blobs / manifest["config"]["digest"][7:]).read_text())
+            data = json.dumps(change(config)).encode()
+            manifest["config"].update(digest=put_blob(str(layout), data), size=len(data))
+        else:
+            manifest = change(manifest)
+        data = json.dumps(manifest).encode()
+        index["manifests"][0].update(digest=put_blob(str(layout), data), size=len(data))
+        (layout / "index.json").write_text(json.dumps(index))
+
+    return damage
+
+
+def inner(**fields: Any) -> Callable[[Any], Any]:
+    return lambda config: {**config, "config": {**config["config"], **fields}}
+
+
 BAD: list[tuple[str, Callable[[Path], None], list[str], str]] = [
     ("missing blob", remove_blob, [], "is missing"),
     ("digest mismatch", flip_byte, [], "is corrupt: its content has digest"),
@@ -199,6 +227,21 @@ BAD: list[tuple[str, Callable[[Path], None], list[str], str]] = [
     ("compression", nothing, ["--compression", "lz4"], "unknown compression 'lz4'"),
     ("format", nothing, ["--format", "qcow2"], "unknown output format 'qcow2'"),
     ("entrypoint json", nothing, ["--entrypoint", "[1"], "--entrypoint is not a JSON list"),
+    # Documents of the wrong JSON type: named, never a traceback.
+    ("config a list", retyped("config", lambda c: [c]), [], "not an object"),
+    ("inner config a list", retyped("config", lambda c: {**c, "config": [1]}), [], "config is [1]"),
+    ("Env a string", retyped("config", inner(Env="PATH=/bin")), [], 'Env is "PATH=/bin"'),
+    ("Cmd numbers", retyped("config", inner(Cmd=[1])), [], "Cmd is [1], not a list of strings"),
+    ("Labels a list", retyped("config", inner(Labels=["a"])), [], 'Labels is ["a"]'),
+    ("rootfs a string", retyped("config", lambda c: {**c, "rootfs": "x"}), [], "rootfs.diff_ids"),
+    ("layers a string", retyped("manifest", lambda m: {**m, "layers": "x"}), [], "descriptor is"),
+    ("config desc a string", retyped("manifest", lambda m: {**m, "config": "x"}), [], "malformed"),
+    (
+        "annotations a list",
+        retyped("index", lambda i: {**i, "manifests": [{**i["manifests"][0], "annotations": [1]}]}),
+        [],
+        "annotations are [1]",
+    ),
 ]
 
 

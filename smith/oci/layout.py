@@ -41,6 +41,7 @@ from smith.oci.image import (
     canonical_json,
     config_from_document,
     host_platform_default,
+    json_excerpt,
 )
 from smith.oci.reference import is_registry_reference
 from smith.oci.tarball import stream_layer
@@ -165,7 +166,10 @@ class LoadedImage:
             raise ImageFormatError(f"{self.source}: blob {digest} is missing") from None
 
     def image_config(self) -> ImageConfig:
-        return config_from_document(self.config)
+        try:
+            return config_from_document(self.config)
+        except ImageFormatError as err:
+            raise ImageFormatError(f"{self.source}: {err}") from None
 
     @property
     def platform(self) -> Platform:
@@ -258,6 +262,7 @@ def read_image_manifest(root: str, source: str, desc: Descriptor) -> LoadedImage
     except (KeyError, TypeError, ValueError) as err:
         raise ImageFormatError(f"{source}: manifest {desc.digest} is malformed ({err})") from None
     config = blob(config_desc, "config")
+    diff_ids = config_diff_ids(config, f"{source}: config {config_desc.digest}")
     paths = {
         config_desc.digest: store.path(config_desc.digest),
         desc.digest: store.path(desc.digest),
@@ -265,12 +270,25 @@ def read_image_manifest(root: str, source: str, desc: Descriptor) -> LoadedImage
     for layer in layers:
         verify_blob(store.path(layer.digest), layer.digest, layer.size, f"{source}: layer")
         paths[layer.digest] = store.path(layer.digest)
-    diff_ids = tuple((config.get("rootfs") or {}).get("diff_ids") or ())
     if len(diff_ids) != len(layers):
         raise ImageFormatError(
             f"{source}: config lists {len(diff_ids)} diff_ids for {len(layers)} layers"
         )
     return LoadedImage(source, desc, manifest, config_desc, config, layers, diff_ids, paths)
+
+
+def config_diff_ids(config: Any, what: str) -> tuple[str, ...]:
+    """The diff_ids of an untrusted config document (the rest is read by
+    config_from_document)."""
+    if not isinstance(config, dict):
+        raise ImageFormatError(f"{what} is {json_excerpt(config)}, not an object")
+    rootfs = config.get("rootfs") or {}
+    diff_ids = (rootfs.get("diff_ids") or []) if isinstance(rootfs, dict) else rootfs
+    if not isinstance(diff_ids, list) or not all(isinstance(d, str) for d in diff_ids):
+        raise ImageFormatError(
+            f"{what}: rootfs.diff_ids is {json_excerpt(diff_ids)}, not a list of digests"
+        )
+    return tuple(diff_ids)
 
 
 def pick_manifest(
@@ -338,6 +356,7 @@ def read_docker_archive(root: str, source: str) -> LoadedImage:
 
     config_desc = describe(config_path, MEDIA_DOCKER_CONFIG)
     config = load_json(config_path, f"{source}: config")
+    diff_ids = config_diff_ids(config, f"{source}: config")
     layers = []
     for path in layer_paths:
         with open(path, "rb") if os.path.exists(path) else open(os.devnull, "rb") as f:
@@ -345,7 +364,6 @@ def read_docker_archive(root: str, source: str) -> LoadedImage:
         layers.append(
             describe(path, MEDIA_DOCKER_LAYER_GZIP if magic == b"\x1f\x8b" else MEDIA_DOCKER_LAYER)
         )
-    diff_ids = tuple((config.get("rootfs") or {}).get("diff_ids") or ())
     if len(diff_ids) != len(layers):
         raise ImageFormatError(
             f"{source}: config lists {len(diff_ids)} diff_ids for {len(layers)} layers"

@@ -33,6 +33,7 @@ from smith.oci.image import (
 from smith.oci.layout import (
     OutputFormat,
     choose_format,
+    config_diff_ids,
     pick_manifest,
     save_layout,
     staging_layout,
@@ -160,7 +161,7 @@ def pull_into(
             raise RegistryError(f"{ref} is an image for {image_platform}, not {platform}")
         if image_platform.os and image_platform.architecture:
             mdesc = replace(mdesc, platform=image_platform)
-    diff_ids = tuple((config.get("rootfs") or {}).get("diff_ids") or ())
+    diff_ids = config_diff_ids(config, f"{ref}: config {config_desc.digest}")
     if len(diff_ids) != len(layers):
         raise RegistryError(
             f"{ref}: config lists {len(diff_ids)} diff_ids for {len(layers)} layers"
