@@ -344,13 +344,18 @@ def read_docker_archive(root: str, source: str) -> LoadedImage:
     entry = manifest[0]
     try:
         config_path = os.path.join(root, normalize_path(entry["Config"]))
+        if not isinstance(entry["Layers"], list):
+            raise TypeError(f"Layers is {json_excerpt(entry['Layers'])}, not a list")
         layer_paths = [os.path.join(root, normalize_path(p)) for p in entry["Layers"]]
     except (KeyError, TypeError) as err:
         raise ImageFormatError(f"{source}: manifest.json is malformed ({err})") from None
     paths: dict[str, str] = {}
 
     def describe(path: str, media_type: str) -> Descriptor:
-        digest = file_digest(path, f"{source}: {os.path.relpath(path, root)}")
+        name = os.path.relpath(path, root)
+        if os.path.isdir(path):
+            raise ImageFormatError(f"{source}: manifest.json names {name!r}, a directory")
+        digest = file_digest(path, f"{source}: {name}")
         paths[digest] = path
         return Descriptor(media_type, digest, os.path.getsize(path))
 
@@ -359,7 +364,7 @@ def read_docker_archive(root: str, source: str) -> LoadedImage:
     diff_ids = config_diff_ids(config, f"{source}: config")
     layers = []
     for path in layer_paths:
-        with open(path, "rb") if os.path.exists(path) else open(os.devnull, "rb") as f:
+        with open(path, "rb") if os.path.isfile(path) else open(os.devnull, "rb") as f:
             magic = f.read(2)
         layers.append(
             describe(path, MEDIA_DOCKER_LAYER_GZIP if magic == b"\x1f\x8b" else MEDIA_DOCKER_LAYER)
@@ -405,13 +410,18 @@ def unpack_archive(archive: str, dest: str) -> None:
                     continue
                 target = os.path.join(dest, rel)
                 if member.isdir():
-                    os.makedirs(target, exist_ok=True)
+                    make_dirs(archive, target, member.name)
                 elif member.isreg():
-                    os.makedirs(os.path.dirname(target), exist_ok=True)
+                    make_dirs(archive, os.path.dirname(target), member.name)
                     src = tar.extractfile(member)
                     assert src is not None
                     flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
-                    fd = os.open(target, flags, 0o644)
+                    try:
+                        fd = os.open(target, flags, 0o644)
+                    except IsADirectoryError:
+                        raise ImageFormatError(
+                            f"{archive}: entry {member.name!r} is a file and a directory"
+                        ) from None
                     with src, os.fdopen(fd, "wb") as out:
                         shutil.copyfileobj(src, out, 1 << 20)
                 elif member.issym() and not member.linkname.startswith("/"):
@@ -428,7 +438,19 @@ def unpack_archive(archive: str, dest: str) -> None:
     except (tarfile.TarError, EOFError, gzip.BadGzipFile, OSError) as err:
         if isinstance(err, OSError) and err.errno is not None and not isinstance(err, EOFError):
             raise
-        raise ImageFormatError(f"{archive}: not a readable image archive ({err})") from None
+        # tarfile's "r:*" lists why each decompressor refused, one per line.
+        reason = "not a tar or tar.gz" if "\n" in str(err) else str(err)
+        if os.path.getsize(archive) == 0:
+            reason = "it is empty"
+        raise ImageFormatError(f"{archive}: not a readable image archive ({reason})") from None
+
+
+def make_dirs(archive: str, path: str, name: str) -> None:
+    """A directory of an unpacked archive, where an earlier entry may have put a file."""
+    try:
+        os.makedirs(path, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise ImageFormatError(f"{archive}: entry {name!r} is a file and a directory") from None
 
 
 def copy_link_target(archive: str, dest: str, rel: str, linkname: str) -> None:
