@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-from smith.atomic import atomic_path, remove_path, temp_sibling
+from smith.atomic import atomic_path, check_output, remove_path, temp_sibling
 from smith.errors import ImageFormatError, UnsafePathError, UsageError
 from smith.oci.blobs import BlobStore, check_digest_form, verify_blob
 from smith.oci.compress import CompressedWriter, Compression
@@ -79,6 +79,7 @@ def choose_format(output: str, explicit: str | None) -> tuple[OutputFormat, bool
 @contextmanager
 def staging_layout(output: str) -> Iterator[BlobStore]:
     """A temporary OCI layout beside `output`; removed afterwards whatever happens."""
+    check_output(output)  # before the work, not only when the output is moved into place
     root = temp_sibling(output, directory=True)
     try:
         yield BlobStore(root)
