@@ -1,4 +1,5 @@
-"""`smith diff A B`: why two images differ, cause first (exit 1 when they do, like diff)."""
+"""`smith diff A B`: why two images differ, cause first (exit 1 when they do, 2 when one
+cannot be read, like diff)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import click
 
 from smith.cli import cli
 from smith.diff import diff_images
+from smith.errors import SmithError, as_trouble
 from smith.registry_flags import registry_flags, registry_options
 
 
@@ -21,7 +23,10 @@ from smith.registry_flags import registry_flags, registry_options
 def diff_command(a: str, b: str, as_json: bool, limit: int, **flags: Any) -> None:
     """Compare images A and B (OCI layouts, oci-archives, docker-archives, registry
     references) blob by role."""
-    report = diff_images(a, b, registry=registry_options(flags))
+    try:
+        report = diff_images(a, b, registry=registry_options(flags))
+    except SmithError as err:
+        raise as_trouble(err) from None
     if as_json:
         click.echo(json.dumps(report.to_json(), indent=2, sort_keys=True))
     else:
