@@ -322,3 +322,22 @@ def test_hard_link_without_its_first_name_carries_the_content(tmp_path: Path) ->
     assert "bin/busybox" not in tree
     cat = tree["bin/cat"]
     assert cat.kind.value == "file" and cat.size > 100_000
+
+
+def test_the_deepest_accepted_tree_is_minimized(tmp_path: Path) -> None:
+    """256 levels (unpack's limit) pass every tree walk of minimize: the whiteout and
+    replacement of a deep directory, and --path keeping one with its symlink."""
+    deep = "/".join(["a"] * 255)
+    busybox = busybox_layers()[0]
+    layers = [
+        busybox,
+        layer_tar([M(deep + "/f", data=b"x"), M("b/" + deep[:-2] + "/l", "symlink", link="/a")]),
+        layer_tar([M("b", data=b"now a file"), M("c/" + deep[:-2] + "/f", data=b"y")]),
+        layer_tar([M(".wh.c")]),
+    ]
+    write_layout(str(tmp_path / "in"), layers, CONFIG)
+    proc = run("minimize", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--path", "/a",
+               tmpdir=tmp_path)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    tree = output_tree(tmp_path / "out", tmp_path / "store")["tree"]
+    assert deep + "/f" in tree and "b" not in tree and "c" not in tree
