@@ -18,7 +18,13 @@ from smith.registry_flags import registry_flags, registry_options
 @click.argument("a")
 @click.argument("b")
 @click.option("--json", "as_json", is_flag=True, help="Print every finding as JSON.")
-@click.option("--limit", default=40, show_default=True, help="Causes listed after the first.")
+@click.option(
+    "--limit",
+    default=40,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Causes listed after the first.",
+)
 @registry_flags
 def diff_command(a: str, b: str, as_json: bool, limit: int, **flags: Any) -> None:
     """Compare images A and B (OCI layouts, oci-archives, docker-archives, registry

@@ -216,6 +216,7 @@ def test_identical_images_exit_zero(tmp_path: Path) -> None:
     [
         (["nowhere-a", "nowhere-b"], "no image at 'nowhere-a'"),
         (["-", "--json"], "Missing argument"),
+        (["a", "b", "--limit", "-1"], "-1 is not in the range x>=0"),
     ],
 )
 def test_bad_input_is_one_line(args: list[str], message: str, tmp_path: Path) -> None:
