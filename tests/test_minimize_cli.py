@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -341,3 +343,29 @@ def test_the_deepest_accepted_tree_is_minimized(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     tree = output_tree(tmp_path / "out", tmp_path / "store")["tree"]
     assert deep + "/f" in tree and "b" not in tree and "c" not in tree
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_stopped_minimize_leaves_nothing(tmp_path: Path, signum: int) -> None:
+    """Ctrl-C, or SIGTERM from `timeout`, `docker stop` or a CI runner, while the layers
+    are read: no output, no temporary output beside it, nothing left in TMPDIR."""
+    layers = [*busybox_layers(), layer_tar([M("big", data=os.urandom(1 << 20) * 150)])]
+    write_layout(str(tmp_path / "in"), layers, CONFIG, how="none")
+    outdir, tmpdir = tmp_path / "outdir", tmp_path / "tmp"
+    outdir.mkdir()
+    tmpdir.mkdir()
+    args = ["minimize", str(tmp_path / "in"), "--path", "/big", "-o", str(outdir / "o.tar.gz")]
+    proc = subprocess.Popen(
+        [SMITH, *args], env={**os.environ, "TMPDIR": str(tmpdir)},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while proc.poll() is None and time.monotonic() < deadline:
+        packs = list(tmpdir.glob("smith-minimize-*/layer-2.pack"))
+        if packs and packs[0].stat().st_size > 0:
+            break  # mid-way through the big layer
+        time.sleep(0.01)
+    proc.send_signal(signum)
+    _, stderr = proc.communicate(timeout=60)
+    assert (proc.returncode, stderr.strip()) == (130, "smith: interrupted")
+    assert os.listdir(outdir) == [] and os.listdir(tmpdir) == []
