@@ -229,6 +229,7 @@ BAD: list[tuple[str, Callable[[Path], None], list[str], str]] = [
     ("compression", nothing, ["--compression", "lz4"], "unknown compression 'lz4'"),
     ("format", nothing, ["--format", "qcow2"], "unknown output format 'qcow2'"),
     ("entrypoint json", nothing, ["--entrypoint", "[1"], "--entrypoint is not a JSON list"),
+    ("tag", nothing, ["--tag", "My App"], "the tag 'My App' is not an image name"),
     # Documents of the wrong JSON type: named, never a traceback.
     ("config a list", retyped("config", lambda c: [c]), [], "not an object"),
     ("inner config a list", retyped("config", lambda c: {**c, "config": [1]}), [], "config is [1]"),

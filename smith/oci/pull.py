@@ -38,7 +38,7 @@ from smith.oci.layout import (
     save_layout,
     staging_layout,
 )
-from smith.oci.reference import Reference
+from smith.oci.reference import Reference, check_tag
 from smith.oci.registry import BLOCK_SIZE, RegistryClient, RegistryOptions, decode_json
 from smith.oci.transfer import Stopped, as_reference, open_read, run_parallel
 from smith.oci.writer import ImageResult, Layer, write_index
@@ -69,6 +69,7 @@ def pull_image(
     options = options or RegistryOptions()
     source = as_reference(ref)
     out_format, gz = choose_format(output, fmt)
+    check_tag(tag)
     if out_format is OutputFormat.DOCKER_ARCHIVE and not tag and source.tag:
         tag = f"{source.registry}/{source.repository}:{source.tag}"
     client = RegistryClient(source, options)
