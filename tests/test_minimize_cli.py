@@ -370,3 +370,25 @@ def test_a_stopped_minimize_leaves_nothing(tmp_path: Path, signum: int) -> None:
     _, stderr = proc.communicate(timeout=60)
     assert (proc.returncode, stderr.strip()) == (130, "smith: interrupted")
     assert os.listdir(outdir) == [] and os.listdir(tmpdir) == []
+
+
+def test_a_layout_of_several_images_needs_a_name(tmp_path: Path) -> None:
+    """Two named images for one platform in one layout: the first is not taken silently
+    (minimize, diff and upload would read the wrong one); LAYOUT:NAME picks one."""
+    layout = tmp_path / "two"
+    write_layout(str(layout), busybox_layers(), CONFIG)
+    first = json.loads((layout / "index.json").read_text())["manifests"][0]
+    write_layout(str(layout), busybox_layers(), {**CONFIG, "Cmd": ["cat", "/etc/group"]})
+    second = json.loads((layout / "index.json").read_text())["manifests"][0]
+    first["annotations"]["org.opencontainers.image.ref.name"] = "one"
+    second["annotations"]["org.opencontainers.image.ref.name"] = "two"
+    index = {"schemaVersion": 2, "manifests": [first, second]}
+    (layout / "index.json").write_text(json.dumps(index))
+    proc = run("minimize", str(layout), "-o", str(tmp_path / "o"), tmpdir=tmp_path)
+    assert proc.returncode == 1 and proc.stderr.count("\n") == 1
+    assert f"holds 2 images for linux/amd64 (one, two): name one as {layout}:NAME" in proc.stderr
+    proc = run("minimize", f"{layout}:two", "-o", str(tmp_path / "o"), "--json", tmpdir=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["source_manifest"] == second["digest"]
+    proc = run("minimize", f"{layout}:three", "-o", str(tmp_path / "o"), tmpdir=tmp_path)
+    assert "no image is named 'three'" in proc.stderr

@@ -194,8 +194,20 @@ def open_image(
         with pulled_layout(source, platform=platform, options=registry) as (root, shown):
             yield read_layout(root, shown, None, "")
         return
-    with unpacked(source) as root:
-        yield read_unpacked(root, source, platform, name)
+    path, name = split_image_name(source, name)
+    with unpacked(path) as root:
+        yield read_unpacked(root, path, platform, name)
+
+
+def split_image_name(source: str, name: str) -> tuple[str, str]:
+    """`LAYOUT:NAME` (as skopeo's oci:LAYOUT:NAME) picks the image whose ref.name is NAME
+    from a layout or archive holding several; a path that exists is never split."""
+    if name or os.path.exists(source):
+        return source, name
+    path, colon, ref = source.rpartition(":")
+    if colon and path and ref and "/" not in ref and os.path.exists(path):
+        return path, ref
+    return source, name
 
 
 @contextmanager
@@ -324,6 +336,15 @@ def pick_manifest(
             if not matching:
                 have = ", ".join(str(c.platform) for c in candidates)
                 raise ImageFormatError(f"{source}: no image for platform {want} (it has: {have})")
+            names = sorted({dict(c.annotations).get(ANNOTATION_REF_NAME, "") for c in matching})
+            if len(matching) > 1 and len(names) > 1:
+                # Several named images for one platform (a layout of `app:1` and `app:2`):
+                # taking the first would silently minimize, push or diff the wrong one.
+                shown = ", ".join(n or "(unnamed)" for n in names)
+                raise ImageFormatError(
+                    f"{source} holds {len(matching)} images for {want} ({shown}): "
+                    f"name one as {source}:NAME"
+                )
             candidates = matching[:1]
         chosen = candidates[0]
         if chosen.media_type in (MEDIA_OCI_INDEX, MEDIA_DOCKER_LIST):
