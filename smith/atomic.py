@@ -24,6 +24,30 @@ def remove_path(path: str) -> None:
             os.unlink(path)
 
 
+def check_output(dest: str, *, directory: bool | None = None) -> None:
+    """An output may replace an earlier output, never what else the user keeps there: a
+    directory is replaced only when it is empty or an OCI layout, and a layout (a
+    directory, when `directory` is True) never replaces a file or a symlink."""
+    name = os.path.basename(os.path.normpath(dest)) if dest else ""
+    if name in ("", ".", "..", "/"):
+        raise SmithError(f"the output {dest!r} names no file or directory of its own")
+    if os.path.islink(dest):
+        if directory:
+            raise SmithError(
+                f"the output {dest!r} is a symbolic link: name its target, or remove it"
+            )
+        return
+    if os.path.isdir(dest):
+        entries = os.listdir(dest)
+        if entries and "oci-layout" not in entries:
+            raise SmithError(
+                f"the output {dest!r} is a directory that is not an OCI layout: "
+                "refusing to replace it"
+            )
+    elif directory and os.path.lexists(dest):
+        raise SmithError(f"the output {dest!r} exists and is not a directory (an OCI layout)")
+
+
 def temp_sibling(dest: str, *, directory: bool) -> str:
     parent = os.path.dirname(os.path.abspath(dest)) or "."
     if not os.path.isdir(parent):
@@ -59,6 +83,7 @@ def replace_path(tmp: str, dest: str) -> None:
 @contextmanager
 def atomic_path(dest: str, *, directory: bool = False, mode: int = 0o644) -> Iterator[str]:
     """Yield a temporary path to fill; on success it becomes `dest`."""
+    check_output(dest, directory=directory)
     tmp = temp_sibling(dest, directory=directory)
     try:
         yield tmp

@@ -21,6 +21,14 @@ class SmithError(Exception):
         return f"{self.message} ({self.hint})" if self.hint else self.message
 
 
+def as_trouble(err: SmithError) -> SmithError:
+    """For the commands whose exit status 1 means "they differ" (diff, verify): an error
+    exits 2, as diff(1)'s trouble does, so a script never takes a broken image for a
+    different one."""
+    err.exit_code = max(err.exit_code, 2)
+    return err
+
+
 class UsageError(SmithError):
     """The command line or a recipe asks for something that cannot be done."""
 

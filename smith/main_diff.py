@@ -1,4 +1,5 @@
-"""`smith diff A B`: why two images differ, cause first (exit 1 when they do, like diff)."""
+"""`smith diff A B`: why two images differ, cause first (exit 1 when they do, 2 when one
+cannot be read, like diff)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import click
 
 from smith.cli import cli
 from smith.diff import diff_images
+from smith.errors import SmithError, as_trouble
 from smith.registry_flags import registry_flags, registry_options
 
 
@@ -16,12 +18,21 @@ from smith.registry_flags import registry_flags, registry_options
 @click.argument("a")
 @click.argument("b")
 @click.option("--json", "as_json", is_flag=True, help="Print every finding as JSON.")
-@click.option("--limit", default=40, show_default=True, help="Causes listed after the first.")
+@click.option(
+    "--limit",
+    default=40,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Causes listed after the first.",
+)
 @registry_flags
 def diff_command(a: str, b: str, as_json: bool, limit: int, **flags: Any) -> None:
     """Compare images A and B (OCI layouts, oci-archives, docker-archives, registry
     references) blob by role."""
-    report = diff_images(a, b, registry=registry_options(flags))
+    try:
+        report = diff_images(a, b, registry=registry_options(flags))
+    except SmithError as err:
+        raise as_trouble(err) from None
     if as_json:
         click.echo(json.dumps(report.to_json(), indent=2, sort_keys=True))
     else:

@@ -7,6 +7,7 @@ import json
 import click
 
 from smith.cli import cli
+from smith.errors import SmithError, as_trouble
 from smith.recipe import find_recipe
 from smith.verify import VerifyOptions, verify
 
@@ -42,21 +43,24 @@ def verify_command(
 ) -> int:
     """Build TARGET (a recipe; an image with --minimize) in deliberately different
     environments and compare index, manifest, config and layer digests and diff_ids.
-    Exit 0 when all are equal, 1 with `smith diff`'s explanation when not. Arguments after
-    TARGET go to `smith build` (or `smith minimize`)."""
-    result = verify(
-        target if minimize and target else find_recipe(target),
-        VerifyOptions(
-            builds=builds,
-            python=python,
-            against=against,
-            cache_dir=cache_dir,
-            keep=keep,
-            build_args=build_args,
-            minimize=minimize,
-            shuffle=not no_shuffle,
-        ),
-    )
+    Exit 0 when all are equal, 1 with `smith diff`'s explanation when not, 2 when a build
+    or an image fails. Arguments after TARGET go to `smith build` (or `smith minimize`)."""
+    try:
+        result = verify(
+            target if minimize and target else find_recipe(target),
+            VerifyOptions(
+                builds=builds,
+                python=python,
+                against=against,
+                cache_dir=cache_dir,
+                keep=keep,
+                build_args=build_args,
+                minimize=minimize,
+                shuffle=not no_shuffle,
+            ),
+        )
+    except SmithError as err:
+        raise as_trouble(err) from None
     if as_json:
         click.echo(json.dumps(result.to_json(), indent=2, sort_keys=True))
     else:

@@ -216,6 +216,7 @@ def test_identical_images_exit_zero(tmp_path: Path) -> None:
     [
         (["nowhere-a", "nowhere-b"], "no image at 'nowhere-a'"),
         (["-", "--json"], "Missing argument"),
+        (["a", "b", "--limit", "-1"], "-1 is not in the range x>=0"),
     ],
 )
 def test_bad_input_is_one_line(args: list[str], message: str, tmp_path: Path) -> None:
@@ -223,9 +224,25 @@ def test_bad_input_is_one_line(args: list[str], message: str, tmp_path: Path) ->
         [sys.executable, "-m", "smith", "diff", *args],
         capture_output=True, text=True, check=False, cwd=tmp_path,
     )  # fmt: skip
-    assert proc.returncode != 0
+    assert proc.returncode == 2  # 1 means "they differ"
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert message in proc.stderr
+
+
+def test_an_image_that_cannot_be_read_is_trouble_not_a_difference(tmp_path: Path) -> None:
+    """Exit 2, as diff(1) and smith verify --against: a script testing for 1 must not take
+    a corrupt image for a different one."""
+    tar = tar_of(("a", FILE))
+    write_layout(str(tmp_path / "a"), [tar])
+    write_layout(str(tmp_path / "b"), [tar])
+    (tmp_path / "b" / "index.json").write_text("{")
+    for args in (["diff", "a", "b"], ["verify", "--against", "b", "--minimize", "a"]):
+        proc = subprocess.run(
+            [sys.executable, "-m", "smith", *args],
+            capture_output=True, text=True, check=False, cwd=tmp_path,
+        )  # fmt: skip
+        assert proc.returncode == 2, (args, proc.stderr)
+        assert proc.stderr.count("\n") == 1 and "b: index.json is not valid JSON" in proc.stderr
 
 
 def test_sha256_helper_matches_layer_digest(tmp_path: Path) -> None:

@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -185,6 +187,34 @@ def nothing(layout: Path) -> None:
     pass
 
 
+def retyped(which: str, change: Callable[[Any], Any]) -> Callable[[Path], None]:
+    """Damage: one JSON document of the layout (index, manifest or config) replaced by what
+    `change` makes of it, every digest on the way up fixed, so only the types are wrong."""
+
+    def damage(layout: Path) -> None:
+        index = json.loads((layout / "index.json").read_text())
+        if which == "index":
+            (layout / "index.json").write_text(json.dumps(change(index)))
+            return
+        blobs = layout / "blobs/sha256"
+        manifest = json.loads((blobs / index["manifests"][0]["digest"][7:]).read_text())
+        if which == "config":
+            config = json.loads((blobs / manifest["config"]["digest"][7:]).read_text())
+            data = json.dumps(change(config)).encode()
+            manifest["config"].update(digest=put_blob(str(layout), data), size=len(data))
+        else:
+            manifest = change(manifest)
+        data = json.dumps(manifest).encode()
+        index["manifests"][0].update(digest=put_blob(str(layout), data), size=len(data))
+        (layout / "index.json").write_text(json.dumps(index))
+
+    return damage
+
+
+def inner(**fields: Any) -> Callable[[Any], Any]:
+    return lambda config: {**config, "config": {**config["config"], **fields}}
+
+
 BAD: list[tuple[str, Callable[[Path], None], list[str], str]] = [
     ("missing blob", remove_blob, [], "is missing"),
     ("digest mismatch", flip_byte, [], "is corrupt: its content has digest"),
@@ -199,6 +229,22 @@ BAD: list[tuple[str, Callable[[Path], None], list[str], str]] = [
     ("compression", nothing, ["--compression", "lz4"], "unknown compression 'lz4'"),
     ("format", nothing, ["--format", "qcow2"], "unknown output format 'qcow2'"),
     ("entrypoint json", nothing, ["--entrypoint", "[1"], "--entrypoint is not a JSON list"),
+    ("tag", nothing, ["--tag", "My App"], "the tag 'My App' is not an image name"),
+    # Documents of the wrong JSON type: named, never a traceback.
+    ("config a list", retyped("config", lambda c: [c]), [], "not an object"),
+    ("inner config a list", retyped("config", lambda c: {**c, "config": [1]}), [], "config is [1]"),
+    ("Env a string", retyped("config", inner(Env="PATH=/bin")), [], 'Env is "PATH=/bin"'),
+    ("Cmd numbers", retyped("config", inner(Cmd=[1])), [], "Cmd is [1], not a list of strings"),
+    ("Labels a list", retyped("config", inner(Labels=["a"])), [], 'Labels is ["a"]'),
+    ("rootfs a string", retyped("config", lambda c: {**c, "rootfs": "x"}), [], "rootfs.diff_ids"),
+    ("layers a string", retyped("manifest", lambda m: {**m, "layers": "x"}), [], "descriptor is"),
+    ("config desc a string", retyped("manifest", lambda m: {**m, "config": "x"}), [], "malformed"),
+    (
+        "annotations a list",
+        retyped("index", lambda i: {**i, "manifests": [{**i["manifests"][0], "annotations": [1]}]}),
+        [],
+        "annotations are [1]",
+    ),
 ]
 
 
@@ -279,3 +325,70 @@ def test_hard_link_without_its_first_name_carries_the_content(tmp_path: Path) ->
     assert "bin/busybox" not in tree
     cat = tree["bin/cat"]
     assert cat.kind.value == "file" and cat.size > 100_000
+
+
+def test_the_deepest_accepted_tree_is_minimized(tmp_path: Path) -> None:
+    """256 levels (unpack's limit) pass every tree walk of minimize: the whiteout and
+    replacement of a deep directory, and --path keeping one with its symlink."""
+    deep = "/".join(["a"] * 255)
+    busybox = busybox_layers()[0]
+    layers = [
+        busybox,
+        layer_tar([M(deep + "/f", data=b"x"), M("b/" + deep[:-2] + "/l", "symlink", link="/a")]),
+        layer_tar([M("b", data=b"now a file"), M("c/" + deep[:-2] + "/f", data=b"y")]),
+        layer_tar([M(".wh.c")]),
+    ]
+    write_layout(str(tmp_path / "in"), layers, CONFIG)
+    proc = run("minimize", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--path", "/a",
+               tmpdir=tmp_path)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    tree = output_tree(tmp_path / "out", tmp_path / "store")["tree"]
+    assert deep + "/f" in tree and "b" not in tree and "c" not in tree
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_stopped_minimize_leaves_nothing(tmp_path: Path, signum: int) -> None:
+    """Ctrl-C, or SIGTERM from `timeout`, `docker stop` or a CI runner, while the layers
+    are read: no output, no temporary output beside it, nothing left in TMPDIR."""
+    layers = [*busybox_layers(), layer_tar([M("big", data=os.urandom(1 << 20) * 150)])]
+    write_layout(str(tmp_path / "in"), layers, CONFIG, how="none")
+    outdir, tmpdir = tmp_path / "outdir", tmp_path / "tmp"
+    outdir.mkdir()
+    tmpdir.mkdir()
+    args = ["minimize", str(tmp_path / "in"), "--path", "/big", "-o", str(outdir / "o.tar.gz")]
+    proc = subprocess.Popen(
+        [SMITH, *args], env={**os.environ, "TMPDIR": str(tmpdir)},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while proc.poll() is None and time.monotonic() < deadline:
+        packs = list(tmpdir.glob("smith-minimize-*/layer-2.pack"))
+        if packs and packs[0].stat().st_size > 0:
+            break  # mid-way through the big layer
+        time.sleep(0.01)
+    proc.send_signal(signum)
+    _, stderr = proc.communicate(timeout=60)
+    assert (proc.returncode, stderr.strip()) == (130, "smith: interrupted")
+    assert os.listdir(outdir) == [] and os.listdir(tmpdir) == []
+
+
+def test_a_layout_of_several_images_needs_a_name(tmp_path: Path) -> None:
+    """Two named images for one platform in one layout: the first is not taken silently
+    (minimize, diff and upload would read the wrong one); LAYOUT:NAME picks one."""
+    layout = tmp_path / "two"
+    write_layout(str(layout), busybox_layers(), CONFIG)
+    first = json.loads((layout / "index.json").read_text())["manifests"][0]
+    write_layout(str(layout), busybox_layers(), {**CONFIG, "Cmd": ["cat", "/etc/group"]})
+    second = json.loads((layout / "index.json").read_text())["manifests"][0]
+    first["annotations"]["org.opencontainers.image.ref.name"] = "one"
+    second["annotations"]["org.opencontainers.image.ref.name"] = "two"
+    index = {"schemaVersion": 2, "manifests": [first, second]}
+    (layout / "index.json").write_text(json.dumps(index))
+    proc = run("minimize", str(layout), "-o", str(tmp_path / "o"), tmpdir=tmp_path)
+    assert proc.returncode == 1 and proc.stderr.count("\n") == 1
+    assert f"holds 2 images for linux/amd64 (one, two): name one as {layout}:NAME" in proc.stderr
+    proc = run("minimize", f"{layout}:two", "-o", str(tmp_path / "o"), "--json", tmpdir=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["source_manifest"] == second["digest"]
+    proc = run("minimize", f"{layout}:three", "-o", str(tmp_path / "o"), tmpdir=tmp_path)
+    assert "no image is named 'three'" in proc.stderr

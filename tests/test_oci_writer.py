@@ -264,6 +264,48 @@ def test_file_that_changed_size_is_an_error(tmp_path: Path) -> None:
         write_image(tree, ImageConfig(), str(tmp_path / "out"))
 
 
+@pytest.mark.parametrize(
+    ("existing", "name", "message"),
+    [
+        ("user dir", "out", "is a directory that is not an OCI layout: refusing to replace it"),
+        ("user dir", "out.tar", "is a directory that is not an OCI layout"),
+        ("file", "out", "exists and is not a directory"),
+        ("symlink", "out", "is a symbolic link: name its target, or remove it"),
+        ("nothing", ".", "names no file or directory of its own"),
+        ("nothing", "", "names no file or directory of its own"),
+    ],
+)
+def test_output_never_replaces_what_is_not_an_output(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, existing: str, name: str, message: str
+) -> None:
+    """A directory of the user's files named as the output is not deleted (nor `.`); a
+    layout is not renamed over a file or through a symlink, which rename() cannot do."""
+    work = tmp_path / "work"
+    (work / "keep").mkdir(parents=True)
+    (work / "keep" / "precious").write_text("mine")
+    if existing == "user dir":
+        (work / name).mkdir(exist_ok=True)
+        (work / name / "precious").write_text("mine")
+    elif existing == "file":
+        (work / name).write_text("mine")
+    elif existing == "symlink":
+        (work / name).symlink_to(work / "keep")
+    monkeypatch.chdir(work / "keep" if name == "." else work)
+    before = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))
+    with pytest.raises(SmithError) as err:
+        write_image(trees.small_tree(), ImageConfig(), name)
+    assert message in str(err.value) and repr(name) in str(err.value)
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == before
+
+
+def test_output_replaces_an_empty_directory_and_a_layout(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    write_image(trees.small_tree(), ImageConfig(), str(tmp_path / "empty"))
+    write_image(trees.awkward_tree(), ImageConfig(), str(tmp_path / "empty"))
+    write_image(trees.awkward_tree(), ImageConfig(), str(tmp_path / "empty"), fmt="oci-archive")
+    assert (tmp_path / "empty").is_file()
+
+
 def test_unwritable_output_directory_is_one_clear_error(tmp_path: Path) -> None:
     with pytest.raises(SmithError, match="does not exist"):
         write_image(trees.small_tree(), ImageConfig(), str(tmp_path / "missing" / "img"))
@@ -346,7 +388,39 @@ def test_broken_blobs_are_named(tmp_path: Path, how: str, message: str) -> None:
 def test_garbage_archives(tmp_path: Path, content: bytes, message: str) -> None:
     path = tmp_path / "junk.tar"
     path.write_bytes(content)
-    with pytest.raises(ImageFormatError, match=message), open_image(str(path)):
+    with pytest.raises(ImageFormatError, match=message) as err, open_image(str(path)):
+        pass
+    assert "\n" not in str(err.value)  # tarfile's reason per decompressor is several lines
+
+
+@pytest.mark.parametrize(
+    ("members", "message"),
+    [
+        ([info("blobs", data=b"x"), info("blobs/sha256", tarfile.DIRTYPE)], "'blobs/sha256'"),
+        ([info("blobs", data=b"x"), info("blobs/f", data=b"x")], "'blobs/f'"),
+        ([info("blobs", tarfile.DIRTYPE), info("blobs", data=b"x")], "'blobs'"),
+    ],
+)
+def test_archive_entry_that_is_a_file_and_a_directory(
+    tmp_path: Path, members: list[tuple[tarfile.TarInfo, bytes]], message: str
+) -> None:
+    """Named by archive and entry, not by smith's temporary directory."""
+    archive = tmp_path / "odd.tar"
+    archive.write_bytes(tar_with(members))
+    with pytest.raises(ImageFormatError) as err, open_image(str(archive)):
+        pass
+    assert str(err.value) == f"{archive}: entry {message} is a file and a directory"
+
+
+def test_docker_archive_naming_a_directory(tmp_path: Path) -> None:
+    manifest = json.dumps([{"Config": "c.json", "Layers": ["d"]}]).encode()
+    archive = tmp_path / "docker.tar"
+    members = [info("manifest.json", data=manifest), info("c.json", data=b"{}")]
+    archive.write_bytes(tar_with([*members, info("d", tarfile.DIRTYPE)]))
+    with (
+        pytest.raises(ImageFormatError, match=r"manifest\.json names 'd', a directory"),
+        open_image(str(archive)),
+    ):
         pass
 
 

@@ -6,7 +6,13 @@ import pytest
 
 from smith.errors import UsageError
 from smith.oci.auth import Credentials, parse_challenges, parse_creds
-from smith.oci.reference import Reference, is_registry_reference, parse_reference, redact
+from smith.oci.reference import (
+    Reference,
+    check_tag,
+    is_registry_reference,
+    parse_reference,
+    redact,
+)
 
 DIGEST = "sha256:" + "ab" * 32
 
@@ -47,12 +53,27 @@ def test_url_credentials_are_kept_but_never_shown() -> None:
         ("docker://u:pw@h.example/a", "belong in --creds"),
         ("https://:pw@h.example/a", "without a user name"),
         ("docker://h_x.example:99999999/a", "invalid registry host"),
+        ("docker://../a", "invalid registry host '..'"),
+        ("docker://-h.example/a", "invalid registry host"),
     ],
 )
 def test_bad_references(text: str, message: str) -> None:
     with pytest.raises(UsageError, match=message) as info:
         parse_reference(text)
     assert "pw" not in str(info.value)
+
+
+@pytest.mark.parametrize("tag", ["app", "1.0", "team/app:v1", "localhost:5000/a/b:c"])
+def test_output_tags_docker_load_accepts(tag: str) -> None:
+    assert check_tag(tag) == tag
+
+
+@pytest.mark.parametrize("tag", ["a b", "App:1", "x\ny", ":", "../x", "a:", "a:-1"])
+def test_output_tags_docker_load_refuses(tag: str) -> None:
+    """--tag (and a recipe's tag:) becomes RepoTags and ref.name: refused before the work,
+    not found out at `docker load` ("invalid reference format")."""
+    with pytest.raises(UsageError, match="is not an image name"):
+        check_tag(tag)
 
 
 def test_registry_reference_detection() -> None:

@@ -478,6 +478,89 @@ def test_hostile_manifest_digests_are_refused(tmp_path: Path) -> None:
     assert not (tmp_path.parent / "escape").exists()
 
 
+ENDLESS = 1 << 30  # what the hostile registry offers: more than a client should hold
+
+
+@pytest.mark.parametrize(
+    ("scenario", "message"),
+    [
+        ("manifest", "manifest v1: the answer is larger than 4194304 bytes: refusing it"),
+        ("error", "manifest v1: HTTP 404"),
+        ("token", "the answer is larger than 4194304 bytes"),
+        ("retry", "manifest v1: HTTP 503"),
+        ("newline", "HTTP 403 (DENIED: not you, not today)"),
+    ],
+)
+def test_endless_or_odd_answers_are_refused_without_being_buffered(
+    tmp_path: Path, scenario: str, message: str
+) -> None:
+    """A registry (or token server) that answers a manifest, an error or a token with a
+    gigabyte body is refused after at most a few MiB, not read into memory; its error text
+    never breaks smith's one line."""
+    sent = [0]
+
+    class Hostile(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def endless(self, status: int, headers: dict[str, str]) -> None:
+            self.send_response(status)
+            for key, value in headers.items():
+                self.send_header(key, value)
+            self.send_header("Content-Length", str(ENDLESS))
+            self.end_headers()
+            chunk = b" " * (1 << 20)
+            try:
+                while sent[0] < ENDLESS:
+                    self.wfile.write(chunk)
+                    sent[0] += len(chunk)
+            except OSError:
+                pass  # the client hung up: what it wanted to know
+
+        def do_GET(self) -> None:
+            port = self.server.server_address[1]
+            if self.path == "/v2/" and scenario == "token":
+                realm = f'Bearer realm="http://127.0.0.1:{port}/token",service="x"'
+                self.send_response(401)
+                self.send_header("WWW-Authenticate", realm)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+            elif self.path.startswith("/token"):
+                self.endless(200, {"Content-Type": "application/json"})
+            elif self.path == "/v2/":
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+            elif scenario == "manifest":
+                self.endless(200, {"Content-Type": "application/vnd.oci.image.manifest.v1+json"})
+            elif scenario == "error":
+                self.endless(404, {})
+            elif scenario == "retry":
+                self.endless(503, {})
+            else:
+                body = b'{"errors":[{"code":"DENIED","message":"not you,\\nnot today"}]}'
+                self.send_response(403)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hostile)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        ref = f"http://127.0.0.1:{server.server_address[1]}/evil/app:v1"
+        (tmp_path / "out").mkdir()
+        with pytest.raises(RegistryError) as err:
+            pull_image(ref, str(tmp_path / "out" / "img"), options=FAST)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert message in str(err.value) and "\n" not in str(err.value)
+    assert sent[0] < 64 << 20  # socket buffers aside, the rest was never asked for
+    assert os.listdir(tmp_path / "out") == []
+
+
 def test_blob_redirects_are_followed_and_presigned_urls_never_printed(
     faults: FaultProxy, registry: Registry, images: dict[str, tuple[Path, str]], home: Path,
     tmp_path: Path,

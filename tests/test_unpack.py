@@ -4,6 +4,7 @@ makes of them; hostile and broken layers are refused with one line naming layer 
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import subprocess
 import tarfile
@@ -227,3 +228,43 @@ def test_sparse_and_unknown_types_are_refused(tmp_path: Path) -> None:
     write_layout(str(tmp_path / "img"), [bytes(tar)])
     with pytest.raises(ImageFormatError, match="'f' has unsupported type b'S'"):
         flatten(tmp_path / "img", tmp_path / "store")
+
+
+def test_pax_sparse_files_are_refused(tmp_path: Path) -> None:
+    """GNU sparse 1.0 in PAX records is a type '0' entry whose body starts with the map:
+    read as a plain file it would carry the map as content, under GNUSparseFile.0/."""
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        info = tarfile.TarInfo("GNUSparseFile.0/sp")
+        info.pax_headers = {"GNU.sparse.major": "1", "GNU.sparse.minor": "0",
+                            "GNU.sparse.name": "sp", "GNU.sparse.realsize": "1000000"}  # fmt: skip
+        body = b"1\n999995\n5\n".ljust(512, b"\0") + b"hello"
+        info.size = len(body)
+        tar.addfile(info, io.BytesIO(body))
+    write_layout(str(tmp_path / "img"), [out.getvalue()])
+    with pytest.raises(ImageFormatError, match=r"'GNUSparseFile\.0/sp' is a sparse file"):
+        flatten(tmp_path / "img", tmp_path / "store")
+
+
+DEEP = "/".join(["a"] * 255)
+TOO_DEEP = [
+    ("257 levels", [M(DEEP + "/b/c", data=b"x")], "'a/a/a/"),
+    ("4097 bytes", [M("n" * 4097, data=b"x")], "is 4097 bytes"),
+    ("deep through a symlink", [M(DEEP, "dir"), M("s", "symlink", link="/" + DEEP),
+                                M("s/b/c", data=b"x")], "entry 's/b/c' is 513 bytes, 257 levels"),
+    ("hard link target", [M("h", "hardlink", link=DEEP + "/b/c")], "hard link target"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("members", "message"), [c[1:] for c in TOO_DEEP], ids=[c[0] for c in TOO_DEEP]
+)
+def test_names_too_long_or_deep_are_refused(tmp_path: Path, members: list[M], message: str) -> None:
+    """Beyond PATH_MAX or 256 levels, a name is one error, not a RecursionError in one
+    of the tree walks (whiteouts, replacement, closure) that go one level at a time."""
+    write_layout(str(tmp_path / "img"), [layer_tar(members)])
+    with pytest.raises(ImageFormatError) as err:
+        flatten(tmp_path / "img", tmp_path / "store")
+    text = str(err.value)
+    assert message in text and "(at most 4096 bytes and 256 levels)" in text
+    assert "\n" not in text and len(text) < 300

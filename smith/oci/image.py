@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from smith.errors import UsageError
+from smith.errors import ImageFormatError, UsageError
 
 MEDIA_OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 MEDIA_OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -105,15 +105,26 @@ class Descriptor:
         return doc
 
     @classmethod
-    def from_json(cls, doc: Mapping[str, Any]) -> Descriptor:
+    def from_json(cls, doc: Any) -> Descriptor:
+        """A descriptor of an untrusted document: KeyError, TypeError or ValueError when it
+        is not one (the caller names the document)."""
+        if not isinstance(doc, Mapping):
+            raise TypeError(f"a descriptor is {json_excerpt(doc)}, not an object")
+        annotations = doc.get("annotations") or {}
+        if not isinstance(annotations, Mapping) or not all(
+            isinstance(v, str) for v in annotations.values()
+        ):
+            raise TypeError(f"annotations are {json_excerpt(annotations)}, not strings by name")
         plat = doc.get("platform")
         return cls(
             media_type=str(doc.get("mediaType", "")),
             digest=str(doc["digest"]),
             size=int(doc["size"]),
-            annotations=tuple(sorted((doc.get("annotations") or {}).items())),
+            annotations=tuple(sorted((str(k), v) for k, v in annotations.items())),
             platform=Platform(
-                plat.get("architecture", ""), plat.get("os", ""), plat.get("variant", "")
+                str(plat.get("architecture", "")),
+                str(plat.get("os", "")),
+                str(plat.get("variant", "")),
             )
             if isinstance(plat, Mapping)
             else None,
@@ -195,25 +206,62 @@ def index_document(manifests: Sequence[Descriptor]) -> dict[str, Any]:
     }
 
 
-def config_from_document(doc: Mapping[str, Any]) -> ImageConfig:
-    """The ImageConfig of an existing image's config JSON (for minimize and parents)."""
+def config_from_document(doc: Any) -> ImageConfig:
+    """The ImageConfig of an existing image's config JSON (for minimize and parents).
+    The document is untrusted: a field of the wrong type is an ImageFormatError naming it,
+    as a runtime refuses to decode it; Entrypoint and Cmd may be one string (Docker's
+    strslice)."""
+    if not isinstance(doc, Mapping):
+        raise ImageFormatError(f"the image config is {json_excerpt(doc)}, not an object")
     inner = doc.get("config") or {}
+    if not isinstance(inner, Mapping):
+        raise ImageFormatError(f"the image config's config is {json_excerpt(inner)}, not an object")
 
-    def strings(key: str) -> tuple[str, ...] | None:
+    def wrong(key: str, value: Any, want: str) -> ImageFormatError:
+        return ImageFormatError(f"the image config's {key} is {json_excerpt(value)}, not {want}")
+
+    def strings(key: str, *, one: bool = False) -> tuple[str, ...] | None:
         value = inner.get(key)
-        return None if value is None else tuple(str(v) for v in value)
+        if value is None:
+            return None
+        if one and isinstance(value, str):
+            return (value,)
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise wrong(key, value, "a list of strings")
+        return tuple(value)
 
+    def names(key: str) -> tuple[str, ...]:
+        value = inner.get(key) or {}
+        if not isinstance(value, Mapping):
+            raise wrong(key, value, "an object")
+        return tuple(sorted(str(k) for k in value))
+
+    labels = inner.get("Labels") or {}
+    if not isinstance(labels, Mapping) or not all(isinstance(v, str) for v in labels.values()):
+        raise wrong("Labels", labels, "an object of strings")
+    for key in ("User", "WorkingDir", "StopSignal"):
+        if not isinstance(inner.get(key) or "", str):
+            raise wrong(key, inner[key], "a string")
     return ImageConfig(
         platform=Platform(
             str(doc.get("architecture", "")), str(doc.get("os", "")), str(doc.get("variant", ""))
         ),
         user=str(inner.get("User") or ""),
         env=strings("Env") or (),
-        entrypoint=strings("Entrypoint"),
-        cmd=strings("Cmd"),
+        entrypoint=strings("Entrypoint", one=True),
+        cmd=strings("Cmd", one=True),
         working_dir=str(inner.get("WorkingDir") or ""),
-        exposed_ports=tuple(sorted(inner.get("ExposedPorts") or {})),
-        volumes=tuple(sorted(inner.get("Volumes") or {})),
-        labels=tuple(sorted((inner.get("Labels") or {}).items())),
+        exposed_ports=names("ExposedPorts"),
+        volumes=names("Volumes"),
+        labels=tuple(sorted((str(k), v) for k, v in labels.items())),
         stop_signal=str(inner.get("StopSignal") or ""),
     )
+
+
+def json_excerpt(value: Any) -> str:
+    """A piece of an untrusted JSON value for a one-line message."""
+    try:
+        text = json.dumps(value, ensure_ascii=True)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-from smith.atomic import atomic_path, remove_path, temp_sibling
+from smith.atomic import atomic_path, check_output, remove_path, temp_sibling
 from smith.errors import ImageFormatError, UnsafePathError, UsageError
 from smith.oci.blobs import BlobStore, check_digest_form, verify_blob
 from smith.oci.compress import CompressedWriter, Compression
@@ -41,6 +41,7 @@ from smith.oci.image import (
     canonical_json,
     config_from_document,
     host_platform_default,
+    json_excerpt,
 )
 from smith.oci.reference import is_registry_reference
 from smith.oci.tarball import stream_layer
@@ -78,6 +79,7 @@ def choose_format(output: str, explicit: str | None) -> tuple[OutputFormat, bool
 @contextmanager
 def staging_layout(output: str) -> Iterator[BlobStore]:
     """A temporary OCI layout beside `output`; removed afterwards whatever happens."""
+    check_output(output)  # before the work, not only when the output is moved into place
     root = temp_sibling(output, directory=True)
     try:
         yield BlobStore(root)
@@ -165,7 +167,10 @@ class LoadedImage:
             raise ImageFormatError(f"{self.source}: blob {digest} is missing") from None
 
     def image_config(self) -> ImageConfig:
-        return config_from_document(self.config)
+        try:
+            return config_from_document(self.config)
+        except ImageFormatError as err:
+            raise ImageFormatError(f"{self.source}: {err}") from None
 
     @property
     def platform(self) -> Platform:
@@ -189,8 +194,20 @@ def open_image(
         with pulled_layout(source, platform=platform, options=registry) as (root, shown):
             yield read_layout(root, shown, None, "")
         return
-    with unpacked(source) as root:
-        yield read_unpacked(root, source, platform, name)
+    path, name = split_image_name(source, name)
+    with unpacked(path) as root:
+        yield read_unpacked(root, path, platform, name)
+
+
+def split_image_name(source: str, name: str) -> tuple[str, str]:
+    """`LAYOUT:NAME` (as skopeo's oci:LAYOUT:NAME) picks the image whose ref.name is NAME
+    from a layout or archive holding several; a path that exists is never split."""
+    if name or os.path.exists(source):
+        return source, name
+    path, colon, ref = source.rpartition(":")
+    if colon and path and ref and "/" not in ref and os.path.exists(path):
+        return path, ref
+    return source, name
 
 
 @contextmanager
@@ -258,6 +275,7 @@ def read_image_manifest(root: str, source: str, desc: Descriptor) -> LoadedImage
     except (KeyError, TypeError, ValueError) as err:
         raise ImageFormatError(f"{source}: manifest {desc.digest} is malformed ({err})") from None
     config = blob(config_desc, "config")
+    diff_ids = config_diff_ids(config, f"{source}: config {config_desc.digest}")
     paths = {
         config_desc.digest: store.path(config_desc.digest),
         desc.digest: store.path(desc.digest),
@@ -265,12 +283,25 @@ def read_image_manifest(root: str, source: str, desc: Descriptor) -> LoadedImage
     for layer in layers:
         verify_blob(store.path(layer.digest), layer.digest, layer.size, f"{source}: layer")
         paths[layer.digest] = store.path(layer.digest)
-    diff_ids = tuple((config.get("rootfs") or {}).get("diff_ids") or ())
     if len(diff_ids) != len(layers):
         raise ImageFormatError(
             f"{source}: config lists {len(diff_ids)} diff_ids for {len(layers)} layers"
         )
     return LoadedImage(source, desc, manifest, config_desc, config, layers, diff_ids, paths)
+
+
+def config_diff_ids(config: Any, what: str) -> tuple[str, ...]:
+    """The diff_ids of an untrusted config document (the rest is read by
+    config_from_document)."""
+    if not isinstance(config, dict):
+        raise ImageFormatError(f"{what} is {json_excerpt(config)}, not an object")
+    rootfs = config.get("rootfs") or {}
+    diff_ids = (rootfs.get("diff_ids") or []) if isinstance(rootfs, dict) else rootfs
+    if not isinstance(diff_ids, list) or not all(isinstance(d, str) for d in diff_ids):
+        raise ImageFormatError(
+            f"{what}: rootfs.diff_ids is {json_excerpt(diff_ids)}, not a list of digests"
+        )
+    return tuple(diff_ids)
 
 
 def pick_manifest(
@@ -305,6 +336,15 @@ def pick_manifest(
             if not matching:
                 have = ", ".join(str(c.platform) for c in candidates)
                 raise ImageFormatError(f"{source}: no image for platform {want} (it has: {have})")
+            names = sorted({dict(c.annotations).get(ANNOTATION_REF_NAME, "") for c in matching})
+            if len(matching) > 1 and len(names) > 1:
+                # Several named images for one platform (a layout of `app:1` and `app:2`):
+                # taking the first would silently minimize, push or diff the wrong one.
+                shown = ", ".join(n or "(unnamed)" for n in names)
+                raise ImageFormatError(
+                    f"{source} holds {len(matching)} images for {want} ({shown}): "
+                    f"name one as {source}:NAME"
+                )
             candidates = matching[:1]
         chosen = candidates[0]
         if chosen.media_type in (MEDIA_OCI_INDEX, MEDIA_DOCKER_LIST):
@@ -326,26 +366,31 @@ def read_docker_archive(root: str, source: str) -> LoadedImage:
     entry = manifest[0]
     try:
         config_path = os.path.join(root, normalize_path(entry["Config"]))
+        if not isinstance(entry["Layers"], list):
+            raise TypeError(f"Layers is {json_excerpt(entry['Layers'])}, not a list")
         layer_paths = [os.path.join(root, normalize_path(p)) for p in entry["Layers"]]
     except (KeyError, TypeError) as err:
         raise ImageFormatError(f"{source}: manifest.json is malformed ({err})") from None
     paths: dict[str, str] = {}
 
     def describe(path: str, media_type: str) -> Descriptor:
-        digest = file_digest(path, f"{source}: {os.path.relpath(path, root)}")
+        name = os.path.relpath(path, root)
+        if os.path.isdir(path):
+            raise ImageFormatError(f"{source}: manifest.json names {name!r}, a directory")
+        digest = file_digest(path, f"{source}: {name}")
         paths[digest] = path
         return Descriptor(media_type, digest, os.path.getsize(path))
 
     config_desc = describe(config_path, MEDIA_DOCKER_CONFIG)
     config = load_json(config_path, f"{source}: config")
+    diff_ids = config_diff_ids(config, f"{source}: config")
     layers = []
     for path in layer_paths:
-        with open(path, "rb") if os.path.exists(path) else open(os.devnull, "rb") as f:
+        with open(path, "rb") if os.path.isfile(path) else open(os.devnull, "rb") as f:
             magic = f.read(2)
         layers.append(
             describe(path, MEDIA_DOCKER_LAYER_GZIP if magic == b"\x1f\x8b" else MEDIA_DOCKER_LAYER)
         )
-    diff_ids = tuple((config.get("rootfs") or {}).get("diff_ids") or ())
     if len(diff_ids) != len(layers):
         raise ImageFormatError(
             f"{source}: config lists {len(diff_ids)} diff_ids for {len(layers)} layers"
@@ -387,13 +432,18 @@ def unpack_archive(archive: str, dest: str) -> None:
                     continue
                 target = os.path.join(dest, rel)
                 if member.isdir():
-                    os.makedirs(target, exist_ok=True)
+                    make_dirs(archive, target, member.name)
                 elif member.isreg():
-                    os.makedirs(os.path.dirname(target), exist_ok=True)
+                    make_dirs(archive, os.path.dirname(target), member.name)
                     src = tar.extractfile(member)
                     assert src is not None
                     flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
-                    fd = os.open(target, flags, 0o644)
+                    try:
+                        fd = os.open(target, flags, 0o644)
+                    except IsADirectoryError:
+                        raise ImageFormatError(
+                            f"{archive}: entry {member.name!r} is a file and a directory"
+                        ) from None
                     with src, os.fdopen(fd, "wb") as out:
                         shutil.copyfileobj(src, out, 1 << 20)
                 elif member.issym() and not member.linkname.startswith("/"):
@@ -410,9 +460,19 @@ def unpack_archive(archive: str, dest: str) -> None:
     except (tarfile.TarError, EOFError, gzip.BadGzipFile, OSError) as err:
         if isinstance(err, OSError) and err.errno is not None and not isinstance(err, EOFError):
             raise
-        # One line: tarfile explains a failed guess of the compression over several.
-        reason = " ".join(str(err).split())
+        # tarfile's "r:*" lists why each decompressor refused, one per line.
+        reason = "not a tar or tar.gz" if "\n" in str(err) else str(err)
+        if os.path.getsize(archive) == 0:
+            reason = "it is empty"
         raise ImageFormatError(f"{archive}: not a readable image archive ({reason})") from None
+
+
+def make_dirs(archive: str, path: str, name: str) -> None:
+    """A directory of an unpacked archive, where an earlier entry may have put a file."""
+    try:
+        os.makedirs(path, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise ImageFormatError(f"{archive}: entry {name!r} is a file and a directory") from None
 
 
 def copy_link_target(archive: str, dest: str, rel: str, linkname: str) -> None:

@@ -9,6 +9,7 @@ from smith.oci.compress import Compression
 from smith.oci.image import ImageConfig, rfc3339
 from smith.oci.layer_cache import LayerCache
 from smith.oci.layout import LoadedImage, choose_format, save_layout, staging_layout
+from smith.oci.reference import check_tag
 from smith.oci.writer import ImageResult, Layer, write_index, write_layer, write_manifest
 from smith.tree import FileTree
 
@@ -31,6 +32,7 @@ def write_image(
     The output appears only when complete; on any error or interrupt nothing is left.
     """
     out_format, gz = choose_format(output, fmt)
+    check_tag(tag)
     with staging_layout(output) as store:
         layers: list[Layer] = []
         history: list[Mapping[str, Any]] = []

@@ -33,11 +33,12 @@ from smith.oci.image import (
 from smith.oci.layout import (
     OutputFormat,
     choose_format,
+    config_diff_ids,
     pick_manifest,
     save_layout,
     staging_layout,
 )
-from smith.oci.reference import Reference
+from smith.oci.reference import Reference, check_tag
 from smith.oci.registry import BLOCK_SIZE, RegistryClient, RegistryOptions, decode_json
 from smith.oci.transfer import Stopped, as_reference, open_read, run_parallel
 from smith.oci.writer import ImageResult, Layer, write_index
@@ -68,6 +69,7 @@ def pull_image(
     options = options or RegistryOptions()
     source = as_reference(ref)
     out_format, gz = choose_format(output, fmt)
+    check_tag(tag)
     if out_format is OutputFormat.DOCKER_ARCHIVE and not tag and source.tag:
         tag = f"{source.registry}/{source.repository}:{source.tag}"
     client = RegistryClient(source, options)
@@ -160,7 +162,7 @@ def pull_into(
             raise RegistryError(f"{ref} is an image for {image_platform}, not {platform}")
         if image_platform.os and image_platform.architecture:
             mdesc = replace(mdesc, platform=image_platform)
-    diff_ids = tuple((config.get("rootfs") or {}).get("diff_ids") or ())
+    diff_ids = config_diff_ids(config, f"{ref}: config {config_desc.digest}")
     if len(diff_ids) != len(layers):
         raise RegistryError(
             f"{ref}: config lists {len(diff_ids)} diff_ids for {len(layers)} layers"

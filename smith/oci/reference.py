@@ -22,7 +22,10 @@ COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 REPOSITORY_RE = re.compile(rf"^{COMPONENT}(?:/{COMPONENT})*$")
 TAG_RE = re.compile(r"^[\w][\w.-]{0,127}$")
 DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
-HOST_RE = re.compile(r"^(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?$")
+DOMAIN_COMPONENT = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"  # not "..", not "-x"
+HOST_RE = re.compile(
+    rf"^(?:{DOMAIN_COMPONENT}(?:\.{DOMAIN_COMPONENT})*|\[[0-9A-Fa-f:.]+\])(?::[0-9]{{1,5}})?$"
+)
 SCHEMES = ("docker://", "https://", "http://")
 
 
@@ -127,6 +130,21 @@ def parse_reference(text: str, *, default_tag: str = "latest") -> Reference:
     if not tag and not digest:
         tag = default_tag
     return Reference(registry, path, tag, digest, scheme, username, password)
+
+
+def check_tag(tag: str) -> str:
+    """An output's name (`--tag`, a recipe's `tag:`), recorded as the OCI ref.name and a
+    docker-archive's RepoTags: it must be an image name `docker load` accepts, checked
+    before any work rather than found out at load time."""
+    if tag:
+        try:
+            parse_reference(tag)
+        except UsageError:
+            raise UsageError(
+                f"the tag {tag!r} is not an image name [HOST/]NAME[:TAG] "
+                "(lower-case letters, digits and separators)"
+            ) from None
+    return tag
 
 
 def looks_like_host(component: str) -> bool:

@@ -42,6 +42,10 @@ logging.getLogger("urllib3").setLevel(logging.WARNING)
 RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 REDIRECT_STATUS = frozenset({301, 302, 303, 307, 308})
 BLOCK_SIZE = 1 << 20  # socket writes and reads: 16 KiB (urllib3's default) costs CPU at 200 MB
+# The largest answer kept in memory (a manifest, a token, an error): a registry's own
+# manifest limit. A larger one is refused as it arrives, never buffered whole.
+MAX_DOCUMENT = 4 << 20
+DRAIN_LIMIT = 64 << 10  # a longer unread body costs the connection, not its download
 MAX_BACKOFF = 30.0
 SYSTEM_CERT_DIRS = ("/etc/docker/certs.d", "/etc/containers/certs.d")
 
@@ -123,7 +127,8 @@ def error_detail(data: bytes) -> tuple[str, str]:
         doc = json.loads(data[:65536] or b"{}")
         first = (doc.get("errors") or [{}])[0]
         code = str(first.get("code", ""))
-        text = f"{code}: {first.get('message', '')}".strip(": ")
+        # The registry's words, on smith's one line: no newline of theirs may break it.
+        text = " ".join(f"{code}: {first.get('message', '')}".split()).strip(": ")
     except (ValueError, AttributeError, IndexError, TypeError):
         return "", ""
     return code, f" ({text[:200]})" if text else ""
@@ -202,7 +207,7 @@ class RegistryClient:
                     url,
                     body=data,
                     headers=send,
-                    preload_content=not stream,
+                    preload_content=False,  # bounded below: a body may be endless
                     decode_content=False,
                     redirect=False,
                     retries=False,
@@ -244,7 +249,7 @@ class RegistryClient:
                 attempt, url, redirects = attempt + 1, first_url, 0
                 continue
             if status not in ok:
-                code, detail = error_detail(resp.read(65536) if stream else resp.data)
+                code, detail = error_detail(read_some(resp, 65536))
                 drain(resp)
                 denied = status in (401, 403)
                 raise RegistryRequestError(
@@ -256,7 +261,23 @@ class RegistryClient:
                     if denied
                     else "",
                 )
-            return resp
+            if stream:
+                return resp
+            try:
+                document = read_document(resp, f"{self.ref}: {what}")
+            except (HTTPError, OSError) as err:
+                if retry and attempt < self.options.retries:
+                    self.pause(attempt, f"{what}: {type(err).__name__}")
+                    attempt, url, redirects = attempt + 1, first_url, 0
+                    continue
+                raise RegistryRequestError(
+                    f"{self.ref}: {what}: the answer broke off ({describe(err)}) "
+                    f"after {attempt + 1} attempt(s)",
+                    transient=True,
+                ) from None
+            return urllib3.HTTPResponse(
+                body=document, headers=resp.headers, status=status, preload_content=False
+            )
 
     def pause(self, attempt: int, why: str, at_least: float = 0.0) -> None:
         wait = max(at_least, min(MAX_BACKOFF, self.options.backoff * 2**attempt))
@@ -330,7 +351,10 @@ class RegistryClient:
                 # Redirects only (urllib3 drops Authorization when the host changes);
                 # errors come back here for smith's own backoff.
                 redirects = urllib3.Retry(total=3, connect=0, read=0, status=0, other=0)
-                resp = self.pool.urlopen("GET", url, headers=headers, retries=redirects)
+                resp = self.pool.urlopen(
+                    "GET", url, headers=headers, retries=redirects, preload_content=False
+                )
+                data = read_document(resp, f"token server {shown_url(realm)}")
             except SSLError as err:
                 raise RegistryError(
                     f"token server {shown_url(realm)}: TLS failed ({err})"
@@ -352,7 +376,7 @@ class RegistryClient:
             if resp.status != 200:
                 raise RegistryError(f"token server {shown_url(realm)} answered HTTP {resp.status}")
             try:
-                doc = json.loads(resp.data)
+                doc = json.loads(data)
                 token = doc.get("token") or doc.get("access_token")
             except (ValueError, AttributeError):
                 token = None
@@ -371,9 +395,7 @@ class RegistryClient:
             headers={"Accept": ", ".join(accept)},
             what=f"manifest {reference}",
         )
-        body = resp.data
-        if len(body) > 4 << 20:
-            raise RegistryError(f"{self.ref}: the manifest is implausibly large ({len(body)} B)")
+        body = resp.data or b""
         content_type = resp.headers.get("Content-Type", "").split(";")[0].strip()
         return body, content_type, resp.headers.get("Docker-Content-Digest", "")
 
@@ -439,10 +461,36 @@ def with_query(url: str, **params: str) -> str:
 
 
 def drain(resp: urllib3.BaseHTTPResponse) -> None:
-    """Give the connection back to the pool, or drop it if the body cannot be read."""
+    """Give the connection back to the pool when the rest of the body is short; drop it
+    when the body is long, of unknown length, or cannot be read."""
+    length = resp.headers.get("Content-Length", "")
     with contextlib.suppress(HTTPError, OSError):
-        resp.drain_conn()
+        if length.isdigit() and int(length) <= DRAIN_LIMIT:
+            resp.drain_conn()
+        else:
+            resp.close()
     resp.release_conn()
+
+
+def read_some(resp: urllib3.BaseHTTPResponse, limit: int) -> bytes:
+    """At most `limit` bytes of a body (an error's explanation), b"" if it breaks off."""
+    try:
+        return resp.read(limit)
+    except (HTTPError, OSError):
+        return b""
+
+
+def read_document(resp: urllib3.BaseHTTPResponse, what: str) -> bytes:
+    """A body smith keeps in memory, at most MAX_DOCUMENT bytes: a registry that sends
+    more (or an endless body) is refused after that much, not buffered until memory ends.
+    Read errors propagate (the caller retries)."""
+    data = resp.read(MAX_DOCUMENT + 1)
+    if len(data) > MAX_DOCUMENT:
+        resp.close()
+        resp.release_conn()
+        raise RegistryError(f"{what}: the answer is larger than {MAX_DOCUMENT} bytes: refusing it")
+    drain(resp)
+    return data
 
 
 def retry_after(value: str) -> float:

@@ -216,6 +216,10 @@ class TarStream:
                     gid = int(pax["gid"])
             except ValueError:
                 raise TarFormatError(f"invalid PAX number for {decode(name)!r}") from None
+            if any(key.startswith("GNU.sparse.") for key in pax):
+                # PAX-format sparse files (GNU 0.0, 0.1, 1.0) are type '0' with a map in
+                # the records or the body: read as plain, their content would be the map.
+                raise TarFormatError(f"entry {decode(name)!r} is a sparse file (GNU.sparse)")
             pax, long_name, long_link = {}, None, None
             if kind not in (*REGULAR, HARDLINK, SYMLINK, DIRECTORY, *SPECIAL):
                 raise TarFormatError(f"entry {decode(name)!r} has unsupported type {kind!r}")

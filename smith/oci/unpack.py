@@ -47,6 +47,11 @@ READ_SIZE = 1 << 20
 PREFETCH = 4  # decompressed pieces of READ_SIZE waiting for the tar reader
 WHITEOUT = ".wh."
 OPAQUE = ".wh..wh..opq"
+# No runtime can use a longer name (the kernel's PATH_MAX), and smith's tree walks go
+# (recursively) one or two frames per directory level: a layer deeper than this is
+# refused by name, not crashed on.
+MAX_NAME_BYTES = 4096
+MAX_DEPTH = 256
 GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 
@@ -391,6 +396,7 @@ class Applier:
                 return  # "./": the root itself, whose metadata a runtime keeps
             raise UnsafePathError(f"layer {layer}: entry {name!r} names the root")
         path = self._resolve_parent(path, layer, name)
+        check_depth(path, name, layer)  # through symlinks, a short name can lead deep
         if any(part.startswith(WHITEOUT) for part in path.split("/")[:-1]):
             # A whiteout name is a marker, never a directory a layer may put things in.
             raise UnsafePathError(f"layer {layer}: entry {name!r} is below a whiteout name")
@@ -521,7 +527,22 @@ def canonical_member_name(name: str, layer: str, *, what: str = "entry") -> str:
     parts = [p for p in name.split("/") if p not in ("", ".")]
     if ".." in parts:
         raise UnsafePathError(f"layer {layer}: {what} {name!r} climbs out of the root")
-    return "/".join(parts)
+    canonical = "/".join(parts)
+    check_depth(canonical, name, layer, what)
+    return canonical
+
+
+def check_depth(path: str, name: str, layer: str, what: str = "entry") -> None:
+    """`path` (the canonical or symlink-resolved form of `name`) within MAX_NAME_BYTES and
+    MAX_DEPTH."""
+    size = len(path.encode("utf-8", "surrogateescape"))
+    depth = path.count("/") + 1
+    if size > MAX_NAME_BYTES or depth > MAX_DEPTH:
+        shown = repr(name) if len(name) <= 60 else repr(name[:60]) + "..."
+        raise ImageFormatError(
+            f"layer {layer}: {what} {shown} is {size} bytes, {depth} levels deep "
+            f"(at most {MAX_NAME_BYTES} bytes and {MAX_DEPTH} levels)"
+        )
 
 
 def layer_names(image: LoadedImage) -> Iterator[tuple[int, str, str, str]]:
