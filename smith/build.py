@@ -155,7 +155,7 @@ def build(recipe_path: str, options: BuildOptions) -> BuildResult:
             image_tree,
             config,
             output,
-            fmt=options.fmt,
+            fmt=options.fmt or recipe.format,
             compression=parse_compression(options.compression or recipe.compression),
             epoch=choose_epoch(options.epoch, recipe),
             tag=options.tag or recipe.tag or "",
