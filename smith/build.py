@@ -25,6 +25,7 @@ from smith.conventions import (
     Conventions,
     RuntimeUser,
     apply_conventions,
+    check_name,
     nss_documents,
     parse_user,
 )
@@ -381,6 +382,8 @@ def runtime_user(recipe: Recipe) -> RuntimeUser:
     if recipe.root:
         return ROOT
     user = parse_user(recipe.user) if recipe.user else RuntimeUser()
+    for name in recipe.groups:
+        check_name(name, name)
     return replace(user, groups=recipe.groups)
 
 
