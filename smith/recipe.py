@@ -177,7 +177,8 @@ def load_recipe(path: str) -> Recipe:
         where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
         raise RecipeError(f"{path}{where}: YAML syntax error: {err.problem or err}") from None
     except yaml.YAMLError as err:
-        raise RecipeError(f"{path}: YAML error: {err}") from None
+        # PyYAML spreads some messages (not UTF-8, a control character) over lines.
+        raise RecipeError(f"{path}: YAML error: {' '.join(str(err).split())}") from None
     if data is None:
         data = {}
     if not isinstance(data, dict):

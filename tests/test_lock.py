@@ -120,12 +120,20 @@ BAD_LOCKS = [
     ('{"version": 1, "arch": "x86_64", "requests": []}', r"packages is missing"),
     ('{"version": 1, "packages": [{"name": "a"}]}', r"packages\[0\]\.sha256 is missing"),
     ('{"version": 1, "packages": [{"sha256": "abc"}]}', r"sha256 is not a sha256 digest: 'abc'"),
+    # Damaged or foreign files: one error naming the lock, never a traceback.
+    ("\udcff\udcfe{}", "smith.lock is not UTF-8"),
+    ("[1, 2]", "smith.lock is not a JSON object"),
+    (
+        '{"version": 1, "arch": "x86_64", "requests": ["a"], "excludes": [1, "b"], '
+        '"weak": false, "packages": []}',
+        r"excludes\[0\] is not a string: 1",
+    ),
 ]
 
 
 @pytest.mark.parametrize(("text", "error"), BAD_LOCKS)
 def test_bad_locks(tmp_path: Path, text: str, error: str) -> None:
-    (tmp_path / "smith.lock").write_text(text)
+    (tmp_path / "smith.lock").write_bytes(text.encode("utf-8", "surrogateescape"))
     with pytest.raises(PackageError, match=error):
         read_lock(tmp_path / "smith.lock")
 
@@ -145,12 +153,13 @@ BAD_RECIPES = [
     ),
     ("packages: [1]\nrepos: [x]", r"packages\[0\]: input should be a valid string, got 1"),
     ("package: hello\nrepos: [x]\narch: 5", "arch: input should be a valid string, got 5"),
+    ("package: h\udcffllo\n", r"r\.yaml: YAML error: unacceptable character #x00ff"),
 ]
 
 
 @pytest.mark.parametrize(("text", "error"), BAD_RECIPES)
 def test_bad_recipes(tmp_path: Path, text: str, error: str) -> None:
-    (tmp_path / "r.yaml").write_text(text)
+    (tmp_path / "r.yaml").write_bytes(text.encode("utf-8", "surrogateescape"))
     proc = smith("lock", str(tmp_path / "r.yaml"), "--cache-dir", str(tmp_path / "c"))
     assert proc.returncode != 0
     assert re.search(error, proc.stderr), proc.stderr

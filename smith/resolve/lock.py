@@ -97,15 +97,27 @@ def _field(entry: dict[str, Any], key: str, kind: type, where: str) -> Any:
     return value
 
 
+def _strings(data: dict[str, Any], key: str, where: str) -> tuple[str, ...]:
+    values = _field(data, key, list, where)
+    for i, value in enumerate(values):
+        if not isinstance(value, str):
+            raise PackageError(f"{where}.{key}[{i}] is not a string: {value!r}")
+    return tuple(values)
+
+
 def read_lock(path: str | os.PathLike[str]) -> Lock:
     where = str(path)
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except OSError as err:
         raise PackageError(f"cannot read lock {where}: {err.strerror}") from None
+    except UnicodeDecodeError as err:
+        raise PackageError(f"{where} is not UTF-8 (byte {err.start}): not a smith.lock") from None
     except json.JSONDecodeError as err:
         raise PackageError(f"{where} is not valid JSON: {err}") from None
-    if not isinstance(data, dict) or data.get("version") != LOCK_VERSION:
+    if not isinstance(data, dict):
+        raise PackageError(f"{where} is not a JSON object: not a smith.lock")
+    if data.get("version") != LOCK_VERSION:
         raise PackageError(f"{where}: unsupported lock version {data.get('version')!r}")
     packages = []
     raw_packages = _field(data, "packages", list, where)
@@ -130,9 +142,9 @@ def read_lock(path: str | os.PathLike[str]) -> Lock:
             )
         )
     return Lock(
-        requests=tuple(_field(data, "requests", list, where)),
+        requests=_strings(data, "requests", where),
         arch=_field(data, "arch", str, where),
-        excludes=tuple(_field(data, "excludes", list, where)),
+        excludes=_strings(data, "excludes", where),
         weak=_field(data, "weak", bool, where),
         packages=tuple(packages),
     )
