@@ -8,6 +8,7 @@ directory.
 from __future__ import annotations
 
 import os
+import urllib.parse
 from pathlib import Path
 
 from smith.errors import RecipeError
@@ -27,15 +28,22 @@ def relative_to(value: str, base: str) -> str:
     return os.path.join(base, value)
 
 
+def url_relative_to(value: str, base: str) -> str:
+    """A `baseurl` or `gpgkey`: relative to the recipe, except a URL of any scheme (ftp://
+    too), left whole so that an unsupported one is named as such rather than looked for as
+    a directory below the recipe."""
+    return value if len(urllib.parse.urlsplit(value).scheme) > 1 else relative_to(value, base)
+
+
 def repo_configs(recipe: Recipe, recipe_path: str) -> tuple[RepoConfig, ...]:
     base = os.path.dirname(os.path.abspath(recipe_path))
     return tuple(
         RepoConfig(
             id=repo.id or repo.name or f"repo{i}",
-            baseurl=relative_to(repo.baseurl, base),
+            baseurl=url_relative_to(repo.baseurl, base),
             priority=repo.priority,
             gpgcheck=repo.gpgcheck,
-            gpgkey=tuple(relative_to(k, base) for k in repo.gpgkey),
+            gpgkey=tuple(url_relative_to(k, base) for k in repo.gpgkey),
         )
         for i, repo in enumerate(recipe.repos)
         if repo.enabled

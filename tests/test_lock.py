@@ -153,6 +153,7 @@ BAD_RECIPES = [
     ),
     ("packages: [1]\nrepos: [x]", r"packages\[0\]: input should be a valid string, got 1"),
     ("package: hello\nrepos: [x]\narch: 5", "arch: input should be a valid string, got 5"),
+    ("package: a\nrepos: [ftp://127.0.0.1/x]", "unsupported URL scheme 'ftp' in ftp://127.0.0.1/x"),
     ("package: h\udcffllo\n", r"r\.yaml: YAML error: unacceptable character #x00ff"),
 ]
 
