@@ -431,8 +431,14 @@ def package_files_json(owners: dict[str, str]) -> str:
     by_origin: dict[str, list[str]] = {}
     for path in sorted(owners, key=path_sort_key):
         entry_origin = owners[path] or "smith"
-        by_origin.setdefault(entry_origin, []).append("/" + path)
+        by_origin.setdefault(entry_origin, []).append("/" + printable_path(path))
     return json.dumps(by_origin, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def printable_path(path: str) -> str:
+    """`path` as UTF-8 text: a byte that is not UTF-8 (a surrogate here) is shown as \\xNN,
+    as JSON and terminals cannot carry it."""
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def output_size(output: str) -> int:

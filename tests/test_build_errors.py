@@ -7,13 +7,16 @@ import os
 import signal
 import subprocess
 import sys
+import tarfile
 import time
 from pathlib import Path
 
 import pytest
 import yaml
 
+from smith.oci.layout import open_image
 from tests.fault_server import fault_server
+from tests.rpm_craft import craft_rpm
 from tests.rpm_universe import Universe
 
 HELLO = {"package": "hello", "cmd": ["/usr/bin/hello"]}
@@ -229,3 +232,26 @@ def test_output_layout_replaces_a_layout_a_file_or_a_symlink(
         assert not (tmp_path / name).is_symlink()
         assert (tmp_path / name / "index.json").read_bytes() == expected
     assert list((tmp_path / "elsewhere").iterdir()) == []
+
+
+def test_local_rpm_with_names_that_are_not_utf8_or_xml(tmp_path: Path) -> None:
+    # rpm never promised UTF-8 file names: such a name (and one with a control character,
+    # which XML cannot carry) still builds from a local file, byte for byte.
+    recipe = tmp_path / "recipe"
+    recipe.mkdir()
+    odd = ["usr/share/caf\udce9/\udcff\udcfe", "usr/share/bell\x07"]
+    craft_rpm(
+        recipe / "odd.rpm",
+        [("./usr/bin/p", "file", "x"), *((f"./{name}", "file", "y") for name in odd)],
+    )
+    doc = {"packages": ["./odd.rpm"], "cmd": ["/usr/bin/p"], "paths": ["/usr/share/**"]}
+    (recipe / "smith.yaml").write_text(yaml.safe_dump(doc))
+    out = tmp_path / "img"
+    proc = run_smith("build", str(recipe), "-o", str(out), "--cache-dir", str(tmp_path / "c"))
+    assert proc.returncode == 0, proc.stderr
+    with (
+        open_image(str(out)) as image,
+        tarfile.open(image.blob_path(image.layers[0].digest)) as layer,
+    ):
+        names = {m.name.encode("utf-8", "surrogateescape") for m in layer.getmembers()}
+    assert {name.encode("utf-8", "surrogateescape") for name in odd} <= names
