@@ -55,6 +55,11 @@ def assert_clean_failure(
 
 CASES = {
     "yaml-syntax": ({"text": "package: [hello\ncmd: x\n"}, "smith.yaml:2:4: YAML syntax error"),
+    # YAML keeps the last of two equal keys: the first would be dropped without a word.
+    "duplicate-key": (
+        {"text": "package: hello\ncmd: [/usr/bin/hello]\npackage: curl\n"},
+        "smith.yaml:3:1: YAML syntax error: the key 'package' is given twice",
+    ),
     "unknown-key": ({"pakage": "hello"}, "unknown key 'pakage' (did you mean 'package'?)"),
     "wrong-type": ({"nss": "sometimes"}, "nss: input should be a valid boolean, got 'sometimes'"),
     "no-such-package": ({"package": "nginx-nope"}, "no package provides 'nginx-nope'"),

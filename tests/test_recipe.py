@@ -117,12 +117,21 @@ def test_runtime_ids(tmp_path: Path, user: str | None, root: bool, ids: tuple[in
         ),
         ("- just\n- a list\n", r"a recipe is a mapping of keys, not a list"),
         ("package: x\nrepos: [{priority: 1}]\n", r"repos\[0\]\.baseurl: field required"),
+        (
+            "package: x\nrepos: [{baseurl: a, baseurl: b}]\n",
+            r"smith\.yaml:2:22: YAML syntax error: the key 'baseurl' is given twice",
+        ),
     ],
 )
 def test_bad_recipes_give_one_line_that_says_where(tmp_path: Path, text: str, message: str) -> None:
     with pytest.raises(RecipeError, match=message) as info:
         load_recipe(write(tmp_path, text))
     assert "\n" not in str(info.value)
+
+
+def test_a_merge_key_may_be_overridden(tmp_path: Path) -> None:
+    recipe = load_recipe(write(tmp_path, 'package: x\nlabels: {<<: {a: "1", b: "1"}, a: "2"}\n'))
+    assert recipe.labels == {"a": "2", "b": "1"}
 
 
 def test_missing_recipe(tmp_path: Path) -> None:
