@@ -174,6 +174,34 @@ def test_relative_baseurl_is_relative_to_the_recipe(tmp_path: Path) -> None:
     assert configs[0].gpgkey == (str(tmp_path / "k.asc"),)
 
 
+def test_a_lock_of_a_repository_beside_the_recipe_moves_with_it(
+    rpm_universe: Universe, tmp_path: Path
+) -> None:
+    # A checkout with its packages beside the recipe (a relative baseurl, a local .rpm)
+    # locks to the same smith.lock wherever it is, and the lock builds in another place.
+    first = tmp_path / "here" / "project"
+    shutil.copytree(rpm_universe.repo_dir("main"), first / "repo")
+    shutil.copy(rpm_universe.repo_dir("main") / "hello-1.0-1.x86_64.rpm", first)
+    write_recipe(first / "smith.yaml", "repo", ["./hello-1.0-1.x86_64.rpm"], cmd=["/usr/bin/hello"])
+    assert (
+        smith("lock", str(first / "smith.yaml"), "--cache-dir", str(tmp_path / "c")).returncode == 0
+    )
+    text = (first / "smith.lock").read_text()
+    assert str(tmp_path) not in text
+    moved = tmp_path / "there" / "checkout"
+    moved.parent.mkdir()
+    shutil.move(first, moved)
+    proc = smith(
+        "build", str(moved), "--locked", "--offline", "-o", str(tmp_path / "img.tar"),
+        "--cache-dir", str(tmp_path / "c2"),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert (
+        smith("lock", str(moved / "smith.yaml"), "--cache-dir", str(tmp_path / "c")).returncode == 0
+    )
+    assert (moved / "smith.lock").read_text() == text
+
+
 def test_plan_uses_the_lock_and_locked_refuses_to_resolve(
     rpm_universe: Universe, tmp_path: Path
 ) -> None:

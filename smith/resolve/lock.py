@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import urllib.parse
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -35,8 +36,17 @@ class Lock:
 
 
 def lock_path_for(recipe: str | os.PathLike[str]) -> Path:
-    """Where the lock of a recipe lives: next to it."""
-    return Path(recipe).resolve().parent / LOCK_NAME
+    """Where the lock of a recipe lives: next to it (the directory the recipe's relative
+    paths are read from, so that the lock's relative URLs agree with them)."""
+    return Path(os.path.abspath(recipe)).parent / LOCK_NAME
+
+
+def located_url(url: str, base: str | os.PathLike[str]) -> str:
+    """A lock's URL as a path to read: relative ones (of packages the recipe named by a
+    relative path) are relative to the lock's directory, so the lock moves with them."""
+    if urllib.parse.urlsplit(url).scheme or os.path.isabs(url):
+        return url
+    return os.path.normpath(os.path.join(base, url))
 
 
 def pin_sha256(
@@ -136,7 +146,7 @@ def read_lock(path: str | os.PathLike[str]) -> Lock:
                 release=_field(e, "release", str, w),
                 arch=_field(e, "arch", str, w),
                 repo_id=_field(e, "repo", str, w),
-                url=_field(e, "url", str, w),
+                url=located_url(_field(e, "url", str, w), os.path.dirname(os.path.abspath(path))),
                 checksum=Checksum("sha256", sha),
                 size=_field(e, "size", int, w),
             )
