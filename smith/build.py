@@ -233,21 +233,25 @@ def expand_paths(tree: FileTree, patterns: Iterable[str], *, what: str) -> dict[
     `**` crosses any number); a directory brings everything below it. A pattern that
     matches nothing is an error: it is almost always a typo."""
     all_paths = tree.paths()
+    # Directories no package owns (/etc/ssl of a package that ships only
+    # /etc/ssl/certs/x.pem) are there all the same, as on disk after an install.
+    implicit = {d for p in all_paths for d in parent_paths(p)} - set(all_paths)
     out: dict[str, str] = {}  # path -> the pattern that named it
     for pattern in patterns:
         norm = normalize_path(pattern, what=f"{what} entry")
         if has_magic(norm):
-            matches = [p for p in all_paths if glob_match(p, norm)]
+            matches = [p for p in [*all_paths, *implicit] if glob_match(p, norm)]
         else:
             # A named symlink is kept, and so is what it leads to.
             real = tree.resolve(norm)
-            matches = [p for p in dict.fromkeys((norm, real)) if p in tree]
+            matches = [p for p in dict.fromkeys((norm, real)) if p in tree or p in implicit]
         if not matches:
             raise SmithError(f"{what}: {pattern!r} matches nothing in the packages")
-        for match in matches:
-            out.setdefault(match, pattern)
+        for match in sorted(matches, key=path_sort_key):
             entry = tree.get(match)
-            if entry is not None and entry.kind is Kind.DIR:
+            if match not in implicit:
+                out.setdefault(match, pattern)
+            if match in implicit or (entry is not None and entry.kind is Kind.DIR):
                 prefix = match + "/"
                 for p in all_paths:
                     if p.startswith(prefix):

@@ -237,6 +237,25 @@ def test_recipe_format_is_the_output_format(tmp_path: Path, rpm_universe: Univer
     assert bad.returncode != 0 and "unknown output format 'zip'" in bad.stderr, bad.stderr
 
 
+@pytest.mark.parametrize("pattern", ["/etc/ssl", "/etc/ss?/certs", "/etc/*"])
+def test_paths_may_name_a_directory_no_package_owns(
+    pattern: str, tmp_path: Path, rpm_universe: Universe
+) -> None:
+    # ca-certificates ships /etc/ssl/certs/ca-certificates.crt without owning /etc/ssl or
+    # /etc/ssl/certs: the directories are there all the same, as they are on disk after an
+    # install (where the original smith copied them from).
+    recipe = recipe_copy("curl", tmp_path, rpm_universe)
+    doc = yaml.safe_load((recipe / "smith.yaml").read_text())
+    (recipe / "smith.yaml").write_text(yaml.safe_dump({**doc, "paths": [pattern]}))
+    proc = smith(
+        "build", str(recipe), "-o", str(tmp_path / "img"), "--explain",
+        "--cache-dir", str(tmp_path / "c"),
+    )  # fmt: skip
+    kept = dict(line.split("\t", 1) for line in proc.stdout.splitlines())
+    assert "/etc/ssl/certs/ca-certificates.crt" in kept
+    assert f"named by paths: {pattern}" in kept["/etc/ssl/certs/ca-certificates.crt"]
+
+
 def test_local_rpm_file_with_dependencies_from_a_repository(
     tmp_path: Path, rpm_universe: Universe
 ) -> None:
