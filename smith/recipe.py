@@ -13,16 +13,42 @@ import logging
 import os
 from collections.abc import Hashable, Mapping, Sequence
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 
 from smith.errors import RecipeError
 
 log = logging.getLogger(__name__)
 
 DEFAULT_RECIPE = "smith.yaml"
+
+
+def _absolute(value: str) -> str:
+    if not value.startswith("/"):
+        raise ValueError(f"{value!r} is not an absolute path")
+    return value
+
+
+def _port(value: str) -> str:
+    number, _, proto = value.partition("/")
+    if not (number.isdigit() and 0 < int(number) < 65536 and proto in ("tcp", "udp", "sctp")):
+        raise ValueError(f"{value!r} is not a port: 1-65535, optionally /tcp, /udp or /sctp")
+    return value
+
+
+# What a runtime refuses when it runs the image (runc: "cwd must be an absolute path"),
+# refused when the recipe is read instead.
+AbsolutePath = Annotated[str, AfterValidator(_absolute)]
+Port = Annotated[str, AfterValidator(_port)]
 
 
 class Strict(BaseModel):
@@ -68,13 +94,13 @@ class Recipe(Strict):
     root: bool = False
     user: str | None = None
     groups: tuple[str, ...] = ()
-    mounts: tuple[str, ...] = ()
+    mounts: tuple[AbsolutePath, ...] = ()
     entrypoint: tuple[str, ...] | None = None
     cmd: tuple[str, ...] | None = None
-    dir: str | None = None
+    dir: AbsolutePath | None = None
     env: tuple[str, ...] = ()
     labels: dict[str, str] = Field(default_factory=dict)
-    ports: tuple[str, ...] = ()
+    ports: tuple[Port, ...] = ()
     # -- smith's additions -----------------------------------------------------------------
     packages: tuple[str, ...] = ()
     repos: tuple[Repo, ...] = ()
@@ -138,7 +164,10 @@ class Recipe(Strict):
             value = list(value)
         if isinstance(value, list):
             return tuple(
-                f"{p}/tcp" if isinstance(p, int) or (isinstance(p, str) and p.isdigit()) else p
+                f"{p}/tcp"
+                if (isinstance(p, int) and not isinstance(p, bool))
+                or (isinstance(p, str) and p.isdigit())
+                else p
                 for p in value
             )
         return value

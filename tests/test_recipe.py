@@ -117,6 +117,13 @@ def test_runtime_ids(tmp_path: Path, user: str | None, root: bool, ids: tuple[in
         ),
         ("- just\n- a list\n", r"a recipe is a mapping of keys, not a list"),
         ("package: x\nrepos: [{priority: 1}]\n", r"repos\[0\]\.baseurl: field required"),
+        # Values a runtime would refuse when it runs the image (runc: "cwd must be an
+        # absolute path"), refused when the recipe is read.
+        ("package: x\ndir: app\n", r"dir: value error, 'app' is not an absolute path"),
+        ("package: x\nmounts: [data]\n", r"mounts\[0\]: value error, 'data' is not an absolute"),
+        ("package: x\nports: [http]\n", r"ports\[0\]: value error, 'http' is not a port"),
+        ("package: x\nports: ['80/icmp']\n", r"ports\[0\]: value error, '80/icmp' is not a port"),
+        ("package: x\nports: [70000]\n", r"ports\[0\]: value error, '70000/tcp' is not a port"),
         (
             "package: x\nrepos: [{baseurl: a, baseurl: b}]\n",
             r"smith\.yaml:2:22: YAML syntax error: the key 'baseurl' is given twice",
