@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
 from smith.build import runtime_user
 from smith.errors import RecipeError
-from smith.recipe import RuntimeSet, load_recipe
+from smith.oci.compress import Compression
+from smith.recipe import Recipe, Repo, RuntimeSet, load_recipe
 
 ORIGINAL_CAT = """\
 package: coreutils
@@ -144,3 +146,13 @@ def test_a_merge_key_may_be_overridden(tmp_path: Path) -> None:
 def test_missing_recipe(tmp_path: Path) -> None:
     with pytest.raises(RecipeError, match="no recipe at"):
         load_recipe(str(tmp_path / "nope.yaml"))
+
+
+def test_every_key_the_readme_names_is_a_recipe_key() -> None:
+    # A key documented under another name is refused as unknown in the recipes users write.
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    paragraph = readme[readme.index("A recipe is Oracle smith's") :].split("\n\n")[0]
+    named = set(re.findall(r"`([a-z_]+)`", paragraph)) - {"smith"}
+    known = {*Recipe.model_fields, *Repo.model_fields, *(s.value for s in RuntimeSet)}
+    known |= {c.value for c in Compression}
+    assert sorted(named - known) == []
