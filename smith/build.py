@@ -135,6 +135,10 @@ def build(recipe_path: str, options: BuildOptions) -> BuildResult:
     for missing in closure.missing:
         log.warning("%s", missing)
     kept = select_kept(full, closure, paths, recipe.excludes)
+    if program not in kept:
+        # An image whose entrypoint is gone cannot run: say which pattern did it.
+        pattern = excluded_by(program, recipe.excludes)
+        raise RecipeError(f"excludes: {pattern!r} leaves out the program /{program}")
     overlay_rootfs(kept, os.path.join(base, "rootfs"))
     image_tree = apply_conventions(kept, Conventions(user=user, nss=nss))
     output = options.output or recipe.output or DEFAULT_OUTPUT
@@ -323,20 +327,22 @@ def explain_all(
     return reasons
 
 
+def excluded_by(path: str, excludes: Sequence[str]) -> str:
+    """The first of `excludes` that leaves `path` out of the image ("" if none)."""
+    for x in excludes:
+        norm = normalize_path(x)
+        if fnmatch.fnmatchcase(path, norm) or path.startswith(norm + "/"):
+            return x
+    return ""
+
+
 def select_kept(
     full: FileTree, closure: Closure, paths: Iterable[str], excludes: Sequence[str]
 ) -> FileTree:
     """The kept part of `full`: the closure and the named paths, minus the excludes, with
     every parent directory as the packages had it."""
     wanted = set(closure.kept) | set(paths)
-    excluded = {
-        p
-        for p in wanted
-        if any(
-            fnmatch.fnmatchcase(p, normalize_path(x)) or p.startswith(normalize_path(x) + "/")
-            for x in excludes
-        )
-    }
+    excluded = {p for p in wanted if excluded_by(p, excludes)}
     kept = FileTree()
     for path in sorted(wanted - excluded, key=path_sort_key):
         entry = full.get(path)

@@ -75,6 +75,10 @@ CASES = {
         {"cmd": ["/usr/bin/missing"]},
         "the program '/usr/bin/missing' is in none of the packages",
     ),
+    "program-excluded": (
+        {"excludes": ["/usr/*"]},
+        "excludes: '/usr/*' leaves out the program /usr/bin/hello",
+    ),
     "unsatisfiable": ({"packages": ["broken"]}, "cannot install hello, broken"),
     "conflicting": ({"packages": ["conflicts-glibc"]}, "cannot install hello, conflicts-glibc"),
     "missing-local-rpm": ({"packages": ["./nope-1.0.rpm"]}, "no such RPM file: "),
