@@ -202,6 +202,23 @@ def test_a_lock_of_a_repository_beside_the_recipe_moves_with_it(
     assert (moved / "smith.lock").read_text() == text
 
 
+def test_lock_is_not_written_through_a_planted_temporary_name(
+    rpm_universe: Universe, tmp_path: Path
+) -> None:
+    # A checkout can carry any name beside its recipe: writing the lock must not follow a
+    # symlink there (it overwrote the file it pointed at with the lock).
+    victim = tmp_path / "victim"
+    victim.write_text("keep me\n")
+    project = tmp_path / "project"
+    project.mkdir()
+    recipe = write_recipe(project / "smith.yaml", rpm_universe.repo_url(), ["hello"])
+    (project / ".smith.lock.tmp").symlink_to(victim)
+    proc = smith("lock", str(recipe), "--cache-dir", str(tmp_path / "c"))
+    assert proc.returncode == 0, proc.stderr
+    assert victim.read_text() == "keep me\n"
+    assert read_lock(project / "smith.lock").requests == ("hello",)
+
+
 def test_plan_uses_the_lock_and_locked_refuses_to_resolve(
     rpm_universe: Universe, tmp_path: Path
 ) -> None:

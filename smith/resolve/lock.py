@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from smith.atomic import atomic_path
 from smith.errors import PackageError, ResolveError
 from smith.resolve.fetch import Checksum, Fetcher, file_checksum
 from smith.resolve.solver import ResolvedPackage
@@ -94,10 +95,10 @@ def write_lock(path: str | os.PathLike[str], lock: Lock) -> None:
     for p in lock.packages:
         if p.checksum.algo != "sha256":
             raise PackageError(f"{p.nevra}: a lock pins sha256, not {p.checksum.algo}")
-    target = Path(path)
-    tmp = target.with_name(f".{target.name}.tmp")
-    tmp.write_text(lock_to_json(lock), encoding="utf-8")
-    os.replace(tmp, target)
+    # A fresh temporary name (O_EXCL), removed on any error or Ctrl-C: a fixed one could be
+    # a symlink planted beside the recipe, or another `smith lock`'s half-written file.
+    with atomic_path(os.fspath(path)) as tmp:
+        Path(tmp).write_text(lock_to_json(lock), encoding="utf-8")
 
 
 def _field(entry: dict[str, Any], key: str, kind: type, where: str) -> Any:
