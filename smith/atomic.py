@@ -24,25 +24,7 @@ def remove_path(path: str) -> None:
             os.unlink(path)
 
 
-def check_replaceable(dest: str) -> None:
-    """Refuse an output that names a directory holding something other than an image: an
-    output replaces what was there, and `-o ~` or `-o out/` must not delete a user's files.
-    An empty directory or an OCI layout (a previous build's) may be replaced."""
-    if os.path.islink(dest) or not os.path.isdir(dest):
-        return
-    try:
-        names = os.listdir(dest)
-    except OSError as err:
-        raise SmithError(f"cannot read the output directory {dest!r}: {err.strerror}") from None
-    if names and "oci-layout" not in names:
-        raise SmithError(
-            f"the output {dest!r} is a directory that is not an OCI layout: "
-            "refusing to replace it (name a new path, or an image file inside it)"
-        )
-
-
 def temp_sibling(dest: str, *, directory: bool) -> str:
-    check_replaceable(dest)
     parent = os.path.dirname(os.path.abspath(dest)) or "."
     if not os.path.isdir(parent):
         raise SmithError(f"the output's directory does not exist: {parent!r}")
@@ -71,10 +53,6 @@ def replace_path(tmp: str, dest: str) -> None:
         os.rename(tmp, dest)
         shutil.rmtree(old, ignore_errors=True)
     else:
-        if os.path.isdir(tmp) and os.path.lexists(dest):
-            # rename() cannot put a directory over a file or a symlink: the output replaces
-            # the name itself, as a file output does.
-            os.unlink(dest)
         os.replace(tmp, dest)
 
 

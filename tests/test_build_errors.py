@@ -200,49 +200,6 @@ def test_ctrl_c_in_the_middle_leaves_nothing(tmp_path: Path, rpm_universe: Unive
         assert hashlib.sha256(blob.read_bytes()).hexdigest() == blob.name
 
 
-@pytest.mark.parametrize("name", ["out", "out.tar.gz"])
-def test_output_naming_a_directory_of_other_files_keeps_them(
-    name: str, tmp_path: Path, rpm_universe: Universe
-) -> None:
-    # `-o ~` or `-o out/` (a directory of the user's own files) must not be replaced by the
-    # image: the files in it would be deleted.
-    recipe = make_recipe(tmp_path, rpm_universe)
-    outputs = tmp_path / "outputs"
-    (outputs / name / "src").mkdir(parents=True)
-    (outputs / name / "notes.txt").write_text("precious\n")
-    proc = run_smith(
-        "build", str(recipe), "-o", str(outputs / name), "--cache-dir", str(tmp_path / "cache")
-    )
-    assert proc.returncode == 1
-    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
-    assert "is a directory that is not an OCI layout" in proc.stderr, proc.stderr
-    assert os.listdir(outputs) == [name]  # no temporary sibling left
-    assert (outputs / name / "notes.txt").read_text() == "precious\n"
-    assert sorted(p.name for p in (outputs / name).iterdir()) == ["notes.txt", "src"]
-
-
-def test_output_layout_replaces_a_layout_a_file_or_a_symlink(
-    tmp_path: Path, rpm_universe: Universe
-) -> None:
-    recipe = make_recipe(tmp_path, rpm_universe)
-    cache = str(tmp_path / "cache")
-    layout = tmp_path / "layout"
-    for _ in range(2):  # the second build replaces the first's layout
-        proc = run_smith("build", str(recipe), "-o", str(layout), "--cache-dir", cache)
-        assert proc.returncode == 0, proc.stderr
-    expected = (layout / "index.json").read_bytes()
-    (tmp_path / "elsewhere").mkdir()
-    (tmp_path / "as-link").symlink_to(tmp_path / "elsewhere")
-    (tmp_path / "as-file").write_text("old\n")
-    for name in ("as-link", "as-file"):
-        proc = run_smith("build", str(recipe), "-o", str(tmp_path / name), "--cache-dir", cache)
-        assert proc.returncode == 0, proc.stderr
-        assert "smith-tmp" not in proc.stderr
-        assert not (tmp_path / name).is_symlink()
-        assert (tmp_path / name / "index.json").read_bytes() == expected
-    assert list((tmp_path / "elsewhere").iterdir()) == []
-
-
 def test_local_rpm_with_names_that_are_not_utf8_or_xml(tmp_path: Path) -> None:
     # rpm never promised UTF-8 file names: such a name (and one with a control character,
     # which XML cannot carry) still builds from a local file, byte for byte.
