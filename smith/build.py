@@ -25,6 +25,7 @@ from smith.conventions import (
     Conventions,
     RuntimeUser,
     apply_conventions,
+    check_name,
     nss_documents,
     parse_user,
 )
@@ -134,6 +135,10 @@ def build(recipe_path: str, options: BuildOptions) -> BuildResult:
     for missing in closure.missing:
         log.warning("%s", missing)
     kept = select_kept(full, closure, paths, recipe.excludes)
+    if program not in kept:
+        # An image whose entrypoint is gone cannot run: say which pattern did it.
+        pattern = excluded_by(program, recipe.excludes)
+        raise RecipeError(f"excludes: {pattern!r} leaves out the program /{program}")
     overlay_rootfs(kept, os.path.join(base, "rootfs"))
     image_tree = apply_conventions(kept, Conventions(user=user, nss=nss))
     output = options.output or recipe.output or DEFAULT_OUTPUT
@@ -155,7 +160,7 @@ def build(recipe_path: str, options: BuildOptions) -> BuildResult:
             image_tree,
             config,
             output,
-            fmt=options.fmt,
+            fmt=options.fmt or recipe.format,
             compression=parse_compression(options.compression or recipe.compression),
             epoch=choose_epoch(options.epoch, recipe),
             tag=options.tag or recipe.tag or "",
@@ -232,21 +237,25 @@ def expand_paths(tree: FileTree, patterns: Iterable[str], *, what: str) -> dict[
     `**` crosses any number); a directory brings everything below it. A pattern that
     matches nothing is an error: it is almost always a typo."""
     all_paths = tree.paths()
+    # Directories no package owns (/etc/ssl of a package that ships only
+    # /etc/ssl/certs/x.pem) are there all the same, as on disk after an install.
+    implicit = {d for p in all_paths for d in parent_paths(p)} - set(all_paths)
     out: dict[str, str] = {}  # path -> the pattern that named it
     for pattern in patterns:
         norm = normalize_path(pattern, what=f"{what} entry")
         if has_magic(norm):
-            matches = [p for p in all_paths if glob_match(p, norm)]
+            matches = [p for p in [*all_paths, *implicit] if glob_match(p, norm)]
         else:
             # A named symlink is kept, and so is what it leads to.
             real = tree.resolve(norm)
-            matches = [p for p in dict.fromkeys((norm, real)) if p in tree]
+            matches = [p for p in dict.fromkeys((norm, real)) if p in tree or p in implicit]
         if not matches:
             raise SmithError(f"{what}: {pattern!r} matches nothing in the packages")
-        for match in matches:
-            out.setdefault(match, pattern)
+        for match in sorted(matches, key=path_sort_key):
             entry = tree.get(match)
-            if entry is not None and entry.kind is Kind.DIR:
+            if match not in implicit:
+                out.setdefault(match, pattern)
+            if match in implicit or (entry is not None and entry.kind is Kind.DIR):
                 prefix = match + "/"
                 for p in all_paths:
                     if p.startswith(prefix):
@@ -318,20 +327,22 @@ def explain_all(
     return reasons
 
 
+def excluded_by(path: str, excludes: Sequence[str]) -> str:
+    """The first of `excludes` that leaves `path` out of the image ("" if none)."""
+    for x in excludes:
+        norm = normalize_path(x)
+        if fnmatch.fnmatchcase(path, norm) or path.startswith(norm + "/"):
+            return x
+    return ""
+
+
 def select_kept(
     full: FileTree, closure: Closure, paths: Iterable[str], excludes: Sequence[str]
 ) -> FileTree:
     """The kept part of `full`: the closure and the named paths, minus the excludes, with
     every parent directory as the packages had it."""
     wanted = set(closure.kept) | set(paths)
-    excluded = {
-        p
-        for p in wanted
-        if any(
-            fnmatch.fnmatchcase(p, normalize_path(x)) or p.startswith(normalize_path(x) + "/")
-            for x in excludes
-        )
-    }
+    excluded = {p for p in wanted if excluded_by(p, excludes)}
     kept = FileTree()
     for path in sorted(wanted - excluded, key=path_sort_key):
         entry = full.get(path)
@@ -381,6 +392,8 @@ def runtime_user(recipe: Recipe) -> RuntimeUser:
     if recipe.root:
         return ROOT
     user = parse_user(recipe.user) if recipe.user else RuntimeUser()
+    for name in recipe.groups:
+        check_name(name, name)
     return replace(user, groups=recipe.groups)
 
 
@@ -428,8 +441,14 @@ def package_files_json(owners: dict[str, str]) -> str:
     by_origin: dict[str, list[str]] = {}
     for path in sorted(owners, key=path_sort_key):
         entry_origin = owners[path] or "smith"
-        by_origin.setdefault(entry_origin, []).append("/" + path)
+        by_origin.setdefault(entry_origin, []).append("/" + printable_path(path))
     return json.dumps(by_origin, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def printable_path(path: str) -> str:
+    """`path` as UTF-8 text: a byte that is not UTF-8 (a surrogate here) is shown as \\xNN,
+    as JSON and terminals cannot carry it."""
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def output_size(output: str) -> int:

@@ -19,6 +19,7 @@ umask, no clock.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, replace
 
 from smith.errors import UsageError
@@ -39,6 +40,9 @@ ORIGIN = "microcontainer conventions"
 # The accounts the original always wrote; their ids are never reused for the runtime user.
 BASE_USERS = (("root", 0), ("daemon", 1), ("bin", 2), ("sys", 3))
 BASE_GROUPS = (("root", 0), ("daemon", 1), ("bin", 2), ("sys", 3), ("adm", 4), ("tty", 5))
+# What a name in /etc/passwd and /etc/group cannot hold: ':' separates fields, ',' group
+# members, and whitespace or a control character (a newline) would break the line.
+NAME_BREAKERS = re.compile(r"[:,\s\x00-\x1f\x7f]")
 NSSWITCH = b"passwd:     files\nshadow:     files\ngroup:      files\nhosts:      files dns\n"
 
 
@@ -86,6 +90,8 @@ def parse_user(
     user_part, _, group_part = spec.partition(":")
     if not user_part:
         raise UsageError(f"a user must be NAME or UID, optionally :GROUP or :GID, not {spec!r}")
+    for part in (user_part, group_part):
+        check_name(part, spec)
     if user_part.isdigit():
         uid, name = int(user_part), _name_of(users, int(user_part)) or f"u{user_part}"
         default_gid = users.get(name, (uid, uid))[1]
@@ -108,6 +114,16 @@ def parse_user(
         if value >= 1 << 32:
             raise UsageError(f"user id out of range in {spec!r}")
     return RuntimeUser(uid, gid, name, gname)
+
+
+def check_name(name: str, spec: str) -> None:
+    """Refuse a user or group name that the NSS files cannot hold ("" is no name)."""
+    if NAME_BREAKERS.search(name):
+        where = f" in {spec!r}" if spec != name else ""
+        raise UsageError(
+            f"a user or group name cannot hold ':', ',', spaces or control characters: "
+            f"{name!r}{where}"
+        )
 
 
 def _name_of(users: dict[str, tuple[int, int]], uid: int) -> str:

@@ -11,18 +11,44 @@ from __future__ import annotations
 import difflib
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 
 from smith.errors import RecipeError
 
 log = logging.getLogger(__name__)
 
 DEFAULT_RECIPE = "smith.yaml"
+
+
+def _absolute(value: str) -> str:
+    if not value.startswith("/"):
+        raise ValueError(f"{value!r} is not an absolute path")
+    return value
+
+
+def _port(value: str) -> str:
+    number, _, proto = value.partition("/")
+    if not (number.isdigit() and 0 < int(number) < 65536 and proto in ("tcp", "udp", "sctp")):
+        raise ValueError(f"{value!r} is not a port: 1-65535, optionally /tcp, /udp or /sctp")
+    return value
+
+
+# What a runtime refuses when it runs the image (runc: "cwd must be an absolute path"),
+# refused when the recipe is read instead.
+AbsolutePath = Annotated[str, AfterValidator(_absolute)]
+Port = Annotated[str, AfterValidator(_port)]
 
 
 class Strict(BaseModel):
@@ -68,13 +94,13 @@ class Recipe(Strict):
     root: bool = False
     user: str | None = None
     groups: tuple[str, ...] = ()
-    mounts: tuple[str, ...] = ()
+    mounts: tuple[AbsolutePath, ...] = ()
     entrypoint: tuple[str, ...] | None = None
     cmd: tuple[str, ...] | None = None
-    dir: str | None = None
+    dir: AbsolutePath | None = None
     env: tuple[str, ...] = ()
     labels: dict[str, str] = Field(default_factory=dict)
-    ports: tuple[str, ...] = ()
+    ports: tuple[Port, ...] = ()
     # -- smith's additions -----------------------------------------------------------------
     packages: tuple[str, ...] = ()
     repos: tuple[Repo, ...] = ()
@@ -138,7 +164,10 @@ class Recipe(Strict):
             value = list(value)
         if isinstance(value, list):
             return tuple(
-                f"{p}/tcp" if isinstance(p, int) or (isinstance(p, str) and p.isdigit()) else p
+                f"{p}/tcp"
+                if (isinstance(p, int) and not isinstance(p, bool))
+                or (isinstance(p, str) and p.isdigit())
+                else p
                 for p in value
             )
         return value
@@ -161,6 +190,27 @@ def _tuple(value: Any) -> Any:
     return tuple(value) if isinstance(value, list) else value
 
 
+MERGE_TAG, VALUE_TAG = "tag:yaml.org,2002:merge", "tag:yaml.org,2002:value"
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key given twice in one mapping: YAML would keep the last
+    and drop the first without a word (`package:` twice builds only the second)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _value in node.value:
+            if key_node.tag in (MERGE_TAG, VALUE_TAG):
+                continue  # `<<: *base` merges a mapping whose keys may be overridden
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, Hashable) and key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"the key {key!r} is given twice", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_recipe(path: str) -> Recipe:
     """Read and validate a recipe file."""
     try:
@@ -171,13 +221,14 @@ def load_recipe(path: str) -> Recipe:
     except IsADirectoryError:
         raise RecipeError(f"the recipe {path!r} is a directory") from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
         where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
         raise RecipeError(f"{path}{where}: YAML syntax error: {err.problem or err}") from None
     except yaml.YAMLError as err:
-        raise RecipeError(f"{path}: YAML error: {err}") from None
+        # PyYAML spreads some messages (not UTF-8, a control character) over lines.
+        raise RecipeError(f"{path}: YAML error: {' '.join(str(err).split())}") from None
     if data is None:
         data = {}
     if not isinstance(data, dict):

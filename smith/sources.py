@@ -8,12 +8,14 @@ directory.
 from __future__ import annotations
 
 import os
+import urllib.parse
+from dataclasses import replace
 from pathlib import Path
 
 from smith.errors import RecipeError
 from smith.recipe import Recipe
 from smith.resolve.fetch import Fetcher, is_remote
-from smith.resolve.localrepo import is_local_rpm, local_repo
+from smith.resolve.localrepo import LOCAL_REPO_ID, is_local_rpm, local_repo
 from smith.resolve.lock import Lock, lock_path_for, pin_sha256
 from smith.resolve.plan import plan_packages
 from smith.resolve.repo import Repo, RepoConfig, load_repos
@@ -27,15 +29,22 @@ def relative_to(value: str, base: str) -> str:
     return os.path.join(base, value)
 
 
+def url_relative_to(value: str, base: str) -> str:
+    """A `baseurl` or `gpgkey`: relative to the recipe, except a URL of any scheme (ftp://
+    too), left whole so that an unsupported one is named as such rather than looked for as
+    a directory below the recipe."""
+    return value if len(urllib.parse.urlsplit(value).scheme) > 1 else relative_to(value, base)
+
+
 def repo_configs(recipe: Recipe, recipe_path: str) -> tuple[RepoConfig, ...]:
     base = os.path.dirname(os.path.abspath(recipe_path))
     return tuple(
         RepoConfig(
             id=repo.id or repo.name or f"repo{i}",
-            baseurl=relative_to(repo.baseurl, base),
+            baseurl=url_relative_to(repo.baseurl, base),
             priority=repo.priority,
             gpgcheck=repo.gpgcheck,
-            gpgkey=tuple(relative_to(k, base) for k in repo.gpgkey),
+            gpgkey=tuple(url_relative_to(k, base) for k in repo.gpgkey),
         )
         for i, repo in enumerate(recipe.repos)
         if repo.enabled
@@ -100,5 +109,28 @@ def lock_recipe(recipe: Recipe, recipe_path: str, fetcher: Fetcher) -> tuple[Pat
         excludes=recipe.excludes,
         weak=recipe.weak,
     )
-    lock = Lock(written, recipe.arch, recipe.excludes, recipe.weak, pin_sha256(packages, fetcher))
-    return lock_path_for(recipe_path), lock
+    pinned = pin_sha256(packages, fetcher)
+    lock_path = lock_path_for(recipe_path)
+    portable = tuple(
+        replace(p, url=os.path.relpath(p.url, lock_path.parent))
+        if named_relative(p, recipe, recipe_path)
+        else p
+        for p in pinned
+    )
+    return lock_path, Lock(written, recipe.arch, recipe.excludes, recipe.weak, portable)
+
+
+def named_relative(pkg: ResolvedPackage, recipe: Recipe, recipe_path: str) -> bool:
+    """Whether the recipe names where `pkg` is by a relative path (a `baseurl` beside it, a
+    `./x.rpm`): the lock then records a path relative to itself, so that a checkout that
+    moves keeps a lock that works (and the same lock wherever it is locked)."""
+    base = os.path.dirname(os.path.abspath(recipe_path))
+    if pkg.repo_id == LOCAL_REPO_ID:
+        # Local files are named by their resolved path (see localrepo.py).
+        named = [r for r in recipe.package_requests if is_local_rpm(r) and not os.path.isabs(r)]
+        return any(os.path.realpath(os.path.join(base, r)) == pkg.url for r in named)
+    for i, repo in enumerate(recipe.repos):
+        if (repo.id or repo.name or f"repo{i}") == pkg.repo_id and repo.enabled:
+            written = repo.baseurl
+            return not urllib.parse.urlsplit(written).scheme and not os.path.isabs(written)
+    return False

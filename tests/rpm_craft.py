@@ -1,4 +1,6 @@
-"""Write small RPM files by hand, for packages rpmbuild refuses to make (hostile names)."""
+"""Write small RPM files by hand, for packages rpmbuild refuses to make (hostile names).
+
+Names are str; bytes that are not UTF-8 are given as surrogates (surrogateescape)."""
 
 from __future__ import annotations
 
@@ -19,11 +21,11 @@ def _header(tags: dict[int, tuple[int, object]]) -> bytes:
         off = len(store)
         if typ == 6:
             assert isinstance(value, str)
-            store += value.encode() + b"\0"
+            store += value.encode("utf-8", "surrogateescape") + b"\0"
             count = 1
         elif typ == 8:
             assert isinstance(value, list)
-            store += b"".join(v.encode() + b"\0" for v in value)
+            store += b"".join(v.encode("utf-8", "surrogateescape") + b"\0" for v in value)
             count = len(value)
         elif typ in (3, 4):
             assert isinstance(value, list)
@@ -62,7 +64,7 @@ def _cpio(files: list[tuple[str, str, str]]) -> bytes:
                 body = b""  # rpm writes a link group's data with its last member only
         if kind == "dir":
             body = b""
-        nm = name.encode() + b"\0"
+        nm = name.encode("utf-8", "surrogateescape") + b"\0"
         fields = [ino, mode, 0, 0, nlink, 0, len(body), 0, 0, 0, 0, len(nm), 0]
         hdr = b"070701" + b"".join(b"%08X" % f for f in fields)
         out += hdr + nm + b"\0" * ((-(110 + len(nm))) % 4) + body + b"\0" * ((-len(body)) % 4)

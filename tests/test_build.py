@@ -7,6 +7,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tarfile
 import time
 import urllib.request
 from pathlib import Path
@@ -218,6 +219,41 @@ def test_build_without_argument_reads_smith_yaml_here(
     recipe = recipe_copy("hello", tmp_path, rpm_universe)
     smith("build", "--cache-dir", str(tmp_path / "c"), cwd=recipe)
     assert (recipe / "image.tar.gz").exists()  # the original's default output
+
+
+def test_recipe_format_is_the_output_format(tmp_path: Path, rpm_universe: Universe) -> None:
+    # The recipe's `format` is honoured like --format (it was read and then ignored).
+    recipe = recipe_copy("hello", tmp_path, rpm_universe)
+    doc = yaml.safe_load((recipe / "smith.yaml").read_text())
+    (recipe / "smith.yaml").write_text(yaml.safe_dump({**doc, "format": "docker-archive"}))
+    out = tmp_path / "hello.tar"
+    smith("build", str(recipe), "-o", str(out), "--cache-dir", str(tmp_path / "c"))
+    with tarfile.open(out) as archive:
+        assert "manifest.json" in archive.getnames()  # what `docker load` reads
+    (recipe / "smith.yaml").write_text(yaml.safe_dump({**doc, "format": "zip"}))
+    bad = smith(
+        "build", str(recipe), "-o", str(out), "--cache-dir", str(tmp_path / "c"), check=False
+    )
+    assert bad.returncode != 0 and "unknown output format 'zip'" in bad.stderr, bad.stderr
+
+
+@pytest.mark.parametrize("pattern", ["/etc/ssl", "/etc/ss?/certs", "/etc/*"])
+def test_paths_may_name_a_directory_no_package_owns(
+    pattern: str, tmp_path: Path, rpm_universe: Universe
+) -> None:
+    # ca-certificates ships /etc/ssl/certs/ca-certificates.crt without owning /etc/ssl or
+    # /etc/ssl/certs: the directories are there all the same, as they are on disk after an
+    # install (where the original smith copied them from).
+    recipe = recipe_copy("curl", tmp_path, rpm_universe)
+    doc = yaml.safe_load((recipe / "smith.yaml").read_text())
+    (recipe / "smith.yaml").write_text(yaml.safe_dump({**doc, "paths": [pattern]}))
+    proc = smith(
+        "build", str(recipe), "-o", str(tmp_path / "img"), "--explain",
+        "--cache-dir", str(tmp_path / "c"),
+    )  # fmt: skip
+    kept = dict(line.split("\t", 1) for line in proc.stdout.splitlines())
+    assert "/etc/ssl/certs/ca-certificates.crt" in kept
+    assert f"named by paths: {pattern}" in kept["/etc/ssl/certs/ca-certificates.crt"]
 
 
 def test_local_rpm_file_with_dependencies_from_a_repository(

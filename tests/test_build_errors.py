@@ -7,13 +7,16 @@ import os
 import signal
 import subprocess
 import sys
+import tarfile
 import time
 from pathlib import Path
 
 import pytest
 import yaml
 
+from smith.oci.layout import open_image
 from tests.fault_server import fault_server
+from tests.rpm_craft import craft_rpm
 from tests.rpm_universe import Universe
 
 HELLO = {"package": "hello", "cmd": ["/usr/bin/hello"]}
@@ -52,6 +55,11 @@ def assert_clean_failure(
 
 CASES = {
     "yaml-syntax": ({"text": "package: [hello\ncmd: x\n"}, "smith.yaml:2:4: YAML syntax error"),
+    # YAML keeps the last of two equal keys: the first would be dropped without a word.
+    "duplicate-key": (
+        {"text": "package: hello\ncmd: [/usr/bin/hello]\npackage: curl\n"},
+        "smith.yaml:3:1: YAML syntax error: the key 'package' is given twice",
+    ),
     "unknown-key": ({"pakage": "hello"}, "unknown key 'pakage' (did you mean 'package'?)"),
     "wrong-type": ({"nss": "sometimes"}, "nss: input should be a valid boolean, got 'sometimes'"),
     "no-such-package": ({"package": "nginx-nope"}, "no package provides 'nginx-nope'"),
@@ -67,9 +75,16 @@ CASES = {
         {"cmd": ["/usr/bin/missing"]},
         "the program '/usr/bin/missing' is in none of the packages",
     ),
+    "program-excluded": (
+        {"excludes": ["/usr/*"]},
+        "excludes: '/usr/*' leaves out the program /usr/bin/hello",
+    ),
     "unsatisfiable": ({"packages": ["broken"]}, "cannot install hello, broken"),
     "conflicting": ({"packages": ["conflicts-glibc"]}, "cannot install hello, conflicts-glibc"),
     "missing-local-rpm": ({"packages": ["./nope-1.0.rpm"]}, "no such RPM file: "),
+    # A ':' or a newline in a name would write a broken line into /etc/passwd or /etc/group.
+    "user-name-with-colon": ({"user": "app:wheel:x"}, "'wheel:x' in 'app:wheel:x'"),
+    "group-name-with-newline": ({"groups": ["audio\nroot"]}, "'audio\\nroot'"),
 }
 
 
@@ -183,3 +198,26 @@ def test_ctrl_c_in_the_middle_leaves_nothing(tmp_path: Path, rpm_universe: Unive
         (cache / "blobs" / "sha256").glob("*") if (cache / "blobs" / "sha256").exists() else []
     ):
         assert hashlib.sha256(blob.read_bytes()).hexdigest() == blob.name
+
+
+def test_local_rpm_with_names_that_are_not_utf8_or_xml(tmp_path: Path) -> None:
+    # rpm never promised UTF-8 file names: such a name (and one with a control character,
+    # which XML cannot carry) still builds from a local file, byte for byte.
+    recipe = tmp_path / "recipe"
+    recipe.mkdir()
+    odd = ["usr/share/caf\udce9/\udcff\udcfe", "usr/share/bell\x07"]
+    craft_rpm(
+        recipe / "odd.rpm",
+        [("./usr/bin/p", "file", "x"), *((f"./{name}", "file", "y") for name in odd)],
+    )
+    doc = {"packages": ["./odd.rpm"], "cmd": ["/usr/bin/p"], "paths": ["/usr/share/**"]}
+    (recipe / "smith.yaml").write_text(yaml.safe_dump(doc))
+    out = tmp_path / "img"
+    proc = run_smith("build", str(recipe), "-o", str(out), "--cache-dir", str(tmp_path / "c"))
+    assert proc.returncode == 0, proc.stderr
+    with (
+        open_image(str(out)) as image,
+        tarfile.open(image.blob_path(image.layers[0].digest)) as layer,
+    ):
+        names = {m.name.encode("utf-8", "surrogateescape") for m in layer.getmembers()}
+    assert {name.encode("utf-8", "surrogateescape") for name in odd} <= names

@@ -92,3 +92,9 @@ def test_parse_user(spec: str, expected: tuple[int, int, str, str]) -> None:
 def test_parse_user_refuses_nonsense() -> None:
     with pytest.raises(UsageError, match="':5'"):
         parse_user(":5")
+
+
+@pytest.mark.parametrize("spec", ["a:b:c", "a b", "ap\np", "a\tb", "a,b:c"])
+def test_parse_user_refuses_names_that_break_the_nss_files(spec: str) -> None:
+    with pytest.raises(UsageError, match="name"):
+        parse_user(spec)

@@ -120,12 +120,20 @@ BAD_LOCKS = [
     ('{"version": 1, "arch": "x86_64", "requests": []}', r"packages is missing"),
     ('{"version": 1, "packages": [{"name": "a"}]}', r"packages\[0\]\.sha256 is missing"),
     ('{"version": 1, "packages": [{"sha256": "abc"}]}', r"sha256 is not a sha256 digest: 'abc'"),
+    # Damaged or foreign files: one error naming the lock, never a traceback.
+    ("\udcff\udcfe{}", "smith.lock is not UTF-8"),
+    ("[1, 2]", "smith.lock is not a JSON object"),
+    (
+        '{"version": 1, "arch": "x86_64", "requests": ["a"], "excludes": [1, "b"], '
+        '"weak": false, "packages": []}',
+        r"excludes\[0\] is not a string: 1",
+    ),
 ]
 
 
 @pytest.mark.parametrize(("text", "error"), BAD_LOCKS)
 def test_bad_locks(tmp_path: Path, text: str, error: str) -> None:
-    (tmp_path / "smith.lock").write_text(text)
+    (tmp_path / "smith.lock").write_bytes(text.encode("utf-8", "surrogateescape"))
     with pytest.raises(PackageError, match=error):
         read_lock(tmp_path / "smith.lock")
 
@@ -145,12 +153,14 @@ BAD_RECIPES = [
     ),
     ("packages: [1]\nrepos: [x]", r"packages\[0\]: input should be a valid string, got 1"),
     ("package: hello\nrepos: [x]\narch: 5", "arch: input should be a valid string, got 5"),
+    ("package: a\nrepos: [ftp://127.0.0.1/x]", "unsupported URL scheme 'ftp' in ftp://127.0.0.1/x"),
+    ("package: h\udcffllo\n", r"r\.yaml: YAML error: unacceptable character #x00ff"),
 ]
 
 
 @pytest.mark.parametrize(("text", "error"), BAD_RECIPES)
 def test_bad_recipes(tmp_path: Path, text: str, error: str) -> None:
-    (tmp_path / "r.yaml").write_text(text)
+    (tmp_path / "r.yaml").write_bytes(text.encode("utf-8", "surrogateescape"))
     proc = smith("lock", str(tmp_path / "r.yaml"), "--cache-dir", str(tmp_path / "c"))
     assert proc.returncode != 0
     assert re.search(error, proc.stderr), proc.stderr
@@ -162,6 +172,51 @@ def test_relative_baseurl_is_relative_to_the_recipe(tmp_path: Path) -> None:
     configs = repo_configs(load_recipe(str(tmp_path / "r.yaml")), str(tmp_path / "r.yaml"))
     assert configs[0].baseurl == str(tmp_path / "repo")
     assert configs[0].gpgkey == (str(tmp_path / "k.asc"),)
+
+
+def test_a_lock_of_a_repository_beside_the_recipe_moves_with_it(
+    rpm_universe: Universe, tmp_path: Path
+) -> None:
+    # A checkout with its packages beside the recipe (a relative baseurl, a local .rpm)
+    # locks to the same smith.lock wherever it is, and the lock builds in another place.
+    first = tmp_path / "here" / "project"
+    shutil.copytree(rpm_universe.repo_dir("main"), first / "repo")
+    shutil.copy(rpm_universe.repo_dir("main") / "hello-1.0-1.x86_64.rpm", first)
+    write_recipe(first / "smith.yaml", "repo", ["./hello-1.0-1.x86_64.rpm"], cmd=["/usr/bin/hello"])
+    assert (
+        smith("lock", str(first / "smith.yaml"), "--cache-dir", str(tmp_path / "c")).returncode == 0
+    )
+    text = (first / "smith.lock").read_text()
+    assert str(tmp_path) not in text
+    moved = tmp_path / "there" / "checkout"
+    moved.parent.mkdir()
+    shutil.move(first, moved)
+    proc = smith(
+        "build", str(moved), "--locked", "--offline", "-o", str(tmp_path / "img.tar"),
+        "--cache-dir", str(tmp_path / "c2"),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert (
+        smith("lock", str(moved / "smith.yaml"), "--cache-dir", str(tmp_path / "c")).returncode == 0
+    )
+    assert (moved / "smith.lock").read_text() == text
+
+
+def test_lock_is_not_written_through_a_planted_temporary_name(
+    rpm_universe: Universe, tmp_path: Path
+) -> None:
+    # A checkout can carry any name beside its recipe: writing the lock must not follow a
+    # symlink there (it overwrote the file it pointed at with the lock).
+    victim = tmp_path / "victim"
+    victim.write_text("keep me\n")
+    project = tmp_path / "project"
+    project.mkdir()
+    recipe = write_recipe(project / "smith.yaml", rpm_universe.repo_url(), ["hello"])
+    (project / ".smith.lock.tmp").symlink_to(victim)
+    proc = smith("lock", str(recipe), "--cache-dir", str(tmp_path / "c"))
+    assert proc.returncode == 0, proc.stderr
+    assert victim.read_text() == "keep me\n"
+    assert read_lock(project / "smith.lock").requests == ("hello",)
 
 
 def test_plan_uses_the_lock_and_locked_refuses_to_resolve(

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
 from smith.build import runtime_user
 from smith.errors import RecipeError
-from smith.recipe import RuntimeSet, load_recipe
+from smith.oci.compress import Compression
+from smith.recipe import Recipe, Repo, RuntimeSet, load_recipe
 
 ORIGINAL_CAT = """\
 package: coreutils
@@ -117,6 +119,17 @@ def test_runtime_ids(tmp_path: Path, user: str | None, root: bool, ids: tuple[in
         ),
         ("- just\n- a list\n", r"a recipe is a mapping of keys, not a list"),
         ("package: x\nrepos: [{priority: 1}]\n", r"repos\[0\]\.baseurl: field required"),
+        # Values a runtime would refuse when it runs the image (runc: "cwd must be an
+        # absolute path"), refused when the recipe is read.
+        ("package: x\ndir: app\n", r"dir: value error, 'app' is not an absolute path"),
+        ("package: x\nmounts: [data]\n", r"mounts\[0\]: value error, 'data' is not an absolute"),
+        ("package: x\nports: [http]\n", r"ports\[0\]: value error, 'http' is not a port"),
+        ("package: x\nports: ['80/icmp']\n", r"ports\[0\]: value error, '80/icmp' is not a port"),
+        ("package: x\nports: [70000]\n", r"ports\[0\]: value error, '70000/tcp' is not a port"),
+        (
+            "package: x\nrepos: [{baseurl: a, baseurl: b}]\n",
+            r"smith\.yaml:2:22: YAML syntax error: the key 'baseurl' is given twice",
+        ),
     ],
 )
 def test_bad_recipes_give_one_line_that_says_where(tmp_path: Path, text: str, message: str) -> None:
@@ -125,6 +138,21 @@ def test_bad_recipes_give_one_line_that_says_where(tmp_path: Path, text: str, me
     assert "\n" not in str(info.value)
 
 
+def test_a_merge_key_may_be_overridden(tmp_path: Path) -> None:
+    recipe = load_recipe(write(tmp_path, 'package: x\nlabels: {<<: {a: "1", b: "1"}, a: "2"}\n'))
+    assert recipe.labels == {"a": "2", "b": "1"}
+
+
 def test_missing_recipe(tmp_path: Path) -> None:
     with pytest.raises(RecipeError, match="no recipe at"):
         load_recipe(str(tmp_path / "nope.yaml"))
+
+
+def test_every_key_the_readme_names_is_a_recipe_key() -> None:
+    # A key documented under another name is refused as unknown in the recipes users write.
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    paragraph = readme[readme.index("A recipe is Oracle smith's") :].split("\n\n")[0]
+    named = set(re.findall(r"`([a-z_]+)`", paragraph)) - {"smith"}
+    known = {*Recipe.model_fields, *Repo.model_fields, *(s.value for s in RuntimeSet)}
+    known |= {c.value for c in Compression}
+    assert sorted(named - known) == []

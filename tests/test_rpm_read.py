@@ -238,3 +238,23 @@ def test_a_payload_no_digest_covers_is_refused(tmp_path: Path, store: ContentSto
     path = craft_rpm(tmp_path / "nodigest.rpm", [("./a", "file", "x")], payload_digest=False)
     with pytest.raises(PackageError, match=r"nodigest\.rpm: carries no payload digest"):
         add_rpm_to_tree(FileTree(), path, store)
+
+
+def test_a_damaged_store_entry_is_repaired_by_the_next_extraction(tmp_path: Path) -> None:
+    # A store file damaged after it was written (a crash before the data reached the disk,
+    # a stray edit) must not stay in the cache and reach every later image.
+    rpm = craft_rpm(tmp_path / "p.rpm", [("./usr/share/data", "file", "the bytes\n")])
+    store = ContentStore(tmp_path / "store")
+    tree = FileTree()
+    add_rpm_to_tree(tree, rpm, store)
+    entry = tree.get("usr/share/data")
+    assert entry is not None and isinstance(entry.content, HostFile)
+    stored = Path(entry.content.path)
+    for damage in (b"", b"the bytez\n"):  # truncated; same size, other bytes
+        stored.chmod(0o644)
+        stored.write_bytes(damage)
+        again = FileTree()
+        add_rpm_to_tree(again, rpm, store)
+        repaired = again.get("usr/share/data")
+        assert repaired is not None and isinstance(repaired.content, HostFile)
+        assert Path(repaired.content.path).read_bytes() == b"the bytes\n"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from xml.sax.saxutils import quoteattr
@@ -58,10 +59,24 @@ def primary_xml(paths: Sequence[Path]) -> str:
         pkg = read_rpm(path)
         with open(path, "rb") as f:
             sha = hashlib.file_digest(f, "sha256").hexdigest()
-        provides = "".join(_entry(d) for d in pkg.provides)
+        provides = "".join(_entry(d) for d in pkg.provides if _dep_safe(d))
         # rpmlib() capabilities describe rpm itself, not the root: createrepo drops them.
-        requires = "".join(_entry(d) for d in pkg.requires if not d.name.startswith("rpmlib("))
-        files = "".join(f"<file>{_text(f.path)}</file>" for f in pkg.files)
+        requires = "".join(
+            _entry(d) for d in pkg.requires if not d.name.startswith("rpmlib(") and _dep_safe(d)
+        )
+        # A name XML cannot carry (not UTF-8, a control character) is left out: the file
+        # list serves only file dependencies (/bin/sh), never such names. The package is
+        # still extracted from its own payload, every file included.
+        files = "".join(f"<file>{_text(f.path)}</file>" for f in pkg.files if _xml_safe(f.path))
+        for what, value in (
+            ("name", pkg.name),
+            ("arch", pkg.arch),
+            ("version", pkg.version),
+            ("release", pkg.release),
+            ("path", str(path.resolve())),
+        ):
+            if not _xml_safe(value):
+                raise PackageError(f"{path.name}: its {what} {value!r} is not UTF-8 text")
         packages.append(
             f'<package type="rpm"><name>{_text(pkg.name)}</name><arch>{_text(pkg.arch)}</arch>'
             f'<version epoch="{pkg.epoch or 0}" ver={quoteattr(pkg.version)} '
@@ -79,6 +94,18 @@ def primary_xml(paths: Sequence[Path]) -> str:
         + "".join(packages)
         + "</metadata>\n"
     )
+
+
+# The characters XML 1.0 allows (no surrogates: those stand for bytes that are not UTF-8).
+_XML_UNSAFE = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def _xml_safe(value: str) -> bool:
+    return not _XML_UNSAFE.search(value)
+
+
+def _dep_safe(dep: Dependency) -> bool:
+    return _xml_safe(dep.name) and _xml_safe(dep.version)
 
 
 def _text(value: str) -> str:

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import json
 import os
+import urllib.parse
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from smith.atomic import atomic_path
 from smith.errors import PackageError, ResolveError
 from smith.resolve.fetch import Checksum, Fetcher, file_checksum
 from smith.resolve.solver import ResolvedPackage
@@ -35,8 +37,17 @@ class Lock:
 
 
 def lock_path_for(recipe: str | os.PathLike[str]) -> Path:
-    """Where the lock of a recipe lives: next to it."""
-    return Path(recipe).resolve().parent / LOCK_NAME
+    """Where the lock of a recipe lives: next to it (the directory the recipe's relative
+    paths are read from, so that the lock's relative URLs agree with them)."""
+    return Path(os.path.abspath(recipe)).parent / LOCK_NAME
+
+
+def located_url(url: str, base: str | os.PathLike[str]) -> str:
+    """A lock's URL as a path to read: relative ones (of packages the recipe named by a
+    relative path) are relative to the lock's directory, so the lock moves with them."""
+    if urllib.parse.urlsplit(url).scheme or os.path.isabs(url):
+        return url
+    return os.path.normpath(os.path.join(base, url))
 
 
 def pin_sha256(
@@ -84,10 +95,10 @@ def write_lock(path: str | os.PathLike[str], lock: Lock) -> None:
     for p in lock.packages:
         if p.checksum.algo != "sha256":
             raise PackageError(f"{p.nevra}: a lock pins sha256, not {p.checksum.algo}")
-    target = Path(path)
-    tmp = target.with_name(f".{target.name}.tmp")
-    tmp.write_text(lock_to_json(lock), encoding="utf-8")
-    os.replace(tmp, target)
+    # A fresh temporary name (O_EXCL), removed on any error or Ctrl-C: a fixed one could be
+    # a symlink planted beside the recipe, or another `smith lock`'s half-written file.
+    with atomic_path(os.fspath(path)) as tmp:
+        Path(tmp).write_text(lock_to_json(lock), encoding="utf-8")
 
 
 def _field(entry: dict[str, Any], key: str, kind: type, where: str) -> Any:
@@ -97,15 +108,27 @@ def _field(entry: dict[str, Any], key: str, kind: type, where: str) -> Any:
     return value
 
 
+def _strings(data: dict[str, Any], key: str, where: str) -> tuple[str, ...]:
+    values = _field(data, key, list, where)
+    for i, value in enumerate(values):
+        if not isinstance(value, str):
+            raise PackageError(f"{where}.{key}[{i}] is not a string: {value!r}")
+    return tuple(values)
+
+
 def read_lock(path: str | os.PathLike[str]) -> Lock:
     where = str(path)
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except OSError as err:
         raise PackageError(f"cannot read lock {where}: {err.strerror}") from None
+    except UnicodeDecodeError as err:
+        raise PackageError(f"{where} is not UTF-8 (byte {err.start}): not a smith.lock") from None
     except json.JSONDecodeError as err:
         raise PackageError(f"{where} is not valid JSON: {err}") from None
-    if not isinstance(data, dict) or data.get("version") != LOCK_VERSION:
+    if not isinstance(data, dict):
+        raise PackageError(f"{where} is not a JSON object: not a smith.lock")
+    if data.get("version") != LOCK_VERSION:
         raise PackageError(f"{where}: unsupported lock version {data.get('version')!r}")
     packages = []
     raw_packages = _field(data, "packages", list, where)
@@ -124,15 +147,15 @@ def read_lock(path: str | os.PathLike[str]) -> Lock:
                 release=_field(e, "release", str, w),
                 arch=_field(e, "arch", str, w),
                 repo_id=_field(e, "repo", str, w),
-                url=_field(e, "url", str, w),
+                url=located_url(_field(e, "url", str, w), os.path.dirname(os.path.abspath(path))),
                 checksum=Checksum("sha256", sha),
                 size=_field(e, "size", int, w),
             )
         )
     return Lock(
-        requests=tuple(_field(data, "requests", list, where)),
+        requests=_strings(data, "requests", where),
         arch=_field(data, "arch", str, where),
-        excludes=tuple(_field(data, "excludes", list, where)),
+        excludes=_strings(data, "excludes", where),
         weak=_field(data, "weak", bool, where),
         packages=tuple(packages),
     )

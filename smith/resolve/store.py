@@ -45,16 +45,16 @@ class ContentStore:
 
                 produce(sink)
             final = self.path_for(h.hexdigest())
-            if final.exists():
-                os.unlink(tmp)
-            else:
-                parent = str(final.parent)
-                if parent not in self._made:
-                    final.parent.mkdir(parents=True, exist_ok=True)
-                    self._made.add(parent)
-                # Read-only: a store file is shared by every tree that names it.
-                os.chmod(tmp, 0o444)
-                os.replace(tmp, final)
+            parent = str(final.parent)
+            if parent not in self._made:
+                final.parent.mkdir(parents=True, exist_ok=True)
+                self._made.add(parent)
+            # Read-only: a store file is shared by every tree that names it.
+            os.chmod(tmp, 0o444)
+            # Replaced even when the name exists: an entry damaged since it was written (a
+            # crash before its data reached the disk) is never trusted by its name, and
+            # the bytes just hashed are at hand. Atomic for readers of the old one.
+            os.replace(tmp, final)
         except BaseException:
             if os.path.exists(tmp):
                 os.unlink(tmp)
