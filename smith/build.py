@@ -8,7 +8,6 @@ below; `build` reads like the recipe it follows.
 from __future__ import annotations
 
 import contextlib
-import fnmatch
 import json
 import logging
 import os
@@ -30,6 +29,7 @@ from smith.conventions import (
     parse_user,
 )
 from smith.errors import RecipeError, SmithError, UnsafePathError
+from smith.globs import Excludes, glob_match, has_magic
 from smith.oci.compress import parse_compression
 from smith.oci.image import GO_ARCH, ImageConfig, Platform
 from smith.oci.layout import open_image
@@ -134,10 +134,11 @@ def build(recipe_path: str, options: BuildOptions) -> BuildResult:
     )
     for missing in closure.missing:
         log.warning("%s", missing)
-    kept = select_kept(full, closure, paths, recipe.excludes)
+    excludes = Excludes.parse(recipe.excludes)
+    kept = select_kept(full, closure, paths, excludes)
     if program not in kept:
         # An image whose entrypoint is gone cannot run: say which pattern did it.
-        pattern = excluded_by(program, recipe.excludes)
+        pattern = excludes.matching(program)
         raise RecipeError(f"excludes: {pattern!r} leaves out the program /{program}")
     overlay_rootfs(kept, os.path.join(base, "rootfs"))
     image_tree = apply_conventions(kept, Conventions(user=user, nss=nss))
@@ -268,34 +269,6 @@ def is_regular_file(tree: FileTree, path: str) -> bool:
     return entry is not None and entry.kind is Kind.FILE
 
 
-def has_magic(pattern: str) -> bool:
-    return any(c in pattern for c in "*?[")
-
-
-def glob_match(path: str, pattern: str) -> bool:
-    return _glob_parts(path.split("/"), pattern.split("/"))
-
-
-def _glob_parts(parts: list[str], pattern: list[str]) -> bool:
-    if not pattern:
-        return not parts
-    if pattern[0] == "**":
-        return any(_glob_parts(parts[i:], pattern[1:]) for i in range(len(parts) + 1))
-    return (
-        bool(parts)
-        and fnmatch.fnmatchcase(parts[0], pattern[0])
-        and _glob_parts(parts[1:], pattern[1:])
-    )
-
-
-def is_excluded(path: str, excludes: Sequence[str]) -> bool:
-    for pattern in excludes:
-        norm = normalize_path(pattern, what="excludes entry")
-        if glob_match(path, norm) or path.startswith(norm + "/"):
-            return True
-    return False
-
-
 def explain_all(
     tree: FileTree, closure: Closure, program: str, paths: dict[str, str]
 ) -> dict[str, str]:
@@ -327,22 +300,13 @@ def explain_all(
     return reasons
 
 
-def excluded_by(path: str, excludes: Sequence[str]) -> str:
-    """The first of `excludes` that leaves `path` out of the image ("" if none)."""
-    for x in excludes:
-        norm = normalize_path(x)
-        if fnmatch.fnmatchcase(path, norm) or path.startswith(norm + "/"):
-            return x
-    return ""
-
-
 def select_kept(
-    full: FileTree, closure: Closure, paths: Iterable[str], excludes: Sequence[str]
+    full: FileTree, closure: Closure, paths: Iterable[str], excludes: Excludes
 ) -> FileTree:
     """The kept part of `full`: the closure and the named paths, minus the excludes, with
     every parent directory as the packages had it."""
     wanted = set(closure.kept) | set(paths)
-    excluded = {p for p in wanted if excluded_by(p, excludes)}
+    excluded = {p for p in wanted if excludes.matching(p)}
     kept = FileTree()
     for path in sorted(wanted - excluded, key=path_sort_key):
         entry = full.get(path)

@@ -13,7 +13,6 @@ same image as an OCI layout, oci-archive or docker-archive gives the same output
 
 from __future__ import annotations
 
-import fnmatch
 import logging
 import posixpath
 import tempfile
@@ -31,6 +30,7 @@ from smith.conventions import (
     read_passwd,
 )
 from smith.errors import ImageFormatError, SmithError, UsageError
+from smith.globs import Excludes
 from smith.oci.compress import Compression
 from smith.oci.image import ImageConfig, Platform
 from smith.oci.layout import LoadedImage, open_image
@@ -285,19 +285,8 @@ def keep_link_targets(tree: FileTree, kept: dict[str, str]) -> None:
 
 
 def exclude(kept: dict[str, str], patterns: Sequence[str]) -> dict[str, str]:
-    if not patterns:
-        return kept
-    normalized = [normalize_path(p) for p in patterns]
-
-    def excluded(path: str) -> bool:
-        for pattern in normalized:
-            if fnmatch.fnmatchcase(path, pattern) or path.startswith(pattern + "/"):
-                return True
-            if any(fnmatch.fnmatchcase(parent, pattern) for parent in parent_paths(path)):
-                return True
-        return False
-
-    return {path: why for path, why in kept.items() if not excluded(path)}
+    excludes = Excludes.parse(patterns, what="--exclude")
+    return {path: why for path, why in kept.items() if not excludes.matching(path)}
 
 
 def kept_tree(tree: FileTree, kept: Mapping[str, str]) -> FileTree:
