@@ -244,6 +244,10 @@ def expand_paths(tree: FileTree, patterns: Iterable[str], *, what: str) -> dict[
     out: dict[str, str] = {}  # path -> the pattern that named it
     for pattern in patterns:
         norm = normalize_path(pattern, what=f"{what} entry")
+        if not norm:  # "/": the root directory brings everything the packages hold
+            for p in all_paths:
+                out.setdefault(p, pattern)
+            continue
         if has_magic(norm):
             matches = [p for p in [*all_paths, *implicit] if glob_match(p, norm)]
         else:

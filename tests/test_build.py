@@ -237,7 +237,7 @@ def test_recipe_format_is_the_output_format(tmp_path: Path, rpm_universe: Univer
     assert bad.returncode != 0 and "unknown output format 'zip'" in bad.stderr, bad.stderr
 
 
-@pytest.mark.parametrize("pattern", ["/etc/ssl", "/etc/ss?/certs", "/etc/*"])
+@pytest.mark.parametrize("pattern", ["/etc/ssl", "/etc/ss?/certs", "/etc/*", "/"])
 def test_paths_may_name_a_directory_no_package_owns(
     pattern: str, tmp_path: Path, rpm_universe: Universe
 ) -> None:
