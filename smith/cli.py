@@ -16,6 +16,7 @@ from typing import NoReturn
 import click
 
 from smith import __version__
+from smith.errors import Terminated
 from smith.reporting import exit_reporting
 
 
@@ -62,8 +63,8 @@ def cli(ctx: click.Context, debug: bool, verbose: bool) -> None:
 def stop_on_sigterm(_signum: int, _frame: FrameType | None) -> None:
     """`timeout`, `docker stop`, systemd and CI runners stop a command with SIGTERM, which
     by default kills Python where it stands: the temporary output beside the destination
-    and the unpacked image in TMPDIR would stay. Stop as Ctrl-C does, cleaning up."""
-    raise KeyboardInterrupt
+    and the unpacked image in TMPDIR would stay. Unwind as Ctrl-C does, cleaning up."""
+    raise Terminated
 
 
 def run_cli(group: click.Group, prog: str, argv: list[str] | None = None) -> NoReturn:
@@ -75,8 +76,10 @@ def run_cli(group: click.Group, prog: str, argv: list[str] | None = None) -> NoR
             # A command may return its exit status (smith diff and verify exit 1 on a
             # difference); click hands that back here, as it does a raised click Exit.
             status = group.main(args=args, prog_name=prog, standalone_mode=False)
-        except click.exceptions.Abort:
-            raise KeyboardInterrupt from None
+        except click.exceptions.Abort as abort:
+            # click turns Ctrl-C (and our SIGTERM's Terminated) into Abort: report the original.
+            cause = abort.__cause__
+            raise cause if isinstance(cause, KeyboardInterrupt) else KeyboardInterrupt from None
         except click.ClickException as err:
             # click's own usage errors keep their one-line form, without the usage banner.
             print(f"{prog}: error: {err.format_message()}", file=sys.stderr)

@@ -65,3 +65,8 @@ class RegistryError(SmithError):
 
 class CrashcartError(SmithError):
     """crashcart cannot attach to, or detach from, its target."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM arrived (`timeout`, `docker stop`, a CI runner): unwound like Ctrl-C, so every
+    cleanup that handles an interrupt runs, but reported as termination (exit 143)."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 
-from smith.errors import SmithError
+from smith.errors import SmithError, Terminated
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING: importing typing costs crashcart attach 5 ms
 if TYPE_CHECKING:
@@ -25,11 +25,12 @@ def exit_reporting(prog: str, debug: bool, body: Callable[[], int | None]) -> No
             raise
         print(f"{prog}: error: {err}", file=sys.stderr)
         sys.exit(err.exit_code)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:
         if debug:
             raise
-        print(f"{prog}: interrupted", file=sys.stderr)
-        sys.exit(130)
+        terminated = isinstance(stop, Terminated)
+        print(f"{prog}: {'terminated' if terminated else 'interrupted'}", file=sys.stderr)
+        sys.exit(143 if terminated else 130)  # 128 + SIGTERM or SIGINT, as a shell reports
     except BrokenPipeError:
         sys.exit(141)
     except OSError as err:
