@@ -454,3 +454,15 @@ def test_layer_cache_reuses_and_never_trusts_a_damaged_entry(tmp_path: Path) -> 
     changed.add_file("new", InlineBytes(b"x"))
     other = write_image(changed, ImageConfig(), str(tmp_path / "d"), cache_dir=str(cache))
     assert other.layers[0].diff_id != first.layers[0].diff_id
+
+
+def test_a_file_where_another_package_has_a_directory_names_both_packages() -> None:
+    tree = FileTree()
+    tree.add_file("usr/share/x", InlineBytes(b"file"), origin="alpha-1-1.x86_64")
+    tree.add_file("usr/share/x/y", InlineBytes(b"below"), origin="beta-2-1.noarch")
+    with pytest.raises(SmithError) as err:
+        b"".join(stream_layer(tree, 0))
+    assert str(err.value) == (
+        "'usr/share/x/y' (from beta-2-1.noarch) is below 'usr/share/x', which is a file "
+        "(from alpha-1-1.x86_64), not a directory"
+    )

@@ -53,6 +53,10 @@ def encode_name(path: str) -> bytes:
     return path.encode("utf-8", "surrogateescape")
 
 
+def _origin(entry: Entry) -> str:
+    return f" (from {entry.origin})" if entry.origin else ""
+
+
 def plan_members(tree: FileTree) -> list[TarMember]:
     """The members of the layer for `tree`, in the order they are written.
 
@@ -69,7 +73,13 @@ def plan_members(tree: FileTree) -> list[TarMember]:
             if parent not in entries:
                 entries[parent] = Entry(parent, Kind.DIR, mode=0o755)
             elif entries[parent].kind is not Kind.DIR:
-                raise SmithError(f"{path!r} is below {parent!r}, which is not a directory")
+                # Two packages disagree (one ships a file where another has a directory):
+                # name them, the user has to drop or exclude one.
+                below, above = entries[path], entries[parent]
+                raise SmithError(
+                    f"{path!r}{_origin(below)} is below {parent!r}, which is a "
+                    f"{above.kind.value}{_origin(above)}, not a directory"
+                )
 
     link_groups: dict[str, list[str]] = {}
     for entry in entries.values():
