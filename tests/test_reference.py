@@ -55,6 +55,8 @@ def test_url_credentials_are_kept_but_never_shown() -> None:
         ("docker://h_x.example:99999999/a", "invalid registry host"),
         ("docker://../a", "invalid registry host '..'"),
         ("docker://-h.example/a", "invalid registry host"),
+        ("docker://localhost:99999/a", "invalid port '99999'"),
+        ("localhost:0/a", "invalid port '0'"),
     ],
 )
 def test_bad_references(text: str, message: str) -> None:

@@ -109,6 +109,9 @@ def parse_reference(text: str, *, default_tag: str = "latest") -> Reference:
         registry = host_part
     if not HOST_RE.match(registry):
         raise UsageError(f"the reference {shown!r} has an invalid registry host {registry!r}")
+    port = registry.rpartition("]")[2].partition(":")[2]
+    if port and not 0 < int(port) < 65536:
+        raise UsageError(f"the reference {shown!r} has an invalid port {port!r}")
     digest = ""
     if "@" in path:
         path, _, digest = path.partition("@")
