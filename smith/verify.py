@@ -201,11 +201,15 @@ def build_command(
     ]  # fmt: skip
 
 
+KEPT_MARKER = ".smith-verify-build"  # what makes a build directory verify's own
+
+
 def run_build(
     target: str, work: Path, variation: Variation, options: VerifyOptions, shuffle_dir: str
 ) -> BuildRun:
     """One build in its own directory and environment; returns its output's digests."""
     work.mkdir(parents=True)
+    (work / KEPT_MARKER).touch()
     cache, output = work / "cache", str(work / "image")
     # A fresh, randomly named working directory, as a temp path leaking in would have.
     cwd = Path(tempfile.mkdtemp(prefix="cwd-", dir=work))
@@ -363,6 +367,10 @@ def verify_in(
     for i, variation in enumerate(variations(options)):
         work = root / f"build-{i + 1}"
         if keep and work.exists():
+            # Only an earlier verify's build is replaced: --keep may name a directory that
+            # holds other things, and a `build-1` of the user's own must survive.
+            if not (work / KEPT_MARKER).exists():
+                raise UsageError(f"--keep: {str(work)!r} exists and is not a smith verify build")
             shutil.rmtree(work)
         runs.append(run_build(target, work, variation, options, shuffle_dir))
     reference = expected if expected is not None else runs[0].digests

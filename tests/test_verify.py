@@ -140,6 +140,22 @@ def test_planted_nondeterminism_is_caught_and_named(
     assert PLANTED[plant][1] in line
 
 
+def test_keep_replaces_only_its_own_builds(examples: Path, tmp_path: Path) -> None:
+    keep = tmp_path / "builds"
+    for _ in range(2):  # the second run replaces the first's builds
+        proc = smith("verify", str(examples / "hello"), "--keep", str(keep), "--json")
+        assert as_json(proc)["reproducible"], proc.stderr
+    mine = tmp_path / "mine"
+    (mine / "build-1").mkdir(parents=True)
+    (mine / "build-1" / "notes.txt").write_text("precious\n")
+    proc = smith("verify", str(examples / "hello"), "--keep", str(mine))
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        f"smith: error: --keep: {str(mine / 'build-1')!r} exists and is not a smith verify build"
+    ]
+    assert (mine / "build-1" / "notes.txt").read_text() == "precious\n"
+
+
 def test_a_warm_layer_cache_does_not_hide_the_writer(examples: Path, tmp_path: Path) -> None:
     """verify seeds its builds from --cache-dir without the layer cache: otherwise both
     builds would copy the cached layer and a planted writer bug would go unseen."""
