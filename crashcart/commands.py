@@ -7,6 +7,9 @@ from pathlib import Path
 
 import click
 
+# Both commands' default toolbox directory (crashcart/prefix.py's DEFAULT_TOOLBOX), in words.
+DEFAULT_TOOLBOX_HELP = "$CRASHCART_TOOLBOX, else /var/lib/crashcart/toolbox"
+
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
@@ -19,13 +22,23 @@ def cli(debug: bool) -> None:
 @click.argument("command", nargs=-1)
 @click.option(
     "--toolbox",
-    help="Toolbox to mount: a directory, or an image (OCI layout/archive, registry reference).",
+    help="Toolbox to mount: a directory, or an image (OCI layout/archive, registry reference). "
+    f"Default: {DEFAULT_TOOLBOX_HELP}, where `toolbox build` writes it.",
 )
 @click.option("-m", "--mount-only", is_flag=True, help="Mount the toolbox and leave it there.")
 @click.option("-u", "--unmount", is_flag=True, help="Remove a toolbox left by --mount-only.")
 @click.option("--force", is_flag=True, help="Attach to a process in the host's namespaces.")
-@click.option("--docker-host", help="Docker Engine socket (default: $DOCKER_HOST).")
-@click.option("-t/-T", "--tty/--no-tty", default=None, help="Run the command on a pty.")
+@click.option(
+    "--docker-host",
+    help="Docker Engine socket (default: $DOCKER_HOST, else unix:///var/run/docker.sock).",
+)
+@click.option(
+    "-t/-T",
+    "--tty/--no-tty",
+    default=None,
+    help="Run the command on a pty (default: the shell yes, a COMMAND no); "
+    "only when stdin is a terminal.",
+)
 def attach(
     target: str,
     command: tuple[str, ...],
@@ -63,7 +76,12 @@ def toolbox() -> None:
     type=click.Path(path_type=Path),
     help="smith recipe of the toolbox (default: recipes/crashcart-toolbox/smith.yaml).",
 )
-@click.option("-o", "--output", type=click.Path(path_type=Path), help="Toolbox directory.")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path),
+    help=f"Toolbox directory (default: {DEFAULT_TOOLBOX_HELP}).",
+)
 @click.option("--image", help="Also write the toolbox as an image (OCI layout or archive).")
 @click.option("--cache-dir", help="smith's package cache (default: smith's own).")
 def build(

@@ -29,6 +29,20 @@ config["process"]["terminal"] = False
 json.dump(config, open(sys.argv[1], "w"))
 PY
 echo "--- runc run (read-only root) of $name:"
-runc run --bundle "$bundle" "smith-demo-$name-$$"
+# A server (recipes/tinyhttpd) runs until Ctrl-C. As the container's pid 1 it ignores the
+# SIGINT runc would forward, so the demo kills the container itself; runc runs in the
+# background only so that `wait` can be interrupted by the trap.
+id="smith-demo-$name-$$"
+trap 'runc kill "$id" KILL 2>/dev/null || true' INT TERM
+runc run --bundle "$bundle" "$id" &
+runc_pid=$!
+status=0
+wait "$runc_pid" || status=$?
+if kill -0 "$runc_pid" 2>/dev/null; then  # interrupted: wait for the killed container
+    wait "$runc_pid" || true
+    status=0
+fi
+trap - INT TERM
+[ "$status" -eq 0 ] || exit "$status"
 echo "--- image: $(du -sb "out/$name.oci" | cut -f1) bytes in out/$name.oci," \
      "$(find "$bundle/rootfs" | wc -l) paths in its root filesystem"

@@ -252,7 +252,15 @@ def run_build(
     )
     if proc.returncode != 0:
         last = (proc.stderr.strip().splitlines() or ["(no message)"])[-1]
-        raise SmithError(f"build {variation.name} of {target} failed: {last}")
+        hint = ""
+        if variation.python and "ModuleNotFoundError" in last:
+            # smith itself comes from the checkout; its dependencies must be in that Python.
+            requirements = os.path.join(SMITH_ROOT, "requirements.txt")
+            hint = (
+                f"--python needs smith's dependencies: "
+                f"{variation.python} -m pip install -r {requirements}"
+            )
+        raise SmithError(f"build {variation.name} of {target} failed: {last}", hint=hint)
     return BuildRun(variation, output, image_digests(output))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -10,6 +11,7 @@ import pytest
 from crashcart.attach import AttachRequest
 from crashcart.cli import parse_attach
 from crashcart.record import record
+from crashcart.target import DEFAULT_DOCKER_HOST
 from tests.tools import PROJECT
 
 
@@ -83,3 +85,37 @@ def test_record_behaves_like_a_frozen_dataclass() -> None:
         Point()  # type: ignore[call-arg]
     with pytest.raises(TypeError):
         Point(1, x=1)  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("args", "defaults"),
+    [
+        (["attach", "--help"], ["$CRASHCART_TOOLBOX, else /var/lib/crashcart/toolbox"]),
+        (["attach", "--help"], [f"$DOCKER_HOST, else {DEFAULT_DOCKER_HOST}"]),
+        (["toolbox", "build", "--help"], ["$CRASHCART_TOOLBOX, else /var/lib/crashcart/toolbox"]),
+    ],
+)
+def test_help_names_the_defaults(args: list[str], defaults: list[str]) -> None:
+    """attach looks for the toolbox where `toolbox build` writes it; both helps say where
+    (neither did)."""
+    env = {k: v for k, v in os.environ.items() if k != "CRASHCART_TOOLBOX"}
+    done = subprocess.run(
+        [sys.executable, "-m", "crashcart", *args],
+        capture_output=True,
+        text=True,
+        cwd=PROJECT,
+        check=True,
+        env=env,
+    )
+    text = " ".join(done.stdout.split())
+    for default in defaults:
+        assert default in text
+    default_toolbox = subprocess.run(
+        [sys.executable, "-c", "from crashcart.prefix import DEFAULT_TOOLBOX as d; print(d)"],
+        capture_output=True,
+        text=True,
+        cwd=PROJECT,
+        check=True,
+        env=env,
+    ).stdout.strip()
+    assert default_toolbox == "/var/lib/crashcart/toolbox"

@@ -225,6 +225,7 @@ def test_verify_against_an_image_explains_the_difference(examples: Path, tmp_pat
     [
         (["nowhere/smith.yaml"], "no recipe or image at"),
         (["RECIPE", "--python", "/no/such/python"], "--python /no/such/python: no such"),
+        (["RECIPE", "--python", "BAREPY"], "--python needs smith's dependencies: "),
         (["RECIPE", "--against", "BADJSON"], "not valid JSON"),
         (["RECIPE", "--against", "OTHERJSON"], "no record named 'hello'"),
     ],
@@ -234,10 +235,14 @@ def test_bad_input_is_one_line(
 ) -> None:
     (tmp_path / "bad.json").write_text("{not json")
     (tmp_path / "other.json").write_text('{"curl": {}}')
+    # An interpreter without smith's dependencies (-S: no site-packages).
+    (tmp_path / "barepy").write_text(f'#!/bin/sh\nexec {sys.executable} -S "$@"\n')
+    (tmp_path / "barepy").chmod(0o755)
     replace = {
         "RECIPE": str(examples / "hello"),
         "BADJSON": str(tmp_path / "bad.json"),
         "OTHERJSON": str(tmp_path / "other.json"),
+        "BAREPY": str(tmp_path / "barepy"),
     }
     proc = smith("verify", *(replace.get(a, a) for a in args), cwd=tmp_path)
     assert proc.returncode == 2, proc.stderr
