@@ -215,15 +215,9 @@ class RegistryClient:
             except SSLError as err:
                 raise RegistryError(f"{self.ref}: {what}: TLS failed ({err})") from None
             except (HTTPError, OSError) as err:
-                if retry and attempt < self.options.retries:
-                    self.pause(attempt, f"{what}: {type(err).__name__}")
-                    attempt, url, redirects = attempt + 1, first_url, 0
-                    continue
-                raise RegistryRequestError(
-                    f"{self.ref}: {what}: {self.ref.registry} unreachable ({describe(err)}) "
-                    f"after {attempt + 1} attempt(s)",
-                    transient=True,
-                ) from None
+                self.pause_or_fail(err, what, attempt, retry, f"{self.ref.registry} unreachable")
+                attempt, url, redirects = attempt + 1, first_url, 0
+                continue
             finally:
                 if data is not None and not isinstance(data, bytes):
                     data.close()
@@ -266,18 +260,24 @@ class RegistryClient:
             try:
                 document = read_document(resp, f"{self.ref}: {what}")
             except (HTTPError, OSError) as err:
-                if retry and attempt < self.options.retries:
-                    self.pause(attempt, f"{what}: {type(err).__name__}")
-                    attempt, url, redirects = attempt + 1, first_url, 0
-                    continue
-                raise RegistryRequestError(
-                    f"{self.ref}: {what}: the answer broke off ({describe(err)}) "
-                    f"after {attempt + 1} attempt(s)",
-                    transient=True,
-                ) from None
+                self.pause_or_fail(err, what, attempt, retry, "the answer broke off")
+                attempt, url, redirects = attempt + 1, first_url, 0
+                continue
             return urllib3.HTTPResponse(
                 body=document, headers=resp.headers, status=status, preload_content=False
             )
+
+    def pause_or_fail(
+        self, err: Exception, what: str, attempt: int, retry: bool, failure: str
+    ) -> None:
+        """Wait before another attempt after a network error, or raise the one that ends it."""
+        if retry and attempt < self.options.retries:
+            self.pause(attempt, f"{what}: {type(err).__name__}")
+            return
+        raise RegistryRequestError(
+            f"{self.ref}: {what}: {failure} ({describe(err)}) after {attempt + 1} attempt(s)",
+            transient=True,
+        ) from None
 
     def pause(self, attempt: int, why: str, at_least: float = 0.0) -> None:
         wait = max(at_least, min(MAX_BACKOFF, self.options.backoff * 2**attempt))
