@@ -55,7 +55,10 @@ def outdated_command(
     cache_dir: str | None,
 ) -> int:
     """Compare the packages of RECIPEs' smith.lock (default ./smith.yaml), or of an IMAGE
-    smith built, with what their repositories offer now, with the advisories that apply."""
+    smith built, with what their repositories offer now, with the advisories that apply.
+
+    Exit status: 0 nothing is newer, 100 updates exist, 101 a security advisory applies to
+    a package that contributes a kept file."""
     fetcher = Fetcher(cache_dir, offline=offline)
     loaded: dict[RepoConfig, Repo] = {}  # recipes that share repositories load them once
     names = list(sources) or [find_recipe(None)]
