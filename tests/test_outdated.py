@@ -400,3 +400,34 @@ def test_twenty_recipes_fetch_each_metadata_file_once(repos: FaultServer, tmp_pa
         f"\nsmith outdated over 20 recipes: {elapsed:.1f} s, {len(metadata)} metadata requests, "
         f"{len(packages)} package requests"
     )
+
+
+def test_newest_follows_excludes_arch_and_priorities(repos: FaultServer, tmp_path: Path) -> None:
+    from smith.resolve.solver import newest_versions
+
+    fetcher = Fetcher(tmp_path / "cache")
+    both = load_repos(
+        [
+            RepoConfig("base", f"{repos.url}repos/base/"),
+            RepoConfig("updates", f"{repos.url}repos/updates/"),
+        ],
+        fetcher,
+    )
+    keys = [("zlib", "x86_64"), ("docs-noarch", "noarch"), ("lib32-demo", "i686")]
+    newest = {k: p.nevra for k, p in newest_versions(keys, both).items()}
+    # lib32-demo is i686 only: not for an x86_64 target, as a resolution would not take it.
+    assert newest == {
+        ("zlib", "x86_64"): "zlib-1.0-2.x86_64",
+        ("docs-noarch", "noarch"): "docs-noarch-1.1-1.noarch",
+    }
+    assert newest_versions(keys, both, excludes=["zli*", "docs-noarch"]) == {}
+    preferred = load_repos(
+        [
+            RepoConfig("base", f"{repos.url}repos/base/", priority=10),
+            RepoConfig("updates", f"{repos.url}repos/updates/"),
+        ],
+        fetcher,
+    )
+    assert {k: (p.nevra, p.repo_id) for k, p in newest_versions(keys[:1], preferred).items()} == {
+        ("zlib", "x86_64"): ("zlib-1.0-1.x86_64", "base")
+    }
