@@ -7,7 +7,10 @@ from pathlib import Path
 import pytest
 
 from tests.containers import DockerDaemon, start_dockerd
-from tests.rpm_universe import rpm_universe  # noqa: F401 - the session's package universe
+from tests.rpm_universe import (  # noqa: F401 - the session's package universes
+    frozen_universe,
+    rpm_universe,
+)
 from tests.tools import SHARED, require_shared
 
 
