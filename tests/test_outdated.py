@@ -27,7 +27,13 @@ from smith.resolve.updateinfo import AdvisoryType, read_updateinfo
 from tests.containers import configure_bundle, run_bundle, unpack_bundle
 from tests.fault_server import FaultServer, fault_server
 from tests.rpm_universe import Universe
-from tests.update_repos import BUGFIX_DOCS, COMPRESSIONS, SECURITY_ZLIB, build_update_repos
+from tests.update_repos import (
+    BUGFIX_DOCS,
+    COMPRESSIONS,
+    SECURITY_DOCS,
+    SECURITY_ZLIB,
+    build_update_repos,
+)
 
 RECIPES: dict[str, dict[str, Any]] = {
     "curl": {
@@ -121,7 +127,8 @@ CASES = [
         "hello-docs",
         "updates",
         99,
-        {"docs-noarch": ("1.0-1", "1.1-1", False, [BUGFIX_DOCS])},
+        # A security advisory on a package whose files the image does not keep: 100, not 101.
+        {"docs-noarch": ("1.0-1", "1.1-1", False, [BUGFIX_DOCS, SECURITY_DOCS])},
         100,
         id="bugfix-for-a-package-with-no-kept-file",
     ),
@@ -197,6 +204,7 @@ def test_updateinfo_in_every_compression(repos: FaultServer, tmp_path: Path, upd
         "SMITH-2025-0099",
         "SMITH-2026-0003",
         "SMITH-2026-0004",
+        "SMITH-2026-0006",
         "SMITH-2026-0005",
     ]
     assert [a.type for a in advisories[:2]] == [AdvisoryType.SECURITY, AdvisoryType.BUGFIX]

@@ -9,7 +9,8 @@ updateinfo.xml (added with modifyrepo_c) holds advisories, built from the fixtur
   repos/updates-bad  the same packages, an updateinfo.xml that is not XML
 
 The advisories (ADVISORIES below) cover each rule of `smith outdated`: one that applies
-(security, two CVEs), one for a package with no kept file (bugfix), and four that must not
+(security, two CVEs), two for a package with no kept file (bugfix, and security, which
+must not raise the security exit status), and four that must not
 be listed (a fix older than the pin, a fix no repository offers, a package no lock holds,
 another arch).
 """
@@ -78,6 +79,15 @@ UPDATEINFO = """<?xml version="1.0" encoding="UTF-8"?>
     <pkglist><collection><package name="lsof" version="9.0" release="1" arch="x86_64"/>
     </collection></pkglist>
   </update>
+  <update type="security">
+    <id>SMITH-2026-0006</id>
+    <title>docs-noarch: a security fix in a file no image keeps</title>
+    <severity>Moderate</severity>
+    <issued date="2026-03-04 00:00:00"/>
+    <references><reference id="CVE-2026-6666" type="cve"/></references>
+    <pkglist><collection><package name="docs-noarch" version="1.1" release="1" arch="noarch"/>
+    </collection></pkglist>
+  </update>
   <update type="enhancement">
     <id>SMITH-2026-0005</id>
     <title>zlib for i686 (another arch)</title>
@@ -91,6 +101,7 @@ UPDATEINFO = """<?xml version="1.0" encoding="UTF-8"?>
 # What `smith outdated` must find for the packages of the tests' recipes.
 SECURITY_ZLIB = "SMITH-2026-0001"
 BUGFIX_DOCS = "SMITH-2026-0002"
+SECURITY_DOCS = "SMITH-2026-0006"
 
 COMPRESSIONS = {"updates": "gz", "updates-xz": "xz", "updates-zst": "zstd", "updates-bz2": "bz2"}
 
