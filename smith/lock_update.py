@@ -118,7 +118,10 @@ class BuildChange:
         changed = [(a, b) for a, b in self.layers if a != b]
         out = [f"next build: {len(changed)} of {len(self.layers)} layers change"]
         out += [f"  layer {a[:19]}… -> {b[:19]}…" for a, b in changed]
-        out.append(f"  a push sends {self.push_bytes} bytes ({self.push_blobs} blobs)")
+        out.append(
+            f"  a push to a registry that holds the old image sends {self.push_bytes} bytes "
+            f"({self.push_blobs} blobs)"
+        )
         return out
 
 
