@@ -1,26 +1,27 @@
-"""`smith lock RECIPE`: resolve a recipe's packages and pin them in smith.lock beside it.
+"""`smith lock [RECIPE]`: resolve a recipe's packages and pin them in smith.lock beside it.
 
-`smith lock RECIPE --update [PKG...]` moves only the named pins (all with no names) to the
-newest versions, with what they now require, and prints each change (smith/lock_update.py).
+`smith lock [RECIPE] --update [PKG...]` moves only the named pins (all with no names) to
+the newest versions, with what they now require, and prints each change
+(smith/lock_update.py). RECIPE defaults to ./smith.yaml, as for `smith build`.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
 
 from smith.cli import cli
 from smith.errors import UsageError
-from smith.recipe import load_recipe
+from smith.recipe import find_recipe, load_recipe
 from smith.resolve.fetch import Fetcher
 from smith.resolve.lock import write_lock
 from smith.sources import lock_recipe
 
 
 @cli.command("lock")
-@click.argument("recipe", type=click.Path(dir_okay=False, path_type=Path))
-@click.argument("packages", nargs=-1)
+@click.argument("args", nargs=-1, metavar="[RECIPE] [PKG]...")
 @click.option("--offline", is_flag=True, help="Fail at once instead of using the network.")
 @click.option(
     "--cache-dir",
@@ -31,7 +32,7 @@ from smith.sources import lock_recipe
 @click.option(
     "--update",
     is_flag=True,
-    help="Move only PACKAGES (all, with none named) to their newest versions; keep other pins.",
+    help="Move only the PKGs (all, with none named) to their newest versions; keep other pins.",
 )
 @click.option(
     "--preview",
@@ -40,23 +41,33 @@ from smith.sources import lock_recipe
     "many bytes a push sends.",
 )
 def lock_command(
-    recipe: Path,
-    packages: tuple[str, ...],
+    args: tuple[str, ...],
     offline: bool,
     cache_dir: Path | None,
     update: bool,
     preview: bool,
 ) -> None:
-    """Resolve RECIPE's packages and write smith.lock next to it."""
+    """Resolve RECIPE's packages (default ./smith.yaml) and write smith.lock next to it."""
     fetcher = Fetcher(cache_dir, offline=offline)
+    recipe, packages = split_arguments(args)
     if update:
-        update_command(str(recipe), packages, fetcher, preview)
+        update_command(recipe, packages, fetcher, preview)
         return
-    if packages or preview:
-        raise UsageError("package names and --preview go with --update")
-    target, lock = lock_recipe(load_recipe(str(recipe)), str(recipe), fetcher)
+    if packages:
+        raise UsageError(f"{packages[0]!r}: package names go with --update")
+    if preview:
+        raise UsageError("--preview goes with --update")
+    target, lock = lock_recipe(load_recipe(recipe), recipe, fetcher)
     write_lock(target, lock)
     click.echo(f"{target}: {len(lock.packages)} packages")
+
+
+def split_arguments(args: tuple[str, ...]) -> tuple[str, tuple[str, ...]]:
+    """(the recipe, the package names): the first argument is the recipe when it names a
+    file or directory that is there, or a .yaml/.yml file; else ./smith.yaml is."""
+    if args and (os.path.exists(args[0]) or args[0].endswith((".yaml", ".yml"))):
+        return find_recipe(args[0]), args[1:]
+    return find_recipe(None), args
 
 
 def update_command(recipe: str, packages: tuple[str, ...], fetcher: Fetcher, preview: bool) -> None:
