@@ -7,6 +7,7 @@ a security advisory applies to a package whose files the image holds. Errors exi
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import click
 
@@ -14,6 +15,7 @@ from smith.cli import cli
 from smith.errors import UsageError
 from smith.outdated import Report, check_image, check_recipe, report_json, report_lines
 from smith.recipe import DEFAULT_RECIPE, find_recipe, load_recipe
+from smith.registry_flags import registry_flags, registry_options
 from smith.resolve.fetch import Fetcher
 from smith.resolve.repo import Repo, RepoConfig
 from smith.resolve.solver import DEFAULT_ARCH
@@ -46,6 +48,7 @@ def is_recipe(arg: str) -> bool:
 )
 @click.option("--offline", is_flag=True, help="Fail at once instead of using the network.")
 @click.option("--cache-dir", default=None, help="Download cache (default: $XDG_CACHE_HOME/smith).")
+@registry_flags
 def outdated_command(
     sources: tuple[str, ...],
     as_json: bool,
@@ -53,6 +56,7 @@ def outdated_command(
     repo_urls: tuple[str, ...],
     offline: bool,
     cache_dir: str | None,
+    **flags: Any,
 ) -> int:
     """Compare the packages of RECIPEs' smith.lock (default ./smith.yaml), or of an IMAGE
     smith built, with what their repositories offer now, with the advisories that apply.
@@ -60,6 +64,7 @@ def outdated_command(
     Exit status: 0 nothing is newer, 100 updates exist, 101 a security advisory applies to
     a package that contributes a kept file."""
     fetcher = Fetcher(cache_dir, offline=offline)
+    registry = registry_options(flags)  # for an IMAGE named by a registry reference
     loaded: dict[RepoConfig, Repo] = {}  # recipes that share repositories load them once
     names = list(sources) or [find_recipe(None)]
     reports: list[Report] = []
@@ -69,7 +74,15 @@ def outdated_command(
             continue
         configs, arch, excludes = image_repos(image_recipe, repo_urls)
         reports.append(
-            check_image(name, configs, fetcher, arch=arch, excludes=excludes, loaded=loaded)
+            check_image(
+                name,
+                configs,
+                fetcher,
+                arch=arch,
+                excludes=excludes,
+                loaded=loaded,
+                registry=registry,
+            )
         )
     if as_json:
         click.echo(report_json(reports))

@@ -25,6 +25,7 @@ from typing import Any
 
 from smith.build import PACKAGE_FILES_ANNOTATION, BuildOptions, BuildResult, build
 from smith.errors import ImageFormatError, ResolveError
+from smith.oci.registry import RegistryOptions
 from smith.recipe import load_recipe
 from smith.resolve.fetch import Fetcher
 from smith.resolve.lock import lock_path_for, read_lock
@@ -153,12 +154,12 @@ def kept_packages(result: BuildResult) -> set[str]:
 # -- images ----------------------------------------------------------------------------------
 
 
-def image_packages(source: str) -> tuple[Held, ...]:
+def image_packages(source: str, registry: RegistryOptions | None = None) -> tuple[Held, ...]:
     """The packages an image built by smith records (its package-files annotation): every
     one of them contributes a kept file."""
     from smith.oci.layout import open_image
 
-    with open_image(source) as image:
+    with open_image(source, registry=registry) as image:
         annotations = image.manifest.get("annotations") or {}
     recorded = annotations.get(PACKAGE_FILES_ANNOTATION)
     if not isinstance(recorded, str):
@@ -196,8 +197,9 @@ def check_image(
     arch: str,
     excludes: Sequence[str] = (),
     loaded: dict[RepoConfig, Repo] | None = None,
+    registry: RegistryOptions | None = None,
 ) -> Report:
-    held = image_packages(source)
+    held = image_packages(source, registry)
     repos = load_repos(configs, fetcher, updateinfo=True, loaded=loaded)
     everything = {h.nevra for h in held}
     return compare_held(source, "image", held, repos, everything, arch=arch, excludes=excludes)

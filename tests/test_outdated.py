@@ -26,7 +26,9 @@ from smith.resolve.solver import compare_evr
 from smith.resolve.updateinfo import AdvisoryType, read_updateinfo
 from tests.containers import configure_bundle, run_bundle, unpack_bundle
 from tests.fault_server import FaultServer, fault_server
+from tests.registry_servers import start_registry
 from tests.rpm_universe import Universe
+from tests.tools import require_tool
 from tests.update_repos import (
     BUGFIX_DOCS,
     COMPRESSIONS,
@@ -445,3 +447,24 @@ def test_newest_follows_excludes_arch_and_priorities(repos: FaultServer, tmp_pat
     assert {k: (p.nevra, p.repo_id) for k, p in newest_versions(keys[:1], preferred).items()} == {
         ("zlib", "x86_64"): ("zlib-1.0-1.x86_64", "base")
     }
+
+
+def test_outdated_reads_an_image_in_a_registry(repos: FaultServer, tmp_path: Path) -> None:
+    registry = start_registry(tmp_path / "registry", require_tool("docker-registry"))
+    try:
+        cache = tmp_path / "cache"
+        recipe = locked_recipe(tmp_path / "r", "hello-docs", repos.url, "updates", cache)
+        ref = f"docker://{registry.host}/outdated/hello:v1"
+        image = tmp_path / "image"
+        build = smith(
+            "build", recipe, "-o", image, "--locked", "--push", ref, "--insecure",
+            "--cache-dir", cache,
+        )  # fmt: skip
+        assert build.returncode == 0, build.stderr
+        code, report = outdated_json(ref, "--insecure", "--recipe", recipe, "--cache-dir", cache)
+    finally:
+        registry.stop()
+    # docs-noarch keeps no file: the image does not record it, so nothing it holds is newer.
+    (source,) = report["sources"]
+    assert (code, updates_of(source)) == (0, {})
+    assert [p["name"] for p in source["packages"]] == ["filesystem", "glibc", "hello"]
