@@ -395,26 +395,31 @@ def test_twenty_recipes_fetch_each_metadata_file_once(repos: FaultServer, tmp_pa
         server.hits.clear()
         start = time.monotonic()
         proc = smith("outdated", *recipes, "--json", "--cache-dir", tmp_path / "fresh")
-        elapsed = time.monotonic() - start
+        cold = time.monotonic() - start
         assert proc.returncode == 101, proc.stderr
-        report = json.loads(proc.stdout)
-        assert [s["status"] for s in report["sources"]] == [
-            "security",
-            "current",
-            "updates",
-        ] * 6 + [
-            "security",
-            "current",
-        ]
+        statuses = [s["status"] for s in json.loads(proc.stdout)["sources"]]
+        assert statuses == (["security", "current", "updates"] * 7)[:20]
         metadata = {path: n for path, n in server.hits.items() if "/repodata/" in path}
         packages = {path: n for path, n in server.hits.items() if path.endswith(".rpm")}
+        # Again with the cache filled: only the two repomd.xml are asked for (never cached).
+        server.hits.clear()
+        start = time.monotonic()
+        again = smith("outdated", *recipes, "--json", "--cache-dir", tmp_path / "fresh")
+        warm = time.monotonic() - start
+        assert again.returncode == 101 and again.stdout == proc.stdout
+        warm_hits = dict(server.hits)
     # repomd.xml, primary, filelists and updateinfo of 2 repositories, each fetched once;
     # every package the 20 trial builds unpack, fetched once.
     assert sorted(metadata.values()) == [1] * 7, metadata  # base has no updateinfo.xml
     assert set(packages.values()) == {1}, packages
+    assert warm_hits == {
+        "repos/base/repodata/repomd.xml": 1,
+        "repos/updates/repodata/repomd.xml": 1,
+    }
     print(
-        f"\nsmith outdated over 20 recipes: {elapsed:.1f} s, {len(metadata)} metadata requests, "
-        f"{len(packages)} package requests"
+        f"\nsmith outdated over 20 recipes: {cold:.1f} s with an empty cache "
+        f"({len(metadata)} metadata and {len(packages)} package requests), {warm:.1f} s again "
+        f"({len(warm_hits)} requests)"
     )
 
 
