@@ -473,3 +473,25 @@ def test_outdated_reads_an_image_in_a_registry(repos: FaultServer, tmp_path: Pat
     (source,) = report["sources"]
     assert (code, updates_of(source)) == (0, {})
     assert [p["name"] for p in source["packages"]] == ["filesystem", "glibc", "hello"]
+
+
+def test_lock_update_brings_what_the_new_version_requires(
+    repos: FaultServer, tmp_path: Path
+) -> None:
+    cache = tmp_path / "cache"
+    recipe = locked_recipe(tmp_path / "r", "hello-docs", repos.url, "updates", cache)
+    lock_path = recipe.parent / "smith.lock"
+    before = {p["nevra"]: p for p in json.loads(lock_path.read_text())["packages"]}
+    proc = smith("lock", recipe, "--update", "docs-noarch", "--cache-dir", cache)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == [
+        "docs-noarch-1.0-1.noarch -> docs-noarch-1.1-1.noarch",
+        f"  fixes {BUGFIX_DOCS} bugfix 2026-02-01",
+        f"  fixes {SECURITY_DOCS} security Moderate 2026-03-04 CVE-2026-6666",
+        "(none) -> ncurses-base-1.0-1.noarch",
+        f"{lock_path}: 2 packages moved",
+    ]
+    after = {p["nevra"]: p for p in json.loads(lock_path.read_text())["packages"]}
+    assert set(after) - set(before) == {"docs-noarch-1.1-1.noarch", "ncurses-base-1.0-1.noarch"}
+    assert set(before) - set(after) == {"docs-noarch-1.0-1.noarch"}
+    assert all(after[n] == before[n] for n in set(before) & set(after))

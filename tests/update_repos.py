@@ -2,17 +2,17 @@
 updateinfo.xml (added with modifyrepo_c) holds advisories, built from the fixture universe.
 
   repos/base         the universe's packages with zlib at 1.0-1 only; no updateinfo.xml
-  repos/updates      zlib 1.0-2, openssl-libs 1.0-2 and docs-noarch 1.1-1 (built here with
-                     rpmbuild; the new libz carries a few more bytes at its end, so that an
-                     image holding it differs); updateinfo.xml gzip-compressed
+  repos/updates      zlib 1.0-2, openssl-libs 1.0-2 and docs-noarch 1.1-1 (which, unlike
+                     1.0-1, requires ncurses-base), built here with rpmbuild; the new libz
+                     carries a few more bytes at its end, so that an image holding it
+                     differs; updateinfo.xml gzip-compressed
   repos/updates-xz, -zst, -bz2   the same packages, updateinfo.xml in that compression
   repos/updates-bad  the same packages, an updateinfo.xml that is not XML
 
-The advisories (ADVISORIES below) cover each rule of `smith outdated`: one that applies
+The advisories (UPDATEINFO below) cover each rule of `smith outdated`: one that applies
 (security, two CVEs), two for a package with no kept file (bugfix, and security, which
-must not raise the security exit status), and four that must not
-be listed (a fix older than the pin, a fix no repository offers, a package no lock holds,
-another arch).
+must not raise the security exit status), and four that must not be listed (a fix older
+than the pin, a fix no repository offers, a package no lock holds, another arch).
 """
 
 from __future__ import annotations
@@ -138,7 +138,12 @@ def _new_packages(work: Path) -> list[Path]:
             "w1.gzdio",
         ),
         "docs2": _spec(
-            "docs2", "1.1", "1", [_simple("docs-noarch", [], arch="noarch")], "w9.gzdio"
+            "docs2",
+            "1.1",
+            "1",
+            # The new version needs a package the old one did not: `lock --update` adds it.
+            [_simple("docs-noarch", ["Requires: ncurses-base"], arch="noarch")],
+            "w9.gzdio",
         ),
     }
     out = []
