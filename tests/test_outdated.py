@@ -495,3 +495,24 @@ def test_lock_update_brings_what_the_new_version_requires(
     assert set(after) - set(before) == {"docs-noarch-1.1-1.noarch", "ncurses-base-1.0-1.noarch"}
     assert set(before) - set(after) == {"docs-noarch-1.0-1.noarch"}
     assert all(after[n] == before[n] for n in set(before) & set(after))
+
+
+def test_errors_are_one_line(repos: FaultServer, tmp_path: Path) -> None:
+    from tests.registry_fixtures import make_image
+
+    cache = tmp_path / "cache"
+    unlocked = write_recipe(tmp_path / "unlocked", "hello", repos.url, "updates")
+    foreign, _ = make_image(tmp_path, "foreign", big=1024)
+    base = f"--repo=base={repos.url}repos/base/"
+    cases = [
+        (("outdated", unlocked), 1, "there is no smith.lock beside it (run `smith lock`)"),
+        (("lock", unlocked, "--update"), 1, "there is no smith.lock beside it"),
+        (("outdated", tmp_path / "none.tar", base), 1, "no image at"),
+        (("outdated", foreign, base), 1, "the image records no package list"),
+        (("lock", unlocked, "--preview"), 2, "--preview goes with --update"),
+        (("lock", unlocked, "zlib"), 2, "'zlib': package names go with --update"),
+    ]
+    for args, code, message in cases:
+        proc = smith(*args, "--cache-dir", cache)
+        assert proc.returncode == code, (args, proc.stderr)
+        assert proc.stderr.count("\n") == 1 and message in proc.stderr, (args, proc.stderr)
