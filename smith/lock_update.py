@@ -47,6 +47,7 @@ class LockUpdate:
     old: Lock
     new: Lock
     changes: tuple[Change, ...]
+    unoffered: tuple[str, ...]  # NEVRAs of pins kept for which no repository has the file
 
 
 def update_lock(recipe_path: str, fetcher: Fetcher, names: Sequence[str]) -> LockUpdate:
@@ -63,7 +64,7 @@ def update_lock(recipe_path: str, fetcher: Fetcher, names: Sequence[str]) -> Loc
         raise UsageError(f"{unknown[0]!r} is not a package of {lock_path}")
     update = set(names) if names else locked_names
     requests, repos = recipe_repos(recipe, recipe_path, fetcher, updateinfo=True)
-    resolved = resolve_update(
+    resolution = resolve_update(
         requests,
         repos,
         old.packages,
@@ -73,9 +74,11 @@ def update_lock(recipe_path: str, fetcher: Fetcher, names: Sequence[str]) -> Loc
         weak=recipe.weak,
     )
     before = {(p.name, p.arch): p for p in old.packages}
-    kept = tuple(_unmoved(p, before) for p in resolved)
+    kept = tuple(_unmoved(p, before) for p in resolution.packages)
     _, new = pin_recipe(recipe, recipe_path, fetcher, kept)
-    return LockUpdate(lock_path, old, new, lock_changes(old, new, repo_advisories(repos)))
+    changes = lock_changes(old, new, repo_advisories(repos))
+    unoffered = tuple(sorted(p.nevra for p in resolution.unoffered))
+    return LockUpdate(lock_path, old, new, changes, unoffered)
 
 
 def _unmoved(

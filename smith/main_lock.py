@@ -79,6 +79,8 @@ def update_command(recipe: str, packages: tuple[str, ...], fetcher: Fetcher, pre
     write_lock(result.path, result.new)
     for change in result.changes:
         click.echo(change.describe())
+    for nevra in result.unoffered:
+        click.echo(f"note: no repository offers {nevra} any more, so it could not stay")
     click.echo(f"{result.path}: {len(result.changes)} packages moved")
     if before is not None:
         after = trial_build(recipe, fetcher, compression=None)

@@ -72,10 +72,16 @@ def repos(
 
 
 def write_recipe(
-    where: Path, kind: str, url: str, updates: str | None, *, base_priority: int = 99
+    where: Path,
+    kind: str,
+    url: str,
+    updates: str | None,
+    *,
+    base_priority: int = 99,
+    base: str = "base",
 ) -> Path:
     where.mkdir(parents=True, exist_ok=True)
-    repos = [{"id": "base", "baseurl": f"{url}repos/base/", "priority": base_priority}]
+    repos = [{"id": "base", "baseurl": f"{url}repos/{base}/", "priority": base_priority}]
     if updates:
         repos.append({"id": updates, "baseurl": f"{url}repos/{updates}/"})
     path = where / "smith.yaml"
@@ -516,3 +522,19 @@ def test_errors_are_one_line(repos: FaultServer, tmp_path: Path) -> None:
         proc = smith(*args, "--cache-dir", cache)
         assert proc.returncode == code, (args, proc.stderr)
         assert proc.stderr.count("\n") == 1 and message in proc.stderr, (args, proc.stderr)
+
+
+def test_lock_update_says_which_pins_could_not_stay(repos: FaultServer, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    recipe = locked_recipe(tmp_path / "r", "curl", repos.url, "updates", cache)
+    # The base repository has dropped openssl-libs 1.0-1 since the lock was made.
+    write_recipe(recipe.parent, "curl", repos.url, "updates", base="base-trimmed")
+    proc = smith("lock", recipe, "--update", "zlib", "--cache-dir", cache)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0] == "openssl-libs-1.0-1.x86_64 -> openssl-libs-1.0-2.x86_64"
+    assert lines[1] == "zlib-1.0-1.x86_64 -> zlib-1.0-2.x86_64"
+    assert (
+        "note: no repository offers openssl-libs-1.0-1.x86_64 any more, so it could not stay"
+        in lines
+    )

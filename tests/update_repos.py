@@ -2,6 +2,7 @@
 updateinfo.xml (added with modifyrepo_c) holds advisories, built from the fixture universe.
 
   repos/base         the universe's packages with zlib at 1.0-1 only; no updateinfo.xml
+  repos/base-trimmed base without openssl-libs 1.0-1, as a repository that dropped it
   repos/updates      zlib 1.0-2, openssl-libs 1.0-2 and docs-noarch 1.1-1 (which, unlike
                      1.0-1, requires ncurses-base), built here with rpmbuild; the new libz
                      carries a few more bytes at its end, so that an image holding it
@@ -187,6 +188,12 @@ def build_update_repos(universe: Universe, dest: Path) -> Path:
         if rpm.name != "zlib-1.0-2.x86_64.rpm":
             os.link(rpm, base / rpm.name)
     _createrepo(base)
+    trimmed = dest / "repos" / "base-trimmed"
+    trimmed.mkdir()
+    for rpm in base.glob("*.rpm"):
+        if rpm.name != "openssl-libs-1.0-1.x86_64.rpm":
+            os.link(rpm, trimmed / rpm.name)
+    _createrepo(trimmed)
     newer = _new_packages(work)
     for name, compression in [*COMPRESSIONS.items(), ("updates-bad", "gz")]:
         repo = dest / "repos" / name

@@ -137,19 +137,30 @@ def resolve_update(
     arch: str = DEFAULT_ARCH,
     excludes: Iterable[str] = (),
     weak: bool = False,
-) -> tuple[ResolvedPackage, ...]:
+) -> UpdateResolution:
     """Resolve `requests` again, moving only the packages named in `update` (and what
     they now require): every other package of `pinned` that the repositories still offer
     is favored, so libsolv keeps it wherever it can, as it keeps an installed package."""
     pool = _prepared_pool(requests, repos, arch, excludes)
     jobs = _request_jobs(pool, requests, repos)
+    unoffered = []
     for pkg in pinned:
         if pkg.name in update:
             continue
         same = _offered(pool, pkg)
-        if same is not None:
+        if same is None:
+            unoffered.append(pkg)
+        else:
             jobs.append(pool.Job(solv.Job.SOLVER_SOLVABLE | solv.Job.SOLVER_FAVOR, same.id))
-    return _solve(pool, jobs, requests, weak)
+    return UpdateResolution(_solve(pool, jobs, requests, weak), tuple(unoffered))
+
+
+@dataclass(frozen=True)
+class UpdateResolution:
+    packages: tuple[ResolvedPackage, ...]
+    # Pins to keep that no repository offers any more (an updates repository keeps only
+    # the newest version): libsolv cannot keep what it cannot see, so these move too.
+    unoffered: tuple[ResolvedPackage, ...]
 
 
 def newest_versions(
@@ -201,12 +212,15 @@ def _evr_solvable(evr: str) -> solv.XSolvable:
 
 
 def _offered(pool: solv.Pool, pkg: ResolvedPackage) -> solv.XSolvable | None:
-    """The solvable of exactly this locked package, in the repository it came from."""
-    for s in pool.select(pkg.name, solv.Selection.SELECTION_NAME).solvables():
+    """The solvable of exactly this locked package: from the repository it came from if
+    that still has it, else from any other that does."""
+    same = [
+        s
+        for s in pool.select(pkg.name, solv.Selection.SELECTION_NAME).solvables()
         # libsolv writes an epoch of 0 as no epoch, as ResolvedPackage.evr does.
-        if s.repo.name == pkg.repo_id and s.arch == pkg.arch and s.evr == pkg.evr:
-            return s
-    return None
+        if s.arch == pkg.arch and s.evr == pkg.evr
+    ]
+    return min(same, key=lambda s: (s.repo.name != pkg.repo_id, s.repo.name), default=None)
 
 
 def _prepared_pool(
