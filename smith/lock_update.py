@@ -84,9 +84,10 @@ def update_lock(recipe_path: str, fetcher: Fetcher, names: Sequence[str]) -> Loc
 def _unmoved(
     pkg: ResolvedPackage, before: dict[tuple[str, str], ResolvedPackage]
 ) -> ResolvedPackage:
-    """The old lock entry when the package did not move, so its pin stays as it was."""
+    """The old lock entry when the package did not move, so its pin (URL, sha256) stays as
+    it was, even when the same version now comes from another repository."""
     old = before.get((pkg.name, pkg.arch))
-    return old if old is not None and old.evr == pkg.evr and old.repo_id == pkg.repo_id else pkg
+    return old if old is not None and old.evr == pkg.evr else pkg
 
 
 def lock_changes(old: Lock, new: Lock, advisories: Sequence[Advisory]) -> tuple[Change, ...]:
