@@ -44,6 +44,7 @@ from smith.resolve.fetch import Fetcher
 from smith.resolve.packages import fetch_packages
 from smith.resolve.repo import RepoConfig
 from smith.resolve.rpm import add_rpm_to_tree
+from smith.resolve.runtime_sets import rules_without
 from smith.resolve.solver import ResolvedPackage
 from smith.resolve.store import ContentStore
 from smith.sources import plan_recipe, relative_to, repo_configs
@@ -129,6 +130,7 @@ def build(recipe_path: str, options: BuildOptions) -> BuildResult:
             nss=nss or RuntimeSet.NSS in recipe.runtime_libraries,
             gconv=RuntimeSet.GCONV in recipe.runtime_libraries,
             globs=recipe.libraries,
+            rules=rules_without(recipe.no_runtime_libraries),
         ),
         keep_going=options.keep_going,
     )

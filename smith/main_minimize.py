@@ -16,6 +16,7 @@ from smith.minimize_recipe import read_minimize_recipe
 from smith.oci.compress import parse_compression
 from smith.oci.image import parse_platform
 from smith.registry_flags import registry_flags, registry_options
+from smith.resolve.runtime_sets import RuntimeRule
 
 
 def epoch_default() -> int:
@@ -36,6 +37,13 @@ def epoch_default() -> int:
 @click.option("--exclude", "excludes", multiple=True, help="Leave this glob or directory out.")
 @click.option("--nss", is_flag=True, help="Keep NSS modules, write passwd/group/nsswitch.conf.")
 @click.option("--gconv", is_flag=True, help="Keep every gconv module.")
+@click.option(
+    "--no-runtime",
+    "no_runtime",
+    multiple=True,
+    type=click.Choice([rule.value for rule in RuntimeRule]),
+    help="Switch off a rule-based run-time set (interpreter, openssl, libgcc_s).",
+)
 @click.option("--user", default="", help="Run as USER[:GROUP] (default: the image's User).")
 @click.option("--keep-ownership", is_flag=True, help="Keep files' original uid/gid.")
 @click.option("--keep-modes", is_flag=True, help="Keep files' original permission bits.")
@@ -55,6 +63,7 @@ def minimize(
     excludes: tuple[str, ...],
     nss: bool,
     gconv: bool,
+    no_runtime: tuple[str, ...],
     user: str,
     keep_ownership: bool,
     keep_modes: bool,
@@ -71,6 +80,7 @@ def minimize(
         excludes=excludes,
         nss=nss,
         gconv=gconv,
+        no_runtime=no_runtime,
         user=user,
         keep_ownership=keep_ownership,
         keep_modes=keep_modes,

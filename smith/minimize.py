@@ -43,6 +43,7 @@ from smith.resolve.closure import DEFAULT_PATH
 from smith.resolve.dependencies import Extras, LoaderEnv, compute_closure
 from smith.resolve.loader import glob_root
 from smith.resolve.roots import PathWalker, TreeRoot
+from smith.resolve.runtime_sets import rules_without
 from smith.tree import Entry, FileTree, Kind
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,7 @@ class MinimizeOptions:
     excludes: tuple[str, ...] = ()  # globs (or directories) removed from what is kept
     nss: bool = False  # keep the NSS modules and write /etc/passwd, group, nsswitch.conf
     gconv: bool | tuple[str, ...] = False
+    no_runtime: tuple[str, ...] = ()  # rule-based run-time sets switched off (runtime_sets.py)
     user: str = ""  # run as this user instead of the image's own
     keep_ownership: bool = False
     keep_modes: bool = False
@@ -253,7 +255,8 @@ def keep_paths(
         if entry is not None and entry.kind is Kind.FILE and candidate not in starts:
             starts.append(candidate)
     env = LoaderEnv.from_env(config.env, workdir)
-    extras = Extras(nss=options.nss, gconv=options.gconv, globs=options.paths)
+    rules = rules_without(options.no_runtime)
+    extras = Extras(nss=options.nss, gconv=options.gconv, globs=options.paths, rules=rules)
     closure = compute_closure(tree, starts, env=env, extras=extras)
     kept = {path: str(reason) for path, reason in closure.kept.items()}
     for start in starts[1:]:

@@ -36,6 +36,7 @@ def read_minimize_recipe(path: str, options: MinimizeOptions) -> tuple[str, Mini
         excludes=(*options.excludes, *recipe.excludes),
         nss=options.nss or recipe.nss or RuntimeSet.NSS in runtime,
         gconv=options.gconv or RuntimeSet.GCONV in runtime,
+        no_runtime=(*options.no_runtime, *recipe.no_runtime_libraries),
         user=options.user or user,
         entrypoint=options.entrypoint or recipe.entrypoint,
         cmd=options.cmd or recipe.cmd,

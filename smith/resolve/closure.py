@@ -94,6 +94,8 @@ class Reason:
         if self.step in (Step.NSS, Step.GCONV, Step.EXTRA):
             by = f" of /{self.by}" if self.by else ""
             return f"{self.step} {self.name}{by}"
+        if self.step is Step.RULE:
+            return f"dlopened by /{self.by} for {self.name}"
         if self.step is Step.LD_SO_CONF and not self.by:
             return "the loader reads its ld.so.conf directories from this cache"
         if self.step is Step.HWCAPS:
