@@ -38,6 +38,7 @@ from smith.oci.reference import is_registry_reference
 from smith.oci.registry import RegistryOptions
 from smith.oci.writer import ImageResult
 from smith.paths import climbs_out, normalize_path, parent_paths
+from smith.profile import recipe_profile
 from smith.recipe import Recipe, RuntimeSet, load_recipe
 from smith.resolve.dependencies import Closure, Extras, LoaderEnv, compute_closure
 from smith.resolve.fetch import Fetcher
@@ -122,6 +123,7 @@ def build(recipe_path: str, options: BuildOptions) -> BuildResult:
     paths = expand_paths(full, recipe.paths, what="paths")
     starts = [program, *(p for p in paths if is_regular_file(full, p))]
     log.info("walking the ELF closure of /%s and %d named paths", program, len(paths))
+    profile = recipe_profile(recipe, recipe_path)
     closure = compute_closure(
         full,
         starts,
@@ -130,7 +132,8 @@ def build(recipe_path: str, options: BuildOptions) -> BuildResult:
             nss=nss or RuntimeSet.NSS in recipe.runtime_libraries,
             gconv=RuntimeSet.GCONV in recipe.runtime_libraries,
             globs=recipe.libraries,
-            rules=rules_without(recipe.no_runtime_libraries),
+            rules=rules_without(recipe.no_runtime_libraries, profiled=bool(profile)),
+            profile=profile,
         ),
         keep_going=options.keep_going,
     )

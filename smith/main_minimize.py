@@ -15,6 +15,7 @@ from smith.minimize import MinimizeOptions, MinimizeResult, minimize_image
 from smith.minimize_recipe import read_minimize_recipe
 from smith.oci.compress import parse_compression
 from smith.oci.image import parse_platform
+from smith.profile import read_profile
 from smith.registry_flags import registry_flags, registry_options
 from smith.resolve.runtime_sets import RuntimeRule
 
@@ -44,6 +45,9 @@ def epoch_default() -> int:
     type=click.Choice([rule.value for rule in RuntimeRule]),
     help="Switch off a rule-based run-time set (interpreter, openssl, libgcc_s).",
 )
+@click.option(
+    "--profile", type=click.Path(dir_okay=False), help="Keep what `smith probe` recorded."
+)
 @click.option("--user", default="", help="Run as USER[:GROUP] (default: the image's User).")
 @click.option("--keep-ownership", is_flag=True, help="Keep files' original uid/gid.")
 @click.option("--keep-modes", is_flag=True, help="Keep files' original permission bits.")
@@ -64,6 +68,7 @@ def minimize(
     nss: bool,
     gconv: bool,
     no_runtime: tuple[str, ...],
+    profile: str | None,
     user: str,
     keep_ownership: bool,
     keep_modes: bool,
@@ -81,6 +86,7 @@ def minimize(
         nss=nss,
         gconv=gconv,
         no_runtime=no_runtime,
+        profile=read_profile(profile).entries if profile else (),
         user=user,
         keep_ownership=keep_ownership,
         keep_modes=keep_modes,

@@ -39,6 +39,7 @@ from smith.oci.registry import RegistryOptions
 from smith.oci.unpack import UnpackStats, apply_layers
 from smith.oci.writer import ImageResult
 from smith.paths import normalize_path, parent_paths
+from smith.profile import ProfileEntry
 from smith.resolve.closure import DEFAULT_PATH
 from smith.resolve.dependencies import Extras, LoaderEnv, compute_closure
 from smith.resolve.loader import glob_root
@@ -56,6 +57,7 @@ class MinimizeOptions:
     nss: bool = False  # keep the NSS modules and write /etc/passwd, group, nsswitch.conf
     gconv: bool | tuple[str, ...] = False
     no_runtime: tuple[str, ...] = ()  # rule-based run-time sets switched off (runtime_sets.py)
+    profile: tuple[ProfileEntry, ...] = ()  # files a `smith probe` saw the program use
     user: str = ""  # run as this user instead of the image's own
     keep_ownership: bool = False
     keep_modes: bool = False
@@ -255,8 +257,14 @@ def keep_paths(
         if entry is not None and entry.kind is Kind.FILE and candidate not in starts:
             starts.append(candidate)
     env = LoaderEnv.from_env(config.env, workdir)
-    rules = rules_without(options.no_runtime)
-    extras = Extras(nss=options.nss, gconv=options.gconv, globs=options.paths, rules=rules)
+    rules = rules_without(options.no_runtime, profiled=bool(options.profile))
+    extras = Extras(
+        nss=options.nss,
+        gconv=options.gconv,
+        globs=options.paths,
+        rules=rules,
+        profile=options.profile,
+    )
     closure = compute_closure(tree, starts, env=env, extras=extras)
     kept = {path: str(reason) for path, reason in closure.kept.items()}
     for start in starts[1:]:

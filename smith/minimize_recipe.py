@@ -10,6 +10,7 @@ from dataclasses import replace
 
 from smith.errors import RecipeError
 from smith.minimize import MinimizeOptions
+from smith.profile import recipe_profile
 from smith.recipe import RuntimeSet, load_recipe
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,7 @@ def read_minimize_recipe(path: str, options: MinimizeOptions) -> tuple[str, Mini
         nss=options.nss or recipe.nss or RuntimeSet.NSS in runtime,
         gconv=options.gconv or RuntimeSet.GCONV in runtime,
         no_runtime=(*options.no_runtime, *recipe.no_runtime_libraries),
+        profile=options.profile or recipe_profile(recipe, path),
         user=options.user or user,
         entrypoint=options.entrypoint or recipe.entrypoint,
         cmd=options.cmd or recipe.cmd,

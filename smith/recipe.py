@@ -110,6 +110,7 @@ class Recipe(Strict):
     runtime_libraries: tuple[RuntimeSet, ...] = ()  # nss, gconv
     # Rule-based sets (resolve/runtime_sets.py) are on unless named here.
     no_runtime_libraries: tuple[RuntimeRule, ...] = ()
+    profile: str | None = None  # a `smith probe` profile, relative to the recipe
     libraries: tuple[str, ...] = ()  # extra library paths or globs, kept with their closure
     library_path: tuple[str, ...] = ()  # extra search directories, like LD_LIBRARY_PATH
     compression: str = "gzip"

@@ -11,6 +11,7 @@ import posixpath
 from dataclasses import dataclass
 
 from smith.paths import normalize_path
+from smith.profile import ProfileEntry
 from smith.resolve.closure import ClosureWalker, Reason
 from smith.resolve.elf import Abi
 from smith.resolve.loader import MULTIARCH, Step, glob_root
@@ -37,6 +38,7 @@ class Extras:
     # pass all of them unless switched off). Strings here, so that runtime_sets can build
     # on this module without an import cycle.
     rules: tuple[str, ...] = ()
+    profile: tuple[ProfileEntry, ...] = ()  # what `smith probe` saw the program use
 
 
 def program_abis(walker: ClosureWalker) -> list[Abi]:

@@ -51,8 +51,13 @@ class RuntimeRule(StrEnum):
 ALL_RULES = tuple(RuntimeRule)
 
 
-def rules_without(off: tuple[str, ...]) -> tuple[str, ...]:
-    """All the rules but the ones switched off, in their fixed order."""
+def rules_without(off: tuple[str, ...], *, profiled: bool = False) -> tuple[str, ...]:
+    """All the rules but the ones switched off, in their fixed order. With a probe's
+    profile the interpreter rule is off too: the profile names the modules the program
+    imported, which is what the rule guesses at by keeping the whole standard library.
+    The other rules stay: a probe may not reach the code path that cancels a thread."""
+    if profiled:
+        off = (*off, RuntimeRule.INTERPRETER)
     return tuple(rule.value for rule in ALL_RULES if rule not in off)
 
 
