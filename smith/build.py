@@ -103,9 +103,21 @@ class BuildResult:
         }
 
 
-def build(recipe_path: str, options: BuildOptions) -> BuildResult:
+@dataclass(frozen=True)
+class RecipeTree:
+    """A recipe's packages unpacked into one tree, before the closure picks from it (what
+    `smith build` minimizes and `smith probe RECIPE` runs)."""
+
+    recipe: Recipe
+    tree: FileTree
+    packages: tuple[ResolvedPackage, ...]
+    fetcher: Fetcher
+    user: RuntimeUser
+    nss: bool
+
+
+def unpack_recipe(recipe_path: str, options: BuildOptions) -> RecipeTree:
     recipe = load_recipe(recipe_path)
-    base = os.path.dirname(os.path.abspath(recipe_path))
     fetcher = Fetcher(options.cache_dir, offline=options.offline)
     log.info("resolving the packages of %s", recipe_path)
     packages = plan_recipe(recipe, recipe_path, fetcher, locked=options.locked)
@@ -119,6 +131,14 @@ def build(recipe_path: str, options: BuildOptions) -> BuildResult:
         # The closure's NSS set follows the nsswitch.conf the image will have: smith's own.
         for path, data in nss_documents(user).items():
             full.add_file(path, InlineBytes(data), 0o644, origin="smith (nss)")
+    return RecipeTree(recipe, full, tuple(packages), fetcher, user, nss)
+
+
+def build(recipe_path: str, options: BuildOptions) -> BuildResult:
+    unpacked = unpack_recipe(recipe_path, options)
+    recipe, full, packages = unpacked.recipe, unpacked.tree, unpacked.packages
+    fetcher, user, nss = unpacked.fetcher, unpacked.user, unpacked.nss
+    base = os.path.dirname(os.path.abspath(recipe_path))
     program = find_program(full, recipe)
     paths = expand_paths(full, recipe.paths, what="paths")
     starts = [program, *(p for p in paths if is_regular_file(full, p))]

@@ -12,7 +12,7 @@ import click
 from smith.cli import cli
 from smith.errors import UsageError
 from smith.minimize import MinimizeOptions, MinimizeResult, minimize_image
-from smith.minimize_recipe import read_minimize_recipe
+from smith.minimize_recipe import recipe_image
 from smith.oci.compress import parse_compression
 from smith.oci.image import parse_platform
 from smith.profile import read_profile
@@ -98,13 +98,7 @@ def minimize(
         tag=tag,
         registry=registry_options(flags),
     )
-    if recipe:
-        named, options = read_minimize_recipe(recipe, options)
-        if image and named and image != named:
-            raise UsageError(f"the recipe names the image {named!r}, the command line {image!r}")
-        image = image or named
-    if not image:
-        raise UsageError("name the image to minimize (or a --recipe whose package: names it)")
+    image, options = recipe_image(image, recipe, options, "minimize")
     result = minimize_image(image, output, options)
     if as_json:
         sys.stdout.write(json.dumps(summary(result, output, explain), indent=2) + "\n")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shlex
 from typing import Any
 
@@ -10,10 +11,10 @@ import click
 from smith.cli import cli
 from smith.errors import UsageError
 from smith.minimize import MinimizeOptions
-from smith.minimize_recipe import read_minimize_recipe
+from smith.minimize_recipe import recipe_image
 from smith.oci.image import parse_platform
-from smith.probe import HttpCheck, ProbeOptions, probe_image
-from smith.profile import DEFAULT_NAME, profile_beside, write_profile
+from smith.probe import HttpCheck, ProbeOptions, probe_image, probe_recipe
+from smith.profile import DEFAULT_NAME, Profile, profile_beside, write_profile
 from smith.registry_flags import registry_flags, registry_options
 
 
@@ -44,6 +45,7 @@ from smith.registry_flags import registry_flags, registry_options
     "--bind", "binds", multiple=True, help="HOST_DIR:DIR, mounted read-only (e.g. a /read config)."
 )
 @click.option("--platform", help="OS/ARCH[/VARIANT] to pick from a multi-platform index.")
+@click.option("--cache-dir", help="Package cache for a build recipe (as smith build).")
 @registry_flags
 def probe(
     image: str | None,
@@ -56,34 +58,47 @@ def probe(
     run_timeout: float,
     binds: tuple[str, ...],
     platform: str | None,
+    cache_dir: str | None,
     **flags: Any,
 ) -> None:
-    """Run IMAGE unminimized under runc on a read-only root (its Entrypoint + Cmd, or
-    COMMAND), and record every file its processes open or execute into a profile that
-    `smith minimize --profile` and a recipe's `profile:` keep."""
+    """Run IMAGE unminimized (or a build recipe's full tree: IMAGE is then a .yaml file)
+    under runc on a read-only root, with its Entrypoint + Cmd or COMMAND (after --), and
+    record every file its processes open or execute into a profile that `smith minimize
+    --profile` and a recipe's `profile:` keep."""
+    if image and image.endswith((".yaml", ".yml")) and os.path.isfile(image) and not recipe:
+        # A build recipe: its packages' full tree is what runs.
+        profile = probe_recipe(
+            image, command, probe_options(checks, get, status, run_timeout, binds), cache_dir
+        )
+        write_and_say(profile, output or profile_beside(image))
+        return
     image_options = MinimizeOptions(
         platform=parse_platform(platform) if platform else None,
         registry=registry_options(flags),
     )
-    if recipe:
-        named, image_options = read_minimize_recipe(recipe, image_options)
-        if image and named and image != named:
-            raise UsageError(f"the recipe names the image {named!r}, the command line {image!r}")
-        image = image or named
-    if not image:
-        raise UsageError("name the image to probe (or a --recipe whose package: names it)")
-    if run_timeout <= 0:
-        raise UsageError(f"--run-timeout must be more than 0 seconds, not {run_timeout:g}")
+    image, image_options = recipe_image(image, recipe, image_options, "probe")
+    options = probe_options(checks, get, status, run_timeout, binds)
+    profile = probe_image(image, command, image_options, options)
+    write_and_say(profile, output or (profile_beside(recipe) if recipe else DEFAULT_NAME))
+
+
+def probe_options(
+    checks: tuple[str, ...], get: str | None, status: int, timeout: float, binds: tuple[str, ...]
+) -> ProbeOptions:
+    if timeout <= 0:
+        raise UsageError(f"--run-timeout must be more than 0 seconds, not {timeout:g}")
     options = ProbeOptions(
         checks=tuple(tuple(shlex.split(check)) for check in checks),
         http=parse_get(get, status) if get else None,
-        timeout=run_timeout,
+        timeout=timeout,
         binds=tuple(parse_bind(bind) for bind in binds),
     )
     if any(not check for check in options.checks):
         raise UsageError("--check needs a command")
-    profile = probe_image(image, command, image_options, options)
-    dest = output or (profile_beside(recipe) if recipe else DEFAULT_NAME)
+    return options
+
+
+def write_and_say(profile: Profile, dest: str) -> None:
     write_profile(profile, dest)
     click.echo(f"{dest}: {len(profile.entries)} paths", err=True)
 

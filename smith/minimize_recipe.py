@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 from dataclasses import replace
 
-from smith.errors import RecipeError
+from smith.errors import RecipeError, UsageError
 from smith.minimize import MinimizeOptions
 from smith.profile import recipe_profile
 from smith.recipe import RuntimeSet, load_recipe
@@ -48,3 +48,18 @@ def read_minimize_recipe(path: str, options: MinimizeOptions) -> tuple[str, Mini
         volumes=options.volumes or recipe.mounts,
         workdir=options.workdir or recipe.dir or "",
     )
+
+
+def recipe_image(
+    image: str | None, recipe: str | None, options: MinimizeOptions, verb: str
+) -> tuple[str, MinimizeOptions]:
+    """The image a command line names, or its --recipe's `package:` (not two different
+    ones), and the options with the recipe's settings."""
+    if recipe:
+        named, options = read_minimize_recipe(recipe, options)
+        if image and named and image != named:
+            raise UsageError(f"the recipe names the image {named!r}, the command line {image!r}")
+        image = image or named
+    if not image:
+        raise UsageError(f"name the image to {verb} (or a --recipe whose package: names it)")
+    return image, options

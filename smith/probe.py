@@ -339,3 +339,27 @@ def probe_image(
             gid=user.gid,
         )
         return probe_tree(tree, spec, options)
+
+
+def probe_recipe(
+    recipe_path: str, command: tuple[str, ...], options: ProbeOptions, cache_dir: str | None
+) -> Profile:
+    """Probe a build recipe's full tree (every file of its packages, and its rootfs/
+    overlay) with the recipe's command, or `command`."""
+    from smith.build import BuildOptions, environment, overlay_rootfs, unpack_recipe
+
+    unpacked = unpack_recipe(recipe_path, BuildOptions(cache_dir=cache_dir))
+    recipe = unpacked.recipe
+    base = os.path.dirname(os.path.abspath(recipe_path))
+    overlay_rootfs(unpacked.tree, os.path.join(base, "rootfs"))
+    args = command or (*(recipe.entrypoint or ()), *(recipe.cmd or ()))
+    if not args:
+        raise ProbeError(f"{recipe_path} has no entrypoint or cmd: give the command to probe")
+    spec = RunSpec(
+        args=tuple(args),
+        env=tuple(environment(recipe)),
+        cwd=recipe.dir or "/",
+        uid=unpacked.user.uid,
+        gid=unpacked.user.gid,
+    )
+    return probe_tree(unpacked.tree, spec, options)

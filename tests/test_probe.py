@@ -16,8 +16,6 @@ import json
 import shutil
 import subprocess
 import threading
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,7 +26,7 @@ from smith.profile import read_profile
 from tests.containers import configure_bundle, run_bundle, unpack_bundle
 from tests.debian_image import DebianImages, debian_images
 from tests.debian_python import EXPECTED, python_image
-from tests.test_minimize_debian import Bundle, free_port
+from tests.test_minimize_debian import Bundle, free_port, serve_and_get
 from tests.tools import PROJECT, require_root, require_tool
 
 
@@ -159,7 +157,6 @@ def test_nginx_minimized_from_a_probe_alone_serves(
     assert any(p.startswith("/usr/lib/nginx/modules/") for p in paths)  # nginx -t's modules
 
     out = tmp_path / "image"
-    proc = smith("minimize", str(nginx_images.nginx_layout), "-o", str(out), "--tag", "nginx")
     proc = smith(
         "minimize",
         str(nginx_images.nginx_layout),
@@ -175,25 +172,7 @@ def test_nginx_minimized_from_a_probe_alone_serves(
     try:
         check = bundle.run("nginx-t", ["nginx", "-e", "stderr", "-t"])
         assert check.returncode == 0, check.stderr
-        server = bundle.start("nginx-serve")
-        try:
-            body = b""
-            for _ in range(100):
-                try:
-                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as reply:
-                        body = reply.read()
-                    break
-                except OSError:
-                    assert server.poll() is None, server.communicate()[1]
-                    time.sleep(0.1)
-            assert b"Welcome to nginx" in body
-        finally:
-            subprocess.run(
-                [bundle.runc, "--root", str(bundle.state), "kill", "nginx-serve", "KILL"],
-                capture_output=True,
-                check=False,
-            )
-            server.wait(timeout=30)
+        assert b"Welcome to nginx" in serve_and_get(bundle, port)
     finally:
         bundle.cleanup()
 

@@ -11,6 +11,7 @@ import yaml
 from smith.profile import Profile, ProfileEntry, ProfileError, dump_profile, read_profile
 from tests.rpm_universe import Universe
 from tests.test_build import recipe_copy, smith
+from tests.tools import require_root, require_tool
 
 HEADER = '{"command":["app"],"format":"smith.profile","version":1}\n'
 
@@ -59,7 +60,7 @@ def test_bad_profiles_are_one_line(tmp_path: Path, text: str, message: str) -> N
 
 
 def test_a_missing_profile_is_one_line(tmp_path: Path) -> None:
-    with pytest.raises(ProfileError, match="cannot read the profile .*nope"):
+    with pytest.raises(ProfileError, match=r"cannot read the profile .*nope"):
         read_profile(str(tmp_path / "nope"))
 
 
@@ -91,3 +92,18 @@ def test_build_keeps_the_profile_paths_with_the_same_bytes(
     assert proc.returncode == 1
     assert proc.stderr.strip().endswith("missing.profile: No such file or directory")
     assert proc.stderr.count("\n") == 1
+
+
+def test_probe_a_build_recipe_writes_smith_profile_beside_it(
+    tmp_path: Path, rpm_universe: Universe
+) -> None:
+    require_root()
+    require_tool("runc")
+    recipe = recipe_copy("hello", tmp_path, rpm_universe)
+    cache = str(tmp_path / "cache")
+    proc = smith("probe", str(recipe / "smith.yaml"), "--cache-dir", cache, check=False)
+    assert proc.returncode == 0, proc.stderr
+    profile = read_profile(str(recipe / "smith.profile"))
+    assert profile.command == ("/usr/bin/hello",)
+    assert ProfileEntry("/usr/bin/hello", "exec", "runc:[2:INIT]") in profile.entries
+    assert "/usr/lib/x86_64-linux-gnu/libc.so.6" in profile.paths()

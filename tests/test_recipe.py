@@ -133,7 +133,8 @@ def test_runtime_ids(tmp_path: Path, user: str | None, root: bool, ids: tuple[in
         ("package: x\nports: [70000]\n", r"ports\[0\]: value error, '70000/tcp' is not a port"),
         (
             "package: x\nno_runtime_libraries: [jvm]\n",
-            r"no_runtime_libraries: value error, 'jvm' is not one of interpreter, openssl, libgcc_s",
+            r"no_runtime_libraries: value error, 'jvm' is not one of interpreter, openssl, "
+            r"libgcc_s",
         ),
         (
             "package: x\nrepos: [{baseurl: a, baseurl: b}]\n",

@@ -3,8 +3,9 @@
 An executed file is added like a start (its interpreter, #! line, DT_NEEDED), an opened
 one like a dlopen (an ELF file brings its closure; any other file is kept as it is). The
 kernel names a file by its final path, so symlinks the program went through are not in the
-profile: every symlink of the root that leads to a recorded file is kept too (a
-`modules-enabled/*.conf` link to the module's configuration, `python3` to `python3.11`).
+profile: every symlink of the root that leads to a recorded file, or to a directory on the
+way to one, is kept too (a `modules-enabled/*.conf` link to the module's configuration,
+`python3` to `python3.11`).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import posixpath
 
 from smith.errors import SmithError
-from smith.paths import normalize_path
+from smith.paths import normalize_path, parent_paths
 from smith.profile import ProfileEntry
 from smith.resolve.closure import ClosureWalker, Reason
 from smith.resolve.loader import Step
@@ -39,7 +40,10 @@ def add_profile_paths(walker: ClosureWalker, entries: tuple[ProfileEntry, ...]) 
 
 
 def add_links_to(walker: ClosureWalker, targets: set[str]) -> None:
-    """Keep every symlink (and the links on its way) whose final target is in `targets`."""
+    """Keep every symlink (and the links on its way) whose final target is in `targets`,
+    or is a directory holding one of them (`/usr/share/nginx/modules` ->
+    `/usr/lib/nginx/modules`: the program named the file through that link)."""
+    directories = {parent for target in targets for parent in parent_paths(target)}
     todo = [""]
     while todo:
         directory = todo.pop()
@@ -53,5 +57,5 @@ def add_links_to(walker: ClosureWalker, targets: set[str]) -> None:
                     walk = walker.walker.walk(path)
                 except SmithError:
                     continue  # a loop or a link out of the root leads to no recorded file
-                if walk.path in targets:
+                if walk.path in targets or walk.path in directories:
                     walker.keep_walk(walk, Reason(Step.SYMLINK, name=f"/{walk.path}"), path)
