@@ -17,6 +17,7 @@ file starts with an open, so open and exec are the events that see every file us
 from __future__ import annotations
 
 import ctypes
+import logging
 import os
 import select
 import struct
@@ -26,6 +27,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from smith.errors import SmithError
+
+log = logging.getLogger(__name__)
 
 FAN_CLOEXEC = 0x01
 FAN_CLASS_CONTENT = 0x04
@@ -120,7 +123,11 @@ class Watch:
             ready, _, _ = select.select([self.fd, self._stop_r], [], [])
             if self._stop_r in ready:
                 return
-            data = os.read(self.fd, 64 * METADATA.size)
+            try:
+                data = os.read(self.fd, 64 * METADATA.size)
+            except OSError as err:
+                log.warning("fanotify: reading events failed: %s", err)
+                return
             offset = 0
             while offset + METADATA.size <= len(data):
                 length, _, _, _, mask, fd, pid = METADATA.unpack_from(data, offset)

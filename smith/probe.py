@@ -181,17 +181,25 @@ class Container:
 
     def poll(self) -> int | None:
         if self.status is None:
-            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            try:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:
+                # Not our child after all (no subreaper): its status is lost with it.
+                if not os.path.exists(f"/proc/{self.pid}"):
+                    raise ProbeError("lost the container's process: no exit status") from None
+                return None
             if pid == self.pid:
                 self.status = os.waitstatus_to_exitcode(status)
         return self.status
 
     def stop(self) -> None:
-        if self.poll() is None:
-            subprocess.run(self.runc_args("kill", self.name, "KILL"), capture_output=True)
-            deadline = time.monotonic() + 10
-            while self.poll() is None and time.monotonic() < deadline:
-                time.sleep(0.02)
+        # Called on the way out of errors too: a lost status must not hide the first error.
+        with contextlib.suppress(ProbeError):
+            if self.poll() is None:
+                subprocess.run(self.runc_args("kill", self.name, "KILL"), capture_output=True)
+                deadline = time.monotonic() + 10
+                while self.poll() is None and time.monotonic() < deadline:
+                    time.sleep(0.02)
 
     def last_words(self) -> str:
         """The last line the program wrote to stderr or stdout, for a one-line error."""

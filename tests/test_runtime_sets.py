@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 
+from smith.resolve.dependencies import Extras, compute_closure
+from smith.resolve.runtime_sets import ALL_RULES, rules_without
 from tests.containers import configure_bundle, run_bundle, unpack_bundle
 from tests.imagekit import M, layer_tar, write_layout
 from tests.tools import PROJECT, require_root, require_tool
@@ -167,3 +169,74 @@ def test_a_rule_name_that_does_not_exist_is_one_line(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert "'jvm' is not one of" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def host_root(tmp_path: Path, program: str, binary: str = "/usr/bin/true") -> Path:
+    """A directory root: `program` (a copy of a host ELF program) with libc and ld.so."""
+    root = tmp_path / "root"
+    for path, source in (
+        (f"usr/bin/{program}", binary),
+        ("usr/lib64/ld-linux-x86-64.so.2", "/lib64/ld-linux-x86-64.so.2"),
+        (f"{TRIPLET}/libc.so.6", f"/{TRIPLET}/libc.so.6"),
+    ):
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / path).write_bytes(read_host(source))
+    (root / "lib64").symlink_to("usr/lib64")
+    return root
+
+
+def touch(root: Path, *paths: str) -> None:
+    for path in paths:
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / path).write_text("")
+
+
+@pytest.mark.parametrize(
+    ("program", "kept", "left"),
+    [
+        (
+            "perl",
+            [f"{TRIPLET}/perl-base/strict.pm", "usr/share/perl/5.36/Carp.pm"],
+            ["usr/share/perl5/vendor_perl/Extra.pm", "usr/local/share/perl/5.36/Site.pm"],
+        ),
+        (
+            "ruby3.1",
+            ["usr/lib/ruby/3.1.0/set.rb", f"{TRIPLET}/ruby/3.1.0/etc.so"],
+            ["usr/lib/ruby/gems/3.1.0/gems/rake.rb", "usr/lib/ruby/vendor_ruby/x.rb"],
+        ),
+        (
+            "python3",  # no version in the file name: every python3.N tree with an os.py
+            ["usr/lib/python3.11/os.py", "usr/lib/python3.12/os.py"],
+            ["usr/lib/python3.11/site-packages/pkg.py", "usr/lib/python3/dist-packages/d.py"],
+        ),
+        ("node", [], ["usr/share/nodejs/left-pad/index.js"]),  # node's stdlib is built in
+    ],
+)
+def test_interpreter_trees_are_the_stdlib_only(
+    tmp_path: Path, program: str, kept: list[str], left: list[str]
+) -> None:
+    root = host_root(tmp_path, program)
+    touch(root, *kept, *left)
+    closure = compute_closure(str(root), [f"/usr/bin/{program}"], extras=Extras(rules=ALL_RULES))
+    for path in kept:
+        assert path in closure.kept, path
+        assert str(closure.kept[path]).startswith(f"dlopened by /usr/bin/{program} for import")
+    for path in left:
+        assert path not in closure.kept, path
+    off = compute_closure(
+        str(root), [f"/usr/bin/{program}"], extras=Extras(rules=rules_without(("interpreter",)))
+    )
+    assert not any(path in off.kept for path in kept)
+
+
+def test_a_pthread_cancel_caller_without_libgcc_s_is_a_warning(tmp_path: Path) -> None:
+    gcc = require_tool("gcc")
+    src = tmp_path / "cancel.c"
+    src.write_bytes(CANCEL)
+    binary = tmp_path / "cancel"
+    subprocess.run([gcc, "-O1", "-o", str(binary), str(src), "-pthread"], check=True)
+    root = host_root(tmp_path, "cancel", str(binary))
+    closure = compute_closure(str(root), ["/usr/bin/cancel"], extras=Extras(rules=ALL_RULES))
+    assert closure.warnings == (
+        "/usr/bin/cancel calls pthread_cancel, which needs libgcc_s.so.1: not in the root",
+    )
