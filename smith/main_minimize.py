@@ -17,7 +17,7 @@ from smith.oci.compress import parse_compression
 from smith.oci.image import parse_platform
 from smith.profile import read_profile
 from smith.registry_flags import registry_flags, registry_options
-from smith.resolve.runtime_sets import RuntimeRule
+from smith.runtime_flags import no_runtime_option
 
 
 def epoch_default() -> int:
@@ -38,13 +38,7 @@ def epoch_default() -> int:
 @click.option("--exclude", "excludes", multiple=True, help="Leave this glob or directory out.")
 @click.option("--nss", is_flag=True, help="Keep NSS modules, write passwd/group/nsswitch.conf.")
 @click.option("--gconv", is_flag=True, help="Keep every gconv module.")
-@click.option(
-    "--no-runtime",
-    "no_runtime",
-    multiple=True,
-    type=click.Choice([rule.value for rule in RuntimeRule]),
-    help="Switch off a rule-based run-time set (interpreter, openssl, libgcc_s).",
-)
+@no_runtime_option
 @click.option(
     "--profile", type=click.Path(dir_okay=False), help="Keep what `smith probe` recorded."
 )
