@@ -51,9 +51,14 @@ def load_reference() -> Case:
 
 
 def interleave(
-    cases: Sequence[Case], rounds: int, before: Callable[[], None] | None = None
+    cases: Sequence[Case],
+    rounds: int,
+    before: Callable[[], None] | None = None,
+    *,
+    timer: bool = False,
 ) -> Times:
-    """Run every case once per round; `before` (untimed) runs before each timed case."""
+    """Run every case once per round; `before` (untimed) runs before each timed case. With
+    `timer`, a case that returns a float has timed itself (a child's own figure)."""
     times = Times()
     for case in cases:
         times.cases[case.name] = []
@@ -64,8 +69,10 @@ def interleave(
             if before is not None:
                 before()
             start = time.perf_counter()
-            case.run()
-            times.cases[case.name].append(time.perf_counter() - start)
+            value = case.run()
+            elapsed = time.perf_counter() - start
+            own = timer
+            times.cases[case.name].append(value if own and isinstance(value, float) else elapsed)
     return times
 
 
