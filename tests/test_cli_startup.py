@@ -72,3 +72,19 @@ def test_help_lists_every_command() -> None:
     for name in cli.list_commands(click.Context(cli)):
         assert f"\n  {name} " in listed
     assert summary_command("no_such_command") is None
+
+
+def test_compressor_versions_are_their_distributions() -> None:
+    """compress.py records the modules' __version__ in every layer's annotations."""
+    from importlib.metadata import version
+
+    import deflate
+    import zstandard
+
+    assert deflate.__version__ == version("deflate")
+    assert zstandard.__version__ == version("zstandard")
+
+
+def test_the_build_command_imports_no_network_client_until_it_downloads() -> None:
+    modules = imported_by("build", "--help")
+    assert not {m for m in modules if m.split(".")[0] in ("requests", "urllib3", "cryptography")}

@@ -20,10 +20,12 @@ import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-
-import requests
+from typing import TYPE_CHECKING
 
 from smith.errors import PackageError
+
+if TYPE_CHECKING:
+    import requests
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +125,9 @@ class Fetcher:
         # session is safe to share between the threads of fetch_packages.
         session: requests.Session | None = getattr(self._local, "session", None)
         if session is None:
+            # Imported here: a build from local repositories never downloads (~0.15 s).
+            import requests
+
             session = requests.Session()
             self._local.session = session
         return session
@@ -190,6 +195,8 @@ class Fetcher:
                 time.sleep(delay)
 
     def _response(self, url: str) -> requests.Response:
+        import requests
+
         try:
             resp = self._session_get().get(url, stream=True, timeout=self.timeout)
         except requests.exceptions.SSLError as err:
@@ -207,6 +214,8 @@ class Fetcher:
         return resp
 
     def _get(self, url: str) -> bytes:
+        import requests
+
         resp = self._response(url)
         try:
             return resp.content
@@ -214,6 +223,8 @@ class Fetcher:
             raise _Retry(type(err).__name__) from None
 
     def _download(self, url: str, checksum: Checksum, final: Path) -> None:
+        import requests
+
         resp = self._response(url)
         h = hashlib.new(checksum.algo)
         fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=".part-")
