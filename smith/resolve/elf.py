@@ -138,10 +138,13 @@ def is_elf(head: bytes) -> bool:
     return head[:4] == ELF_MAGIC
 
 
-def parse_elf(stream: BinaryIO, name: str) -> ElfInfo:
-    """Parse an ELF file; `name` is only used in error messages. Raises ElfError."""
+def parse_elf(stream: BinaryIO, name: str, prefix: bytes = b"") -> ElfInfo:
+    """Parse an ELF file; `name` is only used in error messages. Raises ElfError.
+
+    `prefix`: the file's first bytes when the caller has read them already.
+    """
     try:
-        return _parse(stream, name)
+        return _parse(stream, name, prefix)
     except ElfError:
         raise
     # pyelftools and construct signal malformed input with a variety of exceptions; they all
@@ -171,11 +174,13 @@ class _Source:
 
     __slots__ = ("prefix", "size", "stream")
 
-    def __init__(self, stream: BinaryIO) -> None:
+    def __init__(self, stream: BinaryIO, prefix: bytes = b"") -> None:
         stream.seek(0, io.SEEK_END)
         self.size = stream.tell()
-        stream.seek(0)
-        self.prefix = stream.read(PREFIX_BYTES)
+        if not prefix:
+            stream.seek(0)
+            prefix = stream.read(PREFIX_BYTES)
+        self.prefix = prefix
         self.stream = stream
 
     def read(self, offset: int, length: int, what: str) -> bytes:
@@ -191,8 +196,8 @@ class _Source:
         return data
 
 
-def _parse(stream: BinaryIO, name: str) -> ElfInfo:
-    src = _Source(stream)
+def _parse(stream: BinaryIO, name: str, prefix: bytes) -> ElfInfo:
+    src = _Source(stream, prefix)
     header = _read_header(src, name) or _read_header_pyelftools(stream, name, src)
 
     interpreter = ""

@@ -12,7 +12,7 @@ from collections.abc import Hashable
 from typing import BinaryIO
 
 from smith.errors import ElfError
-from smith.resolve.elf import ElfInfo, is_elf, parse_elf
+from smith.resolve.elf import PREFIX_BYTES, ElfInfo, is_elf, parse_elf
 from smith.resolve.roots import Root
 
 # Linux reads the first 256 bytes of a file to decide how to execute it (BINPRM_BUF_SIZE):
@@ -36,9 +36,10 @@ class ElfCache:
         if head is None:
             try:
                 with root.open(path) as stream:
-                    head = stream.read(HEAD_BYTES)
-                    if is_elf(head) and key not in self._infos:
-                        self._infos[key] = self._parse_open(stream, path)
+                    first = stream.read(PREFIX_BYTES)
+                    if is_elf(first) and key not in self._infos:
+                        self._infos[key] = self._parse_open(stream, path, first)
+                head = first[:HEAD_BYTES]
             except OSError as err:
                 raise ElfError(f"cannot read /{path}: {err.strerror or err}") from None
             self._heads[key] = head
@@ -61,13 +62,13 @@ class ElfCache:
             with root.open(path) as stream:
                 if not is_elf(stream.read(4)):
                     return None
-                return self._parse_open(stream, path)
+                return self._parse_open(stream, path, b"")
         except OSError as err:
             return ElfError(f"cannot read /{path}: {err.strerror or err}")
 
     @staticmethod
-    def _parse_open(stream: BinaryIO, path: str) -> ElfInfo | ElfError:
+    def _parse_open(stream: BinaryIO, path: str, first: bytes) -> ElfInfo | ElfError:
         try:
-            return parse_elf(stream, "/" + path)
+            return parse_elf(stream, "/" + path, first)
         except ElfError as err:
             return err

@@ -142,7 +142,9 @@ class DirectoryRoot:
         return path
 
     def open(self, path: str) -> BinaryIO:
-        return open(self.host_path(path), "rb")
+        # Unbuffered: the ELF reader reads a few blocks at known offsets, and a buffer in
+        # between only copies them (a closure opens every file it considers).
+        return open(self.host_path(path), "rb", buffering=0)
 
     def listdir(self, path: str) -> list[str]:
         try:
