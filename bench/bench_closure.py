@@ -26,7 +26,15 @@ import sys
 import time
 from pathlib import Path
 
-from bench.timing import Case, command_case, interleave, load_reference, ratio, report
+from bench.timing import (
+    Case,
+    command_case,
+    cpu_ratio,
+    interleave,
+    load_reference,
+    ratio,
+    report,
+)
 from smith.resolve.closure import ClosureWalker
 from smith.resolve.roots import DirectoryRoot
 from tests.host_oracle import HOST_DIRS, find_dynamic_elfs, run_lddtree
@@ -100,8 +108,8 @@ def main() -> None:
 
     cases = [
         load_reference(),
-        Case("smith (in process)", lambda: smith_closure(paths)),
-        Case("floor: struct reader", lambda: floor_read(files)),
+        Case("smith (in process)", lambda: smith_closure(paths), cpu=True),
+        Case("floor: struct reader", lambda: floor_read(files), cpu=True),
         command_case("smith closure", [SMITH, "closure", "/", *paths, "--keep-going"]),
         command_case("lddtree -l", [DEBIAN_PYTHON, lddtree, "-l", *paths]),
         command_case("scanelf -n", ["scanelf", "-qn", *paths]),
@@ -111,6 +119,7 @@ def main() -> None:
     report(times)
     print()
     ratio(times, "smith (in process)", "floor: struct reader", "at most 3x")
+    cpu_ratio(times, "smith (in process)", "floor: struct reader", "at most 3x")
     ratio(times, "lddtree -l", "smith (in process)", "at least 30x")
     ratio(times, "lddtree -l", "smith closure", "command against command")
     ratio(times, "smith (in process)", "scanelf -n")

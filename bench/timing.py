@@ -21,12 +21,16 @@ class Case:
     name: str
     run: Callable[[], object]
     command: str = ""  # the command line, for a case that runs one (printed with the times)
+    # An in-process case is also timed in CPU seconds of this process: with 6 engineers on
+    # 2 cores, wall times move with the load, CPU time much less.
+    cpu: bool = False
 
 
 @dataclass
 class Times:
     cases: dict[str, list[float]] = field(default_factory=dict)
     commands: dict[str, str] = field(default_factory=dict)
+    cpu: dict[str, list[float]] = field(default_factory=dict)
 
     def min(self, name: str) -> float:
         return min(self.cases[name])
@@ -68,9 +72,11 @@ def interleave(
         for case in cases:
             if before is not None:
                 before()
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
             value = case.run()
             elapsed = time.perf_counter() - start
+            if case.cpu:
+                times.cpu.setdefault(case.name, []).append(time.process_time() - cpu)
             own = timer
             times.cases[case.name].append(value if own and isinstance(value, float) else elapsed)
     return times
@@ -86,6 +92,11 @@ def report(times: Times) -> None:
         print(line)
         if name in times.commands:
             print(f"{''.ljust(width)}  $ {shorten(times.commands[name])}")
+        if name in times.cpu:
+            cpu = times.cpu[name]
+            print(
+                f"{''.ljust(width)}  CPU min {min(cpu):.3f} s  median {statistics.median(cpu):.3f} s"
+            )
 
 
 def ratio(times: Times, slow: str, fast: str, target: str = "") -> None:
@@ -94,6 +105,14 @@ def ratio(times: Times, slow: str, fast: str, target: str = "") -> None:
     by_median = times.median(slow) / times.median(fast)
     goal = f"   (target: {target})" if target else ""
     print(f"{slow} / {fast}: {by_min:.2f}x at the min, {by_median:.2f}x at the median{goal}")
+
+
+def cpu_ratio(times: Times, slow: str, fast: str, target: str = "") -> None:
+    """Like ratio, in CPU seconds (both cases in process)."""
+    by_min = min(times.cpu[slow]) / min(times.cpu[fast])
+    by_median = statistics.median(times.cpu[slow]) / statistics.median(times.cpu[fast])
+    goal = f"   (target: {target})" if target else ""
+    print(f"CPU {slow} / {fast}: {by_min:.2f}x at the min, {by_median:.2f}x at the median{goal}")
 
 
 def shorten(command: str, limit: int = 300) -> str:
