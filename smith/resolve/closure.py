@@ -223,6 +223,7 @@ class ClosureWalker:
         self._modules_done: set[str] = set()
         self._starts_done: set[str] = set()
         self._interpreters: dict[Hashable, tuple[str, ...]] = {}
+        self._interpreter_of: dict[str, tuple[str, str, ElfInfo, tuple[str, ...]]] = {}
 
     # -- results ----------------------------------------------------------------------------
 
@@ -247,7 +248,8 @@ class ClosureWalker:
     def keep_walk(self, walk: Walk, reason: Reason, asked: str) -> str:
         """Keep the links passed and the file reached; return the file holding the bytes."""
         for link in walk.links:
-            self.keep(link, Reason(Step.SYMLINK, by=reason.by, name=f"/{asked}"))
+            if link and link not in self.kept:  # (keep(), without a Reason made in vain)
+                self.kept[link] = Reason(Step.SYMLINK, by=reason.by, name=f"/{asked}")
         self.keep(walk.path, reason)
         if walk.kind is Kind.HARDLINK:
             target = self.walker.walk(self.root.hardlink_target(walk.path))
@@ -397,16 +399,22 @@ class ClosureWalker:
     ) -> None:
         name = main.info.interpreter
         reason = Reason(Step.INTERPRETER, by=main.real, name=name)
-        opened = normalize_path(posixpath.normpath(posixpath.join("/", name)))
-        walk = self.walker.walk(opened)
-        if walk.kind not in (Kind.FILE, Kind.HARDLINK):
-            self.fail(name, (main.path,))
-            return
-        file = self.keep_walk(walk, reason, opened)
-        info = self.cache.info(self.root, file)
-        if info is None:
-            raise ElfError(f"the interpreter {name} of /{main.path} is not an ELF file")
-        main.system_dirs = self._interpreter_dirs(file, info)
+        known = self._interpreter_of.get(name)
+        if known is None:
+            opened = normalize_path(posixpath.normpath(posixpath.join("/", name)))
+            walk = self.walker.walk(opened)
+            if walk.kind not in (Kind.FILE, Kind.HARDLINK):
+                self.fail(name, (main.path,))
+                return
+            file = self.keep_walk(walk, reason, opened)
+            info = self.cache.info(self.root, file)
+            if info is None:
+                raise ElfError(f"the interpreter {name} of /{main.path} is not an ELF file")
+            dirs = self._interpreter_dirs(file, info)
+            # Every program names one of a few interpreters: found and kept once (keeping
+            # is idempotent, so the next program's keep_walk would add nothing).
+            known = self._interpreter_of[name] = (opened, file, info, dirs)
+        opened, file, info, main.system_dirs = known
         obj = _Object(opened, file, info, None, reason)
         by_name[name] = obj
         by_file[file] = obj

@@ -16,7 +16,7 @@ import io
 import struct
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO, NamedTuple
 
 from smith.errors import ElfError
 
@@ -125,9 +125,9 @@ class ElfInfo:
     dynamic: bool  # has a PT_DYNAMIC segment
 
 
-@dataclass(frozen=True)
-class ElfHeader:
-    """The ELF header fields the loader uses, from either reader."""
+class ElfHeader(NamedTuple):
+    """The ELF header fields the loader uses, from either reader (a NamedTuple, not a
+    frozen dataclass: made once per file read, and it is a third of the cost to make)."""
 
     abi: Abi
     elf_type: str
@@ -183,16 +183,21 @@ class _Source:
         self.prefix = prefix
         self.stream = stream
 
-    def read(self, offset: int, length: int, what: str) -> bytes:
+    def read(self, offset: int, length: int, what: str, name: str) -> bytes:
+        """`length` bytes at `offset`; `what` they are and the file's `name` only make the
+        message of an error (formatted then, not on every read)."""
         if offset < 0 or length < 0 or offset + length > self.size:
-            raise ElfError(f"{what} lies outside the file ({offset}+{length} > {self.size} bytes)")
+            raise ElfError(
+                f"malformed ELF file {name}: {what} lies outside the file "
+                f"({offset}+{length} > {self.size} bytes)"
+            )
         end = offset + length
         if end <= len(self.prefix):
             return self.prefix[offset:end]
         self.stream.seek(offset)
         data = self.stream.read(length)
         if len(data) != length:
-            raise ElfError(f"{what} is truncated")
+            raise ElfError(f"malformed ELF file {name}: {what} is truncated")
         return data
 
 
@@ -278,8 +283,20 @@ def _read_header(src: _Source, name: str) -> ElfHeader | None:
         else:
             kind, offset, vaddr, _, filesz, _, _, _ = fields
         segments.append((kind, offset, vaddr, filesz))
-    abi = Abi(ElfClass.ELF64 if elf64 else ElfClass.ELF32, ident[5] == 1, MACHINES[machine])
+    abi = _abi(ElfClass.ELF64 if elf64 else ElfClass.ELF32, ident[5] == 1, MACHINES[machine])
     return ElfHeader(abi, ELF_TYPES[elf_type], tuple(segments))
+
+
+_ABIS: dict[tuple[ElfClass, bool, str], Abi] = {}
+
+
+def _abi(elf_class: ElfClass, little_endian: bool, machine: str) -> Abi:
+    # One object per ABI: thousands of files share two or three.
+    key = (elf_class, little_endian, machine)
+    abi = _ABIS.get(key)
+    if abi is None:
+        abi = _ABIS[key] = Abi(elf_class, little_endian, machine)
+    return abi
 
 
 def _read_header_pyelftools(stream: BinaryIO, name: str, src: _Source) -> ElfHeader:
@@ -312,12 +329,12 @@ def _read_phdrs(
         raise ElfError(f"malformed ELF file {name}: program header size {phentsize}")
     if phoff + phnum * phentsize > src.size:
         raise ElfError(f"malformed ELF file {name}: {phnum} program headers exceed the file")
-    return src.read(phoff, phnum * entry, f"malformed ELF file {name}: program headers")
+    return src.read(phoff, phnum * entry, "program headers", name)
 
 
 def _read_cstring_at(src: _Source, offset: int, length: int, name: str) -> str:
     length = min(length, 4096)  # PATH_MAX: a longer interpreter name cannot be opened anyway
-    data = src.read(offset, length, f"malformed ELF file {name}: PT_INTERP")
+    data = src.read(offset, length, "PT_INTERP", name)
     return data.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
 
 
@@ -326,7 +343,7 @@ def _read_dynamic(
 ) -> list[tuple[int, int]]:
     offset, length = segment
     length = min(length, MAX_DYNAMIC_BYTES)
-    data = src.read(offset, length, f"malformed ELF file {name}: PT_DYNAMIC")
+    data = src.read(offset, length, "PT_DYNAMIC", name)
     layout = DYN[abi.elf_class is ElfClass.ELF64, abi.little_endian]
     tags: list[tuple[int, int]] = []
     for tag, value in layout.iter_unpack(data[: len(data) - len(data) % layout.size]):
@@ -356,5 +373,4 @@ def _read_strtab(
     else:
         raise ElfError(f"malformed ELF file {name}: DT_STRTAB {address:#x} is in no PT_LOAD")
     length = min(lengths[0] if lengths else available, available, MAX_STRTAB_BYTES)
-    what = f"malformed ELF file {name}: dynamic string table"
-    return src.read(file_offset, length, what)
+    return src.read(file_offset, length, "dynamic string table", name)

@@ -104,6 +104,7 @@ class DirectoryRoot:
         self.directory = os.path.abspath(os.fspath(directory))
         self._prefix = self.directory.rstrip("/") + "/"
         self._lstat: dict[str, os.stat_result | None] = {}
+        self._keys: dict[str, Hashable] = {}
 
     def host_path(self, path: str) -> str:
         # Concatenation, not os.path.join: `path` is canonical and relative (the closure
@@ -154,10 +155,16 @@ class DirectoryRoot:
         return sorted(names, key=os.fsencode)
 
     def content_key(self, path: str) -> Hashable:
-        st = self._stat(path)
-        if st is None:
-            return (path, None)
-        return (path, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        key = self._keys.get(path)
+        if key is None:
+            st = self._stat(path)
+            key = (
+                (path, None)
+                if st is None
+                else (path, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+            )
+            self._keys[path] = key  # as _stat, once per path: the closure asks per use
+        return key
 
 
 @dataclass(frozen=True)
