@@ -16,11 +16,11 @@ import posixpath
 import shutil
 import tarfile
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from smith.atomic import atomic_path, check_output, remove_path, temp_sibling
 from smith.errors import ImageFormatError, UnsafePathError, UsageError
@@ -105,6 +105,7 @@ def save_layout(
             os.makedirs(store.root)  # staging_layout removes it again
         return
     if fmt is OutputFormat.DOCKER_ARCHIVE:
+        refuse_zstd_docker_archive(fmt, [layer.descriptor.media_type for layer in result.layers])
         write_docker_manifest(store, result, tag)
     tree = layout_tree(store.root)
     with atomic_path(output) as tmp, open(tmp, "wb") as out:
@@ -112,6 +113,16 @@ def save_layout(
         for chunk in stream_layer(tree, epoch):
             writer.write(chunk)
         writer.close()
+
+
+def refuse_zstd_docker_archive(fmt: OutputFormat, media_types: Iterable[str]) -> None:
+    """Docker's archive format has no zstd: `docker load` (20.10) fails on such a layer
+    with `archive/tar: invalid tar header`. Refused before anything is written."""
+    if fmt is OutputFormat.DOCKER_ARCHIVE and any(m.endswith("zstd") for m in media_types):
+        raise UsageError(
+            "a docker-archive cannot hold zstd layers (docker load reads only gzip or plain "
+            "tar): use --compression gzip, or write an OCI archive (--format oci-archive)"
+        )
 
 
 def layout_tree(root: str) -> FileTree:
@@ -201,12 +212,17 @@ def open_image(
 
 def split_image_name(source: str, name: str) -> tuple[str, str]:
     """`LAYOUT:NAME` (as skopeo's oci:LAYOUT:NAME) picks the image whose ref.name is NAME
-    from a layout or archive holding several; a path that exists is never split."""
+    from a layout or archive holding several (for a docker-archive: whose RepoTags hold
+    NAME); a path that exists is never split."""
     if name or os.path.exists(source):
         return source, name
-    path, colon, ref = source.rpartition(":")
-    if colon and path and ref and "/" not in ref and os.path.exists(path):
-        return path, ref
+    # The name may hold colons itself (a docker-archive's `app:1`, `host:5000/app:1`): the
+    # longest prefix that exists is the path. A name with `/` only picks from an archive.
+    pos = len(source)
+    while (pos := source.rfind(":", 0, pos)) > 0:
+        path, ref = source[:pos], source[pos + 1 :]
+        if ref and os.path.exists(path) and ("/" not in ref or os.path.isfile(path)):
+            return path, ref
     return source, name
 
 
@@ -227,7 +243,7 @@ def read_unpacked(root: str, source: str, platform: Platform | None, name: str) 
     if os.path.exists(os.path.join(root, "index.json")):
         return read_layout(root, source, platform, name)
     if os.path.exists(os.path.join(root, "manifest.json")):
-        return read_docker_archive(root, source)
+        return read_docker_archive(root, source, name)
     raise ImageFormatError(
         f"{source!r} is neither an OCI layout nor a docker-archive (no index.json or manifest.json)"
     )
@@ -358,12 +374,13 @@ def pick_manifest(
     raise ImageFormatError(f"{source}: indexes nested too deeply")
 
 
-def read_docker_archive(root: str, source: str) -> LoadedImage:
+def read_docker_archive(root: str, source: str, name: str = "") -> LoadedImage:
     """A docker-archive (`docker save`): manifest.json naming a config and layer files."""
     manifest = load_json(os.path.join(root, "manifest.json"), f"{source}: manifest.json")
-    if not isinstance(manifest, list) or not manifest or not isinstance(manifest[0], dict):
+    listed = isinstance(manifest, list) and bool(manifest)
+    if not listed or not all(isinstance(entry, dict) for entry in manifest):
         raise ImageFormatError(f"{source}: manifest.json does not list an image")
-    entry = manifest[0]
+    entry = pick_docker_image(manifest, source, name)
     try:
         config_path = os.path.join(root, normalize_path(entry["Config"]))
         if not isinstance(entry["Layers"], list):
@@ -404,6 +421,35 @@ def read_docker_archive(root: str, source: str) -> LoadedImage:
     raw = canonical_json(doc)
     mdesc = Descriptor(MEDIA_DOCKER_MANIFEST, "sha256:" + hashlib.sha256(raw).hexdigest(), len(raw))
     return LoadedImage(source, mdesc, doc, config_desc, config, tuple(layers), diff_ids, paths)
+
+
+def repo_tags(entry: Mapping[str, Any]) -> list[str]:
+    tags = entry.get("RepoTags") or []
+    return [t for t in tags if isinstance(t, str)] if isinstance(tags, list) else []
+
+
+def pick_docker_image(manifest: list[Any], source: str, name: str) -> Mapping[str, Any]:
+    """The entry of a docker-archive's manifest.json for `name` (matched against RepoTags,
+    `NAME` meaning `NAME:latest` as docker does), or its only image. `docker save a b`
+    orders the entries arbitrarily: never take the first of several silently."""
+    if name:
+        wanted = {name, f"{name}:latest"}
+        for entry in manifest:
+            if wanted & set(repo_tags(entry)):
+                return cast(Mapping[str, Any], entry)
+        raise ImageFormatError(
+            f"{source}: no image is named {name!r} (it has: {tag_list(manifest)})"
+        )
+    if len(manifest) > 1:
+        raise ImageFormatError(
+            f"{source} holds {len(manifest)} images ({tag_list(manifest)}): "
+            f"name one as {source}:NAME"
+        )
+    return cast(Mapping[str, Any], manifest[0])
+
+
+def tag_list(manifest: list[Any]) -> str:
+    return ", ".join(", ".join(repo_tags(e)) or "(untagged)" for e in manifest)
 
 
 def file_digest(path: str, what: str) -> str:

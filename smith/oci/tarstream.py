@@ -150,7 +150,15 @@ class TarStream:
 
     def _skip_padding(self) -> None:
         if self._pad:
-            self._take(self._pad)
+            try:
+                self._fill(self._pad)
+                self._pos += self._pad
+            except TarFormatError:
+                # umoci before its 2024 fix (umoci #436) ends layers right after the last
+                # entry's data, without its padding or the end-of-archive blocks; Go's
+                # archive/tar (and so containerd and docker) read that as the end. What
+                # was left is padding only: the next header read finds the end.
+                self._buf, self._pos = b"", 0
             self._pad = 0
 
     def _skip_body(self) -> None:

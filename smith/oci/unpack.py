@@ -16,9 +16,12 @@ Runtime semantics (those of containerd's and umoci's appliers):
   target later does not change the link's content.
 - Devices, FIFOs and sockets are left out (a microcontainer carries none).
 
-Hostile entries are refused with an error naming the layer and the entry: absolute names,
+Leniency is that of Go's archive/tar and containerd, which read the layers real tools
+write: absolute names (`tar -P`, some importers) and umoci's `/` entry are mapped into the
+root; a hard link to a symlink is a second symlink with the same target (what link(2)
+makes on Linux). Hostile entries are refused with an error naming the layer and the entry:
 `..`, a write or whiteout through a symlink that leads out of the root, a hard link to
-something that is not a regular file of the tree.
+something that is neither a regular file nor a symlink of the tree.
 """
 
 from __future__ import annotations
@@ -433,10 +436,18 @@ class Applier:
             target = canonical_member_name(member.linkname, layer, what="hard link target")
             target = self._resolve_parent(target, layer, name) if target else target
             node = self.nodes.get(target)
+            if node is not None and node.kind is Kind.SYMLINK:
+                # link(2) on a symlink links the symlink itself (GNU tar writes these and
+                # docker imports them): a second symlink with the same target and owner.
+                if target != path:
+                    link = _Node(Kind.SYMLINK, 0o777, node.uid, node.gid, node.target, None, origin)
+                    self._insert(path, link)
+                added.add(path)
+                return
             if node is None or node.kind is not Kind.FILE or node.inode is None:
                 raise UnsafePathError(
                     f"layer {layer}: hard link {name!r} points to {member.linkname!r}, "
-                    "which is not a regular file of the image"
+                    "which is not a regular file or symlink of the image"
                 )
             if target == path:
                 return
@@ -519,9 +530,10 @@ class Applier:
 
 
 def canonical_member_name(name: str, layer: str, *, what: str = "entry") -> str:
-    """A tar member name in canonical form; absolute names and `..` are hostile."""
-    if name.startswith("/"):
-        raise UnsafePathError(f"layer {layer}: {what} {name!r} is an absolute name")
+    """A tar member name in canonical form. An absolute name is mapped into the root, as
+    GNU tar, docker and containerd do (umoci writes the root itself as `/`); `..` is hostile
+    wherever it appears, even where it would stay inside the root (a later symlink could
+    make it leave)."""
     if "\x00" in name:
         raise UnsafePathError(f"layer {layer}: {what} {name!r} contains a NUL byte")
     parts = [p for p in name.split("/") if p not in ("", ".")]
