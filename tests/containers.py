@@ -102,8 +102,9 @@ class DockerDaemon:
         )
 
 
-def start_dockerd(workdir: Path) -> Iterator[DockerDaemon]:
-    """A private dockerd (own data-root, exec-root and socket; no bridge, no iptables)."""
+def start_dockerd(workdir: Path, storage_driver: str = "vfs") -> Iterator[DockerDaemon]:
+    """A private dockerd (own data-root, exec-root and socket; no bridge, no iptables).
+    vfs works anywhere; overlay2 is what writes opaque directories into layers."""
     require_root()
     dockerd = require_tool("dockerd")
     require_tool("docker")
@@ -124,7 +125,7 @@ def start_dockerd(workdir: Path) -> Iterator[DockerDaemon]:
             "--bridge=none",
             "--iptables=false",
             "--ip6tables=false",
-            "--storage-driver=vfs",
+            f"--storage-driver={storage_driver}",
             "--default-ulimit",
             "nofile=1024:1024",
         ],
