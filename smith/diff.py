@@ -13,23 +13,19 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tarfile
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any
 
 from smith.errors import ImageFormatError
+from smith.oci.layerread import blob_compression
 from smith.oci.layout import LoadedImage, open_image
 from smith.oci.registry import RegistryOptions
-from smith.tarscan import (
-    TarEntry,
-    TarSummary,
-    compression_of,
-    gzip_members,
-    header_field_at,
-    scan_tar,
-)
+from smith.oci.tarstream import Member
+from smith.oci.unpack import Applier, check_diff_id, layer_names
+from smith.tarscan import TarEntry, TarSummary, gzip_members, header_field_at, scan_tar
+from smith.tree import InlineBytes
 
 MISSING = "(absent)"
 # Compared in this order; the first differing field of an entry is its cause.
@@ -138,7 +134,7 @@ def diff_images(a: str, b: str, registry: RegistryOptions | None = None) -> Diff
     with ExitStack() as stack:
         image_a = stack.enter_context(open_image(a, registry=registry))
         image_b = stack.enter_context(open_image(b, registry=registry))
-        findings = diff_loaded(image_a, image_b, read_top(a), read_top(b))
+        findings = diff_loaded(image_a, image_b, image_a.top, image_b.top)
         if not findings and os.path.isfile(a) and os.path.isfile(b):
             findings = diff_archive_files(a, b)
     return DiffReport(a, b, tuple(sorted_findings(findings)))
@@ -150,24 +146,38 @@ def sorted_findings(findings: list[Finding]) -> list[Finding]:
     return [f for f in findings if not f.derived] + [f for f in findings if f.derived]
 
 
-def read_top(source: str) -> bytes | None:
-    """The index.json (or docker manifest.json) bytes of an image, which LoadedImage omits."""
-    for name in ("index.json", "manifest.json"):
-        if os.path.isdir(source):
-            path = os.path.join(source, name)
-            if os.path.exists(path):
-                with open(path, "rb") as f:
-                    return f.read()
-            continue
-        try:
-            with tarfile.open(source, "r:*") as tar:
-                for member in tar:
-                    if member.isfile() and member.name.lstrip("./") == name:
-                        data = tar.extractfile(member)
-                        return data.read() if data else None
-        except (tarfile.TarError, OSError):
-            return None
-    return None
+class LayerWalk:
+    """The layers of one image read in order and applied as minimize applies them (metadata
+    only), so that a layer minimize refuses is the same one-line error here, not a
+    difference; the layers that differ are scanned for their entries in the same pass."""
+
+    def __init__(self, image: LoadedImage) -> None:
+        self.layers = list(layer_names(image))
+        self.applier = Applier(None)
+        self.done = 0
+
+    def scan(self, upto: int, entries: bool) -> tuple[list[TarEntry], TarSummary]:
+        """Apply the layers before `upto` not applied yet, then layer `upto` (its entries
+        when `entries`)."""
+        summary = TarSummary()
+        found: list[TarEntry] = []
+        while self.done <= upto:
+            index, digest, diff_id, blob = self.layers[self.done]
+            added: set[str] = set()
+            name = f"{index + 1} ({digest})"
+
+            def check(member: Member, name: str = name, added: set[str] = added) -> None:
+                self.applier.apply_member(member, name, added, no_content)
+
+            wanted = entries and self.done == upto
+            found = list(scan_tar(blob, summary, layer=name, check=check, entries=wanted))
+            check_diff_id(summary.sha256, name, diff_id)
+            self.done += 1
+        return found, summary
+
+
+def no_content(_member: Member) -> InlineBytes:
+    return InlineBytes(b"")
 
 
 def diff_loaded(
@@ -176,6 +186,7 @@ def diff_loaded(
     findings: list[Finding] = []
     changed_content: set[int] = set()  # layers whose uncompressed tar differs
     changed_blob: set[int] = set()  # layers whose blob differs at all
+    walk_a, walk_b = LayerWalk(a), LayerWalk(b)
     for i in range(max(len(a.layers), len(b.layers))):
         role = f"layer {i + 1}"
         if i >= len(a.layers) or i >= len(b.layers):
@@ -192,12 +203,15 @@ def diff_loaded(
             )
             changed_blob.add(i)
             changed_content.add(i)
+            (walk_b if has == "B" else walk_a).scan(i, False)  # refused as minimize would
             continue
         da, db = a.layers[i], b.layers[i]
-        if da.digest == db.digest:
+        same = da.digest == db.digest
+        scanned_a, scanned_b = walk_a.scan(i, not same), walk_b.scan(i, not same)
+        if same:
             continue
         changed_blob.add(i)
-        layer_findings, same_tar = diff_layer(role, a.blob_path(da.digest), b.blob_path(db.digest))
+        layer_findings, same_tar = diff_scanned(role, scanned_a, scanned_b)
         if same_tar:
             findings += diff_compression(role, a, b, i)
         else:
@@ -252,10 +266,17 @@ def blob_bytes(image: LoadedImage, digest: str, fallback: Mapping[str, Any] | No
 
 
 def diff_layer(role: str, path_a: str, path_b: str) -> tuple[list[Finding], bool]:
-    """Findings for two layer blobs, and whether their uncompressed tars are identical."""
+    """Findings for two tar blobs, and whether their uncompressed tars are identical."""
     sum_a, sum_b = TarSummary(), TarSummary()
     entries_a = list(scan_tar(path_a, sum_a))
     entries_b = list(scan_tar(path_b, sum_b))
+    return diff_scanned(role, (entries_a, sum_a), (entries_b, sum_b))
+
+
+def diff_scanned(
+    role: str, a: tuple[list[TarEntry], TarSummary], b: tuple[list[TarEntry], TarSummary]
+) -> tuple[list[Finding], bool]:
+    (entries_a, sum_a), (entries_b, sum_b) = a, b
     if sum_a.sha256 == sum_b.sha256:
         return [], True
     findings = diff_entries(role, entries_a, entries_b)
@@ -379,7 +400,7 @@ def diff_compression(role: str, a: LoadedImage, b: LoadedImage, i: int) -> list[
     """The same tar compressed differently: say how."""
     da, db = a.layers[i], b.layers[i]
     path_a, path_b = a.blob_path(da.digest), b.blob_path(db.digest)
-    kind_a, kind_b = compression_of(path_a), compression_of(path_b)
+    kind_a, kind_b = blob_compression(path_a), blob_compression(path_b)
     subject = "compression (same uncompressed tar)"
     if kind_a != kind_b:
         return [Finding(role, subject, "compression", kind_a, kind_b)]
@@ -571,7 +592,7 @@ class Digests:
 
 def image_digests(source: str) -> Digests:
     with open_image(source) as image:
-        top = read_top(source)
+        top = image.top
         return Digests(
             index="sha256:" + hashlib.sha256(top).hexdigest() if top else "",
             manifest=image.manifest_descriptor.digest,

@@ -8,17 +8,14 @@ checked against its descriptor, archives unpacked without ever leaving their dir
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import json
 import os
 import posixpath
-import shutil
-import tarfile
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, cast
 
@@ -43,8 +40,10 @@ from smith.oci.image import (
     host_platform_default,
     json_excerpt,
 )
+from smith.oci.layerread import DecompressError, blob_compression, open_blob
 from smith.oci.reference import is_registry_reference
 from smith.oci.tarball import stream_layer
+from smith.oci.tarstream import Member, TarFormatError, TarStream
 from smith.oci.writer import ImageResult
 from smith.paths import normalize_path
 from smith.tree import FileTree, Kind
@@ -170,6 +169,9 @@ class LoadedImage:
     layers: tuple[Descriptor, ...]
     diff_ids: tuple[str, ...]
     blob_paths: Mapping[str, str] = field(repr=False)
+    # The bytes of the layout's index.json or the docker-archive's manifest.json as read
+    # (None for a registry pull, whose index smith wrote itself): `smith diff` compares them.
+    top: bytes | None = field(default=None, repr=False)
 
     def blob_path(self, digest: str) -> str:
         try:
@@ -203,7 +205,7 @@ def open_image(
         from smith.oci.pull import pulled_layout  # the HTTP stack only when needed
 
         with pulled_layout(source, platform=platform, options=registry) as (root, shown):
-            yield read_layout(root, shown, None, "")
+            yield replace(read_layout(root, shown, None, ""), top=None)
         return
     path, name = split_image_name(source, name)
     with unpacked(path) as root:
@@ -250,9 +252,15 @@ def read_unpacked(root: str, source: str, platform: Platform | None, name: str) 
 
 
 def load_json(path: str, what: str) -> Any:
+    return read_json(path, what)[1]
+
+
+def read_json(path: str, what: str) -> tuple[bytes, Any]:
+    """A JSON document's bytes and value."""
     try:
         with open(path, "rb") as f:
-            return json.loads(f.read())
+            raw = f.read()
+        return raw, json.loads(raw)
     except FileNotFoundError:
         raise ImageFormatError(f"{what} is missing") from None
     except (ValueError, UnicodeDecodeError) as err:
@@ -260,11 +268,11 @@ def load_json(path: str, what: str) -> Any:
 
 
 def read_layout(root: str, source: str, platform: Platform | None, name: str) -> LoadedImage:
-    index = load_json(os.path.join(root, "index.json"), f"{source}: index.json")
+    top, index = read_json(os.path.join(root, "index.json"), f"{source}: index.json")
     desc = pick_manifest(
         index, source, platform, name, lambda d: read_blob_json(root, source, d, "index")
     )
-    return read_image_manifest(root, source, desc)
+    return replace(read_image_manifest(root, source, desc), top=top)
 
 
 def read_blob_json(root: str, source: str, desc: Descriptor, what: str) -> Any:
@@ -376,7 +384,7 @@ def pick_manifest(
 
 def read_docker_archive(root: str, source: str, name: str = "") -> LoadedImage:
     """A docker-archive (`docker save`): manifest.json naming a config and layer files."""
-    manifest = load_json(os.path.join(root, "manifest.json"), f"{source}: manifest.json")
+    top, manifest = read_json(os.path.join(root, "manifest.json"), f"{source}: manifest.json")
     listed = isinstance(manifest, list) and bool(manifest)
     if not listed or not all(isinstance(entry, dict) for entry in manifest):
         raise ImageFormatError(f"{source}: manifest.json does not list an image")
@@ -403,11 +411,8 @@ def read_docker_archive(root: str, source: str, name: str = "") -> LoadedImage:
     diff_ids = config_diff_ids(config, f"{source}: config")
     layers = []
     for path in layer_paths:
-        with open(path, "rb") if os.path.isfile(path) else open(os.devnull, "rb") as f:
-            magic = f.read(2)
-        layers.append(
-            describe(path, MEDIA_DOCKER_LAYER_GZIP if magic == b"\x1f\x8b" else MEDIA_DOCKER_LAYER)
-        )
+        gz = os.path.isfile(path) and blob_compression(path) is Compression.GZIP
+        layers.append(describe(path, MEDIA_DOCKER_LAYER_GZIP if gz else MEDIA_DOCKER_LAYER))
     if len(diff_ids) != len(layers):
         raise ImageFormatError(
             f"{source}: config lists {len(diff_ids)} diff_ids for {len(layers)} layers"
@@ -420,7 +425,8 @@ def read_docker_archive(root: str, source: str, name: str = "") -> LoadedImage:
     }
     raw = canonical_json(doc)
     mdesc = Descriptor(MEDIA_DOCKER_MANIFEST, "sha256:" + hashlib.sha256(raw).hexdigest(), len(raw))
-    return LoadedImage(source, mdesc, doc, config_desc, config, tuple(layers), diff_ids, paths)
+    layers_read = tuple(layers)
+    return LoadedImage(source, mdesc, doc, config_desc, config, layers_read, diff_ids, paths, top)
 
 
 def repo_tags(entry: Mapping[str, Any]) -> list[str]:
@@ -461,56 +467,64 @@ def file_digest(path: str, what: str) -> str:
 
 
 def unpack_archive(archive: str, dest: str) -> None:
-    """Unpack an image archive (tar, optionally gzip) into `dest`.
+    """Unpack an image archive (tar, optionally gzip) into `dest`, on the layer-reading
+    stack (one compression check, bounded inflation, one tar parser).
 
     Image archives hold only directories and regular files, so anything else is refused
     (links, devices), as are absolute names and `..`: nothing can be written outside `dest`.
     Files are created with O_EXCL|O_NOFOLLOW, so not even a race can redirect them.
     """
-    try:
-        links: list[tuple[str, str]] = []
-        with tarfile.open(archive, "r:*") as tar:
-            for member in tar:
-                if member.name.startswith("/"):
-                    raise UnsafePathError(f"{archive}: entry has an absolute name: {member.name!r}")
-                rel = normalize_path(member.name, what=f"{archive}: entry")
-                if not rel:
-                    continue
-                target = os.path.join(dest, rel)
-                if member.isdir():
-                    make_dirs(archive, target, member.name)
-                elif member.isreg():
-                    make_dirs(archive, os.path.dirname(target), member.name)
-                    src = tar.extractfile(member)
-                    assert src is not None
-                    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
-                    try:
-                        fd = os.open(target, flags, 0o644)
-                    except IsADirectoryError:
-                        raise ImageFormatError(
-                            f"{archive}: entry {member.name!r} is a file and a directory"
-                        ) from None
-                    with src, os.fdopen(fd, "wb") as out:
-                        shutil.copyfileobj(src, out, 1 << 20)
-                elif member.issym() and not member.linkname.startswith("/"):
-                    # `docker save` and skopeo's docker-archive link a layer shared by two
-                    # images (`<id>/layer.tar -> ../<digest>.tar`): resolved once all is read.
-                    links.append((rel, member.linkname))
-                else:
-                    raise UnsafePathError(
-                        f"{archive}: entry {member.name!r} is a link or special file, "
-                        "which an image archive never needs"
-                    )
-            for rel, linkname in links:
-                copy_link_target(archive, dest, rel, linkname)
-    except (tarfile.TarError, EOFError, gzip.BadGzipFile, OSError) as err:
-        if isinstance(err, OSError) and err.errno is not None and not isinstance(err, EOFError):
-            raise
-        # tarfile's "r:*" lists why each decompressor refused, one per line.
-        reason = "not a tar or tar.gz" if "\n" in str(err) else str(err)
-        if os.path.getsize(archive) == 0:
-            reason = "it is empty"
-        raise ImageFormatError(f"{archive}: not a readable image archive ({reason})") from None
+    if os.path.getsize(archive) == 0:
+        raise ImageFormatError(f"{archive}: not a readable image archive (it is empty)")
+    links: list[tuple[str, str]] = []
+    with open_blob(archive, archive) as reader:
+        stream = TarStream(reader.read_piece)
+        try:
+            for member in stream:
+                link = unpack_member(archive, dest, stream, member)
+                if link is not None:
+                    links.append(link)
+            reader.drain()
+        except (DecompressError, TarFormatError) as err:
+            raise ImageFormatError(f"{archive}: not a readable image archive ({err})") from None
+    for rel, linkname in links:
+        copy_link_target(archive, dest, rel, linkname)
+
+
+def unpack_member(
+    archive: str, dest: str, stream: TarStream, member: Member
+) -> tuple[str, str] | None:
+    """Write one archive entry under `dest`; a relative symlink is returned, to be resolved
+    once everything is read."""
+    name = member.name.rstrip("/") or member.name  # as tarfile shows names (a dir's no `/`)
+    if name.startswith("/"):
+        raise UnsafePathError(f"{archive}: entry has an absolute name: {name!r}")
+    rel = normalize_path(name, what=f"{archive}: entry")
+    if not rel:
+        return None
+    target = os.path.join(dest, rel)
+    if member.isdir():
+        make_dirs(archive, target, name)
+    elif member.isreg():
+        make_dirs(archive, os.path.dirname(target), name)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
+        try:
+            fd = os.open(target, flags, 0o644)
+        except IsADirectoryError:
+            raise ImageFormatError(f"{archive}: entry {name!r} is a file and a directory") from None
+        with os.fdopen(fd, "wb") as out:
+            for piece in stream.body():
+                out.write(piece)
+    elif member.issym() and not member.linkname.startswith("/"):
+        # `docker save` and skopeo's docker-archive link a layer shared by two images
+        # (`<id>/layer.tar -> ../<digest>.tar`): resolved once all is read.
+        return rel, member.linkname
+    else:
+        raise UnsafePathError(
+            f"{archive}: entry {name!r} is a link or special file, "
+            "which an image archive never needs"
+        )
+    return None
 
 
 def make_dirs(archive: str, path: str, name: str) -> None:
