@@ -12,7 +12,6 @@ import contextlib
 import json
 import os
 import shutil
-import signal
 import subprocess
 import tarfile
 import tempfile
@@ -28,6 +27,7 @@ from tests.containers import (
     configure_bundle,
     run_bundle,
     start_dockerd,
+    stop_daemon,
     unpack_bundle,
 )
 from tests.tools import PROJECT, require_root, require_tool
@@ -309,13 +309,7 @@ def containerd(work: Path) -> Iterator[list[str]]:
             time.sleep(0.2)
         yield ctr
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+        stop_daemon(proc, log)
 
 
 def test_ctr_image_export(docker_images: dict[str, Path], work: Path, tmp_path: Path) -> None:
