@@ -219,8 +219,7 @@ def diff_loaded(
             findings += layer_findings
         findings.append(Finding(role, "blob digest", "digest", da.digest, db.digest, True))
 
-    config_a = blob_bytes(a, a.config_descriptor.digest)
-    config_b = blob_bytes(b, b.config_descriptor.digest)
+    config_a, config_b = a.config_bytes, b.config_bytes
     findings += diff_json_blobs(
         "config",
         config_a,
@@ -234,8 +233,7 @@ def diff_loaded(
             return config_changed
         return any(path in (f".layers[{i}].digest", f".layers[{i}].size") for i in changed_blob)
 
-    manifest_a = blob_bytes(a, a.manifest_descriptor.digest, a.manifest)
-    manifest_b = blob_bytes(b, b.manifest_descriptor.digest, b.manifest)
+    manifest_a, manifest_b = a.manifest_bytes, b.manifest_bytes
     findings += diff_json_blobs("manifest", manifest_a, manifest_b, manifest_derived)
     manifest_changed = manifest_a != manifest_b
     if top_a is not None and top_b is not None:
@@ -251,15 +249,6 @@ def diff_loaded(
             ),
         )
     return findings
-
-
-def blob_bytes(image: LoadedImage, digest: str, fallback: Mapping[str, Any] | None = None) -> bytes:
-    try:
-        with open(image.blob_path(digest), "rb") as f:
-            return f.read()
-    except (ImageFormatError, OSError):
-        # A docker-archive has no manifest blob: smith synthesised it when reading.
-        return json.dumps(fallback, sort_keys=True, separators=(",", ":")).encode()
 
 
 # -- layers --------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from smith.atomic import atomic_path, check_output, remove_path, temp_sibling
 from smith.errors import ImageFormatError, UnsafePathError, UsageError
-from smith.oci.blobs import BlobStore, check_digest_form, verify_blob
+from smith.oci.blobs import BlobStore, blob_file, verify_blob
 from smith.oci.compress import CompressedWriter, Compression
 from smith.oci.image import (
     ANNOTATION_REF_NAME,
@@ -172,6 +172,9 @@ class LoadedImage:
     # The bytes of the layout's index.json or the docker-archive's manifest.json as read
     # (None for a registry pull, whose index smith wrote itself): `smith diff` compares them.
     top: bytes | None = field(default=None, repr=False)
+    # The manifest and config as read (a docker-archive's manifest as smith synthesised it).
+    manifest_bytes: bytes = field(default=b"", repr=False)
+    config_bytes: bytes = field(default=b"", repr=False)
 
     def blob_path(self, digest: str) -> str:
         try:
@@ -277,41 +280,41 @@ def read_layout(root: str, source: str, platform: Platform | None, name: str) ->
 
 def read_blob_json(root: str, source: str, desc: Descriptor, what: str) -> Any:
     """A JSON blob of a layout, checked against its descriptor."""
-    path = os.path.join(
-        root, "blobs", "sha256", check_digest_form(desc.digest).removeprefix("sha256:")
-    )
+    return read_blob_document(root, source, desc, what)[1]
+
+
+def read_blob_document(root: str, source: str, desc: Descriptor, what: str) -> tuple[bytes, Any]:
+    """A JSON blob's bytes and value, checked against its descriptor."""
+    path = blob_file(root, desc.digest)
     verify_blob(path, desc.digest, desc.size, f"{source}: {what}")
-    return load_json(path, f"{source}: {what} {desc.digest}")
+    return read_json(path, f"{source}: {what} {desc.digest}")
 
 
 def read_image_manifest(root: str, source: str, desc: Descriptor) -> LoadedImage:
     """The image that manifest `desc` of the layout at `root` describes, every blob checked."""
-    store = BlobStore.__new__(BlobStore)  # reading only: do not create directories
-    store.root, store.dir = root, os.path.join(root, "blobs", "sha256")
-
-    def blob(desc: Descriptor, what: str) -> Any:
-        return read_blob_json(root, source, desc, what)
-
-    manifest = blob(desc, "manifest")
+    manifest_raw, manifest = read_blob_document(root, source, desc, "manifest")
     try:
         config_desc = Descriptor.from_json(manifest["config"])
         layers = tuple(Descriptor.from_json(layer) for layer in manifest.get("layers") or [])
     except (KeyError, TypeError, ValueError) as err:
         raise ImageFormatError(f"{source}: manifest {desc.digest} is malformed ({err})") from None
-    config = blob(config_desc, "config")
+    config_raw, config = read_blob_document(root, source, config_desc, "config")
     diff_ids = config_diff_ids(config, f"{source}: config {config_desc.digest}")
     paths = {
-        config_desc.digest: store.path(config_desc.digest),
-        desc.digest: store.path(desc.digest),
+        config_desc.digest: blob_file(root, config_desc.digest),
+        desc.digest: blob_file(root, desc.digest),
     }
     for layer in layers:
-        verify_blob(store.path(layer.digest), layer.digest, layer.size, f"{source}: layer")
-        paths[layer.digest] = store.path(layer.digest)
+        paths[layer.digest] = blob_file(root, layer.digest)
+        verify_blob(paths[layer.digest], layer.digest, layer.size, f"{source}: layer")
     if len(diff_ids) != len(layers):
         raise ImageFormatError(
             f"{source}: config lists {len(diff_ids)} diff_ids for {len(layers)} layers"
         )
-    return LoadedImage(source, desc, manifest, config_desc, config, layers, diff_ids, paths)
+    return LoadedImage(
+        source, desc, manifest, config_desc, config, layers, diff_ids, paths,
+        manifest_bytes=manifest_raw, config_bytes=config_raw,
+    )  # fmt: skip
 
 
 def config_diff_ids(config: Any, what: str) -> tuple[str, ...]:
@@ -407,7 +410,7 @@ def read_docker_archive(root: str, source: str, name: str = "") -> LoadedImage:
         return Descriptor(media_type, digest, os.path.getsize(path))
 
     config_desc = describe(config_path, MEDIA_DOCKER_CONFIG)
-    config = load_json(config_path, f"{source}: config")
+    config_raw, config = read_json(config_path, f"{source}: config")
     diff_ids = config_diff_ids(config, f"{source}: config")
     layers = []
     for path in layer_paths:
@@ -425,8 +428,10 @@ def read_docker_archive(root: str, source: str, name: str = "") -> LoadedImage:
     }
     raw = canonical_json(doc)
     mdesc = Descriptor(MEDIA_DOCKER_MANIFEST, "sha256:" + hashlib.sha256(raw).hexdigest(), len(raw))
-    layers_read = tuple(layers)
-    return LoadedImage(source, mdesc, doc, config_desc, config, layers_read, diff_ids, paths, top)
+    return LoadedImage(
+        source, mdesc, doc, config_desc, config, tuple(layers), diff_ids, paths, top,
+        manifest_bytes=raw, config_bytes=config_raw,
+    )  # fmt: skip
 
 
 def repo_tags(entry: Mapping[str, Any]) -> list[str]:
