@@ -137,15 +137,25 @@ def docker_images(work: Path, rootfs: Path) -> dict[str, Path]:
     return out
 
 
+def storage_flags(work: Path) -> list[str]:
+    return ["--root", str(work / "storage/root"), "--runroot", str(work / "storage/run"),
+            "--storage-driver", "vfs"]  # fmt: skip
+
+
+def buildah_command(work: Path) -> list[str]:
+    return [require_tool("buildah"), *storage_flags(work)]
+
+
+def podman_command(work: Path) -> list[str]:
+    return [require_tool("podman"), *storage_flags(work), "--cgroup-manager", "cgroupfs",
+            "--events-backend", "file"]  # fmt: skip
+
+
 @pytest.fixture(scope="module")
 def buildah_images(work: Path, rootfs: Path) -> dict[str, Path]:
     """One image committed by buildah, pushed and saved (podman) in every format."""
     require_root()
-    storage = ["--root", str(work / "storage/root"), "--runroot", str(work / "storage/run"),
-               "--storage-driver", "vfs"]  # fmt: skip
-    buildah = [require_tool("buildah"), *storage]
-    podman = [require_tool("podman"), *storage, "--cgroup-manager", "cgroupfs",
-              "--events-backend", "file"]  # fmt: skip
+    buildah, podman = buildah_command(work), podman_command(work)
     container = run(*buildah, "from", "scratch").strip()
     run(*buildah, "copy", container, rootfs / "bin", "/bin")
     run(*buildah, "copy", container, rootfs / "data", "/data")
@@ -312,12 +322,48 @@ def containerd(work: Path) -> Iterator[list[str]]:
         stop_daemon(proc, log)
 
 
-def test_ctr_image_export(docker_images: dict[str, Path], work: Path, tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def ctr(work: Path) -> Iterator[list[str]]:
+    with containerd(work / "containerd") as command:
+        yield command
+
+
+def test_ctr_image_export(docker_images: dict[str, Path], ctr: list[str], tmp_path: Path) -> None:
     exported = tmp_path / "ctr.tar"
-    with containerd(work / "containerd") as ctr:
-        run(*ctr, "image", "import", "--no-unpack", docker_images["multi"])
-        run(*ctr, "image", "export", exported, "docker.io/library/multi:1")
+    run(*ctr, "image", "import", "--no-unpack", docker_images["multi"])
+    run(*ctr, "image", "export", exported, "docker.io/library/multi:1")
     assert minimize_and_run(str(exported), tmp_path, *MULTI_FLAGS) == MULTI_OUTPUT
+
+
+# podman's default nofile limit is above what this host lets a container set.
+PODMAN_RUN = ["run", "--rm", "--read-only", "--network", "none", "--runtime", "runc",
+              "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"]  # fmt: skip
+
+
+@pytest.mark.parametrize("fmt", ["oci-archive", "docker-archive"])
+def test_smith_outputs_run_in_podman_buildah_and_ctr(
+    buildah_images: dict[str, Path], ctr: list[str], work: Path, tmp_path: Path, fmt: str
+) -> None:
+    """What smith writes is loaded and run by podman, buildah and containerd (docker and
+    umoci: tests/test_oci_tools.py)."""
+    out = tmp_path / "smith.tar"
+    tag = f"smith-{fmt}:1"
+    argv = [*SMITH, "minimize", str(buildah_images["buildah-oci"]), "-o", str(out),
+            "--format", fmt, "--tag", tag, "--path", "/data"]  # fmt: skip
+    subprocess.run(argv, check=True, capture_output=True)
+    podman, buildah = podman_command(work), buildah_command(work)
+    loaded = run(*podman, "load", "-q", "-i", out).strip().removeprefix("Loaded image: ")
+    assert run(*podman, *PODMAN_RUN, loaded) == BUILDAH_OUTPUT
+    if fmt == "oci-archive":
+        image = run(*buildah, "pull", "-q", f"oci-archive:{out}").strip()
+        container = run(*buildah, "from", "-q", image).strip()
+        argv = ["run", "--runtime", "runc", "--network", "none", container, "--"]
+        script = BUILDAH_ENTRYPOINT.split('"')[1::2]
+        assert run(*buildah, *argv, *script) == BUILDAH_OUTPUT
+        run(*buildah, "rm", container)
+    run(*ctr, "image", "import", out)
+    cid = f"smith-test-{os.getpid()}-{fmt}"
+    assert run(*ctr, "run", "--rm", "--read-only", tag, cid) == BUILDAH_OUTPUT
 
 
 def test_docker_archive_refuses_zstd(tmp_path: Path, buildah_images: dict[str, Path]) -> None:
