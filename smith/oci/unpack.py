@@ -1,9 +1,9 @@
 """Apply an image's layers, in order, to one FileTree, as a container runtime would.
 
-Every layer is read once, as a stream: decompressed on the fly (gzip, zstd or plain tar,
-told apart by their magic bytes, not by the media type, which docker-archives do not
-state), hashed to check its diff_id, and each regular file's bytes appended to the layer's
-pack file in a content store directory. The tree keeps only metadata and (pack, offset,
+Every layer is read once, as a stream, on the one layer-reading stack (smith.oci.layerread:
+decompressed on the fly and hashed to check its diff_id; smith.oci.tarstream: the tar),
+and each regular file's bytes appended to the layer's pack file in a content store
+directory. `smith diff` applies layers with the same Applier, metadata only. The tree keeps only metadata and (pack, offset,
 size), so memory does not grow with the image size; one pack per layer instead of one host
 file per entry is what keeps this close to the cost of reading the layer at all.
 
