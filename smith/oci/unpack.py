@@ -3,9 +3,10 @@
 Every layer is read once, as a stream, on the one layer-reading stack (smith.oci.layerread:
 decompressed on the fly and hashed to check its diff_id; smith.oci.tarstream: the tar),
 and each regular file's bytes appended to the layer's pack file in a content store
-directory. `smith diff` applies layers with the same Applier, metadata only. The tree keeps only metadata and (pack, offset,
-size), so memory does not grow with the image size; one pack per layer instead of one host
-file per entry is what keeps this close to the cost of reading the layer at all.
+directory. The tree keeps only metadata and (pack, offset, size), so memory does not grow
+with the image size; one pack per layer instead of one host file per entry is what keeps
+this close to the cost of reading the layer at all. `smith diff` applies layers with the
+same Applier, metadata only.
 
 Runtime semantics (those of containerd's and umoci's appliers):
 - `.wh.NAME` removes NAME of the lower layers; `.wh..wh..opq` empties its directory of
