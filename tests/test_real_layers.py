@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from smith.errors import UnsafePathError
-from smith.oci.layout import open_image
+from smith.errors import ImageFormatError, UnsafePathError
+from smith.oci.layout import open_image, pick_docker_image
 from smith.oci.unpack import apply_layers
 from smith.tree import FileTree, Kind
 from tests.imagekit import compress, layer_blob_path, sha256, write_layout
@@ -136,3 +136,14 @@ def test_gnu_tar_dotdot_names_are_refused(tmp_path: Path, transform: str) -> Non
     assert sorted(p.name for p in tmp_path.iterdir()) == before
     written = [f for f in (tmp_path / "work").rglob("conf") if "root" not in f.parts]
     assert not written
+
+
+def test_docker_archive_names_match_as_docker_matches_them() -> None:
+    manifest = [{"RepoTags": ["app:1"]}, {"RepoTags": ["docker.io/library/web:latest"]}, {}]
+    assert pick_docker_image(manifest, "x.tar", "app:1") is manifest[0]
+    for name in ("web", "web:latest", "docker.io/library/web", "docker.io/web:latest"):
+        assert pick_docker_image(manifest, "x.tar", name) is manifest[1]
+    with pytest.raises(ImageFormatError, match=r"no image is named 'app' \(it has: app:1, "):
+        pick_docker_image(manifest, "x.tar", "app")
+    with pytest.raises(ImageFormatError, match=r"holds 3 images \(.*\(untagged\)\): name one"):
+        pick_docker_image(manifest, "x.tar", "")

@@ -440,13 +440,13 @@ def repo_tags(entry: Mapping[str, Any]) -> list[str]:
 
 
 def pick_docker_image(manifest: list[Any], source: str, name: str) -> Mapping[str, Any]:
-    """The entry of a docker-archive's manifest.json for `name` (matched against RepoTags,
-    `NAME` meaning `NAME:latest` as docker does), or its only image. `docker save a b`
-    orders the entries arbitrarily: never take the first of several silently."""
+    """The entry of a docker-archive's manifest.json for `name` (matched against RepoTags
+    as docker matches names: `app` is `app:latest` is `docker.io/library/app:latest`), or
+    its only image. `docker save a b` orders the entries arbitrarily: never take the first
+    of several silently."""
     if name:
-        wanted = {name, f"{name}:latest"}
         for entry in manifest:
-            if wanted & set(repo_tags(entry)):
+            if short_ref(name) in {short_ref(t) for t in repo_tags(entry)}:
                 return cast(Mapping[str, Any], entry)
         raise ImageFormatError(
             f"{source}: no image is named {name!r} (it has: {tag_list(manifest)})"
@@ -457,6 +457,13 @@ def pick_docker_image(manifest: list[Any], source: str, name: str) -> Mapping[st
             f"name one as {source}:NAME"
         )
     return cast(Mapping[str, Any], manifest[0])
+
+
+def short_ref(ref: str) -> str:
+    """`ref` without docker's default registry and namespace, with its default tag."""
+    for prefix in ("docker.io/library/", "docker.io/"):
+        ref = ref.removeprefix(prefix)
+    return ref if ":" in ref.rsplit("/", 1)[-1] else f"{ref}:latest"
 
 
 def tag_list(manifest: list[Any]) -> str:
