@@ -22,6 +22,7 @@ import os
 import shutil
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -68,6 +69,7 @@ def floor_run(layout: Path, scratch: Path) -> float:
     for blob in layer_blobs(layout):
         subprocess.run(["tar", "-xzf", str(blob), "-C", str(target)], check=True)
     elapsed = time.perf_counter() - start
+    print(f"floor (tar -xzf): {elapsed:.2f} s", file=sys.stderr)
     shutil.rmtree(target)
     return elapsed
 
@@ -133,7 +135,9 @@ def main() -> None:
 def synthetic_report(image: Path, scratch: Path, paths: tuple[str, ...]) -> dict[str, Any]:
     os.sync()
     elapsed, peak, summary = smith_run(image, scratch, paths)
+    print(f"smith minimize: {elapsed:.2f} s, peak RSS {peak / 2**20:.0f} MiB", file=sys.stderr)
     os.sync()
+    # Removing what the floor wrote is not timed, but can take long (ext4 with discard).
     floor = floor_run(image, scratch)
     return {
         "uncompressed_bytes": summary["before"]["bytes"],
