@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -54,14 +55,13 @@ def tar_names(layer: bytes, tmp: Path) -> list[str]:
     return listing.splitlines()
 
 
-def test_umoci_insert_at_the_root_and_below(tmp_path: Path) -> None:
-    """umoci 0.4.7 writes the root as `/` and ends the layer right after the last file's
-    data: no padding, no end-of-archive blocks (umoci #436)."""
+def umoci_image(tmp: Path, greeting: bytes) -> Path:
+    """An image of two `umoci insert` layers: at `/` and at /opt/sub."""
     umoci = require_tool("umoci")
-    src = tmp_path / "src"
+    src = tmp / "src"
     (src / "bin").mkdir(parents=True)
-    (src / "bin/hi").write_bytes(b"hello\n")
-    layout = tmp_path / "layout"
+    (src / "bin/hi").write_bytes(greeting)
+    layout = tmp / "layout"
 
     def run(*args: str | Path) -> None:
         subprocess.run([umoci, *map(str, args)], check=True, capture_output=True)
@@ -70,6 +70,13 @@ def test_umoci_insert_at_the_root_and_below(tmp_path: Path) -> None:
     run("new", "--image", f"{layout}:t")
     run("insert", "--image", f"{layout}:t", src, "/")
     run("insert", "--image", f"{layout}:t", src, "/opt/sub")
+    return layout
+
+
+def test_umoci_insert_at_the_root_and_below(tmp_path: Path) -> None:
+    """umoci 0.4.7 writes the root as `/` and ends the layer right after the last file's
+    data: no padding, no end-of-archive blocks (umoci #436)."""
+    layout = umoci_image(tmp_path, b"hello\n")
     for index in (0, 1):
         raw = subprocess.run(
             ["zcat", layer_blob_path(str(layout), index)], check=True, capture_output=True
@@ -147,3 +154,16 @@ def test_docker_archive_names_match_as_docker_matches_them() -> None:
         pick_docker_image(manifest, "x.tar", "app")
     with pytest.raises(ImageFormatError, match=r"holds 3 images \(.*\(untagged\)\): name one"):
         pick_docker_image(manifest, "x.tar", "")
+
+
+def test_smith_diff_reads_umoci_layers(tmp_path: Path) -> None:
+    """smith diff reads what minimize reads: two umoci images are compared (exit 1, the
+    changed file named), not refused."""
+    a = umoci_image(tmp_path / "a", b"hello\n")
+    b = umoci_image(tmp_path / "b", b"hallo\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "smith", "diff", f"{a}:t", f"{b}:t"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stdout.startswith("first cause: layer 1: bin/hi: content"), proc.stdout
