@@ -154,25 +154,24 @@ class LayerWalk:
     def __init__(self, image: LoadedImage) -> None:
         self.layers = list(layer_names(image))
         self.applier = Applier(None)
-        self.done = 0
 
-    def scan(self, upto: int, entries: bool) -> tuple[list[TarEntry], TarSummary]:
-        """Apply the layers before `upto` not applied yet, then layer `upto` (its entries
-        when `entries`)."""
+    def scan(
+        self, index: int, entries: bool, also: LayerWalk | None = None
+    ) -> tuple[list[TarEntry], TarSummary]:
+        """Apply layer `index` (every layer, in order); its entries when `entries`. `also`:
+        the other image's walk, whose layer `index` is the same blob: one read for both."""
+        _, digest, diff_id, blob = self.layers[index]
+        name = f"{index + 1} ({digest})"
+        appliers = [self.applier, *([also.applier] if also is not None else [])]
+        added: list[set[str]] = [set() for _ in appliers]
+
+        def check(member: Member) -> None:
+            for applier, seen in zip(appliers, added, strict=True):
+                applier.apply_member(member, name, seen, no_content)
+
         summary = TarSummary()
-        found: list[TarEntry] = []
-        while self.done <= upto:
-            index, digest, diff_id, blob = self.layers[self.done]
-            added: set[str] = set()
-            name = f"{index + 1} ({digest})"
-
-            def check(member: Member, name: str = name, added: set[str] = added) -> None:
-                self.applier.apply_member(member, name, added, no_content)
-
-            wanted = entries and self.done == upto
-            found = list(scan_tar(blob, summary, layer=name, check=check, entries=wanted))
-            check_diff_id(summary.sha256, name, diff_id)
-            self.done += 1
+        found = list(scan_tar(blob, summary, layer=name, check=check, entries=entries))
+        check_diff_id(summary.sha256, name, diff_id)
         return found, summary
 
 
@@ -207,9 +206,10 @@ def diff_loaded(
             continue
         da, db = a.layers[i], b.layers[i]
         same = da.digest == db.digest
-        scanned_a, scanned_b = walk_a.scan(i, not same), walk_b.scan(i, not same)
         if same:
+            walk_a.scan(i, False, also=walk_b)
             continue
+        scanned_a, scanned_b = walk_a.scan(i, True), walk_b.scan(i, True)
         changed_blob.add(i)
         layer_findings, same_tar = diff_scanned(role, scanned_a, scanned_b)
         if same_tar:

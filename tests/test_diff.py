@@ -291,3 +291,23 @@ def test_hostile_layers_are_trouble_for_diff(
         )  # fmt: skip
         assert proc.returncode == 2, (args, proc.stdout, proc.stderr)
         assert proc.stderr.count("\n") == 1 and message in proc.stderr, proc.stderr
+
+
+def test_shared_lower_layers_are_applied_too(tmp_path: Path) -> None:
+    """A layer both images share is read once and applied to both: a hard link in a layer
+    that differs may point into it, and a hostile shared layer is still refused."""
+    base = tar_of(("f", FILE))
+    link = {"type": tarfile.LNKTYPE, "linkname": "f"}
+    write_layout(str(tmp_path / "a"), [base, tar_of(("h", link), ("x", FILE))])
+    write_layout(str(tmp_path / "b"), [base, tar_of(("h", link), ("x", FILE | {"data": b"2"}))])
+    report = diff_images(str(tmp_path / "a"), str(tmp_path / "b"))
+    cause = report.first_cause()
+    assert cause is not None and (cause.role, cause.subject) == ("layer 2", "x")
+    hostile = tar_of(("../escape", FILE))
+    write_layout(str(tmp_path / "c"), [hostile, tar_of(("x", FILE))])
+    write_layout(str(tmp_path / "d"), [hostile, tar_of(("x", FILE | {"data": b"2"}))])
+    proc = subprocess.run(
+        [sys.executable, "-m", "smith", "diff", "c", "d"],
+        capture_output=True, text=True, check=False, cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 2 and "'../escape' climbs out of the root" in proc.stderr
