@@ -140,7 +140,7 @@ def synthetic_report(image: Path, scratch: Path, paths: tuple[str, ...]) -> dict
     # Removing what the floor wrote is not timed, but can take long (ext4 with discard).
     floor = floor_run(image, scratch)
     return {
-        "uncompressed_bytes": summary["before"]["bytes"],
+        "file_bytes": summary["before"]["bytes"],  # of the files, not the tar
         "smith_seconds": round(elapsed, 2),
         "floor_seconds": round(floor, 2),
         "ratio": round(elapsed / floor, 2),
