@@ -226,7 +226,8 @@ class TarStream:
                 if kind == b"x":
                     parsed = parse_pax(data)
                     pax.update(parsed)
-                    records += parsed
+                    if self._forensic:
+                        records += parsed
                 elif kind == b"g":
                     if self._forensic:
                         self.globals += [(k, decode(v)) for k, v in parse_pax(data)]
@@ -253,18 +254,21 @@ class TarStream:
             if "linkpath" in pax:
                 link = pax["linkpath"]
             shown = decode(name)
-            size = pax_number(pax, "size", shown, size)
-            uid = pax_number(pax, "uid", shown, uid)
-            gid = pax_number(pax, "gid", shown, gid)
-            if any(key.startswith("GNU.sparse.") for key in pax):
-                # PAX-format sparse files (GNU 0.0, 0.1, 1.0) are type '0' with a map in
-                # the records or the body: read as plain, their content would be the map.
-                raise TarFormatError(f"entry {shown!r} is a sparse file (GNU.sparse)")
+            if pax:  # most entries have none: the fast path skips these lookups
+                size = pax_number(pax, "size", shown, size)
+                uid = pax_number(pax, "uid", shown, uid)
+                gid = pax_number(pax, "gid", shown, gid)
+                if any(key.startswith("GNU.sparse.") for key in pax):
+                    # PAX-format sparse files (GNU 0.0, 0.1, 1.0) are type '0' with a map in
+                    # the records or the body: read as plain, their content would be the map.
+                    raise TarFormatError(f"entry {shown!r} is a sparse file (GNU.sparse)")
+                pax = {}
             detail = None
             if self._forensic:
                 pairs = tuple((k, decode(v)) for k, v in records)
                 detail = Forensic(position, header, pairs, form)
-            pax, records, long_name, long_link = {}, [], None, None
+                records = []
+            long_name = long_link = None
             if kind not in (*REGULAR, HARDLINK, SYMLINK, DIRECTORY, *SPECIAL):
                 raise TarFormatError(f"entry {shown!r} has unsupported type {kind!r}")
             if size < 0:
