@@ -10,6 +10,7 @@ import tempfile
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from smith.diff import diff_images
 from smith.errors import SmithError
 from smith.oci.layout import open_image
 from smith.oci.unpack import apply_layers
@@ -80,3 +81,20 @@ def test_a_missing_footer_reads_as_the_whole_tar(spec: list[list[M]]) -> None:
     full = [layer_tar(m) for m in spec]
     with tempfile.TemporaryDirectory() as a, tempfile.TemporaryDirectory() as b:
         assert tree_or_error([without_footer(t) for t in full], a) == tree_or_error(full, b)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(layers, st.binary(min_size=1, max_size=4))
+def test_diff_reads_any_layers_as_minimize_does(spec: list[list[M]], noise: bytes) -> None:
+    """smith diff on the same layers (against a benign image) fails exactly when applying
+    them fails, with the same message, and is never another exception."""
+    tars = [layer_tar(members) for members in spec]
+    with tempfile.TemporaryDirectory() as tmp:
+        expected = tree_or_error(tars, tmp)
+        write_layout(f"{tmp}/other", [layer_tar([M("x", data=noise)])])
+        try:
+            diff_images(f"{tmp}/img", f"{tmp}/other")
+        except SmithError as err:
+            assert str(err).split(": ", 1)[1] == expected
+            return
+        assert not isinstance(expected, str), expected
