@@ -21,7 +21,7 @@ from typing import Any
 from smith.errors import ImageFormatError
 from smith.oci.layerread import blob_compression
 from smith.oci.layout import LoadedImage, open_image
-from smith.oci.registry import RegistryOptions
+from smith.oci.registry_options import RegistryOptions
 from smith.oci.tarstream import Member
 from smith.oci.unpack import Applier, check_diff_id, layer_names
 from smith.tarscan import TarEntry, TarSummary, gzip_members, header_field_at, scan_tar
