@@ -46,6 +46,7 @@ from smith.resolve.repo import RepoConfig
 from smith.resolve.rpm import add_rpm_to_tree
 from smith.resolve.solver import ResolvedPackage
 from smith.resolve.store import ContentStore
+from smith.sbom.attach import build_sbom
 from smith.sources import plan_recipe, relative_to, repo_configs
 from smith.tree import Entry, FileTree, InlineBytes, Kind, path_sort_key
 
@@ -68,6 +69,7 @@ class BuildOptions:
     keep_going: bool = False
     epoch: int | None = None
     registry: RegistryOptions | None = None  # for a parent named by a registry reference
+    sbom: bool = False  # attach an SPDX SBOM as an OCI referrer of the image
 
 
 @dataclass(frozen=True)
@@ -168,6 +170,17 @@ def build(recipe_path: str, options: BuildOptions) -> BuildResult:
             parent=parent,
             annotations={PACKAGE_FILES_ANNOTATION: package_files_json(owners)},
             cache_dir=str(fetcher.cache_dir),
+            referrers=build_sbom(
+                image_tree,
+                full,
+                packages,
+                fetcher,
+                repo_configs(recipe, recipe_path),
+                epoch=choose_epoch(options.epoch, recipe),
+                tag=options.tag or recipe.tag or "",
+            )
+            if options.sbom
+            else None,
         )
     reasons = explain_all(image_tree, closure, program, paths)
     return BuildResult(

@@ -51,6 +51,12 @@ from smith.registry_flags import registry_flags, registry_options
     help="Also push the image to this registry reference (the registry flags apply, as to a "
     "registry parent).",
 )
+@click.option(
+    "--sbom",
+    is_flag=True,
+    help="Attach an SPDX 2.3 SBOM (packages, kept and left-out files) to the image as an "
+    "OCI referrer; `smith sbom IMAGE` prints it.",
+)
 @registry_flags
 def build_command(
     recipe: str | None,
@@ -66,6 +72,7 @@ def build_command(
     as_json: bool,
     quiet: bool,
     push: str | None,
+    sbom: bool,
     **flags: Any,
 ) -> None:
     """Build the image a RECIPE (smith.yaml) describes."""
@@ -88,6 +95,7 @@ def build_command(
             cache_dir=cache_dir,
             keep_going=keep_going,
             registry=registry,
+            sbom=sbom,
         ),
     )
     pushed = push_image(result.output, target, options=registry) if target else None

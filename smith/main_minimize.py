@@ -43,6 +43,9 @@ def epoch_default() -> int:
 @click.option("--compression", default="gzip", help="gzip, zstd or none.")
 @click.option("--explain", is_flag=True, help="Print every kept file and why it is kept.")
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary.")
+@click.option(
+    "--sbom", is_flag=True, help="Attach an SPDX 2.3 SBOM of the kept files as an OCI referrer."
+)
 @registry_flags
 def minimize(
     image: str | None,
@@ -62,6 +65,7 @@ def minimize(
     compression: str,
     explain: bool,
     as_json: bool,
+    sbom: bool,
     **flags: Any,
 ) -> None:
     """Shrink IMAGE (OCI layout, oci-archive, docker-archive, or a registry reference such
@@ -81,6 +85,7 @@ def minimize(
         fmt=fmt,
         tag=tag,
         registry=registry_options(flags),
+        sbom=sbom,
     )
     if recipe:
         named, options = read_minimize_recipe(recipe, options)

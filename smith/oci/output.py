@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from smith.oci.compress import Compression
@@ -10,6 +10,7 @@ from smith.oci.image import ImageConfig, rfc3339
 from smith.oci.layer_cache import LayerCache
 from smith.oci.layout import LoadedImage, choose_format, save_layout, staging_layout
 from smith.oci.reference import check_tag
+from smith.oci.referrers import Artifact, write_referrer
 from smith.oci.writer import ImageResult, Layer, write_index, write_layer, write_manifest
 from smith.tree import FileTree
 
@@ -26,10 +27,13 @@ def write_image(
     parent: LoadedImage | None = None,
     annotations: Mapping[str, str] | None = None,
     cache_dir: str | None = None,
+    referrers: Callable[[ImageResult], Sequence[Artifact]] | None = None,
 ) -> ImageResult:
     """Write `tree` as one layer (on top of `parent`'s layers, if any) to `output`.
 
     The output appears only when complete; on any error or interrupt nothing is left.
+    `referrers` makes the artifacts (an SBOM...) to attach to the finished image manifest:
+    they are written beside it and listed in index.json, the image's own bytes unchanged.
     """
     out_format, gz = choose_format(output, fmt)
     check_tag(tag)
@@ -50,6 +54,10 @@ def write_image(
         result = write_manifest(
             store, layers, config, epoch, history=history, annotations=annotations
         )
-        write_index(store, result, tag)
+        attached = [
+            write_referrer(store, result.manifest, artifact)
+            for artifact in (referrers(result) if referrers is not None else ())
+        ]
+        write_index(store, result, tag, [r.index_entry() for r in attached])
         save_layout(store, result, output, out_format, gz=gz, tag=tag, epoch=epoch)
     return result

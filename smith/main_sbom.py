@@ -1,0 +1,44 @@
+"""`smith sbom IMAGE`: print the SBOM attached to an image (as `smith build --sbom` writes)."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from smith.cli import cli
+from smith.errors import ImageFormatError
+from smith.oci.layout import read_unpacked, split_image_name, unpacked
+from smith.oci.referrers import layout_referrers
+from smith.sbom import spdx
+
+FORMATS = {"spdx": spdx.MEDIA_TYPE}
+
+
+@cli.command("sbom")
+@click.argument("image")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(sorted(FORMATS)),
+    default="spdx",
+    show_default=True,
+    help="Which attached SBOM to print.",
+)
+def sbom_command(image: str, fmt: str) -> None:
+    """Print the SBOM attached to IMAGE (an OCI layout or archive, LAYOUT:NAME) as it is
+    stored: the exact bytes whose digest the referrer names."""
+    path, name = split_image_name(image, "")
+    with unpacked(path) as root:
+        loaded = read_unpacked(root, path, None, name)
+        found = [
+            a
+            for a in layout_referrers(root, loaded.manifest_descriptor.digest, image)
+            if a.artifact_type == FORMATS[fmt]
+        ]
+    if not found:
+        raise ImageFormatError(
+            f"{image} has no {fmt} SBOM attached", hint="build it with `smith build --sbom`"
+        )
+    sys.stdout.buffer.write(found[0].data)
+    sys.stdout.buffer.flush()

@@ -1,0 +1,121 @@
+"""The SBOM of a build or a minimize, as the artifacts the image writer attaches.
+
+`smith build` knows every package it installed (the RPM file, its repository, its header);
+`smith minimize` knows the input image's layers only, so its files are listed without a
+package unless the image carries a package database.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+
+from smith.oci.referrers import Artifact
+from smith.oci.writer import ImageResult
+from smith.resolve.fetch import Fetcher
+from smith.resolve.packages import fetch_package
+from smith.resolve.repo import RepoConfig
+from smith.resolve.rpm import RpmPackage, read_rpm
+from smith.resolve.solver import ResolvedPackage
+from smith.sbom import spdx
+from smith.sbom.inventory import (
+    ImageInfo,
+    Inventory,
+    PackageInfo,
+    paths_by_origin,
+    take_inventory,
+)
+from smith.tree import FileTree
+
+# RPM header tags (rpmtag.h) that only the SBOM reads.
+VENDOR, LICENSE, URL, SOURCERPM = 1011, 1014, 1020, 1044
+
+Attacher = Callable[[ImageResult], Sequence[Artifact]]
+
+
+def sbom_artifacts(inventory: Inventory, tag: str) -> Attacher:
+    """The attacher that renders `inventory` for the image the writer has just written."""
+
+    def attach(result: ImageResult) -> Sequence[Artifact]:
+        manifest = result.manifest
+        assert manifest.platform is not None  # the writer always records it
+        image = ImageInfo(
+            manifest.digest, manifest.size, manifest.media_type, manifest.platform, tag
+        )
+        return (Artifact(spdx.MEDIA_TYPE, spdx.MEDIA_TYPE, spdx.spdx_document(inventory, image)),)
+
+    return attach
+
+
+def build_sbom(
+    image: FileTree,
+    full: FileTree,
+    resolved: Sequence[ResolvedPackage],
+    fetcher: Fetcher,
+    repos: Sequence[RepoConfig],
+    *,
+    epoch: int,
+    tag: str,
+) -> Attacher:
+    """The SBOM attacher of `smith build --sbom`."""
+    return sbom_artifacts(build_inventory(image, full, resolved, fetcher, repos, epoch), tag)
+
+
+def build_inventory(
+    image: FileTree,
+    full: FileTree,
+    resolved: Sequence[ResolvedPackage],
+    fetcher: Fetcher,
+    repos: Sequence[RepoConfig],
+    epoch: int,
+) -> Inventory:
+    """The inventory of a build: `image` made from the packages `resolved` unpacked into
+    `full`. The RPMs are in the download cache already (the build just read them)."""
+    baseurls = {r.id: r.baseurl for r in repos}
+    packages = []
+    for pkg in resolved:
+        path = fetch_package(pkg, fetcher, repos)
+        packages.append(rpm_info(read_rpm(path), pkg, path, baseurls.get(pkg.repo_id, "")))
+    owners = {e.path: e.origin for e in image}
+    return take_inventory(image, packages, owners, paths_by_origin(full), epoch)
+
+
+def rpm_info(rpm: RpmPackage, pkg: ResolvedPackage, path: Path, baseurl: str) -> PackageInfo:
+    header = rpm.header
+    sha256 = pkg.checksum.hexdigest if pkg.checksum.algo == "sha256" else file_sha256(path)
+    return PackageInfo(
+        kind="rpm",
+        name=rpm.name,
+        version=rpm.version,
+        release=rpm.release,
+        epoch=rpm.epoch or 0,
+        arch=rpm.arch,
+        vendor=header.string(VENDOR),
+        license=header.string(LICENSE),
+        source_package=header.string(SOURCERPM),
+        sha256=sha256,
+        download_url=pkg.url,
+        repository_url=baseurl,
+        summary=rpm.summary,
+        homepage=header.string(URL),
+    )
+
+
+def minimize_sbom(source: FileTree, image: FileTree, *, epoch: int, tag: str) -> Attacher:
+    """The SBOM attacher of `smith minimize --sbom`: `image` kept from `source`."""
+    return sbom_artifacts(minimize_inventory(source, image, epoch), tag)
+
+
+def minimize_inventory(source: FileTree, image: FileTree, epoch: int) -> Inventory:
+    """The inventory of a minimized image. Without a package database in `source`, its
+    files are listed without a package."""
+    packages: Iterable[PackageInfo] = ()
+    owners: Mapping[str, str] = {}
+    package_paths: Mapping[str, Iterable[str]] = {}
+    return take_inventory(image, packages, owners, package_paths, epoch)
+
+
+def file_sha256(path: Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
