@@ -29,21 +29,23 @@ class LazyGroup(click.Group):
 
         import smith
 
+        # main_verify_signature.py holds `verify-signature`: module names cannot have "-".
         names = {
-            m.name[len("main_") :]
+            m.name[len("main_") :].replace("_", "-")
             for m in pkgutil.iter_modules(smith.__path__)
             if m.name.startswith("main_")
         }
         return sorted(names | set(self.commands))
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        if cmd_name not in self.commands and cmd_name.isidentifier():
+        module = cmd_name.replace("-", "_")
+        if cmd_name not in self.commands and module.isidentifier():
             import importlib
 
             try:
-                importlib.import_module(f"smith.main_{cmd_name}")
+                importlib.import_module(f"smith.main_{module}")
             except ModuleNotFoundError as err:
-                if err.name != f"smith.main_{cmd_name}":
+                if err.name != f"smith.main_{module}":
                     raise
         return self.commands.get(cmd_name)
 
