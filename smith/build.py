@@ -46,7 +46,7 @@ from smith.resolve.repo import RepoConfig
 from smith.resolve.rpm import add_rpm_to_tree
 from smith.resolve.solver import ResolvedPackage
 from smith.resolve.store import ContentStore
-from smith.sbom.attach import build_sbom
+from smith.sbom.attach import SbomFormat, build_sbom
 from smith.sources import plan_recipe, relative_to, repo_configs
 from smith.tree import Entry, FileTree, InlineBytes, Kind, path_sort_key
 
@@ -69,7 +69,7 @@ class BuildOptions:
     keep_going: bool = False
     epoch: int | None = None
     registry: RegistryOptions | None = None  # for a parent named by a registry reference
-    sbom: bool = False  # attach an SPDX SBOM as an OCI referrer of the image
+    sbom: tuple[SbomFormat, ...] = ()  # SBOMs to attach as OCI referrers of the image
 
 
 @dataclass(frozen=True)
@@ -178,6 +178,7 @@ def build(recipe_path: str, options: BuildOptions) -> BuildResult:
                 repo_configs(recipe, recipe_path),
                 epoch=choose_epoch(options.epoch, recipe),
                 tag=options.tag or recipe.tag or "",
+                formats=options.sbom,
             )
             if options.sbom
             else None,

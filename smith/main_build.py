@@ -15,6 +15,7 @@ from smith.oci.push import push_image
 from smith.oci.reference import parse_reference
 from smith.recipe import find_recipe
 from smith.registry_flags import registry_flags, registry_options
+from smith.sbom.options import sbom_flags, sbom_formats
 
 
 @cli.command("build")
@@ -51,12 +52,7 @@ from smith.registry_flags import registry_flags, registry_options
     help="Also push the image to this registry reference (the registry flags apply, as to a "
     "registry parent).",
 )
-@click.option(
-    "--sbom",
-    is_flag=True,
-    help="Attach an SPDX 2.3 SBOM (packages, kept and left-out files) to the image as an "
-    "OCI referrer; `smith sbom IMAGE` prints it.",
-)
+@sbom_flags
 @registry_flags
 def build_command(
     recipe: str | None,
@@ -72,10 +68,10 @@ def build_command(
     as_json: bool,
     quiet: bool,
     push: str | None,
-    sbom: bool,
     **flags: Any,
 ) -> None:
     """Build the image a RECIPE (smith.yaml) describes."""
+    sbom = sbom_formats(flags)
     registry = registry_options(flags)
     target = parse_reference(push) if push else None  # bad input fails before the build
     if sys.stderr.isatty() and not quiet:

@@ -16,6 +16,7 @@ from smith.minimize_recipe import read_minimize_recipe
 from smith.oci.compress import parse_compression
 from smith.oci.image import parse_platform
 from smith.registry_flags import registry_flags, registry_options
+from smith.sbom.options import sbom_flags, sbom_formats
 
 
 def epoch_default() -> int:
@@ -43,9 +44,7 @@ def epoch_default() -> int:
 @click.option("--compression", default="gzip", help="gzip, zstd or none.")
 @click.option("--explain", is_flag=True, help="Print every kept file and why it is kept.")
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary.")
-@click.option(
-    "--sbom", is_flag=True, help="Attach an SPDX 2.3 SBOM of the kept files as an OCI referrer."
-)
+@sbom_flags
 @registry_flags
 def minimize(
     image: str | None,
@@ -65,7 +64,6 @@ def minimize(
     compression: str,
     explain: bool,
     as_json: bool,
-    sbom: bool,
     **flags: Any,
 ) -> None:
     """Shrink IMAGE (OCI layout, oci-archive, docker-archive, or a registry reference such
@@ -85,7 +83,7 @@ def minimize(
         fmt=fmt,
         tag=tag,
         registry=registry_options(flags),
-        sbom=sbom,
+        sbom=sbom_formats(flags),
     )
     if recipe:
         named, options = read_minimize_recipe(recipe, options)

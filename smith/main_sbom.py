@@ -10,9 +10,9 @@ from smith.cli import cli
 from smith.errors import ImageFormatError
 from smith.oci.layout import read_unpacked, split_image_name, unpacked
 from smith.oci.referrers import layout_referrers
-from smith.sbom import spdx
+from smith.sbom import cyclonedx, spdx
 
-FORMATS = {"spdx": spdx.MEDIA_TYPE}
+FORMATS = {"spdx": spdx.MEDIA_TYPE, "cyclonedx": cyclonedx.MEDIA_TYPE}
 
 
 @cli.command("sbom")
@@ -38,7 +38,8 @@ def sbom_command(image: str, fmt: str) -> None:
         ]
     if not found:
         raise ImageFormatError(
-            f"{image} has no {fmt} SBOM attached", hint="build it with `smith build --sbom`"
+            f"{image} has no {fmt} SBOM attached",
+            hint=f"build it with `smith build --sbom-format {fmt}`",
         )
     sys.stdout.buffer.write(found[0].data)
     sys.stdout.buffer.flush()

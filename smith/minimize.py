@@ -43,7 +43,7 @@ from smith.resolve.closure import DEFAULT_PATH
 from smith.resolve.dependencies import Extras, LoaderEnv, compute_closure
 from smith.resolve.loader import glob_root
 from smith.resolve.roots import PathWalker, TreeRoot
-from smith.sbom.attach import minimize_sbom
+from smith.sbom.attach import SbomFormat, minimize_sbom
 from smith.tree import Entry, FileTree, Kind
 
 log = logging.getLogger(__name__)
@@ -71,7 +71,7 @@ class MinimizeOptions:
     fmt: str | None = None
     tag: str = ""
     registry: RegistryOptions | None = None  # when the image is a registry reference
-    sbom: bool = False  # attach an SPDX SBOM as an OCI referrer of the output
+    sbom: tuple[SbomFormat, ...] = ()  # SBOMs to attach as OCI referrers of the output
 
 
 @dataclass(frozen=True)
@@ -141,7 +141,9 @@ def minimize_image(source: str, output: str, options: MinimizeOptions) -> Minimi
             compression=options.compression,
             epoch=options.epoch,
             tag=options.tag,
-            referrers=minimize_sbom(tree, final, epoch=options.epoch, tag=options.tag)
+            referrers=minimize_sbom(
+                tree, final, epoch=options.epoch, tag=options.tag, formats=options.sbom
+            )
             if options.sbom
             else None,
         )

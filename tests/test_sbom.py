@@ -15,6 +15,8 @@ from typing import Any
 
 import pytest
 import yaml
+from cyclonedx.schema import SchemaVersion
+from cyclonedx.validation.json import JsonStrictValidator
 from spdx_tools.spdx.parser.parse_anything import parse_file
 from spdx_tools.spdx.validation.document_validator import validate_full_spdx_document
 
@@ -26,6 +28,7 @@ from tests.tools import PROJECT, require_tool
 RECIPES = PROJECT / "recipes"
 GOLDEN = PROJECT / "tests" / "golden" / "sbom.json"
 SPDX = "application/spdx+json"
+CYCLONEDX = "application/vnd.cyclonedx+json"
 
 
 def smith(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:
@@ -54,8 +57,8 @@ def build(
     return out
 
 
-def sbom_of(image: Path) -> bytes:
-    proc = smith("sbom", str(image))
+def sbom_of(image: Path, fmt: str = "spdx") -> bytes:
+    proc = smith("sbom", str(image), "--format", fmt)
     assert proc.returncode == 0, proc.stderr.decode()
     return proc.stdout
 
@@ -137,14 +140,40 @@ def test_sbom_is_golden_and_the_same_in_any_environment(tmp_path: Path) -> None:
     baseurl = str(frozen_universe_dir() / "repos" / "main")
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
-    first = build("cat", baseurl, tmp_path / "a", "--sbom")
+    both = ("--sbom-format", "spdx", "--sbom-format", "cyclonedx")
+    first = build("cat", baseurl, tmp_path / "a", *both)
     env = {"TZ": "Asia/Kathmandu", "LC_ALL": "C.UTF-8", "PYTHONHASHSEED": "7"}
-    other = build("cat", baseurl, tmp_path / "b", "--sbom", env=env)
-    assert sbom_of(first) == sbom_of(other)
-    assert index_of(first) == index_of(other)
+    other = build("cat", baseurl, tmp_path / "b", *both, env=env)
     golden = json.loads(GOLDEN.read_text())["cat"]
-    assert hashlib.sha256(sbom_of(first)).hexdigest() == golden["spdx"]
-    assert index_of(first)["manifests"][1]["digest"] == golden["referrer"]
+    for fmt in ("spdx", "cyclonedx"):
+        assert sbom_of(first, fmt) == sbom_of(other, fmt)
+        assert hashlib.sha256(sbom_of(first, fmt)).hexdigest() == golden[fmt], fmt
+    assert index_of(first) == index_of(other)
+    referrers = {m.get("artifactType"): m["digest"] for m in index_of(first)["manifests"]}
+    assert referrers[SPDX] == golden["spdx_referrer"]
+    assert referrers[CYCLONEDX] == golden["cyclonedx_referrer"]
+
+
+def test_cyclonedx_validates_and_nests_files_in_their_packages(tmp_path: Path) -> None:
+    out = build(
+        "cat", str(frozen_universe_dir() / "repos" / "main"), tmp_path, "--sbom-format", "cyclonedx"
+    )
+    assert [m.get("artifactType") for m in index_of(out)["manifests"]] == [None, CYCLONEDX]
+    data = sbom_of(out, "cyclonedx")
+    assert JsonStrictValidator(SchemaVersion.V1_5).validate_str(data.decode()) is None
+    doc = json.loads(data)
+    assert doc["specVersion"] == "1.5" and doc["metadata"]["timestamp"] == "1970-01-01T00:00:00Z"
+    assert doc["metadata"]["component"]["type"] == "container"
+    core = next(c for c in doc["components"] if c.get("name") == "coreutils")
+    assert core["purl"] == "pkg:rpm/coreutils@1.0-1?arch=x86_64"
+    assert [f["name"] for f in core["components"]] == ["/usr/bin/cat"]
+    left_out = [p["value"] for p in core["properties"] if p["name"] == "smith:left-out"]
+    assert "/usr/bin/ls" in left_out
+    unowned = [c["name"] for c in doc["components"] if c["type"] == "file"]
+    assert unowned == ["/read/data"]
+    # Asking for the format that is not attached says which one to build.
+    proc = smith("sbom", str(out))
+    assert proc.returncode == 1 and b"--sbom-format spdx" in proc.stderr
 
 
 def test_skopeo_reads_the_image_of_a_layout_with_a_referrer(
@@ -183,7 +212,7 @@ def test_minimize_sbom_lists_files_without_a_package(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("make", "message"),
     [
-        ("plain", "has no spdx SBOM attached (build it with `smith build --sbom`)"),
+        ("plain", "has no spdx SBOM attached (build it with `smith build --sbom-format spdx`)"),
         ("missing", "no image at"),
     ],
 )
@@ -227,7 +256,9 @@ def test_spdx_of_a_vendor_package_with_epoch_and_an_rpm_license(tmp_path: Path) 
     assert element["licenseDeclared"] == extracted["licenseId"]
     assert extracted["extractedText"] == "OpenSSL and ASL 2.0"
     image_refs = next(p for p in doc["packages"] if p["SPDXID"] == "SPDXRef-Image")["externalRefs"]
+    # packageurl-python's canonical form (the digest's ":" as it is).
     assert image_refs[0]["referenceLocator"] == (
-        "pkg:oci/app@sha256%3A" + "c" * 64
+        "pkg:oci/app@sha256:"
+        + "c" * 64
         + "?arch=amd64&repository_url=registry.example.org/team/app"
-    )  # fmt: skip
+    )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from enum import StrEnum
 from pathlib import Path
 
 from smith.oci.referrers import Artifact
@@ -18,7 +19,7 @@ from smith.resolve.packages import fetch_package
 from smith.resolve.repo import RepoConfig
 from smith.resolve.rpm import RpmPackage, read_rpm
 from smith.resolve.solver import ResolvedPackage
-from smith.sbom import spdx
+from smith.sbom import cyclonedx, spdx
 from smith.sbom.inventory import (
     ImageInfo,
     Inventory,
@@ -34,8 +35,20 @@ VENDOR, LICENSE, URL, SOURCERPM = 1011, 1014, 1020, 1044
 Attacher = Callable[[ImageResult], Sequence[Artifact]]
 
 
-def sbom_artifacts(inventory: Inventory, tag: str) -> Attacher:
-    """The attacher that renders `inventory` for the image the writer has just written."""
+class SbomFormat(StrEnum):
+    SPDX = "spdx"
+    CYCLONEDX = "cyclonedx"
+
+
+RENDERERS: dict[SbomFormat, tuple[str, Callable[[Inventory, ImageInfo], bytes]]] = {
+    SbomFormat.SPDX: (spdx.MEDIA_TYPE, spdx.spdx_document),
+    SbomFormat.CYCLONEDX: (cyclonedx.MEDIA_TYPE, cyclonedx.cyclonedx_document),
+}
+
+
+def sbom_artifacts(inventory: Inventory, tag: str, formats: Sequence[SbomFormat]) -> Attacher:
+    """The attacher that renders `inventory` in each of `formats` for the image the writer
+    has just written."""
 
     def attach(result: ImageResult) -> Sequence[Artifact]:
         manifest = result.manifest
@@ -43,7 +56,11 @@ def sbom_artifacts(inventory: Inventory, tag: str) -> Attacher:
         image = ImageInfo(
             manifest.digest, manifest.size, manifest.media_type, manifest.platform, tag
         )
-        return (Artifact(spdx.MEDIA_TYPE, spdx.MEDIA_TYPE, spdx.spdx_document(inventory, image)),)
+        artifacts = []
+        for fmt in sorted(set(formats)):  # a fixed order: the index lists them so
+            media_type, render = RENDERERS[fmt]
+            artifacts.append(Artifact(media_type, media_type, render(inventory, image)))
+        return artifacts
 
     return attach
 
@@ -57,9 +74,11 @@ def build_sbom(
     *,
     epoch: int,
     tag: str,
+    formats: Sequence[SbomFormat],
 ) -> Attacher:
     """The SBOM attacher of `smith build --sbom`."""
-    return sbom_artifacts(build_inventory(image, full, resolved, fetcher, repos, epoch), tag)
+    inventory = build_inventory(image, full, resolved, fetcher, repos, epoch)
+    return sbom_artifacts(inventory, tag, formats)
 
 
 def build_inventory(
@@ -102,9 +121,11 @@ def rpm_info(rpm: RpmPackage, pkg: ResolvedPackage, path: Path, baseurl: str) ->
     )
 
 
-def minimize_sbom(source: FileTree, image: FileTree, *, epoch: int, tag: str) -> Attacher:
+def minimize_sbom(
+    source: FileTree, image: FileTree, *, epoch: int, tag: str, formats: Sequence[SbomFormat]
+) -> Attacher:
     """The SBOM attacher of `smith minimize --sbom`: `image` kept from `source`."""
-    return sbom_artifacts(minimize_inventory(source, image, epoch), tag)
+    return sbom_artifacts(minimize_inventory(source, image, epoch), tag, formats)
 
 
 def minimize_inventory(source: FileTree, image: FileTree, epoch: int) -> Inventory:

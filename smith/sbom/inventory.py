@@ -97,6 +97,25 @@ class ImageInfo:
     platform: Platform
     name: str = ""  # the tag, if any
 
+    @property
+    def repository(self) -> str:
+        last = self.name.rsplit("/", 1)[-1]
+        return self.name.rsplit(":", 1)[0] if ":" in last else self.name
+
+    @property
+    def short_name(self) -> str:
+        return (self.repository.rsplit("/", 1)[-1] or "image").lower()
+
+    @property
+    def purl(self) -> str:
+        """purl's oci type: the last name component, the digest, arch and where it lives."""
+        qualifiers = {"arch": self.platform.architecture}
+        if "/" in self.repository:
+            qualifiers["repository_url"] = self.repository
+        return PackageURL(
+            type="oci", name=self.short_name, version=self.manifest_digest, qualifiers=qualifiers
+        ).to_string()
+
 
 @dataclass(frozen=True)
 class Inventory:

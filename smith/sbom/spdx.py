@@ -92,23 +92,16 @@ def spdx_document(inventory: Inventory, image: ImageInfo) -> bytes:
 def image_package(
     image: ImageInfo, hexdigest: str, files: Sequence[tuple[str, FileInfo]]
 ) -> dict[str, Any]:
-    repository = (
-        image.name.rsplit(":", 1)[0] if ":" in image.name.rsplit("/", 1)[-1] else image.name
-    )
-    short = (repository.rsplit("/", 1)[-1] or "image").lower()
-    qualifiers = f"arch={image.platform.architecture}"
-    if repository and "/" in repository:
-        qualifiers += f"&repository_url={repository}"
     element: dict[str, Any] = {
         "SPDXID": "SPDXRef-Image",
-        "name": image.name or short,
+        "name": image.name or image.short_name,
         "versionInfo": image.manifest_digest,
         "primaryPackagePurpose": "CONTAINER",
         "downloadLocation": NOASSERTION,
         "checksums": [{"algorithm": "SHA256", "checksumValue": hexdigest}],
         "description": f"OCI image manifest ({image.manifest_media_type}, "
         f"{image.manifest_size} bytes) for platform {image.platform}",
-        "externalRefs": [purl_ref(f"pkg:oci/{short}@sha256%3A{hexdigest}?{qualifiers}")],
+        "externalRefs": [purl_ref(image.purl)],
         "filesAnalyzed": bool(files),
     }
     if files:
