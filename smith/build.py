@@ -46,7 +46,7 @@ from smith.resolve.repo import RepoConfig
 from smith.resolve.rpm import add_rpm_to_tree
 from smith.resolve.solver import ResolvedPackage
 from smith.resolve.store import ContentStore
-from smith.sbom.attach import SbomFormat, build_sbom
+from smith.sbom.attach import SbomFormat, build_referrers
 from smith.sources import plan_recipe, relative_to, repo_configs
 from smith.tree import Entry, FileTree, InlineBytes, Kind, path_sort_key
 
@@ -70,6 +70,7 @@ class BuildOptions:
     epoch: int | None = None
     registry: RegistryOptions | None = None  # for a parent named by a registry reference
     sbom: tuple[SbomFormat, ...] = ()  # SBOMs to attach as OCI referrers of the image
+    provenance: bool = False  # and an in-toto SLSA provenance statement
 
 
 @dataclass(frozen=True)
@@ -170,18 +171,19 @@ def build(recipe_path: str, options: BuildOptions) -> BuildResult:
             parent=parent,
             annotations={PACKAGE_FILES_ANNOTATION: package_files_json(owners)},
             cache_dir=str(fetcher.cache_dir),
-            referrers=build_sbom(
+            referrers=build_referrers(
                 image_tree,
                 full,
                 packages,
                 fetcher,
                 repo_configs(recipe, recipe_path),
+                recipe_path=recipe_path,
+                locked=options.locked,
                 epoch=choose_epoch(options.epoch, recipe),
                 tag=options.tag or recipe.tag or "",
-                formats=options.sbom,
-            )
-            if options.sbom
-            else None,
+                sbom=options.sbom,
+                provenance=options.provenance,
+            ),
         )
     reasons = explain_all(image_tree, closure, program, paths)
     return BuildResult(

@@ -53,6 +53,12 @@ from smith.sbom.options import sbom_flags, sbom_formats
     "registry parent).",
 )
 @sbom_flags
+@click.option(
+    "--provenance",
+    is_flag=True,
+    help="Attach an in-toto statement with SLSA v1 provenance (recipe digest, packages, "
+    "epoch, smith's version) as an OCI referrer.",
+)
 @registry_flags
 def build_command(
     recipe: str | None,
@@ -68,6 +74,7 @@ def build_command(
     as_json: bool,
     quiet: bool,
     push: str | None,
+    provenance: bool,
     **flags: Any,
 ) -> None:
     """Build the image a RECIPE (smith.yaml) describes."""
@@ -92,6 +99,7 @@ def build_command(
             keep_going=keep_going,
             registry=registry,
             sbom=sbom,
+            provenance=provenance,
         ),
     )
     pushed = push_image(result.output, target, options=registry) if target else None

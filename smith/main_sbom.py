@@ -6,13 +6,19 @@ import sys
 
 import click
 
+from smith import provenance
 from smith.cli import cli
 from smith.errors import ImageFormatError
 from smith.oci.layout import read_unpacked, split_image_name, unpacked
 from smith.oci.referrers import layout_referrers
 from smith.sbom import cyclonedx, spdx
 
-FORMATS = {"spdx": spdx.MEDIA_TYPE, "cyclonedx": cyclonedx.MEDIA_TYPE}
+# `provenance` is no SBOM, but it is attached and printed the same way.
+FORMATS = {
+    "spdx": spdx.MEDIA_TYPE,
+    "cyclonedx": cyclonedx.MEDIA_TYPE,
+    "provenance": provenance.MEDIA_TYPE,
+}
 
 
 @cli.command("sbom")
@@ -39,7 +45,9 @@ def sbom_command(image: str, fmt: str) -> None:
     if not found:
         raise ImageFormatError(
             f"{image} has no {fmt} SBOM attached",
-            hint=f"build it with `smith build --sbom-format {fmt}`",
+            hint="build it with `smith build --provenance`"
+            if fmt == "provenance"
+            else f"build it with `smith build --sbom-format {fmt}`",
         )
     sys.stdout.buffer.write(found[0].data)
     sys.stdout.buffer.flush()

@@ -29,6 +29,9 @@ from tests.tools import require_tool
 PASSPHRASE = "correct horse battery staple"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 SIGNATURE = "dev.cosignproject.cosign/signature"
+SIMPLE_SIGNING = "application/vnd.dev.cosign.simplesigning.v1+json"
+SPDX = "application/spdx+json"
+IN_TOTO = "application/vnd.in-toto+json"
 
 
 @pytest.fixture(scope="module")
@@ -159,7 +162,7 @@ def test_openssl_verifies_the_stored_signature(
     run_smith("upload", "-i", str(image), "-r", ref, "--insecure", *sign, home=tmp_path)
     _, manifest = sig_manifest(registry, "sig/openssl", digest)
     (layer,) = manifest["layers"]
-    assert layer["mediaType"] == "application/vnd.dev.cosign.simplesigning.v1+json"
+    assert layer["mediaType"] == SIMPLE_SIGNING
     payload = subprocess.run(
         ["curl", "-sf", f"http://{registry.host}/v2/sig/openssl/blobs/{layer['digest']}"],
         capture_output=True, check=True,
@@ -209,27 +212,39 @@ def test_bad_keys_are_one_line(case: str, message: str, keys: Keys, tmp_path: Pa
     assert message in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
 
 
-def test_upload_pushes_the_sbom_as_a_referrer_behind_the_fallback_tag(
-    registry: Registry, tmp_path: Path
+def test_upload_pushes_sbom_provenance_and_signature(
+    registry: Registry, keys: Keys, tmp_path: Path
 ) -> None:
-    image = build("cat", str(frozen_universe_dir() / "repos" / "main"), tmp_path, "--sbom")
-    index = json.loads((image / "index.json").read_text())
-    subject, referrer = index["manifests"]
+    """The three beside one image: SBOM and provenance as referrers listed in the
+    `sha256-<hex>` fallback tag (docker-registry 2.8 has no referrers API), the signature in
+    the `sha256-<hex>.sig` tag; skopeo sees all of them."""
+    repo = str(frozen_universe_dir() / "repos" / "main")
+    image = build("cat", repo, tmp_path, "--sbom", "--provenance")
+    subject, *referrers = json.loads((image / "index.json").read_text())["manifests"]
+    hexdigest = subject["digest"][7:]
     ref = f"{registry.host}/sbom/cat:1"
-    up = run_smith("upload", "-i", str(image), "-r", f"docker://{ref}", "--insecure", home=tmp_path)
-    assert f"(application/spdx+json, tag sha256-{subject['digest'][7:]})" in up.stderr
-    # The fallback tag is an index listing the SBOM; skopeo reads it like any tag.
-    listing = skopeo("inspect", "--raw", "--tls-verify=false",
-                     f"docker://{registry.host}/sbom/cat:sha256-{subject['digest'][7:]}",
-                     home=tmp_path)  # fmt: skip
+    sign = ["--sign-key", str(keys.private), "--passphrase-file", str(keys.passphrase)]
+    up = run_smith("upload", "-i", str(image), "-r", f"docker://{ref}", "--insecure", *sign,
+                   home=tmp_path)  # fmt: skip
+    assert f"(application/spdx+json, tag sha256-{hexdigest})" in up.stderr
+    assert f"(application/vnd.in-toto+json, tag sha256-{hexdigest})" in up.stderr
+    tags = skopeo("list-tags", "--tls-verify=false", f"docker://{registry.host}/sbom/cat",
+                  home=tmp_path)  # fmt: skip
+    assert tags.returncode == 0, tags.stderr
+    assert set(json.loads(tags.stdout)["Tags"]) == {"1", f"sha256-{hexdigest}",
+                                                   f"sha256-{hexdigest}.sig"}  # fmt: skip
+    fallback = f"docker://{registry.host}/sbom/cat:sha256-{hexdigest}"
+    listing = skopeo("inspect", "--raw", "--tls-verify=false", fallback, home=tmp_path)
     assert listing.returncode == 0, listing.stderr
     entries = json.loads(listing.stdout)["manifests"]
     assert [(e["digest"], e["artifactType"]) for e in entries] == [
-        (referrer["digest"], "application/spdx+json")
+        (r["digest"], r["artifactType"]) for r in referrers
     ]
-    # A second upload lists it once; `smith sbom` of the registry image prints it.
+    assert {e["artifactType"] for e in entries} == {SPDX, IN_TOTO}
+    sig = skopeo("inspect", "--raw", "--tls-verify=false", fallback + ".sig", home=tmp_path)
+    assert json.loads(sig.stdout)["layers"][0]["mediaType"] == SIMPLE_SIGNING
+    assert verify(f"docker://{ref}", keys.public, tmp_path).returncode == 0
+    # A second upload lists each referrer once.
     run_smith("upload", "-i", str(image), "-r", f"docker://{ref}", "--insecure", home=tmp_path)
-    again = skopeo("inspect", "--raw", "--tls-verify=false",
-                   f"docker://{registry.host}/sbom/cat:sha256-{subject['digest'][7:]}",
-                   home=tmp_path)  # fmt: skip
-    assert len(json.loads(again.stdout)["manifests"]) == 1
+    again = skopeo("inspect", "--raw", "--tls-verify=false", fallback, home=tmp_path)
+    assert len(json.loads(again.stdout)["manifests"]) == 2

@@ -1,4 +1,5 @@
-"""The SBOM of a build or a minimize, as the artifacts the image writer attaches.
+"""The SBOM (and provenance) of a build or a minimize, as the artifacts the image writer
+attaches.
 
 `smith build` knows every package it installed (the RPM file, its repository, its header);
 `smith minimize` knows the input image's layers only, so its files are listed without a
@@ -14,6 +15,8 @@ from pathlib import Path
 
 from smith.oci.referrers import Artifact
 from smith.oci.writer import ImageResult
+from smith.provenance import MEDIA_TYPE as PROVENANCE_MEDIA_TYPE
+from smith.provenance import provenance_document, recipe_inputs
 from smith.resolve.fetch import Fetcher
 from smith.resolve.packages import fetch_package
 from smith.resolve.repo import RepoConfig
@@ -46,58 +49,77 @@ RENDERERS: dict[SbomFormat, tuple[str, Callable[[Inventory, ImageInfo], bytes]]]
 }
 
 
+def image_info(result: ImageResult, tag: str) -> ImageInfo:
+    manifest = result.manifest
+    assert manifest.platform is not None  # the writer always records it
+    return ImageInfo(manifest.digest, manifest.size, manifest.media_type, manifest.platform, tag)
+
+
+def render_sboms(
+    inventory: Inventory, image: ImageInfo, formats: Sequence[SbomFormat]
+) -> list[Artifact]:
+    artifacts = []
+    for fmt in sorted(set(formats)):  # a fixed order: the index lists them so
+        media_type, render = RENDERERS[fmt]
+        artifacts.append(Artifact(media_type, media_type, render(inventory, image)))
+    return artifacts
+
+
 def sbom_artifacts(inventory: Inventory, tag: str, formats: Sequence[SbomFormat]) -> Attacher:
     """The attacher that renders `inventory` in each of `formats` for the image the writer
     has just written."""
 
     def attach(result: ImageResult) -> Sequence[Artifact]:
-        manifest = result.manifest
-        assert manifest.platform is not None  # the writer always records it
-        image = ImageInfo(
-            manifest.digest, manifest.size, manifest.media_type, manifest.platform, tag
-        )
-        artifacts = []
-        for fmt in sorted(set(formats)):  # a fixed order: the index lists them so
-            media_type, render = RENDERERS[fmt]
-            artifacts.append(Artifact(media_type, media_type, render(inventory, image)))
-        return artifacts
+        return render_sboms(inventory, image_info(result, tag), formats)
 
     return attach
 
 
-def build_sbom(
+def build_referrers(
     image: FileTree,
     full: FileTree,
     resolved: Sequence[ResolvedPackage],
     fetcher: Fetcher,
     repos: Sequence[RepoConfig],
     *,
+    recipe_path: str,
+    locked: bool,
     epoch: int,
     tag: str,
-    formats: Sequence[SbomFormat],
-) -> Attacher:
-    """The SBOM attacher of `smith build --sbom`."""
-    inventory = build_inventory(image, full, resolved, fetcher, repos, epoch)
-    return sbom_artifacts(inventory, tag, formats)
+    sbom: Sequence[SbomFormat],
+    provenance: bool,
+) -> Attacher | None:
+    """What `smith build --sbom/--provenance` attaches to the image it writes: the SBOMs of
+    `image`, made from the packages `resolved` unpacked into `full`, and the provenance."""
+    if not sbom and not provenance:
+        return None
+    packages = package_infos(resolved, fetcher, repos)
+    owners = {e.path: e.origin for e in image}
+    inventory = take_inventory(image, packages, owners, paths_by_origin(full), epoch)
+    inputs = recipe_inputs(recipe_path, epoch, locked, packages) if provenance else None
+
+    def attach(result: ImageResult) -> Sequence[Artifact]:
+        info = image_info(result, tag)
+        artifacts = render_sboms(inventory, info, sbom)
+        if inputs is not None:
+            document = provenance_document(inputs, info)
+            artifacts.append(Artifact(PROVENANCE_MEDIA_TYPE, PROVENANCE_MEDIA_TYPE, document))
+        return artifacts
+
+    return attach
 
 
-def build_inventory(
-    image: FileTree,
-    full: FileTree,
-    resolved: Sequence[ResolvedPackage],
-    fetcher: Fetcher,
-    repos: Sequence[RepoConfig],
-    epoch: int,
-) -> Inventory:
-    """The inventory of a build: `image` made from the packages `resolved` unpacked into
-    `full`. The RPMs are in the download cache already (the build just read them)."""
+def package_infos(
+    resolved: Sequence[ResolvedPackage], fetcher: Fetcher, repos: Sequence[RepoConfig]
+) -> list[PackageInfo]:
+    """What the RPMs of a build say about themselves. They are in the download cache
+    already (the build just read them)."""
     baseurls = {r.id: r.baseurl for r in repos}
     packages = []
     for pkg in resolved:
         path = fetch_package(pkg, fetcher, repos)
         packages.append(rpm_info(read_rpm(path), pkg, path, baseurls.get(pkg.repo_id, "")))
-    owners = {e.path: e.origin for e in image}
-    return take_inventory(image, packages, owners, paths_by_origin(full), epoch)
+    return packages
 
 
 def rpm_info(rpm: RpmPackage, pkg: ResolvedPackage, path: Path, baseurl: str) -> PackageInfo:
