@@ -47,6 +47,7 @@ from smith.resolve.rpm import add_rpm_to_tree
 from smith.resolve.solver import ResolvedPackage
 from smith.resolve.store import ContentStore
 from smith.sbom.attach import SbomFormat, build_referrers
+from smith.sbom.package_db import add_rpm_database
 from smith.sources import plan_recipe, relative_to, repo_configs
 from smith.tree import Entry, FileTree, InlineBytes, Kind, path_sort_key
 
@@ -71,6 +72,7 @@ class BuildOptions:
     registry: RegistryOptions | None = None  # for a parent named by a registry reference
     sbom: tuple[SbomFormat, ...] = ()  # SBOMs to attach as OCI referrers of the image
     provenance: bool = False  # and an in-toto SLSA provenance statement
+    package_db: bool = False  # write the kept packages' rpm database into the image
 
 
 @dataclass(frozen=True)
@@ -144,6 +146,8 @@ def build(recipe_path: str, options: BuildOptions) -> BuildResult:
         pattern = excludes.matching(program)
         raise RecipeError(f"excludes: {pattern!r} leaves out the program /{program}")
     overlay_rootfs(kept, os.path.join(base, "rootfs"))
+    if options.package_db or recipe.package_db:
+        add_rpm_database(kept, full, packages, fetcher, repo_configs(recipe, recipe_path))
     image_tree = apply_conventions(kept, Conventions(user=user, nss=nss))
     output = options.output or recipe.output or DEFAULT_OUTPUT
     owners = {e.path: e.origin for e in image_tree}
@@ -181,8 +185,8 @@ def build(recipe_path: str, options: BuildOptions) -> BuildResult:
                 locked=options.locked,
                 epoch=choose_epoch(options.epoch, recipe),
                 tag=options.tag or recipe.tag or "",
-                sbom=options.sbom,
-                provenance=options.provenance,
+                sbom=options.sbom or ((SbomFormat.SPDX,) if recipe.sbom else ()),
+                provenance=options.provenance or recipe.provenance,
             ),
         )
     reasons = explain_all(image_tree, closure, program, paths)

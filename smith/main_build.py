@@ -59,6 +59,12 @@ from smith.sbom.options import sbom_flags, sbom_formats
     help="Attach an in-toto statement with SLSA v1 provenance (recipe digest, packages, "
     "epoch, smith's version) as an OCI referrer.",
 )
+@click.option(
+    "--package-db",
+    is_flag=True,
+    help="Write the kept packages' rpm database (rpmdb.sqlite) and os-release into the "
+    "image, for scanners and `rpm -qa` (as the recipe's `package_db: true`).",
+)
 @registry_flags
 def build_command(
     recipe: str | None,
@@ -75,6 +81,7 @@ def build_command(
     quiet: bool,
     push: str | None,
     provenance: bool,
+    package_db: bool,
     **flags: Any,
 ) -> None:
     """Build the image a RECIPE (smith.yaml) describes."""
@@ -100,6 +107,7 @@ def build_command(
             registry=registry,
             sbom=sbom,
             provenance=provenance,
+            package_db=package_db,
         ),
     )
     pushed = push_image(result.output, target, options=registry) if target else None

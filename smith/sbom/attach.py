@@ -9,7 +9,8 @@ package unless the image carries a package database.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from enum import StrEnum
 from pathlib import Path
 
@@ -20,7 +21,8 @@ from smith.provenance import provenance_document, recipe_inputs
 from smith.resolve.fetch import Fetcher
 from smith.resolve.packages import fetch_package
 from smith.resolve.repo import RepoConfig
-from smith.resolve.rpm import RpmPackage, read_rpm
+from smith.resolve.rpm import ARCH, EPOCH, NAME, RELEASE, SUMMARY, VERSION, RpmPackage, read_rpm
+from smith.resolve.rpmheader import Header
 from smith.resolve.solver import ResolvedPackage
 from smith.sbom import cyclonedx, spdx
 from smith.sbom.inventory import (
@@ -30,6 +32,7 @@ from smith.sbom.inventory import (
     paths_by_origin,
     take_inventory,
 )
+from smith.sbom.rpmdb import read_database
 from smith.tree import FileTree
 
 # RPM header tags (rpmtag.h) that only the SBOM reads.
@@ -123,22 +126,25 @@ def package_infos(
 
 
 def rpm_info(rpm: RpmPackage, pkg: ResolvedPackage, path: Path, baseurl: str) -> PackageInfo:
-    header = rpm.header
     sha256 = pkg.checksum.hexdigest if pkg.checksum.algo == "sha256" else file_sha256(path)
+    return replace(
+        header_info(rpm.header), sha256=sha256, download_url=pkg.url, repository_url=baseurl
+    )
+
+
+def header_info(header: Header) -> PackageInfo:
+    """What an RPM header says of its package (a package file's, or an rpmdb's)."""
     return PackageInfo(
         kind="rpm",
-        name=rpm.name,
-        version=rpm.version,
-        release=rpm.release,
-        epoch=rpm.epoch or 0,
-        arch=rpm.arch,
+        name=header.string(NAME),
+        version=header.string(VERSION),
+        release=header.string(RELEASE),
+        epoch=header.integer(EPOCH, 0) or 0,
+        arch=header.string(ARCH),
         vendor=header.string(VENDOR),
         license=header.string(LICENSE),
         source_package=header.string(SOURCERPM),
-        sha256=sha256,
-        download_url=pkg.url,
-        repository_url=baseurl,
-        summary=rpm.summary,
+        summary=header.string(SUMMARY),
         homepage=header.string(URL),
     )
 
@@ -151,11 +157,17 @@ def minimize_sbom(
 
 
 def minimize_inventory(source: FileTree, image: FileTree, epoch: int) -> Inventory:
-    """The inventory of a minimized image. Without a package database in `source`, its
-    files are listed without a package."""
-    packages: Iterable[PackageInfo] = ()
-    owners: Mapping[str, str] = {}
-    package_paths: Mapping[str, Iterable[str]] = {}
+    """The inventory of a minimized image: the packages of the input image's own rpm
+    database (their files as its headers list them), else its files without a package."""
+    packages: list[PackageInfo] = []
+    owners: dict[str, str] = {}
+    package_paths: dict[str, tuple[str, ...]] = {}
+    for installed in read_database(source):
+        info = header_info(installed.header)
+        packages.append(info)
+        package_paths[info.key] = installed.files
+        for path in installed.files:
+            owners.setdefault(path, info.key)
     return take_inventory(image, packages, owners, package_paths, epoch)
 
 
