@@ -44,6 +44,7 @@ from smith.resolve.dependencies import Extras, LoaderEnv, compute_closure
 from smith.resolve.loader import glob_root
 from smith.resolve.roots import PathWalker, TreeRoot
 from smith.sbom.attach import SbomFormat, minimize_sbom
+from smith.sbom.package_db import add_image_package_db
 from smith.tree import Entry, FileTree, Kind
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,7 @@ class MinimizeOptions:
     tag: str = ""
     registry: RegistryOptions | None = None  # when the image is a registry reference
     sbom: tuple[SbomFormat, ...] = ()  # SBOMs to attach as OCI referrers of the output
+    package_db: bool = False  # keep the input's package database, for the kept packages
 
 
 @dataclass(frozen=True)
@@ -117,6 +119,8 @@ def minimize_image(source: str, output: str, options: MinimizeOptions) -> Minimi
         program, argv = program_of(tree, config)
         kept = keep_paths(tree, config, program, argv, options)
         small = kept_tree(tree, kept)
+        if options.package_db:
+            add_image_package_db(small, tree)
         user = runtime_user(tree, config, options)
         conventions = Conventions(
             user=user,

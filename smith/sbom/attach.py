@@ -25,6 +25,7 @@ from smith.resolve.rpm import ARCH, EPOCH, NAME, RELEASE, SUMMARY, VERSION, RpmP
 from smith.resolve.rpmheader import Header
 from smith.resolve.solver import ResolvedPackage
 from smith.sbom import cyclonedx, spdx
+from smith.sbom.dpkg import deb_info, os_vendor, read_status
 from smith.sbom.inventory import (
     ImageInfo,
     Inventory,
@@ -157,16 +158,19 @@ def minimize_sbom(
 
 
 def minimize_inventory(source: FileTree, image: FileTree, epoch: int) -> Inventory:
-    """The inventory of a minimized image: the packages of the input image's own rpm
-    database (their files as its headers list them), else its files without a package."""
+    """The inventory of a minimized image: the packages of the input image's own database
+    (rpmdb.sqlite, else dpkg's status and file lists), else its files without a package."""
     packages: list[PackageInfo] = []
     owners: dict[str, str] = {}
     package_paths: dict[str, tuple[str, ...]] = {}
-    for installed in read_database(source):
-        info = header_info(installed.header)
+    found = [(header_info(p.header), p.files) for p in read_database(source)]
+    if not found:
+        vendor = os_vendor(source)
+        found = [(deb_info(p, vendor), p.files) for p in read_status(source)]
+    for info, files in found:
         packages.append(info)
-        package_paths[info.key] = installed.files
-        for path in installed.files:
+        package_paths[info.key] = files
+        for path in files:
             owners.setdefault(path, info.key)
     return take_inventory(image, packages, owners, package_paths, epoch)
 

@@ -1,5 +1,10 @@
 """`package_db: true`: write the package database of the kept packages into the image, so
-that vulnerability scanners (and `rpm -qa`) still see what a microcontainer holds."""
+that vulnerability scanners (and `rpm -qa`) still see what a microcontainer holds.
+
+`smith build` writes the rpm database of the packages it installed; `smith minimize
+--package-db` keeps what the input image's own database says of the kept packages: an
+rpmdb.sqlite of their headers, or distroless's /var/lib/dpkg/status.d/ for a Debian image.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +16,8 @@ from smith.resolve.packages import fetch_package
 from smith.resolve.repo import RepoConfig
 from smith.resolve.rpm import read_rpm
 from smith.resolve.solver import ResolvedPackage
-from smith.sbom.rpmdb import DB_NAME, database_bytes, database_path
+from smith.sbom.dpkg import STATUS_D, DebPackage, read_status
+from smith.sbom.rpmdb import DB_NAME, database_bytes, database_path, read_database
 from smith.tree import Entry, FileTree, InlineBytes, Kind
 
 ORIGIN = "smith (package db)"
@@ -42,6 +48,47 @@ def add_rpm_database(
     data = database_bytes(headers)
     kept.add_file(path, InlineBytes(data), 0o644, origin=ORIGIN, size=len(data))
     return path
+
+
+def add_image_package_db(kept: FileTree, source: FileTree) -> list[str]:
+    """For `smith minimize --package-db`: the database of the packages that gave `kept` a
+    file, from the input image `source`'s own (rpmdb.sqlite, else dpkg status); the paths
+    written (nothing when the input has no package database)."""
+    kept_paths = {e.path for e in kept if e.kind is not Kind.DIR}
+    for path in OS_RELEASE:
+        keep_with_target(kept, source, path)
+    installed = read_database(source)
+    if installed:
+        headers = sorted(
+            (p.header for p in installed if kept_paths.intersection(p.files)),
+            key=lambda h: tuple(h.string(tag) for tag in (1000, 1001, 1002, 1022)),
+        )
+        directory = database_path(source)
+        path = f"{directory}/{DB_NAME}"
+        add_parents(kept, source, path)
+        data = database_bytes(headers)
+        kept.add_file(path, InlineBytes(data), 0o644, origin=ORIGIN, size=len(data))
+        return [path]
+    return add_status_d(kept, source, read_status(source), kept_paths)
+
+
+def add_status_d(
+    kept: FileTree, source: FileTree, packages: Sequence[DebPackage], kept_paths: set[str]
+) -> list[str]:
+    """distroless's layout: status.d/<package> holds the package's status stanza, and
+    status.d/<package>.md5sums its file list with digests, for each kept package."""
+    written = []
+    for package in sorted(packages, key=lambda p: p.name):
+        if not kept_paths.intersection(package.files):
+            continue
+        documents = [(f"{STATUS_D}/{package.name}", package.stanza.encode() + b"\n")]
+        if package.md5sums:
+            documents.append((f"{STATUS_D}/{package.name}.md5sums", package.md5sums))
+        for path, data in documents:
+            add_parents(kept, source, path)
+            kept.add_file(path, InlineBytes(data), 0o644, origin=ORIGIN, size=len(data))
+            written.append(path)
+    return written
 
 
 def keep_with_target(kept: FileTree, full: FileTree, path: str) -> None:
