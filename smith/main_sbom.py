@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import click
 
 from smith import provenance
 from smith.cli import cli
 from smith.errors import ImageFormatError
+from smith.oci.attachments import fetch_referrer, list_referrers, manifest_digest
 from smith.oci.layout import read_unpacked, split_image_name, unpacked
+from smith.oci.reference import Reference, is_registry_reference, parse_reference
 from smith.oci.referrers import layout_referrers
+from smith.oci.registry import RegistryClient, RegistryOptions
+from smith.registry_flags import registry_flags, registry_options
 from smith.sbom import cyclonedx, spdx
 
 # `provenance` is no SBOM, but it is attached and printed the same way.
@@ -31,9 +36,18 @@ FORMATS = {
     show_default=True,
     help="Which attached SBOM to print.",
 )
-def sbom_command(image: str, fmt: str) -> None:
-    """Print the SBOM attached to IMAGE (an OCI layout or archive, LAYOUT:NAME) as it is
-    stored: the exact bytes whose digest the referrer names."""
+@registry_flags
+def sbom_command(image: str, fmt: str, **flags: Any) -> None:
+    """Print the SBOM attached to IMAGE (an OCI layout or archive, LAYOUT:NAME, or a registry
+    reference: through its referrers, or the `sha256-<digest>` tag where the registry has no
+    referrers API) as it is stored: the exact bytes whose digest the referrer names."""
+    if is_registry_reference(image):
+        data = registry_document(parse_reference(image), FORMATS[fmt], registry_options(flags))
+        if data is None:
+            raise ImageFormatError(f"{image} has no {fmt} document attached")
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+        return
     path, name = split_image_name(image, "")
     with unpacked(path) as root:
         loaded = read_unpacked(root, path, None, name)
@@ -51,3 +65,11 @@ def sbom_command(image: str, fmt: str) -> None:
         )
     sys.stdout.buffer.write(found[0].data)
     sys.stdout.buffer.flush()
+
+
+def registry_document(ref: Reference, artifact_type: str, options: RegistryOptions) -> bytes | None:
+    client = RegistryClient(ref, options)
+    for entry in list_referrers(client, manifest_digest(client, ref)):
+        if entry.get("artifactType") == artifact_type:
+            return fetch_referrer(client, entry)[1]
+    return None

@@ -244,6 +244,12 @@ def test_upload_pushes_sbom_provenance_and_signature(
     sig = skopeo("inspect", "--raw", "--tls-verify=false", fallback + ".sig", home=tmp_path)
     assert json.loads(sig.stdout)["layers"][0]["mediaType"] == SIMPLE_SIGNING
     assert verify(f"docker://{ref}", keys.public, tmp_path).returncode == 0
+    # `smith sbom` of the registry image finds both through the fallback tag.
+    local = run_smith("sbom", str(image), home=tmp_path).stdout
+    assert run_smith("sbom", f"docker://{ref}", "--insecure", home=tmp_path).stdout == local
+    statement = run_smith("sbom", f"docker://{ref}", "--format", "provenance", "--insecure",
+                          home=tmp_path).stdout  # fmt: skip
+    assert json.loads(statement)["subject"][0]["digest"] == {"sha256": hexdigest}
     # A second upload lists each referrer once.
     run_smith("upload", "-i", str(image), "-r", f"docker://{ref}", "--insecure", home=tmp_path)
     again = skopeo("inspect", "--raw", "--tls-verify=false", fallback, home=tmp_path)

@@ -19,7 +19,9 @@ from typing import Any
 
 from smith.errors import RegistryError
 from smith.oci.image import MEDIA_OCI_INDEX, MEDIA_OCI_MANIFEST, Descriptor, canonical_json
+from smith.oci.pull import fetch_manifest
 from smith.oci.push import push_blob
+from smith.oci.reference import Reference
 from smith.oci.registry import RegistryClient, RegistryRequestError, decode_json, read_document
 
 log = logging.getLogger("smith.registry")
@@ -50,6 +52,26 @@ def get_optional_manifest(client: RegistryClient, reference: str, accept: str) -
             return None
         raise
     return data
+
+
+def manifest_digest(client: RegistryClient, ref: Reference) -> str:
+    """The digest of the manifest at `ref` (checked against the digest `ref` names)."""
+    data = fetch_manifest(client, ref.reference)
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    if ref.digest and ref.digest != digest:
+        raise RegistryError(f"{ref}: the registry holds {digest} there")
+    return digest
+
+
+def fetch_referrer(client: RegistryClient, entry: Mapping[str, Any]) -> tuple[str, bytes]:
+    """The document of a referrer (its one layer) and that layer's media type."""
+    desc = Descriptor.from_json(entry)
+    manifest = decode_json(fetch_manifest(client, desc.digest), f"{client.ref}: {desc.digest}")
+    layers = manifest.get("layers") if isinstance(manifest, dict) else None
+    if not isinstance(layers, list) or len(layers) != 1:
+        raise RegistryError(f"{client.ref}: referrer {desc.digest} does not hold one document")
+    layer = Descriptor.from_json(layers[0])
+    return layer.media_type, get_blob_bytes(client, layer)
 
 
 def get_blob_bytes(client: RegistryClient, desc: Descriptor) -> bytes:
@@ -109,10 +131,7 @@ def list_referrers(client: RegistryClient, subject_digest: str) -> Sequence[Mapp
             raise
         resp = None
     if resp is not None and resp.status == 200:
-        data = read_document(resp, f"referrers of {subject_digest}")
-        return referrer_entries(decode_json(data, f"{client.ref}: referrers"))
-    if resp is not None:
-        read_document(resp, "referrers")  # give the connection back
+        return referrer_entries(decode_json(resp.data or b"", f"{client.ref}: referrers"))
     current = get_optional_manifest(client, fallback_tag(subject_digest), MEDIA_OCI_INDEX)
     if current is None:
         return ()

@@ -4,16 +4,19 @@ per signature (the payload), the signature in the layer's annotation."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from smith.errors import RegistryError, SignatureError
-from smith.oci.attachments import get_blob_bytes, get_optional_manifest, push_small_blob
+from smith.errors import SignatureError
+from smith.oci.attachments import (
+    get_blob_bytes,
+    get_optional_manifest,
+    manifest_digest,
+    push_small_blob,
+)
 from smith.oci.image import MEDIA_OCI_CONFIG, MEDIA_OCI_MANIFEST, Descriptor, canonical_json
-from smith.oci.pull import fetch_manifest
 from smith.oci.reference import Reference
 from smith.oci.registry import RegistryClient, RegistryOptions, decode_json
 from smith.signing.simple import (
@@ -41,14 +44,6 @@ def image_identity(ref: Reference) -> str:
     writes it when it signs on push (a digest-only reference: the repository)."""
     name = f"{ref.registry}/{ref.repository}"
     return f"{name}:{ref.tag}" if ref.tag else name
-
-
-def manifest_digest(client: RegistryClient, ref: Reference) -> str:
-    data = fetch_manifest(client, ref.reference)
-    digest = "sha256:" + hashlib.sha256(data).hexdigest()
-    if ref.digest and ref.digest != digest:
-        raise RegistryError(f"{ref}: the registry holds {digest} there")
-    return digest
 
 
 def sign_reference(
