@@ -10,7 +10,9 @@ from pathlib import Path
 from smith.oci.layout import open_image
 from smith.oci.unpack import apply_layers
 from tests.imagekit import M, layer_tar, write_layout
+from tests.debian_image import DebianImages
 from tests.test_minimize_cli import CONFIG
+from tests.test_minimize_debian import NGINX_PATHS, debian  # noqa: F401 - the fixture
 from tests.test_sbom import sbom_of, smith, validated
 from tests.tools import require_tool
 
@@ -148,3 +150,38 @@ def test_without_package_db_nothing_of_dpkg_is_kept(tmp_path: Path) -> None:
         (tmp_path / "store").mkdir()
         tree, _ = apply_layers(image, str(tmp_path / "store"))
         assert not [p for p in tree.paths() if p.startswith("var/lib/dpkg")]
+
+
+def test_minimized_debian_nginx_keeps_the_status_of_its_packages(
+    debian: DebianImages, tmp_path: Path
+) -> None:
+    """A real Debian image (mmdebstrap minbase + nginx): the kept packages, and only
+    they, get a status.d entry; the SBOM names the same ones."""
+    out = tmp_path / "nginx"
+    args = ["--package-db", "--sbom", *(a for p in NGINX_PATHS for a in ("--path", p))]
+    proc = smith("minimize", str(debian.nginx_layout), "-o", str(out), *args)
+    assert proc.returncode == 0, proc.stderr.decode()
+    with open_image(str(out)) as image:
+        (tmp_path / "store").mkdir()
+        tree, _ = apply_layers(image, str(tmp_path / "store"))
+        stanzas = {}
+        for entry in tree:
+            if entry.path.startswith("var/lib/dpkg/status.d/") and entry.content is not None:
+                with entry.content.open() as f:
+                    stanzas[entry.path.rsplit("/", 1)[1]] = f.read()
+    names = {n for n in stanzas if not n.endswith(".md5sums")}
+    assert {"libc6", "libgeoip1"} <= names, names
+    assert not names & {"bash", "apt", "dpkg", "coreutils"}, names
+    doc = validated(sbom_of(out), tmp_path)
+    assert {p["name"] for p in doc["packages"] if p["SPDXID"] != "SPDXRef-Image"} == names
+    admindir = tmp_path / "admin"
+    (admindir / "info").mkdir(parents=True)
+    (admindir / "status").write_bytes(b"\n".join(stanzas[n] for n in sorted(names)))
+    query = subprocess.run(
+        [require_tool("dpkg-query"), f"--admindir={admindir}", "-W", "-f", "${Package}\\n"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert query.returncode == 0, query.stderr
+    assert set(query.stdout.split()) == names
