@@ -49,7 +49,7 @@ from smith.resolve.store import ContentStore
 from smith.sbom.attach import SbomFormat, build_referrers
 from smith.sbom.package_db import add_rpm_database
 from smith.sources import plan_recipe, relative_to, repo_configs
-from smith.tree import Entry, FileTree, InlineBytes, Kind, path_sort_key
+from smith.tree import FileTree, InlineBytes, Kind, copy_parents, path_sort_key
 
 log = logging.getLogger(__name__)
 
@@ -341,14 +341,7 @@ def select_kept(
             assert source is not None
             entry = replace(source, path=path)  # the other name is not kept: a plain copy
         kept.add(entry)
-        for parent in parent_paths(path):
-            if parent not in kept:
-                parent_entry = full.get(parent)
-                kept.add(
-                    parent_entry
-                    if parent_entry is not None and parent_entry.kind is Kind.DIR
-                    else Entry(parent, Kind.DIR, mode=0o755)
-                )
+        copy_parents(kept, full, path)
     return kept
 
 

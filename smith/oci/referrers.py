@@ -46,15 +46,8 @@ class Referrer:
 
     def index_entry(self) -> dict[str, Any]:
         """The descriptor as index.json and a referrers list carry it."""
-        entry: dict[str, Any] = {
-            "mediaType": MEDIA_OCI_MANIFEST,
-            "digest": self.digest,
-            "size": self.size,
-            "artifactType": self.artifact_type,
-        }
-        if self.annotations:
-            entry["annotations"] = dict(self.annotations)
-        return entry
+        desc = Descriptor(MEDIA_OCI_MANIFEST, self.digest, self.size, self.annotations)
+        return {**desc.to_json(), "artifactType": self.artifact_type}
 
 
 def artifact_manifest(subject: Descriptor, artifact: Artifact, layer: Descriptor) -> bytes:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from smith.paths import parent_paths
 from smith.resolve.fetch import Fetcher
 from smith.resolve.packages import fetch_package
 from smith.resolve.repo import RepoConfig
@@ -18,7 +17,7 @@ from smith.resolve.rpm import read_rpm
 from smith.resolve.solver import ResolvedPackage
 from smith.sbom.dpkg import STATUS_D, DebPackage, read_status
 from smith.sbom.rpmdb import DB_NAME, database_bytes, database_path, read_database
-from smith.tree import Entry, FileTree, InlineBytes, Kind
+from smith.tree import FileTree, InlineBytes, Kind, copy_parents
 
 ORIGIN = "smith (package db)"
 # Scanners tell the distribution from os-release; a package that ships it keeps it.
@@ -43,7 +42,7 @@ def add_rpm_database(
         if pkg.nevra in owners
     ]
     directory = database_path(full)
-    add_parents(kept, full, f"{directory}/{DB_NAME}")
+    copy_parents(kept, full, f"{directory}/{DB_NAME}")
     path = f"{directory}/{DB_NAME}"
     data = database_bytes(headers)
     kept.add_file(path, InlineBytes(data), 0o644, origin=ORIGIN, size=len(data))
@@ -65,7 +64,7 @@ def add_image_package_db(kept: FileTree, source: FileTree) -> list[str]:
         )
         directory = database_path(source)
         path = f"{directory}/{DB_NAME}"
-        add_parents(kept, source, path)
+        copy_parents(kept, source, path)
         data = database_bytes(headers)
         kept.add_file(path, InlineBytes(data), 0o644, origin=ORIGIN, size=len(data))
         return [path]
@@ -85,7 +84,7 @@ def add_status_d(
         if package.md5sums:
             documents.append((f"{STATUS_D}/{package.name}.md5sums", package.md5sums))
         for path, data in documents:
-            add_parents(kept, source, path)
+            copy_parents(kept, source, path)
             kept.add_file(path, InlineBytes(data), 0o644, origin=ORIGIN, size=len(data))
             written.append(path)
     return written
@@ -95,20 +94,9 @@ def keep_with_target(kept: FileTree, full: FileTree, path: str) -> None:
     entry = full.get(path)
     if entry is None or path in kept or entry.kind not in (Kind.FILE, Kind.SYMLINK):
         return
-    add_parents(kept, full, path)
+    copy_parents(kept, full, path)
     kept.add(entry)
     if entry.kind is Kind.SYMLINK:
         target = full.resolve(path)
         if target != path:
             keep_with_target(kept, full, target)
-
-
-def add_parents(kept: FileTree, full: FileTree, path: str) -> None:
-    for parent in parent_paths(path):
-        if parent not in kept:
-            entry = full.get(parent)
-            kept.add(
-                entry
-                if entry is not None and entry.kind is Kind.DIR
-                else Entry(parent, Kind.DIR, mode=0o755)
-            )
