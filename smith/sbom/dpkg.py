@@ -73,7 +73,9 @@ def read_status(tree: FileTree) -> tuple[DebPackage, ...]:
 
 
 def is_dir(tree: FileTree, path: str) -> bool:
-    entry = tree.get(path)
+    # dpkg lists directories too; on a merged /usr, /lib is a symlink to one (lookup
+    # follows it) and names no file of the package.
+    entry = tree.lookup(path)
     return entry is not None and entry.kind is Kind.DIR
 
 
