@@ -7,10 +7,9 @@ from typing import Any
 import click
 
 from smith.cli import cli
-from smith.oci.reference import parse_reference
 from smith.registry_flags import registry_flags, registry_options
 from smith.signing.keys import load_signer
-from smith.signing.store import sign_reference
+from smith.signing.store import registry_reference, sign_reference
 
 
 @cli.command("sign")
@@ -26,7 +25,7 @@ def sign_command(ref: str, key: str, passphrase_file: str | None, **flags: Any) 
     """Sign the image at the registry reference REF: a simple-signing payload for its
     manifest digest and name, stored as the `sha256-<digest>.sig` tag beside it. Prints
     REPO@DIGEST and the tag."""
-    target = parse_reference(ref)
+    target = registry_reference(ref)
     private = load_signer(key, passphrase_file)
     signed = sign_reference(target, private, registry_options(flags))
     click.echo(f"{target.registry}/{target.repository}@{signed.digest}")

@@ -7,10 +7,9 @@ from typing import Any
 import click
 
 from smith.cli import cli
-from smith.oci.reference import parse_reference
 from smith.registry_flags import registry_flags, registry_options
 from smith.signing.keys import load_public_key, read_key_file
-from smith.signing.store import verify_reference
+from smith.signing.store import registry_reference, verify_reference
 
 
 @cli.command("verify-signature")
@@ -21,7 +20,7 @@ def verify_signature_command(ref: str, key: str, **flags: Any) -> None:
     """Check that the image at REF carries a sigstore signature (cosign's or skopeo's format)
     made by KEY for this manifest digest and this name, as a policy.json `sigstoreSigned`
     entry would. Exit 0 and print what was signed; exit 1 and say why not."""
-    target = parse_reference(ref)
+    target = registry_reference(ref)
     claim = verify_reference(
         target, load_public_key(read_key_file(key), key), registry_options(flags)
     )

@@ -254,3 +254,11 @@ def test_upload_pushes_sbom_provenance_and_signature(
     run_smith("upload", "-i", str(image), "-r", f"docker://{ref}", "--insecure", home=tmp_path)
     again = skopeo("inspect", "--raw", "--tls-verify=false", fallback, home=tmp_path)
     assert len(json.loads(again.stdout)["manifests"]) == 2
+
+
+def test_a_local_image_is_refused_with_the_way_to_sign_it(keys: Keys, tmp_path: Path) -> None:
+    image, _ = make_image(tmp_path, "local", big=1 << 10, seed=8)
+    proc = run_smith("sign", str(image), "--key", str(keys.private), home=tmp_path, check=False)
+    assert proc.returncode == 2, proc.stderr
+    assert "is a local image" in proc.stderr and "--sign-key" in proc.stderr
+    assert proc.stderr.count("\n") == 1

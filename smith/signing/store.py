@@ -4,12 +4,12 @@ per signature (the payload), the signature in the layer's annotation."""
 
 from __future__ import annotations
 
-import json
+import os
 from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from smith.errors import SignatureError
+from smith.errors import SignatureError, UsageError
 from smith.oci.attachments import (
     get_blob_bytes,
     get_optional_manifest,
@@ -17,7 +17,7 @@ from smith.oci.attachments import (
     push_small_blob,
 )
 from smith.oci.image import MEDIA_OCI_CONFIG, MEDIA_OCI_MANIFEST, Descriptor, canonical_json
-from smith.oci.reference import Reference
+from smith.oci.reference import Reference, is_registry_reference, parse_reference
 from smith.oci.registry import RegistryClient, RegistryOptions, decode_json
 from smith.signing.simple import (
     ANNOTATION_SIGNATURE,
@@ -37,6 +37,17 @@ class Signed:
     identity: str  # the docker-reference signed for
     tag: str  # where the signature is stored
     added: bool  # False when the same signature was there already
+
+
+def registry_reference(text: str) -> Reference:
+    """REF of `smith sign` and `smith verify-signature`: an image in a registry. A local
+    layout or archive is refused with the way to sign it (signatures live in registries)."""
+    if not is_registry_reference(text) and os.path.exists(text):
+        raise UsageError(
+            f"{text} is a local image: signatures are stored in a registry",
+            hint="push and sign it with `smith upload -i IMAGE -r REF --sign-key KEY`",
+        )
+    return parse_reference(text)
 
 
 def image_identity(ref: Reference) -> str:
@@ -130,13 +141,3 @@ def verify_reference(
             return claim
     found = "; ".join(problems) if problems else "no simple-signing layer"
     raise SignatureError(f"no signature of {ref} ({digest}) verifies: {found}")
-
-
-def describe_claim(claim: Claim) -> str:
-    return json.dumps(
-        {
-            "docker-reference": claim.docker_reference,
-            "docker-manifest-digest": claim.manifest_digest,
-        },
-        sort_keys=True,
-    )
