@@ -112,6 +112,7 @@ def test_build_sbom_names_packages_files_and_what_was_left_out(
     assert refs["purl"] == "pkg:rpm/coreutils@1.0-1?arch=x86_64"
     assert refs["repository"] == url
     assert core["versionInfo"] == "1.0-1" and core["licenseDeclared"] == "MIT"
+    assert core["comment"] == "NEVRA coreutils-1.0-1.x86_64"
     assert "universe-1.0-1.src.rpm" in core["sourceInfo"]
     left_out = json.loads(core["annotations"][0]["comment"].removeprefix("smith:left-out "))
     assert "/usr/bin/ls" in left_out and "/usr/bin/cat" not in left_out
@@ -247,6 +248,7 @@ def test_spdx_of_a_vendor_package_with_epoch_and_an_rpm_license(tmp_path: Path) 
     refs = {r["referenceType"]: r["referenceLocator"] for r in element["externalRefs"]}
     assert refs["purl"] == "pkg:rpm/fedora/openssl-libs@3.1.1-4.fc39?arch=x86_64&epoch=1"
     assert element["versionInfo"] == "1:3.1.1-4.fc39"
+    assert element["comment"] == "NEVRA openssl-libs-1:3.1.1-4.fc39.x86_64"
     assert element["supplier"] == "Organization: Fedora Project"
     assert element["downloadLocation"] == url + "o.rpm"
     (extracted,) = doc["hasExtractedLicensingInfos"]

@@ -143,6 +143,8 @@ def package_element(
     }
     if p.sha256:
         element["checksums"] = [{"algorithm": "SHA256", "checksumValue": p.sha256}]
+    if p.kind == "rpm":
+        element["comment"] = f"NEVRA {p.key}"  # what rpm -q prints, epoch included
     if p.summary:
         element["summary"] = p.summary
     if is_url(p.homepage):
