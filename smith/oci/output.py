@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -13,6 +14,8 @@ from smith.oci.reference import check_tag
 from smith.oci.referrers import Artifact, write_referrer
 from smith.oci.writer import ImageResult, Layer, write_index, write_layer, write_manifest
 from smith.tree import FileTree
+
+log = logging.getLogger(__name__)
 
 
 def write_image(
@@ -58,6 +61,13 @@ def write_image(
             write_referrer(store, result.manifest, artifact)
             for artifact in (referrers(result) if referrers is not None else ())
         ]
+        if attached and not tag:
+            log.warning(
+                "%s lists the image and %d attached artifacts: readers that take the one "
+                "image of a layout (skopeo's oci:DIR) need a --tag to name it",
+                output,
+                len(attached),
+            )
         write_index(store, result, tag, [r.index_entry() for r in attached])
         save_layout(store, result, output, out_format, gz=gz, tag=tag, epoch=epoch)
     return result
