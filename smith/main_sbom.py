@@ -51,11 +51,7 @@ def sbom_command(image: str, fmt: str, **flags: Any) -> None:
     path, name = split_image_name(image, "")
     with unpacked(path) as root:
         loaded = read_unpacked(root, path, None, name)
-        found = [
-            a
-            for a in layout_referrers(root, loaded.manifest_descriptor.digest, image)
-            if a.artifact_type == FORMATS[fmt]
-        ]
+        found = layout_referrers(root, loaded.manifest_descriptor.digest, image, FORMATS[fmt])
     if not found:
         raise ImageFormatError(
             f"{image} has no {fmt} SBOM attached",

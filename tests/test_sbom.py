@@ -261,3 +261,19 @@ def test_spdx_of_a_vendor_package_with_epoch_and_an_rpm_license(tmp_path: Path) 
         + "c" * 64
         + "?arch=amd64&repository_url=registry.example.org/team/app"
     )
+
+
+def test_a_corrupt_sbom_is_one_line_and_the_others_still_print(tmp_path: Path) -> None:
+    layout = tmp_path / "in"
+    write_layout(str(layout), busybox_layers(), CONFIG)
+    out = tmp_path / "small"
+    both = ("--sbom-format", "spdx", "--sbom-format", "cyclonedx")
+    assert smith("minimize", str(layout), "-o", str(out), *both).returncode == 0
+    cyclonedx = next(m for m in index_of(out)["manifests"] if m.get("artifactType") == CYCLONEDX)
+    with open(out / "blobs/sha256" / cyclonedx["digest"][7:], "ab") as f:
+        f.write(b" ")
+    proc = smith("sbom", str(out), "--format", "cyclonedx")
+    err = proc.stderr.decode()
+    assert proc.returncode == 1 and err.count("\n") == 1, err
+    assert cyclonedx["digest"] in err and proc.stdout == b""
+    validated(sbom_of(out), tmp_path)

@@ -98,12 +98,16 @@ class FoundArtifact:
     data: bytes
 
 
-def layout_referrers(root: str, subject_digest: str, source: str) -> tuple[FoundArtifact, ...]:
-    """The artifacts of the layout at `root` whose subject is `subject_digest`, in index
-    order, each document checked against its digest."""
+def layout_referrers(
+    root: str, subject_digest: str, source: str, artifact_type: str = ""
+) -> tuple[FoundArtifact, ...]:
+    """The artifacts of the layout at `root` whose subject is `subject_digest` (and whose
+    type is `artifact_type`, if given), in index order, each document checked."""
     found = []
     for entry in layout_index_entries(root, source):
         if not is_referrer_entry(entry):
+            continue
+        if artifact_type and entry.get("artifactType") != artifact_type:
             continue
         desc = Descriptor.from_json(entry)
         manifest = json.loads(read_checked(root, desc.digest, desc.size, source))

@@ -126,8 +126,9 @@ def load_private_key(pem: bytes, passphrase: bytes, where: str) -> ec.EllipticCu
 def load_public_key(pem: bytes, where: str) -> ec.EllipticCurvePublicKey:
     try:
         key = serialization.load_pem_public_key(pem)
-    except ValueError as err:
-        raise SignatureError(f"{where}: not a PEM public key ({err})") from None
+    except ValueError:
+        # cryptography's message is a paragraph with a link; the file's name says enough.
+        raise SignatureError(f"{where}: not a PEM public key") from None
     if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name != "secp256r1":
         raise SignatureError(f"{where}: not an ECDSA P-256 public key")
     return key
