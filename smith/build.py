@@ -35,7 +35,7 @@ from smith.oci.image import GO_ARCH, ImageConfig, Platform
 from smith.oci.layout import open_image
 from smith.oci.output import write_image
 from smith.oci.reference import is_registry_reference
-from smith.oci.registry import RegistryOptions
+from smith.oci.registry_options import RegistryOptions
 from smith.oci.writer import ImageResult
 from smith.paths import climbs_out, normalize_path, parent_paths
 from smith.recipe import Recipe, RuntimeSet, load_recipe
@@ -46,8 +46,7 @@ from smith.resolve.repo import RepoConfig
 from smith.resolve.rpm import add_rpm_to_tree
 from smith.resolve.solver import ResolvedPackage
 from smith.resolve.store import ContentStore
-from smith.sbom.attach import SbomFormat, build_referrers
-from smith.sbom.package_db import add_rpm_database
+from smith.sbom.formats import SbomFormat
 from smith.sources import plan_recipe, relative_to, repo_configs
 from smith.tree import FileTree, InlineBytes, Kind, copy_parents, path_sort_key
 
@@ -147,12 +146,32 @@ def build(recipe_path: str, options: BuildOptions) -> BuildResult:
         raise RecipeError(f"excludes: {pattern!r} leaves out the program /{program}")
     overlay_rootfs(kept, os.path.join(base, "rootfs"))
     if options.package_db or recipe.package_db:
+        from smith.sbom.package_db import add_rpm_database  # sqlite only when asked for
+
         add_rpm_database(kept, full, packages, fetcher, repo_configs(recipe, recipe_path))
     image_tree = apply_conventions(kept, Conventions(user=user, nss=nss))
     output = options.output or recipe.output or DEFAULT_OUTPUT
     owners = {e.path: e.origin for e in image_tree}
     config = image_config(recipe, user.config_user)
     log.info("writing %d paths to %s", len(image_tree), output)
+    sbom = options.sbom or ((SbomFormat.SPDX,) if recipe.sbom else ())
+    referrers = None
+    if sbom or options.provenance or recipe.provenance:
+        from smith.sbom.attach import build_referrers  # the renderers only when asked for
+
+        referrers = build_referrers(
+            image_tree,
+            full,
+            packages,
+            fetcher,
+            repo_configs(recipe, recipe_path),
+            recipe_path=recipe_path,
+            locked=options.locked,
+            epoch=choose_epoch(options.epoch, recipe),
+            tag=options.tag or recipe.tag or "",
+            sbom=sbom,
+            provenance=options.provenance or recipe.provenance,
+        )
     with contextlib.ExitStack() as stack:
         parent = None
         if recipe.parent:
@@ -175,19 +194,7 @@ def build(recipe_path: str, options: BuildOptions) -> BuildResult:
             parent=parent,
             annotations={PACKAGE_FILES_ANNOTATION: package_files_json(owners)},
             cache_dir=str(fetcher.cache_dir),
-            referrers=build_referrers(
-                image_tree,
-                full,
-                packages,
-                fetcher,
-                repo_configs(recipe, recipe_path),
-                recipe_path=recipe_path,
-                locked=options.locked,
-                epoch=choose_epoch(options.epoch, recipe),
-                tag=options.tag or recipe.tag or "",
-                sbom=options.sbom or ((SbomFormat.SPDX,) if recipe.sbom else ()),
-                provenance=options.provenance or recipe.provenance,
-            ),
+            referrers=referrers,
         )
     reasons = explain_all(image_tree, closure, program, paths)
     return BuildResult(

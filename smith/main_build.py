@@ -11,8 +11,6 @@ import click
 
 from smith.build import BuildOptions, build
 from smith.cli import cli
-from smith.oci.push import push_image
-from smith.oci.push_referrers import push_referrers
 from smith.oci.reference import parse_reference
 from smith.recipe import find_recipe
 from smith.registry_flags import registry_flags, registry_options
@@ -111,9 +109,13 @@ def build_command(
             package_db=package_db,
         ),
     )
-    pushed = push_image(result.output, target, options=registry) if target else None
-    if target and pushed:  # the SBOM and provenance go up beside the image
-        push_referrers(result.output, target, pushed.digest, registry)
+    pushed = None
+    if target:
+        from smith.oci.push import push_image  # the registry client: only to push
+        from smith.oci.push_referrers import push_referrers
+
+        pushed = push_image(result.output, target, options=registry)
+        push_referrers(result.output, target, pushed.digest, registry)  # SBOM etc. beside it
     if explain:
         for path in result.kept:
             why = result.reasons.get(path) or (

@@ -18,6 +18,7 @@ import posixpath
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 from smith.conventions import ORIGIN as CONVENTIONS_ORIGIN
 from smith.conventions import (
@@ -35,7 +36,7 @@ from smith.oci.compress import Compression
 from smith.oci.image import ImageConfig, Platform
 from smith.oci.layout import LoadedImage, open_image
 from smith.oci.output import write_image
-from smith.oci.registry import RegistryOptions
+from smith.oci.registry_options import RegistryOptions
 from smith.oci.unpack import UnpackStats, apply_layers
 from smith.oci.writer import ImageResult
 from smith.paths import normalize_path, parent_paths
@@ -43,9 +44,11 @@ from smith.resolve.closure import DEFAULT_PATH
 from smith.resolve.dependencies import Extras, LoaderEnv, compute_closure
 from smith.resolve.loader import glob_root
 from smith.resolve.roots import PathWalker, TreeRoot
-from smith.sbom.attach import SbomFormat, minimize_sbom
-from smith.sbom.package_db import add_image_package_db
+from smith.sbom.formats import SbomFormat
 from smith.tree import Entry, FileTree, Kind
+
+if TYPE_CHECKING:
+    from smith.sbom.attach import Attacher
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +123,8 @@ def minimize_image(source: str, output: str, options: MinimizeOptions) -> Minimi
         kept = keep_paths(tree, config, program, argv, options)
         small = kept_tree(tree, kept)
         if options.package_db:
+            from smith.sbom.package_db import add_image_package_db
+
             add_image_package_db(small, tree)
         user = runtime_user(tree, config, options)
         conventions = Conventions(
@@ -145,11 +150,7 @@ def minimize_image(source: str, output: str, options: MinimizeOptions) -> Minimi
             compression=options.compression,
             epoch=options.epoch,
             tag=options.tag,
-            referrers=minimize_sbom(
-                tree, final, epoch=options.epoch, tag=options.tag, formats=options.sbom
-            )
-            if options.sbom
-            else None,
+            referrers=sbom_attacher(tree, final, options),
         )
         return MinimizeResult(
             source=source,
@@ -163,6 +164,15 @@ def minimize_image(source: str, output: str, options: MinimizeOptions) -> Minimi
             unpack=stats,
             kept=explained,
         )
+
+
+def sbom_attacher(source: FileTree, final: FileTree, options: MinimizeOptions) -> Attacher | None:
+    """What --sbom attaches to the output (the renderers imported only then)."""
+    if not options.sbom:
+        return None
+    from smith.sbom.attach import minimize_sbom
+
+    return minimize_sbom(source, final, epoch=options.epoch, tag=options.tag, formats=options.sbom)
 
 
 def image_config(image: LoadedImage, options: MinimizeOptions) -> ImageConfig:

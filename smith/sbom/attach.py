@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from enum import StrEnum
 from pathlib import Path
 
 from smith.oci.referrers import Artifact
@@ -26,6 +25,7 @@ from smith.resolve.rpmheader import Header
 from smith.resolve.solver import ResolvedPackage
 from smith.sbom import cyclonedx, spdx
 from smith.sbom.dpkg import deb_info, os_vendor, read_status
+from smith.sbom.formats import SbomFormat
 from smith.sbom.inventory import (
     ImageInfo,
     Inventory,
@@ -40,11 +40,6 @@ from smith.tree import FileTree
 VENDOR, LICENSE, URL, SOURCERPM = 1011, 1014, 1020, 1044
 
 Attacher = Callable[[ImageResult], Sequence[Artifact]]
-
-
-class SbomFormat(StrEnum):
-    SPDX = "spdx"
-    CYCLONEDX = "cyclonedx"
 
 
 RENDERERS: dict[SbomFormat, tuple[str, Callable[[Inventory, ImageInfo], bytes]]] = {

@@ -7,7 +7,7 @@ from typing import Any, TypeVar
 
 import click
 
-from smith.sbom.attach import SbomFormat
+from smith.sbom.formats import SbomFormat
 
 F = TypeVar("F", bound=Callable[..., Any])
 
