@@ -10,11 +10,10 @@ import click
 from smith import provenance
 from smith.cli import cli
 from smith.errors import ImageFormatError
-from smith.oci.attachments import fetch_referrer, list_referrers, manifest_digest
 from smith.oci.layout import read_unpacked, split_image_name, unpacked
 from smith.oci.reference import Reference, is_registry_reference, parse_reference
 from smith.oci.referrers import layout_referrers
-from smith.oci.registry import RegistryClient, RegistryOptions
+from smith.oci.registry_options import RegistryOptions
 from smith.registry_flags import registry_flags, registry_options
 from smith.sbom import cyclonedx, spdx
 
@@ -64,6 +63,10 @@ def sbom_command(image: str, fmt: str, **flags: Any) -> None:
 
 
 def registry_document(ref: Reference, artifact_type: str, options: RegistryOptions) -> bytes | None:
+    # The registry client only for a registry image: a layout is read without it.
+    from smith.oci.attachments import fetch_referrer, list_referrers, manifest_digest
+    from smith.oci.registry import RegistryClient
+
     client = RegistryClient(ref, options)
     for entry in list_referrers(client, manifest_digest(client, ref)):
         if entry.get("artifactType") == artifact_type:

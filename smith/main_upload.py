@@ -11,10 +11,9 @@ from smith.errors import UsageError
 from smith.oci.image import parse_platform
 from smith.oci.push import push_image, push_index
 from smith.oci.push_referrers import push_referrers
-from smith.oci.reference import parse_reference
+from smith.oci.reference import Reference, parse_reference
+from smith.oci.registry_options import RegistryOptions
 from smith.registry_flags import jobs_option, registry_flags, registry_options
-from smith.signing.keys import load_signer
-from smith.signing.store import sign_reference
 
 
 @cli.command()
@@ -87,12 +86,17 @@ def upload(
     IMAGE (an SBOM from `smith build --sbom`) are pushed as its referrers."""
     options = registry_options(flags, chunk_size=chunk_size, jobs=jobs)
     target = parse_reference(remote)
-    # A wrong passphrase fails before anything is pushed.
-    signer = load_signer(sign_key, passphrase_file) if sign_key else None
+    signer = None
+    if sign_key:
+        from smith.signing.keys import load_signer  # cryptography only to sign
+
+        signer = load_signer(sign_key, passphrase_file)  # a wrong passphrase: before any push
     if all_platforms and (platform or docker_media):
         raise UsageError("--all pushes the index as it is: it takes no --platform or -d")
     if all_platforms:
         result = push_index(image, target, options=options, mount_from=mount_from)
+        if signer is not None:  # the index, as cosign signs a multi-platform image
+            sign_pushed(target, signer, options, result.digest)
         click.echo(f"{target.registry}/{target.repository}@{result.digest}")
         return
     result = push_image(
@@ -109,6 +113,12 @@ def upload(
             f"{name}@{attached.digest} ({attached.artifact_type}, {attached.listed})", err=True
         )
     if signer is not None:
-        signed = sign_reference(target, signer, options, digest=result.digest)
-        click.echo(f"signed as {signed.identity} in tag {signed.tag}", err=True)
+        sign_pushed(target, signer, options, result.digest)
     click.echo(f"{name}@{result.digest}")
+
+
+def sign_pushed(target: Reference, signer: Any, options: RegistryOptions, digest: str) -> None:
+    from smith.signing.store import sign_reference
+
+    signed = sign_reference(target, signer, options, digest=digest)
+    click.echo(f"signed as {signed.identity} in tag {signed.tag}", err=True)

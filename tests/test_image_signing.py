@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from smith.oci.image import canonical_json
-from tests.registry_fixtures import make_image, run_smith
+from tests.registry_fixtures import make_image, make_multi_platform, run_smith
 from tests.registry_servers import Registry, start_registry
 from tests.rpm_universe import frozen_universe_dir
 from tests.test_sbom import build
@@ -262,3 +262,15 @@ def test_a_local_image_is_refused_with_the_way_to_sign_it(keys: Keys, tmp_path: 
     assert proc.returncode == 2, proc.stderr
     assert "is a local image" in proc.stderr and "--sign-key" in proc.stderr
     assert proc.stderr.count("\n") == 1
+
+
+def test_upload_all_signs_the_index(registry: Registry, keys: Keys, tmp_path: Path) -> None:
+    layout, digests = make_multi_platform(tmp_path)
+    ref = f"docker://{registry.host}/sig/multi:1"
+    sign = ["--sign-key", str(keys.private), "--passphrase-file", str(keys.passphrase)]
+    up = run_smith("upload", "-i", str(layout), "-r", ref, "--all", "--insecure", *sign,
+                   home=tmp_path)  # fmt: skip
+    assert up.stdout.strip() == f"{registry.host}/sig/multi@{digests['index']}"
+    ok = verify(ref, keys.public, tmp_path)
+    assert ok.returncode == 0, ok.stderr
+    assert digests["index"] in ok.stdout

@@ -14,7 +14,8 @@ from smith.oci.layout import split_image_name, unpacked
 from smith.oci.push import push_blob
 from smith.oci.reference import Reference, is_registry_reference
 from smith.oci.referrers import is_referrer_entry, layout_index_entries, read_checked
-from smith.oci.registry import RegistryClient, RegistryOptions
+from smith.oci.registry import RegistryClient
+from smith.oci.registry_options import RegistryOptions
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,8 @@ from smith.oci.attachments import (
 )
 from smith.oci.image import MEDIA_OCI_CONFIG, MEDIA_OCI_MANIFEST, Descriptor, canonical_json
 from smith.oci.reference import Reference, is_registry_reference, parse_reference
-from smith.oci.registry import RegistryClient, RegistryOptions, decode_json
+from smith.oci.registry import RegistryClient, decode_json
+from smith.oci.registry_options import RegistryOptions
 from smith.signing.simple import (
     ANNOTATION_SIGNATURE,
     MEDIA_SIMPLE_SIGNING,
