@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from smith.errors import SmithError
 from smith.sbom.inventory import PackageInfo, purl_namespace
 from smith.tree import FileTree, Kind
 
@@ -66,10 +67,23 @@ def read_status(tree: FileTree) -> tuple[DebPackage, ...]:
         files = tuple(
             path
             for line in listed.decode("utf-8", "surrogateescape").splitlines()
-            if (path := line.strip().lstrip("/")) and not is_dir(tree, path)
+            if (path := in_tree(tree, line)) and not is_dir(tree, path)
         )
         packages.append(DebPackage(stanza, fields, files, md5sums))
     return tuple(packages)
+
+
+def in_tree(tree: FileTree, listed: str) -> str:
+    """Where a path a package database lists is in the image: on a merged /usr, dpkg's
+    /lib/x86_64-linux-gnu/libc.so.6 is usr/lib/x86_64-linux-gnu/libc.so.6 (the parents'
+    symlinks followed, not the last name's). "" for the root or a name that is no path."""
+    path = listed.strip().strip("/")
+    if not path or path == ".":
+        return ""
+    try:
+        return tree.resolve(path, follow_last=False)
+    except SmithError:  # a loop, or a name that climbs out: kept as the database says
+        return path
 
 
 def is_dir(tree: FileTree, path: str) -> bool:

@@ -53,9 +53,10 @@ def add_image_package_db(kept: FileTree, source: FileTree) -> list[str]:
     """For `smith minimize --package-db`: the database of the packages that gave `kept` a
     file, from the input image `source`'s own (rpmdb.sqlite, else dpkg status); the paths
     written (nothing when the input has no package database)."""
-    kept_paths = {e.path for e in kept if e.kind is not Kind.DIR}
     for path in OS_RELEASE:
         keep_with_target(kept, source, path)
+    # After os-release: the package that ships it (base-files) is one of the kept.
+    kept_paths = {e.path for e in kept if e.kind is not Kind.DIR}
     installed = read_database(source)
     if installed:
         headers = sorted(

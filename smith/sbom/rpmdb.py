@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 from smith.errors import ImageFormatError
 from smith.resolve.rpmheader import HEADER_MAGIC, Header, read_header
+from smith.sbom.dpkg import in_tree
 from smith.tree import FileTree, Kind
 
 # (table, tag, key type): rpm's index tables, in the order rpm creates them.
@@ -148,7 +149,10 @@ def read_database(tree: FileTree) -> tuple[InstalledPackage, ...]:
             path = os.path.join(tmp, DB_NAME)
             with entry.content.open() as src, open(path, "wb") as out:
                 shutil.copyfileobj(src, out)
-            return tuple(installed_packages(path, f"/{directory}/{DB_NAME}"))
+            return tuple(
+                InstalledPackage(p.header, tuple(t for f in p.files if (t := in_tree(tree, f))))
+                for p in installed_packages(path, f"/{directory}/{DB_NAME}")
+            )
     return ()
 
 
