@@ -46,8 +46,9 @@ from smith.resolve.repo import RepoConfig
 from smith.resolve.rpm import add_rpm_to_tree
 from smith.resolve.solver import ResolvedPackage
 from smith.resolve.store import ContentStore
+from smith.sbom.formats import SbomFormat
 from smith.sources import plan_recipe, relative_to, repo_configs
-from smith.tree import Entry, FileTree, InlineBytes, Kind, path_sort_key
+from smith.tree import FileTree, InlineBytes, Kind, copy_parents, path_sort_key
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,9 @@ class BuildOptions:
     keep_going: bool = False
     epoch: int | None = None
     registry: RegistryOptions | None = None  # for a parent named by a registry reference
+    sbom: tuple[SbomFormat, ...] = ()  # SBOMs to attach as OCI referrers of the image
+    provenance: bool = False  # and an in-toto SLSA provenance statement
+    package_db: bool = False  # write the kept packages' rpm database into the image
 
 
 @dataclass(frozen=True)
@@ -141,11 +145,33 @@ def build(recipe_path: str, options: BuildOptions) -> BuildResult:
         pattern = excludes.matching(program)
         raise RecipeError(f"excludes: {pattern!r} leaves out the program /{program}")
     overlay_rootfs(kept, os.path.join(base, "rootfs"))
+    if options.package_db or recipe.package_db:
+        from smith.sbom.package_db import add_rpm_database  # sqlite only when asked for
+
+        add_rpm_database(kept, full, packages, fetcher, repo_configs(recipe, recipe_path))
     image_tree = apply_conventions(kept, Conventions(user=user, nss=nss))
     output = options.output or recipe.output or DEFAULT_OUTPUT
     owners = {e.path: e.origin for e in image_tree}
     config = image_config(recipe, user.config_user)
     log.info("writing %d paths to %s", len(image_tree), output)
+    sbom = options.sbom or ((SbomFormat.SPDX,) if recipe.sbom else ())
+    referrers = None
+    if sbom or options.provenance or recipe.provenance:
+        from smith.sbom.attach import build_referrers  # the renderers only when asked for
+
+        referrers = build_referrers(
+            image_tree,
+            full,
+            packages,
+            fetcher,
+            repo_configs(recipe, recipe_path),
+            recipe_path=recipe_path,
+            locked=options.locked,
+            epoch=choose_epoch(options.epoch, recipe),
+            tag=options.tag or recipe.tag or "",
+            sbom=sbom,
+            provenance=options.provenance or recipe.provenance,
+        )
     with contextlib.ExitStack() as stack:
         parent = None
         if recipe.parent:
@@ -168,6 +194,7 @@ def build(recipe_path: str, options: BuildOptions) -> BuildResult:
             parent=parent,
             annotations={PACKAGE_FILES_ANNOTATION: package_files_json(owners)},
             cache_dir=str(fetcher.cache_dir),
+            referrers=referrers,
         )
     reasons = explain_all(image_tree, closure, program, paths)
     return BuildResult(
@@ -321,14 +348,7 @@ def select_kept(
             assert source is not None
             entry = replace(source, path=path)  # the other name is not kept: a plain copy
         kept.add(entry)
-        for parent in parent_paths(path):
-            if parent not in kept:
-                parent_entry = full.get(parent)
-                kept.add(
-                    parent_entry
-                    if parent_entry is not None and parent_entry.kind is Kind.DIR
-                    else Entry(parent, Kind.DIR, mode=0o755)
-                )
+        copy_parents(kept, full, path)
     return kept
 
 

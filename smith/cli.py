@@ -29,8 +29,9 @@ class LazyGroup(click.Group):
         import smith
 
         # A directory listing, not pkgutil (which imports shutil, and with it bz2 and lzma).
+        # main_verify_signature.py holds `verify-signature`: module names cannot have "-".
         names = {
-            name[len("main_") : -len(".py")]
+            name[len("main_") : -len(".py")].replace("_", "-")
             for directory in smith.__path__
             for name in os.listdir(directory)
             if name.startswith("main_") and name.endswith(".py")
@@ -51,13 +52,14 @@ class LazyGroup(click.Group):
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if self.summaries_only and cmd_name not in self.commands:
             return summary_command(cmd_name)
-        if cmd_name not in self.commands and cmd_name.isidentifier():
+        module = cmd_name.replace("-", "_")
+        if cmd_name not in self.commands and module.isidentifier():
             import importlib
 
             try:
-                importlib.import_module(f"smith.main_{cmd_name}")
+                importlib.import_module(f"smith.main_{module}")
             except ModuleNotFoundError as err:
-                if err.name != f"smith.main_{cmd_name}":
+                if err.name != f"smith.main_{module}":
                     raise
         return self.commands.get(cmd_name)
 
@@ -68,7 +70,7 @@ def summary_command(name: str) -> click.Command | None:
     import ast
     import importlib.util
 
-    spec = importlib.util.find_spec(f"smith.main_{name}")
+    spec = importlib.util.find_spec(f"smith.main_{name.replace('-', '_')}")
     if spec is None or spec.origin is None:
         return None
     with open(spec.origin, encoding="utf-8") as f:

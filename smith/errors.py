@@ -55,6 +55,10 @@ class PackageError(SmithError):
     """An RPM package or repository is malformed, unreachable or fails a check."""
 
 
+class SignatureError(SmithError):
+    """A key is unreadable or of the wrong kind, or no signature of an image verifies."""
+
+
 class ResolveError(SmithError):
     """Package resolution failed (libsolv problems are in the message)."""
 

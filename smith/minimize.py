@@ -18,6 +18,7 @@ import posixpath
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 from smith.conventions import ORIGIN as CONVENTIONS_ORIGIN
 from smith.conventions import (
@@ -43,7 +44,11 @@ from smith.resolve.closure import DEFAULT_PATH
 from smith.resolve.dependencies import Extras, LoaderEnv, compute_closure
 from smith.resolve.loader import glob_root
 from smith.resolve.roots import PathWalker, TreeRoot
+from smith.sbom.formats import SbomFormat
 from smith.tree import Entry, FileTree, Kind
+
+if TYPE_CHECKING:
+    from smith.sbom.attach import Attacher
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +75,8 @@ class MinimizeOptions:
     fmt: str | None = None
     tag: str = ""
     registry: RegistryOptions | None = None  # when the image is a registry reference
+    sbom: tuple[SbomFormat, ...] = ()  # SBOMs to attach as OCI referrers of the output
+    package_db: bool = False  # keep the input's package database, for the kept packages
 
 
 @dataclass(frozen=True)
@@ -115,6 +122,10 @@ def minimize_image(source: str, output: str, options: MinimizeOptions) -> Minimi
         program, argv = program_of(tree, config)
         kept = keep_paths(tree, config, program, argv, options)
         small = kept_tree(tree, kept)
+        if options.package_db:
+            from smith.sbom.package_db import add_image_package_db
+
+            add_image_package_db(small, tree)
         user = runtime_user(tree, config, options)
         conventions = Conventions(
             user=user,
@@ -139,6 +150,7 @@ def minimize_image(source: str, output: str, options: MinimizeOptions) -> Minimi
             compression=options.compression,
             epoch=options.epoch,
             tag=options.tag,
+            referrers=sbom_attacher(tree, final, options),
         )
         return MinimizeResult(
             source=source,
@@ -152,6 +164,15 @@ def minimize_image(source: str, output: str, options: MinimizeOptions) -> Minimi
             unpack=stats,
             kept=explained,
         )
+
+
+def sbom_attacher(source: FileTree, final: FileTree, options: MinimizeOptions) -> Attacher | None:
+    """What --sbom attaches to the output (the renderers imported only then)."""
+    if not options.sbom:
+        return None
+    from smith.sbom.attach import minimize_sbom
+
+    return minimize_sbom(source, final, epoch=options.epoch, tag=options.tag, formats=options.sbom)
 
 
 def image_config(image: LoadedImage, options: MinimizeOptions) -> ImageConfig:

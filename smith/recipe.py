@@ -114,6 +114,9 @@ class Recipe(Strict):
     format: str | None = None
     tag: str | None = None
     source_date_epoch: int | None = Field(default=None, ge=0)
+    sbom: bool = False  # attach an SPDX SBOM (as `smith build --sbom`)
+    provenance: bool = False  # attach SLSA provenance (as `smith build --provenance`)
+    package_db: bool = False  # write the kept packages' rpm database into the image
 
     @field_validator("repos", mode="before")
     @classmethod

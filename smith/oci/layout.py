@@ -42,6 +42,7 @@ from smith.oci.image import (
 )
 from smith.oci.layerread import DecompressError, blob_compression, open_blob
 from smith.oci.reference import is_registry_reference
+from smith.oci.referrers import is_referrer_entry
 from smith.oci.tarball import stream_layer
 from smith.oci.tarstream import Member, TarFormatError, TarStream
 from smith.oci.writer import ImageResult
@@ -337,7 +338,10 @@ def pick_manifest(
     """The image manifest an index leads to, for `platform` (and ref `name` if given)."""
     for _depth in range(4):
         try:
-            candidates = [Descriptor.from_json(m) for m in index["manifests"]]
+            # Attached artifacts (an SBOM, a signature) refer to an image; they are not one.
+            candidates = [
+                Descriptor.from_json(m) for m in index["manifests"] if not is_referrer_entry(m)
+            ]
         except (KeyError, TypeError, ValueError) as err:
             raise ImageFormatError(f"{source}: index is malformed ({err})") from None
         if name:
