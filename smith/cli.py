@@ -17,7 +17,7 @@ import click
 
 from smith import __version__
 from smith.errors import Terminated
-from smith.reporting import exit_reporting
+from smith.reporting import exit_reporting, shorten
 
 
 class LazyGroup(click.Group):
@@ -82,7 +82,7 @@ def run_cli(group: click.Group, prog: str, argv: list[str] | None = None) -> NoR
             raise cause if isinstance(cause, KeyboardInterrupt) else KeyboardInterrupt from None
         except click.ClickException as err:
             # click's own usage errors keep their one-line form, without the usage banner.
-            print(f"{prog}: error: {err.format_message()}", file=sys.stderr)
+            print(shorten(f"{prog}: error: {err.format_message()}"), file=sys.stderr)
             return err.exit_code
         except click.exceptions.Exit as done:
             return done.exit_code

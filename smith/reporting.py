@@ -6,6 +6,7 @@ quick to start. A traceback appears only with --debug.
 
 from __future__ import annotations
 
+import re
 import sys
 
 from smith.errors import SmithError, Terminated
@@ -16,6 +17,23 @@ if TYPE_CHECKING:
     from typing import NoReturn
 
 
+# A value quoted in a message (a path, an interpreter, a NEEDED name) may come from a
+# hostile input and be megabytes long; the line keeps its start and end, not all of it.
+QUOTED = re.compile(r"'[^'\n]{160,}'|\"[^\"\n]{160,}\"")
+LINE_MAX = 1000  # characters: a few terminal lines, whatever the input said
+
+
+def shorten(line: str) -> str:
+    """`line` with long quoted values cut in their middle, then cut to LINE_MAX."""
+
+    def cut(found: re.Match[str]) -> str:
+        text = found.group(0)
+        return f"{text[:60]}…{text[-20:]}"
+
+    line = " ".join(QUOTED.sub(cut, line).split())  # one line, whatever the input held
+    return line if len(line) <= LINE_MAX else f"{line[: LINE_MAX - 1]}…"
+
+
 def exit_reporting(prog: str, debug: bool, body: Callable[[], int | None]) -> NoReturn:
     """Run `body`; exit with its status, or with one line on stderr for what it raised."""
     try:
@@ -23,7 +41,7 @@ def exit_reporting(prog: str, debug: bool, body: Callable[[], int | None]) -> No
     except SmithError as err:
         if debug:
             raise
-        print(f"{prog}: error: {err}", file=sys.stderr)
+        print(shorten(f"{prog}: error: {err}"), file=sys.stderr)
         sys.exit(err.exit_code)
     except KeyboardInterrupt as stop:
         if debug:
@@ -38,6 +56,6 @@ def exit_reporting(prog: str, debug: bool, body: Callable[[], int | None]) -> No
         if debug:
             raise
         where = f": {err.filename}" if err.filename else ""
-        print(f"{prog}: error: {err.strerror or err}{where}", file=sys.stderr)
+        print(shorten(f"{prog}: error: {err.strerror or err}{where}"), file=sys.stderr)
         sys.exit(1)
     sys.exit(status if isinstance(status, int) else 0)

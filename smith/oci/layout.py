@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import json
 import os
 import posixpath
 import shutil
@@ -24,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from smith.atomic import atomic_path, check_output, remove_path, temp_sibling
 from smith.errors import ImageFormatError, UnsafePathError, UsageError
+from smith.limits import DOCUMENT_BYTES, json_document
 from smith.oci.blobs import BlobStore, check_digest_form, verify_blob
 from smith.oci.compress import CompressedWriter, Compression
 from smith.oci.image import (
@@ -236,7 +236,10 @@ def read_unpacked(root: str, source: str, platform: Platform | None, name: str) 
 def load_json(path: str, what: str) -> Any:
     try:
         with open(path, "rb") as f:
-            return json.loads(f.read())
+            data = f.read(DOCUMENT_BYTES.count() + 1)
+        if len(data) > DOCUMENT_BYTES.count():
+            raise DOCUMENT_BYTES.error(what)
+        return json_document(data, what)
     except FileNotFoundError:
         raise ImageFormatError(f"{what} is missing") from None
     except (ValueError, UnicodeDecodeError) as err:

@@ -50,7 +50,7 @@ def fetch_package(
     repository (found in `repos` by id) has gpgcheck on, its signature must also verify
     against that repository's keys; a bad or missing signature names the package.
     """
-    path = fetcher.fetch(pkg.url, pkg.checksum)
+    path = fetcher.fetch(pkg.url, pkg.checksum, pkg.size)
     configs = [r.config if isinstance(r, Repo) else r for r in repos]
     config = next((c for c in configs if c.id == pkg.repo_id), None)
     if config is not None and config.gpgcheck:

@@ -300,7 +300,7 @@ def add_rpm_to_tree(
     check_files = pkg.file_digest_algo == "sha256"
     with open(pkg.path, "rb") as f:
         f.seek(pkg.payload_offset)
-        stream = PayloadStream(f, name)
+        stream = PayloadStream(f, name, os.fstat(f.fileno()).st_size - pkg.payload_offset)
         for ce in iter_cpio(stream, name):
             # nfpm writes "/usr/x" where rpmbuild writes "./usr/x": both name a path inside
             # the root (and must match the header), so the leading "/" is re-rooted.
