@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -31,6 +32,13 @@ def check_output(dest: str, *, directory: bool | None = None) -> None:
     name = os.path.basename(os.path.normpath(dest)) if dest else ""
     if name in ("", ".", "..", "/"):
         raise SmithError(f"the output {dest!r} names no file or directory of its own")
+    try:
+        mode = os.lstat(dest).st_mode
+    except OSError:
+        mode = 0
+    if mode and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode) or stat.S_ISLNK(mode)):
+        # A FIFO, a socket or a device (`-o /dev/sda`) is never replaced by a file.
+        raise SmithError(f"the output {dest!r} is a device, FIFO or socket: refusing to replace it")
     if os.path.islink(dest):
         if directory:
             raise SmithError(

@@ -13,6 +13,7 @@ import hashlib
 import os
 import posixpath
 import shutil
+import stat
 import tarfile
 import tempfile
 from collections.abc import Iterator, Mapping
@@ -218,6 +219,8 @@ def unpacked(source: str) -> Iterator[str]:
         return
     if not os.path.exists(source):
         raise ImageFormatError(f"no image at {source!r}")
+    if not stat.S_ISREG(os.stat(source).st_mode):  # /dev/zero, a FIFO: endless or blocking
+        raise ImageFormatError(f"{source!r} is not an image: neither a directory nor a file")
     with tempfile.TemporaryDirectory(prefix="smith-image-") as tmp:
         unpack_archive(source, tmp)
         yield tmp
