@@ -78,8 +78,10 @@ def craft_rpm(
     header_mismatch: bool = False,
     sha256_digests: dict[str, str] | None = None,
     payload_digest: bool = True,
+    payload: bytes | None = None,
 ) -> Path:
-    """An RPM whose payload holds `files` (cpio name, kind, data or link target)."""
+    """An RPM whose payload holds `files` (cpio name, kind, data or link target), or is
+    `payload` as given (a hostile one)."""
     names = [n.lstrip(".") for n, _, _ in files]
     if header_mismatch:
         names = [n + "-other" for n in names]
@@ -119,7 +121,8 @@ def craft_rpm(
         # FILEDIGESTALGO 8: sha256 digests, here as the caller claims them.
         tags[5011] = (4, [8])
         tags[1035] = (8, [sha256_digests.get(n, "") for n, _, _ in files])
-    payload = gzip.compress(_cpio(files), mtime=0)
+    if payload is None:
+        payload = gzip.compress(_cpio(files), mtime=0)
     if payload_digest:
         tags[5092] = (8, [hashlib.sha256(payload).hexdigest()])
         tags[5093] = (4, [8])
