@@ -7,17 +7,16 @@ Commands live in their own modules (smith/main_<command>.py) and register themse
 from __future__ import annotations
 
 import logging
-import signal
 import sys
+import tempfile
 from collections.abc import Callable
-from types import FrameType
 from typing import NoReturn
 
 import click
 
 from smith import __version__
-from smith.errors import Terminated
-from smith.reporting import exit_reporting, shorten
+from smith.leftovers import sweep
+from smith.reporting import exit_reporting, handle_stop_signals, shorten
 
 
 class LazyGroup(click.Group):
@@ -60,13 +59,6 @@ def cli(ctx: click.Context, debug: bool, verbose: bool) -> None:
     logging.basicConfig(level=level, format="smith: %(message)s", stream=sys.stderr)
 
 
-def stop_on_sigterm(_signum: int, _frame: FrameType | None) -> None:
-    """`timeout`, `docker stop`, systemd and CI runners stop a command with SIGTERM, which
-    by default kills Python where it stands: the temporary output beside the destination
-    and the unpacked image in TMPDIR would stay. Unwind as Ctrl-C does, cleaning up."""
-    raise Terminated
-
-
 def run_cli(group: click.Group, prog: str, argv: list[str] | None = None) -> NoReturn:
     """Run a click group; turn smith's errors into one line on stderr and an exit code."""
     args = sys.argv[1:] if argv is None else argv
@@ -94,7 +86,8 @@ def run_cli(group: click.Group, prog: str, argv: list[str] | None = None) -> NoR
 def main(argv: list[str] | None = None) -> NoReturn:
     # smith's commands only: crashcart (also run through run_cli) forwards SIGTERM to the
     # session it runs, with handlers of its own.
-    signal.signal(signal.SIGTERM, stop_on_sigterm)
+    handle_stop_signals()
+    sweep(tempfile.gettempdir())  # what killed runs left in TMPDIR
     run_cli(cli, "smith", argv)
 
 

@@ -31,6 +31,7 @@ from smith.conventions import (
 )
 from smith.errors import ImageFormatError, SmithError, UsageError
 from smith.globs import Excludes
+from smith.leftovers import tagged
 from smith.oci.compress import Compression
 from smith.oci.image import ImageConfig, Platform
 from smith.oci.layout import LoadedImage, open_image
@@ -107,7 +108,7 @@ def minimize_image(source: str, output: str, options: MinimizeOptions) -> Minimi
         normalize_path(pattern, what="--path/--exclude pattern")
     with (
         open_image(source, platform=options.platform, registry=options.registry) as image,
-        tempfile.TemporaryDirectory(prefix="smith-minimize-") as store,
+        tempfile.TemporaryDirectory(prefix=tagged("smith-minimize-")) as store,
     ):
         tree, stats = apply_layers(image, store)
         config = image_config(image, options)

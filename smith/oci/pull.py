@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 from urllib3.exceptions import HTTPError
 
 from smith.errors import RegistryError
+from smith.leftovers import tagged
 from smith.limits import DOCUMENT_BYTES
 from smith.netread import BoundedBody, deadline_from_now
 from smith.oci.blobs import BlobStore, check_digest_form
@@ -89,7 +90,7 @@ def pulled_layout(
     """Pull into a temporary OCI layout: (its root, the reference for messages)."""
     source = as_reference(ref)
     client = RegistryClient(source, options or RegistryOptions())
-    with tempfile.TemporaryDirectory(prefix="smith-pull-") as root:
+    with tempfile.TemporaryDirectory(prefix=tagged("smith-pull-")) as root:
         store = BlobStore(root)
         result, _ = pull_into(client, store, platform)
         write_index(store, result)

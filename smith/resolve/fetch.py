@@ -27,6 +27,7 @@ import urllib3
 
 from smith.errors import PackageError, SmithError
 from smith.inflate import Readable
+from smith.leftovers import sweep, tagged
 from smith.limits import CONNECT_TIMEOUT, DOCUMENT_BYTES, DOWNLOAD_BYTES, IDLE_TIMEOUT, Limit
 from smith.netread import CHUNK, BoundedBody, deadline_from_now, decoded
 
@@ -304,7 +305,8 @@ class Fetcher:
         h = hashlib.new(checksum.algo)
         # More than the metadata declares is refused (limit None), not downloaded to the end.
         most, limit = (size, None) if size > 0 else (DOWNLOAD_BYTES.count(), DOWNLOAD_BYTES)
-        fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=".part-")
+        sweep(final.parent)  # what a killed run left
+        fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=tagged(".part-"))
         try:
             with os.fdopen(fd, "wb") as out, resp:
                 body = self._body(resp, url, most, limit, deadline)
@@ -330,7 +332,7 @@ class Fetcher:
         final = self.cached_path(checksum)
         if not final.exists():
             final.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=".part-")
+            fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=tagged(".part-"))
             os.close(fd)
             shutil.copyfile(path, tmp)
             os.replace(tmp, final)

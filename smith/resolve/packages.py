@@ -38,7 +38,13 @@ def fetch_packages(
         return tuple(fetch_package(p, fetcher, repos) for p in pkgs)
     with concurrent.futures.ThreadPoolExecutor(workers) as pool:
         futures = [pool.submit(fetch_package, p, fetcher, repos) for p in pkgs]
-        return tuple(f.result() for f in futures)
+        try:
+            return tuple(f.result() for f in futures)
+        except BaseException:
+            # An error or a signal: the downloads not yet started must not start (leaving
+            # the pool waits for every one of them), the running ones end at their bounds.
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
 
 
 def fetch_package(

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from smith.errors import PackageError
 from smith.inflate import open_inflated
+from smith.leftovers import sweep, tagged
 from smith.limits import expansion_bound
 from smith.resolve.fetch import Checksum, Fetcher, contained_url, disk_error, join_url
 
@@ -91,7 +92,8 @@ def decompress_metadata(packed: Path, name: str, dest: Path) -> None:
     """Decompress `packed` into `dest`, by magic bytes (a file's name may lie about its
     compression), within the expansion limits: a bomb stops at its bound."""
     bound, limit = expansion_bound(packed.stat().st_size)
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}")
+    sweep(dest.parent)  # what a killed run left
+    tmp = dest.with_name(tagged(f".{dest.name}."))
     try:
         with open(packed, "rb") as src, open(tmp, "wb") as out:
             inflated = open_inflated(src, bound=bound, limit=limit, what=name)

@@ -14,6 +14,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from smith.leftovers import sweep, tagged
 from smith.tree import HostFile
 
 Sink = Callable[[bytes | bytearray | memoryview], object]
@@ -24,6 +25,7 @@ class ContentStore:
         self.root = Path(root)
         self._tmp = self.root / "tmp"
         self._tmp.mkdir(parents=True, exist_ok=True)
+        sweep(self._tmp)  # what a killed run left
         self._made: set[str] = set()
 
     def path_for(self, digest: str) -> Path:
@@ -35,7 +37,7 @@ class ContentStore:
     def put_stream(self, produce: Callable[[Sink], object]) -> HostFile:
         """Store the bytes `produce` hands to its sink; return where they now live."""
         h = hashlib.sha256()
-        fd, tmp = tempfile.mkstemp(dir=self._tmp)
+        fd, tmp = tempfile.mkstemp(dir=self._tmp, prefix=tagged(""))
         try:
             with os.fdopen(fd, "wb", buffering=1 << 20) as out:
 
