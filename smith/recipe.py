@@ -267,8 +267,9 @@ def read_yaml(path: str) -> Any:
         raise RecipeError(f"cannot read the recipe {path!r}: {err.strerror}") from None
     if len(text) > RECIPE_BYTES.count():
         raise RECIPE_BYTES.error(f"the recipe {path!r}")
-    loader = _UniqueKeyLoader(text)
+    loader: _UniqueKeyLoader | None = None
     try:
+        loader = _UniqueKeyLoader(text)  # it reads the encoding at once: errors too
         node = loader.get_single_node()
         if node is None:
             return None
@@ -286,7 +287,8 @@ def read_yaml(path: str) -> Any:
     except TypeError as err:  # a key PyYAML cannot hash (a mapping of mappings as a key)
         raise RecipeError(f"{path}: YAML error: {' '.join(str(err).split())}") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def check_yaml_size(root: yaml.Node, path: str) -> None:
