@@ -150,6 +150,17 @@ def regular_file(path: Path, url: str) -> Path:
     return path
 
 
+def check_space(directory: Path, need: int) -> None:
+    """Refuse a download of a declared size that cannot fit, before writing a byte of it."""
+    try:
+        st = os.statvfs(directory)
+    except OSError:
+        return  # no answer is no reason to fail: the write itself will say
+    free = st.f_bavail * st.f_frsize
+    if need > free:
+        raise SmithError(f"no space for {need} bytes in {str(directory)!r}: {free} bytes free")
+
+
 def disk_error(err: OSError, directory: Path) -> SmithError:
     """A write that failed, named by the directory it went to (`No space left on device`
     alone does not say which disk to clean)."""
@@ -306,6 +317,7 @@ class Fetcher:
         # More than the metadata declares is refused (limit None), not downloaded to the end.
         most, limit = (size, None) if size > 0 else (DOWNLOAD_BYTES.count(), DOWNLOAD_BYTES)
         sweep(final.parent)  # what a killed run left
+        check_space(final.parent, size)
         fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=tagged(".part-"))
         try:
             with os.fdopen(fd, "wb") as out, resp:

@@ -8,12 +8,14 @@ after all of its bytes were written and hashed (write to a temporary name, then 
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from smith.errors import SmithError
 from smith.leftovers import sweep, tagged
 from smith.tree import HostFile
 
@@ -57,6 +59,12 @@ class ContentStore:
             # crash before its data reached the disk) is never trusted by its name, and
             # the bytes just hashed are at hand. Atomic for readers of the old one.
             os.replace(tmp, final)
+        except OSError as err:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            if err.errno in (errno.ENOSPC, errno.EDQUOT):  # which disk is full, not only that
+                raise SmithError(f"cannot write in {str(self._tmp)!r}: {err.strerror}") from None
+            raise
         except BaseException:
             if os.path.exists(tmp):
                 os.unlink(tmp)
