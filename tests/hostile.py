@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import json
 import os
 import stat
 import struct
@@ -45,7 +46,7 @@ LIMITS = {
 }
 
 # Names smith gives its temporary files: none may outlive a run.
-TEMP_MARKERS = (".part-", ".smith-tmp-", ".pull-", ".incoming-", ".tmp")
+TEMP_MARKERS = ("smithrun", ".part-", ".smith-tmp-", ".pull-", ".incoming-", ".tmp")
 
 # The child reports its own peak RSS at exit. Not wait4's ru_maxrss: that counts the
 # parent's pages copied at fork, before exec (a large pytest process inflates it).
@@ -280,6 +281,41 @@ BUILDABLE = "package: crafted\ncmd: [/usr/share/hello/greeting]\n"
 
 def repo_build(box: Sandbox, baseurl: str) -> list[str]:
     return build_args(box, recipe(box, f"{BUILDABLE}repos: [{baseurl!r}]\n"))
+
+
+# -- generators: a registry ---------------------------------------------------------------------
+
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+
+
+def serve_image(server: FaultServer, repository: str, layers: list[bytes]) -> tuple[str, str]:
+    """The fault server as a registry of one image `repository:v1` of uncompressed `layers`:
+    (its reference, its config's digest)."""
+    digests = ["sha256:" + hashlib.sha256(layer).hexdigest() for layer in layers]
+    rootfs = {"type": "layers", "diff_ids": digests}
+    config = json.dumps({"architecture": "amd64", "os": "linux", "rootfs": rootfs}).encode()
+    config_digest = "sha256:" + hashlib.sha256(config).hexdigest()
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": {
+            "mediaType": "application/vnd.oci.image.config.v1+json",
+            "digest": config_digest,
+            "size": len(config),
+        },
+        "layers": [
+            {"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": d, "size": len(b)}
+            for d, b in zip(digests, layers, strict=True)
+        ],
+    }
+    server.routes["v2/"] = (b"{}", {"Content-Type": "application/json"})
+    server.routes[f"v2/{repository}/manifests/v1"] = (
+        json.dumps(manifest).encode(),
+        {"Content-Type": OCI_MANIFEST},
+    )
+    for digest, body in [(config_digest, config), *zip(digests, layers, strict=True)]:
+        server.routes[f"v2/{repository}/blobs/{digest}"] = (body, {})
+    return f"http://{server.url.split('//', 1)[1]}{repository}:v1", config_digest
 
 
 # -- generators: RPM files ---------------------------------------------------------------------

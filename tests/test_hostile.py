@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import bz2
 import gzip
-import hashlib
 import json
 import os
 import stat
@@ -24,6 +23,7 @@ import zstandard
 from tests.fault_server import FaultServer, fault_server, gzip_bomb
 from tests.hostile import (
     BUILDABLE,
+    OCI_MANIFEST,
     Case,
     Sandbox,
     build_args,
@@ -34,11 +34,11 @@ from tests.hostile import (
     recipe,
     repo_build,
     rpm_with_header,
+    serve_image,
     write_repo,
 )
 
 T_STRING_ARRAY = 8
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 ZEROS = 16 << 20
 
 
@@ -225,31 +225,16 @@ def registry(
     def make(box: Sandbox) -> list[str]:
         server = box.server
         assert server is not None
-        config = json.dumps(
-            {"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": []}}
-        ).encode()
-        digest = "sha256:" + hashlib.sha256(config).hexdigest()
-        doc = {
-            "schemaVersion": 2,
-            "mediaType": OCI_MANIFEST,
-            "config": {
-                "mediaType": "application/vnd.oci.image.config.v1+json",
-                "digest": digest,
-                "size": len(config),
-            },
-            "layers": [],
-        }
-        body = manifest if manifest is not None else json.dumps(doc).encode()
-        server.routes["v2/"] = (b"{}", {"Content-Type": "application/json"})
-        server.routes["v2/evil/app/manifests/v1"] = (body, {"Content-Type": OCI_MANIFEST})
-        server.routes[f"v2/evil/app/blobs/{digest}"] = (config, {})
+        ref, config = serve_image(server, "evil/app", [])
+        if manifest is not None:
+            server.routes["v2/evil/app/manifests/v1"] = (manifest, {"Content-Type": OCI_MANIFEST})
         server.routes["token"] = (b'{"token": "t"}', {"Content-Type": "application/json"})
         if token:
             server.always("v2/", "challenge")
         if fault:
-            path = "config" if fault_path == "config" else fault_path
-            server.always(f"v2/evil/app/blobs/{digest}" if path == "config" else path, fault)
-        ref = f"http://{box.url.split('//', 1)[1]}evil/app:v1"
+            server.always(
+                f"v2/evil/app/blobs/{config}" if fault_path == "config" else fault_path, fault
+            )
         return ["download", "-r", ref, "-i", str(box.out / "img"), "--retries", "1"]
 
     return make

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import os
 import random
 import signal
@@ -28,15 +27,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.fault_server import FaultServer, fault_server
-from tests.hostile import BUILDABLE, LIMITS, PROJECT, TEMP_MARKERS, write_repo
+from tests.fault_server import fault_server
+from tests.hostile import BUILDABLE, LIMITS, PROJECT, TEMP_MARKERS, serve_image, write_repo
 from tests.rpm_craft import craft_rpm
 
 SEED = int(os.environ.get("SIGNAL_SEED", "23"))
 MOMENTS = int(os.environ.get("SIGNAL_MOMENTS", "8"))
 SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGKILL)
 EXPECTED = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGKILL: -signal.SIGKILL}
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 # The interpreter's own start, before smith.entry installs the handlers (about 40 ms
 # here, more on a loaded machine), is left to the default actions: the moments begin after.
 STARTUP = 0.15
@@ -130,45 +128,11 @@ def layer_tar(seed: int) -> bytes:
     return buf.getvalue()
 
 
-def serve_image(server: FaultServer) -> str:
-    layers = [layer_tar(n) for n in range(3)]
-    digests = ["sha256:" + hashlib.sha256(layer).hexdigest() for layer in layers]
-    config = json.dumps(
-        {
-            "architecture": "amd64",
-            "os": "linux",
-            "rootfs": {"type": "layers", "diff_ids": digests},
-        }
-    ).encode()
-    config_digest = "sha256:" + hashlib.sha256(config).hexdigest()
-    manifest = {
-        "schemaVersion": 2,
-        "mediaType": OCI_MANIFEST,
-        "config": {
-            "mediaType": "application/vnd.oci.image.config.v1+json",
-            "digest": config_digest,
-            "size": len(config),
-        },
-        "layers": [
-            {"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": d, "size": len(b)}
-            for d, b in zip(digests, layers, strict=True)
-        ],
-    }
-    server.routes["v2/"] = (b"{}", {"Content-Type": "application/json"})
-    server.routes["v2/img/app/manifests/v1"] = (
-        json.dumps(manifest).encode(),
-        {"Content-Type": OCI_MANIFEST},
-    )
-    for digest, body in [(config_digest, config), *zip(digests, layers, strict=True)]:
-        server.routes[f"v2/img/app/blobs/{digest}"] = (body, {})
-    return f"http://{server.url.split('//', 1)[1]}img/app:v1"
-
-
 @pytest.fixture
 def download_work(tmp_path: Path) -> Iterator[Work]:
     (tmp_path / "srv").mkdir()
     with fault_server(tmp_path / "srv") as server:
-        ref = serve_image(server)
+        ref, _ = serve_image(server, "img/app", [layer_tar(n) for n in range(3)])
         out = tmp_path / "out" / "img"
         yield Work(tmp_path, ["download", "-r", ref, "-i", str(out), "--retries", "1"], out)
 

@@ -18,7 +18,8 @@ import tempfile
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -148,6 +149,22 @@ def regular_file(path: Path, url: str) -> Path:
     if not stat.S_ISREG(mode):
         raise PackageError(f"{url} is not a regular file")
     return path
+
+
+@contextmanager
+def cache_temp(final: Path) -> Iterator[Path]:
+    """A temporary name beside `final` that names this run (what killed runs left there
+    goes first); removed unless renamed into place. A failed write names the directory."""
+    sweep(final.parent)
+    fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=tagged(f".{final.name}."))
+    os.close(fd)
+    try:
+        yield Path(tmp)
+    except OSError as err:
+        raise disk_error(err, final.parent) from None
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
 
 
 def check_space(directory: Path, need: int) -> None:
@@ -316,11 +333,9 @@ class Fetcher:
         h = hashlib.new(checksum.algo)
         # More than the metadata declares is refused (limit None), not downloaded to the end.
         most, limit = (size, None) if size > 0 else (DOWNLOAD_BYTES.count(), DOWNLOAD_BYTES)
-        sweep(final.parent)  # what a killed run left
         check_space(final.parent, size)
-        fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=tagged(".part-"))
-        try:
-            with os.fdopen(fd, "wb") as out, resp:
+        with cache_temp(final) as tmp:
+            with open(tmp, "wb") as out, resp:
                 body = self._body(resp, url, most, limit, deadline)
                 while chunk := read_network(body):
                     h.update(chunk)
@@ -333,19 +348,13 @@ class Fetcher:
                     f"{checksum.hexdigest}"
                 )
             os.replace(tmp, final)
-        except OSError as err:
-            raise disk_error(err, final.parent) from None
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
 
     def copy_into_cache(self, path: Path, checksum: Checksum) -> Path:
         """Put a verified local file into the cache (for callers that want one place)."""
         final = self.cached_path(checksum)
         if not final.exists():
             final.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=tagged(".part-"))
-            os.close(fd)
-            shutil.copyfile(path, tmp)
-            os.replace(tmp, final)
+            with cache_temp(final) as tmp:
+                shutil.copyfile(path, tmp)
+                os.replace(tmp, final)
         return final

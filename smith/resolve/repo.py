@@ -15,9 +15,8 @@ from pathlib import Path
 
 from smith.errors import PackageError
 from smith.inflate import open_inflated
-from smith.leftovers import sweep, tagged
 from smith.limits import expansion_bound
-from smith.resolve.fetch import Checksum, Fetcher, contained_url, disk_error, join_url
+from smith.resolve.fetch import Checksum, Fetcher, cache_temp, contained_url, join_url
 
 REPO_NS = "{http://linux.duke.edu/metadata/repo}"
 
@@ -92,19 +91,12 @@ def decompress_metadata(packed: Path, name: str, dest: Path) -> None:
     """Decompress `packed` into `dest`, by magic bytes (a file's name may lie about its
     compression), within the expansion limits: a bomb stops at its bound."""
     bound, limit = expansion_bound(packed.stat().st_size)
-    sweep(dest.parent)  # what a killed run left
-    tmp = dest.with_name(tagged(f".{dest.name}."))
-    try:
+    with cache_temp(dest) as tmp:
         with open(packed, "rb") as src, open(tmp, "wb") as out:
             inflated = open_inflated(src, bound=bound, limit=limit, what=name)
             while chunk := inflated.read(1 << 20):
                 out.write(chunk)
         os.replace(tmp, dest)
-    except OSError as err:
-        raise disk_error(err, dest.parent) from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def load_repo(config: RepoConfig, fetcher: Fetcher) -> Repo:
