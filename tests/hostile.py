@@ -123,6 +123,7 @@ class Case:
     message: str  # a piece of the one stderr line
     status: int = 1
     env: dict[str, str] = field(default_factory=dict)
+    cache_bytes: int = 0  # > 0: the cache is a tmpfs of this size (a full disk)
 
 
 def snapshot(root: Path) -> dict[str, tuple[int, int]]:
@@ -136,13 +137,20 @@ def snapshot(root: Path) -> dict[str, tuple[int, int]]:
     return out
 
 
-def run_smith(box: Sandbox, argv: list[str], env: dict[str, str]) -> Outcome:
+def run_smith(
+    box: Sandbox, argv: list[str], env: dict[str, str], *, cache_bytes: int = 0
+) -> Outcome:
     hwm = box.root / "hwm"
     hwm.unlink(missing_ok=True)
+    command = [sys.executable, "-c", LAUNCHER, *argv]
+    if cache_bytes:
+        # A mount namespace of its own: the small tmpfs goes when smith does.
+        mount = f'mount -t tmpfs -o size={cache_bytes} tmpfs {box.cache} && exec "$@"'
+        command = ["unshare", "-m", "--propagation", "private", "sh", "-c", mount, "sh", *command]
     start = time.monotonic()
     try:
         proc = subprocess.run(
-            [sys.executable, "-c", LAUNCHER, *argv],
+            command,
             cwd=box.inputs,
             env=box.env(env),
             stdin=subprocess.DEVNULL,
@@ -160,7 +168,7 @@ def check_run(box: Sandbox, case: Case) -> Outcome:
     """Run `case` and check every promise; an AssertionError names the broken one."""
     argv = case.make(box)
     before = snapshot(box.root)
-    outcome = run_smith(box, argv, case.env)
+    outcome = run_smith(box, argv, case.env, cache_bytes=case.cache_bytes)
     after = snapshot(box.root)
     lines = outcome.stderr.splitlines()
     where = f"{case.id}: stderr {outcome.stderr[:600]!r}"

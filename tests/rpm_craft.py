@@ -52,6 +52,7 @@ def _cpio(files: list[tuple[str, str, str]]) -> bytes:
         body = _content(kind, data).encode()
         mode = {
             "file": S_IFREG | 0o644,
+            "exec": S_IFREG | 0o755,
             "hardlink": S_IFREG | 0o644,
             "symlink": S_IFLNK | 0o777,
             "dir": S_IFDIR | 0o755,
@@ -88,6 +89,7 @@ def craft_rpm(
     dirs = sorted({n.rsplit("/", 1)[0] + "/" for n in names})
     kinds = {
         "file": S_IFREG | 0o644,
+        "exec": S_IFREG | 0o755,
         "hardlink": S_IFREG | 0o644,
         "symlink": S_IFLNK | 0o777,
         "dir": S_IFDIR | 0o755,
@@ -105,7 +107,10 @@ def craft_rpm(
         1034: (4, [0] * len(files)),
         1035: (
             8,
-            [hashlib.md5(d.encode()).hexdigest() if k == "file" else "" for _, k, d in files],
+            [
+                hashlib.md5(d.encode()).hexdigest() if k in ("file", "exec") else ""
+                for _, k, d in files
+            ],
         ),
         1036: (8, [d if k == "symlink" else "" for _, k, d in files]),
         1037: (4, [0] * len(files)),

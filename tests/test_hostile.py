@@ -37,6 +37,8 @@ from tests.hostile import (
     serve_image,
     write_repo,
 )
+from tests.rpm_craft import craft_rpm
+from tests.tools import require_root, require_tool
 
 T_STRING_ARRAY = 8
 ZEROS = 16 << 20
@@ -351,6 +353,14 @@ def output_special(kind: str) -> Callable[[Sandbox], list[str]]:
     return make
 
 
+def big_package(box: Sandbox) -> list[str]:
+    rpm = box.inputs / "big.rpm"
+    craft_rpm(rpm, [("./usr/share/hello/greeting", "file", os.urandom(2 << 20).hex())])
+    root = box.inputs / "local"
+    write_repo(root, rpm=rpm.read_bytes())
+    return build_args(box, recipe(box, f"{BUILDABLE}repos: [{root}]\n"))
+
+
 RECIPES = [
     Case("yaml-merge-key-bomb", "hang", with_recipe(merge_bomb()), "SMITH_LIMIT_YAML_NODES"),
     Case(
@@ -424,6 +434,13 @@ RECIPES = [
     Case("rootfs-symlink-to-host", "reading", rootfs_link, "is a symbolic link"),
     Case("local-repo-href-climbs-out", "reading", local_href_climbs_out, "outside the repository"),
     Case("output-is-a-fifo", "loss", output_special("fifo"), "FIFO"),
+    Case(
+        "cache-disk-full",
+        "loss",
+        big_package,
+        "No space left on device",
+        cache_bytes=1 << 20,
+    ),
     Case("output-is-a-device", "loss", output_special("device"), "device"),
     Case(
         "package-name-of-10000-chars",
@@ -584,6 +601,9 @@ def test_every_kind_of_the_issue_has_cases() -> None:
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_hostile_input(box: Sandbox, case: Case) -> None:
+    if case.cache_bytes:
+        require_root()
+        require_tool("unshare")
     outcome = check_run(box, case)
     print(
         f"{case.id}: exit {outcome.status} in {outcome.seconds:.1f} s, {outcome.peak_mib:.0f} MiB"

@@ -1,4 +1,4 @@
-"""SIGINT, SIGTERM and SIGKILL at random moments of `smith build` and `smith download`.
+"""SIGINT, SIGTERM and SIGKILL at random moments of `smith build`, `minimize` and `download`.
 
 After SIGINT the command exits 130 and after SIGTERM 143 (or 0, when it was done before
 the signal came), with one line on stderr and its temporary files gone. After SIGKILL
@@ -107,7 +107,7 @@ def build_work(root: Path) -> Work:
     craft_rpm(
         repo / "Packages" / "crafted-1-1.x86_64.rpm",
         [
-            ("./usr/share/hello/greeting", "file", "hi\n"),
+            ("./usr/share/hello/greeting", "exec", "hi\n"),  # the "program" minimize keeps
             ("./usr/share/hello/bulk", "file", payload),
         ],
     )
@@ -167,6 +167,15 @@ def interrupt_at_random_moments(work: Work, name: str) -> None:
 
 def test_build_interrupted_at_random_moments(tmp_path: Path) -> None:
     interrupt_at_random_moments(build_work(tmp_path), "build")
+
+
+def test_minimize_interrupted_at_random_moments(tmp_path: Path) -> None:
+    built = build_work(tmp_path / "built")
+    status, err, _ = built.run()
+    assert status == 0, err
+    out = tmp_path / "out" / "min.tar"
+    argv = ["minimize", str(built.output), "-o", str(out), "--path", "/usr/share/hello/bulk"]
+    interrupt_at_random_moments(Work(tmp_path, argv, out), "minimize")
 
 
 def test_download_interrupted_at_random_moments(download_work: Work) -> None:
