@@ -438,7 +438,7 @@ RECIPES = [
         "cache-disk-full",
         "loss",
         big_package,
-        "No space left on device",
+        "/cache/smith/content/tmp': No space left on device",
         cache_bytes=1 << 20,
     ),
     Case("output-is-a-device", "loss", output_special("device"), "device"),
