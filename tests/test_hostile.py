@@ -220,7 +220,12 @@ NETWORK = [
 
 
 def registry(
-    fault_path: str = "", fault: str = "", *, manifest: bytes | None = None, token: bool = False
+    fault_path: str = "",
+    fault: str = "",
+    *,
+    manifest: bytes | None = None,
+    token: bool = False,
+    token_body: bytes = b'{"token": "t"}',
 ) -> Callable[[Sandbox], list[str]]:
     """`smith download` from a one-image registry the fault server plays."""
 
@@ -230,7 +235,7 @@ def registry(
         ref, config = serve_image(server, "evil/app", [])
         if manifest is not None:
             server.routes["v2/evil/app/manifests/v1"] = (manifest, {"Content-Type": OCI_MANIFEST})
-        server.routes["token"] = (b'{"token": "t"}', {"Content-Type": "application/json"})
+        server.routes["token"] = (token_body, {"Content-Type": "application/json"})
         if token:
             server.always("v2/", "challenge")
         if fault:
@@ -292,6 +297,12 @@ REGISTRY = [
         "manifest-nested-100000-deep",
         "traceback",
         registry(manifest=deep_json(100_000)),
+        "JSON nesting: over the limit",
+    ),
+    Case(
+        "token-nested-100000-deep",
+        "traceback",
+        registry(token=True, token_body=deep_json(100_000)),
         "JSON nesting: over the limit",
     ),
     Case(

@@ -13,7 +13,6 @@ connections with exponential backoff. Nothing here logs a header or a body.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import re
@@ -29,7 +28,7 @@ from urllib.parse import urlencode, urljoin, urlsplit
 import urllib3
 from urllib3.exceptions import HTTPError, InsecureRequestWarning, SSLError
 
-from smith.errors import RegistryError
+from smith.errors import LimitError, RegistryError
 from smith.limits import CONNECT_TIMEOUT, DOCUMENT_BYTES, IDLE_TIMEOUT, json_document
 from smith.netread import BoundedBody, deadline_from_now
 from smith.oci.auth import Challenge, Credentials, find_credentials, parse_challenges
@@ -123,12 +122,12 @@ def tls_context(options: RegistryOptions, registry: str) -> ssl.SSLContext:
 def error_detail(data: bytes) -> tuple[str, str]:
     """The registry's own error code, and code and message for a message."""
     try:
-        doc = json.loads(data[:65536] or b"{}")
+        doc = json_document(data[:65536] or b"{}", "an error")
         first = (doc.get("errors") or [{}])[0]
         code = str(first.get("code", ""))
         # The registry's words, on smith's one line: no newline of theirs may break it.
         text = " ".join(f"{code}: {first.get('message', '')}".split()).strip(": ")
-    except (ValueError, AttributeError, IndexError, TypeError):
+    except (ValueError, AttributeError, IndexError, TypeError, LimitError):
         return "", ""
     return code, f" ({text[:200]})" if text else ""
 
@@ -380,7 +379,7 @@ class RegistryClient:
             if resp.status != 200:
                 raise RegistryError(f"token server {shown_url(realm)} answered HTTP {resp.status}")
             try:
-                doc = json.loads(data)
+                doc = json_document(data, f"token server {shown_url(realm)}")
                 token = doc.get("token") or doc.get("access_token")
             except (ValueError, AttributeError):
                 token = None
