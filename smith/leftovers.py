@@ -14,14 +14,19 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 from contextlib import suppress
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (startup time)
+if TYPE_CHECKING:
+    import tempfile
 
 TAG = re.compile(r"smithrun(\d+)\.(\d+)-")
 
 
 def remove_path(path: str) -> None:
     if os.path.isdir(path) and not os.path.islink(path):
+        import shutil  # here: importing it costs every command's start (bz2, lzma)
+
         shutil.rmtree(path, ignore_errors=True)
     else:
         with suppress(FileNotFoundError):
@@ -63,10 +68,27 @@ def is_stale(name: str) -> bool:
     return start_time(pid) != start
 
 
+_swept: set[tuple[int, str]] = set()
+
+
 def sweep(directory: str | os.PathLike[str]) -> None:
-    """Remove what dead runs left in `directory` (not below it). Best effort: a name that
-    cannot be removed costs only its space."""
+    """Remove what dead runs left in `directory` (not below it), once per run and directory
+    (a cache of thousands of packages is not listed again for each). Best effort: a name
+    that cannot be removed costs only its space."""
+    key = (os.getpid(), os.fspath(directory))
+    if key in _swept:
+        return
+    _swept.add(key)
     with suppress(OSError):
         for name in os.listdir(directory):
             if is_stale(name):
                 remove_path(os.path.join(directory, name))
+
+
+def temp_dir(prefix: str) -> tempfile.TemporaryDirectory[str]:
+    """A TemporaryDirectory in TMPDIR named by this run, after removing what dead runs left
+    there."""
+    import tempfile
+
+    sweep(tempfile.gettempdir())
+    return tempfile.TemporaryDirectory(prefix=tagged(prefix))

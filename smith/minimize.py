@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import posixpath
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -31,12 +30,12 @@ from smith.conventions import (
 )
 from smith.errors import ImageFormatError, SmithError, UsageError
 from smith.globs import Excludes
-from smith.leftovers import tagged
+from smith.leftovers import temp_dir
 from smith.oci.compress import Compression
 from smith.oci.image import ImageConfig, Platform
 from smith.oci.layout import LoadedImage, open_image
 from smith.oci.output import write_image
-from smith.oci.registry import RegistryOptions
+from smith.oci.registry_options import RegistryOptions
 from smith.oci.unpack import UnpackStats, apply_layers
 from smith.oci.writer import ImageResult
 from smith.paths import normalize_path, parent_paths
@@ -108,7 +107,7 @@ def minimize_image(source: str, output: str, options: MinimizeOptions) -> Minimi
         normalize_path(pattern, what="--path/--exclude pattern")
     with (
         open_image(source, platform=options.platform, registry=options.registry) as image,
-        tempfile.TemporaryDirectory(prefix=tagged("smith-minimize-")) as store,
+        temp_dir("smith-minimize-") as store,
     ):
         tree, stats = apply_layers(image, store)
         config = image_config(image, options)

@@ -10,10 +10,12 @@ urllib3 response.
 from __future__ import annotations
 
 import time
-
-import urllib3
+from typing import TYPE_CHECKING
 
 from smith.inflate import Codec, Inflated, Readable
+
+if TYPE_CHECKING:
+    import urllib3  # the caller's: importing it costs a build that downloads nothing
 from smith.limits import DEADLINE, Limit, expansion_bound, over_limit
 
 CHUNK = 1 << 20

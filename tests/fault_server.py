@@ -20,7 +20,9 @@ Faults:
 
 from __future__ import annotations
 
+import email.utils
 import functools
+import hashlib
 import socket
 import ssl
 import struct
@@ -55,6 +57,9 @@ class FaultServer:
         self.routes: dict[str, tuple[bytes, dict[str, str]]] = {}
         self.hits: Counter[str] = Counter()
         self.stopping = threading.Event()
+        self.statuses: defaultdict[str, list[int]] = defaultdict(list)
+        # Validators sent with every file, and honoured in conditional requests.
+        self.validators: set[str] = set()
         self._lock = threading.Lock()
         self.url = ""
 
@@ -120,10 +125,27 @@ def _handler(server: FaultServer) -> type[BaseHTTPRequestHandler]:
                 body, headers = gzip_bomb(), {**headers, "Content-Encoding": "gzip"}
             if fault == "wrong-encoding":
                 headers = {**headers, "Content-Encoding": "gzip"}
+            etag = '"' + hashlib.sha256(body).hexdigest()[:16] + '"'
+            modified = email.utils.formatdate(
+                int(file.stat().st_mtime) if route is None else 0, usegmt=True
+            )
+            if ("etag" in server.validators and self.headers.get("If-None-Match") == etag) or (
+                "last-modified" in server.validators
+                and self.headers.get("If-Modified-Since") == modified
+            ):
+                server.statuses[path].append(304)
+                self.send_response(304)
+                self.end_headers()
+                return
+            server.statuses[path].append(200)
             self.send_response(200)
             for key, value in headers.items():
                 self.send_header(key, value)
             self.send_header("Content-Length", str(len(body) * (1000 if fault == "trickle" else 1)))
+            if "etag" in server.validators:
+                self.send_header("ETag", etag)
+            if "last-modified" in server.validators:
+                self.send_header("Last-Modified", modified)
             self.end_headers()
             if fault == "stall":
                 self.wfile.flush()

@@ -15,7 +15,6 @@ import posixpath
 import shutil
 import stat
 import tarfile
-import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -24,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from smith.atomic import atomic_path, check_output, remove_path, temp_sibling
 from smith.errors import ImageFormatError, UnsafePathError, UsageError
-from smith.leftovers import tagged
+from smith.leftovers import temp_dir
 from smith.limits import DOCUMENT_BYTES, json_document
 from smith.oci.blobs import BlobStore, check_digest_form, verify_blob
 from smith.oci.compress import CompressedWriter, Compression
@@ -222,7 +221,7 @@ def unpacked(source: str) -> Iterator[str]:
         raise ImageFormatError(f"no image at {source!r}")
     if not stat.S_ISREG(os.stat(source).st_mode):  # /dev/zero, a FIFO: endless or blocking
         raise ImageFormatError(f"{source!r} is not an image: neither a directory nor a file")
-    with tempfile.TemporaryDirectory(prefix=tagged("smith-image-")) as tmp:
+    with temp_dir("smith-image-") as tmp:
         unpack_archive(source, tmp)
         yield tmp
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,7 +19,7 @@ from dataclasses import dataclass, replace
 from urllib3.exceptions import HTTPError
 
 from smith.errors import RegistryError
-from smith.leftovers import tagged
+from smith.leftovers import temp_dir
 from smith.limits import DOCUMENT_BYTES
 from smith.netread import BoundedBody, deadline_from_now
 from smith.oci.blobs import BlobStore, check_digest_form
@@ -90,7 +89,7 @@ def pulled_layout(
     """Pull into a temporary OCI layout: (its root, the reference for messages)."""
     source = as_reference(ref)
     client = RegistryClient(source, options or RegistryOptions())
-    with tempfile.TemporaryDirectory(prefix=tagged("smith-pull-")) as root:
+    with temp_dir("smith-pull-") as root:
         store = BlobStore(root)
         result, _ = pull_into(client, store, platform)
         write_index(store, result)
