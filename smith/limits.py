@@ -58,7 +58,8 @@ class Limit:
 # -- the network: every read from a repository or a registry ------------------------------
 CONNECT_TIMEOUT = Limit("CONNECT_TIMEOUT", 30, "seconds")  # to open a connection
 IDLE_TIMEOUT = Limit("IDLE_TIMEOUT", 60, "seconds")  # without a single byte arriving
-DEADLINE = Limit("DEADLINE", 1800, "seconds")  # one download, its retries included
+# One download, its retries included: an hour, enough for a few GB over a slow link.
+DEADLINE = Limit("DEADLINE", 3600, "seconds")
 # repomd.xml, a gpgkey, a manifest, an index, an image config, a token, an error body.
 DOCUMENT_BYTES = Limit("DOCUMENT_BYTES", 4 * MIB, "bytes")  # a registry's own manifest limit
 # A download whose size no metadata declares (a package its lock names without one).
