@@ -47,12 +47,13 @@ class Limit:
     def count(self) -> int:
         return int(self.value())
 
-    def error(self, what: str, *, raisable: bool = True) -> LimitError:
+    def error(self, what: str) -> LimitError:
         """`what` went past this limit: the message names both and how to raise it."""
         value = self.value()
         shown = f"{int(value) if value == int(value) else value} {self.unit}"
-        hint = f"raise it with {self.variable}" if raisable else ""
-        return LimitError(f"{what}: over the limit of {shown}", hint=hint)
+        return LimitError(
+            f"{what}: over the limit of {shown}", hint=f"raise it with {self.variable}"
+        )
 
 
 # -- the network: every read from a repository or a registry ------------------------------
