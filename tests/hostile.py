@@ -48,14 +48,15 @@ LIMITS = {
 # Names smith gives its temporary files: none may outlive a run.
 TEMP_MARKERS = ("smithrun", ".part-", ".smith-tmp-", ".pull-", ".incoming-", ".tmp")
 
-# The child reports its own peak RSS at exit. Not wait4's ru_maxrss: that counts the
-# parent's pages copied at fork, before exec (a large pytest process inflates it).
+# The child reports its own peak RSS at exit (not wait4's ru_maxrss: that counts the
+# parent's pages copied at fork, before exec, and a large pytest process inflates it), and
+# the bytes it wrote (wchar: every write(), to disk or tmpfs, even of files it removed).
 LAUNCHER = """
 import atexit, os, sys
 def report():
-    for line in open('/proc/self/status'):
-        if line.startswith('VmHWM:'):
-            open(os.environ['HOSTILE_HWM'], 'w').write(line.split()[1])
+    hwm = [l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM:')]
+    wchar = [l.split()[1] for l in open('/proc/self/io') if l.startswith('wchar:')]
+    open(os.environ['HOSTILE_HWM'], 'w').write(hwm[0] + ' ' + wchar[0])
 atexit.register(report)
 from smith.cli import main
 main(sys.argv[1:])
@@ -111,6 +112,7 @@ class Outcome:
     stderr: str
     seconds: float
     peak_mib: float
+    written: int  # bytes the child wrote (wchar), its removed temporary files included
 
 
 @dataclass(frozen=True)
@@ -160,8 +162,9 @@ def run_smith(
     except subprocess.TimeoutExpired:
         raise AssertionError(f"smith {' '.join(argv)[:200]} ran over {MAX_SECONDS * 2} s") from None
     seconds = time.monotonic() - start
-    peak = int(hwm.read_text()) / 1024 if hwm.exists() else 0.0
-    return Outcome(proc.returncode, proc.stderr.decode("utf-8", "replace"), seconds, peak)
+    peak, written = (int(v) for v in hwm.read_text().split()) if hwm.exists() else (0, 0)
+    stderr = proc.stderr.decode("utf-8", "replace")
+    return Outcome(proc.returncode, stderr, seconds, peak / 1024, written)
 
 
 def check_run(box: Sandbox, case: Case) -> Outcome:
@@ -182,6 +185,7 @@ def check_run(box: Sandbox, case: Case) -> Outcome:
         assert case.message in lines[0], f"{where}: does not say {case.message!r}"
     assert outcome.seconds < MAX_SECONDS, f"{where}: took {outcome.seconds:.1f} s"
     assert outcome.peak_mib < MAX_PEAK_MIB, f"{where}: peak memory {outcome.peak_mib:.0f} MiB"
+    assert outcome.written < MAX_WRITTEN, f"{where}: wrote {outcome.written} bytes"
     check_files(box, before, after, where)
     return outcome
 

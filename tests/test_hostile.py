@@ -617,5 +617,6 @@ def test_hostile_input(box: Sandbox, case: Case) -> None:
         require_tool("unshare")
     outcome = check_run(box, case)
     print(
-        f"{case.id}: exit {outcome.status} in {outcome.seconds:.1f} s, {outcome.peak_mib:.0f} MiB"
+        f"{case.id}: exit {outcome.status}, {outcome.seconds:.1f} s, "
+        f"{outcome.peak_mib:.0f} MiB peak, {outcome.written} bytes written"
     )
