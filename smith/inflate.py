@@ -7,13 +7,15 @@ through its stream reader), so a bomb costs the bound it trips, never memory or 
 
 from __future__ import annotations
 
-import bz2
-import lzma
 import zlib
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-import zstandard
+if TYPE_CHECKING:  # imported where used: a command that meets no such stream pays nothing
+    import bz2
+    import lzma
+
+    import zstandard
 
 from smith.errors import PackageError
 from smith.limits import Limit, over_limit
@@ -74,6 +76,7 @@ class Inflated:
         self.eof = False
         self.pending = b""  # compressed input not yet consumed (zlib's unconsumed_tail)
         self.dec: zlib._Decompress | bz2.BZ2Decompressor | lzma.LZMADecompressor | None = None
+        self.errors: tuple[type[Exception], ...] = (OSError, EOFError, zlib.error)
         self.is_zlib = codec in (Codec.GZIP, Codec.ZLIB)
         self.zstd: zstandard.ZstdDecompressionReader | None = None
         if codec == Codec.GZIP:
@@ -81,20 +84,27 @@ class Inflated:
         elif codec == Codec.ZLIB:
             self.dec = zlib.decompressobj()
         elif codec == Codec.BZIP2:
+            import bz2
+
             self.dec = bz2.BZ2Decompressor()
-        elif codec == Codec.XZ:
-            self.dec = lzma.LZMADecompressor(lzma.FORMAT_XZ)
-        elif codec == Codec.LZMA:
-            self.dec = lzma.LZMADecompressor(lzma.FORMAT_ALONE)
+        elif codec in (Codec.XZ, Codec.LZMA):
+            import lzma
+
+            form = lzma.FORMAT_XZ if codec == Codec.XZ else lzma.FORMAT_ALONE
+            self.dec = lzma.LZMADecompressor(form)
+            self.errors += (lzma.LZMAError,)
         elif codec == Codec.ZSTD:
+            import zstandard
+
             reader: Any = src  # any object with read(): zstandard's stubs say IO[bytes]
             self.zstd = zstandard.ZstdDecompressor().stream_reader(reader, read_across_frames=True)
+            self.errors += (zstandard.ZstdError,)
 
     def read(self, n: int = -1, /) -> bytes:
         n = self.CHUNK if n < 0 else n
         try:
             data = self._read(n)
-        except (OSError, EOFError, zlib.error, lzma.LZMAError, zstandard.ZstdError) as err:
+        except self.errors as err:
             raise PackageError(f"{self.what}: cannot decompress ({self.codec}: {err})") from None
         self.total += len(data)
         if self.total > self.bound:
@@ -128,7 +138,7 @@ class Inflated:
             out = dec.decompress(self.pending, n)
             self.pending = dec.unconsumed_tail
             return out
-        assert isinstance(dec, bz2.BZ2Decompressor | lzma.LZMADecompressor)
+        assert dec is not None and not isinstance(dec, type(zlib.decompressobj()))
         if dec.eof:
             self.eof = True
             return b""
