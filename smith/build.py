@@ -355,6 +355,9 @@ def select_kept(
 def overlay_rootfs(tree: FileTree, rootfs: str) -> None:
     """Lay a `rootfs/` directory beside the recipe over the tree, as the original did:
     symlinks kept as they are, `.gitignore` files left out, nothing that climbs out."""
+    if os.path.islink(rootfs):
+        # Read through, a link to /etc or $HOME would put the host's files into the image.
+        raise UnsafePathError(f"{rootfs!r} is a symbolic link: a rootfs/ must be a directory")
     if not os.path.isdir(rootfs):
         return
     for entry in FileTree.from_directory(rootfs, origin="rootfs/"):

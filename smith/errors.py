@@ -71,6 +71,11 @@ class CrashcartError(SmithError):
     """crashcart cannot attach to, or detach from, its target."""
 
 
+class LimitError(SmithError):
+    """An input went past one of smith's bounds (smith/limits.py): too large, too deep, too
+    slow. The hint names the environment variable that raises the bound."""
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM arrived (`timeout`, `docker stop`, a CI runner): unwound like Ctrl-C, so every
     cleanup that handles an interrupt runs, but reported as termination (exit 143)."""

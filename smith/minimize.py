@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import posixpath
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
@@ -32,6 +31,7 @@ from smith.conventions import (
 )
 from smith.errors import ImageFormatError, SmithError, UsageError
 from smith.globs import Excludes
+from smith.leftovers import temp_dir
 from smith.oci.compress import Compression
 from smith.oci.image import ImageConfig, Platform
 from smith.oci.layout import LoadedImage, open_image
@@ -114,7 +114,7 @@ def minimize_image(source: str, output: str, options: MinimizeOptions) -> Minimi
         normalize_path(pattern, what="--path/--exclude pattern")
     with (
         open_image(source, platform=options.platform, registry=options.registry) as image,
-        tempfile.TemporaryDirectory(prefix="smith-minimize-") as store,
+        temp_dir("smith-minimize-") as store,
     ):
         tree, stats = apply_layers(image, store)
         config = image_config(image, options)
