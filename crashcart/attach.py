@@ -11,7 +11,7 @@ import os
 import stat
 import sys
 
-from crashcart import enter, session, signals
+from crashcart import confine, enter, session, signals
 from crashcart.mount import clone_tree_readonly
 from crashcart.prefix import DEFAULT_TOOLBOX, MOUNT_POINT, check_toolbox, is_image
 from crashcart.record import record
@@ -33,6 +33,8 @@ class AttachRequest:
     force: bool = False
     docker_host: str | None = None
     tty: bool | None = None  # None: a pty when there is no command and stdin is a terminal
+    privileged: bool = False  # every capability, no seccomp filter, no no_new_privs
+    target_path: bool = False  # the target's own PATH after the toolbox's
 
     @staticmethod
     def _is_registry_reference(toolbox: str) -> bool:
@@ -234,18 +236,28 @@ def release_mount(
         return True
 
 
-def session_env(target: Target) -> dict[str, str]:
-    """The command's environment: the toolbox first on PATH, then the target's own PATH."""
-    target_path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+def target_path(target: Target) -> str:
+    """The PATH of the target's own process (its pid 1, usually), or the usual default."""
+    path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
     try:
         with open(f"/proc/{target.pid}/environ", "rb") as f:
             for item in f.read().split(b"\0"):
                 if item.startswith(b"PATH="):
-                    target_path = item[5:].decode(errors="replace")
+                    path = item[5:].decode(errors="replace")
     except OSError:
         pass
+    return path
+
+
+def session_env(target: Target, with_target_path: bool = False) -> dict[str, str]:
+    """The command's environment. PATH is the toolbox's only: a name the toolbox lacks must
+    not run a program of the target's (which may be planted there) as the session's user;
+    the target's own programs are run by their full path, or with --target-path."""
+    path = f"{MOUNT_POINT}/bin"
+    if with_target_path:
+        path = f"{path}:{target_path(target)}"
     return {
-        "PATH": f"{MOUNT_POINT}/bin:{target_path}",
+        "PATH": path,
         "HOME": "/",
         "TERM": os.environ.get("TERM", "xterm"),
         "PS1": f"[crashcart {target.name}] \\w \\$ ",
@@ -258,12 +270,33 @@ def session_env(target: Target) -> dict[str, str]:
     }
 
 
+def session_confinement(request: AttachRequest, target: Target) -> confine.Confinement:
+    """The session's limits: the target's cgroups, and unless --privileged, the capabilities,
+    no_new_privs and seccomp filter of crashcart/confine.py."""
+    cgroups, note = confine.target_cgroups(target.pid)
+    if note:
+        say(note)
+    if request.privileged:
+        say(
+            "--privileged: the session has every capability of host root, no seccomp "
+            "filter and no no_new_privs; a program of the target it runs can reach the host"
+        )
+        return confine.Confinement(None, cgroups)
+    return confine.Confinement(confine.load_libseccomp(), cgroups)
+
+
 def run_command(request: AttachRequest, target: Target, ns: NamespaceFds) -> int:
     command = request.command or (f"{MOUNT_POINT}/bin/sh",)
     use_pty = request.tty if request.tty is not None else not request.command
     use_pty = use_pty and sys.stdin.isatty()
     identity = enter.choose_identity(target.pid, "user" in ns.fds)
-    env = session_env(target)
+    env = session_env(target, request.target_path)
+    confinement = session_confinement(request, target)
+    if request.target_path:
+        say(
+            f"--target-path: PATH is the toolbox's, then {target.description}'s own "
+            f"({target_path(target)}): a name the toolbox lacks runs the target's program"
+        )
     if not request.command:
         say(f"in {target.description}; the toolbox is at {MOUNT_POINT}; exit to leave")
     pty = None
@@ -271,7 +304,10 @@ def run_command(request: AttachRequest, target: Target, ns: NamespaceFds) -> int
         from crashcart import terminal  # socket, tty...: only interactive sessions pay for them
 
         pty = terminal.open_pty()
-    pid, errors = enter.spawn_in_target(ns, command, env, identity, pty)
+    launch = enter.Launch(
+        command, env, identity, confinement, pty, pty is None and sys.stdin.isatty()
+    )
+    pid, errors = enter.spawn_in_target(ns, launch)
     master = terminal.receive_target_pty(pty) if pty is not None else None
     message = enter.read_all(errors)
     if message:

@@ -25,6 +25,8 @@ _FLAGS = {
     "--force": "force",
     "-t": "tty",
     "--tty": "tty",
+    "--privileged": "privileged",
+    "--target-path": "target_path",
 }
 _NEGATIVE_FLAGS = {"-T": "tty", "--no-tty": "tty"}
 _VALUES = {"--toolbox": "toolbox", "--docker-host": "docker_host"}

@@ -39,6 +39,16 @@ def cli(debug: bool) -> None:
     help="Run the command on a pty (default: the shell yes, a COMMAND no); "
     "only when stdin is a terminal.",
 )
+@click.option(
+    "--privileged",
+    is_flag=True,
+    help="Lift the confinement: every capability, no seccomp filter, no no_new_privs.",
+)
+@click.option(
+    "--target-path",
+    is_flag=True,
+    help="Put the target's own PATH after the toolbox's (default: the toolbox's only).",
+)
 def attach(
     target: str,
     command: tuple[str, ...],
@@ -48,6 +58,8 @@ def attach(
     force: bool,
     docker_host: str | None,
     tty: bool | None,
+    privileged: bool,
+    target_path: bool,
 ) -> None:
     """Run COMMAND (default: a shell) in TARGET (pid, runc/crun or Docker container)."""
     from crashcart.attach import AttachRequest, run_request
@@ -61,6 +73,8 @@ def attach(
         force=force,
         docker_host=docker_host,
         tty=tty,
+        privileged=privileged,
+        target_path=target_path,
     )
     sys.exit(run_request(request))
 

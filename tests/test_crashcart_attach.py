@@ -46,7 +46,11 @@ def toolbox(tmp_path_factory: pytest.TempPathFactory, rpm_universe: Universe) ->
     """The default toolbox, built by smith from the universe's RPMs and relocated."""
     require_root()
     require_tool("patchelf")
-    work = tmp_path_factory.mktemp("toolbox")
+    # One build per test session, shared by the crashcart test modules that import this.
+    work = tmp_path_factory.getbasetemp() / "crashcart-toolbox"
+    if (work / "toolbox").is_dir():
+        return work / "toolbox"
+    work.mkdir(exist_ok=True)
     recipe = yaml.safe_load(DEFAULT_RECIPE.read_text())
     recipe["repos"] = [{"name": "universe", "baseurl": rpm_universe.repo_url("main")}]
     (work / "smith.yaml").write_text(yaml.safe_dump(recipe))
