@@ -285,7 +285,7 @@ def session_confinement(request: AttachRequest, target: Target) -> confine.Confi
     return confine.Confinement(confine.load_libseccomp(), cgroups)
 
 
-def run_command(request: AttachRequest, target: Target, ns: NamespaceFds) -> int:
+def run_command(request: AttachRequest, target: Target, ns: NamespaceFds, tree: int) -> int:
     command = request.command or (f"{MOUNT_POINT}/bin/sh",)
     use_pty = request.tty if request.tty is not None else not request.command
     use_pty = use_pty and sys.stdin.isatty()
@@ -304,8 +304,9 @@ def run_command(request: AttachRequest, target: Target, ns: NamespaceFds) -> int
         from crashcart import terminal  # socket, tty...: only interactive sessions pay for them
 
         pty = terminal.open_pty()
+    from_terminal = pty is None and sys.stdin.isatty()
     launch = enter.Launch(
-        command, env, identity, confinement, pty, pty is None and sys.stdin.isatty()
+        command, env, identity, confinement, pty, from_terminal, tree, MOUNT_POINT
     )
     pid, errors = enter.spawn_in_target(ns, launch)
     master = terminal.receive_target_pty(pty) if pty is not None else None
@@ -323,22 +324,40 @@ def run_command(request: AttachRequest, target: Target, ns: NamespaceFds) -> int
 
 
 def attach(request: AttachRequest) -> int:
-    """Run a command (or a shell) in the target with the toolbox; its exit status."""
+    """Run a command (or a shell) in the target with the toolbox; its exit status.
+
+    The toolbox is mounted in the session's private copy of the target's mount namespace
+    (crashcart/private.py), never in the target's: there is nothing to count, share or
+    remove afterwards, and nothing is left by a session that was killed."""
     target, ns = open_target(request)  # first: a mistyped target is the likelier mistake
-    me = os.getpid()
     try:
         toolbox = request.toolbox_directory()
         check_toolbox(toolbox)
-        acquire_mount(target, ns, toolbox, lambda d: session.add_session(d, me))
+        kind = mount_point_kind(target, ns)
+        # Only --mount-only keeps state: for a mount point there, or (a stat) to drop the
+        # state of its mount when that is gone.
+        recorded = ""
+        if kind is not None or session.has_state(state_key(ns)):
+            recorded = recorded_toolbox(target, ns)
+        if kind is not None and not recorded:
+            raise refuse_foreign(target, kind)
+        tree = clone_tree_readonly(toolbox)
         try:
-            return run_command(request, target, ns)
+            return run_command(request, target, ns, tree)
         finally:
-            try:
-                release_mount(target, ns, lambda d: session.remove_session(d, me))
-            except CrashcartError as err:
-                say(f"could not remove the toolbox from {target.description}: {err}")
+            os.close(tree)
     finally:
         ns.close()
+
+
+def recorded_toolbox(target: Target, ns: NamespaceFds) -> str:
+    """The toolbox that --mount-only mounted in the target, "" if the mount point is not
+    crashcart's (and then no state is kept for it)."""
+    with session.locked_state(state_key(ns)) as directory:
+        ours = current_state(target, directory).toolbox
+        if not ours:
+            session.forget(directory)
+    return ours
 
 
 def mount_only(request: AttachRequest) -> None:
@@ -355,10 +374,7 @@ def mount_only(request: AttachRequest) -> None:
 def unmount(request: AttachRequest) -> None:
     target, ns = open_target(request)
     try:
-        with session.locked_state(state_key(ns)) as directory:
-            ours = current_state(target, directory).toolbox
-            if not ours:
-                session.forget(directory)
+        ours = recorded_toolbox(target, ns)
         if not ours:
             kind = mount_point_kind(target, ns)
             if kind is not None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import errno
 import os
 
-from crashcart import confine, signals
+from crashcart import confine, private, signals
 from crashcart.mount import (
     CLONE_NEWCGROUP,
     CLONE_NEWIPC,
@@ -300,6 +300,8 @@ class Launch:
     confinement: confine.Confinement
     pty: PtyPlan | None
     from_terminal: bool  # stdin is the user's terminal (and no pty): ^C reaches everyone
+    toolbox: int  # the detached toolbox mount (clone_tree_readonly) for the private view
+    mount_point: str
 
 
 def children_of_self() -> list[int]:
@@ -347,6 +349,9 @@ def _reap(ns: NamespaceFds, launch: Launch, error_pipe: int, parent: int) -> Non
                 os._exit(code)  # the session died before the line above: nobody is waiting
             confine.join_cgroups(launch.confinement.cgroups)
             enter_mount_ns(ns)
+            private.enter_private_copy()
+            private.mount_private_dev(launch.toolbox, launch.mount_point)
+            os.close(launch.toolbox)
             for name, flag in OTHER_NAMESPACES:
                 if name in ns.fds:
                     setns(ns.fds[name], flag)

@@ -28,7 +28,11 @@ MOVE_MOUNT_F_EMPTY_PATH = 0x4
 MOUNT_ATTR_RDONLY = 0x1
 MOUNT_ATTR_NOSUID = 0x2
 MOUNT_ATTR_NODEV = 0x4
+MS_NOSUID = 2
+MS_NOEXEC = 8
+MS_REC = 1 << 14
 MS_PRIVATE = 1 << 18
+AT_SYMLINK_NOFOLLOW = 0x100
 MNT_DETACH = 2
 
 CLONE_NEWNS = 0x00020000
@@ -56,8 +60,18 @@ def _check(result: int, what: str, path: str = "") -> int:
     return result
 
 
-def open_tree(path: str, flags: int) -> int:
-    return _check(_libc.syscall(NR_OPEN_TREE, AT_FDCWD, path.encode(), flags), "open_tree", path)
+def open_tree(path: str, flags: int, dir_fd: int = AT_FDCWD) -> int:
+    result = _libc.syscall(NR_OPEN_TREE, dir_fd, path.encode(), flags)
+    return _check(result, "open_tree", path)
+
+
+def mount(source: str, target: str, fstype: str, flags: int, data: str = "") -> None:
+    result = _libc.mount(source.encode(), target.encode(), fstype.encode(), flags, data.encode())
+    _check(result, "mount", target)
+
+
+def unshare(flags: int) -> None:
+    _check(_libc.unshare(flags), "unshare")
 
 
 def mount_setattr(fd: int, attr: MountAttr, flags: int) -> None:

@@ -82,6 +82,10 @@ class locked_state:  # a class rather than @contextmanager: no contextlib import
         os.close(self.fd)
 
 
+def has_state(key: str) -> bool:
+    return os.path.isdir(os.path.join(STATE_ROOT, key))
+
+
 def read_state(directory: str) -> MountState:
     """The state, after forgetting sessions whose process is gone (killed, crashed)."""
     live = []
