@@ -273,7 +273,7 @@ def session_env(target: Target, with_target_path: bool = False) -> dict[str, str
 def session_confinement(request: AttachRequest, target: Target) -> confine.Confinement:
     """The session's limits: the target's cgroups, and unless --privileged, the capabilities,
     no_new_privs and seccomp filter of crashcart/confine.py."""
-    cgroups, note = confine.target_cgroups(target.pid)
+    note = confine.join_target_cgroups(target.pid)
     if note:
         say(note)
     if request.privileged:
@@ -281,8 +281,8 @@ def session_confinement(request: AttachRequest, target: Target) -> confine.Confi
             "--privileged: the session has every capability of host root, no seccomp "
             "filter and no no_new_privs; a program of the target it runs can reach the host"
         )
-        return confine.Confinement(None, cgroups)
-    return confine.Confinement(confine.load_libseccomp(), cgroups)
+        return confine.Confinement(None)
+    return confine.Confinement(confine.load_libseccomp())
 
 
 def run_command(request: AttachRequest, target: Target, ns: NamespaceFds, tree: int) -> int:

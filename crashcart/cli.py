@@ -64,7 +64,27 @@ def parse_attach(args: list[str]) -> dict[str, object] | None:
     return options
 
 
+def _join_cgroups_early(options: dict[str, object]) -> None:
+    """Start the session's move into the target's cgroups before the attach code is even
+    imported (see confine.start_joining: it waits for the kernel). Only a target found
+    without a daemon, and only as a head start: the attach checks and reports everything."""
+    if options.get("mount_only") or options.get("unmount") or os.geteuid() != 0:
+        return
+    from crashcart.target import resolve_local
+    from smith.errors import CrashcartError
+
+    try:
+        target = resolve_local(str(options["target"]))
+        if target is not None:
+            from crashcart import confine
+
+            confine.start_joining(target.pid)
+    except (CrashcartError, OSError, ValueError):
+        pass  # the attach finds the same problem and says what it is
+
+
 def _fast_attach(options: dict[str, object], debug: bool) -> NoReturn:
+    _join_cgroups_early(options)
     from crashcart.attach import AttachRequest, run_request
 
     try:

@@ -28,8 +28,10 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import os
 
 from crashcart.record import record
+from smith.errors import CrashcartError
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -115,11 +117,10 @@ SCMP_ARCH_X32 = 0x4000003E
 
 @record
 class Confinement:
-    """What confines one session: libseccomp (None: --privileged, nothing is limited but the
-    namespaces) and the target's cgroup.procs files to join."""
+    """What confines one session's command: libseccomp, or None for --privileged (then only
+    the namespaces and the target's cgroups, which the session itself joins, limit it)."""
 
     seccomp: ctypes.CDLL | None
-    cgroups: tuple[str, ...]
 
     @property
     def privileged(self) -> bool:
@@ -154,8 +155,6 @@ def load_libseccomp() -> ctypes.CDLL:
     try:
         lib = ctypes.CDLL("libseccomp.so.2", use_errno=True)
     except OSError:
-        from smith.errors import CrashcartError
-
         raise CrashcartError(
             "libseccomp.so.2 is not installed: the session cannot be confined",
             hint="install libseccomp2 (scripts/setup.sh does), or attach with --privileged",
@@ -298,8 +297,50 @@ def target_cgroups(pid: int) -> tuple[tuple[str, ...], str]:
     return tuple(files), note
 
 
-def join_cgroups(files: tuple[str, ...]) -> None:
-    """Move the calling process into each cgroup ("0" is the writer itself)."""
+def join_cgroups(files: tuple[str, ...], pid: int) -> None:
+    """Move the process pid into each cgroup."""
     for path in files:
         with open(path, "w") as f:
-            f.write("0")
+            f.write(str(pid))
+
+
+# Joins started by start_joining: {target pid: (the joining child, the note)}.
+_joining: dict[int, tuple[int, str]] = {}
+
+
+def start_joining(target_pid: int) -> None:
+    """Start moving this process (the session) into the target's cgroups, in a child.
+
+    The first write to a cgroup v1 cgroup.procs waits for an RCU grace period (the global
+    cgroup threadgroup lock, taken for writing): 10-20 ms on this kind of host, more than
+    half of a `runc exec`. The fast attach path starts it before it imports the attach
+    code, so that the wait passes meanwhile; join_target_cgroups collects it. The session
+    joins, rather than its reaper: everything it forks afterwards is born there."""
+    files, note = target_cgroups(target_pid)
+    session = os.getpid()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the joining child
+        code = 0
+        try:
+            join_cgroups(files, session)
+        except OSError:
+            code = 1  # join_target_cgroups tries again and reports it
+        os._exit(code)
+    _joining[target_pid] = (child, note)
+
+
+def join_target_cgroups(target_pid: int) -> str:
+    """Move the session into the target's cgroups (finishing start_joining's work, or doing
+    it now); a note of a cgroup left out, or ""."""
+    if target_pid in _joining:
+        child, note = _joining.pop(target_pid)
+        _, status = os.waitpid(child, 0)
+        if status == 0:
+            return note
+    files, note = target_cgroups(target_pid)
+    try:
+        join_cgroups(files, os.getpid())
+    except OSError as err:
+        message = f"cannot join the target's cgroup {err.filename}: {err.strerror}"
+        raise CrashcartError(message) from None
+    return note

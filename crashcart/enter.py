@@ -347,7 +347,6 @@ def _reap(ns: NamespaceFds, launch: Launch, error_pipe: int, parent: int) -> Non
             confine.prctl(confine.PR_SET_PDEATHSIG, SESSION_GONE)
             if os.getppid() != parent:
                 os._exit(code)  # the session died before the line above: nobody is waiting
-            confine.join_cgroups(launch.confinement.cgroups)
             enter_mount_ns(ns)
             private.enter_private_copy()
             private.mount_private_dev(launch.toolbox, launch.mount_point)

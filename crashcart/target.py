@@ -123,11 +123,11 @@ def _docker_pid(host: str, container: str) -> int | None:
     return int(state["Pid"])
 
 
-def resolve_target(spec: str, docker: str | None = None) -> Target:
-    """A pid, then a runc or crun container id, then a Docker container id or name."""
+def resolve_local(spec: str, looked: list[str] | None = None) -> Target | None:
+    """A pid, or a runc or crun container id: what is found without asking a daemon (None
+    if it is none of them; the places looked in are added to `looked`)."""
     if spec.isdigit():
         return target_from_pid(int(spec))
-    looked = []
     for runtime, root in RUNTIME_ROOTS:
         recorded = _runtime_state_pid(runtime, root, spec)
         if recorded is not None:
@@ -143,7 +143,17 @@ def resolve_target(spec: str, docker: str | None = None) -> Target:
                     f"{runtime} container {spec!r} is not running (its pid {pid} is gone)"
                 )
             return target
-        looked.append(f"{runtime} {root}")
+        if looked is not None:
+            looked.append(f"{runtime} {root}")
+    return None
+
+
+def resolve_target(spec: str, docker: str | None = None) -> Target:
+    """A pid, then a runc or crun container id, then a Docker container id or name."""
+    looked: list[str] = []
+    target = resolve_local(spec, looked)
+    if target is not None:
+        return target
     host = docker_host(docker)
     docker_pid = _docker_pid(host, spec)
     if docker_pid is not None:
