@@ -331,8 +331,7 @@ def attach(request: AttachRequest) -> int:
     remove afterwards, and nothing is left by a session that was killed."""
     target, ns = open_target(request)  # first: a mistyped target is the likelier mistake
     try:
-        toolbox = request.toolbox_directory()
-        check_toolbox(toolbox)
+        toolbox = check_toolbox(request.toolbox_directory())
         kind = mount_point_kind(target, ns)
         # Only --mount-only keeps state: for a mount point there, or (a stat) to drop the
         # state of its mount when that is gone.
@@ -363,8 +362,7 @@ def recorded_toolbox(target: Target, ns: NamespaceFds) -> str:
 def mount_only(request: AttachRequest) -> None:
     target, ns = open_target(request)
     try:
-        toolbox = request.toolbox_directory()
-        check_toolbox(toolbox)
+        toolbox = check_toolbox(request.toolbox_directory())
         acquire_mount(target, ns, toolbox, lambda d: session.set_pinned(d, True))
     finally:
         ns.close()

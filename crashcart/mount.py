@@ -103,12 +103,14 @@ def setfsgid(gid: int) -> None:
 
 
 def clone_tree_readonly(path: str) -> int:
-    """A detached, recursive, read-only nosuid nodev private copy of the mount tree at path.
+    """A detached, read-only nosuid nodev private copy of the directory at path.
 
     The clone lives in an anonymous mount namespace until move_mount attaches it, so it can
     be carried (as a file descriptor) into a namespace where the host path is invisible.
+    Not recursive: what is mounted below the toolbox (the host's / bound there, say) is not
+    the toolbox and stays behind.
     """
-    fd = open_tree(path, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE)
+    fd = open_tree(path, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC)
     try:
         attr = MountAttr(
             attr_set=MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
