@@ -98,8 +98,17 @@ def toolbox() -> None:
 )
 @click.option("--image", help="Also write the toolbox as an image (OCI layout or archive).")
 @click.option("--cache-dir", help="smith's package cache (default: smith's own).")
+@click.option(
+    "--extra-repo",
+    help="Add the toolbox extension (tcpdump, ltrace, bash, openssl, readelf, objdump, drill, "
+    "jq) from this repository (package crashcart-toolbox-extra).",
+)
 def build(
-    recipe: Path | None, output: Path | None, image: str | None, cache_dir: str | None
+    recipe: Path | None,
+    output: Path | None,
+    image: str | None,
+    cache_dir: str | None,
+    extra_repo: str | None,
 ) -> None:
     """Build the toolbox with smith from a recipe, relocated to run from /dev/crashcart.
 
@@ -108,7 +117,7 @@ def build(
     from crashcart.toolbox import DEFAULT_RECIPE, DEFAULT_TOOLBOX, build_toolbox
 
     dest = (output or DEFAULT_TOOLBOX).absolute()
-    size = build_toolbox(recipe or DEFAULT_RECIPE, dest, cache_dir=cache_dir)
+    size = build_toolbox(recipe or DEFAULT_RECIPE, dest, cache_dir=cache_dir, extra_repo=extra_repo)
     click.echo(f"crashcart: toolbox built at {dest} ({size / 1e6:.1f} MB)")
     if image:
         from crashcart.image import write_toolbox_image

@@ -27,6 +27,20 @@ DEFAULT_TOOLBOX = Path(_DEFAULT_TOOLBOX)
 DEFAULT_RECIPE = (
     Path(__file__).resolve().parent.parent / "recipes" / "crashcart-toolbox" / "smith.yaml"
 )
+# The toolbox extension (`toolbox build --extra-repo URL`): what incident work reaches for
+# beyond the default recipe. A repository of its own provides the package (the default
+# recipe's universe is frozen for its golden digests); its programs are added to `paths`.
+EXTRA_PACKAGE = "crashcart-toolbox-extra"
+EXTRA_PATHS = (
+    "/usr/sbin/tcpdump",
+    "/usr/bin/ltrace",
+    "/usr/bin/bash",
+    "/usr/bin/openssl",
+    "/usr/bin/readelf",
+    "/usr/bin/objdump",
+    "/usr/bin/drill",
+    "/usr/bin/jq",
+)
 PROGRAM_DIRS = ("bin", "usr/bin", "usr/sbin", "sbin")  # the first of a name wins
 BUSYBOX = "usr/bin/busybox"
 
@@ -271,12 +285,38 @@ def finish_toolbox(tree: Path, source: str) -> int:
     return size
 
 
-def build_toolbox(recipe_path: Path, dest: Path, *, cache_dir: str | None = None) -> int:
-    """Build the toolbox of a smith recipe into dest (replaced atomically); its size."""
+def with_extension(recipe_path: Path, repo: str, work: Path) -> Path:
+    """The recipe plus the toolbox extension from repo, written into work (its repositories'
+    relative paths made absolute, as they were relative to the recipe's directory)."""
+    import yaml
+
+    recipe = yaml.safe_load(recipe_path.read_text())
+    repos = []
+    for entry in recipe.get("repos", []):
+        url = entry["baseurl"]
+        if "://" not in url and not os.path.isabs(url):
+            url = str((recipe_path.parent / url).resolve())
+        repos.append({**entry, "baseurl": url})
+    repos.append({"name": "crashcart-extra", "baseurl": repo})
+    recipe["repos"] = repos
+    recipe["packages"] = [*recipe.get("packages", []), EXTRA_PACKAGE]
+    recipe["paths"] = [*recipe.get("paths", []), *EXTRA_PATHS]
+    derived = work / "smith.yaml"
+    derived.write_text(yaml.safe_dump(recipe, sort_keys=False))
+    return derived
+
+
+def build_toolbox(
+    recipe_path: Path, dest: Path, *, cache_dir: str | None = None, extra_repo: str | None = None
+) -> int:
+    """Build the toolbox of a smith recipe (and the extension from extra_repo) into dest,
+    replaced atomically; its size."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
     try:
         tree = work / "tree"
+        if extra_repo:
+            recipe_path = with_extension(recipe_path, extra_repo, work)
         build_image_tree(recipe_path, tree, work, cache_dir)
         size = finish_toolbox(tree, str(recipe_path))
         tree.chmod(0o755)
