@@ -310,17 +310,36 @@ def run_command(request: AttachRequest, target: Target, ns: NamespaceFds, tree: 
     )
     pid, errors = enter.spawn_in_target(ns, launch)
     master = terminal.receive_target_pty(pty) if pty is not None else None
-    message = enter.read_all(errors)
-    if message:
+    key, message = enter.split_reaper_report(enter.read_all(errors))
+    if message or key is None:
         signals.pthread_sigmask(signals.SIG_UNBLOCK, enter.FORWARDED_SIGNALS)
         _, status = os.waitpid(pid, 0)
         if master is not None:
             os.close(master)
-        say(message)
+        say(message or "the session's reaper ended before the command started")
         return enter.exit_status(status)
-    if master is not None:
-        return terminal.relay_pty(pid, master)
-    return enter.wait_forwarding_signals(pid, sys.stdin.isatty())
+    recorded = session.record_private(key, os.getpid())
+    try:
+        if master is not None:
+            status = terminal.relay_pty(pid, master)
+        else:
+            status = enter.wait_forwarding_signals(pid, sys.stdin.isatty())
+        if os.WIFSIGNALED(status):  # the reaper itself was killed: what it left is killed here
+            killed = enter.kill_namespace_members(key)
+            if killed:
+                say(f"the session's reaper was killed: killed {killed} process(es) it left")
+    finally:
+        session.forget_private(recorded)
+    return enter.exit_status(status)
+
+
+def clean_up_abandoned() -> None:
+    """Kill what sessions killed with their reapers left in their private namespaces."""
+    for path, key in session.abandoned_private():
+        killed = enter.kill_namespace_members(key)
+        if killed:
+            say(f"killed {killed} process(es) left by an earlier session that was killed")
+        session.forget_private(path)
 
 
 def attach(request: AttachRequest) -> int:
@@ -331,6 +350,7 @@ def attach(request: AttachRequest) -> int:
     remove afterwards, and nothing is left by a session that was killed."""
     target, ns = open_target(request)  # first: a mistyped target is the likelier mistake
     try:
+        clean_up_abandoned()
         toolbox = check_toolbox(request.toolbox_directory())
         kind = mount_point_kind(target, ns)
         # Only --mount-only keeps state: for a mount point there, or (a stat) to drop the

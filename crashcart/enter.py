@@ -349,6 +349,10 @@ def _reap(ns: NamespaceFds, launch: Launch, error_pipe: int, parent: int) -> Non
                 os._exit(code)  # the session died before the line above: nobody is waiting
             enter_mount_ns(ns)
             private.enter_private_copy()
+            # Told first, before the command can end: the session records the namespace
+            # (see attach.run_command), and by the time it asked /proc it could be gone.
+            own = os.stat("/proc/self/ns/mnt")
+            os.write(error_pipe, f"ns {own.st_dev} {own.st_ino}\n".encode())
             private.mount_private_dev(launch.toolbox, launch.mount_point)
             os.close(launch.toolbox)
             for name, flag in OTHER_NAMESPACES:
@@ -438,7 +442,7 @@ def exit_status(status: int) -> int:
 
 
 def wait_forwarding_signals(pid: int, from_terminal: bool) -> int:
-    """Wait for the command, passing on the signals the session receives; its exit status.
+    """Wait for the reaper, passing on the signals the session receives; its wait status.
 
     The signals were blocked by spawn_in_target: unblocking them once the handlers are in
     place delivers any that arrived meanwhile.
@@ -463,4 +467,43 @@ def wait_forwarding_signals(pid: int, from_terminal: bool) -> int:
     finally:
         for signum, handler in previous.items():
             signals.signal(signum, handler)
-    return exit_status(status)
+    return status
+
+
+def namespace_key(pid: int) -> tuple[int, int]:
+    st = os.stat(f"/proc/{pid}/ns/mnt")
+    return st.st_dev, st.st_ino
+
+
+def split_reaper_report(text: str) -> tuple[tuple[int, int] | None, str]:
+    """(the reaper's private namespace, the error message) from what the error pipe said."""
+    if not text.startswith("ns "):
+        return None, text
+    line, _, message = text.partition("\n")
+    _, dev, ino = line.split()
+    return (int(dev), int(ino)), message
+
+
+def kill_namespace_members(key: tuple[int, int]) -> int:
+    """SIGKILL every process in the mount namespace `key` (a session's private copy) until
+    none is left; how many there were. A scan of the host's /proc: only for the rare
+    session whose reaper was killed before it could do this itself."""
+    killed: set[int] = set()
+    for _ in range(100):
+        found = []
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    if namespace_key(int(entry)) == key:
+                        found.append(int(entry))
+                except OSError:
+                    continue
+        if not found:
+            break
+        for pid in found:
+            try:
+                os.kill(pid, signals.SIGKILL)
+                killed.add(pid)
+            except ProcessLookupError:
+                pass
+    return len(killed)

@@ -155,3 +155,42 @@ def forget(directory: str) -> None:
         os.rmdir(directory)
     except OSError:
         pass
+
+
+# -- sessions' private mount namespaces -----------------------------------------------------
+# STATE_ROOT/private-DEV-INO holds "PID START" of the session whose private mount namespace
+# that is, while it runs: a session killed together with its reaper (the OOM killer in a
+# full container, say) leaves processes there that the next attach kills.
+
+
+def record_private(key: tuple[int, int], pid: int) -> str:
+    os.makedirs(STATE_ROOT, mode=0o700, exist_ok=True)
+    path = os.path.join(STATE_ROOT, f"private-{key[0]}-{key[1]}")
+    _write(path, f"{pid} {read_start_time(pid)}")
+    return path
+
+
+def forget_private(path: str) -> None:
+    _unlink(path)
+
+
+def abandoned_private() -> list[tuple[str, tuple[int, int]]]:
+    """(record, namespace) of every private namespace whose session is gone."""
+    try:
+        names = os.listdir(STATE_ROOT)
+    except FileNotFoundError:
+        return []
+    found = []
+    for name in names:
+        if not name.startswith("private-"):
+            continue
+        path = os.path.join(STATE_ROOT, name)
+        try:
+            dev, ino = (int(x) for x in name.removeprefix("private-").split("-"))
+            with open(path) as f:
+                pid, start = (int(x) for x in f.read().split())
+        except (ValueError, OSError):
+            continue
+        if not is_alive(pid, start):
+            found.append((path, (dev, ino)))
+    return found

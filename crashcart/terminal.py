@@ -20,7 +20,7 @@ import termios
 import tty
 
 from crashcart import signals
-from crashcart.enter import FORWARDED_SIGNALS, exit_status
+from crashcart.enter import FORWARDED_SIGNALS
 from crashcart.record import record
 
 TYPE_CHECKING = False
@@ -119,7 +119,7 @@ class _HangUp(Exception):
     """The user's side of the session is gone: closed terminal, SIGHUP or SIGTERM."""
 
 
-def relay_pty(pid: int, master: int) -> int:
+def relay_pty(pid: int, master: int) -> int:  # the wait status of pid
     """Copy the user's terminal (in raw mode) to and from the pty until the command exits.
 
     When the user's side goes away (the terminal closed, SIGHUP, or SIGTERM, which an
@@ -176,4 +176,4 @@ def relay_pty(pid: int, master: int) -> int:
             termios.tcsetattr(stdin, termios.TCSAFLUSH, saved)
     os.close(master)
     _, status = os.waitpid(pid, 0)
-    return exit_status(status)
+    return status

@@ -128,3 +128,77 @@ def test_user_namespace_session_leaves_no_process(
     )
     assert done.returncode == 0, done.stderr
     assert processes_in(userns_container) == [(userns_container.pid, "S")]
+
+
+def session_reaper(session: subprocess.Popen[bytes]) -> int:
+    """The host pid of a session's reaper: its only child."""
+    children = Path(f"/proc/{session.pid}/task/{session.pid}/children").read_text().split()
+    assert len(children) == 1, children
+    return int(children[0])
+
+
+def test_a_later_attach_kills_what_a_killed_reaper_left(
+    micro: Container, toolbox: Path, state_dir: Path
+) -> None:
+    """crashcart and its reaper both SIGKILLed (the OOM killer of a full container could
+    pick the reaper): the command's background job survives them, until the next attach."""
+    session = subprocess.Popen(
+        crashcart_cmd(
+            *("attach", "--toolbox", str(toolbox), micro.id, "--", "sh", "-c"),
+            "sleep 1241 & exec sleep 1242",
+        ),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=env_for(state_dir),
+    )
+    try:
+        wait_for(lambda: running_in(micro, "sleep", "1241"), session)
+        wait_for(lambda: running_in(micro, "sleep", "1242"), session)
+        reaper = session_reaper(session)
+        # Stopped first, the reaper cannot act on the session's death: both die at once.
+        os.kill(reaper, signal.SIGSTOP)
+        session.send_signal(signal.SIGKILL)
+        session.wait()
+        os.kill(reaper, signal.SIGKILL)
+    finally:
+        if session.poll() is None:
+            session.kill()
+            session.wait()
+    assert running_in(micro, "sleep", "1241"), "nothing was left: the test shows nothing"
+    again = crashcart(state_dir, "attach", "--toolbox", str(toolbox), micro.id, "--", "true")
+    assert again.returncode == 0, again.stderr
+    assert "killed 1 process(es) left by an earlier session that was killed" in again.stderr
+    # What the reaper could not reap went to the target's pid 1, which never reaps (a
+    # busybox sleep): zombies of the target's own making, and nothing that runs.
+    left = wait_until_gone(micro, limit=2)
+    assert {state for pid, state in left if pid != micro.pid} <= {"Z"}, left
+    assert list(state_dir.iterdir()) == []
+
+
+def test_a_killed_reaper_is_cleaned_up_by_its_session(
+    micro: Container, toolbox: Path, state_dir: Path
+) -> None:
+    session = subprocess.Popen(
+        crashcart_cmd(
+            *("attach", "--toolbox", str(toolbox), micro.id, "--", "sh", "-c"),
+            "sleep 1243 & exec sleep 1244",
+        ),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=env_for(state_dir),
+    )
+    try:
+        wait_for(lambda: running_in(micro, "sleep", "1243"), session)
+        os.kill(session_reaper(session), signal.SIGKILL)
+        _, err = session.communicate(timeout=30)
+    finally:
+        if session.poll() is None:
+            session.kill()
+            session.wait()
+    assert session.returncode == 128 + signal.SIGKILL
+    assert b"the session's reaper was killed: killed 1 process(es) it left" in err, err
+    left = wait_until_gone(micro, limit=2)  # zombies under a pid 1 that never reaps only
+    assert {state for pid, state in left if pid != micro.pid} <= {"Z"}, left
+    assert list(state_dir.iterdir()) == []
