@@ -9,10 +9,10 @@ The toolbox's programs are relocated to MOUNT_POINT, /dev/crashcart, but creatin
 directory on the target's /dev would write to the target's filesystem (its tmpfs, or with
 `-v /dev:/dev` the host's, or a read-only one that refuses). So the view gets its own
 /dev: a fresh tmpfs over /dev in the copy, where each entry of the target's /dev appears
-again (its symbolic links recreated, everything else bind-mounted with its submounts: pts,
-shm, mqueue...), next to the toolbox's mount point. The target's /dev, its listing and
-its times included, stays as it was; processes of the session opening /dev/null or
-/dev/pts/ptmx open the target's own.
+again (symbolic links and device nodes made anew, everything else bind-mounted with its
+submounts: pts, shm, mqueue...), next to the toolbox's mount point. The target's /dev, its
+listing and its times included, stays as it was; processes of the session opening
+/dev/null or /dev/pts/ptmx open the target's own devices.
 """
 
 from __future__ import annotations
@@ -55,11 +55,19 @@ def enter_private_copy() -> None:
         ) from None
 
 
-def _recreate(old_dev: int, name: str, path: str) -> None:
+def _recreate(old_dev: int, name: str, path: str, dev_fs: int) -> None:
     """One entry of the target's /dev at path in the private /dev."""
     st = os.lstat(name, dir_fd=old_dev)
     if stat.S_ISLNK(st.st_mode):
         os.symlink(os.readlink(name, dir_fd=old_dev), path)
+        return
+    if (stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode)) and st.st_dev == dev_fs:
+        # A device node of /dev's own filesystem (not a mount): the same node, made here, is
+        # the same device to open, and costs no mount (the mount lock is shared by the host).
+        os.mknod(path, st.st_mode, st.st_rdev)
+        os.chown(path, st.st_uid, st.st_gid, follow_symlinks=False)
+        os.chmod(path, stat.S_IMODE(st.st_mode))
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
         return
     if stat.S_ISDIR(st.st_mode):
         os.mkdir(path, 0o700)
@@ -92,7 +100,7 @@ def mount_private_dev(tree_fd: int, mount_point: str) -> None:
             os.close(listing)
         for name in names:
             if name != own:  # a toolbox left by --mount-only: the session's own goes there
-                _recreate(old_dev, name, f"{dev}/{name}")
+                _recreate(old_dev, name, f"{dev}/{name}", st.st_dev)
         os.mkdir(mount_point, 0o755)
         move_mount(tree_fd, mount_point)
         # `ls -ld /dev` in the session shows the target's times, not the copy's.
