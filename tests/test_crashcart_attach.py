@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from crashcart.confine import KEEP
 from crashcart.prefix import MOUNT_POINT
 from crashcart.target import open_namespaces, target_from_pid
 from crashcart.toolbox import DEFAULT_RECIPE, build_toolbox
@@ -311,13 +312,19 @@ def test_user_namespace(userns_container: Container, toolbox: Path, state_dir: P
         "--",
         "sh",
         "-c",
-        "id -u; cat /proc/self/uid_map; ls -l /proc/1/exe; ls -ld /dev/crashcart",
+        "id -u; cat /proc/self/uid_map; ls -l /proc/1/exe; ls -ld /dev/crashcart;"
+        " grep -E '^(CapEff|Seccomp):' /proc/self/status;"
+        " strace -p 1 -e trace=none 2>&1 & s=$!; sleep 1; kill $s",
     )
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert lines[0] == "0"
     assert lines[1].split() == ["0", "200000", "65536"]
     assert "/proc/1/exe -> /app/busybox" in done.stdout
+    # Confined as anywhere else (crashcart/confine.py), and strace still reaches pid 1.
+    assert f"CapEff:\t{sum(1 << cap for cap in KEEP):016x}\n" in done.stdout
+    assert "Seccomp:\t2\n" in done.stdout
+    assert "Process 1 attached" in done.stdout
     assert snapshot(userns_container) == before
 
 
