@@ -11,7 +11,6 @@ import click
 
 from smith.build import BuildOptions, build
 from smith.cli import cli
-from smith.oci.push import push_image
 from smith.oci.reference import parse_reference
 from smith.recipe import find_recipe
 from smith.registry_flags import registry_flags, registry_options
@@ -90,7 +89,11 @@ def build_command(
             registry=registry,
         ),
     )
-    pushed = push_image(result.output, target, options=registry) if target else None
+    pushed = None
+    if target:
+        from smith.oci.push import push_image  # the registry client: only to push
+
+        pushed = push_image(result.output, target, options=registry)
     if explain:
         for path in result.kept:
             why = result.reasons.get(path) or (
