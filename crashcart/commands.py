@@ -25,7 +25,12 @@ def cli(debug: bool) -> None:
     help="Toolbox to mount: a directory, or an image (OCI layout/archive, registry reference). "
     f"Default: {DEFAULT_TOOLBOX_HELP}, where `toolbox build` writes it.",
 )
-@click.option("-m", "--mount-only", is_flag=True, help="Mount the toolbox and leave it there.")
+@click.option(
+    "-m",
+    "--mount-only",
+    is_flag=True,
+    help="Mount the toolbox in the target itself and leave it there (for the runtime's exec).",
+)
 @click.option("-u", "--unmount", is_flag=True, help="Remove a toolbox left by --mount-only.")
 @click.option("--force", is_flag=True, help="Attach to a process in the host's namespaces.")
 @click.option(
@@ -61,7 +66,8 @@ def attach(
     privileged: bool,
     target_path: bool,
 ) -> None:
-    """Run COMMAND (default: a shell) in TARGET (pid, runc/crun or Docker container)."""
+    """Run COMMAND (default: a shell) in TARGET: a pid, a runc/crun/Docker/podman container
+    name or id, or containerd NAMESPACE/ID. The session is confined and leaves nothing."""
     from crashcart.attach import AttachRequest, run_request
 
     request = AttachRequest(
