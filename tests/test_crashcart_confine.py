@@ -222,3 +222,41 @@ def test_debuggers_still_work_on_pid_1(micro: Container, toolbox: Path, state_di
     lines = done.stdout.splitlines()
     assert int(lines[-2]) >= 3, done.stdout
     assert lines[-1].split()[1] == "1", done.stdout
+
+
+def test_a_full_pids_cgroup_still_gets_a_working_session(
+    tmp_path: Path, busybox: str, toolbox: Path, state_dir: Path
+) -> None:
+    """A container at its pids limit (where `runc exec` cannot start anything): the session
+    stays out of that one cgroup, says so, and its shell can start programs."""
+    import json
+
+    from tests.crashcart_containers import make_bundle, running_container
+
+    require_tool("runc")
+    make_bundle(tmp_path, busybox)
+    config = json.loads((tmp_path / "config.json").read_text())
+    config["linux"].setdefault("resources", {})["pids"] = {"limit": 1}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with running_container("runc", f"cc-test-pids-{os.getpid()}", tmp_path) as container:
+        stuck = subprocess.run(
+            # A shell that must fork: inside the full cgroup it cannot.
+            ["runc", "exec", container.id, "/app/busybox", "sh", "-c", "/app/busybox true; exit 0"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert stuck.returncode != 0, "the container is not at its limit: the test shows nothing"
+        done = crashcart(
+            state_dir,
+            *("attach", "--toolbox", str(toolbox), container.id, "--", "sh", "-c"),
+            "ls /app; cat /proc/self/cgroup; echo ---; cat /proc/1/cgroup",
+        )
+        assert done.returncode == 0, done.stderr
+        assert "busybox" in done.stdout
+        assert "pids cgroup" in done.stderr and "is full" in done.stderr, done.stderr
+        own, _, pid1 = done.stdout.partition("---\n")
+        ours = {line.split(":")[1]: line for line in own.splitlines() if line.count(":") == 2}
+        theirs = {line.split(":")[1]: line for line in pid1.splitlines()}
+        assert ours["pids"] != theirs["pids"]
+        assert ours["memory"] == theirs["memory"]
