@@ -11,7 +11,7 @@ import os
 import stat
 import sys
 
-from crashcart import confine, enter, session, signals
+from crashcart import cgroups, confine, enter, session, signals
 from crashcart.mount import clone_tree_readonly
 from crashcart.prefix import DEFAULT_TOOLBOX, MOUNT_POINT, check_toolbox, is_image
 from crashcart.record import record
@@ -273,7 +273,7 @@ def session_env(target: Target, with_target_path: bool = False) -> dict[str, str
 def session_confinement(request: AttachRequest, target: Target) -> confine.Confinement:
     """The session's limits: the target's cgroups, and unless --privileged, the capabilities,
     no_new_privs and seccomp filter of crashcart/confine.py."""
-    note = confine.join_target_cgroups(target.pid)
+    note = cgroups.join_target_cgroups(target.pid)
     if note:
         say(note)
     if request.privileged:

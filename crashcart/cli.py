@@ -66,7 +66,7 @@ def parse_attach(args: list[str]) -> dict[str, object] | None:
 
 def _join_cgroups_early(options: dict[str, object]) -> None:
     """Start the session's move into the target's cgroups before the attach code is even
-    imported (see confine.start_joining: it waits for the kernel). Only a target found
+    imported (see cgroups.start_joining: it waits for the kernel). Only a target found
     without a daemon, and only as a head start: the attach checks and reports everything."""
     if options.get("mount_only") or options.get("unmount") or os.geteuid() != 0:
         return
@@ -76,9 +76,9 @@ def _join_cgroups_early(options: dict[str, object]) -> None:
     try:
         target = resolve_local(str(options["target"]))
         if target is not None:
-            from crashcart import confine
+            from crashcart import cgroups
 
-            confine.start_joining(target.pid)
+            cgroups.start_joining(target.pid)
     except (CrashcartError, OSError, ValueError):
         pass  # the attach finds the same problem and says what it is
 
