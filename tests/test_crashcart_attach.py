@@ -20,6 +20,7 @@ import tempfile
 import termios
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -121,6 +122,35 @@ def crashcart(
     )
 
 
+def attach_script(
+    state_dir: Path, toolbox: Path, target: str, script: str, *options: str
+) -> subprocess.CompletedProcess[str]:
+    """`crashcart attach [OPTIONS] --toolbox TOOLBOX TARGET -- sh -c SCRIPT`, finished."""
+    args = ("attach", *options, "--toolbox", str(toolbox), target, "--", "sh", "-c", script)
+    return crashcart(state_dir, *args)
+
+
+@contextmanager
+def background_session(
+    state_dir: Path, toolbox: Path, target: str, script: str
+) -> Iterator[subprocess.Popen[bytes]]:
+    """A session running SCRIPT (stdout discarded, stderr kept), killed at the end if the
+    test left it running."""
+    session = subprocess.Popen(
+        crashcart_cmd("attach", "--toolbox", str(toolbox), target, "--", "sh", "-c", script),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=env_for(state_dir),
+    )
+    try:
+        yield session
+    finally:
+        if session.poll() is None:
+            session.kill()
+            session.wait()
+
+
 def mountinfo(pid: int) -> str:
     return Path(f"/proc/{pid}/mountinfo").read_text()
 
@@ -147,9 +177,7 @@ def test_command_sees_the_target(micro: Container, toolbox: Path, state_dir: Pat
         "gdb -batch -ex 'info proc' -p 1 2>&1 | grep '^process'; "
         "lsof -p 1 | head -1; curl --version | head -1; ss -ltn | head -1"
     )
-    done = crashcart(
-        state_dir, "attach", "--toolbox", str(toolbox), micro.id, "--", "sh", "-c", script
-    )
+    done = attach_script(state_dir, toolbox, micro.id, script)
     assert done.returncode == 0, done.stderr
     out = done.stdout
     assert "/proc/1/exe -> /app/busybox" in out

@@ -213,9 +213,7 @@ def test_debuggers_still_work_on_pid_1(micro: Container, toolbox: Path, state_di
         " gdb -batch -ex 'info proc' -p 1 2>&1 | grep '^process';"
         " ls /proc/1/fd | wc -l; lsof -p 1 -a -d 0 | tail -1"
     )
-    done = crashcart(
-        state_dir, "attach", "--toolbox", str(toolbox), micro.id, "--", "sh", "-c", script
-    )
+    done = attach_tests.attach_script(state_dir, toolbox, micro.id, script)
     assert done.returncode == 0, done.stderr
     assert "Process 1 attached" in done.stdout
     assert "process 1" in done.stdout

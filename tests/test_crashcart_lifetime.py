@@ -8,6 +8,7 @@ namespace holds only its own processes again afterwards, no zombie either.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import time
@@ -23,7 +24,6 @@ state_dir = attach_tests.state_dir
 toolbox = attach_tests.toolbox
 userns_container = attach_tests.userns_container
 crashcart = attach_tests.crashcart
-crashcart_cmd = attach_tests.crashcart_cmd
 env_for = attach_tests.env_for
 running_in = attach_tests.running_in
 snapshot = attach_tests.snapshot
@@ -84,25 +84,12 @@ def test_background_jobs_end_with_the_command(
 def test_a_sigkilled_session_leaves_no_process(
     micro: Container, toolbox: Path, state_dir: Path
 ) -> None:
-    session = subprocess.Popen(
-        crashcart_cmd(
-            *("attach", "--toolbox", str(toolbox), micro.id, "--", "sh", "-c"),
-            LEAVERS + "exec sleep 1235",
-        ),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        env=env_for(state_dir),
-    )
-    try:
+    script = LEAVERS + "exec sleep 1235"
+    with attach_tests.background_session(state_dir, toolbox, micro.id, script) as session:
         wait_for(lambda: all(running_in(micro, *argv) for argv in LEFT), session)
         wait_for(lambda: running_in(micro, "sleep", "1235"), session)
         session.send_signal(signal.SIGKILL)
         session.wait()
-    finally:
-        if session.poll() is None:
-            session.kill()
-            session.wait()
     assert wait_until_gone(micro) == [(micro.pid, "S")]
 
 
@@ -142,17 +129,8 @@ def test_a_later_attach_kills_what_a_killed_reaper_left(
 ) -> None:
     """crashcart and its reaper both SIGKILLed (the OOM killer of a full container could
     pick the reaper): the command's background job survives them, until the next attach."""
-    session = subprocess.Popen(
-        crashcart_cmd(
-            *("attach", "--toolbox", str(toolbox), micro.id, "--", "sh", "-c"),
-            "sleep 1241 & exec sleep 1242",
-        ),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        env=env_for(state_dir),
-    )
-    try:
+    script = "sleep 1241 & exec sleep 1242"
+    with attach_tests.background_session(state_dir, toolbox, micro.id, script) as session:
         wait_for(lambda: running_in(micro, "sleep", "1241"), session)
         wait_for(lambda: running_in(micro, "sleep", "1242"), session)
         reaper = session_reaper(session)
@@ -161,10 +139,6 @@ def test_a_later_attach_kills_what_a_killed_reaper_left(
         session.send_signal(signal.SIGKILL)
         session.wait()
         os.kill(reaper, signal.SIGKILL)
-    finally:
-        if session.poll() is None:
-            session.kill()
-            session.wait()
     assert running_in(micro, "sleep", "1241"), "nothing was left: the test shows nothing"
     again = crashcart(state_dir, "attach", "--toolbox", str(toolbox), micro.id, "--", "true")
     assert again.returncode == 0, again.stderr
@@ -179,26 +153,16 @@ def test_a_later_attach_kills_what_a_killed_reaper_left(
 def test_a_killed_reaper_is_cleaned_up_by_its_session(
     micro: Container, toolbox: Path, state_dir: Path
 ) -> None:
-    session = subprocess.Popen(
-        crashcart_cmd(
-            *("attach", "--toolbox", str(toolbox), micro.id, "--", "sh", "-c"),
-            "sleep 1243 & exec sleep 1244",
-        ),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        env=env_for(state_dir),
-    )
-    try:
+    script = "sleep 1243 & exec sleep 1244"
+    with attach_tests.background_session(state_dir, toolbox, micro.id, script) as session:
         wait_for(lambda: running_in(micro, "sleep", "1243"), session)
         os.kill(session_reaper(session), signal.SIGKILL)
         _, err = session.communicate(timeout=30)
-    finally:
-        if session.poll() is None:
-            session.kill()
-            session.wait()
     assert session.returncode == 128 + signal.SIGKILL
-    assert b"the session's reaper was killed: killed 1 process(es) it left" in err, err
+    # The job, and the command too if its PR_SET_PDEATHSIG had not yet struck.
+    assert re.search(rb"the session's reaper was killed: killed [12] process\(es\) it left", err), (
+        err
+    )
     left = wait_until_gone(micro, limit=2)  # zombies under a pid 1 that never reaps only
     assert {state for pid, state in left if pid != micro.pid} <= {"Z"}, left
     assert list(state_dir.iterdir()) == []
