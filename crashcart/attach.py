@@ -35,6 +35,7 @@ class AttachRequest:
     tty: bool | None = None  # None: a pty when there is no command and stdin is a terminal
     privileged: bool = False  # every capability, no seccomp filter, no no_new_privs
     target_path: bool = False  # the target's own PATH after the toolbox's
+    record: str | None = None  # an asciicast v2 transcript of the (terminal) session
 
     @staticmethod
     def _is_registry_reference(toolbox: str) -> bool:
@@ -62,6 +63,10 @@ class AttachRequest:
     def check(self) -> None:
         if self.mount_only and self.unmount:
             raise UsageError("--mount-only and --unmount exclude each other")
+        if self.record and (self.mount_only or self.unmount):
+            raise UsageError("--record records a session: not with --mount-only or --unmount")
+        if self.record and not sys.stdin.isatty():
+            raise UsageError("--record records a terminal session: stdin is not a terminal")
         if (self.mount_only or self.unmount) and self.command:
             raise UsageError(f"--mount-only and --unmount take no command, got {self.command[0]!r}")
 
@@ -285,10 +290,12 @@ def session_confinement(request: AttachRequest, target: Target) -> confine.Confi
     return confine.Confinement(confine.load_libseccomp())
 
 
-def run_command(request: AttachRequest, target: Target, ns: NamespaceFds, tree: int) -> int:
+def run_command(
+    request: AttachRequest, target: Target, ns: NamespaceFds, tree: int, toolbox: str
+) -> int:
     command = request.command or (f"{MOUNT_POINT}/bin/sh",)
     use_pty = request.tty if request.tty is not None else not request.command
-    use_pty = use_pty and sys.stdin.isatty()
+    use_pty = (use_pty or bool(request.record)) and sys.stdin.isatty()
     identity = enter.choose_identity(target.pid, "user" in ns.fds)
     env = session_env(target, request.target_path)
     confinement = session_confinement(request, target)
@@ -321,7 +328,18 @@ def run_command(request: AttachRequest, target: Target, ns: NamespaceFds, tree: 
     recorded = session.record_private(key, os.getpid())
     try:
         if master is not None:
-            status = terminal.relay_pty(pid, master)
+            transcript = None
+            if request.record:
+                from crashcart.transcript import Transcript, terminal_size
+
+                size = terminal_size(sys.stdin.fileno())
+                transcript = Transcript(request.record, target.description, toolbox, size)
+            try:
+                status = terminal.relay_pty(pid, master, transcript)
+            finally:
+                if transcript is not None:
+                    transcript.close()
+                    say(f"the session's transcript is in {request.record}")
         else:
             status = enter.wait_forwarding_signals(pid, sys.stdin.isatty())
         if os.WIFSIGNALED(status):  # the reaper itself was killed: what it left is killed here
@@ -362,7 +380,7 @@ def attach(request: AttachRequest) -> int:
             raise refuse_foreign(target, kind)
         tree = clone_tree_readonly(toolbox)
         try:
-            return run_command(request, target, ns, tree)
+            return run_command(request, target, ns, tree, toolbox)
         finally:
             os.close(tree)
     finally:

@@ -29,7 +29,7 @@ _FLAGS = {
     "--target-path": "target_path",
 }
 _NEGATIVE_FLAGS = {"-T": "tty", "--no-tty": "tty"}
-_VALUES = {"--toolbox": "toolbox", "--docker-host": "docker_host"}
+_VALUES = {"--toolbox": "toolbox", "--docker-host": "docker_host", "--record": "record"}
 
 
 def parse_attach(args: list[str]) -> dict[str, object] | None:

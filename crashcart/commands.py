@@ -54,6 +54,11 @@ def cli(debug: bool) -> None:
     is_flag=True,
     help="Put the target's own PATH after the toolbox's (default: the toolbox's only).",
 )
+@click.option(
+    "--record",
+    metavar="FILE",
+    help="Write the terminal session to FILE as an asciicast v2 transcript (asciinema play).",
+)
 def attach(
     target: str,
     command: tuple[str, ...],
@@ -65,6 +70,7 @@ def attach(
     tty: bool | None,
     privileged: bool,
     target_path: bool,
+    record: str | None,
 ) -> None:
     """Run COMMAND (default: a shell) in TARGET: a pid, a runc/crun/Docker/podman container
     name or id, or containerd NAMESPACE/ID. The session is confined and leaves nothing."""
@@ -81,6 +87,7 @@ def attach(
         tty=tty,
         privileged=privileged,
         target_path=target_path,
+        record=record,
     )
     sys.exit(run_request(request))
 
