@@ -313,7 +313,15 @@ def run_command(
         pty = terminal.open_pty()
     from_terminal = pty is None and sys.stdin.isatty()
     launch = enter.Launch(
-        command, env, identity, confinement, pty, from_terminal, tree, MOUNT_POINT
+        command,
+        env,
+        identity,
+        confinement,
+        pty,
+        from_terminal,
+        tree,
+        MOUNT_POINT,
+        session.open_state_root(),
     )
     pid, errors = enter.spawn_in_target(ns, launch)
     master = terminal.receive_target_pty(pty) if pty is not None else None
@@ -324,8 +332,8 @@ def run_command(
         if master is not None:
             os.close(master)
         say(message or "the session's reaper ended before the command started")
+        os.close(launch.state_dir)
         return enter.exit_status(status)
-    recorded = session.record_private(key, os.getpid())
     try:
         if master is not None:
             transcript = None
@@ -346,18 +354,19 @@ def run_command(
             killed = enter.kill_namespace_members(key)
             if killed:
                 say(f"the session's reaper was killed: killed {killed} process(es) it left")
+            session.forget_private(key)  # the reaper's own record: it could not remove it
     finally:
-        session.forget_private(recorded)
+        os.close(launch.state_dir)
     return enter.exit_status(status)
 
 
 def clean_up_abandoned() -> None:
     """Kill what sessions killed with their reapers left in their private namespaces."""
-    for path, key in session.abandoned_private():
+    for key in session.abandoned_private():
         killed = enter.kill_namespace_members(key)
         if killed:
             say(f"killed {killed} process(es) left by an earlier session that was killed")
-        session.forget_private(path)
+        session.forget_private(key)
 
 
 def attach(request: AttachRequest) -> int:

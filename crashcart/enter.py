@@ -16,7 +16,7 @@ from __future__ import annotations
 import errno
 import os
 
-from crashcart import confine, private, signals
+from crashcart import confine, private, session, signals
 from crashcart.mount import (
     CLONE_NEWCGROUP,
     CLONE_NEWIPC,
@@ -33,7 +33,7 @@ from crashcart.mount import (
     umount2,
 )
 from crashcart.record import record
-from crashcart.target import NamespaceFds
+from crashcart.target import NamespaceFds, read_start_time
 from smith.errors import CrashcartError
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
@@ -302,6 +302,7 @@ class Launch:
     from_terminal: bool  # stdin is the user's terminal (and no pty): ^C reaches everyone
     toolbox: int  # the detached toolbox mount (clone_tree_readonly) for the private view
     mount_point: str
+    state_dir: int  # crashcart's state directory, where the reaper records its namespace
 
 
 def children_of_self() -> list[int]:
@@ -342,17 +343,22 @@ def _reap(ns: NamespaceFds, launch: Launch, error_pipe: int, parent: int) -> Non
     jobs, daemons, a debugger's children), and dies with the session, also a SIGKILLed one
     (PR_SET_PDEATHSIG), killing it all first."""  # pragma: no cover - runs in the child
     code = 125
+    recorded = ""
     try:
         try:
             confine.prctl(confine.PR_SET_PDEATHSIG, SESSION_GONE)
             if os.getppid() != parent:
                 os._exit(code)  # the session died before the line above: nobody is waiting
+            me = int(os.readlink("/proc/self"))  # the host's /proc still: the host's pid
+            start = read_start_time(me)
             enter_mount_ns(ns)
             private.enter_private_copy()
-            # Told first, before the command can end: the session records the namespace
-            # (see attach.run_command), and by the time it asked /proc it could be gone.
             own = os.stat("/proc/self/ns/mnt")
-            os.write(error_pipe, f"ns {own.st_dev} {own.st_ino}\n".encode())
+            key = (own.st_dev, own.st_ino)
+            recorded = session.record_private_at(launch.state_dir, key, me, start)
+            # Told first, before the command can end: the session needs the namespace if
+            # this reaper is killed, and by the time it asked /proc it could be gone.
+            os.write(error_pipe, f"ns {key[0]} {key[1]}\n".encode())
             private.mount_private_dev(launch.toolbox, launch.mount_point)
             os.close(launch.toolbox)
             for name, flag in OTHER_NAMESPACES:
@@ -397,6 +403,8 @@ def _reap(ns: NamespaceFds, launch: Launch, error_pipe: int, parent: int) -> Non
                 break
         kill_everything_left()
     finally:
+        if recorded:
+            session.forget_private_at(launch.state_dir, recorded)
         os._exit(code)
 
 
@@ -412,9 +420,9 @@ def spawn_in_target(ns: NamespaceFds, launch: Launch) -> tuple[int, int]:
     signals.pthread_sigmask(signals.SIG_BLOCK, (*FORWARDED_SIGNALS, SESSION_GONE))
     read_end, write_end = os.pipe2(os.O_CLOEXEC)
     own_pid_ns = -1
-    session = os.getpid()
+    own_pid = os.getpid()
     # What the reaper's getppid() says while the session lives: 0 across a pid namespace.
-    parent = 0 if "pid" in ns.fds else session
+    parent = 0 if "pid" in ns.fds else own_pid
     if "pid" in ns.fds:
         own_pid_ns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
         setns(ns.fds["pid"], CLONE_NEWPID)
@@ -424,7 +432,7 @@ def spawn_in_target(ns: NamespaceFds, launch: Launch) -> tuple[int, int]:
         # ENOMEM: the target's pid namespace has no init any more.
         raise CrashcartError(f"the target exited during the attach ({err.strerror})") from None
     finally:
-        if own_pid_ns >= 0 and os.getpid() == session:
+        if own_pid_ns >= 0 and os.getpid() == own_pid:
             setns(own_pid_ns, CLONE_NEWPID)
             os.close(own_pid_ns)
     if pid == 0:  # pragma: no cover

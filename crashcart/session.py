@@ -158,24 +158,45 @@ def forget(directory: str) -> None:
 
 
 # -- sessions' private mount namespaces -----------------------------------------------------
-# STATE_ROOT/private-DEV-INO holds "PID START" of the session whose private mount namespace
-# that is, while it runs: a session killed together with its reaper (the OOM killer in a
-# full container, say) leaves processes there that the next attach kills.
+# STATE_ROOT/private-DEV-INO holds "PID START" of the reaper whose private mount namespace
+# that is, written by the reaper as it makes the namespace and removed as it exits: one
+# left behind is a reaper that was killed (with its session: the OOM killer in a full
+# container, say), and what runs in its namespace is killed by the next attach.
 
 
-def record_private(key: tuple[int, int], pid: int) -> str:
+def open_state_root() -> int:
     os.makedirs(STATE_ROOT, mode=0o700, exist_ok=True)
-    path = os.path.join(STATE_ROOT, f"private-{key[0]}-{key[1]}")
-    _write(path, f"{pid} {read_start_time(pid)}")
-    return path
+    return os.open(STATE_ROOT, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
 
 
-def forget_private(path: str) -> None:
-    _unlink(path)
+def private_name(key: tuple[int, int]) -> str:
+    return f"private-{key[0]}-{key[1]}"
 
 
-def abandoned_private() -> list[tuple[str, tuple[int, int]]]:
-    """(record, namespace) of every private namespace whose session is gone."""
+def record_private_at(dir_fd: int, key: tuple[int, int], pid: int, start: int) -> str:
+    """In the reaper (its root is the target's by then: hence the directory descriptor)."""
+    name = private_name(key)
+    fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600, dir_fd=dir_fd)
+    try:
+        os.write(fd, f"{pid} {start}".encode())
+    finally:
+        os.close(fd)
+    return name
+
+
+def forget_private_at(dir_fd: int, name: str) -> None:
+    try:
+        os.unlink(name, dir_fd=dir_fd)
+    except FileNotFoundError:
+        pass
+
+
+def forget_private(key: tuple[int, int]) -> None:
+    _unlink(os.path.join(STATE_ROOT, private_name(key)))
+
+
+def abandoned_private() -> list[tuple[int, int]]:
+    """Every private namespace whose reaper is gone."""
     try:
         names = os.listdir(STATE_ROOT)
     except FileNotFoundError:
@@ -192,5 +213,5 @@ def abandoned_private() -> list[tuple[str, tuple[int, int]]]:
         except (ValueError, OSError):
             continue
         if not is_alive(pid, start):
-            found.append((path, (dev, ino)))
+            found.append((dev, ino))
     return found
