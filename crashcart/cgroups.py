@@ -35,12 +35,26 @@ def _pids_exhausted(directory: str) -> bool:
     return limit != "max" and current >= int(limit)
 
 
-def target_cgroups(pid: int) -> tuple[tuple[str, ...], str]:
-    """The cgroup.procs files of the target's cgroups (one per hierarchy), and a note of what
-    is left out: a pids cgroup at its limit, where the session could not start a single
-    program (the session is then held by crashcart's own pids cgroup, and says so)."""
+def _has_controllers(directory: str) -> bool:
+    """Whether a v2 cgroup has any controller (its parent enabled one for it)."""
+    try:
+        with open(f"{directory}/cgroup.controllers") as f:
+            return bool(f.read().split())
+    except OSError:
+        return True  # unknown: joined, to be safe
+
+
+def target_cgroups(pid: int) -> tuple[tuple[str, ...], tuple[str, ...], str]:
+    """The files to write to join the target's cgroups: v1 `tasks` files, v2 `cgroup.procs`
+    files; and a note of what is left out: a pids cgroup at its limit, where the session
+    could not start a single program (it stays in crashcart's own, and says so).
+
+    A v2 cgroup without any controller (the unified hierarchy of a hybrid host, whose
+    controllers are v1's) limits nothing, and joining it would cost a grace period (see
+    start_joining): it is left out."""
     mounts = _cgroup_mounts()
-    files: list[str] = []
+    tasks: list[str] = []
+    procs: list[str] = []
     note = ""
     with open(f"/proc/{pid}/cgroup") as f:
         lines = f.read().splitlines()
@@ -54,56 +68,64 @@ def target_cgroups(pid: int) -> tuple[tuple[str, ...], str]:
             directory = point + inside.rstrip("/")
             if _pids_exhausted(directory):
                 note = f"the target's pids cgroup {path} is full: the session stays out of it"
-            else:
-                files.append(f"{directory}/cgroup.procs")
+            elif fstype == "cgroup":
+                tasks.append(f"{directory}/tasks")
+            elif _has_controllers(directory):
+                procs.append(f"{directory}/cgroup.procs")
             break
-    return tuple(files), note
+    return tuple(tasks), tuple(procs), note
 
 
-def join_cgroups(files: tuple[str, ...], pid: int) -> None:
-    """Move the process pid into each cgroup."""
+def join_cgroups(files: tuple[str, ...], pid: str) -> None:
+    """Write pid ("0": the calling thread) to each file."""
     for path in files:
         with open(path, "w") as f:
-            f.write(str(pid))
+            f.write(pid)
 
 
 # Joins started by start_joining: {target pid: the joining child}.
 _joining: dict[int, int] = {}
-FULL_PIDS = 3  # the joining child's status when it left a full pids cgroup out
 
 
 def start_joining(target_pid: int) -> None:
-    """Start moving this process (the session) into the target's cgroups, in a child.
+    """Start moving this process (the session) into the target's v2 cgroup, in a child.
 
-    The first write to a cgroup v1 cgroup.procs waits for an RCU grace period (the global
-    cgroup threadgroup lock, taken for writing): 10-20 ms on this kind of host, more than
-    half of a `runc exec`. The fast attach path starts it before it imports the attach
-    code, so that the wait passes meanwhile; join_target_cgroups collects it. The session
-    joins, rather than its reaper: everything it forks afterwards is born there."""
+    A write to cgroup.procs takes the kernel's global cgroup threadgroup lock for writing,
+    which waits for an RCU grace period: 10-40 ms on this machine, as much as a whole
+    `runc exec`. The fast attach path starts it before it imports the attach code, so that
+    the wait passes meanwhile; join_target_cgroups collects it. (v1 hierarchies are joined
+    through `tasks`, which skips that lock: no head start needed.) The session joins,
+    rather than its reaper: everything it forks afterwards is born there."""
+    _, procs, _ = target_cgroups(target_pid)
+    if not procs:
+        return
     session = os.getpid()
     child = os.fork()
     if child == 0:  # pragma: no cover - the joining child
         code = 1  # join_target_cgroups tries again and reports the error
         try:
-            files, note = target_cgroups(target_pid)
-            join_cgroups(files, session)
-            code = FULL_PIDS if note else 0
-        except (OSError, ValueError):
+            join_cgroups(procs, str(session))
+            code = 0
+        except OSError:
             pass
         os._exit(code)
     _joining[target_pid] = child
 
 
 def join_target_cgroups(target_pid: int) -> str:
-    """Move the session into the target's cgroups (finishing start_joining's work, or doing
-    it now); a note of a cgroup left out, or ""."""
-    if target_pid in _joining:
-        _, status = os.waitpid(_joining.pop(target_pid), 0)
-        if os.WIFEXITED(status) and os.WEXITSTATUS(status) in (0, FULL_PIDS):
-            return target_cgroups(target_pid)[1] if os.WEXITSTATUS(status) else ""
-    files, note = target_cgroups(target_pid)
+    """Move the session into the target's cgroups (with start_joining's head start, if it
+    had one); a note of a cgroup left out, or ""."""
+    tasks, procs, note = target_cgroups(target_pid)
     try:
-        join_cgroups(files, os.getpid())
+        # "0" to `tasks` moves the calling thread (the session has only one) without the
+        # global lock's grace period (the kernel's cgroup_procs_write_start).
+        join_cgroups(tasks, "0")
+        child = _joining.pop(target_pid, None)
+        if child is not None:
+            _, status = os.waitpid(child, 0)
+            if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0:
+                procs = ()
+        join_cgroups(procs, str(os.getpid()))
     except OSError as err:
         message = f"cannot join the target's cgroup {err.filename}: {err.strerror}"
         raise CrashcartError(message) from None
