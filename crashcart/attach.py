@@ -287,7 +287,7 @@ def session_confinement(request: AttachRequest, target: Target) -> confine.Confi
             "filter and no no_new_privs; a program of the target it runs can reach the host"
         )
         return confine.Confinement(None)
-    return confine.Confinement(confine.load_libseccomp())
+    return confine.Confinement(confine.seccomp_program())
 
 
 def run_command(

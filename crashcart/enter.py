@@ -270,7 +270,7 @@ def _exec_in_target(
         if confinement.seccomp is not None:
             confine.keep_capabilities(confine.KEEP)
             confine.prctl(confine.PR_SET_NO_NEW_PRIVS, 1)
-            confine.load_seccomp_filter(confinement.seccomp)
+            confine.load_seccomp_program(confinement.seccomp)
         if pty_slave is not None:
             terminal.become_controlling_terminal(pty_slave)
         for sig in FORWARDED_SIGNALS:
