@@ -31,6 +31,7 @@ import ctypes
 import errno
 import os
 
+from crashcart.mount import check_result
 from crashcart.record import record
 from smith.errors import CrashcartError
 
@@ -146,14 +147,8 @@ class _ArgCmp(ctypes.Structure):
     )
 
 
-def _check(result: int, what: str) -> None:
-    if result < 0:
-        code = ctypes.get_errno() or -result
-        raise OSError(code, f"{what}: {errno.errorcode.get(code, code)}")
-
-
 def prctl(option: int, arg: int = 0) -> None:
-    _check(_libc.prctl(option, ctypes.c_ulong(arg), 0, 0, 0), f"prctl({option})")
+    check_result(_libc.prctl(option, ctypes.c_ulong(arg), 0, 0, 0), f"prctl({option})")
 
 
 def load_libseccomp() -> ctypes.CDLL:
@@ -194,17 +189,17 @@ def _build_filter(lib: ctypes.CDLL) -> int:
     for name in DENIED_SYSCALLS:
         nr = lib.seccomp_syscall_resolve_name(name.encode())
         if nr >= 0:  # __NR_SCMP_ERROR (-1): not a syscall on this architecture
-            _check(lib.seccomp_rule_add_array(ctx, deny, nr, 0, none), f"seccomp {name}")
+            check_result(lib.seccomp_rule_add_array(ctx, deny, nr, 0, none), f"seccomp {name}")
     clone = lib.seccomp_syscall_resolve_name(b"clone")
     for flag in NAMESPACE_FLAGS:
         cmp = _ArgCmp(0, SCMP_CMP_MASKED_EQ, flag, flag)
-        _check(lib.seccomp_rule_add_array(ctx, deny, clone, 1, cmp), "seccomp clone")
+        check_result(lib.seccomp_rule_add_array(ctx, deny, clone, 1, cmp), "seccomp clone")
     # clone3 passes its flags in memory, where a filter cannot look: ENOSYS makes glibc
     # fall back to clone, whose flags the rules above see.
     clone3 = lib.seccomp_syscall_resolve_name(b"clone3")
     if clone3 >= 0:
         enosys = _errno_action(errno.ENOSYS)
-        _check(lib.seccomp_rule_add_array(ctx, enosys, clone3, 0, none), "seccomp clone3")
+        check_result(lib.seccomp_rule_add_array(ctx, enosys, clone3, 0, none), "seccomp clone3")
     return int(ctx)
 
 
@@ -240,7 +235,7 @@ def seccomp_program() -> bytes:
         partial = f"{path}.{os.getpid()}"
         fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
         try:
-            _check(lib.seccomp_export_bpf(ctx, fd), "seccomp_export_bpf")
+            check_result(lib.seccomp_export_bpf(ctx, fd), "seccomp_export_bpf")
         finally:
             os.close(fd)
         os.replace(partial, path)
@@ -261,7 +256,7 @@ def load_seccomp_program(program: bytes) -> None:
     buffer = ctypes.create_string_buffer(program, len(program))
     fprog = _SockFprog(len(program) // 8, ctypes.cast(buffer, ctypes.c_void_p))
     result = _libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(fprog), 0, 0)
-    _check(result, "prctl(PR_SET_SECCOMP)")
+    check_result(result, "prctl(PR_SET_SECCOMP)")
 
 
 class _CapHeader(ctypes.Structure):
@@ -285,7 +280,7 @@ def limit_bounding_set(keep: tuple[int, ...]) -> None:
         if _libc.prctl(PR_CAPBSET_DROP, ctypes.c_ulong(cap), 0, 0, 0) < 0:
             if ctypes.get_errno() == errno.EINVAL:
                 break
-            _check(-1, "prctl(PR_CAPBSET_DROP)")
+            check_result(-1, "prctl(PR_CAPBSET_DROP)")
 
 
 def keep_capabilities(keep: tuple[int, ...]) -> None:
@@ -297,8 +292,8 @@ def keep_capabilities(keep: tuple[int, ...]) -> None:
         words[cap // 32] |= 1 << (cap % 32)
     data = (_CapData * 2)(*(_CapData(w, w, w) for w in words))
     header = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
-    _check(_libc.capset(ctypes.byref(header), data), "capset")
+    check_result(_libc.capset(ctypes.byref(header), data), "capset")
     prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL)
     for cap in keep:
         # Ambient: kept across the exec of a program run as a non-root user too.
-        _check(_libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0), "ambient")
+        check_result(_libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0), "ambient")

@@ -53,45 +53,46 @@ class MountAttr(ctypes.Structure):
     )
 
 
-def _check(result: int, what: str, path: str = "") -> int:
+def check_result(result: int, what: str, path: str = "") -> int:
+    """result, or the OSError of errno when the call failed (result < 0)."""
     if result < 0:
-        err = ctypes.get_errno()
+        err = ctypes.get_errno() or -result  # libseccomp returns -errno, leaves errno alone
         raise OSError(err, f"{what}: {os.strerror(err)}", path or None)
     return result
 
 
 def open_tree(path: str, flags: int, dir_fd: int = AT_FDCWD) -> int:
     result = _libc.syscall(NR_OPEN_TREE, dir_fd, path.encode(), flags)
-    return _check(result, "open_tree", path)
+    return check_result(result, "open_tree", path)
 
 
 def mount(source: str, target: str, fstype: str, flags: int, data: str = "") -> None:
     result = _libc.mount(source.encode(), target.encode(), fstype.encode(), flags, data.encode())
-    _check(result, "mount", target)
+    check_result(result, "mount", target)
 
 
 def unshare(flags: int) -> None:
-    _check(_libc.unshare(flags), "unshare")
+    check_result(_libc.unshare(flags), "unshare")
 
 
 def mount_setattr(fd: int, attr: MountAttr, flags: int) -> None:
     size = ctypes.sizeof(attr)
     result = _libc.syscall(NR_MOUNT_SETATTR, fd, b"", flags, ctypes.byref(attr), size)
-    _check(result, "mount_setattr")
+    check_result(result, "mount_setattr")
 
 
 def move_mount(fd: int, to_path: str) -> None:
     flags = MOVE_MOUNT_F_EMPTY_PATH
     result = _libc.syscall(NR_MOVE_MOUNT, fd, b"", AT_FDCWD, to_path.encode(), flags)
-    _check(result, "move_mount", to_path)
+    check_result(result, "move_mount", to_path)
 
 
 def umount2(path: str, flags: int) -> None:
-    _check(_libc.umount2(path.encode(), flags), "umount2", path)
+    check_result(_libc.umount2(path.encode(), flags), "umount2", path)
 
 
 def setns(fd: int, nstype: int) -> None:
-    _check(_libc.setns(fd, nstype), "setns")
+    check_result(_libc.setns(fd, nstype), "setns")
 
 
 def setfsuid(uid: int) -> None:
