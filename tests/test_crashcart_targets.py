@@ -7,6 +7,7 @@ their containers run the same stand-in microcontainer as the other crashcart tes
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from crashcart.target import CONTAINERD_RUNC_ROOT
 from tests import test_crashcart_attach as attach_tests
 from tests.crashcart_containers import make_rootfs
 from tests.tools import require_root, require_tool
@@ -106,6 +108,9 @@ def containerd_task(busybox: str) -> Iterator[tuple[str, str]]:
         daemon.terminate()
         daemon.wait(timeout=30)
         shutil.rmtree(work, ignore_errors=True)
+        # The runc shim's state directory of the namespace (outside containerd's --state).
+        with contextlib.suppress(OSError):
+            os.rmdir(f"{CONTAINERD_RUNC_ROOT}/{namespace}")
 
 
 def test_containerd_namespace_and_id(
