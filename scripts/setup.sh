@@ -10,6 +10,7 @@ DEBIAN_PACKAGES=(
     runc crun skopeo umoci docker-registry docker.io containerd podman buildah
     rpm createrepo-c gnupg busybox-static pax-utils python3-pyelftools mmdebstrap
     disorderfs fuse3 patchelf strace gdb lsof curl iproute2 cpio tar gzip zstd openssl
+    libseccomp2 libc6-dev  # crashcart: its seccomp filter; its tests' static programs
     diffoscope-minimal  # only for bench/bench_diff.py (smith diff against diffoscope)
 )
 
