@@ -48,8 +48,9 @@ from smith.resolve.rpm import add_rpm_to_tree
 from smith.resolve.runtime_sets import rules_without
 from smith.resolve.solver import ResolvedPackage
 from smith.resolve.store import ContentStore
+from smith.sbom.formats import SbomFormat
 from smith.sources import plan_recipe, relative_to, repo_configs
-from smith.tree import Entry, FileTree, InlineBytes, Kind, path_sort_key
+from smith.tree import FileTree, InlineBytes, Kind, copy_parents, path_sort_key
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,9 @@ class BuildOptions:
     keep_going: bool = False
     epoch: int | None = None
     registry: RegistryOptions | None = None  # for a parent named by a registry reference
+    sbom: tuple[SbomFormat, ...] = ()  # SBOMs to attach as OCI referrers of the image
+    provenance: bool = False  # and an in-toto SLSA provenance statement
+    package_db: bool = False  # write the kept packages' rpm database into the image
 
 
 @dataclass(frozen=True)
@@ -166,11 +170,33 @@ def build(recipe_path: str, options: BuildOptions) -> BuildResult:
         pattern = excludes.matching(program)
         raise RecipeError(f"excludes: {pattern!r} leaves out the program /{program}")
     overlay_rootfs(kept, os.path.join(base, "rootfs"))
+    if options.package_db or recipe.package_db:
+        from smith.sbom.package_db import add_rpm_database  # sqlite only when asked for
+
+        add_rpm_database(kept, full, packages, fetcher, repo_configs(recipe, recipe_path))
     image_tree = apply_conventions(kept, Conventions(user=user, nss=nss))
     output = options.output or recipe.output or DEFAULT_OUTPUT
     owners = {e.path: e.origin for e in image_tree}
     config = image_config(recipe, user.config_user)
     log.info("writing %d paths to %s", len(image_tree), output)
+    sbom = options.sbom or ((SbomFormat.SPDX,) if recipe.sbom else ())
+    referrers = None
+    if sbom or options.provenance or recipe.provenance:
+        from smith.sbom.attach import build_referrers  # the renderers only when asked for
+
+        referrers = build_referrers(
+            image_tree,
+            full,
+            packages,
+            fetcher,
+            repo_configs(recipe, recipe_path),
+            recipe_path=recipe_path,
+            locked=options.locked,
+            epoch=choose_epoch(options.epoch, recipe),
+            tag=options.tag or recipe.tag or "",
+            sbom=sbom,
+            provenance=options.provenance or recipe.provenance,
+        )
     with contextlib.ExitStack() as stack:
         parent = None
         if recipe.parent:
@@ -193,6 +219,7 @@ def build(recipe_path: str, options: BuildOptions) -> BuildResult:
             parent=parent,
             annotations={PACKAGE_FILES_ANNOTATION: package_files_json(owners)},
             cache_dir=str(fetcher.cache_dir),
+            referrers=referrers,
         )
     reasons = explain_all(image_tree, closure, program, paths)
     return BuildResult(
@@ -346,20 +373,16 @@ def select_kept(
             assert source is not None
             entry = replace(source, path=path)  # the other name is not kept: a plain copy
         kept.add(entry)
-        for parent in parent_paths(path):
-            if parent not in kept:
-                parent_entry = full.get(parent)
-                kept.add(
-                    parent_entry
-                    if parent_entry is not None and parent_entry.kind is Kind.DIR
-                    else Entry(parent, Kind.DIR, mode=0o755)
-                )
+        copy_parents(kept, full, path)
     return kept
 
 
 def overlay_rootfs(tree: FileTree, rootfs: str) -> None:
     """Lay a `rootfs/` directory beside the recipe over the tree, as the original did:
     symlinks kept as they are, `.gitignore` files left out, nothing that climbs out."""
+    if os.path.islink(rootfs):
+        # Read through, a link to /etc or $HOME would put the host's files into the image.
+        raise UnsafePathError(f"{rootfs!r} is a symbolic link: a rootfs/ must be a directory")
     if not os.path.isdir(rootfs):
         return
     for entry in FileTree.from_directory(rootfs, origin="rootfs/"):

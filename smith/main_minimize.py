@@ -18,6 +18,7 @@ from smith.oci.image import parse_platform
 from smith.profile import read_profile
 from smith.registry_flags import registry_flags, registry_options
 from smith.runtime_flags import no_runtime_option
+from smith.sbom.options import sbom_flags, sbom_formats
 
 
 def epoch_default() -> int:
@@ -49,6 +50,13 @@ def epoch_default() -> int:
 @click.option("--compression", default="gzip", help="gzip, zstd or none.")
 @click.option("--explain", is_flag=True, help="Print every kept file and why it is kept.")
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary.")
+@sbom_flags
+@click.option(
+    "--package-db",
+    is_flag=True,
+    help="Keep the input's package database for the kept packages: rpmdb.sqlite, or "
+    "/var/lib/dpkg/status.d/<package> (as distroless) for a Debian image.",
+)
 @registry_flags
 def minimize(
     image: str | None,
@@ -70,6 +78,7 @@ def minimize(
     compression: str,
     explain: bool,
     as_json: bool,
+    package_db: bool,
     **flags: Any,
 ) -> None:
     """Shrink IMAGE (OCI layout, oci-archive, docker-archive, or a registry reference such
@@ -91,6 +100,8 @@ def minimize(
         fmt=fmt,
         tag=tag,
         registry=registry_options(flags),
+        sbom=sbom_formats(flags),
+        package_db=package_db,
     )
     image, options = recipe_image(image, recipe, options, "minimize")
     result = minimize_image(image, output, options)

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import logging
 import posixpath
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 from smith.conventions import ORIGIN as CONVENTIONS_ORIGIN
 from smith.conventions import (
@@ -31,6 +31,7 @@ from smith.conventions import (
 )
 from smith.errors import ImageFormatError, SmithError, UsageError
 from smith.globs import Excludes
+from smith.leftovers import temp_dir
 from smith.oci.compress import Compression
 from smith.oci.image import ImageConfig, Platform
 from smith.oci.layout import LoadedImage, open_image
@@ -45,7 +46,11 @@ from smith.resolve.dependencies import Extras, LoaderEnv, compute_closure
 from smith.resolve.loader import glob_root
 from smith.resolve.roots import PathWalker, TreeRoot
 from smith.resolve.runtime_sets import rules_without
+from smith.sbom.formats import SbomFormat
 from smith.tree import Entry, FileTree, Kind
+
+if TYPE_CHECKING:
+    from smith.sbom.attach import Attacher
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +79,8 @@ class MinimizeOptions:
     fmt: str | None = None
     tag: str = ""
     registry: RegistryOptions | None = None  # when the image is a registry reference
+    sbom: tuple[SbomFormat, ...] = ()  # SBOMs to attach as OCI referrers of the output
+    package_db: bool = False  # keep the input's package database, for the kept packages
 
 
 @dataclass(frozen=True)
@@ -111,7 +118,7 @@ def minimize_image(source: str, output: str, options: MinimizeOptions) -> Minimi
         normalize_path(pattern, what="--path/--exclude pattern")
     with (
         open_image(source, platform=options.platform, registry=options.registry) as image,
-        tempfile.TemporaryDirectory(prefix="smith-minimize-") as store,
+        temp_dir("smith-minimize-") as store,
     ):
         tree, stats = apply_layers(image, store)
         config = image_config(image, options)
@@ -119,6 +126,10 @@ def minimize_image(source: str, output: str, options: MinimizeOptions) -> Minimi
         program, argv = program_of(tree, config)
         kept = keep_paths(tree, config, program, argv, options)
         small = kept_tree(tree, kept)
+        if options.package_db:
+            from smith.sbom.package_db import add_image_package_db
+
+            add_image_package_db(small, tree)
         user = runtime_user(tree, config, options)
         conventions = Conventions(
             user=user,
@@ -143,6 +154,7 @@ def minimize_image(source: str, output: str, options: MinimizeOptions) -> Minimi
             compression=options.compression,
             epoch=options.epoch,
             tag=options.tag,
+            referrers=sbom_attacher(tree, final, options),
         )
         return MinimizeResult(
             source=source,
@@ -156,6 +168,15 @@ def minimize_image(source: str, output: str, options: MinimizeOptions) -> Minimi
             unpack=stats,
             kept=explained,
         )
+
+
+def sbom_attacher(source: FileTree, final: FileTree, options: MinimizeOptions) -> Attacher | None:
+    """What --sbom attaches to the output (the renderers imported only then)."""
+    if not options.sbom:
+        return None
+    from smith.sbom.attach import minimize_sbom
+
+    return minimize_sbom(source, final, epoch=options.epoch, tag=options.tag, formats=options.sbom)
 
 
 def image_config(image: LoadedImage, options: MinimizeOptions) -> ImageConfig:

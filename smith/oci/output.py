@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import logging
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from smith.oci.compress import MEDIA_TYPE_SUFFIX, Compression
@@ -16,8 +17,11 @@ from smith.oci.layout import (
     staging_layout,
 )
 from smith.oci.reference import check_tag
+from smith.oci.referrers import Artifact, write_referrer
 from smith.oci.writer import ImageResult, Layer, write_index, write_layer, write_manifest
 from smith.tree import FileTree
+
+log = logging.getLogger(__name__)
 
 
 def write_image(
@@ -32,10 +36,13 @@ def write_image(
     parent: LoadedImage | None = None,
     annotations: Mapping[str, str] | None = None,
     cache_dir: str | None = None,
+    referrers: Callable[[ImageResult], Sequence[Artifact]] | None = None,
 ) -> ImageResult:
     """Write `tree` as one layer (on top of `parent`'s layers, if any) to `output`.
 
     The output appears only when complete; on any error or interrupt nothing is left.
+    `referrers` makes the artifacts (an SBOM...) to attach to the finished image manifest:
+    they are written beside it and listed in index.json, the image's own bytes unchanged.
     """
     out_format, gz = choose_format(output, fmt)
     check_tag(tag)
@@ -58,6 +65,17 @@ def write_image(
         result = write_manifest(
             store, layers, config, epoch, history=history, annotations=annotations
         )
-        write_index(store, result, tag)
+        attached = [
+            write_referrer(store, result.manifest, artifact)
+            for artifact in (referrers(result) if referrers is not None else ())
+        ]
+        if attached and not tag:
+            log.warning(
+                "%s lists the image and %d attached artifacts: readers that take the one "
+                "image of a layout (skopeo's oci:DIR) need a --tag to name it",
+                output,
+                len(attached),
+            )
+        write_index(store, result, tag, [r.index_entry() for r in attached])
         save_layout(store, result, output, out_format, gz=gz, tag=tag, epoch=epoch)
     return result
