@@ -28,7 +28,7 @@ from smith.conventions import (
     nss_documents,
     parse_user,
 )
-from smith.errors import RecipeError, SmithError, UnsafePathError
+from smith.errors import RecipeError, SmithError
 from smith.globs import Excludes, glob_match, has_magic
 from smith.oci.compress import parse_compression
 from smith.oci.image import GO_ARCH, ImageConfig, Platform
@@ -37,7 +37,7 @@ from smith.oci.output import write_image
 from smith.oci.reference import is_registry_reference
 from smith.oci.registry import RegistryOptions
 from smith.oci.writer import ImageResult
-from smith.paths import climbs_out, normalize_path, parent_paths
+from smith.paths import normalize_path, parent_paths
 from smith.recipe import Recipe, RuntimeSet, load_recipe
 from smith.resolve.dependencies import Closure, Extras, LoaderEnv, compute_closure
 from smith.resolve.fetch import Fetcher
@@ -46,6 +46,7 @@ from smith.resolve.repo import RepoConfig
 from smith.resolve.rpm import add_rpm_to_tree
 from smith.resolve.solver import ResolvedPackage
 from smith.resolve.store import ContentStore
+from smith.rootfs import overlay_rootfs, rootfs_of, rootfs_paths
 from smith.sources import plan_recipe, relative_to, repo_configs
 from smith.tree import Entry, FileTree, InlineBytes, Kind, path_sort_key
 
@@ -54,6 +55,7 @@ log = logging.getLogger(__name__)
 DEFAULT_OUTPUT = "image.tar.gz"  # the original smith's default
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 PACKAGE_FILES_ANNOTATION = "org.smith.package-files"
+MOUNTS_ORIGIN = "mounts (recipe)"
 
 
 @dataclass(frozen=True)
@@ -105,11 +107,20 @@ def build(recipe_path: str, options: BuildOptions) -> BuildResult:
     recipe = load_recipe(recipe_path)
     base = os.path.dirname(os.path.abspath(recipe_path))
     fetcher = Fetcher(options.cache_dir, offline=options.offline)
-    log.info("resolving the packages of %s", recipe_path)
-    packages = plan_recipe(recipe, recipe_path, fetcher, locked=options.locked)
+    rootfs = rootfs_of(base)
+    packages: tuple[ResolvedPackage, ...] = ()
+    if recipe.package_requests or rootfs is None:
+        # A recipe with only a rootfs/ (a static binary) needs no package at all.
+        log.info("resolving the packages of %s", recipe_path)
+        packages = plan_recipe(recipe, recipe_path, fetcher, locked=options.locked)
     log.info("fetching and extracting %d packages", len(packages))
     store = ContentStore(fetcher.cache_dir / "content")
     full = extract_packages(packages, fetcher, repo_configs(recipe, recipe_path), store)
+    if rootfs is not None:
+        # The closure runs over the tree the image holds: packages, then rootfs/ over them,
+        # so that a program shipped in rootfs/ finds its libraries in the packages.
+        overlay_rootfs(full, rootfs)
+    shipped = rootfs_paths(full)
     user = runtime_user(recipe)
     # A user or group given by name needs NSS to be looked up, as in the original.
     nss = recipe.nss or user_is_named(recipe)
@@ -135,12 +146,12 @@ def build(recipe_path: str, options: BuildOptions) -> BuildResult:
     for missing in closure.missing:
         log.warning("%s", missing)
     excludes = Excludes.parse(recipe.excludes)
-    kept = select_kept(full, closure, paths, excludes)
+    kept = select_kept(full, closure, paths, excludes, always=shipped)
     if program not in kept:
         # An image whose entrypoint is gone cannot run: say which pattern did it.
         pattern = excludes.matching(program)
         raise RecipeError(f"excludes: {pattern!r} leaves out the program /{program}")
-    overlay_rootfs(kept, os.path.join(base, "rootfs"))
+    add_mount_points(kept, recipe.mounts)
     image_tree = apply_conventions(kept, Conventions(user=user, nss=nss))
     output = options.output or recipe.output or DEFAULT_OUTPUT
     owners = {e.path: e.origin for e in image_tree}
@@ -230,7 +241,9 @@ def find_program(tree: FileTree, recipe: Recipe) -> str:
         if entry is not None and entry.kind is Kind.FILE:
             return normalize_path(candidate)
     where = ", ".join(candidates) if len(candidates) <= 8 else f"{len(candidates)} PATH directories"
-    raise SmithError(f"the program {name!r} is in none of the packages (looked at {where})")
+    raise SmithError(
+        f"the program {name!r} is in none of the packages or rootfs/ (looked at {where})"
+    )
 
 
 def expand_paths(tree: FileTree, patterns: Iterable[str], *, what: str) -> dict[str, str]:
@@ -297,6 +310,8 @@ def explain_all(
             reasons[entry.path] = "from rootfs/ beside the recipe"
         elif entry.origin == CONVENTIONS_ORIGIN:
             reasons[entry.path] = "microcontainer conventions"
+        elif entry.origin == MOUNTS_ORIGIN:
+            reasons[entry.path] = "a mount point named by mounts"
         elif entry.kind is Kind.DIR:
             reasons[entry.path] = "parent directory of kept files"
         else:
@@ -305,14 +320,21 @@ def explain_all(
 
 
 def select_kept(
-    full: FileTree, closure: Closure, paths: Iterable[str], excludes: Excludes
+    full: FileTree,
+    closure: Closure,
+    paths: Iterable[str],
+    excludes: Excludes,
+    *,
+    always: Iterable[str] = (),
 ) -> FileTree:
-    """The kept part of `full`: the closure and the named paths, minus the excludes, with
-    every parent directory as the packages had it."""
+    """The kept part of `full`: the closure and the named paths, minus the excludes, and
+    what is `always` kept (rootfs/: the recipe ships it as it is), with every parent
+    directory as the packages had it."""
     wanted = set(closure.kept) | set(paths)
     excluded = {p for p in wanted if excludes.matching(p)}
+    wanted |= set(always)
     kept = FileTree()
-    for path in sorted(wanted - excluded, key=path_sort_key):
+    for path in sorted(wanted - (excluded - set(always)), key=path_sort_key):
         entry = full.get(path)
         if entry is None:
             continue
@@ -332,25 +354,14 @@ def select_kept(
     return kept
 
 
-def overlay_rootfs(tree: FileTree, rootfs: str) -> None:
-    """Lay a `rootfs/` directory beside the recipe over the tree, as the original did:
-    symlinks kept as they are, `.gitignore` files left out, nothing that climbs out."""
-    if not os.path.isdir(rootfs):
-        return
-    for entry in FileTree.from_directory(rootfs, origin="rootfs/"):
-        if posixpath.basename(entry.path) == ".gitignore":
-            continue
-        if entry.kind is Kind.SYMLINK and climbs_out(entry.path.count("/"), entry.target):
-            raise UnsafePathError(
-                f"rootfs/{entry.path} is a symlink to {entry.target!r}, outside the image root"
-            )
-        existing = tree.get(entry.path)
-        if entry.kind is Kind.DIR and existing is not None and existing.kind is Kind.DIR:
-            continue
-        tree.remove(
-            entry.path
-        ) if existing is not None and existing.kind is not entry.kind else None
-        tree.add(entry)
+def add_mount_points(tree: FileTree, mounts: Iterable[str]) -> None:
+    """Each of `mounts` is an empty directory of the image, as the original made it: on a
+    read-only root a runtime cannot create the mount point itself."""
+    for mount in mounts:
+        path = normalize_path(mount, what="mounts entry")
+        for directory in (*parent_paths(path), path):
+            if directory and directory not in tree:
+                tree.add_dir(directory, 0o755, origin=MOUNTS_ORIGIN)
 
 
 # -- image -------------------------------------------------------------------------------------

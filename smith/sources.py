@@ -53,7 +53,9 @@ def repo_configs(recipe: Recipe, recipe_path: str) -> tuple[RepoConfig, ...]:
 
 def requests_of(recipe: Recipe, recipe_path: str) -> tuple[str, ...]:
     if not recipe.package_requests:
-        raise RecipeError(f"{recipe_path}: no `package` or `packages` to build from")
+        raise RecipeError(
+            f"{recipe_path}: no `package` or `packages` (nor a rootfs/ beside it) to build from"
+        )
     return recipe.package_requests
 
 

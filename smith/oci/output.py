@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from smith.oci.compress import Compression
@@ -12,6 +14,8 @@ from smith.oci.layout import LoadedImage, choose_format, save_layout, staging_la
 from smith.oci.reference import check_tag
 from smith.oci.writer import ImageResult, Layer, write_index, write_layer, write_manifest
 from smith.tree import FileTree
+
+DEFAULT_REF_NAME = "latest"
 
 
 def write_image(
@@ -50,6 +54,9 @@ def write_image(
         result = write_manifest(
             store, layers, config, epoch, history=history, annotations=annotations
         )
-        write_index(store, result, tag)
+        # The index names the image `latest` unless a tag says otherwise, as the original's
+        # did, so that `skopeo inspect oci:DIR:latest` and umoci find it by a name.
+        index = write_index(store, result, tag or DEFAULT_REF_NAME)
+        result = replace(result, index="sha256:" + hashlib.sha256(index).hexdigest())
         save_layout(store, result, output, out_format, gz=gz, tag=tag, epoch=epoch)
     return result

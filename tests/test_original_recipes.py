@@ -1,0 +1,162 @@
+"""Recipes in Oracle smith's own style, each built and run under runc on a read-only root.
+
+Every case is a smith.yaml as users of the original write it (scalars unquoted, a rootfs/
+with a program of its own, `mounts`), plus what the run must print.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import textwrap
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from tests.containers import configure_bundle, run_bundle, unpack_bundle
+from tests.rpm_universe import Universe
+from tests.test_build import listing, smith
+from tests.tools import require_tool
+
+STATIC_C = '#include <stdio.h>\nint main(void) { puts("static hello"); return 0; }\n'
+DYNAMIC_C = (
+    "#include <stdio.h>\n#include <gnu/libc-version.h>\n"
+    'int main(void) { printf("dynamic hello, glibc %s\\n", gnu_get_libc_version() ? "ok" : "");'
+    " return 0; }\n"
+)
+
+
+@dataclass(frozen=True)
+class Case:
+    recipe: str  # smith.yaml without its repos (the test adds the universe's)
+    prints: str
+    rootfs: dict[str, str] = field(default_factory=dict)  # path -> C source to compile
+    static: bool = False
+
+
+CASES = {
+    "scalars": Case(
+        """\
+        package: busybox
+        entrypoint: [/usr/bin/busybox, echo]
+        cmd: [10, true, 1e6, 010, y]
+        user: 1000
+        labels: {a: true, n: 1}
+        """,
+        "10 true 1e+06 8 true\n",
+    ),
+    "env-list": Case(
+        """\
+        package: busybox
+        env: [GREETING=hi from env, N=5]
+        cmd: [/usr/bin/sh, -c, echo $GREETING $N]
+        """,
+        "hi from env 5\n",
+    ),
+    "ports-list": Case(
+        """\
+        package: busybox
+        ports: [8080, 53/udp]
+        cmd: [/usr/bin/busybox, echo, ports]
+        """,
+        "ports\n",
+    ),
+    "ports-map": Case(
+        """\
+        package: busybox
+        ports: {8080/tcp: {}}
+        cmd: [/usr/bin/busybox, echo, map]
+        """,
+        "map\n",
+    ),
+    "rootfs-only": Case(
+        """\
+        cmd: [/hello]
+        """,
+        "static hello\n",
+        rootfs={"hello": STATIC_C},
+        static=True,
+    ),
+    "rootfs-dynamic-on-packages": Case(
+        """\
+        package: glibc
+        cmd: [/usr/bin/dyn]
+        """,
+        "dynamic hello, glibc ok\n",
+        rootfs={"usr/bin/dyn": DYNAMIC_C},
+    ),
+    "mounts": Case(
+        """\
+        package: busybox
+        mounts: [/data/cache, /write/logs]
+        cmd: [/usr/bin/busybox, ls, -d, /data/cache]
+        """,
+        "/data/cache\n",
+    ),
+}
+
+
+def write_recipe(directory: Path, case: Case, universe: Universe) -> None:
+    directory.mkdir()
+    text = textwrap.dedent(case.recipe)
+    text += f"repos: [{universe.repo_url('main')}]\n"
+    (directory / "smith.yaml").write_text(text)
+    gcc = require_tool("gcc") if case.rootfs else ""
+    for path, source in case.rootfs.items():
+        dest = directory / "rootfs" / path
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        src = directory / f"{dest.name}.c"
+        src.write_text(source)
+        flags = ["-static"] if case.static else []
+        subprocess.run([gcc, "-O2", *flags, "-o", str(dest), str(src)], check=True)
+        src.unlink()
+
+
+def build_and_run(name: str, case: Case, tmp_path: Path, universe: Universe) -> Path:
+    recipe = tmp_path / name
+    write_recipe(recipe, case, universe)
+    out = tmp_path / f"{name}-image"
+    smith("build", str(recipe), "-o", str(out), "--cache-dir", str(tmp_path / "cache"))
+    bundle = unpack_bundle(f"{out}:latest", tmp_path / f"bundle-{name}")
+    configure_bundle(bundle, readonly=True)
+    result = run_bundle("runc", bundle)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == case.prints
+    return bundle
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_originals_recipe_runs(name: str, tmp_path: Path, rpm_universe: Universe) -> None:
+    bundle = build_and_run(name, CASES[name], tmp_path, rpm_universe)
+    config = json.loads((bundle / "config.json").read_text())
+    rootfs = bundle / "rootfs"
+    if name == "scalars":
+        assert config["process"]["user"]["uid"] == 1000
+        assert config["annotations"]["a"] == "true"
+    if name == "rootfs-only":
+        # The static program and the microcontainer's directories: nothing else.
+        assert listing(rootfs) == ["dev", "hello", "proc", "read", "run", "sys", "write"]
+    if name == "rootfs-dynamic-on-packages":
+        kept = listing(rootfs)
+        assert "usr/bin/dyn" in kept and "usr/lib/x86_64-linux-gnu/libc.so.6" in kept
+    if name == "mounts":
+        assert (rootfs / "data" / "cache").is_dir() and (rootfs / "write" / "logs").is_dir()
+
+
+def test_exposed_ports_of_both_forms(tmp_path: Path, rpm_universe: Universe) -> None:
+    for name in ("ports-list", "ports-map"):
+        recipe = tmp_path / name
+        write_recipe(recipe, CASES[name], rpm_universe)
+        out = tmp_path / f"{name}.json"
+        proc = smith(
+            "build", str(recipe), "-o", str(tmp_path / name / "img"), "--json",
+            "--cache-dir", str(tmp_path / "cache"),
+        )  # fmt: skip
+        out.write_text(proc.stdout)
+    from smith.oci.layout import open_image
+
+    with open_image(str(tmp_path / "ports-list" / "img")) as image:
+        assert sorted(image.config["config"]["ExposedPorts"]) == ["53/udp", "8080/tcp"]
+    with open_image(str(tmp_path / "ports-map" / "img")) as image:
+        assert sorted(image.config["config"]["ExposedPorts"]) == ["8080/tcp"]
