@@ -6,7 +6,9 @@ with a program of its own, `mounts`), plus what the run must print.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import shutil
 import subprocess
 import textwrap
 from dataclasses import dataclass, field
@@ -14,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from smith.oci.layout import open_image
 from tests.containers import configure_bundle, run_bundle, unpack_bundle
 from tests.rpm_universe import Universe
 from tests.test_build import listing, smith
@@ -154,9 +157,67 @@ def test_exposed_ports_of_both_forms(tmp_path: Path, rpm_universe: Universe) -> 
             "--cache-dir", str(tmp_path / "cache"),
         )  # fmt: skip
         out.write_text(proc.stdout)
-    from smith.oci.layout import open_image
-
     with open_image(str(tmp_path / "ports-list" / "img")) as image:
         assert sorted(image.config["config"]["ExposedPorts"]) == ["53/udp", "8080/tcp"]
     with open_image(str(tmp_path / "ports-map" / "img")) as image:
         assert sorted(image.config["config"]["ExposedPorts"]) == ["8080/tcp"]
+
+
+def add_oracle_descriptors(layout: Path) -> None:
+    """What Oracle smith writes beside the image manifest in index.json: its recipe and its
+    package list, as blobs of their own media types (and the same platform)."""
+    index = json.loads((layout / "index.json").read_text())
+    platform = index["manifests"][0].get("platform", {"os": "linux", "architecture": "amd64"})
+    for media_type, data in (
+        ("application/vnd.smith.spec", b"package: busybox\n"),
+        ("application/vnd.smith.packages", b"busybox-1.0-1.x86_64\n"),
+    ):
+        digest = hashlib.sha256(data).hexdigest()
+        (layout / "blobs" / "sha256" / digest).write_bytes(data)
+        index["manifests"].append(
+            {
+                "mediaType": media_type,
+                "digest": f"sha256:{digest}",
+                "size": len(data),
+                "platform": platform,
+            }
+        )
+    (layout / "index.json").write_text(json.dumps(index))
+
+
+def test_a_layout_as_oracle_smith_writes_it(tmp_path: Path, rpm_universe: Universe) -> None:
+    recipe = tmp_path / "bb"
+    write_recipe(recipe, CASES["env-list"], rpm_universe)
+    layout = tmp_path / "layout"
+    smith("build", str(recipe), "-o", str(layout), "--cache-dir", str(tmp_path / "cache"))
+    # smith's own index names the image `latest`, as the original's did.
+    skopeo = require_tool("skopeo")
+    inspect = subprocess.run(
+        [skopeo, "inspect", f"oci:{layout}:latest"], capture_output=True, text=True, check=False
+    )
+    assert inspect.returncode == 0, inspect.stderr
+    add_oracle_descriptors(layout)
+    proc = smith("minimize", str(layout), "-o", str(tmp_path / "small"), check=False)
+    assert proc.returncode == 0, proc.stderr
+    only = layout.parent / "only"
+    index = json.loads((layout / "index.json").read_text())
+    index["manifests"] = index["manifests"][1:]
+    shutil.copytree(layout, only)
+    (only / "index.json").write_text(json.dumps(index))
+    bad = smith("minimize", str(only), "-o", str(tmp_path / "x"), check=False)
+    assert bad.returncode != 0
+    assert "lists no image manifest, only application/vnd.smith.packages" in bad.stderr
+    assert len(bad.stderr.splitlines()) == 1
+
+
+def test_tag_names_the_image_in_the_index(tmp_path: Path, rpm_universe: Universe) -> None:
+    recipe = tmp_path / "bb"
+    write_recipe(recipe, CASES["env-list"], rpm_universe)
+    layout = tmp_path / "layout"
+    smith(
+        "build", str(recipe), "-o", str(layout), "--tag", "app:1",
+        "--cache-dir", str(tmp_path / "cache"),
+    )  # fmt: skip
+    index = json.loads((layout / "index.json").read_text())
+    names = [m["annotations"]["org.opencontainers.image.ref.name"] for m in index["manifests"]]
+    assert names == ["app:1"]

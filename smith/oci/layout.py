@@ -304,6 +304,15 @@ def config_diff_ids(config: Any, what: str) -> tuple[str, ...]:
     return tuple(diff_ids)
 
 
+IMAGE_MEDIA_TYPES = (
+    MEDIA_OCI_MANIFEST,
+    MEDIA_DOCKER_MANIFEST,
+    MEDIA_OCI_INDEX,
+    MEDIA_DOCKER_LIST,
+    "",  # an index entry without a mediaType: read the manifest to know
+)
+
+
 def pick_manifest(
     index: Any, source: str, platform: Platform | None, name: str, load: Any
 ) -> Descriptor:
@@ -313,6 +322,15 @@ def pick_manifest(
             candidates = [Descriptor.from_json(m) for m in index["manifests"]]
         except (KeyError, TypeError, ValueError) as err:
             raise ImageFormatError(f"{source}: index is malformed ({err})") from None
+        # Only manifests and indexes are images: Oracle smith's layouts list their recipe
+        # (application/vnd.smith.spec) and package list beside the image manifest.
+        listed, candidates = (
+            candidates,
+            [c for c in candidates if c.media_type in IMAGE_MEDIA_TYPES],
+        )
+        if listed and not candidates:
+            kinds = ", ".join(sorted({c.media_type for c in listed}))
+            raise ImageFormatError(f"{source}: the index lists no image manifest, only {kinds}")
         if name:
             candidates = [
                 c for c in candidates if dict(c.annotations).get(ANNOTATION_REF_NAME) == name
