@@ -41,12 +41,19 @@ from smith.paths import normalize_path, parent_paths
 from smith.recipe import Recipe, RuntimeSet, load_recipe
 from smith.resolve.dependencies import Closure, Extras, LoaderEnv, compute_closure
 from smith.resolve.fetch import Fetcher
+from smith.resolve.localrepo import is_local_rpm
 from smith.resolve.packages import fetch_packages
 from smith.resolve.repo import RepoConfig
 from smith.resolve.rpm import add_rpm_to_tree
 from smith.resolve.solver import ResolvedPackage
 from smith.resolve.store import ContentStore
-from smith.rootfs import overlay_rootfs, rootfs_of, rootfs_paths
+from smith.rootfs import (
+    MOUNTS_ORIGIN,
+    add_mount_points,
+    overlay_rootfs,
+    rootfs_of,
+    rootfs_paths,
+)
 from smith.sources import plan_recipe, relative_to, repo_configs
 from smith.tree import Entry, FileTree, InlineBytes, Kind, path_sort_key
 
@@ -55,7 +62,7 @@ log = logging.getLogger(__name__)
 DEFAULT_OUTPUT = "image.tar.gz"  # the original smith's default
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 PACKAGE_FILES_ANNOTATION = "org.smith.package-files"
-MOUNTS_ORIGIN = "mounts (recipe)"
+IMAGE_SUFFIXES = (".tar", ".tar.gz", ".tgz")
 
 
 @dataclass(frozen=True)
@@ -106,6 +113,9 @@ class BuildResult:
 def build(recipe_path: str, options: BuildOptions) -> BuildResult:
     recipe = load_recipe(recipe_path)
     base = os.path.dirname(os.path.abspath(recipe_path))
+    image = image_package(recipe.package, base)
+    if image is not None:
+        return build_from_image(recipe, recipe_path, image, options)
     fetcher = Fetcher(options.cache_dir, offline=options.offline)
     rootfs = rootfs_of(base)
     packages: tuple[ResolvedPackage, ...] = ()
@@ -190,6 +200,54 @@ def build(recipe_path: str, options: BuildOptions) -> BuildResult:
         owners=owners,
         image_bytes=output_size(output),
     )
+
+
+def build_from_image(
+    recipe: Recipe, recipe_path: str, image: str, options: BuildOptions
+) -> BuildResult:
+    """`package:` names an image (the original's OCI build type): its layers, with rootfs/
+    laid over them, are the tree the program and its closure are kept from, as by
+    `smith minimize --recipe`."""
+    from smith.minimize import MinimizeOptions, minimize_image
+    from smith.minimize_recipe import read_minimize_recipe
+
+    _named, settings = read_minimize_recipe(
+        recipe_path,
+        MinimizeOptions(
+            platform=Platform(GO_ARCH.get(recipe.arch, recipe.arch), "linux"),
+            compression=parse_compression(options.compression or recipe.compression),
+            epoch=choose_epoch(options.epoch, recipe),
+            fmt=options.fmt or recipe.format,
+            tag=options.tag or recipe.tag or "",
+            registry=options.registry,
+        ),
+    )
+    output = options.output or recipe.output or DEFAULT_OUTPUT
+    log.info("shrinking the image %s", image)
+    result = minimize_image(image, output, settings)
+    return BuildResult(
+        output=output,
+        image=result.image,
+        packages=(),
+        kept=tuple(result.kept),
+        reasons=dict(result.kept),
+        owners={path: "image" for path in result.kept},
+        image_bytes=output_size(output),
+    )
+
+
+def image_package(package: str | None, base: str) -> str | None:
+    """The image `package:` names, if it names one rather than an RPM: a registry reference
+    (`docker://`, the original's `https://registry-1.docker.io/library/fedora`), or a path
+    (with a `/` or an archive's suffix) to an OCI layout, oci-archive or docker-archive,
+    relative to the recipe. RPM names hold neither."""
+    if not package or is_local_rpm(package):
+        return None
+    if is_registry_reference(package):
+        return package
+    if "/" in package or package.endswith(IMAGE_SUFFIXES):
+        return relative_to(package, base)
+    return None
 
 
 # -- packages --------------------------------------------------------------------------------
@@ -352,16 +410,6 @@ def select_kept(
                     else Entry(parent, Kind.DIR, mode=0o755)
                 )
     return kept
-
-
-def add_mount_points(tree: FileTree, mounts: Iterable[str]) -> None:
-    """Each of `mounts` is an empty directory of the image, as the original made it: on a
-    read-only root a runtime cannot create the mount point itself."""
-    for mount in mounts:
-        path = normalize_path(mount, what="mounts entry")
-        for directory in (*parent_paths(path), path):
-            if directory and directory not in tree:
-                tree.add_dir(directory, 0o755, origin=MOUNTS_ORIGIN)
 
 
 # -- image -------------------------------------------------------------------------------------

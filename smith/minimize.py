@@ -43,6 +43,7 @@ from smith.resolve.closure import DEFAULT_PATH
 from smith.resolve.dependencies import Extras, LoaderEnv, compute_closure
 from smith.resolve.loader import glob_root
 from smith.resolve.roots import PathWalker, TreeRoot
+from smith.rootfs import MOUNTS_ORIGIN, add_mount_points, overlay_rootfs, rootfs_paths
 from smith.tree import Entry, FileTree, Kind
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,8 @@ class MinimizeOptions:
     fmt: str | None = None
     tag: str = ""
     registry: RegistryOptions | None = None  # when the image is a registry reference
+    rootfs: str | None = None  # a recipe's rootfs/, laid over the image's layers
+    mounts: tuple[str, ...] = ()  # directories to create (a recipe's `mounts`)
 
 
 @dataclass(frozen=True)
@@ -110,11 +113,16 @@ def minimize_image(source: str, output: str, options: MinimizeOptions) -> Minimi
         tempfile.TemporaryDirectory(prefix="smith-minimize-") as store,
     ):
         tree, stats = apply_layers(image, store)
+        if options.rootfs is not None:
+            overlay_rootfs(tree, options.rootfs)
         config = image_config(image, options)
         check_platform(image.source, config.platform, options.platform)
         program, argv = program_of(tree, config)
         kept = keep_paths(tree, config, program, argv, options)
+        for path in sorted(rootfs_paths(tree)):
+            kept.setdefault(path, "from rootfs/ beside the recipe")
         small = kept_tree(tree, kept)
+        add_mount_points(small, options.mounts)
         user = runtime_user(tree, config, options)
         conventions = Conventions(
             user=user,
@@ -129,6 +137,8 @@ def minimize_image(source: str, output: str, options: MinimizeOptions) -> Minimi
         for entry in final:
             if entry.origin == CONVENTIONS_ORIGIN:
                 explained[entry.path] = entry.origin
+            elif entry.origin == MOUNTS_ORIGIN:
+                explained[entry.path] = "a mount point named by mounts"
             else:
                 explained[entry.path] = kept.get(entry.path, "parent directory of a kept path")
         result = write_image(

@@ -6,11 +6,13 @@ smith/recipe.py like any other; this module only maps its keys onto MinimizeOpti
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import replace
 
 from smith.errors import RecipeError
 from smith.minimize import MinimizeOptions
 from smith.recipe import RuntimeSet, load_recipe
+from smith.rootfs import rootfs_of
 
 log = logging.getLogger(__name__)
 
@@ -44,4 +46,6 @@ def read_minimize_recipe(path: str, options: MinimizeOptions) -> tuple[str, Mini
         ports=options.ports or recipe.ports,
         volumes=options.volumes or recipe.mounts,
         workdir=options.workdir or recipe.dir or "",
+        rootfs=options.rootfs or rootfs_of(os.path.dirname(os.path.abspath(path))),
+        mounts=(*options.mounts, *recipe.mounts),
     )

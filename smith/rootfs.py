@@ -1,15 +1,17 @@
-"""The `rootfs/` directory beside a recipe: laid over the tree the image is made from."""
+"""What a recipe adds to the tree the image is made from: its `rootfs/` and `mounts`."""
 
 from __future__ import annotations
 
 import os
 import posixpath
+from collections.abc import Iterable
 
 from smith.errors import UnsafePathError
-from smith.paths import climbs_out
+from smith.paths import climbs_out, normalize_path, parent_paths
 from smith.tree import FileTree, Kind
 
 ORIGIN = "rootfs/"
+MOUNTS_ORIGIN = "mounts (recipe)"
 
 
 def rootfs_of(recipe_dir: str) -> str | None:
@@ -42,3 +44,13 @@ def overlay_rootfs(tree: FileTree, rootfs: str) -> None:
             entry.path
         ) if existing is not None and existing.kind is not entry.kind else None
         tree.add(entry)
+
+
+def add_mount_points(tree: FileTree, mounts: Iterable[str]) -> None:
+    """Each of `mounts` is an empty directory of the image, as the original made it: on a
+    read-only root a runtime cannot create the mount point itself."""
+    for mount in mounts:
+        path = normalize_path(mount, what="mounts entry")
+        for directory in (*parent_paths(path), path):
+            if directory and directory not in tree:
+                tree.add_dir(directory, 0o755, origin=MOUNTS_ORIGIN)

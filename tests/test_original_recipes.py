@@ -11,6 +11,7 @@ import json
 import shutil
 import subprocess
 import textwrap
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +19,7 @@ import pytest
 
 from smith.oci.layout import open_image
 from tests.containers import configure_bundle, run_bundle, unpack_bundle
+from tests.registry_servers import Registry, start_registry
 from tests.rpm_universe import Universe
 from tests.test_build import listing, smith
 from tests.tools import require_tool
@@ -221,3 +223,57 @@ def test_tag_names_the_image_in_the_index(tmp_path: Path, rpm_universe: Universe
     index = json.loads((layout / "index.json").read_text())
     names = [m["annotations"]["org.opencontainers.image.ref.name"] for m in index["manifests"]]
     assert names == ["app:1"]
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    reg = start_registry(
+        tmp_path_factory.mktemp("recipes-registry"), require_tool("docker-registry")
+    )
+    yield reg
+    reg.stop()
+
+
+def test_package_naming_an_image_in_each_form(
+    tmp_path: Path, rpm_universe: Universe, registry: Registry
+) -> None:
+    base_recipe = tmp_path / "base"
+    write_recipe(base_recipe, CASES["env-list"], rpm_universe)
+    cache = str(tmp_path / "cache")
+    forms = {
+        "layout": ("base-layout", []),
+        "oci-archive": ("base.tar", []),
+        "docker-archive": ("base-docker.tar", ["--format", "docker-archive"]),
+    }
+    for name, extra in forms.values():
+        smith("build", str(base_recipe), "-o", str(tmp_path / name), *extra, "--cache-dir", cache)
+    smith(
+        "upload", "-i", str(tmp_path / "base.tar"), "-r",
+        f"docker://{registry.host}/recipes/base:1", "--insecure",
+    )  # fmt: skip
+    packages = {
+        "layout": "../base-layout",
+        "oci-archive": "../base.tar",
+        "docker-archive": "../base-docker.tar",
+        # The original's README form (Build Types), here against a plain-HTTP registry.
+        "registry": f"http://{registry.host}/recipes/base:1",
+    }
+    for form, package in packages.items():
+        recipe = tmp_path / f"from-{form}"
+        recipe.mkdir()
+        (recipe / "smith.yaml").write_text(
+            f"package: {package}\ncmd: [/usr/bin/busybox, echo, from, {form}, 1]\nmounts: [/data]\n"
+        )
+        out = tmp_path / f"from-{form}-image"
+        proc = smith(
+            "build", str(recipe), "-o", str(out), "--json", "--insecure", "--cache-dir", cache,
+            check=False,
+        )  # fmt: skip
+        assert proc.returncode == 0, (form, proc.stderr)
+        bundle = unpack_bundle(f"{out}:latest", tmp_path / f"bundle-{form}")
+        configure_bundle(bundle, readonly=True)
+        result = run_bundle("runc", bundle)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout == f"from {form} 1\n"
+        assert (bundle / "rootfs" / "data").is_dir()
+        assert "usr/bin/busybox" in listing(bundle / "rootfs")
