@@ -11,10 +11,13 @@ import click
 
 from smith.build import BuildOptions, build
 from smith.cli import cli
+from smith.errors import UsageError
 from smith.oci.push import push_image
 from smith.oci.reference import parse_reference
 from smith.recipe import find_recipe
 from smith.registry_flags import registry_flags, registry_options
+
+log = logging.getLogger("smith")
 
 
 @cli.command("build")
@@ -51,9 +54,25 @@ from smith.registry_flags import registry_flags, registry_options
     help="Also push the image to this registry reference (the registry flags apply, as to a "
     "registry parent).",
 )
+@click.option(
+    "-f",
+    "--fast",
+    is_flag=True,
+    help="Oracle smith's fast rebuild: every build reuses smith.lock and the download "
+    "cache, so this changes nothing.",
+)
+@click.option(
+    "-b",
+    "--buildnumber",
+    metavar="N",
+    help="Oracle smith's build number: refused (it would make each build differ); "
+    "put it in --tag instead.",
+)
 @registry_flags
 def build_command(
     recipe: str | None,
+    fast: bool,
+    buildnumber: str | None,
     output: str | None,
     fmt: str | None,
     tag: str | None,
@@ -69,6 +88,17 @@ def build_command(
     **flags: Any,
 ) -> None:
     """Build the image a RECIPE (smith.yaml) describes."""
+    if buildnumber is not None:
+        raise UsageError(
+            f"-b/--buildnumber {buildnumber}: a build number would make every build's image "
+            f"differ, and smith's builds are reproducible; name the build in the tag "
+            f"instead: --tag NAME:VERSION-{buildnumber}"
+        )
+    if fast:
+        log.warning(
+            "-f/--fast: every build reuses smith.lock and the download cache already; "
+            "nothing more to skip (--locked refuses to resolve beyond smith.lock)"
+        )
     registry = registry_options(flags)
     target = parse_reference(push) if push else None  # bad input fails before the build
     if sys.stderr.isatty() and not quiet:
