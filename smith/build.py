@@ -14,7 +14,6 @@ import os
 import posixpath
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 
 from smith.conventions import (
     ORIGIN as CONVENTIONS_ORIGIN,
@@ -32,7 +31,7 @@ from smith.errors import RecipeError, SmithError
 from smith.globs import Excludes, glob_match, has_magic
 from smith.oci.compress import parse_compression
 from smith.oci.image import GO_ARCH, ImageConfig, Platform
-from smith.oci.layout import open_image
+from smith.oci.layout import choose_format, open_image
 from smith.oci.output import write_image
 from smith.oci.reference import is_registry_reference
 from smith.oci.registry import RegistryOptions
@@ -47,6 +46,7 @@ from smith.resolve.repo import RepoConfig
 from smith.resolve.rpm import add_rpm_to_tree
 from smith.resolve.solver import ResolvedPackage
 from smith.resolve.store import ContentStore
+from smith.result_json import Source, TreeSize, output_size, result_document
 from smith.rootfs import (
     MOUNTS_ORIGIN,
     add_mount_points,
@@ -87,36 +87,46 @@ class BuildResult:
     kept: tuple[str, ...]  # paths of the image, conventions included
     reasons: dict[str, str] = field(repr=False)
     owners: dict[str, str] = field(repr=False)
-    image_bytes: int = 0
+    program: str
+    platform: Platform
+    before: TreeSize  # the whole tree: packages and rootfs/, or the image
+    after: TreeSize
+    source: Source
 
-    def summary(self) -> dict[str, object]:
-        used = sorted({o for o in self.owners.values() if o})
-        return {
-            "output": self.output,
-            "manifest": self.image.manifest.digest,
-            "config": self.image.config.digest,
-            "layers": [
-                {
-                    "digest": layer.descriptor.digest,
-                    "diff_id": layer.diff_id,
-                    "size": layer.descriptor.size,
-                }
-                for layer in self.image.layers
-            ],
-            "size": self.image_bytes,
-            "files": len(self.kept),
-            "packages_resolved": len(self.packages),
-            "packages_kept": used,
-        }
+    @property
+    def image_bytes(self) -> int:
+        return output_size(self.output)
+
+    def why(self, path: str) -> str:
+        return self.reasons.get(path) or (
+            "named by the recipe" if self.owners.get(path) else "microcontainer conventions"
+        )
+
+    def summary(self, explain: bool = False) -> dict[str, object]:
+        return result_document(
+            source=self.source,
+            output=self.output,
+            image=self.image,
+            platform=self.platform,
+            program=self.program,
+            before=self.before,
+            after=self.after,
+            kept={path: self.why(path) for path in self.kept},
+            explain=explain,
+        )
 
 
 def build(recipe_path: str, options: BuildOptions) -> BuildResult:
     recipe = load_recipe(recipe_path)
     base = os.path.dirname(os.path.abspath(recipe_path))
+    # A bad output name or format fails before any download.
+    choose_format(options.output or recipe.output or DEFAULT_OUTPUT, options.fmt or recipe.format)
     image = image_package(recipe.package, base)
     if image is not None:
         return build_from_image(recipe, recipe_path, image, options)
-    fetcher = Fetcher(options.cache_dir, offline=options.offline)
+    # --retries counts for repository downloads as for registries.
+    retries = {"retries": options.registry.retries} if options.registry else {}
+    fetcher = Fetcher(options.cache_dir, offline=options.offline, **retries)
     rootfs = rootfs_of(base)
     packages: tuple[ResolvedPackage, ...] = ()
     if recipe.package_requests or rootfs is None:
@@ -198,7 +208,15 @@ def build(recipe_path: str, options: BuildOptions) -> BuildResult:
         kept=tuple(e.path for e in image_tree),
         reasons=reasons,
         owners=owners,
-        image_bytes=output_size(output),
+        program=program,
+        platform=config.platform,
+        before=TreeSize.of(full),
+        after=TreeSize.of(image_tree),
+        source=Source(
+            recipe_path,
+            packages_resolved=len(packages),
+            packages_kept=tuple(sorted({o for o in owners.values() if o})),
+        ),
     )
 
 
@@ -232,7 +250,11 @@ def build_from_image(
         kept=tuple(result.kept),
         reasons=dict(result.kept),
         owners={path: "image" for path in result.kept},
-        image_bytes=output_size(output),
+        program=result.program,
+        platform=result.platform,
+        before=result.before,
+        after=result.after,
+        source=result.source_info,
     )
 
 
@@ -476,9 +498,3 @@ def printable_path(path: str) -> str:
     """`path` as UTF-8 text: a byte that is not UTF-8 (a surrogate here) is shown as \\xNN,
     as JSON and terminals cannot carry it."""
     return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-
-
-def output_size(output: str) -> int:
-    if os.path.isdir(output):
-        return sum(f.stat().st_size for f in Path(output).rglob("*") if f.is_file())
-    return os.path.getsize(output)

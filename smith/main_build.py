@@ -121,18 +121,15 @@ def build_command(
         ),
     )
     pushed = push_image(result.output, target, options=registry) if target else None
-    if explain:
+    if explain and not as_json:
         for path in result.kept:
-            why = result.reasons.get(path) or (
-                "named by the recipe" if result.owners.get(path) else "microcontainer conventions"
-            )
             owner = result.owners.get(path) or "smith"
-            click.echo(f"/{path}\t[{owner}]\t{why}")
+            click.echo(f"/{path}\t[{owner}]\t{result.why(path)}")
     pushed_ref = (
         f"{target.registry}/{target.repository}@{pushed.digest}" if target and pushed else ""
     )
     if as_json:
-        summary = result.summary()
+        summary = result.summary(explain)
         if pushed_ref:
             summary["pushed"] = pushed_ref
         click.echo(json.dumps(summary, indent=2, sort_keys=True))

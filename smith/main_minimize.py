@@ -11,7 +11,7 @@ import click
 
 from smith.cli import cli
 from smith.errors import UsageError
-from smith.minimize import MinimizeOptions, MinimizeResult, minimize_image
+from smith.minimize import MinimizeOptions, minimize_image
 from smith.minimize_recipe import read_minimize_recipe
 from smith.oci.compress import parse_compression
 from smith.oci.image import parse_platform
@@ -43,6 +43,7 @@ def epoch_default() -> int:
 @click.option("--compression", default="gzip", help="gzip, zstd or none.")
 @click.option("--explain", is_flag=True, help="Print every kept file and why it is kept.")
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary.")
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
 @registry_flags
 def minimize(
     image: str | None,
@@ -62,6 +63,7 @@ def minimize(
     compression: str,
     explain: bool,
     as_json: bool,
+    quiet: bool,
     **flags: Any,
 ) -> None:
     """Shrink IMAGE (OCI layout, oci-archive, docker-archive, or a registry reference such
@@ -91,11 +93,12 @@ def minimize(
         raise UsageError("name the image to minimize (or a --recipe whose package: names it)")
     result = minimize_image(image, output, options)
     if as_json:
-        sys.stdout.write(json.dumps(summary(result, output, explain), indent=2) + "\n")
+        doc = result.summary(output, explain)
+        sys.stdout.write(json.dumps(doc, indent=2, sort_keys=True) + "\n")
     elif explain:
         for path, why in result.kept.items():
             sys.stdout.write(f"/{path}: {why}\n")
-    else:
+    elif not quiet:
         click.echo(
             f"{output}: {result.after.files} files, {result.after.bytes} bytes "
             f"(from {result.before.files} files, {result.before.bytes} bytes); "
@@ -114,37 +117,3 @@ def parse_entrypoint(value: str) -> tuple[str, ...]:
             raise UsageError(f"--entrypoint must be a list of strings: {value!r}")
         return tuple(items)
     return (value,)
-
-
-def summary(result: MinimizeResult, output: str, explain: bool) -> dict[str, Any]:
-    doc: dict[str, Any] = {
-        "source": result.source,
-        "source_manifest": result.source_manifest,
-        "platform": str(result.platform),
-        "program": "/" + result.program,
-        "output": output,
-        "manifest": result.image.manifest.digest,
-        "config": result.image.config.digest,
-        "layers": [
-            {
-                "digest": layer.descriptor.digest,
-                "diff_id": layer.diff_id,
-                "size": layer.descriptor.size,
-            }
-            for layer in result.image.layers
-        ],
-        "before": {
-            "files": result.before.files,
-            "bytes": result.before.bytes,
-            "compressed_bytes": result.before_compressed,
-            "layers": result.unpack.layers,
-        },
-        "after": {
-            "files": result.after.files,
-            "bytes": result.after.bytes,
-            "compressed_bytes": result.after_compressed,
-        },
-    }
-    if explain:
-        doc["kept"] = {"/" + path: why for path, why in result.kept.items()}
-    return doc

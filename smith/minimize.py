@@ -18,6 +18,7 @@ import posixpath
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from smith.conventions import ORIGIN as CONVENTIONS_ORIGIN
 from smith.conventions import (
@@ -33,7 +34,7 @@ from smith.errors import ImageFormatError, SmithError, UsageError
 from smith.globs import Excludes
 from smith.oci.compress import Compression
 from smith.oci.image import ImageConfig, Platform
-from smith.oci.layout import LoadedImage, open_image
+from smith.oci.layout import LoadedImage, choose_format, open_image
 from smith.oci.output import write_image
 from smith.oci.registry import RegistryOptions
 from smith.oci.unpack import UnpackStats, apply_layers
@@ -43,6 +44,7 @@ from smith.resolve.closure import DEFAULT_PATH
 from smith.resolve.dependencies import Extras, LoaderEnv, compute_closure
 from smith.resolve.loader import glob_root
 from smith.resolve.roots import PathWalker, TreeRoot
+from smith.result_json import Source, TreeSize, result_document
 from smith.rootfs import MOUNTS_ORIGIN, add_mount_points, overlay_rootfs, rootfs_paths
 from smith.tree import Entry, FileTree, Kind
 
@@ -76,17 +78,6 @@ class MinimizeOptions:
 
 
 @dataclass(frozen=True)
-class TreeSize:
-    files: int
-    bytes: int
-
-    @classmethod
-    def of(cls, tree: FileTree) -> TreeSize:
-        files = [e for e in tree if e.kind is Kind.FILE]
-        return cls(len(files), sum(e.size for e in files))
-
-
-@dataclass(frozen=True)
 class MinimizeResult:
     source: str
     source_manifest: str
@@ -103,11 +94,34 @@ class MinimizeResult:
     def after_compressed(self) -> int:
         return sum(layer.descriptor.size for layer in self.image.layers)
 
+    @property
+    def source_info(self) -> Source:
+        return Source(
+            self.source,
+            manifest=self.source_manifest,
+            compressed_bytes=self.before_compressed,
+            layers=self.unpack.layers,
+        )
+
+    def summary(self, output: str, explain: bool = False) -> dict[str, Any]:
+        return result_document(
+            source=self.source_info,
+            output=output,
+            image=self.image,
+            platform=self.platform,
+            program=self.program,
+            before=self.before,
+            after=self.after,
+            kept=self.kept,
+            explain=explain,
+        )
+
 
 def minimize_image(source: str, output: str, options: MinimizeOptions) -> MinimizeResult:
     """Read `source`, keep what its program needs, write the microcontainer to `output`."""
     for pattern in (*options.paths, *options.excludes):
         normalize_path(pattern, what="--path/--exclude pattern")
+    choose_format(output, options.fmt)  # a bad output name fails before the image is read
     with (
         open_image(source, platform=options.platform, registry=options.registry) as image,
         tempfile.TemporaryDirectory(prefix="smith-minimize-") as store,

@@ -45,6 +45,7 @@ def repo_configs(recipe: Recipe, recipe_path: str) -> tuple[RepoConfig, ...]:
             priority=repo.priority,
             gpgcheck=repo.gpgcheck,
             gpgkey=tuple(url_relative_to(k, base) for k in repo.gpgkey),
+            named=bool(repo.id or repo.name),
         )
         for i, repo in enumerate(recipe.repos)
         if repo.enabled

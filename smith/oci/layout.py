@@ -59,9 +59,24 @@ class OutputFormat(StrEnum):
     DOCKER_ARCHIVE = "docker-archive"
 
 
+# Suffixes of archive and compression formats that are not smith's outputs.
+NOT_WRITTEN = frozenset(
+    (".zst", ".zstd", ".zip", ".xz", ".bz2", ".lz4", ".7z", ".gz", ".tzst", ".txz", ".rar")
+)
+
+
 def choose_format(output: str, explicit: str | None) -> tuple[OutputFormat, bool]:
     """The format of `output` and whether the archive is gzip-compressed."""
     gz = output.endswith((".tar.gz", ".tgz"))
+    suffix = os.path.splitext(output.rstrip("/"))[1]
+    if suffix in NOT_WRITTEN and not gz:
+        # A name that promises a format smith does not write would silently become an OCI
+        # layout directory of that name.
+        raise UsageError(
+            f"the output {output!r} asks for a {suffix} file, which smith does not write: "
+            "name a directory (OCI layout), NAME.tar or NAME.tar.gz (oci-archive, or "
+            "docker-archive with --format docker-archive)"
+        )
     if explicit:
         try:
             fmt = OutputFormat(explicit)

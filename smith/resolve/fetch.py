@@ -183,7 +183,7 @@ class Fetcher:
             except _Retry as why:
                 if n == self.retries:
                     raise PackageError(
-                        f"download of {url} failed after {n + 1} attempts: {why}"
+                        f"download of {url} failed after {n + 1} attempt{'s' if n else ''}: {why}"
                     ) from None
                 delay = self.backoff * (2**n)
                 log.info("retrying %s in %.1fs: %s", url, delay, why)
@@ -196,7 +196,7 @@ class Fetcher:
             # A certificate that does not verify will not verify on the next attempt either.
             raise PackageError(f"TLS error fetching {url}: {err.__context__ or err}") from None
         except requests.RequestException as err:
-            raise _Retry(type(err).__name__) from None
+            raise _Retry(describe_request_error(err)) from None
         if resp.status_code >= 500 or resp.status_code == 429:
             resp.close()
             raise _Retry(f"HTTP {resp.status_code}")
@@ -211,7 +211,7 @@ class Fetcher:
         try:
             return resp.content
         except requests.RequestException as err:
-            raise _Retry(type(err).__name__) from None
+            raise _Retry(describe_request_error(err)) from None
 
     def _download(self, url: str, checksum: Checksum, final: Path) -> None:
         resp = self._response(url)
@@ -247,3 +247,18 @@ class Fetcher:
             shutil.copyfile(path, tmp)
             os.replace(tmp, final)
         return final
+
+
+def describe_request_error(err: requests.RequestException) -> str:
+    """What happened, in the words a user searches for: requests' ConnectionError covers
+    a refused connection, an unknown host and a reset alike."""
+    text = str(err)
+    if "Connection refused" in text:
+        return "connection refused"
+    if "Name or service not known" in text or "Failed to resolve" in text:
+        return "host not found"
+    if isinstance(err, requests.Timeout):
+        return "timed out"
+    if "Connection reset" in text:
+        return "connection reset"
+    return type(err).__name__

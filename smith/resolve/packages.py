@@ -18,7 +18,7 @@ from smith.resolve.solver import ResolvedPackage
 def repo_keys(config: RepoConfig, fetcher: Fetcher) -> tuple[PublicKey, ...]:
     """The public keys a repository's `gpgkey` URLs name (files, file:// or http(s))."""
     if not config.gpgkey:
-        raise PackageError(f"repository {config.id!r} has gpgcheck on but no gpgkey")
+        raise PackageError(f"repository {config.shown} has gpgcheck on but no gpgkey")
     return load_keys([fetcher.fetch_bytes(url) for url in config.gpgkey])
 
 

@@ -70,7 +70,7 @@ def _build_pool(repos: Sequence[Repo], arch: str) -> solv.Pool:
         srepo.priority = -repo.config.priority
         f = _open_xml(repo.primary)
         if not srepo.add_rpmmd(f, None, 0):
-            raise PackageError(f"repository {repo.config.id!r}: libsolv cannot read primary")
+            raise PackageError(f"repository {repo.config.shown}: libsolv cannot read primary")
         f.close()
         if repo.filelists is not None:
             f = _open_xml(repo.filelists)
@@ -125,7 +125,10 @@ def resolve(
     for req in requests:
         sel = pool.select(req, flags)
         if sel.isempty():
-            raise ResolveError(f"no package provides {req!r} in {_repo_names(repos)}")
+            raise ResolveError(
+                f"no package provides {req!r} for {arch} in {_repo_names(repos)}"
+                + _other_arches(pool, req, arch)
+            )
         jobs += sel.jobs(solv.Job.SOLVER_INSTALL)
     solver = pool.Solver()
     solver.set_flag(solv.Solver.SOLVER_FLAG_IGNORE_RECOMMENDED, 0 if weak else 1)
@@ -142,7 +145,18 @@ def resolve(
 
 
 def _repo_names(repos: Sequence[Repo]) -> str:
-    return ", ".join(r.config.id for r in repos) or "no repositories"
+    # A repository the recipe gave no name is named by its URL, as the user wrote it.
+    return ", ".join(r.config.shown for r in repos) or "no repositories"
+
+
+def _other_arches(pool: solv.Pool, req: str, arch: str) -> str:
+    """Where a request failed only for its architecture, say which ones the repositories
+    have (an `arch: aarch64` recipe against an x86_64 repository)."""
+    name = req.split()[0]
+    arches = sorted({s.arch for s in pool.solvables_iter() if s.name == name} - {arch})
+    if not arches:
+        return ""
+    return f" (it is there for {', '.join(arches)}: set `arch:` to one of them)"
 
 
 def _package_url(s: solv.XSolvable, repo: Repo, location: str) -> str:
@@ -157,7 +171,7 @@ def _resolved(s: solv.XSolvable) -> ResolvedPackage:
     location, _ = s.lookup_location()
     chk = s.lookup_checksum(solv.SOLVABLE_CHECKSUM)
     if chk is None:
-        raise ResolveError(f"{s} in repository {repo.config.id!r} has no checksum")
+        raise ResolveError(f"{s} in repository {repo.config.shown} has no checksum")
     evr = s.evr
     epoch = 0
     if ":" in evr:
