@@ -5,10 +5,20 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from tests.containers import DockerDaemon, start_dockerd
-from tests.rpm_universe import rpm_universe  # noqa: F401 - the session's package universe
+from tests.rpm_universe import (  # noqa: F401 - the session's package universes
+    frozen_universe,
+    rpm_universe,
+)
 from tests.tools import SHARED, require_shared
+
+# The properties test what comes out, never how fast: on a loaded machine (CI runners with
+# other work on them) hypothesis' default 200 ms deadline and its too_slow check would fail a
+# correct test. Per-test @settings still set the example counts.
+settings.register_profile("smith", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("smith")
 
 
 @pytest.fixture(scope="session")

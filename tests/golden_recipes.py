@@ -1,9 +1,10 @@
 """Golden digests of every example recipe in recipes/: tests/golden/recipes.json.
 
-Each recipe is built from the fixture package universe (tests/rpm_universe.py) by
-`smith verify`, which builds it twice in changed environments, so only reproducible digests
-are ever recorded. After a deliberate change to what smith writes, update the file and let
-the JSON diff be reviewed with the change:
+Each recipe is built from the frozen package universe in ../shared/universe (built once
+by tests/rpm_universe.py and never rebuilt: a universe rebuilt from this machine's Debian
+binaries drifts with every Debian update) by `smith verify`, which builds it twice in changed
+environments, so only reproducible digests are ever recorded. After a deliberate change to
+what smith writes, update the file and let the JSON diff be reviewed with the change:
 
     .venv/bin/python -m tests.golden_recipes --update
 
@@ -24,10 +25,12 @@ from pathlib import Path
 
 import yaml
 
-from tests.tools import PROJECT
+from tests.tools import PROJECT, SHARED
 
 RECIPES = PROJECT / "recipes"
 GOLDEN = PROJECT / "tests" / "golden" / "recipes.json"
+# The repository every golden digest is recorded from and checked against.
+FROZEN_MAIN = SHARED / "universe" / "repos" / "main"
 
 
 def recipe_names() -> list[str]:
@@ -60,14 +63,15 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--update", action="store_true", help="rewrite tests/golden/recipes.json")
     args = parser.parse_args()
-    from tests.rpm_universe import cached_universe
-
-    universe = cached_universe(PROJECT / "out" / "universes")
+    if not FROZEN_MAIN.is_dir():
+        raise SystemExit(f"{FROZEN_MAIN} is not present: golden digests come only from the "
+                         "frozen universe of ../shared (see its README)")  # fmt: skip
     records: dict[str, object] = {}
     failed = False
+    print(f"building from the frozen universe: {FROZEN_MAIN}", file=sys.stderr)
     with tempfile.TemporaryDirectory(prefix="smith-golden-") as tmp:
         for name in recipe_names():
-            recipe = recipe_copy(name, Path(tmp), str(universe.repo_dir("main")))
+            recipe = recipe_copy(name, Path(tmp), str(FROZEN_MAIN))
             extra = () if args.update else ("--against", str(GOLDEN), "--builds", "1")
             code, result = verify_json(str(recipe), *extra)
             builds = result["builds"]

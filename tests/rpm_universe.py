@@ -18,6 +18,10 @@ so images built from this universe run on this host.
                   EdDSA key made by gpg; the public keys are keys/rsa.asc and keys/ed.asc
 A test gets it through the `rpm_universe` fixture (tests/conftest.py): `.repo_dir(name)`,
 `.repo_url(name)` (served over HTTP on 127.0.0.1 for the session), `.key(name)`.
+
+Golden digests never come from this universe: it changes whenever Debian updates the
+binaries it packages. They come from the `frozen_universe` fixture, a copy built once and
+kept in ../shared/universe (same layout, never rebuilt).
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.tools import require_tool
+from tests.tools import require_shared, require_tool
 
 LIBDIR = "/usr/lib/x86_64-linux-gnu"
 HOST_LIBDIR = Path(LIBDIR)
@@ -671,6 +675,38 @@ if __name__ == "__main__":  # build one by hand: python -m tests.rpm_universe DE
     print(build_universe(Path(sys.argv[1])).root)
 
 
+def frozen_universe_dir() -> Path:
+    """../shared/universe: the universe built once and kept unchanged (its README).
+
+    Golden digests are recorded from it and checked against it, never from a universe
+    rebuilt here: that one packages this machine's Debian binaries, which change with every
+    Debian point release or security update.
+    """
+    return require_shared(
+        "universe", purpose="golden recipe digests are checked only against its frozen packages"
+    )
+
+
+def served(universe: Universe) -> Iterator[Universe]:
+    """Yields `universe` served over HTTP on 127.0.0.1; stops the server when resumed."""
+    proc, url = start_http_server(universe.root)
+    try:
+        yield Universe(universe.root, url)
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
+@pytest.fixture(scope="session")
+def frozen_universe() -> Iterator[Universe]:
+    """The frozen universe of ../shared, served on 127.0.0.1 for the whole session.
+
+    In a user's fresh clone (no ../shared) the tests that need it skip, saying so; in CI
+    (CI=true) they fail instead.
+    """
+    yield from served(Universe(frozen_universe_dir()))
+
+
 @pytest.fixture(scope="session")
 def rpm_universe(request: pytest.FixtureRequest) -> Iterator[Universe]:
     """The universe, served over HTTP on 127.0.0.1 for the whole session.
@@ -687,10 +723,4 @@ def rpm_universe(request: pytest.FixtureRequest) -> Iterator[Universe]:
         cache = request.getfixturevalue("tmp_path_factory").mktemp("smith-rpm-universe")
     if os.environ.get("SMITH_UNIVERSE_REBUILD"):
         shutil.rmtree(cache / universe_key(), ignore_errors=True)
-    universe = cached_universe(cache)
-    proc, url = start_http_server(universe.root)
-    try:
-        yield Universe(universe.root, url)
-    finally:
-        proc.terminate()
-        proc.wait()
+    yield from served(cached_universe(cache))

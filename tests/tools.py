@@ -36,11 +36,12 @@ def require_tool(name: str) -> str:
     return path
 
 
-def require_shared(*parts: str) -> Path:
+def require_shared(*parts: str, purpose: str = "") -> Path:
     """A path under ../shared, which a user's fresh clone does not have."""
     path = SHARED.joinpath(*parts)
     if not path.exists():
-        unavailable(f"{path} is not present: ../shared exists only beside the project's CI")
+        why = f" ({purpose})" if purpose else ""
+        unavailable(f"{path} is not present: ../shared exists only beside the project's CI{why}")
     return path
 
 
