@@ -52,7 +52,6 @@ from smith.rootfs import (
     add_mount_points,
     overlay_rootfs,
     rootfs_of,
-    rootfs_paths,
 )
 from smith.sources import plan_recipe, relative_to, repo_configs
 from smith.tree import Entry, FileTree, InlineBytes, Kind, path_sort_key
@@ -140,7 +139,6 @@ def build(recipe_path: str, options: BuildOptions) -> BuildResult:
         # The closure runs over the tree the image holds: packages, then rootfs/ over them,
         # so that a program shipped in rootfs/ finds its libraries in the packages.
         overlay_rootfs(full, rootfs)
-    shipped = rootfs_paths(full)
     user = runtime_user(recipe)
     # A user or group given by name needs NSS to be looked up, as in the original.
     nss = recipe.nss or user_is_named(recipe)
@@ -166,11 +164,15 @@ def build(recipe_path: str, options: BuildOptions) -> BuildResult:
     for missing in closure.missing:
         log.warning("%s", missing)
     excludes = Excludes.parse(recipe.excludes)
-    kept = select_kept(full, closure, paths, excludes, always=shipped)
+    kept = select_kept(full, closure, paths, excludes)
     if program not in kept:
         # An image whose entrypoint is gone cannot run: say which pattern did it.
         pattern = excludes.matching(program)
         raise RecipeError(f"excludes: {pattern!r} leaves out the program /{program}")
+    if rootfs is not None:
+        # All of rootfs/ is shipped, excludes or not; laid over what is kept as before the
+        # closure saw it, a directory the kept packages do not need is rootfs/'s own.
+        overlay_rootfs(kept, rootfs)
     add_mount_points(kept, recipe.mounts)
     image_tree = apply_conventions(kept, Conventions(user=user, nss=nss))
     output = options.output or recipe.output or DEFAULT_OUTPUT
@@ -400,21 +402,14 @@ def explain_all(
 
 
 def select_kept(
-    full: FileTree,
-    closure: Closure,
-    paths: Iterable[str],
-    excludes: Excludes,
-    *,
-    always: Iterable[str] = (),
+    full: FileTree, closure: Closure, paths: Iterable[str], excludes: Excludes
 ) -> FileTree:
-    """The kept part of `full`: the closure and the named paths, minus the excludes, and
-    what is `always` kept (rootfs/: the recipe ships it as it is), with every parent
-    directory as the packages had it."""
+    """The kept part of `full`: the closure and the named paths, minus the excludes, with
+    every parent directory as the packages had it."""
     wanted = set(closure.kept) | set(paths)
     excluded = {p for p in wanted if excludes.matching(p)}
-    wanted |= set(always)
     kept = FileTree()
-    for path in sorted(wanted - (excluded - set(always)), key=path_sort_key):
+    for path in sorted(wanted - excluded, key=path_sort_key):
         entry = full.get(path)
         if entry is None:
             continue
