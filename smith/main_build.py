@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from smith import progress
 from smith.build import BuildOptions, build
 from smith.cli import cli
 from smith.errors import UsageError
@@ -106,21 +107,24 @@ def build_command(
         logging.getLogger("smith").setLevel(
             min(logging.getLogger("smith").level or 99, logging.INFO)
         )
-    result = build(
-        find_recipe(recipe),
-        BuildOptions(
-            output=output,
-            fmt=fmt,
-            tag=tag,
-            compression=compression,
-            locked=locked,
-            offline=offline,
-            cache_dir=cache_dir,
-            keep_going=keep_going,
-            registry=registry,
-        ),
-    )
-    pushed = push_image(result.output, target, options=registry) if target else None
+    # A registry parent or `package:` image is downloaded and unpacked with a bar.
+    with progress.showing("reading the image", quiet=quiet):
+        result = build(
+            find_recipe(recipe),
+            BuildOptions(
+                output=output,
+                fmt=fmt,
+                tag=tag,
+                compression=compression,
+                locked=locked,
+                offline=offline,
+                cache_dir=cache_dir,
+                keep_going=keep_going,
+                registry=registry,
+            ),
+        )
+    with progress.showing("uploading", quiet=quiet):
+        pushed = push_image(result.output, target, options=registry) if target else None
     if explain and not as_json:
         for path in result.kept:
             owner = result.owners.get(path) or "smith"

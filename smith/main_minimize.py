@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from smith import progress
 from smith.cli import cli
 from smith.errors import UsageError
 from smith.minimize import MinimizeOptions, minimize_image
@@ -91,7 +92,8 @@ def minimize(
         image = image or named
     if not image:
         raise UsageError("name the image to minimize (or a --recipe whose package: names it)")
-    result = minimize_image(image, output, options)
+    with progress.showing("minimizing", quiet=quiet or as_json):
+        result = minimize_image(image, output, options)
     if as_json:
         doc = result.summary(output, explain)
         sys.stdout.write(json.dumps(doc, indent=2, sort_keys=True) + "\n")

@@ -6,6 +6,7 @@ from typing import Any
 
 import click
 
+from smith import progress
 from smith.cli import cli
 from smith.errors import UsageError
 from smith.oci.image import parse_platform
@@ -54,6 +55,7 @@ from smith.registry_flags import jobs_option, registry_flags, registry_options
     show_default=True,
     help="Blobs larger than this many bytes are uploaded in chunks.",
 )
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar (none without a terminal).")
 @jobs_option
 @registry_flags
 def upload(
@@ -64,6 +66,7 @@ def upload(
     platform: str | None,
     mount_from: tuple[str, ...],
     chunk_size: int,
+    quiet: bool,
     jobs: int,
     **flags: Any,
 ) -> None:
@@ -73,16 +76,18 @@ def upload(
     if all_platforms and (platform or docker_media):
         raise UsageError("--all pushes the index as it is: it takes no --platform or -d")
     if all_platforms:
-        result = push_index(image, target, options=options, mount_from=mount_from)
+        with progress.showing("uploading", quiet=quiet):
+            result = push_index(image, target, options=options, mount_from=mount_from)
         click.echo(f"{target.registry}/{target.repository}@{result.digest}")
         return
-    result = push_image(
-        image,
-        target,
-        options=options,
-        platform=parse_platform(platform) if platform else None,
-        docker_media=docker_media,
-        mount_from=mount_from,
-    )
+    with progress.showing("uploading", quiet=quiet):
+        result = push_image(
+            image,
+            target,
+            options=options,
+            platform=parse_platform(platform) if platform else None,
+            docker_media=docker_media,
+            mount_from=mount_from,
+        )
     name = f"{target.registry}/{target.repository}"
     click.echo(f"{name}@{result.digest}")

@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 
 from urllib3.exceptions import HTTPError
 
+from smith import progress
 from smith.errors import RegistryError
 from smith.oci.blobs import BlobStore, check_digest_form
 from smith.oci.image import (
@@ -143,9 +144,11 @@ def pull_into(
         check_descriptor(desc, f"{ref}: manifest {mdesc.digest}")
     store.add_bytes(data)
     blobs = list({d.digest: d for d in (config_desc, *layers)}.values())
-    counts = run_parallel(
-        lambda d, stop: fetch_blob(client, store, d, stop), blobs, client.options.jobs
-    )
+    missing = sum(d.size for d in blobs if not store.has(d.digest))
+    with progress.meter(missing):
+        counts = run_parallel(
+            lambda d, stop: fetch_blob(client, store, d, stop), blobs, client.options.jobs
+        )
     config = decode_json(open_read(store.path(config_desc.digest)), f"{ref}: config")
     if not isinstance(config, dict):
         raise RegistryError(f"{ref}: config {config_desc.digest} is not a JSON object")
@@ -211,6 +214,7 @@ def fetch_blob(
                             )
                         hasher.update(block)
                         out.write(block)
+                        progress.advance(len(block))
                     if have < desc.size:
                         raise ConnectionError("the blob ended early")
                     complete = True

@@ -37,6 +37,7 @@ from typing import IO, BinaryIO, cast
 
 import zstandard
 
+from smith import progress
 from smith.errors import ImageFormatError, UnsafePathError
 from smith.oci.layout import LoadedImage
 from smith.oci.tarstream import Member, TarFormatError, TarStream
@@ -553,6 +554,8 @@ def layer_names(image: LoadedImage) -> Iterator[tuple[int, str, str, str]]:
 def apply_layers(image: LoadedImage, store: str) -> tuple[FileTree, UnpackStats]:
     """The flattened filesystem of `image`; regular files' bytes go under `store`."""
     applier = Applier(store)
-    for index, digest, diff_id, blob in layer_names(image):
-        applier.apply_layer(blob, f"{index + 1} ({digest})", diff_id, index)
+    with progress.meter(sum(desc.size for desc in image.layers)):
+        for index, digest, diff_id, blob in layer_names(image):
+            applier.apply_layer(blob, f"{index + 1} ({digest})", diff_id, index)
+            progress.advance(image.layers[index].size)  # by layer: a bar, not a hot loop
     return applier.tree(), applier.stats(len(image.layers))
