@@ -11,7 +11,6 @@ import contextlib
 import json
 import logging
 import os
-import posixpath
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -27,6 +26,7 @@ from smith.conventions import (
     nss_documents,
     parse_user,
 )
+from smith.epoch import environment_epoch
 from smith.errors import RecipeError, SmithError
 from smith.globs import Excludes, glob_match, has_magic
 from smith.oci.compress import parse_compression
@@ -42,6 +42,12 @@ from smith.resolve.dependencies import Closure, Extras, LoaderEnv, compute_closu
 from smith.resolve.fetch import Fetcher
 from smith.resolve.localrepo import is_local_rpm
 from smith.resolve.packages import fetch_packages
+from smith.resolve.programs import (
+    DEFAULT_PATH_VALUE,
+    find_program,
+    search_path,
+    shown_candidates,
+)
 from smith.resolve.repo import RepoConfig
 from smith.resolve.rpm import add_rpm_to_tree
 from smith.resolve.solver import ResolvedPackage
@@ -54,12 +60,11 @@ from smith.rootfs import (
     rootfs_of,
 )
 from smith.sources import plan_recipe, relative_to, repo_configs
-from smith.tree import Entry, FileTree, InlineBytes, Kind, path_sort_key
+from smith.tree import FileTree, InlineBytes, Kind, path_sort_key
 
 log = logging.getLogger(__name__)
 
 DEFAULT_OUTPUT = "image.tar.gz"  # the original smith's default
-DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 PACKAGE_FILES_ANNOTATION = "org.smith.package-files"
 IMAGE_SUFFIXES = (".tar", ".tar.gz", ".tgz")
 
@@ -90,7 +95,7 @@ class BuildResult:
     platform: Platform
     before: TreeSize  # the whole tree: packages and rootfs/, or the image
     after: TreeSize
-    source: Source
+    source_info: Source
 
     @property
     def image_bytes(self) -> int:
@@ -101,18 +106,11 @@ class BuildResult:
             "named by the recipe" if self.owners.get(path) else "microcontainer conventions"
         )
 
+    def explained(self) -> dict[str, str]:
+        return {path: self.why(path) for path in self.kept}
+
     def summary(self, explain: bool = False) -> dict[str, object]:
-        return result_document(
-            source=self.source,
-            output=self.output,
-            image=self.image,
-            platform=self.platform,
-            program=self.program,
-            before=self.before,
-            after=self.after,
-            kept={path: self.why(path) for path in self.kept},
-            explain=explain,
-        )
+        return result_document(self, explain)
 
 
 def build(recipe_path: str, options: BuildOptions) -> BuildResult:
@@ -146,7 +144,7 @@ def build(recipe_path: str, options: BuildOptions) -> BuildResult:
         # The closure's NSS set follows the nsswitch.conf the image will have: smith's own.
         for path, data in nss_documents(user).items():
             full.add_file(path, InlineBytes(data), 0o644, origin="smith (nss)")
-    program = find_program(full, recipe)
+    program = recipe_program(full, recipe)
     paths = expand_paths(full, recipe.paths, what="paths")
     starts = [program, *(p for p in paths if is_regular_file(full, p))]
     log.info("walking the ELF closure of /%s and %d named paths", program, len(paths))
@@ -214,7 +212,7 @@ def build(recipe_path: str, options: BuildOptions) -> BuildResult:
         platform=config.platform,
         before=TreeSize.of(full),
         after=TreeSize.of(image_tree),
-        source=Source(
+        source_info=Source(
             recipe_path,
             packages_resolved=len(packages),
             packages_kept=tuple(sorted({o for o in owners.values() if o})),
@@ -256,7 +254,7 @@ def build_from_image(
         platform=result.platform,
         before=result.before,
         after=result.after,
-        source=result.source_info,
+        source_info=result.source_info,
     )
 
 
@@ -297,7 +295,7 @@ def extract_packages(
 def environment(recipe: Recipe) -> list[str]:
     env = list(recipe.env)
     if not any(e.startswith("PATH=") for e in env):
-        env.insert(0, f"PATH={DEFAULT_PATH}")
+        env.insert(0, f"PATH={DEFAULT_PATH_VALUE}")
     if recipe.library_path:
         extra = ":".join(recipe.library_path)
         env = [f"{e}:{extra}" if e.startswith("LD_LIBRARY_PATH=") else e for e in env]
@@ -306,26 +304,22 @@ def environment(recipe: Recipe) -> list[str]:
     return env
 
 
-def find_program(tree: FileTree, recipe: Recipe) -> str:
+def recipe_program(tree: FileTree, recipe: Recipe) -> str:
     """The program the image runs: the entrypoint's first word, else the cmd's, through
-    the recipe's PATH, inside the packages' tree."""
+    the recipe's PATH, inside the tree of the packages and rootfs/."""
     argv = recipe.entrypoint or recipe.cmd
     if not argv:
         raise RecipeError("the recipe names no program: set `entrypoint` or `cmd`")
-    name = argv[0]
-    if "/" in name:
-        candidates = [posixpath.join(recipe.dir or "/", name)]
-    else:
-        path = next((e[5:] for e in environment(recipe) if e.startswith("PATH=")), DEFAULT_PATH)
-        candidates = [posixpath.join(d or ".", name) for d in path.split(":")]
-    for candidate in candidates:
-        entry = tree.lookup(candidate)
-        if entry is not None and entry.kind is Kind.FILE:
-            return normalize_path(candidate)
-    where = ", ".join(candidates) if len(candidates) <= 8 else f"{len(candidates)} PATH directories"
-    raise SmithError(
-        f"the program {name!r} is in none of the packages or rootfs/ (looked at {where})"
-    )
+    name, path, workdir = argv[0], search_path(environment(recipe)), recipe.dir or "/"
+    # A regular file, executable or not: smith built such images before minimize's stricter
+    # (the runtime's) rule was shared, and recipes rely on it.
+    found = find_program(name, path, workdir, lambda candidate: is_regular_file(tree, candidate))
+    if found is None:
+        where = shown_candidates(name, path, workdir)
+        raise SmithError(
+            f"the program {name!r} is in none of the packages or rootfs/ (looked at {where})"
+        )
+    return found
 
 
 def expand_paths(tree: FileTree, patterns: Iterable[str], *, what: str) -> dict[str, str]:
@@ -408,28 +402,7 @@ def select_kept(
     every parent directory as the packages had it."""
     wanted = set(closure.kept) | set(paths)
     excluded = {p for p in wanted if excludes.matching(p)}
-    kept = FileTree()
-    for path in sorted(wanted - excluded, key=path_sort_key):
-        entry = full.get(path)
-        if entry is None:
-            continue
-        if entry.kind is Kind.HARDLINK and entry.target not in wanted:
-            source = full.get(entry.target)
-            assert source is not None
-            entry = replace(source, path=path)  # the other name is not kept: a plain copy
-        kept.add(entry)
-        for parent in parent_paths(path):
-            if parent not in kept:
-                parent_entry = full.get(parent)
-                kept.add(
-                    parent_entry
-                    if parent_entry is not None and parent_entry.kind is Kind.DIR
-                    else Entry(parent, Kind.DIR, mode=0o755)
-                )
-    return kept
-
-
-# -- image -------------------------------------------------------------------------------------
+    return full.subtree(sorted(wanted - excluded, key=path_sort_key))
 
 
 def runtime_user(recipe: Recipe) -> RuntimeUser:
@@ -469,12 +442,7 @@ def choose_epoch(explicit: int | None, recipe: Recipe) -> int:
         return explicit
     if recipe.source_date_epoch is not None:
         return recipe.source_date_epoch
-    value = os.environ.get("SOURCE_DATE_EPOCH", "")
-    if not value:
-        return 0
-    if not value.isdigit():
-        raise SmithError(f"SOURCE_DATE_EPOCH must be a whole number of seconds, not {value!r}")
-    return int(value)
+    return environment_epoch()
 
 
 def package_files_json(owners: dict[str, str]) -> str:

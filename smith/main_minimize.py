@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from typing import Any
 
@@ -11,19 +10,13 @@ import click
 
 from smith import progress
 from smith.cli import cli
+from smith.epoch import environment_epoch
 from smith.errors import UsageError
 from smith.minimize import MinimizeOptions, minimize_image
 from smith.minimize_recipe import read_minimize_recipe
 from smith.oci.compress import parse_compression
 from smith.oci.image import parse_platform
 from smith.registry_flags import registry_flags, registry_options
-
-
-def epoch_default() -> int:
-    value = os.environ.get("SOURCE_DATE_EPOCH", "0")
-    if not value.isdigit():
-        raise UsageError(f"SOURCE_DATE_EPOCH must be a whole number of seconds, not {value!r}")
-    return int(value)
 
 
 @cli.command()
@@ -80,7 +73,7 @@ def minimize(
         entrypoint=parse_entrypoint(entrypoint) if entrypoint else None,
         platform=parse_platform(platform) if platform else None,
         compression=parse_compression(compression),
-        epoch=epoch_default(),
+        epoch=environment_epoch(),
         fmt=fmt,
         tag=tag,
         registry=registry_options(flags),
@@ -95,7 +88,7 @@ def minimize(
     with progress.showing("minimizing", quiet=quiet or as_json):
         result = minimize_image(image, output, options)
     if as_json:
-        doc = result.summary(output, explain)
+        doc = result.summary(explain)
         sys.stdout.write(json.dumps(doc, indent=2, sort_keys=True) + "\n")
     elif explain:
         for path, why in result.kept.items():

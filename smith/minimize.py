@@ -39,14 +39,14 @@ from smith.oci.output import write_image
 from smith.oci.registry import RegistryOptions
 from smith.oci.unpack import UnpackStats, apply_layers
 from smith.oci.writer import ImageResult
-from smith.paths import normalize_path, parent_paths
-from smith.resolve.closure import DEFAULT_PATH
+from smith.paths import normalize_path
 from smith.resolve.dependencies import Extras, LoaderEnv, compute_closure
 from smith.resolve.loader import glob_root
+from smith.resolve.programs import find_program, is_executable, search_path
 from smith.resolve.roots import PathWalker, TreeRoot
 from smith.result_json import Source, TreeSize, result_document
 from smith.rootfs import MOUNTS_ORIGIN, add_mount_points, overlay_rootfs, rootfs_paths
-from smith.tree import Entry, FileTree, Kind
+from smith.tree import FileTree, Kind
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +80,7 @@ class MinimizeOptions:
 @dataclass(frozen=True)
 class MinimizeResult:
     source: str
+    output: str
     source_manifest: str
     platform: Platform
     program: str
@@ -103,18 +104,11 @@ class MinimizeResult:
             layers=self.unpack.layers,
         )
 
-    def summary(self, output: str, explain: bool = False) -> dict[str, Any]:
-        return result_document(
-            source=self.source_info,
-            output=output,
-            image=self.image,
-            platform=self.platform,
-            program=self.program,
-            before=self.before,
-            after=self.after,
-            kept=self.kept,
-            explain=explain,
-        )
+    def explained(self) -> Mapping[str, str]:
+        return self.kept
+
+    def summary(self, explain: bool = False) -> dict[str, Any]:
+        return result_document(self, explain)
 
 
 def minimize_image(source: str, output: str, options: MinimizeOptions) -> MinimizeResult:
@@ -135,7 +129,7 @@ def minimize_image(source: str, output: str, options: MinimizeOptions) -> Minimi
         kept = keep_paths(tree, config, program, argv, options)
         for path in sorted(rootfs_paths(tree)):
             kept.setdefault(path, "from rootfs/ beside the recipe")
-        small = kept_tree(tree, kept)
+        small = tree.subtree(kept)
         add_mount_points(small, options.mounts)
         user = runtime_user(tree, config, options)
         conventions = Conventions(
@@ -166,6 +160,7 @@ def minimize_image(source: str, output: str, options: MinimizeOptions) -> Minimi
         )
         return MinimizeResult(
             source=source,
+            output=output,
             source_manifest=image.manifest_descriptor.digest,
             platform=config.platform,
             program=program,
@@ -210,15 +205,6 @@ def check_platform(source: str, have: Platform, want: Platform | None) -> None:
         raise ImageFormatError(f"{source}: no image for platform {want} (it is {have})")
 
 
-def env_value(env: Sequence[str], key: str) -> str | None:
-    value = None
-    for item in env:
-        name, sep, rest = item.partition("=")
-        if sep and name == key:
-            value = rest
-    return value
-
-
 def program_of(tree: FileTree, config: ImageConfig) -> tuple[str, tuple[str, ...]]:
     """The file the runtime executes for Entrypoint + Cmd: argv[0] searched through the
     image's PATH (the runtime's rule) when it has no slash, from WorkingDir when relative."""
@@ -228,25 +214,13 @@ def program_of(tree: FileTree, config: ImageConfig) -> tuple[str, tuple[str, ...
             "the image has no Entrypoint or Cmd, so there is no program to keep "
             "(give one with --entrypoint)"
         )
-    name = argv[0]
-    workdir = config.working_dir or "/"
+    name, path, workdir = argv[0], search_path(config.env), config.working_dir or "/"
+    found = find_program(name, path, workdir, lambda candidate: is_executable(tree, candidate))
+    if found is not None:
+        return found, argv
     if "/" in name:
-        path = normalize_path(posixpath.join(workdir, name), what="program")
-        if not is_executable(tree, path):
-            raise UsageError(f"the image's program {name!r} is not an executable file of the image")
-        return path, argv
-    search = env_value(config.env, "PATH")
-    dirs = search.split(":") if search is not None else list(DEFAULT_PATH)
-    for directory in dirs:
-        candidate = normalize_path(posixpath.join(workdir, directory or ".", name))
-        if is_executable(tree, candidate):
-            return candidate, argv
-    raise UsageError(f"the image's program {name!r} is not found on its PATH ({':'.join(dirs)})")
-
-
-def is_executable(tree: FileTree, path: str) -> bool:
-    entry = tree.lookup(path)
-    return entry is not None and entry.kind is Kind.FILE and bool(entry.mode & 0o111)
+        raise UsageError(f"the image's program {name!r} is not an executable file of the image")
+    raise UsageError(f"the image's program {name!r} is not found on its PATH ({':'.join(path)})")
 
 
 def keep_paths(
@@ -311,38 +285,6 @@ def keep_link_targets(tree: FileTree, kept: dict[str, str]) -> None:
 def exclude(kept: dict[str, str], patterns: Sequence[str]) -> dict[str, str]:
     excludes = Excludes.parse(patterns, what="--exclude")
     return {path: why for path, why in kept.items() if not excludes.matching(path)}
-
-
-def kept_tree(tree: FileTree, kept: Mapping[str, str]) -> FileTree:
-    """The kept entries and their parent directories, metadata as in the image. A hard
-    link whose first name is not kept carries the content itself."""
-    out = FileTree()
-    for path in kept:
-        entry = tree.get(path)
-        if entry is None:
-            continue
-        for parent in parent_paths(path):
-            if parent not in out:
-                pentry = tree.get(parent)
-                if pentry is not None and pentry.kind is Kind.DIR:
-                    out.add(pentry)
-                else:
-                    out.add_dir(parent)
-        if entry.kind is Kind.HARDLINK and entry.target not in kept:
-            target = tree.get(entry.target)
-            assert target is not None
-            entry = Entry(
-                path,
-                Kind.FILE,
-                target.mode,
-                target.uid,
-                target.gid,
-                size=target.size,
-                content=target.content,
-                origin=target.origin,
-            )
-        out.add(entry)
-    return out
 
 
 def runtime_user(tree: FileTree, config: ImageConfig, options: MinimizeOptions) -> RuntimeUser:

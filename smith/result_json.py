@@ -10,10 +10,10 @@ layers) and, with --explain, why each path is kept.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from smith.oci.image import Platform
 from smith.oci.writer import ImageResult
@@ -52,23 +52,33 @@ def output_size(output: str) -> int:
     return os.path.getsize(output)
 
 
-def result_document(
-    *,
-    source: Source,
-    output: str,
-    image: ImageResult,
-    platform: Platform,
-    program: str,
-    before: TreeSize,
-    after: TreeSize,
-    kept: Mapping[str, str],
-    explain: bool,
-    extra: Sequence[tuple[str, Any]] = (),
-) -> dict[str, Any]:
+class Shrunk(Protocol):
+    """What a build or a minimize made, as the JSON form reads it."""
+
+    @property
+    def output(self) -> str: ...
+    @property
+    def image(self) -> ImageResult: ...
+    @property
+    def platform(self) -> Platform: ...
+    @property
+    def program(self) -> str: ...
+    @property
+    def before(self) -> TreeSize: ...
+    @property
+    def after(self) -> TreeSize: ...
+    @property
+    def source_info(self) -> Source: ...
+
+    def explained(self) -> Mapping[str, str]: ...
+
+
+def result_document(result: Shrunk, explain: bool = False) -> dict[str, Any]:
+    source, image = result.source_info, result.image
     doc: dict[str, Any] = {
         "source": source.name,
         "source_manifest": source.manifest or None,
-        "output": output,
+        "output": result.output,
         "index": image.index,
         "manifest": image.manifest.digest,
         "config": image.config.digest,
@@ -80,25 +90,25 @@ def result_document(
             }
             for layer in image.layers
         ],
-        "platform": str(platform),
-        "program": "/" + program,
-        "size": output_size(output),
-        "paths": len(kept),
+        "platform": str(result.platform),
+        "program": "/" + result.program,
+        "size": output_size(result.output),
         "before": {
-            "files": before.files,
-            "bytes": before.bytes,
+            "files": result.before.files,
+            "bytes": result.before.bytes,
             "compressed_bytes": source.compressed_bytes,
             "layers": source.layers,
         },
         "after": {
-            "files": after.files,
-            "bytes": after.bytes,
+            "files": result.after.files,
+            "bytes": result.after.bytes,
             "compressed_bytes": sum(layer.descriptor.size for layer in image.layers),
         },
         "packages_resolved": source.packages_resolved,
         "packages_kept": list(source.packages_kept),
     }
+    kept = result.explained()
+    doc["paths"] = len(kept)
     if explain:
         doc["kept"] = {"/" + path: why for path, why in kept.items()}
-    doc.update(extra)
     return doc
