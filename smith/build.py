@@ -233,12 +233,12 @@ def build_from_image(
         recipe_path,
         MinimizeOptions(
             platform=Platform(GO_ARCH.get(recipe.arch, recipe.arch), "linux"),
-            compression=parse_compression(options.compression or recipe.compression),
             epoch=choose_epoch(options.epoch, recipe),
             fmt=options.fmt or recipe.format,
             tag=options.tag or recipe.tag or "",
             registry=options.registry,
         ),
+        compression=options.compression,
     )
     output = options.output or recipe.output or DEFAULT_OUTPUT
     log.info("shrinking the image %s", image)

@@ -16,7 +16,7 @@ from smith.errors import UsageError
 from smith.oci.push import push_image
 from smith.oci.reference import parse_reference
 from smith.recipe import find_recipe
-from smith.registry_flags import registry_flags, registry_options
+from smith.registry_flags import compression_option, registry_flags, registry_options
 
 log = logging.getLogger("smith")
 
@@ -37,11 +37,7 @@ log = logging.getLogger("smith")
     help="Output format (default: from the output's name).",
 )
 @click.option("--tag", help="Image name/tag recorded in the output (e.g. app:1.0).")
-@click.option(
-    "--compression",
-    type=click.Choice(["gzip", "zstd", "none"]),
-    help="Layer compression (default: the recipe's, else gzip).",
-)
+@compression_option
 @click.option("--locked", is_flag=True, help="Use smith.lock only; never resolve beyond it.")
 @click.option("--offline", is_flag=True, help="Fail at once on any network access.")
 @click.option("--cache-dir", help="Download cache (default: $XDG_CACHE_HOME/smith).")

@@ -16,7 +16,7 @@ from smith.minimize import MinimizeOptions, minimize_image
 from smith.minimize_recipe import read_minimize_recipe
 from smith.oci.compress import parse_compression
 from smith.oci.image import parse_platform
-from smith.registry_flags import registry_flags, registry_options
+from smith.registry_flags import compression_option, registry_flags, registry_options
 
 
 @cli.command()
@@ -34,7 +34,7 @@ from smith.registry_flags import registry_flags, registry_options
 @click.option("--keep-ownership", is_flag=True, help="Keep files' original uid/gid.")
 @click.option("--keep-modes", is_flag=True, help="Keep files' original permission bits.")
 @click.option("--entrypoint", help="Replace the Entrypoint (a JSON list or one program).")
-@click.option("--compression", default="gzip", help="gzip, zstd or none.")
+@compression_option
 @click.option("--explain", is_flag=True, help="Print every kept file and why it is kept.")
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
@@ -54,7 +54,7 @@ def minimize(
     keep_ownership: bool,
     keep_modes: bool,
     entrypoint: str | None,
-    compression: str,
+    compression: str | None,
     explain: bool,
     as_json: bool,
     quiet: bool,
@@ -72,14 +72,14 @@ def minimize(
         keep_modes=keep_modes,
         entrypoint=parse_entrypoint(entrypoint) if entrypoint else None,
         platform=parse_platform(platform) if platform else None,
-        compression=parse_compression(compression),
+        compression=parse_compression(compression or "gzip"),
         epoch=environment_epoch(),
         fmt=fmt,
         tag=tag,
         registry=registry_options(flags),
     )
     if recipe:
-        named, options = read_minimize_recipe(recipe, options)
+        named, options = read_minimize_recipe(recipe, options, compression=compression)
         if image and named and image != named:
             raise UsageError(f"the recipe names the image {named!r}, the command line {image!r}")
         image = image or named

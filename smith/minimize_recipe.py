@@ -11,6 +11,7 @@ from dataclasses import replace
 
 from smith.errors import RecipeError
 from smith.minimize import MinimizeOptions
+from smith.oci.compress import parse_compression
 from smith.recipe import RuntimeSet, load_recipe
 from smith.rootfs import rootfs_of
 
@@ -20,8 +21,11 @@ log = logging.getLogger(__name__)
 IGNORED = ("packages", "repos", "parent", "libraries", "library_path")
 
 
-def read_minimize_recipe(path: str, options: MinimizeOptions) -> tuple[str, MinimizeOptions]:
-    """(the image the recipe names, `options` with the recipe's settings added)."""
+def read_minimize_recipe(
+    path: str, options: MinimizeOptions, *, compression: str | None = None
+) -> tuple[str, MinimizeOptions]:
+    """(the image the recipe names, `options` with the recipe's settings added); the
+    recipe's `compression` applies unless `compression` (the flag) is given."""
     recipe = load_recipe(path)
     if not recipe.package:
         raise RecipeError(f"{path}: `package:` must name the image to minimize")
@@ -46,6 +50,7 @@ def read_minimize_recipe(path: str, options: MinimizeOptions) -> tuple[str, Mini
         ports=options.ports or recipe.ports,
         volumes=options.volumes or recipe.mounts,
         workdir=options.workdir or recipe.dir or "",
+        compression=parse_compression(compression or recipe.compression),
         rootfs=options.rootfs or rootfs_of(os.path.dirname(os.path.abspath(path))),
         mounts=(*options.mounts, *recipe.mounts),
     )
