@@ -8,6 +8,7 @@ import click
 
 from smith.cli import cli
 from smith.recipe import load_recipe
+from smith.registry_flags import retries_option
 from smith.resolve.fetch import Fetcher
 from smith.resolve.lock import write_lock
 from smith.sources import lock_recipe
@@ -22,9 +23,10 @@ from smith.sources import lock_recipe
     default=None,
     help="Download cache (default: $XDG_CACHE_HOME/smith).",
 )
-def lock_command(recipe: Path, offline: bool, cache_dir: Path | None) -> None:
+@retries_option
+def lock_command(recipe: Path, offline: bool, cache_dir: Path | None, retries: int) -> None:
     """Resolve RECIPE's packages and write smith.lock next to it."""
-    fetcher = Fetcher(cache_dir, offline=offline)
+    fetcher = Fetcher(cache_dir, offline=offline, retries=retries)
     target, lock = lock_recipe(load_recipe(str(recipe)), str(recipe), fetcher)
     write_lock(target, lock)
     click.echo(f"{target}: {len(lock.packages)} packages")

@@ -255,3 +255,13 @@ def test_a_repository_that_is_down(
     assert_clean_failure(proc, f"download of {url}/repodata/repomd.xml failed after", tmp_path)
     assert f"{attempts} connection refused" in proc.stderr
     assert time.monotonic() - started < 30
+
+
+def test_lock_honours_retries_too(tmp_path: Path, rpm_universe: Universe) -> None:
+    with socket.socket() as s:  # bound, never listening: connection refused
+        s.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{s.getsockname()[1]}/repo"
+        recipe = make_recipe(tmp_path, rpm_universe, yaml.safe_dump({**HELLO, "repos": [url]}))
+        proc = run_smith("lock", str(recipe / "smith.yaml"), "--retries", "0",
+                         "--cache-dir", str(tmp_path / "cache"))  # fmt: skip
+    assert_clean_failure(proc, "failed after 1 attempt: connection refused", tmp_path)
