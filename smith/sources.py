@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import urllib.parse
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -98,20 +99,39 @@ def plan_recipe(
     )
 
 
-def lock_recipe(recipe: Recipe, recipe_path: str, fetcher: Fetcher) -> tuple[Path, Lock]:
-    """Resolve the recipe afresh and pin every package by sha256: (lock path, lock)."""
+def recipe_repos(
+    recipe: Recipe,
+    recipe_path: str,
+    fetcher: Fetcher,
+    *,
+    updateinfo: bool = False,
+    loaded: dict[RepoConfig, Repo] | None = None,
+) -> tuple[tuple[str, ...], tuple[Repo, ...]]:
+    """(the requests as libsolv takes them, every repository they are resolved in)."""
     written = requests_of(recipe, recipe_path)
     configs = repo_configs(recipe, recipe_path)
     requests, local = local_files(written, recipe_path, fetcher)
     if not configs and not local:
         raise RecipeError(f"{recipe_path}: `repos` must list at least one repository")
-    packages = resolve(
-        requests,
-        (*local, *load_repos(configs, fetcher)),
-        arch=recipe.arch,
-        excludes=recipe.excludes,
-        weak=recipe.weak,
+    return requests, (
+        *local,
+        *load_repos(configs, fetcher, updateinfo=updateinfo, loaded=loaded),
     )
+
+
+def lock_recipe(recipe: Recipe, recipe_path: str, fetcher: Fetcher) -> tuple[Path, Lock]:
+    """Resolve the recipe afresh and pin every package by sha256: (lock path, lock)."""
+    requests, repos = recipe_repos(recipe, recipe_path, fetcher)
+    packages = resolve(
+        requests, repos, arch=recipe.arch, excludes=recipe.excludes, weak=recipe.weak
+    )
+    return pin_recipe(recipe, recipe_path, fetcher, packages)
+
+
+def pin_recipe(
+    recipe: Recipe, recipe_path: str, fetcher: Fetcher, packages: Sequence[ResolvedPackage]
+) -> tuple[Path, Lock]:
+    """The lock of `packages` (pinned by sha256) for the recipe: (lock path, lock)."""
     pinned = pin_sha256(packages, fetcher)
     lock_path = lock_path_for(recipe_path)
     portable = tuple(
@@ -120,6 +140,7 @@ def lock_recipe(recipe: Recipe, recipe_path: str, fetcher: Fetcher) -> tuple[Pat
         else p
         for p in pinned
     )
+    written = requests_of(recipe, recipe_path)
     return lock_path, Lock(written, recipe.arch, recipe.excludes, recipe.weak, portable)
 
 

@@ -2,7 +2,9 @@
 
 A repository is named by a `baseurl` (http://, https://, file:// or a plain directory).
 Metadata files may be compressed with gzip, xz, zstd or bzip2; they are decompressed here
-because libsolv's own reader handles only some of them (and crashes on the rest).
+because libsolv's own reader handles only some of them (and crashes on the rest). The same
+holds for updateinfo.xml (advisories), which only `smith outdated` and `smith lock
+--update` ask for: a build never downloads it.
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ class Repo:
     primary: Path
     filelists: Path | None
     keys: tuple[bytes, ...] = field(default=())  # armored OpenPGP keys when gpgcheck is on
+    updateinfo: Path | None = None  # only when asked for, and only if the repository has one
 
     def package_url(self, href: str) -> str:
         return join_url(self.config.baseurl, href)
@@ -101,12 +104,12 @@ def decompress_metadata(path: Path, name: str) -> bytes:
     return raw
 
 
-def load_repo(config: RepoConfig, fetcher: Fetcher) -> Repo:
+def load_repo(config: RepoConfig, fetcher: Fetcher, *, updateinfo: bool = False) -> Repo:
     """Fetch and check a repository's metadata; keep the decompressed XML in the cache."""
     url = join_url(config.baseurl, "repodata/repomd.xml")
     revision, files = parse_repomd(fetcher.fetch_bytes(url), url)
     out: dict[str, Path] = {}
-    for kind in ("primary", "filelists"):
+    for kind in ("primary", "filelists", *(("updateinfo",) if updateinfo else ())):
         meta = files.get(kind)
         if meta is None:
             continue
@@ -116,13 +119,14 @@ def load_repo(config: RepoConfig, fetcher: Fetcher) -> Repo:
         if not plain.exists():
             plain.parent.mkdir(parents=True, exist_ok=True)
             tmp = plain.with_name(f".{plain.name}.{os.getpid()}")
-            tmp.write_bytes(decompress_metadata(packed, meta_url))
+            shown = f"{meta_url} of repository {config.shown}" if kind == "updateinfo" else meta_url
+            tmp.write_bytes(decompress_metadata(packed, shown))
             os.replace(tmp, plain)
         out[kind] = plain
     keys = tuple(_load_key(k, fetcher, config) for k in config.gpgkey) if config.gpgcheck else ()
     if config.gpgcheck and not keys:
         raise PackageError(f"repository {config.shown} has gpgcheck on but no gpgkey")
-    return Repo(config, revision, out["primary"], out.get("filelists"), keys)
+    return Repo(config, revision, out["primary"], out.get("filelists"), keys, out.get("updateinfo"))
 
 
 def _load_key(url: str, fetcher: Fetcher, config: RepoConfig) -> bytes:
@@ -133,8 +137,20 @@ def _load_key(url: str, fetcher: Fetcher, config: RepoConfig) -> bytes:
     return data
 
 
-def load_repos(configs: Iterable[RepoConfig], fetcher: Fetcher) -> tuple[Repo, ...]:
-    repos = tuple(load_repo(c, fetcher) for c in configs)
+def load_repos(
+    configs: Iterable[RepoConfig],
+    fetcher: Fetcher,
+    *,
+    updateinfo: bool = False,
+    loaded: dict[RepoConfig, Repo] | None = None,
+) -> tuple[Repo, ...]:
+    """`loaded` keeps repositories between calls (`smith outdated` over recipes that share
+    them): each repomd.xml is then fetched once per run, not once per recipe."""
+    memo: dict[RepoConfig, Repo] = {} if loaded is None else loaded
+    repos = tuple(
+        memo[c] if c in memo else memo.setdefault(c, load_repo(c, fetcher, updateinfo=updateinfo))
+        for c in configs
+    )
     ids = [r.config.id for r in repos]
     dup = sorted({i for i in ids if ids.count(i) > 1})
     if dup:

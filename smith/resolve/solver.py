@@ -9,8 +9,9 @@ dependencies (Recommends/Supplements) are ignored unless asked for.
 
 from __future__ import annotations
 
+import functools
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,8 +40,7 @@ class ResolvedPackage:
 
     @property
     def evr(self) -> str:
-        epoch = f"{self.epoch}:" if self.epoch else ""
-        return f"{epoch}{self.version}-{self.release}"
+        return format_evr(self.epoch, self.version, self.release)
 
     @property
     def nevra(self) -> str:
@@ -49,6 +49,11 @@ class ResolvedPackage:
     @property
     def filename(self) -> str:
         return f"{self.name}-{self.version}-{self.release}.{self.arch}.rpm"
+
+
+def format_evr(epoch: int, version: str, release: str) -> str:
+    """[epoch:]version-release, an epoch of 0 left out (as rpm and libsolv print it)."""
+    return f"{epoch}:{version}-{release}" if epoch else f"{version}-{release}"
 
 
 def _open_xml(path: os.PathLike[str] | str) -> Any:
@@ -100,6 +105,16 @@ def _matches_glob(name: str, patterns: set[str]) -> bool:
     return any(("*" in p or "?" in p) and fnmatch.fnmatchcase(name, p) for p in patterns)
 
 
+SELECTION_FLAGS = (
+    solv.Selection.SELECTION_NAME
+    | solv.Selection.SELECTION_PROVIDES
+    | solv.Selection.SELECTION_FILELIST
+    | solv.Selection.SELECTION_CANON
+    | solv.Selection.SELECTION_DOTARCH
+    | solv.Selection.SELECTION_REL
+)
+
+
 def resolve(
     requests: Sequence[str],
     repos: Sequence[Repo],
@@ -109,27 +124,133 @@ def resolve(
     weak: bool = False,
 ) -> tuple[ResolvedPackage, ...]:
     """The packages (sorted by name, arch) that install `requests` into an empty root."""
+    pool = _prepared_pool(requests, repos, arch, excludes)
+    return _solve(pool, _request_jobs(pool, requests, repos, arch), requests, weak)
+
+
+def resolve_update(
+    requests: Sequence[str],
+    repos: Sequence[Repo],
+    pinned: Sequence[ResolvedPackage],
+    update: Collection[str],
+    *,
+    arch: str = DEFAULT_ARCH,
+    excludes: Iterable[str] = (),
+    weak: bool = False,
+) -> UpdateResolution:
+    """Resolve `requests` again, moving only the packages named in `update` (and what
+    they now require): every other package of `pinned` that the repositories still offer
+    is favored, so libsolv keeps it wherever it can, as it keeps an installed package."""
+    pool = _prepared_pool(requests, repos, arch, excludes)
+    jobs = _request_jobs(pool, requests, repos, arch)
+    unoffered = []
+    for pkg in pinned:
+        if pkg.name in update:
+            continue
+        same = _offered(pool, pkg)
+        if same is None:
+            unoffered.append(pkg)
+        else:
+            jobs.append(pool.Job(solv.Job.SOLVER_SOLVABLE | solv.Job.SOLVER_FAVOR, same.id))
+    return UpdateResolution(_solve(pool, jobs, requests, weak), tuple(unoffered))
+
+
+@dataclass(frozen=True)
+class UpdateResolution:
+    packages: tuple[ResolvedPackage, ...]
+    # Pins to keep that no repository offers any more (an updates repository keeps only
+    # the newest version): libsolv cannot keep what it cannot see, so these move too.
+    unoffered: tuple[ResolvedPackage, ...]
+
+
+def newest_versions(
+    packages: Iterable[tuple[str, str]],
+    repos: Sequence[Repo],
+    *,
+    arch: str = DEFAULT_ARCH,
+    excludes: Iterable[str] = (),
+) -> dict[tuple[str, str], ResolvedPackage]:
+    """For each package (name, arch), the best one the repositories offer under the
+    rules a resolution follows: excludes and the target arch first, then the preferred
+    repository priority, then the newest version. Packages offered nowhere are left out."""
+    pool = _build_pool(repos, arch)
+    _considered(pool, arch, excludes)
+    considered = set(pool.get_considered_list())
+    out: dict[tuple[str, str], ResolvedPackage] = {}
+    for name, pkg_arch in packages:
+        sel = pool.select(name, solv.Selection.SELECTION_NAME)
+        candidates = [s for s in sel.solvables() if s.arch == pkg_arch and s.id in considered]
+        if candidates:
+            best = max(pool.best_solvables(candidates), key=functools.cmp_to_key(_evrcmp))
+            out[(name, pkg_arch)] = _resolved(best)
+    return out
+
+
+def compare_evr(a: str, b: str) -> int:
+    """rpm's order of two [epoch:]version-release strings (<0, 0, >0), as libsolv has it
+    (tildes, carets, letters against digits): never a hand-written copy of rpmvercmp."""
+    return _evrcmp(_evr_solvable(a), _evr_solvable(b))
+
+
+def _evrcmp(a: solv.XSolvable, b: solv.XSolvable) -> int:
+    return int(a.evrcmp(b))
+
+
+@functools.cache
+def _evr_repo() -> tuple[solv.Pool, Any]:
+    # The pool is kept with its repository: freeing it would leave the repository dangling.
+    pool = solv.Pool()
+    pool.setdisttype(solv.Pool.DISTTYPE_RPM)
+    return pool, pool.add_repo("@evr")
+
+
+@functools.cache
+def _evr_solvable(evr: str) -> solv.XSolvable:
+    s = _evr_repo()[1].add_solvable()
+    s.name, s.evr, s.arch = "evr", evr, "noarch"
+    return s
+
+
+def _offered(pool: solv.Pool, pkg: ResolvedPackage) -> solv.XSolvable | None:
+    """The solvable of exactly this locked package: from the repository it came from if
+    that still has it, else from any other that does."""
+    same = [
+        s
+        for s in pool.select(pkg.name, solv.Selection.SELECTION_NAME).solvables()
+        # libsolv writes an epoch of 0 as no epoch, as ResolvedPackage.evr does.
+        if s.arch == pkg.arch and s.evr == pkg.evr
+    ]
+    return min(same, key=lambda s: (s.repo.name != pkg.repo_id, s.repo.name), default=None)
+
+
+def _prepared_pool(
+    requests: Sequence[str], repos: Sequence[Repo], arch: str, excludes: Iterable[str]
+) -> solv.Pool:
     if not requests:
         raise ResolveError("nothing to resolve: no packages requested")
     pool = _build_pool(repos, arch)
     _considered(pool, arch, excludes)
-    flags = (
-        solv.Selection.SELECTION_NAME
-        | solv.Selection.SELECTION_PROVIDES
-        | solv.Selection.SELECTION_FILELIST
-        | solv.Selection.SELECTION_CANON
-        | solv.Selection.SELECTION_DOTARCH
-        | solv.Selection.SELECTION_REL
-    )
+    return pool
+
+
+def _request_jobs(
+    pool: solv.Pool, requests: Sequence[str], repos: Sequence[Repo], arch: str
+) -> list[Any]:
     jobs = []
     for req in requests:
-        sel = pool.select(req, flags)
+        sel = pool.select(req, SELECTION_FLAGS)
         if sel.isempty():
             raise ResolveError(
                 f"no package provides {req!r} for {arch} in {_repo_names(repos)}"
                 + _other_arches(pool, req, arch)
             )
         jobs += sel.jobs(solv.Job.SOLVER_INSTALL)
+    return jobs
+
+
+def _solve(
+    pool: solv.Pool, jobs: list[Any], requests: Sequence[str], weak: bool
+) -> tuple[ResolvedPackage, ...]:
     solver = pool.Solver()
     solver.set_flag(solv.Solver.SOLVER_FLAG_IGNORE_RECOMMENDED, 0 if weak else 1)
     problems = solver.solve(jobs)
