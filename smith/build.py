@@ -15,9 +15,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
 from smith.conventions import (
-    ORIGIN as CONVENTIONS_ORIGIN,
-)
-from smith.conventions import (
     ROOT,
     Conventions,
     RuntimeUser,
@@ -54,8 +51,8 @@ from smith.resolve.solver import ResolvedPackage
 from smith.resolve.store import ContentStore
 from smith.result_json import Source, TreeSize, output_size, result_document
 from smith.rootfs import (
-    MOUNTS_ORIGIN,
     add_mount_points,
+    added_reason,
     overlay_rootfs,
     rootfs_of,
 )
@@ -384,10 +381,8 @@ def explain_all(
             reasons[entry.path] = f"named by paths: {paths[entry.path]}"
         elif entry.origin.startswith("rootfs"):
             reasons[entry.path] = "from rootfs/ beside the recipe"
-        elif entry.origin == CONVENTIONS_ORIGIN:
-            reasons[entry.path] = "microcontainer conventions"
-        elif entry.origin == MOUNTS_ORIGIN:
-            reasons[entry.path] = "a mount point named by mounts"
+        elif added := added_reason(entry):
+            reasons[entry.path] = added
         elif entry.kind is Kind.DIR:
             reasons[entry.path] = "parent directory of kept files"
         else:

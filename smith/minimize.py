@@ -20,7 +20,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from smith.conventions import ORIGIN as CONVENTIONS_ORIGIN
 from smith.conventions import (
     ROOT,
     Conventions,
@@ -45,7 +44,7 @@ from smith.resolve.loader import glob_root
 from smith.resolve.programs import find_program, is_executable, search_path
 from smith.resolve.roots import PathWalker, TreeRoot
 from smith.result_json import Source, TreeSize, result_document
-from smith.rootfs import MOUNTS_ORIGIN, add_mount_points, overlay_rootfs, rootfs_paths
+from smith.rootfs import add_mount_points, added_reason, overlay_rootfs, rootfs_paths
 from smith.tree import FileTree, Kind
 
 log = logging.getLogger(__name__)
@@ -143,12 +142,9 @@ def minimize_image(source: str, output: str, options: MinimizeOptions) -> Minimi
         # directories and may replace the NSS files, and they add what they add.
         explained: dict[str, str] = {}
         for entry in final:
-            if entry.origin == CONVENTIONS_ORIGIN:
-                explained[entry.path] = entry.origin
-            elif entry.origin == MOUNTS_ORIGIN:
-                explained[entry.path] = "a mount point named by mounts"
-            else:
-                explained[entry.path] = kept.get(entry.path, "parent directory of a kept path")
+            explained[entry.path] = added_reason(entry) or kept.get(
+                entry.path, "parent directory of a kept path"
+            )
         result = write_image(
             final,
             replace(config, user=user.config_user),

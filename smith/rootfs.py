@@ -6,9 +6,10 @@ import os
 import posixpath
 from collections.abc import Iterable
 
+from smith.conventions import ORIGIN as CONVENTIONS_ORIGIN
 from smith.errors import UnsafePathError
 from smith.paths import climbs_out, normalize_path, parent_paths
-from smith.tree import FileTree, Kind
+from smith.tree import Entry, FileTree, Kind
 
 ORIGIN = "rootfs/"
 MOUNTS_ORIGIN = "mounts (recipe)"
@@ -54,3 +55,13 @@ def add_mount_points(tree: FileTree, mounts: Iterable[str]) -> None:
         for directory in (*parent_paths(path), path):
             if directory and directory not in tree:
                 tree.add_dir(directory, 0o755, origin=MOUNTS_ORIGIN)
+
+
+def added_reason(entry: Entry) -> str | None:
+    """Why `entry` is in the image when no closure or pattern kept it: the conventions or
+    the recipe's `mounts` added it (None: neither did)."""
+    if entry.origin == CONVENTIONS_ORIGIN:
+        return CONVENTIONS_ORIGIN
+    if entry.origin == MOUNTS_ORIGIN:
+        return "a mount point named by mounts"
+    return None
