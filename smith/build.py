@@ -23,7 +23,6 @@ from smith.conventions import (
     nss_documents,
     parse_user,
 )
-from smith.epoch import environment_epoch
 from smith.errors import RecipeError, SmithError
 from smith.globs import Excludes, glob_match, has_magic
 from smith.oci.compress import parse_compression
@@ -56,6 +55,7 @@ from smith.rootfs import (
     overlay_rootfs,
     rootfs_of,
 )
+from smith.settings import merged
 from smith.sources import plan_recipe, relative_to, repo_configs
 from smith.tree import FileTree, InlineBytes, Kind, path_sort_key
 
@@ -114,7 +114,7 @@ def build(recipe_path: str, options: BuildOptions) -> BuildResult:
     recipe = load_recipe(recipe_path)
     base = os.path.dirname(os.path.abspath(recipe_path))
     # A bad output name or format fails before any download.
-    choose_format(options.output or recipe.output or DEFAULT_OUTPUT, options.fmt or recipe.format)
+    choose_format(output_of(options, recipe), merged("format", options.fmt, recipe))
     image = image_package(recipe.package, base)
     if image is not None:
         return build_from_image(recipe, recipe_path, image, options)
@@ -170,7 +170,7 @@ def build(recipe_path: str, options: BuildOptions) -> BuildResult:
         overlay_rootfs(kept, rootfs)
     add_mount_points(kept, recipe.mounts)
     image_tree = apply_conventions(kept, Conventions(user=user, nss=nss))
-    output = options.output or recipe.output or DEFAULT_OUTPUT
+    output = output_of(options, recipe)
     owners = {e.path: e.origin for e in image_tree}
     config = image_config(recipe, user.config_user)
     log.info("writing %d paths to %s", len(image_tree), output)
@@ -189,10 +189,10 @@ def build(recipe_path: str, options: BuildOptions) -> BuildResult:
             image_tree,
             config,
             output,
-            fmt=options.fmt or recipe.format,
-            compression=parse_compression(options.compression or recipe.compression),
-            epoch=choose_epoch(options.epoch, recipe),
-            tag=options.tag or recipe.tag or "",
+            fmt=merged("format", options.fmt, recipe),
+            compression=parse_compression(merged("compression", options.compression, recipe)),
+            epoch=merged("source_date_epoch", options.epoch, recipe),
+            tag=merged("tag", options.tag, recipe) or "",
             parent=parent,
             annotations={PACKAGE_FILES_ANNOTATION: package_files_json(owners)},
             cache_dir=str(fetcher.cache_dir),
@@ -230,14 +230,14 @@ def build_from_image(
         recipe_path,
         MinimizeOptions(
             platform=Platform(GO_ARCH.get(recipe.arch, recipe.arch), "linux"),
-            epoch=choose_epoch(options.epoch, recipe),
-            fmt=options.fmt or recipe.format,
-            tag=options.tag or recipe.tag or "",
+            fmt=merged("format", options.fmt, recipe),
             registry=options.registry,
         ),
         compression=options.compression,
+        epoch=options.epoch,
+        tag=options.tag,
     )
-    output = options.output or recipe.output or DEFAULT_OUTPUT
+    output = output_of(options, recipe)
     log.info("shrinking the image %s", image)
     result = minimize_image(image, output, settings)
     return BuildResult(
@@ -432,12 +432,8 @@ def image_config(recipe: Recipe, user: str) -> ImageConfig:
     )
 
 
-def choose_epoch(explicit: int | None, recipe: Recipe) -> int:
-    if explicit is not None:
-        return explicit
-    if recipe.source_date_epoch is not None:
-        return recipe.source_date_epoch
-    return environment_epoch()
+def output_of(options: BuildOptions, recipe: Recipe) -> str:
+    return str(merged("output", options.output, recipe, DEFAULT_OUTPUT))
 
 
 def package_files_json(owners: dict[str, str]) -> str:

@@ -16,28 +16,19 @@ from smith.errors import UsageError
 from smith.oci.push import push_image
 from smith.oci.reference import parse_reference
 from smith.recipe import find_recipe
-from smith.registry_flags import compression_option, registry_flags, registry_options
+from smith.registry_flags import registry_flags, registry_options
+from smith.settings import setting_options
 
 log = logging.getLogger("smith")
 
 
 @cli.command("build")
 @click.argument("recipe", required=False)
-@click.option(
-    "-o",
-    "-i",
-    "--output",
-    help="Output: a directory (OCI layout), .tar or .tar.gz "
-    "(oci-archive). Default: the recipe's `output`, else image.tar.gz.",
+@setting_options(
+    "build",
+    aliases={"output": ("-i",)},
+    notes={"output": " Default: the recipe's `output`, else image.tar.gz."},
 )
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["oci", "oci-archive", "docker-archive"]),
-    help="Output format (default: from the output's name).",
-)
-@click.option("--tag", help="Image name/tag recorded in the output (e.g. app:1.0).")
-@compression_option
 @click.option("--locked", is_flag=True, help="Use smith.lock only; never resolve beyond it.")
 @click.option("--offline", is_flag=True, help="Fail at once on any network access.")
 @click.option("--cache-dir", help="Download cache (default: $XDG_CACHE_HOME/smith).")

@@ -10,20 +10,18 @@ import click
 
 from smith import progress
 from smith.cli import cli
-from smith.epoch import environment_epoch
 from smith.errors import UsageError
 from smith.minimize import MinimizeOptions, minimize_image
 from smith.minimize_recipe import read_minimize_recipe
 from smith.oci.compress import parse_compression
 from smith.oci.image import parse_platform
-from smith.registry_flags import compression_option, registry_flags, registry_options
+from smith.registry_flags import registry_flags, registry_options
+from smith.settings import merged, setting_options
 
 
 @cli.command()
 @click.argument("image", required=False)
-@click.option("-o", "--output", required=True, help="OCI layout directory, .tar or .tar.gz.")
-@click.option("--format", "fmt", help="oci, oci-archive or docker-archive.")
-@click.option("--tag", default="", help="Name of the image in the output.")
+@setting_options("minimize", required=("output",))
 @click.option("--platform", help="OS/ARCH[/VARIANT] to pick from a multi-platform index.")
 @click.option("--recipe", type=click.Path(dir_okay=False), help="smith.yaml naming the image.")
 @click.option("--path", "paths", multiple=True, help="Also keep this glob or directory.")
@@ -34,7 +32,6 @@ from smith.registry_flags import compression_option, registry_flags, registry_op
 @click.option("--keep-ownership", is_flag=True, help="Keep files' original uid/gid.")
 @click.option("--keep-modes", is_flag=True, help="Keep files' original permission bits.")
 @click.option("--entrypoint", help="Replace the Entrypoint (a JSON list or one program).")
-@compression_option
 @click.option("--explain", is_flag=True, help="Print every kept file and why it is kept.")
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
@@ -43,7 +40,7 @@ def minimize(
     image: str | None,
     output: str,
     fmt: str | None,
-    tag: str,
+    tag: str | None,
     platform: str | None,
     recipe: str | None,
     paths: tuple[str, ...],
@@ -72,14 +69,14 @@ def minimize(
         keep_modes=keep_modes,
         entrypoint=parse_entrypoint(entrypoint) if entrypoint else None,
         platform=parse_platform(platform) if platform else None,
-        compression=parse_compression(compression or "gzip"),
-        epoch=environment_epoch(),
+        compression=parse_compression(merged("compression", compression)),
+        epoch=merged("source_date_epoch", None),
         fmt=fmt,
-        tag=tag,
+        tag=tag or "",
         registry=registry_options(flags),
     )
     if recipe:
-        named, options = read_minimize_recipe(recipe, options, compression=compression)
+        named, options = read_minimize_recipe(recipe, options, compression=compression, tag=tag)
         if image and named and image != named:
             raise UsageError(f"the recipe names the image {named!r}, the command line {image!r}")
         image = image or named

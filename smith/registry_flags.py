@@ -1,6 +1,5 @@
 """The command-line flags of every command that talks to a registry, in one place, so that
-upload, download, and the commands that read images (minimize, verify, ...) agree; and the
-output flags build and minimize share."""
+upload, download, and the commands that read images (minimize, verify, ...) agree."""
 
 from __future__ import annotations
 
@@ -10,7 +9,6 @@ from typing import Any, TypeVar
 import click
 
 from smith.oci.auth import parse_creds
-from smith.oci.compress import Compression
 from smith.oci.registry import RegistryOptions
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -83,12 +81,3 @@ def registry_options(kwargs: dict[str, Any], **extra: Any) -> RegistryOptions:
         retries=kwargs.pop("retries"),
         **extra,
     )
-
-
-# One --compression for build and minimize: unset, the recipe's `compression` applies
-# (a --recipe's for minimize), else gzip.
-compression_option = click.option(
-    "--compression",
-    type=click.Choice([c.value for c in Compression]),
-    help="Layer compression (default: the recipe's, else gzip).",
-)
