@@ -1,44 +1,61 @@
-"""`smith build` of the HTTP-server recipe against the physical work, in the same run.
+"""`smith build` of a small recipe, as commands, against the shell pipeline, interleaved.
 
-Usage: .venv/bin/python -m bench.bench_build [--recipe recipes/tinyhttpd]
+    .venv/bin/python -m bench.bench_build [--recipe recipes/tinyhttpd] [--rounds 5]
 
-- cold build (empty cache, packages fetched over HTTP from 127.0.0.1) against the sum of
-  `rpm2cpio PKG | cpio -idm` of every resolved package and `tar --sort=name ... | gzip -n`
-  of the kept files (target: at most 1.5x);
-- a rebuild with everything cached against the cold build (target: at most 0.5x);
-- the image size against an `rpm --root` install of the same packages.
+- cold: `smith build RECIPE -o OUT --cache-dir EMPTY` (packages fetched over HTTP from a
+  local `python3 -m http.server`), against the shell pipeline a user would write for the
+  same work: `rpm2cpio PKG | cpio -idm` of every resolved package, then `tar --sort=name
+  ... | gzip -n` of the kept files (target: at most 1.3x);
+- warm: the same command again, nothing changed, cache kept (target: at most 0.3x cold);
+- `python -c pass` as the load reference.
+
+The image size against an `rpm --root` install of the same packages is printed too.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import shlex
 import shutil
 import subprocess
+import sys
 import tempfile
-import time
 from pathlib import Path
 
 import yaml
 
-from smith.build import BuildOptions, build
+from bench.timing import Case, command_case, interleave, load_reference, ratio, report
 from tests.rpm_universe import cached_universe, start_http_server
 
 PROJECT = Path(__file__).resolve().parent.parent
-
-
-def timed(fn):  # type: ignore[no-untyped-def]
-    start = time.perf_counter()
-    value = fn()
-    return time.perf_counter() - start, value
+SMITH = str(Path(sys.executable).with_name("smith"))
+RPM_MAGIC = b"\xed\xab\xee\xdb"
+RPM_INSTALL: tuple[str, ...] = ("rpm", "--dbpath", "/var/lib/rpm", "--force-debian", "-i")
+RPM_INSTALL += ("--nodeps", "--noscripts", "--nosignature")
 
 
 def du(path: Path) -> int:
     return sum(p.lstat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
 
 
+def pipeline(rpms: list[Path], kept: list[str], tmp: Path) -> str:
+    """The shell pipeline doing the physical work of the build: extract, then archive."""
+    listing = tmp / "kept.txt"
+    listing.write_text("".join(f"{p}\n" for p in kept))
+    root = tmp / "cpio-root"
+    extract = "; ".join(f"rpm2cpio {shlex.quote(str(r))} | cpio -idm --quiet" for r in rpms)
+    archive = (
+        "tar --sort=name --numeric-owner --owner=0 --group=0 --mtime=@0 --no-recursion "
+        f"-cf - -T {listing} | gzip -n > {tmp / 'baseline.tar.gz'}"
+    )
+    return f"rm -rf {root} && mkdir {root} && cd {root} && {extract} && {archive}"
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser()
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--recipe", default="recipes/tinyhttpd")
+    parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     universe = cached_universe(PROJECT / "out" / "universes")
     proc, url = start_http_server(universe.root)
@@ -51,82 +68,62 @@ def main() -> None:
             doc["repos"] = [{"name": "universe", "baseurl": url + "repos/main"}]
             (recipe_dir / "smith.yaml").write_text(yaml.safe_dump(doc))
             recipe = str(recipe_dir / "smith.yaml")
-            cache = tmp / "cache"
+            warm_cache, cold_cache = tmp / "warm-cache", tmp / "cold-cache"
 
-            cold, result = timed(
-                lambda: build(
-                    recipe, BuildOptions(output=str(tmp / "cold.tar.gz"), cache_dir=str(cache))
-                )
-            )
-            warm, _ = timed(
-                lambda: build(
-                    recipe, BuildOptions(output=str(tmp / "warm.tar.gz"), cache_dir=str(cache))
-                )
-            )
-            rpms = sorted((cache / "blobs" / "sha256").glob("*"))
-            rpms = [p for p in rpms if p.read_bytes()[:4] == b"\xed\xab\xee\xdb"]
+            def build_argv(cache: Path, out: str) -> list[str]:
+                return [SMITH, "build", recipe, "-o", str(tmp / out), "--cache-dir", str(cache)]
 
-            root = tmp / "cpio-root"
-            root.mkdir()
-
-            def extract() -> None:
-                for rpm in rpms:
-                    subprocess.run(
-                        f"rpm2cpio {rpm} | cpio -idm --quiet", shell=True, cwd=root, check=True
-                    )
-
-            t_extract, _ = timed(extract)
-            listing = tmp / "kept.txt"
-            listing.write_text(
-                "".join(
-                    f"{p}\n" for p in result.kept if (root / p).exists() or (root / p).is_symlink()
-                )
+            first = subprocess.run(
+                [*build_argv(warm_cache, "first.tar.gz"), "--json"],
+                capture_output=True,
+                text=True,
+                check=True,
             )
-            t_tar, _ = timed(
-                lambda: subprocess.run(
-                    f"tar --sort=name --numeric-owner --owner=0 --group=0 --mtime=@0 --no-recursion "
-                    f"-cf - -C {root} -T {listing} | gzip -n > {tmp / 'baseline.tar.gz'}",
-                    shell=True,
-                    check=True,
-                )
+            summary = json.loads(first.stdout)
+            rpms = [
+                p
+                for p in sorted((warm_cache / "blobs").rglob("*"))
+                if p.is_file() and p.read_bytes()[:4] == RPM_MAGIC
+            ]
+            listing = subprocess.run(
+                ["tar", "-tzf", str(tmp / "first.tar.gz")], capture_output=True, text=True
             )
-            baseline = t_extract + t_tar
+            kept = [line.rstrip("/") for line in listing.stdout.splitlines() if line]
+            shell = pipeline(rpms, kept, tmp)
+
+            cold = command_case("smith build (cold)", build_argv(cold_cache, "cold.tar.gz"))
+            cases = [
+                load_reference(),
+                Case("shell pipeline", command_case("", ["sh", "-c", shell]).run, shell),
+                cold,
+                command_case("smith build (warm)", build_argv(warm_cache, "warm.tar.gz")),
+            ]
+
+            def empty_cold_cache() -> None:
+                shutil.rmtree(cold_cache, ignore_errors=True)
+
+            times = interleave(cases, args.rounds, before=empty_cold_cache)
+            print(
+                f"recipe {args.recipe}: {summary['packages_resolved']} packages "
+                f"({len(rpms)} RPMs), {summary['files']} kept paths"
+            )
+            print(f"\n{args.rounds} rounds, interleaved (the cold cache is emptied before each):")
+            report(times)
+            print()
+            ratio(times, "smith build (cold)", "shell pipeline", "at most 1.3x")
+            ratio(times, "smith build (warm)", "smith build (cold)", "at most 0.3x")
 
             rpm_root = tmp / "rpm-root"
             subprocess.run(
-                [
-                    "rpm",
-                    "--root",
-                    str(rpm_root),
-                    "--dbpath",
-                    "/var/lib/rpm",
-                    "--force-debian",
-                    "-i",
-                    "--nodeps",
-                    "--noscripts",
-                    "--nosignature",
-                    *map(str, rpms),
-                ],
+                [*RPM_INSTALL, "--root", str(rpm_root), *map(str, rpms)],
                 check=True,
                 capture_output=True,
             )
             shutil.rmtree(rpm_root / "var" / "lib" / "rpm", ignore_errors=True)
             installed = du(rpm_root)
+            size = summary["size"]
             print(
-                f"recipe {args.recipe}: {len(result.packages)} packages, {len(result.kept)} kept paths"
-            )
-            print(
-                f"baseline rpm2cpio|cpio {t_extract:.2f} s + tar|gzip {t_tar:.2f} s = {baseline:.2f} s"
-            )
-            print(
-                f"smith cold build   {cold:6.2f} s   ratio to baseline {cold / baseline:.2f} (target <= 1.5)"
-            )
-            print(
-                f"smith cached build {warm:6.2f} s   ratio to cold     {warm / cold:.2f} (target <= 0.5)"
-            )
-            print(
-                f"image {result.image_bytes} bytes; rpm --root install {installed} bytes "
-                f"({result.image_bytes / installed:.3f}x)"
+                f"image {size} bytes; rpm --root install {installed} bytes ({size / installed:.3f}x)"
             )
     finally:
         proc.terminate()

@@ -1,11 +1,18 @@
-"""Benchmark: the closure of every dynamic ELF file in /usr/bin and /usr/sbin, in one
-process, against `lddtree -l` given the same files in one process, and against `ldd` run
-once per file, all in the same run.
+"""Benchmark: the ELF closure of every dynamic ELF file in /usr/bin and /usr/sbin against its
+floor and its peers, interleaved in the same run (min and median of ROUNDS):
 
-    .venv/bin/python -m bench.bench_closure [--ldd-sample N]
+- smith in one process (ClosureWalker, cold: fresh caches, every file parsed);
+- the floor: a minimal `struct` reader of the same files (every start and every library the
+  closure opened: ELF header, program headers, dynamic section, string table), no search;
+- `smith closure / FILES... --keep-going`, the command a user runs;
+- `lddtree -l FILES...` run the way its users run it: Debian's /usr/bin/python3 with
+  Debian's python3-pyelftools (lddtree is Python; under the venv's Python it is slower);
+- `scanelf -n FILES...` (pax-utils, C: reads DT_NEEDED only, resolves nothing);
+- `python -c pass`, the load reference.
 
-The enumeration of the files is not timed. The closure is timed cold (a fresh cache and
-root view, parsing every file) so the comparison is fair to lddtree.
+    .venv/bin/python -m bench.bench_closure [--rounds 5] [--ldd-sample 0]
+
+The enumeration of the files is not timed; the page cache is warm for every case.
 """
 
 from __future__ import annotations
@@ -13,65 +20,116 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import struct
 import subprocess
 import sys
 import time
+from pathlib import Path
 
+from bench.timing import (
+    Case,
+    command_case,
+    cpu_ratio,
+    interleave,
+    load_reference,
+    ratio,
+    report,
+)
 from smith.resolve.closure import ClosureWalker
 from smith.resolve.roots import DirectoryRoot
 from tests.host_oracle import HOST_DIRS, find_dynamic_elfs, run_lddtree
 
+DEBIAN_PYTHON = "/usr/bin/python3"
+SMITH = str(Path(sys.executable).with_name("smith"))
 
-def time_smith(paths: list[str]) -> tuple[float, dict[str, frozenset[str]]]:
-    began = time.perf_counter()
+
+def smith_closure(paths: list[str]) -> ClosureWalker:
     walker = ClosureWalker(DirectoryRoot("/"), keep_going=True)
     for path in paths:
         walker.add_start(path)
-    elapsed = time.perf_counter() - began
-    found = {
-        "/" + start: frozenset(os.path.realpath("/" + obj.real) for obj in objects[1:])
-        for start, objects in walker.programs.items()
-    }
-    return elapsed, found
+    return walker
 
 
-def time_lddtree(paths: list[str]) -> tuple[float, dict[str, frozenset[str]]]:
-    lddtree = shutil.which("lddtree")
-    assert lddtree is not None, "lddtree (pax-utils) is not installed"
-    began = time.perf_counter()
-    found = run_lddtree(sys.executable, lddtree, paths)
-    return time.perf_counter() - began, found
-
-
-def time_ldd_each(paths: list[str]) -> float:
-    began = time.perf_counter()
-    for path in paths:
-        subprocess.run(["ldd", path], capture_output=True, check=False)
-    return time.perf_counter() - began
+def floor_read(files: list[str]) -> int:
+    """What any closure must at least do: read the headers and DT_NEEDED of every file
+    (64-bit little-endian only, no checks: this is a floor, not a parser)."""
+    count = 0
+    for path in files:
+        with open(path, "rb") as f:
+            head = f.read(64)
+            phoff, phentsize, phnum = (
+                struct.unpack_from("<Q", head, 32)[0],
+                *struct.unpack_from("<HH", head, 54),
+            )
+            f.seek(phoff)
+            phdrs = f.read(phentsize * phnum)
+            loads, dynamic = [], None
+            for kind, _, offset, vaddr, _, filesz, _, _ in struct.iter_unpack("<IIQQQQQQ", phdrs):
+                if kind == 1:
+                    loads.append((vaddr, filesz, offset))
+                elif kind == 2:
+                    dynamic = (offset, filesz)
+            if dynamic is None:
+                continue
+            f.seek(dynamic[0])
+            tags = list(struct.iter_unpack("<qQ", f.read(dynamic[1])))
+            strtab = next(v for t, v in tags if t == 5)
+            strsz = next(v for t, v in tags if t == 10)
+            offset = next(o + strtab - v for v, s, o in loads if v <= strtab < v + s)
+            f.seek(offset)
+            table = f.read(strsz)
+            for tag, value in tags:
+                if tag == 1:
+                    table[value : table.index(b"\0", value)].decode()
+                    count += 1
+    return count
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument(
-        "--ldd-sample",
-        type=int,
-        default=0,
-        help="time ldd on every Nth file only and scale up (0: every file)",
+        "--ldd-sample", type=int, default=0, help="also time ldd per file, every Nth, scaled"
     )
     args = parser.parse_args()
     paths = [e.path for e in find_dynamic_elfs(HOST_DIRS, recursive=False)]
-    smith_s, ours = time_smith(paths)
-    lddtree_s, theirs = time_lddtree(paths)
+    walker = smith_closure(paths)
+    files = sorted({"/" + obj.real for objects in walker.programs.values() for obj in objects})
+    ours = {
+        "/" + start: frozenset(os.path.realpath("/" + obj.real) for obj in objects[1:])
+        for start, objects in walker.programs.items()
+    }
+    lddtree = shutil.which("lddtree")
+    assert lddtree is not None, "lddtree (pax-utils) is not installed"
+    theirs = run_lddtree(DEBIAN_PYTHON, lddtree, paths)
     agree = sum(1 for path in paths if ours.get(path) == theirs.get(path))
-    step = max(1, args.ldd_sample)
-    sample = paths[::step]
-    ldd_s = time_ldd_each(sample) * len(paths) / len(sample)
-    print(f"files: {len(paths)} dynamic ELF in {', '.join(HOST_DIRS)}")
+    print(f"files: {len(paths)} dynamic ELF in {', '.join(HOST_DIRS)}; {len(files)} opened")
     print(f"same closure as lddtree -l: {agree}/{len(paths)} files")
-    print(f"smith closure (one process):   {smith_s:8.2f} s")
-    print(f"lddtree -l (one process):      {lddtree_s:8.2f} s  ({lddtree_s / smith_s:5.1f}x smith)")
-    scaled = f" (every {step}th file, scaled)" if step > 1 else ""
-    print(f"ldd per file{scaled}:".ljust(31) + f"{ldd_s:8.2f} s  ({ldd_s / smith_s:5.1f}x smith)")
+
+    cases = [
+        load_reference(),
+        Case("smith (in process)", lambda: smith_closure(paths), cpu=True),
+        Case("floor: struct reader", lambda: floor_read(files), cpu=True),
+        command_case("smith closure", [SMITH, "closure", "/", *paths, "--keep-going"]),
+        command_case("lddtree -l", [DEBIAN_PYTHON, lddtree, "-l", *paths]),
+        command_case("scanelf -n", ["scanelf", "-qn", *paths]),
+    ]
+    times = interleave(cases, args.rounds)
+    print(f"\n{args.rounds} rounds, interleaved:")
+    report(times)
+    print()
+    ratio(times, "smith (in process)", "floor: struct reader", "at most 3x")
+    cpu_ratio(times, "smith (in process)", "floor: struct reader", "at most 3x")
+    ratio(times, "lddtree -l", "smith (in process)", "at least 30x")
+    ratio(times, "lddtree -l", "smith closure", "command against command")
+    ratio(times, "smith (in process)", "scanelf -n")
+    if args.ldd_sample:
+        sample = paths[:: args.ldd_sample]
+        began = time.perf_counter()
+        for path in sample:
+            subprocess.run(["ldd", path], capture_output=True, check=False)
+        scaled = (time.perf_counter() - began) * len(paths) / len(sample)
+        print(f"ldd per file (every {args.ldd_sample}th, scaled): {scaled:.2f} s")
 
 
 if __name__ == "__main__":

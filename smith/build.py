@@ -30,7 +30,7 @@ from smith.oci.image import GO_ARCH, ImageConfig, Platform
 from smith.oci.layout import choose_format, open_image
 from smith.oci.output import write_image
 from smith.oci.reference import is_registry_reference
-from smith.oci.registry import RegistryOptions
+from smith.oci.registry_options import RegistryOptions
 from smith.oci.writer import ImageResult
 from smith.paths import normalize_path, parent_paths
 from smith.recipe import Recipe, RuntimeSet, load_recipe

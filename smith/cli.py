@@ -6,7 +6,6 @@ Commands live in their own modules (smith/main_<command>.py) and register themse
 
 from __future__ import annotations
 
-import logging
 import os
 import signal
 import sys
@@ -26,18 +25,33 @@ class LazyGroup(click.Group):
     diff` should not pay for importing the whole build pipeline."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        import pkgutil
+        import os
 
         import smith
 
+        # A directory listing, not pkgutil (which imports shutil, and with it bz2 and lzma).
         names = {
-            m.name[len("main_") :]
-            for m in pkgutil.iter_modules(smith.__path__)
-            if m.name.startswith("main_")
+            name[len("main_") : -len(".py")]
+            for directory in smith.__path__
+            for name in os.listdir(directory)
+            if name.startswith("main_") and name.endswith(".py")
         }
         return sorted(names | set(self.commands))
 
+    summaries_only = False
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        # `smith --help` lists every command: with their summaries read from the source
+        # of their modules, listing them costs ~20 ms instead of importing them all (~1 s).
+        self.summaries_only = True
+        try:
+            super().format_commands(ctx, formatter)
+        finally:
+            self.summaries_only = False
+
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if self.summaries_only and cmd_name not in self.commands:
+            return summary_command(cmd_name)
         if cmd_name not in self.commands and cmd_name.isidentifier():
             import importlib
 
@@ -47,6 +61,34 @@ class LazyGroup(click.Group):
                 if err.name != f"smith.main_{cmd_name}":
                     raise
         return self.commands.get(cmd_name)
+
+
+def summary_command(name: str) -> click.Command | None:
+    """A stand-in for command `name` that only knows its help: the docstring of the function
+    smith/main_<name>.py registers with `@cli.command("<name>")`, found without importing."""
+    import ast
+    import importlib.util
+
+    spec = importlib.util.find_spec(f"smith.main_{name}")
+    if spec is None or spec.origin is None:
+        return None
+    with open(spec.origin, encoding="utf-8") as f:
+        module = ast.parse(f.read(), spec.origin)
+    for node in module.body:
+        if not isinstance(node, ast.FunctionDef):
+            continue
+        for d in node.decorator_list:
+            if not (
+                isinstance(d, ast.Call)
+                and isinstance(d.func, ast.Attribute)
+                and d.func.attr == "command"
+            ):
+                continue
+            names = [a.value for a in d.args if isinstance(a, ast.Constant)]
+            # `@cli.command()` takes the function's name (click drops a _command suffix).
+            if names == [name] or (not names and node.name in (name, f"{name}_command")):
+                return click.Command(name, help=ast.get_docstring(node, clean=False))
+    return None
 
 
 @click.group(
@@ -77,6 +119,8 @@ def cli(
     """Build and shrink container images to the bare minimum, bit for bit reproducibly.
 
     Bare `smith` (Oracle smith's command line) builds ./smith.yaml, as `smith build`."""
+    import logging  # here, not at the top: --help and --version do not log
+
     ctx.obj = {"debug": debug}
     level = logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING
     logging.basicConfig(level=level, format="smith: %(message)s", stream=sys.stderr)

@@ -21,7 +21,7 @@ from typing import Any
 
 from smith.errors import ImageFormatError
 from smith.oci.layout import LoadedImage, open_image
-from smith.oci.registry import RegistryOptions
+from smith.oci.registry_options import RegistryOptions
 from smith.tarscan import (
     TarEntry,
     TarSummary,

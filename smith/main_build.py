@@ -13,7 +13,6 @@ from smith import progress
 from smith.build import BuildOptions, build
 from smith.cli import cli
 from smith.errors import UsageError
-from smith.oci.push import push_image
 from smith.oci.reference import parse_reference
 from smith.recipe import find_recipe
 from smith.registry_flags import registry_flags, registry_options
@@ -110,8 +109,12 @@ def build_command(
                 registry=registry,
             ),
         )
-    with progress.showing("uploading", quiet=quiet):
-        pushed = push_image(result.output, target, options=registry) if target else None
+    pushed = None
+    if target:
+        from smith.oci.push import push_image  # the registry client: only to push
+
+        with progress.showing("uploading", quiet=quiet):
+            pushed = push_image(result.output, target, options=registry)
     if explain and not as_json:
         for path in result.kept:
             owner = result.owners.get(path) or "smith"

@@ -35,7 +35,7 @@ from smith.oci.compress import Compression
 from smith.oci.image import ImageConfig, Platform
 from smith.oci.layout import LoadedImage, choose_format, open_image
 from smith.oci.output import write_image
-from smith.oci.registry import RegistryOptions
+from smith.oci.registry_options import RegistryOptions
 from smith.oci.unpack import UnpackStats, apply_layers
 from smith.oci.writer import ImageResult
 from smith.paths import normalize_path

@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 import click
 
 from smith.oci.auth import parse_creds
-from smith.oci.registry import RegistryOptions
+from smith.oci.registry_options import RegistryOptions
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -8,6 +8,8 @@ byte flipped), "truncate" (half the body, then close, Content-Length promising a
 
 from __future__ import annotations
 
+import email.utils
+import hashlib
 import socket
 import ssl
 import struct
@@ -27,6 +29,9 @@ class FaultServer:
         self.root = root
         self.faults: dict[str, deque[str]] = defaultdict(deque)
         self.hits: Counter[str] = Counter()
+        self.statuses: defaultdict[str, list[int]] = defaultdict(list)
+        # Validators sent with every file, and honoured in conditional requests.
+        self.validators: set[str] = set()
         self._lock = threading.Lock()
         self.url = ""
 
@@ -63,8 +68,23 @@ def _handler(server: FaultServer) -> type[BaseHTTPRequestHandler]:
                 self.connection.close()
                 return
             body = file.read_bytes()
+            etag = '"' + hashlib.sha256(body).hexdigest()[:16] + '"'
+            modified = email.utils.formatdate(int(file.stat().st_mtime), usegmt=True)
+            if ("etag" in server.validators and self.headers.get("If-None-Match") == etag) or (
+                "last-modified" in server.validators
+                and self.headers.get("If-Modified-Since") == modified
+            ):
+                server.statuses[path].append(304)
+                self.send_response(304)
+                self.end_headers()
+                return
+            server.statuses[path].append(200)
             self.send_response(200)
             self.send_header("Content-Length", str(len(body)))
+            if "etag" in server.validators:
+                self.send_header("ETag", etag)
+            if "last-modified" in server.validators:
+                self.send_header("Last-Modified", modified)
             self.end_headers()
             if fault == "stall":
                 self.wfile.flush()

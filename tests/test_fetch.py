@@ -165,3 +165,57 @@ def test_default_cache_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> N
     monkeypatch.delenv("XDG_CACHE_HOME")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     assert default_cache_dir() == tmp_path / "home/.cache/smith"
+
+
+REPOMD = "repos/main/repodata/repomd.xml"
+
+
+@pytest.mark.parametrize("validators", [{"etag"}, {"last-modified"}, {"etag", "last-modified"}])
+def test_repomd_is_revalidated_not_downloaded_again(
+    rpm_universe: Universe, server: FaultServer, tmp_path: Path, validators: set[str]
+) -> None:
+    server.validators = validators
+    config = RepoConfig(id="main", baseurl=server.url + "repos/main")
+    f = fetcher_for(tmp_path)
+    first = load_repos([config], f)
+    again = load_repos([config], fetcher_for(tmp_path))
+    assert again == first
+    assert server.statuses[REPOMD] == [200, 304]
+
+
+def test_a_changed_repomd_is_downloaded(
+    rpm_universe: Universe, server: FaultServer, tmp_path: Path
+) -> None:
+    server.validators = {"etag"}
+    url = server.url + REPOMD
+    f = fetcher_for(tmp_path)
+    original = f.fetch_revalidated(url)
+    # The server's copy changes (another revision): its ETag with it.
+    server.root = tmp_path / "moved"
+    (server.root / REPOMD).parent.mkdir(parents=True)
+    (server.root / REPOMD).write_bytes(original + b"<!-- new revision -->\n")
+    assert f.fetch_revalidated(url) == original + b"<!-- new revision -->\n"
+    assert f.fetch_revalidated(url) == original + b"<!-- new revision -->\n"
+    assert server.statuses[REPOMD] == [200, 200, 304]
+
+
+def test_no_validators_no_kept_copy_and_damage_means_download(
+    rpm_universe: Universe, server: FaultServer, tmp_path: Path
+) -> None:
+    url = server.url + REPOMD
+    f = fetcher_for(tmp_path)
+    f.fetch_revalidated(url)
+    f.fetch_revalidated(url)
+    assert server.statuses[REPOMD] == [200, 200]  # nothing to ask conditionally with
+    assert not (f.cache_dir / "revalidate").exists()
+    server.validators = {"etag"}
+    f.fetch_revalidated(url)
+    for body in (f.cache_dir / "revalidate").glob("*.body"):
+        body.write_bytes(b"damaged")
+    assert f.fetch_revalidated(url) == (rpm_universe.root / REPOMD).read_bytes()
+    assert server.statuses[REPOMD] == [200, 200, 200, 200]  # a damaged copy is not offered
+
+
+def test_offline_still_refuses_repomd(server: FaultServer, tmp_path: Path) -> None:
+    with pytest.raises(PackageError, match="offline mode"):
+        fetcher_for(tmp_path, offline=True).fetch_revalidated(server.url + REPOMD)

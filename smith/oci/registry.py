@@ -22,7 +22,6 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import urlencode, urljoin, urlsplit
 
@@ -32,6 +31,9 @@ from urllib3.exceptions import HTTPError, InsecureRequestWarning, SSLError
 from smith.errors import RegistryError
 from smith.oci.auth import Challenge, Credentials, find_credentials, parse_challenges
 from smith.oci.reference import Reference
+from smith.oci.registry_options import RegistryOptions
+
+__all__ = ["RegistryOptions"]  # defined apart so that commands need not import urllib3
 
 log = logging.getLogger("smith.registry")
 # urllib3 logs every request line with its query string at DEBUG, and a redirect to blob
@@ -77,21 +79,6 @@ class RegistryRequestError(RegistryError):
         self.status = status
         self.code = code
         self.transient = transient
-
-
-@dataclass(frozen=True)
-class RegistryOptions:
-    """How to reach registries; the same for every command that talks to one."""
-
-    creds: Credentials | None = None  # --creds; wins over the reference and docker config
-    authfile: str = ""  # a Docker config.json other than ~/.docker/config.json
-    insecure: bool = False  # plain HTTP allowed, TLS certificates not checked
-    cert_dir: str = ""  # extra CA certificates (*.crt, *.pem), and NAME.cert + NAME.key
-    timeout: float = 60.0  # seconds without progress before a connection counts as stalled
-    retries: int = 5  # further attempts after a 408/429/5xx or a dropped connection
-    backoff: float = 0.5  # first wait between attempts; doubles each time
-    chunk_size: int = 64 << 20  # blobs larger than this are uploaded in PATCH chunks
-    jobs: int = 4  # blobs transferred in parallel
 
 
 def tls_context(options: RegistryOptions, registry: str) -> ssl.SSLContext:

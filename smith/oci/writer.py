@@ -55,15 +55,23 @@ def write_layer(tree: FileTree, store: BlobStore, compression: Compression, epoc
     def fill(out: BinaryIO, observe: Any) -> None:
         writer = CompressedWriter(out, compression, observe)
         try:
-            pending = bytearray()
+            # Small pieces (headers, small files) are joined before they are hashed and
+            # compressed; a 1 MiB piece of a large file goes through as it was read, not
+            # copied twice into a buffer and out of it.
+            pending: list[bytes] = []
+            size = 0
             for chunk in stream_layer(tree, epoch):
-                pending += chunk
-                if len(pending) >= COALESCE:
-                    uncompressed.update(pending)
-                    writer.write(bytes(pending))
+                pending.append(chunk)
+                size += len(chunk)
+                if size >= COALESCE:
+                    data = pending[0] if len(pending) == 1 else b"".join(pending)
+                    uncompressed.update(data)
+                    writer.write(data)
                     pending.clear()
-            uncompressed.update(pending)
-            writer.write(bytes(pending))
+                    size = 0
+            data = b"".join(pending)
+            uncompressed.update(data)
+            writer.write(data)
             writer.close()
         except BaseException:
             writer.abort()

@@ -167,6 +167,24 @@ class _Object:
     reason: Reason
     # For a program: the default directories of its interpreter, when they can be read.
     system_dirs: tuple[str, ...] = ()
+    # Whether this object or one that loaded it has a DT_RPATH (their RPATHs apply to it).
+    rpath_chain: bool = False
+    list_number: int = -1  # of its search list, once known (ClosureWalker._search_list)
+
+    def __post_init__(self) -> None:
+        self.rpath_chain = bool(self.info.rpath) or (
+            self.loader is not None and self.loader.rpath_chain
+        )
+
+
+@dataclass(frozen=True)
+class _Hit:
+    """A DT_NEEDED resolved from one object: the search's answer and what it keeps."""
+
+    found: Found
+    reason: Reason
+    file: str  # the file holding the bytes (hard links followed)
+    loaded: Loaded
 
 
 class ClosureWalker:
@@ -190,11 +208,22 @@ class ClosureWalker:
         self.missing: list[Missing] = []
         self.warnings: list[str] = []
         self._conf: tuple[str, ...] | None = None
-        self._searches: dict[tuple[str, Abi, tuple[SearchDir, ...]], Found | None] = {}
+        self._searches: dict[tuple[str, int], Found | None] = {}
+        # DT_NEEDED resolved per (object, search list or origin, name): every program that
+        # loads libc resolves libc's own DT_NEEDED the same way (see _resolve).
+        self._hits: dict[tuple[str, str, int, str], _Hit | None] = {}
+        # Search lists are numbered and a search is memoised by (name, number): a list is
+        # hashed once, not once per DT_NEEDED.
+        self._list_numbers: dict[tuple[Abi, tuple[SearchDir, ...]], int] = {}
+        self._lists: list[tuple[SearchDir, ...]] = []
+        # The search list of an object no DT_RPATH, DT_RUNPATH or LD_LIBRARY_PATH applies
+        # to (nearly all of them) depends only on these three facts: its number, by them.
+        self._plain_lists: dict[tuple[bool, Abi, tuple[str, ...]], int] = {}
         self._lib_dirs: dict[Abi, str] = {}
         self._modules_done: set[str] = set()
         self._starts_done: set[str] = set()
         self._interpreters: dict[Hashable, tuple[str, ...]] = {}
+        self._interpreter_of: dict[str, tuple[str, str, ElfInfo, tuple[str, ...]]] = {}
 
     # -- results ----------------------------------------------------------------------------
 
@@ -219,7 +248,8 @@ class ClosureWalker:
     def keep_walk(self, walk: Walk, reason: Reason, asked: str) -> str:
         """Keep the links passed and the file reached; return the file holding the bytes."""
         for link in walk.links:
-            self.keep(link, Reason(Step.SYMLINK, by=reason.by, name=f"/{asked}"))
+            if link and link not in self.kept:  # (keep(), without a Reason made in vain)
+                self.kept[link] = Reason(Step.SYMLINK, by=reason.by, name=f"/{asked}")
         self.keep(walk.path, reason)
         if walk.kind is Kind.HARDLINK:
             target = self.walker.walk(self.root.hardlink_target(walk.path))
@@ -316,19 +346,18 @@ class ClosureWalker:
             for name in obj.info.needed:
                 if name in by_name:
                     continue
-                found = self.search(name, obj, main)
-                if found is None:
+                hit = self._resolve(name, obj, main)
+                if hit is None:
                     self.fail(name, _chain(obj))
                     continue
-                step_reason = Reason(found.step, by=obj.real, name=name)
-                file = self.keep_walk(found.walk, step_reason, found.opened)
+                found, file = hit.found, hit.file
                 same = by_file.get(file)
                 if same is not None:
                     by_name[name] = same
                     continue
-                new = _Object(found.opened, file, found.info, obj, step_reason)
+                new = _Object(found.opened, file, found.info, obj, hit.reason)
                 objects.append(new)
-                loaded.append(Loaded(found.opened, file, step_reason))
+                loaded.append(hit.loaded)
                 by_name[name] = new
                 by_file[file] = new
                 if found.info.soname:
@@ -337,6 +366,27 @@ class ClosureWalker:
                     self.add_module(variant, Reason(Step.HWCAPS, by=obj.real, name=name))
         if program:
             self.programs[path] = tuple(loaded)
+
+    def _resolve(self, name: str, obj: _Object, main: _Object) -> _Hit | None:
+        """Search `name` for `obj` and keep what the search passed, once per key: keeping
+        is idempotent, so a second program loading the same object repeats nothing."""
+        if "/" in name:
+            # Searched as a path from $ORIGIN, which is obj.real for a program (no loader).
+            key = (obj.real, obj.path, int(obj.loader is None), name)
+        else:
+            if obj.list_number < 0:
+                obj.list_number = self._search_list(obj, main)
+            key = (obj.real, "", -1 - obj.list_number, name)
+        if key in self._hits:
+            return self._hits[key]
+        hit = None
+        found = self.search(name, obj, main)
+        if found is not None:
+            reason = Reason(found.step, by=obj.real, name=name)
+            file = self.keep_walk(found.walk, reason, found.opened)
+            hit = _Hit(found, reason, file, Loaded(found.opened, file, reason))
+        self._hits[key] = hit
+        return hit
 
     def _load_interpreter(
         self,
@@ -347,16 +397,22 @@ class ClosureWalker:
     ) -> None:
         name = main.info.interpreter
         reason = Reason(Step.INTERPRETER, by=main.real, name=name)
-        opened = normalize_path(posixpath.normpath(posixpath.join("/", name)))
-        walk = self.walker.walk(opened)
-        if walk.kind not in (Kind.FILE, Kind.HARDLINK):
-            self.fail(name, (main.path,))
-            return
-        file = self.keep_walk(walk, reason, opened)
-        info = self.cache.info(self.root, file)
-        if info is None:
-            raise ElfError(f"the interpreter {name} of /{main.path} is not an ELF file")
-        main.system_dirs = self._interpreter_dirs(file, info)
+        known = self._interpreter_of.get(name)
+        if known is None:
+            opened = normalize_path(posixpath.normpath(posixpath.join("/", name)))
+            walk = self.walker.walk(opened)
+            if walk.kind not in (Kind.FILE, Kind.HARDLINK):
+                self.fail(name, (main.path,))
+                return
+            file = self.keep_walk(walk, reason, opened)
+            info = self.cache.info(self.root, file)
+            if info is None:
+                raise ElfError(f"the interpreter {name} of /{main.path} is not an ELF file")
+            dirs = self._interpreter_dirs(file, info)
+            # Every program names one of a few interpreters: found and kept once (keeping
+            # is idempotent, so the next program's keep_walk would add nothing).
+            known = self._interpreter_of[name] = (opened, file, info, dirs)
+        opened, file, info, main.system_dirs = known
         obj = _Object(opened, file, info, None, reason)
         by_name[name] = obj
         by_file[file] = obj
@@ -395,15 +451,26 @@ class ClosureWalker:
             where = to_root_dir(directory or "/", self.env.workdir)
             if where is None or not base:
                 return None
-            dirs: tuple[SearchDir, ...] = (SearchDir(where, Step.NEEDED_PATH),)
+            number = self._list_number(abi, (SearchDir(where, Step.NEEDED_PATH),))
             name = base
         else:
-            dirs = self._search_dirs(obj, main)
-        key = (name, abi, dirs)
+            if obj.list_number < 0:
+                obj.list_number = self._search_list(obj, main)
+            number = obj.list_number
+        return self._search_memo(name, abi, number)
+
+    def _list_number(self, abi: Abi, dirs: tuple[SearchDir, ...]) -> int:
+        number = self._list_numbers.get((abi, dirs))
+        if number is None:
+            number = self._list_numbers[abi, dirs] = len(self._lists)
+            self._lists.append(dirs)
+        return number
+
+    def _search_memo(self, name: str, abi: Abi, number: int) -> Found | None:
+        key = (name, number)
         if key in self._searches:
             return self._searches[key]
-        found = self._search_dirs_for(name, abi, dirs)
-        self._searches[key] = found
+        found = self._searches[key] = self._search_dirs_for(name, abi, self._lists[number])
         return found
 
     def search_default(self, name: str, abi: Abi) -> str | None:
@@ -416,13 +483,24 @@ class ClosureWalker:
                 dirs.append(SearchDir(directory, Step.LD_LIBRARY_PATH))
         dirs += [SearchDir(d, Step.LD_SO_CONF) for d in self.conf_dirs()]
         dirs += [SearchDir(d, Step.DEFAULT) for d in default_dirs(abi)]
-        key = (name, abi, tuple(dirs))
-        if key not in self._searches:
-            self._searches[key] = self._search_dirs_for(name, abi, tuple(dirs))
-        found = self._searches[key]
+        found = self._search_memo(name, abi, self._list_number(abi, tuple(dirs)))
         return found.opened if found is not None else None
 
-    def _search_dirs(self, obj: _Object, main: _Object) -> tuple[SearchDir, ...]:
+    def _search_list(self, obj: _Object, main: _Object) -> int:
+        """The number of the search list for the DT_NEEDED of `obj` (see _build_search_dirs)."""
+        abi = obj.info.abi
+        if obj.rpath_chain or main.info.rpath or obj.info.runpath or self.env.ld_library_path:
+            return self._list_number(abi, self._build_search_dirs(obj, main))
+        defaults = main.system_dirs if main.info.abi == abi else ()
+        key = (obj.info.nodeflib, abi, defaults)
+        number = self._plain_lists.get(key)
+        if number is None:
+            number = self._plain_lists[key] = self._list_number(
+                abi, self._build_search_dirs(obj, main)
+            )
+        return number
+
+    def _build_search_dirs(self, obj: _Object, main: _Object) -> tuple[SearchDir, ...]:
         dirs: list[SearchDir] = []
         if not obj.info.runpath:
             # DT_RPATH of the object, then of the object that loaded it, and up the chain;

@@ -1,23 +1,27 @@
 """Read what the dynamic loader reads from one ELF file, and nothing more.
 
-pyelftools parses the ELF header and the program headers (it knows every class, byte order
-and machine); the dynamic table and its string table are then read in one block each with
-`struct`, because that is where a large closure spends its time and where a malformed file
-hides its absurd counts. Every bound is checked against the file's size before anything is
-read, so a hostile file ends in ElfError, never in a traceback, a huge allocation or a hang.
+The ELF header, the program headers, the dynamic table and its string table are read with
+`struct`, one block each: a closure over a whole /usr reads thousands of files, and
+pyelftools' ELFFile costs ~20x more per file than the loader's own reading (it decodes every
+field with construct and reads the section headers ld.so never looks at). A header this
+reader does not know (another ELF version, a machine outside MACHINES, PN_XNUM program
+headers) is handed to pyelftools, which knows every class, byte order and machine. Every
+bound is checked against the file's size before anything is read, so a hostile file ends in
+ElfError, never in a traceback, a huge allocation or a hang.
 """
 
 from __future__ import annotations
 
+import io
 import struct
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import BinaryIO
-
-from elftools.common.exceptions import ELFError as PyElfError
-from elftools.elf.elffile import ELFFile
+from typing import TYPE_CHECKING, BinaryIO, NamedTuple
 
 from smith.errors import ElfError
+
+if TYPE_CHECKING:
+    from elftools.elf.elffile import ELFFile
 
 ELF_MAGIC = b"\x7fELF"
 
@@ -33,10 +37,57 @@ DT_RUNPATH = 29
 DT_FLAGS_1 = 0x6FFFFFFB
 DF_1_NODEFLIB = 0x800
 
+PT_LOAD = 1
+PT_DYNAMIC = 2
+PT_INTERP = 3
+PN_XNUM = 0xFFFF  # the real count is in section 0: left to pyelftools
+
+# e_machine numbers and the names pyelftools gives them (its ENUM_E_MACHINE; a test checks
+# that both readers agree). Names, because Abi and the loader tables use them.
+MACHINES = {
+    2: "EM_SPARC",
+    3: "EM_386",
+    8: "EM_MIPS",
+    20: "EM_PPC",
+    21: "EM_PPC64",
+    22: "EM_S390",
+    40: "EM_ARM",
+    43: "EM_SPARCV9",
+    50: "EM_IA_64",
+    62: "EM_X86_64",
+    183: "EM_AARCH64",
+    243: "EM_RISCV",
+}
+ELF_TYPES = {0: "ET_NONE", 1: "ET_REL", 2: "ET_EXEC", 3: "ET_DYN", 4: "ET_CORE"}
+
+# After e_ident: e_type, e_machine, e_version, e_entry, e_phoff, e_shoff, e_flags, e_ehsize,
+# e_phentsize, e_phnum (the section header fields that follow are not needed), and the
+# program header fields in file order, per (EI_CLASS, EI_DATA).
+EI_NIDENT = 16
+EHDR = {
+    (c, d): struct.Struct(o + f)
+    for c, f in ((1, "HHIIIIIHHH"), (2, "HHIQQQIHHH"))
+    for d, o in ((1, "<"), (2, ">"))
+}
+PHDR = {  # the eight fields of Elf32_Phdr or Elf64_Phdr (their orders differ)
+    (c, d): struct.Struct(o + f)
+    for c, f in ((1, "IIIIIIII"), (2, "IIQQQQQQ"))
+    for d, o in ((1, "<"), (2, ">"))
+}
+DYN = {  # Elf32_Dyn or Elf64_Dyn (d_tag signed, d_val unsigned), by (64-bit, little-endian)
+    (elf64, little): struct.Struct(("<" if little else ">") + ("qQ" if elf64 else "iI"))
+    for elf64 in (False, True)
+    for little in (False, True)
+}
+STRING_TAGS = frozenset((DT_NEEDED, DT_SONAME, DT_RPATH, DT_RUNPATH))
+
 # A real dynamic table has a few dozen entries and a string table of some kilobytes; these
 # caps only exist so that a forged size cannot make us read or loop without end.
 MAX_DYNAMIC_BYTES = 1 << 20
 MAX_STRTAB_BYTES = 64 << 20
+# Read at once from the start of the file: the ELF header and a dozen program headers take
+# under 1 KiB; a page is what one read costs anyway.
+PREFIX_BYTES = 4096
 
 
 class ElfClass(IntEnum):
@@ -74,20 +125,31 @@ class ElfInfo:
     dynamic: bool  # has a PT_DYNAMIC segment
 
 
+class ElfHeader(NamedTuple):
+    """The ELF header fields the loader uses, from either reader (a NamedTuple, not a
+    frozen dataclass: made once per file read, and it is a third of the cost to make)."""
+
+    abi: Abi
+    elf_type: str
+    segments: tuple[tuple[int, int, int, int], ...]  # (p_type, p_offset, p_vaddr, p_filesz)
+
+
 def is_elf(head: bytes) -> bool:
     return head[:4] == ELF_MAGIC
 
 
-def parse_elf(stream: BinaryIO, name: str) -> ElfInfo:
-    """Parse an ELF file; `name` is only used in error messages. Raises ElfError."""
+def parse_elf(stream: BinaryIO, name: str, prefix: bytes = b"") -> ElfInfo:
+    """Parse an ELF file; `name` is only used in error messages. Raises ElfError.
+
+    `prefix`: the file's first bytes when the caller has read them already.
+    """
     try:
-        return _parse(stream, name)
+        return _parse(stream, name, prefix)
     except ElfError:
         raise
     # pyelftools and construct signal malformed input with a variety of exceptions; they all
     # mean the same thing here: the bytes are not a loadable ELF file.
     except (
-        PyElfError,
         struct.error,
         ValueError,
         IndexError,
@@ -100,44 +162,67 @@ def parse_elf(stream: BinaryIO, name: str) -> ElfInfo:
         RecursionError,
     ) as err:
         raise ElfError(f"malformed ELF file {name}: {err or type(err).__name__}") from None
-    except Exception as err:  # construct's own StreamError/ConstructError family
-        if type(err).__module__.startswith(("elftools.construct", "construct")):
+    except Exception as err:  # pyelftools' ELFError, construct's StreamError/ConstructError
+        if type(err).__module__.startswith(("elftools", "construct")):
             raise ElfError(f"malformed ELF file {name}: {err}") from None
         raise
 
 
-def _parse(stream: BinaryIO, name: str) -> ElfInfo:
-    elf = ELFFile(stream)
-    size = elf.stream_len
-    header = elf.header
-    abi = Abi(ElfClass(elf.elfclass), bool(elf.little_endian), str(header["e_machine"]))
+class _Source:
+    """The file being parsed: its size, and its first bytes, which hold the ELF header, the
+    program headers and usually PT_INTERP (one read instead of one per table)."""
 
-    phoff, phnum, phentsize = header["e_phoff"], header["e_phnum"], header["e_phentsize"]
-    if phnum and phentsize != elf.structs.Elf_Phdr.sizeof():
-        raise ElfError(f"malformed ELF file {name}: program header size {phentsize}")
-    if phoff + phnum * phentsize > size:
-        raise ElfError(f"malformed ELF file {name}: {phnum} program headers exceed the file")
+    __slots__ = ("prefix", "size", "stream")
+
+    def __init__(self, stream: BinaryIO, prefix: bytes = b"") -> None:
+        stream.seek(0, io.SEEK_END)
+        self.size = stream.tell()
+        if not prefix:
+            stream.seek(0)
+            prefix = stream.read(PREFIX_BYTES)
+        self.prefix = prefix
+        self.stream = stream
+
+    def read(self, offset: int, length: int, what: str, name: str) -> bytes:
+        """`length` bytes at `offset`; `what` they are and the file's `name` only make the
+        message of an error (formatted then, not on every read)."""
+        if offset < 0 or length < 0 or offset + length > self.size:
+            raise ElfError(
+                f"malformed ELF file {name}: {what} lies outside the file "
+                f"({offset}+{length} > {self.size} bytes)"
+            )
+        end = offset + length
+        if end <= len(self.prefix):
+            return self.prefix[offset:end]
+        self.stream.seek(offset)
+        data = self.stream.read(length)
+        if len(data) != length:
+            raise ElfError(f"malformed ELF file {name}: {what} is truncated")
+        return data
+
+
+def _parse(stream: BinaryIO, name: str, prefix: bytes) -> ElfInfo:
+    src = _Source(stream, prefix)
+    header = _read_header(src, name) or _read_header_pyelftools(stream, name, src)
 
     interpreter = ""
     dynamic: tuple[int, int] | None = None
     loads: list[tuple[int, int, int]] = []  # (vaddr, filesz, offset)
-    for index in range(phnum):
-        ph = elf._get_segment_header(index)
-        kind = ph["p_type"]
-        if kind == "PT_LOAD":
-            loads.append((ph["p_vaddr"], ph["p_filesz"], ph["p_offset"]))
-        elif kind == "PT_INTERP":
-            interpreter = _read_cstring_at(stream, size, ph["p_offset"], ph["p_filesz"], name)
-        elif kind == "PT_DYNAMIC" and dynamic is None:
-            dynamic = (ph["p_offset"], ph["p_filesz"])
+    for kind, offset, vaddr, filesz in header.segments:
+        if kind == PT_LOAD:
+            loads.append((vaddr, filesz, offset))
+        elif kind == PT_INTERP:
+            interpreter = _read_cstring_at(src, offset, filesz, name)
+        elif kind == PT_DYNAMIC and dynamic is None:
+            dynamic = (offset, filesz)
 
     tags: list[tuple[int, int]] = []
     if dynamic is not None:
-        tags = _read_dynamic(stream, size, dynamic, elf, name)
+        tags = _read_dynamic(src, dynamic, header.abi, name)
 
     strtab = b""
-    if any(tag in (DT_NEEDED, DT_SONAME, DT_RPATH, DT_RUNPATH) for tag, _ in tags):
-        strtab = _read_strtab(stream, size, tags, loads, name)
+    if not STRING_TAGS.isdisjoint([tag for tag, _ in tags]):
+        strtab = _read_strtab(src, tags, loads, name)
 
     def string(offset: int) -> str:
         if offset >= len(strtab):
@@ -164,8 +249,8 @@ def _parse(stream: BinaryIO, name: str) -> ElfInfo:
         elif tag == DT_FLAGS_1:
             flags_1 = value
     return ElfInfo(
-        abi=abi,
-        elf_type=str(header["e_type"]),
+        abi=header.abi,
+        elf_type=header.elf_type,
         interpreter=interpreter,
         needed=tuple(needed),
         rpath=() if runpath else tuple(rpath),
@@ -176,33 +261,92 @@ def _parse(stream: BinaryIO, name: str) -> ElfInfo:
     )
 
 
-def _read_exact(stream: BinaryIO, size: int, offset: int, length: int, what: str) -> bytes:
-    if offset < 0 or length < 0 or offset + length > size:
-        raise ElfError(f"{what} lies outside the file ({offset}+{length} > {size} bytes)")
-    stream.seek(offset)
-    data = stream.read(length)
-    if len(data) != length:
-        raise ElfError(f"{what} is truncated")
-    return data
+def _read_header(src: _Source, name: str) -> ElfHeader | None:
+    """The header with struct, or None when it is one for pyelftools (see the docstring)."""
+    ident = src.prefix[:EI_NIDENT]
+    layout = EHDR.get((ident[4], ident[5])) if len(ident) == EI_NIDENT else None
+    if layout is None or ident[6] != 1:  # EI_VERSION: only EV_CURRENT exists
+        return None
+    if len(src.prefix) < EI_NIDENT + layout.size:
+        return None  # truncated: pyelftools says what is missing
+    fields = layout.unpack_from(src.prefix, EI_NIDENT)
+    elf_type, machine, version, _, phoff, _, _, _, phentsize, phnum = fields
+    if machine not in MACHINES or elf_type not in ELF_TYPES or version != 1 or phnum == PN_XNUM:
+        return None
+    phdr = PHDR[ident[4], ident[5]]
+    data = _read_phdrs(src, name, phoff, phnum, phentsize, phdr.size)
+    elf64 = ident[4] == 2
+    segments = []
+    for fields in phdr.iter_unpack(data):
+        if elf64:
+            kind, _, offset, vaddr, _, filesz, _, _ = fields
+        else:
+            kind, offset, vaddr, _, filesz, _, _, _ = fields
+        segments.append((kind, offset, vaddr, filesz))
+    abi = _abi(ElfClass.ELF64 if elf64 else ElfClass.ELF32, ident[5] == 1, MACHINES[machine])
+    return ElfHeader(abi, ELF_TYPES[elf_type], tuple(segments))
 
 
-def _read_cstring_at(stream: BinaryIO, size: int, offset: int, length: int, name: str) -> str:
+_ABIS: dict[tuple[ElfClass, bool, str], Abi] = {}
+
+
+def _abi(elf_class: ElfClass, little_endian: bool, machine: str) -> Abi:
+    # One object per ABI: thousands of files share two or three.
+    key = (elf_class, little_endian, machine)
+    abi = _ABIS.get(key)
+    if abi is None:
+        abi = _ABIS[key] = Abi(elf_class, little_endian, machine)
+    return abi
+
+
+def _read_header_pyelftools(stream: BinaryIO, name: str, src: _Source) -> ElfHeader:
+    """The header of any ELF file pyelftools knows: slower, but every machine and oddity."""
+    from elftools.elf.elffile import ELFFile  # only for the unusual: see the docstring
+
+    elf = ELFFile(stream)
+    header = elf.header
+    abi = Abi(ElfClass(elf.elfclass), bool(elf.little_endian), str(header["e_machine"]))
+    phoff, phnum, phentsize = header["e_phoff"], header["e_phnum"], header["e_phentsize"]
+    _read_phdrs(src, name, phoff, phnum, phentsize, _phdr_size(elf))
+    kinds = {"PT_LOAD": PT_LOAD, "PT_DYNAMIC": PT_DYNAMIC, "PT_INTERP": PT_INTERP}
+    segments = []
+    for index in range(phnum):
+        ph = elf._get_segment_header(index)
+        kind = kinds.get(ph["p_type"], 0)
+        segments.append((kind, ph["p_offset"], ph["p_vaddr"], ph["p_filesz"]))
+    return ElfHeader(abi, str(header["e_type"]), tuple(segments))
+
+
+def _phdr_size(elf: ELFFile) -> int:
+    return int(elf.structs.Elf_Phdr.sizeof())
+
+
+def _read_phdrs(
+    src: _Source, name: str, phoff: int, phnum: int, phentsize: int, entry: int
+) -> bytes:
+    """The program header table, after the checks that a forged count cannot pass."""
+    if phnum and phentsize != entry:
+        raise ElfError(f"malformed ELF file {name}: program header size {phentsize}")
+    if phoff + phnum * phentsize > src.size:
+        raise ElfError(f"malformed ELF file {name}: {phnum} program headers exceed the file")
+    return src.read(phoff, phnum * entry, "program headers", name)
+
+
+def _read_cstring_at(src: _Source, offset: int, length: int, name: str) -> str:
     length = min(length, 4096)  # PATH_MAX: a longer interpreter name cannot be opened anyway
-    data = _read_exact(stream, size, offset, length, f"malformed ELF file {name}: PT_INTERP")
+    data = src.read(offset, length, "PT_INTERP", name)
     return data.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
 
 
 def _read_dynamic(
-    stream: BinaryIO, size: int, segment: tuple[int, int], elf: ELFFile, name: str
+    src: _Source, segment: tuple[int, int], abi: Abi, name: str
 ) -> list[tuple[int, int]]:
     offset, length = segment
     length = min(length, MAX_DYNAMIC_BYTES)
-    data = _read_exact(stream, size, offset, length, f"malformed ELF file {name}: PT_DYNAMIC")
-    order = "<" if elf.little_endian else ">"
-    fmt = order + ("qQ" if elf.elfclass == 64 else "iI")
-    entry = struct.calcsize(fmt)
+    data = src.read(offset, length, "PT_DYNAMIC", name)
+    layout = DYN[abi.elf_class is ElfClass.ELF64, abi.little_endian]
     tags: list[tuple[int, int]] = []
-    for tag, value in struct.iter_unpack(fmt, data[: len(data) - len(data) % entry]):
+    for tag, value in layout.iter_unpack(data[: len(data) - len(data) % layout.size]):
         if tag == DT_NULL:
             break
         tags.append((tag, value))
@@ -210,8 +354,7 @@ def _read_dynamic(
 
 
 def _read_strtab(
-    stream: BinaryIO,
-    size: int,
+    src: _Source,
     tags: list[tuple[int, int]],
     loads: list[tuple[int, int, int]],
     name: str,
@@ -230,5 +373,4 @@ def _read_strtab(
     else:
         raise ElfError(f"malformed ELF file {name}: DT_STRTAB {address:#x} is in no PT_LOAD")
     length = min(lengths[0] if lengths else available, available, MAX_STRTAB_BYTES)
-    what = f"malformed ELF file {name}: dynamic string table"
-    return _read_exact(stream, size, file_offset, length, what)
+    return src.read(file_offset, length, "dynamic string table", name)

@@ -9,9 +9,10 @@ A file that is not ELF is remembered as such; a malformed one raises the same er
 from __future__ import annotations
 
 from collections.abc import Hashable
+from typing import BinaryIO
 
 from smith.errors import ElfError
-from smith.resolve.elf import ElfInfo, is_elf, parse_elf
+from smith.resolve.elf import PREFIX_BYTES, ElfInfo, is_elf, parse_elf
 from smith.resolve.roots import Root
 
 # Linux reads the first 256 bytes of a file to decide how to execute it (BINPRM_BUF_SIZE):
@@ -25,13 +26,20 @@ class ElfCache:
         self._heads: dict[Hashable, bytes] = {}
 
     def head(self, root: Root, path: str) -> bytes:
-        """The first bytes of a regular file (to tell ELF, script and data apart)."""
+        """The first bytes of a regular file (to tell ELF, script and data apart).
+
+        An ELF file is parsed in the same open (a start is nearly always one): info() of
+        it then costs a lookup.
+        """
         key = root.content_key(path)
         head = self._heads.get(key)
         if head is None:
             try:
                 with root.open(path) as stream:
-                    head = stream.read(HEAD_BYTES)
+                    first = stream.read(PREFIX_BYTES)
+                    if is_elf(first) and key not in self._infos:
+                        self._infos[key] = self._parse_open(stream, path, first)
+                head = first[:HEAD_BYTES]
             except OSError as err:
                 raise ElfError(f"cannot read /{path}: {err.strerror or err}") from None
             self._heads[key] = head
@@ -54,8 +62,13 @@ class ElfCache:
             with root.open(path) as stream:
                 if not is_elf(stream.read(4)):
                     return None
-                return parse_elf(stream, "/" + path)
-        except ElfError as err:
-            return err
+                return self._parse_open(stream, path, b"")
         except OSError as err:
             return ElfError(f"cannot read /{path}: {err.strerror or err}")
+
+    @staticmethod
+    def _parse_open(stream: BinaryIO, path: str, first: bytes) -> ElfInfo | ElfError:
+        try:
+            return parse_elf(stream, "/" + path, first)
+        except ElfError as err:
+            return err

@@ -5,20 +5,24 @@ from __future__ import annotations
 import concurrent.futures
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from smith.errors import PackageError
 from smith.resolve.fetch import Fetcher
-from smith.resolve.pgp import PublicKey
 from smith.resolve.repo import Repo, RepoConfig
 from smith.resolve.rpm import read_rpm
-from smith.resolve.rpmsig import load_keys, verify_signature
-from smith.resolve.solver import ResolvedPackage
+
+if TYPE_CHECKING:
+    from smith.resolve.pgp import PublicKey
+    from smith.resolve.solver import ResolvedPackage
 
 
 def repo_keys(config: RepoConfig, fetcher: Fetcher) -> tuple[PublicKey, ...]:
     """The public keys a repository's `gpgkey` URLs name (files, file:// or http(s))."""
     if not config.gpgkey:
         raise PackageError(f"repository {config.shown} has gpgcheck on but no gpgkey")
+    from smith.resolve.rpmsig import load_keys  # cryptography: only for gpgcheck
+
     return load_keys([fetcher.fetch_bytes(url) for url in config.gpgkey])
 
 
@@ -54,6 +58,8 @@ def fetch_package(
     configs = [r.config if isinstance(r, Repo) else r for r in repos]
     config = next((c for c in configs if c.id == pkg.repo_id), None)
     if config is not None and config.gpgcheck:
+        from smith.resolve.rpmsig import verify_signature
+
         try:
             verify_signature(read_rpm(path), repo_keys(config, fetcher))
         except PackageError as err:

@@ -107,7 +107,7 @@ def decompress_metadata(path: Path, name: str) -> bytes:
 def load_repo(config: RepoConfig, fetcher: Fetcher, *, updateinfo: bool = False) -> Repo:
     """Fetch and check a repository's metadata; keep the decompressed XML in the cache."""
     url = join_url(config.baseurl, "repodata/repomd.xml")
-    revision, files = parse_repomd(fetcher.fetch_bytes(url), url)
+    revision, files = parse_repomd(fetcher.fetch_revalidated(url), url)
     out: dict[str, Path] = {}
     for kind in ("primary", "filelists", *(("updateinfo",) if updateinfo else ())):
         meta = files.get(kind)

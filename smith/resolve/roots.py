@@ -102,10 +102,14 @@ class DirectoryRoot:
 
     def __init__(self, directory: str | os.PathLike[str]) -> None:
         self.directory = os.path.abspath(os.fspath(directory))
+        self._prefix = self.directory.rstrip("/") + "/"
         self._lstat: dict[str, os.stat_result | None] = {}
+        self._keys: dict[str, Hashable] = {}
 
     def host_path(self, path: str) -> str:
-        return os.path.join(self.directory, path) if path else self.directory
+        # Concatenation, not os.path.join: `path` is canonical and relative (the closure
+        # asks thousands of times), and join would let an absolute one leave the root.
+        return self._prefix + path if path else self.directory
 
     def _stat(self, path: str) -> os.stat_result | None:
         try:
@@ -139,7 +143,9 @@ class DirectoryRoot:
         return path
 
     def open(self, path: str) -> BinaryIO:
-        return open(self.host_path(path), "rb")
+        # Unbuffered: the ELF reader reads a few blocks at known offsets, and a buffer in
+        # between only copies them (a closure opens every file it considers).
+        return open(self.host_path(path), "rb", buffering=0)
 
     def listdir(self, path: str) -> list[str]:
         try:
@@ -149,10 +155,16 @@ class DirectoryRoot:
         return sorted(names, key=os.fsencode)
 
     def content_key(self, path: str) -> Hashable:
-        st = self._stat(path)
-        if st is None:
-            return (path, None)
-        return (path, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        key = self._keys.get(path)
+        if key is None:
+            st = self._stat(path)
+            key = (
+                (path, None)
+                if st is None
+                else (path, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+            )
+            self._keys[path] = key  # as _stat, once per path: the closure asks per use
+        return key
 
 
 @dataclass(frozen=True)
@@ -171,9 +183,18 @@ class PathWalker:
         self.root = root
         self._dirs: dict[str, tuple[str, tuple[str, ...]]] = {"": ("", ())}
         self._busy: set[str] = set()  # directories being resolved: seeing one again is a loop
+        # The root does not change under a walker: each path is followed once (a closure
+        # walks the same interpreter and libraries for every program).
+        self._walks: dict[str, Walk] = {}
 
     def walk(self, path: str) -> Walk:
         """Follow `path` (canonical) to what it names. A symlink loop raises ElfError."""
+        known = self._walks.get(path)
+        if known is None:
+            known = self._walks[path] = self._walk(path)
+        return known
+
+    def _walk(self, path: str) -> Walk:
         parent, _, name = path.rpartition("/")
         base, links = self._walk_dir(parent, path, 0) if parent else ("", ())
         current = f"{base}/{name}" if base else name

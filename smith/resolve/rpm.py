@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import IntFlag
 from functools import partial
@@ -21,6 +22,7 @@ from smith.paths import normalize_path
 from smith.resolve.payload import CpioEntry, PayloadStream, iter_cpio, skip_padding
 from smith.resolve.rpmheader import Header, RawRpm, read_raw
 from smith.resolve.store import ContentStore
+from smith.resolve.unpacked import load_record, save_record
 from smith.tree import FileTree, HostFile, Kind
 
 # Main header tags (rpmtag.h).
@@ -296,55 +298,85 @@ def add_rpm_to_tree(
     by_path = _checked_file_list(pkg, name)
     origin = pkg.nevra
     links: dict[int, list[str]] = {}
-    empty: HostFile | None = None
     check_files = pkg.file_digest_algo == "sha256"
+    # With its payload digest checked, the header's sha256 names the payload: a package
+    # extracted before is replayed from its record (unpacked.py), not decompressed again.
+    key = ""
+    if verify and pkg.header.strings(PAYLOADDIGEST):
+        key = hashlib.sha256(pkg.header.raw).hexdigest()
+    replay = load_record(store, key) if key else None
+    rows: list[tuple[CpioEntry, str]] = []
+    entries = replay if replay is not None else _extract(pkg, name, by_path, store, rows)
+    for ce, content in entries:
+        path, rf = _header_file(by_path, ce, name)
+        uid = _numeric_owner(rf.user, ce.uid)
+        gid = _numeric_owner(rf.group, ce.gid)
+        perms = stat.S_IMODE(rf.mode)
+        if stat.S_ISREG(rf.mode):
+            assert content is not None  # both sources give every regular file its content
+            # The store names content by sha256: with sha256 file digests (rpm >= 4.6 on
+            # most distributions) this check costs nothing.
+            if check_files and ce.size and rf.digest and content.sha256 != rf.digest:
+                raise PackageError(f"{name}: {rf.path} does not match its header digest")
+            # Passing the size spares a stat() of the store file per entry.
+            for member in _link_members(links, ce, _place(tree, path)):
+                tree.add_file(member, content, perms, uid=uid, gid=gid, origin=origin, size=ce.size)
+            continue
+        if not path:
+            continue  # Fedora's filesystem package owns "/": the root is implicit
+        if stat.S_ISDIR(rf.mode):
+            placed = tree.resolve(path)
+            existing = tree.get(placed)
+            if existing is None or existing.kind is Kind.DIR:
+                tree.add_dir(placed, perms, uid=uid, gid=gid, origin=origin)
+        elif stat.S_ISLNK(rf.mode):
+            placed = _place(tree, path)
+            tree.add_symlink(placed, rf.link_target, uid=uid, gid=gid, origin=origin)
+        # Devices, FIFOs and sockets are left out: a microcontainer carries none.
+    if key and replay is None:
+        save_record(store, key, rows)
+    _link_groups(tree, links)
+    return pkg
+
+
+def _header_file(by_path: dict[str, RpmFile], ce: CpioEntry, name: str) -> tuple[str, RpmFile]:
+    # nfpm writes "/usr/x" where rpmbuild writes "./usr/x": both name a path inside the
+    # root (and must match the header), so the leading "/" is re-rooted.
+    path = normalize_path(ce.name, what=f"{name}: payload path")
+    found = by_path.get(path)
+    if found is None:
+        raise PackageError(f"{name}: payload holds {ce.name!r}, not in the header")
+    return path, found
+
+
+def _extract(
+    pkg: RpmPackage,
+    name: str,
+    by_path: dict[str, RpmFile],
+    store: ContentStore,
+    rows: list[tuple[CpioEntry, str]],
+) -> Iterator[tuple[CpioEntry, HostFile | None]]:
+    """Each payload entry, with a regular file's bytes put into the store on the way (the
+    header says what is a regular file); `rows` gets every entry, for the payload record."""
+    empty: HostFile | None = None
     with open(pkg.path, "rb") as f:
         f.seek(pkg.payload_offset)
         stream = PayloadStream(f, name)
         for ce in iter_cpio(stream, name):
-            # nfpm writes "/usr/x" where rpmbuild writes "./usr/x": both name a path inside
-            # the root (and must match the header), so the leading "/" is re-rooted.
-            path = normalize_path(ce.name, what=f"{name}: payload path")
-            found = by_path.get(path)
-            if found is None:
-                raise PackageError(f"{name}: payload holds {ce.name!r}, not in the header")
-            rf = found
-            uid = _numeric_owner(rf.user, ce.uid)
-            gid = _numeric_owner(rf.group, ce.gid)
-            perms = stat.S_IMODE(rf.mode)
+            _, rf = _header_file(by_path, ce, name)
+            content: HostFile | None = None
             if stat.S_ISREG(rf.mode):
                 if ce.size:
                     content = store.put_stream(partial(stream.copy, ce.size))
                     skip_padding(stream, ce.size)
-                    # The store names content by sha256: with sha256 file digests (rpm
-                    # >= 4.6 on most distributions) this check costs nothing.
-                    if check_files and rf.digest and os.path.basename(content.path) != rf.digest:
-                        raise PackageError(f"{name}: {rf.path} does not match its header digest")
                 else:
                     empty = empty or store.put_bytes(b"")
                     content = empty
-                # Passing the size spares a stat() of the store file per entry.
-                for member in _link_members(links, ce, _place(tree, path)):
-                    tree.add_file(
-                        member, content, perms, uid=uid, gid=gid, origin=origin, size=ce.size
-                    )
-                continue
-            if ce.size:
+            elif ce.size:
                 stream.read(ce.size)
                 skip_padding(stream, ce.size)
-            if not path:
-                continue  # Fedora's filesystem package owns "/": the root is implicit
-            if stat.S_ISDIR(rf.mode):
-                placed = tree.resolve(path)
-                existing = tree.get(placed)
-                if existing is None or existing.kind is Kind.DIR:
-                    tree.add_dir(placed, perms, uid=uid, gid=gid, origin=origin)
-            elif stat.S_ISLNK(rf.mode):
-                placed = _place(tree, path)
-                tree.add_symlink(placed, rf.link_target, uid=uid, gid=gid, origin=origin)
-            # Devices, FIFOs and sockets are left out: a microcontainer carries none.
-    _link_groups(tree, links)
-    return pkg
+            rows.append((ce, content.sha256 if content is not None else ""))
+            yield ce, content
 
 
 def _checked_file_list(pkg: RpmPackage, name: str) -> dict[str, RpmFile]:

@@ -1,0 +1,90 @@
+"""`smith --help` and `--version` start fast: they import no command module and none of the
+libraries only commands use; the command list shows each command's own summary."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import click
+import pytest
+
+from smith.cli import cli, summary_command
+
+# Libraries that only some commands use: a command that does not use one must not pay for
+# importing it (pydantic alone is ~0.2 s).
+HEAVY = (
+    "pydantic",
+    "yaml",
+    "requests",
+    "urllib3",
+    "charset_normalizer",
+    "cryptography",
+    "solv",
+    "zstandard",
+    "deflate",
+    "elftools",
+    "libarchive",
+    "rpmfile",
+    "logging",
+)
+PROBE = """
+import atexit, sys
+atexit.register(lambda: print(" ".join(sorted(sys.modules)), file=sys.stderr))
+from smith.cli import main
+main(sys.argv[1:])
+"""
+
+
+def imported_by(*args: str) -> set[str]:
+    proc = subprocess.run(
+        [sys.executable, "-c", PROBE, *args], capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    return set(proc.stderr.split())
+
+
+@pytest.mark.parametrize("args", [["--help"], ["--version"], ["-h"]])
+def test_help_and_version_import_no_command(args: list[str]) -> None:
+    modules = imported_by(*args)
+    assert not {m for m in modules if m.startswith("smith.main_")}
+    assert not {m for m in modules if m.split(".")[0] in HEAVY}
+
+
+def test_summaries_are_the_commands_own() -> None:
+    ctx = click.Context(cli)
+    names = cli.list_commands(ctx)
+    assert {"build", "closure", "minimize", "download"} <= set(names)
+    for name in names:
+        summary = summary_command(name)
+        cli.summaries_only = False
+        real = cli.get_command(ctx, name)
+        assert summary is not None and real is not None, name
+        assert summary.help == real.help, name
+        assert summary.get_short_help_str(45) == real.get_short_help_str(45)
+
+
+def test_help_lists_every_command() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "smith", "--help"], capture_output=True, text=True, check=True
+    )
+    listed = proc.stdout.split("Commands:")[1]
+    for name in cli.list_commands(click.Context(cli)):
+        assert f"\n  {name} " in listed
+    assert summary_command("no_such_command") is None
+
+
+def test_compressor_versions_are_their_distributions() -> None:
+    """compress.py records the modules' __version__ in every layer's annotations."""
+    from importlib.metadata import version
+
+    import deflate
+    import zstandard
+
+    assert deflate.__version__ == version("deflate")
+    assert zstandard.__version__ == version("zstandard")
+
+
+def test_the_build_command_imports_no_network_client_until_it_downloads() -> None:
+    modules = imported_by("build", "--help")
+    assert not {m for m in modules if m.split(".")[0] in ("requests", "urllib3", "cryptography")}
