@@ -341,6 +341,8 @@ class Fetcher:
 def describe_request_error(err: requests.RequestException) -> str:
     """What happened, in the words a user searches for: requests' ConnectionError covers
     a refused connection, an unknown host and a reset alike."""
+    import requests  # loaded already: `err` is one of its exceptions
+
     text = str(err)
     if "Connection refused" in text:
         return "connection refused"
