@@ -7,10 +7,16 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-from smith.oci.compress import Compression
+from smith.oci.compress import MEDIA_TYPE_SUFFIX, Compression
 from smith.oci.image import ImageConfig, rfc3339
 from smith.oci.layer_cache import LayerCache
-from smith.oci.layout import LoadedImage, choose_format, save_layout, staging_layout
+from smith.oci.layout import (
+    LoadedImage,
+    choose_format,
+    refuse_zstd_docker_archive,
+    save_layout,
+    staging_layout,
+)
 from smith.oci.reference import check_tag
 from smith.oci.writer import ImageResult, Layer, write_index, write_layer, write_manifest
 from smith.tree import FileTree
@@ -37,6 +43,8 @@ def write_image(
     """
     out_format, gz = choose_format(output, fmt)
     check_tag(tag)
+    parent_types = [desc.media_type for desc in parent.layers] if parent is not None else []
+    refuse_zstd_docker_archive(out_format, [MEDIA_TYPE_SUFFIX[compression], *parent_types])
     with staging_layout(output) as store:
         layers: list[Layer] = []
         history: list[Mapping[str, Any]] = []
