@@ -55,6 +55,7 @@ from smith.rootfs import (
     overlay_rootfs,
     rootfs_of,
 )
+from smith.sbom.formats import SbomFormat
 from smith.settings import merged
 from smith.sources import plan_recipe, relative_to, repo_configs
 from smith.tree import FileTree, InlineBytes, Kind, path_sort_key
@@ -78,6 +79,9 @@ class BuildOptions:
     keep_going: bool = False
     epoch: int | None = None
     registry: RegistryOptions | None = None  # for a parent named by a registry reference
+    sbom: tuple[SbomFormat, ...] = ()  # SBOMs to attach as OCI referrers of the image
+    provenance: bool = False  # and an in-toto SLSA provenance statement
+    package_db: bool = False  # write the kept packages' rpm database into the image
 
 
 @dataclass(frozen=True)
@@ -169,11 +173,33 @@ def build(recipe_path: str, options: BuildOptions) -> BuildResult:
         # closure saw it, a directory the kept packages do not need is rootfs/'s own.
         overlay_rootfs(kept, rootfs)
     add_mount_points(kept, recipe.mounts)
+    if options.package_db or recipe.package_db:
+        from smith.sbom.package_db import add_rpm_database  # sqlite only when asked for
+
+        add_rpm_database(kept, full, packages, fetcher, repo_configs(recipe, recipe_path))
     image_tree = apply_conventions(kept, Conventions(user=user, nss=nss))
     output = output_of(options, recipe)
     owners = {e.path: e.origin for e in image_tree}
     config = image_config(recipe, user.config_user)
     log.info("writing %d paths to %s", len(image_tree), output)
+    sbom = options.sbom or ((SbomFormat.SPDX,) if recipe.sbom else ())
+    referrers = None
+    if sbom or options.provenance or recipe.provenance:
+        from smith.sbom.attach import build_referrers  # the renderers only when asked for
+
+        referrers = build_referrers(
+            image_tree,
+            full,
+            packages,
+            fetcher,
+            repo_configs(recipe, recipe_path),
+            recipe_path=recipe_path,
+            locked=options.locked,
+            epoch=merged("source_date_epoch", options.epoch, recipe),
+            tag=merged("tag", options.tag, recipe) or "",
+            sbom=sbom,
+            provenance=options.provenance or recipe.provenance,
+        )
     with contextlib.ExitStack() as stack:
         parent = None
         if recipe.parent:
@@ -196,6 +222,7 @@ def build(recipe_path: str, options: BuildOptions) -> BuildResult:
             parent=parent,
             annotations={PACKAGE_FILES_ANNOTATION: package_files_json(owners)},
             cache_dir=str(fetcher.cache_dir),
+            referrers=referrers,
         )
     reasons = explain_all(image_tree, closure, program, paths)
     return BuildResult(
@@ -398,6 +425,9 @@ def select_kept(
     wanted = set(closure.kept) | set(paths)
     excluded = {p for p in wanted if excludes.matching(p)}
     return full.subtree(sorted(wanted - excluded, key=path_sort_key))
+
+
+# -- image -------------------------------------------------------------------------------------
 
 
 def runtime_user(recipe: Recipe) -> RuntimeUser:

@@ -16,6 +16,7 @@ from smith.errors import UsageError
 from smith.oci.reference import parse_reference
 from smith.recipe import find_recipe
 from smith.registry_flags import registry_flags, registry_options
+from smith.sbom.options import sbom_flags, sbom_formats
 from smith.settings import setting_options
 
 log = logging.getLogger("smith")
@@ -55,6 +56,19 @@ log = logging.getLogger("smith")
     help="Oracle smith's build number: refused (it would make each build differ); "
     "put it in --tag instead.",
 )
+@sbom_flags
+@click.option(
+    "--provenance",
+    is_flag=True,
+    help="Attach an in-toto statement with SLSA v1 provenance (recipe digest, packages, "
+    "epoch, smith's version) as an OCI referrer.",
+)
+@click.option(
+    "--package-db",
+    is_flag=True,
+    help="Write the kept packages' rpm database (rpmdb.sqlite) and os-release into the "
+    "image, for scanners and `rpm -qa` (as the recipe's `package_db: true`).",
+)
 @registry_flags
 def build_command(
     recipe: str | None,
@@ -72,6 +86,8 @@ def build_command(
     as_json: bool,
     quiet: bool,
     push: str | None,
+    provenance: bool,
+    package_db: bool,
     **flags: Any,
 ) -> None:
     """Build the image a RECIPE (smith.yaml) describes."""
@@ -86,6 +102,7 @@ def build_command(
             "-f/--fast: every build reuses smith.lock and the download cache already; "
             "nothing more to skip (--locked refuses to resolve beyond smith.lock)"
         )
+    sbom = sbom_formats(flags)
     registry = registry_options(flags)
     target = parse_reference(push) if push else None  # bad input fails before the build
     if sys.stderr.isatty() and not quiet:
@@ -107,14 +124,19 @@ def build_command(
                 cache_dir=cache_dir,
                 keep_going=keep_going,
                 registry=registry,
+                sbom=sbom,
+                provenance=provenance,
+                package_db=package_db,
             ),
         )
     pushed = None
     if target:
         from smith.oci.push import push_image  # the registry client: only to push
+        from smith.oci.push_referrers import push_referrers
 
         with progress.showing("uploading", quiet=quiet):
             pushed = push_image(result.output, target, options=registry)
+            push_referrers(result.output, target, pushed.digest, registry)  # SBOM etc. beside it
     if explain and not as_json:
         for path in result.kept:
             owner = result.owners.get(path) or "smith"

@@ -16,6 +16,7 @@ from smith.minimize_recipe import read_minimize_recipe
 from smith.oci.compress import parse_compression
 from smith.oci.image import parse_platform
 from smith.registry_flags import registry_flags, registry_options
+from smith.sbom.options import sbom_flags, sbom_formats
 from smith.settings import merged, setting_options
 
 
@@ -35,6 +36,13 @@ from smith.settings import merged, setting_options
 @click.option("--explain", is_flag=True, help="Print every kept file and why it is kept.")
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
+@sbom_flags
+@click.option(
+    "--package-db",
+    is_flag=True,
+    help="Keep the input's package database for the kept packages: rpmdb.sqlite, or "
+    "/var/lib/dpkg/status.d/<package> (as distroless) for a Debian image.",
+)
 @registry_flags
 def minimize(
     image: str | None,
@@ -55,6 +63,7 @@ def minimize(
     explain: bool,
     as_json: bool,
     quiet: bool,
+    package_db: bool,
     **flags: Any,
 ) -> None:
     """Shrink IMAGE (OCI layout, oci-archive, docker-archive, or a registry reference such
@@ -74,6 +83,8 @@ def minimize(
         fmt=fmt,
         tag=tag or "",
         registry=registry_options(flags),
+        sbom=sbom_formats(flags),
+        package_db=package_db,
     )
     if recipe:
         named, options = read_minimize_recipe(recipe, options, compression=compression, tag=tag)

@@ -15,10 +15,9 @@ from __future__ import annotations
 
 import logging
 import posixpath
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from smith.conventions import (
     ROOT,
@@ -31,6 +30,7 @@ from smith.conventions import (
 )
 from smith.errors import ImageFormatError, SmithError, UsageError
 from smith.globs import Excludes
+from smith.leftovers import temp_dir
 from smith.oci.compress import Compression
 from smith.oci.image import ImageConfig, Platform
 from smith.oci.layout import LoadedImage, choose_format, open_image
@@ -45,7 +45,11 @@ from smith.resolve.programs import find_program, is_executable, search_path
 from smith.resolve.roots import PathWalker, TreeRoot
 from smith.result_json import Source, TreeSize, result_document
 from smith.rootfs import add_mount_points, added_reason, overlay_rootfs, rootfs_paths
+from smith.sbom.formats import SbomFormat
 from smith.tree import FileTree, Kind
+
+if TYPE_CHECKING:
+    from smith.sbom.attach import Attacher
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +78,8 @@ class MinimizeOptions:
     registry: RegistryOptions | None = None  # when the image is a registry reference
     rootfs: str | None = None  # a recipe's rootfs/, laid over the image's layers
     mounts: tuple[str, ...] = ()  # directories to create (a recipe's `mounts`)
+    sbom: tuple[SbomFormat, ...] = ()  # SBOMs to attach as OCI referrers of the output
+    package_db: bool = False  # keep the input's package database, for the kept packages
 
 
 @dataclass(frozen=True)
@@ -117,7 +123,7 @@ def minimize_image(source: str, output: str, options: MinimizeOptions) -> Minimi
     choose_format(output, options.fmt)  # a bad output name fails before the image is read
     with (
         open_image(source, platform=options.platform, registry=options.registry) as image,
-        tempfile.TemporaryDirectory(prefix="smith-minimize-") as store,
+        temp_dir("smith-minimize-") as store,
     ):
         tree, stats = apply_layers(image, store)
         if options.rootfs is not None:
@@ -130,6 +136,10 @@ def minimize_image(source: str, output: str, options: MinimizeOptions) -> Minimi
             kept.setdefault(path, "from rootfs/ beside the recipe")
         small = tree.subtree(kept)
         add_mount_points(small, options.mounts)
+        if options.package_db:
+            from smith.sbom.package_db import add_image_package_db
+
+            add_image_package_db(small, tree)
         user = runtime_user(tree, config, options)
         conventions = Conventions(
             user=user,
@@ -153,6 +163,7 @@ def minimize_image(source: str, output: str, options: MinimizeOptions) -> Minimi
             compression=options.compression,
             epoch=options.epoch,
             tag=options.tag,
+            referrers=sbom_attacher(tree, final, options),
         )
         return MinimizeResult(
             source=source,
@@ -167,6 +178,15 @@ def minimize_image(source: str, output: str, options: MinimizeOptions) -> Minimi
             unpack=stats,
             kept=explained,
         )
+
+
+def sbom_attacher(source: FileTree, final: FileTree, options: MinimizeOptions) -> Attacher | None:
+    """What --sbom attaches to the output (the renderers imported only then)."""
+    if not options.sbom:
+        return None
+    from smith.sbom.attach import minimize_sbom
+
+    return minimize_sbom(source, final, epoch=options.epoch, tag=options.tag, formats=options.sbom)
 
 
 def image_config(image: LoadedImage, options: MinimizeOptions) -> ImageConfig:

@@ -18,7 +18,8 @@ MOUNTS_ORIGIN = "mounts (recipe)"
 def rootfs_of(recipe_dir: str) -> str | None:
     """The recipe's `rootfs/` directory, if it has one."""
     path = os.path.join(recipe_dir, "rootfs")
-    return path if os.path.isdir(path) else None
+    # A symbolic link is returned too, for overlay_rootfs to refuse by name.
+    return path if os.path.isdir(path) or os.path.islink(path) else None
 
 
 def rootfs_paths(tree: FileTree) -> set[str]:
@@ -29,6 +30,9 @@ def rootfs_paths(tree: FileTree) -> set[str]:
 def overlay_rootfs(tree: FileTree, rootfs: str) -> None:
     """Lay a `rootfs/` directory beside the recipe over the tree, as the original did:
     symlinks kept as they are, `.gitignore` files left out, nothing that climbs out."""
+    if os.path.islink(rootfs):
+        # Read through, a link to /etc or $HOME would put the host's files into the image.
+        raise UnsafePathError(f"{rootfs!r} is a symbolic link: a rootfs/ must be a directory")
     if not os.path.isdir(rootfs):
         return
     for entry in FileTree.from_directory(rootfs, origin=ORIGIN):

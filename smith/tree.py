@@ -239,12 +239,7 @@ class FileTree:
             entry = self.get(path)
             if entry is None:
                 continue
-            for parent in parent_paths(entry.path):
-                if parent not in out:
-                    known = self.get(parent)
-                    if known is None or known.kind is not Kind.DIR:
-                        known = Entry(parent, Kind.DIR, mode=0o755)
-                    out.add(known)
+            copy_parents(out, self, entry.path)
             if entry.kind is Kind.HARDLINK and entry.target not in keep:
                 source = self.get(entry.target)
                 assert source is not None
@@ -334,3 +329,16 @@ class FileTree:
                 old = tree._entries[other]
                 tree.add(replace(old, kind=Kind.HARDLINK, target=names[0], size=0, content=None))
         return tree
+
+
+def copy_parents(dest: FileTree, source: FileTree, path: str) -> None:
+    """Give `path` in `dest` every parent directory, as `source` has it (a plain 0755
+    directory where `source` has none, or has something else there)."""
+    for parent in parent_paths(path):
+        if parent not in dest:
+            entry = source.get(parent)
+            dest.add(
+                entry
+                if entry is not None and entry.kind is Kind.DIR
+                else Entry(parent, Kind.DIR, mode=0o755)
+            )

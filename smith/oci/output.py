@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+import logging
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -18,10 +19,12 @@ from smith.oci.layout import (
     staging_layout,
 )
 from smith.oci.reference import check_tag
+from smith.oci.referrers import Artifact, write_referrer
 from smith.oci.writer import ImageResult, Layer, write_index, write_layer, write_manifest
 from smith.tree import FileTree
 
 DEFAULT_REF_NAME = "latest"
+log = logging.getLogger(__name__)
 
 
 def write_image(
@@ -36,10 +39,13 @@ def write_image(
     parent: LoadedImage | None = None,
     annotations: Mapping[str, str] | None = None,
     cache_dir: str | None = None,
+    referrers: Callable[[ImageResult], Sequence[Artifact]] | None = None,
 ) -> ImageResult:
     """Write `tree` as one layer (on top of `parent`'s layers, if any) to `output`.
 
     The output appears only when complete; on any error or interrupt nothing is left.
+    `referrers` makes the artifacts (an SBOM...) to attach to the finished image manifest:
+    they are written beside it and listed in index.json, the image's own bytes unchanged.
     """
     out_format, gz = choose_format(output, fmt)
     check_tag(tag)
@@ -62,9 +68,16 @@ def write_image(
         result = write_manifest(
             store, layers, config, epoch, history=history, annotations=annotations
         )
+        attached = [
+            write_referrer(store, result.manifest, artifact)
+            for artifact in (referrers(result) if referrers is not None else ())
+        ]
         # The index names the image `latest` unless a tag says otherwise, as the original's
-        # did, so that `skopeo inspect oci:DIR:latest` and umoci find it by a name.
-        index = write_index(store, result, tag or DEFAULT_REF_NAME)
+        # did, so that `skopeo inspect oci:DIR:latest` and umoci find it by a name (also
+        # beside attached artifacts, where skopeo's bare oci:DIR cannot choose).
+        index = write_index(
+            store, result, tag or DEFAULT_REF_NAME, [r.index_entry() for r in attached]
+        )
         result = replace(result, index="sha256:" + hashlib.sha256(index).hexdigest())
         save_layout(store, result, output, out_format, gz=gz, tag=tag, epoch=epoch)
     return result

@@ -42,6 +42,7 @@ from smith.oci.layout import (
     unpacked,
 )
 from smith.oci.reference import Reference
+from smith.oci.referrers import is_referrer_entry
 from smith.oci.registry import (
     RegistryClient,
     RegistryOptions,
@@ -126,7 +127,11 @@ def push_index(
     with unpacked(source) as root:
         top = load_json(os.path.join(root, "index.json"), f"{source}: index.json")
         try:
-            entries = [Descriptor.from_json(m) for m in top.get("manifests") or []]
+            entries = [
+                Descriptor.from_json(m)
+                for m in top.get("manifests") or []
+                if not is_referrer_entry(m)  # attached artifacts are pushed with their image
+            ]
         except (KeyError, TypeError, ValueError, AttributeError) as err:
             raise ImageFormatError(f"{source}: index.json is malformed ({err})") from None
         if len(entries) == 1 and entries[0].media_type in (MEDIA_OCI_INDEX, MEDIA_DOCKER_LIST):

@@ -108,8 +108,14 @@ def write_manifest(
     return ImageResult(manifest_desc, config_desc, tuple(layers))
 
 
-def write_index(store: BlobStore, result: ImageResult, tag: str = "") -> bytes:
-    """Write `index.json` and `oci-layout` at the store's root; return the index bytes."""
+def write_index(
+    store: BlobStore,
+    result: ImageResult,
+    tag: str = "",
+    extra: Sequence[Mapping[str, Any]] = (),
+) -> bytes:
+    """Write `index.json` and `oci-layout` at the store's root; return the index bytes.
+    `extra` entries (attached artifacts) follow the image, which stays the first."""
     manifest = result.manifest
     if tag:
         manifest = Descriptor(
@@ -119,7 +125,9 @@ def write_index(store: BlobStore, result: ImageResult, tag: str = "") -> bytes:
             ((ANNOTATION_REF_NAME, tag),),
             manifest.platform,
         )
-    index = canonical_json(index_document([manifest]))
+    doc = index_document([manifest])
+    doc["manifests"].extend(extra)
+    index = canonical_json(doc)
     with open(f"{store.root}/index.json", "wb") as f:
         f.write(index)
     with open(f"{store.root}/oci-layout", "wb") as f:
