@@ -456,7 +456,7 @@ def describe_request_error(err: requests.RequestException) -> str:
     if "Name or service not known" in text or "Failed to resolve" in text:
         return "host not found"
     if isinstance(err, requests.Timeout):
-        return "timed out"
+        return f"timed out ({type(err).__name__})"
     if "Connection reset" in text:
         return "connection reset"
     return type(err).__name__
