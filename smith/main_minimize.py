@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from typing import Any
 
 import click
 
+from smith import progress
 from smith.cli import cli
 from smith.errors import UsageError
-from smith.minimize import MinimizeOptions, MinimizeResult, minimize_image
+from smith.minimize import MinimizeOptions, minimize_image
 from smith.minimize_recipe import recipe_image
 from smith.oci.compress import parse_compression
 from smith.oci.image import parse_platform
@@ -19,20 +19,12 @@ from smith.profile import read_profile
 from smith.registry_flags import registry_flags, registry_options
 from smith.runtime_flags import no_runtime_option
 from smith.sbom.options import sbom_flags, sbom_formats
-
-
-def epoch_default() -> int:
-    value = os.environ.get("SOURCE_DATE_EPOCH", "0")
-    if not value.isdigit():
-        raise UsageError(f"SOURCE_DATE_EPOCH must be a whole number of seconds, not {value!r}")
-    return int(value)
+from smith.settings import merged, setting_options
 
 
 @cli.command()
 @click.argument("image", required=False)
-@click.option("-o", "--output", required=True, help="OCI layout directory, .tar or .tar.gz.")
-@click.option("--format", "fmt", help="oci, oci-archive or docker-archive.")
-@click.option("--tag", default="", help="Name of the image in the output.")
+@setting_options("minimize", required=("output",))
 @click.option("--platform", help="OS/ARCH[/VARIANT] to pick from a multi-platform index.")
 @click.option("--recipe", type=click.Path(dir_okay=False), help="smith.yaml naming the image.")
 @click.option("--path", "paths", multiple=True, help="Also keep this glob or directory.")
@@ -47,9 +39,9 @@ def epoch_default() -> int:
 @click.option("--keep-ownership", is_flag=True, help="Keep files' original uid/gid.")
 @click.option("--keep-modes", is_flag=True, help="Keep files' original permission bits.")
 @click.option("--entrypoint", help="Replace the Entrypoint (a JSON list or one program).")
-@click.option("--compression", default="gzip", help="gzip, zstd or none.")
 @click.option("--explain", is_flag=True, help="Print every kept file and why it is kept.")
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary.")
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
 @sbom_flags
 @click.option(
     "--package-db",
@@ -62,7 +54,7 @@ def minimize(
     image: str | None,
     output: str,
     fmt: str | None,
-    tag: str,
+    tag: str | None,
     platform: str | None,
     recipe: str | None,
     paths: tuple[str, ...],
@@ -75,9 +67,10 @@ def minimize(
     keep_ownership: bool,
     keep_modes: bool,
     entrypoint: str | None,
-    compression: str,
+    compression: str | None,
     explain: bool,
     as_json: bool,
+    quiet: bool,
     package_db: bool,
     **flags: Any,
 ) -> None:
@@ -95,22 +88,26 @@ def minimize(
         keep_modes=keep_modes,
         entrypoint=parse_entrypoint(entrypoint) if entrypoint else None,
         platform=parse_platform(platform) if platform else None,
-        compression=parse_compression(compression),
-        epoch=epoch_default(),
+        compression=parse_compression(merged("compression", compression)),
+        epoch=merged("source_date_epoch", None),
         fmt=fmt,
-        tag=tag,
+        tag=tag or "",
         registry=registry_options(flags),
         sbom=sbom_formats(flags),
         package_db=package_db,
     )
-    image, options = recipe_image(image, recipe, options, "minimize")
-    result = minimize_image(image, output, options)
+    image, options = recipe_image(
+        image, recipe, options, "minimize", compression=compression, tag=tag
+    )
+    with progress.showing("minimizing", quiet=quiet or as_json):
+        result = minimize_image(image, output, options)
     if as_json:
-        sys.stdout.write(json.dumps(summary(result, output, explain), indent=2) + "\n")
+        doc = result.summary(explain)
+        sys.stdout.write(json.dumps(doc, indent=2, sort_keys=True) + "\n")
     elif explain:
         for path, why in result.kept.items():
             sys.stdout.write(f"/{path}: {why}\n")
-    else:
+    elif not quiet:
         click.echo(
             f"{output}: {result.after.files} files, {result.after.bytes} bytes "
             f"(from {result.before.files} files, {result.before.bytes} bytes); "
@@ -129,37 +126,3 @@ def parse_entrypoint(value: str) -> tuple[str, ...]:
             raise UsageError(f"--entrypoint must be a list of strings: {value!r}")
         return tuple(items)
     return (value,)
-
-
-def summary(result: MinimizeResult, output: str, explain: bool) -> dict[str, Any]:
-    doc: dict[str, Any] = {
-        "source": result.source,
-        "source_manifest": result.source_manifest,
-        "platform": str(result.platform),
-        "program": "/" + result.program,
-        "output": output,
-        "manifest": result.image.manifest.digest,
-        "config": result.image.config.digest,
-        "layers": [
-            {
-                "digest": layer.descriptor.digest,
-                "diff_id": layer.diff_id,
-                "size": layer.descriptor.size,
-            }
-            for layer in result.image.layers
-        ],
-        "before": {
-            "files": result.before.files,
-            "bytes": result.before.bytes,
-            "compressed_bytes": result.before_compressed,
-            "layers": result.unpack.layers,
-        },
-        "after": {
-            "files": result.after.files,
-            "bytes": result.after.bytes,
-            "compressed_bytes": result.after_compressed,
-        },
-    }
-    if explain:
-        doc["kept"] = {"/" + path: why for path, why in result.kept.items()}
-    return doc

@@ -35,7 +35,7 @@ from smith.errors import SmithError
 from smith.fanotify import Access, Watch, mount_ns
 from smith.minimize import MinimizeOptions
 from smith.profile import Profile, ProfileEntry
-from smith.resolve.closure import DEFAULT_PATH
+from smith.resolve.programs import DEFAULT_PATH_VALUE
 from smith.tree import FileTree
 
 log = logging.getLogger(__name__)
@@ -338,7 +338,7 @@ def probe_image(
         user = runtime_user(tree, config, image_options)
         env = config.env
         if not any(item.startswith("PATH=") for item in env):
-            env = (*env, "PATH=" + ":".join(DEFAULT_PATH))  # what docker and podman add
+            env = (*env, "PATH=" + DEFAULT_PATH_VALUE)  # what docker and podman add
         spec = RunSpec(
             args=tuple(argv),
             env=env,
@@ -354,12 +354,11 @@ def probe_recipe(
 ) -> Profile:
     """Probe a build recipe's full tree (every file of its packages, and its rootfs/
     overlay) with the recipe's command, or `command`."""
-    from smith.build import BuildOptions, environment, overlay_rootfs, unpack_recipe
+    from smith.build import BuildOptions, environment, unpack_recipe
+    from smith.recipe import load_recipe
 
-    unpacked = unpack_recipe(recipe_path, BuildOptions(cache_dir=cache_dir))
-    recipe = unpacked.recipe
-    base = os.path.dirname(os.path.abspath(recipe_path))
-    overlay_rootfs(unpacked.tree, os.path.join(base, "rootfs"))
+    recipe = load_recipe(recipe_path)
+    unpacked = unpack_recipe(recipe, recipe_path, BuildOptions(cache_dir=cache_dir))
     args = command or (*(recipe.entrypoint or ()), *(recipe.cmd or ()))
     if not args:
         raise ProbeError(f"{recipe_path} has no entrypoint or cmd: give the command to probe")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from smith.oci.compress import MEDIA_TYPE_SUFFIX, Compression
@@ -21,6 +23,7 @@ from smith.oci.referrers import Artifact, write_referrer
 from smith.oci.writer import ImageResult, Layer, write_index, write_layer, write_manifest
 from smith.tree import FileTree
 
+DEFAULT_REF_NAME = "latest"
 log = logging.getLogger(__name__)
 
 
@@ -69,13 +72,12 @@ def write_image(
             write_referrer(store, result.manifest, artifact)
             for artifact in (referrers(result) if referrers is not None else ())
         ]
-        if attached and not tag:
-            log.warning(
-                "%s lists the image and %d attached artifacts: readers that take the one "
-                "image of a layout (skopeo's oci:DIR) need a --tag to name it",
-                output,
-                len(attached),
-            )
-        write_index(store, result, tag, [r.index_entry() for r in attached])
+        # The index names the image `latest` unless a tag says otherwise, as the original's
+        # did, so that `skopeo inspect oci:DIR:latest` and umoci find it by a name (also
+        # beside attached artifacts, where skopeo's bare oci:DIR cannot choose).
+        index = write_index(
+            store, result, tag or DEFAULT_REF_NAME, [r.index_entry() for r in attached]
+        )
+        result = replace(result, index="sha256:" + hashlib.sha256(index).hexdigest())
         save_layout(store, result, output, out_format, gz=gz, tag=tag, epoch=epoch)
     return result
