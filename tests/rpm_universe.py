@@ -173,24 +173,27 @@ class Universe:
 # -- Debian packages that are not installed ----------------------------------------------------
 
 
-def debian_package(package: str) -> tuple[Path, Path]:
+def debian_package(package: str, arch: str = "") -> tuple[Path, Path]:
     """(the .deb, the directory it is unpacked in) under DEB_CACHE, fetched with
-    `apt-get download` the first time (this works on a fresh machine)."""
-    DEB_CACHE.mkdir(parents=True, exist_ok=True)
-    debs = sorted(DEB_CACHE.glob(f"{package}_*.deb"))
+    `apt-get download` the first time (this works on a fresh machine). `arch` is a foreign
+    Debian architecture (arm64: scripts/setup.sh adds it), cached apart so that a glob for
+    one architecture's .deb never finds another's."""
+    cache = DEB_CACHE.with_name(f"debs-{arch}") if arch else DEB_CACHE
+    cache.mkdir(parents=True, exist_ok=True)
+    debs = sorted(cache.glob(f"{package}_*.deb"))
     if not debs:
         subprocess.run(
-            [require_tool("apt-get"), "download", package],
-            cwd=DEB_CACHE,
+            [require_tool("apt-get"), "download", f"{package}:{arch}" if arch else package],
+            cwd=cache,
             capture_output=True,
             check=False,
         )
-        debs = sorted(DEB_CACHE.glob(f"{package}_*.deb"))
+        debs = sorted(cache.glob(f"{package}_*.deb"))
     if not debs:
         raise RuntimeError(f"cannot fetch the Debian package {package} (apt-get download)")
-    root = DEB_CACHE / f"{debs[-1].name}.root"
+    root = cache / f"{debs[-1].name}.root"
     if not root.is_dir():
-        partial = Path(tempfile.mkdtemp(dir=DEB_CACHE))
+        partial = Path(tempfile.mkdtemp(dir=cache))
         subprocess.run([require_tool("dpkg-deb"), "-x", str(debs[-1]), str(partial)], check=True)
         partial.rename(root)
     return debs[-1], root
