@@ -130,13 +130,21 @@ def platform_of(machine: str) -> str:
     return OTHER_PLATFORMS.get(machine, "")
 
 
-def parse_arch(value: str) -> Arch:
-    """A recipe's or command line's architecture; RecipeError names an unknown one."""
+def check_arch(value: str) -> Arch:
+    """An architecture's name as an Arch; ValueError names an unknown one."""
     try:
         return Arch(value)
     except ValueError:
         known = ", ".join(a.value for a in Arch)
-        raise RecipeError(f"unknown architecture {value!r} (known: {known})") from None
+        raise ValueError(f"unknown architecture {value!r} (known: {known})") from None
+
+
+def parse_arch(value: str) -> Arch:
+    """A command line's architecture; RecipeError names an unknown one."""
+    try:
+        return check_arch(value)
+    except ValueError as err:
+        raise RecipeError(str(err)) from None
 
 
 def describe_abi(abi: Abi) -> str:

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from smith.arch import ARCHES, check_arch, parse_arch
 from smith.conventions import (
     ORIGIN as CONVENTIONS_ORIGIN,
 )
@@ -28,12 +29,12 @@ from smith.conventions import (
     nss_documents,
     parse_user,
 )
-from smith.errors import RecipeError, SmithError, UnsafePathError
+from smith.errors import RecipeError, SmithError, UnsafePathError, UsageError
 from smith.globs import Excludes, glob_match, has_magic
 from smith.oci.compress import parse_compression
-from smith.oci.image import GO_ARCH, ImageConfig, Platform
+from smith.oci.image import GO_ARCH, Descriptor, ImageConfig, Platform
 from smith.oci.layout import open_image
-from smith.oci.output import write_image
+from smith.oci.output import PlatformImage, write_image, write_index_image
 from smith.oci.reference import is_registry_reference
 from smith.oci.registry_options import RegistryOptions
 from smith.oci.writer import ImageResult
@@ -41,6 +42,7 @@ from smith.paths import climbs_out, normalize_path, parent_paths
 from smith.recipe import Recipe, RuntimeSet, load_recipe
 from smith.resolve.dependencies import Closure, Extras, LoaderEnv, compute_closure
 from smith.resolve.fetch import Fetcher
+from smith.resolve.lock import lock_path_for
 from smith.resolve.packages import fetch_packages
 from smith.resolve.repo import RepoConfig
 from smith.resolve.rpm import add_rpm_to_tree
@@ -68,6 +70,7 @@ class BuildOptions:
     keep_going: bool = False
     epoch: int | None = None
     registry: RegistryOptions | None = None  # for a parent named by a registry reference
+    arches: tuple[str, ...] = ()  # --arch: instead of the recipe's
 
 
 @dataclass(frozen=True)
@@ -101,12 +104,82 @@ class BuildResult:
         }
 
 
-def build(recipe_path: str, options: BuildOptions) -> BuildResult:
+def build_recipe(recipe_path: str, options: BuildOptions) -> BuildResult | IndexBuildResult:
+    """Build the recipe; for several architectures (`arch: [...]`, or `--arch` more than
+    once), one image index with a manifest per platform, each built as it would be alone."""
     recipe = load_recipe(recipe_path)
-    base = os.path.dirname(os.path.abspath(recipe_path))
+    arches = options.arches or recipe.architectures
+    if len(arches) > 1:
+        return build_platforms(recipe, recipe_path, options, arches)
+    return build(recipe_path, options)
+
+
+def build(recipe_path: str, options: BuildOptions) -> BuildResult:
+    """Build the recipe for one architecture (the recipe's, or the one `--arch`)."""
+    recipe = load_recipe(recipe_path)
+    arches = options.arches or recipe.architectures
+    if len(arches) > 1:
+        raise UsageError(
+            f"{recipe_path} is built for {', '.join(arches)}: here only one (--arch) can be"
+        )
+    if options.arches:
+        parse_arch(arches[0])
+    if arches[0] != recipe.arch:
+        recipe = recipe.model_copy(update={"arch": arches[0], "arches": ()})
     fetcher = Fetcher(options.cache_dir, offline=options.offline)
-    log.info("resolving the packages of %s", recipe_path)
-    packages = plan_recipe(recipe, recipe_path, fetcher, locked=options.locked)
+    output = options.output or recipe.output or DEFAULT_OUTPUT
+    with contextlib.ExitStack() as stack:
+        staged = stage_build(recipe, recipe_path, options, fetcher, stack)
+        log.info("writing %d paths to %s", len(staged.image.tree), output)
+        result = write_image(
+            staged.image.tree,
+            staged.image.config,
+            output,
+            fmt=options.fmt or recipe.format,
+            compression=parse_compression(options.compression or recipe.compression),
+            epoch=choose_epoch(options.epoch, recipe),
+            tag=options.tag or recipe.tag or "",
+            parent=staged.image.parent,
+            annotations=staged.image.annotations,
+            cache_dir=str(fetcher.cache_dir),
+        )
+    return staged.result(output, result, output_size(output))
+
+
+@dataclass(frozen=True)
+class StagedBuild:
+    """One architecture's image, ready to be written, and what its BuildResult reports."""
+
+    image: PlatformImage
+    packages: tuple[ResolvedPackage, ...]
+    reasons: dict[str, str]
+    owners: dict[str, str]
+
+    def result(self, output: str, image: ImageResult, size: int) -> BuildResult:
+        return BuildResult(
+            output=output,
+            image=image,
+            packages=self.packages,
+            kept=tuple(e.path for e in self.image.tree),
+            reasons=self.reasons,
+            owners=self.owners,
+            image_bytes=size,
+        )
+
+
+def stage_build(
+    recipe: Recipe,
+    recipe_path: str,
+    options: BuildOptions,
+    fetcher: Fetcher,
+    stack: contextlib.ExitStack,
+    lock_path: Path | None = None,
+) -> StagedBuild:
+    """Resolve, fetch and close over the recipe's packages for `recipe.arch`; a parent
+    image is opened on `stack` (it must stay open until the image is written)."""
+    base = os.path.dirname(os.path.abspath(recipe_path))
+    log.info("resolving the %s packages of %s", recipe.arch, recipe_path)
+    packages = plan_recipe(recipe, recipe_path, fetcher, locked=options.locked, lock_path=lock_path)
     log.info("fetching and extracting %d packages", len(packages))
     store = ContentStore(fetcher.cache_dir / "content")
     full = extract_packages(packages, fetcher, repo_configs(recipe, recipe_path), store)
@@ -142,43 +215,96 @@ def build(recipe_path: str, options: BuildOptions) -> BuildResult:
         raise RecipeError(f"excludes: {pattern!r} leaves out the program /{program}")
     overlay_rootfs(kept, os.path.join(base, "rootfs"))
     image_tree = apply_conventions(kept, Conventions(user=user, nss=nss))
-    output = options.output or recipe.output or DEFAULT_OUTPUT
     owners = {e.path: e.origin for e in image_tree}
     config = image_config(recipe, user.config_user)
-    log.info("writing %d paths to %s", len(image_tree), output)
+    parent = None
+    if recipe.parent:
+        ref = (
+            recipe.parent
+            if is_registry_reference(recipe.parent)
+            else relative_to(recipe.parent, base)
+        )
+        parent = stack.enter_context(
+            open_image(ref, platform=config.platform, registry=options.registry)
+        )
+    annotations = {PACKAGE_FILES_ANNOTATION: package_files_json(owners)}
+    return StagedBuild(
+        PlatformImage(image_tree, config, parent, annotations),
+        packages,
+        explain_all(image_tree, closure, program, paths),
+        owners,
+    )
+
+
+@dataclass(frozen=True)
+class IndexBuildResult:
+    """A build for several architectures: the index and each platform's own result."""
+
+    output: str
+    index: Descriptor
+    platforms: tuple[tuple[str, BuildResult], ...]  # (arch, result), in the recipe's order
+    image_bytes: int = 0
+
+    def summary(self) -> dict[str, object]:
+        return {
+            "output": self.output,
+            "index": self.index.digest,
+            "size": self.image_bytes,
+            "platforms": {
+                str(result.image.manifest.platform): {"arch": arch, **result.summary()}
+                for arch, result in self.platforms
+            },
+        }
+
+
+def build_platforms(
+    recipe: Recipe, recipe_path: str, options: BuildOptions, arches: Sequence[str]
+) -> IndexBuildResult:
+    """Each architecture resolved, fetched and closed over from its own packages (its own
+    lock: smith.ARCH.lock), then one index of their manifests."""
+    for arch in arches:
+        parse_arch(arch)
+    if len(set(arches)) != len(arches):
+        raise RecipeError(f"--arch: {', '.join(arches)} names an architecture twice")
+    fetcher = Fetcher(options.cache_dir, offline=options.offline)
+    output = options.output or recipe.output or DEFAULT_OUTPUT
     with contextlib.ExitStack() as stack:
-        parent = None
-        if recipe.parent:
-            ref = (
-                recipe.parent
-                if is_registry_reference(recipe.parent)
-                else relative_to(recipe.parent, base)
+        staged = [
+            stage_build(
+                recipe.model_copy(update={"arch": arch, "arches": ()}),
+                recipe_path,
+                options,
+                fetcher,
+                stack,
+                lock_path=lock_path_for(recipe_path, arch),
             )
-            parent = stack.enter_context(
-                open_image(ref, platform=config.platform, registry=options.registry)
-            )
-        result = write_image(
-            image_tree,
-            config,
+            for arch in arches
+        ]
+        log.info("writing an index of %d platforms to %s", len(staged), output)
+        written = write_index_image(
+            [s.image for s in staged],
             output,
             fmt=options.fmt or recipe.format,
             compression=parse_compression(options.compression or recipe.compression),
             epoch=choose_epoch(options.epoch, recipe),
             tag=options.tag or recipe.tag or "",
-            parent=parent,
-            annotations={PACKAGE_FILES_ANNOTATION: package_files_json(owners)},
             cache_dir=str(fetcher.cache_dir),
         )
-    reasons = explain_all(image_tree, closure, program, paths)
-    return BuildResult(
-        output=output,
-        image=result,
-        packages=packages,
-        kept=tuple(e.path for e in image_tree),
-        reasons=reasons,
-        owners=owners,
-        image_bytes=output_size(output),
+    size = output_size(output)
+    results = tuple(
+        (arch, s.result(output, image, size))
+        for arch, s, image in zip(arches, staged, written.images, strict=True)
     )
+    return IndexBuildResult(output, written.index, results, size)
+
+
+def platform_for(arch: str) -> Platform:
+    """The OCI platform of an architecture (linux/arm64/v8 for aarch64)."""
+    try:
+        info = ARCHES[check_arch(arch)]
+    except ValueError:
+        return Platform(GO_ARCH.get(arch, arch), "linux")
+    return Platform(info.oci_architecture, "linux", info.oci_variant)
 
 
 # -- packages --------------------------------------------------------------------------------
@@ -373,9 +499,8 @@ def user_is_named(recipe: Recipe) -> bool:
 
 
 def image_config(recipe: Recipe, user: str) -> ImageConfig:
-    arch = GO_ARCH.get(recipe.arch, recipe.arch)
     return ImageConfig(
-        platform=Platform(arch, "linux"),
+        platform=platform_for(recipe.arch),
         user=user,
         env=tuple(environment(recipe)),
         entrypoint=recipe.entrypoint,

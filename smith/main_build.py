@@ -5,15 +5,18 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from smith.build import BuildOptions, build
+from smith.build import BuildOptions, IndexBuildResult, build_recipe
 from smith.cli import cli
-from smith.oci.reference import parse_reference
+from smith.oci.reference import Reference, parse_reference
 from smith.recipe import find_recipe
 from smith.registry_flags import registry_flags, registry_options
+
+if TYPE_CHECKING:
+    from smith.oci.registry_options import RegistryOptions
 
 
 @cli.command("build")
@@ -37,6 +40,13 @@ from smith.registry_flags import registry_flags, registry_options
     type=click.Choice(["gzip", "zstd", "none"]),
     help="Layer compression (default: the recipe's, else gzip).",
 )
+@click.option(
+    "--arch",
+    "arches",
+    multiple=True,
+    help="Build for this architecture (x86_64, aarch64, ...) instead of the recipe's `arch`; "
+    "repeated: one image index with a manifest per platform.",
+)
 @click.option("--locked", is_flag=True, help="Use smith.lock only; never resolve beyond it.")
 @click.option("--offline", is_flag=True, help="Fail at once on any network access.")
 @click.option("--cache-dir", help="Download cache (default: $XDG_CACHE_HOME/smith).")
@@ -57,6 +67,7 @@ def build_command(
     fmt: str | None,
     tag: str | None,
     compression: str | None,
+    arches: tuple[str, ...],
     locked: bool,
     offline: bool,
     cache_dir: str | None,
@@ -75,7 +86,7 @@ def build_command(
         logging.getLogger("smith").setLevel(
             min(logging.getLogger("smith").level or 99, logging.INFO)
         )
-    result = build(
+    result = build_recipe(
         find_recipe(recipe),
         BuildOptions(
             output=output,
@@ -87,8 +98,12 @@ def build_command(
             cache_dir=cache_dir,
             keep_going=keep_going,
             registry=registry,
+            arches=arches,
         ),
     )
+    if isinstance(result, IndexBuildResult):
+        report_index(result, target, registry, explain=explain, as_json=as_json, quiet=quiet)
+        return
     pushed = None
     if target:
         from smith.oci.push import push_image  # the registry client: only to push
@@ -118,3 +133,47 @@ def build_command(
         )
     if pushed_ref and not as_json and not quiet:
         click.echo(pushed_ref)
+
+
+def report_index(
+    result: IndexBuildResult,
+    target: Reference | None,
+    registry: RegistryOptions,
+    *,
+    explain: bool,
+    as_json: bool,
+    quiet: bool,
+) -> None:
+    """Push and report a build of several platforms (an image index)."""
+    pushed_ref = ""
+    if target:
+        from smith.oci.push import push_index  # the registry client: only to push
+
+        pushed = push_index(result.output, target, options=registry)
+        pushed_ref = f"{target.registry}/{target.repository}@{pushed.digest}"
+    if explain:
+        for arch, platform in result.platforms:
+            for path in platform.kept:
+                why = platform.reasons.get(path) or (
+                    "named by the recipe"
+                    if platform.owners.get(path)
+                    else "microcontainer conventions"
+                )
+                owner = platform.owners.get(path) or "smith"
+                click.echo(f"{arch}\t/{path}\t[{owner}]\t{why}")
+    if as_json:
+        summary = result.summary()
+        if pushed_ref:
+            summary["pushed"] = pushed_ref
+        click.echo(json.dumps(summary, indent=2, sort_keys=True))
+        return
+    if not quiet:
+        platforms = ", ".join(
+            f"{p.image.manifest.platform} {p.image.manifest.digest}" for _, p in result.platforms
+        )
+        click.echo(
+            f"{result.output}: {result.index.digest} ({result.image_bytes} bytes; {platforms})",
+            err=True,
+        )
+        if pushed_ref:
+            click.echo(pushed_ref)

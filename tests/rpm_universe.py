@@ -34,7 +34,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -628,14 +628,17 @@ def universe_key() -> str:
     return h.hexdigest()[:16]
 
 
-def cached_universe(cache_root: Path) -> Universe:
-    """The universe from `cache_root/<key>`, building it there first if needed."""
-    final = cache_root / universe_key()
+def cached_universe(
+    cache_root: Path, key: str = "", build: Callable[[Path], Universe] = build_universe
+) -> Universe:
+    """The universe from `cache_root/<key>` (default: `universe_key()`), building it there
+    first with `build` if needed."""
+    final = cache_root / (key or universe_key())
     if not (final / "done").exists():
         cache_root.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix="building-", dir=cache_root))
         shutil.rmtree(tmp)
-        build_universe(tmp)
+        build(tmp)
         (tmp / "done").write_text("")
         if final.exists():
             shutil.rmtree(final)
