@@ -130,7 +130,8 @@ def _subpackages(roots: dict[str, Path]) -> list[SubPackage]:
         if pkg == "glibc":
             # PT_INTERP of every arm64 program: /lib/ld-linux-aarch64.so.1 (/lib -> usr/lib).
             install.append(
-                f"ln -s {TRIPLET}/ld-linux-aarch64.so.1 %{{buildroot}}/usr/lib/ld-linux-aarch64.so.1"
+                f"ln -s {TRIPLET}/ld-linux-aarch64.so.1"
+                " %{buildroot}/usr/lib/ld-linux-aarch64.so.1"
             )
             files.append("/usr/lib/ld-linux-aarch64.so.1")
             extra.append("Provides: rtld(GNU_HASH)")

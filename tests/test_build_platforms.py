@@ -1,0 +1,193 @@
+"""One recipe, two architectures: `arch: [x86_64, aarch64]` builds one image index whose
+manifests are each byte for byte the single-architecture build's. The x86_64 packages are
+the frozen universe's, the aarch64 ones Debian's arm64 builds repackaged as RPMs
+(rpm_universe_aarch64.py); each architecture finds its own through `$basearch`. skopeo
+picks each platform's manifest, and the aarch64 program runs under qemu-aarch64-static."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import tarfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from smith.cli import cli
+from tests.rpm_universe import Universe
+from tests.rpm_universe_aarch64 import aarch64_universe  # noqa: F401 - the fixture
+from tests.test_build_errors import assert_clean_failure, run_smith
+from tests.tools import require_root, require_tool
+
+GREETING = "hello from smith"
+# The universes' two hellos: the x86_64 one prints GREETING and ignores its arguments, the
+# aarch64 one is GNU hello, which prints the text of -g.
+HELLO = {
+    "package": "hello",
+    "arch": ["x86_64", "aarch64"],
+    "repos": [{"name": "universe", "baseurl": "repos/$basearch"}],
+    "cmd": ["/usr/bin/hello", "-g", GREETING],
+}
+PLATFORMS = [
+    {"architecture": "amd64", "os": "linux"},
+    {"architecture": "arm64", "os": "linux", "variant": "v8"},
+]
+
+
+@pytest.fixture
+def recipe_dir(
+    tmp_path: Path,
+    frozen_universe: Universe,
+    aarch64_universe: Universe,  # noqa: F811
+) -> Path:
+    repos = tmp_path / "recipe" / "repos"
+    repos.mkdir(parents=True)
+    (repos / "x86_64").symlink_to(frozen_universe.repo_dir("main"))
+    (repos / "aarch64").symlink_to(aarch64_universe.repo_dir("main"))
+    write_recipe(tmp_path / "recipe", HELLO)
+    return tmp_path / "recipe"
+
+
+def write_recipe(directory: Path, recipe: dict[str, Any]) -> Path:
+    path = directory / "smith.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    return path
+
+
+def smith(*args: str) -> str:
+    result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def layout_json(archive: Path, digest: str = "") -> Any:
+    name = "index.json" if not digest else "blobs/sha256/" + digest.removeprefix("sha256:")
+    with tarfile.open(archive) as tar:
+        member = tar.extractfile(name)
+        assert member is not None
+        return json.loads(member.read())
+
+
+def build(recipe_dir: Path, out: str, *args: str) -> Path:
+    output = recipe_dir.parent / out
+    smith("build", str(recipe_dir / "smith.yaml"), "-o", str(output), "-q", *args)
+    return output
+
+
+def test_one_index_with_each_platforms_own_manifest(recipe_dir: Path) -> None:
+    both = build(recipe_dir, "both.tar")
+    top = layout_json(both)["manifests"]
+    assert [m["mediaType"] for m in top] == ["application/vnd.oci.image.index.v1+json"]
+    index = layout_json(both, top[0]["digest"])
+    assert [m["platform"] for m in index["manifests"]] == PLATFORMS
+    # Each platform exactly as built alone, and the whole reproducible.
+    for arch, manifest in zip(("x86_64", "aarch64"), index["manifests"], strict=True):
+        alone = build(recipe_dir, f"{arch}.tar", "--arch", arch)
+        assert layout_json(alone)["manifests"][0]["digest"] == manifest["digest"]
+    assert build(recipe_dir, "again.tar").read_bytes() == both.read_bytes()
+    # The aarch64 image holds aarch64 files only (and its lock-free resolution chose them).
+    arm = layout_json(both, index["manifests"][1]["digest"])
+    config = layout_json(both, arm["config"]["digest"])
+    assert config["architecture"] == "arm64" and config["variant"] == "v8"
+
+
+def test_arch_on_the_command_line_builds_an_index(recipe_dir: Path) -> None:
+    write_recipe(recipe_dir, {**HELLO, "arch": "x86_64"})
+    out = build(recipe_dir, "cli.tar", "--arch", "x86_64", "--arch", "aarch64")
+    write_recipe(recipe_dir, HELLO)
+    assert out.read_bytes() == build(recipe_dir, "recipe.tar").read_bytes()
+
+
+def test_each_architecture_has_its_lock(recipe_dir: Path) -> None:
+    output = smith("lock", str(recipe_dir / "smith.yaml"))
+    assert "smith.x86_64.lock: 3 x86_64 packages" in output
+    for arch in ("x86_64", "aarch64"):
+        lock = json.loads((recipe_dir / f"smith.{arch}.lock").read_text())
+        assert lock["arch"] == arch
+        assert {p["arch"] for p in lock["packages"]} == {arch, "noarch"}
+    assert not (recipe_dir / "smith.lock").exists()
+    unlocked = build(recipe_dir, "unlocked.tar")
+    locked = build(recipe_dir, "locked.tar", "--locked")
+    assert locked.read_bytes() == unlocked.read_bytes()
+    # --locked uses each architecture's own lock, and nothing else.
+    (recipe_dir / "smith.aarch64.lock").unlink()
+    proc = run_smith(
+        "build", str(recipe_dir / "smith.yaml"), "-o", str(recipe_dir.parent / "x.tar"), "--locked"
+    )
+    assert proc.returncode != 0
+    assert proc.stderr.strip().endswith(f"no lock at {recipe_dir / 'smith.aarch64.lock'}")
+
+
+@pytest.mark.parametrize(("override", "position"), [("arm64", 1), ("amd64", 0)])
+def test_skopeo_picks_the_platform(recipe_dir: Path, override: str, position: int) -> None:
+    skopeo = require_tool("skopeo")
+    both = build(recipe_dir, "both.tar")
+    index = layout_json(both, layout_json(both)["manifests"][0]["digest"])
+    dest = recipe_dir.parent / f"dir-{override}"
+    subprocess.run(
+        [skopeo, "--override-arch", override, "copy", f"oci-archive:{both}", f"dir:{dest}"],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    manifest = json.loads((dest / "manifest.json").read_text())
+    chosen = index["manifests"][position]
+    assert layout_json(both, chosen["digest"])["config"] == manifest["config"]
+
+
+def unpack_platform(archive: Path, override: str, root: Path) -> None:
+    """The platform's image as skopeo picks it, its layers unpacked into `root`."""
+    dest = root.parent / f"{root.name}-dir"
+    skopeo = require_tool("skopeo")
+    subprocess.run(
+        [skopeo, "--override-arch", override, "copy", f"oci-archive:{archive}", f"dir:{dest}"],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    manifest = json.loads((dest / "manifest.json").read_text())
+    root.mkdir()
+    for layer in manifest["layers"]:
+        with tarfile.open(dest / layer["digest"].removeprefix("sha256:")) as tar:
+            tar.extractall(root, filter="tar")
+
+
+def test_both_programs_print_the_same(recipe_dir: Path) -> None:
+    require_root()
+    qemu = require_tool("qemu-aarch64-static")
+    both = build(recipe_dir, "both.tar")
+    x86, arm = recipe_dir.parent / "x86-root", recipe_dir.parent / "arm-root"
+    unpack_platform(both, "amd64", x86)
+    unpack_platform(both, "arm64", arm)
+    argv = HELLO["cmd"]
+    native = subprocess.run(
+        [require_tool("chroot"), str(x86), *argv], capture_output=True, text=True, timeout=60
+    )
+    emulated = subprocess.run(
+        [qemu, "-L", str(arm), str(arm / argv[0].lstrip("/")), *argv[1:]],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert native.stdout == emulated.stdout == GREETING + "\n", (native, emulated)
+    # Neither root carries the other's loader.
+    assert not (arm / "usr/lib64").exists()
+    assert not (x86 / "usr/lib/ld-linux-aarch64.so.1").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--arch", "arm64"), "unknown architecture 'arm64'"),
+        (("--arch", "aarch64", "--arch", "aarch64"), "names an architecture twice"),
+        (("--format", "docker-archive"), "a docker-archive holds one platform"),
+    ],
+)
+def test_bad_arguments_are_one_line(recipe_dir: Path, args: tuple[str, ...], message: str) -> None:
+    proc = run_smith(
+        "build", str(recipe_dir / "smith.yaml"), "-o", str(recipe_dir.parent / "x.tar"), *args
+    )
+    assert_clean_failure(proc, message, recipe_dir.parent)
