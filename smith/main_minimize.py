@@ -5,17 +5,23 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import Any
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from smith.cli import cli
 from smith.errors import UsageError
-from smith.minimize import MinimizeOptions, MinimizeResult, minimize_image
+from smith.minimize import MinimizeOptions, MinimizeResult, minimize_image, minimize_platforms
 from smith.minimize_recipe import read_minimize_recipe
 from smith.oci.compress import parse_compression
-from smith.oci.image import parse_platform
+from smith.oci.image import Platform, parse_platform
+from smith.oci.index import index_platforms
+from smith.oci.reference import is_registry_reference
 from smith.registry_flags import registry_flags, registry_options
+
+if TYPE_CHECKING:
+    from smith.oci.output import IndexResult
 
 
 def epoch_default() -> int:
@@ -30,7 +36,13 @@ def epoch_default() -> int:
 @click.option("-o", "--output", required=True, help="OCI layout directory, .tar or .tar.gz.")
 @click.option("--format", "fmt", help="oci, oci-archive or docker-archive.")
 @click.option("--tag", default="", help="Name of the image in the output.")
-@click.option("--platform", help="OS/ARCH[/VARIANT] to pick from a multi-platform index.")
+@click.option(
+    "--platform",
+    "platforms",
+    multiple=True,
+    help="OS/ARCH[/VARIANT] to pick from a multi-platform index; repeated, or `all` (every "
+    "platform of a local layout or archive): an index of each minimized.",
+)
 @click.option("--recipe", type=click.Path(dir_okay=False), help="smith.yaml naming the image.")
 @click.option("--path", "paths", multiple=True, help="Also keep this glob or directory.")
 @click.option("--exclude", "excludes", multiple=True, help="Leave this glob or directory out.")
@@ -49,7 +61,7 @@ def minimize(
     output: str,
     fmt: str | None,
     tag: str,
-    platform: str | None,
+    platforms: tuple[str, ...],
     recipe: str | None,
     paths: tuple[str, ...],
     excludes: tuple[str, ...],
@@ -75,7 +87,7 @@ def minimize(
         keep_ownership=keep_ownership,
         keep_modes=keep_modes,
         entrypoint=parse_entrypoint(entrypoint) if entrypoint else None,
-        platform=parse_platform(platform) if platform else None,
+        platform=None,  # chosen_platforms(), once the image is known
         compression=parse_compression(compression),
         epoch=epoch_default(),
         fmt=fmt,
@@ -89,6 +101,12 @@ def minimize(
         image = image or named
     if not image:
         raise UsageError("name the image to minimize (or a --recipe whose package: names it)")
+    chosen = chosen_platforms(image, platforms)
+    if len(chosen) > 1:
+        report_platforms(*minimize_platforms(image, output, options, chosen), output, as_json)
+        return
+    if chosen:
+        options = replace(options, platform=chosen[0])
     result = minimize_image(image, output, options)
     if as_json:
         sys.stdout.write(json.dumps(summary(result, output, explain), indent=2) + "\n")
@@ -102,6 +120,41 @@ def minimize(
             f"manifest {result.image.manifest.digest}",
             err=True,
         )
+
+
+def chosen_platforms(image: str, platforms: tuple[str, ...]) -> tuple[Platform, ...]:
+    """The platforms --platform names; `all`: every one of the image's index."""
+    if "all" not in platforms:
+        return tuple(parse_platform(p) for p in platforms)
+    if len(platforms) > 1:
+        raise UsageError("--platform all goes alone")
+    if is_registry_reference(image):
+        raise UsageError(f"--platform all reads a local layout or archive, not {image!r}")
+    found = index_platforms(image)
+    if not found:
+        raise UsageError(f"{image} holds a single image: minimize it without --platform all")
+    return found
+
+
+def report_platforms(
+    index: IndexResult, results: tuple[MinimizeResult, ...], output: str, as_json: bool
+) -> None:
+    if as_json:
+        doc = {
+            "output": output,
+            "index": index.index.digest,
+            "platforms": {str(r.platform): summary(r, output, False) for r in results},
+        }
+        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+        return
+    for r in results:
+        click.echo(
+            f"{output}: {r.platform}: {r.after.files} files, {r.after.bytes} bytes "
+            f"(from {r.before.files} files, {r.before.bytes} bytes); "
+            f"manifest {r.image.manifest.digest}",
+            err=True,
+        )
+    click.echo(f"{output}: index {index.index.digest}", err=True)
 
 
 def parse_entrypoint(value: str) -> tuple[str, ...]:

@@ -280,6 +280,43 @@ def _spec(name: str, version: str, release: str, subs: list[SubPackage], payload
     return "\n".join(lines) + "\n"
 
 
+def filesystem_package(libdir: str, *, lib64: bool) -> SubPackage:
+    """The directory skeleton (merged /usr) with the distribution's library directory
+    (and /usr/lib64 with its /lib64 link, for x86_64)."""
+    lib64_dirs = " usr/lib64" if lib64 else ""
+    return SubPackage(
+        "filesystem",
+        "The directory skeleton (merged /usr)",
+        [
+            f"cd %{{buildroot}} && mkdir -p etc usr/bin usr/sbin{lib64_dirs} var/log tmp root srv",
+            f"mkdir -p %{{buildroot}}{libdir}",
+            "ln -s usr/bin %{buildroot}/bin",
+            "ln -s usr/sbin %{buildroot}/sbin",
+            "ln -s usr/lib %{buildroot}/lib",
+            *(["ln -s usr/lib64 %{buildroot}/lib64"] if lib64 else []),
+        ],
+        [
+            "%dir /etc",
+            "%dir /usr",
+            "%dir /usr/bin",
+            "%dir /usr/sbin",
+            "%dir /usr/lib",
+            *(["%dir /usr/lib64"] if lib64 else []),
+            f"%dir {libdir}",
+            "%dir /var",
+            "%dir /var/log",
+            "%attr(1777,root,root) %dir /tmp",
+            "%attr(0700,root,root) %dir /root",
+            "%dir /srv",
+            "/bin",
+            "/sbin",
+            "/lib",
+            *(["/lib64"] if lib64 else []),
+        ],
+        ["BuildArch: noarch"],
+    )
+
+
 def _main_subpackages(work: Path) -> list[SubPackage]:
     gcc = require_tool("gcc")
     for prog, src in (("hello", HELLO_C), ("tinyhttpd", TINYHTTPD_C)):
@@ -301,37 +338,7 @@ def _main_subpackages(work: Path) -> list[SubPackage]:
             by_pkg["glibc"].append(so)
 
     subs = [
-        SubPackage(
-            "filesystem",
-            "The directory skeleton (merged /usr)",
-            [
-                "cd %{buildroot} && mkdir -p etc usr/bin usr/sbin usr/lib64 var/log tmp root srv",
-                f"mkdir -p %{{buildroot}}{LIBDIR}",
-                "ln -s usr/bin %{buildroot}/bin",
-                "ln -s usr/sbin %{buildroot}/sbin",
-                "ln -s usr/lib %{buildroot}/lib",
-                "ln -s usr/lib64 %{buildroot}/lib64",
-            ],
-            [
-                "%dir /etc",
-                "%dir /usr",
-                "%dir /usr/bin",
-                "%dir /usr/sbin",
-                "%dir /usr/lib",
-                "%dir /usr/lib64",
-                f"%dir {LIBDIR}",
-                "%dir /var",
-                "%dir /var/log",
-                "%attr(1777,root,root) %dir /tmp",
-                "%attr(0700,root,root) %dir /root",
-                "%dir /srv",
-                "/bin",
-                "/sbin",
-                "/lib",
-                "/lib64",
-            ],
-            ["BuildArch: noarch"],
-        ),
+        filesystem_package(LIBDIR, lib64=True),
         SubPackage(
             "setup",
             "System users, groups and the NSS configuration",

@@ -31,6 +31,7 @@ from tests.rpm_universe import (
     _spec,
     cached_universe,
     debian_package,
+    filesystem_package,
     served,
 )
 from tests.tools import require_tool
@@ -80,34 +81,7 @@ def _unpacked() -> dict[str, Path]:
 
 def _subpackages(roots: dict[str, Path]) -> list[SubPackage]:
     subs = [
-        SubPackage(
-            "filesystem",
-            "The directory skeleton (merged /usr, aarch64)",
-            [
-                "cd %{buildroot} && mkdir -p etc usr/bin usr/sbin var/log tmp root srv",
-                f"mkdir -p %{{buildroot}}{LIBDIR}",
-                "ln -s usr/bin %{buildroot}/bin",
-                "ln -s usr/sbin %{buildroot}/sbin",
-                "ln -s usr/lib %{buildroot}/lib",
-            ],
-            [
-                "%dir /etc",
-                "%dir /usr",
-                "%dir /usr/bin",
-                "%dir /usr/sbin",
-                "%dir /usr/lib",
-                f"%dir {LIBDIR}",
-                "%dir /var",
-                "%dir /var/log",
-                "%attr(1777,root,root) %dir /tmp",
-                "%attr(0700,root,root) %dir /root",
-                "%dir /srv",
-                "/bin",
-                "/sbin",
-                "/lib",
-            ],
-            ["BuildArch: noarch"],
-        ),
+        filesystem_package(LIBDIR, lib64=False),
         SubPackage(
             "setup",
             "System users, groups and the NSS configuration",

@@ -123,24 +123,15 @@ def test_each_architecture_has_its_lock(recipe_dir: Path) -> None:
 
 @pytest.mark.parametrize(("override", "position"), [("arm64", 1), ("amd64", 0)])
 def test_skopeo_picks_the_platform(recipe_dir: Path, override: str, position: int) -> None:
-    skopeo = require_tool("skopeo")
     both = build(recipe_dir, "both.tar")
     index = layout_json(both, layout_json(both)["manifests"][0]["digest"])
-    dest = recipe_dir.parent / f"dir-{override}"
-    subprocess.run(
-        [skopeo, "--override-arch", override, "copy", f"oci-archive:{both}", f"dir:{dest}"],
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
-    manifest = json.loads((dest / "manifest.json").read_text())
+    manifest = skopeo_copy(both, override, recipe_dir.parent / f"dir-{override}")
     chosen = index["manifests"][position]
     assert layout_json(both, chosen["digest"])["config"] == manifest["config"]
 
 
-def unpack_platform(archive: Path, override: str, root: Path) -> None:
-    """The platform's image as skopeo picks it, its layers unpacked into `root`."""
-    dest = root.parent / f"{root.name}-dir"
+def skopeo_copy(archive: Path, override: str, dest: Path) -> Any:
+    """The manifest skopeo picks for `--override-arch override`, copied to dir:`dest`."""
     skopeo = require_tool("skopeo")
     subprocess.run(
         [skopeo, "--override-arch", override, "copy", f"oci-archive:{archive}", f"dir:{dest}"],
@@ -148,7 +139,13 @@ def unpack_platform(archive: Path, override: str, root: Path) -> None:
         capture_output=True,
         timeout=120,
     )
-    manifest = json.loads((dest / "manifest.json").read_text())
+    return json.loads((dest / "manifest.json").read_text())
+
+
+def unpack_platform(archive: Path, override: str, root: Path) -> None:
+    """The platform's image as skopeo picks it, its layers unpacked into `root`."""
+    dest = root.parent / f"{root.name}-dir"
+    manifest = skopeo_copy(archive, override, dest)
     root.mkdir()
     for layer in manifest["layers"]:
         with tarfile.open(dest / layer["digest"].removeprefix("sha256:")) as tar:
@@ -191,3 +188,23 @@ def test_bad_arguments_are_one_line(recipe_dir: Path, args: tuple[str, ...], mes
         "build", str(recipe_dir / "smith.yaml"), "-o", str(recipe_dir.parent / "x.tar"), *args
     )
     assert_clean_failure(proc, message, recipe_dir.parent)
+
+
+def test_minimize_every_platform_keeps_the_index(recipe_dir: Path) -> None:
+    both = build(recipe_dir, "both.tar")
+    out = recipe_dir.parent / "min.tar"
+    smith("minimize", str(both), "-o", str(out), "--platform", "all")
+    index = layout_json(out, layout_json(out)["manifests"][0]["digest"])
+    assert [m["platform"] for m in index["manifests"]] == PLATFORMS
+    # Each platform as minimized alone; `all` is the index's platforms in its order.
+    for platform, manifest in zip(("linux/amd64", "linux/arm64"), index["manifests"], strict=True):
+        alone = recipe_dir.parent / f"min-{platform.replace('/', '-')}.tar"
+        smith("minimize", str(both), "-o", str(alone), "--platform", platform)
+        assert layout_json(alone)["manifests"][0]["digest"] == manifest["digest"]
+    named = recipe_dir.parent / "min-named.tar"
+    smith("minimize", str(both), "-o", str(named), "--platform", "linux/amd64",
+          "--platform", "linux/arm64/v8")  # fmt: skip
+    assert named.read_bytes() == out.read_bytes()
+    proc = run_smith("minimize", str(named), "-o", str(recipe_dir.parent / "x.tar"),
+                     "--platform", "linux/s390x", "--platform", "linux/amd64")  # fmt: skip
+    assert proc.returncode != 0 and "no image for platform linux/s390x" in proc.stderr
