@@ -7,8 +7,12 @@ picks each platform's manifest, and the aarch64 program runs under qemu-aarch64-
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import tarfile
+import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +21,7 @@ import yaml
 from click.testing import CliRunner
 
 from smith.cli import cli
+from tests.registry_servers import Registry, start_registry
 from tests.rpm_universe import Universe
 from tests.rpm_universe_aarch64 import aarch64_universe  # noqa: F401 - the fixture
 from tests.test_build_errors import assert_clean_failure, run_smith
@@ -208,3 +213,63 @@ def test_minimize_every_platform_keeps_the_index(recipe_dir: Path) -> None:
     proc = run_smith("minimize", str(named), "-o", str(recipe_dir.parent / "x.tar"),
                      "--platform", "linux/s390x", "--platform", "linux/amd64")  # fmt: skip
     assert proc.returncode != 0 and "no image for platform linux/s390x" in proc.stderr
+
+
+@pytest.fixture
+def tmp_runroot() -> Iterator[Callable[[], str]]:
+    made: list[str] = []
+
+    def make() -> str:
+        made.append(tempfile.mkdtemp(prefix="smith-pod-", dir="/tmp"))
+        return made[-1]
+
+    yield make
+    for path in made:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    reg = start_registry(tmp_path_factory.mktemp("registry"), require_tool("docker-registry"))
+    yield reg
+    reg.stop()
+
+
+def test_pushed_index_and_podman_arch(
+    recipe_dir: Path, registry: Registry, tmp_runroot: Callable[[], str]
+) -> None:
+    """`smith build --push` pushes the whole index; `podman pull --arch` takes each
+    platform's image from it: the image ID is that platform's config digest. (podman 4.3
+    ignores --arch for an oci-archive: it took the amd64 image there, so the registry.)"""
+    podman = require_tool("podman")
+    ref = f"{registry.host}/hello:multi"
+    out = recipe_dir.parent / "pushed.tar"
+    output = smith("build", str(recipe_dir / "smith.yaml"), "-o", str(out), "--push",
+                   f"docker://{ref}", "--insecure", "--json")  # fmt: skip
+    summary = json.loads(output[output.index("{") :])
+    index = layout_json(out, layout_json(out)["manifests"][0]["digest"])
+    assert summary["pushed"] == f"{registry.host}/hello@{summary['index']}"
+    work = recipe_dir.parent / "podman"
+    work.mkdir()
+    conf = work / "containers.conf"
+    conf.write_text(
+        '[containers]\nnetns = "none"\n'
+        'default_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]\n'
+        '[engine]\nruntime = "runc"\n'
+    )
+    env = {**os.environ, "CONTAINERS_CONF": str(conf)}
+    for arch, manifest in zip(("amd64", "arm64"), index["manifests"], strict=True):
+        # podman refuses a runroot path over 50 characters: pytest's are longer.
+        base = [podman, "--root", str(work / f"root-{arch}"), "--runroot", tmp_runroot()]
+        base += ["--storage-driver", "vfs"]
+        pulled = subprocess.run(
+            [*base, "pull", "-q", "--tls-verify=false", "--arch", arch, f"docker://{ref}"],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=180,
+            check=False,
+        )
+        assert pulled.returncode == 0, pulled.stderr
+        config = layout_json(out, manifest["digest"])["config"]["digest"]
+        assert "sha256:" + pulled.stdout.strip() == config, arch
