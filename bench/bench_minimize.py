@@ -7,7 +7,10 @@ process, from wait4).
 
     .venv/bin/python -m bench.bench_minimize [--runs 3] [--big]
 
-`--big` adds a synthetic 1 GiB image (see tests/bigimage.py) for the peak-memory figure.
+`--big` adds a synthetic 1 GiB image (see tests/bigimage.py) for the peak-memory figure;
+`--big-gib 2` makes it 2 GiB (half in one kept file, half in 1 MiB files that are dropped).
+`--entries 1000000` adds a layer of that many small files (100 bytes each, 1000 to a
+directory, all dropped), against the same `tar -xzf` floor: the per-entry cost.
 The test image is built (or taken from pytest's cache) by tests/debian_image.py.
 """
 
@@ -19,6 +22,7 @@ import os
 import shutil
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -65,6 +69,7 @@ def floor_run(layout: Path, scratch: Path) -> float:
     for blob in layer_blobs(layout):
         subprocess.run(["tar", "-xzf", str(blob), "-C", str(target)], check=True)
     elapsed = time.perf_counter() - start
+    print(f"floor (tar -xzf): {elapsed:.2f} s", file=sys.stderr)
     shutil.rmtree(target)
     return elapsed
 
@@ -86,54 +91,80 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--big", action="store_true")
+    parser.add_argument("--big-gib", type=int, default=1)
+    parser.add_argument("--entries", type=int, default=0)
+    parser.add_argument("--skip-nginx", action="store_true")
     args = parser.parse_args()
     cache = PROJECT / ".pytest_cache" / "d" / "smith-debian"
     cache.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="smith-bench-", dir="/var/tmp") as tmp:
         scratch = Path(tmp)
-        images = debian_images(cache, scratch / "ci")
         floors, smiths, rss = [], [], []
         summary: Any = None
-        for _ in range(args.runs):
+        report: dict[str, Any] = {}
+        layout = None if args.skip_nginx else debian_images(cache, scratch / "ci").nginx_layout
+        for _ in range(args.runs if layout is not None else 0):
+            assert layout is not None
             # Flush the previous run's writes first: write-back of one run must not be
             # charged to the next (the floor writes every file, smith two pack files).
             os.sync()
-            floors.append(floor_run(images.nginx_layout, scratch))
+            floors.append(floor_run(layout, scratch))
             os.sync()
-            elapsed, peak, summary = smith_run(images.nginx_layout, scratch, NGINX_PATHS)
+            elapsed, peak, summary = smith_run(layout, scratch, NGINX_PATHS)
             smiths.append(elapsed)
             rss.append(peak)
-        floor, ours = statistics.median(floors), statistics.median(smiths)
-        report: dict[str, Any] = {
-            "image": "debian minbase + nginx (2 layers)",
-            "floor_tar_xzf_seconds": round(floor, 2),
-            "smith_minimize_seconds": round(ours, 2),
-            "ratio": round(ours / floor, 2),
-            "target_ratio": 1.5,
-            "peak_rss_mib": round(max(rss) / 2**20, 1),
-            "before": summary["before"],
-            "after": summary["after"],
-            "runs": args.runs,
-            "all_floor": [round(x, 2) for x in floors],
-            "all_smith": [round(x, 2) for x in smiths],
-        }
+        if not args.skip_nginx:
+            report = nginx_report(floors, smiths, rss, summary, args.runs)
         if args.big:
-            from tests.bigimage import BIG_KEPT, write_big_image
+            from tests.bigimage import BIG_KEPT, MIB, write_big_image
 
+            half = args.big_gib * 512 * MIB
             big = scratch / "big"
-            write_big_image(big)
-            os.sync()
-            elapsed, peak, big_summary = smith_run(big, scratch, BIG_KEPT)
-            os.sync()
-            big_floor = floor_run(big, scratch)
-            report["big_image"] = {
-                "uncompressed_bytes": big_summary["before"]["bytes"],
-                "smith_seconds": round(elapsed, 2),
-                "floor_seconds": round(big_floor, 2),
-                "ratio": round(elapsed / big_floor, 2),
-                "peak_rss_mib": round(peak / 2**20, 1),
-            }
+            write_big_image(big, big=half, small_count=half // MIB)
+            report["big_image"] = synthetic_report(big, scratch, BIG_KEPT)
+        if args.entries:
+            from tests.bigimage import write_big_image
+
+            many = scratch / "many"
+            write_big_image(many, big=0, small_count=args.entries, small_size=100)
+            report["many_entries"] = {"entries": args.entries}
+            report["many_entries"] |= synthetic_report(many, scratch, ("/bin/busybox",))
         print(json.dumps(report, indent=2))
+
+
+def synthetic_report(image: Path, scratch: Path, paths: tuple[str, ...]) -> dict[str, Any]:
+    os.sync()
+    elapsed, peak, summary = smith_run(image, scratch, paths)
+    print(f"smith minimize: {elapsed:.2f} s, peak RSS {peak / 2**20:.0f} MiB", file=sys.stderr)
+    os.sync()
+    # Removing what the floor wrote is not timed, but can take long (ext4 with discard).
+    floor = floor_run(image, scratch)
+    return {
+        "file_bytes": summary["before"]["bytes"],  # of the files, not the tar
+        "smith_seconds": round(elapsed, 2),
+        "floor_seconds": round(floor, 2),
+        "ratio": round(elapsed / floor, 2),
+        "peak_rss_mib": round(peak / 2**20, 1),
+    }
+
+
+def nginx_report(
+    floors: list[float], smiths: list[float], rss: list[int], summary: Any, runs: int
+) -> dict[str, Any]:
+    floor, ours = statistics.median(floors), statistics.median(smiths)
+    return {
+        "image": "debian minbase + nginx (2 layers)",
+        "floor_tar_xzf_seconds": round(floor, 2),
+        "smith_minimize_seconds": round(ours, 2),
+        "ratio": round(ours / floor, 2),
+        "target_ratio": 1.5,
+        "peak_rss_mib": round(max(rss) / 2**20, 1),
+        "before": summary["before"],
+        "after": summary["after"],
+        "runs": runs,
+        "all_floor": [round(x, 2) for x in floors],
+        "all_smith": [round(x, 2) for x in smiths],
+    }
 
 
 if __name__ == "__main__":

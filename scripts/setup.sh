@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 DEBIAN_PACKAGES=(
     python3 python3-venv python3-dev gcc make
-    runc crun skopeo umoci docker-registry docker.io
+    runc crun skopeo umoci docker-registry docker.io containerd podman buildah
     rpm createrepo-c gnupg busybox-static pax-utils python3-pyelftools mmdebstrap
     disorderfs fuse3 patchelf strace gdb lsof curl iproute2 cpio tar gzip zstd
     diffoscope-minimal  # only for bench/bench_diff.py (smith diff against diffoscope)

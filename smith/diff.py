@@ -13,23 +13,19 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tarfile
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any
 
 from smith.errors import ImageFormatError
+from smith.oci.layerread import blob_compression
 from smith.oci.layout import LoadedImage, open_image
 from smith.oci.registry_options import RegistryOptions
-from smith.tarscan import (
-    TarEntry,
-    TarSummary,
-    compression_of,
-    gzip_members,
-    header_field_at,
-    scan_tar,
-)
+from smith.oci.tarstream import Member
+from smith.oci.unpack import Applier, check_diff_id, layer_names
+from smith.tarscan import TarEntry, TarSummary, gzip_members, header_field_at, scan_tar
+from smith.tree import InlineBytes
 
 MISSING = "(absent)"
 # Compared in this order; the first differing field of an entry is its cause.
@@ -138,7 +134,7 @@ def diff_images(a: str, b: str, registry: RegistryOptions | None = None) -> Diff
     with ExitStack() as stack:
         image_a = stack.enter_context(open_image(a, registry=registry))
         image_b = stack.enter_context(open_image(b, registry=registry))
-        findings = diff_loaded(image_a, image_b, read_top(a), read_top(b))
+        findings = diff_loaded(image_a, image_b, image_a.top, image_b.top)
         if not findings and os.path.isfile(a) and os.path.isfile(b):
             findings = diff_archive_files(a, b)
     return DiffReport(a, b, tuple(sorted_findings(findings)))
@@ -150,24 +146,37 @@ def sorted_findings(findings: list[Finding]) -> list[Finding]:
     return [f for f in findings if not f.derived] + [f for f in findings if f.derived]
 
 
-def read_top(source: str) -> bytes | None:
-    """The index.json (or docker manifest.json) bytes of an image, which LoadedImage omits."""
-    for name in ("index.json", "manifest.json"):
-        if os.path.isdir(source):
-            path = os.path.join(source, name)
-            if os.path.exists(path):
-                with open(path, "rb") as f:
-                    return f.read()
-            continue
-        try:
-            with tarfile.open(source, "r:*") as tar:
-                for member in tar:
-                    if member.isfile() and member.name.lstrip("./") == name:
-                        data = tar.extractfile(member)
-                        return data.read() if data else None
-        except (tarfile.TarError, OSError):
-            return None
-    return None
+class LayerWalk:
+    """The layers of one image read in order and applied as minimize applies them (metadata
+    only), so that a layer minimize refuses is the same one-line error here, not a
+    difference; the layers that differ are scanned for their entries in the same pass."""
+
+    def __init__(self, image: LoadedImage) -> None:
+        self.layers = list(layer_names(image))
+        self.applier = Applier(None)
+
+    def scan(
+        self, index: int, entries: bool, also: LayerWalk | None = None
+    ) -> tuple[list[TarEntry], TarSummary]:
+        """Apply layer `index` (every layer, in order); its entries when `entries`. `also`:
+        the other image's walk, whose layer `index` is the same blob: one read for both."""
+        _, digest, diff_id, blob = self.layers[index]
+        name = f"{index + 1} ({digest})"
+        appliers = [self.applier, *([also.applier] if also is not None else [])]
+        added: list[set[str]] = [set() for _ in appliers]
+
+        def check(member: Member) -> None:
+            for applier, seen in zip(appliers, added, strict=True):
+                applier.apply_member(member, name, seen, no_content)
+
+        summary = TarSummary()
+        found = list(scan_tar(blob, summary, layer=name, check=check, entries=entries))
+        check_diff_id(summary.sha256, name, diff_id)
+        return found, summary
+
+
+def no_content(_member: Member) -> InlineBytes:
+    return InlineBytes(b"")
 
 
 def diff_loaded(
@@ -176,6 +185,7 @@ def diff_loaded(
     findings: list[Finding] = []
     changed_content: set[int] = set()  # layers whose uncompressed tar differs
     changed_blob: set[int] = set()  # layers whose blob differs at all
+    walk_a, walk_b = LayerWalk(a), LayerWalk(b)
     for i in range(max(len(a.layers), len(b.layers))):
         role = f"layer {i + 1}"
         if i >= len(a.layers) or i >= len(b.layers):
@@ -192,12 +202,16 @@ def diff_loaded(
             )
             changed_blob.add(i)
             changed_content.add(i)
+            (walk_b if has == "B" else walk_a).scan(i, False)  # refused as minimize would
             continue
         da, db = a.layers[i], b.layers[i]
-        if da.digest == db.digest:
+        same = da.digest == db.digest
+        if same:
+            walk_a.scan(i, False, also=walk_b)
             continue
+        scanned_a, scanned_b = walk_a.scan(i, True), walk_b.scan(i, True)
         changed_blob.add(i)
-        layer_findings, same_tar = diff_layer(role, a.blob_path(da.digest), b.blob_path(db.digest))
+        layer_findings, same_tar = diff_scanned(role, scanned_a, scanned_b)
         if same_tar:
             findings += diff_compression(role, a, b, i)
         else:
@@ -205,8 +219,7 @@ def diff_loaded(
             findings += layer_findings
         findings.append(Finding(role, "blob digest", "digest", da.digest, db.digest, True))
 
-    config_a = blob_bytes(a, a.config_descriptor.digest)
-    config_b = blob_bytes(b, b.config_descriptor.digest)
+    config_a, config_b = a.config_bytes, b.config_bytes
     findings += diff_json_blobs(
         "config",
         config_a,
@@ -220,8 +233,7 @@ def diff_loaded(
             return config_changed
         return any(path in (f".layers[{i}].digest", f".layers[{i}].size") for i in changed_blob)
 
-    manifest_a = blob_bytes(a, a.manifest_descriptor.digest, a.manifest)
-    manifest_b = blob_bytes(b, b.manifest_descriptor.digest, b.manifest)
+    manifest_a, manifest_b = a.manifest_bytes, b.manifest_bytes
     findings += diff_json_blobs("manifest", manifest_a, manifest_b, manifest_derived)
     manifest_changed = manifest_a != manifest_b
     if top_a is not None and top_b is not None:
@@ -239,23 +251,21 @@ def diff_loaded(
     return findings
 
 
-def blob_bytes(image: LoadedImage, digest: str, fallback: Mapping[str, Any] | None = None) -> bytes:
-    try:
-        with open(image.blob_path(digest), "rb") as f:
-            return f.read()
-    except (ImageFormatError, OSError):
-        # A docker-archive has no manifest blob: smith synthesised it when reading.
-        return json.dumps(fallback, sort_keys=True, separators=(",", ":")).encode()
-
-
 # -- layers --------------------------------------------------------------------------------
 
 
 def diff_layer(role: str, path_a: str, path_b: str) -> tuple[list[Finding], bool]:
-    """Findings for two layer blobs, and whether their uncompressed tars are identical."""
+    """Findings for two tar blobs, and whether their uncompressed tars are identical."""
     sum_a, sum_b = TarSummary(), TarSummary()
     entries_a = list(scan_tar(path_a, sum_a))
     entries_b = list(scan_tar(path_b, sum_b))
+    return diff_scanned(role, (entries_a, sum_a), (entries_b, sum_b))
+
+
+def diff_scanned(
+    role: str, a: tuple[list[TarEntry], TarSummary], b: tuple[list[TarEntry], TarSummary]
+) -> tuple[list[Finding], bool]:
+    (entries_a, sum_a), (entries_b, sum_b) = a, b
     if sum_a.sha256 == sum_b.sha256:
         return [], True
     findings = diff_entries(role, entries_a, entries_b)
@@ -379,7 +389,7 @@ def diff_compression(role: str, a: LoadedImage, b: LoadedImage, i: int) -> list[
     """The same tar compressed differently: say how."""
     da, db = a.layers[i], b.layers[i]
     path_a, path_b = a.blob_path(da.digest), b.blob_path(db.digest)
-    kind_a, kind_b = compression_of(path_a), compression_of(path_b)
+    kind_a, kind_b = blob_compression(path_a), blob_compression(path_b)
     subject = "compression (same uncompressed tar)"
     if kind_a != kind_b:
         return [Finding(role, subject, "compression", kind_a, kind_b)]
@@ -571,7 +581,7 @@ class Digests:
 
 def image_digests(source: str) -> Digests:
     with open_image(source) as image:
-        top = read_top(source)
+        top = image.top
         return Digests(
             index="sha256:" + hashlib.sha256(top).hexdigest() if top else "",
             manifest=image.manifest_descriptor.digest,

@@ -52,7 +52,11 @@ class Hashing:
         self.out.flush()
 
 
-def write_big_image(root: Path) -> None:
+def write_big_image(
+    root: Path, *, big: int = 512 * MIB, small_count: int = 512, small_size: int = MIB
+) -> None:
+    """The image, by default of 1 GiB; bench/bench_minimize.py asks for other shapes
+    (2 GiB; a million small entries, 1000 to a directory)."""
     root.mkdir(parents=True)
     with open(require_tool("busybox"), "rb") as f:
         busybox = f.read()
@@ -68,9 +72,10 @@ def write_big_image(root: Path) -> None:
                 tar.addfile(info, data)
 
             add("bin/busybox", len(busybox), io.BytesIO(busybox), 0o755)
-            add("data/big.bin", 512 * MIB, io.BufferedReader(Pattern(512 * MIB, 0)))
-            for i in range(512):
-                add(f"data/small/{i:04d}", MIB, io.BufferedReader(Pattern(MIB, i)))
+            add("data/big.bin", big, io.BufferedReader(Pattern(big, 0)))
+            for i in range(small_count):
+                name = f"data/small/{i // 1000:04d}/{i % 1000:03d}"
+                add(name, small_size, io.BufferedReader(Pattern(small_size, i)))
         gz.close()
     diff_id = "sha256:" + sink.hash.hexdigest()
     with open(tmp, "rb") as f:

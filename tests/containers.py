@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from tests.tools import require_root, require_tool
 
@@ -102,8 +103,9 @@ class DockerDaemon:
         )
 
 
-def start_dockerd(workdir: Path) -> Iterator[DockerDaemon]:
-    """A private dockerd (own data-root, exec-root and socket; no bridge, no iptables)."""
+def start_dockerd(workdir: Path, storage_driver: str = "vfs") -> Iterator[DockerDaemon]:
+    """A private dockerd (own data-root, exec-root and socket; no bridge, no iptables).
+    vfs works anywhere; overlay2 is what writes opaque directories into layers."""
     require_root()
     dockerd = require_tool("dockerd")
     require_tool("docker")
@@ -124,7 +126,7 @@ def start_dockerd(workdir: Path) -> Iterator[DockerDaemon]:
             "--bridge=none",
             "--iptables=false",
             "--ip6tables=false",
-            "--storage-driver=vfs",
+            f"--storage-driver={storage_driver}",
             "--default-ulimit",
             "nofile=1024:1024",
         ],
@@ -152,13 +154,7 @@ def start_dockerd(workdir: Path) -> Iterator[DockerDaemon]:
             time.sleep(0.2)
         yield daemon
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+        stop_daemon(proc, log)
         # containerd leaves mounts under the data root; unmount before removing it.
         subprocess.run(
             [
@@ -170,6 +166,17 @@ def start_dockerd(workdir: Path) -> Iterator[DockerDaemon]:
             check=False,
         )
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def stop_daemon(proc: subprocess.Popen[bytes], log: IO[bytes]) -> None:
+    """SIGTERM a daemon a fixture started, SIGKILL it after 30 s; close its log."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    log.close()
 
 
 def busybox_path() -> str:

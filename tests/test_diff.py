@@ -20,7 +20,8 @@ import pytest
 import zstandard
 
 from smith.diff import diff_images
-from tests.imagekit import put_blob, sha256, write_layout
+from tests.imagekit import compress, put_blob, sha256, write_layout
+from tests.test_unpack import HOSTILE, broken_blobs
 
 
 def tar_of(*members: tuple[str, dict[str, Any]], fmt: int = tarfile.PAX_FORMAT) -> bytes:
@@ -248,3 +249,65 @@ def test_an_image_that_cannot_be_read_is_trouble_not_a_difference(tmp_path: Path
 def test_sha256_helper_matches_layer_digest(tmp_path: Path) -> None:
     # The compressed-layer cases rely on put_blob naming blobs by their own digest.
     assert put_blob(str(tmp_path), b"x") == sha256(b"x")
+
+
+def malformed_pax() -> bytes:
+    """A PAX record whose length is not a number (tarscan once raised a bare ValueError)."""
+    tar = bytearray(tar_of(("a", FILE | {"pax_headers": {"comment": "x"}})))
+    start = tar.index(b" comment=")
+    tar[start - 2 : start] = b"zz"
+    tar[148:156] = b" " * 8
+    tar[148:156] = b"%06o\x00 " % sum(tar[:512])
+    return bytes(tar)
+
+
+def hostile_images() -> list[tuple[str, list[bytes], list[str], str]]:
+    """(case, layer blobs, diff_ids, message): tests/test_unpack.py's hostile and broken
+    layers, and a malformed PAX record."""
+    cases = [(n, [compress(t, "gzip") for t in tars], [sha256(t) for t in tars], message)
+             for n, tars, message in HOSTILE]  # fmt: skip
+    cases += broken_blobs()
+    bad = malformed_pax()
+    return [*cases, ("malformed PAX", [bad], [sha256(bad)], "malformed PAX record length")]
+
+
+@pytest.mark.parametrize(
+    ("blobs", "diff_ids", "message"),
+    [c[1:] for c in hostile_images()],
+    ids=[c[0] for c in hostile_images()],
+)
+def test_hostile_layers_are_trouble_for_diff(
+    tmp_path: Path, blobs: list[bytes], diff_ids: list[str], message: str
+) -> None:
+    """What minimize refuses (tests/test_unpack.py's hostile and broken layers), smith diff
+    refuses with the same one line and exit 2, against a benign image: never exit 1 ("they
+    differ") and never a traceback."""
+    write_layout(str(tmp_path / "a"), [], blobs=blobs, diff_ids=diff_ids)
+    write_layout(str(tmp_path / "b"), [tar_of(("a", FILE))])
+    for args in (["a", "b"], ["b", "a"]):
+        proc = subprocess.run(
+            [sys.executable, "-m", "smith", "diff", *args],
+            capture_output=True, text=True, check=False, cwd=tmp_path,
+        )  # fmt: skip
+        assert proc.returncode == 2, (args, proc.stdout, proc.stderr)
+        assert proc.stderr.count("\n") == 1 and message in proc.stderr, proc.stderr
+
+
+def test_shared_lower_layers_are_applied_too(tmp_path: Path) -> None:
+    """A layer both images share is read once and applied to both: a hard link in a layer
+    that differs may point into it, and a hostile shared layer is still refused."""
+    base = tar_of(("f", FILE))
+    link = {"type": tarfile.LNKTYPE, "linkname": "f"}
+    write_layout(str(tmp_path / "a"), [base, tar_of(("h", link), ("x", FILE))])
+    write_layout(str(tmp_path / "b"), [base, tar_of(("h", link), ("x", FILE | {"data": b"2"}))])
+    report = diff_images(str(tmp_path / "a"), str(tmp_path / "b"))
+    cause = report.first_cause()
+    assert cause is not None and (cause.role, cause.subject) == ("layer 2", "x")
+    hostile = tar_of(("../escape", FILE))
+    write_layout(str(tmp_path / "c"), [hostile, tar_of(("x", FILE))])
+    write_layout(str(tmp_path / "d"), [hostile, tar_of(("x", FILE | {"data": b"2"}))])
+    proc = subprocess.run(
+        [sys.executable, "-m", "smith", "diff", "c", "d"],
+        capture_output=True, text=True, check=False, cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 2 and "'../escape' climbs out of the root" in proc.stderr

@@ -175,7 +175,7 @@ def corrupt_gzip(layout: Path) -> None:
 
 def hostile(layout: Path) -> None:
     shutil.rmtree(layout)
-    write_layout(str(layout), [layer_tar([M("/etc/shadow", data=b"x")])], CONFIG)
+    write_layout(str(layout), [layer_tar([M("../etc/shadow", data=b"x")])], CONFIG)
 
 
 def no_entrypoint(layout: Path) -> None:
@@ -219,7 +219,7 @@ BAD: list[tuple[str, Callable[[Path], None], list[str], str]] = [
     ("missing blob", remove_blob, [], "is missing"),
     ("digest mismatch", flip_byte, [], "is corrupt: its content has digest"),
     ("corrupt gzip", corrupt_gzip, [], "not a valid gzip stream"),
-    ("hostile layer", hostile, [], "'/etc/shadow' is an absolute name"),
+    ("hostile layer", hostile, [], "'../etc/shadow' climbs out of the root"),
     ("no entrypoint", no_entrypoint, [], "no Entrypoint or Cmd"),
     ("not on PATH", nothing, ["--entrypoint", "nosuch"], "'nosuch' is not found on its PATH"),
     ("glob matches nothing", nothing, ["--path", "/opt/*.so"], "matches nothing"),
@@ -228,6 +228,7 @@ BAD: list[tuple[str, Callable[[Path], None], list[str], str]] = [
     ("platform syntax", nothing, ["--platform", "s390x"], "platform must be OS/ARCH"),
     ("compression", nothing, ["--compression", "lz4"], "unknown compression 'lz4'"),
     ("format", nothing, ["--format", "qcow2"], "unknown output format 'qcow2'"),
+    ("zstd docker", nothing, ["--format=docker-archive", "--compression=zstd"], "hold zstd"),
     ("entrypoint json", nothing, ["--entrypoint", "[1"], "--entrypoint is not a JSON list"),
     ("tag", nothing, ["--tag", "My App"], "the tag 'My App' is not an image name"),
     # Documents of the wrong JSON type: named, never a traceback.

@@ -131,7 +131,7 @@ def hostile(members: list[M], *more: list[M]) -> list[bytes]:
 
 OUTSIDE = M("evil", "symlink", link="../../../../../tmp")
 HOSTILE = [
-    ("absolute", hostile([M("/etc/passwd", data=b"x")]), "'/etc/passwd' is an absolute name"),
+    ("absolute dotdot", hostile([M("/../etc/passwd", data=b"x")]), "climbs out of the root"),
     ("dotdot", hostile([M("../escape", data=b"x")]), "'../escape' climbs out of the root"),
     ("inner dotdot", hostile([M("a/../../x", data=b"x")]), "'a/../../x' climbs out"),
     ("through symlink", hostile([OUTSIDE, M("evil/pwned", data=b"x")]), "'evil/pwned' goes"),
@@ -141,7 +141,8 @@ HOSTILE = [
     ("dangling hardlink", hostile([M("h", "hardlink", link="nothere")]), "hard link 'h'"),
     ("hardlink to dir", hostile([M("d", "dir"), M("h", "hardlink", link="d")]), "hard link 'h'"),
     ("hardlink out", hostile([M("h", "hardlink", link="../../etc/passwd")]), "climbs out"),
-    ("hardlink absolute", hostile([M("h", "hardlink", link="/etc/shadow")]), "absolute name"),
+    ("hardlink absolute", hostile([M("h", "hardlink", link="/etc/shadow")]), "hard link 'h'"),
+    ("hardlink absolute dotdot", hostile([M("h", "hardlink", link="/../x")]), "climbs out"),
 ]
 
 

@@ -21,6 +21,12 @@ def check_digest_form(digest: str, what: str = "blob") -> str:
     return digest
 
 
+def blob_file(root: str, digest: str) -> str:
+    """Where a layout at `root` keeps the blob `digest` (checked to be a sha256 digest, so
+    that it can never name another path)."""
+    return os.path.join(root, "blobs", "sha256", check_digest_form(digest).removeprefix("sha256:"))
+
+
 class BlobStore:
     """An OCI layout's blob directory. Blobs are written under a temporary name and renamed
     to their digest only once complete, so a blob name always means its content."""
@@ -31,7 +37,7 @@ class BlobStore:
         os.makedirs(self.dir, exist_ok=True)
 
     def path(self, digest: str) -> str:
-        return os.path.join(self.dir, check_digest_form(digest).removeprefix("sha256:"))
+        return blob_file(self.root, digest)
 
     def has(self, digest: str) -> bool:
         return os.path.exists(self.path(digest))

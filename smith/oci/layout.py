@@ -8,23 +8,20 @@ checked against its descriptor, archives unpacked without ever leaving their dir
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import json
 import os
 import posixpath
-import shutil
-import tarfile
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from smith.atomic import atomic_path, check_output, remove_path, temp_sibling
 from smith.errors import ImageFormatError, UnsafePathError, UsageError
-from smith.oci.blobs import BlobStore, check_digest_form, verify_blob
+from smith.oci.blobs import BlobStore, blob_file, verify_blob
 from smith.oci.compress import CompressedWriter, Compression
 from smith.oci.image import (
     ANNOTATION_REF_NAME,
@@ -43,8 +40,10 @@ from smith.oci.image import (
     host_platform_default,
     json_excerpt,
 )
+from smith.oci.layerread import DecompressError, blob_compression, open_blob
 from smith.oci.reference import is_registry_reference
 from smith.oci.tarball import stream_layer
+from smith.oci.tarstream import Member, TarFormatError, TarStream
 from smith.oci.writer import ImageResult
 from smith.paths import normalize_path
 from smith.tree import FileTree, Kind
@@ -105,6 +104,7 @@ def save_layout(
             os.makedirs(store.root)  # staging_layout removes it again
         return
     if fmt is OutputFormat.DOCKER_ARCHIVE:
+        refuse_zstd_docker_archive(fmt, [layer.descriptor.media_type for layer in result.layers])
         write_docker_manifest(store, result, tag)
     tree = layout_tree(store.root)
     with atomic_path(output) as tmp, open(tmp, "wb") as out:
@@ -112,6 +112,16 @@ def save_layout(
         for chunk in stream_layer(tree, epoch):
             writer.write(chunk)
         writer.close()
+
+
+def refuse_zstd_docker_archive(fmt: OutputFormat, media_types: Iterable[str]) -> None:
+    """Docker's archive format has no zstd: `docker load` (20.10) fails on such a layer
+    with `archive/tar: invalid tar header`. Refused before anything is written."""
+    if fmt is OutputFormat.DOCKER_ARCHIVE and any(m.endswith("zstd") for m in media_types):
+        raise UsageError(
+            "a docker-archive cannot hold zstd layers (docker load reads only gzip or plain "
+            "tar): use --compression gzip, or write an OCI archive (--format oci-archive)"
+        )
 
 
 def layout_tree(root: str) -> FileTree:
@@ -159,6 +169,12 @@ class LoadedImage:
     layers: tuple[Descriptor, ...]
     diff_ids: tuple[str, ...]
     blob_paths: Mapping[str, str] = field(repr=False)
+    # The bytes of the layout's index.json or the docker-archive's manifest.json as read
+    # (None for a registry pull, whose index smith wrote itself): `smith diff` compares them.
+    top: bytes | None = field(default=None, repr=False)
+    # The manifest and config as read (a docker-archive's manifest as smith synthesised it).
+    manifest_bytes: bytes = field(default=b"", repr=False)
+    config_bytes: bytes = field(default=b"", repr=False)
 
     def blob_path(self, digest: str) -> str:
         try:
@@ -192,7 +208,7 @@ def open_image(
         from smith.oci.pull import pulled_layout  # the HTTP stack only when needed
 
         with pulled_layout(source, platform=platform, options=registry) as (root, shown):
-            yield read_layout(root, shown, None, "")
+            yield replace(read_layout(root, shown, None, ""), top=None)
         return
     path, name = split_image_name(source, name)
     with unpacked(path) as root:
@@ -201,12 +217,17 @@ def open_image(
 
 def split_image_name(source: str, name: str) -> tuple[str, str]:
     """`LAYOUT:NAME` (as skopeo's oci:LAYOUT:NAME) picks the image whose ref.name is NAME
-    from a layout or archive holding several; a path that exists is never split."""
+    from a layout or archive holding several (for a docker-archive: whose RepoTags hold
+    NAME); a path that exists is never split."""
     if name or os.path.exists(source):
         return source, name
-    path, colon, ref = source.rpartition(":")
-    if colon and path and ref and "/" not in ref and os.path.exists(path):
-        return path, ref
+    # The name may hold colons itself (a docker-archive's `app:1`, `host:5000/app:1`): the
+    # longest prefix that exists is the path. A name with `/` only picks from an archive.
+    pos = len(source)
+    while (pos := source.rfind(":", 0, pos)) > 0:
+        path, ref = source[:pos], source[pos + 1 :]
+        if ref and os.path.exists(path) and ("/" not in ref or os.path.isfile(path)):
+            return path, ref
     return source, name
 
 
@@ -227,16 +248,22 @@ def read_unpacked(root: str, source: str, platform: Platform | None, name: str) 
     if os.path.exists(os.path.join(root, "index.json")):
         return read_layout(root, source, platform, name)
     if os.path.exists(os.path.join(root, "manifest.json")):
-        return read_docker_archive(root, source)
+        return read_docker_archive(root, source, name)
     raise ImageFormatError(
         f"{source!r} is neither an OCI layout nor a docker-archive (no index.json or manifest.json)"
     )
 
 
 def load_json(path: str, what: str) -> Any:
+    return read_json(path, what)[1]
+
+
+def read_json(path: str, what: str) -> tuple[bytes, Any]:
+    """A JSON document's bytes and value."""
     try:
         with open(path, "rb") as f:
-            return json.loads(f.read())
+            raw = f.read()
+        return raw, json.loads(raw)
     except FileNotFoundError:
         raise ImageFormatError(f"{what} is missing") from None
     except (ValueError, UnicodeDecodeError) as err:
@@ -244,50 +271,50 @@ def load_json(path: str, what: str) -> Any:
 
 
 def read_layout(root: str, source: str, platform: Platform | None, name: str) -> LoadedImage:
-    index = load_json(os.path.join(root, "index.json"), f"{source}: index.json")
+    top, index = read_json(os.path.join(root, "index.json"), f"{source}: index.json")
     desc = pick_manifest(
         index, source, platform, name, lambda d: read_blob_json(root, source, d, "index")
     )
-    return read_image_manifest(root, source, desc)
+    return replace(read_image_manifest(root, source, desc), top=top)
 
 
 def read_blob_json(root: str, source: str, desc: Descriptor, what: str) -> Any:
     """A JSON blob of a layout, checked against its descriptor."""
-    path = os.path.join(
-        root, "blobs", "sha256", check_digest_form(desc.digest).removeprefix("sha256:")
-    )
+    return read_blob_document(root, source, desc, what)[1]
+
+
+def read_blob_document(root: str, source: str, desc: Descriptor, what: str) -> tuple[bytes, Any]:
+    """A JSON blob's bytes and value, checked against its descriptor."""
+    path = blob_file(root, desc.digest)
     verify_blob(path, desc.digest, desc.size, f"{source}: {what}")
-    return load_json(path, f"{source}: {what} {desc.digest}")
+    return read_json(path, f"{source}: {what} {desc.digest}")
 
 
 def read_image_manifest(root: str, source: str, desc: Descriptor) -> LoadedImage:
     """The image that manifest `desc` of the layout at `root` describes, every blob checked."""
-    store = BlobStore.__new__(BlobStore)  # reading only: do not create directories
-    store.root, store.dir = root, os.path.join(root, "blobs", "sha256")
-
-    def blob(desc: Descriptor, what: str) -> Any:
-        return read_blob_json(root, source, desc, what)
-
-    manifest = blob(desc, "manifest")
+    manifest_raw, manifest = read_blob_document(root, source, desc, "manifest")
     try:
         config_desc = Descriptor.from_json(manifest["config"])
         layers = tuple(Descriptor.from_json(layer) for layer in manifest.get("layers") or [])
     except (KeyError, TypeError, ValueError) as err:
         raise ImageFormatError(f"{source}: manifest {desc.digest} is malformed ({err})") from None
-    config = blob(config_desc, "config")
+    config_raw, config = read_blob_document(root, source, config_desc, "config")
     diff_ids = config_diff_ids(config, f"{source}: config {config_desc.digest}")
     paths = {
-        config_desc.digest: store.path(config_desc.digest),
-        desc.digest: store.path(desc.digest),
+        config_desc.digest: blob_file(root, config_desc.digest),
+        desc.digest: blob_file(root, desc.digest),
     }
     for layer in layers:
-        verify_blob(store.path(layer.digest), layer.digest, layer.size, f"{source}: layer")
-        paths[layer.digest] = store.path(layer.digest)
+        paths[layer.digest] = blob_file(root, layer.digest)
+        verify_blob(paths[layer.digest], layer.digest, layer.size, f"{source}: layer")
     if len(diff_ids) != len(layers):
         raise ImageFormatError(
             f"{source}: config lists {len(diff_ids)} diff_ids for {len(layers)} layers"
         )
-    return LoadedImage(source, desc, manifest, config_desc, config, layers, diff_ids, paths)
+    return LoadedImage(
+        source, desc, manifest, config_desc, config, layers, diff_ids, paths,
+        manifest_bytes=manifest_raw, config_bytes=config_raw,
+    )  # fmt: skip
 
 
 def config_diff_ids(config: Any, what: str) -> tuple[str, ...]:
@@ -358,12 +385,13 @@ def pick_manifest(
     raise ImageFormatError(f"{source}: indexes nested too deeply")
 
 
-def read_docker_archive(root: str, source: str) -> LoadedImage:
+def read_docker_archive(root: str, source: str, name: str = "") -> LoadedImage:
     """A docker-archive (`docker save`): manifest.json naming a config and layer files."""
-    manifest = load_json(os.path.join(root, "manifest.json"), f"{source}: manifest.json")
-    if not isinstance(manifest, list) or not manifest or not isinstance(manifest[0], dict):
+    top, manifest = read_json(os.path.join(root, "manifest.json"), f"{source}: manifest.json")
+    listed = isinstance(manifest, list) and bool(manifest)
+    if not listed or not all(isinstance(entry, dict) for entry in manifest):
         raise ImageFormatError(f"{source}: manifest.json does not list an image")
-    entry = manifest[0]
+    entry = pick_docker_image(manifest, source, name)
     try:
         config_path = os.path.join(root, normalize_path(entry["Config"]))
         if not isinstance(entry["Layers"], list):
@@ -382,15 +410,12 @@ def read_docker_archive(root: str, source: str) -> LoadedImage:
         return Descriptor(media_type, digest, os.path.getsize(path))
 
     config_desc = describe(config_path, MEDIA_DOCKER_CONFIG)
-    config = load_json(config_path, f"{source}: config")
+    config_raw, config = read_json(config_path, f"{source}: config")
     diff_ids = config_diff_ids(config, f"{source}: config")
     layers = []
     for path in layer_paths:
-        with open(path, "rb") if os.path.isfile(path) else open(os.devnull, "rb") as f:
-            magic = f.read(2)
-        layers.append(
-            describe(path, MEDIA_DOCKER_LAYER_GZIP if magic == b"\x1f\x8b" else MEDIA_DOCKER_LAYER)
-        )
+        gz = os.path.isfile(path) and blob_compression(path) is Compression.GZIP
+        layers.append(describe(path, MEDIA_DOCKER_LAYER_GZIP if gz else MEDIA_DOCKER_LAYER))
     if len(diff_ids) != len(layers):
         raise ImageFormatError(
             f"{source}: config lists {len(diff_ids)} diff_ids for {len(layers)} layers"
@@ -403,7 +428,46 @@ def read_docker_archive(root: str, source: str) -> LoadedImage:
     }
     raw = canonical_json(doc)
     mdesc = Descriptor(MEDIA_DOCKER_MANIFEST, "sha256:" + hashlib.sha256(raw).hexdigest(), len(raw))
-    return LoadedImage(source, mdesc, doc, config_desc, config, tuple(layers), diff_ids, paths)
+    return LoadedImage(
+        source, mdesc, doc, config_desc, config, tuple(layers), diff_ids, paths, top,
+        manifest_bytes=raw, config_bytes=config_raw,
+    )  # fmt: skip
+
+
+def repo_tags(entry: Mapping[str, Any]) -> list[str]:
+    tags = entry.get("RepoTags") or []
+    return [t for t in tags if isinstance(t, str)] if isinstance(tags, list) else []
+
+
+def pick_docker_image(manifest: list[Any], source: str, name: str) -> Mapping[str, Any]:
+    """The entry of a docker-archive's manifest.json for `name` (matched against RepoTags
+    as docker matches names: `app` is `app:latest` is `docker.io/library/app:latest`), or
+    its only image. `docker save a b` orders the entries arbitrarily: never take the first
+    of several silently."""
+    if name:
+        for entry in manifest:
+            if short_ref(name) in {short_ref(t) for t in repo_tags(entry)}:
+                return cast(Mapping[str, Any], entry)
+        raise ImageFormatError(
+            f"{source}: no image is named {name!r} (it has: {tag_list(manifest)})"
+        )
+    if len(manifest) > 1:
+        raise ImageFormatError(
+            f"{source} holds {len(manifest)} images ({tag_list(manifest)}): "
+            f"name one as {source}:NAME"
+        )
+    return cast(Mapping[str, Any], manifest[0])
+
+
+def short_ref(ref: str) -> str:
+    """`ref` without docker's default registry and namespace, with its default tag."""
+    for prefix in ("docker.io/library/", "docker.io/"):
+        ref = ref.removeprefix(prefix)
+    return ref if ":" in ref.rsplit("/", 1)[-1] else f"{ref}:latest"
+
+
+def tag_list(manifest: list[Any]) -> str:
+    return ", ".join(", ".join(repo_tags(e)) or "(untagged)" for e in manifest)
 
 
 def file_digest(path: str, what: str) -> str:
@@ -415,56 +479,64 @@ def file_digest(path: str, what: str) -> str:
 
 
 def unpack_archive(archive: str, dest: str) -> None:
-    """Unpack an image archive (tar, optionally gzip) into `dest`.
+    """Unpack an image archive (tar, optionally gzip) into `dest`, on the layer-reading
+    stack (one compression check, bounded inflation, one tar parser).
 
     Image archives hold only directories and regular files, so anything else is refused
     (links, devices), as are absolute names and `..`: nothing can be written outside `dest`.
     Files are created with O_EXCL|O_NOFOLLOW, so not even a race can redirect them.
     """
-    try:
-        links: list[tuple[str, str]] = []
-        with tarfile.open(archive, "r:*") as tar:
-            for member in tar:
-                if member.name.startswith("/"):
-                    raise UnsafePathError(f"{archive}: entry has an absolute name: {member.name!r}")
-                rel = normalize_path(member.name, what=f"{archive}: entry")
-                if not rel:
-                    continue
-                target = os.path.join(dest, rel)
-                if member.isdir():
-                    make_dirs(archive, target, member.name)
-                elif member.isreg():
-                    make_dirs(archive, os.path.dirname(target), member.name)
-                    src = tar.extractfile(member)
-                    assert src is not None
-                    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
-                    try:
-                        fd = os.open(target, flags, 0o644)
-                    except IsADirectoryError:
-                        raise ImageFormatError(
-                            f"{archive}: entry {member.name!r} is a file and a directory"
-                        ) from None
-                    with src, os.fdopen(fd, "wb") as out:
-                        shutil.copyfileobj(src, out, 1 << 20)
-                elif member.issym() and not member.linkname.startswith("/"):
-                    # `docker save` and skopeo's docker-archive link a layer shared by two
-                    # images (`<id>/layer.tar -> ../<digest>.tar`): resolved once all is read.
-                    links.append((rel, member.linkname))
-                else:
-                    raise UnsafePathError(
-                        f"{archive}: entry {member.name!r} is a link or special file, "
-                        "which an image archive never needs"
-                    )
-            for rel, linkname in links:
-                copy_link_target(archive, dest, rel, linkname)
-    except (tarfile.TarError, EOFError, gzip.BadGzipFile, OSError) as err:
-        if isinstance(err, OSError) and err.errno is not None and not isinstance(err, EOFError):
-            raise
-        # tarfile's "r:*" lists why each decompressor refused, one per line.
-        reason = "not a tar or tar.gz" if "\n" in str(err) else str(err)
-        if os.path.getsize(archive) == 0:
-            reason = "it is empty"
-        raise ImageFormatError(f"{archive}: not a readable image archive ({reason})") from None
+    if os.path.getsize(archive) == 0:
+        raise ImageFormatError(f"{archive}: not a readable image archive (it is empty)")
+    links: list[tuple[str, str]] = []
+    with open_blob(archive, archive) as reader:
+        stream = TarStream(reader.read_piece)
+        try:
+            for member in stream:
+                link = unpack_member(archive, dest, stream, member)
+                if link is not None:
+                    links.append(link)
+            reader.drain()
+        except (DecompressError, TarFormatError) as err:
+            raise ImageFormatError(f"{archive}: not a readable image archive ({err})") from None
+    for rel, linkname in links:
+        copy_link_target(archive, dest, rel, linkname)
+
+
+def unpack_member(
+    archive: str, dest: str, stream: TarStream, member: Member
+) -> tuple[str, str] | None:
+    """Write one archive entry under `dest`; a relative symlink is returned, to be resolved
+    once everything is read."""
+    name = member.name.rstrip("/") or member.name  # as tarfile shows names (a dir's no `/`)
+    if name.startswith("/"):
+        raise UnsafePathError(f"{archive}: entry has an absolute name: {name!r}")
+    rel = normalize_path(name, what=f"{archive}: entry")
+    if not rel:
+        return None
+    target = os.path.join(dest, rel)
+    if member.isdir():
+        make_dirs(archive, target, name)
+    elif member.isreg():
+        make_dirs(archive, os.path.dirname(target), name)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
+        try:
+            fd = os.open(target, flags, 0o644)
+        except IsADirectoryError:
+            raise ImageFormatError(f"{archive}: entry {name!r} is a file and a directory") from None
+        with os.fdopen(fd, "wb") as out:
+            for piece in stream.body():
+                out.write(piece)
+    elif member.issym() and not member.linkname.startswith("/"):
+        # `docker save` and skopeo's docker-archive link a layer shared by two images
+        # (`<id>/layer.tar -> ../<digest>.tar`): resolved once all is read.
+        return rel, member.linkname
+    else:
+        raise UnsafePathError(
+            f"{archive}: entry {name!r} is a link or special file, "
+            "which an image archive never needs"
+        )
+    return None
 
 
 def make_dirs(archive: str, path: str, name: str) -> None:

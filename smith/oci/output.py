@@ -8,13 +8,14 @@ from typing import Any
 
 from smith.errors import UsageError
 from smith.oci.blobs import BlobStore
-from smith.oci.compress import Compression
+from smith.oci.compress import MEDIA_TYPE_SUFFIX, Compression
 from smith.oci.image import Descriptor, ImageConfig, rfc3339
 from smith.oci.layer_cache import LayerCache
 from smith.oci.layout import (
     LoadedImage,
     OutputFormat,
     choose_format,
+    refuse_zstd_docker_archive,
     save_layout,
     staging_layout,
 )
@@ -49,6 +50,8 @@ def write_image(
     """
     out_format, gz = choose_format(output, fmt)
     check_tag(tag)
+    parent_types = [desc.media_type for desc in parent.layers] if parent is not None else []
+    refuse_zstd_docker_archive(out_format, [MEDIA_TYPE_SUFFIX[compression], *parent_types])
     with staging_layout(output) as store:
         image = PlatformImage(tree, config, parent, annotations)
         result = stage_image(store, image, compression, epoch, cache_dir)

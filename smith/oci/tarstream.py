@@ -29,6 +29,16 @@ class TarFormatError(Exception):
     """The stream is not a tar this reader accepts; the message says where and why."""
 
 
+@dataclass(frozen=True)
+class Forensic:
+    """What a reproducibility diff needs beyond the fields (opt-in: it costs per entry)."""
+
+    position: int  # index among the entries (extended headers not counted)
+    header: bytes  # the raw ustar header block
+    pax: tuple[tuple[str, str], ...]  # this entry's PAX records, in the order written
+    name_form: str  # which header carried the name: "ustar", "ustar prefix", "PAX", "GNU"
+
+
 @dataclass
 class Member:
     name: str
@@ -38,6 +48,7 @@ class Member:
     gid: int
     size: int
     linkname: str
+    detail: Forensic | None = None
 
     def isreg(self) -> bool:
         return self.type in REGULAR
@@ -82,8 +93,9 @@ def check_checksum(header: bytes) -> None:
             raise TarFormatError("header checksum mismatch (not a tar, or a corrupt one)")
 
 
-def parse_pax(data: bytes) -> dict[str, bytes]:
-    records: dict[str, bytes] = {}
+def parse_pax(data: bytes) -> list[tuple[str, bytes]]:
+    """The records of a PAX extended header, in order (a key may repeat: the last wins)."""
+    records: list[tuple[str, bytes]] = []
     pos = 0
     while pos < len(data):
         space = data.find(b" ", pos)
@@ -99,17 +111,24 @@ def parse_pax(data: bytes) -> dict[str, bytes]:
         key, sep, value = record[:-1].partition(b"=")
         if not sep:
             raise TarFormatError("malformed PAX record")
-        records[key.decode("utf-8", "replace")] = value
+        records.append((key.decode("utf-8", "replace"), value))
         pos += length
     return records
 
 
 class TarStream:
     """Members of a tar read through `read(n)`; after each member, its body must be
-    consumed with `body()` (or it is skipped when the next member is asked for)."""
+    consumed with `body()` (or it is skipped when the next member is asked for).
 
-    def __init__(self, read: Callable[[int], bytes]) -> None:
+    Leniency is decided here, once, as Go's archive/tar (and so containerd, docker and
+    umoci) decides it. With `forensic`, each member carries its raw header, PAX records
+    and name form, and global PAX records are kept in `globals`."""
+
+    def __init__(self, read: Callable[[int], bytes], *, forensic: bool = False) -> None:
         self._read = read
+        self._forensic = forensic
+        self.globals: list[tuple[str, str]] = []
+        self.end_blocks = 0  # zero blocks after the last entry (see trailer())
         self._buf = b""
         self._pos = 0
         self._body_left = 0  # bytes of the current member's body not yet consumed
@@ -150,7 +169,15 @@ class TarStream:
 
     def _skip_padding(self) -> None:
         if self._pad:
-            self._take(self._pad)
+            try:
+                self._fill(self._pad)
+                self._pos += self._pad
+            except TarFormatError:
+                # umoci before its 2024 fix (umoci #436) ends layers right after the last
+                # entry's data, without its padding or the end-of-archive blocks; Go's
+                # archive/tar (and so containerd and docker) read that as the end. What
+                # was left is padding only: the next header read finds the end.
+                self._buf, self._pos = b"", 0
             self._pad = 0
 
     def _skip_body(self) -> None:
@@ -164,10 +191,21 @@ class TarStream:
         self._take(-size % BLOCK)
         return data
 
+    def trailer(self) -> None:
+        """Read what follows the end-of-archive block, counting it into end_blocks."""
+        rest = len(self._buf) - self._pos
+        self._buf, self._pos = b"", 0
+        while chunk := self._read(READ_SIZE):
+            rest += len(chunk)
+        if self.end_blocks:
+            self.end_blocks += rest // BLOCK
+
     def __iter__(self) -> Iterator[Member]:
         pax: dict[str, bytes] = {}
+        records: list[tuple[str, bytes]] = []
         long_name: bytes | None = None
         long_link: bytes | None = None
+        position = 0
         while True:
             self._skip_body()
             try:
@@ -178,6 +216,7 @@ class TarStream:
                 raise
             header = self._take(BLOCK)
             if header == b"\x00" * BLOCK:
+                self.end_blocks = 1
                 return  # end of archive (the rest is padding, drained by the caller)
             check_checksum(header)
             kind = header[156:157]
@@ -185,50 +224,69 @@ class TarStream:
             if kind in (b"x", b"g", b"L", b"K"):
                 data = self._meta(size, "extended header")
                 if kind == b"x":
-                    pax.update(parse_pax(data))
+                    parsed = parse_pax(data)
+                    pax.update(parsed)
+                    if self._forensic:
+                        records += parsed
+                elif kind == b"g":
+                    if self._forensic:
+                        self.globals += [(k, decode(v)) for k, v in parse_pax(data)]
                 elif kind == b"L":
                     long_name = data.split(b"\x00", 1)[0]
-                elif kind == b"K":
+                else:
                     long_link = data.split(b"\x00", 1)[0]
                 continue  # a global PAX header ('g') carries nothing a layer needs
             name = header[0:100].split(b"\x00", 1)[0]
+            form = "ustar"
             if header[257:263] == b"ustar\x00":  # POSIX: a prefix field extends the name
                 prefix = header[345:500].split(b"\x00", 1)[0]
                 if prefix:
-                    name = prefix + b"/" + name
+                    name, form = prefix + b"/" + name, "ustar prefix"
             link = header[157:257].split(b"\x00", 1)[0]
             uid = number(header[108:116], "uid")
             gid = number(header[116:124], "gid")
             if long_name is not None:
-                name = long_name
+                name, form = long_name, "GNU"
             if long_link is not None:
                 link = long_link
             if "path" in pax:
-                name = pax["path"]
+                name, form = pax["path"], "PAX"
             if "linkpath" in pax:
                 link = pax["linkpath"]
-            try:
-                if "size" in pax:
-                    size = int(pax["size"])
-                if "uid" in pax:
-                    uid = int(pax["uid"])
-                if "gid" in pax:
-                    gid = int(pax["gid"])
-            except ValueError:
-                raise TarFormatError(f"invalid PAX number for {decode(name)!r}") from None
-            if any(key.startswith("GNU.sparse.") for key in pax):
-                # PAX-format sparse files (GNU 0.0, 0.1, 1.0) are type '0' with a map in
-                # the records or the body: read as plain, their content would be the map.
-                raise TarFormatError(f"entry {decode(name)!r} is a sparse file (GNU.sparse)")
-            pax, long_name, long_link = {}, None, None
+            shown = decode(name)
+            if pax:  # most entries have none: the fast path skips these lookups
+                size = pax_number(pax, "size", shown, size)
+                uid = pax_number(pax, "uid", shown, uid)
+                gid = pax_number(pax, "gid", shown, gid)
+                if any(key.startswith("GNU.sparse.") for key in pax):
+                    # PAX-format sparse files (GNU 0.0, 0.1, 1.0) are type '0' with a map in
+                    # the records or the body: read as plain, their content would be the map.
+                    raise TarFormatError(f"entry {shown!r} is a sparse file (GNU.sparse)")
+                pax = {}
+            detail = None
+            if self._forensic:
+                pairs = tuple((k, decode(v)) for k, v in records)
+                detail = Forensic(position, header, pairs, form)
+                records = []
+            long_name = long_link = None
             if kind not in (*REGULAR, HARDLINK, SYMLINK, DIRECTORY, *SPECIAL):
-                raise TarFormatError(f"entry {decode(name)!r} has unsupported type {kind!r}")
+                raise TarFormatError(f"entry {shown!r} has unsupported type {kind!r}")
             if size < 0:
-                raise TarFormatError(f"entry {decode(name)!r} has a negative size")
+                raise TarFormatError(f"entry {shown!r} has a negative size")
             # As Go's archive/tar (what runtimes read layers with): links, directories and
             # special files are header-only, whatever their size field says.
             if kind not in REGULAR:
                 size = 0
             self._body_left, self._pad = size, -size % BLOCK
             mode = number(header[100:108], "mode")
-            yield Member(decode(name), kind, mode, uid, gid, size, decode(link))
+            position += 1
+            yield Member(shown, kind, mode, uid, gid, size, decode(link), detail)
+
+
+def pax_number(pax: dict[str, bytes], key: str, name: str, default: int = 0) -> int:
+    if key not in pax:
+        return default
+    try:
+        return int(pax[key])
+    except ValueError:
+        raise TarFormatError(f"invalid PAX number for {name!r}") from None

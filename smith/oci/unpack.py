@@ -1,11 +1,12 @@
 """Apply an image's layers, in order, to one FileTree, as a container runtime would.
 
-Every layer is read once, as a stream: decompressed on the fly (gzip, zstd or plain tar,
-told apart by their magic bytes, not by the media type, which docker-archives do not
-state), hashed to check its diff_id, and each regular file's bytes appended to the layer's
-pack file in a content store directory. The tree keeps only metadata and (pack, offset,
-size), so memory does not grow with the image size; one pack per layer instead of one host
-file per entry is what keeps this close to the cost of reading the layer at all.
+Every layer is read once, as a stream, on the one layer-reading stack (smith.oci.layerread:
+decompressed on the fly and hashed to check its diff_id; smith.oci.tarstream: the tar),
+and each regular file's bytes appended to the layer's pack file in a content store
+directory. The tree keeps only metadata and (pack, offset, size), so memory does not grow
+with the image size; one pack per layer instead of one host file per entry is what keeps
+this close to the cost of reading the layer at all. `smith diff` applies layers with the
+same Applier, metadata only.
 
 Runtime semantics (those of containerd's and umoci's appliers):
 - `.wh.NAME` removes NAME of the lower layers; `.wh..wh..opq` empties its directory of
@@ -16,35 +17,31 @@ Runtime semantics (those of containerd's and umoci's appliers):
   target later does not change the link's content.
 - Devices, FIFOs and sockets are left out (a microcontainer carries none).
 
-Hostile entries are refused with an error naming the layer and the entry: absolute names,
+Leniency is that of Go's archive/tar and containerd, which read the layers real tools
+write: absolute names (`tar -P`, some importers) and umoci's `/` entry are mapped into the
+root; a hard link to a symlink is a second symlink with the same target (what link(2)
+makes on Linux). Hostile entries are refused with an error naming the layer and the entry:
 `..`, a write or whiteout through a symlink that leads out of the root, a hard link to
-something that is not a regular file of the tree.
+something that is neither a regular file nor a symlink of the tree.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import posixpath
-import queue
 import stat
-import threading
-import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import IO, BinaryIO, cast
-
-import zstandard
+from typing import BinaryIO
 
 from smith.errors import ImageFormatError, UnsafePathError
+from smith.oci.layerread import READ_SIZE, DecompressError, LayerReader, open_blob
 from smith.oci.layout import LoadedImage
 from smith.oci.tarstream import Member, TarFormatError, TarStream
 from smith.paths import climbs_out
 from smith.tree import MAX_SYMLINK_HOPS, Entry, FileTree, HostSlice, InlineBytes, Kind
 
-READ_SIZE = 1 << 20
-PREFETCH = 4  # decompressed pieces of READ_SIZE waiting for the tar reader
 WHITEOUT = ".wh."
 OPAQUE = ".wh..wh..opq"
 # No runtime can use a longer name (the kernel's PATH_MAX), and smith's tree walks go
@@ -52,173 +49,6 @@ OPAQUE = ".wh..wh..opq"
 # refused by name, not crashed on.
 MAX_NAME_BYTES = 4096
 MAX_DEPTH = 256
-GZIP_MAGIC = b"\x1f\x8b"
-ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
-
-
-class DecompressError(Exception):
-    """The compressed stream of a layer is malformed or truncated."""
-
-
-class LayerReader:
-    """A read()-able stream of a layer's uncompressed tar that hashes what it yields.
-
-    gzip may be several members in a row (smith itself writes them so); zstd several
-    frames. Trailing zero bytes after the last gzip member are tolerated, as gzip does.
-    After start(), decompression runs on a producer thread; read() raises its errors.
-    """
-
-    def __init__(self, raw: BinaryIO) -> None:
-        self._raw = raw
-        self.hasher = hashlib.sha256()
-        self.size = 0
-        head = raw.read(4)
-        self._pending = head
-        self._buffer = bytearray()
-        self._eof = False
-        self._produced_eof = False
-        self._gzip: zlib._Decompress | None = None
-        self._zstd: zstandard.ZstdDecompressionReader | None = None
-        self.compression = "none"
-        if head.startswith(GZIP_MAGIC):
-            self.compression = "gzip"
-            self._gzip = zlib.decompressobj(31)
-        elif head.startswith(ZSTD_MAGIC):
-            self.compression = "zstd"
-            self._zstd = zstandard.ZstdDecompressor().stream_reader(
-                cast(IO[bytes], _Prefixed(head, raw)), read_size=READ_SIZE, read_across_frames=True
-            )
-
-    def _fill(self) -> bytes:
-        """The next piece of uncompressed bytes (at most READ_SIZE), or b"" at the end."""
-        if self._zstd is not None:
-            try:
-                return self._zstd.read(READ_SIZE)
-            except zstandard.ZstdError as err:
-                raise DecompressError(f"not a valid zstd stream ({err})") from None
-        if self._gzip is not None:
-            try:
-                return self._fill_gzip(self._gzip)
-            except zlib.error as err:
-                raise DecompressError(f"not a valid gzip stream ({err})") from None
-        data = self._pending or self._raw.read(READ_SIZE)
-        self._pending = b""
-        return data
-
-    def _fill_gzip(self, d: zlib._Decompress) -> bytes:
-        while not self._produced_eof:
-            if d.eof:
-                rest = d.unused_data or self._raw.read(READ_SIZE)
-                if not rest.strip(b"\x00"):
-                    self._check_zero_tail()
-                    self._produced_eof = True
-                    return b""
-                if len(rest) < 2:
-                    rest += self._raw.read(READ_SIZE)
-                if not rest.startswith(GZIP_MAGIC):
-                    raise DecompressError("garbage after the end of the gzip stream")
-                d = self._gzip = zlib.decompressobj(31)
-                data = rest
-            else:
-                data = d.unconsumed_tail or self._pending or self._raw.read(READ_SIZE)
-                self._pending = b""
-                if not data:
-                    raise DecompressError("the gzip stream is truncated")
-            # Bounded output: a small input can inflate to gigabytes (a file of zeros).
-            out = d.decompress(data, READ_SIZE)
-            if out:
-                return out
-        return b""
-
-    def _check_zero_tail(self) -> None:
-        """After the last gzip member only zero padding may follow."""
-        while rest := self._raw.read(READ_SIZE):
-            if rest.strip(b"\x00"):
-                raise DecompressError("garbage after the end of the gzip stream")
-
-    def start(self) -> None:
-        """Decompress and hash on a second thread (zlib, zstd and sha256 release the GIL),
-        so that it overlaps with tar parsing and file writing, as `tar -xz` overlaps gzip
-        with tar. At most PREFETCH pieces wait in the queue: memory stays bounded."""
-        self._queue: queue.Queue[bytes | BaseException] = queue.Queue(PREFETCH)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._produce, daemon=True)
-        self._thread.start()
-
-    def _produce(self) -> None:
-        try:
-            while not self._stop.is_set():
-                piece = self._fill()
-                if piece:
-                    self.hasher.update(piece)
-                    self.size += len(piece)
-                self._queue.put(piece)
-                if not piece:
-                    return
-        except BaseException as err:  # handed to the reading thread, raised there
-            self._queue.put(err)
-
-    def close(self) -> None:
-        """Stop the producer (after an error in the consumer), freeing what it queued."""
-        self._stop.set()
-        while self._thread.is_alive():
-            with contextlib.suppress(queue.Empty):
-                self._queue.get(timeout=0.05)
-        self._thread.join()
-
-    def read(self, size: int = -1) -> bytes:
-        while not self._eof and (size < 0 or len(self._buffer) < size):
-            piece = self._queue.get()
-            if isinstance(piece, BaseException):
-                self._eof = True
-                raise piece
-            if not piece:
-                self._eof = True
-                break
-            self._buffer += piece
-        if size < 0 or size >= len(self._buffer):
-            data = bytes(self._buffer)
-            self._buffer.clear()
-        else:
-            data = bytes(self._buffer[:size])
-            del self._buffer[:size]
-        return data
-
-    def read_piece(self, _hint: int = 0) -> bytes:
-        """The next decompressed piece, whatever its size (b"" at the end): no copying
-        into a buffer for a reader that gathers pieces itself."""
-        if self._buffer:
-            data = bytes(self._buffer)
-            self._buffer.clear()
-            return data
-        if self._eof:
-            return b""
-        piece = self._queue.get()
-        if isinstance(piece, BaseException):
-            self._eof = True
-            raise piece
-        if not piece:
-            self._eof = True
-        return piece
-
-    def drain(self) -> None:
-        """Read (and hash) whatever the tar reader left: the end-of-archive padding."""
-        while self.read(READ_SIZE):
-            pass
-
-
-class _Prefixed:
-    """A raw file whose first bytes were already read (to look at the magic)."""
-
-    def __init__(self, head: bytes, raw: BinaryIO) -> None:
-        self._head = head
-        self._raw = raw
-
-    def read(self, size: int = -1) -> bytes:
-        if self._head:
-            head, self._head = self._head, b""
-            return head + self._raw.read(max(0, size - len(head)) if size >= 0 else -1)
-        return self._raw.read(size)
 
 
 @dataclass
@@ -257,9 +87,11 @@ class Applier:
     """The merged filesystem of the layers applied so far (path -> node, with a
     children index so whiteouts and replacements cost what they remove, not the tree)."""
 
-    def __init__(self, store: str) -> None:
+    def __init__(self, store: str | None) -> None:
+        """`store`: where file contents go; None checks and tracks metadata only (diff)."""
         self.store = store
-        os.makedirs(store, exist_ok=True)
+        if store is not None:
+            os.makedirs(store, exist_ok=True)
         self.nodes: dict[str, _Node] = {}
         self.children: dict[str, set[str]] = {"": set()}
         self.entries = 0
@@ -344,51 +176,37 @@ class Applier:
     # -- one layer -----------------------------------------------------------------------
 
     def apply_layer(self, blob: str, layer: str, diff_id: str, index: int) -> None:
+        assert self.store is not None
         added: set[str] = set()
         # Every file of the layer goes into one pack file, back to back (see HostSlice).
         pack_path = os.path.join(self.store, f"layer-{index}.pack")
-        try:
-            raw = open(blob, "rb")  # noqa: SIM115 - closed by the with below
-        except FileNotFoundError:
-            raise ImageFormatError(f"layer {layer}: blob is missing") from None
         self.pack_offset = 0
-        with raw, open(pack_path, "wb", buffering=READ_SIZE) as pack:
-            reader = LayerReader(raw)
-            reader.start()
-            try:
-                stream = TarStream(reader.read_piece)
-                for member in stream:
-                    self.entries += 1
-                    self._apply_member(stream, member, layer, pack, added)
-                reader.drain()
-            except DecompressError as err:
-                raise ImageFormatError(f"layer {layer}: {err}") from None
-            except TarFormatError as err:
-                # Corrupt compressed data decodes to garbage before its CRC is checked:
-                # read on, so that the root cause is what gets reported.
-                try:
-                    reader.drain()
-                except DecompressError as cause:
-                    raise ImageFormatError(f"layer {layer}: {cause}") from None
-                raise ImageFormatError(f"layer {layer}: not a valid tar stream ({err})") from None
-            finally:
-                reader.close()
-        self.bytes += reader.size
-        actual = "sha256:" + reader.hasher.hexdigest()
-        if diff_id and actual != diff_id:
-            raise ImageFormatError(
-                f"layer {layer}: uncompressed content has digest {actual}, "
-                f"but the config's diff_id is {diff_id}"
-            )
+        with (
+            open_blob(blob, f"layer {layer}", threaded=True) as reader,
+            open(pack_path, "wb", buffering=READ_SIZE) as pack,
+        ):
+            stream = TarStream(reader.read_piece)
 
-    def _apply_member(
+            def store(member: Member) -> HostSlice | InlineBytes:
+                return self._store(stream, member, pack)
+
+            with layer_errors(reader, f"layer {layer}"):
+                for member in stream:
+                    self.apply_member(member, layer, added, store)
+                reader.drain()
+        self.bytes += reader.size
+        check_diff_id(reader.digest(), layer, diff_id)
+
+    def apply_member(
         self,
-        stream: TarStream,
         member: Member,
         layer: str,
-        pack: BinaryIO,
         added: set[str],
+        store: Callable[[Member], HostSlice | InlineBytes],
     ) -> None:
+        """Apply one entry; `store` gives a regular file's content (reading its body).
+        `added`: what this layer added so far (a whiteout never hides it)."""
+        self.entries += 1
         name = member.name
         path = canonical_member_name(name, layer)
         if not path:
@@ -433,16 +251,25 @@ class Applier:
             target = canonical_member_name(member.linkname, layer, what="hard link target")
             target = self._resolve_parent(target, layer, name) if target else target
             node = self.nodes.get(target)
+            if node is not None and node.kind is Kind.SYMLINK:
+                # link(2) on a symlink links the symlink itself (GNU tar writes these and
+                # docker imports them): a second symlink with the same target and owner.
+                if target != path:
+                    link = _Node(Kind.SYMLINK, 0o777, node.uid, node.gid, node.target, None, origin)
+                    self._insert(path, link)
+                added.add(path)
+                return
             if node is None or node.kind is not Kind.FILE or node.inode is None:
                 raise UnsafePathError(
                     f"layer {layer}: hard link {name!r} points to {member.linkname!r}, "
-                    "which is not a regular file of the image"
+                    "which is not a regular file or symlink of the image"
                 )
             if target == path:
                 return
             self._insert(path, _Node(Kind.FILE, inode=node.inode, origin=origin))
         elif member.isreg():
-            inode = self._store(stream, member, pack, origin)
+            mode = stat.S_IMODE(member.mode)
+            inode = _Inode(store(member), member.size, mode, member.uid, member.gid, origin)
             self._insert(path, _Node(Kind.FILE, inode=inode, origin=origin))
         else:
             self.special += 1  # device, FIFO, socket: a microcontainer carries none
@@ -450,20 +277,16 @@ class Applier:
             return
         added.add(path)
 
-    def _store(self, stream: TarStream, member: Member, pack: BinaryIO, origin: str) -> _Inode:
-        mode = stat.S_IMODE(member.mode)
-        content: HostSlice | InlineBytes
+    def _store(self, stream: TarStream, member: Member, pack: BinaryIO) -> HostSlice | InlineBytes:
         if member.size == 0:
-            content = InlineBytes(b"")
-        else:
-            self.files += 1
-            # The offset is counted here: BufferedWriter.tell() costs a system call.
-            offset = self.pack_offset
-            for piece in stream.body():
-                pack.write(piece)
-            self.pack_offset += member.size
-            content = HostSlice(pack.name, offset, member.size)
-        return _Inode(content, member.size, mode, member.uid, member.gid, origin)
+            return InlineBytes(b"")
+        self.files += 1
+        # The offset is counted here: BufferedWriter.tell() costs a system call.
+        offset = self.pack_offset
+        for piece in stream.body():
+            pack.write(piece)
+        self.pack_offset += member.size
+        return HostSlice(pack.name, offset, member.size)
 
     # -- the result ----------------------------------------------------------------------
 
@@ -518,10 +341,36 @@ class Applier:
         return UnpackStats(layers, self.entries, self.bytes, self.files, self.special)
 
 
+@contextlib.contextmanager
+def layer_errors(reader: LayerReader, what: str) -> Iterator[None]:
+    """A blob's decompression and tar errors as one ImageFormatError naming it (`what`)."""
+    try:
+        yield
+    except DecompressError as err:
+        raise ImageFormatError(f"{what}: {err}") from None
+    except TarFormatError as err:
+        # Corrupt compressed data decodes to garbage before its CRC is checked:
+        # read on, so that the root cause is what gets reported.
+        try:
+            reader.drain()
+        except DecompressError as cause:
+            raise ImageFormatError(f"{what}: {cause}") from None
+        raise ImageFormatError(f"{what}: not a valid tar stream ({err})") from None
+
+
+def check_diff_id(actual: str, layer: str, diff_id: str) -> None:
+    if diff_id and actual != diff_id:
+        raise ImageFormatError(
+            f"layer {layer}: uncompressed content has digest {actual}, "
+            f"but the config's diff_id is {diff_id}"
+        )
+
+
 def canonical_member_name(name: str, layer: str, *, what: str = "entry") -> str:
-    """A tar member name in canonical form; absolute names and `..` are hostile."""
-    if name.startswith("/"):
-        raise UnsafePathError(f"layer {layer}: {what} {name!r} is an absolute name")
+    """A tar member name in canonical form. An absolute name is mapped into the root, as
+    GNU tar, docker and containerd do (umoci writes the root itself as `/`); `..` is hostile
+    wherever it appears, even where it would stay inside the root (a later symlink could
+    make it leave)."""
     if "\x00" in name:
         raise UnsafePathError(f"layer {layer}: {what} {name!r} contains a NUL byte")
     parts = [p for p in name.split("/") if p not in ("", ".")]

@@ -1,0 +1,209 @@
+"""Open a blob as an uncompressed stream: the one place where smith reads what it did not
+write (layers for minimize, diff, verify and crashcart's toolboxes; image archives).
+
+The compression is told once, by the first bytes (media types can lie, and docker-archives
+do not state one); inflation has bounded output (a small blob can inflate to gigabytes);
+what comes out is hashed as it goes, so the diff_id is checked without a second read.
+gzip may be several members in a row (smith itself writes them so), zstd several frames;
+trailing zero bytes after the last gzip member are tolerated, as gzip does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import queue
+import threading
+import zlib
+from collections.abc import Iterator
+from typing import IO, BinaryIO, cast
+
+import zstandard
+
+from smith.errors import ImageFormatError
+from smith.oci.compress import Compression
+
+READ_SIZE = 1 << 20
+PREFETCH = 4  # decompressed pieces of READ_SIZE waiting for the tar reader
+GZIP_MAGIC = b"\x1f\x8b"
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+
+
+class DecompressError(Exception):
+    """The compressed stream of a blob is malformed or truncated."""
+
+
+def sniff_compression(head: bytes) -> Compression:
+    """gzip, zstd or none, by a blob's first (up to four) bytes."""
+    if head.startswith(GZIP_MAGIC):
+        return Compression.GZIP
+    if head.startswith(ZSTD_MAGIC):
+        return Compression.ZSTD
+    return Compression.NONE
+
+
+def blob_compression(path: str) -> Compression:
+    with open(path, "rb") as f:
+        return sniff_compression(f.read(4))
+
+
+class LayerReader:
+    """A stream of a blob's uncompressed bytes, hashed (sha256) and counted as it goes.
+
+    read_piece() hands out decompressed pieces as they come; after start(), decompression
+    runs on a producer thread and read_piece() raises its errors.
+    """
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self._raw = raw
+        self.hasher = hashlib.sha256()
+        self.size = 0
+        head = raw.read(4)
+        self._pending = head
+        self._eof = False
+        self._produced_eof = False
+        self._thread: threading.Thread | None = None
+        self._gzip: zlib._Decompress | None = None
+        self._zstd: zstandard.ZstdDecompressionReader | None = None
+        self.compression = sniff_compression(head)
+        if self.compression is Compression.GZIP:
+            self._gzip = zlib.decompressobj(31)
+        elif self.compression is Compression.ZSTD:
+            self._zstd = zstandard.ZstdDecompressor().stream_reader(
+                cast(IO[bytes], _Prefixed(head, raw)), read_size=READ_SIZE, read_across_frames=True
+            )
+
+    def _fill(self) -> bytes:
+        """The next piece of uncompressed bytes (at most READ_SIZE), or b"" at the end."""
+        if self._zstd is not None:
+            try:
+                return self._zstd.read(READ_SIZE)
+            except zstandard.ZstdError as err:
+                raise DecompressError(f"not a valid zstd stream ({err})") from None
+        if self._gzip is not None:
+            try:
+                return self._fill_gzip(self._gzip)
+            except zlib.error as err:
+                raise DecompressError(f"not a valid gzip stream ({err})") from None
+        data = self._pending or self._raw.read(READ_SIZE)
+        self._pending = b""
+        return data
+
+    def _fill_gzip(self, d: zlib._Decompress) -> bytes:
+        while not self._produced_eof:
+            if d.eof:
+                rest = d.unused_data or self._raw.read(READ_SIZE)
+                if not rest.strip(b"\x00"):
+                    self._check_zero_tail()
+                    self._produced_eof = True
+                    return b""
+                if len(rest) < 2:
+                    rest += self._raw.read(READ_SIZE)
+                if not rest.startswith(GZIP_MAGIC):
+                    raise DecompressError("garbage after the end of the gzip stream")
+                d = self._gzip = zlib.decompressobj(31)
+                data = rest
+            else:
+                data = d.unconsumed_tail or self._pending or self._raw.read(READ_SIZE)
+                self._pending = b""
+                if not data:
+                    raise DecompressError("the gzip stream is truncated")
+            # Bounded output: a small input can inflate to gigabytes (a file of zeros).
+            out = d.decompress(data, READ_SIZE)
+            if out:
+                return out
+        return b""
+
+    def _check_zero_tail(self) -> None:
+        """After the last gzip member only zero padding may follow."""
+        while rest := self._raw.read(READ_SIZE):
+            if rest.strip(b"\x00"):
+                raise DecompressError("garbage after the end of the gzip stream")
+
+    def _next(self) -> bytes:
+        piece = self._fill()
+        if piece:
+            self.hasher.update(piece)
+            self.size += len(piece)
+        return piece
+
+    def start(self) -> None:
+        """Decompress and hash on a second thread (zlib, zstd and sha256 release the GIL),
+        so that it overlaps with tar parsing and file writing, as `tar -xz` overlaps gzip
+        with tar. At most PREFETCH pieces wait in the queue: memory stays bounded."""
+        self._queue: queue.Queue[bytes | BaseException] = queue.Queue(PREFETCH)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._produce, daemon=True)
+        self._thread.start()
+
+    def _produce(self) -> None:
+        try:
+            while not self._stop.is_set():
+                piece = self._next()
+                self._queue.put(piece)
+                if not piece:
+                    return
+        except BaseException as err:  # handed to the reading thread, raised there
+            self._queue.put(err)
+
+    def close(self) -> None:
+        """Stop the producer (after an error in the consumer), freeing what it queued."""
+        if self._thread is None:
+            return
+        self._stop.set()
+        while self._thread.is_alive():
+            with contextlib.suppress(queue.Empty):
+                self._queue.get(timeout=0.05)
+        self._thread.join()
+
+    def read_piece(self, _hint: int = 0) -> bytes:
+        """The next decompressed piece, whatever its size (b"" at the end)."""
+        if self._eof:
+            return b""
+        piece: bytes | BaseException
+        piece = self._queue.get() if self._thread is not None else self._next()
+        if isinstance(piece, BaseException):
+            self._eof = True
+            raise piece
+        if not piece:
+            self._eof = True
+        return piece
+
+    def drain(self) -> None:
+        """Read (and hash) whatever the tar reader left: the end-of-archive padding."""
+        while self.read_piece():
+            pass
+
+    def digest(self) -> str:
+        return "sha256:" + self.hasher.hexdigest()
+
+
+class _Prefixed:
+    """A raw file whose first bytes were already read (to look at the magic)."""
+
+    def __init__(self, head: bytes, raw: BinaryIO) -> None:
+        self._head = head
+        self._raw = raw
+
+    def read(self, size: int = -1) -> bytes:
+        if self._head:
+            head, self._head = self._head, b""
+            return head + self._raw.read(max(0, size - len(head)) if size >= 0 else -1)
+        return self._raw.read(size)
+
+
+@contextlib.contextmanager
+def open_blob(path: str, what: str, *, threaded: bool = False) -> Iterator[LayerReader]:
+    """The uncompressed stream of the blob at `path`; `what` names it in errors."""
+    try:
+        raw = open(path, "rb")  # noqa: SIM115 - closed by the with below
+    except FileNotFoundError:
+        raise ImageFormatError(f"{what}: blob is missing") from None
+    with raw:
+        reader = LayerReader(raw)
+        if threaded:
+            reader.start()
+        try:
+            yield reader
+        finally:
+            reader.close()
