@@ -15,9 +15,7 @@ from smith.errors import UsageError
 from smith.minimize import MinimizeOptions, MinimizeResult, minimize_image, minimize_platforms
 from smith.minimize_recipe import read_minimize_recipe
 from smith.oci.compress import parse_compression
-from smith.oci.image import Platform, parse_platform
-from smith.oci.index import index_platforms
-from smith.oci.reference import is_registry_reference
+from smith.oci.index import chosen_platforms
 from smith.registry_flags import registry_flags, registry_options
 
 if TYPE_CHECKING:
@@ -101,7 +99,7 @@ def minimize(
         image = image or named
     if not image:
         raise UsageError("name the image to minimize (or a --recipe whose package: names it)")
-    chosen = chosen_platforms(image, platforms)
+    chosen = chosen_platforms(image, platforms, "minimize")
     if len(chosen) > 1:
         report_platforms(*minimize_platforms(image, output, options, chosen), output, as_json)
         return
@@ -120,20 +118,6 @@ def minimize(
             f"manifest {result.image.manifest.digest}",
             err=True,
         )
-
-
-def chosen_platforms(image: str, platforms: tuple[str, ...]) -> tuple[Platform, ...]:
-    """The platforms --platform names; `all`: every one of the image's index."""
-    if "all" not in platforms:
-        return tuple(parse_platform(p) for p in platforms)
-    if len(platforms) > 1:
-        raise UsageError("--platform all goes alone")
-    if is_registry_reference(image):
-        raise UsageError(f"--platform all reads a local layout or archive, not {image!r}")
-    found = index_platforms(image)
-    if not found:
-        raise UsageError(f"{image} holds a single image: minimize it without --platform all")
-    return found
 
 
 def report_platforms(

@@ -273,3 +273,27 @@ def test_pushed_index_and_podman_arch(
         assert pulled.returncode == 0, pulled.stderr
         config = layout_json(out, manifest["digest"])["config"]["digest"]
         assert "sha256:" + pulled.stdout.strip() == config, arch
+
+
+def test_diff_compares_each_platform(recipe_dir: Path) -> None:
+    both, again = build(recipe_dir, "both.tar"), build(recipe_dir, "again.tar")
+    proc = run_smith("diff", str(both), str(again), "--platform", "all")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == [
+        f"linux/amd64: identical: {both} and {again}",
+        f"linux/arm64/v8: identical: {both} and {again}",
+    ]
+    small = recipe_dir.parent / "min.tar"
+    smith("minimize", str(both), "-o", str(small), "--platform", "all")
+    proc = run_smith("diff", str(both), str(small), "--platform", "all", "--json")
+    assert proc.returncode == 1, proc.stderr
+    reports = json.loads(proc.stdout)
+    assert sorted(reports) == ["linux/amd64", "linux/arm64/v8"]
+    assert all(not r["identical"] for r in reports.values())
+    # One platform only, as named.
+    proc = run_smith("diff", str(both), str(small), "--platform", "linux/arm64")
+    assert proc.returncode == 1 and proc.stdout.startswith("first cause: manifest")
+    alone = build(recipe_dir, "x86.tar", "--arch", "x86_64")
+    proc = run_smith("diff", str(both), str(alone), "--platform", "all")
+    assert proc.returncode == 2
+    assert "no image for platform linux/arm64/v8 (it has: linux/amd64)" in proc.stderr

@@ -1,12 +1,12 @@
 """The images of a multi-platform layout or archive: what `upload --all` pushes and what
-`minimize --platform all` minimizes."""
+`minimize` and `diff` take with `--platform all`."""
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass, replace
 
-from smith.errors import ImageFormatError
+from smith.errors import ImageFormatError, UsageError
 from smith.oci.image import (
     MEDIA_DOCKER_LIST,
     MEDIA_OCI_INDEX,
@@ -14,8 +14,10 @@ from smith.oci.image import (
     Platform,
     canonical_json,
     index_document,
+    parse_platform,
 )
 from smith.oci.layout import load_json, read_blob_json, unpacked
+from smith.oci.reference import is_registry_reference
 from smith.oci.transfer import open_read
 
 
@@ -61,3 +63,17 @@ def index_platforms(source: str) -> tuple[Platform, ...]:
         if missing:
             raise ImageFormatError(f"{source}: the index names no platform for {missing[0]}")
         return tuple(d.platform for d in index.children if d.platform is not None)
+
+
+def chosen_platforms(image: str, platforms: tuple[str, ...], command: str) -> tuple[Platform, ...]:
+    """The platforms a repeatable --platform names; `all`: every one of `image`'s index."""
+    if "all" not in platforms:
+        return tuple(parse_platform(p) for p in platforms)
+    if len(platforms) > 1:
+        raise UsageError("--platform all goes alone")
+    if is_registry_reference(image):
+        raise UsageError(f"--platform all reads a local layout or archive, not {image!r}")
+    found = index_platforms(image)
+    if not found:
+        raise UsageError(f"{image} holds a single image: {command} it without --platform all")
+    return found
