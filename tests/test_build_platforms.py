@@ -6,6 +6,7 @@ picks each platform's manifest, and the aarch64 program runs under qemu-aarch64-
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -21,6 +22,9 @@ import yaml
 from click.testing import CliRunner
 
 from smith.cli import cli
+from smith.diff import diff_images
+from smith.oci.image import Descriptor, Platform, canonical_json, index_document
+from smith.verify import first_difference
 from tests.registry_servers import Registry, start_registry
 from tests.rpm_universe import Universe
 from tests.rpm_universe_aarch64 import aarch64_universe  # noqa: F401 - the fixture
@@ -297,3 +301,32 @@ def test_diff_compares_each_platform(recipe_dir: Path) -> None:
     proc = run_smith("diff", str(both), str(alone), "--platform", "all")
     assert proc.returncode == 2
     assert "no image for platform linux/arm64/v8 (it has: linux/amd64)" in proc.stderr
+
+
+def test_verify_explains_a_difference_by_platform(recipe_dir: Path) -> None:
+    both = build(recipe_dir, "both.tar")
+    small = recipe_dir.parent / "small.tar"
+    smith("minimize", str(both), "-o", str(small), "--platform", "all")
+    # A layout whose amd64 image is both's and whose arm64 one is minimized: only the arm64
+    # comparison can say why the two differ.
+    mixed = recipe_dir.parent / "mixed"
+    for archive in (both, small):
+        with tarfile.open(archive) as tar:
+            tar.extractall(mixed, filter="tar")
+    manifests = [
+        layout_json(archive, layout_json(archive)["manifests"][0]["digest"])["manifests"][i]
+        for i, archive in ((0, both), (1, small))
+    ]
+    data = canonical_json(index_document([Descriptor.from_json(m) for m in manifests]))
+    digest = hashlib.sha256(data).hexdigest()
+    (mixed / "blobs/sha256" / digest).write_bytes(data)
+    nested = Descriptor("application/vnd.oci.image.index.v1+json", f"sha256:{digest}", len(data))
+    (mixed / "index.json").write_bytes(canonical_json(index_document([nested])))
+    host = diff_images(str(both), str(mixed))
+    # The host's images are the same: it sees only that the index lists another digest.
+    assert {f.role for f in host.findings} == {"index"}
+    report = first_difference(str(both), str(mixed))
+    assert not report.identical
+    arm64 = Platform("arm64", "linux", "v8")
+    assert report == diff_images(str(both), str(mixed), platform=arm64)
+    assert first_difference(str(both), str(both)).identical
