@@ -6,8 +6,9 @@ Starts one microcontainer (static busybox only, read-only root, uid 65534) with 
 a toolbox unless one is given (with smith, from the example universe in out/universes, as
 scripts/demo.sh builds it), then runs the three commands interleaved, N rounds, each a
 fresh process as a user would type it. The container has no `true` of its own: runc exec and
-nsenter run its busybox; crashcart runs the toolbox's (mounting and unmounting the toolbox
-each time, which is what a one-shot attach costs). `python -c pass` is timed alongside as
+nsenter run its busybox; crashcart runs the toolbox's, confined (capabilities, no_new_privs,
+seccomp, the target's cgroups) in a private copy of the target's mount namespace with a
+reaper, which is what a one-shot attach costs. `python -c pass` is timed alongside as
 the floor of any CPython tool. Prints medians and ratios.
 
 crashcart and smith are byte-compiled first, as an installed package would be: with

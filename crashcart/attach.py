@@ -11,7 +11,7 @@ import os
 import stat
 import sys
 
-from crashcart import enter, session, signals
+from crashcart import cgroups, confine, enter, session, signals
 from crashcart.mount import clone_tree_readonly
 from crashcart.prefix import DEFAULT_TOOLBOX, MOUNT_POINT, check_toolbox, is_image
 from crashcart.record import record
@@ -33,6 +33,9 @@ class AttachRequest:
     force: bool = False
     docker_host: str | None = None
     tty: bool | None = None  # None: a pty when there is no command and stdin is a terminal
+    privileged: bool = False  # every capability, no seccomp filter, no no_new_privs
+    target_path: bool = False  # the target's own PATH after the toolbox's
+    record: str | None = None  # an asciicast v2 transcript of the (terminal) session
 
     @staticmethod
     def _is_registry_reference(toolbox: str) -> bool:
@@ -60,6 +63,10 @@ class AttachRequest:
     def check(self) -> None:
         if self.mount_only and self.unmount:
             raise UsageError("--mount-only and --unmount exclude each other")
+        if self.record and (self.mount_only or self.unmount):
+            raise UsageError("--record records a session: not with --mount-only or --unmount")
+        if self.record and not sys.stdin.isatty():
+            raise UsageError("--record records a terminal session: stdin is not a terminal")
         if (self.mount_only or self.unmount) and self.command:
             raise UsageError(f"--mount-only and --unmount take no command, got {self.command[0]!r}")
 
@@ -234,18 +241,28 @@ def release_mount(
         return True
 
 
-def session_env(target: Target) -> dict[str, str]:
-    """The command's environment: the toolbox first on PATH, then the target's own PATH."""
-    target_path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+def target_path(target: Target) -> str:
+    """The PATH of the target's own process (its pid 1, usually), or the usual default."""
+    path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
     try:
         with open(f"/proc/{target.pid}/environ", "rb") as f:
             for item in f.read().split(b"\0"):
                 if item.startswith(b"PATH="):
-                    target_path = item[5:].decode(errors="replace")
+                    path = item[5:].decode(errors="replace")
     except OSError:
         pass
+    return path
+
+
+def session_env(target: Target, with_target_path: bool = False) -> dict[str, str]:
+    """The command's environment. PATH is the toolbox's only: a name the toolbox lacks must
+    not run a program of the target's (which may be planted there) as the session's user;
+    the target's own programs are run by their full path, or with --target-path."""
+    path = f"{MOUNT_POINT}/bin"
+    if with_target_path:
+        path = f"{path}:{target_path(target)}"
     return {
-        "PATH": f"{MOUNT_POINT}/bin:{target_path}",
+        "PATH": path,
         "HOME": "/",
         "TERM": os.environ.get("TERM", "xterm"),
         "PS1": f"[crashcart {target.name}] \\w \\$ ",
@@ -258,12 +275,35 @@ def session_env(target: Target) -> dict[str, str]:
     }
 
 
-def run_command(request: AttachRequest, target: Target, ns: NamespaceFds) -> int:
+def session_confinement(request: AttachRequest, target: Target) -> confine.Confinement:
+    """The session's limits: the target's cgroups, and unless --privileged, the capabilities,
+    no_new_privs and seccomp filter of crashcart/confine.py."""
+    note = cgroups.join_target_cgroups(target.pid)
+    if note:
+        say(note)
+    if request.privileged:
+        say(
+            "--privileged: the session has every capability of host root, no seccomp "
+            "filter and no no_new_privs; a program of the target it runs can reach the host"
+        )
+        return confine.Confinement(None)
+    return confine.Confinement(confine.seccomp_program())
+
+
+def run_command(
+    request: AttachRequest, target: Target, ns: NamespaceFds, tree: int, toolbox: str
+) -> int:
     command = request.command or (f"{MOUNT_POINT}/bin/sh",)
     use_pty = request.tty if request.tty is not None else not request.command
-    use_pty = use_pty and sys.stdin.isatty()
+    use_pty = (use_pty or bool(request.record)) and sys.stdin.isatty()
     identity = enter.choose_identity(target.pid, "user" in ns.fds)
-    env = session_env(target)
+    env = session_env(target, request.target_path)
+    confinement = session_confinement(request, target)
+    if request.target_path:
+        say(
+            f"--target-path: PATH is the toolbox's, then {target.description}'s own "
+            f"({target_path(target)}): a name the toolbox lacks runs the target's program"
+        )
     if not request.command:
         say(f"in {target.description}; the toolbox is at {MOUNT_POINT}; exit to leave")
     pty = None
@@ -271,45 +311,105 @@ def run_command(request: AttachRequest, target: Target, ns: NamespaceFds) -> int
         from crashcart import terminal  # socket, tty...: only interactive sessions pay for them
 
         pty = terminal.open_pty()
-    pid, errors = enter.spawn_in_target(ns, command, env, identity, pty)
+    from_terminal = pty is None and sys.stdin.isatty()
+    launch = enter.Launch(
+        command,
+        env,
+        identity,
+        confinement,
+        pty,
+        from_terminal,
+        tree,
+        MOUNT_POINT,
+        session.open_state_root(),
+    )
+    pid, errors = enter.spawn_in_target(ns, launch)
     master = terminal.receive_target_pty(pty) if pty is not None else None
-    message = enter.read_all(errors)
-    if message:
+    key, message = enter.split_reaper_report(enter.read_all(errors))
+    if message or key is None:
         signals.pthread_sigmask(signals.SIG_UNBLOCK, enter.FORWARDED_SIGNALS)
         _, status = os.waitpid(pid, 0)
         if master is not None:
             os.close(master)
-        say(message)
+        say(message or "the session's reaper ended before the command started")
+        os.close(launch.state_dir)
         return enter.exit_status(status)
-    if master is not None:
-        return terminal.relay_pty(pid, master)
-    return enter.wait_forwarding_signals(pid, sys.stdin.isatty())
+    try:
+        if master is not None:
+            transcript = None
+            if request.record:
+                from crashcart.transcript import Transcript, terminal_size
+
+                size = terminal_size(sys.stdin.fileno())
+                transcript = Transcript(request.record, target.description, toolbox, size)
+            try:
+                status = terminal.relay_pty(pid, master, transcript)
+            finally:
+                if transcript is not None:
+                    transcript.close()
+                    say(f"the session's transcript is in {request.record}")
+        else:
+            status = enter.wait_forwarding_signals(pid, sys.stdin.isatty())
+        if os.WIFSIGNALED(status):  # the reaper itself was killed: what it left is killed here
+            killed = enter.kill_namespace_members(key)
+            if killed:
+                say(f"the session's reaper was killed: killed {killed} process(es) it left")
+            session.forget_private(key)  # the reaper's own record: it could not remove it
+    finally:
+        os.close(launch.state_dir)
+    return enter.exit_status(status)
+
+
+def clean_up_abandoned() -> None:
+    """Kill what sessions killed with their reapers left in their private namespaces."""
+    for key in session.abandoned_private():
+        killed = enter.kill_namespace_members(key)
+        if killed:
+            say(f"killed {killed} process(es) left by an earlier session that was killed")
+        session.forget_private(key)
 
 
 def attach(request: AttachRequest) -> int:
-    """Run a command (or a shell) in the target with the toolbox; its exit status."""
+    """Run a command (or a shell) in the target with the toolbox; its exit status.
+
+    The toolbox is mounted in the session's private copy of the target's mount namespace
+    (crashcart/private.py), never in the target's: there is nothing to count, share or
+    remove afterwards, and nothing is left by a session that was killed."""
     target, ns = open_target(request)  # first: a mistyped target is the likelier mistake
-    me = os.getpid()
     try:
-        toolbox = request.toolbox_directory()
-        check_toolbox(toolbox)
-        acquire_mount(target, ns, toolbox, lambda d: session.add_session(d, me))
+        clean_up_abandoned()
+        toolbox = check_toolbox(request.toolbox_directory())
+        kind = mount_point_kind(target, ns)
+        # Only --mount-only keeps state: for a mount point there, or (a stat) to drop the
+        # state of its mount when that is gone.
+        recorded = ""
+        if kind is not None or session.has_state(state_key(ns)):
+            recorded = recorded_toolbox(target, ns)
+        if kind is not None and not recorded:
+            raise refuse_foreign(target, kind)
+        tree = clone_tree_readonly(toolbox)
         try:
-            return run_command(request, target, ns)
+            return run_command(request, target, ns, tree, toolbox)
         finally:
-            try:
-                release_mount(target, ns, lambda d: session.remove_session(d, me))
-            except CrashcartError as err:
-                say(f"could not remove the toolbox from {target.description}: {err}")
+            os.close(tree)
     finally:
         ns.close()
+
+
+def recorded_toolbox(target: Target, ns: NamespaceFds) -> str:
+    """The toolbox that --mount-only mounted in the target, "" if the mount point is not
+    crashcart's (and then no state is kept for it)."""
+    with session.locked_state(state_key(ns)) as directory:
+        ours = current_state(target, directory).toolbox
+        if not ours:
+            session.forget(directory)
+    return ours
 
 
 def mount_only(request: AttachRequest) -> None:
     target, ns = open_target(request)
     try:
-        toolbox = request.toolbox_directory()
-        check_toolbox(toolbox)
+        toolbox = check_toolbox(request.toolbox_directory())
         acquire_mount(target, ns, toolbox, lambda d: session.set_pinned(d, True))
     finally:
         ns.close()
@@ -319,10 +419,7 @@ def mount_only(request: AttachRequest) -> None:
 def unmount(request: AttachRequest) -> None:
     target, ns = open_target(request)
     try:
-        with session.locked_state(state_key(ns)) as directory:
-            ours = current_state(target, directory).toolbox
-            if not ours:
-                session.forget(directory)
+        ours = recorded_toolbox(target, ns)
         if not ours:
             kind = mount_point_kind(target, ns)
             if kind is not None:

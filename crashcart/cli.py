@@ -25,9 +25,11 @@ _FLAGS = {
     "--force": "force",
     "-t": "tty",
     "--tty": "tty",
+    "--privileged": "privileged",
+    "--target-path": "target_path",
 }
 _NEGATIVE_FLAGS = {"-T": "tty", "--no-tty": "tty"}
-_VALUES = {"--toolbox": "toolbox", "--docker-host": "docker_host"}
+_VALUES = {"--toolbox": "toolbox", "--docker-host": "docker_host", "--record": "record"}
 
 
 def parse_attach(args: list[str]) -> dict[str, object] | None:
@@ -62,7 +64,27 @@ def parse_attach(args: list[str]) -> dict[str, object] | None:
     return options
 
 
+def _join_cgroups_early(options: dict[str, object]) -> None:
+    """Start the session's move into the target's cgroups before the attach code is even
+    imported (see cgroups.start_joining: it waits for the kernel). Only a target found
+    without a daemon, and only as a head start: the attach checks and reports everything."""
+    if options.get("mount_only") or options.get("unmount") or os.geteuid() != 0:
+        return
+    from crashcart.target import resolve_local
+    from smith.errors import CrashcartError
+
+    try:
+        target = resolve_local(str(options["target"]))
+        if target is not None:
+            from crashcart import cgroups
+
+            cgroups.start_joining(target.pid)
+    except (CrashcartError, OSError, ValueError):
+        pass  # the attach finds the same problem and says what it is
+
+
 def _fast_attach(options: dict[str, object], debug: bool) -> NoReturn:
+    _join_cgroups_early(options)
     from crashcart.attach import AttachRequest, run_request
 
     try:
@@ -81,10 +103,56 @@ def _fast_attach(options: dict[str, object], debug: bool) -> NoReturn:
     os._exit(code)
 
 
+COMMANDS = ("attach", "toolbox")
+# The original crashcart's options (`crashcart [-m|-u] [-i IMAGE] ID [CMD...]`) as attach's.
+_ORIGINAL_FLAGS = {"-m": "-m", "--mount-only": "-m", "-u": "-u", "--unmount": "-u"}
+_ORIGINAL_IMAGE = ("-i", "--image")
+
+
+def translate_original(args: list[str]) -> list[str] | None:
+    """The original crashcart's command line as `attach` arguments (everything after the
+    container is the command, as there), or None if it is not one.
+
+    Its -i IMAGE named the toolbox image: here --toolbox, which takes an image (OCI layout
+    or archive, registry reference) or a toolbox directory. Its -e (docker exec) has no
+    counterpart: crashcart enters the container itself."""
+    out: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        name, eq, value = arg.partition("=")
+        if arg in _ORIGINAL_FLAGS:
+            out.append(_ORIGINAL_FLAGS[arg])
+        elif name in _ORIGINAL_IMAGE and eq:
+            out.append(f"--toolbox={value}")
+        elif arg in _ORIGINAL_IMAGE and i + 1 < len(args):
+            out.append(f"--toolbox={args[i + 1]}")
+            i += 1
+        elif arg in ("-e", "--exec"):
+            print(
+                "crashcart: error: -e (run through docker exec) is not supported: crashcart "
+                "enters the container itself; leave -e out",
+                file=sys.stderr,
+            )
+            raise SystemExit(2)
+        elif arg.startswith("-"):
+            return None
+        else:
+            command = args[i + 1 :]
+            return [*out, arg, "--", *command] if command else [*out, arg]
+        i += 1
+    return None
+
+
 def main(argv: list[str] | None = None) -> NoReturn:
     args = sys.argv[1:] if argv is None else argv
     debug = bool(args) and args[0] == "--debug"
     rest = args[1:] if debug else args
+    if rest and rest[0] not in COMMANDS:
+        original = translate_original(rest)
+        if original is not None:
+            rest = ["attach", *original]
+            args = ["--debug", *rest] if debug else rest
     if rest and rest[0] == "attach":
         options = parse_attach(rest[1:])
         if options is not None:

@@ -25,7 +25,12 @@ def cli(debug: bool) -> None:
     help="Toolbox to mount: a directory, or an image (OCI layout/archive, registry reference). "
     f"Default: {DEFAULT_TOOLBOX_HELP}, where `toolbox build` writes it.",
 )
-@click.option("-m", "--mount-only", is_flag=True, help="Mount the toolbox and leave it there.")
+@click.option(
+    "-m",
+    "--mount-only",
+    is_flag=True,
+    help="Mount the toolbox in the target itself and leave it there (for the runtime's exec).",
+)
 @click.option("-u", "--unmount", is_flag=True, help="Remove a toolbox left by --mount-only.")
 @click.option("--force", is_flag=True, help="Attach to a process in the host's namespaces.")
 @click.option(
@@ -39,6 +44,21 @@ def cli(debug: bool) -> None:
     help="Run the command on a pty (default: the shell yes, a COMMAND no); "
     "only when stdin is a terminal.",
 )
+@click.option(
+    "--privileged",
+    is_flag=True,
+    help="Lift the confinement: every capability, no seccomp filter, no no_new_privs.",
+)
+@click.option(
+    "--target-path",
+    is_flag=True,
+    help="Put the target's own PATH after the toolbox's (default: the toolbox's only).",
+)
+@click.option(
+    "--record",
+    metavar="FILE",
+    help="Write the terminal session to FILE as an asciicast v2 transcript (asciinema play).",
+)
 def attach(
     target: str,
     command: tuple[str, ...],
@@ -48,8 +68,12 @@ def attach(
     force: bool,
     docker_host: str | None,
     tty: bool | None,
+    privileged: bool,
+    target_path: bool,
+    record: str | None,
 ) -> None:
-    """Run COMMAND (default: a shell) in TARGET (pid, runc/crun or Docker container)."""
+    """Run COMMAND (default: a shell) in TARGET: a pid, a runc/crun/Docker/podman container
+    name or id, or containerd NAMESPACE/ID. The session is confined and leaves nothing."""
     from crashcart.attach import AttachRequest, run_request
 
     request = AttachRequest(
@@ -61,6 +85,9 @@ def attach(
         force=force,
         docker_host=docker_host,
         tty=tty,
+        privileged=privileged,
+        target_path=target_path,
+        record=record,
     )
     sys.exit(run_request(request))
 
@@ -84,8 +111,17 @@ def toolbox() -> None:
 )
 @click.option("--image", help="Also write the toolbox as an image (OCI layout or archive).")
 @click.option("--cache-dir", help="smith's package cache (default: smith's own).")
+@click.option(
+    "--extra-repo",
+    help="Add the toolbox extension (tcpdump, ltrace, bash, openssl, readelf, objdump, drill, "
+    "jq) from this repository (package crashcart-toolbox-extra).",
+)
 def build(
-    recipe: Path | None, output: Path | None, image: str | None, cache_dir: str | None
+    recipe: Path | None,
+    output: Path | None,
+    image: str | None,
+    cache_dir: str | None,
+    extra_repo: str | None,
 ) -> None:
     """Build the toolbox with smith from a recipe, relocated to run from /dev/crashcart.
 
@@ -94,7 +130,7 @@ def build(
     from crashcart.toolbox import DEFAULT_RECIPE, DEFAULT_TOOLBOX, build_toolbox
 
     dest = (output or DEFAULT_TOOLBOX).absolute()
-    size = build_toolbox(recipe or DEFAULT_RECIPE, dest, cache_dir=cache_dir)
+    size = build_toolbox(recipe or DEFAULT_RECIPE, dest, cache_dir=cache_dir, extra_repo=extra_repo)
     click.echo(f"crashcart: toolbox built at {dest} ({size / 1e6:.1f} MB)")
     if image:
         from crashcart.image import write_toolbox_image

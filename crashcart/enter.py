@@ -16,7 +16,7 @@ from __future__ import annotations
 import errno
 import os
 
-from crashcart import signals
+from crashcart import confine, private, session, signals
 from crashcart.mount import (
     CLONE_NEWCGROUP,
     CLONE_NEWIPC,
@@ -33,7 +33,7 @@ from crashcart.mount import (
     umount2,
 )
 from crashcart.record import record
-from crashcart.target import NamespaceFds
+from crashcart.target import NamespaceFds, read_start_time
 from smith.errors import CrashcartError
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
@@ -51,6 +51,8 @@ OTHER_NAMESPACES = (
     ("uts", CLONE_NEWUTS),
     ("cgroup", CLONE_NEWCGROUP),
 )
+# The reaper's signal that the session is gone (PR_SET_PDEATHSIG): it kills the command.
+SESSION_GONE = signals.SIGPWR
 FORWARDED_SIGNALS = (
     signals.SIGHUP,
     signals.SIGINT,
@@ -243,12 +245,10 @@ def _exec_in_target(
     identity: Identity,
     pty: PtyPlan | None,
     error_pipe: int,
-) -> None:  # pragma: no cover - runs in the child
+    confinement: confine.Confinement,
+) -> None:  # pragma: no cover - runs in the command's process, a child of the reaper
     try:
-        enter_mount_ns(ns)
-        for name, flag in OTHER_NAMESPACES:
-            if name in ns.fds:
-                setns(ns.fds[name], flag)
+        confine.prctl(confine.PR_SET_PDEATHSIG, signals.SIGKILL)  # it dies with its reaper
         pty_slave = None
         if pty is not None:
             # Already imported by the session that made the PtyPlan: nothing is read from
@@ -256,6 +256,9 @@ def _exec_in_target(
             from crashcart import terminal
 
             pty_slave = terminal.child_pty(pty)
+        if not confinement.privileged:
+            confine.limit_bounding_set(confine.KEEP)
+            confine.prctl(confine.PR_SET_KEEPCAPS, 1)
         if "user" in ns.fds:
             setns(ns.fds["user"], CLONE_NEWUSER)
             try:
@@ -264,6 +267,10 @@ def _exec_in_target(
                 pass  # EPERM when the namespace has setgroups denied
             os.setresgid(identity.gid, identity.gid, identity.gid)
             os.setresuid(identity.uid, identity.uid, identity.uid)
+        if confinement.seccomp is not None:
+            confine.keep_capabilities(confine.KEEP)
+            confine.prctl(confine.PR_SET_NO_NEW_PRIVS, 1)
+            confine.load_seccomp_program(confinement.seccomp)
         if pty_slave is not None:
             terminal.become_controlling_terminal(pty_slave)
         for sig in FORWARDED_SIGNALS:
@@ -283,24 +290,139 @@ def _exec_in_target(
         os._exit(code)
 
 
-def spawn_in_target(
-    ns: NamespaceFds,
-    argv: tuple[str, ...],
-    env: Mapping[str, str],
-    identity: Identity,
-    pty: PtyPlan | None = None,
-) -> tuple[int, int]:
-    """Fork a child in all the target's namespaces that execs argv; (pid, error pipe).
+@record
+class Launch:
+    """Everything the reaper needs to start the command (see spawn_in_target)."""
+
+    argv: tuple[str, ...]
+    env: Mapping[str, str]
+    identity: Identity
+    confinement: confine.Confinement
+    pty: PtyPlan | None
+    from_terminal: bool  # stdin is the user's terminal (and no pty): ^C reaches everyone
+    toolbox: int  # the detached toolbox mount (clone_tree_readonly) for the private view
+    mount_point: str
+    state_dir: int  # crashcart's state directory, where the reaper records its namespace
+
+
+def children_of_self() -> list[int]:
+    """The reaper's children (orphans of the session included: it is their subreaper), from
+    the target's /proc, whose pids are the reaper's own namespace's."""
+    try:
+        with open(f"/proc/self/task/{os.getpid()}/children") as f:
+            return [int(x) for x in f.read().split()]
+    except (OSError, ValueError):
+        return []
+
+
+def kill_everything_left() -> None:
+    """SIGKILL every process the session started and reap it, until none is left.
+
+    Killing a child hands its own children to the reaper (their subreaper): each round
+    reaches one generation further, until waitpid says there is nothing left."""
+    while True:
+        left = children_of_self()
+        for pid in left:
+            try:
+                os.kill(pid, signals.SIGKILL)
+            except ProcessLookupError:
+                pass
+        try:
+            # Without a name from /proc (a target without its procfs) only the dead are
+            # reaped: nothing else could be killed.
+            pid, _ = os.waitpid(-1, 0 if left else os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+def _reap(ns: NamespaceFds, launch: Launch, error_pipe: int, parent: int) -> None:
+    """The session's first process in the target: the subreaper of everything the command
+    starts. It outlives the command only to kill and reap what the command left (background
+    jobs, daemons, a debugger's children), and dies with the session, also a SIGKILLed one
+    (PR_SET_PDEATHSIG), killing it all first."""  # pragma: no cover - runs in the child
+    code = 125
+    recorded = ""
+    try:
+        try:
+            confine.prctl(confine.PR_SET_PDEATHSIG, SESSION_GONE)
+            if os.getppid() != parent:
+                os._exit(code)  # the session died before the line above: nobody is waiting
+            me = int(os.readlink("/proc/self"))  # the host's /proc still: the host's pid
+            start = read_start_time(me)
+            enter_mount_ns(ns)
+            private.enter_private_copy()
+            own = os.stat("/proc/self/ns/mnt")
+            key = (own.st_dev, own.st_ino)
+            recorded = session.record_private_at(launch.state_dir, key, me, start)
+            # Told first, before the command can end: the session needs the namespace if
+            # this reaper is killed, and by the time it asked /proc it could be gone.
+            os.write(error_pipe, f"ns {key[0]} {key[1]}\n".encode())
+            private.mount_private_dev(launch.toolbox, launch.mount_point)
+            os.close(launch.toolbox)
+            for name, flag in OTHER_NAMESPACES:
+                if name in ns.fds:
+                    setns(ns.fds[name], flag)
+            confine.prctl(confine.PR_SET_CHILD_SUBREAPER, 1)
+            command = os.fork()
+        except BaseException as err:
+            os.write(error_pipe, f"cannot enter the target: {_describe(err)}".encode())
+            os._exit(code)
+        if command == 0:
+            _exec_in_target(
+                ns,
+                launch.argv,
+                launch.env,
+                launch.identity,
+                launch.pty,
+                error_pipe,
+                launch.confinement,
+            )
+        os.close(error_pipe)
+        if launch.pty is not None:
+            launch.pty.session_end.close()
+            launch.pty.child_end.close()
+            for fd in (launch.pty.master, launch.pty.slave):
+                os.close(fd)  # held here, the slave would keep the session from seeing EIO
+
+        def forward(signum: int, _frame: FrameType | None) -> None:
+            try:
+                os.kill(command, signals.SIGKILL if signum == SESSION_GONE else signum)
+            except ProcessLookupError:
+                pass
+
+        for sig in (*FORWARDED_SIGNALS, SESSION_GONE):
+            ignored = launch.from_terminal and sig in (signals.SIGINT, signals.SIGQUIT)
+            signals.signal(sig, signals.SIG_IGN if ignored else forward)
+        signals.pthread_sigmask(signals.SIG_UNBLOCK, (*FORWARDED_SIGNALS, SESSION_GONE))
+        while True:
+            pid, status = os.waitpid(-1, 0)
+            if pid == command:
+                code = exit_status(status)
+                break
+        kill_everything_left()
+    finally:
+        if recorded:
+            session.forget_private_at(launch.state_dir, recorded)
+        os._exit(code)
+
+
+def spawn_in_target(ns: NamespaceFds, launch: Launch) -> tuple[int, int]:
+    """Fork the reaper in the target's pid namespace, which starts the command; (the
+    reaper's pid, the error pipe). The reaper's exit status is the command's.
 
     setns(CLONE_NEWPID) only decides where the caller's next child is born, so the session
     process sets it just around the fork and then returns to its own pid namespace.
     The forwarded signals are blocked from here until the session's handlers know the
     child's pid (see forward_signals): a SIGTERM in between is delivered late, not lost.
     """
-    signals.pthread_sigmask(signals.SIG_BLOCK, FORWARDED_SIGNALS)
+    signals.pthread_sigmask(signals.SIG_BLOCK, (*FORWARDED_SIGNALS, SESSION_GONE))
     read_end, write_end = os.pipe2(os.O_CLOEXEC)
     own_pid_ns = -1
-    session = os.getpid()
+    own_pid = os.getpid()
+    # What the reaper's getppid() says while the session lives: 0 across a pid namespace.
+    parent = 0 if "pid" in ns.fds else own_pid
     if "pid" in ns.fds:
         own_pid_ns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
         setns(ns.fds["pid"], CLONE_NEWPID)
@@ -310,13 +432,14 @@ def spawn_in_target(
         # ENOMEM: the target's pid namespace has no init any more.
         raise CrashcartError(f"the target exited during the attach ({err.strerror})") from None
     finally:
-        if own_pid_ns >= 0 and os.getpid() == session:
+        if own_pid_ns >= 0 and os.getpid() == own_pid:
             setns(own_pid_ns, CLONE_NEWPID)
             os.close(own_pid_ns)
     if pid == 0:  # pragma: no cover
         os.close(read_end)
-        _exec_in_target(ns, argv, env, identity, pty, write_end)
+        _reap(ns, launch, write_end, parent)
     os.close(write_end)
+    signals.pthread_sigmask(signals.SIG_UNBLOCK, (SESSION_GONE,))
     return pid, read_end
 
 
@@ -327,7 +450,7 @@ def exit_status(status: int) -> int:
 
 
 def wait_forwarding_signals(pid: int, from_terminal: bool) -> int:
-    """Wait for the command, passing on the signals the session receives; its exit status.
+    """Wait for the reaper, passing on the signals the session receives; its wait status.
 
     The signals were blocked by spawn_in_target: unblocking them once the handlers are in
     place delivers any that arrived meanwhile.
@@ -352,4 +475,43 @@ def wait_forwarding_signals(pid: int, from_terminal: bool) -> int:
     finally:
         for signum, handler in previous.items():
             signals.signal(signum, handler)
-    return exit_status(status)
+    return status
+
+
+def namespace_key(pid: int) -> tuple[int, int]:
+    st = os.stat(f"/proc/{pid}/ns/mnt")
+    return st.st_dev, st.st_ino
+
+
+def split_reaper_report(text: str) -> tuple[tuple[int, int] | None, str]:
+    """(the reaper's private namespace, the error message) from what the error pipe said."""
+    if not text.startswith("ns "):
+        return None, text
+    line, _, message = text.partition("\n")
+    _, dev, ino = line.split()
+    return (int(dev), int(ino)), message
+
+
+def kill_namespace_members(key: tuple[int, int]) -> int:
+    """SIGKILL every process in the mount namespace `key` (a session's private copy) until
+    none is left; how many there were. A scan of the host's /proc: only for the rare
+    session whose reaper was killed before it could do this itself."""
+    killed: set[int] = set()
+    for _ in range(100):
+        found = []
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    if namespace_key(int(entry)) == key:
+                        found.append(int(entry))
+                except OSError:
+                    continue
+        if not found:
+            break
+        for pid in found:
+            try:
+                os.kill(pid, signals.SIGKILL)
+                killed.add(pid)
+            except ProcessLookupError:
+                pass
+    return len(killed)

@@ -14,6 +14,7 @@ import shutil
 import stat
 import tempfile
 
+from crashcart.prefix import MANIFEST
 from smith.errors import UnsafePathError
 from smith.tree import Entry, FileTree, HostFile, Kind
 
@@ -86,6 +87,15 @@ def toolbox_from_image(source: str) -> str:
             root = os.path.join(work, "root")
             os.mkdir(root)
             materialize(tree, root)
+            if not os.path.exists(os.path.join(root, MANIFEST)):
+                # Any image of programs (not one `toolbox build --image` wrote): made a
+                # toolbox the way `crashcart toolbox build` makes one, relocated to run
+                # with its own loader and libraries, never the target's.
+                from pathlib import Path
+
+                from crashcart.toolbox import finish_toolbox
+
+                finish_toolbox(Path(root), source)
             os.chmod(root, 0o755)  # noqa: S103 - any user of any target reads the toolbox
             try:
                 os.rename(root, dest)

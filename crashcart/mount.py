@@ -28,7 +28,11 @@ MOVE_MOUNT_F_EMPTY_PATH = 0x4
 MOUNT_ATTR_RDONLY = 0x1
 MOUNT_ATTR_NOSUID = 0x2
 MOUNT_ATTR_NODEV = 0x4
+MS_NOSUID = 2
+MS_NOEXEC = 8
+MS_REC = 1 << 14
 MS_PRIVATE = 1 << 18
+AT_SYMLINK_NOFOLLOW = 0x100
 MNT_DETACH = 2
 
 CLONE_NEWNS = 0x00020000
@@ -49,35 +53,46 @@ class MountAttr(ctypes.Structure):
     )
 
 
-def _check(result: int, what: str, path: str = "") -> int:
+def check_result(result: int, what: str, path: str = "") -> int:
+    """result, or the OSError of errno when the call failed (result < 0)."""
     if result < 0:
-        err = ctypes.get_errno()
+        err = ctypes.get_errno() or -result  # libseccomp returns -errno, leaves errno alone
         raise OSError(err, f"{what}: {os.strerror(err)}", path or None)
     return result
 
 
-def open_tree(path: str, flags: int) -> int:
-    return _check(_libc.syscall(NR_OPEN_TREE, AT_FDCWD, path.encode(), flags), "open_tree", path)
+def open_tree(path: str, flags: int, dir_fd: int = AT_FDCWD) -> int:
+    result = _libc.syscall(NR_OPEN_TREE, dir_fd, path.encode(), flags)
+    return check_result(result, "open_tree", path)
+
+
+def mount(source: str, target: str, fstype: str, flags: int, data: str = "") -> None:
+    result = _libc.mount(source.encode(), target.encode(), fstype.encode(), flags, data.encode())
+    check_result(result, "mount", target)
+
+
+def unshare(flags: int) -> None:
+    check_result(_libc.unshare(flags), "unshare")
 
 
 def mount_setattr(fd: int, attr: MountAttr, flags: int) -> None:
     size = ctypes.sizeof(attr)
     result = _libc.syscall(NR_MOUNT_SETATTR, fd, b"", flags, ctypes.byref(attr), size)
-    _check(result, "mount_setattr")
+    check_result(result, "mount_setattr")
 
 
 def move_mount(fd: int, to_path: str) -> None:
     flags = MOVE_MOUNT_F_EMPTY_PATH
     result = _libc.syscall(NR_MOVE_MOUNT, fd, b"", AT_FDCWD, to_path.encode(), flags)
-    _check(result, "move_mount", to_path)
+    check_result(result, "move_mount", to_path)
 
 
 def umount2(path: str, flags: int) -> None:
-    _check(_libc.umount2(path.encode(), flags), "umount2", path)
+    check_result(_libc.umount2(path.encode(), flags), "umount2", path)
 
 
 def setns(fd: int, nstype: int) -> None:
-    _check(_libc.setns(fd, nstype), "setns")
+    check_result(_libc.setns(fd, nstype), "setns")
 
 
 def setfsuid(uid: int) -> None:
@@ -89,12 +104,14 @@ def setfsgid(gid: int) -> None:
 
 
 def clone_tree_readonly(path: str) -> int:
-    """A detached, recursive, read-only nosuid nodev private copy of the mount tree at path.
+    """A detached, read-only nosuid nodev private copy of the directory at path.
 
     The clone lives in an anonymous mount namespace until move_mount attaches it, so it can
     be carried (as a file descriptor) into a namespace where the host path is invisible.
+    Not recursive: what is mounted below the toolbox (the host's / bound there, say) is not
+    the toolbox and stays behind.
     """
-    fd = open_tree(path, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE)
+    fd = open_tree(path, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC)
     try:
         attr = MountAttr(
             attr_set=MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,

@@ -82,6 +82,10 @@ class locked_state:  # a class rather than @contextmanager: no contextlib import
         os.close(self.fd)
 
 
+def has_state(key: str) -> bool:
+    return os.path.isdir(os.path.join(STATE_ROOT, key))
+
+
 def read_state(directory: str) -> MountState:
     """The state, after forgetting sessions whose process is gone (killed, crashed)."""
     live = []
@@ -151,3 +155,63 @@ def forget(directory: str) -> None:
         os.rmdir(directory)
     except OSError:
         pass
+
+
+# -- sessions' private mount namespaces -----------------------------------------------------
+# STATE_ROOT/private-DEV-INO holds "PID START" of the reaper whose private mount namespace
+# that is, written by the reaper as it makes the namespace and removed as it exits: one
+# left behind is a reaper that was killed (with its session: the OOM killer in a full
+# container, say), and what runs in its namespace is killed by the next attach.
+
+
+def open_state_root() -> int:
+    os.makedirs(STATE_ROOT, mode=0o700, exist_ok=True)
+    return os.open(STATE_ROOT, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+
+
+def private_name(key: tuple[int, int]) -> str:
+    return f"private-{key[0]}-{key[1]}"
+
+
+def record_private_at(dir_fd: int, key: tuple[int, int], pid: int, start: int) -> str:
+    """In the reaper (its root is the target's by then: hence the directory descriptor)."""
+    name = private_name(key)
+    fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600, dir_fd=dir_fd)
+    try:
+        os.write(fd, f"{pid} {start}".encode())
+    finally:
+        os.close(fd)
+    return name
+
+
+def forget_private_at(dir_fd: int, name: str) -> None:
+    try:
+        os.unlink(name, dir_fd=dir_fd)
+    except FileNotFoundError:
+        pass
+
+
+def forget_private(key: tuple[int, int]) -> None:
+    _unlink(os.path.join(STATE_ROOT, private_name(key)))
+
+
+def abandoned_private() -> list[tuple[int, int]]:
+    """Every private namespace whose reaper is gone."""
+    try:
+        names = os.listdir(STATE_ROOT)
+    except FileNotFoundError:
+        return []
+    found = []
+    for name in names:
+        if not name.startswith("private-"):
+            continue
+        path = os.path.join(STATE_ROOT, name)
+        try:
+            dev, ino = (int(x) for x in name.removeprefix("private-").split("-"))
+            with open(path) as f:
+                pid, start = (int(x) for x in f.read().split())
+        except (ValueError, OSError):
+            continue
+        if not is_alive(pid, start):
+            found.append((dev, ino))
+    return found

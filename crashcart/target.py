@@ -13,11 +13,22 @@ from crashcart.record import record
 from crashcart.statefile import read_ints
 from smith.errors import CrashcartError
 
-RUNTIME_ROOTS = (("runc", "/run/runc"), ("crun", "/run/crun"))
+RUNTIME_ROOTS = (
+    ("runc", "/run/runc"),
+    ("crun", "/run/crun"),
+    # dockerd's own runc state, by full container id: found without asking dockerd.
+    ("docker's runc", "/run/docker/runtime-runc/moby"),
+)
+# containerd's runc shim keeps runc's state per namespace: ROOT/NAMESPACE/ID/state.json
+# (Kubernetes' CRI containers are in the k8s.io namespace, by the ids crictl shows).
+CONTAINERD_RUNC_ROOT = os.environ.get("CRASHCART_CONTAINERD_RUNC", "/run/containerd/runc")
+DOCKER_TIMEOUT = 5  # seconds; a healthy dockerd answers an inspect in milliseconds
 # Each runtime's state file and its members for the container's init pid and start time
 # (clock ticks since boot, as in /proc/PID/stat).
 RUNTIME_STATE = {
     "runc": ("state.json", "init_process_pid", "init_process_start"),
+    "docker's runc": ("state.json", "init_process_pid", "init_process_start"),
+    "containerd": ("state.json", "init_process_pid", "init_process_start"),
     "crun": ("status", "pid", "process-start-time"),
 }
 DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
@@ -65,7 +76,7 @@ def target_from_pid(pid: int, description: str = "", name: str = "") -> Target:
 def _runtime_state_pid(runtime: str, root: str, container: str) -> tuple[int, int] | None:
     """(init pid, its start time or 0 if not recorded) a runtime recorded for a container,
     or None if it has no such container."""
-    if "/" in container or container in (".", ".."):
+    if "/" in container or container in ("", ".", ".."):
         return None
     name, pid_key, start_key = RUNTIME_STATE[runtime]
     try:
@@ -100,17 +111,21 @@ def _docker_pid(host: str, container: str) -> int | None:
     class UnixConnection(http.client.HTTPConnection):
         def connect(self) -> None:
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            sock.settimeout(10)
+            sock.settimeout(DOCKER_TIMEOUT)
             sock.connect(path)
             self.sock = sock
 
-    conn = UnixConnection("localhost", timeout=10)
+    conn = UnixConnection("localhost", timeout=DOCKER_TIMEOUT)
     try:
         conn.request("GET", f"/containers/{urllib.parse.quote(container, safe='')}/json")
         resp = conn.getresponse()
         body = resp.read()
     except OSError as err:
-        raise CrashcartError(f"cannot reach dockerd at {host}: {err}") from None
+        raise CrashcartError(
+            f"cannot reach dockerd at {host}: {err}",
+            hint="attach by the container's pid or its full id (found in "
+            "/run/docker/runtime-runc/moby without dockerd)",
+        ) from None
     finally:
         conn.close()
     if resp.status == 404:
@@ -123,33 +138,115 @@ def _docker_pid(host: str, container: str) -> int | None:
     return int(state["Pid"])
 
 
-def resolve_target(spec: str, docker: str | None = None) -> Target:
-    """A pid, then a runc or crun container id, then a Docker container id or name."""
+def _runtime_target(runtime: str, root: str, spec: str, shown: str) -> Target | None:
+    recorded = _runtime_state_pid(runtime, root, spec)
+    if recorded is None:
+        return None
+    pid, start = recorded
+    if pid == 0:
+        raise CrashcartError(f"{runtime} container {shown!r} is not running")
+    try:
+        target = target_from_pid(pid, f"{runtime} container {shown} (pid {pid})", shown)
+    except CrashcartError:
+        target = None
+    if target is None or start not in (0, target.start_time):
+        raise CrashcartError(
+            f"{runtime} container {shown!r} is not running (its pid {pid} is gone)"
+        )
+    return target
+
+
+def _containerd_target(spec: str) -> Target | None:
+    """NAMESPACE/ID, or an ID in exactly one of containerd's namespaces."""
+    namespace, slash, container = spec.rpartition("/")
+    if slash:
+        if "/" in namespace or namespace in ("", ".", ".."):
+            return None
+        return _runtime_target("containerd", f"{CONTAINERD_RUNC_ROOT}/{namespace}", container, spec)
+    try:
+        namespaces = sorted(os.listdir(CONTAINERD_RUNC_ROOT))
+    except OSError:
+        return None
+    found = [
+        n
+        for n in namespaces
+        if _runtime_state_pid("containerd", f"{CONTAINERD_RUNC_ROOT}/{n}", spec)
+    ]
+    if len(found) > 1:
+        forms = ", ".join(f"{n}/{spec}" for n in found)
+        raise CrashcartError(
+            f"containerd has {spec!r} in several namespaces: attach to one of {forms}"
+        )
+    return _containerd_target(f"{found[0]}/{spec}") if found else None
+
+
+def resolve_local(spec: str, looked: list[str] | None = None) -> Target | None:
+    """A pid, a runc or crun container id, a containerd NAMESPACE/ID: what is found without
+    asking a daemon (None if it is none of them; the places looked in go to `looked`)."""
     if spec.isdigit():
         return target_from_pid(int(spec))
-    looked = []
     for runtime, root in RUNTIME_ROOTS:
-        recorded = _runtime_state_pid(runtime, root, spec)
-        if recorded is not None:
-            pid, start = recorded
-            if pid == 0:
-                raise CrashcartError(f"{runtime} container {spec!r} is not running")
-            try:
-                target = target_from_pid(pid, f"{runtime} container {spec} (pid {pid})", spec)
-            except CrashcartError:
-                target = None
-            if target is None or start not in (0, target.start_time):
-                raise CrashcartError(
-                    f"{runtime} container {spec!r} is not running (its pid {pid} is gone)"
-                )
+        target = _runtime_target(runtime, root, spec, spec)
+        if target is not None:
             return target
-        looked.append(f"{runtime} {root}")
+        if looked is not None:
+            looked.append(f"{runtime} {root}")
+    target = _containerd_target(spec)
+    if looked is not None:
+        looked.append(f"containerd {CONTAINERD_RUNC_ROOT}")
+    return target
+
+
+def _podman_pid(spec: str) -> int | None:
+    """The pid of a podman container by name or id, from podman itself (None: no podman, or
+    no such container). Podman has no daemon to ask: its CLI reads its database."""
+    import shutil
+    import subprocess
+
+    podman = shutil.which("podman")
+    if podman is None or spec.startswith("-"):
+        return None
+    try:
+        done = subprocess.run(
+            [podman, "container", "inspect", "--format", "{{.State.Running}} {{.State.Pid}}", spec],
+            capture_output=True,
+            text=True,
+            timeout=DOCKER_TIMEOUT * 2,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise CrashcartError(
+            f"podman did not answer about {spec!r} in {DOCKER_TIMEOUT * 2} s",
+            hint="attach by the container's pid or its full id (runc's state in /run/runc)",
+        ) from None
+    if done.returncode != 0:
+        return None
+    running, _, pid = done.stdout.strip().partition(" ")
+    if running != "true" or not pid.isdigit() or pid == "0":
+        raise CrashcartError(f"podman container {spec!r} is not running")
+    return int(pid)
+
+
+def resolve_target(spec: str, docker: str | None = None) -> Target:
+    """A pid, a runc/crun/containerd container, then a Docker or podman container's name or
+    id (asking dockerd, then podman)."""
+    looked: list[str] = []
+    target = resolve_local(spec, looked)
+    if target is not None:
+        return target
     host = docker_host(docker)
     docker_pid = _docker_pid(host, spec)
     if docker_pid is not None:
         return target_from_pid(docker_pid, f"docker container {spec} (pid {docker_pid})", spec[:12])
     looked.append(f"docker {host}")
-    raise CrashcartError(f"no process or container {spec!r} (looked in {', '.join(looked)})")
+    podman_pid = _podman_pid(spec)
+    if podman_pid is not None:
+        return target_from_pid(podman_pid, f"podman container {spec} (pid {podman_pid})", spec[:12])
+    looked.append("podman")
+    raise CrashcartError(
+        f"no process or container {spec!r} (looked in {', '.join(looked)})",
+        hint="give a pid, a runc/crun/docker/podman name or id, or NAMESPACE/ID for containerd",
+    )
 
 
 @record

@@ -20,12 +20,14 @@ import termios
 import tty
 
 from crashcart import signals
-from crashcart.enter import FORWARDED_SIGNALS, exit_status
+from crashcart.enter import FORWARDED_SIGNALS
 from crashcart.record import record
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from types import FrameType
+
+    from crashcart.transcript import Transcript
 
 TIOCSPTLCK = 0x40045431  # unlock a pty master's slave
 TIOCGPTPEER = 0x5441  # open a master's slave without a path (Linux 4.13)
@@ -119,7 +121,8 @@ class _HangUp(Exception):
     """The user's side of the session is gone: closed terminal, SIGHUP or SIGTERM."""
 
 
-def relay_pty(pid: int, master: int) -> int:
+def relay_pty(pid: int, master: int, transcript: Transcript | None = None) -> int:
+    # the wait status of pid
     """Copy the user's terminal (in raw mode) to and from the pty until the command exits.
 
     When the user's side goes away (the terminal closed, SIGHUP, or SIGTERM, which an
@@ -161,6 +164,8 @@ def relay_pty(pid: int, master: int) -> int:
                 if not data:
                     break
                 os.write(stdout, data)
+                if transcript is not None:
+                    transcript.output(data)
             if stdin in ready:
                 data = os.read(stdin, 65536)
                 if not data:  # raw mode has no end-of-file character: the terminal closed
@@ -176,4 +181,4 @@ def relay_pty(pid: int, master: int) -> int:
             termios.tcsetattr(stdin, termios.TCSAFLUSH, saved)
     os.close(master)
     _, status = os.waitpid(pid, 0)
-    return exit_status(status)
+    return status

@@ -20,14 +20,27 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from crashcart.prefix import DEFAULT_TOOLBOX as _DEFAULT_TOOLBOX
-from crashcart.prefix import MOUNT_POINT
+from crashcart.prefix import MANIFEST, MOUNT_POINT
 from smith.errors import CrashcartError, SmithError
 
 DEFAULT_TOOLBOX = Path(_DEFAULT_TOOLBOX)
 DEFAULT_RECIPE = (
     Path(__file__).resolve().parent.parent / "recipes" / "crashcart-toolbox" / "smith.yaml"
 )
-MANIFEST = "crashcart-toolbox.json"
+# The toolbox extension (`toolbox build --extra-repo URL`): what incident work reaches for
+# beyond the default recipe. A repository of its own provides the package (the default
+# recipe's universe is frozen for its golden digests); its programs are added to `paths`.
+EXTRA_PACKAGE = "crashcart-toolbox-extra"
+EXTRA_PATHS = (
+    "/usr/sbin/tcpdump",
+    "/usr/bin/ltrace",
+    "/usr/bin/bash",
+    "/usr/bin/openssl",
+    "/usr/bin/readelf",
+    "/usr/bin/objdump",
+    "/usr/bin/drill",
+    "/usr/bin/jq",
+)
 PROGRAM_DIRS = ("bin", "usr/bin", "usr/sbin", "sbin")  # the first of a name wins
 BUSYBOX = "usr/bin/busybox"
 
@@ -124,7 +137,10 @@ def plan_relocations(root: Path, executables: list[str], prefix: str) -> list[Re
             if loaded.reason.step is Step.INTERPRETER:
                 interpreter = inside(root, loaded.path)
             elif loaded.reason.step not in (Step.START, Step.HWCAPS):
-                directory = os.path.dirname(inside(root, loaded.path))
+                # The directory the loader found the name in (its links resolved), not the
+                # one the file's last symlink leads to: libcurl.so.4 -> ../../usr/lib/...
+                # lives where the soname link is, and RPATH is searched for the soname.
+                directory = inside(root, os.path.dirname(loaded.path))
                 if directory not in dirs:
                     dirs.append(directory)
         if not interpreter:
@@ -225,24 +241,84 @@ def tree_size(root: Path) -> int:
     return total
 
 
-def build_toolbox(recipe_path: Path, dest: Path, *, cache_dir: str | None = None) -> int:
-    """Build the toolbox of a smith recipe into dest (replaced atomically); its size."""
+def tree_digest(root: Path) -> str:
+    """sha256 of the toolbox tree (paths, kinds, modes, contents, link targets), the marker
+    left out: what the marker records, for an engineer to check a toolbox by."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for name in sorted(dirnames + filenames):
+            path = os.path.join(dirpath, name)
+            rel = os.path.relpath(path, root)
+            if rel == MANIFEST:
+                continue
+            st = os.lstat(path)
+            if os.path.islink(path):
+                what = "l " + os.readlink(path)
+            elif os.path.isdir(path):
+                what = "d"
+            else:
+                with open(path, "rb") as f:
+                    what = "f " + hashlib.file_digest(f, "sha256").hexdigest()
+            digest.update(f"{rel}\0{st.st_mode & 0o7777:o}\0{what}\n".encode())
+    return f"sha256:{digest.hexdigest()}"
+
+
+def finish_toolbox(tree: Path, source: str) -> int:
+    """What makes a tree of programs a toolbox, for a recipe's build and for an image given
+    to attach alike: relocated to MOUNT_POINT, bin/ of links, and the marker (with the
+    tree's digest) that attach recognises it by; the tree's size."""
+    drop_empty_runtime_dirs(tree)
+    relocate_tree(tree, MOUNT_POINT)
+    programs = link_programs(tree, MOUNT_POINT)
+    size = tree_size(tree)
+    manifest = {
+        "digest": tree_digest(tree),
+        "prefix": MOUNT_POINT,
+        "programs": programs,
+        "recipe": source,
+        "size": size,
+    }
+    (tree / MANIFEST).write_text(json.dumps(manifest, sort_keys=True, indent=1) + "\n")
+    return size
+
+
+def with_extension(recipe_path: Path, repo: str, work: Path) -> Path:
+    """The recipe plus the toolbox extension from repo, written into work (its repositories'
+    relative paths made absolute, as they were relative to the recipe's directory)."""
+    import yaml
+
+    recipe = yaml.safe_load(recipe_path.read_text())
+    repos = []
+    for entry in recipe.get("repos", []):
+        url = entry["baseurl"]
+        if "://" not in url and not os.path.isabs(url):
+            url = str((recipe_path.parent / url).resolve())
+        repos.append({**entry, "baseurl": url})
+    repos.append({"name": "crashcart-extra", "baseurl": repo})
+    recipe["repos"] = repos
+    recipe["packages"] = [*recipe.get("packages", []), EXTRA_PACKAGE]
+    recipe["paths"] = [*recipe.get("paths", []), *EXTRA_PATHS]
+    derived = work / "smith.yaml"
+    derived.write_text(yaml.safe_dump(recipe, sort_keys=False))
+    return derived
+
+
+def build_toolbox(
+    recipe_path: Path, dest: Path, *, cache_dir: str | None = None, extra_repo: str | None = None
+) -> int:
+    """Build the toolbox of a smith recipe (and the extension from extra_repo) into dest,
+    replaced atomically; its size."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
     try:
         tree = work / "tree"
+        if extra_repo:
+            recipe_path = with_extension(recipe_path, extra_repo, work)
         build_image_tree(recipe_path, tree, work, cache_dir)
-        drop_empty_runtime_dirs(tree)
-        relocate_tree(tree, MOUNT_POINT)
-        programs = link_programs(tree, MOUNT_POINT)
-        size = tree_size(tree)
-        manifest = {
-            "prefix": MOUNT_POINT,
-            "programs": programs,
-            "recipe": str(recipe_path),
-            "size": size,
-        }
-        (tree / MANIFEST).write_text(json.dumps(manifest, sort_keys=True, indent=1) + "\n")
+        size = finish_toolbox(tree, str(recipe_path))
         tree.chmod(0o755)
         # Swap directories so that an attach never sees half a toolbox; mounts of the old
         # one keep their files until they are unmounted.

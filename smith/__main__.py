@@ -1,3 +1,5 @@
-from smith.cli import main
+# `python -m smith`: smith.entry first, so that the stop signals are handled as early as
+# they can be (see there).
+from smith.entry import main
 
 main()

@@ -9,19 +9,15 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 
 from smith.errors import SmithError
+from smith.leftovers import remove_path, sweep, tagged
 
-
-def remove_path(path: str) -> None:
-    if os.path.isdir(path) and not os.path.islink(path):
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        with suppress(FileNotFoundError):
-            os.unlink(path)
+__all__ = ["atomic_path", "check_output", "remove_path", "replace_path", "temp_sibling"]
 
 
 def check_output(dest: str, *, directory: bool | None = None) -> None:
@@ -31,6 +27,13 @@ def check_output(dest: str, *, directory: bool | None = None) -> None:
     name = os.path.basename(os.path.normpath(dest)) if dest else ""
     if name in ("", ".", "..", "/"):
         raise SmithError(f"the output {dest!r} names no file or directory of its own")
+    try:
+        mode = os.lstat(dest).st_mode
+    except OSError:
+        mode = 0
+    if mode and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode) or stat.S_ISLNK(mode)):
+        # A FIFO, a socket or a device (`-o /dev/sda`) is never replaced by a file.
+        raise SmithError(f"the output {dest!r} is a device, FIFO or socket: refusing to replace it")
     if os.path.islink(dest):
         if directory:
             raise SmithError(
@@ -54,7 +57,9 @@ def temp_sibling(dest: str, *, directory: bool) -> str:
         raise SmithError(f"the output's directory does not exist: {parent!r}")
     if not os.access(parent, os.W_OK):
         raise SmithError(f"the output's directory is not writable: {parent!r}")
-    prefix = f".{os.path.basename(dest)}.smith-tmp-"
+    # Named by the run: what a killed run left beside this output goes now.
+    sweep(parent)
+    prefix = tagged(f".{os.path.basename(dest)}.smith-tmp-")
     try:
         if directory:
             return tempfile.mkdtemp(prefix=prefix, dir=parent)

@@ -15,6 +15,7 @@ import posixpath
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from smith.arch import ARCHES, check_arch, parse_arch
 from smith.conventions import (
@@ -48,8 +49,12 @@ from smith.resolve.repo import RepoConfig
 from smith.resolve.rpm import add_rpm_to_tree
 from smith.resolve.solver import ResolvedPackage
 from smith.resolve.store import ContentStore
+from smith.sbom.formats import SbomFormat
 from smith.sources import plan_recipe, relative_to, repo_configs
-from smith.tree import Entry, FileTree, InlineBytes, Kind, path_sort_key
+from smith.tree import FileTree, InlineBytes, Kind, copy_parents, path_sort_key
+
+if TYPE_CHECKING:
+    from smith.sbom.attach import Attacher
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +76,9 @@ class BuildOptions:
     epoch: int | None = None
     registry: RegistryOptions | None = None  # for a parent named by a registry reference
     arches: tuple[str, ...] = ()  # --arch: instead of the recipe's
+    sbom: tuple[SbomFormat, ...] = ()  # SBOMs to attach as OCI referrers of the image
+    provenance: bool = False  # and an in-toto SLSA provenance statement
+    package_db: bool = False  # write the kept packages' rpm database into the image
 
 
 @dataclass(frozen=True)
@@ -142,6 +150,7 @@ def build(recipe_path: str, options: BuildOptions) -> BuildResult:
             parent=staged.image.parent,
             annotations=staged.image.annotations,
             cache_dir=str(fetcher.cache_dir),
+            referrers=staged.referrers,
         )
     return staged.result(output, result, output_size(output))
 
@@ -154,6 +163,7 @@ class StagedBuild:
     packages: tuple[ResolvedPackage, ...]
     reasons: dict[str, str]
     owners: dict[str, str]
+    referrers: Attacher | None = None  # the SBOM and provenance to attach, if asked for
 
     def result(self, output: str, image: ImageResult, size: int) -> BuildResult:
         return BuildResult(
@@ -214,6 +224,10 @@ def stage_build(
         pattern = excludes.matching(program)
         raise RecipeError(f"excludes: {pattern!r} leaves out the program /{program}")
     overlay_rootfs(kept, os.path.join(base, "rootfs"))
+    if options.package_db or recipe.package_db:
+        from smith.sbom.package_db import add_rpm_database  # sqlite only when asked for
+
+        add_rpm_database(kept, full, packages, fetcher, repo_configs(recipe, recipe_path))
     image_tree = apply_conventions(kept, Conventions(user=user, nss=nss))
     owners = {e.path: e.origin for e in image_tree}
     config = image_config(recipe, user.config_user)
@@ -228,11 +242,30 @@ def stage_build(
             open_image(ref, platform=config.platform, registry=options.registry)
         )
     annotations = {PACKAGE_FILES_ANNOTATION: package_files_json(owners)}
+    sbom = options.sbom or ((SbomFormat.SPDX,) if recipe.sbom else ())
+    referrers = None
+    if sbom or options.provenance or recipe.provenance:
+        from smith.sbom.attach import build_referrers  # the renderers only when asked for
+
+        referrers = build_referrers(
+            image_tree,
+            full,
+            packages,
+            fetcher,
+            repo_configs(recipe, recipe_path),
+            recipe_path=recipe_path,
+            locked=options.locked,
+            epoch=choose_epoch(options.epoch, recipe),
+            tag=options.tag or recipe.tag or "",
+            sbom=sbom,
+            provenance=options.provenance or recipe.provenance,
+        )
     return StagedBuild(
         PlatformImage(image_tree, config, parent, annotations),
         packages,
         explain_all(image_tree, closure, program, paths),
         owners,
+        referrers,
     )
 
 
@@ -266,6 +299,9 @@ def build_platforms(
         parse_arch(arch)
     if len(set(arches)) != len(arches):
         raise RecipeError(f"--arch: {', '.join(arches)} names an architecture twice")
+    if options.sbom or options.provenance or recipe.sbom or recipe.provenance:
+        # Referrers attach to one image manifest; of an index, not done yet.
+        raise UsageError("an SBOM or provenance attaches to one image: build one --arch")
     fetcher = Fetcher(options.cache_dir, offline=options.offline)
     output = options.output or recipe.output or DEFAULT_OUTPUT
     with contextlib.ExitStack() as stack:
@@ -447,20 +483,16 @@ def select_kept(
             assert source is not None
             entry = replace(source, path=path)  # the other name is not kept: a plain copy
         kept.add(entry)
-        for parent in parent_paths(path):
-            if parent not in kept:
-                parent_entry = full.get(parent)
-                kept.add(
-                    parent_entry
-                    if parent_entry is not None and parent_entry.kind is Kind.DIR
-                    else Entry(parent, Kind.DIR, mode=0o755)
-                )
+        copy_parents(kept, full, path)
     return kept
 
 
 def overlay_rootfs(tree: FileTree, rootfs: str) -> None:
     """Lay a `rootfs/` directory beside the recipe over the tree, as the original did:
     symlinks kept as they are, `.gitignore` files left out, nothing that climbs out."""
+    if os.path.islink(rootfs):
+        # Read through, a link to /etc or $HOME would put the host's files into the image.
+        raise UnsafePathError(f"{rootfs!r} is a symbolic link: a rootfs/ must be a directory")
     if not os.path.isdir(rootfs):
         return
     for entry in FileTree.from_directory(rootfs, origin="rootfs/"):

@@ -6,17 +6,14 @@ Commands live in their own modules (smith/main_<command>.py) and register themse
 
 from __future__ import annotations
 
-import signal
 import sys
 from collections.abc import Callable
-from types import FrameType
 from typing import NoReturn
 
 import click
 
 from smith import __version__
-from smith.errors import Terminated
-from smith.reporting import exit_reporting
+from smith.reporting import exit_reporting, handle_stop_signals, shorten
 
 
 class LazyGroup(click.Group):
@@ -29,8 +26,9 @@ class LazyGroup(click.Group):
         import smith
 
         # A directory listing, not pkgutil (which imports shutil, and with it bz2 and lzma).
+        # main_verify_signature.py holds `verify-signature`: module names cannot have "-".
         names = {
-            name[len("main_") : -len(".py")]
+            name[len("main_") : -len(".py")].replace("_", "-")
             for directory in smith.__path__
             for name in os.listdir(directory)
             if name.startswith("main_") and name.endswith(".py")
@@ -51,13 +49,14 @@ class LazyGroup(click.Group):
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if self.summaries_only and cmd_name not in self.commands:
             return summary_command(cmd_name)
-        if cmd_name not in self.commands and cmd_name.isidentifier():
+        module = cmd_name.replace("-", "_")
+        if cmd_name not in self.commands and module.isidentifier():
             import importlib
 
             try:
-                importlib.import_module(f"smith.main_{cmd_name}")
+                importlib.import_module(f"smith.main_{module}")
             except ModuleNotFoundError as err:
-                if err.name != f"smith.main_{cmd_name}":
+                if err.name != f"smith.main_{module}":
                     raise
         return self.commands.get(cmd_name)
 
@@ -68,7 +67,7 @@ def summary_command(name: str) -> click.Command | None:
     import ast
     import importlib.util
 
-    spec = importlib.util.find_spec(f"smith.main_{name}")
+    spec = importlib.util.find_spec(f"smith.main_{name.replace('-', '_')}")
     if spec is None or spec.origin is None:
         return None
     with open(spec.origin, encoding="utf-8") as f:
@@ -104,13 +103,6 @@ def cli(ctx: click.Context, debug: bool, verbose: bool) -> None:
     logging.basicConfig(level=level, format="smith: %(message)s", stream=sys.stderr)
 
 
-def stop_on_sigterm(_signum: int, _frame: FrameType | None) -> None:
-    """`timeout`, `docker stop`, systemd and CI runners stop a command with SIGTERM, which
-    by default kills Python where it stands: the temporary output beside the destination
-    and the unpacked image in TMPDIR would stay. Unwind as Ctrl-C does, cleaning up."""
-    raise Terminated
-
-
 def run_cli(group: click.Group, prog: str, argv: list[str] | None = None) -> NoReturn:
     """Run a click group; turn smith's errors into one line on stderr and an exit code."""
     args = sys.argv[1:] if argv is None else argv
@@ -126,7 +118,7 @@ def run_cli(group: click.Group, prog: str, argv: list[str] | None = None) -> NoR
             raise cause if isinstance(cause, KeyboardInterrupt) else KeyboardInterrupt from None
         except click.ClickException as err:
             # click's own usage errors keep their one-line form, without the usage banner.
-            print(f"{prog}: error: {err.format_message()}", file=sys.stderr)
+            print(shorten(f"{prog}: error: {err.format_message()}"), file=sys.stderr)
             return err.exit_code
         except click.exceptions.Exit as done:
             return done.exit_code
@@ -138,7 +130,7 @@ def run_cli(group: click.Group, prog: str, argv: list[str] | None = None) -> NoR
 def main(argv: list[str] | None = None) -> NoReturn:
     # smith's commands only: crashcart (also run through run_cli) forwards SIGTERM to the
     # session it runs, with handlers of its own.
-    signal.signal(signal.SIGTERM, stop_on_sigterm)
+    handle_stop_signals()
     run_cli(cli, "smith", argv)
 
 

@@ -92,7 +92,9 @@ def parse_user(
         raise UsageError(f"a user must be NAME or UID, optionally :GROUP or :GID, not {spec!r}")
     for part in (user_part, group_part):
         check_name(part, spec)
-    if user_part.isdigit():
+        if part.startswith("-") and part[1:].isdigit():  # "-5" is no name, and no id
+            raise UsageError(f"user id out of range (0 to {MAX_ID}) in {spec!r}")
+    if is_number(user_part):
         uid, name = int(user_part), _name_of(users, int(user_part)) or f"u{user_part}"
         default_gid = users.get(name, (uid, uid))[1]
     elif user_part in users:
@@ -104,16 +106,25 @@ def parse_user(
     if not group_part:
         gid = default_gid
         gname = next((g for g, i in groups.items() if i == gid), name)
-    elif group_part.isdigit():
+    elif is_number(group_part):
         gid = int(group_part)
         gname = next((g for g, i in groups.items() if i == gid), f"g{group_part}")
     else:
         gname = group_part
         gid = groups.get(group_part, DEFAULT_ID)
     for value in (uid, gid):
-        if value >= 1 << 32:
-            raise UsageError(f"user id out of range in {spec!r}")
+        if value > MAX_ID:
+            raise UsageError(f"user id out of range (0 to {MAX_ID}) in {spec!r}")
     return RuntimeUser(uid, gid, name, gname)
+
+
+# The largest uid or gid: 2^32-1 is (uid_t)-1, which chown and setuid take as "no change".
+MAX_ID = (1 << 32) - 2
+
+
+def is_number(text: str) -> bool:
+    """ASCII digits only: str.isdigit() is true of "²" too, which int() refuses."""
+    return text.isascii() and text.isdigit()
 
 
 def check_name(name: str, spec: str) -> None:
@@ -135,7 +146,7 @@ def read_passwd(data: bytes) -> dict[str, tuple[int, int]]:
     out: dict[str, tuple[int, int]] = {}
     for line in data.decode("utf-8", "replace").splitlines():
         parts = line.split(":")
-        if len(parts) >= 4 and parts[2].isdigit() and parts[3].isdigit():
+        if len(parts) >= 4 and is_number(parts[2]) and is_number(parts[3]):
             out.setdefault(parts[0], (int(parts[2]), int(parts[3])))
     return out
 
@@ -144,7 +155,7 @@ def read_group(data: bytes) -> dict[str, int]:
     out: dict[str, int] = {}
     for line in data.decode("utf-8", "replace").splitlines():
         parts = line.split(":")
-        if len(parts) >= 3 and parts[2].isdigit():
+        if len(parts) >= 3 and is_number(parts[2]):
             out.setdefault(parts[0], int(parts[2]))
     return out
 

@@ -55,6 +55,10 @@ class PackageError(SmithError):
     """An RPM package or repository is malformed, unreachable or fails a check."""
 
 
+class SignatureError(SmithError):
+    """A key is unreadable or of the wrong kind, or no signature of an image verifies."""
+
+
 class ResolveError(SmithError):
     """Package resolution failed (libsolv problems are in the message)."""
 
@@ -65,6 +69,11 @@ class RegistryError(SmithError):
 
 class CrashcartError(SmithError):
     """crashcart cannot attach to, or detach from, its target."""
+
+
+class LimitError(SmithError):
+    """An input went past one of smith's bounds (smith/limits.py): too large, too deep, too
+    slow. The hint names the environment variable that raises the bound."""
 
 
 class Terminated(KeyboardInterrupt):

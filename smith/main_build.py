@@ -14,6 +14,7 @@ from smith.cli import cli
 from smith.oci.reference import Reference, parse_reference
 from smith.recipe import find_recipe
 from smith.registry_flags import registry_flags, registry_options
+from smith.sbom.options import sbom_flags, sbom_formats
 
 if TYPE_CHECKING:
     from smith.oci.registry_options import RegistryOptions
@@ -60,6 +61,19 @@ if TYPE_CHECKING:
     help="Also push the image to this registry reference (the registry flags apply, as to a "
     "registry parent).",
 )
+@sbom_flags
+@click.option(
+    "--provenance",
+    is_flag=True,
+    help="Attach an in-toto statement with SLSA v1 provenance (recipe digest, packages, "
+    "epoch, smith's version) as an OCI referrer.",
+)
+@click.option(
+    "--package-db",
+    is_flag=True,
+    help="Write the kept packages' rpm database (rpmdb.sqlite) and os-release into the "
+    "image, for scanners and `rpm -qa` (as the recipe's `package_db: true`).",
+)
 @registry_flags
 def build_command(
     recipe: str | None,
@@ -76,9 +90,12 @@ def build_command(
     as_json: bool,
     quiet: bool,
     push: str | None,
+    provenance: bool,
+    package_db: bool,
     **flags: Any,
 ) -> None:
     """Build the image a RECIPE (smith.yaml) describes."""
+    sbom = sbom_formats(flags)
     registry = registry_options(flags)
     target = parse_reference(push) if push else None  # bad input fails before the build
     if sys.stderr.isatty() and not quiet:
@@ -99,6 +116,9 @@ def build_command(
             keep_going=keep_going,
             registry=registry,
             arches=arches,
+            sbom=sbom,
+            provenance=provenance,
+            package_db=package_db,
         ),
     )
     if isinstance(result, IndexBuildResult):
@@ -107,8 +127,10 @@ def build_command(
     pushed = None
     if target:
         from smith.oci.push import push_image  # the registry client: only to push
+        from smith.oci.push_referrers import push_referrers
 
         pushed = push_image(result.output, target, options=registry)
+        push_referrers(result.output, target, pushed.digest, registry)  # SBOM etc. beside it
     if explain:
         for path in result.kept:
             why = result.reasons.get(path) or (

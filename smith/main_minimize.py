@@ -17,6 +17,7 @@ from smith.minimize_recipe import read_minimize_recipe
 from smith.oci.compress import parse_compression
 from smith.oci.index import chosen_platforms
 from smith.registry_flags import registry_flags, registry_options
+from smith.sbom.options import sbom_flags, sbom_formats
 
 if TYPE_CHECKING:
     from smith.oci.output import IndexResult
@@ -53,6 +54,13 @@ def epoch_default() -> int:
 @click.option("--compression", default="gzip", help="gzip, zstd or none.")
 @click.option("--explain", is_flag=True, help="Print every kept file and why it is kept.")
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary.")
+@sbom_flags
+@click.option(
+    "--package-db",
+    is_flag=True,
+    help="Keep the input's package database for the kept packages: rpmdb.sqlite, or "
+    "/var/lib/dpkg/status.d/<package> (as distroless) for a Debian image.",
+)
 @registry_flags
 def minimize(
     image: str | None,
@@ -72,6 +80,7 @@ def minimize(
     compression: str,
     explain: bool,
     as_json: bool,
+    package_db: bool,
     **flags: Any,
 ) -> None:
     """Shrink IMAGE (OCI layout, oci-archive, docker-archive, or a registry reference such
@@ -91,6 +100,8 @@ def minimize(
         fmt=fmt,
         tag=tag,
         registry=registry_options(flags),
+        sbom=sbom_formats(flags),
+        package_db=package_db,
     )
     if recipe:
         named, options = read_minimize_recipe(recipe, options)

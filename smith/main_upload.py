@@ -10,7 +10,9 @@ from smith.cli import cli
 from smith.errors import UsageError
 from smith.oci.image import parse_platform
 from smith.oci.push import push_image, push_index
-from smith.oci.reference import parse_reference
+from smith.oci.push_referrers import push_referrers
+from smith.oci.reference import Reference, parse_reference
+from smith.oci.registry_options import RegistryOptions
 from smith.registry_flags import jobs_option, registry_flags, registry_options
 
 
@@ -54,6 +56,17 @@ from smith.registry_flags import jobs_option, registry_flags, registry_options
     show_default=True,
     help="Blobs larger than this many bytes are uploaded in chunks.",
 )
+@click.option(
+    "--sign-key",
+    metavar="KEY",
+    help="Also sign the pushed image with this private key (from `smith keygen`), as "
+    "`smith sign` does.",
+)
+@click.option(
+    "--passphrase-file",
+    metavar="FILE",
+    help="The signing key's passphrase: FILE's first line (else $SMITH_PASSPHRASE).",
+)
 @jobs_option
 @registry_flags
 def upload(
@@ -65,15 +78,25 @@ def upload(
     mount_from: tuple[str, ...],
     chunk_size: int,
     jobs: int,
+    sign_key: str | None,
+    passphrase_file: str | None,
     **flags: Any,
 ) -> None:
-    """Push IMAGE to the registry reference REF; print REF@DIGEST."""
+    """Push IMAGE to the registry reference REF; print REF@DIGEST. Artifacts attached to
+    IMAGE (an SBOM from `smith build --sbom`) are pushed as its referrers."""
     options = registry_options(flags, chunk_size=chunk_size, jobs=jobs)
     target = parse_reference(remote)
+    signer = None
+    if sign_key:
+        from smith.signing.keys import load_signer  # cryptography only to sign
+
+        signer = load_signer(sign_key, passphrase_file)  # a wrong passphrase: before any push
     if all_platforms and (platform or docker_media):
         raise UsageError("--all pushes the index as it is: it takes no --platform or -d")
     if all_platforms:
         result = push_index(image, target, options=options, mount_from=mount_from)
+        if signer is not None:  # the index, as cosign signs a multi-platform image
+            sign_pushed(target, signer, options, result.digest)
         click.echo(f"{target.registry}/{target.repository}@{result.digest}")
         return
     result = push_image(
@@ -85,4 +108,17 @@ def upload(
         mount_from=mount_from,
     )
     name = f"{target.registry}/{target.repository}"
+    for attached in push_referrers(image, target, result.digest, options):
+        click.echo(
+            f"{name}@{attached.digest} ({attached.artifact_type}, {attached.listed})", err=True
+        )
+    if signer is not None:
+        sign_pushed(target, signer, options, result.digest)
     click.echo(f"{name}@{result.digest}")
+
+
+def sign_pushed(target: Reference, signer: Any, options: RegistryOptions, digest: str) -> None:
+    from smith.signing.store import sign_reference
+
+    signed = sign_reference(target, signer, options, digest=digest)
+    click.echo(f"signed as {signed.identity} in tag {signed.tag}", err=True)

@@ -16,9 +16,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import posixpath
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 from smith.conventions import ORIGIN as CONVENTIONS_ORIGIN
 from smith.conventions import (
@@ -32,6 +32,7 @@ from smith.conventions import (
 )
 from smith.errors import ImageFormatError, SmithError, UsageError
 from smith.globs import Excludes
+from smith.leftovers import temp_dir
 from smith.oci.compress import Compression
 from smith.oci.image import Descriptor, ImageConfig, Platform
 from smith.oci.layout import LoadedImage, open_image
@@ -44,7 +45,11 @@ from smith.resolve.closure import DEFAULT_PATH
 from smith.resolve.dependencies import Extras, LoaderEnv, compute_closure
 from smith.resolve.loader import glob_root
 from smith.resolve.roots import PathWalker, TreeRoot
+from smith.sbom.formats import SbomFormat
 from smith.tree import Entry, FileTree, Kind
+
+if TYPE_CHECKING:
+    from smith.sbom.attach import Attacher
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +76,8 @@ class MinimizeOptions:
     fmt: str | None = None
     tag: str = ""
     registry: RegistryOptions | None = None  # when the image is a registry reference
+    sbom: tuple[SbomFormat, ...] = ()  # SBOMs to attach as OCI referrers of the output
+    package_db: bool = False  # keep the input's package database, for the kept packages
 
 
 @dataclass(frozen=True)
@@ -115,6 +122,7 @@ def minimize_image(source: str, output: str, options: MinimizeOptions) -> Minimi
             compression=options.compression,
             epoch=options.epoch,
             tag=options.tag,
+            referrers=sbom_attacher(staged.source_tree, staged.image.tree, options),
         )
         return replace(staged.result, image=result)
 
@@ -127,6 +135,8 @@ def minimize_platforms(
     check_patterns(options)
     if not platforms:
         raise UsageError(f"{source}: no platform to minimize")
+    if options.sbom:
+        raise UsageError("--sbom attaches to one image: minimize one --platform at a time")
     with contextlib.ExitStack() as stack:
         staged = [stage_minimize(source, replace(options, platform=p), stack) for p in platforms]
         written = write_index_image(
@@ -152,6 +162,7 @@ def check_patterns(options: MinimizeOptions) -> None:
 class StagedMinimize:
     image: PlatformImage
     result: MinimizeResult  # its `image` is filled in once written
+    source_tree: FileTree  # the image's files as read (what an SBOM describes)
 
 
 NOT_WRITTEN = ImageResult(Descriptor("", "", 0), Descriptor("", "", 0), ())
@@ -165,13 +176,17 @@ def stage_minimize(
     image = stack.enter_context(
         open_image(source, platform=options.platform, registry=options.registry)
     )
-    store = stack.enter_context(tempfile.TemporaryDirectory(prefix="smith-minimize-"))
+    store = stack.enter_context(temp_dir("smith-minimize-"))
     tree, stats = apply_layers(image, store)
     config = image_config(image, options)
     check_platform(image.source, config.platform, options.platform)
     program, argv = program_of(tree, config)
     kept = keep_paths(tree, config, program, argv, options)
     small = kept_tree(tree, kept)
+    if options.package_db:
+        from smith.sbom.package_db import add_image_package_db
+
+        add_image_package_db(small, tree)
     user = runtime_user(tree, config, options)
     conventions = Conventions(
         user=user,
@@ -200,7 +215,17 @@ def stage_minimize(
         unpack=stats,
         kept=explained,
     )
-    return StagedMinimize(PlatformImage(final, replace(config, user=user.config_user)), result)
+    image_out = PlatformImage(final, replace(config, user=user.config_user))
+    return StagedMinimize(image_out, result, tree)
+
+
+def sbom_attacher(source: FileTree, final: FileTree, options: MinimizeOptions) -> Attacher | None:
+    """What --sbom attaches to the output (the renderers imported only then)."""
+    if not options.sbom:
+        return None
+    from smith.sbom.attach import minimize_sbom
+
+    return minimize_sbom(source, final, epoch=options.epoch, tag=options.tag, formats=options.sbom)
 
 
 def image_config(image: LoadedImage, options: MinimizeOptions) -> ImageConfig:

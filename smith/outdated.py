@@ -25,6 +25,7 @@ from typing import Any
 
 from smith.build import PACKAGE_FILES_ANNOTATION, BuildOptions, BuildResult, build
 from smith.errors import ImageFormatError, ResolveError
+from smith.limits import json_document
 from smith.oci.registry import RegistryOptions
 from smith.recipe import load_recipe
 from smith.resolve.fetch import Fetcher
@@ -168,7 +169,7 @@ def image_packages(source: str, registry: RegistryOptions | None = None) -> tupl
             "was it built by `smith build`?"
         )
     try:
-        owners = json.loads(recorded)
+        owners = json_document(recorded, f"{source}: {PACKAGE_FILES_ANNOTATION}")
     except json.JSONDecodeError as err:
         raise ImageFormatError(f"{source}: {PACKAGE_FILES_ANNOTATION} is not JSON: {err}") from None
     if not isinstance(owners, dict):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import logging
 import os
+import stat
 from collections.abc import Hashable, Mapping, Sequence
 from enum import StrEnum
 from typing import Annotated, Any
@@ -28,6 +29,7 @@ from pydantic import (
 
 from smith.arch import check_arch
 from smith.errors import RecipeError
+from smith.limits import RECIPE_BYTES, YAML_DEPTH, YAML_NODES
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +42,24 @@ def _absolute(value: str) -> str:
     return value
 
 
+def _inside(value: str) -> str:
+    """A path in the image: `..` could climb out of the root (and, through a symlink the
+    image holds, land anywhere), so it is refused wherever it appears, as the layer
+    reader refuses it."""
+    if "\x00" in value:
+        raise ValueError("a path in the image holds no NUL byte")
+    if ".." in value.split("/"):
+        raise ValueError("a path in the image cannot climb out of it with '..'")
+    return value
+
+
+def _env(value: str) -> str:
+    key, equals, _ = value.partition("=")
+    if not equals or not key or "\x00" in value:
+        raise ValueError("an environment entry is NAME=VALUE")
+    return value
+
+
 def _port(value: str) -> str:
     number, _, proto = value.partition("/")
     if not (number.isdigit() and 0 < int(number) < 65536 and proto in ("tcp", "udp", "sctp")):
@@ -49,7 +69,9 @@ def _port(value: str) -> str:
 
 # What a runtime refuses when it runs the image (runc: "cwd must be an absolute path"),
 # refused when the recipe is read instead.
-AbsolutePath = Annotated[str, AfterValidator(_absolute)]
+AbsolutePath = Annotated[str, AfterValidator(_absolute), AfterValidator(_inside)]
+ImagePath = Annotated[str, AfterValidator(_inside)]
+EnvEntry = Annotated[str, AfterValidator(_env)]
 Port = Annotated[str, AfterValidator(_port)]
 
 
@@ -89,7 +111,7 @@ class Recipe(Strict):
     type: str | None = None  # "mock" or "oci" in the original: accepted with a warning
     mock: dict[str, Any] | None = None  # mock's settings: accepted with a warning
     package: str | None = None
-    paths: tuple[str, ...] = ()
+    paths: tuple[ImagePath, ...] = ()
     excludes: tuple[str, ...] = ()
     parent: str | None = None
     nss: bool = False
@@ -100,7 +122,7 @@ class Recipe(Strict):
     entrypoint: tuple[str, ...] | None = None
     cmd: tuple[str, ...] | None = None
     dir: AbsolutePath | None = None
-    env: tuple[str, ...] = ()
+    env: tuple[EnvEntry, ...] = ()
     labels: dict[str, str] = Field(default_factory=dict)
     ports: tuple[Port, ...] = ()
     # -- smith's additions -----------------------------------------------------------------
@@ -112,13 +134,16 @@ class Recipe(Strict):
     arches: tuple[str, ...] = ()
     weak: bool = False  # install weak dependencies (Recommends) too
     runtime_libraries: tuple[RuntimeSet, ...] = ()  # nss, gconv
-    libraries: tuple[str, ...] = ()  # extra library paths or globs, kept with their closure
-    library_path: tuple[str, ...] = ()  # extra search directories, like LD_LIBRARY_PATH
+    libraries: tuple[ImagePath, ...] = ()  # extra library paths or globs, kept with their closure
+    library_path: tuple[ImagePath, ...] = ()  # extra search directories, like LD_LIBRARY_PATH
     compression: str = "gzip"
     output: str | None = None
     format: str | None = None
     tag: str | None = None
     source_date_epoch: int | None = Field(default=None, ge=0)
+    sbom: bool = False  # attach an SPDX SBOM (as `smith build --sbom`)
+    provenance: bool = False  # attach SLSA provenance (as `smith build --provenance`)
+    package_db: bool = False  # write the kept packages' rpm database into the image
 
     @model_validator(mode="before")
     @classmethod
@@ -248,22 +273,7 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 
 def load_recipe(path: str) -> Recipe:
     """Read and validate a recipe file."""
-    try:
-        with open(path, "rb") as f:
-            text = f.read()
-    except FileNotFoundError:
-        raise RecipeError(f"no recipe at {path!r}") from None
-    except IsADirectoryError:
-        raise RecipeError(f"the recipe {path!r} is a directory") from None
-    try:
-        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader
-    except yaml.MarkedYAMLError as err:
-        mark = err.problem_mark or err.context_mark
-        where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
-        raise RecipeError(f"{path}{where}: YAML syntax error: {err.problem or err}") from None
-    except yaml.YAMLError as err:
-        # PyYAML spreads some messages (not UTF-8, a control character) over lines.
-        raise RecipeError(f"{path}: YAML error: {' '.join(str(err).split())}") from None
+    data = read_yaml(path)
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -276,6 +286,68 @@ def load_recipe(path: str) -> Recipe:
         if getattr(recipe, key) is not None:
             log.warning("%s: the key %r of the original smith is ignored: %s", path, key, instead)
     return recipe
+
+
+def read_yaml(path: str) -> Any:
+    """A recipe's YAML, within RECIPE_BYTES, YAML_DEPTH and YAML_NODES: PyYAML composes and
+    constructs by recursion (100,000 nested `[` end in RecursionError) and expands every
+    alias anew (a merge-key bomb of 30 lines is 2^30 nodes)."""
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO would block, /dev/zero never end
+            raise RecipeError(f"the recipe {path!r} is not a regular file")
+        with open(path, "rb") as f:
+            text = f.read(RECIPE_BYTES.count() + 1)
+    except FileNotFoundError:
+        raise RecipeError(f"no recipe at {path!r}") from None
+    except IsADirectoryError:
+        raise RecipeError(f"the recipe {path!r} is a directory") from None
+    except OSError as err:
+        raise RecipeError(f"cannot read the recipe {path!r}: {err.strerror}") from None
+    if len(text) > RECIPE_BYTES.count():
+        raise RECIPE_BYTES.error(f"the recipe {path!r}")
+    loader: _UniqueKeyLoader | None = None
+    try:
+        loader = _UniqueKeyLoader(text)  # it reads the encoding at once: errors too
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        check_yaml_size(node, path)
+        return loader.construct_document(node)
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
+        raise RecipeError(f"{path}{where}: YAML syntax error: {err.problem or err}") from None
+    except yaml.YAMLError as err:
+        # PyYAML spreads some messages (not UTF-8, a control character) over lines.
+        raise RecipeError(f"{path}: YAML error: {' '.join(str(err).split())}") from None
+    except RecursionError:
+        raise YAML_DEPTH.error(f"{path}: YAML nesting") from None
+    except TypeError as err:  # a key PyYAML cannot hash (a mapping of mappings as a key)
+        raise RecipeError(f"{path}: YAML error: {' '.join(str(err).split())}") from None
+    finally:
+        if loader is not None:
+            loader.dispose()
+
+
+def check_yaml_size(root: yaml.Node, path: str) -> None:
+    """Refuse a document deeper than YAML_DEPTH or larger than YAML_NODES, aliases counted
+    each time they are used (that is what constructing it would cost)."""
+    depth_limit, node_limit = YAML_DEPTH.count(), YAML_NODES.count()
+    seen = 0
+    stack: list[tuple[yaml.Node, int]] = [(root, 1)]
+    while stack:  # no recursion: the check must not run out of stack itself
+        node, depth = stack.pop()
+        seen += 1
+        if seen > node_limit:
+            raise YAML_NODES.error(f"{path}: YAML document")
+        if depth > depth_limit:
+            raise YAML_DEPTH.error(f"{path}: YAML nesting")
+        if isinstance(node, yaml.SequenceNode):
+            stack.extend((child, depth + 1) for child in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                stack.append((key, depth + 1))
+                stack.append((value, depth + 1))
 
 
 def parse_recipe(data: Mapping[str, Any], path: str = "recipe") -> Recipe:

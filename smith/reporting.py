@@ -6,6 +6,7 @@ quick to start. A traceback appears only with --debug.
 
 from __future__ import annotations
 
+import signal
 import sys
 
 from smith.errors import SmithError, Terminated
@@ -16,28 +17,73 @@ if TYPE_CHECKING:
     from typing import NoReturn
 
 
+# A value quoted in a message (a path, an interpreter, a NEEDED name) may come from a
+# hostile input and be megabytes long; the line keeps its start and end, not all of it.
+QUOTED = r"'[^'\n]{160,}'|\"[^\"\n]{160,}\""
+LINE_MAX = 1000  # characters: a few terminal lines, whatever the input said
+
+
+def shorten(line: str) -> str:
+    """`line` with long quoted values cut in their middle, then cut to LINE_MAX."""
+    import re  # only on an error: crashcart's attach path must not pay for it
+
+    def cut(found: re.Match[str]) -> str:
+        text = found.group(0)
+        return f"{text[:60]}…{text[-20:]}"
+
+    line = " ".join(re.sub(QUOTED, cut, line).split())  # one line, whatever the input held
+    return line if len(line) <= LINE_MAX else f"{line[: LINE_MAX - 1]}…"
+
+
+def stop_on_signal(signum: int, _frame: object) -> None:
+    """SIGINT and SIGTERM (`timeout`, `docker stop`, systemd, CI runners) unwind the command
+    like an error, so that every cleanup runs: the temporary output beside the destination,
+    the unpacked image in TMPDIR, the half-written cache entry. A second signal while that
+    cleanup runs is ignored: cut short, the cleanup would leave the very files it removes."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise Terminated if signum == signal.SIGTERM else KeyboardInterrupt
+
+
+def handle_stop_signals() -> None:
+    signal.signal(signal.SIGINT, stop_on_signal)
+    signal.signal(signal.SIGTERM, stop_on_signal)
+
+
+def hold_stop_signals() -> None:
+    """From here on the outcome is decided: a late SIGINT or SIGTERM stays pending until
+    the process is gone. The interpreter's shutdown restores the default actions, under
+    which a signal would still turn a finished run's exit status into -15."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+
+
 def exit_reporting(prog: str, debug: bool, body: Callable[[], int | None]) -> NoReturn:
     """Run `body`; exit with its status, or with one line on stderr for what it raised."""
     try:
         status = body()
     except SmithError as err:
+        hold_stop_signals()
         if debug:
             raise
-        print(f"{prog}: error: {err}", file=sys.stderr)
+        print(shorten(f"{prog}: error: {err}"), file=sys.stderr)
         sys.exit(err.exit_code)
     except KeyboardInterrupt as stop:
+        hold_stop_signals()
         if debug:
             raise
         terminated = isinstance(stop, Terminated)
         print(f"{prog}: {'terminated' if terminated else 'interrupted'}", file=sys.stderr)
         sys.exit(143 if terminated else 130)  # 128 + SIGTERM or SIGINT, as a shell reports
     except BrokenPipeError:
+        hold_stop_signals()
         sys.exit(141)
     except OSError as err:
         # An OS error smith did not anticipate still names its file, on one line.
+        hold_stop_signals()
         if debug:
             raise
         where = f": {err.filename}" if err.filename else ""
-        print(f"{prog}: error: {err.strerror or err}{where}", file=sys.stderr)
+        print(shorten(f"{prog}: error: {err.strerror or err}{where}"), file=sys.stderr)
         sys.exit(1)
+    hold_stop_signals()
     sys.exit(status if isinstance(status, int) else 0)

@@ -17,7 +17,7 @@ from enum import StrEnum
 from typing import Any, BinaryIO
 
 from smith.errors import SmithError
-from smith.paths import normalize_path, resolve_link_target
+from smith.paths import normalize_path, parent_paths, resolve_link_target
 
 # Linux follows at most 40 symlinks while resolving one path (ELOOP beyond that).
 MAX_SYMLINK_HOPS = 40
@@ -309,3 +309,16 @@ class FileTree:
                 old = tree._entries[other]
                 tree.add(replace(old, kind=Kind.HARDLINK, target=names[0], size=0, content=None))
         return tree
+
+
+def copy_parents(dest: FileTree, source: FileTree, path: str) -> None:
+    """Give `path` in `dest` every parent directory, as `source` has it (a plain 0755
+    directory where `source` has none, or has something else there)."""
+    for parent in parent_paths(path):
+        if parent not in dest:
+            entry = source.get(parent)
+            dest.add(
+                entry
+                if entry is not None and entry.kind is Kind.DIR
+                else Entry(parent, Kind.DIR, mode=0o755)
+            )

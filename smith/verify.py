@@ -9,7 +9,6 @@ recipe directory lists its files. A difference is explained by `smith diff`.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -24,6 +23,7 @@ from typing import Any
 import smith
 from smith.diff import DiffReport, Digests, diff_images, image_digests
 from smith.errors import SmithError, UsageError
+from smith.limits import json_document
 from smith.oci.index import index_platforms
 from smith.oci.layer_cache import LayerCache
 from smith.oci.reference import is_registry_reference
@@ -299,7 +299,7 @@ def load_expected(against: str, target: str) -> tuple[Digests, str]:
     or the digests of an existing image; plus the image path when there is one to diff."""
     if against.endswith(".json") and os.path.isfile(against):
         try:
-            doc = json.loads(Path(against).read_text())
+            doc = json_document(Path(against).read_text(), f"--against {against}")
         except ValueError as err:
             raise UsageError(f"--against {against}: not valid JSON ({err})") from None
         if isinstance(doc, dict) and "manifest" not in doc:

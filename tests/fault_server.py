@@ -1,20 +1,34 @@
 """A local HTTP server that misbehaves on purpose, one planned fault per request.
 
 `server.plan(path, "500", "reset", ...)` queues faults for the next requests of `path`;
-when the queue is empty the file is served correctly. Faults: "404", "500", "wrong" (every
-byte flipped), "truncate" (half the body, then close, Content-Length promising all of it),
-"reset" (TCP RST before any answer) and "stall" (headers, then nothing for 2 seconds).
+`server.always(path, fault)` makes every request of it fail so (retries included); when
+neither applies the file is served correctly. `server.routes[path] = (body, headers)`
+serves bytes that are no file (a registry's API answers).
+
+Faults:
+- "404", "500"; "wrong" (every byte flipped); "truncate" (half the body, then close,
+  Content-Length promising all of it); "reset" (TCP RST before any answer); "stall"
+  (headers, then nothing for 2 seconds).
+- "hang": the request is read and never answered (until the client leaves or 60 s).
+- "trickle": headers, then one byte of the body every 0.2 s, the body repeated for ever.
+- "endless": no Content-Length, and bytes until the client hangs up.
+- "oversize": the real body, then bytes until the client hangs up (past any declared size).
+- "gzip-bomb": `Content-Encoding: gzip` over 64 MiB of zeros (64 KiB sent).
+- "wrong-encoding": `Content-Encoding: gzip` over a body that is not gzip.
+- "challenge": HTTP 401 asking for a bearer token from `token` on this server.
 """
 
 from __future__ import annotations
 
 import email.utils
+import functools
 import hashlib
 import socket
 import ssl
 import struct
 import threading
 import time
+import zlib
 from collections import Counter, defaultdict, deque
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,13 +36,27 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 STALL_SECONDS = 2.0
+HANG_SECONDS = 60.0
+TRICKLE_PAUSE = 0.2
+ENDLESS_MAX = 4 << 30  # a bound of the server's own, in case a client never hangs up
+
+
+@functools.cache
+def gzip_bomb() -> bytes:
+    """64 MiB of zeros, gzip-compressed (about 64 KiB)."""
+    comp = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    zeros = b"\0" * (1 << 20)
+    return b"".join(comp.compress(zeros) for _ in range(64)) + comp.flush()
 
 
 class FaultServer:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.faults: dict[str, deque[str]] = defaultdict(deque)
+        self.permanent: dict[str, str] = {}
+        self.routes: dict[str, tuple[bytes, dict[str, str]]] = {}
         self.hits: Counter[str] = Counter()
+        self.stopping = threading.Event()
         self.statuses: defaultdict[str, list[int]] = defaultdict(list)
         # Validators sent with every file, and honoured in conditional requests.
         self.validators: set[str] = set()
@@ -39,10 +67,16 @@ class FaultServer:
         with self._lock:
             self.faults[path].extend(faults)
 
+    def always(self, path: str, fault: str) -> None:
+        with self._lock:
+            self.permanent[path] = fault
+
     def _next_fault(self, path: str) -> str:
         with self._lock:
             self.hits[path] += 1
-            return self.faults[path].popleft() if self.faults[path] else ""
+            if self.faults[path]:
+                return self.faults[path].popleft()
+            return self.permanent.get(path, "")
 
 
 def _handler(server: FaultServer) -> type[BaseHTTPRequestHandler]:
@@ -51,10 +85,11 @@ def _handler(server: FaultServer) -> type[BaseHTTPRequestHandler]:
             pass
 
         def do_GET(self) -> None:
-            path = self.path.lstrip("/")
+            path = self.path.lstrip("/").split("?", 1)[0]
             fault = server._next_fault(path)
+            route = server.routes.get(path)
             file = server.root / path
-            if fault == "404" or not file.is_file():
+            if fault == "404" or (route is None and not file.is_file()):
                 self.send_error(404)
                 return
             if fault == "500":
@@ -67,9 +102,33 @@ def _handler(server: FaultServer) -> type[BaseHTTPRequestHandler]:
                 )
                 self.connection.close()
                 return
-            body = file.read_bytes()
+            if fault == "hang":
+                self.wait(HANG_SECONDS)
+                return
+            if fault == "challenge":
+                self.send_response(401)
+                realm = f'Bearer realm="{server.url}token",service="hostile"'
+                self.send_header("WWW-Authenticate", realm)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            body, headers = route if route is not None else (file.read_bytes(), {})
+            if fault in ("endless", "oversize"):
+                self.send_response(200)
+                for key, value in headers.items():
+                    self.send_header(key, value)
+                self.send_header("Connection", "close")
+                self.end_headers()
+                self.pour(body if fault == "oversize" else b"")
+                return
+            if fault == "gzip-bomb":
+                body, headers = gzip_bomb(), {**headers, "Content-Encoding": "gzip"}
+            if fault == "wrong-encoding":
+                headers = {**headers, "Content-Encoding": "gzip"}
             etag = '"' + hashlib.sha256(body).hexdigest()[:16] + '"'
-            modified = email.utils.formatdate(int(file.stat().st_mtime), usegmt=True)
+            modified = email.utils.formatdate(
+                int(file.stat().st_mtime) if route is None else 0, usegmt=True
+            )
             if ("etag" in server.validators and self.headers.get("If-None-Match") == etag) or (
                 "last-modified" in server.validators
                 and self.headers.get("If-Modified-Since") == modified
@@ -80,7 +139,9 @@ def _handler(server: FaultServer) -> type[BaseHTTPRequestHandler]:
                 return
             server.statuses[path].append(200)
             self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
+            for key, value in headers.items():
+                self.send_header(key, value)
+            self.send_header("Content-Length", str(len(body) * (1000 if fault == "trickle" else 1)))
             if "etag" in server.validators:
                 self.send_header("ETag", etag)
             if "last-modified" in server.validators:
@@ -89,6 +150,9 @@ def _handler(server: FaultServer) -> type[BaseHTTPRequestHandler]:
             if fault == "stall":
                 self.wfile.flush()
                 time.sleep(STALL_SECONDS)
+                return
+            if fault == "trickle":
+                self.trickle(body or b"x")
                 return
             if fault == "wrong":
                 body = bytes(b ^ 0xFF for b in body)
@@ -99,6 +163,41 @@ def _handler(server: FaultServer) -> type[BaseHTTPRequestHandler]:
                 self.connection.shutdown(socket.SHUT_RDWR)
                 return
             self.wfile.write(body)
+
+        def wait(self, seconds: float) -> None:
+            """Hold the connection, answering nothing, until the client goes or time ends."""
+            self.connection.settimeout(0.2)
+            end = time.monotonic() + seconds
+            while time.monotonic() < end and not server.stopping.is_set():
+                try:
+                    if self.connection.recv(1) == b"":
+                        return
+                except TimeoutError:
+                    continue
+                except OSError:
+                    return
+
+        def trickle(self, body: bytes) -> None:
+            sent = 0
+            try:
+                while not server.stopping.is_set() and sent < len(body) * 1000:
+                    self.wfile.write(body[sent % len(body) : sent % len(body) + 1])
+                    self.wfile.flush()
+                    sent += 1
+                    time.sleep(TRICKLE_PAUSE)
+            except OSError:
+                pass  # the client gave up: what it should do
+
+        def pour(self, head: bytes) -> None:
+            chunk = b"<" * (1 << 20)
+            sent = 0
+            try:
+                self.wfile.write(head)
+                while not server.stopping.is_set() and sent < ENDLESS_MAX:
+                    self.wfile.write(chunk)
+                    sent += len(chunk)
+            except OSError:
+                pass
 
     return Handler
 
@@ -121,5 +220,6 @@ def fault_server(root: Path, *, tls: tuple[Path, Path] | None = None) -> Iterato
     try:
         yield state
     finally:
+        state.stopping.set()
         httpd.shutdown()
         httpd.server_close()

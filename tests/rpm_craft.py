@@ -52,6 +52,7 @@ def _cpio(files: list[tuple[str, str, str]]) -> bytes:
         body = _content(kind, data).encode()
         mode = {
             "file": S_IFREG | 0o644,
+            "exec": S_IFREG | 0o755,
             "hardlink": S_IFREG | 0o644,
             "symlink": S_IFLNK | 0o777,
             "dir": S_IFDIR | 0o755,
@@ -78,14 +79,17 @@ def craft_rpm(
     header_mismatch: bool = False,
     sha256_digests: dict[str, str] | None = None,
     payload_digest: bool = True,
+    payload: bytes | None = None,
 ) -> Path:
-    """An RPM whose payload holds `files` (cpio name, kind, data or link target)."""
+    """An RPM whose payload holds `files` (cpio name, kind, data or link target), or is
+    `payload` as given (a hostile one)."""
     names = [n.lstrip(".") for n, _, _ in files]
     if header_mismatch:
         names = [n + "-other" for n in names]
     dirs = sorted({n.rsplit("/", 1)[0] + "/" for n in names})
     kinds = {
         "file": S_IFREG | 0o644,
+        "exec": S_IFREG | 0o755,
         "hardlink": S_IFREG | 0o644,
         "symlink": S_IFLNK | 0o777,
         "dir": S_IFDIR | 0o755,
@@ -103,7 +107,10 @@ def craft_rpm(
         1034: (4, [0] * len(files)),
         1035: (
             8,
-            [hashlib.md5(d.encode()).hexdigest() if k == "file" else "" for _, k, d in files],
+            [
+                hashlib.md5(d.encode()).hexdigest() if k in ("file", "exec") else ""
+                for _, k, d in files
+            ],
         ),
         1036: (8, [d if k == "symlink" else "" for _, k, d in files]),
         1037: (4, [0] * len(files)),
@@ -119,7 +126,8 @@ def craft_rpm(
         # FILEDIGESTALGO 8: sha256 digests, here as the caller claims them.
         tags[5011] = (4, [8])
         tags[1035] = (8, [sha256_digests.get(n, "") for n, _, _ in files])
-    payload = gzip.compress(_cpio(files), mtime=0)
+    if payload is None:
+        payload = gzip.compress(_cpio(files), mtime=0)
     if payload_digest:
         tags[5092] = (8, [hashlib.sha256(payload).hexdigest()])
         tags[5093] = (4, [8])

@@ -119,3 +119,38 @@ def test_help_names_the_defaults(args: list[str], defaults: list[str]) -> None:
         env=env,
     ).stdout.strip()
     assert default_toolbox == "/var/lib/crashcart/toolbox"
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["web"], ["web"]),
+        (["web", "ps", "-ef"], ["web", "--", "ps", "-ef"]),
+        (["-m", "web"], ["-m", "web"]),
+        (["--unmount", "web"], ["-u", "web"]),
+        (["-i", "tb.oci", "web", "ls"], ["--toolbox=tb.oci", "web", "--", "ls"]),
+        (["--image=tb.oci", "42"], ["--toolbox=tb.oci", "42"]),
+        (["--what", "web"], None),
+        (["-i"], None),
+    ],
+)
+def test_the_original_command_lines(args: list[str], expected: list[str] | None) -> None:
+    """`crashcart [-m|-u] [-i IMAGE] ID [CMD...]`, the original crashcart's form."""
+    from crashcart.cli import translate_original
+
+    assert translate_original(args) == expected
+
+
+def test_the_original_exec_option_is_refused_by_name() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "crashcart", "-e", "web"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(PROJECT)},
+        check=False,
+    )
+    assert done.returncode == 2
+    assert done.stderr == (
+        "crashcart: error: -e (run through docker exec) is not supported: crashcart enters "
+        "the container itself; leave -e out\n"
+    )

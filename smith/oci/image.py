@@ -84,6 +84,14 @@ def parse_platform(value: str) -> Platform:
     return Platform(parts[1], parts[0], parts[2] if len(parts) == 3 else "")
 
 
+def descriptor_size(value: Any) -> int:
+    """An int64 size, as the OCI spec has it: `Infinity`, 1e400, "12", true are not sizes
+    (int() of the first raises OverflowError, which no caller expects)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**63:
+        raise ValueError(f"the size {json_excerpt(value)} is not a size in bytes")
+    return value
+
+
 @dataclass(frozen=True)
 class Descriptor:
     media_type: str
@@ -119,7 +127,7 @@ class Descriptor:
         return cls(
             media_type=str(doc.get("mediaType", "")),
             digest=str(doc["digest"]),
-            size=int(doc["size"]),
+            size=descriptor_size(doc["size"]),
             annotations=tuple(sorted((str(k), v) for k, v in annotations.items())),
             platform=Platform(
                 str(plat.get("architecture", "")),

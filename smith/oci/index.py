@@ -18,6 +18,7 @@ from smith.oci.image import (
 )
 from smith.oci.layout import load_json, read_blob_json, unpacked
 from smith.oci.reference import is_registry_reference
+from smith.oci.referrers import is_referrer_entry
 from smith.oci.transfer import open_read
 
 
@@ -35,7 +36,11 @@ def read_platform_index(root: str, source: str) -> PlatformIndex | None:
     manifests (a new index of them); None when it holds a single image."""
     top = load_json(os.path.join(root, "index.json"), f"{source}: index.json")
     try:
-        entries = [Descriptor.from_json(m) for m in top.get("manifests") or []]
+        entries = [
+            Descriptor.from_json(m)
+            for m in top.get("manifests") or []
+            if not is_referrer_entry(m)  # attached artifacts go with their image
+        ]
     except (KeyError, TypeError, ValueError, AttributeError) as err:
         raise ImageFormatError(f"{source}: index.json is malformed ({err})") from None
     if len(entries) == 1 and entries[0].media_type in (MEDIA_OCI_INDEX, MEDIA_DOCKER_LIST):

@@ -15,6 +15,7 @@ import os
 
 from smith.atomic import remove_path
 from smith.errors import ImageFormatError
+from smith.leftovers import sweep, tagged
 from smith.oci.blobs import BlobStore, verify_blob
 from smith.oci.compress import Compression, compressor_info
 from smith.oci.image import Descriptor
@@ -79,7 +80,8 @@ class LayerCache:
 
     def _save(self, layer: Layer, source: str, record: str, blob: str) -> None:
         os.makedirs(self.root, exist_ok=True)
-        tmp_blob, tmp_record = f"{blob}.tmp{os.getpid()}", f"{record}.tmp{os.getpid()}"
+        sweep(os.path.dirname(blob))  # what a killed run left
+        tmp_blob, tmp_record = tagged(f"{blob}.tmp-"), tagged(f"{record}.tmp-")
         try:
             try:
                 os.link(source, tmp_blob)

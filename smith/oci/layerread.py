@@ -21,6 +21,7 @@ from typing import IO, BinaryIO, cast
 import zstandard
 
 from smith.errors import ImageFormatError
+from smith.inflate import prefixed
 from smith.oci.compress import Compression
 
 READ_SIZE = 1 << 20
@@ -70,7 +71,7 @@ class LayerReader:
             self._gzip = zlib.decompressobj(31)
         elif self.compression is Compression.ZSTD:
             self._zstd = zstandard.ZstdDecompressor().stream_reader(
-                cast(IO[bytes], _Prefixed(head, raw)), read_size=READ_SIZE, read_across_frames=True
+                cast(IO[bytes], prefixed(head, raw)), read_size=READ_SIZE, read_across_frames=True
             )
 
     def _fill(self) -> bytes:
@@ -176,20 +177,6 @@ class LayerReader:
 
     def digest(self) -> str:
         return "sha256:" + self.hasher.hexdigest()
-
-
-class _Prefixed:
-    """A raw file whose first bytes were already read (to look at the magic)."""
-
-    def __init__(self, head: bytes, raw: BinaryIO) -> None:
-        self._head = head
-        self._raw = raw
-
-    def read(self, size: int = -1) -> bytes:
-        if self._head:
-            head, self._head = self._head, b""
-            return head + self._raw.read(max(0, size - len(head)) if size >= 0 else -1)
-        return self._raw.read(size)
 
 
 @contextlib.contextmanager

@@ -9,10 +9,9 @@ checked against its descriptor, archives unpacked without ever leaving their dir
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import posixpath
-import tempfile
+import stat
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -21,6 +20,8 @@ from typing import TYPE_CHECKING, Any, cast
 
 from smith.atomic import atomic_path, check_output, remove_path, temp_sibling
 from smith.errors import ImageFormatError, UnsafePathError, UsageError
+from smith.leftovers import temp_dir
+from smith.limits import DOCUMENT_BYTES, json_document
 from smith.oci.blobs import BlobStore, blob_file, verify_blob
 from smith.oci.compress import CompressedWriter, Compression
 from smith.oci.image import (
@@ -42,6 +43,7 @@ from smith.oci.image import (
 )
 from smith.oci.layerread import DecompressError, blob_compression, open_blob
 from smith.oci.reference import is_registry_reference
+from smith.oci.referrers import is_referrer_entry
 from smith.oci.tarball import stream_layer
 from smith.oci.tarstream import Member, TarFormatError, TarStream
 from smith.oci.writer import ImageResult
@@ -239,7 +241,9 @@ def unpacked(source: str) -> Iterator[str]:
         return
     if not os.path.exists(source):
         raise ImageFormatError(f"no image at {source!r}")
-    with tempfile.TemporaryDirectory(prefix="smith-image-") as tmp:
+    if not stat.S_ISREG(os.stat(source).st_mode):  # /dev/zero, a FIFO: endless or blocking
+        raise ImageFormatError(f"{source!r} is not an image: neither a directory nor a file")
+    with temp_dir("smith-image-") as tmp:
         unpack_archive(source, tmp)
         yield tmp
 
@@ -262,8 +266,10 @@ def read_json(path: str, what: str) -> tuple[bytes, Any]:
     """A JSON document's bytes and value."""
     try:
         with open(path, "rb") as f:
-            raw = f.read()
-        return raw, json.loads(raw)
+            raw = f.read(DOCUMENT_BYTES.count() + 1)
+        if len(raw) > DOCUMENT_BYTES.count():
+            raise DOCUMENT_BYTES.error(what)
+        return raw, json_document(raw, what)
     except FileNotFoundError:
         raise ImageFormatError(f"{what} is missing") from None
     except (ValueError, UnicodeDecodeError) as err:
@@ -337,7 +343,10 @@ def pick_manifest(
     """The image manifest an index leads to, for `platform` (and ref `name` if given)."""
     for _depth in range(4):
         try:
-            candidates = [Descriptor.from_json(m) for m in index["manifests"]]
+            # Attached artifacts (an SBOM, a signature) refer to an image; they are not one.
+            candidates = [
+                Descriptor.from_json(m) for m in index["manifests"] if not is_referrer_entry(m)
+            ]
         except (KeyError, TypeError, ValueError) as err:
             raise ImageFormatError(f"{source}: index is malformed ({err})") from None
         if name:

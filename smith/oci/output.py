@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import logging
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +21,7 @@ from smith.oci.layout import (
     staging_layout,
 )
 from smith.oci.reference import check_tag
+from smith.oci.referrers import Artifact, write_referrer
 from smith.oci.writer import (
     ImageResult,
     Layer,
@@ -29,6 +31,8 @@ from smith.oci.writer import (
     write_platform_index,
 )
 from smith.tree import FileTree
+
+log = logging.getLogger(__name__)
 
 
 def write_image(
@@ -43,10 +47,13 @@ def write_image(
     parent: LoadedImage | None = None,
     annotations: Mapping[str, str] | None = None,
     cache_dir: str | None = None,
+    referrers: Callable[[ImageResult], Sequence[Artifact]] | None = None,
 ) -> ImageResult:
     """Write `tree` as one layer (on top of `parent`'s layers, if any) to `output`.
 
     The output appears only when complete; on any error or interrupt nothing is left.
+    `referrers` makes the artifacts (an SBOM...) to attach to the finished image manifest:
+    they are written beside it and listed in index.json, the image's own bytes unchanged.
     """
     out_format, gz = choose_format(output, fmt)
     check_tag(tag)
@@ -55,7 +62,18 @@ def write_image(
     with staging_layout(output) as store:
         image = PlatformImage(tree, config, parent, annotations)
         result = stage_image(store, image, compression, epoch, cache_dir)
-        write_index(store, result, tag)
+        attached = [
+            write_referrer(store, result.manifest, artifact)
+            for artifact in (referrers(result) if referrers is not None else ())
+        ]
+        if attached and not tag:
+            log.warning(
+                "%s lists the image and %d attached artifacts: readers that take the one "
+                "image of a layout (skopeo's oci:DIR) need a --tag to name it",
+                output,
+                len(attached),
+            )
+        write_index(store, result, tag, [r.index_entry() for r in attached])
         save_layout(store, result, output, out_format, gz=gz, tag=tag, epoch=epoch)
     return result
 

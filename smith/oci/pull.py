@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,6 +19,9 @@ from dataclasses import dataclass, replace
 from urllib3.exceptions import HTTPError
 
 from smith.errors import RegistryError
+from smith.leftovers import temp_dir
+from smith.limits import DOCUMENT_BYTES
+from smith.netread import BoundedBody, deadline_from_now
 from smith.oci.blobs import BlobStore, check_digest_form
 from smith.oci.image import (
     MEDIA_DOCKER_LIST,
@@ -87,7 +89,7 @@ def pulled_layout(
     """Pull into a temporary OCI layout: (its root, the reference for messages)."""
     source = as_reference(ref)
     client = RegistryClient(source, options or RegistryOptions())
-    with tempfile.TemporaryDirectory(prefix="smith-pull-") as root:
+    with temp_dir("smith-pull-") as root:
         store = BlobStore(root)
         result, _ = pull_into(client, store, platform)
         write_index(store, result)
@@ -141,6 +143,10 @@ def pull_into(
         raise RegistryError(f"{ref}: manifest {mdesc.digest} is malformed ({err})") from None
     for desc in (config_desc, *layers):
         check_descriptor(desc, f"{ref}: manifest {mdesc.digest}")
+    if config_desc.size > DOCUMENT_BYTES.count():  # it is read into memory whole
+        raise DOCUMENT_BYTES.error(
+            f"{ref}: config {config_desc.digest} of {config_desc.size} bytes"
+        )
     store.add_bytes(data)
     blobs = list({d.digest: d for d in (config_desc, *layers)}.values())
     counts = run_parallel(
@@ -175,8 +181,6 @@ def check_descriptor(desc: Descriptor, what: str) -> None:
     """A registry's documents are untrusted: a digest becomes a URL path and a file name,
     so only the sha256:<hex> form passes, and a size must be a size."""
     check_digest_form(desc.digest, f"{what}: a descriptor")
-    if desc.size < 0:
-        raise RegistryError(f"{what}: descriptor {desc.digest} has a negative size")
 
 
 def fetch_blob(
@@ -187,6 +191,8 @@ def fetch_blob(
     if store.has(desc.digest):
         return 0
     tmp = os.path.join(store.dir, f".pull-{desc.digest[7:23]}-{threading.get_ident()}")
+    what = f"{client.ref}: blob {desc.digest}"
+    deadline = deadline_from_now()
     hasher = hashlib.sha256()
     have = failures = 0
     try:
@@ -199,16 +205,13 @@ def fetch_blob(
                     out.truncate()
                     hasher, have = hashlib.sha256(), 0
                 complete = False
+                # read1 through netread: a registry that trickles meets the deadline.
+                body = BoundedBody(resp, what, deadline=deadline, most=desc.size - have, limit=None)
                 try:
-                    for block in resp.stream(BLOCK_SIZE):
+                    while block := body.read(BLOCK_SIZE):
                         if stop.is_set():
                             raise Stopped
                         have += len(block)
-                        if have > desc.size:
-                            raise RegistryError(
-                                f"{client.ref}: blob {desc.digest} is longer than its "
-                                f"{desc.size} bytes: refusing it"
-                            )
                         hasher.update(block)
                         out.write(block)
                     if have < desc.size:

@@ -13,7 +13,6 @@ connections with exponential backoff. Nothing here logs a header or a body.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import re
@@ -28,7 +27,9 @@ from urllib.parse import urlencode, urljoin, urlsplit
 import urllib3
 from urllib3.exceptions import HTTPError, InsecureRequestWarning, SSLError
 
-from smith.errors import RegistryError
+from smith.errors import LimitError, RegistryError
+from smith.limits import CONNECT_TIMEOUT, DOCUMENT_BYTES, IDLE_TIMEOUT, json_document
+from smith.netread import BoundedBody, deadline_from_now
 from smith.oci.auth import Challenge, Credentials, find_credentials, parse_challenges
 from smith.oci.reference import Reference
 from smith.oci.registry_options import RegistryOptions
@@ -44,9 +45,6 @@ logging.getLogger("urllib3").setLevel(logging.WARNING)
 RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 REDIRECT_STATUS = frozenset({301, 302, 303, 307, 308})
 BLOCK_SIZE = 1 << 20  # socket writes and reads: 16 KiB (urllib3's default) costs CPU at 200 MB
-# The largest answer kept in memory (a manifest, a token, an error): a registry's own
-# manifest limit. A larger one is refused as it arrives, never buffered whole.
-MAX_DOCUMENT = 4 << 20
 DRAIN_LIMIT = 64 << 10  # a longer unread body costs the connection, not its download
 MAX_BACKOFF = 30.0
 SYSTEM_CERT_DIRS = ("/etc/docker/certs.d", "/etc/containers/certs.d")
@@ -111,12 +109,12 @@ def tls_context(options: RegistryOptions, registry: str) -> ssl.SSLContext:
 def error_detail(data: bytes) -> tuple[str, str]:
     """The registry's own error code, and code and message for a message."""
     try:
-        doc = json.loads(data[:65536] or b"{}")
+        doc = json_document(data[:65536] or b"{}", "an error")
         first = (doc.get("errors") or [{}])[0]
         code = str(first.get("code", ""))
         # The registry's words, on smith's one line: no newline of theirs may break it.
         text = " ".join(f"{code}: {first.get('message', '')}".split()).strip(": ")
-    except (ValueError, AttributeError, IndexError, TypeError):
+    except (ValueError, AttributeError, IndexError, TypeError, LimitError):
         return "", ""
     return code, f" ({text[:200]})" if text else ""
 
@@ -152,7 +150,12 @@ class RegistryClient:
             maxsize=max(2, options.jobs + 1),
             ssl_context=tls_context(options, ref.registry),
             blocksize=BLOCK_SIZE,
-            timeout=urllib3.Timeout(connect=min(options.timeout, 30.0), read=options.timeout),
+            # --timeout is the idle timeout (a read that waits that long for a byte fails);
+            # the total deadline is netread's, checked between reads.
+            timeout=urllib3.Timeout(
+                connect=min(options.timeout, CONNECT_TIMEOUT.value()),
+                read=min(options.timeout, IDLE_TIMEOUT.value()),
+            ),
             retries=False,
         )
         self._auth = ""
@@ -363,7 +366,7 @@ class RegistryClient:
             if resp.status != 200:
                 raise RegistryError(f"token server {shown_url(realm)} answered HTTP {resp.status}")
             try:
-                doc = json.loads(data)
+                doc = json_document(data, f"token server {shown_url(realm)}")
                 token = doc.get("token") or doc.get("access_token")
             except (ValueError, AttributeError):
                 token = None
@@ -468,14 +471,19 @@ def read_some(resp: urllib3.BaseHTTPResponse, limit: int) -> bytes:
 
 
 def read_document(resp: urllib3.BaseHTTPResponse, what: str) -> bytes:
-    """A body smith keeps in memory, at most MAX_DOCUMENT bytes: a registry that sends
-    more (or an endless body) is refused after that much, not buffered until memory ends.
-    Read errors propagate (the caller retries)."""
-    data = resp.read(MAX_DOCUMENT + 1)
-    if len(data) > MAX_DOCUMENT:
+    """A body smith keeps in memory (a manifest, a token), at most DOCUMENT_BYTES and within
+    the download deadline: a registry that sends more, sends forever or trickles is refused
+    as the bytes arrive, never buffered until memory ends. Read errors propagate (the
+    caller retries)."""
+    body = BoundedBody(
+        resp, what, deadline=deadline_from_now(), most=DOCUMENT_BYTES.count(), limit=DOCUMENT_BYTES
+    )
+    try:
+        data = b"".join(iter(lambda: body.read(BLOCK_SIZE), b""))
+    except BaseException:  # a limit, a broken connection: what is left must not be reused
         resp.close()
         resp.release_conn()
-        raise RegistryError(f"{what}: the answer is larger than {MAX_DOCUMENT} bytes: refusing it")
+        raise
     drain(resp)
     return data
 
@@ -500,6 +508,6 @@ def describe(err: BaseException) -> str:
 
 def decode_json(data: bytes, what: str) -> Any:
     try:
-        return json.loads(data)
+        return json_document(data, what)
     except (ValueError, UnicodeDecodeError) as err:
         raise RegistryError(f"{what} is not valid JSON ({err})") from None

@@ -108,9 +108,15 @@ def write_manifest(
     return ImageResult(manifest_desc, config_desc, tuple(layers))
 
 
-def write_index(store: BlobStore, result: ImageResult, tag: str = "") -> bytes:
-    """Write `index.json` and `oci-layout` at the store's root; return the index bytes."""
-    return write_top_index(store, result.manifest, tag)
+def write_index(
+    store: BlobStore,
+    result: ImageResult,
+    tag: str = "",
+    extra: Sequence[Mapping[str, Any]] = (),
+) -> bytes:
+    """Write `index.json` and `oci-layout` at the store's root; return the index bytes.
+    `extra` entries (attached artifacts) follow the image, which stays the first."""
+    return write_top_index(store, result.manifest, tag, extra)
 
 
 def write_platform_index(
@@ -129,8 +135,14 @@ def write_platform_index(
     return nested, write_top_index(store, nested, tag)
 
 
-def write_top_index(store: BlobStore, manifest: Descriptor, tag: str = "") -> bytes:
-    """`index.json` naming `manifest` (with the tag as its ref.name), and `oci-layout`."""
+def write_top_index(
+    store: BlobStore,
+    manifest: Descriptor,
+    tag: str = "",
+    extra: Sequence[Mapping[str, Any]] = (),
+) -> bytes:
+    """`index.json` naming `manifest` (with the tag as its ref.name), then `extra`, and
+    `oci-layout`."""
     if tag:
         manifest = Descriptor(
             manifest.media_type,
@@ -139,7 +151,9 @@ def write_top_index(store: BlobStore, manifest: Descriptor, tag: str = "") -> by
             ((ANNOTATION_REF_NAME, tag),),
             manifest.platform,
         )
-    index = canonical_json(index_document([manifest]))
+    doc = index_document([manifest])
+    doc["manifests"].extend(extra)
+    index = canonical_json(doc)
     with open(f"{store.root}/index.json", "wb") as f:
         f.write(index)
     with open(f"{store.root}/oci-layout", "wb") as f:

@@ -16,19 +16,26 @@ import json
 import logging
 import os
 import shutil
+import stat
 import tempfile
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from smith.errors import PackageError
+from smith.errors import PackageError, SmithError
+from smith.leftovers import sweep, tagged
+from smith.limits import CONNECT_TIMEOUT, DOCUMENT_BYTES, DOWNLOAD_BYTES, IDLE_TIMEOUT, Limit
+from smith.netread import CHUNK, BoundedBody, deadline_from_now, decoded
 
 if TYPE_CHECKING:
     import requests
+
+    from smith.inflate import Readable
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +94,31 @@ def join_url(base: str, href: str) -> str:
     return os.path.join(base, href)
 
 
+def contained_url(base: str, href: str, what: str) -> str:
+    """`href` joined to `base`, refused when it leaves it: a remote repository's files stay
+    under its URL (no file:, no other host, no `..` above it), a local one's inside its
+    directory. A repository names its own files; reading elsewhere is for an attacker."""
+    url = join_url(base, href)
+    if is_remote(base):
+        parts, at = urllib.parse.urlsplit(url), urllib.parse.urlsplit(base.rstrip("/") + "/")
+        path = urllib.parse.unquote(parts.path)  # %2e%2e is `..` to many servers
+        if (
+            (parts.scheme, parts.netloc) != (at.scheme, at.netloc)
+            or ".." in path.split("/")
+            or not path.startswith(urllib.parse.unquote(at.path))
+        ):
+            raise PackageError(f"{what}: {href!r} is outside the repository {base}")
+        return url
+    if is_remote(url) or (urllib.parse.urlsplit(href).scheme not in ("", "file")):
+        raise PackageError(f"{what}: {href!r} is outside the repository {base}")
+    # Lexically: a repository may keep its packages as symbolic links to a shared pool.
+    root = os.path.normpath(os.path.abspath(local_path(base)))
+    target = os.path.normpath(os.path.abspath(local_path(url)))
+    if os.path.commonpath([root, target]) != root:
+        raise PackageError(f"{what}: {href!r} is outside the repository {base}")
+    return url
+
+
 def file_checksum(path: Path, algo: str) -> str:
     h = hashlib.new(algo)
     with open(path, "rb") as f:
@@ -97,6 +129,64 @@ def file_checksum(path: Path, algo: str) -> str:
 
 class _Retry(Exception):
     """A failure worth another attempt (connection trouble, 5xx, wrong bytes)."""
+
+
+def read_network(body: Readable) -> bytes:
+    """The next bytes of a download; a network failure becomes worth another attempt."""
+    import requests  # imported once a download runs: see _session_get
+    import urllib3
+
+    try:
+        return body.read(CHUNK)
+    # What a read raises when the connection stalls or breaks: requests', urllib3's (read1
+    # goes to urllib3 directly) and the socket's own.
+    except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as err:
+        raise _Retry(type(err).__name__) from None
+
+
+def regular_file(path: Path, url: str) -> Path:
+    """`path`, if it is a regular file: a FIFO or a device (`gpgkey: /dev/zero`) would
+    block or never end. Checked by stat, which neither opens nor waits."""
+    try:
+        mode = path.stat().st_mode
+    except OSError as err:
+        raise PackageError(f"cannot read {url}: {err.strerror}") from None
+    if not stat.S_ISREG(mode):
+        raise PackageError(f"{url} is not a regular file")
+    return path
+
+
+@contextmanager
+def cache_temp(final: Path) -> Iterator[Path]:
+    """A temporary name beside `final` that names this run (what killed runs left there
+    goes first); removed unless renamed into place. A failed write names the directory."""
+    sweep(final.parent)
+    fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=tagged(f".{final.name}."))
+    os.close(fd)
+    try:
+        yield Path(tmp)
+    except OSError as err:
+        raise disk_error(err, final.parent) from None
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def check_space(directory: Path, need: int) -> None:
+    """Refuse a download of a declared size that cannot fit, before writing a byte of it."""
+    try:
+        st = os.statvfs(directory)
+    except OSError:
+        return  # no answer is no reason to fail: the write itself will say
+    free = st.f_bavail * st.f_frsize
+    if need > free:
+        raise SmithError(f"no space for {need} bytes in {str(directory)!r}: {free} bytes free")
+
+
+def disk_error(err: OSError, directory: Path) -> SmithError:
+    """A write that failed, named by the directory it went to (`No space left on device`
+    alone does not say which disk to clean)."""
+    return SmithError(f"cannot write in {str(directory)!r}: {err.strerror or err}")
 
 
 class Fetcher:
@@ -137,15 +227,17 @@ class Fetcher:
 
     # -- fetching ------------------------------------------------------------------------
 
-    def fetch(self, url: str, checksum: Checksum) -> Path:
+    def fetch(self, url: str, checksum: Checksum, size: int = 0) -> Path:
         """A verified local copy of `url` (from the cache when it is there already).
 
-        Local files (file:// or a plain path) are verified in place and not copied.
+        `size`, when the metadata declares one, bounds the download: a server that sends
+        more is refused as the bytes arrive. Local files (file:// or a plain path) are
+        verified in place and not copied.
         """
         if not is_remote(url):
             path = local_path(url)
             try:
-                got = file_checksum(path, checksum.algo)
+                got = file_checksum(regular_file(path, url), checksum.algo)
             except OSError as err:
                 raise PackageError(f"cannot read {url}: {err.strerror}") from None
             if got != checksum.hexdigest:
@@ -164,19 +256,27 @@ class Fetcher:
             final.unlink()
         self._check_online(url)
         final.parent.mkdir(parents=True, exist_ok=True)
-        self._retrying(url, lambda: self._download(url, checksum, final))
+        deadline = deadline_from_now()
+        self._retrying(url, deadline, lambda: self._download(url, checksum, final, size, deadline))
         return final
 
-    def fetch_bytes(self, url: str) -> bytes:
-        """The bytes at `url`, uncached (a key; repomd.xml goes through fetch_revalidated)."""
+    def fetch_bytes(self, url: str, *, limit: Limit = DOCUMENT_BYTES) -> bytes:
+        """The bytes at `url`, uncached (a key; repomd.xml goes through fetch_revalidated),
+        at most `limit` of them."""
+        most = limit.count()
         if not is_remote(url):
             try:
-                return local_path(url).read_bytes()
+                with open(regular_file(local_path(url), url), "rb") as f:
+                    data = f.read(most + 1)
             except OSError as err:
                 raise PackageError(f"cannot read {url}: {err.strerror}") from None
+            if len(data) > most:
+                raise limit.error(url)
+            return data
         self._check_online(url)
         out: list[bytes] = []
-        self._retrying(url, lambda: out.append(self._get(url)))
+        deadline = deadline_from_now()
+        self._retrying(url, deadline, lambda: out.append(self._get(url, most, limit, deadline)))
         return out[-1]
 
     def fetch_revalidated(self, url: str) -> bytes:
@@ -187,7 +287,10 @@ class Fetcher:
         self._check_online(url)
         kept = self._kept(url)
         out: list[tuple[bytes, dict[str, str]]] = []
-        self._retrying(url, lambda: out.append(self._get_conditional(url, kept)))
+        deadline = deadline_from_now()
+        self._retrying(
+            url, deadline, lambda: out.append(self._get_conditional(url, kept, deadline))
+        )
         body, validators = out[-1]
         if kept is None or body is not kept[0]:
             self._keep(url, body, validators)
@@ -219,17 +322,15 @@ class Fetcher:
         try:
             body_path.parent.mkdir(parents=True, exist_ok=True)
             for path, data in ((body_path, body), (meta_path, json.dumps(meta).encode())):
-                tmp = path.with_name(f".{path.name}.{os.getpid()}")
-                tmp.write_bytes(data)
-                os.replace(tmp, path)  # the record last: it vouches for the body
-        except OSError:
+                with cache_temp(path) as tmp:
+                    tmp.write_bytes(data)
+                    os.replace(tmp, path)  # the record last: it vouches for the body
+        except (OSError, SmithError):
             pass  # a cache that cannot be written only costs a download next time
 
     def _get_conditional(
-        self, url: str, kept: tuple[bytes, dict[str, str]] | None
+        self, url: str, kept: tuple[bytes, dict[str, str]] | None, deadline: float
     ) -> tuple[bytes, dict[str, str]]:
-        import requests
-
         headers = {}
         if kept is not None:
             if "etag" in kept[1]:
@@ -240,10 +341,9 @@ class Fetcher:
         if resp.status_code == 304 and kept is not None:
             resp.close()
             return kept
-        try:
-            body = resp.content
-        except requests.RequestException as err:
-            raise _Retry(type(err).__name__) from None
+        with resp:
+            reader = self._body(resp, url, DOCUMENT_BYTES.count(), DOCUMENT_BYTES, deadline)
+            body = b"".join(iter(lambda: read_network(reader), b""))
         validators = {
             name: resp.headers[name] for name in ("etag", "last-modified") if name in resp.headers
         }
@@ -253,17 +353,17 @@ class Fetcher:
         if self.offline:
             raise PackageError(f"offline mode: refusing to download {url}")
 
-    def _retrying(self, url: str, attempt: Callable[[], object]) -> None:
+    def _retrying(self, url: str, deadline: float, attempt: Callable[[], object]) -> None:
         for n in range(self.retries + 1):
             try:
                 attempt()
                 return
             except _Retry as why:
-                if n == self.retries:
+                delay = self.backoff * (2**n)
+                if n == self.retries or time.monotonic() + delay > deadline:
                     raise PackageError(
                         f"download of {url} failed after {n + 1} attempts: {why}"
                     ) from None
-                delay = self.backoff * (2**n)
                 log.info("retrying %s in %.1fs: %s", url, delay, why)
                 time.sleep(delay)
 
@@ -273,8 +373,14 @@ class Fetcher:
         """A 200 response (or with `not_modified`, also a 304) to GET `url`."""
         import requests
 
+        # requests' read timeout is the wait for each byte: the idle timeout. The total
+        # deadline is netread's, checked between reads.
+        timeout = (
+            min(CONNECT_TIMEOUT.value(), self.timeout),
+            min(IDLE_TIMEOUT.value(), self.timeout),
+        )
         try:
-            resp = self._session_get().get(url, headers=headers, stream=True, timeout=self.timeout)
+            resp = self._session_get().get(url, headers=headers, stream=True, timeout=timeout)
         except requests.exceptions.SSLError as err:
             # A certificate that does not verify will not verify on the next attempt either.
             raise PackageError(f"TLS error fetching {url}: {err.__context__ or err}") from None
@@ -291,29 +397,34 @@ class Fetcher:
             raise PackageError(f"download of {url} failed: HTTP {resp.status_code}")
         return resp
 
-    def _get(self, url: str) -> bytes:
-        import requests
+    def _body(
+        self, resp: requests.Response, url: str, most: int, limit: Limit | None, deadline: float
+    ) -> Readable:
+        # The wire's bytes may be a compressed (Content-Encoding) form of the file: both the
+        # wire and the file are bounded, the file by what the metadata says it is.
+        wire = BoundedBody(resp.raw, url, deadline=deadline, most=most, limit=limit)
+        return decoded(resp.raw, wire, most=most, limit=limit)
 
+    def _get(self, url: str, most: int, limit: Limit, deadline: float) -> bytes:
         resp = self._response(url)
-        try:
-            return resp.content
-        except requests.RequestException as err:
-            raise _Retry(type(err).__name__) from None
+        with resp:
+            body = self._body(resp, url, most, limit, deadline)
+            return b"".join(iter(lambda: read_network(body), b""))
 
-    def _download(self, url: str, checksum: Checksum, final: Path) -> None:
-        import requests
-
+    def _download(
+        self, url: str, checksum: Checksum, final: Path, size: int, deadline: float
+    ) -> None:
         resp = self._response(url)
         h = hashlib.new(checksum.algo)
-        fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=".part-")
-        try:
-            with os.fdopen(fd, "wb") as out, resp:
-                try:
-                    for chunk in resp.iter_content(1 << 20):
-                        h.update(chunk)
-                        out.write(chunk)
-                except requests.RequestException as err:
-                    raise _Retry(type(err).__name__) from None
+        # More than the metadata declares is refused (limit None), not downloaded to the end.
+        most, limit = (size, None) if size > 0 else (DOWNLOAD_BYTES.count(), DOWNLOAD_BYTES)
+        check_space(final.parent, size)
+        with cache_temp(final) as tmp:
+            with open(tmp, "wb") as out, resp:
+                body = self._body(resp, url, most, limit, deadline)
+                while chunk := read_network(body):
+                    h.update(chunk)
+                    out.write(chunk)
                 out.flush()
                 os.fsync(out.fileno())
             if h.hexdigest() != checksum.hexdigest:
@@ -322,17 +433,13 @@ class Fetcher:
                     f"{checksum.hexdigest}"
                 )
             os.replace(tmp, final)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
 
     def copy_into_cache(self, path: Path, checksum: Checksum) -> Path:
         """Put a verified local file into the cache (for callers that want one place)."""
         final = self.cached_path(checksum)
         if not final.exists():
             final.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=".part-")
-            os.close(fd)
-            shutil.copyfile(path, tmp)
-            os.replace(tmp, final)
+            with cache_temp(final) as tmp:
+                shutil.copyfile(path, tmp)
+                os.replace(tmp, final)
         return final

@@ -17,7 +17,7 @@ from pathlib import Path
 from xml.sax.saxutils import quoteattr
 
 from smith.errors import PackageError
-from smith.resolve.fetch import Fetcher
+from smith.resolve.fetch import Fetcher, cache_temp
 from smith.resolve.repo import Repo, RepoConfig
 from smith.resolve.rpm import SENSE_EQUAL, SENSE_GREATER, SENSE_LESS, Dependency, read_rpm
 
@@ -122,8 +122,8 @@ def local_repo(paths: Sequence[Path], fetcher: Fetcher) -> Repo:
     primary = fetcher.cache_dir / "metadata" / f"local-{digest}.xml"
     if not primary.exists():
         primary.parent.mkdir(parents=True, exist_ok=True)
-        tmp = primary.with_name(f".{primary.name}.{os.getpid()}")
-        tmp.write_bytes(xml)
-        os.replace(tmp, primary)
+        with cache_temp(primary) as tmp:
+            tmp.write_bytes(xml)
+            os.replace(tmp, primary)
     config = RepoConfig(LOCAL_REPO_ID, "/", priority=LOCAL_PRIORITY)  # hrefs are absolute
     return Repo(config, digest, primary, None)

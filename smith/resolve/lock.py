@@ -20,6 +20,7 @@ from typing import Any
 
 from smith.atomic import atomic_path
 from smith.errors import PackageError, ResolveError
+from smith.limits import json_document
 from smith.resolve.fetch import Checksum, Fetcher, file_checksum
 from smith.resolve.solver import ResolvedPackage
 
@@ -121,7 +122,7 @@ def _strings(data: dict[str, Any], key: str, where: str) -> tuple[str, ...]:
 def read_lock(path: str | os.PathLike[str]) -> Lock:
     where = str(path)
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        data = json_document(Path(path).read_text(encoding="utf-8"), where)
     except OSError as err:
         raise PackageError(f"cannot read lock {where}: {err.strerror}") from None
     except UnicodeDecodeError as err:
@@ -178,4 +179,4 @@ def check_lock_covers(
 
 def fetch_locked(lock: Lock, fetcher: Fetcher) -> tuple[Path, ...]:
     """Every locked package, fetched and checked against its pinned sha256."""
-    return tuple(fetcher.fetch(p.url, p.checksum) for p in lock.packages)
+    return tuple(fetcher.fetch(p.url, p.checksum, p.size) for p in lock.packages)

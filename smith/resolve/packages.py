@@ -42,7 +42,13 @@ def fetch_packages(
         return tuple(fetch_package(p, fetcher, repos) for p in pkgs)
     with concurrent.futures.ThreadPoolExecutor(workers) as pool:
         futures = [pool.submit(fetch_package, p, fetcher, repos) for p in pkgs]
-        return tuple(f.result() for f in futures)
+        try:
+            return tuple(f.result() for f in futures)
+        except BaseException:
+            # An error or a signal: the downloads not yet started must not start (leaving
+            # the pool waits for every one of them), the running ones end at their bounds.
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
 
 
 def fetch_package(
@@ -54,7 +60,7 @@ def fetch_package(
     repository (found in `repos` by id) has gpgcheck on, its signature must also verify
     against that repository's keys; a bad or missing signature names the package.
     """
-    path = fetcher.fetch(pkg.url, pkg.checksum)
+    path = fetcher.fetch(pkg.url, pkg.checksum, pkg.size)
     configs = [r.config if isinstance(r, Repo) else r for r in repos]
     config = next((c for c in configs if c.id == pkg.repo_id), None)
     if config is not None and config.gpgcheck:

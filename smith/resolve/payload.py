@@ -7,56 +7,51 @@ decides where each file's bytes go.
 
 from __future__ import annotations
 
-import bz2
-import lzma
-import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import BinaryIO, Protocol
-
-import zstandard
+from typing import BinaryIO
 
 from smith.errors import PackageError
+from smith.inflate import Codec, Inflated, prefixed, sniff
+from smith.limits import expansion_bound
 
 
-class _Decompressor(Protocol):
-    def decompress(self, data: bytes, /) -> bytes: ...
-
-
-def _decompressor(magic: bytes, name: str) -> _Decompressor | None:
-    if magic.startswith(b"\x1f\x8b"):
-        return zlib.decompressobj(16 + zlib.MAX_WBITS)
-    if magic.startswith(b"BZh"):
-        return bz2.BZ2Decompressor()
-    if magic.startswith(b"\xfd7zXZ\x00"):
-        return lzma.LZMADecompressor(lzma.FORMAT_XZ)
-    if magic.startswith(b"\x28\xb5\x2f\xfd"):
-        return zstandard.ZstdDecompressor().decompressobj()
+def _codec(magic: bytes, name: str) -> Codec:
+    codec = sniff(magic)
+    if codec != Codec.NONE:
+        return codec
     if magic.startswith(b"0707"):
-        return None
+        return Codec.NONE
     if magic[:1] == b"\x5d":
-        return lzma.LZMADecompressor(lzma.FORMAT_ALONE)
+        return Codec.LZMA
     raise PackageError(f"{name}: unknown payload compression (magic {magic[:6].hex()})")
 
 
 class PayloadStream:
-    """A read(n) view of the decompressed payload, fed in 256 KiB compressed chunks."""
+    """A read(n) view of the decompressed payload, decompressed in bounded pieces: a bomb
+    stops at the expansion limit (smith/limits.py), never at the end of memory or disk."""
 
-    def __init__(self, f: BinaryIO, name: str) -> None:
-        self._f, self._name = f, name
+    def __init__(self, f: BinaryIO, name: str, compressed_size: int) -> None:
+        self._name = name
         magic = f.read(6)
-        self._dec = _decompressor(magic, name)
-        self._buf = bytearray(self._dec.decompress(magic) if self._dec else magic)
+        bound, limit = expansion_bound(compressed_size)
+        self._src = Inflated(
+            prefixed(magic, f),
+            _codec(magic, name),
+            bound=bound,
+            limit=limit,
+            what=f"{name}: payload",
+        )
+        self._buf = bytearray()
         self._pos = 0
         self._eof = False
 
     def _fill(self, n: int) -> None:
         while len(self._buf) - self._pos < n and not self._eof:
-            chunk = self._f.read(1 << 18)
-            if not chunk:
+            out = self._src.read(1 << 18)
+            if not out:
                 self._eof = True
                 break
-            out = self._dec.decompress(chunk) if self._dec else chunk
             if self._pos > (1 << 20):
                 del self._buf[: self._pos]
                 self._pos = 0

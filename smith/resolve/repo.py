@@ -9,19 +9,16 @@ holds for updateinfo.xml (advisories), which only `smith outdated` and `smith lo
 
 from __future__ import annotations
 
-import bz2
-import gzip
-import lzma
 import os
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import zstandard
-
 from smith.errors import PackageError
-from smith.resolve.fetch import Checksum, Fetcher, join_url
+from smith.inflate import open_inflated
+from smith.limits import expansion_bound
+from smith.resolve.fetch import Checksum, Fetcher, cache_temp, contained_url, join_url
 
 REPO_NS = "{http://linux.duke.edu/metadata/repo}"
 
@@ -42,6 +39,7 @@ class MetadataFile:
     type: str
     href: str
     checksum: Checksum
+    size: int = 0  # as repomd.xml declares it (0: not declared)
 
 
 @dataclass(frozen=True)
@@ -74,28 +72,34 @@ def parse_repomd(data: bytes, url: str) -> tuple[str, dict[str, MetadataFile]]:
             raise PackageError(f"{url}: metadata entry {kind!r} lacks a location or checksum")
         href = loc.get("href", "")
         files[kind] = MetadataFile(
-            kind, href, Checksum.parse(csum.get("type", ""), csum.text, where=url)
+            kind,
+            href,
+            Checksum.parse(csum.get("type", ""), csum.text, where=url),
+            declared_size(data_el.findtext(f"{REPO_NS}size"), kind, url),
         )
     if "primary" not in files:
         raise PackageError(f"{url} lists no primary metadata")
     return revision, files
 
 
-def decompress_metadata(path: Path, name: str) -> bytes:
-    """Decompress by magic bytes (a file's name may lie about its compression)."""
-    raw = path.read_bytes()
-    try:
-        if raw.startswith(b"\x1f\x8b"):
-            return gzip.decompress(raw)
-        if raw.startswith(b"\xfd7zXZ\x00"):
-            return lzma.decompress(raw)
-        if raw.startswith(b"\x28\xb5\x2f\xfd"):
-            return zstandard.ZstdDecompressor().decompressobj().decompress(raw)
-        if raw.startswith(b"BZh"):
-            return bz2.decompress(raw)
-    except (OSError, EOFError, lzma.LZMAError, zstandard.ZstdError) as err:
-        raise PackageError(f"cannot decompress {name}: {err}") from None
-    return raw
+def declared_size(text: str | None, kind: str, url: str) -> int:
+    if text is None or not text.strip():
+        return 0
+    if not text.strip().isdigit():  # "Infinity", "-1", "1e400": no size of a file
+        raise PackageError(f"{url}: metadata entry {kind!r} has the size {text.strip()[:40]!r}")
+    return int(text)
+
+
+def decompress_metadata(packed: Path, name: str, dest: Path) -> None:
+    """Decompress `packed` into `dest`, by magic bytes (a file's name may lie about its
+    compression), within the expansion limits: a bomb stops at its bound."""
+    bound, limit = expansion_bound(packed.stat().st_size)
+    with cache_temp(dest) as tmp:
+        with open(packed, "rb") as src, open(tmp, "wb") as out:
+            inflated = open_inflated(src, bound=bound, limit=limit, what=name)
+            while chunk := inflated.read(1 << 20):
+                out.write(chunk)
+        os.replace(tmp, dest)
 
 
 def load_repo(config: RepoConfig, fetcher: Fetcher, *, updateinfo: bool = False) -> Repo:
@@ -107,15 +111,13 @@ def load_repo(config: RepoConfig, fetcher: Fetcher, *, updateinfo: bool = False)
         meta = files.get(kind)
         if meta is None:
             continue
-        meta_url = join_url(config.baseurl, meta.href)
-        packed = fetcher.fetch(meta_url, meta.checksum)
+        meta_url = contained_url(config.baseurl, meta.href, url)
+        packed = fetcher.fetch(meta_url, meta.checksum, meta.size)
         plain = fetcher.cache_dir / "metadata" / f"{meta.checksum.hexdigest}.xml"
         if not plain.exists():
             plain.parent.mkdir(parents=True, exist_ok=True)
-            tmp = plain.with_name(f".{plain.name}.{os.getpid()}")
             shown = f"{meta_url} of repository {config.id!r}" if kind == "updateinfo" else meta_url
-            tmp.write_bytes(decompress_metadata(packed, shown))
-            os.replace(tmp, plain)
+            decompress_metadata(packed, shown, plain)
         out[kind] = plain
     keys = tuple(_load_key(k, fetcher, config) for k in config.gpgkey) if config.gpgcheck else ()
     if config.gpgcheck and not keys:

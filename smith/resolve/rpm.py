@@ -18,7 +18,7 @@ from enum import IntFlag
 from functools import partial
 
 from smith.errors import PackageError, UnsafePathError
-from smith.paths import normalize_path
+from smith.paths import climbs_out, normalize_path
 from smith.resolve.payload import CpioEntry, PayloadStream, iter_cpio, skip_padding
 from smith.resolve.rpmheader import Header, RawRpm, read_raw
 from smith.resolve.store import ContentStore
@@ -263,15 +263,8 @@ def _numeric_owner(name: str, cpio_id: int) -> int:
 
 
 def _check_link(path: str, target: str, pkg: str) -> None:
-    if not target.startswith("/"):
-        depth = len(path.split("/")) - 1
-        for part in target.split("/"):
-            if part == "..":
-                depth -= 1
-                if depth < 0:
-                    raise UnsafePathError(f"{pkg}: symlink {path!r} -> {target!r} leaves the root")
-            elif part not in ("", "."):
-                depth += 1
+    if not target.startswith("/") and climbs_out(len(path.split("/")) - 1, target):
+        raise UnsafePathError(f"{pkg}: symlink {path!r} -> {target!r} leaves the root")
 
 
 def add_rpm_to_tree(
@@ -361,7 +354,7 @@ def _extract(
     empty: HostFile | None = None
     with open(pkg.path, "rb") as f:
         f.seek(pkg.payload_offset)
-        stream = PayloadStream(f, name)
+        stream = PayloadStream(f, name, os.fstat(f.fileno()).st_size - pkg.payload_offset)
         for ce in iter_cpio(stream, name):
             _, rf = _header_file(by_path, ce, name)
             content: HostFile | None = None

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from smith.errors import PackageError
+from smith.limits import RPM_HEADER_BYTES, RPM_HEADER_ITEMS, RPM_HEADER_TAGS
 
 LEAD_MAGIC = b"\xed\xab\xee\xdb"
 HEADER_MAGIC = b"\x8e\xad\xe8\x01"
@@ -21,9 +22,6 @@ LEAD_SIZE = 96
 # Header entry types (rpmtag.h).
 T_NULL, T_CHAR, T_INT8, T_INT16, T_INT32, T_INT64 = 0, 1, 2, 3, 4, 5
 T_STRING, T_BIN, T_STRING_ARRAY, T_I18NSTRING = 6, 7, 8, 9
-
-# A header larger than this is not a package but an attack on our memory (rpm's own limit).
-MAX_HEADER_BYTES = 256 * 1024 * 1024
 
 TagValue = str | bytes | tuple[int, ...] | tuple[str, ...]
 
@@ -84,39 +82,57 @@ def read_header(f: BinaryIO, name: str, *, pad: bool) -> Header:
     if intro[:4] != HEADER_MAGIC:
         raise PackageError(f"{name}: bad RPM header magic {intro[:4].hex()}")
     nindex, hsize = struct.unpack(">II", intro[8:16])
-    if nindex * 16 + hsize > MAX_HEADER_BYTES:
-        raise PackageError(f"{name}: RPM header claims {nindex} tags and {hsize} bytes")
+    # Larger headers are not packages but attacks on memory (rpm's own bounds, raisable).
+    if nindex > RPM_HEADER_TAGS.count():
+        raise RPM_HEADER_TAGS.error(f"{name}: RPM header of {nindex} tags")
+    if nindex * 16 + hsize > RPM_HEADER_BYTES.count():
+        raise RPM_HEADER_BYTES.error(f"{name}: RPM header of {nindex * 16 + hsize} bytes")
     index = _read_exact(f, nindex * 16, "header index", name)
     store = _read_exact(f, hsize, "header store", name)
     if pad and hsize % 8:
         _read_exact(f, 8 - hsize % 8, "header padding", name)
     tags: dict[int, TagValue] = {}
+    used = items = 0
+    most_items = RPM_HEADER_ITEMS.count()
     for i in range(nindex):
         tag, typ, off, count = struct.unpack_from(">IIiI", index, i * 16)
+        # Checked before parsing: a string array of 10^9 empty strings is 8 GB of pointers.
+        items += count if typ != T_BIN else 1
+        if items > most_items:
+            raise RPM_HEADER_ITEMS.error(f"{name}: RPM header values (tag {tag})")
         if off < 0 or off > hsize:
             # Region tags (61-63) point at trailers inside the store; anything else is bad.
             raise PackageError(f"{name}: RPM header tag {tag} has offset {off} out of range")
-        tags[tag] = _parse_value(store, typ, off, count, name, tag)
+        tags[tag], length = _parse_value(store, typ, off, count, name, tag)
+        # Tags share no bytes in a real header (rpm checks the same): many tags over one
+        # long string array would cost their count times its length to parse.
+        used += length
+        if used > hsize:
+            raise PackageError(f"{name}: RPM header tags overlap (tag {tag} and earlier ones)")
     return Header(tags, intro[:16] + index + store)
 
 
-def _parse_value(store: bytes, typ: int, off: int, count: int, name: str, tag: int) -> TagValue:
+INT_SIZES = {T_INT16: ("H", 2), T_INT32: ("I", 4), T_INT64: ("Q", 8)}
+
+
+def _parse_value(
+    store: bytes, typ: int, off: int, count: int, name: str, tag: int
+) -> tuple[TagValue, int]:
+    """A tag's value and how many bytes of the store it takes."""
     try:
-        if typ in (T_CHAR, T_INT8):
-            return tuple(store[off : off + count])
-        if typ == T_INT16:
-            return struct.unpack_from(f">{count}H", store, off)
-        if typ == T_INT32:
-            return struct.unpack_from(f">{count}I", store, off)
-        if typ == T_INT64:
-            return struct.unpack_from(f">{count}Q", store, off)
-        if typ == T_BIN:
+        if typ in (T_CHAR, T_INT8, T_BIN):
             if off + count > len(store):
                 raise struct.error("short")
-            return store[off : off + count]
+            data = store[off : off + count]
+            return (data if typ == T_BIN else tuple(data)), count
+        if typ in INT_SIZES:
+            code, size = INT_SIZES[typ]
+            if off + size * count > len(store):
+                raise struct.error("short")
+            return struct.unpack_from(f">{count}{code}", store, off), size * count
         if typ == T_STRING:
             end = store.index(b"\0", off)
-            return _decode(store[off:end])
+            return _decode(store[off:end]), end + 1 - off
         if typ in (T_STRING_ARRAY, T_I18NSTRING):
             out: list[str] = []
             pos = off
@@ -124,9 +140,9 @@ def _parse_value(store: bytes, typ: int, off: int, count: int, name: str, tag: i
                 end = store.index(b"\0", pos)
                 out.append(_decode(store[pos:end]))
                 pos = end + 1
-            return tuple(out)
+            return tuple(out), pos - off
         if typ == T_NULL:
-            return ()
+            return (), 0
     except (struct.error, ValueError):
         raise PackageError(f"{name}: RPM header tag {tag} runs past the header") from None
     raise PackageError(f"{name}: RPM header tag {tag} has unknown type {typ}")

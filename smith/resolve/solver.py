@@ -18,7 +18,7 @@ from typing import Any
 import solv
 
 from smith.errors import PackageError, ResolveError
-from smith.resolve.fetch import Checksum, join_url
+from smith.resolve.fetch import Checksum, contained_url, is_remote, join_url
 from smith.resolve.repo import Repo
 
 DEFAULT_ARCH = "x86_64"
@@ -267,8 +267,15 @@ def _repo_names(repos: Sequence[Repo]) -> str:
 def _package_url(s: solv.XSolvable, repo: Repo, location: str) -> str:
     # primary.xml may give a package its own base (<location xml:base=...>), e.g. a
     # metadata-only mirror pointing at the real package server.
+    # A package must stay under its base: hrefs with `..`, another host or file: would
+    # make a remote repository read the builder's own files. A remote xml:base is a
+    # base of its own (a metadata-only mirror); a local one must stay in the repository.
     base = s.lookup_str(solv.SOLVABLE_MEDIABASE)
-    return join_url(base, location) if base else repo.package_url(location)
+    what = f"repository {repo.config.id!r}"
+    if base and is_remote(base):
+        return contained_url(base, location, what)
+    href = join_url(base, location) if base else location
+    return contained_url(repo.config.baseurl, href, what)
 
 
 def _resolved(s: solv.XSolvable) -> ResolvedPackage:

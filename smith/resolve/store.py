@@ -8,12 +8,15 @@ after all of its bytes were written and hashed (write to a temporary name, then 
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from smith.errors import SmithError
+from smith.leftovers import sweep, tagged
 from smith.tree import HostFile
 
 Sink = Callable[[bytes | bytearray | memoryview], object]
@@ -24,6 +27,7 @@ class ContentStore:
         self.root = Path(root)
         self._tmp = self.root / "tmp"
         self._tmp.mkdir(parents=True, exist_ok=True)
+        sweep(self._tmp)  # what a killed run left
         self._made: set[str] = set()
 
     def path_for(self, digest: str) -> Path:
@@ -35,7 +39,7 @@ class ContentStore:
     def put_stream(self, produce: Callable[[Sink], object]) -> HostFile:
         """Store the bytes `produce` hands to its sink; return where they now live."""
         h = hashlib.sha256()
-        fd, tmp = tempfile.mkstemp(dir=self._tmp)
+        fd, tmp = tempfile.mkstemp(dir=self._tmp, prefix=tagged(""))
         try:
             with os.fdopen(fd, "wb", buffering=1 << 20) as out:
 
@@ -55,6 +59,12 @@ class ContentStore:
             # crash before its data reached the disk) is never trusted by its name, and
             # the bytes just hashed are at hand. Atomic for readers of the old one.
             os.replace(tmp, final)
+        except OSError as err:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            if err.errno in (errno.ENOSPC, errno.EDQUOT):  # which disk is full, not only that
+                raise SmithError(f"cannot write in {str(self._tmp)!r}: {err.strerror}") from None
+            raise
         except BaseException:
             if os.path.exists(tmp):
                 os.unlink(tmp)

@@ -17,6 +17,7 @@ import json
 import os
 from collections.abc import Sequence
 
+from smith.leftovers import sweep, tagged
 from smith.resolve.payload import CpioEntry
 from smith.resolve.store import ContentStore
 from smith.tree import HostFile
@@ -63,9 +64,10 @@ def save_record(store: ContentStore, key: str, rows: Sequence[Row]) -> None:
         ],
     }
     path = record_path(store, key)
-    tmp = f"{path}.tmp{os.getpid()}"
+    tmp = tagged(f"{path}.tmp-")  # named by the run: a killed run's is swept below
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
+        sweep(os.path.dirname(path))
         with open(tmp, "w", encoding="utf-8", errors="surrogateescape") as f:
             json.dump(doc, f, ensure_ascii=False)
         os.replace(tmp, path)

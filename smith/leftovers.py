@@ -1,0 +1,94 @@
+"""Temporary names that say which run made them, so that the next run can remove a dead
+run's leftovers.
+
+An interrupted run cleans up after itself (SIGINT and SIGTERM unwind like an error); a
+SIGKILLed one, or one whose machine lost power, cannot. So every temporary name smith makes
+in a directory that outlives the run (the cache, beside an output, TMPDIR) carries a tag
+`smithrun<pid>.<start>-`, the run's pid and its start time in clock ticks since boot. A
+run that uses the directory later removes the names whose run is gone. A pid alone would
+not do: pids are reused, and another smith working in the same cache right now must find
+its files where it left them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from contextlib import suppress
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (startup time)
+if TYPE_CHECKING:
+    import tempfile
+
+TAG = re.compile(r"smithrun(\d+)\.(\d+)-")
+
+
+def remove_path(path: str) -> None:
+    if os.path.isdir(path) and not os.path.islink(path):
+        import shutil  # here: importing it costs every command's start (bz2, lzma)
+
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with suppress(FileNotFoundError):
+            os.unlink(path)
+
+
+def start_time(pid: int) -> int | None:
+    """When `pid` started (clock ticks since boot), None when no such process lives."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    # The command name (field 2) is in parentheses and may hold spaces or parentheses:
+    # the fields after its last ")" are 3, 4, ...; starttime is field 22.
+    fields = stat.rsplit(b")", 1)[-1].split()
+    try:
+        return int(fields[19])
+    except (IndexError, ValueError):
+        return None
+
+
+def run_tag() -> str:
+    """This run's tag. Not cached: a forked child is a run of its own."""
+    pid = os.getpid()
+    return f"smithrun{pid}.{start_time(pid) or 0}-"
+
+
+def tagged(prefix: str) -> str:
+    """A prefix for tempfile's mkstemp/mkdtemp that names this run."""
+    return f"{prefix}{run_tag()}"
+
+
+def is_stale(name: str) -> bool:
+    found = TAG.search(name)
+    if found is None:
+        return False
+    pid, start = int(found.group(1)), int(found.group(2))
+    return start_time(pid) != start
+
+
+_swept: set[tuple[int, str]] = set()
+
+
+def sweep(directory: str | os.PathLike[str]) -> None:
+    """Remove what dead runs left in `directory` (not below it), once per run and directory
+    (a cache of thousands of packages is not listed again for each). Best effort: a name
+    that cannot be removed costs only its space."""
+    key = (os.getpid(), os.fspath(directory))
+    if key in _swept:
+        return
+    _swept.add(key)
+    with suppress(OSError):
+        for name in os.listdir(directory):
+            if is_stale(name):
+                remove_path(os.path.join(directory, name))
+
+
+def temp_dir(prefix: str) -> tempfile.TemporaryDirectory[str]:
+    """A TemporaryDirectory in TMPDIR named by this run, after removing what dead runs left
+    there."""
+    import tempfile
+
+    sweep(tempfile.gettempdir())
+    return tempfile.TemporaryDirectory(prefix=tagged(prefix))

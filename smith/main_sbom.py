@@ -1,0 +1,74 @@
+"""`smith sbom IMAGE`: print the SBOM attached to an image (as `smith build --sbom` writes)."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from smith import provenance
+from smith.cli import cli
+from smith.errors import ImageFormatError
+from smith.oci.layout import read_unpacked, split_image_name, unpacked
+from smith.oci.reference import Reference, is_registry_reference, parse_reference
+from smith.oci.referrers import layout_referrers
+from smith.oci.registry_options import RegistryOptions
+from smith.registry_flags import registry_flags, registry_options
+from smith.sbom import cyclonedx, spdx
+
+# `provenance` is no SBOM, but it is attached and printed the same way.
+FORMATS = {
+    "spdx": spdx.MEDIA_TYPE,
+    "cyclonedx": cyclonedx.MEDIA_TYPE,
+    "provenance": provenance.MEDIA_TYPE,
+}
+
+
+@cli.command("sbom")
+@click.argument("image")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(sorted(FORMATS)),
+    default="spdx",
+    show_default=True,
+    help="Which attached SBOM to print.",
+)
+@registry_flags
+def sbom_command(image: str, fmt: str, **flags: Any) -> None:
+    """Print the SBOM attached to IMAGE (an OCI layout or archive, LAYOUT:NAME, or a registry
+    reference: through its referrers, or the `sha256-<digest>` tag where the registry has no
+    referrers API) as it is stored: the exact bytes whose digest the referrer names."""
+    if is_registry_reference(image):
+        data = registry_document(parse_reference(image), FORMATS[fmt], registry_options(flags))
+        if data is None:
+            raise ImageFormatError(f"{image} has no {fmt} document attached")
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+        return
+    path, name = split_image_name(image, "")
+    with unpacked(path) as root:
+        loaded = read_unpacked(root, path, None, name)
+        found = layout_referrers(root, loaded.manifest_descriptor.digest, image, FORMATS[fmt])
+    if not found:
+        raise ImageFormatError(
+            f"{image} has no {fmt} SBOM attached",
+            hint="build it with `smith build --provenance`"
+            if fmt == "provenance"
+            else f"build it with `smith build --sbom-format {fmt}`",
+        )
+    sys.stdout.buffer.write(found[0].data)
+    sys.stdout.buffer.flush()
+
+
+def registry_document(ref: Reference, artifact_type: str, options: RegistryOptions) -> bytes | None:
+    # The registry client only for a registry image: a layout is read without it.
+    from smith.oci.attachments import fetch_referrer, list_referrers, manifest_digest
+    from smith.oci.registry import RegistryClient
+
+    client = RegistryClient(ref, options)
+    for entry in list_referrers(client, manifest_digest(client, ref)):
+        if entry.get("artifactType") == artifact_type:
+            return fetch_referrer(client, entry)[1]
+    return None

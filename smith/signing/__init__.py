@@ -1,0 +1,1 @@
+"""Image signatures in the sigstore format of cosign and containers/image."""

@@ -1,0 +1,622 @@
+"""Hostile inputs and faults, a row per kind: bounded, one line, nothing lost.
+
+Every case is generated here (tests/hostile.py holds the generators and the runner) and
+runs the real smith command line against real files and a real HTTP server on 127.0.0.1
+that stalls, trickles, never ends, sends too much or encodes wrongly. Layer and `smith
+diff` cases belong to the layer reader's own tests; crashcart's to crashcart's.
+"""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import json
+import os
+import stat
+import zlib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import zstandard
+
+from tests.fault_server import FaultServer, fault_server, gzip_bomb
+from tests.hostile import (
+    BUILDABLE,
+    OCI_MANIFEST,
+    Case,
+    Sandbox,
+    build_args,
+    check_run,
+    hello_rpm,
+    local_rpm_build,
+    primary_xml,
+    recipe,
+    repo_build,
+    rpm_with_header,
+    serve_image,
+    write_repo,
+)
+from tests.rpm_craft import craft_rpm
+from tests.tools import require_root, require_tool
+
+T_STRING_ARRAY = 8
+ZEROS = 16 << 20
+
+
+def zeros_zstd() -> bytes:
+    return zstandard.ZstdCompressor(level=3).compress(b"\0" * ZEROS)
+
+
+def zeros_bzip2() -> bytes:
+    return bz2.compress(b"\0" * ZEROS, 9)
+
+
+# -- repositories over HTTP ---------------------------------------------------------------------
+
+
+class Served:
+    """A case against a repository the fault server serves at `repo/`."""
+
+    def __init__(self, box: Sandbox) -> None:
+        self.box = box
+        assert box.server is not None
+        self.server: FaultServer = box.server
+        self.root = box.inputs / "srv" / "repo"
+        self.url = f"{box.url}repo/"
+
+
+def served(
+    prepare: Callable[[Served], None], *, baseurl: str = ""
+) -> Callable[[Sandbox], list[str]]:
+    def make(box: Sandbox) -> list[str]:
+        s = Served(box)
+        prepare(s)
+        return repo_build(box, baseurl or s.url)
+
+    return make
+
+
+def fault_on(path: str, fault: str, **repo: object) -> Callable[[Served], None]:
+    def prepare(s: Served) -> None:
+        write_repo(s.root, **repo)  # type: ignore[arg-type]
+        s.server.always(f"repo/{path}", fault)
+
+    return prepare
+
+
+def compressed_primary(compress: Callable[[], bytes]) -> Callable[[Served], None]:
+    def prepare(s: Served) -> None:
+        write_repo(s.root, primary=compress())
+
+    return prepare
+
+
+def primary_href(href: Callable[[Served], str]) -> Callable[[Served], None]:
+    def prepare(s: Served) -> None:
+        write_repo(s.root, primary_href=href(s))
+
+    return prepare
+
+
+def package_href(href: Callable[[Served], str]) -> Callable[[Served], None]:
+    def prepare(s: Served) -> None:
+        rpm = hello_rpm(s.box.inputs / "elsewhere.rpm")
+        write_repo(s.root, primary=gzip.compress(primary_xml(rpm, href(s)), mtime=0))
+
+    return prepare
+
+
+def oversize_package(s: Served) -> None:
+    write_repo(s.root)
+    s.server.always("repo/Packages/crafted-1-1.x86_64.rpm", "oversize")
+
+
+PKG = "Packages/crafted-1-1.x86_64.rpm"
+
+NETWORK = [
+    Case("repository-control", "control", served(lambda s: write_repo(s.root)), "", status=0),
+    Case("repomd-hangs", "hang", served(fault_on("repodata/repomd.xml", "hang")), "ReadTimeout"),
+    Case(
+        "repomd-trickles",
+        "hang",
+        served(fault_on("repodata/repomd.xml", "trickle")),
+        "no complete answer: over the limit of 2.5 seconds",
+    ),
+    Case(
+        "repomd-endless",
+        "memory",
+        served(fault_on("repodata/repomd.xml", "endless")),
+        "over the limit of 1048576 bytes",
+    ),
+    Case(
+        "repomd-gzip-encoded-bomb",
+        "memory",
+        served(fault_on("repodata/repomd.xml", "gzip-bomb")),
+        "over the limit of 1048576 bytes",
+    ),
+    Case(
+        "repomd-wrong-encoding",
+        "traceback",
+        served(fault_on("repodata/repomd.xml", "wrong-encoding")),
+        "cannot decompress",
+    ),
+    Case("package-hangs", "hang", served(fault_on(PKG, "hang")), "ReadTimeout"),
+    Case(
+        "package-trickles",
+        "hang",
+        served(fault_on(PKG, "trickle")),
+        "no complete answer: over the limit of 2.5 seconds",
+    ),
+    Case(
+        "package-past-declared-size",
+        "memory",
+        served(oversize_package),
+        "bytes its metadata declares",
+    ),
+    Case(
+        "primary-gzip-encoded-bomb",
+        "memory",
+        served(fault_on("repodata/primary.xml.gz", "gzip-bomb")),
+        "bytes its metadata declares",
+    ),
+    Case(
+        "primary-gzip-bomb",
+        "memory",
+        served(compressed_primary(gzip_bomb)),
+        "decompressed: over the limit",
+    ),
+    Case(
+        "primary-zstd-bomb",
+        "memory",
+        served(compressed_primary(zeros_zstd)),
+        "decompressed: over the limit",
+    ),
+    Case(
+        "primary-bzip2-bomb",
+        "memory",
+        served(compressed_primary(zeros_bzip2)),
+        "decompressed: over the limit",
+    ),
+    Case(
+        "repomd-size-infinity",
+        "traceback",
+        served(lambda s: write_repo(s.root, repomd_size="Infinity")),
+        "has the size 'Infinity'",
+    ),
+    Case(
+        "remote-repomd-names-file-url",
+        "reading",
+        served(primary_href(lambda s: f"file://{s.box.inputs}/srv/repo/repodata/primary.xml.gz")),
+        "is outside the repository",
+    ),
+    Case(
+        "remote-repomd-climbs-out",
+        "reading",
+        served(primary_href(lambda s: "../../srv/repo/repodata/primary.xml.gz")),
+        "is outside the repository",
+    ),
+    Case(
+        "remote-repomd-other-host",
+        "reading",
+        served(primary_href(lambda s: "http://127.0.0.2:9/repodata/primary.xml.gz")),
+        "is outside the repository",
+    ),
+    Case(
+        "remote-package-file-url",
+        "reading",
+        served(package_href(lambda s: f"file://{s.box.inputs}/elsewhere.rpm")),
+        "is outside the repository",
+    ),
+    Case(
+        "remote-package-climbs-out",
+        "reading",
+        served(package_href(lambda s: "../../elsewhere.rpm")),
+        "is outside the repository",
+    ),
+]
+
+# -- a registry over HTTP -----------------------------------------------------------------------
+
+
+def registry(
+    fault_path: str = "",
+    fault: str = "",
+    *,
+    manifest: bytes | None = None,
+    token: bool = False,
+    token_body: bytes = b'{"token": "t"}',
+) -> Callable[[Sandbox], list[str]]:
+    """`smith download` from a one-image registry the fault server plays."""
+
+    def make(box: Sandbox) -> list[str]:
+        server = box.server
+        assert server is not None
+        ref, config = serve_image(server, "evil/app", [])
+        if manifest is not None:
+            server.routes["v2/evil/app/manifests/v1"] = (manifest, {"Content-Type": OCI_MANIFEST})
+        server.routes["token"] = (token_body, {"Content-Type": "application/json"})
+        if token:
+            server.always("v2/", "challenge")
+        if fault:
+            server.always(
+                f"v2/evil/app/blobs/{config}" if fault_path == "config" else fault_path, fault
+            )
+        return ["download", "-r", ref, "-i", str(box.out / "img"), "--retries", "1"]
+
+    return make
+
+
+def deep_json(depth: int) -> bytes:
+    return b"[" * depth + b"]" * depth
+
+
+def infinite_size() -> bytes:
+    doc = {
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": "x", "digest": "sha256:" + "0" * 64, "size": "SIZE"},
+        "layers": [],
+    }
+    return json.dumps(doc).encode().replace(b'"SIZE"', b"Infinity")
+
+
+REGISTRY = [
+    Case("registry-control", "control", registry(), "", status=0),
+    Case(
+        "manifest-trickles",
+        "hang",
+        registry("v2/evil/app/manifests/v1", "trickle"),
+        "no complete answer: over the limit of 2.5 seconds",
+    ),
+    Case(
+        "manifest-endless",
+        "memory",
+        registry("v2/evil/app/manifests/v1", "endless"),
+        "over the limit of 1048576 bytes",
+    ),
+    Case(
+        "blob-trickles",
+        "hang",
+        registry("config", "trickle"),
+        "no complete answer: over the limit of 2.5 seconds",
+    ),
+    Case(
+        "blob-past-descriptor-size",
+        "memory",
+        registry("config", "oversize"),
+        "bytes its metadata declares",
+    ),
+    Case(
+        "token-trickles",
+        "hang",
+        registry("token", "trickle", token=True),
+        "no complete answer: over the limit of 2.5 seconds",
+    ),
+    Case(
+        "manifest-nested-100000-deep",
+        "traceback",
+        registry(manifest=deep_json(100_000)),
+        "JSON nesting: over the limit",
+    ),
+    Case(
+        "token-nested-100000-deep",
+        "traceback",
+        registry(token=True, token_body=deep_json(100_000)),
+        "JSON nesting: over the limit",
+    ),
+    Case(
+        "manifest-size-infinity",
+        "traceback",
+        registry(manifest=infinite_size()),
+        "is not a size in bytes",
+    ),
+]
+
+# -- recipes --------------------------------------------------------------------------------------
+
+
+def with_recipe(body: str | Callable[[Sandbox], str]) -> Callable[[Sandbox], list[str]]:
+    def make(box: Sandbox) -> list[str]:
+        return build_args(box, recipe(box, body(box) if callable(body) else body))
+
+    return make
+
+
+def merge_bomb() -> str:
+    lines = ["a0: &a0 {k: v}"]
+    for i in range(1, 40):
+        lines.append(f"a{i}: &a{i} {{<<: *a{i - 1}, x: *a{i - 1}, y: *a{i - 1}}}")
+    return "\n".join(lines) + "\npackage: crafted\n"
+
+
+def local_repo(box: Sandbox) -> str:
+    return str(write_repo(box.inputs / "local"))
+
+
+def gpgkey_device(box: Sandbox) -> str:
+    repo = local_repo(box)
+    return f"{BUILDABLE}repos:\n- baseurl: {repo}\n  gpgcheck: true\n  gpgkey: /dev/zero\n"
+
+
+def rootfs_link(box: Sandbox) -> list[str]:
+    (box.inputs / "rootfs").symlink_to("/etc")
+    return build_args(box, recipe(box, f"{BUILDABLE}repos: [{local_repo(box)}]\n"))
+
+
+def local_href_climbs_out(box: Sandbox) -> list[str]:
+    rpm = hello_rpm(box.inputs / "elsewhere.rpm")
+    root = box.inputs / "local"
+    write_repo(root, primary=gzip.compress(primary_xml(rpm, "../elsewhere.rpm"), mtime=0))
+    return build_args(box, recipe(box, f"package: crafted\nrepos: [{root}]\n"))
+
+
+def output_special(kind: str) -> Callable[[Sandbox], list[str]]:
+    def make(box: Sandbox) -> list[str]:
+        target = box.inputs / kind
+        if kind == "fifo":
+            os.mkfifo(target)
+        else:
+            os.mknod(target, 0o600 | stat.S_IFCHR, os.makedev(1, 3))  # as /dev/null
+        path = recipe(box, f"{BUILDABLE}repos: [{local_repo(box)}]\n")
+        return ["build", path, "-o", str(target), "-q"]
+
+    return make
+
+
+def big_package(box: Sandbox) -> list[str]:
+    rpm = box.inputs / "big.rpm"
+    craft_rpm(rpm, [("./usr/share/hello/greeting", "file", os.urandom(2 << 20).hex())])
+    root = box.inputs / "local"
+    write_repo(root, rpm=rpm.read_bytes())
+    return build_args(box, recipe(box, f"{BUILDABLE}repos: [{root}]\n"))
+
+
+RECIPES = [
+    Case("yaml-merge-key-bomb", "hang", with_recipe(merge_bomb()), "SMITH_LIMIT_YAML_NODES"),
+    Case(
+        "yaml-nested-100000-deep",
+        "traceback",
+        with_recipe("paths: " + "[" * 100_000 + "]" * 100_000 + "\n"),
+        "SMITH_LIMIT_YAML_DEPTH",
+    ),
+    Case(
+        "yaml-unhashable-key",
+        "traceback",
+        with_recipe("? {a: 1}\n: x\npackage: crafted\n"),
+        "unhashable",
+    ),
+    Case(
+        "recipe-of-5-mib-paths",
+        "hang",
+        with_recipe("paths:\n" + "- /usr/bin/x\n" * 500_000),
+        "SMITH_LIMIT_RECIPE_BYTES",
+    ),
+    Case(
+        "parent-dev-zero",
+        "hang",
+        with_recipe(lambda b: f"{BUILDABLE}repos: [{local_repo(b)}]\nparent: /dev/zero\n"),
+        "is not an image",
+    ),
+    Case(
+        "gpgkey-dev-zero",
+        "hang",
+        with_recipe(gpgkey_device),
+        "/dev/zero is not a regular file",
+    ),
+    Case(
+        "library-path-climbs-out",
+        "accepted",
+        with_recipe("package: crafted\nlibrary_path: [/usr/../../etc]\n"),
+        "cannot climb out",
+    ),
+    Case(
+        "dir-climbs-out",
+        "accepted",
+        with_recipe("package: crafted\ndir: /srv/../..\n"),
+        "cannot climb out",
+    ),
+    Case(
+        "mounts-climb-out",
+        "accepted",
+        with_recipe("package: crafted\nmounts: [/write/../../host]\n"),
+        "cannot climb out",
+    ),
+    Case(
+        "env-without-equals",
+        "accepted",
+        with_recipe("package: crafted\nenv: [JUSTANAME]\n"),
+        "name=value",
+    ),
+    Case(
+        "user-negative",
+        "accepted",
+        with_recipe(lambda b: f"{BUILDABLE}repos: [{local_repo(b)}]\nuser: '-5'\n"),
+        "user id out of range",
+        status=2,
+    ),
+    Case(
+        "user-id-2-32-minus-1",
+        "accepted",
+        with_recipe(lambda b: f"{BUILDABLE}repos: [{local_repo(b)}]\nuser: '4294967295'\n"),
+        "user id out of range",
+        status=2,
+    ),
+    Case("rootfs-symlink-to-host", "reading", rootfs_link, "is a symbolic link"),
+    Case("local-repo-href-climbs-out", "reading", local_href_climbs_out, "outside the repository"),
+    Case("output-is-a-fifo", "loss", output_special("fifo"), "FIFO"),
+    Case(
+        "cache-disk-full",
+        "loss",
+        big_package,
+        "/cache/smith/content/tmp': No space left on device",
+        cache_bytes=1 << 20,
+    ),
+    Case("output-is-a-device", "loss", output_special("device"), "device"),
+    Case(
+        "package-name-of-10000-chars",
+        "message",
+        with_recipe(lambda b: f"package: {'n' * 10_000}\nrepos: [{local_repo(b)}]\n"),
+        "no package provides",
+    ),
+]
+
+# -- RPM files -----------------------------------------------------------------------------------
+
+
+def header_bomb(kind: str) -> Callable[[Sandbox], list[str]]:
+    def make(box: Sandbox) -> list[str]:
+        if kind == "tags":
+            index = [(1000 + i, T_STRING_ARRAY, 0, 1) for i in range(100_000)]
+            rpm = rpm_with_header(index, b"x\0")
+        elif kind == "strings":
+            # One string array of 2^31 strings over a megabyte of NULs.
+            rpm = rpm_with_header([(1000, T_STRING_ARRAY, 0, 1 << 31)], b"\0" * (1 << 20))
+        else:
+            # A thousand tags over the same 100,000 strings: overlapping, a billion to parse.
+            index = [(1000 + i, T_STRING_ARRAY, 0, 100_000) for i in range(1000)]
+            rpm = rpm_with_header(index, b"a\0" * 100_000)
+        return local_rpm_build(box, rpm)
+
+    return make
+
+
+def cpio_bomb(codec: str) -> bytes:
+    """A cpio entry for the package's one file claiming 64 MiB, then the zeros: valid up
+    to the bound, so only the expansion limit stops it."""
+    name = b"./usr/share/hello/greeting\0"
+    fields = [1, 0o100644, 0, 0, 1, 0, 64 << 20, 0, 0, 0, 0, len(name), 0]
+    head = b"070701" + b"".join(b"%08X" % f for f in fields) + name
+    head += b"\0" * ((-len(head)) % 4)
+    zeros = b"\0" * (1 << 20)
+    if codec == "zstd":
+        comp = zstandard.ZstdCompressor(level=3).compressobj()
+        return (
+            comp.compress(head) + b"".join(comp.compress(zeros) for _ in range(64)) + comp.flush()
+        )
+    gz = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    return gz.compress(head) + b"".join(gz.compress(zeros) for _ in range(64)) + gz.flush()
+
+
+def payload(data: Callable[[], bytes]) -> Callable[[Sandbox], list[str]]:
+    def make(box: Sandbox) -> list[str]:
+        return local_rpm_build(box, hello_rpm(box.tmp / "x.rpm", payload=data()))
+
+    return make
+
+
+def clean_tmp(make: Callable[[Sandbox], list[str]]) -> Callable[[Sandbox], list[str]]:
+    def wrapped(box: Sandbox) -> list[str]:
+        argv = make(box)
+        for leftover in box.tmp.iterdir():
+            leftover.unlink()
+        return argv
+
+    return wrapped
+
+
+def symlink_out(box: Sandbox) -> list[str]:
+    return local_rpm_build(
+        box, hello_rpm(box.inputs / "link.rpm", target="../../../../../../etc/passwd")
+    )
+
+
+RPMS = [
+    Case("rpm-header-100000-tags", "hang", header_bomb("tags"), "SMITH_LIMIT_RPM_HEADER_TAGS"),
+    Case(
+        "rpm-header-string-array-bomb",
+        "hang",
+        header_bomb("strings"),
+        "SMITH_LIMIT_RPM_HEADER_ITEMS",
+    ),
+    Case("rpm-header-overlapping-tags", "memory", header_bomb("overlap"), "tags overlap"),
+    Case(
+        "rpm-payload-gzip-bomb",
+        "memory",
+        clean_tmp(payload(lambda: cpio_bomb("gzip"))),
+        "payload: decompressed: over the limit",
+    ),
+    Case(
+        "rpm-payload-zstd-bomb",
+        "memory",
+        clean_tmp(payload(lambda: cpio_bomb("zstd"))),
+        "payload: decompressed: over the limit",
+    ),
+    Case(
+        "rpm-payload-not-compressed",
+        "traceback",
+        clean_tmp(payload(lambda: b"\x1f\x8b" + os.urandom(4096))),
+        "cannot decompress",
+    ),
+    Case("rpm-symlink-out-of-root", "accepted", symlink_out, "leaves the root"),
+]
+
+# -- images on disk (minimize) ---------------------------------------------------------------------
+
+
+def layout_with_index(index: bytes) -> Callable[[Sandbox], list[str]]:
+    def make(box: Sandbox) -> list[str]:
+        layout = box.inputs / "layout"
+        (layout / "blobs" / "sha256").mkdir(parents=True)
+        (layout / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
+        (layout / "index.json").write_bytes(index)
+        return ["minimize", str(layout), "-o", str(box.out / "min.tar"), "--path", "/x"]
+
+    return make
+
+
+IMAGES = [
+    Case(
+        "layout-index-nested-100000-deep",
+        "traceback",
+        layout_with_index(deep_json(100_000)),
+        "JSON nesting: over the limit",
+        status=1,
+    ),
+    Case(
+        "layout-index-size-infinity",
+        "traceback",
+        layout_with_index(
+            b'{"schemaVersion": 2, "manifests": [{"mediaType": "%s", "digest": "sha256:%s",'
+            b' "size": Infinity}]}' % (OCI_MANIFEST.encode(), b"0" * 64)
+        ),
+        "is not a size in bytes",
+    ),
+]
+
+CASES = NETWORK + REGISTRY + RECIPES + RPMS + IMAGES
+
+
+@pytest.fixture
+def box(tmp_path: Path) -> Iterator[Sandbox]:
+    sandbox = Sandbox(tmp_path / "case")
+    with fault_server(sandbox.inputs / "srv") as server:
+        sandbox.server, sandbox.url = server, server.url
+        yield sandbox
+
+
+def test_every_kind_of_the_issue_has_cases() -> None:
+    kinds = {c.kind for c in CASES}
+    assert kinds == {
+        "control",
+        "hang",
+        "memory",
+        "traceback",
+        "accepted",
+        "reading",
+        "loss",
+        "message",
+    }
+    assert len({c.id for c in CASES}) == len(CASES)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_hostile_input(box: Sandbox, case: Case) -> None:
+    if case.cache_bytes:
+        require_root()
+        require_tool("unshare")
+    outcome = check_run(box, case)
+    print(
+        f"{case.id}: exit {outcome.status}, {outcome.seconds:.1f} s, "
+        f"{outcome.peak_mib:.0f} MiB peak, {outcome.written} bytes written"
+    )
