@@ -11,16 +11,12 @@ import contextlib
 import json
 import logging
 import os
-import posixpath
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from smith.arch import ARCHES, check_arch, parse_arch
-from smith.conventions import (
-    ORIGIN as CONVENTIONS_ORIGIN,
-)
 from smith.conventions import (
     ROOT,
     Conventions,
@@ -30,28 +26,43 @@ from smith.conventions import (
     nss_documents,
     parse_user,
 )
-from smith.errors import RecipeError, SmithError, UnsafePathError, UsageError
+from smith.errors import RecipeError, SmithError, UsageError
 from smith.globs import Excludes, glob_match, has_magic
 from smith.oci.compress import parse_compression
 from smith.oci.image import GO_ARCH, Descriptor, ImageConfig, Platform
-from smith.oci.layout import open_image
+from smith.oci.layout import choose_format, open_image
 from smith.oci.output import PlatformImage, write_image, write_index_image
 from smith.oci.reference import is_registry_reference
 from smith.oci.registry_options import RegistryOptions
 from smith.oci.writer import ImageResult
-from smith.paths import climbs_out, normalize_path, parent_paths
+from smith.paths import normalize_path, parent_paths
 from smith.recipe import Recipe, RuntimeSet, load_recipe
 from smith.resolve.dependencies import Closure, Extras, LoaderEnv, compute_closure
 from smith.resolve.fetch import Fetcher
+from smith.resolve.localrepo import is_local_rpm
 from smith.resolve.lock import lock_path_for
 from smith.resolve.packages import fetch_packages
+from smith.resolve.programs import (
+    DEFAULT_PATH_VALUE,
+    find_program,
+    search_path,
+    shown_candidates,
+)
 from smith.resolve.repo import RepoConfig
 from smith.resolve.rpm import add_rpm_to_tree
 from smith.resolve.solver import ResolvedPackage
 from smith.resolve.store import ContentStore
+from smith.result_json import Source, TreeSize, output_size, result_document
+from smith.rootfs import (
+    add_mount_points,
+    added_reason,
+    overlay_rootfs,
+    rootfs_of,
+)
 from smith.sbom.formats import SbomFormat
+from smith.settings import merged
 from smith.sources import plan_recipe, relative_to, repo_configs
-from smith.tree import FileTree, InlineBytes, Kind, copy_parents, path_sort_key
+from smith.tree import FileTree, InlineBytes, Kind, path_sort_key
 
 if TYPE_CHECKING:
     from smith.sbom.attach import Attacher
@@ -59,8 +70,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DEFAULT_OUTPUT = "image.tar.gz"  # the original smith's default
-DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 PACKAGE_FILES_ANNOTATION = "org.smith.package-files"
+IMAGE_SUFFIXES = (".tar", ".tar.gz", ".tgz")
 
 
 @dataclass(frozen=True)
@@ -75,10 +86,10 @@ class BuildOptions:
     keep_going: bool = False
     epoch: int | None = None
     registry: RegistryOptions | None = None  # for a parent named by a registry reference
-    arches: tuple[str, ...] = ()  # --arch: instead of the recipe's
     sbom: tuple[SbomFormat, ...] = ()  # SBOMs to attach as OCI referrers of the image
     provenance: bool = False  # and an in-toto SLSA provenance statement
     package_db: bool = False  # write the kept packages' rpm database into the image
+    arches: tuple[str, ...] = ()  # --arch: instead of the recipe's
 
 
 @dataclass(frozen=True)
@@ -89,27 +100,26 @@ class BuildResult:
     kept: tuple[str, ...]  # paths of the image, conventions included
     reasons: dict[str, str] = field(repr=False)
     owners: dict[str, str] = field(repr=False)
-    image_bytes: int = 0
+    program: str
+    platform: Platform
+    before: TreeSize  # the whole tree: packages and rootfs/, or the image
+    after: TreeSize
+    source_info: Source
 
-    def summary(self) -> dict[str, object]:
-        used = sorted({o for o in self.owners.values() if o})
-        return {
-            "output": self.output,
-            "manifest": self.image.manifest.digest,
-            "config": self.image.config.digest,
-            "layers": [
-                {
-                    "digest": layer.descriptor.digest,
-                    "diff_id": layer.diff_id,
-                    "size": layer.descriptor.size,
-                }
-                for layer in self.image.layers
-            ],
-            "size": self.image_bytes,
-            "files": len(self.kept),
-            "packages_resolved": len(self.packages),
-            "packages_kept": used,
-        }
+    @property
+    def image_bytes(self) -> int:
+        return output_size(self.output)
+
+    def why(self, path: str) -> str:
+        return self.reasons.get(path) or (
+            "named by the recipe" if self.owners.get(path) else "microcontainer conventions"
+        )
+
+    def explained(self) -> dict[str, str]:
+        return {path: self.why(path) for path in self.kept}
+
+    def summary(self, explain: bool = False) -> dict[str, object]:
+        return result_document(self, explain)
 
 
 def build_recipe(recipe_path: str, options: BuildOptions) -> BuildResult | IndexBuildResult:
@@ -134,8 +144,14 @@ def build(recipe_path: str, options: BuildOptions) -> BuildResult:
         parse_arch(arches[0])
     if arches[0] != recipe.arch:
         recipe = recipe.model_copy(update={"arch": arches[0], "arches": ()})
-    fetcher = Fetcher(options.cache_dir, offline=options.offline)
-    output = options.output or recipe.output or DEFAULT_OUTPUT
+    base = os.path.dirname(os.path.abspath(recipe_path))
+    # A bad output name or format fails before any download.
+    choose_format(output_of(options, recipe), merged("format", options.fmt, recipe))
+    image = image_package(recipe.package, base)
+    if image is not None:
+        return build_from_image(recipe, recipe_path, image, options)
+    fetcher = fetcher_for(options)
+    output = output_of(options, recipe)
     with contextlib.ExitStack() as stack:
         staged = stage_build(recipe, recipe_path, options, fetcher, stack)
         log.info("writing %d paths to %s", len(staged.image.tree), output)
@@ -143,16 +159,22 @@ def build(recipe_path: str, options: BuildOptions) -> BuildResult:
             staged.image.tree,
             staged.image.config,
             output,
-            fmt=options.fmt or recipe.format,
-            compression=parse_compression(options.compression or recipe.compression),
-            epoch=choose_epoch(options.epoch, recipe),
-            tag=options.tag or recipe.tag or "",
+            fmt=merged("format", options.fmt, recipe),
+            compression=parse_compression(merged("compression", options.compression, recipe)),
+            epoch=merged("source_date_epoch", options.epoch, recipe),
+            tag=merged("tag", options.tag, recipe) or "",
             parent=staged.image.parent,
             annotations=staged.image.annotations,
             cache_dir=str(fetcher.cache_dir),
             referrers=staged.referrers,
         )
-    return staged.result(output, result, output_size(output))
+    return staged.result(output, result)
+
+
+def fetcher_for(options: BuildOptions) -> Fetcher:
+    # --retries counts for repository downloads as for registries.
+    retries = {"retries": options.registry.retries} if options.registry else {}
+    return Fetcher(options.cache_dir, offline=options.offline, **retries)
 
 
 @dataclass(frozen=True)
@@ -163,9 +185,12 @@ class StagedBuild:
     packages: tuple[ResolvedPackage, ...]
     reasons: dict[str, str]
     owners: dict[str, str]
+    program: str
+    before: TreeSize
+    source_info: Source
     referrers: Attacher | None = None  # the SBOM and provenance to attach, if asked for
 
-    def result(self, output: str, image: ImageResult, size: int) -> BuildResult:
+    def result(self, output: str, image: ImageResult) -> BuildResult:
         return BuildResult(
             output=output,
             image=image,
@@ -173,7 +198,11 @@ class StagedBuild:
             kept=tuple(e.path for e in self.image.tree),
             reasons=self.reasons,
             owners=self.owners,
-            image_bytes=size,
+            program=self.program,
+            platform=self.image.config.platform,
+            before=self.before,
+            after=TreeSize.of(self.image.tree),
+            source_info=self.source_info,
         )
 
 
@@ -188,11 +217,21 @@ def stage_build(
     """Resolve, fetch and close over the recipe's packages for `recipe.arch`; a parent
     image is opened on `stack` (it must stay open until the image is written)."""
     base = os.path.dirname(os.path.abspath(recipe_path))
-    log.info("resolving the %s packages of %s", recipe.arch, recipe_path)
-    packages = plan_recipe(recipe, recipe_path, fetcher, locked=options.locked, lock_path=lock_path)
+    rootfs = rootfs_of(base)
+    packages: tuple[ResolvedPackage, ...] = ()
+    if recipe.package_requests or rootfs is None:
+        # A recipe with only a rootfs/ (a static binary) needs no package at all.
+        log.info("resolving the %s packages of %s", recipe.arch, recipe_path)
+        packages = plan_recipe(
+            recipe, recipe_path, fetcher, locked=options.locked, lock_path=lock_path
+        )
     log.info("fetching and extracting %d packages", len(packages))
     store = ContentStore(fetcher.cache_dir / "content")
     full = extract_packages(packages, fetcher, repo_configs(recipe, recipe_path), store)
+    if rootfs is not None:
+        # The closure runs over the tree the image holds: packages, then rootfs/ over them,
+        # so that a program shipped in rootfs/ finds its libraries in the packages.
+        overlay_rootfs(full, rootfs)
     user = runtime_user(recipe)
     # A user or group given by name needs NSS to be looked up, as in the original.
     nss = recipe.nss or user_is_named(recipe)
@@ -200,7 +239,7 @@ def stage_build(
         # The closure's NSS set follows the nsswitch.conf the image will have: smith's own.
         for path, data in nss_documents(user).items():
             full.add_file(path, InlineBytes(data), 0o644, origin="smith (nss)")
-    program = find_program(full, recipe)
+    program = recipe_program(full, recipe)
     paths = expand_paths(full, recipe.paths, what="paths")
     starts = [program, *(p for p in paths if is_regular_file(full, p))]
     log.info("walking the ELF closure of /%s and %d named paths", program, len(paths))
@@ -223,7 +262,11 @@ def stage_build(
         # An image whose entrypoint is gone cannot run: say which pattern did it.
         pattern = excludes.matching(program)
         raise RecipeError(f"excludes: {pattern!r} leaves out the program /{program}")
-    overlay_rootfs(kept, os.path.join(base, "rootfs"))
+    if rootfs is not None:
+        # All of rootfs/ is shipped, excludes or not; laid over what is kept as before the
+        # closure saw it, a directory the kept packages do not need is rootfs/'s own.
+        overlay_rootfs(kept, rootfs)
+    add_mount_points(kept, recipe.mounts)
     if options.package_db or recipe.package_db:
         from smith.sbom.package_db import add_rpm_database  # sqlite only when asked for
 
@@ -231,17 +274,6 @@ def stage_build(
     image_tree = apply_conventions(kept, Conventions(user=user, nss=nss))
     owners = {e.path: e.origin for e in image_tree}
     config = image_config(recipe, user.config_user)
-    parent = None
-    if recipe.parent:
-        ref = (
-            recipe.parent
-            if is_registry_reference(recipe.parent)
-            else relative_to(recipe.parent, base)
-        )
-        parent = stack.enter_context(
-            open_image(ref, platform=config.platform, registry=options.registry)
-        )
-    annotations = {PACKAGE_FILES_ANNOTATION: package_files_json(owners)}
     sbom = options.sbom or ((SbomFormat.SPDX,) if recipe.sbom else ())
     referrers = None
     if sbom or options.provenance or recipe.provenance:
@@ -255,16 +287,34 @@ def stage_build(
             repo_configs(recipe, recipe_path),
             recipe_path=recipe_path,
             locked=options.locked,
-            epoch=choose_epoch(options.epoch, recipe),
-            tag=options.tag or recipe.tag or "",
+            epoch=merged("source_date_epoch", options.epoch, recipe),
+            tag=merged("tag", options.tag, recipe) or "",
             sbom=sbom,
             provenance=options.provenance or recipe.provenance,
         )
+    parent = None
+    if recipe.parent:
+        ref = (
+            recipe.parent
+            if is_registry_reference(recipe.parent)
+            else relative_to(recipe.parent, base)
+        )
+        parent = stack.enter_context(
+            open_image(ref, platform=config.platform, registry=options.registry)
+        )
+    annotations = {PACKAGE_FILES_ANNOTATION: package_files_json(owners)}
     return StagedBuild(
         PlatformImage(image_tree, config, parent, annotations),
         packages,
         explain_all(image_tree, closure, program, paths),
         owners,
+        program,
+        TreeSize.of(full),
+        Source(
+            recipe_path,
+            packages_resolved=len(packages),
+            packages_kept=tuple(sorted({o for o in owners.values() if o})),
+        ),
         referrers,
     )
 
@@ -302,8 +352,12 @@ def build_platforms(
     if options.sbom or options.provenance or recipe.sbom or recipe.provenance:
         # Referrers attach to one image manifest; of an index, not done yet.
         raise UsageError("an SBOM or provenance attaches to one image: build one --arch")
-    fetcher = Fetcher(options.cache_dir, offline=options.offline)
-    output = options.output or recipe.output or DEFAULT_OUTPUT
+    base = os.path.dirname(os.path.abspath(recipe_path))
+    if image_package(recipe.package, base) is not None:
+        raise UsageError(f"{recipe_path}: an image `package:` is built for its own platform")
+    output = output_of(options, recipe)
+    choose_format(output, merged("format", options.fmt, recipe))
+    fetcher = fetcher_for(options)
     with contextlib.ExitStack() as stack:
         staged = [
             stage_build(
@@ -320,18 +374,17 @@ def build_platforms(
         written = write_index_image(
             [s.image for s in staged],
             output,
-            fmt=options.fmt or recipe.format,
-            compression=parse_compression(options.compression or recipe.compression),
-            epoch=choose_epoch(options.epoch, recipe),
-            tag=options.tag or recipe.tag or "",
+            fmt=merged("format", options.fmt, recipe),
+            compression=parse_compression(merged("compression", options.compression, recipe)),
+            epoch=merged("source_date_epoch", options.epoch, recipe),
+            tag=merged("tag", options.tag, recipe) or "",
             cache_dir=str(fetcher.cache_dir),
         )
-    size = output_size(output)
     results = tuple(
-        (arch, s.result(output, image, size))
+        (arch, s.result(output, image))
         for arch, s, image in zip(arches, staged, written.images, strict=True)
     )
-    return IndexBuildResult(output, written.index, results, size)
+    return IndexBuildResult(output, written.index, results, output_size(output))
 
 
 def platform_for(arch: str) -> Platform:
@@ -341,6 +394,58 @@ def platform_for(arch: str) -> Platform:
     except ValueError:
         return Platform(GO_ARCH.get(arch, arch), "linux")
     return Platform(info.oci_architecture, "linux", info.oci_variant)
+
+
+def build_from_image(
+    recipe: Recipe, recipe_path: str, image: str, options: BuildOptions
+) -> BuildResult:
+    """`package:` names an image (the original's OCI build type): its layers, with rootfs/
+    laid over them, are the tree the program and its closure are kept from, as by
+    `smith minimize --recipe`."""
+    from smith.minimize import MinimizeOptions, minimize_image
+    from smith.minimize_recipe import read_minimize_recipe
+
+    _named, settings = read_minimize_recipe(
+        recipe_path,
+        MinimizeOptions(
+            platform=Platform(GO_ARCH.get(recipe.arch, recipe.arch), "linux"),
+            fmt=merged("format", options.fmt, recipe),
+            registry=options.registry,
+        ),
+        compression=options.compression,
+        epoch=options.epoch,
+        tag=options.tag,
+    )
+    output = output_of(options, recipe)
+    log.info("shrinking the image %s", image)
+    result = minimize_image(image, output, settings)
+    return BuildResult(
+        output=output,
+        image=result.image,
+        packages=(),
+        kept=tuple(result.kept),
+        reasons=dict(result.kept),
+        owners={path: "image" for path in result.kept},
+        program=result.program,
+        platform=result.platform,
+        before=result.before,
+        after=result.after,
+        source_info=result.source_info,
+    )
+
+
+def image_package(package: str | None, base: str) -> str | None:
+    """The image `package:` names, if it names one rather than an RPM: a registry reference
+    (`docker://`, the original's `https://registry-1.docker.io/library/fedora`), or a path
+    (with a `/` or an archive's suffix) to an OCI layout, oci-archive or docker-archive,
+    relative to the recipe. RPM names hold neither."""
+    if not package or is_local_rpm(package):
+        return None
+    if is_registry_reference(package):
+        return package
+    if "/" in package or package.endswith(IMAGE_SUFFIXES):
+        return relative_to(package, base)
+    return None
 
 
 # -- packages --------------------------------------------------------------------------------
@@ -366,7 +471,7 @@ def extract_packages(
 def environment(recipe: Recipe) -> list[str]:
     env = list(recipe.env)
     if not any(e.startswith("PATH=") for e in env):
-        env.insert(0, f"PATH={DEFAULT_PATH}")
+        env.insert(0, f"PATH={DEFAULT_PATH_VALUE}")
     if recipe.library_path:
         extra = ":".join(recipe.library_path)
         env = [f"{e}:{extra}" if e.startswith("LD_LIBRARY_PATH=") else e for e in env]
@@ -375,24 +480,22 @@ def environment(recipe: Recipe) -> list[str]:
     return env
 
 
-def find_program(tree: FileTree, recipe: Recipe) -> str:
+def recipe_program(tree: FileTree, recipe: Recipe) -> str:
     """The program the image runs: the entrypoint's first word, else the cmd's, through
-    the recipe's PATH, inside the packages' tree."""
+    the recipe's PATH, inside the tree of the packages and rootfs/."""
     argv = recipe.entrypoint or recipe.cmd
     if not argv:
         raise RecipeError("the recipe names no program: set `entrypoint` or `cmd`")
-    name = argv[0]
-    if "/" in name:
-        candidates = [posixpath.join(recipe.dir or "/", name)]
-    else:
-        path = next((e[5:] for e in environment(recipe) if e.startswith("PATH=")), DEFAULT_PATH)
-        candidates = [posixpath.join(d or ".", name) for d in path.split(":")]
-    for candidate in candidates:
-        entry = tree.lookup(candidate)
-        if entry is not None and entry.kind is Kind.FILE:
-            return normalize_path(candidate)
-    where = ", ".join(candidates) if len(candidates) <= 8 else f"{len(candidates)} PATH directories"
-    raise SmithError(f"the program {name!r} is in none of the packages (looked at {where})")
+    name, path, workdir = argv[0], search_path(environment(recipe)), recipe.dir or "/"
+    # A regular file, executable or not: smith built such images before minimize's stricter
+    # (the runtime's) rule was shared, and recipes rely on it.
+    found = find_program(name, path, workdir, lambda candidate: is_regular_file(tree, candidate))
+    if found is None:
+        where = shown_candidates(name, path, workdir)
+        raise SmithError(
+            f"the program {name!r} is in none of the packages or rootfs/ (looked at {where})"
+        )
+    return found
 
 
 def expand_paths(tree: FileTree, patterns: Iterable[str], *, what: str) -> dict[str, str]:
@@ -457,8 +560,8 @@ def explain_all(
             reasons[entry.path] = f"named by paths: {paths[entry.path]}"
         elif entry.origin.startswith("rootfs"):
             reasons[entry.path] = "from rootfs/ beside the recipe"
-        elif entry.origin == CONVENTIONS_ORIGIN:
-            reasons[entry.path] = "microcontainer conventions"
+        elif added := added_reason(entry):
+            reasons[entry.path] = added
         elif entry.kind is Kind.DIR:
             reasons[entry.path] = "parent directory of kept files"
         else:
@@ -473,42 +576,7 @@ def select_kept(
     every parent directory as the packages had it."""
     wanted = set(closure.kept) | set(paths)
     excluded = {p for p in wanted if excludes.matching(p)}
-    kept = FileTree()
-    for path in sorted(wanted - excluded, key=path_sort_key):
-        entry = full.get(path)
-        if entry is None:
-            continue
-        if entry.kind is Kind.HARDLINK and entry.target not in wanted:
-            source = full.get(entry.target)
-            assert source is not None
-            entry = replace(source, path=path)  # the other name is not kept: a plain copy
-        kept.add(entry)
-        copy_parents(kept, full, path)
-    return kept
-
-
-def overlay_rootfs(tree: FileTree, rootfs: str) -> None:
-    """Lay a `rootfs/` directory beside the recipe over the tree, as the original did:
-    symlinks kept as they are, `.gitignore` files left out, nothing that climbs out."""
-    if os.path.islink(rootfs):
-        # Read through, a link to /etc or $HOME would put the host's files into the image.
-        raise UnsafePathError(f"{rootfs!r} is a symbolic link: a rootfs/ must be a directory")
-    if not os.path.isdir(rootfs):
-        return
-    for entry in FileTree.from_directory(rootfs, origin="rootfs/"):
-        if posixpath.basename(entry.path) == ".gitignore":
-            continue
-        if entry.kind is Kind.SYMLINK and climbs_out(entry.path.count("/"), entry.target):
-            raise UnsafePathError(
-                f"rootfs/{entry.path} is a symlink to {entry.target!r}, outside the image root"
-            )
-        existing = tree.get(entry.path)
-        if entry.kind is Kind.DIR and existing is not None and existing.kind is Kind.DIR:
-            continue
-        tree.remove(
-            entry.path
-        ) if existing is not None and existing.kind is not entry.kind else None
-        tree.add(entry)
+    return full.subtree(sorted(wanted - excluded, key=path_sort_key))
 
 
 # -- image -------------------------------------------------------------------------------------
@@ -545,17 +613,8 @@ def image_config(recipe: Recipe, user: str) -> ImageConfig:
     )
 
 
-def choose_epoch(explicit: int | None, recipe: Recipe) -> int:
-    if explicit is not None:
-        return explicit
-    if recipe.source_date_epoch is not None:
-        return recipe.source_date_epoch
-    value = os.environ.get("SOURCE_DATE_EPOCH", "")
-    if not value:
-        return 0
-    if not value.isdigit():
-        raise SmithError(f"SOURCE_DATE_EPOCH must be a whole number of seconds, not {value!r}")
-    return int(value)
+def output_of(options: BuildOptions, recipe: Recipe) -> str:
+    return str(merged("output", options.output, recipe, DEFAULT_OUTPUT))
 
 
 def package_files_json(owners: dict[str, str]) -> str:
@@ -574,9 +633,3 @@ def printable_path(path: str) -> str:
     """`path` as UTF-8 text: a byte that is not UTF-8 (a surrogate here) is shown as \\xNN,
     as JSON and terminals cannot carry it."""
     return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-
-
-def output_size(output: str) -> int:
-    if os.path.isdir(output):
-        return sum(f.stat().st_size for f in Path(output).rglob("*") if f.is_file())
-    return os.path.getsize(output)

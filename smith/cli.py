@@ -6,6 +6,7 @@ Commands live in their own modules (smith/main_<command>.py) and register themse
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 from typing import NoReturn
@@ -13,6 +14,7 @@ from typing import NoReturn
 import click
 
 from smith import __version__
+from smith.errors import UsageError
 from smith.reporting import exit_reporting, handle_stop_signals, shorten
 
 
@@ -89,18 +91,81 @@ def summary_command(name: str) -> click.Command | None:
     return None
 
 
-@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(
+    cls=LazyGroup,
+    invoke_without_command=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
 @click.version_option(__version__, prog_name="smith")
 @click.option("--debug", is_flag=True, help="Show tracebacks and debug logging.")
 @click.option("-v", "--verbose", is_flag=True, help="Say what is being done.")
+@click.option(
+    "-i",
+    "--image",
+    metavar="OUTPUT",
+    help="Oracle smith's form: bare `smith -i OUTPUT` is `smith build -o OUTPUT`.",
+)
+@click.option("-f", "--fast", is_flag=True, help="Oracle smith's form (see smith build -f).")
+@click.option("-b", "--buildnumber", metavar="N", help="Oracle smith's form (see smith build -b).")
 @click.pass_context
-def cli(ctx: click.Context, debug: bool, verbose: bool) -> None:
-    """Build and shrink container images to the bare minimum, bit for bit reproducibly."""
+def cli(
+    ctx: click.Context,
+    debug: bool,
+    verbose: bool,
+    image: str | None,
+    fast: bool,
+    buildnumber: str | None,
+) -> None:
+    """Build and shrink container images to the bare minimum, bit for bit reproducibly.
+
+    Bare `smith` (Oracle smith's command line) builds ./smith.yaml, as `smith build`."""
     import logging  # here, not at the top: --help and --version do not log
 
     ctx.obj = {"debug": debug}
     level = logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING
     logging.basicConfig(level=level, format="smith: %(message)s", stream=sys.stderr)
+    if ctx.invoked_subcommand is None:
+        from smith.main_build import build_command
+        from smith.recipe import DEFAULT_RECIPE
+
+        if not os.path.exists(DEFAULT_RECIPE):
+            raise UsageError(
+                f"no {DEFAULT_RECIPE} here: bare `smith` builds ./{DEFAULT_RECIPE} "
+                "(smith --help lists the commands)"
+            )
+        ctx.invoke(build_command, output=image, fast=fast, buildnumber=buildnumber)
+    elif image or fast or buildnumber:
+        raise UsageError(
+            f"-i, -f and -b before a command are the bare `smith` form; "
+            f"give them after it: smith {ctx.invoked_subcommand} -o OUTPUT"
+        )
+
+
+# Flags the original took after its command too (`smith build -v`): smith's group reads
+# them before the command, so they are moved there.
+GROUP_FLAGS = ("-v", "--verbose", "--debug")
+GROUP_VALUE_OPTIONS = ("-i", "--image", "-b", "--buildnumber")
+
+
+def hoist_group_flags(args: list[str]) -> list[str]:
+    """`smith CMD ... -v` as `smith -v CMD ...`: only before a `--`, and only after the
+    command name (the first word that is no option)."""
+    command, i = None, 0
+    while i < len(args) and command is None:
+        if args[i] == "--":
+            return args
+        if args[i] in GROUP_VALUE_OPTIONS:
+            i += 2
+        elif args[i].startswith("-"):
+            i += 1
+        else:
+            command = i
+    if command is None:
+        return args
+    end = args.index("--") if "--" in args else len(args)
+    moved = [a for a in args[command + 1 : end] if a in GROUP_FLAGS]
+    rest = [a for a in args[command + 1 : end] if a not in GROUP_FLAGS]
+    return [*args[:command], *moved, args[command], *rest, *args[end:]]
 
 
 def run_cli(group: click.Group, prog: str, argv: list[str] | None = None) -> NoReturn:
@@ -131,7 +196,7 @@ def main(argv: list[str] | None = None) -> NoReturn:
     # smith's commands only: crashcart (also run through run_cli) forwards SIGTERM to the
     # session it runs, with handlers of its own.
     handle_stop_signals()
-    run_cli(cli, "smith", argv)
+    run_cli(cli, "smith", hoist_group_flags(sys.argv[1:] if argv is None else argv))
 
 
 command: Callable[..., Callable[..., click.Command]] = cli.command

@@ -9,12 +9,17 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from smith import progress
 from smith.build import BuildOptions, IndexBuildResult, build_recipe
 from smith.cli import cli
+from smith.errors import UsageError
 from smith.oci.reference import Reference, parse_reference
 from smith.recipe import find_recipe
 from smith.registry_flags import registry_flags, registry_options
 from smith.sbom.options import sbom_flags, sbom_formats
+from smith.settings import setting_options
+
+log = logging.getLogger("smith")
 
 if TYPE_CHECKING:
     from smith.oci.registry_options import RegistryOptions
@@ -22,24 +27,10 @@ if TYPE_CHECKING:
 
 @cli.command("build")
 @click.argument("recipe", required=False)
-@click.option(
-    "-o",
-    "-i",
-    "--output",
-    help="Output: a directory (OCI layout), .tar or .tar.gz "
-    "(oci-archive). Default: the recipe's `output`, else image.tar.gz.",
-)
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["oci", "oci-archive", "docker-archive"]),
-    help="Output format (default: from the output's name).",
-)
-@click.option("--tag", help="Image name/tag recorded in the output (e.g. app:1.0).")
-@click.option(
-    "--compression",
-    type=click.Choice(["gzip", "zstd", "none"]),
-    help="Layer compression (default: the recipe's, else gzip).",
+@setting_options(
+    "build",
+    aliases={"output": ("-i",)},
+    notes={"output": " Default: the recipe's `output`, else image.tar.gz."},
 )
 @click.option(
     "--arch",
@@ -61,6 +52,20 @@ if TYPE_CHECKING:
     help="Also push the image to this registry reference (the registry flags apply, as to a "
     "registry parent).",
 )
+@click.option(
+    "-f",
+    "--fast",
+    is_flag=True,
+    help="Oracle smith's fast rebuild: every build reuses smith.lock and the download "
+    "cache, so this changes nothing.",
+)
+@click.option(
+    "-b",
+    "--buildnumber",
+    metavar="N",
+    help="Oracle smith's build number: refused (it would make each build differ); "
+    "put it in --tag instead.",
+)
 @sbom_flags
 @click.option(
     "--provenance",
@@ -77,6 +82,8 @@ if TYPE_CHECKING:
 @registry_flags
 def build_command(
     recipe: str | None,
+    fast: bool,
+    buildnumber: str | None,
     output: str | None,
     fmt: str | None,
     tag: str | None,
@@ -95,6 +102,17 @@ def build_command(
     **flags: Any,
 ) -> None:
     """Build the image a RECIPE (smith.yaml) describes."""
+    if buildnumber is not None:
+        raise UsageError(
+            f"-b/--buildnumber {buildnumber}: a build number would make every build's image "
+            f"differ, and smith's builds are reproducible; name the build in the tag "
+            f"instead: --tag NAME:VERSION-{buildnumber}"
+        )
+    if fast:
+        log.warning(
+            "-f/--fast: every build reuses smith.lock and the download cache already; "
+            "nothing more to skip (--locked refuses to resolve beyond smith.lock)"
+        )
     sbom = sbom_formats(flags)
     registry = registry_options(flags)
     target = parse_reference(push) if push else None  # bad input fails before the build
@@ -103,24 +121,26 @@ def build_command(
         logging.getLogger("smith").setLevel(
             min(logging.getLogger("smith").level or 99, logging.INFO)
         )
-    result = build_recipe(
-        find_recipe(recipe),
-        BuildOptions(
-            output=output,
-            fmt=fmt,
-            tag=tag,
-            compression=compression,
-            locked=locked,
-            offline=offline,
-            cache_dir=cache_dir,
-            keep_going=keep_going,
-            registry=registry,
-            arches=arches,
-            sbom=sbom,
-            provenance=provenance,
-            package_db=package_db,
-        ),
-    )
+    # A registry parent or `package:` image is downloaded and unpacked with a bar.
+    with progress.showing("reading the image", quiet=quiet):
+        result = build_recipe(
+            find_recipe(recipe),
+            BuildOptions(
+                output=output,
+                fmt=fmt,
+                tag=tag,
+                compression=compression,
+                locked=locked,
+                offline=offline,
+                cache_dir=cache_dir,
+                keep_going=keep_going,
+                registry=registry,
+                sbom=sbom,
+                provenance=provenance,
+                package_db=package_db,
+                arches=arches,
+            ),
+        )
     if isinstance(result, IndexBuildResult):
         report_index(result, target, registry, explain=explain, as_json=as_json, quiet=quiet)
         return
@@ -129,20 +149,18 @@ def build_command(
         from smith.oci.push import push_image  # the registry client: only to push
         from smith.oci.push_referrers import push_referrers
 
-        pushed = push_image(result.output, target, options=registry)
-        push_referrers(result.output, target, pushed.digest, registry)  # SBOM etc. beside it
-    if explain:
+        with progress.showing("uploading", quiet=quiet):
+            pushed = push_image(result.output, target, options=registry)
+            push_referrers(result.output, target, pushed.digest, registry)  # SBOM etc. beside it
+    if explain and not as_json:
         for path in result.kept:
-            why = result.reasons.get(path) or (
-                "named by the recipe" if result.owners.get(path) else "microcontainer conventions"
-            )
             owner = result.owners.get(path) or "smith"
-            click.echo(f"/{path}\t[{owner}]\t{why}")
+            click.echo(f"/{path}\t[{owner}]\t{result.why(path)}")
     pushed_ref = (
         f"{target.registry}/{target.repository}@{pushed.digest}" if target and pushed else ""
     )
     if as_json:
-        summary = result.summary()
+        summary = result.summary(explain)
         if pushed_ref:
             summary["pushed"] = pushed_ref
         click.echo(json.dumps(summary, indent=2, sort_keys=True))
@@ -171,18 +189,14 @@ def report_index(
     if target:
         from smith.oci.push import push_index  # the registry client: only to push
 
-        pushed = push_index(result.output, target, options=registry)
+        with progress.showing("uploading", quiet=quiet):
+            pushed = push_index(result.output, target, options=registry)
         pushed_ref = f"{target.registry}/{target.repository}@{pushed.digest}"
-    if explain:
+    if explain and not as_json:
         for arch, platform in result.platforms:
             for path in platform.kept:
-                why = platform.reasons.get(path) or (
-                    "named by the recipe"
-                    if platform.owners.get(path)
-                    else "microcontainer conventions"
-                )
                 owner = platform.owners.get(path) or "smith"
-                click.echo(f"{arch}\t/{path}\t[{owner}]\t{why}")
+                click.echo(f"{arch}\t/{path}\t[{owner}]\t{platform.why(path)}")
     if as_json:
         summary = result.summary()
         if pushed_ref:

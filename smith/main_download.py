@@ -6,6 +6,7 @@ from typing import Any
 
 import click
 
+from smith import progress
 from smith.cli import cli
 from smith.oci.image import parse_platform
 from smith.oci.pull import pull_image
@@ -39,6 +40,7 @@ from smith.registry_flags import jobs_option, registry_flags, registry_options
 @click.option(
     "--platform", metavar="OS/ARCH[/VARIANT]", help="Which image of a multi-platform index."
 )
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar (none without a terminal).")
 @jobs_option
 @registry_flags
 def download(
@@ -47,17 +49,19 @@ def download(
     fmt: str | None,
     tag: str,
     platform: str | None,
+    quiet: bool,
     jobs: int,
     **flags: Any,
 ) -> None:
     """Pull REF to OUT; print the image's manifest digest."""
     options = registry_options(flags, jobs=jobs)
-    result = pull_image(
-        parse_reference(remote),
-        output,
-        options=options,
-        platform=parse_platform(platform) if platform else None,
-        fmt=fmt,
-        tag=tag,
-    )
+    with progress.showing("downloading", quiet=quiet):
+        result = pull_image(
+            parse_reference(remote),
+            output,
+            options=options,
+            platform=parse_platform(platform) if platform else None,
+            fmt=fmt,
+            tag=tag,
+        )
     click.echo(result.digest)

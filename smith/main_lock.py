@@ -15,6 +15,7 @@ import click
 from smith.cli import cli
 from smith.errors import UsageError
 from smith.recipe import find_recipe, load_recipe
+from smith.registry_flags import retries_option
 from smith.resolve.fetch import Fetcher
 from smith.resolve.lock import lock_path_for, write_lock
 from smith.sources import lock_recipe
@@ -40,15 +41,17 @@ from smith.sources import lock_recipe
     help="With --update: build the old and the new lock and say which layers change and how "
     "many bytes a push sends.",
 )
+@retries_option
 def lock_command(
     args: tuple[str, ...],
     offline: bool,
     cache_dir: Path | None,
     update: bool,
     preview: bool,
+    retries: int,
 ) -> None:
     """Resolve RECIPE's packages (default ./smith.yaml) and write smith.lock next to it."""
-    fetcher = Fetcher(cache_dir, offline=offline)
+    fetcher = Fetcher(cache_dir, offline=offline, retries=retries)
     recipe, packages = split_arguments(args)
     if update:
         if load_recipe(recipe).arches:

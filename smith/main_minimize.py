@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import click
 
+from smith import progress
 from smith.cli import cli
 from smith.errors import UsageError
 from smith.minimize import MinimizeOptions, MinimizeResult, minimize_image, minimize_platforms
@@ -18,23 +18,15 @@ from smith.oci.compress import parse_compression
 from smith.oci.index import chosen_platforms
 from smith.registry_flags import registry_flags, registry_options
 from smith.sbom.options import sbom_flags, sbom_formats
+from smith.settings import merged, setting_options
 
 if TYPE_CHECKING:
     from smith.oci.output import IndexResult
 
 
-def epoch_default() -> int:
-    value = os.environ.get("SOURCE_DATE_EPOCH", "0")
-    if not value.isdigit():
-        raise UsageError(f"SOURCE_DATE_EPOCH must be a whole number of seconds, not {value!r}")
-    return int(value)
-
-
 @cli.command()
 @click.argument("image", required=False)
-@click.option("-o", "--output", required=True, help="OCI layout directory, .tar or .tar.gz.")
-@click.option("--format", "fmt", help="oci, oci-archive or docker-archive.")
-@click.option("--tag", default="", help="Name of the image in the output.")
+@setting_options("minimize", required=("output",))
 @click.option(
     "--platform",
     "platforms",
@@ -51,9 +43,9 @@ def epoch_default() -> int:
 @click.option("--keep-ownership", is_flag=True, help="Keep files' original uid/gid.")
 @click.option("--keep-modes", is_flag=True, help="Keep files' original permission bits.")
 @click.option("--entrypoint", help="Replace the Entrypoint (a JSON list or one program).")
-@click.option("--compression", default="gzip", help="gzip, zstd or none.")
 @click.option("--explain", is_flag=True, help="Print every kept file and why it is kept.")
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary.")
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
 @sbom_flags
 @click.option(
     "--package-db",
@@ -66,7 +58,7 @@ def minimize(
     image: str | None,
     output: str,
     fmt: str | None,
-    tag: str,
+    tag: str | None,
     platforms: tuple[str, ...],
     recipe: str | None,
     paths: tuple[str, ...],
@@ -77,9 +69,10 @@ def minimize(
     keep_ownership: bool,
     keep_modes: bool,
     entrypoint: str | None,
-    compression: str,
+    compression: str | None,
     explain: bool,
     as_json: bool,
+    quiet: bool,
     package_db: bool,
     **flags: Any,
 ) -> None:
@@ -95,16 +88,16 @@ def minimize(
         keep_modes=keep_modes,
         entrypoint=parse_entrypoint(entrypoint) if entrypoint else None,
         platform=None,  # chosen_platforms(), once the image is known
-        compression=parse_compression(compression),
-        epoch=epoch_default(),
+        compression=parse_compression(merged("compression", compression)),
+        epoch=merged("source_date_epoch", None),
         fmt=fmt,
-        tag=tag,
+        tag=tag or "",
         registry=registry_options(flags),
         sbom=sbom_formats(flags),
         package_db=package_db,
     )
     if recipe:
-        named, options = read_minimize_recipe(recipe, options)
+        named, options = read_minimize_recipe(recipe, options, compression=compression, tag=tag)
         if image and named and image != named:
             raise UsageError(f"the recipe names the image {named!r}, the command line {image!r}")
         image = image or named
@@ -112,44 +105,27 @@ def minimize(
         raise UsageError("name the image to minimize (or a --recipe whose package: names it)")
     chosen = chosen_platforms(image, platforms, "minimize")
     if len(chosen) > 1:
-        report_platforms(*minimize_platforms(image, output, options, chosen), output, as_json)
+        with progress.showing("minimizing", quiet=quiet or as_json):
+            written = minimize_platforms(image, output, options, chosen)
+        report_platforms(*written, output, as_json)
         return
     if chosen:
         options = replace(options, platform=chosen[0])
-    result = minimize_image(image, output, options)
+    with progress.showing("minimizing", quiet=quiet or as_json):
+        result = minimize_image(image, output, options)
     if as_json:
-        sys.stdout.write(json.dumps(summary(result, output, explain), indent=2) + "\n")
+        doc = result.summary(explain)
+        sys.stdout.write(json.dumps(doc, indent=2, sort_keys=True) + "\n")
     elif explain:
         for path, why in result.kept.items():
             sys.stdout.write(f"/{path}: {why}\n")
-    else:
+    elif not quiet:
         click.echo(
             f"{output}: {result.after.files} files, {result.after.bytes} bytes "
             f"(from {result.before.files} files, {result.before.bytes} bytes); "
             f"manifest {result.image.manifest.digest}",
             err=True,
         )
-
-
-def report_platforms(
-    index: IndexResult, results: tuple[MinimizeResult, ...], output: str, as_json: bool
-) -> None:
-    if as_json:
-        doc = {
-            "output": output,
-            "index": index.index.digest,
-            "platforms": {str(r.platform): summary(r, output, False) for r in results},
-        }
-        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
-        return
-    for r in results:
-        click.echo(
-            f"{output}: {r.platform}: {r.after.files} files, {r.after.bytes} bytes "
-            f"(from {r.before.files} files, {r.before.bytes} bytes); "
-            f"manifest {r.image.manifest.digest}",
-            err=True,
-        )
-    click.echo(f"{output}: index {index.index.digest}", err=True)
 
 
 def parse_entrypoint(value: str) -> tuple[str, ...]:
@@ -164,35 +140,22 @@ def parse_entrypoint(value: str) -> tuple[str, ...]:
     return (value,)
 
 
-def summary(result: MinimizeResult, output: str, explain: bool) -> dict[str, Any]:
-    doc: dict[str, Any] = {
-        "source": result.source,
-        "source_manifest": result.source_manifest,
-        "platform": str(result.platform),
-        "program": "/" + result.program,
-        "output": output,
-        "manifest": result.image.manifest.digest,
-        "config": result.image.config.digest,
-        "layers": [
-            {
-                "digest": layer.descriptor.digest,
-                "diff_id": layer.diff_id,
-                "size": layer.descriptor.size,
-            }
-            for layer in result.image.layers
-        ],
-        "before": {
-            "files": result.before.files,
-            "bytes": result.before.bytes,
-            "compressed_bytes": result.before_compressed,
-            "layers": result.unpack.layers,
-        },
-        "after": {
-            "files": result.after.files,
-            "bytes": result.after.bytes,
-            "compressed_bytes": result.after_compressed,
-        },
-    }
-    if explain:
-        doc["kept"] = {"/" + path: why for path, why in result.kept.items()}
-    return doc
+def report_platforms(
+    index: IndexResult, results: tuple[MinimizeResult, ...], output: str, as_json: bool
+) -> None:
+    if as_json:
+        doc = {
+            "output": output,
+            "index": index.index.digest,
+            "platforms": {str(r.platform): r.summary(False) for r in results},
+        }
+        sys.stdout.write(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+        return
+    for r in results:
+        click.echo(
+            f"{output}: {r.platform}: {r.after.files} files, {r.after.bytes} bytes "
+            f"(from {r.before.files} files, {r.before.bytes} bytes); "
+            f"manifest {r.image.manifest.digest}",
+            err=True,
+        )
+    click.echo(f"{output}: index {index.index.digest}", err=True)

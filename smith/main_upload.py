@@ -6,6 +6,7 @@ from typing import Any
 
 import click
 
+from smith import progress
 from smith.cli import cli
 from smith.errors import UsageError
 from smith.oci.image import parse_platform
@@ -56,6 +57,7 @@ from smith.registry_flags import jobs_option, registry_flags, registry_options
     show_default=True,
     help="Blobs larger than this many bytes are uploaded in chunks.",
 )
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar (none without a terminal).")
 @click.option(
     "--sign-key",
     metavar="KEY",
@@ -77,6 +79,7 @@ def upload(
     platform: str | None,
     mount_from: tuple[str, ...],
     chunk_size: int,
+    quiet: bool,
     jobs: int,
     sign_key: str | None,
     passphrase_file: str | None,
@@ -94,19 +97,21 @@ def upload(
     if all_platforms and (platform or docker_media):
         raise UsageError("--all pushes the index as it is: it takes no --platform or -d")
     if all_platforms:
-        result = push_index(image, target, options=options, mount_from=mount_from)
+        with progress.showing("uploading", quiet=quiet):
+            result = push_index(image, target, options=options, mount_from=mount_from)
         if signer is not None:  # the index, as cosign signs a multi-platform image
             sign_pushed(target, signer, options, result.digest)
         click.echo(f"{target.registry}/{target.repository}@{result.digest}")
         return
-    result = push_image(
-        image,
-        target,
-        options=options,
-        platform=parse_platform(platform) if platform else None,
-        docker_media=docker_media,
-        mount_from=mount_from,
-    )
+    with progress.showing("uploading", quiet=quiet):
+        result = push_image(
+            image,
+            target,
+            options=options,
+            platform=parse_platform(platform) if platform else None,
+            docker_media=docker_media,
+            mount_from=mount_from,
+        )
     name = f"{target.registry}/{target.repository}"
     for attached in push_referrers(image, target, result.digest, options):
         click.echo(

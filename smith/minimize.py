@@ -18,9 +18,8 @@ import logging
 import posixpath
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from smith.conventions import ORIGIN as CONVENTIONS_ORIGIN
 from smith.conventions import (
     ROOT,
     Conventions,
@@ -35,18 +34,20 @@ from smith.globs import Excludes
 from smith.leftovers import temp_dir
 from smith.oci.compress import Compression
 from smith.oci.image import Descriptor, ImageConfig, Platform
-from smith.oci.layout import LoadedImage, open_image
+from smith.oci.layout import LoadedImage, choose_format, open_image
 from smith.oci.output import IndexResult, PlatformImage, write_image, write_index_image
 from smith.oci.registry_options import RegistryOptions
 from smith.oci.unpack import UnpackStats, apply_layers
 from smith.oci.writer import ImageResult
-from smith.paths import normalize_path, parent_paths
-from smith.resolve.closure import DEFAULT_PATH
+from smith.paths import normalize_path
 from smith.resolve.dependencies import Extras, LoaderEnv, compute_closure
 from smith.resolve.loader import glob_root
+from smith.resolve.programs import find_program, is_executable, search_path
 from smith.resolve.roots import PathWalker, TreeRoot
+from smith.result_json import Source, TreeSize, result_document
+from smith.rootfs import add_mount_points, added_reason, overlay_rootfs, rootfs_paths
 from smith.sbom.formats import SbomFormat
-from smith.tree import Entry, FileTree, Kind
+from smith.tree import FileTree, Kind
 
 if TYPE_CHECKING:
     from smith.sbom.attach import Attacher
@@ -76,24 +77,16 @@ class MinimizeOptions:
     fmt: str | None = None
     tag: str = ""
     registry: RegistryOptions | None = None  # when the image is a registry reference
+    rootfs: str | None = None  # a recipe's rootfs/, laid over the image's layers
+    mounts: tuple[str, ...] = ()  # directories to create (a recipe's `mounts`)
     sbom: tuple[SbomFormat, ...] = ()  # SBOMs to attach as OCI referrers of the output
     package_db: bool = False  # keep the input's package database, for the kept packages
 
 
 @dataclass(frozen=True)
-class TreeSize:
-    files: int
-    bytes: int
-
-    @classmethod
-    def of(cls, tree: FileTree) -> TreeSize:
-        files = [e for e in tree if e.kind is Kind.FILE]
-        return cls(len(files), sum(e.size for e in files))
-
-
-@dataclass(frozen=True)
 class MinimizeResult:
     source: str
+    output: str
     source_manifest: str
     platform: Platform
     program: str
@@ -108,12 +101,28 @@ class MinimizeResult:
     def after_compressed(self) -> int:
         return sum(layer.descriptor.size for layer in self.image.layers)
 
+    @property
+    def source_info(self) -> Source:
+        return Source(
+            self.source,
+            manifest=self.source_manifest,
+            compressed_bytes=self.before_compressed,
+            layers=self.unpack.layers,
+        )
+
+    def explained(self) -> Mapping[str, str]:
+        return self.kept
+
+    def summary(self, explain: bool = False) -> dict[str, Any]:
+        return result_document(self, explain)
+
 
 def minimize_image(source: str, output: str, options: MinimizeOptions) -> MinimizeResult:
     """Read `source`, keep what its program needs, write the microcontainer to `output`."""
     check_patterns(options)
+    choose_format(output, options.fmt)  # a bad output name fails before the image is read
     with contextlib.ExitStack() as stack:
-        staged = stage_minimize(source, options, stack)
+        staged = stage_minimize(source, output, options, stack)
         result = write_image(
             staged.image.tree,
             staged.image.config,
@@ -133,12 +142,15 @@ def minimize_platforms(
     """Each platform of a multi-platform `source` minimized as minimize_image would alone,
     written as one image index of them (in the order given) to `output`."""
     check_patterns(options)
+    choose_format(output, options.fmt)
     if not platforms:
         raise UsageError(f"{source}: no platform to minimize")
     if options.sbom:
         raise UsageError("--sbom attaches to one image: minimize one --platform at a time")
     with contextlib.ExitStack() as stack:
-        staged = [stage_minimize(source, replace(options, platform=p), stack) for p in platforms]
+        staged = [
+            stage_minimize(source, output, replace(options, platform=p), stack) for p in platforms
+        ]
         written = write_index_image(
             [s.image for s in staged],
             output,
@@ -169,7 +181,7 @@ NOT_WRITTEN = ImageResult(Descriptor("", "", 0), Descriptor("", "", 0), ())
 
 
 def stage_minimize(
-    source: str, options: MinimizeOptions, stack: contextlib.ExitStack
+    source: str, output: str, options: MinimizeOptions, stack: contextlib.ExitStack
 ) -> StagedMinimize:
     """The minimized tree and config of `options.platform`'s image of `source`; the image
     and the store its files are read from stay open on `stack` until it is written."""
@@ -178,11 +190,16 @@ def stage_minimize(
     )
     store = stack.enter_context(temp_dir("smith-minimize-"))
     tree, stats = apply_layers(image, store)
+    if options.rootfs is not None:
+        overlay_rootfs(tree, options.rootfs)
     config = image_config(image, options)
     check_platform(image.source, config.platform, options.platform)
     program, argv = program_of(tree, config)
     kept = keep_paths(tree, config, program, argv, options)
-    small = kept_tree(tree, kept)
+    for path in sorted(rootfs_paths(tree)):
+        kept.setdefault(path, "from rootfs/ beside the recipe")
+    small = tree.subtree(kept)
+    add_mount_points(small, options.mounts)
     if options.package_db:
         from smith.sbom.package_db import add_image_package_db
 
@@ -199,12 +216,12 @@ def stage_minimize(
     # directories and may replace the NSS files, and they add what they add.
     explained: dict[str, str] = {}
     for entry in final:
-        if entry.origin == CONVENTIONS_ORIGIN:
-            explained[entry.path] = entry.origin
-        else:
-            explained[entry.path] = kept.get(entry.path, "parent directory of a kept path")
+        explained[entry.path] = added_reason(entry) or kept.get(
+            entry.path, "parent directory of a kept path"
+        )
     result = MinimizeResult(
         source=source,
+        output=output,
         source_manifest=image.manifest_descriptor.digest,
         platform=config.platform,
         program=program,
@@ -260,15 +277,6 @@ def check_platform(source: str, have: Platform, want: Platform | None) -> None:
         raise ImageFormatError(f"{source}: no image for platform {want} (it is {have})")
 
 
-def env_value(env: Sequence[str], key: str) -> str | None:
-    value = None
-    for item in env:
-        name, sep, rest = item.partition("=")
-        if sep and name == key:
-            value = rest
-    return value
-
-
 def program_of(tree: FileTree, config: ImageConfig) -> tuple[str, tuple[str, ...]]:
     """The file the runtime executes for Entrypoint + Cmd: argv[0] searched through the
     image's PATH (the runtime's rule) when it has no slash, from WorkingDir when relative."""
@@ -278,25 +286,13 @@ def program_of(tree: FileTree, config: ImageConfig) -> tuple[str, tuple[str, ...
             "the image has no Entrypoint or Cmd, so there is no program to keep "
             "(give one with --entrypoint)"
         )
-    name = argv[0]
-    workdir = config.working_dir or "/"
+    name, path, workdir = argv[0], search_path(config.env), config.working_dir or "/"
+    found = find_program(name, path, workdir, lambda candidate: is_executable(tree, candidate))
+    if found is not None:
+        return found, argv
     if "/" in name:
-        path = normalize_path(posixpath.join(workdir, name), what="program")
-        if not is_executable(tree, path):
-            raise UsageError(f"the image's program {name!r} is not an executable file of the image")
-        return path, argv
-    search = env_value(config.env, "PATH")
-    dirs = search.split(":") if search is not None else list(DEFAULT_PATH)
-    for directory in dirs:
-        candidate = normalize_path(posixpath.join(workdir, directory or ".", name))
-        if is_executable(tree, candidate):
-            return candidate, argv
-    raise UsageError(f"the image's program {name!r} is not found on its PATH ({':'.join(dirs)})")
-
-
-def is_executable(tree: FileTree, path: str) -> bool:
-    entry = tree.lookup(path)
-    return entry is not None and entry.kind is Kind.FILE and bool(entry.mode & 0o111)
+        raise UsageError(f"the image's program {name!r} is not an executable file of the image")
+    raise UsageError(f"the image's program {name!r} is not found on its PATH ({':'.join(path)})")
 
 
 def keep_paths(
@@ -361,38 +357,6 @@ def keep_link_targets(tree: FileTree, kept: dict[str, str]) -> None:
 def exclude(kept: dict[str, str], patterns: Sequence[str]) -> dict[str, str]:
     excludes = Excludes.parse(patterns, what="--exclude")
     return {path: why for path, why in kept.items() if not excludes.matching(path)}
-
-
-def kept_tree(tree: FileTree, kept: Mapping[str, str]) -> FileTree:
-    """The kept entries and their parent directories, metadata as in the image. A hard
-    link whose first name is not kept carries the content itself."""
-    out = FileTree()
-    for path in kept:
-        entry = tree.get(path)
-        if entry is None:
-            continue
-        for parent in parent_paths(path):
-            if parent not in out:
-                pentry = tree.get(parent)
-                if pentry is not None and pentry.kind is Kind.DIR:
-                    out.add(pentry)
-                else:
-                    out.add_dir(parent)
-        if entry.kind is Kind.HARDLINK and entry.target not in kept:
-            target = tree.get(entry.target)
-            assert target is not None
-            entry = Entry(
-                path,
-                Kind.FILE,
-                target.mode,
-                target.uid,
-                target.gid,
-                size=target.size,
-                content=target.content,
-                origin=target.origin,
-            )
-        out.add(entry)
-    return out
 
 
 def runtime_user(tree: FileTree, config: ImageConfig, options: MinimizeOptions) -> RuntimeUser:

@@ -6,11 +6,15 @@ smith/recipe.py like any other; this module only maps its keys onto MinimizeOpti
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import replace
 
 from smith.errors import RecipeError
 from smith.minimize import MinimizeOptions
+from smith.oci.compress import parse_compression
 from smith.recipe import RuntimeSet, load_recipe
+from smith.rootfs import rootfs_of
+from smith.settings import merged
 
 log = logging.getLogger(__name__)
 
@@ -18,8 +22,17 @@ log = logging.getLogger(__name__)
 IGNORED = ("packages", "repos", "parent", "libraries", "library_path")
 
 
-def read_minimize_recipe(path: str, options: MinimizeOptions) -> tuple[str, MinimizeOptions]:
-    """(the image the recipe names, `options` with the recipe's settings added)."""
+def read_minimize_recipe(
+    path: str,
+    options: MinimizeOptions,
+    *,
+    compression: str | None = None,
+    epoch: int | None = None,
+    tag: str | None = None,
+) -> tuple[str, MinimizeOptions]:
+    """(the image the recipe names, `options` with the recipe's settings added): the
+    recipe's `compression`, `source_date_epoch` and `tag` apply unless the flag (the
+    argument) is given, as for every setting (smith/settings.py)."""
     recipe = load_recipe(path)
     if not recipe.package:
         raise RecipeError(f"{path}: `package:` must name the image to minimize")
@@ -44,4 +57,9 @@ def read_minimize_recipe(path: str, options: MinimizeOptions) -> tuple[str, Mini
         ports=options.ports or recipe.ports,
         volumes=options.volumes or recipe.mounts,
         workdir=options.workdir or recipe.dir or "",
+        compression=parse_compression(merged("compression", compression, recipe)),
+        epoch=merged("source_date_epoch", epoch, recipe),
+        tag=merged("tag", tag, recipe) or "",
+        rootfs=options.rootfs or rootfs_of(os.path.dirname(os.path.abspath(path))),
+        mounts=(*options.mounts, *recipe.mounts),
     )

@@ -20,6 +20,7 @@ import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -29,6 +30,7 @@ from pydantic import (
 
 from smith.arch import check_arch
 from smith.errors import RecipeError
+from smith.goyaml import GoScalarLoader, go_text
 from smith.limits import RECIPE_BYTES, YAML_DEPTH, YAML_NODES
 
 log = logging.getLogger(__name__)
@@ -67,12 +69,15 @@ def _port(value: str) -> str:
     return value
 
 
+# A string field takes a scalar as the original's ghodss/yaml did (smith/goyaml.py):
+# `user: 1000` is "1000", `cmd: [/bin/busybox, true]` ends in "true".
+Text = Annotated[str, BeforeValidator(go_text)]
 # What a runtime refuses when it runs the image (runc: "cwd must be an absolute path"),
 # refused when the recipe is read instead.
-AbsolutePath = Annotated[str, AfterValidator(_absolute), AfterValidator(_inside)]
-ImagePath = Annotated[str, AfterValidator(_inside)]
-EnvEntry = Annotated[str, AfterValidator(_env)]
-Port = Annotated[str, AfterValidator(_port)]
+AbsolutePath = Annotated[Text, AfterValidator(_absolute), AfterValidator(_inside)]
+ImagePath = Annotated[Text, AfterValidator(_inside)]
+EnvEntry = Annotated[Text, AfterValidator(_env)]
+Port = Annotated[Text, AfterValidator(_port)]
 
 
 class Strict(BaseModel):
@@ -85,12 +90,12 @@ class Repo(Strict):
     `id` names it in smith.lock (`name` is accepted for the same, as in a .repo file);
     lower `priority` wins, as in dnf."""
 
-    id: str = ""
-    name: str = ""
-    baseurl: str
+    id: Text = ""
+    name: Text = ""
+    baseurl: Text
     priority: int = 99
     gpgcheck: bool = False
-    gpgkey: tuple[str, ...] = ()
+    gpgkey: tuple[Text, ...] = ()
     enabled: bool = True
 
     @field_validator("gpgkey", mode="before")
@@ -108,27 +113,27 @@ class RuntimeSet(StrEnum):
 
 class Recipe(Strict):
     # -- Oracle smith's keys ---------------------------------------------------------------
-    type: str | None = None  # "mock" or "oci" in the original: accepted with a warning
+    type: Text | None = None  # "mock" or "oci" in the original: accepted with a warning
     mock: dict[str, Any] | None = None  # mock's settings: accepted with a warning
-    package: str | None = None
+    package: Text | None = None
     paths: tuple[ImagePath, ...] = ()
-    excludes: tuple[str, ...] = ()
-    parent: str | None = None
+    excludes: tuple[Text, ...] = ()
+    parent: Text | None = None
     nss: bool = False
     root: bool = False
-    user: str | None = None
-    groups: tuple[str, ...] = ()
+    user: Text | None = None
+    groups: tuple[Text, ...] = ()
     mounts: tuple[AbsolutePath, ...] = ()
-    entrypoint: tuple[str, ...] | None = None
-    cmd: tuple[str, ...] | None = None
+    entrypoint: tuple[Text, ...] | None = None
+    cmd: tuple[Text, ...] | None = None
     dir: AbsolutePath | None = None
     env: tuple[EnvEntry, ...] = ()
-    labels: dict[str, str] = Field(default_factory=dict)
+    labels: dict[Text, Text] = Field(default_factory=dict)
     ports: tuple[Port, ...] = ()
     # -- smith's additions -----------------------------------------------------------------
-    packages: tuple[str, ...] = ()
+    packages: tuple[Text, ...] = ()
     repos: tuple[Repo, ...] = ()
-    arch: str = "x86_64"  # with `arch: [x86_64, aarch64]`, the first of them
+    arch: Text = "x86_64"  # with `arch: [x86_64, aarch64]`, the first of them
     # Every architecture of `arch: [...]` (an image index with a manifest each): filled
     # from `arch`, not a key of its own. Empty for one architecture.
     arches: tuple[str, ...] = ()
@@ -136,10 +141,10 @@ class Recipe(Strict):
     runtime_libraries: tuple[RuntimeSet, ...] = ()  # nss, gconv
     libraries: tuple[ImagePath, ...] = ()  # extra library paths or globs, kept with their closure
     library_path: tuple[ImagePath, ...] = ()  # extra search directories, like LD_LIBRARY_PATH
-    compression: str = "gzip"
-    output: str | None = None
-    format: str | None = None
-    tag: str | None = None
+    compression: Text = "gzip"
+    output: Text | None = None
+    format: Text | None = None
+    tag: Text | None = None
     source_date_epoch: int | None = Field(default=None, ge=0)
     sbom: bool = False  # attach an SPDX SBOM (as `smith build --sbom`)
     provenance: bool = False  # attach SLSA provenance (as `smith build --provenance`)
@@ -223,20 +228,16 @@ class Recipe(Strict):
         if isinstance(value, Mapping):
             value = list(value)
         if isinstance(value, list):
-            return tuple(
-                f"{p}/tcp"
-                if (isinstance(p, int) and not isinstance(p, bool))
-                or (isinstance(p, str) and p.isdigit())
-                else p
-                for p in value
-            )
+            texts = [go_text(p) for p in value]
+            return tuple(f"{t}/tcp" if isinstance(t, str) and t.isdigit() else t for t in texts)
         return value
 
     @field_validator("labels", mode="before")
     @classmethod
     def _labels(cls, value: Any) -> Any:
+        # ghodss/yaml turns a map's keys into JSON strings: `{1: a, true: b}` is {"1", "true"}.
         if isinstance(value, Mapping):
-            return {k: str(v) if isinstance(v, int | float | bool) else v for k, v in value.items()}
+            return {go_text(k): v for k, v in value.items()}
         return value
 
     # -- derived values ----------------------------------------------------------------------
@@ -253,9 +254,10 @@ def _tuple(value: Any) -> Any:
 MERGE_TAG, VALUE_TAG = "tag:yaml.org,2002:merge", "tag:yaml.org,2002:value"
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """SafeLoader that refuses a key given twice in one mapping: YAML would keep the last
-    and drop the first without a word (`package:` twice builds only the second)."""
+class _UniqueKeyLoader(GoScalarLoader):
+    """The original's scalar rules (GoScalarLoader), refusing a key given twice in one
+    mapping: YAML would keep the last and drop the first without a word (`package:` twice
+    builds only the second)."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[Any] = set()

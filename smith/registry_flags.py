@@ -13,6 +13,16 @@ from smith.oci.registry_options import RegistryOptions
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+# Shared with `smith lock` and build's repository downloads: one count of further attempts.
+retries_option = click.option(
+    "--retries",
+    type=click.IntRange(min=0, max=20),
+    default=5,
+    show_default=True,
+    help="Further attempts after HTTP 429/5xx or a dropped connection (registries and "
+    "package repositories).",
+)
+
 FLAGS = (
     click.option(
         "--creds",
@@ -39,13 +49,7 @@ FLAGS = (
         show_default=True,
         help="Seconds without progress before a connection counts as stalled.",
     ),
-    click.option(
-        "--retries",
-        type=click.IntRange(min=0, max=20),
-        default=5,
-        show_default=True,
-        help="Further attempts after HTTP 429/5xx or a dropped connection.",
-    ),
+    retries_option,
 )
 
 

@@ -46,6 +46,7 @@ def repo_configs(recipe: Recipe, recipe_path: str) -> tuple[RepoConfig, ...]:
             priority=repo.priority,
             gpgcheck=repo.gpgcheck,
             gpgkey=tuple(url_relative_to(k, base) for k in repo.gpgkey),
+            named=bool(repo.id or repo.name),
         )
         for i, repo in enumerate(recipe.repos)
         if repo.enabled
@@ -60,7 +61,9 @@ def expand_basearch(url: str, arch: str) -> str:
 
 def requests_of(recipe: Recipe, recipe_path: str) -> tuple[str, ...]:
     if not recipe.package_requests:
-        raise RecipeError(f"{recipe_path}: no `package` or `packages` to build from")
+        raise RecipeError(
+            f"{recipe_path}: no `package` or `packages` (nor a rootfs/ beside it) to build from"
+        )
     return recipe.package_requests
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any, BinaryIO
@@ -226,6 +226,26 @@ class FileTree:
         """Entries in bytewise path order (parents first), whatever the insertion order."""
         for path in sorted(self._entries, key=path_sort_key):
             yield self._entries[path]
+
+    def subtree(self, paths: Iterable[str]) -> FileTree:
+        """The entries at `paths` (those this tree has) and all their parent directories,
+        metadata as here (a parent that is no directory here is a plain 0755 one). A hard
+        link whose first name is not among `paths` becomes a copy of it, carrying the
+        content itself."""
+        wanted = list(paths)
+        keep = set(wanted)
+        out = FileTree()
+        for path in wanted:
+            entry = self.get(path)
+            if entry is None:
+                continue
+            copy_parents(out, self, entry.path)
+            if entry.kind is Kind.HARDLINK and entry.target not in keep:
+                source = self.get(entry.target)
+                assert source is not None
+                entry = replace(source, path=entry.path)
+            out.add(entry)
+        return out
 
     def paths(self) -> list[str]:
         return sorted(self._entries, key=path_sort_key)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tarfile
@@ -80,6 +81,11 @@ CASES = {
         "excludes: '/usr/*' leaves out the program /usr/bin/hello",
     ),
     "unsatisfiable": ({"packages": ["broken"]}, "cannot install hello, broken"),
+    # The arch is named, and where the package is to be had.
+    "arch-the-repo-lacks": (
+        {"arch": "aarch64"},
+        "no package provides 'hello' for aarch64 in 'u' (it is there for x86_64: set `arch:`",
+    ),
     "conflicting": ({"packages": ["conflicts-glibc"]}, "cannot install hello, conflicts-glibc"),
     "missing-local-rpm": ({"packages": ["./nope-1.0.rpm"]}, "no such RPM file: "),
     # A ':' or a newline in a name would write a broken line into /etc/passwd or /etc/group.
@@ -221,3 +227,41 @@ def test_local_rpm_with_names_that_are_not_utf8_or_xml(tmp_path: Path) -> None:
     ):
         names = {m.name.encode("utf-8", "surrogateescape") for m in layer.getmembers()}
     assert {name.encode("utf-8", "surrogateescape") for name in odd} <= names
+
+
+def test_a_repository_without_a_name_is_named_by_its_url(
+    tmp_path: Path, rpm_universe: Universe
+) -> None:
+    url = rpm_universe.repo_url("main")
+    text = yaml.safe_dump({**HELLO, "package": "nope", "repos": [url]})
+    recipe = make_recipe(tmp_path, rpm_universe, text)
+    proc = run_smith("build", str(recipe), "-o", str(tmp_path / "img.tar"),
+                     "--cache-dir", str(tmp_path / "cache"))  # fmt: skip
+    assert_clean_failure(proc, f"no package provides 'nope' for x86_64 in {url}", tmp_path)
+    assert "repo0" not in proc.stderr
+
+
+@pytest.mark.parametrize(("retries", "attempts"), [("0", "1 attempt:"), ("1", "2 attempts:")])
+def test_a_repository_that_is_down(
+    retries: str, attempts: str, tmp_path: Path, rpm_universe: Universe
+) -> None:
+    with socket.socket() as s:  # a port nothing listens on: bound, never listening
+        s.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{s.getsockname()[1]}/repo"
+        recipe = make_recipe(tmp_path, rpm_universe, yaml.safe_dump({**HELLO, "repos": [url]}))
+        started = time.monotonic()
+        proc = run_smith("build", str(recipe), "-o", str(tmp_path / "img.tar"),
+                         "--retries", retries, "--cache-dir", str(tmp_path / "cache"))  # fmt: skip
+    assert_clean_failure(proc, f"download of {url}/repodata/repomd.xml failed after", tmp_path)
+    assert f"{attempts} connection refused" in proc.stderr
+    assert time.monotonic() - started < 30
+
+
+def test_lock_honours_retries_too(tmp_path: Path, rpm_universe: Universe) -> None:
+    with socket.socket() as s:  # bound, never listening: connection refused
+        s.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{s.getsockname()[1]}/repo"
+        recipe = make_recipe(tmp_path, rpm_universe, yaml.safe_dump({**HELLO, "repos": [url]}))
+        proc = run_smith("lock", str(recipe / "smith.yaml"), "--retries", "0",
+                         "--cache-dir", str(tmp_path / "cache"))  # fmt: skip
+    assert_clean_failure(proc, "failed after 1 attempt: connection refused", tmp_path)

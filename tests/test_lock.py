@@ -151,8 +151,10 @@ BAD_RECIPES = [
         "package: a\nrepos: [{baseurl: x, gpgcheck: maybe}]",
         r"repos\[0\]\.gpgcheck: input should be",
     ),
-    ("packages: [1]\nrepos: [x]", r"packages\[0\]: input should be a valid string, got 1"),
-    ("package: hello\nrepos: [x]\narch: 5", "arch: input should be a valid string, got 5"),
+    # A scalar is its text, as in the original (`packages: [1]` names a package "1"); a
+    # list or a map is no string.
+    ("packages: [[1]]\nrepos: [x]", r"packages\[0\]: input should be a valid string, got list"),
+    ("package: hello\nrepos: [x]\narch: {a: 5}", "arch: input should be a valid string, got dict"),
     ("package: a\nrepos: [ftp://127.0.0.1/x]", "unsupported URL scheme 'ftp' in ftp://127.0.0.1/x"),
     ("package: h\udcffllo\n", r"r\.yaml: YAML error: unacceptable character #x00ff"),
 ]

@@ -156,3 +156,92 @@ def test_every_key_the_readme_names_is_a_recipe_key() -> None:
     known = {*Recipe.model_fields, *Repo.model_fields, *(s.value for s in RuntimeSet)}
     known |= {c.value for c in Compression}
     assert sorted(named - known) == []
+
+
+# What Oracle smith's ghodss/yaml (go-yaml v2, then JSON, then a Go string) makes of a
+# scalar in a string field; the Go column is what `yaml.Unmarshal` into a struct with a
+# `[]string` field gives for `cmd: [x, VALUE]`.
+@pytest.mark.parametrize(
+    ("scalar", "go"),
+    [
+        ("10", "10"),
+        ("true", "true"),
+        ("True", "true"),
+        ("yes", "true"),
+        ("y", "true"),  # a boolean to go-yaml v2, text to PyYAML
+        ("off", "false"),
+        ("n", "false"),
+        ("0x1F", "31"),
+        ("010", "8"),  # octal, as Go's ParseInt(s, 0, 64) reads it
+        ("0o17", "15"),
+        ("0b101", "5"),
+        ("1_000", "1000"),
+        ("+5", "5"),
+        ("-7", "-7"),
+        ("1.50", "1.5"),
+        ("1.0", "1"),
+        ("1e3", "1000"),  # a float to go-yaml v2, text to PyYAML (no dot)
+        ("1e6", "1e+06"),
+        ("0.00001", "1e-05"),
+        ("3.14159265358979", "3.1415927"),  # FormatFloat(v, 'g', -1, 32)
+        ("1234567.0", "1.234567e+06"),
+        (".5", "0.5"),
+        (".inf", "+Inf"),
+        ("-.inf", "-Inf"),
+        (".nan", "NaN"),
+        ("~", ""),
+        ("null", ""),
+        ("1:30", "1:30"),  # sexagesimal 90 to PyYAML
+        ("2024-01-02", "2024-01-02"),  # a date to PyYAML, its text to go-yaml v2
+        ("2024-01-02T03:04:05Z", "2024-01-02T03:04:05Z"),
+        ("'10'", "10"),
+        ('"true"', "true"),
+        ("0x", "0x"),
+        ("1.2.3", "1.2.3"),
+        ("18446744073709551615", "18446744073709551615"),  # ParseUint's range
+        ("99999999999999999999", "1e+20"),  # beyond it: a float
+    ],
+)
+def test_scalars_in_string_fields_are_what_the_original_read(
+    tmp_path: Path, scalar: str, go: str
+) -> None:
+    recipe = load_recipe(
+        write(tmp_path, f"package: x\ncmd: [x, {scalar}]\nlabels: {{k: {scalar}}}\n")
+    )
+    assert recipe.cmd == ("x", go)
+    assert recipe.labels == {"k": go}
+
+
+def test_the_recipes_people_write_first(tmp_path: Path) -> None:
+    text = """\
+package: busybox
+entrypoint: [/bin/busybox, true]
+cmd: [sleep, 10]
+user: 1000
+labels: {a: true, 1: 2, build: 2024-05-01}
+ports: [80, 8080/udp]
+nss: y
+"""
+    recipe = load_recipe(write(tmp_path, text))
+    assert recipe.entrypoint == ("/bin/busybox", "true")
+    assert recipe.cmd == ("sleep", "10")
+    assert recipe.user == "1000"
+    assert recipe.labels == {"a": "true", "1": "2", "build": "2024-05-01"}
+    assert recipe.ports == ("80/tcp", "8080/udp")
+    assert recipe.nss is True
+    user = runtime_user(recipe)
+    assert (user.uid, user.gid) == (1000, 1000)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("package: x\ncmd: [x, [1]]\n", r"cmd\[1\]: input should be a valid string, got list"),
+        ("package: x\nlabels: {a: {b: c}}\n", r"labels\.a: input should be a valid string"),
+        ("package: x\nnss: 1\n", r"nss: input should be a valid boolean, got 1"),
+        ("package: x\ncmd: [!!int abc]\n", r"YAML syntax error: 'abc' is not a valid !!int"),
+    ],
+)
+def test_what_no_scalar_rule_makes_a_string(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(RecipeError, match=message):
+        load_recipe(write(tmp_path, text))

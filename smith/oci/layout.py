@@ -60,9 +60,24 @@ class OutputFormat(StrEnum):
     DOCKER_ARCHIVE = "docker-archive"
 
 
+# Suffixes of archive and compression formats that are not smith's outputs.
+NOT_WRITTEN = frozenset(
+    (".zst", ".zstd", ".zip", ".xz", ".bz2", ".lz4", ".7z", ".gz", ".tzst", ".txz", ".rar")
+)
+
+
 def choose_format(output: str, explicit: str | None) -> tuple[OutputFormat, bool]:
     """The format of `output` and whether the archive is gzip-compressed."""
     gz = output.endswith((".tar.gz", ".tgz"))
+    suffix = os.path.splitext(output.rstrip("/"))[1]
+    if suffix in NOT_WRITTEN and not gz:
+        # A name that promises a format smith does not write would silently become an OCI
+        # layout directory of that name.
+        raise UsageError(
+            f"the output {output!r} asks for a {suffix} file, which smith does not write: "
+            "name a directory (OCI layout), NAME.tar or NAME.tar.gz (oci-archive, or "
+            "docker-archive with --format docker-archive)"
+        )
     if explicit:
         try:
             fmt = OutputFormat(explicit)
@@ -337,6 +352,15 @@ def config_diff_ids(config: Any, what: str) -> tuple[str, ...]:
     return tuple(diff_ids)
 
 
+IMAGE_MEDIA_TYPES = (
+    MEDIA_OCI_MANIFEST,
+    MEDIA_DOCKER_MANIFEST,
+    MEDIA_OCI_INDEX,
+    MEDIA_DOCKER_LIST,
+    "",  # an index entry without a mediaType: read the manifest to know
+)
+
+
 def pick_manifest(
     index: Any, source: str, platform: Platform | None, name: str, load: Any
 ) -> Descriptor:
@@ -349,6 +373,15 @@ def pick_manifest(
             ]
         except (KeyError, TypeError, ValueError) as err:
             raise ImageFormatError(f"{source}: index is malformed ({err})") from None
+        # Only manifests and indexes are images: Oracle smith's layouts list their recipe
+        # (application/vnd.smith.spec) and package list beside the image manifest.
+        listed, candidates = (
+            candidates,
+            [c for c in candidates if c.media_type in IMAGE_MEDIA_TYPES],
+        )
+        if listed and not candidates:
+            kinds = ", ".join(sorted({c.media_type for c in listed}))
+            raise ImageFormatError(f"{source}: the index lists no image manifest, only {kinds}")
         if name:
             candidates = [
                 c for c in candidates if dict(c.annotations).get(ANNOTATION_REF_NAME) == name

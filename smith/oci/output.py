@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from smith.errors import UsageError
@@ -32,6 +33,7 @@ from smith.oci.writer import (
 )
 from smith.tree import FileTree
 
+DEFAULT_REF_NAME = "latest"
 log = logging.getLogger(__name__)
 
 
@@ -66,14 +68,13 @@ def write_image(
             write_referrer(store, result.manifest, artifact)
             for artifact in (referrers(result) if referrers is not None else ())
         ]
-        if attached and not tag:
-            log.warning(
-                "%s lists the image and %d attached artifacts: readers that take the one "
-                "image of a layout (skopeo's oci:DIR) need a --tag to name it",
-                output,
-                len(attached),
-            )
-        write_index(store, result, tag, [r.index_entry() for r in attached])
+        # The index names the image `latest` unless a tag says otherwise, as the original's
+        # did, so that `skopeo inspect oci:DIR:latest` and umoci find it by a name (also
+        # beside attached artifacts, where skopeo's bare oci:DIR cannot choose).
+        index = write_index(
+            store, result, tag or DEFAULT_REF_NAME, [r.index_entry() for r in attached]
+        )
+        result = replace(result, index="sha256:" + hashlib.sha256(index).hexdigest())
         save_layout(store, result, output, out_format, gz=gz, tag=tag, epoch=epoch)
     return result
 
@@ -115,7 +116,7 @@ def write_index_image(
     check_tag(tag)
     with staging_layout(output) as store:
         results = tuple(stage_image(store, i, compression, epoch, cache_dir) for i in images)
-        index, _ = write_platform_index(store, results, tag)
+        index, _ = write_platform_index(store, results, tag or DEFAULT_REF_NAME)
         save_layout(store, results[0], output, out_format, gz=gz, tag=tag, epoch=epoch)
     return IndexResult(index, results)
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 
 from urllib3.exceptions import HTTPError
 
+from smith import progress
 from smith.errors import RegistryError
 from smith.leftovers import temp_dir
 from smith.limits import DOCUMENT_BYTES
@@ -149,9 +150,11 @@ def pull_into(
         )
     store.add_bytes(data)
     blobs = list({d.digest: d for d in (config_desc, *layers)}.values())
-    counts = run_parallel(
-        lambda d, stop: fetch_blob(client, store, d, stop), blobs, client.options.jobs
-    )
+    missing = sum(d.size for d in blobs if not store.has(d.digest))
+    with progress.meter(missing):
+        counts = run_parallel(
+            lambda d, stop: fetch_blob(client, store, d, stop), blobs, client.options.jobs
+        )
     config = decode_json(open_read(store.path(config_desc.digest)), f"{ref}: config")
     if not isinstance(config, dict):
         raise RegistryError(f"{ref}: config {config_desc.digest} is not a JSON object")
@@ -214,6 +217,7 @@ def fetch_blob(
                         have += len(block)
                         hasher.update(block)
                         out.write(block)
+                        progress.advance(len(block))
                     if have < desc.size:
                         raise ConnectionError("the blob ended early")
                     complete = True

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from smith import progress
 from smith.errors import ImageFormatError, RegistryError, UsageError
 from smith.oci.image import (
     MEDIA_DOCKER_CONFIG,
@@ -81,6 +82,7 @@ class FileSlice:
         size = self.left if size < 0 else min(size, self.left)
         data = self.file.read(size)
         self.left -= len(data)
+        progress.advance(len(data))
         return data
 
     def close(self) -> None:
@@ -153,7 +155,8 @@ def push_loaded(
     def push_one(desc: Descriptor, stop: threading.Event) -> tuple[str, int]:
         return push_blob(client, desc, image.blob_path(desc.digest), mount_from, stop)
 
-    outcomes = run_parallel(push_one, list(blobs.values()), options.jobs)
+    with progress.meter(sum(d.size for d in blobs.values())):
+        outcomes = run_parallel(push_one, list(blobs.values()), options.jobs)
     data, media_type = manifest_bytes(image)
     if docker_media and media_type == MEDIA_OCI_MANIFEST:
         data, media_type = docker_manifest(data, str(target))

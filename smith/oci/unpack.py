@@ -35,6 +35,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
+from smith import progress
 from smith.errors import ImageFormatError, UnsafePathError
 from smith.oci.layerread import READ_SIZE, DecompressError, LayerReader, open_blob
 from smith.oci.layout import LoadedImage
@@ -402,6 +403,8 @@ def layer_names(image: LoadedImage) -> Iterator[tuple[int, str, str, str]]:
 def apply_layers(image: LoadedImage, store: str) -> tuple[FileTree, UnpackStats]:
     """The flattened filesystem of `image`; regular files' bytes go under `store`."""
     applier = Applier(store)
-    for index, digest, diff_id, blob in layer_names(image):
-        applier.apply_layer(blob, f"{index + 1} ({digest})", diff_id, index)
+    with progress.meter(sum(desc.size for desc in image.layers)):
+        for index, digest, diff_id, blob in layer_names(image):
+            applier.apply_layer(blob, f"{index + 1} ({digest})", diff_id, index)
+            progress.advance(image.layers[index].size)  # by layer: a bar, not a hot loop
     return applier.tree(), applier.stats(len(image.layers))

@@ -47,6 +47,7 @@ class ImageResult:
     manifest: Descriptor
     config: Descriptor
     layers: tuple[Layer, ...]
+    index: str = ""  # digest of index.json, once it is written
 
 
 def write_layer(tree: FileTree, store: BlobStore, compression: Compression, epoch: int) -> Layer:

@@ -32,12 +32,12 @@ from smith.resolve.loader import (
     split_path_list,
     to_root_dir,
 )
+from smith.resolve.programs import DEFAULT_PATH, find_program
 from smith.resolve.roots import PathWalker, Root, Walk
 from smith.tree import Kind
 
 log = logging.getLogger(__name__)
 
-DEFAULT_PATH = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")
 # Linux follows at most 4 levels of #! interpreters (fs/exec.c, bprm->interp_depth... the
 # exact limit moved over the years; 4 is the historical one).
 MAX_SCRIPT_DEPTH = 4
@@ -316,14 +316,12 @@ class ClosureWalker:
     def find_on_path(self, name: str) -> str | None:
         if "/" in name:
             return posixpath.join(self.env.workdir, name)
-        for directory in self.env.path:
-            base = to_root_dir(directory, self.env.workdir)
-            if base is None:
-                continue
-            candidate = f"{base}/{name}" if base else name
-            if self.walker.walk(candidate).kind in (Kind.FILE, Kind.HARDLINK):
-                return candidate
-        return None
+        return find_program(
+            name,
+            self.env.path,
+            self.env.workdir,
+            lambda candidate: self.walker.walk(candidate).kind in (Kind.FILE, Kind.HARDLINK),
+        )
 
     # -- loading ----------------------------------------------------------------------------
 

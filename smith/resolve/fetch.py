@@ -362,7 +362,7 @@ class Fetcher:
                 delay = self.backoff * (2**n)
                 if n == self.retries or time.monotonic() + delay > deadline:
                     raise PackageError(
-                        f"download of {url} failed after {n + 1} attempts: {why}"
+                        f"download of {url} failed after {n + 1} attempt{'s' if n else ''}: {why}"
                     ) from None
                 log.info("retrying %s in %.1fs: %s", url, delay, why)
                 time.sleep(delay)
@@ -385,7 +385,7 @@ class Fetcher:
             # A certificate that does not verify will not verify on the next attempt either.
             raise PackageError(f"TLS error fetching {url}: {err.__context__ or err}") from None
         except requests.RequestException as err:
-            raise _Retry(type(err).__name__) from None
+            raise _Retry(describe_request_error(err)) from None
         if resp.status_code >= 500 or resp.status_code == 429:
             resp.close()
             raise _Retry(f"HTTP {resp.status_code}")
@@ -443,3 +443,20 @@ class Fetcher:
                 shutil.copyfile(path, tmp)
                 os.replace(tmp, final)
         return final
+
+
+def describe_request_error(err: requests.RequestException) -> str:
+    """What happened, in the words a user searches for: requests' ConnectionError covers
+    a refused connection, an unknown host and a reset alike."""
+    import requests  # loaded already: `err` is one of its exceptions
+
+    text = str(err)
+    if "Connection refused" in text:
+        return "connection refused"
+    if "Name or service not known" in text or "Failed to resolve" in text:
+        return "host not found"
+    if isinstance(err, requests.Timeout):
+        return f"timed out ({type(err).__name__})"
+    if "Connection reset" in text:
+        return "connection reset"
+    return type(err).__name__

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 def repo_keys(config: RepoConfig, fetcher: Fetcher) -> tuple[PublicKey, ...]:
     """The public keys a repository's `gpgkey` URLs name (files, file:// or http(s))."""
     if not config.gpgkey:
-        raise PackageError(f"repository {config.id!r} has gpgcheck on but no gpgkey")
+        raise PackageError(f"repository {config.shown} has gpgcheck on but no gpgkey")
     from smith.resolve.rpmsig import load_keys  # cryptography: only for gpgcheck
 
     return load_keys([fetcher.fetch_bytes(url) for url in config.gpgkey])

@@ -32,6 +32,12 @@ class RepoConfig:
     priority: int = 99
     gpgcheck: bool = False
     gpgkey: tuple[str, ...] = ()
+    named: bool = True  # False: the recipe gave no id or name (`id` is then repoN)
+
+    @property
+    def shown(self) -> str:
+        """How messages name it: its id, or the URL the recipe wrote when it has none."""
+        return repr(self.id) if self.named else self.baseurl
 
 
 @dataclass(frozen=True)
@@ -116,12 +122,12 @@ def load_repo(config: RepoConfig, fetcher: Fetcher, *, updateinfo: bool = False)
         plain = fetcher.cache_dir / "metadata" / f"{meta.checksum.hexdigest}.xml"
         if not plain.exists():
             plain.parent.mkdir(parents=True, exist_ok=True)
-            shown = f"{meta_url} of repository {config.id!r}" if kind == "updateinfo" else meta_url
+            shown = f"{meta_url} of repository {config.shown}" if kind == "updateinfo" else meta_url
             decompress_metadata(packed, shown, plain)
         out[kind] = plain
     keys = tuple(_load_key(k, fetcher, config) for k in config.gpgkey) if config.gpgcheck else ()
     if config.gpgcheck and not keys:
-        raise PackageError(f"repository {config.id!r} has gpgcheck on but no gpgkey")
+        raise PackageError(f"repository {config.shown} has gpgcheck on but no gpgkey")
     return Repo(config, revision, out["primary"], out.get("filelists"), keys, out.get("updateinfo"))
 
 
@@ -129,7 +135,7 @@ def _load_key(url: str, fetcher: Fetcher, config: RepoConfig) -> bytes:
     data = fetcher.fetch_bytes(url)
     armored = b"-----BEGIN PGP PUBLIC KEY BLOCK-----" in data
     if not armored and not (data[:1] and data[0] & 0x80):
-        raise PackageError(f"gpgkey {url} of repository {config.id!r} is not an OpenPGP key")
+        raise PackageError(f"gpgkey {url} of repository {config.shown} is not an OpenPGP key")
     return data
 
 

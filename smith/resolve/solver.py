@@ -75,7 +75,7 @@ def _build_pool(repos: Sequence[Repo], arch: str) -> solv.Pool:
         srepo.priority = -repo.config.priority
         f = _open_xml(repo.primary)
         if not srepo.add_rpmmd(f, None, 0):
-            raise PackageError(f"repository {repo.config.id!r}: libsolv cannot read primary")
+            raise PackageError(f"repository {repo.config.shown}: libsolv cannot read primary")
         f.close()
         if repo.filelists is not None:
             f = _open_xml(repo.filelists)
@@ -125,7 +125,7 @@ def resolve(
 ) -> tuple[ResolvedPackage, ...]:
     """The packages (sorted by name, arch) that install `requests` into an empty root."""
     pool = _prepared_pool(requests, repos, arch, excludes)
-    return _solve(pool, _request_jobs(pool, requests, repos), requests, weak)
+    return _solve(pool, _request_jobs(pool, requests, repos, arch), requests, weak)
 
 
 def resolve_update(
@@ -142,7 +142,7 @@ def resolve_update(
     they now require): every other package of `pinned` that the repositories still offer
     is favored, so libsolv keeps it wherever it can, as it keeps an installed package."""
     pool = _prepared_pool(requests, repos, arch, excludes)
-    jobs = _request_jobs(pool, requests, repos)
+    jobs = _request_jobs(pool, requests, repos, arch)
     unoffered = []
     for pkg in pinned:
         if pkg.name in update:
@@ -233,12 +233,17 @@ def _prepared_pool(
     return pool
 
 
-def _request_jobs(pool: solv.Pool, requests: Sequence[str], repos: Sequence[Repo]) -> list[Any]:
+def _request_jobs(
+    pool: solv.Pool, requests: Sequence[str], repos: Sequence[Repo], arch: str
+) -> list[Any]:
     jobs = []
     for req in requests:
         sel = pool.select(req, SELECTION_FLAGS)
         if sel.isempty():
-            raise ResolveError(f"no package provides {req!r} in {_repo_names(repos)}")
+            raise ResolveError(
+                f"no package provides {req!r} for {arch} in {_repo_names(repos)}"
+                + _other_arches(pool, req, arch)
+            )
         jobs += sel.jobs(solv.Job.SOLVER_INSTALL)
     return jobs
 
@@ -261,7 +266,18 @@ def _solve(
 
 
 def _repo_names(repos: Sequence[Repo]) -> str:
-    return ", ".join(r.config.id for r in repos) or "no repositories"
+    # A repository the recipe gave no name is named by its URL, as the user wrote it.
+    return ", ".join(r.config.shown for r in repos) or "no repositories"
+
+
+def _other_arches(pool: solv.Pool, req: str, arch: str) -> str:
+    """Where a request failed only for its architecture, say which ones the repositories
+    have (an `arch: aarch64` recipe against an x86_64 repository)."""
+    name = req.split()[0]
+    arches = sorted({s.arch for s in pool.solvables_iter() if s.name == name} - {arch})
+    if not arches:
+        return ""
+    return f" (it is there for {', '.join(arches)}: set `arch:` to one of them)"
 
 
 def _package_url(s: solv.XSolvable, repo: Repo, location: str) -> str:
@@ -271,7 +287,7 @@ def _package_url(s: solv.XSolvable, repo: Repo, location: str) -> str:
     # make a remote repository read the builder's own files. A remote xml:base is a
     # base of its own (a metadata-only mirror); a local one must stay in the repository.
     base = s.lookup_str(solv.SOLVABLE_MEDIABASE)
-    what = f"repository {repo.config.id!r}"
+    what = f"repository {repo.config.shown}"
     if base and is_remote(base):
         return contained_url(base, location, what)
     href = join_url(base, location) if base else location
@@ -283,7 +299,7 @@ def _resolved(s: solv.XSolvable) -> ResolvedPackage:
     location, _ = s.lookup_location()
     chk = s.lookup_checksum(solv.SOLVABLE_CHECKSUM)
     if chk is None:
-        raise ResolveError(f"{s} in repository {repo.config.id!r} has no checksum")
+        raise ResolveError(f"{s} in repository {repo.config.shown} has no checksum")
     evr = s.evr
     epoch = 0
     if ":" in evr:

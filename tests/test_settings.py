@@ -1,0 +1,69 @@
+"""The settings table: one precedence (flag > recipe > environment > default) for build
+and minimize, and the same options declared for both."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from smith.main_build import build_command
+from smith.main_minimize import minimize
+from smith.recipe import parse_recipe
+from smith.settings import SETTINGS, merged
+from tests.rpm_universe import Universe
+from tests.test_build import smith
+from tests.test_original_recipes import CASES, write_recipe
+
+
+def test_precedence(monkeypatch: pytest.MonkeyPatch) -> None:
+    recipe = parse_recipe({"compression": "zstd", "source_date_epoch": 7, "tag": "r:1"})
+    bare = parse_recipe({})
+    assert merged("compression", "none", recipe) == "none"  # the flag
+    assert merged("compression", None, recipe) == "zstd"  # the recipe
+    assert merged("compression", None, None) == "gzip"  # the table's default
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "99")
+    assert merged("source_date_epoch", 5, recipe) == 5
+    assert merged("source_date_epoch", None, recipe) == 7
+    assert merged("source_date_epoch", None, bare) == 99  # the environment
+    monkeypatch.delenv("SOURCE_DATE_EPOCH")
+    assert merged("source_date_epoch", None, bare) == 0
+    assert merged("output", None, bare, "image.tar.gz") == "image.tar.gz"  # the command's
+
+
+def test_build_and_minimize_declare_the_shared_settings_alike() -> None:
+    def declared(command: object) -> dict[str, tuple[tuple[str, ...], str | None]]:
+        params = getattr(command, "params", [])
+        return {p.name: (tuple(p.opts), p.help) for p in params}
+
+    built, small = declared(build_command), declared(minimize)
+    for setting in SETTINGS:
+        if setting.flags:
+            name = setting.param or setting.key
+            assert set(setting.flags) <= set(built[name][0]) & set(small[name][0])
+            assert small[name][1] == setting.help and built[name][1].startswith(setting.help)
+
+
+def layer_media_type(layout: Path) -> str:
+    index = json.loads((layout / "index.json").read_text())
+    digest = index["manifests"][0]["digest"].removeprefix("sha256:")
+    manifest = json.loads((layout / "blobs" / "sha256" / digest).read_text())
+    return str(manifest["layers"][0]["mediaType"])
+
+
+def test_minimize_recipe_settings_apply_unless_a_flag_says(
+    tmp_path: Path, rpm_universe: Universe
+) -> None:
+    base = tmp_path / "base"
+    write_recipe(base, CASES["env-list"], rpm_universe)
+    smith("build", str(base), "-o", str(tmp_path / "img"), "--cache-dir", str(tmp_path / "c"))
+    recipe = tmp_path / "m" / "smith.yaml"
+    recipe.parent.mkdir()
+    recipe.write_text(f"package: {tmp_path / 'img'}\ncompression: zstd\ntag: small:1\n")
+    smith("minimize", "--recipe", str(recipe), "-o", str(tmp_path / "a"))
+    assert layer_media_type(tmp_path / "a").endswith("+zstd")
+    index = json.loads((tmp_path / "a" / "index.json").read_text())
+    assert index["manifests"][0]["annotations"]["org.opencontainers.image.ref.name"] == "small:1"
+    smith("minimize", "--recipe", str(recipe), "-o", str(tmp_path / "b"), "--compression", "gzip")
+    assert layer_media_type(tmp_path / "b").endswith("+gzip")
