@@ -221,7 +221,7 @@ def stage_build(
     packages: tuple[ResolvedPackage, ...] = ()
     if recipe.package_requests or rootfs is None:
         # A recipe with only a rootfs/ (a static binary) needs no package at all.
-        log.info("resolving the %s packages of %s", recipe.arch, recipe_path)
+        log.info("resolving the packages of %s", recipe_path)
         packages = plan_recipe(
             recipe, recipe_path, fetcher, locked=options.locked, lock_path=lock_path
         )
