@@ -6,15 +6,19 @@ quick to start. A traceback appears only with --debug.
 
 from __future__ import annotations
 
-import signal
 import sys
 
 from smith.errors import SmithError, Terminated
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING: importing typing costs crashcart attach 5 ms
 if TYPE_CHECKING:
+    import signal
     from collections.abc import Callable
     from typing import NoReturn
+else:
+    # The same functions on plain integers: `signal` builds IntEnums (imports enum), which
+    # crashcart's attach path must not pay for (see crashcart/signals.py).
+    import _signal as signal
 
 
 # A value quoted in a message (a path, an interpreter, a NEEDED name) may come from a

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from smith.minimize import MinimizeOptions, minimize_image
-from tests.debian_image import DebianImages, debian_images
+from tests.debian_image import NGINX_CONF, DebianImages, debian_images
 from tests.tools import PROJECT, require_root, require_tool
 
 NGINX_PATHS = ("/etc/nginx", "/usr/lib/nginx/modules", "/usr/share/nginx")
@@ -268,3 +268,65 @@ def test_nginx_t_needs_what_its_modules_load(
     check = bundle.run("nginx-t-nogeoip", ["nginx", "-e", "stderr", "-t"])
     assert check.returncode != 0
     assert "libGeoIP.so.1" in check.stderr
+
+
+def umoci_image(rootfs_tar: Path, work: Path) -> Path:
+    """The Debian nginx root made into an image by umoci 0.4.7 the way debootstrap users and
+    stacker do (unpack an empty image, fill the bundle, `repack`): one layer whose first
+    entry is `/` and which ends without the tar footer (umoci #436)."""
+    umoci = require_tool("umoci")
+    layout, bundle = work / "umoci-nginx", work / "umoci-bundle"
+    for args in (
+        ["init", "--layout", str(layout)],
+        ["new", "--image", f"{layout}:latest"],
+        ["unpack", "--image", f"{layout}:latest", str(bundle)],
+    ):
+        subprocess.run([umoci, *args], check=True, capture_output=True)
+    rootfs = bundle / "rootfs"
+    subprocess.run(["tar", "-C", str(rootfs), "-xf", str(rootfs_tar)], check=True)
+    (rootfs / "etc/nginx/nginx.conf").write_bytes(NGINX_CONF)
+    for args in (
+        ["repack", "--image", f"{layout}:latest", str(bundle)],
+        ["config", "--image", f"{layout}:latest", "--config.entrypoint", "nginx",
+         "--config.entrypoint", "-e", "--config.entrypoint", "stderr",
+         "--config.cmd", "-g", "--config.cmd", "daemon off;", "--config.user", "www-data"],
+    ):  # fmt: skip
+        subprocess.run([umoci, *args], check=True, capture_output=True)
+    shutil.rmtree(bundle)
+    return layout
+
+
+def test_umoci_built_debian_nginx_minimizes_in_every_form_and_runs(
+    debian: DebianImages, tmp_path: Path, bundles: list[Bundle]
+) -> None:
+    """The image that failed in all three forms before smith read layers as Go's archive/tar
+    does: Debian's nginx packed by umoci. Layout, oci-archive and docker-archive (skopeo)
+    give the same output, and the minimized nginx passes `nginx -t` on a read-only root."""
+    require_root()
+    skopeo = require_tool("skopeo")
+    layout = umoci_image(debian.rootfs_tar, tmp_path)
+    oci_archive, docker_archive = tmp_path / "nginx-oci.tar", tmp_path / "nginx-docker.tar"
+    subprocess.run(["tar", "-C", str(layout), "-cf", str(oci_archive), "."], check=True)
+    subprocess.run(
+        [skopeo, "copy", "--quiet", f"oci:{layout}:latest",
+         f"docker-archive:{docker_archive}:nginx:latest"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    manifests = set()
+    for n, source in enumerate((layout, oci_archive, docker_archive)):
+        out = tmp_path / f"small-{n}"
+        args = [str(source), "-o", str(out), "--tag", "nginx", "--json"]
+        for path in NGINX_PATHS:
+            args += ["--path", path]
+        proc = smith("minimize", *args)
+        assert proc.returncode == 0, f"{source.name}: {proc.stderr}"
+        manifests.add(json.loads(proc.stdout)["manifest"])
+    assert len(manifests) == 1
+    read_dir = tmp_path / "read"
+    read_dir.mkdir()
+    (read_dir / "site.conf").write_text("server { listen 127.0.0.1:8; }\n")
+    bundle = Bundle(tmp_path / "small-0", "nginx", tmp_path / "bundle", read_dir)
+    bundles.append(bundle)
+    check = bundle.run("umoci-nginx-t", ["nginx", "-e", "stderr", "-t"])
+    assert check.returncode == 0, check.stderr
+    assert "test is successful" in check.stderr
