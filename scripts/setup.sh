@@ -12,7 +12,20 @@ DEBIAN_PACKAGES=(
     disorderfs fuse3 patchelf strace gdb lsof curl iproute2 cpio tar gzip zstd openssl
     libseccomp2 libc6-dev  # crashcart: its seccomp filter; its tests' static programs
     diffoscope-minimal  # only for bench/bench_diff.py (smith diff against diffoscope)
+    qemu-user-static  # runs the aarch64 programs of multi-architecture builds
 )
+
+# The aarch64 fixture universe repackages Debian's arm64 packages (apt-get download PKG:arm64):
+# apt must know the architecture and have its package lists.
+if ! dpkg --print-foreign-architectures | grep -qx arm64; then
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "setup: adding the arm64 architecture to dpkg needs root" >&2
+        exit 1
+    fi
+    echo "setup: adding the arm64 architecture"
+    dpkg --add-architecture arm64
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+fi
 
 missing=()
 for pkg in "${DEBIAN_PACKAGES[@]}"; do

@@ -13,7 +13,10 @@ import logging
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING
 
+from smith.arch import ARCHES, check_arch, parse_arch
 from smith.conventions import (
     ROOT,
     Conventions,
@@ -23,12 +26,12 @@ from smith.conventions import (
     nss_documents,
     parse_user,
 )
-from smith.errors import RecipeError, SmithError
+from smith.errors import RecipeError, SmithError, UsageError
 from smith.globs import Excludes, glob_match, has_magic
 from smith.oci.compress import parse_compression
-from smith.oci.image import GO_ARCH, ImageConfig, Platform
+from smith.oci.image import GO_ARCH, Descriptor, ImageConfig, Platform
 from smith.oci.layout import choose_format, open_image
-from smith.oci.output import write_image
+from smith.oci.output import PlatformImage, write_image, write_index_image
 from smith.oci.reference import is_registry_reference
 from smith.oci.registry_options import RegistryOptions
 from smith.oci.writer import ImageResult
@@ -38,6 +41,7 @@ from smith.recipe import Recipe, RuntimeSet, load_recipe
 from smith.resolve.dependencies import Closure, Extras, LoaderEnv, compute_closure
 from smith.resolve.fetch import Fetcher
 from smith.resolve.localrepo import is_local_rpm
+from smith.resolve.lock import lock_path_for
 from smith.resolve.packages import fetch_packages
 from smith.resolve.programs import (
     DEFAULT_PATH_VALUE,
@@ -62,6 +66,9 @@ from smith.settings import merged
 from smith.sources import plan_recipe, relative_to, repo_configs
 from smith.tree import FileTree, InlineBytes, Kind, path_sort_key
 
+if TYPE_CHECKING:
+    from smith.sbom.attach import Attacher
+
 log = logging.getLogger(__name__)
 
 DEFAULT_OUTPUT = "image.tar.gz"  # the original smith's default
@@ -84,6 +91,7 @@ class BuildOptions:
     sbom: tuple[SbomFormat, ...] = ()  # SBOMs to attach as OCI referrers of the image
     provenance: bool = False  # and an in-toto SLSA provenance statement
     package_db: bool = False  # write the kept packages' rpm database into the image
+    arches: tuple[str, ...] = ()  # --arch: instead of the recipe's
 
 
 @dataclass(frozen=True)
@@ -116,6 +124,90 @@ class BuildResult:
         return result_document(self, explain)
 
 
+def build_recipe(recipe_path: str, options: BuildOptions) -> BuildResult | IndexBuildResult:
+    """Build the recipe; for several architectures (`arch: [...]`, or `--arch` more than
+    once), one image index with a manifest per platform, each built as it would be alone."""
+    recipe = load_recipe(recipe_path)
+    arches = options.arches or recipe.architectures
+    if len(arches) > 1:
+        return build_platforms(recipe, recipe_path, options, arches)
+    return build(recipe_path, options)
+
+
+def build(recipe_path: str, options: BuildOptions) -> BuildResult:
+    """Build the recipe for one architecture (the recipe's, or the one `--arch`)."""
+    recipe = load_recipe(recipe_path)
+    arches = options.arches or recipe.architectures
+    if len(arches) > 1:
+        raise UsageError(
+            f"{recipe_path} is built for {', '.join(arches)}: here only one (--arch) can be"
+        )
+    if options.arches:
+        parse_arch(arches[0])
+    if arches[0] != recipe.arch:
+        recipe = recipe.model_copy(update={"arch": arches[0], "arches": ()})
+    base = os.path.dirname(os.path.abspath(recipe_path))
+    # A bad output name or format fails before any download.
+    choose_format(output_of(options, recipe), merged("format", options.fmt, recipe))
+    image = image_package(recipe.package, base)
+    if image is not None:
+        return build_from_image(recipe, recipe_path, image, options)
+    fetcher = fetcher_for(options)
+    output = output_of(options, recipe)
+    with contextlib.ExitStack() as stack:
+        staged = stage_build(recipe, recipe_path, options, fetcher, stack)
+        log.info("writing %d paths to %s", len(staged.image.tree), output)
+        result = write_image(
+            staged.image.tree,
+            staged.image.config,
+            output,
+            fmt=merged("format", options.fmt, recipe),
+            compression=parse_compression(merged("compression", options.compression, recipe)),
+            epoch=merged("source_date_epoch", options.epoch, recipe),
+            tag=merged("tag", options.tag, recipe) or "",
+            parent=staged.image.parent,
+            annotations=staged.image.annotations,
+            cache_dir=str(fetcher.cache_dir),
+            referrers=staged.referrers,
+        )
+    return staged.result(output, result)
+
+
+def fetcher_for(options: BuildOptions) -> Fetcher:
+    # --retries counts for repository downloads as for registries.
+    retries = {"retries": options.registry.retries} if options.registry else {}
+    return Fetcher(options.cache_dir, offline=options.offline, **retries)
+
+
+@dataclass(frozen=True)
+class StagedBuild:
+    """One architecture's image, ready to be written, and what its BuildResult reports."""
+
+    image: PlatformImage
+    packages: tuple[ResolvedPackage, ...]
+    reasons: dict[str, str]
+    owners: dict[str, str]
+    program: str
+    before: TreeSize
+    source_info: Source
+    referrers: Attacher | None = None  # the SBOM and provenance to attach, if asked for
+
+    def result(self, output: str, image: ImageResult) -> BuildResult:
+        return BuildResult(
+            output=output,
+            image=image,
+            packages=self.packages,
+            kept=tuple(e.path for e in self.image.tree),
+            reasons=self.reasons,
+            owners=self.owners,
+            program=self.program,
+            platform=self.image.config.platform,
+            before=self.before,
+            after=TreeSize.of(self.image.tree),
+            source_info=self.source_info,
+        )
+
+
 @dataclass(frozen=True)
 class RecipeTree:
     """A recipe's packages (and rootfs/) in one tree, before the closure picks from it:
@@ -123,23 +215,27 @@ class RecipeTree:
 
     tree: FileTree
     packages: tuple[ResolvedPackage, ...]
-    fetcher: Fetcher
     user: RuntimeUser
     nss: bool
     rootfs: str | None
 
 
-def unpack_recipe(recipe: Recipe, recipe_path: str, options: BuildOptions) -> RecipeTree:
+def unpack_recipe(
+    recipe: Recipe,
+    recipe_path: str,
+    options: BuildOptions,
+    fetcher: Fetcher,
+    lock_path: Path | None = None,
+) -> RecipeTree:
     base = os.path.dirname(os.path.abspath(recipe_path))
-    # --retries counts for repository downloads as for registries.
-    retries = {"retries": options.registry.retries} if options.registry else {}
-    fetcher = Fetcher(options.cache_dir, offline=options.offline, **retries)
     rootfs = rootfs_of(base)
     packages: tuple[ResolvedPackage, ...] = ()
     if recipe.package_requests or rootfs is None:
         # A recipe with only a rootfs/ (a static binary) needs no package at all.
         log.info("resolving the packages of %s", recipe_path)
-        packages = plan_recipe(recipe, recipe_path, fetcher, locked=options.locked)
+        packages = plan_recipe(
+            recipe, recipe_path, fetcher, locked=options.locked, lock_path=lock_path
+        )
     log.info("fetching and extracting %d packages", len(packages))
     store = ContentStore(fetcher.cache_dir / "content")
     full = extract_packages(packages, fetcher, repo_configs(recipe, recipe_path), store)
@@ -154,19 +250,22 @@ def unpack_recipe(recipe: Recipe, recipe_path: str, options: BuildOptions) -> Re
         # The closure's NSS set follows the nsswitch.conf the image will have: smith's own.
         for path, data in nss_documents(user).items():
             full.add_file(path, InlineBytes(data), 0o644, origin="smith (nss)")
-    return RecipeTree(full, tuple(packages), fetcher, user, nss, rootfs)
+    return RecipeTree(full, tuple(packages), user, nss, rootfs)
 
 
-def build(recipe_path: str, options: BuildOptions) -> BuildResult:
-    recipe = load_recipe(recipe_path)
+def stage_build(
+    recipe: Recipe,
+    recipe_path: str,
+    options: BuildOptions,
+    fetcher: Fetcher,
+    stack: contextlib.ExitStack,
+    lock_path: Path | None = None,
+) -> StagedBuild:
+    """Resolve, fetch and close over the recipe's packages for `recipe.arch`; a parent
+    image is opened on `stack` (it must stay open until the image is written)."""
     base = os.path.dirname(os.path.abspath(recipe_path))
-    # A bad output name or format fails before any download.
-    choose_format(output_of(options, recipe), merged("format", options.fmt, recipe))
-    image = image_package(recipe.package, base)
-    if image is not None:
-        return build_from_image(recipe, recipe_path, image, options)
-    unpacked = unpack_recipe(recipe, recipe_path, options)
-    full, packages, fetcher = unpacked.tree, unpacked.packages, unpacked.fetcher
+    unpacked = unpack_recipe(recipe, recipe_path, options, fetcher, lock_path)
+    full, packages = unpacked.tree, unpacked.packages
     user, nss, rootfs = unpacked.user, unpacked.nss, unpacked.rootfs
     program = recipe_program(full, recipe)
     paths = expand_paths(full, recipe.paths, what="paths")
@@ -204,10 +303,8 @@ def build(recipe_path: str, options: BuildOptions) -> BuildResult:
 
         add_rpm_database(kept, full, packages, fetcher, repo_configs(recipe, recipe_path))
     image_tree = apply_conventions(kept, Conventions(user=user, nss=nss))
-    output = output_of(options, recipe)
     owners = {e.path: e.origin for e in image_tree}
     config = image_config(recipe, user.config_user)
-    log.info("writing %d paths to %s", len(image_tree), output)
     sbom = options.sbom or ((SbomFormat.SPDX,) if recipe.sbom else ())
     referrers = None
     if sbom or options.provenance or recipe.provenance:
@@ -226,48 +323,108 @@ def build(recipe_path: str, options: BuildOptions) -> BuildResult:
             sbom=sbom,
             provenance=options.provenance or recipe.provenance,
         )
+    parent = None
+    if recipe.parent:
+        ref = (
+            recipe.parent
+            if is_registry_reference(recipe.parent)
+            else relative_to(recipe.parent, base)
+        )
+        parent = stack.enter_context(
+            open_image(ref, platform=config.platform, registry=options.registry)
+        )
+    annotations = {PACKAGE_FILES_ANNOTATION: package_files_json(owners)}
+    return StagedBuild(
+        PlatformImage(image_tree, config, parent, annotations),
+        packages,
+        explain_all(image_tree, closure, program, paths),
+        owners,
+        program,
+        TreeSize.of(full),
+        Source(
+            recipe_path,
+            packages_resolved=len(packages),
+            packages_kept=tuple(sorted({o for o in owners.values() if o})),
+        ),
+        referrers,
+    )
+
+
+@dataclass(frozen=True)
+class IndexBuildResult:
+    """A build for several architectures: the index and each platform's own result."""
+
+    output: str
+    index: Descriptor
+    platforms: tuple[tuple[str, BuildResult], ...]  # (arch, result), in the recipe's order
+    image_bytes: int = 0
+
+    def summary(self) -> dict[str, object]:
+        return {
+            "output": self.output,
+            "index": self.index.digest,
+            "size": self.image_bytes,
+            "platforms": {
+                str(result.image.manifest.platform): {"arch": arch, **result.summary()}
+                for arch, result in self.platforms
+            },
+        }
+
+
+def build_platforms(
+    recipe: Recipe, recipe_path: str, options: BuildOptions, arches: Sequence[str]
+) -> IndexBuildResult:
+    """Each architecture resolved, fetched and closed over from its own packages (its own
+    lock: smith.ARCH.lock), then one index of their manifests."""
+    for arch in arches:
+        parse_arch(arch)
+    if len(set(arches)) != len(arches):
+        raise RecipeError(f"--arch: {', '.join(arches)} names an architecture twice")
+    if options.sbom or options.provenance or recipe.sbom or recipe.provenance:
+        # Referrers attach to one image manifest; of an index, not done yet.
+        raise UsageError("an SBOM or provenance attaches to one image: build one --arch")
+    base = os.path.dirname(os.path.abspath(recipe_path))
+    if image_package(recipe.package, base) is not None:
+        raise UsageError(f"{recipe_path}: an image `package:` is built for its own platform")
+    output = output_of(options, recipe)
+    choose_format(output, merged("format", options.fmt, recipe))
+    fetcher = fetcher_for(options)
     with contextlib.ExitStack() as stack:
-        parent = None
-        if recipe.parent:
-            ref = (
-                recipe.parent
-                if is_registry_reference(recipe.parent)
-                else relative_to(recipe.parent, base)
+        staged = [
+            stage_build(
+                recipe.model_copy(update={"arch": arch, "arches": ()}),
+                recipe_path,
+                options,
+                fetcher,
+                stack,
+                lock_path=lock_path_for(recipe_path, arch),
             )
-            parent = stack.enter_context(
-                open_image(ref, platform=config.platform, registry=options.registry)
-            )
-        result = write_image(
-            image_tree,
-            config,
+            for arch in arches
+        ]
+        log.info("writing an index of %d platforms to %s", len(staged), output)
+        written = write_index_image(
+            [s.image for s in staged],
             output,
             fmt=merged("format", options.fmt, recipe),
             compression=parse_compression(merged("compression", options.compression, recipe)),
             epoch=merged("source_date_epoch", options.epoch, recipe),
             tag=merged("tag", options.tag, recipe) or "",
-            parent=parent,
-            annotations={PACKAGE_FILES_ANNOTATION: package_files_json(owners)},
             cache_dir=str(fetcher.cache_dir),
-            referrers=referrers,
         )
-    reasons = explain_all(image_tree, closure, program, paths)
-    return BuildResult(
-        output=output,
-        image=result,
-        packages=packages,
-        kept=tuple(e.path for e in image_tree),
-        reasons=reasons,
-        owners=owners,
-        program=program,
-        platform=config.platform,
-        before=TreeSize.of(full),
-        after=TreeSize.of(image_tree),
-        source_info=Source(
-            recipe_path,
-            packages_resolved=len(packages),
-            packages_kept=tuple(sorted({o for o in owners.values() if o})),
-        ),
+    results = tuple(
+        (arch, s.result(output, image))
+        for arch, s, image in zip(arches, staged, written.images, strict=True)
     )
+    return IndexBuildResult(output, written.index, results, output_size(output))
+
+
+def platform_for(arch: str) -> Platform:
+    """The OCI platform of an architecture (linux/arm64/v8 for aarch64)."""
+    try:
+        info = ARCHES[check_arch(arch)]
+    except ValueError:
+        return Platform(GO_ARCH.get(arch, arch), "linux")
+    return Platform(info.oci_architecture, "linux", info.oci_variant)
 
 
 def build_from_image(
@@ -473,9 +630,8 @@ def user_is_named(recipe: Recipe) -> bool:
 
 
 def image_config(recipe: Recipe, user: str) -> ImageConfig:
-    arch = GO_ARCH.get(recipe.arch, recipe.arch)
     return ImageConfig(
-        platform=Platform(arch, "linux"),
+        platform=platform_for(recipe.arch),
         user=user,
         env=tuple(environment(recipe)),
         entrypoint=recipe.entrypoint,

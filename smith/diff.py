@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from smith.errors import ImageFormatError
+from smith.oci.image import Platform
 from smith.oci.layerread import blob_compression
 from smith.oci.layout import LoadedImage, open_image
 from smith.oci.registry_options import RegistryOptions
@@ -128,12 +129,14 @@ class DiffReport:
 # -- entry point ---------------------------------------------------------------------------
 
 
-def diff_images(a: str, b: str, registry: RegistryOptions | None = None) -> DiffReport:
+def diff_images(
+    a: str, b: str, registry: RegistryOptions | None = None, platform: Platform | None = None
+) -> DiffReport:
     """Compare two images of any form smith reads (registry references with `registry`'s
-    options)."""
+    options); of multi-platform indexes, the images for `platform` (default: the host's)."""
     with ExitStack() as stack:
-        image_a = stack.enter_context(open_image(a, registry=registry))
-        image_b = stack.enter_context(open_image(b, registry=registry))
+        image_a = stack.enter_context(open_image(a, platform=platform, registry=registry))
+        image_b = stack.enter_context(open_image(b, platform=platform, registry=registry))
         findings = diff_loaded(image_a, image_b, image_a.top, image_b.top)
         if not findings and os.path.isfile(a) and os.path.isfile(b):
             findings = diff_archive_files(a, b)

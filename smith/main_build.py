@@ -5,21 +5,24 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from smith import progress
-from smith.build import BuildOptions, build
+from smith.build import BuildOptions, IndexBuildResult, build_recipe
 from smith.cli import cli
 from smith.errors import UsageError
-from smith.oci.reference import parse_reference
+from smith.oci.reference import Reference, parse_reference
 from smith.recipe import find_recipe
 from smith.registry_flags import registry_flags, registry_options
 from smith.sbom.options import sbom_flags, sbom_formats
 from smith.settings import setting_options
 
 log = logging.getLogger("smith")
+
+if TYPE_CHECKING:
+    from smith.oci.registry_options import RegistryOptions
 
 
 @cli.command("build")
@@ -28,6 +31,13 @@ log = logging.getLogger("smith")
     "build",
     aliases={"output": ("-i",)},
     notes={"output": " Default: the recipe's `output`, else image.tar.gz."},
+)
+@click.option(
+    "--arch",
+    "arches",
+    multiple=True,
+    help="Build for this architecture (x86_64, aarch64, ...) instead of the recipe's `arch`; "
+    "repeated: one image index with a manifest per platform.",
 )
 @click.option("--locked", is_flag=True, help="Use smith.lock only; never resolve beyond it.")
 @click.option("--offline", is_flag=True, help="Fail at once on any network access.")
@@ -78,6 +88,7 @@ def build_command(
     fmt: str | None,
     tag: str | None,
     compression: str | None,
+    arches: tuple[str, ...],
     locked: bool,
     offline: bool,
     cache_dir: str | None,
@@ -112,7 +123,7 @@ def build_command(
         )
     # A registry parent or `package:` image is downloaded and unpacked with a bar.
     with progress.showing("reading the image", quiet=quiet):
-        result = build(
+        result = build_recipe(
             find_recipe(recipe),
             BuildOptions(
                 output=output,
@@ -127,8 +138,12 @@ def build_command(
                 sbom=sbom,
                 provenance=provenance,
                 package_db=package_db,
+                arches=arches,
             ),
         )
+    if isinstance(result, IndexBuildResult):
+        report_index(result, target, registry, explain=explain, as_json=as_json, quiet=quiet)
+        return
     pushed = None
     if target:
         from smith.oci.push import push_image  # the registry client: only to push
@@ -158,3 +173,43 @@ def build_command(
         )
     if pushed_ref and not as_json and not quiet:
         click.echo(pushed_ref)
+
+
+def report_index(
+    result: IndexBuildResult,
+    target: Reference | None,
+    registry: RegistryOptions,
+    *,
+    explain: bool,
+    as_json: bool,
+    quiet: bool,
+) -> None:
+    """Push and report a build of several platforms (an image index)."""
+    pushed_ref = ""
+    if target:
+        from smith.oci.push import push_index  # the registry client: only to push
+
+        with progress.showing("uploading", quiet=quiet):
+            pushed = push_index(result.output, target, options=registry)
+        pushed_ref = f"{target.registry}/{target.repository}@{pushed.digest}"
+    if explain and not as_json:
+        for arch, platform in result.platforms:
+            for path in platform.kept:
+                owner = platform.owners.get(path) or "smith"
+                click.echo(f"{arch}\t/{path}\t[{owner}]\t{platform.why(path)}")
+    if as_json:
+        summary = result.summary()
+        if pushed_ref:
+            summary["pushed"] = pushed_ref
+        click.echo(json.dumps(summary, indent=2, sort_keys=True))
+        return
+    if not quiet:
+        platforms = ", ".join(
+            f"{p.image.manifest.platform} {p.image.manifest.digest}" for _, p in result.platforms
+        )
+        click.echo(
+            f"{result.output}: {result.index.digest} ({result.image_bytes} bytes; {platforms})",
+            err=True,
+        )
+        if pushed_ref:
+            click.echo(pushed_ref)

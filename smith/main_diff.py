@@ -11,6 +11,7 @@ import click
 from smith.cli import cli
 from smith.diff import diff_images
 from smith.errors import SmithError, as_trouble
+from smith.oci.index import chosen_platforms
 from smith.registry_flags import registry_flags, registry_options
 
 
@@ -25,14 +26,37 @@ from smith.registry_flags import registry_flags, registry_options
     type=click.IntRange(min=0),
     help="Causes listed after the first.",
 )
+@click.option(
+    "--platform",
+    "platforms",
+    multiple=True,
+    help="OS/ARCH[/VARIANT] of multi-platform indexes to compare (default: the host's); "
+    "repeated, or `all` (every platform of A): each compared on its own.",
+)
 @registry_flags
-def diff_command(a: str, b: str, as_json: bool, limit: int, **flags: Any) -> None:
+def diff_command(
+    a: str, b: str, as_json: bool, limit: int, platforms: tuple[str, ...], **flags: Any
+) -> None:
     """Compare images A and B (OCI layouts, oci-archives, docker-archives, registry
     references) blob by role."""
+    registry = registry_options(flags)
     try:
-        report = diff_images(a, b, registry=registry_options(flags))
+        chosen = chosen_platforms(a, platforms, "diff")
+        if len(chosen) > 1:
+            reports = [(p, diff_images(a, b, registry=registry, platform=p)) for p in chosen]
+        else:
+            report = diff_images(a, b, registry=registry, platform=chosen[0] if chosen else None)
     except SmithError as err:
         raise as_trouble(err) from None
+    if len(chosen) > 1:
+        if as_json:
+            doc = {str(p): r.to_json() for p, r in reports}
+            click.echo(json.dumps(doc, indent=2, sort_keys=True))
+        else:
+            click.echo("\n".join(f"{p}: {r.render(limit)}" for p, r in reports))
+        if not all(r.identical for _, r in reports):
+            raise click.exceptions.Exit(1)
+        return
     if as_json:
         click.echo(json.dumps(report.to_json(), indent=2, sort_keys=True))
     else:

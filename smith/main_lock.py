@@ -17,7 +17,7 @@ from smith.errors import UsageError
 from smith.recipe import find_recipe, load_recipe
 from smith.registry_flags import retries_option
 from smith.resolve.fetch import Fetcher
-from smith.resolve.lock import write_lock
+from smith.resolve.lock import lock_path_for, write_lock
 from smith.sources import lock_recipe
 
 
@@ -54,15 +54,28 @@ def lock_command(
     fetcher = Fetcher(cache_dir, offline=offline, retries=retries)
     recipe, packages = split_arguments(args)
     if update:
+        if load_recipe(recipe).arches:
+            raise UsageError(f"{recipe}: --update is for a recipe of one architecture")
         update_command(recipe, packages, fetcher, preview)
         return
     if packages:
         raise UsageError(f"{packages[0]!r}: package names go with --update")
     if preview:
         raise UsageError("--preview goes with --update")
-    target, lock = lock_recipe(load_recipe(recipe), recipe, fetcher)
-    write_lock(target, lock)
-    click.echo(f"{target}: {len(lock.packages)} packages")
+    loaded = load_recipe(recipe)
+    if not loaded.arches:
+        target, lock = lock_recipe(loaded, recipe, fetcher)
+        write_lock(target, lock)
+        click.echo(f"{target}: {len(lock.packages)} packages")
+        return
+    # Several architectures: each resolved from its own packages, pinned in its own lock
+    # (the one `smith build` of that recipe reads for that architecture).
+    for arch in loaded.arches:
+        one = loaded.model_copy(update={"arch": arch, "arches": ()})
+        _, lock = lock_recipe(one, recipe, fetcher)
+        target = lock_path_for(recipe, arch)
+        write_lock(target, lock)
+        click.echo(f"{target}: {len(lock.packages)} {arch} packages")
 
 
 def split_arguments(args: tuple[str, ...]) -> tuple[str, tuple[str, ...]]:

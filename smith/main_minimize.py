@@ -4,28 +4,38 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from smith import progress
 from smith.cli import cli
 from smith.errors import UsageError
-from smith.minimize import MinimizeOptions, minimize_image
+from smith.minimize import MinimizeOptions, MinimizeResult, minimize_image, minimize_platforms
 from smith.minimize_recipe import recipe_image
 from smith.oci.compress import parse_compression
-from smith.oci.image import parse_platform
+from smith.oci.index import chosen_platforms
 from smith.profile import read_profile
 from smith.registry_flags import registry_flags, registry_options
 from smith.runtime_flags import no_runtime_option
 from smith.sbom.options import sbom_flags, sbom_formats
 from smith.settings import merged, setting_options
 
+if TYPE_CHECKING:
+    from smith.oci.output import IndexResult
+
 
 @cli.command()
 @click.argument("image", required=False)
 @setting_options("minimize", required=("output",))
-@click.option("--platform", help="OS/ARCH[/VARIANT] to pick from a multi-platform index.")
+@click.option(
+    "--platform",
+    "platforms",
+    multiple=True,
+    help="OS/ARCH[/VARIANT] to pick from a multi-platform index; repeated, or `all` (every "
+    "platform of a local layout or archive): an index of each minimized.",
+)
 @click.option("--recipe", type=click.Path(dir_okay=False), help="smith.yaml naming the image.")
 @click.option("--path", "paths", multiple=True, help="Also keep this glob or directory.")
 @click.option("--exclude", "excludes", multiple=True, help="Leave this glob or directory out.")
@@ -55,7 +65,7 @@ def minimize(
     output: str,
     fmt: str | None,
     tag: str | None,
-    platform: str | None,
+    platforms: tuple[str, ...],
     recipe: str | None,
     paths: tuple[str, ...],
     excludes: tuple[str, ...],
@@ -87,7 +97,7 @@ def minimize(
         keep_ownership=keep_ownership,
         keep_modes=keep_modes,
         entrypoint=parse_entrypoint(entrypoint) if entrypoint else None,
-        platform=parse_platform(platform) if platform else None,
+        platform=None,  # chosen_platforms(), once the image is known
         compression=parse_compression(merged("compression", compression)),
         epoch=merged("source_date_epoch", None),
         fmt=fmt,
@@ -99,6 +109,14 @@ def minimize(
     image, options = recipe_image(
         image, recipe, options, "minimize", compression=compression, tag=tag
     )
+    chosen = chosen_platforms(image, platforms, "minimize")
+    if len(chosen) > 1:
+        with progress.showing("minimizing", quiet=quiet or as_json):
+            written = minimize_platforms(image, output, options, chosen)
+        report_platforms(*written, output, as_json)
+        return
+    if chosen:
+        options = replace(options, platform=chosen[0])
     with progress.showing("minimizing", quiet=quiet or as_json):
         result = minimize_image(image, output, options)
     if as_json:
@@ -126,3 +144,24 @@ def parse_entrypoint(value: str) -> tuple[str, ...]:
             raise UsageError(f"--entrypoint must be a list of strings: {value!r}")
         return tuple(items)
     return (value,)
+
+
+def report_platforms(
+    index: IndexResult, results: tuple[MinimizeResult, ...], output: str, as_json: bool
+) -> None:
+    if as_json:
+        doc = {
+            "output": output,
+            "index": index.index.digest,
+            "platforms": {str(r.platform): r.summary(False) for r in results},
+        }
+        sys.stdout.write(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+        return
+    for r in results:
+        click.echo(
+            f"{output}: {r.platform}: {r.after.files} files, {r.after.bytes} bytes "
+            f"(from {r.before.files} files, {r.before.bytes} bytes); "
+            f"manifest {r.image.manifest.digest}",
+            err=True,
+        )
+    click.echo(f"{output}: index {index.index.digest}", err=True)

@@ -13,6 +13,7 @@ same image as an OCI layout, oci-archive or docker-archive gives the same output
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import posixpath
 from collections.abc import Mapping, Sequence
@@ -32,9 +33,9 @@ from smith.errors import ImageFormatError, SmithError, UsageError
 from smith.globs import Excludes
 from smith.leftovers import temp_dir
 from smith.oci.compress import Compression
-from smith.oci.image import ImageConfig, Platform
+from smith.oci.image import Descriptor, ImageConfig, Platform
 from smith.oci.layout import LoadedImage, choose_format, open_image
-from smith.oci.output import write_image
+from smith.oci.output import IndexResult, PlatformImage, write_image, write_index_image
 from smith.oci.registry_options import RegistryOptions
 from smith.oci.unpack import UnpackStats, apply_layers
 from smith.oci.writer import ImageResult
@@ -122,66 +123,121 @@ class MinimizeResult:
 
 def minimize_image(source: str, output: str, options: MinimizeOptions) -> MinimizeResult:
     """Read `source`, keep what its program needs, write the microcontainer to `output`."""
-    for pattern in (*options.paths, *options.excludes):
-        normalize_path(pattern, what="--path/--exclude pattern")
+    check_patterns(options)
     choose_format(output, options.fmt)  # a bad output name fails before the image is read
-    with (
-        open_image(source, platform=options.platform, registry=options.registry) as image,
-        temp_dir("smith-minimize-") as store,
-    ):
-        tree, stats = apply_layers(image, store)
-        if options.rootfs is not None:
-            overlay_rootfs(tree, options.rootfs)
-        config = image_config(image, options)
-        check_platform(image.source, config.platform, options.platform)
-        program, argv = program_of(tree, config)
-        kept = keep_paths(tree, config, program, argv, options)
-        for path in sorted(rootfs_paths(tree)):
-            kept.setdefault(path, "from rootfs/ beside the recipe")
-        small = tree.subtree(kept)
-        add_mount_points(small, options.mounts)
-        if options.package_db:
-            from smith.sbom.package_db import add_image_package_db
-
-            add_image_package_db(small, tree)
-        user = runtime_user(tree, config, options)
-        conventions = Conventions(
-            user=user,
-            keep_ownership=options.keep_ownership,
-            keep_modes=options.keep_modes,
-            nss=options.nss,
-        )
-        final = apply_conventions(small, conventions)
-        # --explain lists exactly what the output holds: the conventions empty the runtime
-        # directories and may replace the NSS files, and they add what they add.
-        explained: dict[str, str] = {}
-        for entry in final:
-            explained[entry.path] = added_reason(entry) or kept.get(
-                entry.path, "parent directory of a kept path"
-            )
+    with contextlib.ExitStack() as stack:
+        staged = stage_minimize(source, output, options, stack)
         result = write_image(
-            final,
-            replace(config, user=user.config_user),
+            staged.image.tree,
+            staged.image.config,
             output,
             fmt=options.fmt,
             compression=options.compression,
             epoch=options.epoch,
             tag=options.tag,
-            referrers=sbom_attacher(tree, final, options),
+            referrers=sbom_attacher(staged.source_tree, staged.image.tree, options),
         )
-        return MinimizeResult(
-            source=source,
-            output=output,
-            source_manifest=image.manifest_descriptor.digest,
-            platform=config.platform,
-            program=program,
-            before=TreeSize.of(tree),
-            before_compressed=sum(layer.size for layer in image.layers),
-            after=TreeSize.of(final),
-            image=result,
-            unpack=stats,
-            kept=explained,
+        return replace(staged.result, image=result)
+
+
+def minimize_platforms(
+    source: str, output: str, options: MinimizeOptions, platforms: Sequence[Platform]
+) -> tuple[IndexResult, tuple[MinimizeResult, ...]]:
+    """Each platform of a multi-platform `source` minimized as minimize_image would alone,
+    written as one image index of them (in the order given) to `output`."""
+    check_patterns(options)
+    choose_format(output, options.fmt)
+    if not platforms:
+        raise UsageError(f"{source}: no platform to minimize")
+    if options.sbom:
+        raise UsageError("--sbom attaches to one image: minimize one --platform at a time")
+    with contextlib.ExitStack() as stack:
+        staged = [
+            stage_minimize(source, output, replace(options, platform=p), stack) for p in platforms
+        ]
+        written = write_index_image(
+            [s.image for s in staged],
+            output,
+            fmt=options.fmt,
+            compression=options.compression,
+            epoch=options.epoch,
+            tag=options.tag,
         )
+    results = tuple(
+        replace(s.result, image=image) for s, image in zip(staged, written.images, strict=True)
+    )
+    return written, results
+
+
+def check_patterns(options: MinimizeOptions) -> None:
+    for pattern in (*options.paths, *options.excludes):
+        normalize_path(pattern, what="--path/--exclude pattern")
+
+
+@dataclass(frozen=True)
+class StagedMinimize:
+    image: PlatformImage
+    result: MinimizeResult  # its `image` is filled in once written
+    source_tree: FileTree  # the image's files as read (what an SBOM describes)
+
+
+NOT_WRITTEN = ImageResult(Descriptor("", "", 0), Descriptor("", "", 0), ())
+
+
+def stage_minimize(
+    source: str, output: str, options: MinimizeOptions, stack: contextlib.ExitStack
+) -> StagedMinimize:
+    """The minimized tree and config of `options.platform`'s image of `source`; the image
+    and the store its files are read from stay open on `stack` until it is written."""
+    image = stack.enter_context(
+        open_image(source, platform=options.platform, registry=options.registry)
+    )
+    store = stack.enter_context(temp_dir("smith-minimize-"))
+    tree, stats = apply_layers(image, store)
+    if options.rootfs is not None:
+        overlay_rootfs(tree, options.rootfs)
+    config = image_config(image, options)
+    check_platform(image.source, config.platform, options.platform)
+    program, argv = program_of(tree, config)
+    kept = keep_paths(tree, config, program, argv, options)
+    for path in sorted(rootfs_paths(tree)):
+        kept.setdefault(path, "from rootfs/ beside the recipe")
+    small = tree.subtree(kept)
+    add_mount_points(small, options.mounts)
+    if options.package_db:
+        from smith.sbom.package_db import add_image_package_db
+
+        add_image_package_db(small, tree)
+    user = runtime_user(tree, config, options)
+    conventions = Conventions(
+        user=user,
+        keep_ownership=options.keep_ownership,
+        keep_modes=options.keep_modes,
+        nss=options.nss,
+    )
+    final = apply_conventions(small, conventions)
+    # --explain lists exactly what the output holds: the conventions empty the runtime
+    # directories and may replace the NSS files, and they add what they add.
+    explained: dict[str, str] = {}
+    for entry in final:
+        explained[entry.path] = added_reason(entry) or kept.get(
+            entry.path, "parent directory of a kept path"
+        )
+    result = MinimizeResult(
+        source=source,
+        output=output,
+        source_manifest=image.manifest_descriptor.digest,
+        platform=config.platform,
+        program=program,
+        before=TreeSize.of(tree),
+        before_compressed=sum(layer.size for layer in image.layers),
+        after=TreeSize.of(final),
+        image=NOT_WRITTEN,
+        unpack=stats,
+        kept=explained,
+    )
+    image_out = PlatformImage(final, replace(config, user=user.config_user))
+    return StagedMinimize(image_out, result, tree)
 
 
 def sbom_attacher(source: FileTree, final: FileTree, options: MinimizeOptions) -> Attacher | None:

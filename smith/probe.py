@@ -354,11 +354,12 @@ def probe_recipe(
 ) -> Profile:
     """Probe a build recipe's full tree (every file of its packages, and its rootfs/
     overlay) with the recipe's command, or `command`."""
-    from smith.build import BuildOptions, environment, unpack_recipe
+    from smith.build import BuildOptions, environment, fetcher_for, unpack_recipe
     from smith.recipe import load_recipe
 
     recipe = load_recipe(recipe_path)
-    unpacked = unpack_recipe(recipe, recipe_path, BuildOptions(cache_dir=cache_dir))
+    build_options = BuildOptions(cache_dir=cache_dir)
+    unpacked = unpack_recipe(recipe, recipe_path, build_options, fetcher_for(build_options))
     args = command or (*(recipe.entrypoint or ()), *(recipe.cmd or ()))
     if not args:
         raise ProbeError(f"{recipe_path} has no entrypoint or cmd: give the command to probe")

@@ -25,8 +25,10 @@ from pydantic import (
     Field,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
+from smith.arch import check_arch
 from smith.errors import RecipeError
 from smith.goyaml import GoScalarLoader, go_text
 from smith.limits import RECIPE_BYTES, YAML_DEPTH, YAML_NODES
@@ -132,7 +134,10 @@ class Recipe(Strict):
     # -- smith's additions -----------------------------------------------------------------
     packages: tuple[Text, ...] = ()
     repos: tuple[Repo, ...] = ()
-    arch: Text = "x86_64"
+    arch: Text = "x86_64"  # with `arch: [x86_64, aarch64]`, the first of them
+    # Every architecture of `arch: [...]` (an image index with a manifest each): filled
+    # from `arch`, not a key of its own. Empty for one architecture.
+    arches: tuple[str, ...] = ()
     weak: bool = False  # install weak dependencies (Recommends) too
     runtime_libraries: tuple[RuntimeSet, ...] = ()  # nss, gconv
     # Rule-based sets (resolve/runtime_sets.py) are on unless named here.
@@ -148,6 +153,36 @@ class Recipe(Strict):
     sbom: bool = False  # attach an SPDX SBOM (as `smith build --sbom`)
     provenance: bool = False  # attach SLSA provenance (as `smith build --provenance`)
     package_db: bool = False  # write the kept packages' rpm database into the image
+
+    @model_validator(mode="before")
+    @classmethod
+    def _arch_list(cls, data: Any) -> Any:
+        # `arch: [...]` becomes `arches`, checked by _arches (its errors say `arch`), and
+        # `arch` its first item: code that builds one architecture reads `arch` alone.
+        if not isinstance(data, Mapping):
+            return data
+        if "arches" in data:
+            raise ValueError("`arches` is not a key: list the architectures as `arch: [...]`")
+        value = data.get("arch")
+        if not isinstance(value, list):
+            return data
+        first = value[0] if value and isinstance(value[0], str) else "x86_64"
+        return {**data, "arch": first, "arches": tuple(value)}
+
+    @field_validator("arches")
+    @classmethod
+    def _arches(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise ValueError("the list of architectures is empty")
+        for name in value:
+            check_arch(name)
+        if len(set(value)) != len(value):
+            raise ValueError(f"{value!r} names an architecture twice")
+        return value if len(value) > 1 else ()
+
+    @property
+    def architectures(self) -> tuple[str, ...]:
+        return self.arches or (self.arch,)
 
     @field_validator("repos", mode="before")
     @classmethod
@@ -331,6 +366,8 @@ def describe_error(error: Mapping[str, Any]) -> str:
     loc: Sequence[str | int] = error.get("loc", ())
     where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
     kind = error.get("type", "")
+    if loc[:1] == ("arches",):
+        where = "arch"  # written `arch: [...]`: see Recipe._arch_list
     if kind == "extra_forbidden":
         known = known_keys(loc[:-1])
         close = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.6)
@@ -341,6 +378,8 @@ def describe_error(error: Mapping[str, Any]) -> str:
         )
         return f"unknown key {where!r}{hint}"
     value = error.get("input")
+    if not loc:  # the recipe as a whole (a model validator): the message says it all
+        return str(error.get("msg", "invalid recipe")).removeprefix("Value error, ")
     shown = repr(value) if not isinstance(value, dict | list) else type(value).__name__
     return f"{where}: {error.get('msg', 'invalid value').lower()}, got {shown}"
 

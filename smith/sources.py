@@ -42,7 +42,7 @@ def repo_configs(recipe: Recipe, recipe_path: str) -> tuple[RepoConfig, ...]:
     return tuple(
         RepoConfig(
             id=repo.id or repo.name or f"repo{i}",
-            baseurl=url_relative_to(repo.baseurl, base),
+            baseurl=url_relative_to(expand_basearch(repo.baseurl, recipe.arch), base),
             priority=repo.priority,
             gpgcheck=repo.gpgcheck,
             gpgkey=tuple(url_relative_to(k, base) for k in repo.gpgkey),
@@ -51,6 +51,12 @@ def repo_configs(recipe: Recipe, recipe_path: str) -> tuple[RepoConfig, ...]:
         for i, repo in enumerate(recipe.repos)
         if repo.enabled
     )
+
+
+def expand_basearch(url: str, arch: str) -> str:
+    """yum's $basearch in a baseurl: each architecture of a recipe resolves in its own
+    repository, as distributions publish them (.../os/$basearch/)."""
+    return url.replace("${basearch}", arch).replace("$basearch", arch)
 
 
 def requests_of(recipe: Recipe, recipe_path: str) -> tuple[str, ...]:
@@ -76,12 +82,18 @@ def local_files(
 
 
 def plan_recipe(
-    recipe: Recipe, recipe_path: str, fetcher: Fetcher, *, locked: bool = False
+    recipe: Recipe,
+    recipe_path: str,
+    fetcher: Fetcher,
+    *,
+    locked: bool = False,
+    lock_path: Path | None = None,
 ) -> tuple[ResolvedPackage, ...]:
-    """The recipe's packages: smith.lock's when it fits the recipe, else resolved now."""
+    """The recipe's packages: smith.lock's (or `lock_path`'s) when it fits the recipe, else
+    resolved now."""
     written = requests_of(recipe, recipe_path)
     configs = repo_configs(recipe, recipe_path)
-    lock_path = lock_path_for(recipe_path)
+    lock_path = lock_path or lock_path_for(recipe_path)
     requests, local = local_files(written, recipe_path, fetcher)
     if not configs and not local and not lock_path.exists() and not locked:
         raise RecipeError(f"{recipe_path}: no `repos` to find {', '.join(requests)} in")

@@ -24,7 +24,9 @@ import smith
 from smith.diff import DiffReport, Digests, diff_images, image_digests
 from smith.errors import SmithError, UsageError
 from smith.limits import json_document
+from smith.oci.index import index_platforms
 from smith.oci.layer_cache import LayerCache
+from smith.oci.reference import is_registry_reference
 
 log = logging.getLogger(__name__)
 
@@ -388,9 +390,9 @@ def verify_in(
         differing = reference.differences(run.digests)
         if differing:
             if expected is None:
-                report = diff_images(runs[0].output, run.output)
+                report = first_difference(runs[0].output, run.output)
             elif against_image:
-                report = diff_images(against_image, run.output)
+                report = first_difference(against_image, run.output)
             break
     shuffled = bool(shuffle_dir) and any(r.variation.shuffle_dirs for r in runs)
     return VerifyResult(
@@ -402,6 +404,18 @@ def verify_in(
         shuffled=shuffled,
         notes=tuple(notes),
     )
+
+
+def first_difference(a: str, b: str) -> DiffReport:
+    """The diff that explains why `b` is not `a`: of multi-platform images, that of the
+    first platform (in A's order) whose images differ. The host's alone would only say
+    that the index lists another digest when another platform's image changed."""
+    platforms = () if is_registry_reference(a) else index_platforms(a)
+    for platform in platforms:
+        report = diff_images(a, b, platform=platform)
+        if any(f.role != "index" for f in report.findings):
+            return report
+    return diff_images(a, b)
 
 
 def golden_record(runs: Mapping[str, Digests]) -> dict[str, Any]:

@@ -34,7 +34,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -173,24 +173,27 @@ class Universe:
 # -- Debian packages that are not installed ----------------------------------------------------
 
 
-def debian_package(package: str) -> tuple[Path, Path]:
+def debian_package(package: str, arch: str = "") -> tuple[Path, Path]:
     """(the .deb, the directory it is unpacked in) under DEB_CACHE, fetched with
-    `apt-get download` the first time (this works on a fresh machine)."""
-    DEB_CACHE.mkdir(parents=True, exist_ok=True)
-    debs = sorted(DEB_CACHE.glob(f"{package}_*.deb"))
+    `apt-get download` the first time (this works on a fresh machine). `arch` is a foreign
+    Debian architecture (arm64: scripts/setup.sh adds it), cached apart so that a glob for
+    one architecture's .deb never finds another's."""
+    cache = DEB_CACHE.with_name(f"debs-{arch}") if arch else DEB_CACHE
+    cache.mkdir(parents=True, exist_ok=True)
+    debs = sorted(cache.glob(f"{package}_*.deb"))
     if not debs:
         subprocess.run(
-            [require_tool("apt-get"), "download", package],
-            cwd=DEB_CACHE,
+            [require_tool("apt-get"), "download", f"{package}:{arch}" if arch else package],
+            cwd=cache,
             capture_output=True,
             check=False,
         )
-        debs = sorted(DEB_CACHE.glob(f"{package}_*.deb"))
+        debs = sorted(cache.glob(f"{package}_*.deb"))
     if not debs:
         raise RuntimeError(f"cannot fetch the Debian package {package} (apt-get download)")
-    root = DEB_CACHE / f"{debs[-1].name}.root"
+    root = cache / f"{debs[-1].name}.root"
     if not root.is_dir():
-        partial = Path(tempfile.mkdtemp(dir=DEB_CACHE))
+        partial = Path(tempfile.mkdtemp(dir=cache))
         subprocess.run([require_tool("dpkg-deb"), "-x", str(debs[-1]), str(partial)], check=True)
         partial.rename(root)
     return debs[-1], root
@@ -277,6 +280,43 @@ def _spec(name: str, version: str, release: str, subs: list[SubPackage], payload
     return "\n".join(lines) + "\n"
 
 
+def filesystem_package(libdir: str, *, lib64: bool) -> SubPackage:
+    """The directory skeleton (merged /usr) with the distribution's library directory
+    (and /usr/lib64 with its /lib64 link, for x86_64)."""
+    lib64_dirs = " usr/lib64" if lib64 else ""
+    return SubPackage(
+        "filesystem",
+        "The directory skeleton (merged /usr)",
+        [
+            f"cd %{{buildroot}} && mkdir -p etc usr/bin usr/sbin{lib64_dirs} var/log tmp root srv",
+            f"mkdir -p %{{buildroot}}{libdir}",
+            "ln -s usr/bin %{buildroot}/bin",
+            "ln -s usr/sbin %{buildroot}/sbin",
+            "ln -s usr/lib %{buildroot}/lib",
+            *(["ln -s usr/lib64 %{buildroot}/lib64"] if lib64 else []),
+        ],
+        [
+            "%dir /etc",
+            "%dir /usr",
+            "%dir /usr/bin",
+            "%dir /usr/sbin",
+            "%dir /usr/lib",
+            *(["%dir /usr/lib64"] if lib64 else []),
+            f"%dir {libdir}",
+            "%dir /var",
+            "%dir /var/log",
+            "%attr(1777,root,root) %dir /tmp",
+            "%attr(0700,root,root) %dir /root",
+            "%dir /srv",
+            "/bin",
+            "/sbin",
+            "/lib",
+            *(["/lib64"] if lib64 else []),
+        ],
+        ["BuildArch: noarch"],
+    )
+
+
 def _main_subpackages(work: Path) -> list[SubPackage]:
     gcc = require_tool("gcc")
     for prog, src in (("hello", HELLO_C), ("tinyhttpd", TINYHTTPD_C)):
@@ -298,37 +338,7 @@ def _main_subpackages(work: Path) -> list[SubPackage]:
             by_pkg["glibc"].append(so)
 
     subs = [
-        SubPackage(
-            "filesystem",
-            "The directory skeleton (merged /usr)",
-            [
-                "cd %{buildroot} && mkdir -p etc usr/bin usr/sbin usr/lib64 var/log tmp root srv",
-                f"mkdir -p %{{buildroot}}{LIBDIR}",
-                "ln -s usr/bin %{buildroot}/bin",
-                "ln -s usr/sbin %{buildroot}/sbin",
-                "ln -s usr/lib %{buildroot}/lib",
-                "ln -s usr/lib64 %{buildroot}/lib64",
-            ],
-            [
-                "%dir /etc",
-                "%dir /usr",
-                "%dir /usr/bin",
-                "%dir /usr/sbin",
-                "%dir /usr/lib",
-                "%dir /usr/lib64",
-                f"%dir {LIBDIR}",
-                "%dir /var",
-                "%dir /var/log",
-                "%attr(1777,root,root) %dir /tmp",
-                "%attr(0700,root,root) %dir /root",
-                "%dir /srv",
-                "/bin",
-                "/sbin",
-                "/lib",
-                "/lib64",
-            ],
-            ["BuildArch: noarch"],
-        ),
+        filesystem_package(LIBDIR, lib64=True),
         SubPackage(
             "setup",
             "System users, groups and the NSS configuration",
@@ -625,14 +635,17 @@ def universe_key() -> str:
     return h.hexdigest()[:16]
 
 
-def cached_universe(cache_root: Path) -> Universe:
-    """The universe from `cache_root/<key>`, building it there first if needed."""
-    final = cache_root / universe_key()
+def cached_universe(
+    cache_root: Path, key: str = "", build: Callable[[Path], Universe] = build_universe
+) -> Universe:
+    """The universe from `cache_root/<key>` (default: `universe_key()`), building it there
+    first with `build` if needed."""
+    final = cache_root / (key or universe_key())
     if not (final / "done").exists():
         cache_root.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix="building-", dir=cache_root))
         shutil.rmtree(tmp)
-        build_universe(tmp)
+        build(tmp)
         (tmp / "done").write_text("")
         if final.exists():
             shutil.rmtree(final)

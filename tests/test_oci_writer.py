@@ -9,6 +9,7 @@ import json
 import os
 import random
 import tarfile
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -16,11 +17,11 @@ import zstandard
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from smith.errors import ImageFormatError, SmithError, UnsafePathError
+from smith.errors import ImageFormatError, SmithError, UnsafePathError, UsageError
 from smith.oci.compress import Compression
-from smith.oci.image import ImageConfig
+from smith.oci.image import ImageConfig, Platform
 from smith.oci.layout import open_image
-from smith.oci.output import write_image
+from smith.oci.output import PlatformImage, write_image, write_index_image
 from smith.oci.tarball import stream_layer
 from smith.paths import normalize_path
 from smith.tree import Entry, FileTree, HostFile, InlineBytes, Kind
@@ -37,6 +38,34 @@ def layer_bytes(tree: FileTree, epoch: int = 0) -> bytes:
 def test_golden_digests() -> None:
     # A deliberate change: `python -m tests.trees > tests/golden/writer.json`, and review.
     assert trees.digests() == json.loads(GOLDEN.read_text())
+
+
+def test_golden_two_platform_index() -> None:
+    # A deliberate change: `python -m tests.trees platforms > tests/golden/platforms.json`.
+    golden = json.loads(GOLDEN.with_name("platforms.json").read_text())
+    assert trees.platform_digests() == golden
+    # Each platform's manifest is what its tree gives alone: small/gzip of writer.json.
+    assert golden["amd64"] == json.loads(GOLDEN.read_text())["small"]["gzip"]["manifest"]
+
+
+def test_index_of_platforms_is_valid_oci(tmp_path: Path, oci_schema_dir: Path) -> None:
+    arm = replace(trees.CONFIG, platform=Platform("arm64", "linux", "v8"))
+    images = [
+        PlatformImage(trees.small_tree(), trees.CONFIG),
+        PlatformImage(trees.small_tree(), arm),
+    ]
+    written = write_index_image(images, str(tmp_path / "out"))
+    top = json.loads((tmp_path / "out/index.json").read_bytes())
+    validate(oci_schema_dir, "index", top)
+    nested = tmp_path / "out/blobs/sha256" / written.index.digest.removeprefix("sha256:")
+    doc = json.loads(nested.read_bytes())
+    validate(oci_schema_dir, "index", doc)
+    assert [m["platform"]["architecture"] for m in doc["manifests"]] == ["amd64", "arm64"]
+    # The same layer serves both platforms: stored once.
+    assert written.images[0].layers == written.images[1].layers
+    with pytest.raises(UsageError, match="a docker-archive holds one platform"):
+        write_index_image(images, str(tmp_path / "d.tar"), fmt="docker-archive")
+    assert not (tmp_path / "d.tar").exists()
 
 
 def test_layer_is_a_tar_that_says_exactly_the_tree() -> None:

@@ -1,4 +1,4 @@
-"""Fixed trees whose image digests are golden (tests/golden/writer.json).
+"""Fixed trees whose image digests are golden (tests/golden/writer.json, platforms.json).
 
 Content is generated from fixed seeds, never read from the host, so the digests are the
 same on every machine. Run as a script to print the digests of every tree (the
@@ -11,10 +11,11 @@ import hashlib
 import json
 import sys
 import tempfile
+from dataclasses import replace
 
 from smith.oci.compress import Compression
-from smith.oci.image import ImageConfig
-from smith.oci.output import write_image
+from smith.oci.image import ImageConfig, Platform
+from smith.oci.output import PlatformImage, write_image, write_index_image
 from smith.tree import FileTree, InlineBytes
 
 
@@ -107,6 +108,30 @@ def digests() -> dict[str, dict[str, dict[str, str]]]:
     return result
 
 
+def platform_digests() -> dict[str, str]:
+    """A two-platform index (tests/golden/platforms.json): the small tree as linux/amd64,
+    the awkward one as linux/arm64/v8, gzip. Each manifest must also be the one write_image
+    writes for its tree alone (test_oci_writer checks that)."""
+    images = [
+        PlatformImage(small_tree(), CONFIG),
+        PlatformImage(awkward_tree(), replace(CONFIG, platform=Platform("arm64", "linux", "v8"))),
+    ]
+    with tempfile.TemporaryDirectory() as tmp:
+        written = write_index_image(images, f"{tmp}/out", tag="golden")
+        with open(f"{tmp}/out/index.json", "rb") as f:
+            index = "sha256:" + hashlib.sha256(f.read()).hexdigest()
+    return {
+        "index.json": index,
+        "index": written.index.digest,
+        "amd64": written.images[0].manifest.digest,
+        "arm64": written.images[1].manifest.digest,
+    }
+
+
 if __name__ == "__main__":
+    if sys.argv[1:] == ["platforms"]:
+        json.dump(platform_digests(), sys.stdout, indent=1, sort_keys=True)
+        sys.stdout.write("\n")
+        sys.exit(0)
     json.dump(digests(), sys.stdout, indent=1, sort_keys=True)
     sys.stdout.write("\n")

@@ -5,14 +5,17 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
+from smith.errors import UsageError
+from smith.oci.blobs import BlobStore
 from smith.oci.compress import MEDIA_TYPE_SUFFIX, Compression
-from smith.oci.image import ImageConfig, rfc3339
+from smith.oci.image import Descriptor, ImageConfig, rfc3339
 from smith.oci.layer_cache import LayerCache
 from smith.oci.layout import (
     LoadedImage,
+    OutputFormat,
     choose_format,
     refuse_zstd_docker_archive,
     save_layout,
@@ -20,7 +23,14 @@ from smith.oci.layout import (
 )
 from smith.oci.reference import check_tag
 from smith.oci.referrers import Artifact, write_referrer
-from smith.oci.writer import ImageResult, Layer, write_index, write_layer, write_manifest
+from smith.oci.writer import (
+    ImageResult,
+    Layer,
+    write_index,
+    write_layer,
+    write_manifest,
+    write_platform_index,
+)
 from smith.tree import FileTree
 
 DEFAULT_REF_NAME = "latest"
@@ -52,22 +62,8 @@ def write_image(
     parent_types = [desc.media_type for desc in parent.layers] if parent is not None else []
     refuse_zstd_docker_archive(out_format, [MEDIA_TYPE_SUFFIX[compression], *parent_types])
     with staging_layout(output) as store:
-        layers: list[Layer] = []
-        history: list[Mapping[str, Any]] = []
-        if parent is not None:
-            for desc, diff_id in zip(parent.layers, parent.diff_ids, strict=True):
-                store.add_file(parent.blob_path(desc.digest), desc.digest, desc.size)
-                layers.append(Layer(desc, diff_id))
-            history = list(parent.config.get("history") or [])
-        if cache_dir is not None:
-            layers.append(LayerCache(cache_dir).write_layer(tree, store, compression, epoch))
-        else:
-            layers.append(write_layer(tree, store, compression, epoch))
-        if history:
-            history.append({"created": rfc3339(epoch), "created_by": "smith"})
-        result = write_manifest(
-            store, layers, config, epoch, history=history, annotations=annotations
-        )
+        image = PlatformImage(tree, config, parent, annotations)
+        result = stage_image(store, image, compression, epoch, cache_dir)
         attached = [
             write_referrer(store, result.manifest, artifact)
             for artifact in (referrers(result) if referrers is not None else ())
@@ -81,3 +77,72 @@ def write_image(
         result = replace(result, index="sha256:" + hashlib.sha256(index).hexdigest())
         save_layout(store, result, output, out_format, gz=gz, tag=tag, epoch=epoch)
     return result
+
+
+@dataclass(frozen=True)
+class PlatformImage:
+    """What one platform's manifest of an image is written from."""
+
+    tree: FileTree
+    config: ImageConfig
+    parent: LoadedImage | None = None
+    annotations: Mapping[str, str] | None = None
+
+
+@dataclass(frozen=True)
+class IndexResult:
+    index: Descriptor  # the image index blob that lists the platforms
+    images: tuple[ImageResult, ...]  # in the order given
+
+
+def write_index_image(
+    images: Sequence[PlatformImage],
+    output: str,
+    *,
+    fmt: str | None = None,
+    compression: Compression = Compression.GZIP,
+    epoch: int = 0,
+    tag: str = "",
+    cache_dir: str | None = None,
+) -> IndexResult:
+    """Write one manifest per image, each exactly as write_image writes it alone (same
+    layer, config and manifest bytes), and an image index of them, to `output`."""
+    out_format, gz = choose_format(output, fmt)
+    if out_format is OutputFormat.DOCKER_ARCHIVE:
+        raise UsageError(
+            f"{output}: a docker-archive holds one platform's image, not an index of "
+            f"{len(images)} (write oci or oci-archive)"
+        )
+    check_tag(tag)
+    with staging_layout(output) as store:
+        results = tuple(stage_image(store, i, compression, epoch, cache_dir) for i in images)
+        index, _ = write_platform_index(store, results, tag or DEFAULT_REF_NAME)
+        save_layout(store, results[0], output, out_format, gz=gz, tag=tag, epoch=epoch)
+    return IndexResult(index, results)
+
+
+def stage_image(
+    store: BlobStore,
+    image: PlatformImage,
+    compression: Compression,
+    epoch: int,
+    cache_dir: str | None,
+) -> ImageResult:
+    """The layer (on the parent's), config and manifest blobs of one image, in `store`."""
+    layers: list[Layer] = []
+    history: list[Mapping[str, Any]] = []
+    parent = image.parent
+    if parent is not None:
+        for desc, diff_id in zip(parent.layers, parent.diff_ids, strict=True):
+            store.add_file(parent.blob_path(desc.digest), desc.digest, desc.size)
+            layers.append(Layer(desc, diff_id))
+        history = list(parent.config.get("history") or [])
+    if cache_dir is not None:
+        layers.append(LayerCache(cache_dir).write_layer(image.tree, store, compression, epoch))
+    else:
+        layers.append(write_layer(image.tree, store, compression, epoch))
+    if history:
+        history.append({"created": rfc3339(epoch), "created_by": "smith"})
+    return write_manifest(
+        store, layers, image.config, epoch, history=history, annotations=image.annotations
+    )

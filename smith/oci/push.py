@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from smith import progress
@@ -22,27 +21,22 @@ from smith.oci.image import (
     MEDIA_DOCKER_CONFIG,
     MEDIA_DOCKER_LAYER,
     MEDIA_DOCKER_LAYER_GZIP,
-    MEDIA_DOCKER_LIST,
     MEDIA_DOCKER_MANIFEST,
-    MEDIA_OCI_INDEX,
     MEDIA_OCI_LAYER,
     MEDIA_OCI_MANIFEST,
     Descriptor,
     Platform,
     canonical_json,
-    index_document,
     sha256_digest,
 )
+from smith.oci.index import read_platform_index
 from smith.oci.layout import (
     LoadedImage,
-    load_json,
     open_image,
-    read_blob_json,
     read_image_manifest,
     unpacked,
 )
 from smith.oci.reference import Reference
-from smith.oci.referrers import is_referrer_entry
 from smith.oci.registry import (
     RegistryClient,
     RegistryOptions,
@@ -50,7 +44,7 @@ from smith.oci.registry import (
     decode_json,
     with_query,
 )
-from smith.oci.transfer import Stopped, as_reference, open_read, run_parallel
+from smith.oci.transfer import Stopped, as_reference, run_parallel
 
 log = logging.getLogger("smith.registry")
 
@@ -125,26 +119,10 @@ def push_index(
     options = options or RegistryOptions()
     target = as_reference(ref)
     with unpacked(source) as root:
-        top = load_json(os.path.join(root, "index.json"), f"{source}: index.json")
-        try:
-            entries = [
-                Descriptor.from_json(m)
-                for m in top.get("manifests") or []
-                if not is_referrer_entry(m)  # attached artifacts are pushed with their image
-            ]
-        except (KeyError, TypeError, ValueError, AttributeError) as err:
-            raise ImageFormatError(f"{source}: index.json is malformed ({err})") from None
-        if len(entries) == 1 and entries[0].media_type in (MEDIA_OCI_INDEX, MEDIA_DOCKER_LIST):
-            media_type = entries[0].media_type
-            data = open_read(os.path.join(root, "blobs", "sha256", entries[0].digest[7:]))
-            index = read_blob_json(root, source, entries[0], "index")
-            children = [Descriptor.from_json(m) for m in index.get("manifests") or []]
-        elif len(entries) > 1:
-            media_type = MEDIA_OCI_INDEX
-            children = [replace(d, annotations=()) for d in entries]
-            data = canonical_json(index_document(children))
-        else:
+        index = read_platform_index(root, source)
+        if index is None:
             raise UsageError(f"{source} holds a single image: push it without --all")
+        media_type, data, children = index.media_type, index.data, index.children
         client = RegistryClient(target, options, push=True, mount_from=mount_from)
         uploaded = 0
         skipped: list[str] = []

@@ -17,6 +17,7 @@ from smith.oci.compress import (
 from smith.oci.image import (
     ANNOTATION_REF_NAME,
     MEDIA_OCI_CONFIG,
+    MEDIA_OCI_INDEX,
     MEDIA_OCI_LAYER,
     MEDIA_OCI_MANIFEST,
     Descriptor,
@@ -116,7 +117,33 @@ def write_index(
 ) -> bytes:
     """Write `index.json` and `oci-layout` at the store's root; return the index bytes.
     `extra` entries (attached artifacts) follow the image, which stays the first."""
-    manifest = result.manifest
+    return write_top_index(store, result.manifest, tag, extra)
+
+
+def write_platform_index(
+    store: BlobStore, results: Sequence[ImageResult], tag: str = ""
+) -> tuple[Descriptor, bytes]:
+    """An image index blob listing one manifest per platform (in the order given), and an
+    `index.json` naming it: (the index blob's descriptor, the index.json bytes).
+
+    The platforms are one image under one name, so index.json holds one entry, the nested
+    index, as registries serve it: a reader picks a platform inside it (skopeo's
+    --override-arch, podman's --arch), and a tag names the whole image.
+    """
+    doc = index_document([r.manifest for r in results])
+    digest, size = store.add_bytes(canonical_json(doc))
+    nested = Descriptor(MEDIA_OCI_INDEX, digest, size)
+    return nested, write_top_index(store, nested, tag)
+
+
+def write_top_index(
+    store: BlobStore,
+    manifest: Descriptor,
+    tag: str = "",
+    extra: Sequence[Mapping[str, Any]] = (),
+) -> bytes:
+    """`index.json` naming `manifest` (with the tag as its ref.name), then `extra`, and
+    `oci-layout`."""
     if tag:
         manifest = Descriptor(
             manifest.media_type,

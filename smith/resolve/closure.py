@@ -16,12 +16,12 @@ from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from smith.arch import describe_abi, platform_of
 from smith.errors import ElfError
 from smith.paths import normalize_path
 from smith.resolve.elf import Abi, ElfInfo
 from smith.resolve.elfcache import ElfCache
 from smith.resolve.loader import (
-    PLATFORM,
     SearchDir,
     Step,
     abi_lib_dir,
@@ -410,6 +410,13 @@ class ClosureWalker:
             info = self.cache.info(self.root, file)
             if info is None:
                 raise ElfError(f"the interpreter {name} of /{main.path} is not an ELF file")
+            if info.abi != main.info.abi:
+                # The kernel refuses to start a program whose ld.so is for another machine
+                # (or class): a closure through it would mix architectures.
+                raise ElfError(
+                    f"the interpreter {name} of /{main.path} is {describe_abi(info.abi)}, "
+                    f"the program {describe_abi(main.info.abi)}"
+                )
             dirs = self._interpreter_dirs(file, info)
             # Every program names one of a few interpreters: found and kept once (keeping
             # is idempotent, so the next program's keep_walk would add nothing).
@@ -549,7 +556,7 @@ class ClosureWalker:
         # resolved); of a library, the directory of the name it was opened under.
         where = obj.real if obj.loader is None else obj.path
         origin = "/" + posixpath.dirname(where)
-        return expand_tokens(text, origin, "/" + lib, PLATFORM.get(abi.machine, ""))
+        return expand_tokens(text, origin, "/" + lib, platform_of(abi.machine))
 
     def conf_dirs(self) -> tuple[str, ...]:
         if self._conf is None:

@@ -10,11 +10,12 @@ from __future__ import annotations
 import posixpath
 from dataclasses import dataclass
 
+from smith.arch import triplet_of
 from smith.paths import normalize_path
 from smith.profile import ProfileEntry
 from smith.resolve.closure import ClosureWalker, Reason
 from smith.resolve.elf import Abi
-from smith.resolve.loader import MULTIARCH, Step, glob_root
+from smith.resolve.loader import Step, glob_root
 from smith.tree import Kind
 
 # Since glibc 2.34 these services are built into libc.so.6; an image without their
@@ -93,7 +94,7 @@ def add_nss_modules(walker: ClosureWalker) -> None:
 def gconv_dirs(walker: ClosureWalker) -> list[str]:
     dirs: list[str] = []
     for abi in program_abis(walker):
-        triplet = MULTIARCH.get((abi.machine, abi.elf_class))
+        triplet = triplet_of(abi)
         candidates = [f"usr/lib/{triplet}/gconv"] if triplet else []
         candidates += ["usr/lib64/gconv", "usr/lib/gconv"]
         for candidate in candidates:

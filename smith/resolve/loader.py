@@ -16,35 +16,12 @@ import struct
 from dataclasses import dataclass
 from enum import StrEnum
 
+from smith.arch import triplet_of
 from smith.errors import UnsafePathError
 from smith.paths import normalize_path
 from smith.resolve.elf import Abi, ElfClass
 from smith.resolve.roots import PathWalker, Root
 from smith.tree import Kind
-
-# Debian's multiarch triplets: glibc there is built with these as slibdir/libdir, and $LIB
-# expands to lib/<triplet>.
-MULTIARCH: dict[tuple[str, ElfClass], str] = {
-    ("EM_X86_64", ElfClass.ELF64): "x86_64-linux-gnu",
-    ("EM_X86_64", ElfClass.ELF32): "x86_64-linux-gnux32",
-    ("EM_386", ElfClass.ELF32): "i386-linux-gnu",
-    ("EM_AARCH64", ElfClass.ELF64): "aarch64-linux-gnu",
-    ("EM_ARM", ElfClass.ELF32): "arm-linux-gnueabihf",
-    ("EM_PPC64", ElfClass.ELF64): "powerpc64le-linux-gnu",
-    ("EM_S390", ElfClass.ELF64): "s390x-linux-gnu",
-    ("EM_RISCV", ElfClass.ELF64): "riscv64-linux-gnu",
-}
-
-# AT_PLATFORM as the kernel reports it for a process of this machine ($PLATFORM).
-PLATFORM: dict[str, str] = {
-    "EM_X86_64": "x86_64",
-    "EM_386": "i686",
-    "EM_AARCH64": "aarch64",
-    "EM_ARM": "v7l",
-    "EM_PPC64": "power9",
-    "EM_S390": "z13",
-    "EM_RISCV": "riscv64",
-}
 
 MAX_CONF_INCLUDE_DEPTH = 16
 
@@ -81,7 +58,7 @@ class SearchDir:
 
 def abi_lib_dir(walker: PathWalker, abi: Abi) -> str:
     """What $LIB expands to for this ABI in this root (Debian multiarch, lib64 or lib)."""
-    triplet = MULTIARCH.get((abi.machine, abi.elf_class))
+    triplet = triplet_of(abi)
     if triplet and walker.walk(f"usr/lib/{triplet}").kind is Kind.DIR:
         return f"lib/{triplet}"
     if abi.elf_class is ElfClass.ELF64 and walker.walk("usr/lib64").kind is Kind.DIR:
@@ -96,7 +73,7 @@ def default_dirs(abi: Abi) -> tuple[str, ...]:
     listing all of them is safe because a candidate of the wrong class or machine is skipped.
     """
     dirs: list[str] = []
-    triplet = MULTIARCH.get((abi.machine, abi.elf_class))
+    triplet = triplet_of(abi)
     if triplet:
         dirs += [f"lib/{triplet}", f"usr/lib/{triplet}"]
     if abi.elf_class is ElfClass.ELF64:
@@ -108,8 +85,11 @@ def default_dirs(abi: Abi) -> tuple[str, ...]:
 
 
 # glibc's ld.so carries its built-in directories as `system_dirs`, NUL-terminated names
-# ending in "/", placed right after `system_dirs_len`, the array of their lengths.
+# ending in "/", beside `system_dirs_len`, the array of their lengths: right in front of the
+# names on x86_64 and i686, after them (aligned, past a few NUL bytes of padding) on aarch64.
 SYSTEM_DIRS_RUN = re.compile(rb"(?:/[\x21-\x7e]*/\x00){1,16}")
+# How far past the names an array after them may start: the padding to its alignment.
+MAX_LENGTHS_PADDING = 32
 
 
 def interpreter_system_dirs(data: bytes, abi: Abi) -> tuple[str, ...]:
@@ -117,22 +97,33 @@ def interpreter_system_dirs(data: bytes, abi: Abi) -> tuple[str, ...]:
 
     These decide where the target's loader looks last, and differ between distributions
     (Debian: /lib/<triplet>, /usr/lib/<triplet>, /lib, /usr/lib; Fedora: /lib64,
-    /usr/lib64). A run of directory names only counts when the lengths array in front of
-    it matches it exactly, so a stray string cannot be mistaken for it.
+    /usr/lib64). A run of directory names only counts when a lengths array next to it
+    matches it exactly, so a stray string cannot be mistaken for it.
     """
     word = 8 if abi.elf_class is ElfClass.ELF64 else 4
     fmt = ("<" if abi.little_endian else ">") + ("Q" if word == 8 else "I")
+
+    def lengths_at(array: int, count: int) -> list[int]:
+        if array < 0 or array + word * count > len(data):
+            return []
+        return [struct.unpack_from(fmt, data, array + word * i)[0] for i in range(count)]
+
     for match in SYSTEM_DIRS_RUN.finditer(data):
         names = match.group().split(b"\0")[:-1]
         offset = match.start()
         for skip in range(len(names)):
             run = names[skip:]
             start = offset + sum(len(n) + 1 for n in names[:skip])
-            array = start - word * len(run)
-            if array < 0:
-                continue
-            lengths = [struct.unpack_from(fmt, data, array + word * i)[0] for i in range(len(run))]
-            if lengths == [len(n) for n in run]:
+            expected = [len(n) for n in run]
+            # Before the names: the array ends where they start.
+            found = lengths_at(start - word * len(run), len(run)) == expected
+            # After them: at the first aligned offset past the NUL padding.
+            end = match.end()
+            for array in range(end + (-end) % word, end + MAX_LENGTHS_PADDING + 1, word):
+                if found or any(data[end:array]):
+                    break
+                found = lengths_at(array, len(run)) == expected
+            if found:
                 dirs = [n.decode("ascii").strip("/") for n in run]
                 return tuple(normalize_path(d) for d in dirs)
     return ()

@@ -37,10 +37,12 @@ class Lock:
     packages: tuple[ResolvedPackage, ...]
 
 
-def lock_path_for(recipe: str | os.PathLike[str]) -> Path:
+def lock_path_for(recipe: str | os.PathLike[str], arch: str = "") -> Path:
     """Where the lock of a recipe lives: next to it (the directory the recipe's relative
-    paths are read from, so that the lock's relative URLs agree with them)."""
-    return Path(os.path.abspath(recipe)).parent / LOCK_NAME
+    paths are read from, so that the lock's relative URLs agree with them). A recipe of
+    several architectures has a lock for each, smith.ARCH.lock (`arch`)."""
+    name = LOCK_NAME.replace(".lock", f".{arch}.lock") if arch else LOCK_NAME
+    return Path(os.path.abspath(recipe)).parent / name
 
 
 def located_url(url: str, base: str | os.PathLike[str]) -> str:

@@ -1,0 +1,171 @@
+"""A small aarch64 package universe, made the way the x86_64 one is (rpm_universe.py).
+
+Nothing can be cross-compiled here, so the files are Debian's own arm64 builds (`apt-get
+download PKG:arm64`, which needs `dpkg --add-architecture arm64`: scripts/setup.sh),
+repackaged by rpmbuild --target aarch64, whose dependency generator writes the real soname
+Requires and Provides of aarch64 objects. Libraries go where Debian's arm64 ld.so looks
+(/usr/lib/aarch64-linux-gnu), so qemu-aarch64-static runs the programs of an image.
+
+Packages: filesystem and setup (noarch, aarch64's layout), glibc, zlib, libgcc, coreutils
+(cat, echo, true: they need only libc), busybox (static, with /usr/bin/sh) and hello (GNU
+hello: `hello -g TEXT` prints TEXT, the universe's x86_64 hello prints "hello from smith").
+One repository, repos/main, metadata gzip. The `aarch64_universe` fixture serves it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.rpm_universe import (
+    SubPackage,
+    Universe,
+    _createrepo,
+    _rpmbuild,
+    _spec,
+    cached_universe,
+    debian_package,
+    filesystem_package,
+    served,
+)
+from tests.tools import require_tool
+
+TRIPLET = "aarch64-linux-gnu"
+LIBDIR = f"/usr/lib/{TRIPLET}"
+DEBIAN_ARCH = "arm64"
+
+# package -> (Debian package, [(path in the .deb, packaged path)])
+LIBRARIES = {
+    "glibc": (
+        "libc6",
+        [
+            f"lib/{TRIPLET}/{name}"
+            for name in (
+                "ld-linux-aarch64.so.1",
+                "libc.so.6",
+                "libm.so.6",
+                "libdl.so.2",
+                "libpthread.so.0",
+                "libresolv.so.2",
+                "librt.so.1",
+                "libnss_files.so.2",
+                "libnss_dns.so.2",
+            )
+        ],
+    ),
+    "zlib": ("zlib1g", [f"lib/{TRIPLET}/libz.so.1", f"lib/{TRIPLET}/libz.so.1.2.13"]),
+    "libgcc": ("libgcc-s1", [f"lib/{TRIPLET}/libgcc_s.so.1"]),
+}
+PROGRAMS = {
+    "coreutils": (
+        "coreutils",
+        [("bin/cat", "/usr/bin/cat"), ("bin/echo", "/usr/bin/echo"), ("bin/true", "/usr/bin/true")],
+    ),
+    "busybox": ("busybox-static", [("bin/busybox", "/usr/bin/busybox")]),
+    "hello": ("hello", [("usr/bin/hello", "/usr/bin/hello")]),
+}
+DEBIAN_PACKAGES = sorted(
+    {deb for deb, _ in LIBRARIES.values()} | {deb for deb, _ in PROGRAMS.values()}
+)
+
+
+def _unpacked() -> dict[str, Path]:
+    return {deb: debian_package(deb, DEBIAN_ARCH)[1] for deb in DEBIAN_PACKAGES}
+
+
+def _subpackages(roots: dict[str, Path]) -> list[SubPackage]:
+    subs = [
+        filesystem_package(LIBDIR, lib64=False),
+        SubPackage(
+            "setup",
+            "System users, groups and the NSS configuration",
+            [
+                "mkdir -p %{buildroot}/etc",
+                "printf 'root:x:0:0:root:/root:/bin/sh\\n' > %{buildroot}/etc/passwd",
+                "printf 'root:x:0:\\n' > %{buildroot}/etc/group",
+                "printf 'passwd: files\\ngroup: files\\n' > %{buildroot}/etc/nsswitch.conf",
+            ],
+            ["/etc/passwd", "/etc/group", "/etc/nsswitch.conf"],
+            ["BuildArch: noarch", "Requires: filesystem"],
+        ),
+    ]
+    for pkg, (deb, paths) in LIBRARIES.items():
+        install = [f"mkdir -p %{{buildroot}}{LIBDIR}"]
+        # cp -P: the .so.1 -> .so.1.2.13 links stay links, as in the .deb.
+        install += [f"cp -P {roots[deb] / p} %{{buildroot}}{LIBDIR}/" for p in paths]
+        files = [f"{LIBDIR}/{Path(p).name}" for p in paths]
+        extra = ["Requires: filesystem"]
+        if pkg == "glibc":
+            # PT_INTERP of every arm64 program: /lib/ld-linux-aarch64.so.1 (/lib -> usr/lib).
+            install.append(
+                f"ln -s {TRIPLET}/ld-linux-aarch64.so.1"
+                " %{buildroot}/usr/lib/ld-linux-aarch64.so.1"
+            )
+            files.append("/usr/lib/ld-linux-aarch64.so.1")
+            extra.append("Provides: rtld(GNU_HASH)")
+        subs.append(
+            SubPackage(pkg, f"The {pkg} libraries (Debian {deb}:arm64)", install, files, extra)
+        )
+    for pkg, (deb, programs) in PROGRAMS.items():
+        install = [
+            f"install -D -m 0755 {roots[deb] / src} %{{buildroot}}{dest}" for src, dest in programs
+        ]
+        files = [dest for _, dest in programs]
+        if pkg == "busybox":
+            install.append("ln -s busybox %{buildroot}/usr/bin/sh")
+            files.append("/usr/bin/sh")
+        subs.append(SubPackage(pkg, f"Programs from Debian {deb}:arm64", install, files, []))
+    return subs
+
+
+def build_aarch64_universe(dest: Path) -> Universe:
+    """Build the packages and repos/main under `dest` (which must not exist yet)."""
+    work = Path(tempfile.mkdtemp(prefix="universe-aarch64-"))
+    try:
+        spec = work / "aarch64.spec"
+        spec.write_text(
+            _spec("universe-aarch64", "1.0", "1", _subpackages(_unpacked()), "w3.zstdio")
+        )
+        _rpmbuild(spec, work / "top", "aarch64")
+        main = dest / "repos" / "main"
+        main.mkdir(parents=True)
+        for rpm in (work / "top" / "RPMS").rglob("*.rpm"):
+            shutil.copy2(rpm, main / rpm.name)
+        _createrepo(main, "--general-compress-type", "gz")
+        return Universe(dest)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def aarch64_universe_key() -> str:
+    """A hash of this file, the x86_64 universe's builder (whose helpers it uses) and the
+    .deb files it repackages."""
+    h = hashlib.sha256(Path(__file__).read_bytes())
+    h.update((Path(__file__).parent / "rpm_universe.py").read_bytes())
+    for deb in DEBIAN_PACKAGES:
+        path = debian_package(deb, DEBIAN_ARCH)[0]
+        h.update(f"{path.name}:{path.stat().st_size}\n".encode())
+    return h.hexdigest()[:16]
+
+
+@pytest.fixture(scope="session")
+def aarch64_universe(request: pytest.FixtureRequest) -> Iterator[Universe]:
+    """The aarch64 universe, served over HTTP on 127.0.0.1 for the session; cached under
+    pytest's cache dir like the x86_64 one (SMITH_UNIVERSE_REBUILD=1 rebuilds it)."""
+    for tool in ("rpmbuild", "createrepo_c", "dpkg-deb", "apt-get"):
+        require_tool(tool)
+    cache_plugin = getattr(request.config, "cache", None)
+    if cache_plugin is not None:
+        cache = Path(cache_plugin.mkdir("smith-rpm-universe-aarch64"))
+    else:
+        cache = request.getfixturevalue("tmp_path_factory").mktemp("smith-rpm-universe-aarch64")
+    key = aarch64_universe_key()
+    if os.environ.get("SMITH_UNIVERSE_REBUILD"):
+        shutil.rmtree(cache / key, ignore_errors=True)
+    yield from served(cached_universe(cache, key, build_aarch64_universe))
