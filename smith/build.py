@@ -36,6 +36,7 @@ from smith.oci.reference import is_registry_reference
 from smith.oci.registry_options import RegistryOptions
 from smith.oci.writer import ImageResult
 from smith.paths import normalize_path, parent_paths
+from smith.profile import recipe_profile
 from smith.recipe import Recipe, RuntimeSet, load_recipe
 from smith.resolve.dependencies import Closure, Extras, LoaderEnv, compute_closure
 from smith.resolve.fetch import Fetcher
@@ -50,6 +51,7 @@ from smith.resolve.programs import (
 )
 from smith.resolve.repo import RepoConfig
 from smith.resolve.rpm import add_rpm_to_tree
+from smith.resolve.runtime_sets import rules_without
 from smith.resolve.solver import ResolvedPackage
 from smith.resolve.store import ContentStore
 from smith.result_json import Source, TreeSize, output_size, result_document
@@ -206,16 +208,25 @@ class StagedBuild:
         )
 
 
-def stage_build(
+@dataclass(frozen=True)
+class RecipeTree:
+    """A recipe's packages (and rootfs/) in one tree, before the closure picks from it:
+    what `smith build` minimizes and `smith probe RECIPE` runs."""
+
+    tree: FileTree
+    packages: tuple[ResolvedPackage, ...]
+    user: RuntimeUser
+    nss: bool
+    rootfs: str | None
+
+
+def unpack_recipe(
     recipe: Recipe,
     recipe_path: str,
     options: BuildOptions,
     fetcher: Fetcher,
-    stack: contextlib.ExitStack,
     lock_path: Path | None = None,
-) -> StagedBuild:
-    """Resolve, fetch and close over the recipe's packages for `recipe.arch`; a parent
-    image is opened on `stack` (it must stay open until the image is written)."""
+) -> RecipeTree:
     base = os.path.dirname(os.path.abspath(recipe_path))
     rootfs = rootfs_of(base)
     packages: tuple[ResolvedPackage, ...] = ()
@@ -239,10 +250,28 @@ def stage_build(
         # The closure's NSS set follows the nsswitch.conf the image will have: smith's own.
         for path, data in nss_documents(user).items():
             full.add_file(path, InlineBytes(data), 0o644, origin="smith (nss)")
+    return RecipeTree(full, tuple(packages), user, nss, rootfs)
+
+
+def stage_build(
+    recipe: Recipe,
+    recipe_path: str,
+    options: BuildOptions,
+    fetcher: Fetcher,
+    stack: contextlib.ExitStack,
+    lock_path: Path | None = None,
+) -> StagedBuild:
+    """Resolve, fetch and close over the recipe's packages for `recipe.arch`; a parent
+    image is opened on `stack` (it must stay open until the image is written)."""
+    base = os.path.dirname(os.path.abspath(recipe_path))
+    unpacked = unpack_recipe(recipe, recipe_path, options, fetcher, lock_path)
+    full, packages = unpacked.tree, unpacked.packages
+    user, nss, rootfs = unpacked.user, unpacked.nss, unpacked.rootfs
     program = recipe_program(full, recipe)
     paths = expand_paths(full, recipe.paths, what="paths")
     starts = [program, *(p for p in paths if is_regular_file(full, p))]
     log.info("walking the ELF closure of /%s and %d named paths", program, len(paths))
+    profile = recipe_profile(recipe, recipe_path)
     closure = compute_closure(
         full,
         starts,
@@ -251,6 +280,8 @@ def stage_build(
             nss=nss or RuntimeSet.NSS in recipe.runtime_libraries,
             gconv=RuntimeSet.GCONV in recipe.runtime_libraries,
             globs=recipe.libraries,
+            rules=rules_without(recipe.no_runtime_libraries, profiled=bool(profile)),
+            profile=profile,
         ),
         keep_going=options.keep_going,
     )

@@ -10,6 +10,8 @@ import click
 from smith.cli import cli
 from smith.resolve.closure import LoaderEnv
 from smith.resolve.dependencies import Extras, compute_closure
+from smith.resolve.runtime_sets import rules_without
+from smith.runtime_flags import no_runtime_option
 
 
 @cli.command("closure")
@@ -19,6 +21,7 @@ from smith.resolve.dependencies import Extras, compute_closure
 @click.option("--env", "env", multiple=True, metavar="KEY=VALUE", help="LD_LIBRARY_PATH, PATH.")
 @click.option("--nss", is_flag=True, help="Keep the NSS modules nsswitch.conf names.")
 @click.option("--gconv", is_flag=True, help="Keep every gconv module.")
+@no_runtime_option
 @click.option("--extra", "extras", multiple=True, metavar="GLOB", help="Keep these paths too.")
 @click.option("--keep-going", is_flag=True, help="Warn about missing libraries, do not fail.")
 def closure_command(
@@ -28,6 +31,7 @@ def closure_command(
     env: tuple[str, ...],
     nss: bool,
     gconv: bool,
+    no_runtime: tuple[str, ...],
     extras: tuple[str, ...],
     keep_going: bool,
 ) -> None:
@@ -36,7 +40,7 @@ def closure_command(
         root,
         paths,
         env=LoaderEnv.from_env(list(env)),
-        extras=Extras(nss=nss, gconv=gconv, globs=extras),
+        extras=Extras(nss=nss, gconv=gconv, globs=extras, rules=rules_without(no_runtime)),
         keep_going=keep_going,
     )
     for path in result.paths():

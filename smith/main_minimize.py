@@ -13,10 +13,12 @@ from smith import progress
 from smith.cli import cli
 from smith.errors import UsageError
 from smith.minimize import MinimizeOptions, MinimizeResult, minimize_image, minimize_platforms
-from smith.minimize_recipe import read_minimize_recipe
+from smith.minimize_recipe import recipe_image
 from smith.oci.compress import parse_compression
 from smith.oci.index import chosen_platforms
+from smith.profile import read_profile
 from smith.registry_flags import registry_flags, registry_options
+from smith.runtime_flags import no_runtime_option
 from smith.sbom.options import sbom_flags, sbom_formats
 from smith.settings import merged, setting_options
 
@@ -39,6 +41,10 @@ if TYPE_CHECKING:
 @click.option("--exclude", "excludes", multiple=True, help="Leave this glob or directory out.")
 @click.option("--nss", is_flag=True, help="Keep NSS modules, write passwd/group/nsswitch.conf.")
 @click.option("--gconv", is_flag=True, help="Keep every gconv module.")
+@no_runtime_option
+@click.option(
+    "--profile", type=click.Path(dir_okay=False), help="Keep what `smith probe` recorded."
+)
 @click.option("--user", default="", help="Run as USER[:GROUP] (default: the image's User).")
 @click.option("--keep-ownership", is_flag=True, help="Keep files' original uid/gid.")
 @click.option("--keep-modes", is_flag=True, help="Keep files' original permission bits.")
@@ -65,6 +71,8 @@ def minimize(
     excludes: tuple[str, ...],
     nss: bool,
     gconv: bool,
+    no_runtime: tuple[str, ...],
+    profile: str | None,
     user: str,
     keep_ownership: bool,
     keep_modes: bool,
@@ -83,6 +91,8 @@ def minimize(
         excludes=excludes,
         nss=nss,
         gconv=gconv,
+        no_runtime=no_runtime,
+        profile=read_profile(profile).entries if profile else (),
         user=user,
         keep_ownership=keep_ownership,
         keep_modes=keep_modes,
@@ -96,13 +106,9 @@ def minimize(
         sbom=sbom_formats(flags),
         package_db=package_db,
     )
-    if recipe:
-        named, options = read_minimize_recipe(recipe, options, compression=compression, tag=tag)
-        if image and named and image != named:
-            raise UsageError(f"the recipe names the image {named!r}, the command line {image!r}")
-        image = image or named
-    if not image:
-        raise UsageError("name the image to minimize (or a --recipe whose package: names it)")
+    image, options = recipe_image(
+        image, recipe, options, "minimize", compression=compression, tag=tag
+    )
     chosen = chosen_platforms(image, platforms, "minimize")
     if len(chosen) > 1:
         with progress.showing("minimizing", quiet=quiet or as_json):

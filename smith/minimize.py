@@ -40,10 +40,12 @@ from smith.oci.registry_options import RegistryOptions
 from smith.oci.unpack import UnpackStats, apply_layers
 from smith.oci.writer import ImageResult
 from smith.paths import normalize_path
+from smith.profile import ProfileEntry
 from smith.resolve.dependencies import Extras, LoaderEnv, compute_closure
 from smith.resolve.loader import glob_root
 from smith.resolve.programs import find_program, is_executable, search_path
 from smith.resolve.roots import PathWalker, TreeRoot
+from smith.resolve.runtime_sets import rules_without
 from smith.result_json import Source, TreeSize, result_document
 from smith.rootfs import add_mount_points, added_reason, overlay_rootfs, rootfs_paths
 from smith.sbom.formats import SbomFormat
@@ -61,6 +63,8 @@ class MinimizeOptions:
     excludes: tuple[str, ...] = ()  # globs (or directories) removed from what is kept
     nss: bool = False  # keep the NSS modules and write /etc/passwd, group, nsswitch.conf
     gconv: bool | tuple[str, ...] = False
+    no_runtime: tuple[str, ...] = ()  # rule-based run-time sets switched off (runtime_sets.py)
+    profile: tuple[ProfileEntry, ...] = ()  # files a `smith probe` saw the program use
     user: str = ""  # run as this user instead of the image's own
     keep_ownership: bool = False
     keep_modes: bool = False
@@ -323,7 +327,14 @@ def keep_paths(
         if entry is not None and entry.kind is Kind.FILE and candidate not in starts:
             starts.append(candidate)
     env = LoaderEnv.from_env(config.env, workdir)
-    extras = Extras(nss=options.nss, gconv=options.gconv, globs=options.paths)
+    rules = rules_without(options.no_runtime, profiled=bool(options.profile))
+    extras = Extras(
+        nss=options.nss,
+        gconv=options.gconv,
+        globs=options.paths,
+        rules=rules,
+        profile=options.profile,
+    )
     closure = compute_closure(tree, starts, env=env, extras=extras)
     kept = {path: str(reason) for path, reason in closure.kept.items()}
     for start in starts[1:]:

@@ -9,9 +9,10 @@ import logging
 import os
 from dataclasses import replace
 
-from smith.errors import RecipeError
+from smith.errors import RecipeError, UsageError
 from smith.minimize import MinimizeOptions
 from smith.oci.compress import parse_compression
+from smith.profile import recipe_profile
 from smith.recipe import RuntimeSet, load_recipe
 from smith.rootfs import rootfs_of
 from smith.settings import merged
@@ -49,6 +50,8 @@ def read_minimize_recipe(
         excludes=(*options.excludes, *recipe.excludes),
         nss=options.nss or recipe.nss or RuntimeSet.NSS in runtime,
         gconv=options.gconv or RuntimeSet.GCONV in runtime,
+        no_runtime=(*options.no_runtime, *recipe.no_runtime_libraries),
+        profile=options.profile or recipe_profile(recipe, path),
         user=options.user or user,
         entrypoint=options.entrypoint or recipe.entrypoint,
         cmd=options.cmd or recipe.cmd,
@@ -63,3 +66,24 @@ def read_minimize_recipe(
         rootfs=options.rootfs or rootfs_of(os.path.dirname(os.path.abspath(path))),
         mounts=(*options.mounts, *recipe.mounts),
     )
+
+
+def recipe_image(
+    image: str | None,
+    recipe: str | None,
+    options: MinimizeOptions,
+    verb: str,
+    *,
+    compression: str | None = None,
+    tag: str | None = None,
+) -> tuple[str, MinimizeOptions]:
+    """The image a command line names, or its --recipe's `package:` (not two different
+    ones), and the options with the recipe's settings."""
+    if recipe:
+        named, options = read_minimize_recipe(recipe, options, compression=compression, tag=tag)
+        if image and named and image != named:
+            raise UsageError(f"the recipe names the image {named!r}, the command line {image!r}")
+        image = image or named
+    if not image:
+        raise UsageError(f"name the image to {verb} (or a --recipe whose package: names it)")
+    return image, options

@@ -32,6 +32,7 @@ from smith.arch import check_arch
 from smith.errors import RecipeError
 from smith.goyaml import GoScalarLoader, go_text
 from smith.limits import RECIPE_BYTES, YAML_DEPTH, YAML_NODES
+from smith.resolve.runtime_sets import RuntimeRule
 
 log = logging.getLogger(__name__)
 
@@ -139,6 +140,9 @@ class Recipe(Strict):
     arches: tuple[str, ...] = ()
     weak: bool = False  # install weak dependencies (Recommends) too
     runtime_libraries: tuple[RuntimeSet, ...] = ()  # nss, gconv
+    # Rule-based sets (resolve/runtime_sets.py) are on unless named here.
+    no_runtime_libraries: tuple[RuntimeRule, ...] = ()
+    profile: str | None = None  # a `smith probe` profile, relative to the recipe
     libraries: tuple[ImagePath, ...] = ()  # extra library paths or globs, kept with their closure
     library_path: tuple[ImagePath, ...] = ()  # extra search directories, like LD_LIBRARY_PATH
     compression: Text = "gzip"
@@ -212,13 +216,12 @@ class Recipe(Strict):
     @field_validator("runtime_libraries", mode="before")
     @classmethod
     def _runtime_sets(cls, value: Any) -> Any:
-        if not isinstance(value, list):
-            return value
-        known = [s.value for s in RuntimeSet]
-        for item in value:
-            if item not in known:
-                raise ValueError(f"{item!r} is not one of {', '.join(known)}")
-        return tuple(RuntimeSet(item) for item in value)
+        return _enum_items(value, RuntimeSet)
+
+    @field_validator("no_runtime_libraries", mode="before")
+    @classmethod
+    def _runtime_rules(cls, value: Any) -> Any:
+        return _enum_items(value, RuntimeRule)
 
     @field_validator("ports", mode="before")
     @classmethod
@@ -394,3 +397,14 @@ def find_recipe(path: str | None) -> str:
     if path:
         return os.path.join(path, DEFAULT_RECIPE) if os.path.isdir(path) else path
     return DEFAULT_RECIPE
+
+
+def _enum_items(value: Any, kind: type[StrEnum]) -> Any:
+    """A list of names of `kind`, each checked, as a tuple of its members."""
+    if not isinstance(value, list):
+        return value
+    known = [s.value for s in kind]
+    for item in value:
+        if item not in known:
+            raise ValueError(f"{item!r} is not one of {', '.join(known)}")
+    return tuple(kind(item) for item in value)

@@ -130,15 +130,15 @@ def debian_images(cache_dir: Path, scratch: Path) -> DebianImages:
     return images
 
 
-def build(work: Path, suite: str, mirror: str, skopeo: str) -> None:
-    rootfs = work / "rootfs.tar"
+def mmdebstrap(rootfs: Path, suite: str, mirror: str, packages: tuple[str, ...]) -> None:
+    """A minbase tar of `suite` with `packages`, from the machine's own mirror."""
     subprocess.run(
         [
             "mmdebstrap",
             "--quiet",
             "--mode=root",
             "--variant=minbase",
-            "--include=" + ",".join(PACKAGES),
+            "--include=" + ",".join(packages),
             suite,
             str(rootfs),
             mirror,
@@ -146,6 +146,11 @@ def build(work: Path, suite: str, mirror: str, skopeo: str) -> None:
         check=True,
         stdout=subprocess.DEVNULL,
     )
+
+
+def build(work: Path, suite: str, mirror: str, skopeo: str) -> None:
+    rootfs = work / "rootfs.tar"
+    mmdebstrap(rootfs, suite, mirror, PACKAGES)
     with open(rootfs, "rb") as f:
         base_diff_id = "sha256:" + hashlib.file_digest(f, "sha256").hexdigest()
     gz = subprocess.run(["gzip", "-n", "-c", str(rootfs)], check=True, capture_output=True)

@@ -167,19 +167,22 @@ def test_minimized_nginx_runs_read_only_and_answers(
     assert check.returncode == 0, check.stderr
     assert "test is successful" in check.stderr
 
+    assert b"Welcome to nginx" in serve_and_get(bundle, port)
+
+
+def serve_and_get(bundle: Bundle, port: int) -> bytes:
+    """Start the image's server, GET / on 127.0.0.1:port (status 200), stop it."""
     server = bundle.start("nginx-serve")
     try:
-        body = b""
         for _ in range(100):
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as reply:
                     assert reply.status == 200
-                    body = reply.read()
-                break
+                    return bytes(reply.read())
             except OSError:
                 assert server.poll() is None, server.communicate()[1]
                 time.sleep(0.1)
-        assert b"Welcome to nginx" in body
+        raise AssertionError(f"nothing answered on 127.0.0.1:{port}")
     finally:
         subprocess.run(
             [bundle.runc, "--root", str(bundle.state), "kill", "nginx-serve", "KILL"],

@@ -11,6 +11,7 @@ from smith.build import runtime_user
 from smith.errors import RecipeError
 from smith.oci.compress import Compression
 from smith.recipe import Recipe, Repo, RuntimeSet, load_recipe
+from smith.resolve.runtime_sets import RuntimeRule
 
 ORIGINAL_CAT = """\
 package: coreutils
@@ -63,6 +64,8 @@ repos:
 - {id: local, baseurl: "http://127.0.0.1:8080/repo", priority: 10, gpgcheck: false}
 arch: x86_64
 runtime_libraries: [nss, gconv]
+no_runtime_libraries: [openssl, libgcc_s]
+profile: app.profile
 libraries: ["/usr/lib64/nginx/modules/*.so"]
 compression: zstd
 source_date_epoch: 1700000000
@@ -73,6 +76,8 @@ source_date_epoch: 1700000000
     assert recipe.labels == {"version": "1"}
     assert (runtime_user(recipe).uid, runtime_user(recipe).gid) == (101, 102)
     assert recipe.runtime_libraries == (RuntimeSet.NSS, RuntimeSet.GCONV)
+    assert recipe.no_runtime_libraries == (RuntimeRule.OPENSSL, RuntimeRule.LIBGCC_S)
+    assert recipe.profile == "app.profile"
     assert recipe.repos[0].priority == 10
     assert "'type' of the original smith is ignored" in caplog.text
     assert "'mock' of the original smith is ignored" in caplog.text
@@ -127,6 +132,11 @@ def test_runtime_ids(tmp_path: Path, user: str | None, root: bool, ids: tuple[in
         ("package: x\nports: ['80/icmp']\n", r"ports\[0\]: value error, '80/icmp' is not a port"),
         ("package: x\nports: [70000]\n", r"ports\[0\]: value error, '70000/tcp' is not a port"),
         (
+            "package: x\nno_runtime_libraries: [jvm]\n",
+            r"no_runtime_libraries: value error, 'jvm' is not one of interpreter, openssl, "
+            r"libgcc_s",
+        ),
+        (
             "package: x\nrepos: [{baseurl: a, baseurl: b}]\n",
             r"smith\.yaml:2:22: YAML syntax error: the key 'baseurl' is given twice",
         ),
@@ -154,6 +164,7 @@ def test_every_key_the_readme_names_is_a_recipe_key() -> None:
     paragraph = readme[readme.index("A recipe is Oracle smith's") :].split("\n\n")[0]
     named = set(re.findall(r"`([a-z_]+)`", paragraph)) - {"smith"}
     known = {*Recipe.model_fields, *Repo.model_fields, *(s.value for s in RuntimeSet)}
+    known |= {r.value for r in RuntimeRule}
     known |= {c.value for c in Compression}
     assert sorted(named - known) == []
 

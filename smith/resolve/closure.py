@@ -91,9 +91,11 @@ class Reason:
             return f"first name of hard link /{self.by}"
         if self.step in (Step.INTERPRETER, Step.SCRIPT):
             return f"{self.step} {self.name} of /{self.by}"
-        if self.step in (Step.NSS, Step.GCONV, Step.EXTRA):
+        if self.step in (Step.NSS, Step.GCONV, Step.EXTRA, Step.PROFILE):
             by = f" of /{self.by}" if self.by else ""
             return f"{self.step} {self.name}{by}"
+        if self.step is Step.RULE:
+            return f"dlopened by /{self.by} for {self.name}"
         if self.step is Step.LD_SO_CONF and not self.by:
             return "the loader reads its ld.so.conf directories from this cache"
         if self.step is Step.HWCAPS:

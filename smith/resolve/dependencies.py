@@ -15,7 +15,9 @@ from smith.resolve.closure import Closure, ClosureWalker, LoaderEnv, Missing, Re
 from smith.resolve.elfcache import ElfCache
 from smith.resolve.extras import Extras, add_gconv_modules, add_glob, add_nss_modules
 from smith.resolve.loader import Step
+from smith.resolve.profile_paths import add_profile_paths
 from smith.resolve.roots import DirectoryRoot, Root, TreeRoot
+from smith.resolve.runtime_sets import add_runtime_rules
 from smith.tree import FileTree
 
 __all__ = [
@@ -62,4 +64,6 @@ def compute_closure(
         add_gconv_modules(walker, extras.gconv)
     for pattern in extras.globs:
         add_glob(walker, pattern)
+    add_profile_paths(walker, extras.profile)
+    add_runtime_rules(walker, extras.rules)
     return walker.closure()

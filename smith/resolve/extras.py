@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from smith.arch import triplet_of
 from smith.paths import normalize_path
+from smith.profile import ProfileEntry
 from smith.resolve.closure import ClosureWalker, Reason
 from smith.resolve.elf import Abi
 from smith.resolve.loader import Step, glob_root
@@ -34,6 +35,11 @@ class Extras:
     nss: bool = False
     gconv: bool | tuple[str, ...] = False
     globs: tuple[str, ...] = ()
+    # The rule-based sets to apply (runtime_sets.RuntimeRule values; build and minimize
+    # pass all of them unless switched off). Strings here, so that runtime_sets can build
+    # on this module without an import cycle.
+    rules: tuple[str, ...] = ()
+    profile: tuple[ProfileEntry, ...] = ()  # what `smith probe` saw the program use
 
 
 def program_abis(walker: ClosureWalker) -> list[Abi]:
@@ -128,14 +134,18 @@ def add_glob(walker: ClosureWalker, pattern: str) -> None:
             walker.add_module(match, reason)
 
 
-def add_tree(walker: ClosureWalker, directory: str, reason: Reason) -> None:
-    """A whole directory, kept as it is (links inside it are kept, not followed out)."""
+def add_tree(
+    walker: ClosureWalker, directory: str, reason: Reason, skip: frozenset[str] = frozenset()
+) -> None:
+    """A whole directory, kept as it is (links inside it are kept, not followed out),
+    without the subdirectories named in `skip`."""
     walker.keep(directory, reason)
     for name in walker.root.listdir(directory):
         path = posixpath.join(directory, name)
         kind = walker.root.kind(path)
         if kind is Kind.DIR:
-            add_tree(walker, path, reason)
+            if name not in skip:
+                add_tree(walker, path, reason, skip)
         elif kind is Kind.SYMLINK:
             walker.keep(path, reason)
         elif kind is not None:

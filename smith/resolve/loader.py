@@ -43,6 +43,8 @@ class Step(StrEnum):
     HARDLINK = "hard link target"
     NSS = "NSS module"
     GCONV = "gconv module"
+    PROFILE = "profile"  # recorded by `smith probe` (smith/profile.py)
+    RULE = "run-time rule"  # a known dlopen of a library in the closure (runtime_sets.py)
     EXTRA = "extra"
 
 
