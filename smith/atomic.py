@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import stat
 import tempfile
 from collections.abc import Iterator
@@ -85,16 +86,32 @@ def replace_path(tmp: str, dest: str) -> None:
         os.replace(tmp, dest)
 
 
+STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+
+
 @contextmanager
 def atomic_path(dest: str, *, directory: bool = False, mode: int = 0o644) -> Iterator[str]:
-    """Yield a temporary path to fill; on success it becomes `dest`."""
+    """Yield a temporary path to fill; on success it becomes `dest`.
+
+    Ctrl-C and SIGTERM are held (pending, not lost) while the temporary name is made and
+    while it is renamed into place: arriving between mkstemp and the `try`, they left the
+    name behind; arriving inside replace_path, after an old directory output had moved
+    aside, they left no output at all. Held, they are raised where the cleanup catches them.
+    """
     check_output(dest, directory=directory)
-    tmp = temp_sibling(dest, directory=directory)
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    tmp = ""
     try:
+        tmp = temp_sibling(dest, directory=directory)
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)  # one that came is raised here
         yield tmp
+        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
         # mkstemp/mkdtemp create 0600/0700; give the output ordinary permissions.
         os.chmod(tmp, 0o755 if directory else mode)
         replace_path(tmp, dest)
     except BaseException:
-        remove_path(tmp)
+        if tmp:
+            remove_path(tmp)
         raise
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)

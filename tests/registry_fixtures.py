@@ -57,6 +57,7 @@ def make_multi_platform(directory: Path) -> tuple[Path, dict[str, str]]:
             if not target.exists():
                 target.write_bytes(blob.read_bytes())
         entry = json.loads((one / "index.json").read_text())["manifests"][0]
+        entry.pop("annotations", None)  # the layout's name for it, `latest`: not the index's
         manifests.append(entry)
     index = canonical_json(
         {

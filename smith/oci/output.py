@@ -33,7 +33,6 @@ from smith.oci.writer import (
 )
 from smith.tree import FileTree
 
-DEFAULT_REF_NAME = "latest"
 log = logging.getLogger(__name__)
 
 
@@ -68,12 +67,7 @@ def write_image(
             write_referrer(store, result.manifest, artifact)
             for artifact in (referrers(result) if referrers is not None else ())
         ]
-        # The index names the image `latest` unless a tag says otherwise, as the original's
-        # did, so that `skopeo inspect oci:DIR:latest` and umoci find it by a name (also
-        # beside attached artifacts, where skopeo's bare oci:DIR cannot choose).
-        index = write_index(
-            store, result, tag or DEFAULT_REF_NAME, [r.index_entry() for r in attached]
-        )
+        index = write_index(store, result, tag, [r.index_entry() for r in attached])
         result = replace(result, index="sha256:" + hashlib.sha256(index).hexdigest())
         save_layout(store, result, output, out_format, gz=gz, tag=tag, epoch=epoch)
     return result
@@ -116,7 +110,7 @@ def write_index_image(
     check_tag(tag)
     with staging_layout(output) as store:
         results = tuple(stage_image(store, i, compression, epoch, cache_dir) for i in images)
-        index, _ = write_platform_index(store, results, tag or DEFAULT_REF_NAME)
+        index, _ = write_platform_index(store, results, tag)
         save_layout(store, results[0], output, out_format, gz=gz, tag=tag, epoch=epoch)
     return IndexResult(index, results)
 

@@ -136,6 +136,9 @@ def write_platform_index(
     return nested, write_top_index(store, nested, tag)
 
 
+DEFAULT_REF_NAME = "latest"
+
+
 def write_top_index(
     store: BlobStore,
     manifest: Descriptor,
@@ -143,15 +146,19 @@ def write_top_index(
     extra: Sequence[Mapping[str, Any]] = (),
 ) -> bytes:
     """`index.json` naming `manifest` (with the tag as its ref.name), then `extra`, and
-    `oci-layout`."""
-    if tag:
-        manifest = Descriptor(
-            manifest.media_type,
-            manifest.digest,
-            manifest.size,
-            ((ANNOTATION_REF_NAME, tag),),
-            manifest.platform,
-        )
+    `oci-layout`.
+
+    Without a tag the image is named `latest`, as the original smith named it, so that
+    `skopeo inspect oci:DIR:latest` and umoci find every layout smith writes (built,
+    minimized or downloaded) by one name, also beside attached artifacts, where skopeo's
+    bare oci:DIR cannot choose."""
+    manifest = Descriptor(
+        manifest.media_type,
+        manifest.digest,
+        manifest.size,
+        ((ANNOTATION_REF_NAME, tag or DEFAULT_REF_NAME),),
+        manifest.platform,
+    )
     doc = index_document([manifest])
     doc["manifests"].extend(extra)
     index = canonical_json(doc)
