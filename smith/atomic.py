@@ -18,7 +18,15 @@ from contextlib import contextmanager
 from smith.errors import SmithError
 from smith.leftovers import remove_path, sweep, tagged
 
-__all__ = ["atomic_path", "check_output", "remove_path", "replace_path", "temp_sibling"]
+__all__ = [
+    "atomic_path",
+    "check_output",
+    "remove_path",
+    "replace_path",
+    "stop_signals_held",
+    "temp_beside",
+    "temp_sibling",
+]
 
 
 def check_output(dest: str, *, directory: bool | None = None) -> None:
@@ -90,28 +98,40 @@ STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 
 
 @contextmanager
-def atomic_path(dest: str, *, directory: bool = False, mode: int = 0o644) -> Iterator[str]:
-    """Yield a temporary path to fill; on success it becomes `dest`.
-
-    Ctrl-C and SIGTERM are held (pending, not lost) while the temporary name is made and
-    while it is renamed into place: arriving between mkstemp and the `try`, they left the
-    name behind; arriving inside replace_path, after an old directory output had moved
-    aside, they left no output at all. Held, they are raised where the cleanup catches them.
-    """
-    check_output(dest, directory=directory)
+def stop_signals_held() -> Iterator[None]:
+    """Ctrl-C and SIGTERM wait (pending, not lost) until the block is done, then are
+    raised where the caller's cleanup catches them."""
     before = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
-    tmp = ""
     try:
-        tmp = temp_sibling(dest, directory=directory)
-        signal.pthread_sigmask(signal.SIG_SETMASK, before)  # one that came is raised here
-        yield tmp
-        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
-        # mkstemp/mkdtemp create 0600/0700; give the output ordinary permissions.
-        os.chmod(tmp, 0o755 if directory else mode)
-        replace_path(tmp, dest)
-    except BaseException:
-        if tmp:
-            remove_path(tmp)
-        raise
+        yield
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, before)
+
+
+@contextmanager
+def temp_beside(dest: str, *, directory: bool) -> Iterator[str]:
+    """A temporary name beside `dest` (a file or a directory), removed when the block ends
+    unless it was renamed away. The name is made with the stop signals held: a Ctrl-C
+    between mkstemp and the `try` would leave it behind."""
+    tmp = ""
+    try:
+        with stop_signals_held():
+            tmp = temp_sibling(dest, directory=directory)
+        yield tmp
+    finally:
+        if tmp:
+            remove_path(tmp)
+
+
+@contextmanager
+def atomic_path(dest: str, *, directory: bool = False, mode: int = 0o644) -> Iterator[str]:
+    """Yield a temporary path to fill; on success it becomes `dest`."""
+    check_output(dest, directory=directory)
+    with temp_beside(dest, directory=directory) as tmp:
+        yield tmp
+        # Held: cut inside replace_path, after an old directory output moved aside, a
+        # signal would leave no output at all.
+        with stop_signals_held():
+            # mkstemp/mkdtemp create 0600/0700; give the output ordinary permissions.
+            os.chmod(tmp, 0o755 if directory else mode)
+            replace_path(tmp, dest)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, cast
 
-from smith.atomic import atomic_path, check_output, remove_path, temp_sibling
+from smith.atomic import atomic_path, check_output, temp_beside
 from smith.errors import ImageFormatError, UnsafePathError, UsageError
 from smith.leftovers import temp_dir
 from smith.limits import DOCUMENT_BYTES, json_document
@@ -96,11 +96,8 @@ def choose_format(output: str, explicit: str | None) -> tuple[OutputFormat, bool
 def staging_layout(output: str) -> Iterator[BlobStore]:
     """A temporary OCI layout beside `output`; removed afterwards whatever happens."""
     check_output(output)  # before the work, not only when the output is moved into place
-    root = temp_sibling(output, directory=True)
-    try:
+    with temp_beside(output, directory=True) as root:
         yield BlobStore(root)
-    finally:
-        remove_path(root)
 
 
 def save_layout(
