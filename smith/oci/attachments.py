@@ -84,14 +84,7 @@ def get_blob_bytes(client: RegistryClient, desc: Descriptor) -> bytes:
 def put_manifest_by_digest(client: RegistryClient, data: bytes) -> tuple[str, bool]:
     """PUT a manifest under its digest; (digest, whether the registry took its subject)."""
     digest = "sha256:" + hashlib.sha256(data).hexdigest()
-    resp = client.request(
-        "PUT",
-        client.url(f"manifests/{digest}"),
-        headers={"Content-Type": MEDIA_OCI_MANIFEST, "Content-Length": str(len(data))},
-        body=data,
-        ok=(201, 200),
-        what="push referrer manifest",
-    )
+    resp = client.put_manifest_answer(digest, data, MEDIA_OCI_MANIFEST, "push referrer manifest")
     return digest, bool(resp.headers.get("OCI-Subject"))
 
 

@@ -390,15 +390,22 @@ class RegistryClient:
         return body, content_type, resp.headers.get("Docker-Content-Digest", "")
 
     def put_manifest(self, reference: str, data: bytes, media_type: str) -> str:
-        resp = self.request(
+        """PUT a manifest; the digest the registry says it stored (or "")."""
+        resp = self.put_manifest_answer(reference, data, media_type, "push manifest")
+        return resp.headers.get("Docker-Content-Digest", "")
+
+    def put_manifest_answer(
+        self, reference: str, data: bytes, media_type: str, what: str
+    ) -> urllib3.BaseHTTPResponse:
+        """PUT a manifest; the whole answer (a referrer's push reads its OCI-Subject)."""
+        return self.request(
             "PUT",
             self.url(f"manifests/{reference}"),
             headers={"Content-Type": media_type, "Content-Length": str(len(data))},
             body=data,
             ok=(201, 200),
-            what="push manifest",
+            what=what,
         )
-        return resp.headers.get("Docker-Content-Digest", "")
 
     def has_blob(self, digest: str) -> bool:
         resp = self.request("HEAD", self.url(f"blobs/{digest}"), ok=(200, 404))
