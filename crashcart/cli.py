@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import sys
 
-from smith.reporting import exit_reporting
+from smith.cli.reporting import exit_reporting
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING; importing typing costs attach start-up time
 if TYPE_CHECKING:
@@ -159,6 +159,6 @@ def main(argv: list[str] | None = None) -> NoReturn:
             _fast_attach(options, debug)
 
     from crashcart.commands import cli
-    from smith.cli import run_cli
+    from smith.cli.main import run_cli
 
     run_cli(cli, "crashcart", args)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 
-from smith.reporting import exit_reporting, handle_stop_signals
+from smith.cli.reporting import exit_reporting, handle_stop_signals
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING: importing typing takes 40 ms of that window
 if TYPE_CHECKING:
@@ -22,7 +22,7 @@ def start() -> None:
     # Inside exit_reporting: a Ctrl-C that comes while the handlers are being installed is
     # reported as one, not as a traceback.
     handle_stop_signals()
-    from smith.cli import main as cli_main
+    from smith.cli.main import main as cli_main
 
     cli_main()
 

@@ -321,18 +321,7 @@ def recipe_name(target: str) -> str:
     return path.resolve().parent.name if path.name in ("smith.yaml", "smith.yml") else path.stem
 
 
-def check_minimize_available() -> None:
-    import importlib.util
-
-    if importlib.util.find_spec("smith.main_minimize") is None:
-        raise UsageError(
-            "verify --minimize needs `smith minimize`, which this smith does not have yet"
-        )
-
-
 def verify(target: str, options: VerifyOptions) -> VerifyResult:
-    if options.minimize:
-        check_minimize_available()
     if not os.path.exists(target):
         raise UsageError(f"no recipe or image at {target!r}")
     if options.python:

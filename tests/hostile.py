@@ -58,7 +58,7 @@ def report():
     wchar = [l.split()[1] for l in open('/proc/self/io') if l.startswith('wchar:')]
     open(os.environ['HOSTILE_HWM'], 'w').write(hwm[0] + ' ' + wchar[0])
 atexit.register(report)
-from smith.cli import main
+from smith.cli.main import main
 main(sys.argv[1:])
 """
 

@@ -21,7 +21,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from smith.cli import cli
+from smith.cli.main import cli
 from smith.diff import diff_images
 from smith.oci.image import Descriptor, Platform, canonical_json, index_document
 from smith.verify import first_difference

@@ -201,7 +201,7 @@ ATTACH_IMPORTS = {
     "__future__",
     "smith",
     "smith.errors",
-    "smith.reporting",
+    "smith.cli.reporting",
     "errno",
     "fcntl",
     "ctypes",  # the mount and namespace system calls (crashcart/mount.py)

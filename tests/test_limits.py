@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from smith.cli.reporting import shorten
 from smith.errors import LimitError, PackageError, UsageError
 from smith.limits import (
     DOCUMENT_BYTES,
@@ -13,7 +14,6 @@ from smith.limits import (
     expansion_bound,
     json_document,
 )
-from smith.reporting import shorten
 from smith.resolve.fetch import contained_url
 
 

@@ -21,7 +21,7 @@ from tests.rpm_universe import Universe
 
 def smith(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-c", "from smith.cli import main; main()", *args],
+        [sys.executable, "-c", "from smith.cli.main import main; main()", *args],
         capture_output=True,
         text=True,
         cwd=cwd,

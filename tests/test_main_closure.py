@@ -8,7 +8,7 @@ import sys
 
 def smith(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-c", "from smith.cli import main; main()", *args],
+        [sys.executable, "-c", "from smith.cli.main import main; main()", *args],
         capture_output=True,
         text=True,
         check=False,

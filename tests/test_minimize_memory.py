@@ -28,7 +28,7 @@ def test_one_gib_image_in_bounded_memory(tmp_path: Path) -> None:
         "        if line.startswith('VmHWM:'):\n"
         f"            open({str(hwm)!r}, 'w').write(line.split()[1])\n"
         "atexit.register(report)\n"
-        "from smith.cli import main\n"
+        "from smith.cli.main import main\n"
         "main(sys.argv[1:])\n"
     )
     argv = [sys.executable, "-c", launcher, "minimize", str(image), "-o", str(out), "--json"]

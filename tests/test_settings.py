@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from smith.main_build import build_command
-from smith.main_minimize import minimize
+from smith.cli.commands.build import build_command
+from smith.cli.commands.minimize import minimize
 from smith.recipe import parse_recipe
 from smith.settings import SETTINGS, merged
 from tests.rpm_universe import Universe

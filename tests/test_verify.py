@@ -8,7 +8,6 @@ Every build here is a real `smith build` from the fixture package universe.
 from __future__ import annotations
 
 import glob
-import importlib.util
 import json
 import os
 import shutil
@@ -277,19 +276,10 @@ def test_bad_input_is_one_line(
 
 
 def test_verify_minimize(examples: Path, tmp_path: Path) -> None:
-    """`smith verify --minimize IMAGE`: minimize twice in changed environments. Until
-    `smith minimize` is merged, verify says it is missing, in one line."""
+    """`smith verify --minimize IMAGE`: minimize twice in changed environments."""
     image = tmp_path / "hello-full"
     proc = smith("build", str(examples / "hello"), "-o", str(image))
     assert proc.returncode == 0, proc.stderr
-    if importlib.util.find_spec("smith.main_minimize") is None:
-        proc = smith("verify", "--minimize", str(image))
-        assert proc.returncode == 2
-        assert proc.stderr.strip().splitlines() == [
-            "smith: error: verify --minimize needs `smith minimize`, "
-            "which this smith does not have yet"
-        ]
-        return
     result = as_json(smith("verify", "--minimize", str(image), "--json"))
     assert result["reproducible"], json.dumps(result, indent=1)
     assert len(result["builds"]) == 2

@@ -7,11 +7,11 @@ from typing import Any
 import click
 
 from smith import progress
-from smith.cli import cli
+from smith.cli.main import cli
+from smith.cli.registry_flags import jobs_option, registry_flags, registry_options
 from smith.oci.image import parse_platform
 from smith.oci.pull import pull_image
 from smith.oci.reference import parse_reference
-from smith.registry_flags import jobs_option, registry_flags, registry_options
 
 
 @cli.command()

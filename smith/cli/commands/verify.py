@@ -6,7 +6,7 @@ import json
 
 import click
 
-from smith.cli import cli
+from smith.cli.main import cli
 from smith.errors import SmithError, as_trouble
 from smith.recipe import find_recipe
 from smith.verify import VerifyOptions, verify

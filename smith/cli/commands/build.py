@@ -11,11 +11,11 @@ import click
 
 from smith import progress
 from smith.build import BuildOptions, IndexBuildResult, build_recipe
-from smith.cli import cli
+from smith.cli.main import cli
+from smith.cli.registry_flags import registry_flags, registry_options
 from smith.errors import UsageError
 from smith.oci.reference import Reference, parse_reference
 from smith.recipe import find_recipe
-from smith.registry_flags import registry_flags, registry_options
 from smith.sbom.options import sbom_flags, sbom_formats
 from smith.settings import setting_options
 

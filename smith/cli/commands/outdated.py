@@ -11,11 +11,11 @@ from typing import Any
 
 import click
 
-from smith.cli import cli
+from smith.cli.main import cli
+from smith.cli.registry_flags import registry_flags, registry_options
 from smith.errors import UsageError
 from smith.outdated import Report, check_image, check_recipe, report_json, report_lines
 from smith.recipe import DEFAULT_RECIPE, find_recipe, load_recipe
-from smith.registry_flags import registry_flags, registry_options
 from smith.resolve.fetch import Fetcher
 from smith.resolve.repo import Repo, RepoConfig
 from smith.resolve.solver import DEFAULT_ARCH

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import click
 
-from smith.cli import cli
+from smith.cli.main import cli
+from smith.cli.registry_flags import retries_option
 from smith.errors import UsageError
 from smith.recipe import find_recipe, load_recipe
-from smith.registry_flags import retries_option
 from smith.resolve.fetch import Fetcher
 from smith.resolve.lock import lock_path_for, write_lock
 from smith.sources import lock_recipe

@@ -1,7 +1,8 @@
 """The `smith` command line: a thin layer that parses arguments and reports errors.
 
-Commands live in their own modules (smith/main_<command>.py) and register themselves on
-`cli`. smith.reporting turns a SmithError into one line on stderr and an exit code.
+Commands live in their own modules (smith/cli/commands/<command>.py) and register
+themselves on `cli`. smith.cli.reporting turns a SmithError into one line on stderr and an
+exit code.
 """
 
 from __future__ import annotations
@@ -14,26 +15,26 @@ from typing import NoReturn
 import click
 
 from smith import __version__
+from smith.cli.reporting import exit_reporting, handle_stop_signals, shorten
 from smith.errors import UsageError
-from smith.reporting import exit_reporting, handle_stop_signals, shorten
 
 
 class LazyGroup(click.Group):
-    """Commands live in smith/main_<command>.py and are imported only when used: `smith
+    """Commands live in smith/cli/commands/<command>.py and are imported only when used: `smith
     diff` should not pay for importing the whole build pipeline."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         import os
 
-        import smith
+        from smith.cli import commands
 
         # A directory listing, not pkgutil (which imports shutil, and with it bz2 and lzma).
-        # main_verify_signature.py holds `verify-signature`: module names cannot have "-".
+        # commands/verify_signature.py holds `verify-signature`: module names cannot have "-".
         names = {
-            name[len("main_") : -len(".py")].replace("_", "-")
-            for directory in smith.__path__
+            name[: -len(".py")].replace("_", "-")
+            for directory in commands.__path__
             for name in os.listdir(directory)
-            if name.startswith("main_") and name.endswith(".py")
+            if name.endswith(".py") and not name.startswith("_")
         }
         return sorted(names | set(self.commands))
 
@@ -56,20 +57,21 @@ class LazyGroup(click.Group):
             import importlib
 
             try:
-                importlib.import_module(f"smith.main_{module}")
+                importlib.import_module(f"smith.cli.commands.{module}")
             except ModuleNotFoundError as err:
-                if err.name != f"smith.main_{module}":
+                if err.name != f"smith.cli.commands.{module}":
                     raise
         return self.commands.get(cmd_name)
 
 
 def summary_command(name: str) -> click.Command | None:
     """A stand-in for command `name` that only knows its help: the docstring of the function
-    smith/main_<name>.py registers with `@cli.command("<name>")`, found without importing."""
+    smith/cli/commands/<name>.py registers with `@cli.command("<name>")`, found without
+    importing."""
     import ast
     import importlib.util
 
-    spec = importlib.util.find_spec(f"smith.main_{name.replace('-', '_')}")
+    spec = importlib.util.find_spec(f"smith.cli.commands.{name.replace('-', '_')}")
     if spec is None or spec.origin is None:
         return None
     with open(spec.origin, encoding="utf-8") as f:
@@ -125,7 +127,7 @@ def cli(
     level = logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING
     logging.basicConfig(level=level, format="smith: %(message)s", stream=sys.stderr)
     if ctx.invoked_subcommand is None:
-        from smith.main_build import build_command
+        from smith.cli.commands.build import build_command
         from smith.recipe import DEFAULT_RECIPE
 
         if not os.path.exists(DEFAULT_RECIPE):

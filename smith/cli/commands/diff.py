@@ -8,11 +8,11 @@ from typing import Any
 
 import click
 
-from smith.cli import cli
+from smith.cli.main import cli
+from smith.cli.registry_flags import registry_flags, registry_options
 from smith.diff import diff_images
 from smith.errors import SmithError, as_trouble
 from smith.oci.index import chosen_platforms
-from smith.registry_flags import registry_flags, registry_options
 
 
 @cli.command("diff")

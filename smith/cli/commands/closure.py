@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import click
 
-from smith.cli import cli
+from smith.cli.main import cli
+from smith.cli.runtime_flags import no_runtime_option
 from smith.resolve.closure import LoaderEnv
 from smith.resolve.dependencies import Extras, compute_closure
 from smith.resolve.runtime_sets import rules_without
-from smith.runtime_flags import no_runtime_option
 
 
 @cli.command("closure")

@@ -10,15 +10,15 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from smith import progress
-from smith.cli import cli
+from smith.cli.main import cli
+from smith.cli.registry_flags import registry_flags, registry_options
+from smith.cli.runtime_flags import no_runtime_option
 from smith.errors import UsageError
 from smith.minimize import MinimizeOptions, MinimizeResult, minimize_image, minimize_platforms
 from smith.minimize_recipe import recipe_image
 from smith.oci.compress import parse_compression
 from smith.oci.index import chosen_platforms
 from smith.profile import read_profile
-from smith.registry_flags import registry_flags, registry_options
-from smith.runtime_flags import no_runtime_option
 from smith.sbom.options import sbom_flags, sbom_formats
 from smith.settings import merged, setting_options
 

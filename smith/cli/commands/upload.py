@@ -7,14 +7,14 @@ from typing import Any
 import click
 
 from smith import progress
-from smith.cli import cli
+from smith.cli.main import cli
+from smith.cli.registry_flags import jobs_option, registry_flags, registry_options
 from smith.errors import UsageError
 from smith.oci.image import parse_platform
 from smith.oci.push import push_image, push_index
 from smith.oci.push_referrers import push_referrers
 from smith.oci.reference import Reference, parse_reference
 from smith.oci.registry_options import RegistryOptions
-from smith.registry_flags import jobs_option, registry_flags, registry_options
 
 
 @cli.command()

@@ -8,13 +8,13 @@ from typing import Any
 import click
 
 from smith import provenance
-from smith.cli import cli
+from smith.cli.main import cli
+from smith.cli.registry_flags import registry_flags, registry_options
 from smith.errors import ImageFormatError
 from smith.oci.layout import read_unpacked, split_image_name, unpacked
 from smith.oci.reference import Reference, is_registry_reference, parse_reference
 from smith.oci.referrers import layout_referrers
 from smith.oci.registry_options import RegistryOptions
-from smith.registry_flags import registry_flags, registry_options
 from smith.sbom import cyclonedx, spdx
 
 # `provenance` is no SBOM, but it is attached and printed the same way.

@@ -6,8 +6,8 @@ from typing import Any
 
 import click
 
-from smith.cli import cli
-from smith.registry_flags import registry_flags, registry_options
+from smith.cli.main import cli
+from smith.cli.registry_flags import registry_flags, registry_options
 from smith.signing.keys import load_signer
 from smith.signing.store import registry_reference, sign_reference
 

@@ -6,8 +6,8 @@ from typing import Any
 
 import click
 
-from smith.cli import cli
-from smith.registry_flags import registry_flags, registry_options
+from smith.cli.main import cli
+from smith.cli.registry_flags import registry_flags, registry_options
 from smith.signing.keys import load_public_key, read_key_file
 from smith.signing.store import registry_reference, verify_reference
 

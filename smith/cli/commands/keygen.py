@@ -7,7 +7,7 @@ import os
 import click
 
 from smith.atomic import atomic_path
-from smith.cli import cli
+from smith.cli.main import cli
 from smith.errors import UsageError
 from smith.signing.keys import generate_keypair, read_passphrase
 

@@ -8,14 +8,14 @@ from typing import Any
 
 import click
 
-from smith.cli import cli
+from smith.cli.main import cli
+from smith.cli.registry_flags import registry_flags, registry_options
 from smith.errors import UsageError
 from smith.minimize import MinimizeOptions
 from smith.minimize_recipe import recipe_image
 from smith.oci.image import parse_platform
 from smith.probe import HttpCheck, ProbeOptions, probe_image, probe_recipe
 from smith.profile import DEFAULT_NAME, Profile, profile_beside, write_profile
-from smith.registry_flags import registry_flags, registry_options
 
 
 @cli.command()
