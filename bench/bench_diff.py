@@ -24,8 +24,8 @@ from pathlib import Path
 
 from smith.oci.compress import Compression
 from smith.oci.image import ImageConfig
-from smith.oci.layout import open_image
 from smith.oci.output import write_image
+from smith.oci.reading import open_image
 from smith.tree import FileTree, InlineBytes
 
 FILE_SIZE = 256 << 10
@@ -61,7 +61,7 @@ def diffoscope_names_cause(output: str) -> bool:
 
 def extract_layer(archive: Path, dest: Path) -> Path:
     with open_image(str(archive)) as image:
-        shutil.copyfile(image.blob_path(image.layers[0].digest), dest)
+        shutil.copyfile(image.layers[0].path, dest)
     return dest
 
 

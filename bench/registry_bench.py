@@ -23,8 +23,8 @@ from pathlib import Path
 
 from smith.oci.compress import Compression
 from smith.oci.image import ImageConfig
-from smith.oci.layout import open_image
 from smith.oci.output import write_image
+from smith.oci.reading import open_image
 from smith.tree import FileTree, HostFile
 from tests.registry_servers import start_registry
 

@@ -72,7 +72,7 @@ def materialize(tree: FileTree, root: str) -> None:
 
 def toolbox_from_image(source: str) -> str:
     """The directory holding the flattened image `source`, unpacking it on first use."""
-    from smith.oci.layout import open_image
+    from smith.oci.reading import open_image
     from smith.oci.unpack import apply_layers
 
     os.makedirs(IMAGE_CACHE, mode=0o755, exist_ok=True)

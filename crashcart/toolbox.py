@@ -62,7 +62,7 @@ def build_image_tree(recipe_path: Path, dest: Path, work: Path, cache_dir: str |
     """`smith build` the recipe, then write the image's flattened filesystem to dest."""
     from crashcart.image import materialize
     from smith.build import BuildOptions, build
-    from smith.oci.layout import open_image
+    from smith.oci.reading import open_image
     from smith.oci.unpack import apply_layers
 
     image = work / "image.oci"

@@ -20,11 +20,11 @@ from typing import Any
 
 from smith.errors import ImageFormatError
 from smith.oci.image import Platform
-from smith.oci.layerread import blob_compression
-from smith.oci.layout import LoadedImage, open_image
+from smith.oci.loaded import LoadedImage
+from smith.oci.reading import open_image
 from smith.oci.registry_options import RegistryOptions
 from smith.oci.tarstream import Member
-from smith.oci.unpack import Applier, check_diff_id, layer_names
+from smith.oci.unpack import Applier, check_diff_id
 from smith.tarscan import TarEntry, TarSummary, gzip_members, header_field_at, scan_tar
 from smith.tree import InlineBytes
 
@@ -155,7 +155,7 @@ class LayerWalk:
     difference; the layers that differ are scanned for their entries in the same pass."""
 
     def __init__(self, image: LoadedImage) -> None:
-        self.layers = list(layer_names(image))
+        self.layers = image.layers
         self.applier = Applier(None)
 
     def scan(
@@ -163,8 +163,8 @@ class LayerWalk:
     ) -> tuple[list[TarEntry], TarSummary]:
         """Apply layer `index` (every layer, in order); its entries when `entries`. `also`:
         the other image's walk, whose layer `index` is the same blob: one read for both."""
-        _, digest, diff_id, blob = self.layers[index]
-        name = f"{index + 1} ({digest})"
+        layer = self.layers[index]
+        name = layer.name
         appliers = [self.applier, *([also.applier] if also is not None else [])]
         added: list[set[str]] = [set() for _ in appliers]
 
@@ -173,8 +173,8 @@ class LayerWalk:
                 applier.apply_member(member, name, seen, no_content)
 
         summary = TarSummary()
-        found = list(scan_tar(blob, summary, layer=name, check=check, entries=entries))
-        check_diff_id(summary.sha256, name, diff_id)
+        found = list(scan_tar(layer.path, summary, layer=name, check=check, entries=entries))
+        check_diff_id(summary.sha256, name, layer.diff_id)
         return found, summary
 
 
@@ -391,15 +391,15 @@ def diff_entry(role: str, path: str, a: TarEntry, b: TarEntry) -> list[Finding]:
 def diff_compression(role: str, a: LoadedImage, b: LoadedImage, i: int) -> list[Finding]:
     """The same tar compressed differently: say how."""
     da, db = a.layers[i], b.layers[i]
-    path_a, path_b = a.blob_path(da.digest), b.blob_path(db.digest)
-    kind_a, kind_b = blob_compression(path_a), blob_compression(path_b)
+    path_a, path_b = da.path, db.path
+    kind_a, kind_b = da.compression(), db.compression()
     subject = "compression (same uncompressed tar)"
     if kind_a != kind_b:
         return [Finding(role, subject, "compression", kind_a, kind_b)]
     findings: list[Finding] = []
     if da.media_type != db.media_type:
         findings.append(Finding(role, subject, "media type", da.media_type, db.media_type))
-    ann_a, ann_b = dict(da.annotations), dict(db.annotations)
+    ann_a, ann_b = dict(da.descriptor.annotations), dict(db.descriptor.annotations)
     for key in sorted(set(ann_a) | set(ann_b)):
         if key.startswith("org.smith.compressor") and ann_a.get(key) != ann_b.get(key):
             findings.append(

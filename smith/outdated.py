@@ -158,7 +158,7 @@ def kept_packages(result: BuildResult) -> set[str]:
 def image_packages(source: str, registry: RegistryOptions | None = None) -> tuple[Held, ...]:
     """The packages an image built by smith records (its package-files annotation): every
     one of them contributes a kept file."""
-    from smith.oci.layout import open_image
+    from smith.oci.reading import open_image
 
     with open_image(source, registry=registry) as image:
         annotations = image.manifest.get("annotations") or {}

@@ -323,7 +323,7 @@ def probe_image(
 ) -> Profile:
     """Probe the unminimized image `source` with its own command, or `command`."""
     from smith.minimize import image_config, program_of, runtime_user
-    from smith.oci.layout import open_image
+    from smith.oci.reading import open_image
     from smith.oci.unpack import apply_layers
 
     with (

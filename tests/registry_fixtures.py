@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 
 from smith.oci.image import ImageConfig, Platform, canonical_json, sha256_digest
-from smith.oci.layout import open_image
 from smith.oci.output import write_image
+from smith.oci.reading import open_image
 from smith.tree import FileTree, InlineBytes
 
 SMITH = str(Path(sys.executable).parent / "smith")

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from smith.oci.layout import open_image
+from smith.oci.reading import open_image
 from tests.containers import CRUN_WRAPPER, configure_bundle, run_bundle, unpack_bundle
 from tests.fault_server import fault_server
 from tests.rpm_universe import Universe

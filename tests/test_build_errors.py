@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from smith.oci.layout import open_image
+from smith.oci.reading import open_image
 from tests.fault_server import fault_server
 from tests.rpm_craft import craft_rpm
 from tests.rpm_universe import Universe
@@ -223,7 +223,7 @@ def test_local_rpm_with_names_that_are_not_utf8_or_xml(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     with (
         open_image(str(out)) as image,
-        tarfile.open(image.blob_path(image.layers[0].digest)) as layer,
+        tarfile.open(image.layers[0].path) as layer,
     ):
         names = {m.name.encode("utf-8", "surrogateescape") for m in layer.getmembers()}
     assert {name.encode("utf-8", "surrogateescape") for name in odd} <= names

@@ -7,7 +7,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from smith.oci.layout import open_image
+from smith.oci.reading import open_image
 from smith.oci.unpack import apply_layers
 from tests.debian_image import DebianImages
 from tests.imagekit import M, layer_tar, write_layout

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from smith.oci.layout import open_image
+from smith.oci.reading import open_image
 from smith.oci.unpack import apply_layers
 from tests.imagekit import M, compress, layer_tar, put_blob, sha256, write_layout
 from tests.tools import PROJECT, require_tool

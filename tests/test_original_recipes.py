@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from smith.oci.layout import open_image
+from smith.oci.reading import open_image
 from tests.containers import configure_bundle, run_bundle, unpack_bundle
 from tests.registry_servers import Registry, start_registry
 from tests.rpm_universe import Universe

@@ -11,7 +11,7 @@ import struct
 import subprocess
 from pathlib import Path
 
-from smith.oci.layout import open_image
+from smith.oci.reading import open_image
 from smith.oci.unpack import apply_layers
 from tests.rpm_universe import frozen_universe_dir
 from tests.test_sbom import build, sbom_of, smith, validated

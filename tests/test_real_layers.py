@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from smith.errors import ImageFormatError, UnsafePathError
-from smith.oci.layout import open_image, pick_docker_image
+from smith.oci.reading import open_image, pick_docker_image
 from smith.oci.unpack import apply_layers
 from smith.tree import FileTree, Kind
 from tests.imagekit import compress, layer_blob_path, sha256, write_layout

@@ -3,7 +3,6 @@ fault-injecting proxy in front of it shows retries, resumption and digest checks
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import http.server
 import json
@@ -20,10 +19,10 @@ import pytest
 
 from smith.errors import ImageFormatError, RegistryError, SmithError
 from smith.oci.image import ImageConfig
-from smith.oci.layout import open_image
 from smith.oci.output import write_image
 from smith.oci.pull import pull_image
 from smith.oci.push import push_image
+from smith.oci.reading import open_image
 from smith.oci.registry import RegistryOptions
 from smith.tree import FileTree, InlineBytes
 from tests.registry_fixtures import (
@@ -243,7 +242,7 @@ def test_open_image_reads_a_registry_reference(
     ):
         assert pulled.manifest_descriptor.digest == digest
         assert pulled.diff_ids == local.diff_ids
-        assert os.path.exists(pulled.blob_path(pulled.layers[0].digest))
+        assert os.path.exists(pulled.layers[0].path)
 
 
 def test_pull_failures_are_one_line_and_leave_nothing(
@@ -399,11 +398,9 @@ def test_push_a_docker_archive(registry: Registry, skopeo: str, home: Path, tmp_
     with open_image(str(tmp_path / "oci")) as image:
         src = tmp_path / "save"
         src.mkdir()
-        (src / "config.json").write_bytes(
-            Path(image.blob_path(image.config_descriptor.digest)).read_bytes()
-        )
-        with gzip.open(image.blob_path(image.layers[0].digest)) as layer:
-            (src / "layer.tar").write_bytes(layer.read())
+        (src / "config.json").write_bytes(image.config_bytes)
+        with image.layers[0].open() as layer:
+            (src / "layer.tar").write_bytes(b"".join(iter(layer.read_piece, b"")))
     (src / "manifest.json").write_text(
         json.dumps([{"Config": "config.json", "RepoTags": ["app:v1"], "Layers": ["layer.tar"]}])
     )

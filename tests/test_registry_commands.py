@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from smith.oci.layout import open_image
 from smith.oci.push import push_image
+from smith.oci.reading import open_image
 from smith.oci.registry import RegistryOptions
 from tests.imagekit import write_layout
 from tests.registry_fixtures import layout_manifest_digest, make_image, run_skopeo, run_smith

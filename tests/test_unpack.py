@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from smith.errors import ImageFormatError, SmithError, UnsafePathError
-from smith.oci.layout import open_image
+from smith.oci.reading import open_image
 from smith.oci.unpack import apply_layers
 from smith.tree import FileTree, Kind
 from tests.imagekit import M, compress, layer_tar, sha256, write_layout

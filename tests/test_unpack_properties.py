@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from smith.diff import diff_images
 from smith.errors import SmithError
-from smith.oci.layout import open_image
+from smith.oci.reading import open_image
 from smith.oci.unpack import apply_layers
 from smith.paths import normalize_path
 from smith.tree import Kind

@@ -16,7 +16,7 @@ from smith.oci.image import (
     index_document,
     parse_platform,
 )
-from smith.oci.layout import load_json, read_blob_json, unpacked
+from smith.oci.reading import load_json, read_blob_json, unpacked
 from smith.oci.reference import is_registry_reference
 from smith.oci.referrers import is_referrer_entry
 from smith.oci.transfer import open_read

@@ -14,13 +14,13 @@ from smith.oci.compress import MEDIA_TYPE_SUFFIX, Compression
 from smith.oci.image import Descriptor, ImageConfig, rfc3339
 from smith.oci.layer_cache import LayerCache
 from smith.oci.layout import (
-    LoadedImage,
     OutputFormat,
     choose_format,
     refuse_zstd_docker_archive,
     save_layout,
     staging_layout,
 )
+from smith.oci.loaded import LoadedImage
 from smith.oci.reference import check_tag
 from smith.oci.referrers import Artifact, write_referrer
 from smith.oci.writer import (
@@ -58,7 +58,7 @@ def write_image(
     """
     out_format, gz = choose_format(output, fmt)
     check_tag(tag)
-    parent_types = [desc.media_type for desc in parent.layers] if parent is not None else []
+    parent_types = [layer.media_type for layer in parent.layers] if parent is not None else []
     refuse_zstd_docker_archive(out_format, [MEDIA_TYPE_SUFFIX[compression], *parent_types])
     with staging_layout(output) as store:
         image = PlatformImage(tree, config, parent, annotations)
@@ -127,9 +127,9 @@ def stage_image(
     history: list[Mapping[str, Any]] = []
     parent = image.parent
     if parent is not None:
-        for desc, diff_id in zip(parent.layers, parent.diff_ids, strict=True):
-            store.add_file(parent.blob_path(desc.digest), desc.digest, desc.size)
-            layers.append(Layer(desc, diff_id))
+        for layer in parent.layers:
+            store.add_file(layer.path, layer.digest, layer.size)  # linked or copied as stored
+            layers.append(Layer(layer.descriptor, layer.diff_id))
         history = list(parent.config.get("history") or [])
     if cache_dir is not None:
         layers.append(LayerCache(cache_dir).write_layer(image.tree, store, compression, epoch))

@@ -33,14 +33,8 @@ from smith.oci.image import (
     Platform,
     sha256_digest,
 )
-from smith.oci.layout import (
-    OutputFormat,
-    choose_format,
-    config_diff_ids,
-    pick_manifest,
-    save_layout,
-    staging_layout,
-)
+from smith.oci.layout import OutputFormat, choose_format, save_layout, staging_layout
+from smith.oci.reading import config_diff_ids, pick_manifest
 from smith.oci.reference import Reference, check_tag
 from smith.oci.registry import BLOCK_SIZE, RegistryClient, RegistryOptions, decode_json
 from smith.oci.transfer import Stopped, as_reference, open_read, run_parallel

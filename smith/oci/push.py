@@ -30,12 +30,8 @@ from smith.oci.image import (
     sha256_digest,
 )
 from smith.oci.index import read_platform_index
-from smith.oci.layout import (
-    LoadedImage,
-    open_image,
-    read_image_manifest,
-    unpacked,
-)
+from smith.oci.loaded import LoadedImage
+from smith.oci.reading import open_image, read_image_manifest, unpacked
 from smith.oci.reference import Reference
 from smith.oci.registry import (
     RegistryClient,
@@ -150,12 +146,15 @@ def push_loaded(
     """Push one image through `client`: blobs first, then the manifest under `target`'s tag
     (or its digest, for the images of an index)."""
     options = client.options
-    blobs = {d.digest: d for d in (image.config_descriptor, *image.layers)}
+    # Each blob once, as stored: a docker-archive may list one layer file twice.
+    blobs = {image.config_descriptor.digest: (image.config_descriptor, image.config_path)}
+    for layer in image.layers:
+        blobs.setdefault(layer.digest, (layer.descriptor, layer.path))
 
-    def push_one(desc: Descriptor, stop: threading.Event) -> tuple[str, int]:
-        return push_blob(client, desc, image.blob_path(desc.digest), mount_from, stop)
+    def push_one(blob: tuple[Descriptor, str], stop: threading.Event) -> tuple[str, int]:
+        return push_blob(client, blob[0], blob[1], mount_from, stop)
 
-    with progress.meter(sum(d.size for d in blobs.values())):
+    with progress.meter(sum(desc.size for desc, _ in blobs.values())):
         outcomes = run_parallel(push_one, list(blobs.values()), options.jobs)
     data, media_type = manifest_bytes(image)
     if docker_media and media_type == MEDIA_OCI_MANIFEST:
@@ -175,11 +174,8 @@ def push_loaded(
 def manifest_bytes(image: LoadedImage) -> tuple[bytes, str]:
     """The manifest exactly as stored (its digest is the image's identity)."""
     desc = image.manifest_descriptor
-    if desc.digest in image.blob_paths:
-        with open(image.blob_path(desc.digest), "rb") as f:
-            data = f.read()
-    else:  # a docker-archive has no manifest blob: smith's reader made a canonical one
-        data = canonical_json(image.manifest)
+    # A docker-archive has no manifest blob: these are the canonical ones smith's reader made.
+    data = image.manifest_bytes
     if sha256_digest(data) != desc.digest:
         raise ImageFormatError(f"{image.source}: manifest {desc.digest} does not match")
     media_type = str(image.manifest.get("mediaType") or desc.media_type or MEDIA_OCI_MANIFEST)

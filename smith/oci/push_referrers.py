@@ -10,8 +10,8 @@ from dataclasses import dataclass
 
 from smith.oci.attachments import attach_referrer
 from smith.oci.image import Descriptor
-from smith.oci.layout import split_image_name, unpacked
 from smith.oci.push import push_blob
+from smith.oci.reading import split_image_name, unpacked
 from smith.oci.reference import Reference, is_registry_reference
 from smith.oci.referrers import is_referrer_entry, layout_index_entries, read_checked
 from smith.oci.registry import RegistryClient

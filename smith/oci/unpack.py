@@ -37,8 +37,8 @@ from typing import BinaryIO
 
 from smith import progress
 from smith.errors import ImageFormatError, UnsafePathError
-from smith.oci.layerread import READ_SIZE, DecompressError, LayerReader, open_blob
-from smith.oci.layout import LoadedImage
+from smith.oci.layerread import READ_SIZE, DecompressError, LayerReader
+from smith.oci.loaded import LoadedImage, LoadedLayer
 from smith.oci.tarstream import Member, TarFormatError, TarStream
 from smith.paths import climbs_out
 from smith.tree import MAX_SYMLINK_HOPS, Entry, FileTree, HostSlice, InlineBytes, Kind
@@ -176,14 +176,15 @@ class Applier:
 
     # -- one layer -----------------------------------------------------------------------
 
-    def apply_layer(self, blob: str, layer: str, diff_id: str, index: int) -> None:
+    def apply_layer(self, loaded: LoadedLayer) -> None:
         assert self.store is not None
         added: set[str] = set()
+        layer = loaded.name
         # Every file of the layer goes into one pack file, back to back (see HostSlice).
-        pack_path = os.path.join(self.store, f"layer-{index}.pack")
+        pack_path = os.path.join(self.store, f"layer-{loaded.index}.pack")
         self.pack_offset = 0
         with (
-            open_blob(blob, f"layer {layer}", threaded=True) as reader,
+            loaded.open(threaded=True) as reader,
             open(pack_path, "wb", buffering=READ_SIZE) as pack,
         ):
             stream = TarStream(reader.read_piece)
@@ -196,7 +197,7 @@ class Applier:
                     self.apply_member(member, layer, added, store)
                 reader.drain()
         self.bytes += reader.size
-        check_diff_id(reader.digest(), layer, diff_id)
+        check_diff_id(reader.digest(), layer, loaded.diff_id)
 
     def apply_member(
         self,
@@ -395,16 +396,11 @@ def check_depth(path: str, name: str, layer: str, what: str = "entry") -> None:
         )
 
 
-def layer_names(image: LoadedImage) -> Iterator[tuple[int, str, str, str]]:
-    for index, (desc, diff_id) in enumerate(zip(image.layers, image.diff_ids, strict=True)):
-        yield index, desc.digest, diff_id, image.blob_path(desc.digest)
-
-
 def apply_layers(image: LoadedImage, store: str) -> tuple[FileTree, UnpackStats]:
     """The flattened filesystem of `image`; regular files' bytes go under `store`."""
     applier = Applier(store)
-    with progress.meter(sum(desc.size for desc in image.layers)):
-        for index, digest, diff_id, blob in layer_names(image):
-            applier.apply_layer(blob, f"{index + 1} ({digest})", diff_id, index)
-            progress.advance(image.layers[index].size)  # by layer: a bar, not a hot loop
+    with progress.meter(image.compressed_size):
+        for layer in image.layers:
+            applier.apply_layer(layer)
+            progress.advance(layer.size)  # by layer: a bar, not a hot loop
     return applier.tree(), applier.stats(len(image.layers))

@@ -11,7 +11,7 @@ from smith import provenance
 from smith.cli.main import cli
 from smith.cli.registry_flags import registry_flags, registry_options
 from smith.errors import ImageFormatError
-from smith.oci.layout import read_unpacked, split_image_name, unpacked
+from smith.oci.reading import read_unpacked, split_image_name, unpacked
 from smith.oci.reference import Reference, is_registry_reference, parse_reference
 from smith.oci.referrers import layout_referrers
 from smith.oci.registry_options import RegistryOptions
