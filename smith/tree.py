@@ -30,7 +30,7 @@ class Kind(StrEnum):
     HARDLINK = "hardlink"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class HostFile:
     """File content that lives in a file on the build host (an extracted payload, a layer).
 
@@ -44,7 +44,7 @@ class HostFile:
         return open(self.path, "rb")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class InlineBytes:
     """Small content that smith generates itself (/etc/passwd, a config file)."""
 
@@ -54,7 +54,7 @@ class InlineBytes:
         return io.BytesIO(self.data)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class HostSlice:
     """Content at `offset` of a larger host file: an image layer's files are stored back
     to back in one pack file per layer, because creating one host file per entry costs
@@ -109,7 +109,7 @@ class _SliceIO(io.RawIOBase):
 Content = HostFile | InlineBytes | HostSlice
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Entry:
     """One path of the tree.
 
@@ -153,7 +153,9 @@ class FileTree:
             entry = replace(entry, path=path)
         if entry.kind is Kind.HARDLINK:
             entry = replace(entry, target=normalize_path(entry.target, what="hard link target"))
-        self._entries[path] = entry
+        # Keyed by the entry's own string, not normalize_path's equal copy: one path
+        # string per entry, not two (a million-entry layer).
+        self._entries[entry.path] = entry
         return entry
 
     def add_dir(

@@ -52,7 +52,9 @@ MAX_NAME_BYTES = 4096
 MAX_DEPTH = 256
 
 
-@dataclass
+# Slotted: a layer of a million entries makes a million of each; a __dict__ apiece was
+# most of minimize's memory.
+@dataclass(slots=True)
 class _Inode:
     """File content shared by hard-linked names: replacing one name never changes another."""
 
@@ -62,9 +64,10 @@ class _Inode:
     uid: int
     gid: int
     origin: str
+    linked: bool = False  # a hard link was made to it: only these need grouping by name
 
 
-@dataclass
+@dataclass(slots=True)
 class _Node:
     kind: Kind  # DIR, FILE or SYMLINK: hard links are FILE nodes sharing an inode
     mode: int = 0o755
@@ -100,6 +103,12 @@ class Applier:
         self.special = 0
         self.bytes = 0
         self.pack_offset = 0
+        # Modes and owners repeat across entries; one int object each, not one per entry
+        # (CPython caches only -5..256).
+        self._ints: dict[int, int] = {}
+
+    def _int(self, value: int) -> int:
+        return self._ints.setdefault(value, value)
 
     # -- tree operations -----------------------------------------------------------------
 
@@ -241,14 +250,12 @@ class Applier:
             return
         origin = layer
         self._ensure_parents(path, origin)
+        uid, gid = self._int(member.uid), self._int(member.gid)
         if member.isdir():
-            mode = stat.S_IMODE(member.mode)
-            self._insert(path, _Node(Kind.DIR, mode, member.uid, member.gid, origin=origin))
+            mode = self._int(stat.S_IMODE(member.mode))
+            self._insert(path, _Node(Kind.DIR, mode, uid, gid, origin=origin))
         elif member.issym():
-            self._insert(
-                path,
-                _Node(Kind.SYMLINK, 0o777, member.uid, member.gid, member.linkname, None, origin),
-            )
+            self._insert(path, _Node(Kind.SYMLINK, 0o777, uid, gid, member.linkname, None, origin))
         elif member.islnk():
             target = canonical_member_name(member.linkname, layer, what="hard link target")
             target = self._resolve_parent(target, layer, name) if target else target
@@ -268,10 +275,11 @@ class Applier:
                 )
             if target == path:
                 return
+            node.inode.linked = True
             self._insert(path, _Node(Kind.FILE, inode=node.inode, origin=origin))
         elif member.isreg():
-            mode = stat.S_IMODE(member.mode)
-            inode = _Inode(store(member), member.size, mode, member.uid, member.gid, origin)
+            mode = self._int(stat.S_IMODE(member.mode))
+            inode = _Inode(store(member), member.size, mode, uid, gid, origin)
             self._insert(path, _Node(Kind.FILE, inode=inode, origin=origin))
         else:
             self.special += 1  # device, FIFO, socket: a microcontainer carries none
@@ -294,16 +302,19 @@ class Applier:
 
     def tree(self) -> FileTree:
         """The merged tree; names sharing an inode become one FILE and HARDLINKs to the
-        first name in bytewise order (the writer's convention)."""
+        first name in bytewise order (the writer's convention). The applier is used up:
+        its nodes are freed as the tree's entries are made, so the two never coexist."""
         tree = FileTree()
         groups: dict[int, list[str]] = {}
         for path, node in self.nodes.items():
-            if node.kind is Kind.FILE and node.inode is not None:
+            if node.kind is Kind.FILE and node.inode is not None and node.inode.linked:
                 groups.setdefault(id(node.inode), []).append(path)
         first: dict[int, str] = {}
         for key, names in groups.items():
             first[key] = min(names, key=lambda p: p.encode("utf-8", "surrogateescape"))
-        for path, node in self.nodes.items():
+        self.children = {}
+        while self.nodes:
+            path, node = self.nodes.popitem()
             if node.kind is Kind.DIR:
                 tree.add(Entry(path, Kind.DIR, node.mode, node.uid, node.gid, origin=node.origin))
             elif node.kind is Kind.SYMLINK:
@@ -321,7 +332,7 @@ class Applier:
             else:
                 inode = node.inode
                 assert inode is not None
-                carrier_path = first[id(inode)]
+                carrier_path = first[id(inode)] if inode.linked else path
                 kind = Kind.FILE if carrier_path == path else Kind.HARDLINK
                 is_file = kind is Kind.FILE
                 tree.add(
