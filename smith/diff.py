@@ -166,11 +166,12 @@ class LayerWalk:
         layer = self.layers[index]
         name = layer.name
         appliers = [self.applier, *([also.applier] if also is not None else [])]
-        added: list[set[str]] = [set() for _ in appliers]
+        for applier in appliers:
+            applier.begin_layer(index)
 
         def check(member: Member) -> None:
-            for applier, seen in zip(appliers, added, strict=True):
-                applier.apply_member(member, name, seen, no_content)
+            for applier in appliers:
+                applier.apply_member(member, name, no_content)
 
         summary = TarSummary()
         found = list(scan_tar(layer.path, summary, layer=name, check=check, entries=entries))

@@ -14,10 +14,13 @@ import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from enum import StrEnum
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from smith.errors import SmithError
 from smith.paths import normalize_path, parent_paths, resolve_link_target
+
+if TYPE_CHECKING:
+    from smith.entrytable import EntryTable
 
 # Linux follows at most 40 symlinks while resolving one path (ELOOP beyond that).
 MAX_SYMLINK_HOPS = 40
@@ -140,8 +143,12 @@ def path_sort_key(path: str) -> bytes:
 class FileTree:
     """A mutable map of canonical path -> Entry. Later additions replace earlier ones."""
 
-    def __init__(self) -> None:
-        self._entries: dict[str, Entry] = {}
+    def __init__(self, entries: EntryTable | None = None) -> None:
+        # Columns, not an Entry object per path: a million-entry layer fits in ~170 MB.
+        # Imported here: smith.entrytable is built on this module's types.
+        from smith.entrytable import EntryTable
+
+        self._entries: EntryTable = EntryTable() if entries is None else entries
 
     # -- building ---------------------------------------------------------------------------
 

@@ -32,10 +32,11 @@ import os
 import posixpath
 import stat
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import BinaryIO
 
 from smith import progress
+from smith.entrytable import EntryTable
 from smith.errors import ImageFormatError, UnsafePathError
 from smith.oci.layerread import READ_SIZE, DecompressError, LayerReader
 from smith.oci.loaded import LoadedImage, LoadedLayer
@@ -52,32 +53,6 @@ MAX_NAME_BYTES = 4096
 MAX_DEPTH = 256
 
 
-# Slotted: a layer of a million entries makes a million of each; a __dict__ apiece was
-# most of minimize's memory.
-@dataclass(slots=True)
-class _Inode:
-    """File content shared by hard-linked names: replacing one name never changes another."""
-
-    content: HostSlice | InlineBytes
-    size: int
-    mode: int
-    uid: int
-    gid: int
-    origin: str
-    linked: bool = False  # a hard link was made to it: only these need grouping by name
-
-
-@dataclass(slots=True)
-class _Node:
-    kind: Kind  # DIR, FILE or SYMLINK: hard links are FILE nodes sharing an inode
-    mode: int = 0o755
-    uid: int = 0
-    gid: int = 0
-    target: str = ""
-    inode: _Inode | None = None
-    origin: str = ""
-
-
 @dataclass(frozen=True)
 class UnpackStats:
     layers: int
@@ -88,60 +63,91 @@ class UnpackStats:
 
 
 class Applier:
-    """The merged filesystem of the layers applied so far (path -> node, with a
-    children index so whiteouts and replacements cost what they remove, not the tree)."""
+    """The merged filesystem of the layers applied so far, kept in the EntryTable that
+    becomes the result's tree (one compact row per path: a million-entry layer is not a
+    million objects). Hard-linked names are rows with the same content, tracked by inode
+    number; the children index that makes whiteouts and replacements cost what they remove
+    is made only when a layer first removes a directory."""
 
     def __init__(self, store: str | None) -> None:
         """`store`: where file contents go; None checks and tracks metadata only (diff)."""
         self.store = store
         if store is not None:
             os.makedirs(store, exist_ok=True)
-        self.nodes: dict[str, _Node] = {}
-        self.children: dict[str, set[str]] = {"": set()}
+        self.table = EntryTable()
+        self._kids: dict[str, set[str]] | None = None
+        self.linked: dict[str, int] = {}  # path -> inode number, for hard-linked names
+        self.inode_origin: dict[int, str] = {}  # the layer that wrote a linked inode
+        # Which paths the current layer added (a whiteout never hides them): the table's
+        # mark, plus those it added and then removed or replaced again (rare).
+        self.layer_mark = 0
+        self.gone_added: set[str] = set()
         self.entries = 0
         self.files = 0
         self.special = 0
         self.bytes = 0
         self.pack_offset = 0
-        # Modes and owners repeat across entries; one int object each, not one per entry
-        # (CPython caches only -5..256).
-        self._ints: dict[int, int] = {}
 
-    def _int(self, value: int) -> int:
-        return self._ints.setdefault(value, value)
+    def begin_layer(self, index: int) -> None:
+        # Marks are 16 bits: layers 65535 apart share one, which could only make a whiteout
+        # spare an entry of a layer that many layers below (never a path outside the root).
+        self.layer_mark = index % 0xFFFF + 1
+        self.gone_added = set()
 
     # -- tree operations -----------------------------------------------------------------
 
-    def _remove(self, path: str, keep: set[str] | None = None) -> None:
-        """Remove `path` and what is below it, except the paths in `keep` (the current
-        layer's own additions, which a whiteout never hides)."""
-        if keep is not None and path in keep:
-            node = self.nodes.get(path)
-            if node is not None and node.kind is Kind.DIR:
-                for child in list(self.children.get(path, ())):
+    def _added(self, path: str) -> bool:
+        return self.table.marked(path) == self.layer_mark or path in self.gone_added
+
+    def _note_added(self, path: str) -> None:
+        if path in self.table:
+            self.table.mark(path, self.layer_mark)
+        else:
+            self.gone_added.add(path)
+
+    def _children(self, path: str) -> set[str]:
+        if self._kids is None:
+            kids: dict[str, set[str]] = {"": set()}
+            for name in self.table:
+                kids.setdefault(posixpath.dirname(name), set()).add(name)
+            self._kids = kids
+        return self._kids.get(path, set())
+
+    def _remove(self, path: str, keep: bool = False) -> None:
+        """Remove `path` and what is below it; with `keep`, except the current layer's
+        own additions, which a whiteout never hides."""
+        kind = self.table.kind(path)
+        if keep and self._added(path):
+            if kind is Kind.DIR:
+                for child in list(self._children(path)):
                     self._remove(child, keep)
             return
-        node = self.nodes.pop(path, None)
-        if node is None:
+        if kind is None:
             return
-        if node.kind is Kind.DIR:
-            for child in list(self.children.pop(path, ())):
-                self._remove(child, None)
-        parent = posixpath.dirname(path)
-        self.children.get(parent, set()).discard(path)
+        if self.table.marked(path) == self.layer_mark:
+            self.gone_added.add(path)
+        if kind is Kind.DIR:
+            self._children(path)  # the index, made now if need be
+            assert self._kids is not None
+            for child in list(self._kids.pop(path, ())):
+                self._remove(child, False)
+        del self.table[path]
+        self.linked.pop(path, None)
+        if self._kids is not None:
+            self._kids.get(posixpath.dirname(path), set()).discard(path)
 
-    def _insert(self, path: str, node: _Node) -> None:
-        existing = self.nodes.get(path)
+    def _insert(self, path: str, entry: Entry) -> None:
+        existing = self.table.kind(path)
         if existing is not None:
-            if existing.kind is Kind.DIR and node.kind is Kind.DIR:
-                existing.mode, existing.uid, existing.gid = node.mode, node.uid, node.gid
-                existing.origin = node.origin
+            if existing is Kind.DIR and entry.kind is Kind.DIR:
+                self.table[path] = entry  # merged: the directory takes the new metadata
                 return
             self._remove(path)
-        self.nodes[path] = node
-        self.children.setdefault(posixpath.dirname(path), set()).add(path)
-        if node.kind is Kind.DIR:
-            self.children.setdefault(path, set())
+        self.table[path] = entry
+        if self._kids is not None:
+            self._kids.setdefault(posixpath.dirname(path), set()).add(path)
+            if entry.kind is Kind.DIR:
+                self._kids.setdefault(path, set())
 
     def _ensure_parents(self, path: str, origin: str) -> None:
         """Create missing parents as runtimes do (0755 root), replacing non-directories."""
@@ -149,9 +155,8 @@ class Applier:
         current = ""
         for part in parts:
             current = f"{current}/{part}" if current else part
-            node = self.nodes.get(current)
-            if node is None or node.kind is not Kind.DIR:
-                self._insert(current, _Node(Kind.DIR, 0o755, origin=origin))
+            if self.table.kind(current) is not Kind.DIR:
+                self._insert(current, Entry(current, Kind.DIR, 0o755, origin=origin))
 
     def _resolve_parent(self, path: str, layer: str, name: str) -> str:
         """`path` with its parent directories resolved through the tree's symlinks, as a
@@ -163,19 +168,19 @@ class Applier:
         while todo:
             part = todo.pop(0)
             current = "/".join([*done, part])
-            node = self.nodes.get(current)
-            if node is not None and node.kind is Kind.SYMLINK:
+            if self.table.kind(current) is Kind.SYMLINK:
+                target = self.table[current].target
                 hops += 1
                 if hops > MAX_SYMLINK_HOPS:
                     raise UnsafePathError(
                         f"layer {layer}: entry {name!r}: too many levels of symbolic links"
                     )
-                base = "/" if node.target.startswith("/") else "/" + "/".join(done)
-                joined = posixpath.normpath(posixpath.join(base, node.target))
-                if not node.target.startswith("/") and climbs_out(len(done), node.target):
+                base = "/" if target.startswith("/") else "/" + "/".join(done)
+                joined = posixpath.normpath(posixpath.join(base, target))
+                if not target.startswith("/") and climbs_out(len(done), target):
                     raise UnsafePathError(
                         f"layer {layer}: entry {name!r} goes through the symlink "
-                        f"{current!r} -> {node.target!r}, which leads out of the root"
+                        f"{current!r} -> {target!r}, which leads out of the root"
                     )
                 done = []
                 todo = [p for p in joined.split("/") if p] + todo
@@ -187,7 +192,7 @@ class Applier:
 
     def apply_layer(self, loaded: LoadedLayer) -> None:
         assert self.store is not None
-        added: set[str] = set()
+        self.begin_layer(loaded.index)
         layer = loaded.name
         # Every file of the layer goes into one pack file, back to back (see HostSlice).
         pack_path = os.path.join(self.store, f"layer-{loaded.index}.pack")
@@ -203,20 +208,16 @@ class Applier:
 
             with layer_errors(reader, f"layer {layer}"):
                 for member in stream:
-                    self.apply_member(member, layer, added, store)
+                    self.apply_member(member, layer, store)
                 reader.drain()
         self.bytes += reader.size
         check_diff_id(reader.digest(), layer, loaded.diff_id)
 
     def apply_member(
-        self,
-        member: Member,
-        layer: str,
-        added: set[str],
-        store: Callable[[Member], HostSlice | InlineBytes],
+        self, member: Member, layer: str, store: Callable[[Member], HostSlice | InlineBytes]
     ) -> None:
-        """Apply one entry; `store` gives a regular file's content (reading its body).
-        `added`: what this layer added so far (a whiteout never hides it)."""
+        """Apply one entry of the layer begun last (begin_layer); `store` gives a regular
+        file's content (reading its body)."""
         self.entries += 1
         name = member.name
         path = canonical_member_name(name, layer)
@@ -233,59 +234,66 @@ class Applier:
         parent = posixpath.dirname(path)
         if base.startswith(WHITEOUT):
             if parent:
-                parent_node = self.nodes.get(parent)
-                if parent_node is not None and parent_node.kind is not Kind.DIR:
+                parent_kind = self.table.kind(parent)
+                if parent_kind is not None and parent_kind is not Kind.DIR:
                     raise UnsafePathError(
                         f"layer {layer}: whiteout {name!r} is below {parent!r}, "
                         "which is not a directory"
                     )
             if base == OPAQUE:
-                for child in list(self.children.get(parent, ())):
-                    self._remove(child, added)
+                for child in list(self._children(parent)):
+                    self._remove(child, keep=True)
             else:
                 hidden = base[len(WHITEOUT) :]
                 if hidden in ("", ".", "..") or hidden.startswith(WHITEOUT):
                     raise UnsafePathError(f"layer {layer}: whiteout {name!r} names no valid entry")
-                self._remove(f"{parent}/{hidden}" if parent else hidden, added)
+                self._remove(f"{parent}/{hidden}" if parent else hidden, keep=True)
             return
         origin = layer
         self._ensure_parents(path, origin)
-        uid, gid = self._int(member.uid), self._int(member.gid)
+        uid, gid = member.uid, member.gid
         if member.isdir():
-            mode = self._int(stat.S_IMODE(member.mode))
-            self._insert(path, _Node(Kind.DIR, mode, uid, gid, origin=origin))
+            mode = stat.S_IMODE(member.mode)
+            self._insert(path, Entry(path, Kind.DIR, mode, uid, gid, origin=origin))
         elif member.issym():
-            self._insert(path, _Node(Kind.SYMLINK, 0o777, uid, gid, member.linkname, None, origin))
+            link = Entry(path, Kind.SYMLINK, 0o777, uid, gid, target=member.linkname, origin=origin)
+            self._insert(path, link)
         elif member.islnk():
             target = canonical_member_name(member.linkname, layer, what="hard link target")
             target = self._resolve_parent(target, layer, name) if target else target
-            node = self.nodes.get(target)
+            node = self.table.get(target)
             if node is not None and node.kind is Kind.SYMLINK:
                 # link(2) on a symlink links the symlink itself (GNU tar writes these and
                 # docker imports them): a second symlink with the same target and owner.
                 if target != path:
-                    link = _Node(Kind.SYMLINK, 0o777, node.uid, node.gid, node.target, None, origin)
-                    self._insert(path, link)
-                added.add(path)
+                    self._insert(path, replace(node, path=path, origin=origin))
+                self._note_added(path)
                 return
-            if node is None or node.kind is not Kind.FILE or node.inode is None:
+            if node is None or node.kind is not Kind.FILE:
                 raise UnsafePathError(
                     f"layer {layer}: hard link {name!r} points to {member.linkname!r}, "
                     "which is not a regular file or symlink of the image"
                 )
             if target == path:
                 return
-            node.inode.linked = True
-            self._insert(path, _Node(Kind.FILE, inode=node.inode, origin=origin))
+            inode = self.linked.get(target)
+            if inode is None:
+                inode = self.linked[target] = len(self.inode_origin)
+                self.inode_origin[inode] = node.origin
+            # The same content, mode and owner: what the inode has, whatever later
+            # happens to the other name.
+            self._insert(path, replace(node, path=path, origin=origin))
+            self.linked[path] = inode
         elif member.isreg():
-            mode = self._int(stat.S_IMODE(member.mode))
-            inode = _Inode(store(member), member.size, mode, uid, gid, origin)
-            self._insert(path, _Node(Kind.FILE, inode=inode, origin=origin))
+            mode = stat.S_IMODE(member.mode)
+            content = store(member)
+            entry = Entry(path, Kind.FILE, mode, uid, gid, member.size, "", content, origin)
+            self._insert(path, entry)
         else:
             self.special += 1  # device, FIFO, socket: a microcontainer carries none
             self._remove(path)
             return
-        added.add(path)
+        self._note_added(path)
 
     def _store(self, stream: TarStream, member: Member, pack: BinaryIO) -> HostSlice | InlineBytes:
         if member.size == 0:
@@ -303,52 +311,23 @@ class Applier:
     def tree(self) -> FileTree:
         """The merged tree; names sharing an inode become one FILE and HARDLINKs to the
         first name in bytewise order (the writer's convention). The applier is used up:
-        its nodes are freed as the tree's entries are made, so the two never coexist."""
-        tree = FileTree()
+        its table becomes the tree's."""
         groups: dict[int, list[str]] = {}
-        for path, node in self.nodes.items():
-            if node.kind is Kind.FILE and node.inode is not None and node.inode.linked:
-                groups.setdefault(id(node.inode), []).append(path)
-        first: dict[int, str] = {}
-        for key, names in groups.items():
-            first[key] = min(names, key=lambda p: p.encode("utf-8", "surrogateescape"))
-        self.children = {}
-        while self.nodes:
-            path, node = self.nodes.popitem()
-            if node.kind is Kind.DIR:
-                tree.add(Entry(path, Kind.DIR, node.mode, node.uid, node.gid, origin=node.origin))
-            elif node.kind is Kind.SYMLINK:
-                tree.add(
-                    Entry(
-                        path,
-                        Kind.SYMLINK,
-                        0o777,
-                        node.uid,
-                        node.gid,
-                        target=node.target,
-                        origin=node.origin,
-                    )
-                )
-            else:
-                inode = node.inode
-                assert inode is not None
-                carrier_path = first[id(inode)] if inode.linked else path
-                kind = Kind.FILE if carrier_path == path else Kind.HARDLINK
-                is_file = kind is Kind.FILE
-                tree.add(
-                    Entry(
-                        path,
-                        kind,
-                        inode.mode,
-                        inode.uid,
-                        inode.gid,
-                        size=inode.size if is_file else 0,
-                        target="" if is_file else carrier_path,
-                        content=inode.content if is_file else None,
-                        origin=inode.origin if is_file else node.origin,
-                    )
-                )
-        return tree
+        for path, inode in self.linked.items():
+            groups.setdefault(inode, []).append(path)
+        for inode, names in groups.items():
+            carrier = min(names, key=lambda p: p.encode("utf-8", "surrogateescape"))
+            for name in names:
+                entry = self.table[name]
+                if name == carrier:
+                    self.table[name] = replace(entry, origin=self.inode_origin[inode])
+                else:
+                    self.table[name] = Entry(
+                        name, Kind.HARDLINK, entry.mode, entry.uid, entry.gid,
+                        target=carrier, origin=entry.origin,
+                    )  # fmt: skip
+        self._kids = None
+        return FileTree(self.table)
 
     def stats(self, layers: int) -> UnpackStats:
         return UnpackStats(layers, self.entries, self.bytes, self.files, self.special)

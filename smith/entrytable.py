@@ -1,0 +1,187 @@
+"""EntryTable: a FileTree's path -> Entry map, stored as columns.
+
+An image layer can hold a million entries; one Python object per field per entry (an
+Entry, its HostSlice, their ints) cost over a kilobyte each. Here an entry is its path
+string, one dict slot and ~28 bytes of fixed-width columns; the Entry is made when asked
+for. Repeated values (owners, origins, pack files) are interned. What does not fit the
+columns (a uid beyond 16 bits of distinct owners, a content that is no pack slice, a link
+target) is kept as an object beside the row: always exact, only less compact.
+"""
+
+from __future__ import annotations
+
+from array import array
+from collections.abc import Iterator, MutableMapping
+from typing import Generic, TypeVar
+
+from smith.tree import Content, Entry, HostSlice, Kind
+
+T = TypeVar("T")
+KINDS = (Kind.DIR, Kind.FILE, Kind.SYMLINK, Kind.HARDLINK)
+KIND_CODE = {kind: code for code, kind in enumerate(KINDS)}
+VERBATIM = 255  # the row's Entry is kept whole in `_extra`
+# What `_extra` holds for a row besides the columns:
+NOTHING, SLICE, OBJECT = 0, 1, 2  # no content; content = a slice of pack `_ref`; an object
+
+
+class Interned(Generic[T]):
+    """Distinct values, each numbered once (owners, origins, pack paths)."""
+
+    def __init__(self) -> None:
+        self.values: list[T] = []
+        self.numbers: dict[T, int] = {}
+
+    def number(self, value: T) -> int:
+        found = self.numbers.get(value)
+        if found is None:
+            found = self.numbers[value] = len(self.values)
+            self.values.append(value)
+        return found
+
+
+class EntryTable(MutableMapping[str, Entry]):
+    """path -> Entry; iteration in insertion order, as a dict's (FileTree sorts)."""
+
+    def __init__(self) -> None:
+        self._rows: dict[str, int] = {}
+        self._free: list[int] = []  # rows of removed entries, reused first
+        self._kind = bytearray()
+        self._how = bytearray()  # NOTHING, SLICE or OBJECT
+        self._mode = array("H")
+        self._owner = array("H")  # into _owners: (uid, gid)
+        self._origin = array("H")  # into _origins
+        self._ref = array("I")  # into _packs, for a SLICE
+        self._size = array("Q")
+        self._offset = array("Q")  # in the pack, for a SLICE
+        self._mark = array("H")  # the owner's note on a row (see mark); 0 when made
+        self._extra: dict[int, object] = {}  # row -> link target, content or whole Entry
+        self._owners: Interned[tuple[int, int]] = Interned()
+        self._origins: Interned[str] = Interned()
+        self._packs: Interned[str] = Interned()
+
+    # -- the mapping ------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._rows)
+
+    def __contains__(self, path: object) -> bool:
+        return path in self._rows
+
+    def __getitem__(self, path: str) -> Entry:
+        return self._entry(path, self._rows[path])
+
+    def get(self, path: str, default: Entry | None = None) -> Entry | None:  # type: ignore[override]
+        row = self._rows.get(path)
+        return default if row is None else self._entry(path, row)
+
+    def __setitem__(self, path: str, entry: Entry) -> None:
+        row = self._rows.get(path)
+        if row is None:
+            row = self._new_row()
+            self._mark[row] = 0
+            self._rows[path] = row
+        else:
+            self._extra.pop(row, None)
+        self._fill(row, entry)
+
+    def __delitem__(self, path: str) -> None:
+        row = self._rows.pop(path)
+        self._extra.pop(row, None)
+        self._free.append(row)
+
+    # -- cheap looks at one row (no Entry made) ---------------------------------------------
+
+    def kind(self, path: str) -> Kind | None:
+        row = self._rows.get(path)
+        if row is None:
+            return None
+        code = self._kind[row]
+        if code == VERBATIM:
+            entry = self._extra[row]
+            assert isinstance(entry, Entry)
+            return entry.kind
+        return KINDS[code]
+
+    def mark(self, path: str, value: int) -> None:
+        """Note a small number (< 65536) on `path`: 0 for a new path, kept when its entry
+        is replaced. Not part of the Entry: the applier notes which layer added a path."""
+        self._mark[self._rows[path]] = value
+
+    def marked(self, path: str) -> int:
+        row = self._rows.get(path)
+        return 0 if row is None else self._mark[row]
+
+    # -- rows -------------------------------------------------------------------------------
+
+    def _new_row(self) -> int:
+        if self._free:
+            return self._free.pop()
+        self._kind.append(0)
+        self._how.append(NOTHING)
+        for column in (self._mode, self._owner, self._origin, self._ref, self._size):
+            column.append(0)
+        self._offset.append(0)
+        self._mark.append(0)
+        return len(self._kind) - 1
+
+    def _fill(self, row: int, entry: Entry) -> None:
+        content = entry.content
+        owner = self._owners.number((entry.uid, entry.gid))
+        origin = self._origins.number(entry.origin)
+        # The compact form holds: a 16-bit mode, at most 65536 owners and origins, a link
+        # target only for links, content only for files.
+        fits = (
+            0 <= entry.mode < 1 << 16
+            and owner < 1 << 16
+            and origin < 1 << 16
+            and 0 <= entry.size < 1 << 64
+            and (not entry.target or entry.kind in (Kind.SYMLINK, Kind.HARDLINK))
+            and (content is None or (entry.kind is Kind.FILE and not entry.target))
+        )
+        if not fits:
+            self._kind[row] = VERBATIM
+            self._extra[row] = entry
+            return
+        self._kind[row] = KIND_CODE[entry.kind]
+        self._mode[row] = entry.mode
+        self._owner[row] = owner
+        self._origin[row] = origin
+        self._size[row] = entry.size
+        if entry.target:
+            self._how[row] = OBJECT
+            self._extra[row] = entry.target
+        elif isinstance(content, HostSlice) and content.size == entry.size:
+            self._how[row] = SLICE
+            self._ref[row] = self._packs.number(content.path)
+            self._offset[row] = content.offset
+        elif content is not None:
+            self._how[row] = OBJECT
+            self._extra[row] = content
+        else:
+            self._how[row] = NOTHING
+
+    def _entry(self, path: str, row: int) -> Entry:
+        code = self._kind[row]
+        if code == VERBATIM:
+            entry = self._extra[row]
+            assert isinstance(entry, Entry)
+            return entry
+        kind = KINDS[code]
+        uid, gid = self._owners.values[self._owner[row]]
+        origin = self._origins.values[self._origin[row]]
+        size = self._size[row]
+        how = self._how[row]
+        target = ""
+        content: Content | None = None
+        if how == SLICE:
+            content = HostSlice(self._packs.values[self._ref[row]], self._offset[row], size)
+        elif how == OBJECT:
+            extra = self._extra[row]
+            if isinstance(extra, str):
+                target = extra
+            else:
+                content = extra  # type: ignore[assignment]
+        return Entry(path, kind, self._mode[row], uid, gid, size, target, content, origin)
