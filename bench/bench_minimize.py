@@ -10,7 +10,9 @@ process, from wait4).
 `--big` adds a synthetic 1 GiB image (see tests/bigimage.py) for the peak-memory figure;
 `--big-gib 2` makes it 2 GiB (half in one kept file, half in 1 MiB files that are dropped).
 `--entries 1000000` adds a layer of that many small files (100 bytes each, 1000 to a
-directory, all dropped), against the same `tar -xzf` floor: the per-entry cost.
+directory, all dropped), against the same `tar -xzf` floor: the per-entry cost. The
+synthetic images are also timed against `pigz -dc` of every layer (inflating alone), and
+run `--runs` rounds (min and median).
 The test image is built (or taken from pytest's cache) by tests/debian_image.py.
 """
 
@@ -121,30 +123,62 @@ def main() -> None:
             half = args.big_gib * 512 * MIB
             big = scratch / "big"
             write_big_image(big, big=half, small_count=half // MIB)
-            report["big_image"] = synthetic_report(big, scratch, BIG_KEPT)
+            report["big_image"] = synthetic_report(big, scratch, BIG_KEPT, args.runs)
         if args.entries:
             from tests.bigimage import write_big_image
 
             many = scratch / "many"
             write_big_image(many, big=0, small_count=args.entries, small_size=100)
             report["many_entries"] = {"entries": args.entries}
-            report["many_entries"] |= synthetic_report(many, scratch, ("/bin/busybox",))
+            report["many_entries"] |= synthetic_report(many, scratch, ("/bin/busybox",), args.runs)
+            peak = report["many_entries"]["peak_rss_mib"]["median"] * 2**20
+            report["many_entries"]["peak_rss_bytes_per_entry"] = round(peak / args.entries)
         print(json.dumps(report, indent=2))
 
 
-def synthetic_report(image: Path, scratch: Path, paths: tuple[str, ...]) -> dict[str, Any]:
-    os.sync()
-    elapsed, peak, summary = smith_run(image, scratch, paths)
-    print(f"smith minimize: {elapsed:.2f} s, peak RSS {peak / 2**20:.0f} MiB", file=sys.stderr)
-    os.sync()
-    # Removing what the floor wrote is not timed, but can take long (ext4 with discard).
-    floor = floor_run(image, scratch)
+def pigz_run(layout: Path) -> float:
+    """pigz -dc of every layer to /dev/null: the cost of inflating alone (no files written)."""
+    start = time.perf_counter()
+    for blob in layer_blobs(layout):
+        subprocess.run(["pigz", "-dc", str(blob)], stdout=subprocess.DEVNULL, check=True)
+    elapsed = time.perf_counter() - start
+    print(f"floor (pigz -dc): {elapsed:.2f} s", file=sys.stderr)
+    return elapsed
+
+
+def spread(values: list[float]) -> dict[str, float]:
+    return {"min": round(min(values), 2), "median": round(statistics.median(values), 2)}
+
+
+def synthetic_report(
+    image: Path, scratch: Path, paths: tuple[str, ...], runs: int
+) -> dict[str, Any]:
+    """smith minimize, tar -xzf and pigz -dc of the image, alternating, `runs` rounds."""
+    smiths: list[float] = []
+    tars: list[float] = []
+    pigzs: list[float] = []
+    rss: list[int] = []
+    summary: Any = None
+    for _ in range(runs):
+        os.sync()
+        elapsed, peak, summary = smith_run(image, scratch, paths)
+        print(f"smith minimize: {elapsed:.2f} s, peak RSS {peak / 2**20:.0f} MiB", file=sys.stderr)
+        smiths.append(elapsed)
+        rss.append(peak)
+        os.sync()
+        # Removing what the floor wrote is not timed, but can take long (ext4 with discard).
+        tars.append(floor_run(image, scratch))
+        pigzs.append(pigz_run(image))
+    ours = statistics.median(smiths)
     return {
         "file_bytes": summary["before"]["bytes"],  # of the files, not the tar
-        "smith_seconds": round(elapsed, 2),
-        "floor_seconds": round(floor, 2),
-        "ratio": round(elapsed / floor, 2),
-        "peak_rss_mib": round(peak / 2**20, 1),
+        "rounds": runs,
+        "smith_seconds": spread(smiths),
+        "tar_xzf_seconds": spread(tars),
+        "pigz_dc_seconds": spread(pigzs),
+        "ratio_tar_xzf": round(ours / statistics.median(tars), 2),  # medians
+        "ratio_pigz_dc": round(ours / statistics.median(pigzs), 2),
+        "peak_rss_mib": {k: round(v / 2**20, 1) for k, v in spread(list(map(float, rss))).items()},
     }
 
 

@@ -9,6 +9,7 @@ DEBIAN_PACKAGES=(
     python3 python3-venv python3-dev gcc make
     runc crun skopeo umoci docker-registry docker.io containerd podman buildah
     rpm createrepo-c gnupg busybox-static pax-utils python3-pyelftools mmdebstrap
+    pigz  # bench/bench_minimize.py: the `pigz -dc` floor
     disorderfs fuse3 patchelf strace gdb lsof curl iproute2 cpio tar gzip zstd openssl
     libseccomp2 libc6-dev  # crashcart: its seccomp filter; its tests' static programs
     diffoscope-minimal  # only for bench/bench_diff.py (smith diff against diffoscope)

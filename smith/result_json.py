@@ -29,8 +29,13 @@ class TreeSize:
 
     @classmethod
     def of(cls, tree: FileTree) -> TreeSize:
-        files = [e for e in tree if e.kind is Kind.FILE]
-        return cls(len(files), sum(e.size for e in files))
+        # One pass, no list: a tree's entries are made one at a time (smith.entrytable).
+        files = size = 0
+        for entry in tree:
+            if entry.kind is Kind.FILE:
+                files += 1
+                size += entry.size
+        return cls(files, size)
 
 
 @dataclass(frozen=True)

@@ -233,7 +233,7 @@ class FileTree:
 
     def __iter__(self) -> Iterator[Entry]:
         """Entries in bytewise path order (parents first), whatever the insertion order."""
-        for path in sorted(self._entries, key=path_sort_key):
+        for path in self.paths():
             yield self._entries[path]
 
     def subtree(self, paths: Iterable[str]) -> FileTree:
@@ -257,7 +257,15 @@ class FileTree:
         return out
 
     def paths(self) -> list[str]:
-        return sorted(self._entries, key=path_sort_key)
+        """Every path, in bytewise order."""
+        paths = list(self._entries)
+        # For ASCII names str order is bytewise order: sorting them needs no key object per
+        # path (a million-entry tree made a million bytes objects at once).
+        if all(path.isascii() for path in paths):
+            paths.sort()
+        else:
+            paths.sort(key=path_sort_key)
+        return paths
 
     def children(self, directory: str) -> list[Entry]:
         directory = normalize_path(directory)
