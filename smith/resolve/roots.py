@@ -48,6 +48,7 @@ class TreeRoot:
     def __init__(self, tree: FileTree) -> None:
         self.tree = tree
         self._children: dict[str, list[str]] | None = None
+        self._parents: set[str] | None = None
 
     def _index(self) -> dict[str, list[str]]:
         if self._children is None:
@@ -66,11 +67,25 @@ class TreeRoot:
             self._children = {d: sorted(names, key=key) for d, names in children.items()}
         return self._children
 
+    def _parent_dirs(self) -> set[str]:
+        """Every directory that is a parent of an entry: as many as the tree has
+        directories, where the children index holds every name (a closure asks whether
+        `etc` exists of a million-entry image that has none, and lists no directory)."""
+        if self._parents is None:
+            parents: set[str] = set()
+            for path in self.tree.paths():
+                parent = path.rpartition("/")[0]
+                while parent and parent not in parents:
+                    parents.add(parent)
+                    parent = parent.rpartition("/")[0]
+            self._parents = parents
+        return self._parents
+
     def kind(self, path: str) -> Kind | None:
         entry = self.tree.get(path) if path else None
         if entry is not None:
             return entry.kind
-        return Kind.DIR if path == "" or path in self._index() else None
+        return Kind.DIR if path == "" or path in self._parent_dirs() else None
 
     def readlink(self, path: str) -> str:
         entry = self.tree.get(path)
