@@ -1,0 +1,86 @@
+"""The FileTree's column store: every entry comes back exactly as put in (the compact rows
+and the verbatim fallback alike), and a large tree costs under 200 bytes per entry."""
+
+from __future__ import annotations
+
+import tracemalloc
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from smith.entrytable import EntryTable
+from smith.tree import Entry, FileTree, HostFile, HostSlice, InlineBytes, Kind
+
+names = st.text(alphabet="abc/\udc80é", min_size=1, max_size=8)
+sizes = st.integers(min_value=0, max_value=2**40)
+contents = st.one_of(
+    st.none(),
+    st.builds(InlineBytes, st.binary(max_size=4)),
+    st.builds(HostFile, st.sampled_from(["/p/a", "/p/b"])),
+    st.builds(HostSlice, st.sampled_from(["/p/pack0", "/p/pack1"]), sizes, sizes),
+)
+entries = st.builds(
+    Entry,
+    path=names,
+    kind=st.sampled_from(list(Kind)),
+    mode=st.one_of(st.sampled_from([0o644, 0o755, 0o777]), st.integers(0, 2**20)),
+    uid=st.one_of(st.just(0), st.integers(0, 2**32)),
+    gid=st.one_of(st.just(0), st.integers(0, 2**32)),
+    size=sizes,
+    target=st.sampled_from(["", "x", "/abs/target"]),
+    content=contents,
+    origin=st.sampled_from(["", "layer 1", "pkg-1.0-1.x86_64"]),
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(entries, st.booleans()), max_size=30))
+def test_entries_come_back_exactly_as_put_in(ops: list[tuple[Entry, bool]]) -> None:
+    table = EntryTable()
+    model: dict[str, Entry] = {}
+    for entry, delete in ops:
+        if delete and entry.path in model:
+            del table[entry.path]
+            del model[entry.path]
+        else:
+            table[entry.path] = entry
+            model[entry.path] = entry
+    assert len(table) == len(model)
+    assert list(table) == list(model)  # insertion order, as a dict's
+    for path, entry in model.items():
+        assert table[path] == entry
+        assert table.get(path) == entry
+        assert table.kind(path) is entry.kind
+    assert table.get("missing") is None and table.kind("missing") is None
+
+
+def test_marks_stay_with_a_path_until_it_is_removed() -> None:
+    table = EntryTable()
+    table["a"] = Entry("a", Kind.FILE)
+    table.mark("a", 7)
+    table["a"] = Entry("a", Kind.DIR)  # replaced: still the path the mark was put on
+    assert table.marked("a") == 7
+    del table["a"]
+    table["a"] = Entry("a", Kind.FILE)  # a new row, maybe the old one reused
+    assert table.marked("a") == 0 and table.marked("b") == 0
+
+
+def test_a_large_tree_costs_under_200_bytes_per_entry() -> None:
+    count = 100_000
+    paths = [f"data/small/{i // 1000:04d}/{i % 1000:03d}" for i in range(count)]
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        tree = FileTree()
+        for i, path in enumerate(paths):
+            content = HostSlice("/store/layer-0.pack", i * 100, 100)
+            tree.add_file(path, content, 0o644, origin="1 (sha256:...)")
+        used = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    # The path strings themselves (~68 bytes each) are counted: they are the tree's.
+    assert used / count < 200, f"{used / count:.0f} bytes per entry"
+    assert tree.get(paths[5]) == Entry(
+        paths[5], Kind.FILE, 0o644, size=100,
+        content=HostSlice("/store/layer-0.pack", 500, 100), origin="1 (sha256:...)",
+    )  # fmt: skip
