@@ -258,17 +258,23 @@ def session_env(target: Target, with_target_path: bool = False) -> dict[str, str
     """The command's environment. PATH is the toolbox's only: a name the toolbox lacks must
     not run a program of the target's (which may be planted there) as the session's user;
     the target's own programs are run by their full path, or with --target-path."""
+    extra = target_path(target) if with_target_path else ""
+    return toolbox_env(target.name, target.description, extra)
+
+
+def toolbox_env(name: str, description: str, extra_path: str = "") -> dict[str, str]:
+    """The environment of a command run with the toolbox (attach's and debug's)."""
     path = f"{MOUNT_POINT}/bin"
-    if with_target_path:
-        path = f"{path}:{target_path(target)}"
+    if extra_path:
+        path = f"{path}:{extra_path}"
     return {
         "PATH": path,
         "HOME": "/",
         "TERM": os.environ.get("TERM", "xterm"),
-        "PS1": f"[crashcart {target.name}] \\w \\$ ",
+        "PS1": f"[crashcart {name}] \\w \\$ ",
         "TERMINFO": f"{MOUNT_POINT}/usr/share/terminfo",
         "CURL_CA_BUNDLE": f"{MOUNT_POINT}/etc/ssl/certs/ca-certificates.crt",
-        "CRASHCART_TARGET": target.description,
+        "CRASHCART_TARGET": description,
         # busybox's sh runs its own applets before PATH (e.g. its `ip`): the interactive
         # shell reads aliases to the toolbox's real tools from here.
         "ENV": f"{MOUNT_POINT}/etc/profile",

@@ -103,7 +103,7 @@ def _fast_attach(options: dict[str, object], debug: bool) -> NoReturn:
     os._exit(code)
 
 
-COMMANDS = ("attach", "toolbox")
+COMMANDS = ("attach", "debug", "toolbox")
 # The original crashcart's options (`crashcart [-m|-u] [-i IMAGE] ID [CMD...]`) as attach's.
 _ORIGINAL_FLAGS = {"-m": "-m", "--mount-only": "-m", "-u": "-u", "--unmount": "-u"}
 _ORIGINAL_IMAGE = ("-i", "--image")

@@ -92,6 +92,64 @@ def attach(
     sys.exit(run_request(request))
 
 
+@cli.command(context_settings={"ignore_unknown_options": False})
+@click.argument("target")
+@click.argument("command", nargs=-1)
+@click.option("--core", metavar="FILE", help="A core file of the crashed program: gdb opens it.")
+@click.option(
+    "--program",
+    metavar="PATH",
+    help="The crashed program in the container (default: its configured command).",
+)
+@click.option(
+    "--ex",
+    metavar="GDBCMD",
+    multiple=True,
+    help="Run gdb on the core in batch mode with this command (repeatable), e.g. --ex bt.",
+)
+@click.option(
+    "--toolbox",
+    help="Toolbox to mount: a directory, or an image (OCI layout/archive, registry reference). "
+    f"Default: {DEFAULT_TOOLBOX_HELP}.",
+)
+@click.option(
+    "--docker-host",
+    help="Docker Engine socket (default: $DOCKER_HOST, else unix:///var/run/docker.sock).",
+)
+@click.option(
+    "--privileged",
+    is_flag=True,
+    help="Lift the confinement: every capability, no seccomp filter, no no_new_privs.",
+)
+def debug(
+    target: str,
+    command: tuple[str, ...],
+    core: str | None,
+    program: str | None,
+    ex: tuple[str, ...],
+    toolbox: str | None,
+    docker_host: str | None,
+    privileged: bool,
+) -> None:
+    """Post-mortem: run COMMAND (default: a shell; gdb on --core) on the files of TARGET, a
+    container that crashed or keeps crashing (runc/crun/Docker name or id), or a bundle,
+    root directory or image by path. Its files are mounted read-only with its mounts and
+    the toolbox, in namespaces of the session's own, confined as attach's sessions are."""
+    from crashcart.debug import DebugRequest, run_debug
+
+    request = DebugRequest(
+        target=target,
+        command=command,
+        core=core,
+        program=program,
+        ex=ex,
+        toolbox=toolbox,
+        docker_host=docker_host,
+        privileged=privileged,
+    )
+    sys.exit(run_debug(request))
+
+
 @cli.group()
 def toolbox() -> None:
     """Build the toolbox that attach mounts."""

@@ -64,7 +64,7 @@ FORWARDED_SIGNALS = (
 )
 
 
-def _describe(err: BaseException) -> str:
+def describe(err: BaseException) -> str:
     if isinstance(err, OSError):
         where = f" {err.filename}" if err.filename else ""
         return f"{err.strerror or err}{where}"
@@ -91,7 +91,7 @@ def run_in_mount_ns(ns: NamespaceFds, action: Callable[[], None]) -> None:
             enter_mount_ns(ns)
             action()
         except BaseException as err:
-            os.write(write_end, _describe(err).encode())
+            os.write(write_end, describe(err).encode())
             code = 1
         os._exit(code)
     os.close(write_end)
@@ -238,7 +238,7 @@ def exec_from_path(argv: tuple[str, ...], env: Mapping[str, str]) -> None:
     raise error
 
 
-def _exec_in_target(
+def exec_in_target(
     ns: NamespaceFds,
     argv: tuple[str, ...],
     env: Mapping[str, str],
@@ -279,9 +279,9 @@ def _exec_in_target(
         exec_from_path(argv, env)
     except BaseException as err:
         code = 127 if isinstance(err, FileNotFoundError) else 126
-        message = f"cannot run {argv[0]!r} in the target: {_describe(err)}"
+        message = f"cannot run {argv[0]!r} in the target: {describe(err)}"
         if not isinstance(err, OSError) or err.filename is None:
-            message = f"cannot enter the target: {_describe(err)}"
+            message = f"cannot enter the target: {describe(err)}"
             code = 125
         try:
             os.write(error_pipe, message.encode())
@@ -367,10 +367,10 @@ def _reap(ns: NamespaceFds, launch: Launch, error_pipe: int, parent: int) -> Non
             confine.prctl(confine.PR_SET_CHILD_SUBREAPER, 1)
             command = os.fork()
         except BaseException as err:
-            os.write(error_pipe, f"cannot enter the target: {_describe(err)}".encode())
+            os.write(error_pipe, f"cannot enter the target: {describe(err)}".encode())
             os._exit(code)
         if command == 0:
-            _exec_in_target(
+            exec_in_target(
                 ns,
                 launch.argv,
                 launch.env,

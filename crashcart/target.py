@@ -95,31 +95,29 @@ def docker_host(explicit: str | None) -> str:
     return explicit or os.environ.get("DOCKER_HOST") or DEFAULT_DOCKER_HOST
 
 
-def _docker_pid(host: str, container: str) -> int | None:
-    """The pid of a running Docker container from the Engine API, None if there is no such."""
+def docker_get(host: str, path: str) -> tuple[int, bytes] | None:
+    """(status, body) of a GET to the Docker Engine API, None when its socket is absent."""
     if not host.startswith("unix://"):
         raise CrashcartError(f"docker host {host!r} is not a unix:// socket")
-    path = host.removeprefix("unix://")
-    if not os.path.exists(path):
+    socket_path = host.removeprefix("unix://")
+    if not os.path.exists(socket_path):
         return None
     # Imported here: http.client costs more start-up time than the whole attach of a pid.
     import http.client
-    import json
     import socket
-    import urllib.parse
 
     class UnixConnection(http.client.HTTPConnection):
         def connect(self) -> None:
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             sock.settimeout(DOCKER_TIMEOUT)
-            sock.connect(path)
+            sock.connect(socket_path)
             self.sock = sock
 
     conn = UnixConnection("localhost", timeout=DOCKER_TIMEOUT)
     try:
-        conn.request("GET", f"/containers/{urllib.parse.quote(container, safe='')}/json")
+        conn.request("GET", path)
         resp = conn.getresponse()
-        body = resp.read()
+        return resp.status, resp.read()
     except OSError as err:
         raise CrashcartError(
             f"cannot reach dockerd at {host}: {err}",
@@ -128,13 +126,35 @@ def _docker_pid(host: str, container: str) -> int | None:
         ) from None
     finally:
         conn.close()
-    if resp.status == 404:
+
+
+def docker_inspect(host: str, container: str) -> dict[str, object] | None:
+    """`docker inspect` of a container from the Engine API, None if there is no such."""
+    import json
+    import urllib.parse
+
+    answer = docker_get(host, f"/containers/{urllib.parse.quote(container, safe='')}/json")
+    if answer is None or answer[0] == 404:
         return None
-    if resp.status != 200:
-        raise CrashcartError(f"dockerd at {host} answered {resp.status} for {container!r}")
-    state = json.loads(body).get("State", {})
+    status, body = answer
+    if status != 200:
+        raise CrashcartError(f"dockerd at {host} answered {status} for {container!r}")
+    inspected: dict[str, object] = json.loads(body)
+    return inspected
+
+
+def _docker_pid(host: str, container: str) -> int | None:
+    """The pid of a running Docker container from the Engine API, None if there is no such."""
+    inspected = docker_inspect(host, container)
+    if inspected is None:
+        return None
+    state = inspected.get("State")
+    state = state if isinstance(state, dict) else {}
     if not state.get("Running") or not state.get("Pid"):
-        raise CrashcartError(f"docker container {container!r} is not running")
+        raise CrashcartError(
+            f"docker container {container!r} is not running",
+            hint=f"`crashcart debug {container}` looks at its filesystem post-mortem",
+        )
     return int(state["Pid"])
 
 
@@ -144,14 +164,18 @@ def _runtime_target(runtime: str, root: str, spec: str, shown: str) -> Target | 
         return None
     pid, start = recorded
     if pid == 0:
-        raise CrashcartError(f"{runtime} container {shown!r} is not running")
+        raise CrashcartError(
+            f"{runtime} container {shown!r} is not running",
+            hint=f"`crashcart debug {shown}` looks at its filesystem post-mortem",
+        )
     try:
         target = target_from_pid(pid, f"{runtime} container {shown} (pid {pid})", shown)
     except CrashcartError:
         target = None
     if target is None or start not in (0, target.start_time):
         raise CrashcartError(
-            f"{runtime} container {shown!r} is not running (its pid {pid} is gone)"
+            f"{runtime} container {shown!r} is not running (its pid {pid} is gone)",
+            hint=f"`crashcart debug {shown}` looks at its filesystem post-mortem",
         )
     return target
 

@@ -1,0 +1,219 @@
+"""What `crashcart debug` looks at: the filesystem of a container that crashed, and its mounts.
+
+A crashed container has no process whose namespaces could be entered, so its view is
+rebuilt from what the runtime left: runc's and crun's bundle (config.json: the root and
+the bind mounts), Docker's inspect (the storage driver's directories and the mounts), a
+bundle or root directory given by path, or an image (OCI layout or archive) unpacked into
+crashcart's image cache. Nothing here changes any of them: crashcart/debug.py mounts the
+view read-only in a namespace of its own.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+
+from crashcart.prefix import is_image
+from crashcart.target import RUNTIME_ROOTS, docker_get, docker_host, docker_inspect
+from smith.errors import CrashcartError
+
+# Mounted by the debug session itself: the container's own would be stale or the host's.
+OWN_MOUNTS = ("/proc", "/dev", "/sys")
+
+
+@dataclass(frozen=True)
+class BindMount:
+    source: str  # a host path
+    destination: str  # inside the view
+
+
+@dataclass(frozen=True)
+class View:
+    """A container's filesystem as the debug session shows it."""
+
+    description: str  # "runc container web (stopped)"
+    name: str  # the short form for the prompt
+    mount_point: str  # the host directory the view's root is mounted on (privately)
+    lower: tuple[str, ...] = ()  # overlay layers, top first; () means mount_point itself
+    mounts: tuple[BindMount, ...] = ()
+    program: str = ""  # the container's program, for gdb; "" if unknown
+    skipped: tuple[str, ...] = ()  # mounts whose source is gone, said in one line each
+
+
+def _own(destination: str) -> bool:
+    return any(destination == m or destination.startswith(f"{m}/") for m in OWN_MOUNTS)
+
+
+def _binds(pairs: list[tuple[str, str]]) -> tuple[tuple[BindMount, ...], tuple[str, ...]]:
+    """The bind mounts whose source still exists, and a note for each one that does not."""
+    kept = []
+    skipped = []
+    for source, destination in pairs:
+        if _own(destination) or not destination.startswith("/"):
+            continue
+        if os.path.exists(source):
+            kept.append(BindMount(source, os.path.normpath(destination)))
+        else:
+            skipped.append(f"the container's mount {destination} is left out: {source} is gone")
+    return tuple(kept), tuple(skipped)
+
+
+def _read_json(path: str, what: str) -> dict[str, object]:
+    try:
+        with open(path) as f:
+            value = json.load(f)
+    except (OSError, ValueError) as err:
+        raise CrashcartError(f"cannot read {what} {path}: {err}") from None
+    if not isinstance(value, dict):
+        raise CrashcartError(f"{what} {path} is not a JSON object")
+    return value
+
+
+def _program(args: object, env: object, root: str | None) -> str:
+    """The container's program: args[0], found on the container's PATH under root if it is
+    a bare name (looked up on the host, so only where the root is a plain directory)."""
+    if not isinstance(args, list) or not args or not isinstance(args[0], str):
+        return ""
+    program: str = args[0]
+    if "/" in program or root is None:
+        return program
+    path = "/usr/local/bin:/usr/bin:/bin"
+    for item in env if isinstance(env, list) else []:
+        if isinstance(item, str) and item.startswith("PATH="):
+            path = item[5:]
+    for directory in path.split(":"):
+        candidate = os.path.join(directory or "/", program)
+        if os.path.lexists(os.path.join(root, candidate.lstrip("/"))):
+            return candidate
+    return program
+
+
+def view_of_bundle(bundle: str, description: str, name: str) -> View:
+    """A runtime bundle: config.json's root, bind mounts and program."""
+    config = _read_json(os.path.join(bundle, "config.json"), "the bundle's config")
+    root_spec = config.get("root")
+    root_path = root_spec.get("path", "rootfs") if isinstance(root_spec, dict) else "rootfs"
+    root = os.path.join(bundle, str(root_path))
+    if not os.path.isdir(root):
+        raise CrashcartError(f"the bundle's root filesystem {root} is not a directory")
+    pairs = []
+    listed = config.get("mounts")
+    for mount in listed if isinstance(listed, list) else []:
+        if not isinstance(mount, dict):
+            continue
+        options = mount.get("options") or []
+        if mount.get("type") == "bind" or "bind" in options or "rbind" in options:
+            source = str(mount.get("source", ""))
+            source = source if source.startswith("/") else os.path.join(bundle, source)
+            pairs.append((source, str(mount.get("destination", ""))))
+    mounts, skipped = _binds(pairs)
+    process = config.get("process")
+    process = process if isinstance(process, dict) else {}
+    program = _program(process.get("args"), process.get("env"), root)
+    return View(description, name, os.path.realpath(root), (), mounts, program, skipped)
+
+
+def _runtime_bundle(runtime: str, root: str, container: str) -> str | None:
+    """The bundle a runc/crun container was created from, None if it has no such container."""
+    if "/" in container or container in ("", ".", ".."):
+        return None
+    state_file = "status" if runtime == "crun" else "state.json"
+    path = os.path.join(root, container, state_file)
+    if not os.path.exists(path):
+        return None
+    state = _read_json(path, f"{runtime}'s state")
+    if isinstance(state.get("bundle"), str):  # crun
+        return str(state["bundle"])
+    config = state.get("config")
+    labels = config.get("labels") if isinstance(config, dict) else None
+    for label in labels if isinstance(labels, list) else []:
+        if isinstance(label, str) and label.startswith("bundle="):  # runc
+            return label.removeprefix("bundle=")
+    raise CrashcartError(f"{runtime}'s state {path} does not name the container's bundle")
+
+
+def _docker_view(host: str, spec: str, inspected: dict[str, object]) -> View:
+    driver = inspected.get("GraphDriver")
+    driver = driver if isinstance(driver, dict) else {}
+    data = driver.get("Data") if isinstance(driver.get("Data"), dict) else {}
+    assert isinstance(data, dict)
+    state = inspected.get("State")
+    status = str(state.get("Status", "unknown")) if isinstance(state, dict) else "unknown"
+    cid = str(inspected.get("Id", spec))
+    lower: tuple[str, ...] = ()
+    if "UpperDir" in data and "LowerDir" in data:  # overlay2: the layers, read-only
+        lower = (str(data["UpperDir"]), *str(data["LowerDir"]).split(":"))
+        mount_point = str(data["MergedDir"])
+    elif driver.get("Name") == "vfs":  # a plain directory per container
+        answer = docker_info(host)
+        top = str(answer.get("DockerRootDir", "/var/lib/docker"))
+        with open(f"{top}/image/vfs/layerdb/mounts/{cid}/mount-id") as f:
+            mount_point = f"{top}/vfs/dir/{f.read().strip()}"
+    else:
+        raise CrashcartError(
+            f"docker container {spec!r} uses the storage driver {driver.get('Name')!r}, "
+            f"which crashcart debug does not read",
+            hint="give the container's root directory: crashcart debug DIR",
+        )
+    pairs = []
+    for mount in inspected.get("Mounts") or []:  # type: ignore[attr-defined]
+        if isinstance(mount, dict):
+            pairs.append((str(mount.get("Source", "")), str(mount.get("Destination", ""))))
+    mounts, skipped = _binds(pairs)
+    config = inspected.get("Config")
+    env = config.get("Env") if isinstance(config, dict) else None
+    program = _program([inspected.get("Path")], env, None if lower else mount_point)
+    description = f"docker container {spec} ({status})"
+    return View(description, spec[:12], mount_point, lower, mounts, program, skipped)
+
+
+def docker_info(host: str) -> dict[str, object]:
+    answer = docker_get(host, "/info")
+    if answer is None or answer[0] != 200:
+        raise CrashcartError(f"dockerd at {host} did not answer /info")
+    info = json.loads(answer[1])
+    return info if isinstance(info, dict) else {}
+
+
+def view_of_directory(path: str) -> View:
+    """A bundle (it has a config.json) or a root filesystem, given by its path."""
+    real = os.path.realpath(path)
+    if real == "/":
+        raise CrashcartError(f"{path} is the host's root, not a container's")
+    if os.path.isfile(os.path.join(real, "config.json")):
+        return view_of_bundle(real, f"bundle {path}", os.path.basename(real))
+    return View(f"root filesystem {path}", os.path.basename(real), real)
+
+
+def resolve_view(spec: str, docker: str | None = None) -> View:
+    """The view of an image, a bundle or root directory (by path), a runc/crun container, a
+    Docker container."""
+    if "/" in spec and is_image(spec):
+        return view_of_image(spec)
+    if "/" in spec and os.path.isdir(spec):
+        return view_of_directory(spec)
+    looked = []
+    for runtime, root in RUNTIME_ROOTS:
+        bundle = _runtime_bundle(runtime, root, spec)
+        if bundle is not None:
+            return view_of_bundle(bundle, f"{runtime} container {spec}", spec)
+        looked.append(f"{runtime} {root}")
+    host = docker_host(docker)
+    inspected = docker_inspect(host, spec)
+    if inspected is not None:
+        return _docker_view(host, spec, inspected)
+    looked.append(f"docker {host}")
+    raise CrashcartError(
+        f"no container {spec!r} to debug (looked in {', '.join(looked)})",
+        hint="give a runc/crun/docker name or id, or the path of a bundle, root directory or "
+        "image (OCI layout or archive)",
+    )
+
+
+def view_of_image(source: str) -> View:
+    """An image (OCI layout, oci-archive, docker-archive), unpacked once into the cache."""
+    from crashcart.image import root_from_image
+
+    root, program = root_from_image(source)
+    return View(f"image {source}", os.path.basename(source.rstrip("/")), root, (), (), program)
