@@ -36,6 +36,8 @@ class AttachRequest:
     privileged: bool = False  # every capability, no seccomp filter, no no_new_privs
     target_path: bool = False  # the target's own PATH after the toolbox's
     record: str | None = None  # an asciicast v2 transcript of the (terminal) session
+    namespace: str | None = None  # a Kubernetes namespace: the target is POD[/CONTAINER]
+    runtime_endpoint: str | None = None  # the CRI socket (crictl's --runtime-endpoint)
 
     @staticmethod
     def _is_registry_reference(toolbox: str) -> bool:
@@ -155,7 +157,9 @@ def check_root(request: AttachRequest) -> None:
 
 def open_target(request: AttachRequest) -> tuple[Target, NamespaceFds]:
     check_root(request)
-    target = resolve_target(request.target, request.docker_host)
+    target = resolve_target(
+        request.target, request.docker_host, request.namespace, request.runtime_endpoint
+    )
     if target.pid == os.getpid():
         raise CrashcartError(f"pid {target.pid} is crashcart itself")
     ns = open_namespaces(target)

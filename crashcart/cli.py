@@ -29,7 +29,14 @@ _FLAGS = {
     "--target-path": "target_path",
 }
 _NEGATIVE_FLAGS = {"-T": "tty", "--no-tty": "tty"}
-_VALUES = {"--toolbox": "toolbox", "--docker-host": "docker_host", "--record": "record"}
+_VALUES = {
+    "--toolbox": "toolbox",
+    "--docker-host": "docker_host",
+    "--record": "record",
+    "-n": "namespace",
+    "--namespace": "namespace",
+    "--runtime-endpoint": "runtime_endpoint",
+}
 
 
 def parse_attach(args: list[str]) -> dict[str, object] | None:

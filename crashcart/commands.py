@@ -59,6 +59,16 @@ def cli(debug: bool) -> None:
     metavar="FILE",
     help="Write the terminal session to FILE as an asciicast v2 transcript (asciinema play).",
 )
+@click.option(
+    "-n",
+    "--namespace",
+    help="Kubernetes namespace: TARGET is POD or POD/CONTAINER, found through the CRI socket.",
+)
+@click.option(
+    "--runtime-endpoint",
+    help="The node's CRI socket (default: $CONTAINER_RUNTIME_ENDPOINT, else containerd's, "
+    "else CRI-O's).",
+)
 def attach(
     target: str,
     command: tuple[str, ...],
@@ -71,9 +81,12 @@ def attach(
     privileged: bool,
     target_path: bool,
     record: str | None,
+    namespace: str | None,
+    runtime_endpoint: str | None,
 ) -> None:
     """Run COMMAND (default: a shell) in TARGET: a pid, a runc/crun/Docker/podman container
-    name or id, or containerd NAMESPACE/ID. The session is confined and leaves nothing."""
+    name or id, containerd NAMESPACE/ID, or a Kubernetes POD[/CONTAINER]. The session is
+    confined and leaves nothing."""
     from crashcart.attach import AttachRequest, run_request
 
     request = AttachRequest(
@@ -88,6 +101,8 @@ def attach(
         privileged=privileged,
         target_path=target_path,
         record=record,
+        namespace=namespace,
+        runtime_endpoint=runtime_endpoint,
     )
     sys.exit(run_request(request))
 

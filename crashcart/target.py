@@ -251,25 +251,42 @@ def _podman_pid(spec: str) -> int | None:
     return int(pid)
 
 
-def resolve_target(spec: str, docker: str | None = None) -> Target:
+def resolve_target(
+    spec: str,
+    docker: str | None = None,
+    namespace: str | None = None,
+    runtime_endpoint: str | None = None,
+) -> Target:
     """A pid, a runc/crun/containerd container, then a Docker or podman container's name or
-    id (asking dockerd, then podman)."""
+    id (asking dockerd, then podman), then a Kubernetes POD or POD/CONTAINER (through the
+    node's CRI socket; with --namespace, only that)."""
     looked: list[str] = []
-    target = resolve_local(spec, looked)
-    if target is not None:
-        return target
-    host = docker_host(docker)
-    docker_pid = _docker_pid(host, spec)
-    if docker_pid is not None:
-        return target_from_pid(docker_pid, f"docker container {spec} (pid {docker_pid})", spec[:12])
-    looked.append(f"docker {host}")
-    podman_pid = _podman_pid(spec)
-    if podman_pid is not None:
-        return target_from_pid(podman_pid, f"podman container {spec} (pid {podman_pid})", spec[:12])
-    looked.append("podman")
+    if namespace is None:
+        target = resolve_local(spec, looked)
+        if target is not None:
+            return target
+        host = docker_host(docker)
+        docker_pid = _docker_pid(host, spec)
+        if docker_pid is not None:
+            shown = f"docker container {spec} (pid {docker_pid})"
+            return target_from_pid(docker_pid, shown, spec[:12])
+        looked.append(f"docker {host}")
+        podman_pid = _podman_pid(spec)
+        if podman_pid is not None:
+            shown = f"podman container {spec} (pid {podman_pid})"
+            return target_from_pid(podman_pid, shown, spec[:12])
+        looked.append("podman")
+    from crashcart import cri
+
+    found = cri.find_pod_container(spec, namespace or "default", runtime_endpoint)
+    if found is not None:
+        return target_from_pid(found[0], found[1], spec.rpartition("/")[2])
+    endpoint = cri.runtime_endpoint(runtime_endpoint)
+    looked.append(f"pods of namespace {namespace or 'default'} at {endpoint or 'no CRI socket'}")
     raise CrashcartError(
         f"no process or container {spec!r} (looked in {', '.join(looked)})",
-        hint="give a pid, a runc/crun/docker/podman name or id, or NAMESPACE/ID for containerd",
+        hint="give a pid, a runc/crun/docker/podman name or id, NAMESPACE/ID for containerd, "
+        "or POD[/CONTAINER] with --namespace NS for Kubernetes",
     )
 
 

@@ -52,9 +52,15 @@ def sees_the_micro(done: subprocess.CompletedProcess[str]) -> None:
     assert "inside the microcontainer" in done.stdout
 
 
+POD = f"web-{os.getpid()}"  # a Kubernetes pod of the fixture's containerd, namespace "shop"
+POD_LABELS = (f"io.kubernetes.pod.name={POD}", "io.kubernetes.pod.namespace=shop")
+
+
 @pytest.fixture(scope="module")
 def containerd_task(busybox: str) -> Iterator[tuple[str, str]]:
-    """(address, namespace) of a containerd of the test's own with a task `micro` running."""
+    """(address, namespace) of a containerd of the test's own with a task `micro` running,
+    and in its k8s.io namespace a CRI-style pod POD: a sandbox (pause) container, which is
+    never a target, and a running container `app` with the labels the CRI plugin sets."""
     require_root()
     containerd = require_tool("containerd")
     ctr_tool = require_tool("ctr")
@@ -92,8 +98,60 @@ def containerd_task(busybox: str) -> Iterator[tuple[str, str]]:
             check=True,
             capture_output=True,
         )
+        cri = [ctr_tool, "-a", address, "-n", "k8s.io"]
+        labels = [arg for label in POD_LABELS for arg in ("--label", label)]
+        subprocess.run(
+            [
+                *cri,
+                "containers",
+                "create",
+                *labels,
+                "--label",
+                "io.cri-containerd.kind=sandbox",
+                "--rootfs",
+                str(work / "rootfs"),
+                f"{POD}-sandbox",
+                "/app/busybox",
+                "true",
+            ],
+            check=True,
+            capture_output=True,
+        )
+        subprocess.run(
+            [
+                *cri,
+                "run",
+                "-d",
+                *labels,
+                "--label",
+                "io.kubernetes.container.name=app",
+                "--label",
+                "io.cri-containerd.kind=container",
+                "--rootfs",
+                str(work / "rootfs"),
+                f"{POD}-app",
+                "/app/busybox",
+                "sleep",
+                "100000",
+            ],
+            check=True,
+            capture_output=True,
+        )
         yield address, namespace
     finally:
+        cri = [ctr_tool, "-a", address, "-n", "k8s.io"]
+        subprocess.run(
+            [*cri, "task", "kill", "-s", "KILL", f"{POD}-app"], capture_output=True, check=False
+        )
+        for _ in range(50):
+            if subprocess.run(
+                [*cri, "task", "delete", f"{POD}-app"], capture_output=True, check=False
+            ).returncode:
+                time.sleep(0.1)
+            else:
+                break
+        for name in (f"{POD}-app", f"{POD}-sandbox"):
+            subprocess.run([*cri, "container", "delete", name], capture_output=True, check=False)
         subprocess.run(
             [*ctr, "task", "kill", "-s", "KILL", "micro"], capture_output=True, check=False
         )
@@ -109,8 +167,9 @@ def containerd_task(busybox: str) -> Iterator[tuple[str, str]]:
         daemon.wait(timeout=30)
         shutil.rmtree(work, ignore_errors=True)
         # The runc shim's state directory of the namespace (outside containerd's --state).
-        with contextlib.suppress(OSError):
-            os.rmdir(f"{CONTAINERD_RUNC_ROOT}/{namespace}")
+        for name in (namespace, "k8s.io"):  # k8s.io: only if no one else's is there
+            with contextlib.suppress(OSError):
+                os.rmdir(f"{CONTAINERD_RUNC_ROOT}/{name}")
 
 
 def test_containerd_namespace_and_id(
@@ -127,6 +186,42 @@ def test_containerd_namespace_and_id(
     assert missing.returncode == 1
     assert "no process or container" in missing.stderr
     assert len(missing.stderr.strip().splitlines()) == 1
+
+
+def test_kubernetes_pod_by_name(
+    containerd_task: tuple[str, str], toolbox: Path, state_dir: Path
+) -> None:
+    """crictl's conventions: POD/CONTAINER or POD with --namespace, the CRI socket from
+    --runtime-endpoint or $CONTAINER_RUNTIME_ENDPOINT."""
+    address, _ = containerd_task
+    env = env_for(state_dir)
+
+    def run(*args: str, **extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            crashcart_cmd("attach", "--toolbox", str(toolbox), *args, "--", "sh", "-c", SCRIPT),
+            capture_output=True,
+            text=True,
+            env={**env, **extra},
+            timeout=60,
+            check=False,
+        )
+
+    sees_the_micro(run("--runtime-endpoint", f"unix://{address}", "-n", "shop", f"{POD}/app"))
+    # One container besides the sandbox: the pod's name is enough.
+    sees_the_micro(run("--namespace=shop", POD, CONTAINER_RUNTIME_ENDPOINT=address))
+    for args, expected in (
+        (("-n", "default", f"{POD}/app"), f"no process or container '{POD}/app'"),
+        (("-n", "shop", f"{POD}/db"), "pods of namespace shop at"),
+        (("-n", "shop", "--runtime-endpoint", "/nonexistent.sock", POD), "no CRI socket at"),
+    ):
+        done = (
+            run("--runtime-endpoint", address, *args)
+            if "--runtime-endpoint" not in args
+            else run(*args)
+        )
+        assert done.returncode == 1, done.stderr
+        assert expected in done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1, done.stderr
 
 
 @pytest.fixture(scope="module")
