@@ -38,6 +38,7 @@ class AttachRequest:
     record: str | None = None  # an asciicast v2 transcript of the (terminal) session
     namespace: str | None = None  # a Kubernetes namespace: the target is POD[/CONTAINER]
     runtime_endpoint: str | None = None  # the CRI socket (crictl's --runtime-endpoint)
+    allow: tuple[str, ...] = ()  # what the confinement lets through besides (confine.ALLOWABLE)
 
     @staticmethod
     def _is_registry_reference(toolbox: str) -> bool:
@@ -63,6 +64,9 @@ class AttachRequest:
         return path
 
     def check(self) -> None:
+        confine.allowed(self.allow)  # an unknown name is refused before anything is done
+        if self.allow and self.privileged:
+            raise UsageError("--allow lifts one denial, --privileged all of them: not both")
         if self.mount_only and self.unmount:
             raise UsageError("--mount-only and --unmount exclude each other")
         if self.record and (self.mount_only or self.unmount):
@@ -297,7 +301,18 @@ def session_confinement(request: AttachRequest, target: Target) -> confine.Confi
             "filter and no no_new_privs; a program of the target it runs can reach the host"
         )
         return confine.Confinement(None)
-    return confine.Confinement(confine.seccomp_program())
+    return allowing_confinement(request.allow)
+
+
+def allowing_confinement(allow: tuple[str, ...]) -> confine.Confinement:
+    """The confinement, with what --allow asks for let through (and said so, loudly)."""
+    confinement = confine.confinement_for(allow)
+    for name in allow:
+        say(
+            f"--allow {name}: the session may use {name}() and keeps CAP_{name.upper()}; "
+            f"the rest of the confinement holds"
+        )
+    return confinement
 
 
 def run_command(

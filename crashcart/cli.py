@@ -37,6 +37,7 @@ _VALUES = {
     "--namespace": "namespace",
     "--runtime-endpoint": "runtime_endpoint",
 }
+_REPEATED = {"--allow": "allow"}  # a tuple of every value given
 
 
 def parse_attach(args: list[str]) -> dict[str, object] | None:
@@ -54,6 +55,11 @@ def parse_attach(args: list[str]) -> dict[str, object] | None:
             options[_FLAGS[arg]] = True
         elif arg in _NEGATIVE_FLAGS:
             options[_NEGATIVE_FLAGS[arg]] = False
+        elif name in _REPEATED and (eq or i + 1 < len(args)):
+            key = _REPEATED[name]
+            given = value if eq else args[i + 1]
+            i += 0 if eq else 1
+            options[key] = (*options.get(key, ()), given)  # type: ignore[misc]
         elif name in _VALUES and eq:
             options[_VALUES[name]] = value
         elif arg in _VALUES and i + 1 < len(args):

@@ -69,6 +69,13 @@ def cli(debug: bool) -> None:
     help="The node's CRI socket (default: $CONTAINER_RUNTIME_ENDPOINT, else containerd's, "
     "else CRI-O's).",
 )
+@click.option(
+    "--allow",
+    metavar="NAME",
+    multiple=True,
+    help="Let one denied thing through the confinement and nothing else: bpf (the bpf() "
+    "system call and CAP_BPF, for bpftool and BPF-based tools).",
+)
 def attach(
     target: str,
     command: tuple[str, ...],
@@ -83,6 +90,7 @@ def attach(
     record: str | None,
     namespace: str | None,
     runtime_endpoint: str | None,
+    allow: tuple[str, ...],
 ) -> None:
     """Run COMMAND (default: a shell) in TARGET: a pid, a runc/crun/Docker/podman container
     name or id, containerd NAMESPACE/ID, or a Kubernetes POD[/CONTAINER]. The session is
@@ -103,6 +111,7 @@ def attach(
         record=record,
         namespace=namespace,
         runtime_endpoint=runtime_endpoint,
+        allow=allow,
     )
     sys.exit(run_request(request))
 
@@ -136,6 +145,13 @@ def attach(
     is_flag=True,
     help="Lift the confinement: every capability, no seccomp filter, no no_new_privs.",
 )
+@click.option(
+    "--allow",
+    metavar="NAME",
+    multiple=True,
+    help="Let one denied thing through the confinement and nothing else: bpf (the bpf() "
+    "system call and CAP_BPF, for bpftool and BPF-based tools).",
+)
 def debug(
     target: str,
     command: tuple[str, ...],
@@ -145,6 +161,7 @@ def debug(
     toolbox: str | None,
     docker_host: str | None,
     privileged: bool,
+    allow: tuple[str, ...],
 ) -> None:
     """Post-mortem: run COMMAND (default: a shell; gdb on --core) on the files of TARGET, a
     container that crashed or keeps crashing (runc/crun/Docker name or id), or a bundle,
@@ -161,6 +178,7 @@ def debug(
         toolbox=toolbox,
         docker_host=docker_host,
         privileged=privileged,
+        allow=allow,
     )
     sys.exit(run_debug(request))
 

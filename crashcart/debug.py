@@ -101,8 +101,10 @@ class DebugRequest:
     toolbox: str | None = None
     docker_host: str | None = None
     privileged: bool = False
+    allow: tuple[str, ...] = ()
 
     def check(self) -> None:
+        confine.allowed(self.allow)
         if self.ex and not self.core:
             raise UsageError(f"--ex {self.ex[0]!r} runs in gdb on a core: give --core FILE")
         if self.ex and self.command:
@@ -149,7 +151,7 @@ def run_debug(request: DebugRequest) -> int:
             f"no permission to debug {request.target!r}",
             hint="crashcart needs root: it mounts the container's filesystem",
         )
-    from crashcart.attach import AttachRequest, toolbox_env
+    from crashcart.attach import AttachRequest, allowing_confinement, toolbox_env
 
     view = resolve_view(request.target, request.docker_host)
     toolbox_dir = AttachRequest(request.target, toolbox=request.toolbox).toolbox_directory()
@@ -173,7 +175,7 @@ def run_debug(request: DebugRequest) -> int:
             )
             confinement = confine.Confinement(None)
         else:
-            confinement = confine.Confinement(confine.seccomp_program())
+            confinement = allowing_confinement(request.allow)
         for note in view.skipped:
             say(note)
         if not request.command and not request.ex:

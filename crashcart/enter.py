@@ -257,7 +257,7 @@ def exec_in_target(
 
             pty_slave = terminal.child_pty(pty)
         if not confinement.privileged:
-            confine.limit_bounding_set(confine.KEEP)
+            confine.limit_bounding_set(confinement.keep)
             confine.prctl(confine.PR_SET_KEEPCAPS, 1)
         if "user" in ns.fds:
             setns(ns.fds["user"], CLONE_NEWUSER)
@@ -268,7 +268,7 @@ def exec_in_target(
             os.setresgid(identity.gid, identity.gid, identity.gid)
             os.setresuid(identity.uid, identity.uid, identity.uid)
         if confinement.seccomp is not None:
-            confine.keep_capabilities(confine.KEEP)
+            confine.keep_capabilities(confinement.keep)
             confine.prctl(confine.PR_SET_NO_NEW_PRIVS, 1)
             confine.load_seccomp_program(confinement.seccomp)
         if pty_slave is not None:
