@@ -11,6 +11,30 @@ import click
 DEFAULT_TOOLBOX_HELP = "$CRASHCART_TOOLBOX, else /var/lib/crashcart/toolbox"
 
 
+# The options attach and debug share.
+TOOLBOX_OPTION = click.option(
+    "--toolbox",
+    help="Toolbox to mount: a directory, or an image (OCI layout/archive, registry reference). "
+    f"Default: {DEFAULT_TOOLBOX_HELP}, where `toolbox build` writes it.",
+)
+DOCKER_HOST_OPTION = click.option(
+    "--docker-host",
+    help="Docker Engine socket (default: $DOCKER_HOST, else unix:///var/run/docker.sock).",
+)
+PRIVILEGED_OPTION = click.option(
+    "--privileged",
+    is_flag=True,
+    help="Lift the confinement: every capability, no seccomp filter, no no_new_privs.",
+)
+ALLOW_OPTION = click.option(
+    "--allow",
+    metavar="NAME",
+    multiple=True,
+    help="Let one denied thing through the confinement and nothing else: bpf (the bpf() "
+    "system call and CAP_BPF, for bpftool and BPF-based tools).",
+)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 def cli(debug: bool) -> None:
@@ -20,11 +44,7 @@ def cli(debug: bool) -> None:
 @cli.command(context_settings={"ignore_unknown_options": False})
 @click.argument("target")
 @click.argument("command", nargs=-1)
-@click.option(
-    "--toolbox",
-    help="Toolbox to mount: a directory, or an image (OCI layout/archive, registry reference). "
-    f"Default: {DEFAULT_TOOLBOX_HELP}, where `toolbox build` writes it.",
-)
+@TOOLBOX_OPTION
 @click.option(
     "-m",
     "--mount-only",
@@ -33,10 +53,7 @@ def cli(debug: bool) -> None:
 )
 @click.option("-u", "--unmount", is_flag=True, help="Remove a toolbox left by --mount-only.")
 @click.option("--force", is_flag=True, help="Attach to a process in the host's namespaces.")
-@click.option(
-    "--docker-host",
-    help="Docker Engine socket (default: $DOCKER_HOST, else unix:///var/run/docker.sock).",
-)
+@DOCKER_HOST_OPTION
 @click.option(
     "-t/-T",
     "--tty/--no-tty",
@@ -44,11 +61,7 @@ def cli(debug: bool) -> None:
     help="Run the command on a pty (default: the shell yes, a COMMAND no); "
     "only when stdin is a terminal.",
 )
-@click.option(
-    "--privileged",
-    is_flag=True,
-    help="Lift the confinement: every capability, no seccomp filter, no no_new_privs.",
-)
+@PRIVILEGED_OPTION
 @click.option(
     "--target-path",
     is_flag=True,
@@ -69,13 +82,7 @@ def cli(debug: bool) -> None:
     help="The node's CRI socket (default: $CONTAINER_RUNTIME_ENDPOINT, else containerd's, "
     "else CRI-O's).",
 )
-@click.option(
-    "--allow",
-    metavar="NAME",
-    multiple=True,
-    help="Let one denied thing through the confinement and nothing else: bpf (the bpf() "
-    "system call and CAP_BPF, for bpftool and BPF-based tools).",
-)
+@ALLOW_OPTION
 def attach(
     target: str,
     command: tuple[str, ...],
@@ -131,27 +138,10 @@ def attach(
     multiple=True,
     help="Run gdb on the core in batch mode with this command (repeatable), e.g. --ex bt.",
 )
-@click.option(
-    "--toolbox",
-    help="Toolbox to mount: a directory, or an image (OCI layout/archive, registry reference). "
-    f"Default: {DEFAULT_TOOLBOX_HELP}.",
-)
-@click.option(
-    "--docker-host",
-    help="Docker Engine socket (default: $DOCKER_HOST, else unix:///var/run/docker.sock).",
-)
-@click.option(
-    "--privileged",
-    is_flag=True,
-    help="Lift the confinement: every capability, no seccomp filter, no no_new_privs.",
-)
-@click.option(
-    "--allow",
-    metavar="NAME",
-    multiple=True,
-    help="Let one denied thing through the confinement and nothing else: bpf (the bpf() "
-    "system call and CAP_BPF, for bpftool and BPF-based tools).",
-)
+@TOOLBOX_OPTION
+@DOCKER_HOST_OPTION
+@PRIVILEGED_OPTION
+@ALLOW_OPTION
 def debug(
     target: str,
     command: tuple[str, ...],

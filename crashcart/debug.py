@@ -111,6 +111,18 @@ class DebugRequest:
             raise UsageError(f"--ex runs gdb: not with a command ({self.command[0]!r})")
 
 
+@dataclass(frozen=True)
+class Plan:
+    """What the view's pid 1 sets up and runs."""
+
+    view: View
+    argv: tuple[str, ...]
+    env: dict[str, str]
+    confinement: confine.Confinement
+    toolbox: int  # the detached toolbox mount
+    core: int  # the detached bind of the core file, or -1
+
+
 def say(message: str) -> None:
     print(f"crashcart: {message}", file=sys.stderr, flush=True)
 
@@ -186,7 +198,7 @@ def run_debug(request: DebugRequest) -> int:
             )
         tree = clone_tree_readonly(toolbox)
         try:
-            return _run(view, argv, env, confinement, tree, core)
+            return _run(Plan(view, argv, env, confinement, tree, core))
         finally:
             os.close(tree)
     finally:
@@ -194,14 +206,7 @@ def run_debug(request: DebugRequest) -> int:
             os.close(core)
 
 
-def _run(
-    view: View,
-    argv: tuple[str, ...],
-    env: dict[str, str],
-    confinement: confine.Confinement,
-    tree: int,
-    core: int,
-) -> int:
+def _run(plan: Plan) -> int:
     read_end, write_end = os.pipe2(os.O_CLOEXEC)
     own_pid_ns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
     own_pid = os.getpid()
@@ -213,7 +218,7 @@ def _run(
         pid = os.fork()
         if pid == 0:  # pragma: no cover - the view's pid 1
             os.close(read_end)
-            _view_init(view, argv, env, confinement, tree, core, write_end, from_terminal)
+            _view_init(plan, write_end, from_terminal)
     finally:
         if os.getpid() == own_pid:
             setns(own_pid_ns, CLONE_NEWPID)
@@ -270,15 +275,9 @@ def _mount_dev(toolbox: int, core: int) -> None:
 
 
 def _view_init(
-    view: View,
-    argv: tuple[str, ...],
-    env: dict[str, str],
-    confinement: confine.Confinement,
-    toolbox: int,
-    core: int,
-    pipe: int,
-    from_terminal: bool,
+    plan: Plan, pipe: int, from_terminal: bool
 ) -> None:  # pragma: no cover - runs as pid 1 of the view's pid namespace
+    view = plan.view
     code = 125
     try:
         confine.prctl(confine.PR_SET_PDEATHSIG, signals.SIGKILL)
@@ -297,7 +296,7 @@ def _view_init(
         os.chdir("/")
         if os.path.isdir("/proc"):
             mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
-        _mount_dev(toolbox, core)
+        _mount_dev(plan.toolbox, plan.core)
         for tree, destination in binds:
             # Looked up in the view: a symbolic link there resolves inside it.
             if os.path.isdir(destination) or os.path.isfile(destination):
@@ -315,7 +314,9 @@ def _view_init(
     if command == 0:
         identity = enter.Identity(0, 0)
         no_namespaces = NamespaceFds({}, -1, ())
-        enter.exec_in_target(no_namespaces, argv, env, identity, None, pipe, confinement)
+        enter.exec_in_target(
+            no_namespaces, plan.argv, plan.env, identity, None, pipe, plan.confinement
+        )
     os.close(pipe)
 
     def forward(signum: int, _frame: object) -> None:

@@ -132,6 +132,10 @@ def crashed() -> Iterator[Crashed]:
         shutil.rmtree(bundle, ignore_errors=True)
 
 
+def debug(state_dir: Path, toolbox: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return crashcart(state_dir, "debug", "--toolbox", str(toolbox), *args)
+
+
 def no_view_mounts(bundle: Path) -> bool:
     return str(bundle) not in Path("/proc/self/mountinfo").read_text()
 
@@ -140,11 +144,9 @@ def test_core_backtrace(crashed: Crashed, toolbox: Path, state_dir: Path) -> Non
     """gdb on the core names the faulting function and loads the image's libc."""
     root = crashed.bundle / "rootfs"
     before = list_tree(root)
-    done = crashcart(
+    done = debug(
         state_dir,
-        "debug",
-        "--toolbox",
-        str(toolbox),
+        toolbox,
         "--core",
         str(crashed.core),
         "--ex",
@@ -169,11 +171,9 @@ def test_view_is_read_only_and_confined(crashed: Crashed, toolbox: Path, state_d
         "cat /data/hello; touch /app/x; touch /write/x; echo pid=$$; hostname;"
         " grep -E '^(CapEff|NoNewPrivs|Seccomp):' /proc/self/status; ls /gone; ls /dev/core"
     )
-    done = crashcart(
+    done = debug(
         state_dir,
-        "debug",
-        "--toolbox",
-        str(toolbox),
+        toolbox,
         "--core",
         str(crashed.core),
         crashed.id,
@@ -327,7 +327,7 @@ def test_refusals(
 ) -> None:
     require_root()
     args = tuple(str(tmp_path) if arg == "DIR" else arg for arg in args)
-    done = crashcart(state_dir, "debug", "--toolbox", str(toolbox), *args)
+    done = debug(state_dir, toolbox, *args)
     assert done.returncode == code, done.stderr
     assert expected in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
