@@ -72,10 +72,9 @@ GDB_SETTINGS = (
     "set sysroot /",
     f"set solib-search-path {LIBRARY_PATH}",
     "set debug-file-directory /usr/lib/debug",
-    # The image may be the compromised one: none of its files may give gdb commands.
-    "set auto-load gdb-scripts off",
-    "set auto-load python-scripts off",
-    "set auto-load local-gdbinit off",
+    # The image may be the compromised one: none of its files (gdb scripts, .gdbinit,
+    # libthread_db) may be loaded into gdb.
+    "set auto-load off",
 )
 # The device nodes a shell and the tools expect in /dev (Linux's fixed numbers).
 DEVICES = (("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9))

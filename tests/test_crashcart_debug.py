@@ -166,6 +166,38 @@ def test_core_backtrace(crashed: Crashed, toolbox: Path, state_dir: Path) -> Non
     assert no_view_mounts(crashed.bundle)
 
 
+def test_an_image_with_a_core(
+    crashed: Crashed, toolbox: Path, state_dir: Path, tmp_path: Path
+) -> None:
+    """The crashed program's image given directly (an OCI layout): unpacked into crashcart's
+    image cache, then debugged as the container was."""
+    from crashcart.image import write_toolbox_image
+
+    layout = tmp_path / "crashed-image"
+    write_toolbox_image(str(crashed.bundle / "rootfs"), str(layout))
+    done = subprocess.run(
+        crashcart_cmd(
+            "debug",
+            "--toolbox",
+            str(toolbox),
+            "--core",
+            str(crashed.core),
+            "--program",
+            "/app/crash",
+            "--ex",
+            "bt",
+            str(layout),
+        ),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**env_for(state_dir), "CRASHCART_IMAGES": str(tmp_path / "images")},
+    )
+    assert done.returncode == 0, done.stderr
+    assert "crash_here (where=0x0) at" in done.stdout, done.stdout + done.stderr
+
+
 def test_view_is_read_only_and_confined(crashed: Crashed, toolbox: Path, state_dir: Path) -> None:
     script = (
         "cat /data/hello; touch /app/x; touch /write/x; echo pid=$$; hostname;"
