@@ -495,7 +495,12 @@ def split_reaper_report(text: str) -> tuple[tuple[int, int] | None, str]:
 def kill_namespace_members(key: tuple[int, int]) -> int:
     """SIGKILL every process in the mount namespace `key` (a session's private copy) until
     none is left; how many there were. A scan of the host's /proc: only for the rare
-    session whose reaper was killed before it could do this itself."""
+    session whose reaper was killed before it could do this itself.
+
+    What it kills stays a zombie under the target's pid 1 if that never reaps, and no kill
+    of the tree could avoid it: the kernel hands a dead reaper's children to the
+    namespace's init before anyone can act, and even a cgroup.kill of the reaper and its
+    children together (a per-session cgroup, tried) leaves the children zombies there."""
     killed: set[int] = set()
     for _ in range(100):
         found = []
