@@ -14,6 +14,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -343,6 +344,51 @@ def test_crash_looping_docker_container(
         dockerd.docker("rm", "-f", name)
         shutil.rmtree(root, ignore_errors=True)
         shutil.rmtree(volume, ignore_errors=True)
+
+
+OVERLAY_SESSION = """
+import sys
+from crashcart import confine
+from crashcart.attach import toolbox_env
+from crashcart.debug import Plan, _run
+from crashcart.mount import clone_tree_readonly
+from crashcart.postmortem import View
+
+upper, lower, merged, toolbox = sys.argv[1:]
+view = View("overlay test", "layers", merged, (upper, lower))
+env = toolbox_env("layers", view.description)
+argv = ("sh", "-c", "cat /etc/marker; ls /app; touch /etc/marker; grep ' / ' /proc/mounts")
+plan = Plan(view, argv, env, confine.confinement_for(()), clone_tree_readonly(toolbox), -1)
+sys.exit(_run(plan))
+"""
+
+
+def test_overlay_layers_are_mounted_read_only(
+    busybox: str, toolbox: Path, state_dir: Path, tmp_path: Path
+) -> None:
+    """Docker's overlay2 layers (the container's own on top) as one read-only overlay: the
+    path a crashed overlay2 container takes (the session's dockerd uses vfs)."""
+    require_root()
+    lower, upper, merged = tmp_path / "lower", tmp_path / "upper", tmp_path / "merged"
+    make_rootfs(lower, busybox)
+    (upper / "etc").mkdir(parents=True)
+    (upper / "etc" / "marker").write_text("the container's own layer\n")
+    merged.mkdir()
+    before = list_tree(tmp_path)
+    done = subprocess.run(
+        [sys.executable, "-c", OVERLAY_SESSION, str(upper), str(lower), str(merged), str(toolbox)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=env_for(state_dir),
+    )
+    assert "the container's own layer" in done.stdout, done.stderr
+    assert "busybox" in done.stdout
+    assert "Read-only file system" in done.stderr
+    assert "overlay / overlay ro," in done.stdout, done.stdout
+    assert list_tree(tmp_path) == before
+    assert str(tmp_path) not in Path("/proc/self/mountinfo").read_text()
 
 
 @pytest.mark.parametrize(
