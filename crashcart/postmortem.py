@@ -12,10 +12,17 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from crashcart.prefix import is_image
-from crashcart.target import RUNTIME_ROOTS, docker_get, docker_host, docker_inspect
+from crashcart.target import (
+    RUNTIME_ROOTS,
+    docker_get,
+    docker_host,
+    docker_inspect,
+    podman_output,
+)
 from smith.errors import CrashcartError
 
 # Mounted by the debug session itself: the container's own would be stale or the host's.
@@ -133,7 +140,11 @@ def _runtime_bundle(runtime: str, root: str, container: str) -> str | None:
     raise CrashcartError(f"{runtime}'s state {path} does not name the container's bundle")
 
 
-def _docker_view(host: str, spec: str, inspected: dict[str, object]) -> View:
+def _engine_view(
+    engine: str, spec: str, inspected: dict[str, object], vfs_dir: Callable[[str], str]
+) -> View:
+    """A Docker or podman container from its inspect (the same document for both);
+    vfs_dir names the directory of a container of the vfs storage driver by its id."""
     driver = inspected.get("GraphDriver")
     driver = driver if isinstance(driver, dict) else {}
     data = driver.get("Data") if isinstance(driver.get("Data"), dict) else {}
@@ -142,30 +153,53 @@ def _docker_view(host: str, spec: str, inspected: dict[str, object]) -> View:
     status = str(state.get("Status", "unknown")) if isinstance(state, dict) else "unknown"
     cid = str(inspected.get("Id", spec))
     lower: tuple[str, ...] = ()
-    if "UpperDir" in data and "LowerDir" in data:  # overlay2: the layers, read-only
+    if "UpperDir" in data and "LowerDir" in data:  # overlay: the layers, read-only
         lower = (str(data["UpperDir"]), *str(data["LowerDir"]).split(":"))
         mount_point = str(data["MergedDir"])
     elif driver.get("Name") == "vfs":  # a plain directory per container
-        answer = docker_info(host)
-        top = str(answer.get("DockerRootDir", "/var/lib/docker"))
-        with open(f"{top}/image/vfs/layerdb/mounts/{cid}/mount-id") as f:
-            mount_point = f"{top}/vfs/dir/{f.read().strip()}"
+        try:
+            mount_point = vfs_dir(cid)
+        except (OSError, ValueError, KeyError) as err:
+            raise CrashcartError(
+                f"cannot find {engine} container {spec!r}'s files: {err}"
+            ) from None
     else:
         raise CrashcartError(
-            f"docker container {spec!r} uses the storage driver {driver.get('Name')!r}, "
+            f"{engine} container {spec!r} uses the storage driver {driver.get('Name')!r}, "
             f"which crashcart debug does not read",
             hint="give the container's root directory: crashcart debug DIR",
         )
     pairs = []
-    for mount in inspected.get("Mounts") or []:  # type: ignore[attr-defined]
+    listed = inspected.get("Mounts")
+    for mount in listed if isinstance(listed, list) else []:
         if isinstance(mount, dict):
             pairs.append((str(mount.get("Source", "")), str(mount.get("Destination", ""))))
     mounts, skipped = _binds(pairs)
     config = inspected.get("Config")
     env = config.get("Env") if isinstance(config, dict) else None
     program = _program([inspected.get("Path")], env, None if lower else mount_point)
-    description = f"docker container {spec} ({status})"
+    description = f"{engine} container {spec} ({status})"
     return View(description, spec[:12], mount_point, lower, mounts, program, skipped)
+
+
+def _docker_vfs_dir(host: str, cid: str) -> str:
+    top = str(docker_info(host).get("DockerRootDir", "/var/lib/docker"))
+    with open(f"{top}/image/vfs/layerdb/mounts/{cid}/mount-id") as f:
+        return f"{top}/vfs/dir/{f.read().strip()}"
+
+
+def _podman_vfs_dir(spec: str, cid: str) -> str:
+    """containers/storage's directory of the container's layer (its containers.json)."""
+    graphroot = (podman_output(spec, "info", "--format", "{{.Store.GraphRoot}}") or "").strip()
+    with open(f"{graphroot}/vfs-containers/containers.json") as f:
+        layer = next(c["layer"] for c in json.load(f) if c.get("id") == cid)
+    return f"{graphroot}/vfs/dir/{layer}"
+
+
+def _podman_inspect(spec: str) -> dict[str, object] | None:
+    out = podman_output(spec, "container", "inspect", spec)
+    found = json.loads(out) if out else None
+    return found[0] if isinstance(found, list) and found and isinstance(found[0], dict) else None
 
 
 def docker_info(host: str) -> dict[str, object]:
@@ -202,12 +236,16 @@ def resolve_view(spec: str, docker: str | None = None) -> View:
     host = docker_host(docker)
     inspected = docker_inspect(host, spec)
     if inspected is not None:
-        return _docker_view(host, spec, inspected)
+        return _engine_view("docker", spec, inspected, lambda cid: _docker_vfs_dir(host, cid))
     looked.append(f"docker {host}")
+    inspected = _podman_inspect(spec)
+    if inspected is not None:
+        return _engine_view("podman", spec, inspected, lambda cid: _podman_vfs_dir(spec, cid))
+    looked.append("podman")
     raise CrashcartError(
         f"no container {spec!r} to debug (looked in {', '.join(looked)})",
-        hint="give a runc/crun/docker name or id, or the path of a bundle, root directory or "
-        "image (OCI layout or archive)",
+        hint="give a runc/crun/docker/podman name or id, or the path of a bundle, root "
+        "directory or image (OCI layout or archive)",
     )
 
 

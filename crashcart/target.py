@@ -221,9 +221,9 @@ def resolve_local(spec: str, looked: list[str] | None = None) -> Target | None:
     return target
 
 
-def _podman_pid(spec: str) -> int | None:
-    """The pid of a podman container by name or id, from podman itself (None: no podman, or
-    no such container). Podman has no daemon to ask: its CLI reads its database."""
+def podman_output(spec: str, *args: str) -> str | None:
+    """What `podman ARGS...` prints about the container `spec` (None: no podman, or podman
+    failed: no such container). Podman has no daemon to ask: its CLI reads its database."""
     import shutil
     import subprocess
 
@@ -232,7 +232,7 @@ def _podman_pid(spec: str) -> int | None:
         return None
     try:
         done = subprocess.run(
-            [podman, "container", "inspect", "--format", "{{.State.Running}} {{.State.Pid}}", spec],
+            [podman, *args],
             capture_output=True,
             text=True,
             timeout=DOCKER_TIMEOUT * 2,
@@ -243,11 +243,22 @@ def _podman_pid(spec: str) -> int | None:
             f"podman did not answer about {spec!r} in {DOCKER_TIMEOUT * 2} s",
             hint="attach by the container's pid or its full id (runc's state in /run/runc)",
         ) from None
-    if done.returncode != 0:
+    return done.stdout if done.returncode == 0 else None
+
+
+def _podman_pid(spec: str) -> int | None:
+    """The pid of a podman container by name or id (None: no podman, or no such container)."""
+    out = podman_output(
+        spec, "container", "inspect", "--format", "{{.State.Running}} {{.State.Pid}}", spec
+    )
+    if out is None:
         return None
-    running, _, pid = done.stdout.strip().partition(" ")
+    running, _, pid = out.strip().partition(" ")
     if running != "true" or not pid.isdigit() or pid == "0":
-        raise CrashcartError(f"podman container {spec!r} is not running")
+        raise CrashcartError(
+            f"podman container {spec!r} is not running",
+            hint=f"`crashcart debug {spec}` looks at its filesystem post-mortem",
+        )
     return int(pid)
 
 

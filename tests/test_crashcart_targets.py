@@ -292,6 +292,18 @@ def test_podman_name(
     env = {**env, "CRASHCART_STATE": str(state_dir), "PYTHONPATH": env_for(state_dir)["PYTHONPATH"]}
     done = attach(env, toolbox, name)
     sees_the_micro(done)
+    # Its files post-mortem (vfs storage: found through containers/storage's records).
+    debug = subprocess.run(
+        crashcart_cmd("debug", "--toolbox", str(toolbox), name, "--", "sh", "-c", SCRIPT),
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    assert debug.returncode == 0, debug.stderr
+    assert "/proc/1/exe -> /app/busybox" not in debug.stdout  # its pid 1 is the session's
+    assert "inside the microcontainer" in debug.stdout
 
 
 @pytest.fixture
