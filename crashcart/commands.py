@@ -26,6 +26,16 @@ PRIVILEGED_OPTION = click.option(
     is_flag=True,
     help="Lift the confinement: every capability, no seccomp filter, no no_new_privs.",
 )
+NAMESPACE_OPTION = click.option(
+    "-n",
+    "--namespace",
+    help="Kubernetes namespace: TARGET is POD or POD/CONTAINER, found through the CRI socket.",
+)
+RUNTIME_ENDPOINT_OPTION = click.option(
+    "--runtime-endpoint",
+    help="The node's CRI socket (default: $CONTAINER_RUNTIME_ENDPOINT, else containerd's, "
+    "else CRI-O's).",
+)
 ALLOW_OPTION = click.option(
     "--allow",
     metavar="NAME",
@@ -72,16 +82,8 @@ def cli(debug: bool) -> None:
     metavar="FILE",
     help="Write the terminal session to FILE as an asciicast v2 transcript (asciinema play).",
 )
-@click.option(
-    "-n",
-    "--namespace",
-    help="Kubernetes namespace: TARGET is POD or POD/CONTAINER, found through the CRI socket.",
-)
-@click.option(
-    "--runtime-endpoint",
-    help="The node's CRI socket (default: $CONTAINER_RUNTIME_ENDPOINT, else containerd's, "
-    "else CRI-O's).",
-)
+@NAMESPACE_OPTION
+@RUNTIME_ENDPOINT_OPTION
 @ALLOW_OPTION
 def attach(
     target: str,
@@ -140,6 +142,8 @@ def attach(
 )
 @TOOLBOX_OPTION
 @DOCKER_HOST_OPTION
+@NAMESPACE_OPTION
+@RUNTIME_ENDPOINT_OPTION
 @PRIVILEGED_OPTION
 @ALLOW_OPTION
 def debug(
@@ -150,13 +154,16 @@ def debug(
     ex: tuple[str, ...],
     toolbox: str | None,
     docker_host: str | None,
+    namespace: str | None,
+    runtime_endpoint: str | None,
     privileged: bool,
     allow: tuple[str, ...],
 ) -> None:
     """Post-mortem: run COMMAND (default: a shell; gdb on --core) on the files of TARGET, a
-    container that crashed or keeps crashing (runc/crun/Docker name or id), or a bundle,
-    root directory or image by path. Its files are mounted read-only with its mounts and
-    the toolbox, in namespaces of the session's own, confined as attach's sessions are."""
+    container that crashed or keeps crashing (runc/crun/Docker/podman name or id, or a
+    Kubernetes POD[/CONTAINER]), or a bundle, root directory or image by path. Its files
+    are mounted read-only with its mounts and the toolbox, in namespaces of the session's
+    own, confined as attach's sessions are."""
     from crashcart.debug import DebugRequest, run_debug
 
     request = DebugRequest(
@@ -169,6 +176,8 @@ def debug(
         docker_host=docker_host,
         privileged=privileged,
         allow=allow,
+        namespace=namespace,
+        runtime_endpoint=runtime_endpoint,
     )
     sys.exit(run_debug(request))
 

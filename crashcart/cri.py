@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from dataclasses import dataclass
 
 from smith.errors import CrashcartError
 
@@ -66,17 +67,32 @@ def _ctr(endpoint: str, *args: str) -> str:
     return done.stdout
 
 
-def _labels(endpoint: str, container_id: str) -> dict[str, str]:
+def _info(endpoint: str, container_id: str) -> dict[str, object]:
+    """`ctr containers info`: the container's labels, OCI spec, snapshotter and snapshot."""
     import json
 
     info = json.loads(_ctr(endpoint, "containers", "info", container_id))
-    labels = info.get("Labels") if isinstance(info, dict) else None
+    return info if isinstance(info, dict) else {}
+
+
+def _labels(info: dict[str, object]) -> dict[str, str]:
+    labels = info.get("Labels")
     return {str(k): str(v) for k, v in labels.items()} if isinstance(labels, dict) else {}
 
 
-def find_pod_container(spec: str, namespace: str, explicit: str | None) -> tuple[int, str] | None:
-    """(pid, description) of the running container POD or POD/CONTAINER in the Kubernetes
-    namespace; None when there is no CRI socket or no such pod."""
+@dataclass(frozen=True)
+class PodContainer:
+    endpoint: str
+    id: str  # containerd's container id
+    shown: str  # "pod shop/web container app"
+    info: dict[str, object]  # ctr containers info
+
+
+def find_pod_container(
+    spec: str, namespace: str, explicit: str | None, verb: str = "attach to"
+) -> PodContainer | None:
+    """The container POD or POD/CONTAINER of the Kubernetes namespace, running or not;
+    None when there is no CRI socket or no such pod."""
     endpoint = runtime_endpoint(explicit)
     if endpoint is None or not is_pod_spec(spec):
         return None
@@ -94,23 +110,49 @@ def find_pod_container(spec: str, namespace: str, explicit: str | None) -> tuple
     ids = _ctr(endpoint, "containers", "list", "--quiet", ",".join(wanted)).split()
     found = {}
     for container_id in ids:
-        labels = _labels(endpoint, container_id)
+        info = _info(endpoint, container_id)
+        labels = _labels(info)
         if labels.get(KIND_LABEL) != "sandbox":  # the pod's pause container is no one's target
-            found[labels.get(CONTAINER_LABEL, container_id)] = container_id
+            found[labels.get(CONTAINER_LABEL, container_id)] = (container_id, info)
     if not found:
         return None
     if len(found) > 1:
         forms = ", ".join(f"{pod}/{n}" for n in sorted(found))
-        raise CrashcartError(f"pod {pod!r} has several containers: attach to one of {forms}")
-    ((shown, container_id),) = found.items()
-    for line in _ctr(endpoint, "tasks", "list").splitlines()[1:]:
+        raise CrashcartError(f"pod {pod!r} has several containers: {verb} one of {forms}")
+    ((container, (container_id, info)),) = found.items()
+    return PodContainer(
+        endpoint, container_id, f"pod {namespace}/{pod} container {container}", info
+    )
+
+
+def pod_container_pid(found: PodContainer) -> int:
+    """The pid of the container's running task."""
+    for line in _ctr(found.endpoint, "tasks", "list").splitlines()[1:]:
         fields = line.split()
-        if len(fields) >= 3 and fields[0] == container_id:
+        if len(fields) >= 3 and fields[0] == found.id:
             if fields[2] != "RUNNING" or not fields[1].isdigit():
                 break
-            where = f"pod {namespace}/{pod} container {shown}"
-            return int(fields[1]), f"{where} (pid {fields[1]})"
+            return int(fields[1])
     raise CrashcartError(
-        f"container {shown} of pod {namespace}/{pod} is not running",
-        hint="crictl ps -a shows its state, crictl logs what it said",
+        f"{found.shown} is not running",
+        hint="`crashcart debug` looks at its files post-mortem; crictl logs says what it said",
     )
+
+
+def snapshot_layers(found: PodContainer) -> tuple[str, ...]:
+    """The overlay layers (upper first) or the directory of the container's snapshot, from
+    what `ctr snapshots mounts` says a mount of it would be (it mounts nothing)."""
+    snapshotter = str(found.info.get("Snapshotter") or "overlayfs")
+    key = str(found.info.get("SnapshotKey") or "")
+    out = _ctr(found.endpoint, "snapshots", "--snapshotter", snapshotter, "mounts", "/", key)
+    # One line per mount: "mount -t TYPE SOURCE TARGET -o OPTIONS" (ctr's printMounts).
+    words = out.split()
+    if len(words) >= 7 and words[:2] == ["mount", "-t"] and words[5] == "-o":
+        kind, source, options = words[2], words[3], words[6].split(",")
+        values = dict(option.partition("=")[::2] for option in options)
+        if kind == "overlay" and values.get("lowerdir"):
+            upper = [values["upperdir"]] if values.get("upperdir") else []
+            return (*upper, *values["lowerdir"].split(":"))
+        if kind == "bind":  # a snapshot without parents, or the native snapshotter
+            return (source,)
+    raise CrashcartError(f"cannot read {found.shown}'s snapshot {key!r}: ctr said {out.strip()!r}")

@@ -101,6 +101,8 @@ class DebugRequest:
     docker_host: str | None = None
     privileged: bool = False
     allow: tuple[str, ...] = ()
+    namespace: str | None = None  # a Kubernetes namespace: the target is POD[/CONTAINER]
+    runtime_endpoint: str | None = None  # the CRI socket
 
     def check(self) -> None:
         confine.allowed(self.allow)
@@ -164,7 +166,9 @@ def run_debug(request: DebugRequest) -> int:
         )
     from crashcart.attach import AttachRequest, allowing_confinement, toolbox_env
 
-    view = resolve_view(request.target, request.docker_host)
+    view = resolve_view(
+        request.target, request.docker_host, request.namespace, request.runtime_endpoint
+    )
     toolbox_dir = AttachRequest(request.target, toolbox=request.toolbox).toolbox_directory()
     toolbox = check_toolbox(toolbox_dir)
     core = open_core(request.core) if request.core else -1

@@ -15,6 +15,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from crashcart import cri
 from crashcart.prefix import is_image
 from crashcart.target import (
     RUNTIME_ROOTS,
@@ -96,6 +97,27 @@ def _program(args: object, env: object, root: str | None) -> str:
     return program
 
 
+def _spec_binds(spec: dict[str, object], base: str) -> list[tuple[str, str]]:
+    """(source, destination) of an OCI runtime spec's bind mounts (sources relative to base)."""
+    pairs = []
+    listed = spec.get("mounts")
+    for mount in listed if isinstance(listed, list) else []:
+        if not isinstance(mount, dict):
+            continue
+        options = mount.get("options") or []
+        if mount.get("type") == "bind" or "bind" in options or "rbind" in options:
+            source = str(mount.get("source", ""))
+            source = source if source.startswith("/") else os.path.join(base, source)
+            pairs.append((source, str(mount.get("destination", ""))))
+    return pairs
+
+
+def _spec_program(spec: dict[str, object], root: str | None) -> str:
+    process = spec.get("process")
+    process = process if isinstance(process, dict) else {}
+    return _program(process.get("args"), process.get("env"), root)
+
+
 def view_of_bundle(bundle: str, description: str, name: str) -> View:
     """A runtime bundle: config.json's root, bind mounts and program."""
     config = _read_json(os.path.join(bundle, "config.json"), "the bundle's config")
@@ -104,21 +126,30 @@ def view_of_bundle(bundle: str, description: str, name: str) -> View:
     root = os.path.join(bundle, str(root_path))
     if not os.path.isdir(root):
         raise CrashcartError(f"the bundle's root filesystem {root} is not a directory")
-    pairs = []
-    listed = config.get("mounts")
-    for mount in listed if isinstance(listed, list) else []:
-        if not isinstance(mount, dict):
-            continue
-        options = mount.get("options") or []
-        if mount.get("type") == "bind" or "bind" in options or "rbind" in options:
-            source = str(mount.get("source", ""))
-            source = source if source.startswith("/") else os.path.join(bundle, source)
-            pairs.append((source, str(mount.get("destination", ""))))
-    mounts, skipped = _binds(pairs)
-    process = config.get("process")
-    process = process if isinstance(process, dict) else {}
-    program = _program(process.get("args"), process.get("env"), root)
+    mounts, skipped = _binds(_spec_binds(config, bundle))
+    program = _spec_program(config, root)
     return View(description, name, os.path.realpath(root), (), mounts, program, skipped)
+
+
+def view_of_pod(found: cri.PodContainer, name: str) -> View:
+    """A Kubernetes container of containerd's CRI plugin: its OCI spec (in containerd's
+    records) and its snapshot's layers, or the root directory the spec names."""
+    spec = found.info.get("Spec")
+    spec = spec if isinstance(spec, dict) else {}
+    root_spec = spec.get("root")
+    root = str(root_spec.get("path", "")) if isinstance(root_spec, dict) else ""
+    if found.info.get("SnapshotKey"):
+        layers = cri.snapshot_layers(found)
+        # An overlay is mounted on its top layer's path (the kernel holds the layers by then).
+        lower = layers if len(layers) > 1 else ()
+        top = layers[0]
+    elif os.path.isabs(root) and os.path.isdir(root):
+        lower, top = (), root
+    else:
+        raise CrashcartError(f"{found.shown} has no snapshot or root directory to look at")
+    mounts, skipped = _binds(_spec_binds(spec, "/"))
+    program = _spec_program(spec, None if lower else top)
+    return View(found.shown, name, top, lower, mounts, program, skipped)
 
 
 def _runtime_bundle(runtime: str, root: str, container: str) -> str | None:
@@ -220,32 +251,43 @@ def view_of_directory(path: str) -> View:
     return View(f"root filesystem {path}", os.path.basename(real), real)
 
 
-def resolve_view(spec: str, docker: str | None = None) -> View:
+def resolve_view(
+    spec: str,
+    docker: str | None = None,
+    namespace: str | None = None,
+    runtime_endpoint: str | None = None,
+) -> View:
     """The view of an image, a bundle or root directory (by path), a runc/crun container, a
-    Docker container."""
-    if "/" in spec and is_image(spec):
-        return view_of_image(spec)
-    if "/" in spec and os.path.isdir(spec):
-        return view_of_directory(spec)
+    Docker or podman container, a Kubernetes POD[/CONTAINER] (with --namespace, only that)."""
     looked = []
-    for runtime, root in RUNTIME_ROOTS:
-        bundle = _runtime_bundle(runtime, root, spec)
-        if bundle is not None:
-            return view_of_bundle(bundle, f"{runtime} container {spec}", spec)
-        looked.append(f"{runtime} {root}")
-    host = docker_host(docker)
-    inspected = docker_inspect(host, spec)
-    if inspected is not None:
-        return _engine_view("docker", spec, inspected, lambda cid: _docker_vfs_dir(host, cid))
-    looked.append(f"docker {host}")
-    inspected = _podman_inspect(spec)
-    if inspected is not None:
-        return _engine_view("podman", spec, inspected, lambda cid: _podman_vfs_dir(spec, cid))
-    looked.append("podman")
+    if namespace is None:
+        if "/" in spec and is_image(spec):
+            return view_of_image(spec)
+        if "/" in spec and os.path.isdir(spec):
+            return view_of_directory(spec)
+        for runtime, root in RUNTIME_ROOTS:
+            bundle = _runtime_bundle(runtime, root, spec)
+            if bundle is not None:
+                return view_of_bundle(bundle, f"{runtime} container {spec}", spec)
+            looked.append(f"{runtime} {root}")
+        host = docker_host(docker)
+        inspected = docker_inspect(host, spec)
+        if inspected is not None:
+            return _engine_view("docker", spec, inspected, lambda cid: _docker_vfs_dir(host, cid))
+        looked.append(f"docker {host}")
+        inspected = _podman_inspect(spec)
+        if inspected is not None:
+            return _engine_view("podman", spec, inspected, lambda cid: _podman_vfs_dir(spec, cid))
+        looked.append("podman")
+    found = cri.find_pod_container(spec, namespace or "default", runtime_endpoint, "debug")
+    if found is not None:
+        return view_of_pod(found, spec.rpartition("/")[2])
+    endpoint = cri.runtime_endpoint(runtime_endpoint)
+    looked.append(f"pods of namespace {namespace or 'default'} at {endpoint or 'no CRI socket'}")
     raise CrashcartError(
         f"no container {spec!r} to debug (looked in {', '.join(looked)})",
-        hint="give a runc/crun/docker/podman name or id, or the path of a bundle, root "
-        "directory or image (OCI layout or archive)",
+        hint="give a runc/crun/docker/podman name or id, POD[/CONTAINER] with --namespace NS, "
+        "or the path of a bundle, root directory or image (OCI layout or archive)",
     )
 
 

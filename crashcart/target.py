@@ -291,7 +291,8 @@ def resolve_target(
 
     found = cri.find_pod_container(spec, namespace or "default", runtime_endpoint)
     if found is not None:
-        return target_from_pid(found[0], found[1], spec.rpartition("/")[2])
+        pid = cri.pod_container_pid(found)
+        return target_from_pid(pid, f"{found.shown} (pid {pid})", spec.rpartition("/")[2])
     endpoint = cri.runtime_endpoint(runtime_endpoint)
     looked.append(f"pods of namespace {namespace or 'default'} at {endpoint or 'no CRI socket'}")
     raise CrashcartError(

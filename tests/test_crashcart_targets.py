@@ -137,6 +137,37 @@ def containerd_task(busybox: str) -> Iterator[tuple[str, str]]:
             check=True,
             capture_output=True,
         )
+        # And a container of the pod that crashed: from an image (so on an overlayfs
+        # snapshot, as the CRI plugin makes them), its task gone after it exited 1.
+        from crashcart.image import write_toolbox_image
+
+        write_toolbox_image(str(work / "rootfs"), str(work / "image.tar"))
+        subprocess.run(
+            [*cri, "images", "import", "--index-name", "cc/micro:crash", str(work / "image.tar")],
+            check=True,
+            capture_output=True,
+        )
+        crashed = subprocess.run(
+            [
+                *cri,
+                "run",
+                *labels,
+                "--label",
+                "io.kubernetes.container.name=crashed",
+                "--label",
+                "io.cri-containerd.kind=container",
+                "cc/micro:crash",
+                f"{POD}-crashed",
+                "/app/busybox",
+                "sh",
+                "-c",
+                "exit 1",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert crashed.returncode == 1, crashed.stderr
         yield address, namespace
     finally:
         cri = [ctr_tool, "-a", address, "-n", "k8s.io"]
@@ -150,7 +181,7 @@ def containerd_task(busybox: str) -> Iterator[tuple[str, str]]:
                 time.sleep(0.1)
             else:
                 break
-        for name in (f"{POD}-app", f"{POD}-sandbox"):
+        for name in (f"{POD}-app", f"{POD}-sandbox", f"{POD}-crashed"):
             subprocess.run([*cri, "container", "delete", name], capture_output=True, check=False)
         subprocess.run(
             [*ctr, "task", "kill", "-s", "KILL", "micro"], capture_output=True, check=False
@@ -207,8 +238,39 @@ def test_kubernetes_pod_by_name(
         )
 
     sees_the_micro(run("--runtime-endpoint", f"unix://{address}", "-n", "shop", f"{POD}/app"))
-    # One container besides the sandbox: the pod's name is enough.
-    sees_the_micro(run("--namespace=shop", POD, CONTAINER_RUNTIME_ENDPOINT=address))
+    # Two containers besides the sandbox: the pod's name alone is not enough.
+    both = run("--namespace=shop", POD, CONTAINER_RUNTIME_ENDPOINT=address)
+    assert both.returncode == 1
+    assert both.stderr.strip().endswith(f"attach to one of {POD}/app, {POD}/crashed"), both.stderr
+    crashed = run("-n", "shop", "--runtime-endpoint", address, f"{POD}/crashed")
+    assert crashed.returncode == 1
+    assert f"pod shop/{POD} container crashed is not running" in crashed.stderr
+    assert "`crashcart debug` looks at its files" in crashed.stderr
+    # Post-mortem: the crashed container's snapshot (overlay layers), the running one's root.
+    for container in ("crashed", "app"):
+        debug = subprocess.run(
+            crashcart_cmd(
+                "debug",
+                "--toolbox",
+                str(toolbox),
+                "--runtime-endpoint",
+                address,
+                "-n",
+                "shop",
+                f"{POD}/{container}",
+                "--",
+                "sh",
+                "-c",
+                "cat /etc/marker; touch /app/x",
+            ),
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+            check=False,
+        )
+        assert "inside the microcontainer" in debug.stdout, debug.stderr
+        assert "Read-only file system" in debug.stderr
     for args, expected in (
         (("-n", "default", f"{POD}/app"), f"no process or container '{POD}/app'"),
         (("-n", "shop", f"{POD}/db"), "pods of namespace shop at"),
