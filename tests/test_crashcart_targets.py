@@ -35,15 +35,22 @@ env_for = attach_tests.env_for
 SCRIPT = "ls -l /proc/1/exe; cat /etc/marker"
 
 
-def attach(env: dict[str, str], toolbox: Path, target: str) -> subprocess.CompletedProcess[str]:
+def run_script(
+    verb: str, env: dict[str, str], toolbox: Path, *args: str, script: str = SCRIPT
+) -> subprocess.CompletedProcess[str]:
+    """`crashcart VERB --toolbox TOOLBOX ARGS... -- sh -c SCRIPT`, finished."""
     return subprocess.run(
-        crashcart_cmd("attach", "--toolbox", str(toolbox), target, "--", "sh", "-c", SCRIPT),
+        crashcart_cmd(verb, "--toolbox", str(toolbox), *args, "--", "sh", "-c", script),
         capture_output=True,
         text=True,
         env=env,
         timeout=60,
         check=False,
     )
+
+
+def attach(env: dict[str, str], toolbox: Path, target: str) -> subprocess.CompletedProcess[str]:
+    return run_script("attach", env, toolbox, target)
 
 
 def sees_the_micro(done: subprocess.CompletedProcess[str]) -> None:
@@ -228,14 +235,7 @@ def test_kubernetes_pod_by_name(
     env = env_for(state_dir)
 
     def run(*args: str, **extra: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            crashcart_cmd("attach", "--toolbox", str(toolbox), *args, "--", "sh", "-c", SCRIPT),
-            capture_output=True,
-            text=True,
-            env={**env, **extra},
-            timeout=60,
-            check=False,
-        )
+        return run_script("attach", {**env, **extra}, toolbox, *args)
 
     sees_the_micro(run("--runtime-endpoint", f"unix://{address}", "-n", "shop", f"{POD}/app"))
     # Two containers besides the sandbox: the pod's name alone is not enough.
@@ -248,27 +248,8 @@ def test_kubernetes_pod_by_name(
     assert "`crashcart debug` looks at its files" in crashed.stderr
     # Post-mortem: the crashed container's snapshot (overlay layers), the running one's root.
     for container in ("crashed", "app"):
-        debug = subprocess.run(
-            crashcart_cmd(
-                "debug",
-                "--toolbox",
-                str(toolbox),
-                "--runtime-endpoint",
-                address,
-                "-n",
-                "shop",
-                f"{POD}/{container}",
-                "--",
-                "sh",
-                "-c",
-                "cat /etc/marker; touch /app/x",
-            ),
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=60,
-            check=False,
-        )
+        where = ("--runtime-endpoint", address, "-n", "shop", f"{POD}/{container}")
+        debug = run_script("debug", env, toolbox, *where, script="cat /etc/marker; touch /app/x")
         assert "inside the microcontainer" in debug.stdout, debug.stderr
         assert "Read-only file system" in debug.stderr
     for args, expected in (
@@ -355,14 +336,7 @@ def test_podman_name(
     done = attach(env, toolbox, name)
     sees_the_micro(done)
     # Its files post-mortem (vfs storage: found through containers/storage's records).
-    debug = subprocess.run(
-        crashcart_cmd("debug", "--toolbox", str(toolbox), name, "--", "sh", "-c", SCRIPT),
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-        check=False,
-    )
+    debug = run_script("debug", env, toolbox, name)
     assert debug.returncode == 0, debug.stderr
     assert "/proc/1/exe -> /app/busybox" not in debug.stdout  # its pid 1 is the session's
     assert "inside the microcontainer" in debug.stdout
