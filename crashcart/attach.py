@@ -375,8 +375,10 @@ def run_command(
                     say(f"the session's transcript is in {request.record}")
         else:
             status = enter.wait_forwarding_signals(pid, sys.stdin.isatty())
-        if os.WIFSIGNALED(status):  # the reaper itself was killed: what it left is killed here
-            killed = enter.kill_namespace_members(key)
+        if os.WIFSIGNALED(status):
+            # The guardian was killed, or died of the signal that killed the reaper (having
+            # killed what that left). A live reaper ends the session itself, given a moment.
+            killed = enter.kill_namespace_members(key, grace=1.0)
             if killed:
                 say(f"the session's reaper was killed: killed {killed} process(es) it left")
             session.forget_private(key)  # the reaper's own record: it could not remove it

@@ -337,18 +337,93 @@ def kill_everything_left() -> None:
             return
 
 
+def _guard(ns: NamespaceFds, launch: Launch, error_pipe: int, parent: int) -> None:
+    """The session's first process in the target: the parent of the reaper (_reap), and a
+    subreaper too, so that a reaper killed by SIGKILL hands the processes it had not yet
+    reaped to this one, which kills and reaps them, rather than to the target's pid 1 (the
+    kernel's choice when no ancestor in the namespace is a subreaper), where they would stay
+    zombies if that pid 1 never reaps. (Killed itself, it leaves at most the reaper a zombie
+    there: the reaper kills and reaps everything else when it sees its parent die.)
+    It does nothing else: it forks before anything costly is set up and then sleeps in
+    waitpid."""  # pragma: no cover - runs in the child
+    code = 125
+    try:
+        confine.prctl(confine.PR_SET_PDEATHSIG, SESSION_GONE)
+        if os.getppid() != parent:
+            os._exit(code)  # the session died before the line above: nobody is waiting
+        confine.prctl(confine.PR_SET_CHILD_SUBREAPER, 1)
+        guardian = os.getpid()  # in the target's pid namespace, the reaper's too
+        reaper = os.fork()
+    except BaseException as err:
+        os.write(error_pipe, f"cannot enter the target: {describe(err)}".encode())
+        os._exit(code)
+    if reaper == 0:
+        _reap(ns, launch, error_pipe, guardian)
+    status = 0
+    try:
+        os.close(error_pipe)
+        _close_launch_fds(launch)
+
+        def forward(signum: int, _frame: FrameType | None) -> None:
+            try:
+                os.kill(reaper, signum)  # SESSION_GONE too: the reaper ends the session
+            except ProcessLookupError:
+                pass
+
+        for sig in (*FORWARDED_SIGNALS, SESSION_GONE):
+            ignored = launch.from_terminal and sig in (signals.SIGINT, signals.SIGQUIT)
+            signals.signal(sig, signals.SIG_IGN if ignored else forward)
+        signals.pthread_sigmask(signals.SIG_UNBLOCK, (*FORWARDED_SIGNALS, SESSION_GONE))
+        while True:
+            pid, status = os.waitpid(-1, 0)
+            if pid == reaper:
+                code = exit_status(status)
+                break
+    finally:
+        if os.WIFSIGNALED(status):
+            # What the killed reaper left: its orphans came here. (A reaper that exited
+            # killed and reaped everything first: nothing can have come.) From the target's
+            # /proc, whose pids are this namespace's.
+            try:
+                enter_mount_ns(ns)
+            except OSError:
+                pass  # then only the dead are reaped (see kill_everything_left)
+            kill_everything_left()
+            # The session learns of a killed reaper as before (the guardian dies of the same
+            # signal): the reaper could not remove its record of the private namespace.
+            killer = os.WTERMSIG(status)
+            try:
+                signals.signal(killer, signals.SIG_DFL)
+            except (OSError, ValueError):
+                pass  # SIGKILL: its disposition cannot be changed, nor needs to be
+            os.kill(os.getpid(), killer)
+        os._exit(code)
+
+
+def _close_launch_fds(launch: Launch) -> None:
+    """The descriptors only the reaper and the command use (a pty's slave held open here
+    would keep the session from seeing EIO)."""
+    os.close(launch.toolbox)
+    os.close(launch.state_dir)
+    if launch.pty is not None:
+        launch.pty.session_end.close()
+        launch.pty.child_end.close()
+        for fd in (launch.pty.master, launch.pty.slave):
+            os.close(fd)
+
+
 def _reap(ns: NamespaceFds, launch: Launch, error_pipe: int, parent: int) -> None:
-    """The session's first process in the target: the subreaper of everything the command
-    starts. It outlives the command only to kill and reap what the command left (background
-    jobs, daemons, a debugger's children), and dies with the session, also a SIGKILLed one
-    (PR_SET_PDEATHSIG), killing it all first."""  # pragma: no cover - runs in the child
+    """The reaper, the guardian's child: the subreaper of everything the command starts. It
+    outlives the command only to kill and reap what the command left (background jobs,
+    daemons, a debugger's children), and dies with the session, also a SIGKILLed one
+    (PR_SET_PDEATHSIG through the guardian), killing it all first."""  # pragma: no cover
     code = 125
     recorded = ""
     try:
         try:
             confine.prctl(confine.PR_SET_PDEATHSIG, SESSION_GONE)
             if os.getppid() != parent:
-                os._exit(code)  # the session died before the line above: nobody is waiting
+                os._exit(code)  # the guardian died before the line above
             me = int(os.readlink("/proc/self"))  # the host's /proc still: the host's pid
             start = read_start_time(me)
             enter_mount_ns(ns)
@@ -437,7 +512,7 @@ def spawn_in_target(ns: NamespaceFds, launch: Launch) -> tuple[int, int]:
             os.close(own_pid_ns)
     if pid == 0:  # pragma: no cover
         os.close(read_end)
-        _reap(ns, launch, write_end, parent)
+        _guard(ns, launch, write_end, parent)
     os.close(write_end)
     signals.pthread_sigmask(signals.SIG_UNBLOCK, (SESSION_GONE,))
     return pid, read_end
@@ -492,25 +567,39 @@ def split_reaper_report(text: str) -> tuple[tuple[int, int] | None, str]:
     return (int(dev), int(ino)), message
 
 
-def kill_namespace_members(key: tuple[int, int]) -> int:
+def namespace_members(key: tuple[int, int]) -> list[int]:
+    """The live processes (zombies have no namespaces left) in the mount namespace `key`."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if namespace_key(int(entry)) == key:
+                    found.append(int(entry))
+            except OSError:
+                continue
+    return found
+
+
+def kill_namespace_members(key: tuple[int, int], grace: float = 0.0) -> int:
     """SIGKILL every process in the mount namespace `key` (a session's private copy) until
     none is left; how many there were. A scan of the host's /proc: only for the rare
-    session whose reaper was killed before it could do this itself.
+    session whose guardian was killed (its reaper, if alive, first gets `grace` seconds to
+    end the session itself) or a later attach after one whose reaper was killed too.
 
     What it kills stays a zombie under the target's pid 1 if that never reaps, and no kill
-    of the tree could avoid it: the kernel hands a dead reaper's children to the
-    namespace's init before anyone can act, and even a cgroup.kill of the reaper and its
-    children together (a per-session cgroup, tried) leaves the children zombies there."""
+    of the tree could avoid it: the kernel hands a dead process's children to the nearest
+    living subreaper of the namespace (the guardian's job), else to its init, before anyone
+    can act; even a cgroup.kill of a reaper and its children together (a per-session
+    cgroup, tried) leaves the children zombies under that init."""
+    if grace > 0:
+        import time  # only here: a rare path
+
+        deadline = time.monotonic() + grace
+        while namespace_members(key) and time.monotonic() < deadline:
+            time.sleep(0.02)
     killed: set[int] = set()
     for _ in range(100):
-        found = []
-        for entry in os.listdir("/proc"):
-            if entry.isdigit():
-                try:
-                    if namespace_key(int(entry)) == key:
-                        found.append(int(entry))
-                except OSError:
-                    continue
+        found = namespace_members(key)
         if not found:
             break
         for pid in found:
