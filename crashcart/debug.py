@@ -17,7 +17,6 @@ session (PR_SET_PDEATHSIG), also a SIGKILLed one.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import stat
 import sys
@@ -321,21 +320,8 @@ def _view_init(
             no_namespaces, plan.argv, plan.env, identity, None, pipe, plan.confinement
         )
     os.close(pipe)
-
-    def forward(signum: int, _frame: object) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(command, signum)
-
-    for sig in enter.FORWARDED_SIGNALS:
-        # A terminal sends ^C and ^\ to the command itself (its foreground process group).
-        ignored = from_terminal and sig in (signals.SIGINT, signals.SIGQUIT)
-        signals.signal(sig, signals.SIG_IGN if ignored else forward)
     try:
-        while True:
-            pid, status = os.waitpid(-1, 0)
-            if pid == command:
-                code = enter.exit_status(status)
-                break
+        code = enter.exit_status(enter.wait_forwarding(command, from_terminal, signals.SIGKILL))
     finally:
         # As pid 1 of the namespace: its exit makes the kernel kill everything left there.
         os._exit(code)

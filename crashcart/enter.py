@@ -363,22 +363,9 @@ def _guard(ns: NamespaceFds, launch: Launch, error_pipe: int, parent: int) -> No
     try:
         os.close(error_pipe)
         _close_launch_fds(launch)
-
-        def forward(signum: int, _frame: FrameType | None) -> None:
-            try:
-                os.kill(reaper, signum)  # SESSION_GONE too: the reaper ends the session
-            except ProcessLookupError:
-                pass
-
-        for sig in (*FORWARDED_SIGNALS, SESSION_GONE):
-            ignored = launch.from_terminal and sig in (signals.SIGINT, signals.SIGQUIT)
-            signals.signal(sig, signals.SIG_IGN if ignored else forward)
-        signals.pthread_sigmask(signals.SIG_UNBLOCK, (*FORWARDED_SIGNALS, SESSION_GONE))
-        while True:
-            pid, status = os.waitpid(-1, 0)
-            if pid == reaper:
-                code = exit_status(status)
-                break
+        # SESSION_GONE passed on as itself: the reaper ends the session.
+        status = wait_forwarding(reaper, launch.from_terminal, SESSION_GONE)
+        code = exit_status(status)
     finally:
         if os.WIFSIGNALED(status):
             # What the killed reaper left: its orphans came here. (A reaper that exited
@@ -401,15 +388,41 @@ def _guard(ns: NamespaceFds, launch: Launch, error_pipe: int, parent: int) -> No
 
 
 def _close_launch_fds(launch: Launch) -> None:
-    """The descriptors only the reaper and the command use (a pty's slave held open here
-    would keep the session from seeing EIO)."""
+    """The descriptors only the reaper and the command use."""
     os.close(launch.toolbox)
     os.close(launch.state_dir)
+    _close_pty(launch)
+
+
+def _close_pty(launch: Launch) -> None:
+    """The pty's descriptors, in a process that is not the command's: held open, the slave
+    would keep the session from seeing EIO."""
     if launch.pty is not None:
         launch.pty.session_end.close()
         launch.pty.child_end.close()
         for fd in (launch.pty.master, launch.pty.slave):
             os.close(fd)
+
+
+def wait_forwarding(child: int, from_terminal: bool, on_session_gone: int) -> int:
+    """Pass the forwarded signals on to `child` (SESSION_GONE as on_session_gone) until it
+    ends; its wait status. Other children (a subreaper's orphans) are reaped meanwhile."""
+
+    def forward(signum: int, _frame: FrameType | None) -> None:
+        try:
+            os.kill(child, on_session_gone if signum == SESSION_GONE else signum)
+        except ProcessLookupError:
+            pass
+
+    for sig in (*FORWARDED_SIGNALS, SESSION_GONE):
+        # A terminal sends ^C and ^\ to the command itself (its foreground process group).
+        ignored = from_terminal and sig in (signals.SIGINT, signals.SIGQUIT)
+        signals.signal(sig, signals.SIG_IGN if ignored else forward)
+    signals.pthread_sigmask(signals.SIG_UNBLOCK, (*FORWARDED_SIGNALS, SESSION_GONE))
+    while True:
+        pid, status = os.waitpid(-1, 0)
+        if pid == child:
+            return status
 
 
 def _reap(ns: NamespaceFds, launch: Launch, error_pipe: int, parent: int) -> None:
@@ -455,27 +468,8 @@ def _reap(ns: NamespaceFds, launch: Launch, error_pipe: int, parent: int) -> Non
                 launch.confinement,
             )
         os.close(error_pipe)
-        if launch.pty is not None:
-            launch.pty.session_end.close()
-            launch.pty.child_end.close()
-            for fd in (launch.pty.master, launch.pty.slave):
-                os.close(fd)  # held here, the slave would keep the session from seeing EIO
-
-        def forward(signum: int, _frame: FrameType | None) -> None:
-            try:
-                os.kill(command, signals.SIGKILL if signum == SESSION_GONE else signum)
-            except ProcessLookupError:
-                pass
-
-        for sig in (*FORWARDED_SIGNALS, SESSION_GONE):
-            ignored = launch.from_terminal and sig in (signals.SIGINT, signals.SIGQUIT)
-            signals.signal(sig, signals.SIG_IGN if ignored else forward)
-        signals.pthread_sigmask(signals.SIG_UNBLOCK, (*FORWARDED_SIGNALS, SESSION_GONE))
-        while True:
-            pid, status = os.waitpid(-1, 0)
-            if pid == command:
-                code = exit_status(status)
-                break
+        _close_pty(launch)
+        code = exit_status(wait_forwarding(command, launch.from_terminal, signals.SIGKILL))
         kill_everything_left()
     finally:
         if recorded:
