@@ -315,9 +315,12 @@ def test_crash_looping_docker_container(
             "exit 1",
         )
         assert started.returncode == 0, started.stderr
-        time.sleep(0.5)  # a restart or two
-        status = dockerd.docker("inspect", "-f", "{{.RestartCount}}", name).stdout.strip()
-        assert int(status) >= 1
+        for _ in range(200):  # until it has crashed and been restarted at least once
+            count = dockerd.docker("inspect", "-f", "{{.RestartCount}}", name).stdout.strip()
+            if count.isdigit() and int(count) >= 1:
+                break
+            time.sleep(0.05)
+        assert count.isdigit() and int(count) >= 1, count
         done = subprocess.run(
             crashcart_cmd(
                 "debug",
