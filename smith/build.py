@@ -251,7 +251,7 @@ def stage_build(
     unpacked = unpack_recipe(recipe, recipe_path, options, fetcher, lock_path)
     full, packages = unpacked.tree, unpacked.packages
     package_db = None
-    if options.package_db or recipe.package_db:
+    if merged("package_db", options.package_db, recipe):
 
         def package_db(kept: FileTree, full: FileTree) -> None:
             from smith.sbom.package_db import add_rpm_database  # sqlite only when asked for
@@ -285,7 +285,8 @@ def stage_build(
     )
     sbom = options.sbom or ((SbomFormat.SPDX,) if recipe.sbom else ())
     referrers = None
-    if sbom or options.provenance or recipe.provenance:
+    provenance = merged("provenance", options.provenance, recipe)
+    if sbom or provenance:
         from smith.sbom.attach import build_referrers  # the renderers only when asked for
 
         referrers = build_referrers(
@@ -299,7 +300,7 @@ def stage_build(
             epoch=merged("source_date_epoch", options.epoch, recipe),
             tag=merged("tag", options.tag, recipe) or "",
             sbom=sbom,
-            provenance=options.provenance or recipe.provenance,
+            provenance=provenance,
         )
     parent = None
     if recipe.parent:

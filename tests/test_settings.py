@@ -37,12 +37,15 @@ def test_build_and_minimize_declare_the_shared_settings_alike() -> None:
         params = getattr(command, "params", [])
         return {p.name: (tuple(p.opts), p.help) for p in params}
 
-    built, small = declared(build_command), declared(minimize)
+    commands = {"build": declared(build_command), "minimize": declared(minimize)}
     for setting in SETTINGS:
-        if setting.flags:
-            name = setting.param or setting.key
-            assert set(setting.flags) <= set(built[name][0]) & set(small[name][0])
-            assert small[name][1] == setting.help and built[name][1].startswith(setting.help)
+        for command, params in commands.items():
+            if not setting.flags or command not in setting.commands:
+                assert setting.name not in params, (command, setting.key)
+                continue
+            flags, help = params[setting.name]
+            assert set(setting.flags) <= set(flags), (command, setting.key)
+            assert help == setting.help + setting.notes.get(command, ""), (command, setting.key)
 
 
 def layer_media_type(layout: Path) -> str:
