@@ -12,7 +12,7 @@ import json
 import logging
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -26,7 +26,7 @@ from smith.errors import RecipeError, UsageError
 from smith.oci.compress import parse_compression
 from smith.oci.image import GO_ARCH, Descriptor, ImageConfig, Platform
 from smith.oci.layout import choose_format, open_image
-from smith.oci.output import PlatformImage, write_image, write_index_image
+from smith.oci.output import PlatformImage, write_index_image
 from smith.oci.reference import is_registry_reference
 from smith.oci.registry_options import RegistryOptions
 from smith.oci.writer import ImageResult
@@ -52,12 +52,14 @@ from smith.sbom.formats import SbomFormat
 from smith.settings import merged
 from smith.shrink import (
     ConfigChanges,
+    Output,
     ShrinkSpec,
     SourceKind,
     Staged,
     image_config,
     runtime_user,
     shrink,
+    write_staged,
 )
 from smith.sources import plan_recipe, relative_to, repo_configs
 from smith.tree import FileTree, InlineBytes, path_sort_key
@@ -152,21 +154,22 @@ def build(recipe_path: str, options: BuildOptions) -> BuildResult:
     output = output_of(options, recipe)
     with contextlib.ExitStack() as stack:
         staged = stage_build(recipe, recipe_path, options, fetcher, stack)
-        log.info("writing %d paths to %s", len(staged.image.tree), output)
-        result = write_image(
-            staged.image.tree,
-            staged.image.config,
-            output,
-            fmt=merged("format", options.fmt, recipe),
-            compression=parse_compression(merged("compression", options.compression, recipe)),
-            epoch=merged("source_date_epoch", options.epoch, recipe),
-            tag=merged("tag", options.tag, recipe) or "",
-            parent=staged.image.parent,
-            annotations=staged.image.annotations,
-            cache_dir=str(fetcher.cache_dir),
-            referrers=staged.referrers,
-        )
+        result = write_staged(staged, output_settings(options, recipe, fetcher.cache_dir))
     return build_result(staged, output, result)
+
+
+def output_settings(
+    options: BuildOptions, recipe: Recipe, cache_dir: str | Path | None = None
+) -> Output:
+    """How the recipe's image is written: the flags, else the recipe's settings."""
+    return Output(
+        output_of(options, recipe),
+        fmt=merged("format", options.fmt, recipe),
+        compression=parse_compression(merged("compression", options.compression, recipe)),
+        epoch=merged("source_date_epoch", options.epoch, recipe),
+        tag=merged("tag", options.tag, recipe) or "",
+        cache_dir=str(cache_dir) if cache_dir is not None else None,
+    )
 
 
 def fetcher_for(options: BuildOptions) -> Fetcher:
@@ -420,10 +423,10 @@ def platform_for(arch: str) -> Platform:
 def build_from_image(
     recipe: Recipe, recipe_path: str, image: str, options: BuildOptions
 ) -> BuildResult:
-    """`package:` names an image (the original's OCI build type): its layers, with rootfs/
-    laid over them, are the tree the program and its closure are kept from, as by
-    `smith minimize --recipe`."""
-    from smith.minimize import MinimizeOptions, minimize_image
+    """`package:` names an image (the original's OCI build type): the image source of the
+    shrink core (its layers, with rootfs/ laid over them) takes the place of the packages,
+    with the recipe's keys read as `smith minimize --recipe` reads them."""
+    from smith.minimize import MinimizeOptions, check_patterns, stage_minimize
     from smith.minimize_recipe import read_minimize_recipe
 
     _named, settings = read_minimize_recipe(
@@ -437,22 +440,14 @@ def build_from_image(
         epoch=options.epoch,
         tag=options.tag,
     )
-    output = output_of(options, recipe)
+    check_patterns(settings)
+    output = output_settings(options, recipe)
     log.info("shrinking the image %s", image)
-    result = minimize_image(image, output, settings)
-    return BuildResult(
-        output=output,
-        image=result.image,
-        packages=(),
-        kept=tuple(result.kept),
-        reasons=dict(result.kept),
-        owners={path: "image" for path in result.kept},
-        program=result.program,
-        platform=result.platform,
-        before=result.before,
-        after=result.after,
-        source_info=result.source_info,
-    )
+    with contextlib.ExitStack() as stack:
+        staged = stage_minimize(image, output.path, settings, stack)
+        result = build_result(staged, output.path, write_staged(staged, output))
+    # The image's layers name no package: its files are the image's.
+    return replace(result, owners={path: "image" for path in result.kept})
 
 
 def image_package(package: str | None, base: str) -> str | None:

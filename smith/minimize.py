@@ -27,7 +27,7 @@ from smith.leftovers import temp_dir
 from smith.oci.compress import Compression
 from smith.oci.image import ImageConfig, Platform
 from smith.oci.layout import choose_format, open_image
-from smith.oci.output import IndexResult, PlatformImage, write_image, write_index_image
+from smith.oci.output import IndexResult, PlatformImage, write_index_image
 from smith.oci.registry_options import RegistryOptions
 from smith.oci.unpack import apply_layers
 from smith.oci.writer import ImageResult
@@ -38,12 +38,14 @@ from smith.rootfs import overlay_rootfs
 from smith.sbom.formats import SbomFormat
 from smith.shrink import (
     ConfigChanges,
+    Output,
     ShrinkSpec,
     SourceKind,
     Staged,
     image_config,
     runtime_user,
     shrink,
+    write_staged,
 )
 from smith.tree import FileTree
 
@@ -121,16 +123,7 @@ def minimize_image(source: str, output: str, options: MinimizeOptions) -> Minimi
     choose_format(output, options.fmt)  # a bad output name fails before the image is read
     with contextlib.ExitStack() as stack:
         staged = stage_minimize(source, output, options, stack)
-        result = write_image(
-            staged.image.tree,
-            staged.image.config,
-            output,
-            fmt=options.fmt,
-            compression=options.compression,
-            epoch=options.epoch,
-            tag=options.tag,
-            referrers=staged.referrers,
-        )
+        result = write_staged(staged, output_of(options, output))
         return MinimizeResult.of(staged, output, result)
 
 
@@ -161,6 +154,10 @@ def minimize_platforms(
         MinimizeResult.of(s, output, image) for s, image in zip(staged, written.images, strict=True)
     )
     return written, results
+
+
+def output_of(options: MinimizeOptions, output: str) -> Output:
+    return Output(output, options.fmt, options.compression, options.epoch, options.tag)
 
 
 def check_patterns(options: MinimizeOptions) -> None:

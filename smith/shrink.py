@@ -31,8 +31,10 @@ from smith.conventions import (
 )
 from smith.errors import RecipeError, SmithError, UsageError
 from smith.globs import Excludes, glob_match, has_magic
+from smith.oci.compress import Compression
 from smith.oci.image import ImageConfig
-from smith.oci.output import PlatformImage
+from smith.oci.output import PlatformImage, write_image
+from smith.oci.writer import ImageResult
 from smith.paths import normalize_path, parent_paths
 from smith.profile import ProfileEntry
 from smith.resolve.dependencies import Closure, Extras, LoaderEnv, compute_closure
@@ -149,6 +151,36 @@ class Staged:
     source: Source
     packages: tuple[ResolvedPackage, ...] = ()  # a recipe's, resolved
     referrers: Attacher | None = None  # the SBOM and provenance to attach, if asked for
+
+
+@dataclass(frozen=True)
+class Output:
+    """How a staged image is written (the settings both commands share)."""
+
+    path: str
+    fmt: str | None = None
+    compression: Compression = Compression.GZIP
+    epoch: int = 0
+    tag: str = ""
+    cache_dir: str | None = None  # where a parent's layers are kept
+
+
+def write_staged(staged: Staged, output: Output) -> ImageResult:
+    """Write one platform's staged image to `output.path`."""
+    log.info("writing %d paths to %s", len(staged.image.tree), output.path)
+    return write_image(
+        staged.image.tree,
+        staged.image.config,
+        output.path,
+        fmt=output.fmt,
+        compression=output.compression,
+        epoch=output.epoch,
+        tag=output.tag,
+        parent=staged.image.parent,
+        annotations=staged.image.annotations,
+        cache_dir=output.cache_dir,
+        referrers=staged.referrers,
+    )
 
 
 def shrink(full: FileTree, spec: ShrinkSpec) -> Shrunk:
