@@ -70,3 +70,20 @@ def test_minimize_recipe_settings_apply_unless_a_flag_says(
     assert index["manifests"][0]["annotations"]["org.opencontainers.image.ref.name"] == "small:1"
     smith("minimize", "--recipe", str(recipe), "-o", str(tmp_path / "b"), "--compression", "gzip")
     assert layer_media_type(tmp_path / "b").endswith("+gzip")
+
+
+def test_every_recipe_setting_is_a_recipe_key() -> None:
+    """A row that says a recipe has its key names a field of the recipe model (a typo would
+    make `merged` ignore the recipe without a word)."""
+    from smith.recipe import Recipe
+
+    for setting in SETTINGS:
+        assert (setting.key in Recipe.model_fields) == setting.recipe, setting.key
+
+
+def test_an_off_switch_or_an_empty_list_is_not_given() -> None:
+    recipe = parse_recipe({"package_db": True, "nss": True})
+    assert merged("package_db", False, recipe) is True  # the recipe's, not the flag's off
+    assert merged("nss", True, parse_recipe({})) is True
+    assert merged("keep_going", False) is False
+    assert merged("paths", (), recipe) == ()  # the recipe's paths: none
