@@ -284,7 +284,10 @@ def stage_build(
     )
     image_tree = shrunk.tree
     config = image_config(
-        ImageConfig(platform=platform_for(recipe.arch)), recipe_changes(recipe), unpacked.user
+        # The recipe's env is the whole Env, as written (a key set twice stays twice).
+        ImageConfig(platform=platform_for(recipe.arch), env=tuple(environment(recipe))),
+        recipe_changes(recipe),
+        unpacked.user,
     )
     sbom = options.sbom or ((SbomFormat.SPDX,) if recipe.sbom else ())
     referrers = None
@@ -334,7 +337,6 @@ def recipe_changes(recipe: Recipe) -> ConfigChanges:
     return ConfigChanges(
         entrypoint=recipe.entrypoint,
         cmd=recipe.cmd,
-        env=tuple(environment(recipe)),
         labels=tuple(sorted(recipe.labels.items())),
         ports=recipe.ports,
         # `mounts` become volumes (the original crashed on them).
