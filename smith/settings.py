@@ -18,6 +18,7 @@ from typing import Any
 
 from smith.epoch import environment_epoch
 from smith.oci.compress import Compression
+from smith.resolve.runtime_sets import RuntimeRule
 
 BOTH = frozenset(("build", "minimize"))
 BUILD = frozenset(("build",))
@@ -151,6 +152,15 @@ SETTINGS = (
         switch=True,
     ),
     _option("gconv", ("--gconv",), "Keep every gconv module.", commands=MINIMIZE, switch=True),
+    Setting(
+        "no_runtime_libraries",
+        ("--no-runtime",),
+        "Switch off a rule-based run-time set (interpreter, openssl, libgcc_s).",
+        commands=frozenset(("minimize", "closure")),
+        choices=tuple(rule.value for rule in RuntimeRule),
+        param="no_runtime",
+        multiple=True,
+    ),
     Setting(
         "profile",
         ("--profile",),
