@@ -201,7 +201,7 @@ ATTACH_IMPORTS = {
     "__future__",
     "smith",
     "smith.errors",
-    "smith.cli",  # the package of smith.cli.reporting: a docstring only
+    "smith.cli",  # a docstring only: the package of smith.cli.reporting
     "smith.cli.reporting",
     "errno",
     "fcntl",
