@@ -20,7 +20,7 @@ from smith.oci.compress import CompressedWriter, Compression
 from smith.oci.image import canonical_json
 
 # Reading moved to smith.oci.reading; these two names stay importable from here for the
-# callers that still do (smith.build and smith.minimize, being reworked on another branch).
+# branches in flight that still import them from here.
 from smith.oci.loaded import LoadedImage as LoadedImage
 from smith.oci.reading import open_image as open_image
 from smith.oci.tarball import stream_layer
