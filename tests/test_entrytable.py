@@ -66,7 +66,7 @@ def test_marks_stay_with_a_path_until_it_is_removed() -> None:
 
 
 def test_a_large_tree_costs_under_200_bytes_per_entry() -> None:
-    count = 100_000
+    count = 50_000
     tracemalloc.start()
     try:
         before = tracemalloc.get_traced_memory()[0]
