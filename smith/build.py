@@ -28,6 +28,7 @@ from smith.conventions import (
 )
 from smith.errors import RecipeError, SmithError, UsageError
 from smith.globs import Excludes, glob_match, has_magic
+from smith.layering import dependency_order, image_plan, merged_layering, rpm_deps
 from smith.oci.compress import parse_compression
 from smith.oci.image import GO_ARCH, Descriptor, ImageConfig, Platform
 from smith.oci.layout import choose_format, open_image
@@ -50,7 +51,7 @@ from smith.resolve.programs import (
     shown_candidates,
 )
 from smith.resolve.repo import RepoConfig
-from smith.resolve.rpm import add_rpm_to_tree
+from smith.resolve.rpm import RpmPackage, add_rpm_to_tree
 from smith.resolve.runtime_sets import rules_without
 from smith.resolve.solver import ResolvedPackage
 from smith.resolve.store import ContentStore
@@ -92,6 +93,8 @@ class BuildOptions:
     provenance: bool = False  # and an in-toto SLSA provenance statement
     package_db: bool = False  # write the kept packages' rpm database into the image
     arches: tuple[str, ...] = ()  # --arch: instead of the recipe's
+    layers: str | None = None  # --layers: single or packages, over the recipe's `layers:`
+    layer_budget: int | None = None  # --layer-budget
 
 
 @dataclass(frozen=True)
@@ -169,6 +172,7 @@ def build(recipe_path: str, options: BuildOptions) -> BuildResult:
             annotations=staged.image.annotations,
             cache_dir=str(fetcher.cache_dir),
             referrers=staged.referrers,
+            layers=staged.image.layers,
         )
     return staged.result(output, result)
 
@@ -218,6 +222,7 @@ class RecipeTree:
     user: RuntimeUser
     nss: bool
     rootfs: str | None
+    order: tuple[str, ...] = ()  # the packages' NEVRAs, bottom of the requires graph first
 
 
 def unpack_recipe(
@@ -238,7 +243,7 @@ def unpack_recipe(
         )
     log.info("fetching and extracting %d packages", len(packages))
     store = ContentStore(fetcher.cache_dir / "content")
-    full = extract_packages(packages, fetcher, repo_configs(recipe, recipe_path), store)
+    full, headers = extract_packages(packages, fetcher, repo_configs(recipe, recipe_path), store)
     if rootfs is not None:
         # The closure runs over the tree the image holds: packages, then rootfs/ over them,
         # so that a program shipped in rootfs/ finds its libraries in the packages.
@@ -250,7 +255,8 @@ def unpack_recipe(
         # The closure's NSS set follows the nsswitch.conf the image will have: smith's own.
         for path, data in nss_documents(user).items():
             full.add_file(path, InlineBytes(data), 0o644, origin="smith (nss)")
-    return RecipeTree(full, tuple(packages), user, nss, rootfs)
+    order = dependency_order(rpm_deps(h) for h in headers)
+    return RecipeTree(full, tuple(packages), user, nss, rootfs, order)
 
 
 def stage_build(
@@ -334,8 +340,22 @@ def stage_build(
             open_image(ref, platform=config.platform, registry=options.registry)
         )
     annotations = {PACKAGE_FILES_ANNOTATION: package_files_json(owners)}
+    plan = image_plan(
+        image_tree,
+        merged_layering(
+            options.layers,
+            options.layer_budget,
+            recipe.layers.layering() if recipe.layers else None,
+        ),
+        order=unpacked.order,
+        # The program's own package is the application's: on top, with rootfs/.
+        top=[o for e in (full.get(program), full.lookup(program)) if e and (o := e.origin)],
+        directory_owner=(user.uid, user.gid),
+        parent_layers=len(parent.layers) if parent is not None else 0,
+    )
+    layers = plan.trees() if plan is not None else ()
     return StagedBuild(
-        PlatformImage(image_tree, config, parent, annotations),
+        PlatformImage(image_tree, config, parent, annotations, layers),
         packages,
         explain_all(image_tree, closure, program, paths),
         owners,
@@ -487,13 +507,15 @@ def extract_packages(
     fetcher: Fetcher,
     repos: Sequence[RepoConfig],
     store: ContentStore,
-) -> FileTree:
+) -> tuple[FileTree, tuple[RpmPackage, ...]]:
     """Fetch (checksum always, signature when the repository has gpgcheck) and unpack the
-    packages into one tree, in resolution order."""
+    packages into one tree, in resolution order; their headers too (layering orders by
+    them)."""
     tree = FileTree()
-    for path in fetch_packages(packages, fetcher, repos):
-        add_rpm_to_tree(tree, path, store)
-    return tree
+    headers = [
+        add_rpm_to_tree(tree, path, store) for path in fetch_packages(packages, fetcher, repos)
+    ]
+    return tree, tuple(headers)
 
 
 # -- what is kept ----------------------------------------------------------------------------

@@ -11,6 +11,7 @@ import click
 
 from smith import progress
 from smith.build import BuildOptions, IndexBuildResult, build_recipe
+from smith.cli.layer_flags import layer_flags, layer_values
 from smith.cli.main import cli
 from smith.cli.registry_flags import registry_flags, registry_options
 from smith.errors import UsageError
@@ -79,6 +80,7 @@ if TYPE_CHECKING:
     help="Write the kept packages' rpm database (rpmdb.sqlite) and os-release into the "
     "image, for scanners and `rpm -qa` (as the recipe's `package_db: true`).",
 )
+@layer_flags
 @registry_flags
 def build_command(
     recipe: str | None,
@@ -114,6 +116,7 @@ def build_command(
             "nothing more to skip (--locked refuses to resolve beyond smith.lock)"
         )
     sbom = sbom_formats(flags)
+    layers, layer_budget = layer_values(flags)
     registry = registry_options(flags)
     target = parse_reference(push) if push else None  # bad input fails before the build
     if sys.stderr.isatty() and not quiet:
@@ -139,6 +142,8 @@ def build_command(
                 provenance=provenance,
                 package_db=package_db,
                 arches=arches,
+                layers=layers,
+                layer_budget=layer_budget,
             ),
         )
     if isinstance(result, IndexBuildResult):
