@@ -466,6 +466,8 @@ def build_from_image(
         compression=options.compression,
         epoch=options.epoch,
         tag=options.tag,
+        layers=options.layers,
+        layer_budget=options.layer_budget,
     )
     output = output_of(options, recipe)
     log.info("shrinking the image %s", image)

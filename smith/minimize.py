@@ -31,6 +31,7 @@ from smith.conventions import (
 )
 from smith.errors import ImageFormatError, SmithError, UsageError
 from smith.globs import Excludes
+from smith.layering import Layering, LayerStrategy, PackageDeps, dependency_order, image_plan
 from smith.leftovers import temp_dir
 from smith.oci.compress import Compression
 from smith.oci.image import Descriptor, ImageConfig, Platform
@@ -47,6 +48,7 @@ from smith.resolve.programs import find_program, is_executable, search_path
 from smith.resolve.roots import PathWalker, TreeRoot
 from smith.resolve.runtime_sets import rules_without
 from smith.result_json import Source, TreeSize, result_document
+from smith.rootfs import ORIGIN as ROOTFS_ORIGIN
 from smith.rootfs import add_mount_points, added_reason, overlay_rootfs, rootfs_paths
 from smith.sbom.formats import SbomFormat
 from smith.tree import FileTree, Kind
@@ -85,6 +87,7 @@ class MinimizeOptions:
     mounts: tuple[str, ...] = ()  # directories to create (a recipe's `mounts`)
     sbom: tuple[SbomFormat, ...] = ()  # SBOMs to attach as OCI referrers of the output
     package_db: bool = False  # keep the input's package database, for the kept packages
+    layering: Layering = field(default_factory=Layering)  # --layers, --layer-budget, `layers:`
 
 
 @dataclass(frozen=True)
@@ -136,6 +139,7 @@ def minimize_image(source: str, output: str, options: MinimizeOptions) -> Minimi
             epoch=options.epoch,
             tag=options.tag,
             referrers=sbom_attacher(staged.source_tree, staged.image.tree, options),
+            layers=staged.image.layers,
         )
         return replace(staged.result, image=result)
 
@@ -236,8 +240,48 @@ def stage_minimize(
         unpack=stats,
         kept=explained,
     )
-    image_out = PlatformImage(final, replace(config, user=user.config_user))
+    layers = minimize_layers(tree, final, program, options, user)
+    image_out = PlatformImage(final, replace(config, user=user.config_user), layers=layers)
     return StagedMinimize(image_out, result, tree)
+
+
+def minimize_layers(
+    source: FileTree, final: FileTree, program: str, options: MinimizeOptions, user: RuntimeUser
+) -> tuple[FileTree, ...]:
+    """The layer trees `options.layering` asks for (none: one layer). Files are owned by
+    the packages of the image's own database (rpmdb.sqlite, dpkg status), which orders
+    them too; an image without one gives one layer of its files, under the top layer
+    (rootfs/, what smith adds, and the program's own package)."""
+    if options.layering.strategy is LayerStrategy.SINGLE:
+        return ()
+    from smith.sbom.attach import image_packages  # the database readers only when asked for
+
+    packages = image_packages(source)
+    owners: dict[str, str] = {}
+    for package in packages:
+        for path in package.files:
+            owners.setdefault(path, package.info.key)
+    order = dependency_order(
+        PackageDeps(p.info.key, p.requires, p.provides, p.files) for p in packages
+    )
+    if not packages:
+        owners = {e.path: "image" for e in final}
+        order = ("image",)
+    for entry in final:  # what rootfs/ and smith put there is the application's
+        if entry.origin == ROOTFS_ORIGIN or added_reason(entry):
+            owners.pop(entry.path, None)
+    real = source.resolve(program)
+    top = [owners[p] for p in (program, real) if p in owners and packages]
+    keep_ids = options.keep_ownership
+    plan = image_plan(
+        final,
+        options.layering,
+        order=order,
+        owners=owners,
+        top=top,
+        directory_owner=(0, 0) if keep_ids else (user.uid, user.gid),
+    )
+    return plan.trees() if plan is not None else ()
 
 
 def sbom_attacher(source: FileTree, final: FileTree, options: MinimizeOptions) -> Attacher | None:

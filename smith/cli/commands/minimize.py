@@ -10,10 +10,12 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from smith import progress
+from smith.cli.layer_flags import layer_flags, layer_values
 from smith.cli.main import cli
 from smith.cli.registry_flags import registry_flags, registry_options
 from smith.cli.runtime_flags import no_runtime_option
 from smith.errors import UsageError
+from smith.layering import merged_layering
 from smith.minimize import MinimizeOptions, MinimizeResult, minimize_image, minimize_platforms
 from smith.minimize_recipe import recipe_image
 from smith.oci.compress import parse_compression
@@ -59,6 +61,7 @@ if TYPE_CHECKING:
     help="Keep the input's package database for the kept packages: rpmdb.sqlite, or "
     "/var/lib/dpkg/status.d/<package> (as distroless) for a Debian image.",
 )
+@layer_flags
 @registry_flags
 def minimize(
     image: str | None,
@@ -86,6 +89,7 @@ def minimize(
 ) -> None:
     """Shrink IMAGE (OCI layout, oci-archive, docker-archive, or a registry reference such
     as docker://HOST/REPO:TAG) to its program and its needs."""
+    layers, layer_budget = layer_values(flags)
     options = MinimizeOptions(
         paths=paths,
         excludes=excludes,
@@ -105,9 +109,17 @@ def minimize(
         registry=registry_options(flags),
         sbom=sbom_formats(flags),
         package_db=package_db,
+        layering=merged_layering(layers, layer_budget),
     )
     image, options = recipe_image(
-        image, recipe, options, "minimize", compression=compression, tag=tag
+        image,
+        recipe,
+        options,
+        "minimize",
+        compression=compression,
+        tag=tag,
+        layers=layers,
+        layer_budget=layer_budget,
     )
     chosen = chosen_platforms(image, platforms, "minimize")
     if len(chosen) > 1:
