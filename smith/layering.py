@@ -246,7 +246,9 @@ def plan_layers(
     layers = [
         PlannedLayer(group, _layer_tree(by_owner, group, directory_owner)) for group in groups
     ]
-    layers.append(PlannedLayer((TOP,), _layer_tree(by_owner, (TOP,), directory_owner)))
+    # With a budget of 1 no package has a layer of its own: all is the top layer.
+    rest = (TOP, *(k for k in packaged if not any(k in g for g in groups)))
+    layers.append(PlannedLayer((TOP,), _layer_tree(by_owner, rest, directory_owner)))
     return LayerPlan(tuple(layers))
 
 
