@@ -22,6 +22,7 @@ import argparse
 import json
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 from bench.timing import Case, interleave, ratio, report
@@ -49,6 +50,7 @@ def main() -> None:
         reg = start_registry(work / "registry", registry_bin)
         options = RegistryOptions(insecure=True)
         sent: dict[str, list[int]] = {"cold": [], "rebuild": []}
+        push_time: dict[str, list[float]] = {"cold": [], "rebuild": []}
         top: list[int] = []
         counter = iter(range(1_000_000))
 
@@ -61,7 +63,9 @@ def main() -> None:
                     output=str(output), fmt="oci", cache_dir=str(cache), layers="packages"
                 ),
             )
+            start = time.perf_counter()
             pushed = push_image(str(output), f"{reg.host}/{repo}:latest", options=options)
+            push_time[name].append(round(time.perf_counter() - start, 3))
             sent[name].append(pushed.uploaded)
             if name == "rebuild":
                 top.append(result.image.layers[-1].descriptor.size + result.image.config.size)
@@ -79,6 +83,7 @@ def main() -> None:
             app.write_text("setting = warm-up\n")
             build_and_push("rebuild", work / "cache-warm", "warm")  # the previous build
             sent["rebuild"].clear()
+            push_time["rebuild"].clear()
             top.clear()
             times = interleave([Case("cold", cold), Case("rebuild", rebuild)], args.rounds)
         finally:
@@ -92,6 +97,7 @@ def main() -> None:
                 "bytes_pushed_cold": sent["cold"],
                 "bytes_pushed_rebuild": sent["rebuild"],
                 "top_layer_plus_config": top,
+                "push_seconds": push_time,
             }
         )
     )
