@@ -1,6 +1,6 @@
 """`smith verify` on the example recipes: golden digests, changed environments, another
-Python, planted non-determinism (one per item of DESIGN.md's checklist), and `smith diff` of
-two real images.
+Python, planted non-determinism (one per item of the determinism checklist in
+docs/ARCHITECTURE.md), and `smith diff` of two real images.
 
 Every build here is a real `smith build` from the fixture package universe.
 """
@@ -103,8 +103,8 @@ def test_verify_under_another_python(
     assert result["builds"][1]["digests"] == golden, built_from(frozen_universe)
 
 
-# One plant per item of DESIGN.md's determinism checklist (tests/plants/sitecustomize.py),
-# and what `smith diff` must name: (role, entry or key, field).
+# One plant per item of the determinism checklist (docs/ARCHITECTURE.md, planted by
+# tests/plants/sitecustomize.py), and what `smith diff` must name: (role, entry or key, field).
 PLANTED = {
     "float-mtime": ("layer 1", "usr/bin/hello", "mtime"),
     "gzip-name": ("layer 1", "compression (same uncompressed tar)", "gzip header FNAME"),
