@@ -10,6 +10,8 @@ import tarfile
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from smith.errors import UsageError
 from smith.layering import (
@@ -22,6 +24,7 @@ from smith.layering import (
 from smith.oci.blobs import BlobStore
 from smith.oci.compress import Compression
 from smith.oci.writer import write_layer
+from smith.paths import parent_paths
 from smith.tree import FileTree, InlineBytes, Kind
 from tests.containers import DockerDaemon, configure_bundle, run_bundle, unpack_bundle
 from tests.golden_layered import layered_record, load_golden
@@ -269,3 +272,61 @@ def test_minimize_layers_by_the_image_package_database(layered: Path) -> None:
     layers = [layer["digest"] for layer in json.loads(manifest.read_text())["layers"]]
     # The top layer too: minimize keeps the same files of hello with the same conventions.
     assert layers == load_golden()["hello"]["layers"]  # type: ignore[index]
+
+
+# -- any tree: the layers, applied in order, give back the tree --------------------------
+
+OWNERS = ("a-1-1.x86_64", "b-1-1.x86_64", "c-1-1.x86_64", "rootfs/", "")
+names = st.sampled_from(["usr", "lib", "bin", "etc", "x", "y"])
+
+
+@st.composite
+def image_trees(draw: st.DrawFn) -> FileTree:
+    tree = FileTree()
+    for parts in draw(st.lists(st.lists(names, min_size=1, max_size=3), max_size=12)):
+        path = "/".join(parts)
+        owner = draw(st.sampled_from(OWNERS))
+        kind = draw(st.sampled_from(["file", "dir", "symlink", "hardlink"]))
+        for parent in parent_paths(path):  # every parent explicit, as subtree() makes them
+            existing = tree.get(parent)
+            if existing is None or existing.kind is not Kind.DIR:
+                tree.remove(parent)
+                mode = draw(st.sampled_from([0o755, 0o700]))
+                tree.add_dir(parent, mode, uid=10, gid=10, origin=draw(st.sampled_from(OWNERS)))
+        if tree.get(path) is not None and tree.get(path).kind is Kind.DIR:  # type: ignore[union-attr]
+            continue
+        if kind == "dir":
+            tree.add_dir(path, 0o755, uid=10, gid=10, origin=owner)
+        elif kind == "symlink":
+            tree.add_symlink(path, "../x", uid=10, gid=10, origin=owner)
+        else:
+            files = [e.path for e in tree if e.kind is Kind.FILE and e.path != path]
+            if kind == "hardlink" and files:
+                tree.add_hardlink(path, files[0], uid=10, gid=10, origin=owner)
+            else:
+                tree.add_file(path, InlineBytes(path.encode()), uid=10, gid=10, origin=owner)
+    # A hard link whose first name was replaced since is no hard link any more.
+    for entry in list(tree):
+        if entry.kind is Kind.HARDLINK:
+            first = tree.get(entry.target)
+            if first is None or first.kind is not Kind.FILE:
+                tree.remove(entry.path)
+    return tree
+
+
+def fields(tree: FileTree) -> dict[str, tuple[object, ...]]:
+    return {e.path: (e.kind, e.mode, e.uid, e.gid, e.target, e.content) for e in tree}
+
+
+@settings(max_examples=100)
+@given(tree=image_trees(), budget=st.integers(1, 5))
+def test_the_layers_applied_in_order_give_back_the_tree(tree: FileTree, budget: int) -> None:
+    plan = plan_layers(tree, order=OWNERS[:3], budget=budget, directory_owner=(10, 10))
+    assert 1 <= len(plan.layers) <= budget
+    merged = FileTree()
+    for layer in plan.layers:
+        for entry in layer.tree:
+            if entry.kind is Kind.HARDLINK:  # a tar hard link names a path of its own layer
+                assert entry.target in layer.tree
+            merged.add(entry)  # a later layer's entry replaces an earlier one's
+    assert fields(merged) == fields(tree)
