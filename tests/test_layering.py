@@ -13,14 +13,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from smith.build import BuildOptions, build
 from smith.errors import UsageError
 from smith.layering import (
     MAX_LAYERS,
+    Layering,
+    LayerStrategy,
     PackageDeps,
     check_budget,
     dependency_order,
     plan_layers,
 )
+from smith.minimize import MinimizeOptions, minimize_image
 from smith.oci.blobs import BlobStore
 from smith.oci.compress import Compression
 from smith.oci.writer import write_layer
@@ -194,29 +198,16 @@ def test_docker_loads_and_runs_a_layered_image(
     layered: Path, dockerd: DockerDaemon, tmp_path: Path
 ) -> None:
     archive = tmp_path / "hello-docker.tar"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "smith",
-            "build",
-            str(layered / "hello" / "smith.yaml"),
-            "--layers",
-            "packages",
-            "--cache-dir",
-            str(layered / "cache"),
-            "--format",
-            "docker-archive",
-            "--tag",
-            "smith-layered:test",
-            "-o",
-            str(archive),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
+    build(
+        str(layered / "hello" / "smith.yaml"),
+        BuildOptions(
+            output=str(archive),
+            fmt="docker-archive",
+            tag="smith-layered:test",
+            cache_dir=str(layered / "cache"),
+            layers="packages",
+        ),
     )
-    assert proc.returncode == 0, proc.stderr
     loaded = dockerd.docker("load", "-i", str(archive))
     assert loaded.returncode == 0, loaded.stderr
     inspect = dockerd.docker("image", "inspect", "smith-layered:test")
@@ -246,27 +237,19 @@ def test_bad_layer_flags_are_one_line(layered: Path, args: list[str], error: str
 def test_minimize_layers_by_the_image_package_database(layered: Path) -> None:
     # An image that carries its rpmdb (--package-db) minimized with --layers packages gets
     # the build's own package layers: the same blobs.
-    def smith(*args: str) -> None:
-        proc = subprocess.run(
-            [sys.executable, "-m", "smith", *args], capture_output=True, text=True, check=False
-        )
-        assert proc.returncode == 0, proc.stderr
-
     with_db = layered / "hello-db.oci"
-    recipe = str(layered / "hello" / "smith.yaml")
-    smith(
-        "build",
-        recipe,
-        "--package-db",
-        "--cache-dir",
-        str(layered / "cache"),
-        "-o",
-        str(with_db),
-        "--format",
-        "oci",
+    build(
+        str(layered / "hello" / "smith.yaml"),
+        BuildOptions(
+            output=str(with_db), fmt="oci", cache_dir=str(layered / "cache"), package_db=True
+        ),
     )
     out = layered / "hello-min.oci"
-    smith("minimize", str(with_db), "-o", str(out), "--format", "oci", "--layers", "packages")
+    minimize_image(
+        str(with_db),
+        str(out),
+        MinimizeOptions(fmt="oci", layering=Layering(LayerStrategy.PACKAGES)),
+    )
     index = json.loads((out / "index.json").read_text())
     manifest = out / "blobs" / "sha256" / index["manifests"][0]["digest"].split(":")[1]
     layers = [layer["digest"] for layer in json.loads(manifest.read_text())["layers"]]
