@@ -22,6 +22,7 @@ from smith.layering import (
     PackageDeps,
     check_budget,
     dependency_order,
+    image_plan,
     plan_layers,
 )
 from smith.minimize import MinimizeOptions, minimize_image
@@ -313,3 +314,13 @@ def test_the_layers_applied_in_order_give_back_the_tree(tree: FileTree, budget: 
                 assert entry.target in layer.tree
             merged.add(entry)  # a later layer's entry replaces an earlier one's
     assert fields(merged) == fields(tree)
+
+
+def test_over_a_parent_the_whole_image_stays_within_127_layers() -> None:
+    tree, keys = package_tree(200)
+    packages = Layering(LayerStrategy.PACKAGES, MAX_LAYERS)
+    plan = image_plan(tree, packages, order=keys, parent_layers=120)
+    assert plan is not None and len(plan.layers) == MAX_LAYERS - 120
+    assert image_plan(tree, Layering(), order=keys) is None  # single: the writer's one layer
+    with pytest.raises(UsageError, match="the parent image has 127 layers: no room"):
+        image_plan(tree, packages, order=keys, parent_layers=MAX_LAYERS)
