@@ -4,6 +4,7 @@ example recipes against tests/golden/layered.json, and the tools that read the r
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -324,3 +325,19 @@ def test_over_a_parent_the_whole_image_stays_within_127_layers() -> None:
     assert image_plan(tree, Layering(), order=keys) is None  # single: the writer's one layer
     with pytest.raises(UsageError, match="the parent image has 127 layers: no room"):
         image_plan(tree, packages, order=keys, parent_layers=MAX_LAYERS)
+
+
+def test_an_app_change_touches_only_the_top_layer(layered: Path, tmp_path: Path) -> None:
+    recipe = tmp_path / "cat"
+    shutil.copytree(layered / "cat", recipe)
+    changed = next(p for p in sorted((recipe / "rootfs").rglob("*")) if p.is_file())
+    changed.write_bytes(changed.read_bytes() + b"one more line\n")
+    result = build(
+        str(recipe / "smith.yaml"),
+        BuildOptions(
+            output=str(tmp_path / "cat.oci"), cache_dir=str(layered / "cache"), layers="packages"
+        ),
+    )
+    golden = load_golden()["cat"]["layers"]  # type: ignore[index]
+    layers = [layer.descriptor.digest for layer in result.image.layers]
+    assert layers[:-1] == golden[:-1] and layers[-1] != golden[-1]
