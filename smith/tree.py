@@ -160,6 +160,7 @@ class FileTree:
         # built on first use and kept up to date after: layering and the closure ask for
         # the children of a directory many times.
         self._children: dict[str, set[str]] | None = None
+        self._listed: dict[str, list[str]] = {}  # child_paths' sorted answers, until a change
         self._resolver = LinkResolver(self._is_link, self._readlink, _loop_error)
 
     def _is_link(self, path: str) -> bool:
@@ -183,8 +184,11 @@ class FileTree:
         if entry.kind is Kind.SYMLINK or (old is not None and old.kind is Kind.SYMLINK):
             self._resolver.forget()  # resolutions through this path may change
         self._entries[path] = entry
-        if old is None and self._children is not None:
-            _index_path(self._children, path)
+        if old is None:
+            if self._children is not None:
+                _index_path(self._children, path)
+            if self._listed:
+                self._listed.clear()
         return entry
 
     def add_dir(
@@ -243,6 +247,7 @@ class FileTree:
             del self._entries[p]
         self._resolver.forget()
         self._children = None  # rare (conventions, excludes): rebuilt when next asked
+        self._listed.clear()
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -290,8 +295,12 @@ class FileTree:
     def child_paths(self, directory: str) -> list[str]:
         """The paths directly below `directory` (implicit parents included), bytewise."""
         directory = normalize_path(directory)
-        names = self._index().get(directory, ())
-        return sorted((f"{directory}/{n}" if directory else n for n in names), key=path_sort_key)
+        listed = self._listed.get(directory)
+        if listed is None:
+            names = self._index().get(directory, ())
+            paths = (f"{directory}/{n}" if directory else n for n in names)
+            listed = self._listed[directory] = sorted(paths, key=path_sort_key)
+        return list(listed)
 
     def is_directory(self, path: str) -> bool:
         """Whether `path` is a directory: an entry, or the implicit parent of one."""
