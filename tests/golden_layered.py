@@ -12,14 +12,19 @@ tests/test_layering.py checks a few of them on every run.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import tempfile
 from pathlib import Path
 
 from smith.build import BuildOptions, build
-from tests.golden_recipes import FROZEN_MAIN, PROJECT, recipe_copy, recipe_names
+from tests.golden_recipes import (
+    FROZEN_MAIN,
+    PROJECT,
+    golden_arguments,
+    recipe_copy,
+    recipe_names,
+)
 
 GOLDEN = PROJECT / "tests" / "golden" / "layered.json"
 
@@ -50,12 +55,7 @@ def load_golden() -> dict[str, object]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--update", action="store_true", help="rewrite tests/golden/layered.json")
-    args = parser.parse_args()
-    if not FROZEN_MAIN.is_dir():
-        raise SystemExit(f"{FROZEN_MAIN} is not present: golden digests come only from the "
-                         "frozen universe of ../shared (see its README)")  # fmt: skip
+    args = golden_arguments(__doc__ or "", GOLDEN)
     records = {}
     with tempfile.TemporaryDirectory(prefix="smith-golden-layered-") as tmp:
         for name in recipe_names():
