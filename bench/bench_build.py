@@ -25,7 +25,15 @@ from pathlib import Path
 
 import yaml
 
-from bench.timing import Case, command_case, interleave, load_reference, ratio, report
+from bench.timing import (
+    Case,
+    command_case,
+    cpu_ratio,
+    interleave,
+    load_reference,
+    ratio,
+    report,
+)
 from tests.rpm_universe import cached_universe, start_http_server
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -105,13 +113,15 @@ def main() -> None:
             times = interleave(cases, args.rounds, before=empty_cold_cache)
             print(
                 f"recipe {args.recipe}: {summary['packages_resolved']} packages "
-                f"({len(rpms)} RPMs), {summary['files']} kept paths"
+                f"({len(rpms)} RPMs), {summary['paths']} kept paths"
             )
             print(f"\n{args.rounds} rounds, interleaved (the cold cache is emptied before each):")
             report(times)
             print()
             ratio(times, "smith build (cold)", "shell pipeline", "at most 1.3x")
             ratio(times, "smith build (warm)", "smith build (cold)", "at most 0.3x")
+            cpu_ratio(times, "smith build (cold)", "shell pipeline", "at most 1.3x")
+            cpu_ratio(times, "smith build (warm)", "smith build (cold)", "at most 0.3x")
 
             rpm_root = tmp / "rpm-root"
             subprocess.run(
