@@ -23,7 +23,7 @@ LIBDIR = Path("/usr/lib/x86_64-linux-gnu")
 
 
 def both(data: bytes) -> tuple[tuple[str, ...] | None, tuple[str, ...]]:
-    return undefined_imports(data, NAMES), _read_pyelftools(io.BytesIO(data), NAMES)
+    return undefined_imports(io.BytesIO(data), NAMES), _read_pyelftools(io.BytesIO(data), NAMES)
 
 
 @pytest.mark.parametrize("m32", [False, True])
@@ -61,9 +61,9 @@ def test_a_cut_or_garbled_file_raises_only_what_the_caller_catches(tmp_path: Pat
     cuts = [16, 40, 64, shoff, shoff + 100, len(data) - 200, len(data) - 1]
     for cut in cuts:
         with contextlib.suppress(struct.error, IndexError):
-            undefined_imports(data[:cut], NAMES)
+            undefined_imports(io.BytesIO(data[:cut]), NAMES)
     for offset in range(shoff, len(data), 7):
         garbled = bytearray(data)
         garbled[offset] ^= 0xFF
         with contextlib.suppress(struct.error, IndexError):
-            undefined_imports(bytes(garbled), NAMES)
+            undefined_imports(io.BytesIO(garbled), NAMES)

@@ -196,13 +196,9 @@ class SymbolImports:
     @staticmethod
     def _read(walker: ClosureWalker, path: str, names: tuple[str, ...]) -> tuple[str, ...]:
         with walker.root.open(path) as stream:
-            data = stream.read()
-            # Most files name none of them: a substring test spares parsing their symbols.
-            if not any(name.encode() + b"\0" in data for name in names):
-                return ()
             try:
-                fast = undefined_imports(data, names)
-            except (struct.error, IndexError):
+                fast = undefined_imports(stream, names)
+            except (struct.error, IndexError, OSError):
                 return ()  # the loader read this file; its symbols are only a hint
             return fast if fast is not None else _read_pyelftools(stream, names)
 
