@@ -448,6 +448,15 @@ class ClosureWalker:
         if info is not None and info.dynamic:
             self.load(walk.path, real, info, reason, program=False)
 
+    def add_listed_file(self, path: str, reason: Reason) -> None:
+        """add_module of a regular file found by listing a resolved directory: the path is
+        canonical and passes no link, so there is nothing to walk (a tree kept whole, such
+        as an interpreter's standard library, lists thousands)."""
+        self.keep(path, reason)
+        info = self.cache.info(self.root, path)
+        if info is not None and info.dynamic:
+            self.load(path, path, info, reason, program=False)
+
     # -- searching --------------------------------------------------------------------------
 
     def search(self, name: str, obj: _Object, main: _Object) -> Found | None:

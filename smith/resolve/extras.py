@@ -148,5 +148,7 @@ def add_tree(
                 add_tree(walker, path, reason, skip)
         elif kind is Kind.SYMLINK:
             walker.keep(path, reason)
+        elif kind is Kind.FILE:
+            walker.add_listed_file(path, reason)
         elif kind is not None:
             walker.add_module(path, reason)
