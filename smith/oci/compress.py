@@ -20,10 +20,12 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import deflate
-import zstandard
+
+if TYPE_CHECKING:
+    import zstandard
 
 from smith.errors import UsageError
 
@@ -67,6 +69,8 @@ def compressor_info(compression: Compression) -> CompressorInfo | None:
         name = f"libdeflate(deflate)/members-{GZIP_MEMBER_SIZE}"
         return CompressorInfo(name, deflate.__version__, GZIP_LEVEL)
     if compression is Compression.ZSTD:
+        import zstandard  # imported by the zstd paths only: with platform, ~10 ms
+
         return CompressorInfo("zstd(zstandard)", zstandard.__version__, ZSTD_LEVEL)
     return None
 
@@ -108,6 +112,8 @@ class CompressedWriter:
         if compression is Compression.GZIP:
             self._pool = ThreadPoolExecutor(max_workers=workers())
         elif compression is Compression.ZSTD:
+            import zstandard
+
             cctx = zstandard.ZstdCompressor(level=ZSTD_LEVEL, threads=workers())
             self._zstd = cctx.compressobj()
 

@@ -14,7 +14,6 @@ import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from xml.sax.saxutils import quoteattr
 
 from smith.errors import PackageError
 from smith.resolve.fetch import Fetcher, cache_temp
@@ -42,6 +41,8 @@ def _flags(dep: Dependency) -> str:
 
 
 def _entry(dep: Dependency) -> str:
+    from xml.sax.saxutils import quoteattr
+
     attrs = f"name={quoteattr(dep.name)}"
     flags = _flags(dep)
     if flags and dep.version:
@@ -54,6 +55,10 @@ def _entry(dep: Dependency) -> str:
 
 
 def primary_xml(paths: Sequence[Path]) -> str:
+    # Here, not at the top: xml.sax.saxutils imports urllib.request (http.client, ssl,
+    # email), ~15 ms of every build, and only builds with local RPM files come here.
+    from xml.sax.saxutils import quoteattr
+
     packages = []
     for path in paths:
         pkg = read_rpm(path)
