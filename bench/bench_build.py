@@ -7,6 +7,8 @@
   same work: `rpm2cpio PKG | cpio -idm` of every resolved package, then `tar --sort=name
   ... | gzip -n` of the kept files (target: at most 1.3x);
 - warm: the same command again, nothing changed, cache kept (target: at most 0.3x cold);
+- the floor: `python -c 'import smith.build'`, and with the command line and the HTTP
+  client a download imports: what a build pays before any work;
 - `python -c pass` as the load reference.
 
 The image size against an `rpm --root` install of the same packages is printed too.
@@ -39,6 +41,7 @@ from tests.rpm_universe import cached_universe, start_http_server
 PROJECT = Path(__file__).resolve().parent.parent
 SMITH = str(Path(sys.executable).with_name("smith"))
 RPM_MAGIC = b"\xed\xab\xee\xdb"
+FLOOR = "import smith.cli.commands.build, smith.resolve.fetch, requests"
 RPM_INSTALL: tuple[str, ...] = ("rpm", "--dbpath", "/var/lib/rpm", "--force-debian", "-i")
 RPM_INSTALL += ("--nodeps", "--noscripts", "--nosignature")
 
@@ -105,6 +108,12 @@ def main() -> None:
                 Case("shell pipeline", command_case("", ["sh", "-c", shell]).run, shell),
                 cold,
                 command_case("smith build (warm)", build_argv(warm_cache, "warm.tar.gz")),
+                # What any smith build pays before its first step: the interpreter and the
+                # modules a build imports (click, pydantic, yaml, solv, the OCI writer).
+                command_case(
+                    "floor: import smith.build", [sys.executable, "-c", "import smith.build"]
+                ),
+                command_case("floor: + CLI, HTTP client", [sys.executable, "-c", FLOOR]),
             ]
 
             def empty_cold_cache() -> None:
@@ -122,6 +131,8 @@ def main() -> None:
             ratio(times, "smith build (warm)", "smith build (cold)", "at most 0.3x")
             cpu_ratio(times, "smith build (cold)", "shell pipeline", "at most 1.3x")
             cpu_ratio(times, "smith build (warm)", "smith build (cold)", "at most 0.3x")
+            cpu_ratio(times, "floor: import smith.build", "shell pipeline")
+            cpu_ratio(times, "floor: + CLI, HTTP client", "shell pipeline")
 
             rpm_root = tmp / "rpm-root"
             subprocess.run(
