@@ -22,8 +22,6 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, BinaryIO
 
-import deflate
-
 if TYPE_CHECKING:
     import zstandard
 
@@ -65,11 +63,15 @@ class CompressorInfo:
 def compressor_info(compression: Compression) -> CompressorInfo | None:
     # The modules' own __version__ (their distribution's version, a test checks), not
     # importlib.metadata: importing that costs every build ~0.1 s.
+    # The compressors are imported where they are used: the option parsing that imports
+    # this module (every command with --compression) needs neither.
     if compression is Compression.GZIP:
+        import deflate
+
         name = f"libdeflate(deflate)/members-{GZIP_MEMBER_SIZE}"
         return CompressorInfo(name, deflate.__version__, GZIP_LEVEL)
     if compression is Compression.ZSTD:
-        import zstandard  # imported by the zstd paths only: with platform, ~10 ms
+        import zstandard  # with platform, ~10 ms
 
         return CompressorInfo("zstd(zstandard)", zstandard.__version__, ZSTD_LEVEL)
     return None
@@ -84,6 +86,8 @@ def parse_compression(value: str) -> Compression:
 
 
 def gzip_member(data: bytes) -> bytes:
+    import deflate
+
     body = deflate.deflate_compress(data, GZIP_LEVEL)
     trailer = struct.pack("<II", deflate.crc32(data), len(data) & 0xFFFFFFFF)
     return GZIP_HEADER + body + trailer
