@@ -17,12 +17,13 @@ import os
 import struct
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, BinaryIO
 
 if TYPE_CHECKING:
+    from concurrent.futures import Future, ThreadPoolExecutor
+
     import zstandard
 
 from smith.errors import UsageError
@@ -114,6 +115,9 @@ class CompressedWriter:
         self._pool: ThreadPoolExecutor | None = None
         self._zstd: zstandard.ZstdCompressionObj | None = None
         if compression is Compression.GZIP:
+            # Here, not at the top: every command with --compression imports this module.
+            from concurrent.futures import ThreadPoolExecutor
+
             self._pool = ThreadPoolExecutor(max_workers=workers())
         elif compression is Compression.ZSTD:
             import zstandard
