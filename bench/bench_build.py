@@ -41,7 +41,7 @@ from tests.rpm_universe import cached_universe, start_http_server
 PROJECT = Path(__file__).resolve().parent.parent
 SMITH = str(Path(sys.executable).with_name("smith"))
 RPM_MAGIC = b"\xed\xab\xee\xdb"
-FLOOR = "import smith.cli.commands.build, smith.resolve.fetch, requests"
+FLOOR = "import smith.build, smith.cli.commands.build, smith.resolve.fetch, requests"
 RPM_INSTALL: tuple[str, ...] = ("rpm", "--dbpath", "/var/lib/rpm", "--force-debian", "-i")
 RPM_INSTALL += ("--nodeps", "--noscripts", "--nosignature")
 
