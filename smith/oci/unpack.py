@@ -37,12 +37,13 @@ from typing import BinaryIO
 
 from smith import progress
 from smith.entrytable import EntryTable
-from smith.errors import ImageFormatError, UnsafePathError
+from smith.errors import ImageFormatError, SmithError, UnsafePathError
+from smith.links import LinkResolver
 from smith.oci.layerread import READ_SIZE, DecompressError, LayerReader
 from smith.oci.loaded import LoadedImage, LoadedLayer
 from smith.oci.tarstream import Member, TarFormatError, TarStream
 from smith.paths import climbs_out
-from smith.tree import MAX_SYMLINK_HOPS, Entry, FileTree, HostSlice, InlineBytes, Kind
+from smith.tree import Entry, FileTree, HostSlice, InlineBytes, Kind
 
 WHITEOUT = ".wh."
 OPAQUE = ".wh..wh..opq"
@@ -60,6 +61,22 @@ class UnpackStats:
     bytes: int  # uncompressed tar bytes read
     files: int  # regular files written to the content store
     skipped_special: int  # devices, FIFOs, sockets left out
+
+
+class _Loop(SmithError):
+    """Too many levels of links: _resolve_parent names the layer and entry."""
+
+
+class _Escape(SmithError):
+    def __init__(self, link: str, target: str) -> None:
+        super().__init__(link)
+        self.link, self.target = link, target
+
+
+def _refuse_escape(link: str, target: str) -> None:
+    # The kernel clamps `..` at the root, but a layer that climbs out is hostile or broken.
+    if not target.startswith("/") and climbs_out(link.count("/"), target):
+        raise _Escape(link, target)
 
 
 class Applier:
@@ -82,6 +99,7 @@ class Applier:
         # mark, plus those it added and then removed or replaced again (rare).
         self.layer_mark = 0
         self.gone_added: set[str] = set()
+        self.links = LinkResolver(self._is_link, self._readlink, _Loop, _refuse_escape)
         self.entries = 0
         self.files = 0
         self.special = 0
@@ -126,6 +144,8 @@ class Applier:
             return
         if self.table.marked(path) == self.layer_mark:
             self.gone_added.add(path)
+        if kind in (Kind.SYMLINK, Kind.DIR):
+            self.links.forget()  # a link, or a directory with links below it, is gone
         if kind is Kind.DIR:
             self._children(path)  # the index, made now if need be
             assert self._kids is not None
@@ -143,6 +163,8 @@ class Applier:
                 self.table[path] = entry  # merged: the directory takes the new metadata
                 return
             self._remove(path)
+        if entry.kind is Kind.SYMLINK:
+            self.links.forget()
         self.table[path] = entry
         if self._kids is not None:
             self._kids.setdefault(posixpath.dirname(path), set()).add(path)
@@ -161,32 +183,23 @@ class Applier:
     def _resolve_parent(self, path: str, layer: str, name: str) -> str:
         """`path` with its parent directories resolved through the tree's symlinks, as a
         runtime's scoped join does; refused when a symlink would lead out of the root."""
-        parts = path.split("/")
-        done: list[str] = []
-        todo = parts[:-1]
-        hops = 0
-        while todo:
-            part = todo.pop(0)
-            current = "/".join([*done, part])
-            if self.table.kind(current) is Kind.SYMLINK:
-                target = self.table[current].target
-                hops += 1
-                if hops > MAX_SYMLINK_HOPS:
-                    raise UnsafePathError(
-                        f"layer {layer}: entry {name!r}: too many levels of symbolic links"
-                    )
-                base = "/" if target.startswith("/") else "/" + "/".join(done)
-                joined = posixpath.normpath(posixpath.join(base, target))
-                if not target.startswith("/") and climbs_out(len(done), target):
-                    raise UnsafePathError(
-                        f"layer {layer}: entry {name!r} goes through the symlink "
-                        f"{current!r} -> {target!r}, which leads out of the root"
-                    )
-                done = []
-                todo = [p for p in joined.split("/") if p] + todo
-                continue
-            done.append(part)
-        return "/".join([*done, parts[-1]])
+        try:
+            return self.links.walk(path, follow_last=False).path
+        except _Loop:
+            raise UnsafePathError(
+                f"layer {layer}: entry {name!r}: too many levels of symbolic links"
+            ) from None
+        except _Escape as err:
+            raise UnsafePathError(
+                f"layer {layer}: entry {name!r} goes through the symlink "
+                f"{err.link!r} -> {err.target!r}, which leads out of the root"
+            ) from None
+
+    def _is_link(self, path: str) -> bool:
+        return self.table.kind(path) is Kind.SYMLINK
+
+    def _readlink(self, path: str) -> str:
+        return self.table[path].target
 
     # -- one layer -----------------------------------------------------------------------
 
