@@ -105,7 +105,7 @@ def main() -> None:
             times = interleave(cases, args.rounds, before=empty_cold_cache)
             print(
                 f"recipe {args.recipe}: {summary['packages_resolved']} packages "
-                f"({len(rpms)} RPMs), {summary['files']} kept paths"
+                f"({len(rpms)} RPMs), {summary['paths']} kept paths"
             )
             print(f"\n{args.rounds} rounds, interleaved (the cold cache is emptied before each):")
             report(times)

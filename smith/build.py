@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from smith.arch import ARCHES, check_arch, parse_arch
+from smith.build_options import BuildOptions
+from smith.buildcache import reuse_for
 from smith.conventions import (
     ROOT,
     Conventions,
@@ -33,7 +35,6 @@ from smith.oci.image import GO_ARCH, Descriptor, ImageConfig, Platform
 from smith.oci.layout import choose_format, open_image
 from smith.oci.output import PlatformImage, write_image, write_index_image
 from smith.oci.reference import is_registry_reference
-from smith.oci.registry_options import RegistryOptions
 from smith.oci.writer import ImageResult
 from smith.paths import normalize_path, parent_paths
 from smith.profile import recipe_profile
@@ -77,24 +78,6 @@ IMAGE_SUFFIXES = (".tar", ".tar.gz", ".tgz")
 
 
 @dataclass(frozen=True)
-class BuildOptions:
-    output: str | None = None
-    fmt: str | None = None
-    tag: str | None = None
-    compression: str | None = None
-    locked: bool = False
-    offline: bool = False
-    cache_dir: str | None = None
-    keep_going: bool = False
-    epoch: int | None = None
-    registry: RegistryOptions | None = None  # for a parent named by a registry reference
-    sbom: tuple[SbomFormat, ...] = ()  # SBOMs to attach as OCI referrers of the image
-    provenance: bool = False  # and an in-toto SLSA provenance statement
-    package_db: bool = False  # write the kept packages' rpm database into the image
-    arches: tuple[str, ...] = ()  # --arch: instead of the recipe's
-
-
-@dataclass(frozen=True)
 class BuildResult:
     output: str
     image: ImageResult
@@ -107,6 +90,7 @@ class BuildResult:
     before: TreeSize  # the whole tree: packages and rootfs/, or the image
     after: TreeSize
     source_info: Source
+    from_cache: bool = False  # the output was copied from the build cache
 
     @property
     def image_bytes(self) -> int:
@@ -154,8 +138,12 @@ def build(recipe_path: str, options: BuildOptions) -> BuildResult:
         return build_from_image(recipe, recipe_path, image, options)
     fetcher = fetcher_for(options)
     output = output_of(options, recipe)
+    packages = recipe_packages(recipe, recipe_path, options, fetcher)
+    reuse = reuse_for(recipe, recipe_path, options, str(fetcher.cache_dir))
+    if reuse is not None and (cached := reuse.restore(packages, output)) is not None:
+        return cached
     with contextlib.ExitStack() as stack:
-        staged = stage_build(recipe, recipe_path, options, fetcher, stack)
+        staged = stage_build(recipe, recipe_path, options, fetcher, stack, packages=packages)
         log.info("writing %d paths to %s", len(staged.image.tree), output)
         result = write_image(
             staged.image.tree,
@@ -170,7 +158,10 @@ def build(recipe_path: str, options: BuildOptions) -> BuildResult:
             cache_dir=str(fetcher.cache_dir),
             referrers=staged.referrers,
         )
-    return staged.result(output, result)
+    built = staged.result(output, result)
+    if reuse is not None:
+        reuse.save(packages, built)
+    return built
 
 
 def fetcher_for(options: BuildOptions) -> Fetcher:
@@ -226,16 +217,13 @@ def unpack_recipe(
     options: BuildOptions,
     fetcher: Fetcher,
     lock_path: Path | None = None,
+    packages: tuple[ResolvedPackage, ...] | None = None,
 ) -> RecipeTree:
+    """`packages`: the recipe's, when they are known already (else planned here)."""
     base = os.path.dirname(os.path.abspath(recipe_path))
     rootfs = rootfs_of(base)
-    packages: tuple[ResolvedPackage, ...] = ()
-    if recipe.package_requests or rootfs is None:
-        # A recipe with only a rootfs/ (a static binary) needs no package at all.
-        log.info("resolving the packages of %s", recipe_path)
-        packages = plan_recipe(
-            recipe, recipe_path, fetcher, locked=options.locked, lock_path=lock_path
-        )
+    if packages is None:
+        packages = recipe_packages(recipe, recipe_path, options, fetcher, lock_path)
     log.info("fetching and extracting %d packages", len(packages))
     store = ContentStore(fetcher.cache_dir / "content")
     full = extract_packages(packages, fetcher, repo_configs(recipe, recipe_path), store)
@@ -253,6 +241,20 @@ def unpack_recipe(
     return RecipeTree(full, tuple(packages), user, nss, rootfs)
 
 
+def recipe_packages(
+    recipe: Recipe,
+    recipe_path: str,
+    options: BuildOptions,
+    fetcher: Fetcher,
+    lock_path: Path | None = None,
+) -> tuple[ResolvedPackage, ...]:
+    """The packages the recipe installs: the lock's, or resolved now."""
+    if not recipe.package_requests and rootfs_of(os.path.dirname(os.path.abspath(recipe_path))):
+        return ()  # A recipe with only a rootfs/ (a static binary) needs no package at all.
+    log.info("resolving the packages of %s", recipe_path)
+    return plan_recipe(recipe, recipe_path, fetcher, locked=options.locked, lock_path=lock_path)
+
+
 def stage_build(
     recipe: Recipe,
     recipe_path: str,
@@ -260,11 +262,12 @@ def stage_build(
     fetcher: Fetcher,
     stack: contextlib.ExitStack,
     lock_path: Path | None = None,
+    packages: tuple[ResolvedPackage, ...] | None = None,
 ) -> StagedBuild:
     """Resolve, fetch and close over the recipe's packages for `recipe.arch`; a parent
     image is opened on `stack` (it must stay open until the image is written)."""
     base = os.path.dirname(os.path.abspath(recipe_path))
-    unpacked = unpack_recipe(recipe, recipe_path, options, fetcher, lock_path)
+    unpacked = unpack_recipe(recipe, recipe_path, options, fetcher, lock_path, packages)
     full, packages = unpacked.tree, unpacked.packages
     user, nss, rootfs = unpacked.user, unpacked.nss, unpacked.rootfs
     program = recipe_program(full, recipe)

@@ -10,18 +10,20 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from smith import progress
-from smith.build import BuildOptions, IndexBuildResult, build_recipe
+from smith.build_options import BuildOptions
+from smith.buildcache import CachedBuild, restore_locked
 from smith.cli.main import cli
 from smith.cli.registry_flags import registry_flags, registry_options
 from smith.errors import UsageError
 from smith.oci.reference import Reference, parse_reference
-from smith.recipe import find_recipe
+from smith.recipe_file import find_recipe
 from smith.sbom.options import sbom_flags, sbom_formats
 from smith.settings import setting_options
 
 log = logging.getLogger("smith")
 
 if TYPE_CHECKING:
+    from smith.build import BuildResult, IndexBuildResult
     from smith.oci.registry_options import RegistryOptions
 
 
@@ -121,29 +123,35 @@ def build_command(
         logging.getLogger("smith").setLevel(
             min(logging.getLogger("smith").level or 99, logging.INFO)
         )
-    # A registry parent or `package:` image is downloaded and unpacked with a bar.
-    with progress.showing("reading the image", quiet=quiet):
-        result = build_recipe(
-            find_recipe(recipe),
-            BuildOptions(
-                output=output,
-                fmt=fmt,
-                tag=tag,
-                compression=compression,
-                locked=locked,
-                offline=offline,
-                cache_dir=cache_dir,
-                keep_going=keep_going,
-                registry=registry,
-                sbom=sbom,
-                provenance=provenance,
-                package_db=package_db,
-                arches=arches,
-            ),
-        )
-    if isinstance(result, IndexBuildResult):
-        report_index(result, target, registry, explain=explain, as_json=as_json, quiet=quiet)
-        return
+    recipe_path = find_recipe(recipe)
+    options = BuildOptions(
+        output=output,
+        fmt=fmt,
+        tag=tag,
+        compression=compression,
+        locked=locked,
+        offline=offline,
+        cache_dir=cache_dir,
+        keep_going=keep_going,
+        registry=registry,
+        sbom=sbom,
+        provenance=provenance,
+        package_db=package_db,
+        arches=arches,
+    )
+    # A locked recipe that did not change is taken from the build cache before the recipe's
+    # schema, the solver and the writer are even loaded.
+    result: BuildResult | CachedBuild | None = restore_locked(recipe_path, options)
+    if result is None:
+        from smith.build import IndexBuildResult, build_recipe
+
+        # A registry parent or `package:` image is downloaded and unpacked with a bar.
+        with progress.showing("reading the image", quiet=quiet):
+            built = build_recipe(recipe_path, options)
+        if isinstance(built, IndexBuildResult):
+            report_index(built, target, registry, explain=explain, as_json=as_json, quiet=quiet)
+            return
+        result = built
     pushed = None
     if target:
         from smith.oci.push import push_image  # the registry client: only to push
@@ -161,12 +169,15 @@ def build_command(
     )
     if as_json:
         summary = result.summary(explain)
+        summary["cache"] = {
+            "build": "hit" if result.from_cache else "miss" if options.build_cache else "off"
+        }
         if pushed_ref:
             summary["pushed"] = pushed_ref
         click.echo(json.dumps(summary, indent=2, sort_keys=True))
     elif not quiet:
         click.echo(
-            f"{result.output}: {result.image.manifest.digest} "
+            f"{result.output}: {manifest_digest(result)} "
             f"({result.image_bytes} bytes, {len(result.kept)} paths, "
             f"{len(result.packages)} packages resolved)",
             err=True,
@@ -213,3 +224,7 @@ def report_index(
         )
         if pushed_ref:
             click.echo(pushed_ref)
+
+
+def manifest_digest(result: BuildResult | CachedBuild) -> str:
+    return result.manifest if isinstance(result, CachedBuild) else result.image.manifest.digest
