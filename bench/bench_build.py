@@ -6,7 +6,10 @@
   local `python3 -m http.server`), against the shell pipeline a user would write for the
   same work: `rpm2cpio PKG | cpio -idm` of every resolved package, then `tar --sort=name
   ... | gzip -n` of the kept files (target: at most 1.3x);
-- warm: the same command again, nothing changed, cache kept (target: at most 0.3x cold);
+- warm: the same command again, nothing changed, cache kept (target: at most 0.3x cold):
+  the recipe has no lock, so its packages are resolved again before the build cache is
+  asked; and the same with a smith.lock and --locked (the key is found before the recipe's
+  schema is loaded). Wall and CPU seconds (the machine is shared: CPU moves less);
 - `python -c pass` as the load reference.
 
 The image size against an `rpm --root` install of the same packages is printed too.
@@ -25,7 +28,15 @@ from pathlib import Path
 
 import yaml
 
-from bench.timing import Case, command_case, interleave, load_reference, ratio, report
+from bench.timing import (
+    Case,
+    command_case,
+    cpu_ratio,
+    interleave,
+    load_reference,
+    ratio,
+    report,
+)
 from tests.rpm_universe import cached_universe, start_http_server
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -70,8 +81,8 @@ def main() -> None:
             recipe = str(recipe_dir / "smith.yaml")
             warm_cache, cold_cache = tmp / "warm-cache", tmp / "cold-cache"
 
-            def build_argv(cache: Path, out: str) -> list[str]:
-                return [SMITH, "build", recipe, "-o", str(tmp / out), "--cache-dir", str(cache)]
+            def build_argv(cache: Path, out: str, which: str = recipe) -> list[str]:
+                return [SMITH, "build", which, "-o", str(tmp / out), "--cache-dir", str(cache)]
 
             first = subprocess.run(
                 [*build_argv(warm_cache, "first.tar.gz"), "--json"],
@@ -91,12 +102,29 @@ def main() -> None:
             kept = [line.rstrip("/") for line in listing.stdout.splitlines() if line]
             shell = pipeline(rpms, kept, tmp)
 
+            # The same recipe with a smith.lock: a warm build finds its key before loading
+            # the recipe's schema (no resolution at all).
+            locked_dir = tmp / "locked"
+            shutil.copytree(recipe_dir, locked_dir)
+            locked_recipe = str(locked_dir / "smith.yaml")
+            subprocess.run(
+                [SMITH, "lock", locked_recipe, "--cache-dir", str(warm_cache)],
+                capture_output=True,
+                check=True,
+            )
+
+            def locked_argv(cache: Path, out: str) -> list[str]:
+                return [*build_argv(cache, out, locked_recipe), "--locked"]
+
+            subprocess.run(locked_argv(warm_cache, "first-locked.tar.gz"), check=True)
             cold = command_case("smith build (cold)", build_argv(cold_cache, "cold.tar.gz"))
             cases = [
                 load_reference(),
                 Case("shell pipeline", command_case("", ["sh", "-c", shell]).run, shell),
                 cold,
                 command_case("smith build (warm)", build_argv(warm_cache, "warm.tar.gz")),
+                command_case("--locked (cold)", locked_argv(cold_cache, "cold-locked.tar.gz")),
+                command_case("--locked (warm)", locked_argv(warm_cache, "warm-locked.tar.gz")),
             ]
 
             def empty_cold_cache() -> None:
@@ -112,6 +140,12 @@ def main() -> None:
             print()
             ratio(times, "smith build (cold)", "shell pipeline", "at most 1.3x")
             ratio(times, "smith build (warm)", "smith build (cold)", "at most 0.3x")
+            ratio(times, "--locked (warm)", "--locked (cold)", "at most 0.3x")
+            cpu_ratio(times, "smith build (warm)", "smith build (cold)", "at most 0.3x")
+            cpu_ratio(times, "--locked (warm)", "--locked (cold)", "at most 0.3x")
+            for name in ("warm", "warm-locked"):
+                same = (tmp / f"{name}.tar.gz").read_bytes() == (tmp / "cold.tar.gz").read_bytes()
+                print(f"{name}.tar.gz {'is' if same else 'IS NOT'} byte-identical to cold.tar.gz")
 
             rpm_root = tmp / "rpm-root"
             subprocess.run(

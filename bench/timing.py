@@ -7,6 +7,7 @@ the machine was while it ran.
 
 from __future__ import annotations
 
+import resource
 import shlex
 import statistics
 import subprocess
@@ -24,6 +25,7 @@ class Case:
     # An in-process case is also timed in CPU seconds of this process: with 6 engineers on
     # 2 cores, wall times move with the load, CPU time much less.
     cpu: bool = False
+    children: bool = False  # a command: timed in its CPU seconds too (user + system)
 
 
 @dataclass
@@ -47,7 +49,7 @@ def command_case(name: str, argv: Sequence[str], **kwargs: object) -> Case:
         if proc.returncode != 0:
             sys.exit(f"{shlex.join(argv)} failed ({proc.returncode}): {proc.stderr[-2000:]!r}")
 
-    return Case(name, run, shlex.join(argv))
+    return Case(name, run, shlex.join(argv), children=True)
 
 
 def load_reference() -> Case:
@@ -72,14 +74,21 @@ def interleave(
         for case in cases:
             if before is not None:
                 before()
-            start, cpu = time.perf_counter(), time.process_time()
+            start, cpu, child = time.perf_counter(), time.process_time(), children_cpu()
             value = case.run()
             elapsed = time.perf_counter() - start
             if case.cpu:
                 times.cpu.setdefault(case.name, []).append(time.process_time() - cpu)
+            elif case.children:
+                times.cpu.setdefault(case.name, []).append(children_cpu() - child)
             own = timer
             times.cases[case.name].append(value if own and isinstance(value, float) else elapsed)
     return times
+
+
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def report(times: Times) -> None:
@@ -108,7 +117,7 @@ def ratio(times: Times, slow: str, fast: str, target: str = "") -> None:
 
 
 def cpu_ratio(times: Times, slow: str, fast: str, target: str = "") -> None:
-    """Like ratio, in CPU seconds (both cases in process)."""
+    """Like ratio, in CPU seconds (both cases in process, or both commands)."""
     by_min = min(times.cpu[slow]) / min(times.cpu[fast])
     by_median = statistics.median(times.cpu[slow]) / statistics.median(times.cpu[fast])
     goal = f"   (target: {target})" if target else ""

@@ -11,13 +11,13 @@ import contextlib
 import json
 import logging
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from smith.arch import ARCHES, check_arch, parse_arch
-from smith.build_options import BuildOptions
+from smith.build_options import BuildOptions as BuildOptions
 from smith.buildcache import reuse_for
 from smith.conventions import (
     ROOT,
@@ -90,7 +90,8 @@ class BuildResult:
     before: TreeSize  # the whole tree: packages and rootfs/, or the image
     after: TreeSize
     source_info: Source
-    from_cache: bool = False  # the output was copied from the build cache
+    # What the caches saved ("build": "hit"|"miss"|"off", "registry": ..., counts).
+    cache: Mapping[str, object] = field(default_factory=dict)
 
     @property
     def image_bytes(self) -> int:
@@ -139,7 +140,7 @@ def build(recipe_path: str, options: BuildOptions) -> BuildResult:
     fetcher = fetcher_for(options)
     output = output_of(options, recipe)
     packages = recipe_packages(recipe, recipe_path, options, fetcher)
-    reuse = reuse_for(recipe, recipe_path, options, str(fetcher.cache_dir))
+    reuse = reuse_for(recipe, recipe_path, options, output)
     if reuse is not None and (cached := reuse.restore(packages, output)) is not None:
         return cached
     with contextlib.ExitStack() as stack:
@@ -160,7 +161,7 @@ def build(recipe_path: str, options: BuildOptions) -> BuildResult:
         )
     built = staged.result(output, result)
     if reuse is not None:
-        reuse.save(packages, built)
+        built = reuse.save(packages, built, (staged.image.tree,))
     return built
 
 

@@ -26,3 +26,5 @@ class BuildOptions:
     package_db: bool = False  # write the kept packages' rpm database into the image
     arches: tuple[str, ...] = ()  # --arch: instead of the recipe's
     build_cache: bool = True  # take an unchanged build from the cache, record a new one
+    cache_from: str | None = None  # a registry reference: the build cache machines share
+    cache_to: str | None = None  # where to record this build's layers and plan

@@ -23,7 +23,7 @@ import os
 import stat
 import tempfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from smith.atomic import atomic_path, remove_path
@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from smith.build_options import BuildOptions
     from smith.recipe import Recipe
     from smith.resolve.solver import ResolvedPackage
+    from smith.tree import FileTree
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +113,9 @@ class CachedBuild:
     reasons: Mapping[str, str]
     packages: tuple[str, ...]
     document: Mapping[str, Any]  # the --json summary with --explain, as first written
-    from_cache: bool = True
+    cache: Mapping[str, object] = field(
+        default_factory=lambda: {"build": "hit", "packages_extracted": 0}
+    )
 
     @property
     def image_bytes(self) -> int:
@@ -375,7 +378,7 @@ def cached_result(output: str, doc: Mapping[str, Any]) -> BuildResult:
             packages_resolved=data["source"]["packages_resolved"],
             packages_kept=tuple(data["source"]["packages_kept"]),
         ),
-        from_cache=True,
+        cache={"build": "hit", "packages_extracted": 0},
     )
 
 
@@ -428,31 +431,79 @@ def cache_dir_of(options: BuildOptions) -> str:
 
 @dataclass(frozen=True)
 class Reuse:
-    """The cache as one build uses it, once its recipe validated."""
+    """The caches as one build uses them, once its recipe validated: the local one, and a
+    registry's (--cache-from, --cache-to)."""
 
     cache: BuildCache
     inputs: BuildInputs
     named_output: bool  # -o named the output (else the recipe did, in its key)
+    options: BuildOptions
+    layout: LayoutSettings
 
     def restore(self, packages: Sequence[ResolvedPackage], output: str) -> BuildResult | None:
-        restored = self.cache.restore(self.inputs.key(pins_of(packages)), output)
-        return cached_result(*restored) if restored is not None else None
+        key = self.inputs.key(pins_of(packages))
+        restored = self.cache.restore(key, output)
+        if restored is not None:
+            return cached_result(*restored)
+        if self.options.cache_from is None:
+            return None
+        from smith.remote_cache import restore_remote
 
-    def save(self, packages: Sequence[ResolvedPackage], result: BuildResult) -> None:
+        result = restore_remote(self.options, key, output, self.layout)
+        if result is not None:
+            self.cache.save(key, output, None if self.named_output else output, result)
+        return result
+
+    def save(
+        self, packages: Sequence[ResolvedPackage], result: BuildResult, trees: Sequence[FileTree]
+    ) -> BuildResult:
+        """Record a build that was not in any cache; `trees` are its layers' trees."""
+        from dataclasses import replace
+
         key = self.inputs.key(pins_of(packages))
         self.cache.save(key, result.output, None if self.named_output else result.output, result)
+        stats: dict[str, object] = {
+            "build": "miss",
+            "packages_extracted": len(packages),
+            **({"registry": "miss"} if self.options.cache_from else {}),
+        }
+        if self.options.cache_to:
+            from smith.remote_cache import save_remote
+
+            stats.update(save_remote(self.options, key, result, trees, self.layout))
+        return replace(result, cache=stats)
 
 
-def reuse_for(
-    recipe: Recipe, recipe_path: str, options: BuildOptions, cache_dir: str
-) -> Reuse | None:
-    """How this build uses the cache: None when its key would not cover its bytes (a
+@dataclass(frozen=True)
+class LayoutSettings:
+    """How the output is written, as merged from flags, recipe and environment."""
+
+    fmt: str
+    gz: bool
+    tag: str
+    epoch: int
+    compression: str
+
+
+def reuse_for(recipe: Recipe, recipe_path: str, options: BuildOptions, output: str) -> Reuse | None:
+    """How this build uses the caches: None when its key would not cover its bytes (a
     parent image's layers are read from elsewhere) or the cache is off."""
     if not options.build_cache or recipe.parent:
         return None
     from smith.oci.layout import choose_format
+    from smith.settings import merged
 
     inputs = read_build_inputs(recipe_path, options, choose_format)
     if inputs is None:
         return None
-    return Reuse(BuildCache(cache_dir), inputs, options.output is not None)
+    out_format, gz = choose_format(output, merged("format", options.fmt, recipe))
+    layout = LayoutSettings(
+        out_format.value,
+        gz,
+        merged("tag", options.tag, recipe) or "",
+        merged("source_date_epoch", options.epoch, recipe),
+        merged("compression", options.compression, recipe),
+    )
+    return Reuse(
+        BuildCache(cache_dir_of(options)), inputs, options.output is not None, options, layout
+    )

@@ -81,6 +81,18 @@ if TYPE_CHECKING:
     help="Write the kept packages' rpm database (rpmdb.sqlite) and os-release into the "
     "image, for scanners and `rpm -qa` (as the recipe's `package_db: true`).",
 )
+@click.option(
+    "--cache-from",
+    metavar="REF",
+    help="A registry tag holding smith's build cache (as --cache-to writes it): a build it "
+    "has is written from its layers, without extracting a package.",
+)
+@click.option(
+    "--cache-to",
+    metavar="REF",
+    help="Record this build's layers and plan in the build cache at this registry tag, for "
+    "other machines' --cache-from.",
+)
 @registry_flags
 def build_command(
     recipe: str | None,
@@ -101,6 +113,8 @@ def build_command(
     push: str | None,
     provenance: bool,
     package_db: bool,
+    cache_from: str | None,
+    cache_to: str | None,
     **flags: Any,
 ) -> None:
     """Build the image a RECIPE (smith.yaml) describes."""
@@ -118,6 +132,9 @@ def build_command(
     sbom = sbom_formats(flags)
     registry = registry_options(flags)
     target = parse_reference(push) if push else None  # bad input fails before the build
+    for ref in (cache_from, cache_to):
+        if ref:
+            parse_reference(ref)
     if sys.stderr.isatty() and not quiet:
         # On a terminal, each step of the build is shown as it starts.
         logging.getLogger("smith").setLevel(
@@ -138,6 +155,8 @@ def build_command(
         provenance=provenance,
         package_db=package_db,
         arches=arches,
+        cache_from=cache_from,
+        cache_to=cache_to,
     )
     # A locked recipe that did not change is taken from the build cache before the recipe's
     # schema, the solver and the writer are even loaded.
@@ -169,9 +188,11 @@ def build_command(
     )
     if as_json:
         summary = result.summary(explain)
-        summary["cache"] = {
-            "build": "hit" if result.from_cache else "miss" if options.build_cache else "off"
-        }
+        cache: dict[str, object] = {"build": "off", **result.cache}
+        if pushed is not None:
+            cache["pushed_bytes"] = pushed.uploaded
+            cache["pushed_blobs_skipped"] = len(pushed.skipped)
+        summary["cache"] = cache
         if pushed_ref:
             summary["pushed"] = pushed_ref
         click.echo(json.dumps(summary, indent=2, sort_keys=True))
