@@ -50,7 +50,7 @@ from smith.resolve.programs import (
     search_path,
     shown_candidates,
 )
-from smith.resolve.repo import RepoConfig
+from smith.resolve.repo import Repo, RepoConfig
 from smith.resolve.rpm import add_rpm_to_tree
 from smith.resolve.runtime_sets import rules_without
 from smith.resolve.solver import ResolvedPackage
@@ -109,17 +109,28 @@ class BuildResult:
         return result_document(self, explain)
 
 
-def build_recipe(recipe_path: str, options: BuildOptions) -> BuildResult | IndexBuildResult:
+@dataclass(frozen=True)
+class Shared:
+    """What the builds of one run share (a fleet: `smith build RECIPE...`): the download
+    cache and the repositories already loaded, each fetched and parsed once."""
+
+    fetcher: Fetcher
+    repos: dict[RepoConfig, Repo] = field(default_factory=dict)
+
+
+def build_recipe(
+    recipe_path: str, options: BuildOptions, shared: Shared | None = None
+) -> BuildResult | IndexBuildResult:
     """Build the recipe; for several architectures (`arch: [...]`, or `--arch` more than
     once), one image index with a manifest per platform, each built as it would be alone."""
     recipe = load_recipe(recipe_path)
     arches = options.arches or recipe.architectures
     if len(arches) > 1:
         return build_platforms(recipe, recipe_path, options, arches)
-    return build(recipe_path, options)
+    return build(recipe_path, options, shared)
 
 
-def build(recipe_path: str, options: BuildOptions) -> BuildResult:
+def build(recipe_path: str, options: BuildOptions, shared: Shared | None = None) -> BuildResult:
     """Build the recipe for one architecture (the recipe's, or the one `--arch`)."""
     recipe = load_recipe(recipe_path)
     arches = options.arches or recipe.architectures
@@ -137,9 +148,10 @@ def build(recipe_path: str, options: BuildOptions) -> BuildResult:
     image = image_package(recipe.package, base)
     if image is not None:
         return build_from_image(recipe, recipe_path, image, options)
-    fetcher = fetcher_for(options)
+    fetcher = shared.fetcher if shared is not None else fetcher_for(options)
     output = output_of(options, recipe)
-    packages = recipe_packages(recipe, recipe_path, options, fetcher)
+    loaded = shared.repos if shared is not None else None
+    packages = recipe_packages(recipe, recipe_path, options, fetcher, loaded=loaded)
     reuse = reuse_for(recipe, recipe_path, options, output)
     if reuse is not None and (cached := reuse.restore(packages, output)) is not None:
         return cached
@@ -248,12 +260,16 @@ def recipe_packages(
     options: BuildOptions,
     fetcher: Fetcher,
     lock_path: Path | None = None,
+    *,
+    loaded: dict[RepoConfig, Repo] | None = None,
 ) -> tuple[ResolvedPackage, ...]:
     """The packages the recipe installs: the lock's, or resolved now."""
     if not recipe.package_requests and rootfs_of(os.path.dirname(os.path.abspath(recipe_path))):
         return ()  # A recipe with only a rootfs/ (a static binary) needs no package at all.
     log.info("resolving the packages of %s", recipe_path)
-    return plan_recipe(recipe, recipe_path, fetcher, locked=options.locked, lock_path=lock_path)
+    return plan_recipe(
+        recipe, recipe_path, fetcher, locked=options.locked, lock_path=lock_path, loaded=loaded
+    )
 
 
 def stage_build(

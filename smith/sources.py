@@ -88,9 +88,10 @@ def plan_recipe(
     *,
     locked: bool = False,
     lock_path: Path | None = None,
+    loaded: dict[RepoConfig, Repo] | None = None,
 ) -> tuple[ResolvedPackage, ...]:
     """The recipe's packages: smith.lock's (or `lock_path`'s) when it fits the recipe, else
-    resolved now."""
+    resolved now (in repositories `loaded` already has, if it has them)."""
     written = requests_of(recipe, recipe_path)
     configs = repo_configs(recipe, recipe_path)
     lock_path = lock_path or lock_path_for(recipe_path)
@@ -108,6 +109,7 @@ def plan_recipe(
         locked=locked,
         lock_requests=written,
         extra_repos=local,
+        loaded=loaded,
     )
 
 

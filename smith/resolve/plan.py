@@ -33,10 +33,12 @@ def plan_packages(
     locked: bool = False,
     lock_requests: Sequence[str] | None = None,
     extra_repos: Sequence[Repo] = (),
+    loaded: dict[RepoConfig, Repo] | None = None,
 ) -> tuple[ResolvedPackage, ...]:
     """`lock_requests` are the requests as the recipe wrote them (what the lock records),
     when `requests` had to be rewritten (local files become package names); `extra_repos`
-    are already loaded (the local files' repository)."""
+    are already loaded (the local files' repository); `loaded` keeps repositories between
+    calls (a fleet build loads each repository once)."""
     written = list(lock_requests if lock_requests is not None else requests)
     lock: Lock | None = None
     if lock_path is not None and lock_path.exists():
@@ -53,5 +55,5 @@ def plan_packages(
             log.warning("%s does not match the recipe; resolving again", lock_path)
     elif locked:
         raise ResolveError(f"--locked, but there is no lock at {lock_path}")
-    loaded = (*extra_repos, *load_repos(repos, fetcher))
-    return resolve(requests, loaded, arch=arch, excludes=excludes, weak=weak)
+    found = (*extra_repos, *load_repos(repos, fetcher, loaded=loaded))
+    return resolve(requests, found, arch=arch, excludes=excludes, weak=weak)

@@ -24,11 +24,12 @@ log = logging.getLogger("smith")
 
 if TYPE_CHECKING:
     from smith.build import BuildResult, IndexBuildResult
+    from smith.oci.push import PushResult
     from smith.oci.registry_options import RegistryOptions
 
 
 @cli.command("build")
-@click.argument("recipe", required=False)
+@click.argument("recipes", nargs=-1)
 @setting_options(
     "build",
     aliases={"output": ("-i",)},
@@ -95,7 +96,7 @@ if TYPE_CHECKING:
 )
 @registry_flags
 def build_command(
-    recipe: str | None,
+    recipes: tuple[str, ...],
     fast: bool,
     buildnumber: str | None,
     output: str | None,
@@ -117,7 +118,8 @@ def build_command(
     cache_to: str | None,
     **flags: Any,
 ) -> None:
-    """Build the image a RECIPE (smith.yaml) describes."""
+    """Build the image a RECIPE (smith.yaml) describes; several RECIPEs in one run share
+    repositories, downloads and extracted packages (-o DIR: one output DIR/NAME each)."""
     if buildnumber is not None:
         raise UsageError(
             f"-b/--buildnumber {buildnumber}: a build number would make every build's image "
@@ -140,7 +142,6 @@ def build_command(
         logging.getLogger("smith").setLevel(
             min(logging.getLogger("smith").level or 99, logging.INFO)
         )
-    recipe_path = find_recipe(recipe)
     options = BuildOptions(
         output=output,
         fmt=fmt,
@@ -158,6 +159,12 @@ def build_command(
         cache_from=cache_from,
         cache_to=cache_to,
     )
+    if len(recipes) > 1:
+        if target is not None:
+            raise UsageError("--push names one image: push the recipes of a fleet one by one")
+        build_many(recipes, options, explain=explain, as_json=as_json, quiet=quiet)
+        return
+    recipe_path = find_recipe(recipes[0] if recipes else None)
     # A locked recipe that did not change is taken from the build cache before the recipe's
     # schema, the solver and the writer are even loaded.
     result: BuildResult | CachedBuild | None = restore_locked(recipe_path, options)
@@ -180,31 +187,70 @@ def build_command(
             pushed = push_image(result.output, target, options=registry)
             push_referrers(result.output, target, pushed.digest, registry)  # SBOM etc. beside it
     if explain and not as_json:
-        for path in result.kept:
-            owner = result.owners.get(path) or "smith"
-            click.echo(f"/{path}\t[{owner}]\t{result.why(path)}")
+        print_explained(result)
     pushed_ref = (
         f"{target.registry}/{target.repository}@{pushed.digest}" if target and pushed else ""
     )
     if as_json:
-        summary = result.summary(explain)
-        cache: dict[str, object] = {"build": "off", **result.cache}
-        if pushed is not None:
-            cache["pushed_bytes"] = pushed.uploaded
-            cache["pushed_blobs_skipped"] = len(pushed.skipped)
-        summary["cache"] = cache
+        summary = summary_of(result, explain, pushed)
         if pushed_ref:
             summary["pushed"] = pushed_ref
         click.echo(json.dumps(summary, indent=2, sort_keys=True))
     elif not quiet:
-        click.echo(
-            f"{result.output}: {manifest_digest(result)} "
-            f"({result.image_bytes} bytes, {len(result.kept)} paths, "
-            f"{len(result.packages)} packages resolved)",
-            err=True,
-        )
+        click.echo(one_line(result), err=True)
     if pushed_ref and not as_json and not quiet:
         click.echo(pushed_ref)
+
+
+def print_explained(result: BuildResult | CachedBuild, prefix: str = "") -> None:
+    for path in result.kept:
+        owner = result.owners.get(path) or "smith"
+        click.echo(f"{prefix}/{path}\t[{owner}]\t{result.why(path)}")
+
+
+def summary_of(
+    result: BuildResult | CachedBuild, explain: bool, pushed: PushResult | None = None
+) -> dict[str, Any]:
+    summary = result.summary(explain)
+    cache: dict[str, object] = {"build": "off", **result.cache}
+    if pushed is not None:
+        cache["pushed_bytes"] = pushed.uploaded
+        cache["pushed_blobs_skipped"] = len(pushed.skipped)
+    summary["cache"] = cache
+    return summary
+
+
+def one_line(result: BuildResult | CachedBuild) -> str:
+    return (
+        f"{result.output}: {manifest_digest(result)} "
+        f"({result.image_bytes} bytes, {len(result.kept)} paths, "
+        f"{len(result.packages)} packages resolved)"
+    )
+
+
+def build_many(
+    recipes: tuple[str, ...], options: BuildOptions, *, explain: bool, as_json: bool, quiet: bool
+) -> None:
+    """A fleet: every recipe built (the failing ones too, tried), then one report."""
+    from smith.build import IndexBuildResult
+    from smith.fleet import build_fleet
+
+    fleet = build_fleet(recipes, options)
+    summaries: list[dict[str, Any]] = []
+    for recipe, result in fleet.built:
+        if isinstance(result, IndexBuildResult):
+            summaries.append(result.summary())
+            if not quiet and not as_json:
+                click.echo(f"{result.output}: {result.index.digest}", err=True)
+            continue
+        summaries.append(summary_of(result, explain))
+        if explain and not as_json:
+            print_explained(result, prefix=f"{recipe}\t")
+        if not quiet and not as_json:
+            click.echo(one_line(result), err=True)
+    if as_json:
+        click.echo(json.dumps(summaries, indent=2, sort_keys=True))
+    fleet.check()
 
 
 def report_index(
