@@ -23,7 +23,7 @@ import os
 import stat
 import tempfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from smith.atomic import atomic_path, remove_path
@@ -458,8 +458,6 @@ class Reuse:
         self, packages: Sequence[ResolvedPackage], result: BuildResult, trees: Sequence[FileTree]
     ) -> BuildResult:
         """Record a build that was not in any cache; `trees` are its layers' trees."""
-        from dataclasses import replace
-
         key = self.inputs.key(pins_of(packages))
         self.cache.save(key, result.output, None if self.named_output else result.output, result)
         stats: dict[str, object] = {
@@ -496,6 +494,14 @@ def reuse_for(recipe: Recipe, recipe_path: str, options: BuildOptions, output: s
     inputs = read_build_inputs(recipe_path, options, choose_format)
     if inputs is None:
         return None
+    if recipe.profile:
+        from smith.buildkey import file_sha256
+
+        profile = os.path.join(os.path.dirname(os.path.abspath(recipe_path)), recipe.profile)
+        try:
+            inputs = replace(inputs, named={"profile": file_sha256(profile)})
+        except OSError:
+            return None  # the build says what is wrong with it
     out_format, gz = choose_format(output, merged("format", options.fmt, recipe))
     layout = LayoutSettings(
         out_format.value,

@@ -22,7 +22,7 @@ import json
 import os
 import stat
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 BUILDKEY_VERSION = 1
 SMITH_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -108,6 +108,9 @@ class BuildInputs:
     rootfs: tuple[tuple[object, ...], ...] | None
     settings: Mapping[str, object]  # the flags and environment that choose output settings
     lock: bytes | None  # smith.lock's bytes, when there is one
+    # Files the validated recipe names (its `profile:`): path -> sha256. A build that reads
+    # one is found only once the recipe validated, never by the raw inputs alone.
+    named: Mapping[str, str] = field(default_factory=dict)
 
     def key(self, packages: Sequence[PackagePin]) -> str:
         """The key of a build of these inputs with `packages` (in resolution order)."""
@@ -118,6 +121,7 @@ class BuildInputs:
             "rootfs": [list(row) for row in self.rootfs] if self.rootfs is not None else None,
             "settings": dict(self.settings),
             "packages": [p.row() for p in packages],
+            **({"named": dict(self.named)} if self.named else {}),
         }
         return hashlib.sha256(canonical(doc)).hexdigest()
 
@@ -138,6 +142,8 @@ def read_inputs(
             lock: bytes | None = f.read()
     except FileNotFoundError:
         lock = None
+    # The recipe's file name is in its provenance statement.
+    settings = {**settings, "recipe_name": os.path.basename(recipe_path)}
     return BuildInputs(
         recipe, tuple(tuple(r) for r in rows) if rows is not None else None, settings, lock
     )
