@@ -212,7 +212,14 @@ class BuildCache:
             remove_path(os.path.join(self.blobs, digest))
             raise DamagedEntry(f"blob {digest[:12]} does not match its digest")
 
-    def save(self, key: str, output: str, recipe_output: str | None, result: BuildResult) -> None:
+    def save(
+        self,
+        key: str,
+        output: str,
+        recipe_output: str | None,
+        result: BuildResult,
+        layer_keys: Sequence[str] = (),
+    ) -> None:
         """Record `output` (just written by a build) under `key`. A cache that cannot be
         written costs only speed: the build succeeded, so nothing here fails it."""
         try:
@@ -227,6 +234,7 @@ class BuildCache:
                 "files": files,
                 "result": result_json(result),
                 "report": report_json(result),
+                "layer_keys": list(layer_keys),  # for --cache-to, when taken from here
             }
             self._write(self.entry_path(key), canonical(doc))
         except OSError as err:
@@ -391,8 +399,8 @@ def restore_locked(recipe_path: str, options: BuildOptions) -> CachedBuild | Non
     from smith.errors import SmithError
     from smith.oci.layout import choose_format
 
-    if not options.build_cache:
-        return None
+    if not options.build_cache or options.cache_to:
+        return None  # --cache-to records the build in the registry: the build does that
     try:
         inputs = read_build_inputs(recipe_path, options, choose_format)
     except (OSError, SmithError):
@@ -444,32 +452,53 @@ class Reuse:
         key = self.inputs.key(pins_of(packages))
         restored = self.cache.restore(key, output)
         if restored is not None:
-            return cached_result(*restored)
+            result = cached_result(*restored)
+            keys = restored[1].get("layer_keys")
+            if isinstance(keys, list) and all(isinstance(k, str) for k in keys):
+                result = self.share(key, result, keys)
+            return result
         if self.options.cache_from is None:
             return None
         from smith.remote_cache import restore_remote
 
-        result = restore_remote(self.options, key, output, self.layout)
-        if result is not None:
-            self.cache.save(key, output, None if self.named_output else output, result)
-        return result
+        remote = restore_remote(self.options, key, output, self.layout)
+        if remote is None:
+            return None
+        result, keys = remote
+        self.cache.save(key, output, None if self.named_output else output, result, keys)
+        return (
+            self.share(key, result, keys)
+            if self.options.cache_to != self.options.cache_from
+            else result
+        )
 
     def save(
         self, packages: Sequence[ResolvedPackage], result: BuildResult, trees: Sequence[FileTree]
     ) -> BuildResult:
         """Record a build that was not in any cache; `trees` are its layers' trees."""
+        from smith.oci.compress import parse_compression
+        from smith.oci.layer_cache import layer_key
+
         key = self.inputs.key(pins_of(packages))
-        self.cache.save(key, result.output, None if self.named_output else result.output, result)
+        compression = parse_compression(self.layout.compression)
+        keys = [layer_key(tree, compression, self.layout.epoch) for tree in trees]
+        output = result.output
+        self.cache.save(key, output, None if self.named_output else output, result, keys)
         stats: dict[str, object] = {
             "build": "miss",
             "packages_extracted": len(packages),
             **({"registry": "miss"} if self.options.cache_from else {}),
         }
-        if self.options.cache_to:
-            from smith.remote_cache import save_remote
+        return self.share(key, replace(result, cache=stats), keys)
 
-            stats.update(save_remote(self.options, key, result, trees, self.layout))
-        return replace(result, cache=stats)
+    def share(self, key: str, result: BuildResult, layer_keys: Sequence[str]) -> BuildResult:
+        """With --cache-to, the build's plan and layers recorded in the registry too."""
+        if not self.options.cache_to:
+            return result
+        from smith.remote_cache import save_remote
+
+        stats = save_remote(self.options, key, result, layer_keys)
+        return replace(result, cache={**result.cache, **stats})
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,6 @@ if TYPE_CHECKING:
     from smith.build_options import BuildOptions
     from smith.buildcache import LayoutSettings
     from smith.oci.registry import RegistryClient
-    from smith.tree import FileTree
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +46,8 @@ def cache_client(ref_text: str, options: BuildOptions, *, push: bool) -> Registr
 
 def restore_remote(
     options: BuildOptions, key: str, output: str, layout: LayoutSettings
-) -> BuildResult | None:
-    """The build of `key` written from the registry cache, or None."""
+) -> tuple[BuildResult, tuple[str, ...]] | None:
+    """The build of `key` written from the registry cache (and its layer keys), or None."""
     from smith.buildcache import cached_result
     from smith.oci.cache_artifact import CacheRefused, pull_layers, read_cache
     from smith.oci.image import sha256_digest
@@ -105,22 +104,16 @@ def restore_remote(
         "layer_bytes_pulled": pulled,
         "packages_extracted": 0,
     }
-    return replace(result, cache=stats)
+    return replace(result, cache=stats), plan.layers
 
 
 def save_remote(
-    options: BuildOptions,
-    key: str,
-    result: BuildResult,
-    trees: Sequence[FileTree],
-    layout: LayoutSettings,
+    options: BuildOptions, key: str, result: BuildResult, keys: Sequence[str]
 ) -> Mapping[str, int]:
-    """Record the build under `key` and its layers by layer key: what it uploaded."""
+    """Record the build under `key` and its layers by their keys: what it uploaded."""
     from smith.buildcache import result_json
     from smith.limits import DOCUMENT_BYTES
     from smith.oci.cache_artifact import CacheMap, Plan, read_cache, write_cache
-    from smith.oci.compress import parse_compression
-    from smith.oci.layer_cache import layer_key
     from smith.oci.layout import unpacked
 
     assert options.cache_to is not None
@@ -128,16 +121,14 @@ def save_remote(
     if client is None:
         return {}
     image = result.image
-    if len(trees) != len(image.layers):
+    if len(keys) != len(image.layers):
         log.warning(
-            "%s: %d layer trees for %d layers: not recorded",
+            "%s: %d layer keys for %d layers: not recorded",
             client.ref,
-            len(trees),
+            len(keys),
             len(image.layers),
         )
         return {}
-    compression = parse_compression(layout.compression)
-    keys = [layer_key(tree, compression, layout.epoch) for tree in trees]
     cache = read_cache(client) or CacheMap()
     layer_digests = {layer.descriptor.digest for layer in image.layers}
     try:

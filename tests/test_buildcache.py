@@ -186,11 +186,13 @@ def test_second_machine_takes_every_layer_from_the_registry_cache(
     tinyhttpd: Path, registry: Registry, tmp_path: Path
 ) -> None:
     cache_ref = f"docker://{registry.host}/cache/tinyhttpd:build-cache"
+    built = machine_build(tinyhttpd, tmp_path, "one")
+    assert built["cache"]["packages_extracted"] == built["packages_resolved"] > 0
+    # Taken from its own cache, the first machine records it in the registry all the same.
     first = machine_build(tinyhttpd, tmp_path, "one", "--cache-to", cache_ref,
                           "--push", f"docker://{registry.host}/tinyhttpd:1")  # fmt: skip
     layer_bytes = sum(layer["size"] for layer in first["layers"])
-    assert first["cache"]["build"] == "miss"
-    assert first["cache"]["packages_extracted"] == first["packages_resolved"] > 0
+    assert first["cache"]["build"] == "hit"
     assert first["cache"]["cache_bytes_uploaded"] > layer_bytes
     second = machine_build(tinyhttpd, tmp_path, "two", "--cache-from", cache_ref,
                            "--push", f"docker://{registry.host}/tinyhttpd:2")  # fmt: skip
