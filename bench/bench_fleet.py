@@ -11,7 +11,7 @@ stores, and what one changed package of the lock costs to push again.
    a few bytes more in libz), the fleet built and pushed again: printed, the bytes pushed
    (blobs the registry did not have) and the registry's unique blob bytes after.
 
-`--layers` is passed to every build (a layering strategy, where smith has them).
+`--layers` and `--layer-budget` are passed to every build.
 """
 
 from __future__ import annotations
@@ -73,8 +73,10 @@ def change_zlib(lock: Path, updates: Path) -> bool:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--layers", default="", help="a layering strategy for every build")
+    parser.add_argument("--layer-budget", default="", help="and a layer budget")
     args = parser.parse_args()
     layers = ("--layers", args.layers) if args.layers else ()
+    layers += ("--layer-budget", args.layer_budget) if args.layer_budget else ()
     universe = cached_universe(PROJECT / "out" / "universes")
     with tempfile.TemporaryDirectory(prefix="smith-bench-fleet-") as tmp_name:
         tmp = Path(tmp_name)
@@ -109,12 +111,16 @@ def main() -> None:
 
             def push_all(version: str, cache_dir: str) -> int:
                 pushed = 0
+                each = []
                 for recipe in recipes:
                     doc = run("build", str(recipe), "-o", str(tmp / version / recipe.name),
                               "--locked", "--cache-dir", cache_dir, "--json", "--insecure",
                               "--push", f"docker://{registry.host}/{recipe.name}:{version}",
                               *layers)  # fmt: skip
                     pushed += doc["cache"]["pushed_bytes"]
+                    each.append(f"{recipe.name} {doc['cache']['pushed_bytes']}")
+                    each[-1] += f" ({len(doc['layers'])} layers)"
+                print(f"{version} pushed: {', '.join(each)}")
                 return pushed
 
             first = push_all("v1", str(tmp / "cache-fleet"))

@@ -184,7 +184,10 @@ def build_command(
         from smith.oci.push_referrers import push_referrers
 
         with progress.showing("uploading", quiet=quiet):
-            pushed = push_image(result.output, target, options=registry)
+            # Layers the registry cache holds on the same registry are mounted, not sent.
+            caches = [parse_reference(r) for r in (cache_to, cache_from) if r]
+            mount = [c.repository for c in caches if c.registry == target.registry]
+            pushed = push_image(result.output, target, options=registry, mount_from=mount)
             push_referrers(result.output, target, pushed.digest, registry)  # SBOM etc. beside it
     if explain and not as_json:
         print_explained(result)
