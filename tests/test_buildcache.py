@@ -199,11 +199,11 @@ def test_second_machine_takes_every_layer_from_the_registry_cache(
     assert second["cache"] == {
         "build": "miss",
         "registry": "hit",
-        "layers_from_registry": 1,
+        "layers_from_registry": len(first["layers"]),
         "layer_bytes_pulled": layer_bytes,
         "packages_extracted": 0,
         "pushed_bytes": 0,  # the registry has every blob: only the manifest is sent
-        "pushed_blobs_skipped": 2,
+        "pushed_blobs_skipped": len(first["layers"]) + 1,  # and the config
     }
     assert (tmp_path / "two.tar.gz").read_bytes() == (tmp_path / "one.tar.gz").read_bytes()
     assert not list((tmp_path / "two" / "content").rglob("sha256/*/*"))  # nothing extracted
