@@ -10,6 +10,8 @@
   the recipe has no lock, so its packages are resolved again before the build cache is
   asked; and the same with a smith.lock and --locked (the key is found before the recipe's
   schema is loaded). Wall and CPU seconds (the machine is shared: CPU moves less);
+- the floor: `python -c 'import smith.build'`, and with the command line and the HTTP
+  client a download imports: what a build pays before any work;
 - `python -c pass` as the load reference.
 
 The image size against an `rpm --root` install of the same packages is printed too.
@@ -42,6 +44,7 @@ from tests.rpm_universe import cached_universe, start_http_server
 PROJECT = Path(__file__).resolve().parent.parent
 SMITH = str(Path(sys.executable).with_name("smith"))
 RPM_MAGIC = b"\xed\xab\xee\xdb"
+FLOOR = "import smith.build, smith.cli.commands.build, smith.resolve.fetch, requests"
 RPM_INSTALL: tuple[str, ...] = ("rpm", "--dbpath", "/var/lib/rpm", "--force-debian", "-i")
 RPM_INSTALL += ("--nodeps", "--noscripts", "--nosignature")
 
@@ -125,6 +128,12 @@ def main() -> None:
                 command_case("smith build (warm)", build_argv(warm_cache, "warm.tar.gz")),
                 command_case("--locked (cold)", locked_argv(cold_cache, "cold-locked.tar.gz")),
                 command_case("--locked (warm)", locked_argv(warm_cache, "warm-locked.tar.gz")),
+                # What any smith build pays before its first step: the interpreter and the
+                # modules a build imports (click, pydantic, yaml, solv, the OCI writer).
+                command_case(
+                    "floor: import smith.build", [sys.executable, "-c", "import smith.build"]
+                ),
+                command_case("floor: + CLI, HTTP client", [sys.executable, "-c", FLOOR]),
             ]
 
             def empty_cold_cache() -> None:
@@ -141,8 +150,11 @@ def main() -> None:
             ratio(times, "smith build (cold)", "shell pipeline", "at most 1.3x")
             ratio(times, "smith build (warm)", "smith build (cold)", "at most 0.3x")
             ratio(times, "--locked (warm)", "--locked (cold)", "at most 0.3x")
+            cpu_ratio(times, "smith build (cold)", "shell pipeline", "at most 1.3x")
             cpu_ratio(times, "smith build (warm)", "smith build (cold)", "at most 0.3x")
             cpu_ratio(times, "--locked (warm)", "--locked (cold)", "at most 0.3x")
+            cpu_ratio(times, "floor: import smith.build", "shell pipeline")
+            cpu_ratio(times, "floor: + CLI, HTTP client", "shell pipeline")
             for name in ("warm", "warm-locked"):
                 same = (tmp / f"{name}.tar.gz").read_bytes() == (tmp / "cold.tar.gz").read_bytes()
                 print(f"{name}.tar.gz {'is' if same else 'IS NOT'} byte-identical to cold.tar.gz")

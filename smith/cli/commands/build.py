@@ -17,7 +17,7 @@ from smith.cli.registry_flags import registry_flags, registry_options
 from smith.cli.sbom_flags import sbom_flags, sbom_formats
 from smith.cli.settings_options import setting_options
 from smith.errors import UsageError
-from smith.oci.reference import Reference, parse_reference
+from smith.oci.reference import parse_reference
 from smith.recipe_file import find_recipe
 
 log = logging.getLogger("smith")
@@ -25,6 +25,7 @@ log = logging.getLogger("smith")
 if TYPE_CHECKING:
     from smith.build import BuildResult, IndexBuildResult
     from smith.oci.push import PushResult
+    from smith.oci.reference import Reference
     from smith.oci.registry_options import RegistryOptions
 
 
