@@ -34,7 +34,7 @@ from smith.goyaml import GoScalarLoader, go_text
 from smith.limits import RECIPE_BYTES, YAML_DEPTH, YAML_NODES
 from smith.recipe_file import DEFAULT_RECIPE as DEFAULT_RECIPE
 from smith.recipe_file import find_recipe as find_recipe
-from smith.resolve.runtime_sets import RuntimeRule
+from smith.resolve.runtime_rules import RuntimeRule
 
 log = logging.getLogger(__name__)
 
