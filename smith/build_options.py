@@ -25,6 +25,8 @@ class BuildOptions:
     provenance: bool = False  # and an in-toto SLSA provenance statement
     package_db: bool = False  # write the kept packages' rpm database into the image
     arches: tuple[str, ...] = ()  # --arch: instead of the recipe's
+    layers: str | None = None  # --layers: single or packages, over the recipe's `layers:`
+    layer_budget: int | None = None  # --layer-budget
     build_cache: bool = True  # take an unchanged build from the cache, record a new one
     cache_from: str | None = None  # a registry reference: the build cache machines share
     cache_to: str | None = None  # where to record this build's layers and plan

@@ -98,6 +98,8 @@ def key_settings(options: BuildOptions, output_format: object) -> dict[str, obje
         "provenance": options.provenance,
         "package_db": options.package_db,
         "arches": list(options.arches),
+        "layers": options.layers,
+        "layer_budget": options.layer_budget,
     }
     return build_settings(values, compressors)
 

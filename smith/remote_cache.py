@@ -65,7 +65,7 @@ def restore_remote(
         return None
     missing = [k for k in plan.layers if k not in cache.layers]
     if missing:
-        # One layer per image (until images are layered): a missing one is the whole build.
+        # The packages of a missing layer are not extracted alone (yet): the whole build runs.
         log.info("%s: %d layers of the plan are not in the cache", client.ref, len(missing))
         return None
     layers = [cache.layers[k] for k in plan.layers]

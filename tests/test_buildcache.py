@@ -183,19 +183,23 @@ def machine_build(recipe: Path, tmp: Path, machine: str, *flags: str) -> dict[st
     return doc
 
 
+LAYERED = ("--layers", "packages")
+
+
 def test_second_machine_takes_every_layer_from_the_registry_cache(
     tinyhttpd: Path, registry: Registry, tmp_path: Path
 ) -> None:
     cache_ref = f"docker://{registry.host}/cache/tinyhttpd:build-cache"
-    built = machine_build(tinyhttpd, tmp_path, "one")
+    built = machine_build(tinyhttpd, tmp_path, "one", *LAYERED)
     assert built["cache"]["packages_extracted"] == built["packages_resolved"] > 0
     # Taken from its own cache, the first machine records it in the registry all the same.
-    first = machine_build(tinyhttpd, tmp_path, "one", "--cache-to", cache_ref,
+    first = machine_build(tinyhttpd, tmp_path, "one", *LAYERED, "--cache-to", cache_ref,
                           "--push", f"docker://{registry.host}/tinyhttpd:1")  # fmt: skip
     layer_bytes = sum(layer["size"] for layer in first["layers"])
+    assert len(first["layers"]) > 1  # a layer per package, the application's on top
     assert first["cache"]["build"] == "hit"
     assert first["cache"]["cache_bytes_uploaded"] > layer_bytes
-    second = machine_build(tinyhttpd, tmp_path, "two", "--cache-from", cache_ref,
+    second = machine_build(tinyhttpd, tmp_path, "two", *LAYERED, "--cache-from", cache_ref,
                            "--push", f"docker://{registry.host}/tinyhttpd:2")  # fmt: skip
     assert second["cache"] == {
         "build": "miss",
@@ -211,7 +215,7 @@ def test_second_machine_takes_every_layer_from_the_registry_cache(
     fetched = [p for p in (tmp_path / "two").rglob("*") if p.is_file()]
     assert not [p for p in fetched if p.read_bytes()[:4] == RPM_MAGIC]  # no package fetched
     # The second machine's own cache has the build now.
-    third = machine_build(tinyhttpd, tmp_path, "two", "--cache-from", cache_ref)
+    third = machine_build(tinyhttpd, tmp_path, "two", *LAYERED, "--cache-from", cache_ref)
     assert third["cache"]["build"] == "hit"
 
 

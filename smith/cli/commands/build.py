@@ -87,6 +87,8 @@ def build_command(
     package_db: bool,
     cache_from: str | None,
     cache_to: str | None,
+    layers: str | None,
+    layer_budget: int | None,
     **flags: Any,
 ) -> None:
     """Build the image a RECIPE (smith.yaml) describes; several RECIPEs in one run share
@@ -127,6 +129,8 @@ def build_command(
         provenance=provenance,
         package_db=package_db,
         arches=arches,
+        layers=layers,
+        layer_budget=layer_budget,
         cache_from=cache_from,
         cache_to=cache_to,
     )
