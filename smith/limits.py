@@ -19,6 +19,10 @@ from smith.errors import LimitError, PackageError, SmithError, UsageError
 
 MIB = 1 << 20
 
+# The largest uid or gid (recipes, layers): 2^32-1 is (uid_t)-1, which chown and setuid take
+# as "no change". A fixed bound of the kernel's, not a limit to raise.
+MAX_ID = (1 << 32) - 2
+
 
 @dataclass(frozen=True)
 class Limit:

@@ -224,6 +224,7 @@ class ClosureWalker:
         self._lib_dirs: dict[Abi, str] = {}
         self._modules_done: set[str] = set()
         self._starts_done: set[str] = set()
+        self._scripts_open: list[str] = []  # the #! chain being followed, outermost first
         self._interpreters: dict[Hashable, tuple[str, ...]] = {}
         self._interpreter_of: dict[str, tuple[str, str, ElfInfo, tuple[str, ...]]] = {}
 
@@ -283,12 +284,20 @@ class ClosureWalker:
         if walk.kind is Kind.DIR:
             raise ElfError(f"start path /{path} is a directory")
         real = self.keep_walk(walk, reason, path)
+        if real in self._scripts_open:
+            # The kernel gives up on such a chain (ELOOP): a program that can never start.
+            chain = " -> ".join(f"/{p}" for p in (*self._scripts_open, real))
+            raise ElfError(f"a loop of #! interpreters: {chain}")
         if real in self._starts_done:
             return
         self._starts_done.add(real)
         head = self.cache.head(self.root, real)
         if head.startswith(b"#!"):
-            self._add_script(path, real, head, depth)
+            self._scripts_open.append(real)
+            try:
+                self._add_script(path, real, head, depth)
+            finally:
+                self._scripts_open.pop()
             return
         info = self.cache.info(self.root, real)
         if info is not None and info.dynamic:
