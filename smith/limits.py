@@ -35,8 +35,12 @@ class Limit:
         return f"SMITH_LIMIT_{self.name}"
 
     def value(self) -> float:
-        """The limit now: read on each use, so a test (or a wrapper) may set it at any time."""
-        raw = os.environ.get(self.variable, "")
+        """The limit now: read on each use, so a test (or a wrapper) may set it at any time.
+        A --limit flag of this run wins over the environment."""
+        if self.name in FLAGS:
+            where, raw = f"--limit {self.name}", FLAGS[self.name]
+        else:
+            where, raw = self.variable, os.environ.get(self.variable, "")
         if not raw:
             return self.default
         try:
@@ -45,7 +49,7 @@ class Limit:
             value = -1.0
         # NaN and infinity are not limits: `inf` would switch a bound off without a word.
         if not (0 < value < float("inf")):
-            raise UsageError(f"{self.variable}={raw[:40]!r} is not a positive number")
+            raise UsageError(f"{where}={raw[:40]!r} is not a positive number")
         return value
 
     def count(self) -> int:
@@ -56,7 +60,8 @@ class Limit:
         value = self.value()
         shown = f"{int(value) if value == int(value) else value} {self.unit}"
         return LimitError(
-            f"{what}: over the limit of {shown}", hint=f"raise it with {self.variable}"
+            f"{what}: over the limit of {shown}",
+            hint=f"raise it with --limit {self.name}=N or {self.variable}",
         )
 
 
@@ -105,6 +110,21 @@ ALL = (
     RPM_HEADER_BYTES,
     RPM_HEADER_ITEMS,
 )
+
+
+# The --limit NAME=VALUE flags of this run (smith/cli/limit_flags.py): name -> value.
+FLAGS: dict[str, str] = {}
+
+
+def set_limit(setting: str) -> None:
+    """A --limit flag's `NAME=VALUE`, checked as the variable's value is, then in force."""
+    name, sep, raw = setting.partition("=")
+    limit = next((one for one in ALL if one.name == name.upper()), None)
+    if not sep or limit is None:
+        names = ", ".join(one.name for one in ALL)
+        raise UsageError(f"--limit {setting[:60]!r} is not NAME=VALUE with NAME one of {names}")
+    FLAGS[limit.name] = raw
+    limit.value()  # a bad value is refused now, not when the bound is first used
 
 
 def expansion_bound(compressed: int) -> tuple[int, Limit]:

@@ -473,6 +473,37 @@ RECIPES = [
     ),
 ]
 
+
+def with_flags(make: Callable[[Sandbox], list[str]], *flags: str) -> Callable[[Sandbox], list[str]]:
+    return lambda box: [*make(box), *flags]
+
+
+# The bounds as flags (--limit NAME=VALUE): the same names, the same line, over the variable.
+LIMIT_FLAGS = [
+    Case(
+        "limit-flag-lowers-a-bound",
+        "hang",
+        with_flags(with_recipe(merge_bomb()), "--limit", "YAML_NODES=1000"),
+        "over the limit of 1000 nodes with aliases expanded "
+        "(raise it with --limit YAML_NODES=N or SMITH_LIMIT_YAML_NODES)",
+    ),
+    Case(
+        "limit-flag-over-the-variable",
+        "control",
+        with_flags(registry(), "--limit", f"DOCUMENT_BYTES={1 << 20}"),
+        "",
+        status=0,
+        env={"SMITH_LIMIT_DOCUMENT_BYTES": "16"},  # too small for the manifest
+    ),
+    Case(
+        "limit-flag-not-a-number",
+        "accepted",
+        with_flags(with_recipe(BUILDABLE), "--limit", "JSON_DEPTH=inf"),
+        "--limit JSON_DEPTH='inf' is not a positive number",
+        status=2,
+    ),
+]
+
 # -- RPM files -----------------------------------------------------------------------------------
 
 
@@ -833,7 +864,7 @@ CRASHCART = [
     crash("record-onto-a-symlink", record_onto("symlink"), "is a symbolic link: name a regular"),
 ]
 
-CASES = NETWORK + REGISTRY + RECIPES + RPMS + IMAGES + LAYERS + CRASHCART
+CASES = NETWORK + REGISTRY + RECIPES + LIMIT_FLAGS + RPMS + IMAGES + LAYERS + CRASHCART
 WORKERS = 4  # cases mostly wait (timeouts, servers): run side by side, each still measured
 
 

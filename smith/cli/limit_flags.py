@@ -1,0 +1,31 @@
+"""`--limit NAME=VALUE`: the bounds of smith/limits.py as a flag, on every command that reads
+untrusted input (through registry_flags, and on lock and verify). The same names as the
+SMITH_LIMIT_<NAME> variables; a flag wins over the variable."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _apply(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]) -> None:
+    from smith.limits import FLAGS, set_limit
+
+    FLAGS.clear()  # called on every parse, with or without flags: none outlives its command
+    for value in values:
+        set_limit(value)
+
+
+limit_option = click.option(
+    "--limit",
+    multiple=True,
+    metavar="NAME=VALUE",
+    expose_value=False,  # applied as parsed: the commands never see it
+    callback=_apply,
+    help="Raise (or lower) a bound on what is read, e.g. DOCUMENT_BYTES=8388608 (the "
+    "README's Limits; as SMITH_LIMIT_NAME). Repeatable.",
+)
