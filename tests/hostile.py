@@ -26,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from smith.oci.tarball import pax_record
 from tests.fault_server import FaultServer
 from tests.rpm_craft import craft_rpm
 
@@ -393,14 +394,6 @@ def tar_header(name: bytes, length: int, kind: bytes = b"0", **fields: bytes) ->
     header[148:156] = b" " * 8
     header[148:156] = b"%06o\0 " % sum(header)
     return bytes(header)
-
-
-def pax_record(key: str, value: bytes) -> bytes:
-    body = b" " + key.encode() + b"=" + value + b"\n"
-    length = len(body) + 1
-    while len(str(length)) + len(body) != length:
-        length = len(str(length)) + len(body)
-    return str(length).encode() + body
 
 
 def padded(data: bytes) -> bytes:
