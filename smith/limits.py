@@ -36,9 +36,9 @@ class Limit:
 
     def value(self) -> float:
         """The limit now: read on each use, so a test (or a wrapper) may set it at any time.
-        A --limit flag of this run wins over the environment."""
+        A --set-limit flag of this run wins over the environment."""
         if self.name in FLAGS:
-            where, raw = f"--limit {self.name}", FLAGS[self.name]
+            where, raw = f"--set-limit {self.name}", FLAGS[self.name]
         else:
             where, raw = self.variable, os.environ.get(self.variable, "")
         if not raw:
@@ -61,7 +61,7 @@ class Limit:
         shown = f"{int(value) if value == int(value) else value} {self.unit}"
         return LimitError(
             f"{what}: over the limit of {shown}",
-            hint=f"raise it with --limit {self.name}=N or {self.variable}",
+            hint=f"raise it with --set-limit {self.name}=N or {self.variable}",
         )
 
 
@@ -92,6 +92,9 @@ YAML_NODES = Limit("YAML_NODES", 200_000, "nodes with aliases expanded")
 RPM_HEADER_TAGS = Limit("RPM_HEADER_TAGS", 0xFFFF, "tags")
 RPM_HEADER_BYTES = Limit("RPM_HEADER_BYTES", 256 * MIB, "bytes")
 RPM_HEADER_ITEMS = Limit("RPM_HEADER_ITEMS", 16_000_000, "values")
+# The entries of an image's layers, all together: the largest distribution images hold a
+# few hundred thousand files; each costs memory (about 1 KiB) and time all the way.
+LAYER_ENTRIES = Limit("LAYER_ENTRIES", 500_000, "entries")
 
 ALL = (
     CONNECT_TIMEOUT,
@@ -109,20 +112,21 @@ ALL = (
     RPM_HEADER_TAGS,
     RPM_HEADER_BYTES,
     RPM_HEADER_ITEMS,
+    LAYER_ENTRIES,
 )
 
 
-# The --limit NAME=VALUE flags of this run (smith/cli/limit_flags.py): name -> value.
+# The --set-limit NAME=VALUE flags of this run (smith/cli/limit_flags.py): name -> value.
 FLAGS: dict[str, str] = {}
 
 
 def set_limit(setting: str) -> None:
-    """A --limit flag's `NAME=VALUE`, checked as the variable's value is, then in force."""
+    """A --set-limit flag's `NAME=VALUE`, checked as the variable's value is, then in force."""
     name, sep, raw = setting.partition("=")
     limit = next((one for one in ALL if one.name == name.upper()), None)
     if not sep or limit is None:
         names = ", ".join(one.name for one in ALL)
-        raise UsageError(f"--limit {setting[:60]!r} is not NAME=VALUE with NAME one of {names}")
+        raise UsageError(f"--set-limit {setting[:60]!r} is not NAME=VALUE with NAME one of {names}")
     FLAGS[limit.name] = raw
     limit.value()  # a bad value is refused now, not when the bound is first used
 

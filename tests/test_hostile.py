@@ -478,19 +478,19 @@ def with_flags(make: Callable[[Sandbox], list[str]], *flags: str) -> Callable[[S
     return lambda box: [*make(box), *flags]
 
 
-# The bounds as flags (--limit NAME=VALUE): the same names, the same line, over the variable.
+# The bounds as flags (--set-limit NAME=VALUE): the same names, the same line, over the variable.
 LIMIT_FLAGS = [
     Case(
         "limit-flag-lowers-a-bound",
         "hang",
-        with_flags(with_recipe(merge_bomb()), "--limit", "YAML_NODES=1000"),
+        with_flags(with_recipe(merge_bomb()), "--set-limit", "YAML_NODES=1000"),
         "over the limit of 1000 nodes with aliases expanded "
-        "(raise it with --limit YAML_NODES=N or SMITH_LIMIT_YAML_NODES)",
+        "(raise it with --set-limit YAML_NODES=N or SMITH_LIMIT_YAML_NODES)",
     ),
     Case(
         "limit-flag-over-the-variable",
         "control",
-        with_flags(registry(), "--limit", f"DOCUMENT_BYTES={1 << 20}"),
+        with_flags(registry(), "--set-limit", f"DOCUMENT_BYTES={1 << 20}"),
         "",
         status=0,
         env={"SMITH_LIMIT_DOCUMENT_BYTES": "16"},  # too small for the manifest
@@ -498,8 +498,8 @@ LIMIT_FLAGS = [
     Case(
         "limit-flag-not-a-number",
         "accepted",
-        with_flags(with_recipe(BUILDABLE), "--limit", "JSON_DEPTH=inf"),
-        "--limit JSON_DEPTH='inf' is not a positive number",
+        with_flags(with_recipe(BUILDABLE), "--set-limit", "JSON_DEPTH=inf"),
+        "--set-limit JSON_DEPTH='inf' is not a positive number",
         status=2,
     ),
 ]
@@ -775,6 +775,16 @@ LAYERS = [
         "accepted",
         hostile_layer(tar_member("etc/evil", b"x", pax={"path": b"etc/" + b"d/" * 4000 + b"f"})),
         "4002 levels deep (at most 4096 bytes and 256 levels)",
+    ),
+    Case(
+        "layer-of-2000-entries-over-a-limit-of-1000",
+        "hang",
+        with_flags(
+            hostile_layer(b"".join(tar_member(f"etc/{n}", b"") for n in range(2000))),
+            "--set-limit",
+            "LAYER_ENTRIES=1000",
+        ),
+        "entries of the image's layers: over the limit of 1000 entries",
     ),
     Case(
         "elf-32-bit-header-in-64-bit-image",

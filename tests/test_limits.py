@@ -35,7 +35,7 @@ def test_a_limit_names_itself_and_its_variable(monkeypatch: pytest.MonkeyPatch) 
     err = DOCUMENT_BYTES.error("repomd.xml")
     assert str(err) == (
         "repomd.xml: over the limit of 1024 bytes "
-        "(raise it with --limit DOCUMENT_BYTES=N or SMITH_LIMIT_DOCUMENT_BYTES)"
+        "(raise it with --set-limit DOCUMENT_BYTES=N or SMITH_LIMIT_DOCUMENT_BYTES)"
     )
 
 
@@ -53,8 +53,8 @@ def test_a_limit_flag_wins_over_the_variable(monkeypatch: pytest.MonkeyPatch) ->
         ("DOCUMENT_BYTES", "is not NAME=VALUE"),
         ("NO_SUCH_LIMIT=1", "is not NAME=VALUE with NAME one of CONNECT_TIMEOUT"),
         ("SMITH_LIMIT_DOCUMENT_BYTES=1", "is not NAME=VALUE"),
-        ("DOCUMENT_BYTES=inf", "--limit DOCUMENT_BYTES='inf' is not a positive number"),
-        ("DOCUMENT_BYTES=-1", "--limit DOCUMENT_BYTES='-1' is not a positive number"),
+        ("DOCUMENT_BYTES=inf", "--set-limit DOCUMENT_BYTES='inf' is not a positive number"),
+        ("DOCUMENT_BYTES=-1", "--set-limit DOCUMENT_BYTES='-1' is not a positive number"),
     ],
 )
 def test_a_bad_limit_flag_is_refused_by_name(

@@ -1,6 +1,7 @@
-"""`--limit NAME=VALUE`: the bounds of smith/limits.py as a flag, on every command that reads
+"""`--set-limit NAME=VALUE`: the bounds of smith/limits.py as a flag, on every command that reads
 untrusted input (through registry_flags, and on lock and verify). The same names as the
-SMITH_LIMIT_<NAME> variables; a flag wins over the variable."""
+SMITH_LIMIT_<NAME> variables; a flag wins over the variable. Not `--limit`: `smith diff`
+has that already (how many causes it lists)."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ def _apply(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]
 
 
 limit_option = click.option(
-    "--limit",
+    "--set-limit",
     multiple=True,
     metavar="NAME=VALUE",
     expose_value=False,  # applied as parsed: the commands never see it
