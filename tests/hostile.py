@@ -425,6 +425,20 @@ def tiny_elf(elf_class: int = 2) -> bytes:
     return ehdr + phdr + code
 
 
+def needing_elf(needed: bytes) -> bytes:
+    """A dynamic x86-64 program (no interpreter) whose one DT_NEEDED is `needed`."""
+    base, dynamic_at = 0x400000, 64 + 2 * 56
+    strtab_at = dynamic_at + 4 * 16
+    strtab = b"\0" + needed + b"\0"
+    size = strtab_at + len(strtab)
+    ident = b"\x7fELF\x02\x01\x01" + b"\0" * 9
+    ehdr = ident + struct.pack("<HHIQQQIHHHHHH", 2, 62, 1, base, 64, 0, 0, 64, 56, 2, 64, 0, 0)
+    load = struct.pack("<IIQQQQQQ", 1, 5, 0, base, base, size, size, 0x1000)
+    dyn = struct.pack("<IIQQQQQQ", 2, 6, dynamic_at, base + dynamic_at, 0, 64, 64, 8)
+    tags = [(1, 1), (5, base + strtab_at), (10, len(strtab)), (0, 0)]  # NEEDED STRTAB STRSZ
+    return ehdr + load + dyn + b"".join(struct.pack("<qQ", *t) for t in tags) + strtab
+
+
 PROGRAM = tiny_elf()
 
 

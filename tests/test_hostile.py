@@ -38,6 +38,7 @@ from tests.hostile import (
     hello_rpm,
     local_rpm_build,
     minimize_layers,
+    needing_elf,
     output_members,
     primary_xml,
     recipe,
@@ -809,6 +810,18 @@ LAYERS = [
         "hang",
         program_layer("/s0", *CHAIN),
         "too many levels of #! interpreters at /s4",
+    ),
+    Case(
+        "needed-of-10000-chars",
+        "message",
+        program_layer("/x", tar_member("x", needing_elf(b"lib" + b"n" * 10_000 + b".so"))),
+        ".so' needed by /x is not in the root",
+    ),
+    Case(
+        "shebang-interpreter-of-10000-chars",
+        "message",
+        program_layer("/x", script("x", "/" + "i" * 10_000)),
+        "/x: its #! interpreter runs past the 256 bytes Linux reads",
     ),
     Case("rootfs-control", "control", rootfs_build(PROGRAM), "", status=0),
     Case(
