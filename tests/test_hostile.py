@@ -952,3 +952,26 @@ def test_hostile_input(outcomes: dict[str, Outcome | BaseException | None], case
         f"{case.id}: exit {outcome.status}, {outcome.seconds:.1f} s, "
         f"{outcome.peak_mib:.0f} MiB peak, {outcome.written} bytes written"
     )
+
+
+@pytest.mark.parametrize(
+    ("marker", "digest"),
+    [
+        (b'{"digest": "sha256:abc"}', "sha256:abc"),
+        (b"[]", "unknown"),  # was an AttributeError traceback, mid-session
+        (b'{"digest": 5}', "unknown"),
+        (b"[" * 100_000 + b"]" * 100_000, "unknown"),
+        (b" " * (1 << 20) + b'{"digest": "sha256:abc"}', "unknown"),  # not read whole
+        (b"\xff\xfe", "unknown"),
+        (b'{"digest": "' + b"d" * 10_000 + b'"}', "d" * 100),
+    ],
+    ids=["valid", "a list", "a number", "deep", "huge", "not utf-8", "long"],
+)
+def test_a_hostile_toolbox_marker_is_unknown(tmp_path: Path, marker: bytes, digest: str) -> None:
+    """crashcart reads the marker of a toolbox (an image anyone built) into the --record
+    transcript's header: bounded, and whatever it holds, a digest or "unknown"."""
+    from crashcart.prefix import MANIFEST
+    from crashcart.transcript import toolbox_digest
+
+    (tmp_path / MANIFEST).write_bytes(marker)
+    assert toolbox_digest(str(tmp_path)) == digest
