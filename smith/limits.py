@@ -75,7 +75,7 @@ DOCUMENT_BYTES = Limit("DOCUMENT_BYTES", 4 * MIB, "bytes")  # a registry's own m
 # A download whose size no metadata declares (a package its lock names without one).
 DOWNLOAD_BYTES = Limit("DOWNLOAD_BYTES", 64 * 1024 * MIB, "bytes")
 
-# -- decompression: repository metadata, RPM payloads, Content-Encoding -------------------
+# -- decompression: repository metadata, RPM payloads, Content-Encoding, image layers ------
 # Output may be EXPANSION_RATIO times the input (but at least EXPANSION_FLOOR, since a
 # tiny file of zeros legitimately expands far), and never more than UNPACKED_BYTES.
 EXPANSION_RATIO = Limit("EXPANSION_RATIO", 1000, "times the compressed size")

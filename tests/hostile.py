@@ -442,11 +442,19 @@ def needing_elf(needed: bytes) -> bytes:
 PROGRAM = tiny_elf()
 
 
-def minimize_layers(box: Sandbox, *layers: bytes, keep: str = "/etc") -> list[str]:
-    """`smith minimize` of an image of these layers, keeping its ownership and `keep`."""
+def minimize_layers(
+    box: Sandbox, *layers: bytes, keep: str = "/etc", blobs: tuple[str, bytes] | None = None
+) -> list[str]:
+    """`smith minimize` of an image of these layers, keeping its ownership and `keep`;
+    `blobs`: (compression, blob) of one ready layer instead, its diff_id made up."""
     from tests.imagekit import write_layout  # imports zstandard: only the layer cases need it
 
-    write_layout(str(box.inputs / "layout"), list(layers), how="none")
+    if blobs is None:
+        write_layout(str(box.inputs / "layout"), list(layers), how="none")
+    else:
+        how, blob = blobs
+        made_up = ["sha256:" + "0" * 64]
+        write_layout(str(box.inputs / "layout"), [], how=how, blobs=[blob], diff_ids=made_up)
     return [
         "minimize",
         str(box.inputs / "layout"),

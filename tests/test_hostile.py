@@ -19,6 +19,7 @@ import zlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 import zstandard
@@ -45,6 +46,7 @@ from tests.hostile import (
     repo_build,
     rpm_with_header,
     serve_image,
+    tar_header,
     tar_member,
     tar_of,
     tiny_elf,
@@ -649,6 +651,23 @@ def program_layer(entrypoint: str, *members: bytes) -> Callable[[Sandbox], list[
     return make
 
 
+def layer_bomb(codec: str) -> Callable[[Sandbox], list[str]]:
+    """A layer of one 64 MiB file of zeros, compressed to some 64 KiB: only the expansion
+    bound stops it (the tar is valid to its end)."""
+
+    def make(box: Sandbox) -> list[str]:
+        head = tar_header(b"etc/zeros", 64 << 20)
+        zeros = b"\0" * (1 << 20)
+        if codec == "zstd":
+            comp: Any = zstandard.ZstdCompressor(level=3).compressobj()
+        else:
+            comp = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+        blob = comp.compress(head) + b"".join(comp.compress(zeros) for _ in range(65))
+        return minimize_layers(box, blobs=(codec, blob + comp.flush()))
+
+    return make
+
+
 def evil_member_kept(size: int) -> Callable[[Sandbox], None]:
     """The output layer carries /etc/evil as smith writes every entry: its real size, owner
     in range, mtime SOURCE_DATE_EPOCH (0), no PAX record the input had."""
@@ -776,6 +795,18 @@ LAYERS = [
         "accepted",
         hostile_layer(tar_member("etc/evil", b"x", pax={"path": b"etc/" + b"d/" * 4000 + b"f"})),
         "4002 levels deep (at most 4096 bytes and 256 levels)",
+    ),
+    Case(
+        "layer-gzip-bomb",
+        "memory",
+        layer_bomb("gzip"),
+        "decompressed: over the limit of 100 times the compressed size",
+    ),
+    Case(
+        "layer-zstd-bomb",
+        "memory",
+        layer_bomb("zstd"),
+        "decompressed: over the limit of 100 times the compressed size",
     ),
     Case(
         "layer-of-2000-entries-over-a-limit-of-1000",
