@@ -779,6 +779,12 @@ LAYERS = [
         verify=evil_member_kept(1),
     ),
     Case(
+        "layer-pax-header-of-2-mib",
+        "memory",
+        hostile_layer(tar_member("etc/evil", b"x", pax={"comment": b"c" * (2 << 20)})),
+        "extended header of 2097",
+    ),
+    Case(
         "layer-pax-path-with-nul",
         "accepted",
         hostile_layer(tar_member("etc/evil", b"x", pax={"path": b"etc/ev\0il"})),
