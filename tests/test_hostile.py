@@ -29,6 +29,7 @@ from smith.limits import MAX_ID
 from tests.fault_server import FaultServer, fault_server, gzip_bomb
 from tests.hostile import (
     BUILDABLE,
+    LIMITS,
     OCI_MANIFEST,
     PROGRAM,
     Case,
@@ -1012,3 +1013,22 @@ def test_a_hostile_toolbox_marker_is_unknown(tmp_path: Path, marker: bytes, dige
 
     (tmp_path / MANIFEST).write_bytes(marker)
     assert toolbox_digest(str(tmp_path)) == digest
+
+
+def test_a_toolbox_image_that_is_a_gzip_bomb_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """crashcart unpacks a toolbox image (--toolbox IMAGE) into its image cache with the
+    layer reader: a bomb is refused by the expansion bound, and the cache keeps nothing."""
+    import crashcart.image
+    from smith.errors import LimitError
+
+    for name in ("EXPANSION_RATIO", "EXPANSION_FLOOR", "UNPACKED_BYTES"):
+        monkeypatch.setenv(f"SMITH_LIMIT_{name}", LIMITS[f"SMITH_LIMIT_{name}"])
+    cache = tmp_path / "images"
+    monkeypatch.setattr(crashcart.image, "IMAGE_CACHE", str(cache))
+    box = Sandbox(tmp_path / "box")
+    layer_bomb("gzip")(box)
+    with pytest.raises(LimitError, match="decompressed: over the limit of 100 times"):
+        crashcart.image.toolbox_from_image(str(box.inputs / "layout"))
+    assert list(cache.iterdir()) == []
