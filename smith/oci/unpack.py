@@ -102,7 +102,7 @@ class Applier:
         self.pack_offset = 0
         # Each entry costs this tree about a kilobyte and the closure, conventions and writer
         # their share of time: a million-entry layer ran for minutes in 400 MB. All layers
-        # together are bounded (imported here: smith.limits is not needed before).
+        # together are bounded.
         from smith.limits import LAYER_ENTRIES
 
         self.entry_limit = LAYER_ENTRIES
