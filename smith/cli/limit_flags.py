@@ -1,5 +1,5 @@
 """`--set-limit NAME=VALUE`: the bounds of smith/limits.py as a flag, on every command that reads
-untrusted input (through registry_flags, and on lock and verify). The same names as the
+untrusted input (through registry_flags, and on lock). The same names as the
 SMITH_LIMIT_<NAME> variables; a flag wins over the variable. Not `--limit`: `smith diff`
 has that already (how many causes it lists)."""
 
