@@ -32,8 +32,8 @@ RUNTIME_STATE = {
     "crun": ("status", "pid", "process-start-time"),
 }
 DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
-# A container id is 64 hex digits; names (docker, podman, runc) are far shorter than this.
-MAX_TARGET = 256
+# A container id is 64 hex digits; a Kubernetes POD/CONTAINER at most 253 + 1 + 63.
+MAX_TARGET = 512
 PID_MAX = 1 << 22  # the kernel's PID_MAX_LIMIT: no pid_max setting goes higher
 NAMESPACES = ("mnt", "user", "pid", "net", "ipc", "uts", "cgroup")
 
@@ -210,7 +210,8 @@ def _containerd_target(spec: str) -> Target | None:
 def check_target(spec: str) -> None:
     """What the user typed, before it names a file or goes into a request: a pid in ASCII
     digits (int() takes "١٢٣" as 123, a pid the user never wrote), or a name that is one
-    path component (NAMESPACE/ID for containerd), printable and of a sane length."""
+    path component (or two: containerd's NAMESPACE/ID, a pod's POD/CONTAINER), printable and
+    of a sane length."""
     if len(spec) > MAX_TARGET:
         raise UsageError(
             f"the target {spec[:40]!r}... is {len(spec)} characters long "
@@ -228,7 +229,9 @@ def check_target(spec: str) -> None:
         return
     parts = spec.split("/")
     if len(parts) > 2 or any(part in ("", ".", "..") for part in parts):
-        raise UsageError(f"the target {spec!r} is no pid, container name or id, or NAMESPACE/ID")
+        raise UsageError(
+            f"the target {spec!r} is no pid, container name or id, NAMESPACE/ID or POD/CONTAINER"
+        )
 
 
 def resolve_local(spec: str, looked: list[str] | None = None) -> Target | None:
