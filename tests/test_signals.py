@@ -225,12 +225,16 @@ def test_signals_in_the_first_50_ms(tmp_path: Path) -> None:
         if stderr == line:
             assert proc.returncode == status, where
             seen["handled"] += 1
-        elif "no recipe at" in stderr:  # done before the signal came
-            assert proc.returncode == 1 and len(stderr.splitlines()) == 1, where
-            seen["done"] += 1
-        else:  # the interpreter's own start: its default action
+        elif not stderr or "KeyboardInterrupt" in stderr:
+            # The interpreter's own start: the default action, or Python's KeyboardInterrupt
+            # reported by the interpreter itself (it may even run on: "Failed checking if
+            # argv[0] is an import path entry", then the command's own end).
             assert proc.returncode in (-sig, 1, 128 + sig), where
             seen["interpreter"] += 1
+        else:  # done before the signal came
+            assert "no recipe at" in stderr and len(stderr.splitlines()) == 1, where
+            assert proc.returncode == 1, where
+            seen["done"] += 1
     assert list(tmp_path.iterdir()) == [], "a run left files behind"
     print(f"early signals: {dict(seen)}")
     assert seen["handled"] > 0, seen
