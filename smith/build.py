@@ -41,7 +41,6 @@ from smith.recipe import Recipe, RuntimeSet, load_recipe
 from smith.resolve.dependencies import Closure, Extras, LoaderEnv, compute_closure
 from smith.resolve.fetch import Fetcher
 from smith.resolve.localrepo import is_local_rpm
-from smith.resolve.lock import lock_path_for
 from smith.resolve.packages import fetch_packages
 from smith.resolve.programs import (
     DEFAULT_PATH_VALUE,
@@ -375,7 +374,7 @@ def build_platforms(
     recipe: Recipe, recipe_path: str, options: BuildOptions, arches: Sequence[str]
 ) -> IndexBuildResult:
     """Each architecture resolved, fetched and closed over from its own packages (its own
-    lock: smith.ARCH.lock), then one index of their manifests."""
+    section of smith.lock), then one index of their manifests."""
     for arch in arches:
         parse_arch(arch)
     if len(set(arches)) != len(arches):
@@ -397,7 +396,6 @@ def build_platforms(
                 options,
                 fetcher,
                 stack,
-                lock_path=lock_path_for(recipe_path, arch),
             )
             for arch in arches
         ]

@@ -110,24 +110,81 @@ def test_arch_on_the_command_line_builds_an_index(recipe_dir: Path) -> None:
     assert out.read_bytes() == build(recipe_dir, "recipe.tar").read_bytes()
 
 
-def test_each_architecture_has_its_lock(recipe_dir: Path) -> None:
-    output = smith("lock", str(recipe_dir / "smith.yaml"))
-    assert "smith.x86_64.lock: 3 x86_64 packages" in output
-    for arch in ("x86_64", "aarch64"):
-        lock = json.loads((recipe_dir / f"smith.{arch}.lock").read_text())
-        assert lock["arch"] == arch
-        assert {p["arch"] for p in lock["packages"]} == {arch, "noarch"}
-    assert not (recipe_dir / "smith.lock").exists()
+def test_one_lock_pins_each_architecture(recipe_dir: Path) -> None:
+    recipe, lock_path = str(recipe_dir / "smith.yaml"), recipe_dir / "smith.lock"
+    (recipe_dir / "smith.aarch64.lock").write_text("{}")  # as an older smith wrote them
+    output = smith("lock", recipe)
+    assert output.splitlines() == [
+        f"{lock_path}: 3 x86_64 packages",
+        f"{lock_path}: 3 aarch64 packages",
+        f"note: {recipe_dir / 'smith.aarch64.lock'} is not read any more",
+    ]
+    both = json.loads(lock_path.read_text())
+    assert both["arch"] == "x86_64" and list(both["arches"]) == ["aarch64"]
+    assert {p["arch"] for p in both["packages"]} == {"x86_64", "noarch"}
+    assert {p["arch"] for p in both["arches"]["aarch64"]["packages"]} == {"aarch64", "noarch"}
     unlocked = build(recipe_dir, "unlocked.tar")
     locked = build(recipe_dir, "locked.tar", "--locked")
     assert locked.read_bytes() == unlocked.read_bytes()
-    # --locked uses each architecture's own lock, and nothing else.
-    (recipe_dir / "smith.aarch64.lock").unlink()
-    proc = run_smith(
-        "build", str(recipe_dir / "smith.yaml"), "-o", str(recipe_dir.parent / "x.tar"), "--locked"
+    # A lock of x86_64 alone is the one-section case: the same top-level keys, and what a
+    # recipe of one architecture locks, byte for byte.
+    write_recipe(recipe_dir, {**HELLO, "arch": "x86_64"})
+    smith("lock", recipe)
+    one = json.loads(lock_path.read_text())
+    assert one == {k: v for k, v in both.items() if k != "arches"}
+    # Once aarch64 is added, the x86_64 pins still hold; aarch64 is named as missing.
+    write_recipe(recipe_dir, HELLO)
+    x86 = build(recipe_dir, "x86.tar", "--arch", "x86_64", "--locked")
+    index = layout_json(locked, layout_json(locked)["manifests"][0]["digest"])
+    assert layout_json(x86)["manifests"][0]["digest"] == index["manifests"][0]["digest"]
+    failed = recipe_dir.parent / "failed"
+    failed.mkdir()
+    proc = run_smith("build", recipe, "-o", str(failed / "x.tar"), "--locked")
+    assert_clean_failure(
+        proc,
+        f"{lock_path} pins no aarch64 packages (smith.aarch64.lock is an older smith's: it is "
+        "not read): run `smith lock` for aarch64",
+        failed,
     )
-    assert proc.returncode != 0
-    assert proc.stderr.strip().endswith(f"no lock at {recipe_dir / 'smith.aarch64.lock'}")
+    proc = run_smith("lock", recipe, "--update")
+    assert_clean_failure(proc, "pins no aarch64 packages", failed)
+
+
+def test_lock_update_moves_a_pin_in_each_section(recipe_dir: Path) -> None:
+    """`smith lock --update PKG` of two architectures: each section from its own
+    repository. An aarch64 pin older than what its repository offers (written into the
+    lock here: the fixture universe has one version of each package) moves; x86_64's,
+    already the newest, stays byte for byte."""
+    recipe, lock_path = str(recipe_dir / "smith.yaml"), recipe_dir / "smith.lock"
+    smith("lock", recipe)
+    fresh = json.loads(lock_path.read_text())
+    old = json.loads(lock_path.read_text())
+    (arm_hello,) = (p for p in old["arches"]["aarch64"]["packages"] if p["name"] == "hello")
+    offered = arm_hello["nevra"]
+    arm_hello.update(version="0.1", release="1", nevra="hello-0.1-1.aarch64")
+    lock_path.write_text(json.dumps(old, sort_keys=True, indent=2) + "\n")
+    # `smith outdated`: a report for each architecture, from its own section.
+    proc = run_smith("outdated", recipe, "--json")
+    assert proc.returncode == 100, proc.stderr
+    sources = {s["source"]: s for s in json.loads(proc.stdout)["sources"]}
+    assert sorted(sources) == [f"{recipe} (aarch64)", f"{recipe} (x86_64)"]
+    assert sources[f"{recipe} (x86_64)"]["status"] == "current"
+    moved = [p for p in sources[f"{recipe} (aarch64)"]["packages"] if p["outdated"]]
+    # (Not "in the image": the build names its files by the RPM's own NEVRA, not the forged one.)
+    assert [(p["name"], p["locked"], p["newest_repo"]) for p in moved] == [
+        ("hello", "0.1-1", "universe")
+    ]
+    output = smith("lock", recipe, "--update", "hello", "--preview").splitlines()
+    assert output[:2] == [
+        f"aarch64: hello-0.1-1.aarch64 -> {offered}",
+        f"{lock_path}: 1 packages moved",
+    ]
+    assert output[2].startswith("x86_64: next build: ")
+    assert any(line.startswith("aarch64: next build: ") for line in output[3:])
+    assert json.loads(lock_path.read_text()) == fresh
+    assert run_smith("outdated", recipe).returncode == 0
+    proc = run_smith("lock", recipe, "--update", "nosuch")
+    assert proc.returncode == 2 and "'nosuch' is not a package of" in proc.stderr
 
 
 @pytest.mark.parametrize(("override", "position"), [("arm64", 1), ("amd64", 0)])

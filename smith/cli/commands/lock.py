@@ -2,7 +2,8 @@
 
 `smith lock [RECIPE] --update [PKG...]` moves only the named pins (all with no names) to
 the newest versions, with what they now require, and prints each change
-(smith/lock_update.py). RECIPE defaults to ./smith.yaml, as for `smith build`.
+(smith/lock_update.py). RECIPE defaults to ./smith.yaml, as for `smith build`. A recipe
+of several architectures pins each in its own section of the one smith.lock.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from smith.cli.registry_flags import retries_option
 from smith.errors import UsageError
 from smith.recipe import find_recipe, load_recipe
 from smith.resolve.fetch import Fetcher
-from smith.resolve.lock import lock_path_for, write_lock
+from smith.resolve.lock import LockFile, lock_path_for, old_arch_lock, write_lock
 from smith.sources import lock_recipe
 
 
@@ -54,8 +55,6 @@ def lock_command(
     fetcher = Fetcher(cache_dir, offline=offline, retries=retries)
     recipe, packages = split_arguments(args)
     if update:
-        if load_recipe(recipe).arches:
-            raise UsageError(f"{recipe}: --update is for a recipe of one architecture")
         update_command(recipe, packages, fetcher, preview)
         return
     if packages:
@@ -68,14 +67,18 @@ def lock_command(
         write_lock(target, lock)
         click.echo(f"{target}: {len(lock.packages)} packages")
         return
-    # Several architectures: each resolved from its own packages, pinned in its own lock
+    # Several architectures: each resolved from its own packages, pinned in its own section
     # (the one `smith build` of that recipe reads for that architecture).
-    for arch in loaded.arches:
-        one = loaded.model_copy(update={"arch": arch, "arches": ()})
-        _, lock = lock_recipe(one, recipe, fetcher)
-        target = lock_path_for(recipe, arch)
-        write_lock(target, lock)
-        click.echo(f"{target}: {len(lock.packages)} {arch} packages")
+    sections = tuple(
+        lock_recipe(loaded.model_copy(update={"arch": arch, "arches": ()}), recipe, fetcher)[1]
+        for arch in loaded.arches
+    )
+    target = lock_path_for(recipe)
+    write_lock(target, LockFile(sections))
+    for section in sections:
+        click.echo(f"{target}: {len(section.packages)} {section.arch} packages")
+        if old_arch_lock(target, section.arch).exists():
+            click.echo(f"note: {old_arch_lock(target, section.arch)} is not read any more")
 
 
 def split_arguments(args: tuple[str, ...]) -> tuple[str, tuple[str, ...]]:
@@ -90,7 +93,9 @@ def update_command(recipe: str, packages: tuple[str, ...], fetcher: Fetcher, pre
     from smith.lock_update import compare_builds, update_lock
     from smith.outdated import trial_build
 
-    before = trial_build(recipe, fetcher, compression=None) if preview else None
+    arches = load_recipe(recipe).arches
+    builds = arches or ("",)  # "": the recipe's one architecture
+    before = [trial_build(recipe, fetcher, compression=None, arch=a) for a in builds if preview]
     result = update_lock(recipe, fetcher, packages)
     write_lock(result.path, result.new)
     for change in result.changes:
@@ -98,6 +103,7 @@ def update_command(recipe: str, packages: tuple[str, ...], fetcher: Fetcher, pre
     for nevra in result.unoffered:
         click.echo(f"note: no repository offers {nevra} any more, so it could not stay")
     click.echo(f"{result.path}: {len(result.changes)} packages moved")
-    if before is not None:
-        after = trial_build(recipe, fetcher, compression=None)
-        click.echo("\n".join(compare_builds(before, after).lines()))
+    for arch, old in zip(builds, before, strict=False):
+        after = trial_build(recipe, fetcher, compression=None, arch=arch)
+        lines = compare_builds(old, after).lines()
+        click.echo("\n".join(f"{arch}: {line}" if arch else line for line in lines))
