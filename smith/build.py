@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from smith.arch import ARCHES, check_arch, parse_arch
+from smith.arch import oci_platform_of, parse_arch
 from smith.conventions import (
     ROOT,
     Conventions,
@@ -29,7 +29,7 @@ from smith.conventions import (
 from smith.errors import RecipeError, SmithError, UsageError
 from smith.globs import Excludes, glob_match, has_magic
 from smith.oci.compress import parse_compression
-from smith.oci.image import GO_ARCH, Descriptor, ImageConfig, Platform
+from smith.oci.image import Descriptor, ImageConfig, Platform
 from smith.oci.layout import choose_format, open_image
 from smith.oci.output import PlatformImage, write_image, write_index_image
 from smith.oci.reference import is_registry_reference
@@ -418,11 +418,8 @@ def build_platforms(
 
 def platform_for(arch: str) -> Platform:
     """The OCI platform of an architecture (linux/arm64/v8 for aarch64)."""
-    try:
-        info = ARCHES[check_arch(arch)]
-    except ValueError:
-        return Platform(GO_ARCH.get(arch, arch), "linux")
-    return Platform(info.oci_architecture, "linux", info.oci_variant)
+    architecture, variant = oci_platform_of(arch)
+    return Platform(architecture, "linux", variant)
 
 
 def build_from_image(
@@ -437,7 +434,9 @@ def build_from_image(
     _named, settings = read_minimize_recipe(
         recipe_path,
         MinimizeOptions(
-            platform=Platform(GO_ARCH.get(recipe.arch, recipe.arch), "linux"),
+            # The architecture alone: it matches the source index's entry with or without
+            # a variant (linux/arm64 and linux/arm64/v8).
+            platform=Platform(platform_for(recipe.arch).architecture, "linux"),
             fmt=merged("format", options.fmt, recipe),
             registry=options.registry,
         ),
