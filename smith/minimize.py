@@ -33,7 +33,7 @@ from smith.errors import ImageFormatError, SmithError, UsageError
 from smith.globs import Excludes
 from smith.leftovers import temp_dir
 from smith.oci.compress import Compression
-from smith.oci.image import Descriptor, ImageConfig, Platform
+from smith.oci.image import EVERY_PLATFORM, Descriptor, ImageConfig, Platform
 from smith.oci.layout import LoadedImage, choose_format, open_image
 from smith.oci.output import IndexResult, PlatformImage, write_image, write_index_image
 from smith.oci.registry_options import RegistryOptions
@@ -273,7 +273,7 @@ def image_config(image: LoadedImage, options: MinimizeOptions) -> ImageConfig:
 
 def check_platform(source: str, have: Platform, want: Platform | None) -> None:
     """An index entry without a platform matches any: the config has the last word."""
-    if want is None:
+    if want is None or want == EVERY_PLATFORM:  # the one image there is, any platform
         return
     if (have.os, have.architecture) != (want.os, want.architecture) or (
         want.variant and have.variant != want.variant

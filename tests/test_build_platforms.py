@@ -259,7 +259,7 @@ def test_bad_arguments_are_one_line(recipe_dir: Path, args: tuple[str, ...], mes
 def test_minimize_every_platform_keeps_the_index(recipe_dir: Path) -> None:
     both = build(recipe_dir, "both.tar")
     out = recipe_dir.parent / "min.tar"
-    smith("minimize", str(both), "-o", str(out), "--platform", "all")
+    smith("minimize", str(both), "-o", str(out))  # every platform: the default
     index = layout_json(out, layout_json(out)["manifests"][0]["digest"])
     assert [m["platform"] for m in index["manifests"]] == PLATFORMS
     # Each platform as minimized alone; `all` is the index's platforms in its order.
@@ -267,6 +267,9 @@ def test_minimize_every_platform_keeps_the_index(recipe_dir: Path) -> None:
         alone = recipe_dir.parent / f"min-{platform.replace('/', '-')}.tar"
         smith("minimize", str(both), "-o", str(alone), "--platform", platform)
         assert layout_json(alone)["manifests"][0]["digest"] == manifest["digest"]
+    every = recipe_dir.parent / "min-all.tar"
+    smith("minimize", str(both), "-o", str(every), "--platform", "all")
+    assert every.read_bytes() == out.read_bytes()
     named = recipe_dir.parent / "min-named.tar"
     smith("minimize", str(both), "-o", str(named), "--platform", "linux/amd64",
           "--platform", "linux/arm64/v8")  # fmt: skip
@@ -334,6 +337,12 @@ def test_pushed_index_and_podman_arch(
         assert pulled.returncode == 0, pulled.stderr
         config = layout_json(out, manifest["digest"])["config"]["digest"]
         assert "sha256:" + pulled.stdout.strip() == config, arch
+    # A registry's index is minimized platform by platform too, by default.
+    small = recipe_dir.parent / "small.tar"
+    smith("minimize", f"docker://{ref}", "-o", str(small), "--insecure", "-q")
+    local = recipe_dir.parent / "small-local.tar"
+    smith("minimize", str(out), "-o", str(local), "-q")
+    assert small.read_bytes() == local.read_bytes()
 
 
 def test_diff_compares_each_platform(recipe_dir: Path) -> None:

@@ -60,6 +60,29 @@ class Platform:
         return "/".join(p for p in (self.os, self.architecture, self.variant) if p)
 
 
+# What `smith minimize` asks for when no --platform is named: every platform of an index
+# (pick_manifest raises SeveralPlatforms naming them), else the one image there is.
+EVERY_PLATFORM = Platform("*", "*")
+
+
+class SeveralPlatforms(Exception):
+    """pick_manifest, asked for EVERY_PLATFORM, found an index of several platforms."""
+
+    def __init__(self, platforms: tuple[Platform, ...]) -> None:
+        super().__init__(", ".join(map(str, platforms)))
+        self.platforms = platforms
+
+
+def refuse_one_of_several(candidates: Sequence[Descriptor]) -> None:
+    """For EVERY_PLATFORM: SeveralPlatforms when `candidates` are one image per platform
+    (each names a platform of its own; docker buildx's attestation entries, unknown/unknown,
+    are not images). Several images without platforms are named images: chosen by name."""
+    found = [c.platform for c in candidates if c.platform is None or c.platform.os != "unknown"]
+    platforms = tuple(p for p in found if p is not None)
+    if len(platforms) > 1 and len(platforms) == len(found) == len(set(platforms)):
+        raise SeveralPlatforms(platforms)
+
+
 def host_platform_default() -> Platform:
     """The platform to pick from an index when none is named: the host's."""
     arch, variant = oci_platform_of(host_platform.machine())
