@@ -66,6 +66,7 @@ from smith.sources import plan_recipe, relative_to, repo_configs
 from smith.tree import FileTree, InlineBytes, Kind, path_sort_key
 
 if TYPE_CHECKING:
+    from smith.minimize import MinimizeOptions, MinimizeResult
     from smith.sbom.attach import Attacher
 
 log = logging.getLogger(__name__)
@@ -379,12 +380,10 @@ def build_platforms(
         parse_arch(arch)
     if len(set(arches)) != len(arches):
         raise RecipeError(f"--arch: {', '.join(arches)} names an architecture twice")
-    if options.sbom or options.provenance or recipe.sbom or recipe.provenance:
-        # Referrers attach to one image manifest; of an index, not done yet.
-        raise UsageError("an SBOM or provenance attaches to one image: build one --arch")
     base = os.path.dirname(os.path.abspath(recipe_path))
-    if image_package(recipe.package, base) is not None:
-        raise UsageError(f"{recipe_path}: an image `package:` is built for its own platform")
+    image = image_package(recipe.package, base)
+    if image is not None:
+        return build_platforms_from_image(recipe, recipe_path, image, options, arches)
     output = output_of(options, recipe)
     choose_format(output, merged("format", options.fmt, recipe))
     fetcher = fetcher_for(options)
@@ -401,7 +400,8 @@ def build_platforms(
         ]
         log.info("writing an index of %d platforms to %s", len(staged), output)
         written = write_index_image(
-            [s.image for s in staged],
+            # Each platform's SBOM and provenance attach to its own manifest.
+            [replace(s.image, referrers=s.referrers) for s in staged],
             output,
             fmt=merged("format", options.fmt, recipe),
             compression=parse_compression(merged("compression", options.compression, recipe)),
@@ -428,7 +428,36 @@ def build_from_image(
     """`package:` names an image (the original's OCI build type): its layers, with rootfs/
     laid over them, are the tree the program and its closure are kept from, as by
     `smith minimize --recipe`."""
-    from smith.minimize import MinimizeOptions, minimize_image
+    from smith.minimize import minimize_image
+
+    settings = image_settings(recipe, recipe_path, options)
+    output = output_of(options, recipe)
+    log.info("shrinking the image %s", image)
+    return image_build_result(output, minimize_image(image, output, settings))
+
+
+def build_platforms_from_image(
+    recipe: Recipe, recipe_path: str, image: str, options: BuildOptions, arches: Sequence[str]
+) -> IndexBuildResult:
+    """An image `package:` for several architectures: each platform of the source index
+    shrunk as it would be alone (a source without one of them is refused, naming it), one
+    index of them."""
+    from smith.minimize import minimize_platforms
+
+    settings = image_settings(recipe, recipe_path, options)
+    output = output_of(options, recipe)
+    wanted = [Platform(platform_for(arch).architecture, "linux") for arch in arches]
+    log.info("shrinking %d platforms of the image %s", len(wanted), image)
+    written, results = minimize_platforms(image, output, settings, wanted)
+    platforms = tuple(
+        (arch, image_build_result(output, r)) for arch, r in zip(arches, results, strict=True)
+    )
+    return IndexBuildResult(output, written.index, platforms, output_size(output))
+
+
+def image_settings(recipe: Recipe, recipe_path: str, options: BuildOptions) -> MinimizeOptions:
+    """How an image `package:` is shrunk for `recipe.arch`: the recipe's minimize settings."""
+    from smith.minimize import MinimizeOptions
     from smith.minimize_recipe import read_minimize_recipe
 
     _named, settings = read_minimize_recipe(
@@ -444,9 +473,10 @@ def build_from_image(
         epoch=options.epoch,
         tag=options.tag,
     )
-    output = output_of(options, recipe)
-    log.info("shrinking the image %s", image)
-    result = minimize_image(image, output, settings)
+    return settings
+
+
+def image_build_result(output: str, result: MinimizeResult) -> BuildResult:
     return BuildResult(
         output=output,
         image=result.image,

@@ -149,14 +149,16 @@ def minimize_platforms(
     choose_format(output, options.fmt)
     if not platforms:
         raise UsageError(f"{source}: no platform to minimize")
-    if options.sbom:
-        raise UsageError("--sbom attaches to one image: minimize one --platform at a time")
     with contextlib.ExitStack() as stack:
         staged = [
             stage_minimize(source, output, replace(options, platform=p), stack) for p in platforms
         ]
         written = write_index_image(
-            [s.image for s in staged],
+            # Each platform's SBOM attaches to its own manifest.
+            [
+                replace(s.image, referrers=sbom_attacher(s.source_tree, s.image.tree, options))
+                for s in staged
+            ],
             output,
             fmt=options.fmt,
             compression=options.compression,

@@ -345,6 +345,97 @@ def test_pushed_index_and_podman_arch(
     assert small.read_bytes() == local.read_bytes()
 
 
+SPDX, PROVENANCE = "application/spdx+json", "application/vnd.in-toto+json"
+
+
+def test_sbom_and_provenance_of_each_platform(recipe_dir: Path, registry: Registry) -> None:
+    """Each platform's manifest gets its own SBOM and provenance, attached to it as a
+    referrer (as one image's are): the index and its manifests are the plain build's."""
+    plain = build(recipe_dir, "plain")
+    ref = f"{registry.host}/attested:multi"
+    out = recipe_dir.parent / "attested"
+    smith("build", str(recipe_dir / "smith.yaml"), "-o", str(out), "-q", "--sbom",
+          "--provenance", "--push", f"docker://{ref}", "--insecure")  # fmt: skip
+    top = json.loads((out / "index.json").read_text())["manifests"]
+    assert top[0] == json.loads((plain / "index.json").read_text())["manifests"][0]
+    index = json.loads((out / "blobs/sha256" / top[0]["digest"][7:]).read_text())
+    attached = [
+        (json.loads((out / "blobs/sha256" / e["digest"][7:]).read_text())["subject"]["digest"],
+         e["artifactType"])
+        for e in top[1:]
+    ]  # fmt: skip
+    amd64, arm64 = (m["digest"] for m in index["manifests"])
+    assert attached == [(amd64, SPDX), (amd64, PROVENANCE), (arm64, SPDX), (arm64, PROVENANCE)]
+    # Each names its own platform's packages and image.
+    arm_sbom = smith("sbom", str(out), "--platform", "linux/arm64")
+    purls = {
+        r["referenceLocator"]
+        for p in json.loads(arm_sbom)["packages"]
+        for r in p.get("externalRefs", [])
+        if r["referenceType"] == "purl"
+    }
+    assert purls == {
+        f"pkg:oci/image@{arm64}?arch=arm64",
+        "pkg:rpm/filesystem@1.0-1?arch=noarch",
+        "pkg:rpm/glibc@1.0-1?arch=aarch64",
+        "pkg:rpm/hello@1.0-1?arch=aarch64",
+    }
+    statement = json.loads(smith("sbom", str(out), "--platform", "linux/arm64", "--format",
+                                 "provenance"))  # fmt: skip
+    assert statement["subject"][0]["digest"]["sha256"] == arm64[7:]
+    build_definition = statement["predicate"]["buildDefinition"]
+    assert build_definition["externalParameters"]["platform"] == "linux/arm64/v8"
+    # Pushed with each platform's manifest.
+    pushed = smith("sbom", f"docker://{registry.host}/attested@{arm64}", "--insecure")
+    assert pushed == arm_sbom
+    # `smith upload --all` pushes them too.
+    proc = run_smith("upload", "-i", str(out), "-r", f"docker://{registry.host}/uploaded:multi",
+                     "--all", "--insecure")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert [line.split()[1] for line in proc.stderr.splitlines()] == [
+        f"({kind}," for kind in (SPDX, PROVENANCE, SPDX, PROVENANCE)
+    ]
+    uploaded = smith("sbom", f"docker://{registry.host}/uploaded@{arm64}", "--insecure")
+    assert uploaded == arm_sbom
+    # `smith minimize --sbom` of the index: an SBOM for each platform's minimized image.
+    small = recipe_dir.parent / "small"
+    smith("minimize", str(plain), "-o", str(small), "--sbom", "-q")
+    top = json.loads((small / "index.json").read_text())["manifests"]
+    index = json.loads((small / "blobs/sha256" / top[0]["digest"][7:]).read_text())
+    assert [e["artifactType"] for e in top[1:]] == [SPDX, SPDX]
+    subjects = [
+        json.loads((small / "blobs/sha256" / e["digest"][7:]).read_text())["subject"]["digest"]
+        for e in top[1:]
+    ]
+    assert subjects == [m["digest"] for m in index["manifests"]]
+
+
+def test_an_image_package_of_two_platforms(recipe_dir: Path) -> None:
+    """`package:` naming a multi-platform image, for two architectures: each platform of
+    the source shrunk as `smith minimize --platform` shrinks it; a source without one of
+    them is refused in one line, naming it."""
+    both = build(recipe_dir, "both.tar")
+    shrink = recipe_dir.parent / "shrink"
+    shrink.mkdir()
+    (shrink / "both.tar").symlink_to(both)
+    write_recipe(shrink, {"package": "./both.tar", "arch": ["x86_64", "aarch64"]})
+    out = recipe_dir.parent / "shrunk.tar"
+    smith("build", str(shrink), "-o", str(out), "-q")
+    index = layout_json(out, layout_json(out)["manifests"][0]["digest"])
+    assert [m["platform"] for m in index["manifests"]] == PLATFORMS
+    minimized = recipe_dir.parent / "minimized.tar"
+    smith("minimize", str(both), "-o", str(minimized), "-q")
+    again = layout_json(minimized, layout_json(minimized)["manifests"][0]["digest"])
+    assert index == again
+    alone = build(recipe_dir, "x86.tar", "--arch", "x86_64")
+    (shrink / "both.tar").unlink()
+    (shrink / "both.tar").symlink_to(alone)
+    failed = recipe_dir.parent / "failed"
+    failed.mkdir()
+    proc = run_smith("build", str(shrink), "-o", str(failed / "x.tar"))
+    assert_clean_failure(proc, "no image for platform linux/arm64", failed)
+
+
 def test_diff_compares_each_platform(recipe_dir: Path) -> None:
     both, again = build(recipe_dir, "both.tar"), build(recipe_dir, "again.tar")
     proc = run_smith("diff", str(both), str(again), "--platform", "all")
