@@ -27,7 +27,12 @@ from smith.oci.image import Descriptor, Platform, canonical_json, index_document
 from smith.verify import first_difference
 from tests.registry_servers import Registry, start_registry
 from tests.rpm_universe import Universe
-from tests.rpm_universe_aarch64 import aarch64_universe  # noqa: F401 - the fixture
+from tests.rpm_universe_aarch64 import (  # noqa: F401 - aarch64_universe: the fixture
+    PINNED_DEBS,
+    DebianDrift,
+    aarch64_universe,
+    pinned_package,
+)
 from tests.test_build_errors import assert_clean_failure, run_smith
 from tests.tools import require_root, require_tool
 
@@ -101,6 +106,34 @@ def test_one_index_with_each_platforms_own_manifest(recipe_dir: Path) -> None:
     arm = layout_json(both, index["manifests"][1]["digest"])
     config = layout_json(both, arm["config"]["digest"])
     assert config["architecture"] == "arm64" and config["variant"] == "v8"
+
+
+GOLDEN_HELLO = Path(__file__).parent / "golden" / "platforms-hello.json"
+
+
+def test_the_hello_index_is_golden(recipe_dir: Path) -> None:
+    """The two-platform hello index of the frozen x86_64 universe and the aarch64 one, whose
+    Debian packages are pinned by sha256 (rpm_universe_aarch64.PINNED_DEBS: the fixture
+    refuses other bytes). After a deliberate change, write the digests this prints into
+    tests/golden/platforms-hello.json and let the diff be reviewed with the change."""
+    both = build(recipe_dir, "both.tar")
+    top = layout_json(both)["manifests"][0]
+    index = layout_json(both, top["digest"])
+    found = {"index": top["digest"]}
+    found |= {m["platform"]["architecture"]: m["digest"] for m in index["manifests"]}
+    assert found == json.loads(GOLDEN_HELLO.read_text()), json.dumps(found, indent=1)
+
+
+def test_the_aarch64_universe_refuses_other_debian_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What keeps the golden honest: a .deb whose bytes or version are not the pinned ones
+    is refused, never repackaged (the fixture then fails in CI)."""
+    version, _ = PINNED_DEBS["hello"]
+    monkeypatch.setitem(PINNED_DEBS, "hello", (version, "0" * 64))
+    with pytest.raises(DebianDrift, match=f"not the pinned {'0' * 64}"):
+        pinned_package("hello")
+    monkeypatch.setitem(PINNED_DEBS, "hello", ("0.0-0", "0" * 64))
+    with pytest.raises(DebianDrift, match=r"no longer serves the pinned hello 0\.0-0"):
+        pinned_package("hello")
 
 
 def test_arch_on_the_command_line_builds_an_index(recipe_dir: Path) -> None:
