@@ -45,12 +45,13 @@ fi
 PYTHON=${SMITH_PYTHON:-python3}
 pip=(.venv/bin/pip install -q --disable-pip-version-check)
 quiet() { "$@" 2> >(grep -v 'is ignored: it is neither' >&2); }  # pip notes some configs print
-if [ ! -x .venv/bin/python ] || ! cmp -s requirements.txt .venv/requirements.txt; then
+# requirements.txt: smith's run-time pins; requirements-test.txt adds the test and lint tools.
+if [ ! -x .venv/bin/python ] || ! cat requirements.txt requirements-test.txt | cmp -s - .venv/requirements.txt; then
     echo "setup: creating .venv with $($PYTHON --version)"
     rm -rf .venv
     "$PYTHON" -m venv .venv
-    quiet "${pip[@]}" -r requirements.txt
-    cp requirements.txt .venv/requirements.txt
+    quiet "${pip[@]}" -r requirements-test.txt
+    cat requirements.txt requirements-test.txt >.venv/requirements.txt
 fi
 # What the editable install copies: the project's metadata and the crashcart script.
 if ! cat pyproject.toml bin/crashcart | cmp -s - .venv/install-inputs; then

@@ -1,6 +1,6 @@
 """The microcontainer conventions, applied to a kept tree by `smith build` and `smith minimize`.
 
-From the Smith manifesto (DESIGN.md):
+From the Smith manifesto (docs/ARCHITECTURE.md, "Microcontainer rules"):
 - files carry no user ownership or special permissions beyond the executable bit: every
   entry is owned by the runtime user (numeric), modes are reduced to 0755 (directories and
   anything executable) or 0644, never setuid/setgid/sticky; the tree model carries no

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from tests.containers import DockerDaemon, start_dockerd
+from tests.debian_image import DebianImages, debian_images
 from tests.rpm_universe import (  # noqa: F401 - the session's package universes
     frozen_universe,
     rpm_universe,
@@ -41,3 +42,15 @@ def dockerd() -> Iterator[DockerDaemon]:
     """One private dockerd for the whole session (starting one takes seconds)."""
     # mkdtemp under /tmp keeps the socket path short: sun_path holds 108 bytes.
     yield from start_dockerd(Path(tempfile.mkdtemp(prefix="smith-dockerd-")))
+
+
+@pytest.fixture(scope="session")
+def debian(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> DebianImages:
+    """The images made from one mmdebstrap root of real Debian software (nginx, python3):
+    built once per session (and, outside CI, cached in pytest's cache directory)."""
+    scratch = tmp_path_factory.mktemp("debian")
+    store = getattr(request.config, "cache", None)  # absent with -p no:cacheprovider
+    cache = Path(store.mkdir("smith-debian")) if store is not None else scratch
+    return debian_images(cache, scratch)

@@ -17,7 +17,7 @@ from typing import IO
 from tests.tools import require_root, require_tool
 
 # crun fails on this host's hybrid cgroup layout unless the unified hierarchy is hidden
-# from it in a private mount namespace (DESIGN.md). Only `run`/`create` need it.
+# from it in a private mount namespace (docs/ARCHITECTURE.md, "Tests"). Only `run`/`create` need it.
 CRUN_WRAPPER = [
     "unshare",
     "-m",

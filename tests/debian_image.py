@@ -1,6 +1,8 @@
-"""A test image made from real Debian software: `mmdebstrap --variant=minbase` of the host's
-suite with nginx and two of its dynamically loaded modules, plus small layers written by
-hand (an nginx configuration for a read-only root, whiteouts, a shell-script program).
+"""Test images made from real Debian software: one `mmdebstrap --variant=minbase` of the
+host's suite with nginx, two of its dynamically loaded modules and python3, plus small layers
+written by hand (an nginx configuration for a read-only root, whiteouts, a shell-script
+program, a Python app: tests/debian_python.py). One root for all of them: mmdebstrap is the
+slowest fixture of the suite (~25 s), and the tests need real Debian files, not a root each.
 
 The Debian mirror is the one the machine's own apt configuration names; no registry or
 mirror host is written here. The result is cached under pytest's cache directory, keyed
@@ -18,11 +20,12 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.debian_python import python_app_key, write_python_layout
 from tests.imagekit import M, compress, layer_tar, sha256, write_layout
 from tests.tools import in_ci, require_root, require_tool, unavailable
 
-PACKAGES = ("nginx", "libnginx-mod-http-geoip", "libnginx-mod-stream")
-FIXTURE_VERSION = "3"  # bump when what this module writes changes
+PACKAGES = ("nginx", "libnginx-mod-http-geoip", "libnginx-mod-stream", "python3")
+FIXTURE_VERSION = "4"  # bump when what this module writes changes
 
 NGINX_CONF = b"""\
 # For a read-only root: pid in /run, temporary files in /write, the site from /read.
@@ -54,6 +57,7 @@ class DebianImages:
     nginx_layout: Path  # OCI layout, two layers: minbase+nginx, configuration
     nginx_docker_archive: Path  # the same image, written by skopeo as a docker-archive
     script_layout: Path  # minbase+nginx and a layer with a #!/bin/sh program
+    python_layout: Path  # minbase+nginx and a layer with a Python app (tests/debian_python.py)
     rootfs_tar: Path  # mmdebstrap's output, the floor for the benchmark
 
 
@@ -100,6 +104,7 @@ def cache_key(suite: str, mirror: str) -> str:
     doc = {"suite": suite, "mirror": mirror, "packages": PACKAGES, "v": FIXTURE_VERSION}
     doc["nginx.conf"] = hashlib.sha256(NGINX_CONF).hexdigest()
     doc["greet"] = hashlib.sha256(GREET).hexdigest()
+    doc["python"] = python_app_key()
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -111,7 +116,11 @@ def debian_images(cache_dir: Path, scratch: Path) -> DebianImages:
     base = scratch if in_ci() else cache_dir
     final = base / f"debian-{cache_key(suite, mirror)}"
     images = DebianImages(
-        final / "nginx", final / "nginx-docker.tar", final / "script", final / "rootfs.tar"
+        final / "nginx",
+        final / "nginx-docker.tar",
+        final / "script",
+        final / "python",
+        final / "rootfs.tar",
     )
     if (final / "complete").exists():
         return images
@@ -201,6 +210,7 @@ def build(work: Path, suite: str, mirror: str, skopeo: str) -> None:
         blobs=[base_blob, compress(script_layer, "gzip")],
         diff_ids=[base_diff_id, sha256(script_layer)],
     )
+    write_python_layout(work / "python", base_blob, base_diff_id)
     subprocess.run(
         [
             skopeo,

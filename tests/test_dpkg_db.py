@@ -12,7 +12,7 @@ from smith.oci.unpack import apply_layers
 from tests.debian_image import DebianImages
 from tests.imagekit import M, layer_tar, write_layout
 from tests.test_minimize_cli import CONFIG
-from tests.test_minimize_debian import NGINX_PATHS, debian  # noqa: F401 - the fixture
+from tests.test_minimize_debian import NGINX_PATHS
 from tests.test_sbom import sbom_of, smith, validated
 from tests.tools import require_tool
 
@@ -153,7 +153,7 @@ def test_without_package_db_nothing_of_dpkg_is_kept(tmp_path: Path) -> None:
 
 
 def test_minimized_debian_nginx_keeps_the_status_of_its_packages(
-    debian: DebianImages,  # noqa: F811 - the session fixture imported above
+    debian: DebianImages,
     tmp_path: Path,
 ) -> None:
     """A real Debian image (mmdebstrap minbase + nginx): the kept packages, and only

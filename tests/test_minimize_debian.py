@@ -19,20 +19,10 @@ from typing import Any
 import pytest
 
 from smith.minimize import MinimizeOptions, minimize_image
-from tests.debian_image import NGINX_CONF, DebianImages, debian_images
+from tests.debian_image import NGINX_CONF, DebianImages
 from tests.tools import PROJECT, require_root, require_tool
 
 NGINX_PATHS = ("/etc/nginx", "/usr/lib/nginx/modules", "/usr/share/nginx")
-
-
-@pytest.fixture(scope="session")
-def debian(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> DebianImages:
-    scratch = tmp_path_factory.mktemp("debian")
-    store = getattr(request.config, "cache", None)  # absent with -p no:cacheprovider
-    cache = Path(store.mkdir("smith-debian")) if store is not None else scratch
-    return debian_images(cache, scratch)
 
 
 def smith(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

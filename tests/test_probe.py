@@ -24,29 +24,20 @@ import pytest
 
 from smith.profile import read_profile
 from tests.containers import configure_bundle, run_bundle, unpack_bundle
-from tests.debian_image import DebianImages, debian_images
-from tests.debian_python import EXPECTED, python_image
+from tests.debian_image import DebianImages
+from tests.debian_python import EXPECTED
 from tests.test_minimize_debian import Bundle, free_port, serve_and_get
 from tests.tools import PROJECT, require_root, require_tool
 
 
-def cache_dir(request: pytest.FixtureRequest, scratch: Path) -> Path:
-    store = getattr(request.config, "cache", None)  # absent with -p no:cacheprovider
-    return Path(store.mkdir("smith-debian")) if store is not None else scratch
+@pytest.fixture(scope="session")
+def python_layout(debian: DebianImages) -> Path:
+    return debian.python_layout
 
 
 @pytest.fixture(scope="session")
-def python_layout(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    scratch = tmp_path_factory.mktemp("debian-python")
-    return python_image(cache_dir(request, scratch), scratch)
-
-
-@pytest.fixture(scope="session")
-def nginx_images(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> DebianImages:
-    scratch = tmp_path_factory.mktemp("debian")
-    return debian_images(cache_dir(request, scratch), scratch)
+def nginx_images(debian: DebianImages) -> DebianImages:
+    return debian
 
 
 def smith(*args: str) -> subprocess.CompletedProcess[str]:

@@ -6,7 +6,6 @@ compression) as a separate process and must print exactly tests/golden/writer.js
 
 from __future__ import annotations
 
-import glob
 import json
 import os
 import subprocess
@@ -15,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.tools import PROJECT, unavailable
+from tests.other_pythons import other_python
+from tests.tools import PROJECT
 
 GOLDEN = json.loads((PROJECT / "tests" / "golden" / "writer.json").read_text())
 
@@ -52,33 +52,6 @@ def test_same_digests_under_changed_environment(name: str, tmp_path: Path) -> No
     if variation.get("cwd") == "/":
         variation["cwd"] = str(tmp_path)
     assert run_trees(sys.executable, **variation) == GOLDEN  # type: ignore[arg-type]
-
-
-def other_python(version: str) -> str:
-    """An interpreter of `version` from pyenv, with the writer's pinned dependencies in a
-    venv kept under .venv (made on first use)."""
-    candidates = sorted(
-        glob.glob(os.path.expanduser(f"~/.pyenv/versions/{version}.*/bin/python{version}"))
-    )
-    if not candidates:
-        unavailable(f"Python {version} is not installed under ~/.pyenv/versions")
-    venv = PROJECT / ".venv" / f"aux-python{version}"
-    python = venv / "bin" / "python"
-    stamp = venv / "requirements.txt"
-    pins = [
-        line
-        for line in (PROJECT / "requirements.txt").read_text().splitlines()
-        if line.split("==")[0].lower() in ("deflate", "zstandard")
-    ]
-    if not python.exists() or not stamp.exists() or stamp.read_text() != "\n".join(pins):
-        subprocess.run([candidates[-1], "-m", "venv", "--clear", str(venv)], check=True)
-        subprocess.run(
-            [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", *pins],
-            check=True,
-            capture_output=True,
-        )
-        stamp.write_text("\n".join(pins))
-    return str(python)
 
 
 @pytest.mark.parametrize("version", ["3.12", "3.13"])

@@ -1,13 +1,12 @@
 """`smith verify` on the example recipes: golden digests, changed environments, another
-Python, planted non-determinism (one per item of DESIGN.md's checklist), and `smith diff` of
-two real images.
+Python, planted non-determinism (one per item of the determinism checklist in
+docs/ARCHITECTURE.md), and `smith diff` of two real images.
 
 Every build here is a real `smith build` from the fixture package universe.
 """
 
 from __future__ import annotations
 
-import glob
 import json
 import os
 import shutil
@@ -21,8 +20,9 @@ import pytest
 
 from smith.verify import SHUFFLE_SCRIPT
 from tests.golden_recipes import GOLDEN, recipe_copy, recipe_names
+from tests.other_pythons import other_python
 from tests.rpm_universe import Universe
-from tests.tools import PROJECT, require_root, require_tool, unavailable
+from tests.tools import PROJECT, require_root, require_tool
 
 PLANTS = PROJECT / "tests" / "plants"
 
@@ -90,35 +90,11 @@ def test_recipe_is_reproducible_and_matches_golden(
         assert "directory order shuffled" in result["builds"][0]["environment"]
 
 
-def full_python(version: str) -> str:
-    """An interpreter of `version` from pyenv, in a venv under .venv with all of smith's
-    pinned dependencies (smith itself comes from the checkout via PYTHONPATH)."""
-    found = sorted(glob.glob(os.path.expanduser(f"~/.pyenv/versions/{version}.*/bin/python3*")))
-    found = [p for p in found if p.endswith(f"python{version}")]
-    if not found:
-        unavailable(f"Python {version} is not installed under ~/.pyenv/versions")
-    venv = PROJECT / ".venv" / f"aux-full-python{version}"
-    python, stamp = venv / "bin" / "python", venv / "requirements.txt"
-    pins = (PROJECT / "requirements.txt").read_text()
-    if not python.exists() or not stamp.exists() or stamp.read_text() != pins:
-        subprocess.run([found[-1], "-m", "venv", "--clear", str(venv)], check=True)
-        pip = subprocess.run(
-            [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check",
-             "-r", str(PROJECT / "requirements.txt")],
-            check=False, capture_output=True, text=True,
-        )  # fmt: skip
-        noise = "is ignored: it is neither"  # pip's notes on this machine's index config
-        said = [line for line in pip.stderr.splitlines() if noise not in line]
-        assert pip.returncode == 0, f"pip install into {venv} failed:\n" + "\n".join(said)
-        stamp.write_text(pins)
-    return str(python)
-
-
 @pytest.mark.parametrize("version", ["3.12", "3.13"])
 def test_verify_under_another_python(
     version: str, golden_examples: Path, frozen_universe: Universe
 ) -> None:
-    python = full_python(version)
+    python = other_python(version)
     result = as_json(smith("verify", str(golden_examples / "cat"), "--builds", "1", "--python",
                            python, "--json"))  # fmt: skip
     assert [b["variation"] for b in result["builds"]] == ["reference", f"python{version}"]
@@ -127,8 +103,8 @@ def test_verify_under_another_python(
     assert result["builds"][1]["digests"] == golden, built_from(frozen_universe)
 
 
-# One plant per item of DESIGN.md's determinism checklist (tests/plants/sitecustomize.py),
-# and what `smith diff` must name: (role, entry or key, field).
+# One plant per item of the determinism checklist (docs/ARCHITECTURE.md, planted by
+# tests/plants/sitecustomize.py), and what `smith diff` must name: (role, entry or key, field).
 PLANTED = {
     "float-mtime": ("layer 1", "usr/bin/hello", "mtime"),
     "gzip-name": ("layer 1", "compression (same uncompressed tar)", "gzip header FNAME"),

@@ -3,8 +3,8 @@
 Python's tarfile is not used for writing: its output depends on the Python version (PAX
 details, `gettarinfo` host names, float mtimes) and it pads to 10 KiB records. Here every
 byte of every header is a pure function of the FileTree entry and the epoch, which is the
-whole point of smith. Each rule of DESIGN.md's determinism checklist is enforced where the
-field is written, with the reason next to it.
+whole point of smith. Each rule of the determinism checklist (docs/ARCHITECTURE.md) is
+enforced where the field is written, with the reason next to it.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Planted non-determinism: with SMITH_PLANT=<item> set, smith's writer gets one bug from
-DESIGN.md's determinism checklist, of the kind the checklist exists to prevent.
+docs/ARCHITECTURE.md's determinism checklist, of the kind the checklist exists to prevent.
 
 This directory goes first on PYTHONPATH of a `smith verify` run, so every build process
 verify starts imports this file at startup (Python imports `sitecustomize` by itself) and
