@@ -176,11 +176,16 @@ def test_one_lock_pins_each_architecture(recipe_dir: Path) -> None:
     assert_clean_failure(
         proc,
         f"{lock_path} pins no aarch64 packages (smith.aarch64.lock is an older smith's: it is "
-        "not read): run `smith lock` for aarch64",
+        "not read): run `smith lock --arch aarch64`",
         failed,
     )
     proc = run_smith("lock", recipe, "--update")
     assert_clean_failure(proc, "pins no aarch64 packages", failed)
+    proc = run_smith("lock", recipe, "--arch", "s390x")
+    assert_clean_failure(proc, "--arch s390x: ", failed)
+    # `smith lock --arch aarch64` adds its section; x86_64's stays byte for byte.
+    smith("lock", recipe, "--arch", "aarch64")
+    assert lock_path.read_text() == json.dumps(both, indent=2, sort_keys=True) + "\n"
 
 
 def test_lock_update_moves_a_pin_in_each_section(recipe_dir: Path) -> None:

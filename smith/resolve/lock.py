@@ -76,7 +76,7 @@ def missing_section(lock_path: Path, arch: str) -> str:
     """The one line that says which architecture a lock lacks, and how to add it."""
     old = old_arch_lock(lock_path, arch)
     hint = f" ({old.name} is an older smith's: it is not read)" if old.exists() else ""
-    return f"{lock_path} pins no {arch} packages{hint}: run `smith lock` for {arch}"
+    return f"{lock_path} pins no {arch} packages{hint}: run `smith lock --arch {arch}`"
 
 
 def located_url(url: str, base: str | os.PathLike[str]) -> str:

@@ -9,6 +9,7 @@ of several architectures pins each in its own section of the one smith.lock.
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -18,8 +19,14 @@ from smith.cli.registry_flags import retries_option
 from smith.errors import UsageError
 from smith.recipe import find_recipe, load_recipe
 from smith.resolve.fetch import Fetcher
-from smith.resolve.lock import LockFile, lock_path_for, old_arch_lock, write_lock
-from smith.sources import lock_recipe
+from smith.resolve.lock import (
+    LockFile,
+    lock_path_for,
+    old_arch_lock,
+    read_lock_file,
+    write_lock,
+)
+from smith.sources import lock_recipe, portable_packages
 
 
 @cli.command("lock")
@@ -42,6 +49,13 @@ from smith.sources import lock_recipe
     help="With --update: build the old and the new lock and say which layers change and how "
     "many bytes a push sends.",
 )
+@click.option(
+    "--arch",
+    "arches",
+    multiple=True,
+    help="Lock only this architecture of the recipe (repeatable); the lock's other "
+    "sections stay as they are.",
+)
 @retries_option
 def lock_command(
     args: tuple[str, ...],
@@ -49,12 +63,15 @@ def lock_command(
     cache_dir: Path | None,
     update: bool,
     preview: bool,
+    arches: tuple[str, ...],
     retries: int,
 ) -> None:
     """Resolve RECIPE's packages (default ./smith.yaml) and write smith.lock next to it."""
     fetcher = Fetcher(cache_dir, offline=offline, retries=retries)
     recipe, packages = split_arguments(args)
     if update:
+        if arches:
+            raise UsageError("--update moves pins in every section: it takes no --arch")
         update_command(recipe, packages, fetcher, preview)
         return
     if packages:
@@ -62,19 +79,32 @@ def lock_command(
     if preview:
         raise UsageError("--preview goes with --update")
     loaded = load_recipe(recipe)
-    if not loaded.arches:
+    for arch in arches:
+        if arch not in loaded.architectures:
+            built = ", ".join(loaded.architectures)
+            raise UsageError(f"--arch {arch}: {recipe} is built for {built}")
+    if not loaded.arches and not arches:
         target, lock = lock_recipe(loaded, recipe, fetcher)
         write_lock(target, lock)
         click.echo(f"{target}: {len(lock.packages)} packages")
         return
     # Several architectures: each resolved from its own packages, pinned in its own section
-    # (the one `smith build` of that recipe reads for that architecture).
+    # (the one `smith build` of that recipe reads for that architecture); with --arch, the
+    # named ones only, the others kept byte for byte.
     sections = tuple(
         lock_recipe(loaded.model_copy(update={"arch": arch, "arches": ()}), recipe, fetcher)[1]
-        for arch in loaded.arches
+        for arch in arches or loaded.architectures
     )
     target = lock_path_for(recipe)
-    write_lock(target, LockFile(sections))
+    written = LockFile(())
+    if arches and target.exists():
+        kept = read_lock_file(target).sections
+        written = LockFile(
+            tuple(replace(s, packages=portable_packages(loaded, recipe, s.packages)) for s in kept)
+        )
+    for section in sections:
+        written = written.with_section(section)
+    write_lock(target, written)
     for section in sections:
         click.echo(f"{target}: {len(section.packages)} {section.arch} packages")
         if old_arch_lock(target, section.arch).exists():
