@@ -145,10 +145,16 @@ def test_arch_on_the_command_line_builds_an_index(recipe_dir: Path) -> None:
 
 def test_one_lock_pins_each_architecture(recipe_dir: Path) -> None:
     recipe, lock_path = str(recipe_dir / "smith.yaml"), recipe_dir / "smith.lock"
-    (recipe_dir / "smith.aarch64.lock").write_text("{}")  # as an older smith wrote them
+    for arch in ("x86_64", "aarch64"):  # as an older smith wrote them
+        (recipe_dir / f"smith.{arch}.lock").write_text("{}")
+    proc = run_smith("build", recipe, "-o", str(recipe_dir / "x.tar"), "--locked")
+    assert proc.stderr.strip().endswith(
+        f"no lock at {lock_path} (smith.x86_64.lock is an older smith's: it is not read)"
+    )
     output = smith("lock", recipe)
     assert output.splitlines() == [
         f"{lock_path}: 3 x86_64 packages",
+        f"note: {recipe_dir / 'smith.x86_64.lock'} is not read any more",
         f"{lock_path}: 3 aarch64 packages",
         f"note: {recipe_dir / 'smith.aarch64.lock'} is not read any more",
     ]

@@ -72,10 +72,15 @@ def old_arch_lock(lock_path: Path, arch: str) -> Path:
     return lock_path.with_name(LOCK_NAME.replace(".lock", f".{arch}.lock"))
 
 
+def old_lock_hint(lock_path: Path, arch: str) -> str:
+    """` (smith.ARCH.lock is an older smith's: it is not read)` when that file is there."""
+    old = old_arch_lock(lock_path, arch)
+    return f" ({old.name} is an older smith's: it is not read)" if old.exists() else ""
+
+
 def missing_section(lock_path: Path, arch: str) -> str:
     """The one line that says which architecture a lock lacks, and how to add it."""
-    old = old_arch_lock(lock_path, arch)
-    hint = f" ({old.name} is an older smith's: it is not read)" if old.exists() else ""
+    hint = old_lock_hint(lock_path, arch)
     return f"{lock_path} pins no {arch} packages{hint}: run `smith lock --arch {arch}`"
 
 

@@ -15,7 +15,13 @@ from pathlib import Path
 
 from smith.errors import ResolveError
 from smith.resolve.fetch import Fetcher
-from smith.resolve.lock import Lock, check_lock_covers, missing_section, read_lock_file
+from smith.resolve.lock import (
+    Lock,
+    check_lock_covers,
+    missing_section,
+    old_lock_hint,
+    read_lock_file,
+)
 from smith.resolve.repo import Repo, RepoConfig, load_repos
 from smith.resolve.solver import ResolvedPackage, resolve
 
@@ -47,7 +53,10 @@ def plan_packages(
                 raise ResolveError(missing_section(lock_path, arch))
             log.warning("%s; resolving %s again", missing_section(lock_path, arch), arch)
     elif locked:
-        raise ResolveError(f"--locked, but there is no lock at {lock_path}")
+        hint = old_lock_hint(lock_path, arch) if lock_path is not None else ""
+        raise ResolveError(f"--locked, but there is no lock at {lock_path}{hint}")
+    elif lock_path is not None and old_lock_hint(lock_path, arch):
+        log.warning("%s%s; resolving %s", lock_path, old_lock_hint(lock_path, arch), arch)
     if lock is not None:
         try:
             check_lock_covers(lock, written, arch=arch, excludes=excludes, weak=weak)
