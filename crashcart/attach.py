@@ -36,6 +36,9 @@ class AttachRequest:
     privileged: bool = False  # every capability, no seccomp filter, no no_new_privs
     target_path: bool = False  # the target's own PATH after the toolbox's
     record: str | None = None  # an asciicast v2 transcript of the (terminal) session
+    namespace: str | None = None  # a Kubernetes namespace: the target is POD[/CONTAINER]
+    runtime_endpoint: str | None = None  # the CRI socket (crictl's --runtime-endpoint)
+    allow: tuple[str, ...] = ()  # what the confinement lets through besides (confine.ALLOWABLE)
 
     @staticmethod
     def _is_registry_reference(toolbox: str) -> bool:
@@ -61,6 +64,9 @@ class AttachRequest:
         return path
 
     def check(self) -> None:
+        confine.allowed(self.allow)  # an unknown name is refused before anything is done
+        if self.allow and self.privileged:
+            raise UsageError("--allow lifts one denial, --privileged all of them: not both")
         if self.mount_only and self.unmount:
             raise UsageError("--mount-only and --unmount exclude each other")
         if self.record and (self.mount_only or self.unmount):
@@ -155,7 +161,9 @@ def check_root(request: AttachRequest) -> None:
 
 def open_target(request: AttachRequest) -> tuple[Target, NamespaceFds]:
     check_root(request)
-    target = resolve_target(request.target, request.docker_host)
+    target = resolve_target(
+        request.target, request.docker_host, request.namespace, request.runtime_endpoint
+    )
     if target.pid == os.getpid():
         raise CrashcartError(f"pid {target.pid} is crashcart itself")
     ns = open_namespaces(target)
@@ -258,17 +266,23 @@ def session_env(target: Target, with_target_path: bool = False) -> dict[str, str
     """The command's environment. PATH is the toolbox's only: a name the toolbox lacks must
     not run a program of the target's (which may be planted there) as the session's user;
     the target's own programs are run by their full path, or with --target-path."""
+    extra = target_path(target) if with_target_path else ""
+    return toolbox_env(target.name, target.description, extra)
+
+
+def toolbox_env(name: str, description: str, extra_path: str = "") -> dict[str, str]:
+    """The environment of a command run with the toolbox (attach's and debug's)."""
     path = f"{MOUNT_POINT}/bin"
-    if with_target_path:
-        path = f"{path}:{target_path(target)}"
+    if extra_path:
+        path = f"{path}:{extra_path}"
     return {
         "PATH": path,
         "HOME": "/",
         "TERM": os.environ.get("TERM", "xterm"),
-        "PS1": f"[crashcart {target.name}] \\w \\$ ",
+        "PS1": f"[crashcart {name}] \\w \\$ ",
         "TERMINFO": f"{MOUNT_POINT}/usr/share/terminfo",
         "CURL_CA_BUNDLE": f"{MOUNT_POINT}/etc/ssl/certs/ca-certificates.crt",
-        "CRASHCART_TARGET": target.description,
+        "CRASHCART_TARGET": description,
         # busybox's sh runs its own applets before PATH (e.g. its `ip`): the interactive
         # shell reads aliases to the toolbox's real tools from here.
         "ENV": f"{MOUNT_POINT}/etc/profile",
@@ -287,7 +301,18 @@ def session_confinement(request: AttachRequest, target: Target) -> confine.Confi
             "filter and no no_new_privs; a program of the target it runs can reach the host"
         )
         return confine.Confinement(None)
-    return confine.Confinement(confine.seccomp_program())
+    return allowing_confinement(request.allow)
+
+
+def allowing_confinement(allow: tuple[str, ...]) -> confine.Confinement:
+    """The confinement, with what --allow asks for let through (and said so, loudly)."""
+    confinement = confine.confinement_for(allow)
+    for name in allow:
+        say(
+            f"--allow {name}: the session may use {name}() and keeps CAP_{name.upper()}; "
+            f"the rest of the confinement holds"
+        )
+    return confinement
 
 
 def run_command(
@@ -350,8 +375,10 @@ def run_command(
                     say(f"the session's transcript is in {request.record}")
         else:
             status = enter.wait_forwarding_signals(pid, sys.stdin.isatty())
-        if os.WIFSIGNALED(status):  # the reaper itself was killed: what it left is killed here
-            killed = enter.kill_namespace_members(key)
+        if os.WIFSIGNALED(status):
+            # The guardian was killed, or died of the signal that killed the reaper (having
+            # killed what that left). A live reaper ends the session itself, given a moment.
+            killed = enter.kill_namespace_members(key, grace=1.0)
             if killed:
                 say(f"the session's reaper was killed: killed {killed} process(es) it left")
             session.forget_private(key)  # the reaper's own record: it could not remove it

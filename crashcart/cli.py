@@ -29,7 +29,15 @@ _FLAGS = {
     "--target-path": "target_path",
 }
 _NEGATIVE_FLAGS = {"-T": "tty", "--no-tty": "tty"}
-_VALUES = {"--toolbox": "toolbox", "--docker-host": "docker_host", "--record": "record"}
+_VALUES = {
+    "--toolbox": "toolbox",
+    "--docker-host": "docker_host",
+    "--record": "record",
+    "-n": "namespace",
+    "--namespace": "namespace",
+    "--runtime-endpoint": "runtime_endpoint",
+}
+_REPEATED = {"--allow": "allow"}  # a tuple of every value given
 
 
 def parse_attach(args: list[str]) -> dict[str, object] | None:
@@ -47,6 +55,11 @@ def parse_attach(args: list[str]) -> dict[str, object] | None:
             options[_FLAGS[arg]] = True
         elif arg in _NEGATIVE_FLAGS:
             options[_NEGATIVE_FLAGS[arg]] = False
+        elif name in _REPEATED and (eq or i + 1 < len(args)):
+            key = _REPEATED[name]
+            given = value if eq else args[i + 1]
+            i += 0 if eq else 1
+            options[key] = (*options.get(key, ()), given)  # type: ignore[misc]
         elif name in _VALUES and eq:
             options[_VALUES[name]] = value
         elif arg in _VALUES and i + 1 < len(args):
@@ -103,7 +116,7 @@ def _fast_attach(options: dict[str, object], debug: bool) -> NoReturn:
     os._exit(code)
 
 
-COMMANDS = ("attach", "toolbox")
+COMMANDS = ("attach", "debug", "toolbox")
 # The original crashcart's options (`crashcart [-m|-u] [-i IMAGE] ID [CMD...]`) as attach's.
 _ORIGINAL_FLAGS = {"-m": "-m", "--mount-only": "-m", "-u": "-u", "--unmount": "-u"}
 _ORIGINAL_IMAGE = ("-i", "--image")

@@ -33,7 +33,7 @@ import os
 
 from crashcart.mount import check_result
 from crashcart.record import record
-from smith.errors import CrashcartError
+from smith.errors import CrashcartError, UsageError
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -41,7 +41,13 @@ CAP_DAC_READ_SEARCH = 2
 CAP_KILL = 5
 CAP_NET_RAW = 13
 CAP_SYS_PTRACE = 19
+CAP_BPF = 39
 KEEP = (CAP_DAC_READ_SEARCH, CAP_KILL, CAP_NET_RAW, CAP_SYS_PTRACE)
+# What `--allow NAME` lifts, and only that: the system calls it takes out of the deny-list
+# and the capabilities the session keeps besides KEEP. bpf() needs CAP_BPF (loading maps
+# and programs: bpftool, the BPF-based tools); tracing programs attached with
+# perf_event_open stay denied.
+ALLOWABLE = {"bpf": (("bpf",), (CAP_BPF,))}
 
 PR_SET_PDEATHSIG = 1
 PR_SET_KEEPCAPS = 8
@@ -125,9 +131,11 @@ SCMP_ARCH_X32 = 0x4000003E
 @record
 class Confinement:
     """What confines one session's command: the seccomp program, or None for --privileged
-    (then only the namespaces and the target's cgroups, which the session joins, limit it)."""
+    (then only the namespaces and the target's cgroups, which the session joins, limit it),
+    and the capabilities it keeps."""
 
     seccomp: bytes | None
+    keep: tuple[int, ...] = KEEP
 
     @property
     def privileged(self) -> bool:
@@ -176,8 +184,27 @@ def load_libseccomp() -> ctypes.CDLL:
     return lib
 
 
-def _build_filter(lib: ctypes.CDLL) -> int:
-    """The deny-list as a libseccomp filter context (the caller releases it)."""
+def allowed(names: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[int, ...]]:
+    """(system calls, capabilities) that `--allow NAMES` lifts; an unknown name is refused."""
+    calls: list[str] = []
+    caps: list[int] = []
+    for name in names:
+        if name not in ALLOWABLE:
+            known = ", ".join(sorted(ALLOWABLE))
+            raise UsageError(f"--allow {name!r}: crashcart can allow only {known}")
+        calls += ALLOWABLE[name][0]
+        caps += ALLOWABLE[name][1]
+    return tuple(sorted(set(calls))), tuple(sorted(set(caps)))
+
+
+def confinement_for(allow: tuple[str, ...]) -> Confinement:
+    """The session's confinement with what `--allow` lifts taken out of it."""
+    calls, caps = allowed(allow)
+    return Confinement(seccomp_program(calls), tuple(sorted({*KEEP, *caps})))
+
+
+def _build_filter(lib: ctypes.CDLL, lifted: tuple[str, ...]) -> int:
+    """The deny-list but `lifted` as a libseccomp filter context (the caller releases it)."""
     ctx = lib.seccomp_init(SCMP_ACT_ALLOW)
     if not ctx:
         raise OSError(errno.ENOMEM, "seccomp_init failed")
@@ -187,6 +214,8 @@ def _build_filter(lib: ctypes.CDLL) -> int:
     deny = _errno_action(errno.EPERM)
     none = ctypes.POINTER(_ArgCmp)()
     for name in DENIED_SYSCALLS:
+        if name in lifted:
+            continue
         nr = lib.seccomp_syscall_resolve_name(name.encode())
         if nr >= 0:  # __NR_SCMP_ERROR (-1): not a syscall on this architecture
             check_result(lib.seccomp_rule_add_array(ctx, deny, nr, 0, none), f"seccomp {name}")
@@ -218,18 +247,21 @@ def _cached_program(path: str) -> bytes | None:
     return program if program and len(program) % 8 == 0 else None
 
 
-def seccomp_program() -> bytes:
-    """The filter as a BPF program (struct sock_filter[]), ready for PR_SET_SECCOMP.
+def seccomp_program(lifted: tuple[str, ...] = ()) -> bytes:
+    """The filter (without the denials of `lifted`) as a BPF program (struct sock_filter[]),
+    ready for PR_SET_SECCOMP.
 
-    libseccomp compiles it once per FILTER_VERSION and machine into SECCOMP_CACHE: loading
-    libseccomp and compiling the rules costs each attach 2-4 ms of CPU, reading the
-    program a few microseconds."""
-    path = os.path.join(SECCOMP_CACHE, f"seccomp-{FILTER_VERSION}-{os.uname().machine}.bpf")
+    libseccomp compiles it once per FILTER_VERSION, machine and lifted set into
+    SECCOMP_CACHE: loading libseccomp and compiling the rules costs each attach 2-4 ms of
+    CPU, reading the program a few microseconds."""
+    variant = "".join(f"-{name}" for name in lifted)
+    name = f"seccomp-{FILTER_VERSION}-{os.uname().machine}{variant}.bpf"
+    path = os.path.join(SECCOMP_CACHE, name)
     program = _cached_program(path)
     if program is not None:
         return program
     lib = load_libseccomp()
-    ctx = _build_filter(lib)
+    ctx = _build_filter(lib, lifted)
     try:
         os.makedirs(SECCOMP_CACHE, mode=0o755, exist_ok=True)
         partial = f"{path}.{os.getpid()}"

@@ -64,7 +64,7 @@ FORWARDED_SIGNALS = (
 )
 
 
-def _describe(err: BaseException) -> str:
+def describe(err: BaseException) -> str:
     if isinstance(err, OSError):
         where = f" {err.filename}" if err.filename else ""
         return f"{err.strerror or err}{where}"
@@ -91,7 +91,7 @@ def run_in_mount_ns(ns: NamespaceFds, action: Callable[[], None]) -> None:
             enter_mount_ns(ns)
             action()
         except BaseException as err:
-            os.write(write_end, _describe(err).encode())
+            os.write(write_end, describe(err).encode())
             code = 1
         os._exit(code)
     os.close(write_end)
@@ -238,7 +238,7 @@ def exec_from_path(argv: tuple[str, ...], env: Mapping[str, str]) -> None:
     raise error
 
 
-def _exec_in_target(
+def exec_in_target(
     ns: NamespaceFds,
     argv: tuple[str, ...],
     env: Mapping[str, str],
@@ -257,7 +257,7 @@ def _exec_in_target(
 
             pty_slave = terminal.child_pty(pty)
         if not confinement.privileged:
-            confine.limit_bounding_set(confine.KEEP)
+            confine.limit_bounding_set(confinement.keep)
             confine.prctl(confine.PR_SET_KEEPCAPS, 1)
         if "user" in ns.fds:
             setns(ns.fds["user"], CLONE_NEWUSER)
@@ -268,7 +268,7 @@ def _exec_in_target(
             os.setresgid(identity.gid, identity.gid, identity.gid)
             os.setresuid(identity.uid, identity.uid, identity.uid)
         if confinement.seccomp is not None:
-            confine.keep_capabilities(confine.KEEP)
+            confine.keep_capabilities(confinement.keep)
             confine.prctl(confine.PR_SET_NO_NEW_PRIVS, 1)
             confine.load_seccomp_program(confinement.seccomp)
         if pty_slave is not None:
@@ -279,9 +279,9 @@ def _exec_in_target(
         exec_from_path(argv, env)
     except BaseException as err:
         code = 127 if isinstance(err, FileNotFoundError) else 126
-        message = f"cannot run {argv[0]!r} in the target: {_describe(err)}"
+        message = f"cannot run {argv[0]!r} in the target: {describe(err)}"
         if not isinstance(err, OSError) or err.filename is None:
-            message = f"cannot enter the target: {_describe(err)}"
+            message = f"cannot enter the target: {describe(err)}"
             code = 125
         try:
             os.write(error_pipe, message.encode())
@@ -337,18 +337,106 @@ def kill_everything_left() -> None:
             return
 
 
+def _guard(ns: NamespaceFds, launch: Launch, error_pipe: int, parent: int) -> None:
+    """The session's first process in the target: the parent of the reaper (_reap), and a
+    subreaper too, so that a reaper killed by SIGKILL hands the processes it had not yet
+    reaped to this one, which kills and reaps them, rather than to the target's pid 1 (the
+    kernel's choice when no ancestor in the namespace is a subreaper), where they would stay
+    zombies if that pid 1 never reaps. (Killed itself, it leaves at most the reaper a zombie
+    there: the reaper kills and reaps everything else when it sees its parent die.)
+    It does nothing else: it forks before anything costly is set up and then sleeps in
+    waitpid."""  # pragma: no cover - runs in the child
+    code = 125
+    try:
+        confine.prctl(confine.PR_SET_PDEATHSIG, SESSION_GONE)
+        if os.getppid() != parent:
+            os._exit(code)  # the session died before the line above: nobody is waiting
+        confine.prctl(confine.PR_SET_CHILD_SUBREAPER, 1)
+        guardian = os.getpid()  # in the target's pid namespace, the reaper's too
+        reaper = os.fork()
+    except BaseException as err:
+        os.write(error_pipe, f"cannot enter the target: {describe(err)}".encode())
+        os._exit(code)
+    if reaper == 0:
+        _reap(ns, launch, error_pipe, guardian)
+    status = 0
+    try:
+        os.close(error_pipe)
+        _close_launch_fds(launch)
+        # SESSION_GONE passed on as itself: the reaper ends the session.
+        status = wait_forwarding(reaper, launch.from_terminal, SESSION_GONE)
+        code = exit_status(status)
+    finally:
+        if os.WIFSIGNALED(status):
+            # What the killed reaper left: its orphans came here. (A reaper that exited
+            # killed and reaped everything first: nothing can have come.) From the target's
+            # /proc, whose pids are this namespace's.
+            try:
+                enter_mount_ns(ns)
+            except OSError:
+                pass  # then only the dead are reaped (see kill_everything_left)
+            kill_everything_left()
+            # The session learns of a killed reaper as before (the guardian dies of the same
+            # signal): the reaper could not remove its record of the private namespace.
+            killer = os.WTERMSIG(status)
+            try:
+                signals.signal(killer, signals.SIG_DFL)
+            except (OSError, ValueError):
+                pass  # SIGKILL: its disposition cannot be changed, nor needs to be
+            os.kill(os.getpid(), killer)
+        os._exit(code)
+
+
+def _close_launch_fds(launch: Launch) -> None:
+    """The descriptors only the reaper and the command use."""
+    os.close(launch.toolbox)
+    os.close(launch.state_dir)
+    _close_pty(launch)
+
+
+def _close_pty(launch: Launch) -> None:
+    """The pty's descriptors, in a process that is not the command's: held open, the slave
+    would keep the session from seeing EIO."""
+    if launch.pty is not None:
+        launch.pty.session_end.close()
+        launch.pty.child_end.close()
+        for fd in (launch.pty.master, launch.pty.slave):
+            os.close(fd)
+
+
+def wait_forwarding(child: int, from_terminal: bool, on_session_gone: int) -> int:
+    """Pass the forwarded signals on to `child` (SESSION_GONE as on_session_gone) until it
+    ends; its wait status. Other children (a subreaper's orphans) are reaped meanwhile."""
+
+    def forward(signum: int, _frame: FrameType | None) -> None:
+        try:
+            os.kill(child, on_session_gone if signum == SESSION_GONE else signum)
+        except ProcessLookupError:
+            pass
+
+    for sig in (*FORWARDED_SIGNALS, SESSION_GONE):
+        # A terminal sends ^C and ^\ to the command itself (its foreground process group).
+        ignored = from_terminal and sig in (signals.SIGINT, signals.SIGQUIT)
+        signals.signal(sig, signals.SIG_IGN if ignored else forward)
+    signals.pthread_sigmask(signals.SIG_UNBLOCK, (*FORWARDED_SIGNALS, SESSION_GONE))
+    while True:
+        pid, status = os.waitpid(-1, 0)
+        if pid == child:
+            return status
+
+
 def _reap(ns: NamespaceFds, launch: Launch, error_pipe: int, parent: int) -> None:
-    """The session's first process in the target: the subreaper of everything the command
-    starts. It outlives the command only to kill and reap what the command left (background
-    jobs, daemons, a debugger's children), and dies with the session, also a SIGKILLed one
-    (PR_SET_PDEATHSIG), killing it all first."""  # pragma: no cover - runs in the child
+    """The reaper, the guardian's child: the subreaper of everything the command starts. It
+    outlives the command only to kill and reap what the command left (background jobs,
+    daemons, a debugger's children), and dies with the session, also a SIGKILLed one
+    (PR_SET_PDEATHSIG through the guardian), killing it all first."""  # pragma: no cover
     code = 125
     recorded = ""
     try:
         try:
             confine.prctl(confine.PR_SET_PDEATHSIG, SESSION_GONE)
             if os.getppid() != parent:
-                os._exit(code)  # the session died before the line above: nobody is waiting
+                os._exit(code)  # the guardian died before the line above
             me = int(os.readlink("/proc/self"))  # the host's /proc still: the host's pid
             start = read_start_time(me)
             enter_mount_ns(ns)
@@ -367,10 +455,10 @@ def _reap(ns: NamespaceFds, launch: Launch, error_pipe: int, parent: int) -> Non
             confine.prctl(confine.PR_SET_CHILD_SUBREAPER, 1)
             command = os.fork()
         except BaseException as err:
-            os.write(error_pipe, f"cannot enter the target: {_describe(err)}".encode())
+            os.write(error_pipe, f"cannot enter the target: {describe(err)}".encode())
             os._exit(code)
         if command == 0:
-            _exec_in_target(
+            exec_in_target(
                 ns,
                 launch.argv,
                 launch.env,
@@ -380,27 +468,8 @@ def _reap(ns: NamespaceFds, launch: Launch, error_pipe: int, parent: int) -> Non
                 launch.confinement,
             )
         os.close(error_pipe)
-        if launch.pty is not None:
-            launch.pty.session_end.close()
-            launch.pty.child_end.close()
-            for fd in (launch.pty.master, launch.pty.slave):
-                os.close(fd)  # held here, the slave would keep the session from seeing EIO
-
-        def forward(signum: int, _frame: FrameType | None) -> None:
-            try:
-                os.kill(command, signals.SIGKILL if signum == SESSION_GONE else signum)
-            except ProcessLookupError:
-                pass
-
-        for sig in (*FORWARDED_SIGNALS, SESSION_GONE):
-            ignored = launch.from_terminal and sig in (signals.SIGINT, signals.SIGQUIT)
-            signals.signal(sig, signals.SIG_IGN if ignored else forward)
-        signals.pthread_sigmask(signals.SIG_UNBLOCK, (*FORWARDED_SIGNALS, SESSION_GONE))
-        while True:
-            pid, status = os.waitpid(-1, 0)
-            if pid == command:
-                code = exit_status(status)
-                break
+        _close_pty(launch)
+        code = exit_status(wait_forwarding(command, launch.from_terminal, signals.SIGKILL))
         kill_everything_left()
     finally:
         if recorded:
@@ -437,7 +506,7 @@ def spawn_in_target(ns: NamespaceFds, launch: Launch) -> tuple[int, int]:
             os.close(own_pid_ns)
     if pid == 0:  # pragma: no cover
         os.close(read_end)
-        _reap(ns, launch, write_end, parent)
+        _guard(ns, launch, write_end, parent)
     os.close(write_end)
     signals.pthread_sigmask(signals.SIG_UNBLOCK, (SESSION_GONE,))
     return pid, read_end
@@ -492,20 +561,39 @@ def split_reaper_report(text: str) -> tuple[tuple[int, int] | None, str]:
     return (int(dev), int(ino)), message
 
 
-def kill_namespace_members(key: tuple[int, int]) -> int:
+def namespace_members(key: tuple[int, int]) -> list[int]:
+    """The live processes (zombies have no namespaces left) in the mount namespace `key`."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if namespace_key(int(entry)) == key:
+                    found.append(int(entry))
+            except OSError:
+                continue
+    return found
+
+
+def kill_namespace_members(key: tuple[int, int], grace: float = 0.0) -> int:
     """SIGKILL every process in the mount namespace `key` (a session's private copy) until
     none is left; how many there were. A scan of the host's /proc: only for the rare
-    session whose reaper was killed before it could do this itself."""
+    session whose guardian was killed (its reaper, if alive, first gets `grace` seconds to
+    end the session itself) or a later attach after one whose reaper was killed too.
+
+    What it kills stays a zombie under the target's pid 1 if that never reaps, and no kill
+    of the tree could avoid it: the kernel hands a dead process's children to the nearest
+    living subreaper of the namespace (the guardian's job), else to its init, before anyone
+    can act; even a cgroup.kill of a reaper and its children together (a per-session
+    cgroup, tried) leaves the children zombies under that init."""
+    if grace > 0:
+        import time  # only here: a rare path
+
+        deadline = time.monotonic() + grace
+        while namespace_members(key) and time.monotonic() < deadline:
+            time.sleep(0.02)
     killed: set[int] = set()
     for _ in range(100):
-        found = []
-        for entry in os.listdir("/proc"):
-            if entry.isdigit():
-                try:
-                    if namespace_key(int(entry)) == key:
-                        found.append(int(entry))
-                except OSError:
-                    continue
+        found = namespace_members(key)
         if not found:
             break
         for pid in found:

@@ -70,24 +70,27 @@ def materialize(tree: FileTree, root: str) -> None:
         _write_entry(root, entry)
 
 
-def toolbox_from_image(source: str) -> str:
-    """The directory holding the flattened image `source`, unpacking it on first use."""
+def _flatten_image(source: str, suffix: str, toolbox: bool) -> tuple[str, tuple[str, ...]]:
+    """The directory holding the flattened image `source` (unpacked on first use, into
+    IMAGE_CACHE by manifest digest and `suffix`), and the image's entrypoint + cmd."""
     from smith.oci.layout import open_image
     from smith.oci.unpack import apply_layers
 
     os.makedirs(IMAGE_CACHE, mode=0o755, exist_ok=True)
     with open_image(source) as image:
-        name = image.manifest_descriptor.digest.replace(":", "-")
+        config = image.image_config()
+        argv = (*(config.entrypoint or ()), *(config.cmd or ()))
+        name = image.manifest_descriptor.digest.replace(":", "-") + suffix
         dest = os.path.join(IMAGE_CACHE, name)
         if os.path.isdir(dest):
-            return dest
+            return dest, argv
         work = tempfile.mkdtemp(prefix=f".{name}.", dir=IMAGE_CACHE)
         try:
             tree, _ = apply_layers(image, os.path.join(work, "store"))
             root = os.path.join(work, "root")
             os.mkdir(root)
             materialize(tree, root)
-            if not os.path.exists(os.path.join(root, MANIFEST)):
+            if toolbox and not os.path.exists(os.path.join(root, MANIFEST)):
                 # Any image of programs (not one `toolbox build --image` wrote): made a
                 # toolbox the way `crashcart toolbox build` makes one, relocated to run
                 # with its own loader and libraries, never the target's.
@@ -104,7 +107,19 @@ def toolbox_from_image(source: str) -> str:
                     raise
         finally:
             shutil.rmtree(work, ignore_errors=True)
-    return dest
+    return dest, argv
+
+
+def toolbox_from_image(source: str) -> str:
+    """The directory holding the flattened image `source`, unpacking it on first use."""
+    return _flatten_image(source, "", toolbox=True)[0]
+
+
+def root_from_image(source: str) -> tuple[str, str]:
+    """An image's root filesystem for `crashcart debug --image` (unpacked on first use, as
+    is, not made a toolbox) and its program (the entrypoint's or cmd's first word, or "")."""
+    root, argv = _flatten_image(source, "-root", toolbox=False)
+    return root, argv[0] if argv else ""
 
 
 def write_toolbox_image(toolbox: str, output: str) -> str:

@@ -28,6 +28,8 @@ MOVE_MOUNT_F_EMPTY_PATH = 0x4
 MOUNT_ATTR_RDONLY = 0x1
 MOUNT_ATTR_NOSUID = 0x2
 MOUNT_ATTR_NODEV = 0x4
+MS_RDONLY = 1
+MS_NODEV = 4
 MS_NOSUID = 2
 MS_NOEXEC = 8
 MS_REC = 1 << 14
@@ -87,12 +89,29 @@ def move_mount(fd: int, to_path: str) -> None:
     check_result(result, "move_mount", to_path)
 
 
+# pivot_root has no glibc wrapper and, unlike the calls above, one number per architecture.
+NR_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "ppc64le": 203, "s390x": 217}
+
+
+def pivot_root(new_root: str, put_old: str) -> None:
+    nr = NR_PIVOT_ROOT.get(os.uname().machine)
+    if nr is None:
+        raise OSError(38, f"pivot_root: unknown on {os.uname().machine}", new_root)
+    result = _libc.syscall(nr, new_root.encode(), put_old.encode())
+    check_result(result, "pivot_root", new_root)
+
+
 def umount2(path: str, flags: int) -> None:
     check_result(_libc.umount2(path.encode(), flags), "umount2", path)
 
 
 def setns(fd: int, nstype: int) -> None:
     check_result(_libc.setns(fd, nstype), "setns")
+
+
+def sethostname(name: str) -> None:
+    raw = name.encode()
+    check_result(_libc.sethostname(raw, len(raw)), "sethostname")
 
 
 def setfsuid(uid: int) -> None:

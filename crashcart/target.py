@@ -95,31 +95,29 @@ def docker_host(explicit: str | None) -> str:
     return explicit or os.environ.get("DOCKER_HOST") or DEFAULT_DOCKER_HOST
 
 
-def _docker_pid(host: str, container: str) -> int | None:
-    """The pid of a running Docker container from the Engine API, None if there is no such."""
+def docker_get(host: str, path: str) -> tuple[int, bytes] | None:
+    """(status, body) of a GET to the Docker Engine API, None when its socket is absent."""
     if not host.startswith("unix://"):
         raise CrashcartError(f"docker host {host!r} is not a unix:// socket")
-    path = host.removeprefix("unix://")
-    if not os.path.exists(path):
+    socket_path = host.removeprefix("unix://")
+    if not os.path.exists(socket_path):
         return None
     # Imported here: http.client costs more start-up time than the whole attach of a pid.
     import http.client
-    import json
     import socket
-    import urllib.parse
 
     class UnixConnection(http.client.HTTPConnection):
         def connect(self) -> None:
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             sock.settimeout(DOCKER_TIMEOUT)
-            sock.connect(path)
+            sock.connect(socket_path)
             self.sock = sock
 
     conn = UnixConnection("localhost", timeout=DOCKER_TIMEOUT)
     try:
-        conn.request("GET", f"/containers/{urllib.parse.quote(container, safe='')}/json")
+        conn.request("GET", path)
         resp = conn.getresponse()
-        body = resp.read()
+        return resp.status, resp.read()
     except OSError as err:
         raise CrashcartError(
             f"cannot reach dockerd at {host}: {err}",
@@ -128,13 +126,35 @@ def _docker_pid(host: str, container: str) -> int | None:
         ) from None
     finally:
         conn.close()
-    if resp.status == 404:
+
+
+def docker_inspect(host: str, container: str) -> dict[str, object] | None:
+    """`docker inspect` of a container from the Engine API, None if there is no such."""
+    import json
+    import urllib.parse
+
+    answer = docker_get(host, f"/containers/{urllib.parse.quote(container, safe='')}/json")
+    if answer is None or answer[0] == 404:
         return None
-    if resp.status != 200:
-        raise CrashcartError(f"dockerd at {host} answered {resp.status} for {container!r}")
-    state = json.loads(body).get("State", {})
+    status, body = answer
+    if status != 200:
+        raise CrashcartError(f"dockerd at {host} answered {status} for {container!r}")
+    inspected: dict[str, object] = json.loads(body)
+    return inspected
+
+
+def _docker_pid(host: str, container: str) -> int | None:
+    """The pid of a running Docker container from the Engine API, None if there is no such."""
+    inspected = docker_inspect(host, container)
+    if inspected is None:
+        return None
+    state = inspected.get("State")
+    state = state if isinstance(state, dict) else {}
     if not state.get("Running") or not state.get("Pid"):
-        raise CrashcartError(f"docker container {container!r} is not running")
+        raise CrashcartError(
+            f"docker container {container!r} is not running",
+            hint=f"`crashcart debug {container}` looks at its filesystem post-mortem",
+        )
     return int(state["Pid"])
 
 
@@ -144,14 +164,18 @@ def _runtime_target(runtime: str, root: str, spec: str, shown: str) -> Target | 
         return None
     pid, start = recorded
     if pid == 0:
-        raise CrashcartError(f"{runtime} container {shown!r} is not running")
+        raise CrashcartError(
+            f"{runtime} container {shown!r} is not running",
+            hint=f"`crashcart debug {shown}` looks at its filesystem post-mortem",
+        )
     try:
         target = target_from_pid(pid, f"{runtime} container {shown} (pid {pid})", shown)
     except CrashcartError:
         target = None
     if target is None or start not in (0, target.start_time):
         raise CrashcartError(
-            f"{runtime} container {shown!r} is not running (its pid {pid} is gone)"
+            f"{runtime} container {shown!r} is not running (its pid {pid} is gone)",
+            hint=f"`crashcart debug {shown}` looks at its filesystem post-mortem",
         )
     return target
 
@@ -197,9 +221,9 @@ def resolve_local(spec: str, looked: list[str] | None = None) -> Target | None:
     return target
 
 
-def _podman_pid(spec: str) -> int | None:
-    """The pid of a podman container by name or id, from podman itself (None: no podman, or
-    no such container). Podman has no daemon to ask: its CLI reads its database."""
+def podman_output(spec: str, *args: str) -> str | None:
+    """What `podman ARGS...` prints about the container `spec` (None: no podman, or podman
+    failed: no such container). Podman has no daemon to ask: its CLI reads its database."""
     import shutil
     import subprocess
 
@@ -208,7 +232,7 @@ def _podman_pid(spec: str) -> int | None:
         return None
     try:
         done = subprocess.run(
-            [podman, "container", "inspect", "--format", "{{.State.Running}} {{.State.Pid}}", spec],
+            [podman, *args],
             capture_output=True,
             text=True,
             timeout=DOCKER_TIMEOUT * 2,
@@ -219,33 +243,62 @@ def _podman_pid(spec: str) -> int | None:
             f"podman did not answer about {spec!r} in {DOCKER_TIMEOUT * 2} s",
             hint="attach by the container's pid or its full id (runc's state in /run/runc)",
         ) from None
-    if done.returncode != 0:
+    return done.stdout if done.returncode == 0 else None
+
+
+def _podman_pid(spec: str) -> int | None:
+    """The pid of a podman container by name or id (None: no podman, or no such container)."""
+    out = podman_output(
+        spec, "container", "inspect", "--format", "{{.State.Running}} {{.State.Pid}}", spec
+    )
+    if out is None:
         return None
-    running, _, pid = done.stdout.strip().partition(" ")
+    running, _, pid = out.strip().partition(" ")
     if running != "true" or not pid.isdigit() or pid == "0":
-        raise CrashcartError(f"podman container {spec!r} is not running")
+        raise CrashcartError(
+            f"podman container {spec!r} is not running",
+            hint=f"`crashcart debug {spec}` looks at its filesystem post-mortem",
+        )
     return int(pid)
 
 
-def resolve_target(spec: str, docker: str | None = None) -> Target:
+def resolve_target(
+    spec: str,
+    docker: str | None = None,
+    namespace: str | None = None,
+    runtime_endpoint: str | None = None,
+) -> Target:
     """A pid, a runc/crun/containerd container, then a Docker or podman container's name or
-    id (asking dockerd, then podman)."""
+    id (asking dockerd, then podman), then a Kubernetes POD or POD/CONTAINER (through the
+    node's CRI socket; with --namespace, only that)."""
     looked: list[str] = []
-    target = resolve_local(spec, looked)
-    if target is not None:
-        return target
-    host = docker_host(docker)
-    docker_pid = _docker_pid(host, spec)
-    if docker_pid is not None:
-        return target_from_pid(docker_pid, f"docker container {spec} (pid {docker_pid})", spec[:12])
-    looked.append(f"docker {host}")
-    podman_pid = _podman_pid(spec)
-    if podman_pid is not None:
-        return target_from_pid(podman_pid, f"podman container {spec} (pid {podman_pid})", spec[:12])
-    looked.append("podman")
+    if namespace is None:
+        target = resolve_local(spec, looked)
+        if target is not None:
+            return target
+        host = docker_host(docker)
+        docker_pid = _docker_pid(host, spec)
+        if docker_pid is not None:
+            shown = f"docker container {spec} (pid {docker_pid})"
+            return target_from_pid(docker_pid, shown, spec[:12])
+        looked.append(f"docker {host}")
+        podman_pid = _podman_pid(spec)
+        if podman_pid is not None:
+            shown = f"podman container {spec} (pid {podman_pid})"
+            return target_from_pid(podman_pid, shown, spec[:12])
+        looked.append("podman")
+    from crashcart import cri
+
+    found = cri.find_pod_container(spec, namespace or "default", runtime_endpoint)
+    if found is not None:
+        pid = cri.pod_container_pid(found)
+        return target_from_pid(pid, f"{found.shown} (pid {pid})", spec.rpartition("/")[2])
+    endpoint = cri.runtime_endpoint(runtime_endpoint)
+    looked.append(f"pods of namespace {namespace or 'default'} at {endpoint or 'no CRI socket'}")
     raise CrashcartError(
         f"no process or container {spec!r} (looked in {', '.join(looked)})",
-        hint="give a pid, a runc/crun/docker/podman name or id, or NAMESPACE/ID for containerd",
+        hint="give a pid, a runc/crun/docker/podman name or id, NAMESPACE/ID for containerd, "
+        "or POD[/CONTAINER] with --namespace NS for Kubernetes",
     )
 
 

@@ -11,7 +11,7 @@ import contextlib
 import json
 import logging
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -19,55 +19,53 @@ from typing import TYPE_CHECKING
 from smith.arch import oci_platform_of, parse_arch
 from smith.conventions import (
     ROOT,
-    Conventions,
     RuntimeUser,
-    apply_conventions,
-    check_name,
     nss_documents,
-    parse_user,
 )
-from smith.errors import RecipeError, SmithError, UsageError
-from smith.globs import Excludes, glob_match, has_magic
+from smith.errors import RecipeError, UsageError
 from smith.oci.compress import parse_compression
 from smith.oci.image import Descriptor, ImageConfig, Platform
 from smith.oci.layout import choose_format, open_image
-from smith.oci.output import PlatformImage, write_image, write_index_image
+from smith.oci.output import PlatformImage
 from smith.oci.reference import is_registry_reference
 from smith.oci.registry_options import RegistryOptions
 from smith.oci.writer import ImageResult
-from smith.paths import normalize_path, parent_paths
 from smith.profile import recipe_profile
 from smith.recipe import Recipe, RuntimeSet, load_recipe
-from smith.resolve.dependencies import Closure, Extras, LoaderEnv, compute_closure
 from smith.resolve.fetch import Fetcher
 from smith.resolve.localrepo import is_local_rpm
 from smith.resolve.packages import fetch_packages
 from smith.resolve.programs import (
     DEFAULT_PATH_VALUE,
-    find_program,
-    search_path,
-    shown_candidates,
 )
 from smith.resolve.repo import RepoConfig
 from smith.resolve.rpm import add_rpm_to_tree
-from smith.resolve.runtime_sets import rules_without
 from smith.resolve.solver import ResolvedPackage
 from smith.resolve.store import ContentStore
 from smith.result_json import Source, TreeSize, output_size, result_document
 from smith.rootfs import (
-    add_mount_points,
-    added_reason,
     overlay_rootfs,
     rootfs_of,
 )
 from smith.sbom.formats import SbomFormat
 from smith.settings import merged
+from smith.shrink import (
+    ConfigChanges,
+    Output,
+    ShrinkSpec,
+    SourceKind,
+    Staged,
+    image_config,
+    runtime_user,
+    shrink,
+    write_staged,
+    write_staged_index,
+)
 from smith.sources import plan_recipe, relative_to, repo_configs
-from smith.tree import FileTree, InlineBytes, Kind, path_sort_key
+from smith.tree import FileTree, InlineBytes, path_sort_key
 
 if TYPE_CHECKING:
-    from smith.minimize import MinimizeOptions, MinimizeResult
-    from smith.sbom.attach import Attacher
+    from smith.minimize import MinimizeOptions
 
 log = logging.getLogger(__name__)
 
@@ -156,21 +154,22 @@ def build(recipe_path: str, options: BuildOptions) -> BuildResult:
     output = output_of(options, recipe)
     with contextlib.ExitStack() as stack:
         staged = stage_build(recipe, recipe_path, options, fetcher, stack)
-        log.info("writing %d paths to %s", len(staged.image.tree), output)
-        result = write_image(
-            staged.image.tree,
-            staged.image.config,
-            output,
-            fmt=merged("format", options.fmt, recipe),
-            compression=parse_compression(merged("compression", options.compression, recipe)),
-            epoch=merged("source_date_epoch", options.epoch, recipe),
-            tag=merged("tag", options.tag, recipe) or "",
-            parent=staged.image.parent,
-            annotations=staged.image.annotations,
-            cache_dir=str(fetcher.cache_dir),
-            referrers=staged.referrers,
-        )
-    return staged.result(output, result)
+        result = write_staged(staged, output_settings(options, recipe, fetcher.cache_dir))
+    return build_result(staged, output, result)
+
+
+def output_settings(
+    options: BuildOptions, recipe: Recipe, cache_dir: str | Path | None = None
+) -> Output:
+    """How the recipe's image is written: the flags, else the recipe's settings."""
+    return Output(
+        output_of(options, recipe),
+        fmt=merged("format", options.fmt, recipe),
+        compression=parse_compression(merged("compression", options.compression, recipe)),
+        epoch=merged("source_date_epoch", options.epoch, recipe),
+        tag=merged("tag", options.tag, recipe) or "",
+        cache_dir=str(cache_dir) if cache_dir is not None else None,
+    )
 
 
 def fetcher_for(options: BuildOptions) -> Fetcher:
@@ -179,33 +178,21 @@ def fetcher_for(options: BuildOptions) -> Fetcher:
     return Fetcher(options.cache_dir, offline=options.offline, **retries)
 
 
-@dataclass(frozen=True)
-class StagedBuild:
-    """One architecture's image, ready to be written, and what its BuildResult reports."""
-
-    image: PlatformImage
-    packages: tuple[ResolvedPackage, ...]
-    reasons: dict[str, str]
-    owners: dict[str, str]
-    program: str
-    before: TreeSize
-    source_info: Source
-    referrers: Attacher | None = None  # the SBOM and provenance to attach, if asked for
-
-    def result(self, output: str, image: ImageResult) -> BuildResult:
-        return BuildResult(
-            output=output,
-            image=image,
-            packages=self.packages,
-            kept=tuple(e.path for e in self.image.tree),
-            reasons=self.reasons,
-            owners=self.owners,
-            program=self.program,
-            platform=self.image.config.platform,
-            before=self.before,
-            after=TreeSize.of(self.image.tree),
-            source_info=self.source_info,
-        )
+def build_result(staged: Staged, output: str, image: ImageResult) -> BuildResult:
+    shrunk = staged.shrunk
+    return BuildResult(
+        output=output,
+        image=image,
+        packages=staged.packages,
+        kept=tuple(e.path for e in shrunk.tree),
+        reasons=dict(shrunk.reasons),
+        owners=dict(shrunk.owners),
+        program=shrunk.program,
+        platform=staged.image.config.platform,
+        before=shrunk.before,
+        after=shrunk.after,
+        source_info=staged.source,
+    )
 
 
 @dataclass(frozen=True)
@@ -243,7 +230,7 @@ def unpack_recipe(
         # The closure runs over the tree the image holds: packages, then rootfs/ over them,
         # so that a program shipped in rootfs/ finds its libraries in the packages.
         overlay_rootfs(full, rootfs)
-    user = runtime_user(recipe)
+    user = recipe_user(recipe)
     # A user or group given by name needs NSS to be looked up, as in the original.
     nss = recipe.nss or user_is_named(recipe)
     if nss:
@@ -260,54 +247,52 @@ def stage_build(
     fetcher: Fetcher,
     stack: contextlib.ExitStack,
     lock_path: Path | None = None,
-) -> StagedBuild:
-    """Resolve, fetch and close over the recipe's packages for `recipe.arch`; a parent
-    image is opened on `stack` (it must stay open until the image is written)."""
+) -> Staged:
+    """Resolve, fetch and shrink the recipe's packages for `recipe.arch`; a parent image
+    is opened on `stack` (it must stay open until the image is written)."""
     base = os.path.dirname(os.path.abspath(recipe_path))
     unpacked = unpack_recipe(recipe, recipe_path, options, fetcher, lock_path)
     full, packages = unpacked.tree, unpacked.packages
-    user, nss, rootfs = unpacked.user, unpacked.nss, unpacked.rootfs
-    program = recipe_program(full, recipe)
-    paths = expand_paths(full, recipe.paths, what="paths")
-    starts = [program, *(p for p in paths if is_regular_file(full, p))]
-    log.info("walking the ELF closure of /%s and %d named paths", program, len(paths))
-    profile = recipe_profile(recipe, recipe_path)
-    closure = compute_closure(
-        full,
-        starts,
-        env=LoaderEnv.from_env(environment(recipe), recipe.dir or "/"),
-        extras=Extras(
-            nss=nss or RuntimeSet.NSS in recipe.runtime_libraries,
-            gconv=RuntimeSet.GCONV in recipe.runtime_libraries,
-            globs=recipe.libraries,
-            rules=rules_without(recipe.no_runtime_libraries, profiled=bool(profile)),
-            profile=profile,
-        ),
-        keep_going=options.keep_going,
-    )
-    for missing in closure.missing:
-        log.warning("%s", missing)
-    excludes = Excludes.parse(recipe.excludes)
-    kept = select_kept(full, closure, paths, excludes)
-    if program not in kept:
-        # An image whose entrypoint is gone cannot run: say which pattern did it.
-        pattern = excludes.matching(program)
-        raise RecipeError(f"excludes: {pattern!r} leaves out the program /{program}")
-    if rootfs is not None:
-        # All of rootfs/ is shipped, excludes or not; laid over what is kept as before the
-        # closure saw it, a directory the kept packages do not need is rootfs/'s own.
-        overlay_rootfs(kept, rootfs)
-    add_mount_points(kept, recipe.mounts)
-    if options.package_db or recipe.package_db:
-        from smith.sbom.package_db import add_rpm_database  # sqlite only when asked for
+    package_db = None
+    if merged("package_db", options.package_db, recipe):
 
-        add_rpm_database(kept, full, packages, fetcher, repo_configs(recipe, recipe_path))
-    image_tree = apply_conventions(kept, Conventions(user=user, nss=nss))
-    owners = {e.path: e.origin for e in image_tree}
-    config = image_config(recipe, user.config_user)
+        def package_db(kept: FileTree, full: FileTree) -> None:
+            from smith.sbom.package_db import add_rpm_database  # sqlite only when asked for
+
+            add_rpm_database(kept, full, packages, fetcher, repo_configs(recipe, recipe_path))
+
+    shrunk = shrink(
+        full,
+        ShrinkSpec(
+            SourceKind.PACKAGES,
+            argv=(*(recipe.entrypoint or ()), *(recipe.cmd or ())),
+            env=tuple(environment(recipe)),
+            workdir=recipe.dir or "",
+            user=unpacked.user,
+            paths=recipe.paths,
+            libraries=recipe.libraries,
+            excludes=recipe.excludes,
+            nss=unpacked.nss or RuntimeSet.NSS in recipe.runtime_libraries,
+            gconv=RuntimeSet.GCONV in recipe.runtime_libraries,
+            no_runtime=recipe.no_runtime_libraries,
+            profile=recipe_profile(recipe, recipe_path),
+            keep_going=options.keep_going,
+            rootfs=unpacked.rootfs,
+            mounts=recipe.mounts,
+            package_db=package_db,
+        ),
+    )
+    image_tree = shrunk.tree
+    config = image_config(
+        # The recipe's env is the whole Env, as written (a key set twice stays twice).
+        ImageConfig(platform=platform_for(recipe.arch), env=tuple(environment(recipe))),
+        recipe_changes(recipe),
+        unpacked.user,
+    )
     sbom = options.sbom or ((SbomFormat.SPDX,) if recipe.sbom else ())
     referrers = None
-    if sbom or options.provenance or recipe.provenance:
+    provenance = merged("provenance", options.provenance, recipe)
+    if sbom or provenance:
         from smith.sbom.attach import build_referrers  # the renderers only when asked for
 
         referrers = build_referrers(
@@ -321,7 +306,7 @@ def stage_build(
             epoch=merged("source_date_epoch", options.epoch, recipe),
             tag=merged("tag", options.tag, recipe) or "",
             sbom=sbom,
-            provenance=options.provenance or recipe.provenance,
+            provenance=provenance,
         )
     parent = None
     if recipe.parent:
@@ -333,20 +318,30 @@ def stage_build(
         parent = stack.enter_context(
             open_image(ref, platform=config.platform, registry=options.registry)
         )
-    annotations = {PACKAGE_FILES_ANNOTATION: package_files_json(owners)}
-    return StagedBuild(
+    annotations = {PACKAGE_FILES_ANNOTATION: package_files_json(dict(shrunk.owners))}
+    return Staged(
         PlatformImage(image_tree, config, parent, annotations),
-        packages,
-        explain_all(image_tree, closure, program, paths),
-        owners,
-        program,
-        TreeSize.of(full),
+        shrunk,
         Source(
             recipe_path,
             packages_resolved=len(packages),
-            packages_kept=tuple(sorted({o for o in owners.values() if o})),
+            packages_kept=tuple(sorted({o for o in shrunk.owners.values() if o})),
         ),
+        packages,
         referrers,
+    )
+
+
+def recipe_changes(recipe: Recipe) -> ConfigChanges:
+    """What the recipe sets in the (empty) config of an image built from packages."""
+    return ConfigChanges(
+        entrypoint=recipe.entrypoint,
+        cmd=recipe.cmd,
+        labels=tuple(sorted(recipe.labels.items())),
+        ports=recipe.ports,
+        # `mounts` become volumes (the original crashed on them).
+        volumes=recipe.mounts,
+        workdir=recipe.dir or "",
     )
 
 
@@ -398,19 +393,9 @@ def build_platforms(
             )
             for arch in arches
         ]
-        log.info("writing an index of %d platforms to %s", len(staged), output)
-        written = write_index_image(
-            # Each platform's SBOM and provenance attach to its own manifest.
-            [replace(s.image, referrers=s.referrers) for s in staged],
-            output,
-            fmt=merged("format", options.fmt, recipe),
-            compression=parse_compression(merged("compression", options.compression, recipe)),
-            epoch=merged("source_date_epoch", options.epoch, recipe),
-            tag=merged("tag", options.tag, recipe) or "",
-            cache_dir=str(fetcher.cache_dir),
-        )
+        written = write_staged_index(staged, output_settings(options, recipe, fetcher.cache_dir))
     results = tuple(
-        (arch, s.result(output, image))
+        (arch, build_result(s, output, image))
         for arch, s, image in zip(arches, staged, written.images, strict=True)
     )
     return IndexBuildResult(output, written.index, results, output_size(output))
@@ -425,15 +410,18 @@ def platform_for(arch: str) -> Platform:
 def build_from_image(
     recipe: Recipe, recipe_path: str, image: str, options: BuildOptions
 ) -> BuildResult:
-    """`package:` names an image (the original's OCI build type): its layers, with rootfs/
-    laid over them, are the tree the program and its closure are kept from, as by
-    `smith minimize --recipe`."""
-    from smith.minimize import minimize_image
+    """`package:` names an image (the original's OCI build type): the image source of the
+    shrink core (its layers, with rootfs/ laid over them) takes the place of the packages,
+    with the recipe's keys read as `smith minimize --recipe` reads them."""
+    from smith.minimize import check_patterns, stage_minimize
 
     settings = image_settings(recipe, recipe_path, options)
-    output = output_of(options, recipe)
+    check_patterns(settings)
+    output = output_settings(options, recipe)
     log.info("shrinking the image %s", image)
-    return image_build_result(output, minimize_image(image, output, settings))
+    with contextlib.ExitStack() as stack:
+        staged = stage_minimize(image, output.path, settings, stack)
+        return image_result(build_result(staged, output.path, write_staged(staged, output)))
 
 
 def build_platforms_from_image(
@@ -442,17 +430,29 @@ def build_platforms_from_image(
     """An image `package:` for several architectures: each platform of the source index
     shrunk as it would be alone (a source without one of them is refused, naming it), one
     index of them."""
-    from smith.minimize import minimize_platforms
+    from smith.minimize import check_patterns, stage_minimize
 
     settings = image_settings(recipe, recipe_path, options)
-    output = output_of(options, recipe)
-    wanted = [Platform(platform_for(arch).architecture, "linux") for arch in arches]
-    log.info("shrinking %d platforms of the image %s", len(wanted), image)
-    written, results = minimize_platforms(image, output, settings, wanted)
+    check_patterns(settings)
+    output = output_settings(options, recipe)
+    log.info("shrinking %d platforms of the image %s", len(arches), image)
+    with contextlib.ExitStack() as stack:
+        staged = [
+            stage_minimize(image, output.path, replace(settings, platform=image_platform(a)), stack)
+            for a in arches
+        ]
+        written = write_staged_index(staged, output)
     platforms = tuple(
-        (arch, image_build_result(output, r)) for arch, r in zip(arches, results, strict=True)
+        (arch, image_result(build_result(s, output.path, one)))
+        for arch, s, one in zip(arches, staged, written.images, strict=True)
     )
-    return IndexBuildResult(output, written.index, platforms, output_size(output))
+    return IndexBuildResult(output.path, written.index, platforms, output_size(output.path))
+
+
+def image_platform(arch: str) -> Platform:
+    """What an image `package:` takes for `arch`: the architecture alone, which matches the
+    source index's entry with or without a variant (linux/arm64 and linux/arm64/v8)."""
+    return Platform(platform_for(arch).architecture, "linux")
 
 
 def image_settings(recipe: Recipe, recipe_path: str, options: BuildOptions) -> MinimizeOptions:
@@ -463,9 +463,7 @@ def image_settings(recipe: Recipe, recipe_path: str, options: BuildOptions) -> M
     _named, settings = read_minimize_recipe(
         recipe_path,
         MinimizeOptions(
-            # The architecture alone: it matches the source index's entry with or without
-            # a variant (linux/arm64 and linux/arm64/v8).
-            platform=Platform(platform_for(recipe.arch).architecture, "linux"),
+            platform=image_platform(recipe.arch),
             fmt=merged("format", options.fmt, recipe),
             registry=options.registry,
         ),
@@ -476,20 +474,9 @@ def image_settings(recipe: Recipe, recipe_path: str, options: BuildOptions) -> M
     return settings
 
 
-def image_build_result(output: str, result: MinimizeResult) -> BuildResult:
-    return BuildResult(
-        output=output,
-        image=result.image,
-        packages=(),
-        kept=tuple(result.kept),
-        reasons=dict(result.kept),
-        owners={path: "image" for path in result.kept},
-        program=result.program,
-        platform=result.platform,
-        before=result.before,
-        after=result.after,
-        source_info=result.source_info,
-    )
+def image_result(result: BuildResult) -> BuildResult:
+    """The image's layers name no package: its files are the image's."""
+    return replace(result, owners={path: "image" for path in result.kept})
 
 
 def image_package(package: str | None, base: str) -> str | None:
@@ -538,115 +525,13 @@ def environment(recipe: Recipe) -> list[str]:
     return env
 
 
-def recipe_program(tree: FileTree, recipe: Recipe) -> str:
-    """The program the image runs: the entrypoint's first word, else the cmd's, through
-    the recipe's PATH, inside the tree of the packages and rootfs/."""
-    argv = recipe.entrypoint or recipe.cmd
-    if not argv:
-        raise RecipeError("the recipe names no program: set `entrypoint` or `cmd`")
-    name, path, workdir = argv[0], search_path(environment(recipe)), recipe.dir or "/"
-    # A regular file, executable or not: smith built such images before minimize's stricter
-    # (the runtime's) rule was shared, and recipes rely on it.
-    found = find_program(name, path, workdir, lambda candidate: is_regular_file(tree, candidate))
-    if found is None:
-        where = shown_candidates(name, path, workdir)
-        raise SmithError(
-            f"the program {name!r} is in none of the packages or rootfs/ (looked at {where})"
-        )
-    return found
-
-
-def expand_paths(tree: FileTree, patterns: Iterable[str], *, what: str) -> dict[str, str]:
-    """Tree paths matching each pattern (a path or a glob; `*` stays within one directory,
-    `**` crosses any number); a directory brings everything below it. A pattern that
-    matches nothing is an error: it is almost always a typo."""
-    all_paths = tree.paths()
-    # Directories no package owns (/etc/ssl of a package that ships only
-    # /etc/ssl/certs/x.pem) are there all the same, as on disk after an install.
-    implicit = {d for p in all_paths for d in parent_paths(p)} - set(all_paths)
-    out: dict[str, str] = {}  # path -> the pattern that named it
-    for pattern in patterns:
-        norm = normalize_path(pattern, what=f"{what} entry")
-        if not norm:  # "/": the root directory brings everything the packages hold
-            for p in all_paths:
-                out.setdefault(p, pattern)
-            continue
-        if has_magic(norm):
-            matches = [p for p in [*all_paths, *implicit] if glob_match(p, norm)]
-        else:
-            # A named symlink is kept, and so is what it leads to.
-            real = tree.resolve(norm)
-            matches = [p for p in dict.fromkeys((norm, real)) if p in tree or p in implicit]
-        if not matches:
-            raise SmithError(f"{what}: {pattern!r} matches nothing in the packages")
-        for match in sorted(matches, key=path_sort_key):
-            entry = tree.get(match)
-            if match not in implicit:
-                out.setdefault(match, pattern)
-            if match in implicit or (entry is not None and entry.kind is Kind.DIR):
-                prefix = match + "/"
-                for p in all_paths:
-                    if p.startswith(prefix):
-                        out.setdefault(p, pattern)
-    return out
-
-
-def is_regular_file(tree: FileTree, path: str) -> bool:
-    entry = tree.lookup(path)
-    return entry is not None and entry.kind is Kind.FILE
-
-
-def explain_all(
-    tree: FileTree, closure: Closure, program: str, paths: dict[str, str]
-) -> dict[str, str]:
-    """Why each path of the image is there, in one line."""
-
-    def start_reason(path: str) -> str:
-        if path == program:
-            return "the program (entrypoint/cmd)"
-        return f"named by paths: {paths[path]}" if path in paths else "start"
-
-    reasons = {}
-    for entry in tree:
-        if entry.path in closure.kept:
-            chain = [line.split(": ", 1) for line in closure.explain(entry.path)]
-            words = [why for _path, why in chain]
-            if words and words[-1] == "start":
-                words[-1] = start_reason(chain[-1][0].lstrip("/"))
-            reasons[entry.path] = " <- ".join(words)
-        elif entry.path in paths:
-            reasons[entry.path] = f"named by paths: {paths[entry.path]}"
-        elif entry.origin.startswith("rootfs"):
-            reasons[entry.path] = "from rootfs/ beside the recipe"
-        elif added := added_reason(entry):
-            reasons[entry.path] = added
-        elif entry.kind is Kind.DIR:
-            reasons[entry.path] = "parent directory of kept files"
-        else:
-            reasons[entry.path] = entry.origin or "smith"
-    return reasons
-
-
-def select_kept(
-    full: FileTree, closure: Closure, paths: Iterable[str], excludes: Excludes
-) -> FileTree:
-    """The kept part of `full`: the closure and the named paths, minus the excludes, with
-    every parent directory as the packages had it."""
-    wanted = set(closure.kept) | set(paths)
-    excluded = {p for p in wanted if excludes.matching(p)}
-    return full.subtree(sorted(wanted - excluded, key=path_sort_key))
-
-
 # -- image -------------------------------------------------------------------------------------
 
 
-def runtime_user(recipe: Recipe) -> RuntimeUser:
+def recipe_user(recipe: Recipe) -> RuntimeUser:
     if recipe.root:
         return ROOT
-    user = parse_user(recipe.user) if recipe.user else RuntimeUser()
-    for name in recipe.groups:
-        check_name(name, name)
-    return replace(user, groups=recipe.groups)
+    return runtime_user(recipe.user or "", default=RuntimeUser(), groups=recipe.groups)
 
 
 def user_is_named(recipe: Recipe) -> bool:
@@ -654,21 +539,6 @@ def user_is_named(recipe: Recipe) -> bool:
     if not recipe.user or recipe.root:
         return bool(recipe.groups) and not recipe.root
     return any(part and not part.isdigit() for part in recipe.user.split(":"))
-
-
-def image_config(recipe: Recipe, user: str) -> ImageConfig:
-    return ImageConfig(
-        platform=platform_for(recipe.arch),
-        user=user,
-        env=tuple(environment(recipe)),
-        entrypoint=recipe.entrypoint,
-        cmd=recipe.cmd,
-        working_dir=recipe.dir or "",
-        exposed_ports=recipe.ports,
-        # `mounts` become volumes (the original crashed on them).
-        volumes=recipe.mounts,
-        labels=tuple(sorted(recipe.labels.items())),
-    )
 
 
 def output_of(options: BuildOptions, recipe: Recipe) -> str:

@@ -322,9 +322,10 @@ def probe_image(
     options: ProbeOptions,
 ) -> Profile:
     """Probe the unminimized image `source` with its own command, or `command`."""
-    from smith.minimize import image_config, program_of, runtime_user
+    from smith.minimize import image_spec, image_user, option_changes
     from smith.oci.layout import open_image
     from smith.oci.unpack import apply_layers
+    from smith.shrink import image_config, program_of
 
     with (
         open_image(
@@ -333,9 +334,14 @@ def probe_image(
         tempfile.TemporaryDirectory(prefix="smith-probe-store-") as store,
     ):
         tree, _ = apply_layers(image, store)
-        config = image_config(image, image_options)
-        _, argv = program_of(tree, config) if not command else ("", command)
-        user = runtime_user(tree, config, image_options)
+        base = image.image_config()
+        user = image_user(tree, base, image_options)
+        config = image_config(base, option_changes(image_options), user)
+        argv = command
+        if not command:
+            shrink_spec = image_spec(config, user, image_options)
+            program_of(tree, shrink_spec)  # the image's own command must name a program of it
+            argv = shrink_spec.argv
         env = config.env
         if not any(item.startswith("PATH=") for item in env):
             env = (*env, "PATH=" + DEFAULT_PATH_VALUE)  # what docker and podman add

@@ -22,11 +22,6 @@ def rootfs_of(recipe_dir: str) -> str | None:
     return path if os.path.isdir(path) or os.path.islink(path) else None
 
 
-def rootfs_paths(tree: FileTree) -> set[str]:
-    """The paths of `tree` that came from a `rootfs/`: kept whatever the closure says."""
-    return {e.path for e in tree if e.origin == ORIGIN}
-
-
 def overlay_rootfs(tree: FileTree, rootfs: str) -> None:
     """Lay a `rootfs/` directory beside the recipe over the tree, as the original did:
     symlinks kept as they are, `.gitignore` files left out, nothing that climbs out."""

@@ -1,40 +1,56 @@
-"""The output settings that `smith build` and `smith minimize` share, in one table.
+"""The settings of `smith build` and `smith minimize`, in one table.
 
-Each row names the recipe key, the command-line flags, the help, the default and which
-commands take it; the click options of both commands are made from it (`setting_options`),
-and one precedence rule answers every setting (`merged`): the flag, else the recipe's key,
-else the environment, else the default. Before the table, build and minimize declared the
-same options apart and drifted (`--compression` was a Choice defaulting to the recipe in
-one and free text defaulting to gzip in the other; a --recipe's `compression` and
-`source_date_epoch` were ignored by minimize).
+Each row names the recipe key, the command-line flags, the help, the default, how a value
+is read and which commands take it; the click options of both commands are made from it
+(smith/cli/settings_options.py), and one precedence rule answers every setting (`merged`):
+the flag, else the recipe's key, else the environment, else the default. Before the table,
+build and minimize declared the same options apart and drifted (`--compression` was a
+Choice defaulting to the recipe in one and free text defaulting to gzip in the other; a
+--recipe's `compression` and `source_date_epoch` were ignored by minimize). The library
+reads the table; only the command line turns it into options.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass
-from typing import Any, TypeVar
-
-import click
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 from smith.epoch import environment_epoch
 from smith.oci.compress import Compression
+from smith.resolve.runtime_sets import RuntimeRule
 
-F = TypeVar("F", bound=Callable[..., Any])
 BOTH = frozenset(("build", "minimize"))
+BUILD = frozenset(("build",))
+MINIMIZE = frozenset(("minimize",))
 
 
 @dataclass(frozen=True)
 class Setting:
-    key: str  # the recipe key; the option's parameter is the same name
+    key: str  # the recipe key (or the option's name, with recipe=False)
     flags: tuple[str, ...]  # empty: a recipe key (and environment) only
     help: str
     commands: frozenset[str] = BOTH
     choices: tuple[str, ...] = ()
     default: Any = None
     environment: Callable[[], Any] | None = None  # read when neither flag nor recipe says
-    param_type: Any = None
+    parser: Callable[[str], Any] | None = None  # reads the flag's text (default: as is)
     param: str = ""  # the function parameter, when the key would shadow a builtin
+    switch: bool = False  # an on/off flag: off means "not given"
+    multiple: bool = False  # the flag may be repeated (a tuple of values)
+    recipe: bool = True  # whether a recipe has the key
+    metavar: str | None = None
+    notes: Mapping[str, str] = field(default_factory=dict)  # command -> what its help adds
+
+    @property
+    def name(self) -> str:
+        """The parameter the option fills."""
+        return self.param or self.key
+
+
+def _option(key: str, flags: tuple[str, ...], help: str, **kw: Any) -> Setting:
+    """A command-line setting no recipe has."""
+    return Setting(key, flags, help, recipe=False, **kw)
 
 
 SETTINGS = (
@@ -43,6 +59,7 @@ SETTINGS = (
         ("-o", "--output"),
         "Output: a directory (OCI layout), NAME.tar or NAME.tar.gz (oci-archive; "
         "docker-archive with --format).",
+        notes={"build": " Default: the recipe's `output`, else image.tar.gz."},
     ),
     Setting(
         "format",
@@ -68,46 +85,167 @@ SETTINGS = (
         "The time of every file and of `created` (default: $SOURCE_DATE_EPOCH, else 0).",
         environment=environment_epoch,
     ),
+    Setting(
+        "arch",
+        ("--arch",),
+        "Build for this architecture (x86_64, aarch64, ...) instead of the recipe's `arch`; "
+        "repeated: one image index with a manifest per platform.",
+        commands=BUILD,
+        param="arches",
+        multiple=True,
+    ),
+    _option(
+        "platform",
+        ("--platform",),
+        "OS/ARCH[/VARIANT] to pick from a multi-platform index; repeated, or `all` (every "
+        "platform of a local layout or archive): an index of each minimized.",
+        commands=MINIMIZE,
+        param="platforms",
+        multiple=True,
+    ),
+    _option(
+        "locked",
+        ("--locked",),
+        "Use smith.lock only; never resolve beyond it.",
+        commands=BUILD,
+        switch=True,
+    ),
+    _option(
+        "offline",
+        ("--offline",),
+        "Fail at once on any network access.",
+        commands=BUILD,
+        switch=True,
+    ),
+    _option(
+        "cache_dir",
+        ("--cache-dir",),
+        "Download cache (default: $XDG_CACHE_HOME/smith).",
+        commands=BUILD,
+    ),
+    _option(
+        "keep_going",
+        ("--keep-going",),
+        "Warn about missing libraries instead of failing.",
+        commands=BUILD,
+        switch=True,
+    ),
+    Setting(
+        "paths",
+        ("--path",),
+        "Also keep this glob or directory.",
+        commands=MINIMIZE,
+        multiple=True,
+    ),
+    Setting(
+        "excludes",
+        ("--exclude",),
+        "Leave this glob or directory out.",
+        commands=MINIMIZE,
+        multiple=True,
+    ),
+    Setting(
+        "nss",
+        ("--nss",),
+        "Keep NSS modules, write passwd/group/nsswitch.conf.",
+        commands=MINIMIZE,
+        switch=True,
+    ),
+    _option("gconv", ("--gconv",), "Keep every gconv module.", commands=MINIMIZE, switch=True),
+    Setting(
+        "no_runtime_libraries",
+        ("--no-runtime",),
+        "Switch off a rule-based run-time set (interpreter, openssl, libgcc_s).",
+        commands=frozenset(("minimize", "closure")),
+        choices=tuple(rule.value for rule in RuntimeRule),
+        param="no_runtime",
+        multiple=True,
+    ),
+    Setting(
+        "profile",
+        ("--profile",),
+        "Keep what `smith probe` recorded.",
+        commands=MINIMIZE,
+    ),
+    Setting(
+        "user",
+        ("--user",),
+        "Run as USER[:GROUP] (default: the image's User).",
+        commands=MINIMIZE,
+    ),
+    _option(
+        "keep_ownership",
+        ("--keep-ownership",),
+        "Keep files' original uid/gid.",
+        commands=MINIMIZE,
+        switch=True,
+    ),
+    _option(
+        "keep_modes",
+        ("--keep-modes",),
+        "Keep files' original permission bits.",
+        commands=MINIMIZE,
+        switch=True,
+    ),
+    Setting(
+        "entrypoint",
+        ("--entrypoint",),
+        "Replace the Entrypoint (a JSON list or one program).",
+        commands=MINIMIZE,
+    ),
+    _option(
+        "explain",
+        ("--explain",),
+        "Print every kept file and why it is there.",
+        switch=True,
+    ),
+    _option(
+        "json",
+        ("--json",),
+        "Print a machine-readable summary.",
+        param="as_json",
+        switch=True,
+    ),
+    _option("quiet", ("-q", "--quiet"), "Print nothing but errors.", switch=True),
+    Setting(
+        "provenance",
+        ("--provenance",),
+        "Attach an in-toto statement with SLSA v1 provenance (recipe digest, packages, "
+        "epoch, smith's version) as an OCI referrer.",
+        commands=BUILD,
+        switch=True,
+    ),
+    Setting(
+        "package_db",
+        ("--package-db",),
+        "Write the kept packages' database into the image, for scanners:",
+        switch=True,
+        notes={
+            "build": " rpmdb.sqlite and os-release, and for `rpm -qa` (as the recipe's "
+            "`package_db: true`).",
+            "minimize": " the input's rpmdb.sqlite, or /var/lib/dpkg/status.d/<package> "
+            "(as distroless) for a Debian image.",
+        },
+    ),
 )
 BY_KEY = {s.key: s for s in SETTINGS}
 
 
-def setting_options(
-    command: str,
-    *,
-    aliases: Mapping[str, tuple[str, ...]] | None = None,
-    required: Collection[str] = (),
-    notes: Mapping[str, str] | None = None,
-) -> Callable[[F], F]:
-    """The click options of `command`'s settings (`aliases`: extra flags, such as the
-    original's `-i`; `notes`: what the help adds for this command)."""
-
-    def decorate(function: F) -> F:
-        for setting in reversed(SETTINGS):
-            if command not in setting.commands or not setting.flags:
-                continue
-            flags = (*setting.flags, *(aliases or {}).get(setting.key, ()))
-            function = click.option(
-                *flags,
-                setting.param or setting.key,
-                type=click.Choice(setting.choices) if setting.choices else setting.param_type,
-                required=setting.key in required,
-                help=setting.help + (notes or {}).get(setting.key, ""),
-            )(function)
-        return function
-
-    return decorate
-
-
 def merged(key: str, flag: Any, recipe: Any = None, default: Any = None) -> Any:
     """The value of setting `key`: the flag, else the recipe's, else the environment's,
-    else `default` (the command's) or the table's."""
+    else `default` (the command's) or the table's. An on/off flag that is off, or a
+    repeatable one given no time, counts as not given."""
     setting = BY_KEY[key]
-    if flag is not None:
+    given = bool(flag) if setting.switch or setting.multiple else flag is not None
+    if given:
         return flag
-    from_recipe = getattr(recipe, key, None) if recipe is not None else None
+    from_recipe = getattr(recipe, key, None) if recipe is not None and setting.recipe else None
     if from_recipe is not None:
         return from_recipe
     if setting.environment is not None:
         return setting.environment()
-    return default if default is not None else setting.default
+    if default is not None:
+        return default
+    if setting.default is not None:
+        return setting.default
+    return flag  # off, or given no time: as the flag says

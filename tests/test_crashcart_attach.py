@@ -201,6 +201,7 @@ ATTACH_IMPORTS = {
     "__future__",
     "smith",
     "smith.errors",
+    "smith.cli",  # a docstring only: the package of smith.cli.reporting
     "smith.cli.reporting",
     "errno",
     "fcntl",

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from crashcart.confine import KEEP
+from crashcart.confine import CAP_BPF, KEEP
 from tests import test_crashcart_attach as attach_tests
 from tests.crashcart_containers import Container
 from tests.tools import require_tool
@@ -31,9 +31,23 @@ ESCAPE_C = r"""
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <unistd.h>
+#include <linux/bpf.h>
 
 int main(int argc, char **argv) {
+    if (argc == 2 && strcmp(argv[1], "bpf") == 0) {
+        union bpf_attr attr;
+        memset(&attr, 0, sizeof attr);
+        attr.map_type = BPF_MAP_TYPE_ARRAY;
+        attr.key_size = 4;
+        attr.value_size = 4;
+        attr.max_entries = 1;
+        long fd = syscall(SYS_bpf, BPF_MAP_CREATE, &attr, sizeof attr);
+        if (fd < 0) { printf("bpf: %s\n", strerror(errno)); return 1; }
+        printf("bpf: map created\n");
+        return 0;
+    }
     if (argc == 2 && strcmp(argv[1], "userns") == 0) {
         if (unshare(CLONE_NEWUSER) != 0) { printf("unshare: %s\n", strerror(errno)); return 1; }
         printf("unshare: ok\n");
@@ -212,6 +226,36 @@ def test_planted_binary_cannot_escape(
     )
     assert runtime.stdout == "open_by_handle_at: Operation not permitted\n", runtime.stderr
     assert snapshot(micro) == before
+
+
+def test_bpf_only_when_asked(
+    micro: Container, toolbox: Path, state_dir: Path, planted: tuple[str, str]
+) -> None:
+    """bpf() is denied unless --allow bpf, which lets it through (with CAP_BPF) loudly and
+    lifts nothing else: open_by_handle_at and a new user namespace stay refused."""
+    tb = ("--toolbox", str(toolbox))
+    program = f"/bin/{PLANTED}"
+    denied = crashcart(state_dir, "attach", *tb, micro.id, "--", program, "bpf")
+    assert denied.stdout == "bpf: Operation not permitted\n", denied.stderr
+    escape = " ".join(planted)
+    script = f"{program} bpf; {program} {escape}; {program} userns; grep CapEff /proc/self/status"
+    allowed = crashcart(
+        state_dir, "attach", "--allow", "bpf", *tb, micro.id, "--", "sh", "-c", script
+    )
+    assert "--allow bpf: the session may use bpf() and keeps CAP_BPF" in allowed.stderr
+    lines = allowed.stdout.splitlines()
+    assert lines[:3] == [
+        "bpf: map created",
+        "open_by_handle_at: Operation not permitted",
+        "unshare: Operation not permitted",
+    ], allowed.stdout + allowed.stderr
+    mask = sum(1 << cap for cap in (*KEEP, CAP_BPF))
+    assert lines[3] == f"CapEff:\t{mask:016x}"
+    unknown = crashcart(state_dir, "attach", "--allow", "mount", *tb, micro.id, "--", "true")
+    assert unknown.returncode == 2
+    assert (
+        unknown.stderr.strip() == "crashcart: error: --allow 'mount': crashcart can allow only bpf"
+    )
 
 
 def test_debuggers_still_work_on_pid_1(micro: Container, toolbox: Path, state_dir: Path) -> None:

@@ -35,9 +35,12 @@ env_for = attach_tests.env_for
 SCRIPT = "ls -l /proc/1/exe; cat /etc/marker"
 
 
-def attach(env: dict[str, str], toolbox: Path, target: str) -> subprocess.CompletedProcess[str]:
+def run_script(
+    verb: str, env: dict[str, str], toolbox: Path, *args: str, script: str = SCRIPT
+) -> subprocess.CompletedProcess[str]:
+    """`crashcart VERB --toolbox TOOLBOX ARGS... -- sh -c SCRIPT`, finished."""
     return subprocess.run(
-        crashcart_cmd("attach", "--toolbox", str(toolbox), target, "--", "sh", "-c", SCRIPT),
+        crashcart_cmd(verb, "--toolbox", str(toolbox), *args, "--", "sh", "-c", script),
         capture_output=True,
         text=True,
         env=env,
@@ -46,15 +49,25 @@ def attach(env: dict[str, str], toolbox: Path, target: str) -> subprocess.Comple
     )
 
 
+def attach(env: dict[str, str], toolbox: Path, target: str) -> subprocess.CompletedProcess[str]:
+    return run_script("attach", env, toolbox, target)
+
+
 def sees_the_micro(done: subprocess.CompletedProcess[str]) -> None:
     assert done.returncode == 0, done.stderr
     assert "/proc/1/exe -> /app/busybox" in done.stdout
     assert "inside the microcontainer" in done.stdout
 
 
+POD = f"web-{os.getpid()}"  # a Kubernetes pod of the fixture's containerd, namespace "shop"
+POD_LABELS = (f"io.kubernetes.pod.name={POD}", "io.kubernetes.pod.namespace=shop")
+
+
 @pytest.fixture(scope="module")
 def containerd_task(busybox: str) -> Iterator[tuple[str, str]]:
-    """(address, namespace) of a containerd of the test's own with a task `micro` running."""
+    """(address, namespace) of a containerd of the test's own with a task `micro` running,
+    and in its k8s.io namespace a CRI-style pod POD: a sandbox (pause) container, which is
+    never a target, and a running container `app` with the labels the CRI plugin sets."""
     require_root()
     containerd = require_tool("containerd")
     ctr_tool = require_tool("ctr")
@@ -92,8 +105,91 @@ def containerd_task(busybox: str) -> Iterator[tuple[str, str]]:
             check=True,
             capture_output=True,
         )
+        cri = [ctr_tool, "-a", address, "-n", "k8s.io"]
+        labels = [arg for label in POD_LABELS for arg in ("--label", label)]
+        subprocess.run(
+            [
+                *cri,
+                "containers",
+                "create",
+                *labels,
+                "--label",
+                "io.cri-containerd.kind=sandbox",
+                "--rootfs",
+                str(work / "rootfs"),
+                f"{POD}-sandbox",
+                "/app/busybox",
+                "true",
+            ],
+            check=True,
+            capture_output=True,
+        )
+        subprocess.run(
+            [
+                *cri,
+                "run",
+                "-d",
+                *labels,
+                "--label",
+                "io.kubernetes.container.name=app",
+                "--label",
+                "io.cri-containerd.kind=container",
+                "--rootfs",
+                str(work / "rootfs"),
+                f"{POD}-app",
+                "/app/busybox",
+                "sleep",
+                "100000",
+            ],
+            check=True,
+            capture_output=True,
+        )
+        # And a container of the pod that crashed: from an image (so on an overlayfs
+        # snapshot, as the CRI plugin makes them), its task gone after it exited 1.
+        from crashcart.image import write_toolbox_image
+
+        write_toolbox_image(str(work / "rootfs"), str(work / "image.tar"))
+        subprocess.run(
+            [*cri, "images", "import", "--index-name", "cc/micro:crash", str(work / "image.tar")],
+            check=True,
+            capture_output=True,
+        )
+        crashed = subprocess.run(
+            [
+                *cri,
+                "run",
+                *labels,
+                "--label",
+                "io.kubernetes.container.name=crashed",
+                "--label",
+                "io.cri-containerd.kind=container",
+                "cc/micro:crash",
+                f"{POD}-crashed",
+                "/app/busybox",
+                "sh",
+                "-c",
+                "exit 1",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert crashed.returncode == 1, crashed.stderr
         yield address, namespace
     finally:
+        cri = [ctr_tool, "-a", address, "-n", "k8s.io"]
+        subprocess.run(
+            [*cri, "task", "kill", "-s", "KILL", f"{POD}-app"], capture_output=True, check=False
+        )
+        for _ in range(50):
+            if subprocess.run(
+                [*cri, "task", "delete", f"{POD}-app"], capture_output=True, check=False
+            ).returncode:
+                time.sleep(0.1)
+            else:
+                break
+        for name in (f"{POD}-app", f"{POD}-sandbox", f"{POD}-crashed"):
+            subprocess.run([*cri, "container", "delete", name], capture_output=True, check=False)
         subprocess.run(
             [*ctr, "task", "kill", "-s", "KILL", "micro"], capture_output=True, check=False
         )
@@ -109,8 +205,9 @@ def containerd_task(busybox: str) -> Iterator[tuple[str, str]]:
         daemon.wait(timeout=30)
         shutil.rmtree(work, ignore_errors=True)
         # The runc shim's state directory of the namespace (outside containerd's --state).
-        with contextlib.suppress(OSError):
-            os.rmdir(f"{CONTAINERD_RUNC_ROOT}/{namespace}")
+        for name in (namespace, "k8s.io"):  # k8s.io: only if no one else's is there
+            with contextlib.suppress(OSError):
+                os.rmdir(f"{CONTAINERD_RUNC_ROOT}/{name}")
 
 
 def test_containerd_namespace_and_id(
@@ -127,6 +224,47 @@ def test_containerd_namespace_and_id(
     assert missing.returncode == 1
     assert "no process or container" in missing.stderr
     assert len(missing.stderr.strip().splitlines()) == 1
+
+
+def test_kubernetes_pod_by_name(
+    containerd_task: tuple[str, str], toolbox: Path, state_dir: Path
+) -> None:
+    """crictl's conventions: POD/CONTAINER or POD with --namespace, the CRI socket from
+    --runtime-endpoint or $CONTAINER_RUNTIME_ENDPOINT."""
+    address, _ = containerd_task
+    env = env_for(state_dir)
+
+    def run(*args: str, **extra: str) -> subprocess.CompletedProcess[str]:
+        return run_script("attach", {**env, **extra}, toolbox, *args)
+
+    sees_the_micro(run("--runtime-endpoint", f"unix://{address}", "-n", "shop", f"{POD}/app"))
+    # Two containers besides the sandbox: the pod's name alone is not enough.
+    both = run("--namespace=shop", POD, CONTAINER_RUNTIME_ENDPOINT=address)
+    assert both.returncode == 1
+    assert both.stderr.strip().endswith(f"attach to one of {POD}/app, {POD}/crashed"), both.stderr
+    crashed = run("-n", "shop", "--runtime-endpoint", address, f"{POD}/crashed")
+    assert crashed.returncode == 1
+    assert f"pod shop/{POD} container crashed is not running" in crashed.stderr
+    assert "`crashcart debug` looks at its files" in crashed.stderr
+    # Post-mortem: the crashed container's snapshot (overlay layers), the running one's root.
+    for container in ("crashed", "app"):
+        where = ("--runtime-endpoint", address, "-n", "shop", f"{POD}/{container}")
+        debug = run_script("debug", env, toolbox, *where, script="cat /etc/marker; touch /app/x")
+        assert "inside the microcontainer" in debug.stdout, debug.stderr
+        assert "Read-only file system" in debug.stderr
+    for args, expected in (
+        (("-n", "default", f"{POD}/app"), f"no process or container '{POD}/app'"),
+        (("-n", "shop", f"{POD}/db"), "pods of namespace shop at"),
+        (("-n", "shop", "--runtime-endpoint", "/nonexistent.sock", POD), "no CRI socket at"),
+    ):
+        done = (
+            run("--runtime-endpoint", address, *args)
+            if "--runtime-endpoint" not in args
+            else run(*args)
+        )
+        assert done.returncode == 1, done.stderr
+        assert expected in done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1, done.stderr
 
 
 @pytest.fixture(scope="module")
@@ -197,6 +335,11 @@ def test_podman_name(
     env = {**env, "CRASHCART_STATE": str(state_dir), "PYTHONPATH": env_for(state_dir)["PYTHONPATH"]}
     done = attach(env, toolbox, name)
     sees_the_micro(done)
+    # Its files post-mortem (vfs storage: found through containers/storage's records).
+    debug = run_script("debug", env, toolbox, name)
+    assert debug.returncode == 0, debug.stderr
+    assert "/proc/1/exe -> /app/busybox" not in debug.stdout  # its pid 1 is the session's
+    assert "inside the microcontainer" in debug.stdout
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from smith.build import runtime_user
+from smith.build import recipe_user
 from smith.errors import RecipeError
 from smith.oci.compress import Compression
 from smith.recipe import Recipe, Repo, RuntimeSet, load_recipe
@@ -34,7 +34,7 @@ def test_the_originals_readme_example(tmp_path: Path) -> None:
     assert recipe.package_requests == ("coreutils",)
     assert recipe.paths == ("/usr/bin/cat",)
     assert recipe.cmd == ("/usr/bin/cat", "/read/data")
-    user = runtime_user(recipe)
+    user = recipe_user(recipe)
     assert (user.uid, user.gid) == (10, 10)  # the original's default, uid/gid 10
 
 
@@ -74,7 +74,7 @@ source_date_epoch: 1700000000
     assert recipe.entrypoint == ("/usr/sbin/nginx",)
     assert recipe.ports == ("80/tcp", "443/tcp")
     assert recipe.labels == {"version": "1"}
-    assert (runtime_user(recipe).uid, runtime_user(recipe).gid) == (101, 102)
+    assert (recipe_user(recipe).uid, recipe_user(recipe).gid) == (101, 102)
     assert recipe.runtime_libraries == (RuntimeSet.NSS, RuntimeSet.GCONV)
     assert recipe.no_runtime_libraries == (RuntimeRule.OPENSSL, RuntimeRule.LIBGCC_S)
     assert recipe.profile == "app.profile"
@@ -99,7 +99,7 @@ def test_ports_as_a_map_like_the_later_original(tmp_path: Path) -> None:
 )
 def test_runtime_ids(tmp_path: Path, user: str | None, root: bool, ids: tuple[int, int]) -> None:
     text = "package: x\n" + (f"user: '{user}'\n" if user else "") + f"root: {str(root).lower()}\n"
-    user = runtime_user(load_recipe(write(tmp_path, text)))
+    user = recipe_user(load_recipe(write(tmp_path, text)))
     assert (user.uid, user.gid) == ids
 
 
@@ -240,7 +240,7 @@ nss: y
     assert recipe.labels == {"a": "true", "1": "2", "build": "2024-05-01"}
     assert recipe.ports == ("80/tcp", "8080/udp")
     assert recipe.nss is True
-    user = runtime_user(recipe)
+    user = recipe_user(recipe)
     assert (user.uid, user.gid) == (1000, 1000)
 
 

@@ -37,12 +37,15 @@ def test_build_and_minimize_declare_the_shared_settings_alike() -> None:
         params = getattr(command, "params", [])
         return {p.name: (tuple(p.opts), p.help) for p in params}
 
-    built, small = declared(build_command), declared(minimize)
+    commands = {"build": declared(build_command), "minimize": declared(minimize)}
     for setting in SETTINGS:
-        if setting.flags:
-            name = setting.param or setting.key
-            assert set(setting.flags) <= set(built[name][0]) & set(small[name][0])
-            assert small[name][1] == setting.help and built[name][1].startswith(setting.help)
+        for command, params in commands.items():
+            if not setting.flags or command not in setting.commands:
+                assert setting.name not in params, (command, setting.key)
+                continue
+            flags, help = params[setting.name]
+            assert set(setting.flags) <= set(flags), (command, setting.key)
+            assert help == setting.help + setting.notes.get(command, ""), (command, setting.key)
 
 
 def layer_media_type(layout: Path) -> str:
@@ -67,3 +70,20 @@ def test_minimize_recipe_settings_apply_unless_a_flag_says(
     assert index["manifests"][0]["annotations"]["org.opencontainers.image.ref.name"] == "small:1"
     smith("minimize", "--recipe", str(recipe), "-o", str(tmp_path / "b"), "--compression", "gzip")
     assert layer_media_type(tmp_path / "b").endswith("+gzip")
+
+
+def test_every_recipe_setting_is_a_recipe_key() -> None:
+    """A row that says a recipe has its key names a field of the recipe model (a typo would
+    make `merged` ignore the recipe without a word)."""
+    from smith.recipe import Recipe
+
+    for setting in SETTINGS:
+        assert (setting.key in Recipe.model_fields) == setting.recipe, setting.key
+
+
+def test_an_off_switch_or_an_empty_list_is_not_given() -> None:
+    recipe = parse_recipe({"package_db": True, "nss": True})
+    assert merged("package_db", False, recipe) is True  # the recipe's, not the flag's off
+    assert merged("nss", True, parse_recipe({})) is True
+    assert merged("keep_going", False) is False
+    assert merged("paths", (), recipe) == ()  # the recipe's paths: none

@@ -9,15 +9,15 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from smith import progress
 from smith.build import BuildOptions, IndexBuildResult, build_recipe
+from smith.cli import progress
 from smith.cli.main import cli
 from smith.cli.registry_flags import registry_flags, registry_options
+from smith.cli.sbom_flags import sbom_flags, sbom_formats
+from smith.cli.settings_options import setting_options
 from smith.errors import UsageError
 from smith.oci.reference import Reference, parse_reference
 from smith.recipe import find_recipe
-from smith.sbom.options import sbom_flags, sbom_formats
-from smith.settings import setting_options
 
 log = logging.getLogger("smith")
 
@@ -27,25 +27,7 @@ if TYPE_CHECKING:
 
 @cli.command("build")
 @click.argument("recipe", required=False)
-@setting_options(
-    "build",
-    aliases={"output": ("-i",)},
-    notes={"output": " Default: the recipe's `output`, else image.tar.gz."},
-)
-@click.option(
-    "--arch",
-    "arches",
-    multiple=True,
-    help="Build for this architecture (x86_64, aarch64, ...) instead of the recipe's `arch`; "
-    "repeated: one image index with a manifest per platform.",
-)
-@click.option("--locked", is_flag=True, help="Use smith.lock only; never resolve beyond it.")
-@click.option("--offline", is_flag=True, help="Fail at once on any network access.")
-@click.option("--cache-dir", help="Download cache (default: $XDG_CACHE_HOME/smith).")
-@click.option("--keep-going", is_flag=True, help="Warn about missing libraries instead of failing.")
-@click.option("--explain", is_flag=True, help="Print every kept file and why it is there.")
-@click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary.")
-@click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
+@setting_options("build", aliases={"output": ("-i",)})
 @click.option(
     "--push",
     metavar="REF",
@@ -67,18 +49,6 @@ if TYPE_CHECKING:
     "put it in --tag instead.",
 )
 @sbom_flags
-@click.option(
-    "--provenance",
-    is_flag=True,
-    help="Attach an in-toto statement with SLSA v1 provenance (recipe digest, packages, "
-    "epoch, smith's version) as an OCI referrer.",
-)
-@click.option(
-    "--package-db",
-    is_flag=True,
-    help="Write the kept packages' rpm database (rpmdb.sqlite) and os-release into the "
-    "image, for scanners and `rpm -qa` (as the recipe's `package_db: true`).",
-)
 @registry_flags
 def build_command(
     recipe: str | None,

@@ -8,7 +8,7 @@ from __future__ import annotations
 import click
 
 from smith.cli.main import cli
-from smith.cli.runtime_flags import no_runtime_option
+from smith.cli.settings_options import setting_options
 from smith.resolve.closure import LoaderEnv
 from smith.resolve.dependencies import Extras, compute_closure
 from smith.resolve.runtime_sets import rules_without
@@ -21,7 +21,7 @@ from smith.resolve.runtime_sets import rules_without
 @click.option("--env", "env", multiple=True, metavar="KEY=VALUE", help="LD_LIBRARY_PATH, PATH.")
 @click.option("--nss", is_flag=True, help="Keep the NSS modules nsswitch.conf names.")
 @click.option("--gconv", is_flag=True, help="Keep every gconv module.")
-@no_runtime_option
+@setting_options("closure")
 @click.option("--extra", "extras", multiple=True, metavar="GLOB", help="Keep these paths too.")
 @click.option("--keep-going", is_flag=True, help="Warn about missing libraries, do not fail.")
 def closure_command(

@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from smith import progress
+from smith.cli import progress
 from smith.cli.main import cli
 from smith.cli.registry_flags import jobs_option, registry_flags, registry_options
 from smith.oci.image import parse_platform

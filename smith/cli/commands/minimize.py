@@ -9,10 +9,11 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from smith import progress
+from smith.cli import progress
 from smith.cli.main import cli
 from smith.cli.registry_flags import registry_flags, registry_options
-from smith.cli.runtime_flags import no_runtime_option
+from smith.cli.sbom_flags import sbom_flags, sbom_formats
+from smith.cli.settings_options import setting_options
 from smith.errors import UsageError
 from smith.minimize import MinimizeOptions, MinimizeResult, minimize_image, minimize_platforms
 from smith.minimize_recipe import recipe_image
@@ -20,8 +21,7 @@ from smith.oci.compress import parse_compression
 from smith.oci.image import EVERY_PLATFORM, SeveralPlatforms
 from smith.oci.index import chosen_platforms
 from smith.profile import read_profile
-from smith.sbom.options import sbom_flags, sbom_formats
-from smith.settings import merged, setting_options
+from smith.settings import merged
 
 if TYPE_CHECKING:
     from smith.oci.output import IndexResult
@@ -30,36 +30,8 @@ if TYPE_CHECKING:
 @cli.command()
 @click.argument("image", required=False)
 @setting_options("minimize", required=("output",))
-@click.option(
-    "--platform",
-    "platforms",
-    multiple=True,
-    help="OS/ARCH[/VARIANT] to pick from a multi-platform index; repeated, or `all` (every "
-    "platform of a local layout or archive): an index of each minimized.",
-)
 @click.option("--recipe", type=click.Path(dir_okay=False), help="smith.yaml naming the image.")
-@click.option("--path", "paths", multiple=True, help="Also keep this glob or directory.")
-@click.option("--exclude", "excludes", multiple=True, help="Leave this glob or directory out.")
-@click.option("--nss", is_flag=True, help="Keep NSS modules, write passwd/group/nsswitch.conf.")
-@click.option("--gconv", is_flag=True, help="Keep every gconv module.")
-@no_runtime_option
-@click.option(
-    "--profile", type=click.Path(dir_okay=False), help="Keep what `smith probe` recorded."
-)
-@click.option("--user", default="", help="Run as USER[:GROUP] (default: the image's User).")
-@click.option("--keep-ownership", is_flag=True, help="Keep files' original uid/gid.")
-@click.option("--keep-modes", is_flag=True, help="Keep files' original permission bits.")
-@click.option("--entrypoint", help="Replace the Entrypoint (a JSON list or one program).")
-@click.option("--explain", is_flag=True, help="Print every kept file and why it is kept.")
-@click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary.")
-@click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
 @sbom_flags
-@click.option(
-    "--package-db",
-    is_flag=True,
-    help="Keep the input's package database for the kept packages: rpmdb.sqlite, or "
-    "/var/lib/dpkg/status.d/<package> (as distroless) for a Debian image.",
-)
 @registry_flags
 def minimize(
     image: str | None,
@@ -94,7 +66,7 @@ def minimize(
         gconv=gconv,
         no_runtime=no_runtime,
         profile=read_profile(profile).entries if profile else (),
-        user=user,
+        user=user or "",
         keep_ownership=keep_ownership,
         keep_modes=keep_modes,
         entrypoint=parse_entrypoint(entrypoint) if entrypoint else None,
