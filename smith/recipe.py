@@ -31,6 +31,7 @@ from pydantic import (
 from smith.arch import check_arch
 from smith.errors import RecipeError
 from smith.goyaml import GoScalarLoader, go_text
+from smith.layering import DEFAULT_BUDGET, MAX_LAYERS, Layering, LayerStrategy
 from smith.limits import RECIPE_BYTES, YAML_DEPTH, YAML_NODES
 from smith.resolve.runtime_sets import RuntimeRule
 
@@ -105,6 +106,27 @@ class Repo(Strict):
         return (value,) if isinstance(value, str) else _tuple(value)
 
 
+class Layers(Strict):
+    """`layers:` (smith's addition): `single` (the default: one layer), `packages` (a layer
+    per package, the application's own files on top), or `{strategy: packages, budget: N}`
+    (at most N layers in all, 1 to 127)."""
+
+    strategy: LayerStrategy = LayerStrategy.PACKAGES
+    budget: int = Field(default=DEFAULT_BUDGET, ge=1, le=MAX_LAYERS)
+
+    @field_validator("strategy", mode="before")
+    @classmethod
+    def _strategy(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            if value not in set(LayerStrategy):
+                raise ValueError(f"{value!r} is no strategy: {', '.join(LayerStrategy)}")
+            return LayerStrategy(value)
+        return value
+
+    def layering(self) -> Layering:
+        return Layering(self.strategy, self.budget)
+
+
 class RuntimeSet(StrEnum):
     """Libraries loaded at run time that no DT_NEEDED names, kept on request."""
 
@@ -153,6 +175,12 @@ class Recipe(Strict):
     sbom: bool = False  # attach an SPDX SBOM (as `smith build --sbom`)
     provenance: bool = False  # attach SLSA provenance (as `smith build --provenance`)
     package_db: bool = False  # write the kept packages' rpm database into the image
+    layers: Layers | None = None  # how the image is cut into layers (smith.layering)
+
+    @field_validator("layers", mode="before")
+    @classmethod
+    def _layers(cls, value: Any) -> Any:
+        return {"strategy": value} if isinstance(value, str) else value
 
     @model_validator(mode="before")
     @classmethod

@@ -8,7 +8,6 @@ from typing import Any, TypeVar
 
 import click
 
-from smith.oci.auth import parse_creds
 from smith.oci.registry_options import RegistryOptions
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -72,6 +71,8 @@ def registry_flags(command: F) -> F:
 def registry_options(kwargs: dict[str, Any], **extra: Any) -> RegistryOptions:
     """Take the registry flags out of a command's keyword arguments."""
     creds = kwargs.pop("creds")
+    if creds:
+        from smith.oci.auth import parse_creds  # on use: a build without --creds needs none
     return RegistryOptions(
         creds=parse_creds(creds) if creds else None,
         authfile=kwargs.pop("authfile") or "",
