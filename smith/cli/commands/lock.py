@@ -14,6 +14,7 @@ from pathlib import Path
 
 import click
 
+from smith.cli.limit_flags import limit_option
 from smith.cli.main import cli
 from smith.cli.registry_flags import retries_option
 from smith.errors import UsageError
@@ -57,6 +58,7 @@ from smith.sources import lock_recipe, portable_packages
     "sections stay as they are.",
 )
 @retries_option
+@limit_option
 def lock_command(
     args: tuple[str, ...],
     offline: bool,
