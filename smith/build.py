@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from smith.arch import ARCHES, check_arch, parse_arch
+from smith.arch import oci_platform_of, parse_arch
 from smith.build_options import BuildOptions as BuildOptions
 from smith.buildcache import reuse_for
 from smith.conventions import (
@@ -27,16 +27,15 @@ from smith.conventions import (
 from smith.errors import RecipeError, UsageError
 from smith.layering import Layering, dependency_order, image_plan, merged_layering, rpm_deps
 from smith.oci.compress import parse_compression
-from smith.oci.image import GO_ARCH, Descriptor, ImageConfig, Platform
+from smith.oci.image import Descriptor, ImageConfig, Platform
 from smith.oci.layout import choose_format, open_image
-from smith.oci.output import PlatformImage, write_index_image
+from smith.oci.output import PlatformImage
 from smith.oci.reference import is_registry_reference
 from smith.oci.writer import ImageResult
 from smith.profile import recipe_profile
 from smith.recipe import Recipe, RuntimeSet, load_recipe
 from smith.resolve.fetch import Fetcher
 from smith.resolve.localrepo import is_local_rpm
-from smith.resolve.lock import lock_path_for
 from smith.resolve.packages import fetch_packages
 from smith.resolve.programs import (
     DEFAULT_PATH_VALUE,
@@ -62,12 +61,13 @@ from smith.shrink import (
     runtime_user,
     shrink,
     write_staged,
+    write_staged_index,
 )
 from smith.sources import plan_recipe, relative_to, repo_configs
 from smith.tree import FileTree, InlineBytes, path_sort_key
 
 if TYPE_CHECKING:
-    pass
+    from smith.minimize import MinimizeOptions
 
 log = logging.getLogger(__name__)
 
@@ -416,17 +416,15 @@ def build_platforms(
     recipe: Recipe, recipe_path: str, options: BuildOptions, arches: Sequence[str]
 ) -> IndexBuildResult:
     """Each architecture resolved, fetched and closed over from its own packages (its own
-    lock: smith.ARCH.lock), then one index of their manifests."""
+    section of smith.lock), then one index of their manifests."""
     for arch in arches:
         parse_arch(arch)
     if len(set(arches)) != len(arches):
         raise RecipeError(f"--arch: {', '.join(arches)} names an architecture twice")
-    if options.sbom or options.provenance or recipe.sbom or recipe.provenance:
-        # Referrers attach to one image manifest; of an index, not done yet.
-        raise UsageError("an SBOM or provenance attaches to one image: build one --arch")
     base = os.path.dirname(os.path.abspath(recipe_path))
-    if image_package(recipe.package, base) is not None:
-        raise UsageError(f"{recipe_path}: an image `package:` is built for its own platform")
+    image = image_package(recipe.package, base)
+    if image is not None:
+        return build_platforms_from_image(recipe, recipe_path, image, options, arches)
     output = output_of(options, recipe)
     choose_format(output, merged("format", options.fmt, recipe))
     recipe_layering(recipe, options)
@@ -439,20 +437,10 @@ def build_platforms(
                 options,
                 fetcher,
                 stack,
-                lock_path=lock_path_for(recipe_path, arch),
             )
             for arch in arches
         ]
-        log.info("writing an index of %d platforms to %s", len(staged), output)
-        written = write_index_image(
-            [s.image for s in staged],
-            output,
-            fmt=merged("format", options.fmt, recipe),
-            compression=parse_compression(merged("compression", options.compression, recipe)),
-            epoch=merged("source_date_epoch", options.epoch, recipe),
-            tag=merged("tag", options.tag, recipe) or "",
-            cache_dir=str(fetcher.cache_dir),
-        )
+        written = write_staged_index(staged, output_settings(options, recipe, fetcher.cache_dir))
     results = tuple(
         (arch, build_result(s, output, image))
         for arch, s, image in zip(arches, staged, written.images, strict=True)
@@ -462,11 +450,8 @@ def build_platforms(
 
 def platform_for(arch: str) -> Platform:
     """The OCI platform of an architecture (linux/arm64/v8 for aarch64)."""
-    try:
-        info = ARCHES[check_arch(arch)]
-    except ValueError:
-        return Platform(GO_ARCH.get(arch, arch), "linux")
-    return Platform(info.oci_architecture, "linux", info.oci_variant)
+    architecture, variant = oci_platform_of(arch)
+    return Platform(architecture, "linux", variant)
 
 
 def build_from_image(
@@ -475,13 +460,57 @@ def build_from_image(
     """`package:` names an image (the original's OCI build type): the image source of the
     shrink core (its layers, with rootfs/ laid over them) takes the place of the packages,
     with the recipe's keys read as `smith minimize --recipe` reads them."""
-    from smith.minimize import MinimizeOptions, check_patterns, stage_minimize
+    from smith.minimize import check_patterns, stage_minimize
+
+    settings = image_settings(recipe, recipe_path, options)
+    check_patterns(settings)
+    output = output_settings(options, recipe)
+    log.info("shrinking the image %s", image)
+    with contextlib.ExitStack() as stack:
+        staged = stage_minimize(image, output.path, settings, stack)
+        return image_result(build_result(staged, output.path, write_staged(staged, output)))
+
+
+def build_platforms_from_image(
+    recipe: Recipe, recipe_path: str, image: str, options: BuildOptions, arches: Sequence[str]
+) -> IndexBuildResult:
+    """An image `package:` for several architectures: each platform of the source index
+    shrunk as it would be alone (a source without one of them is refused, naming it), one
+    index of them."""
+    from smith.minimize import check_patterns, stage_minimize
+
+    settings = image_settings(recipe, recipe_path, options)
+    check_patterns(settings)
+    output = output_settings(options, recipe)
+    log.info("shrinking %d platforms of the image %s", len(arches), image)
+    with contextlib.ExitStack() as stack:
+        staged = [
+            stage_minimize(image, output.path, replace(settings, platform=image_platform(a)), stack)
+            for a in arches
+        ]
+        written = write_staged_index(staged, output)
+    platforms = tuple(
+        (arch, image_result(build_result(s, output.path, one)))
+        for arch, s, one in zip(arches, staged, written.images, strict=True)
+    )
+    return IndexBuildResult(output.path, written.index, platforms, output_size(output.path))
+
+
+def image_platform(arch: str) -> Platform:
+    """What an image `package:` takes for `arch`: the architecture alone, which matches the
+    source index's entry with or without a variant (linux/arm64 and linux/arm64/v8)."""
+    return Platform(platform_for(arch).architecture, "linux")
+
+
+def image_settings(recipe: Recipe, recipe_path: str, options: BuildOptions) -> MinimizeOptions:
+    """How an image `package:` is shrunk for `recipe.arch`: the recipe's minimize settings."""
+    from smith.minimize import MinimizeOptions
     from smith.minimize_recipe import read_minimize_recipe
 
     _named, settings = read_minimize_recipe(
         recipe_path,
         MinimizeOptions(
-            platform=Platform(GO_ARCH.get(recipe.arch, recipe.arch), "linux"),
+            platform=image_platform(recipe.arch),
             fmt=merged("format", options.fmt, recipe),
             registry=options.registry,
         ),
@@ -491,13 +520,11 @@ def build_from_image(
         layers=options.layers,
         layer_budget=options.layer_budget,
     )
-    check_patterns(settings)
-    output = output_settings(options, recipe)
-    log.info("shrinking the image %s", image)
-    with contextlib.ExitStack() as stack:
-        staged = stage_minimize(image, output.path, settings, stack)
-        result = build_result(staged, output.path, write_staged(staged, output))
-    # The image's layers name no package: its files are the image's.
+    return settings
+
+
+def image_result(result: BuildResult) -> BuildResult:
+    """The image's layers name no package: its files are the image's."""
     return replace(result, owners={path: "image" for path in result.kept})
 
 

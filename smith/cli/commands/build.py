@@ -244,9 +244,12 @@ def report_index(
     pushed_ref = ""
     if target:
         from smith.oci.push import push_index  # the registry client: only to push
+        from smith.oci.push_referrers import push_referrers
 
         with progress.showing("uploading", quiet=quiet):
             pushed = push_index(result.output, target, options=registry)
+            for _, platform in result.platforms:  # each platform's SBOM etc. beside it
+                push_referrers(result.output, target, platform.image.manifest.digest, registry)
         pushed_ref = f"{target.registry}/{target.repository}@{pushed.digest}"
     if explain and not as_json:
         for arch, platform in result.platforms:
