@@ -76,9 +76,13 @@ def floor_run(layout: Path, scratch: Path) -> float:
     return elapsed
 
 
-def smith_run(layout: Path, scratch: Path, paths: tuple[str, ...]) -> tuple[float, int, Any]:
+def smith_run(
+    layout: Path, scratch: Path, paths: tuple[str, ...], entries: int = 0
+) -> tuple[float, int, Any]:
     out = scratch / "out"
     argv = [SMITH, "minimize", str(layout), "-o", str(out), "--json"]
+    if entries:  # past smith's default bound on the entries of an image's layers
+        argv += ["--set-limit", f"LAYER_ENTRIES={entries + 10}"]
     for path in paths:
         argv += ["--path", path]
     env_tmp = scratch / "tmp"
@@ -128,7 +132,9 @@ def main() -> None:
             many = scratch / "many"
             make_big_image(many, big=0, small_count=args.entries, small_size=100)
             report["many_entries"] = {"entries": args.entries}
-            report["many_entries"] |= synthetic_report(many, scratch, ("/bin/busybox",), args.runs)
+            report["many_entries"] |= synthetic_report(
+                many, scratch, ("/bin/busybox",), args.runs, args.entries
+            )
             peak = report["many_entries"]["peak_rss_mib"]["median"] * 2**20
             report["many_entries"]["peak_rss_bytes_per_entry"] = round(peak / args.entries)
         print(json.dumps(report, indent=2))
@@ -160,7 +166,7 @@ def spread(values: list[float]) -> dict[str, float]:
 
 
 def synthetic_report(
-    image: Path, scratch: Path, paths: tuple[str, ...], runs: int
+    image: Path, scratch: Path, paths: tuple[str, ...], runs: int, entries: int = 0
 ) -> dict[str, Any]:
     """smith minimize, tar -xzf and pigz -dc of the image, alternating, `runs` rounds."""
     smiths: list[float] = []
@@ -170,7 +176,7 @@ def synthetic_report(
     summary: Any = None
     for _ in range(runs):
         os.sync()
-        elapsed, peak, summary = smith_run(image, scratch, paths)
+        elapsed, peak, summary = smith_run(image, scratch, paths, entries)
         print(f"smith minimize: {elapsed:.2f} s, peak RSS {peak / 2**20:.0f} MiB", file=sys.stderr)
         smiths.append(elapsed)
         rss.append(peak)

@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 
 import click
 
+from smith.cli.limit_flags import limit_option
 from smith.oci.registry_options import RegistryOptions
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -49,6 +50,7 @@ FLAGS = (
         help="Seconds without progress before a connection counts as stalled.",
     ),
     retries_option,
+    limit_option,  # what such a command reads is untrusted: its bounds, as flags
 )
 
 

@@ -23,6 +23,7 @@ from smith.oci.blobs import blob_file, verify_blob
 from smith.oci.compress import Compression
 from smith.oci.image import (
     ANNOTATION_REF_NAME,
+    EVERY_PLATFORM,
     MEDIA_DOCKER_CONFIG,
     MEDIA_DOCKER_LAYER,
     MEDIA_DOCKER_LAYER_GZIP,
@@ -35,6 +36,7 @@ from smith.oci.image import (
     canonical_json,
     host_platform_default,
     json_excerpt,
+    refuse_one_of_several,
 )
 from smith.oci.layerread import blob_compression
 from smith.oci.loaded import LoadedImage, LoadedLayer
@@ -209,6 +211,8 @@ def pick_manifest(
     index: Any, source: str, platform: Platform | None, name: str, load: Any
 ) -> Descriptor:
     """The image manifest an index leads to, for `platform` (and ref `name` if given)."""
+    every = platform == EVERY_PLATFORM
+    platform = None if every else platform
     for _depth in range(4):
         try:
             # Attached artifacts (an SBOM, a signature) refer to an image; they are not one.
@@ -234,6 +238,8 @@ def pick_manifest(
                 raise ImageFormatError(f"{source}: no image is named {name!r}")
         if not candidates:
             raise ImageFormatError(f"{source}: the index lists no image")
+        if every:
+            refuse_one_of_several(candidates)
         if len(candidates) > 1 or platform is not None:
             want = platform or host_platform_default()
             matching = [

@@ -105,6 +105,12 @@ class Applier:
         self.special = 0
         self.bytes = 0
         self.pack_offset = 0
+        # Each entry costs this tree ~200 bytes (smith/entrytable.py) and the closure,
+        # conventions and writer their share of time. All layers together are bounded.
+        from smith.limits import LAYER_ENTRIES
+
+        self.entry_limit = LAYER_ENTRIES
+        self.max_entries = LAYER_ENTRIES.count()
 
     def begin_layer(self, index: int) -> None:
         # Marks are 16 bits: layers 65535 apart share one, which could only make a whiteout
@@ -232,6 +238,8 @@ class Applier:
         """Apply one entry of the layer begun last (begin_layer); `store` gives a regular
         file's content (reading its body)."""
         self.entries += 1
+        if self.entries > self.max_entries:
+            raise self.entry_limit.error(f"layer {layer}: entries of the image's layers")
         name = member.name
         path = canonical_member_name(name, layer)
         if not path:
