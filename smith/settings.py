@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 from smith.epoch import environment_epoch
@@ -25,6 +26,20 @@ BUILD = frozenset(("build",))
 MINIMIZE = frozenset(("minimize",))
 
 
+class Kind(StrEnum):
+    """What a recipe's key holds: smith/recipe.py turns each kind into the validated type of
+    the key (this module imports no pydantic: minimize and closure do not pay for it)."""
+
+    TEXT = "text"  # a scalar as the original's go-yaml read it (`tag: 1` is "1")
+    FILE = "file"  # a file relative to the recipe: a YAML string only
+    EPOCH = "epoch"  # seconds since 1970, not negative
+    SWITCH = "switch"  # true or false
+    TEXTS = "texts"  # a list of scalars
+    IMAGE_PATHS = "image paths"  # a list of paths or globs inside the image (no `..`)
+    COMMAND = "command"  # a list of arguments, or one string as one argument
+    RUNTIME_RULES = "runtime rules"  # names of rule-based run-time sets
+
+
 @dataclass(frozen=True)
 class Setting:
     key: str  # the recipe key (or the option's name, with recipe=False)
@@ -32,13 +47,14 @@ class Setting:
     help: str
     commands: frozenset[str] = BOTH
     choices: tuple[str, ...] = ()
-    default: Any = None
+    default: Any = None  # also the recipe's, when the recipe has the key
     environment: Callable[[], Any] | None = None  # read when neither flag nor recipe says
     parser: Callable[[str], Any] | None = None  # reads the flag's text (default: as is)
     param: str = ""  # the function parameter, when the key would shadow a builtin
     switch: bool = False  # an on/off flag: off means "not given"
     multiple: bool = False  # the flag may be repeated (a tuple of values)
     recipe: bool = True  # whether a recipe has the key
+    kind: Kind = Kind.TEXT  # what the recipe's key holds (with recipe=True)
     metavar: str | None = None
     notes: Mapping[str, str] = field(default_factory=dict)  # command -> what its help adds
 
@@ -84,6 +100,7 @@ SETTINGS = (
         (),
         "The time of every file and of `created` (default: $SOURCE_DATE_EPOCH, else 0).",
         environment=environment_epoch,
+        kind=Kind.EPOCH,
     ),
     Setting(
         "arch",
@@ -93,6 +110,7 @@ SETTINGS = (
         commands=BUILD,
         param="arches",
         multiple=True,
+        default="x86_64",
     ),
     _option(
         "platform",
@@ -136,6 +154,7 @@ SETTINGS = (
         "Also keep this glob or directory.",
         commands=MINIMIZE,
         multiple=True,
+        kind=Kind.IMAGE_PATHS,
     ),
     Setting(
         "excludes",
@@ -143,6 +162,7 @@ SETTINGS = (
         "Leave this glob or directory out.",
         commands=MINIMIZE,
         multiple=True,
+        kind=Kind.TEXTS,
     ),
     Setting(
         "nss",
@@ -150,6 +170,7 @@ SETTINGS = (
         "Keep NSS modules, write passwd/group/nsswitch.conf.",
         commands=MINIMIZE,
         switch=True,
+        kind=Kind.SWITCH,
     ),
     _option("gconv", ("--gconv",), "Keep every gconv module.", commands=MINIMIZE, switch=True),
     Setting(
@@ -160,12 +181,14 @@ SETTINGS = (
         choices=tuple(rule.value for rule in RuntimeRule),
         param="no_runtime",
         multiple=True,
+        kind=Kind.RUNTIME_RULES,
     ),
     Setting(
         "profile",
         ("--profile",),
         "Keep what `smith probe` recorded.",
         commands=MINIMIZE,
+        kind=Kind.FILE,
     ),
     Setting(
         "user",
@@ -192,6 +215,7 @@ SETTINGS = (
         ("--entrypoint",),
         "Replace the Entrypoint (a JSON list or one program).",
         commands=MINIMIZE,
+        kind=Kind.COMMAND,
     ),
     _option(
         "explain",
@@ -214,12 +238,14 @@ SETTINGS = (
         "epoch, smith's version) as an OCI referrer.",
         commands=BUILD,
         switch=True,
+        kind=Kind.SWITCH,
     ),
     Setting(
         "package_db",
         ("--package-db",),
         "Write the kept packages' database into the image, for scanners:",
         switch=True,
+        kind=Kind.SWITCH,
         notes={
             "build": " rpmdb.sqlite and os-release, and for `rpm -qa` (as the recipe's "
             "`package_db: true`).",

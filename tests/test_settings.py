@@ -81,6 +81,31 @@ def test_every_recipe_setting_is_a_recipe_key() -> None:
         assert (setting.key in Recipe.model_fields) == setting.recipe, setting.key
 
 
+def test_the_recipe_keys_that_are_settings_are_made_from_the_rows() -> None:
+    """Each recipe key that is a setting has its row's help and default, and the types mypy
+    reads (a stub in smith/recipe.py) name exactly those keys."""
+    import ast
+    import inspect
+
+    import smith.recipe
+    from smith.recipe import KINDS, Recipe
+
+    rows = [s for s in SETTINGS if s.recipe]
+    for setting in rows:
+        field = Recipe.model_fields[setting.key]
+        assert field.description == setting.help, setting.key
+        default = KINDS[setting.kind][1] if setting.default is None else setting.default
+        assert field.default == default, setting.key
+    tree = ast.parse(inspect.getsource(smith.recipe))
+    stub = next(n for n in ast.walk(tree) if isinstance(n, ast.ClassDef) and n.name == "Recipe")
+    typed = [
+        n.target.id
+        for n in stub.body
+        if isinstance(n, ast.AnnAssign) and isinstance(n.target, ast.Name)
+    ]
+    assert sorted(typed) == sorted(s.key for s in rows)
+
+
 def test_an_off_switch_or_an_empty_list_is_not_given() -> None:
     recipe = parse_recipe({"package_db": True, "nss": True})
     assert merged("package_db", False, recipe) is True  # the recipe's, not the flag's off
