@@ -40,6 +40,14 @@ class Kind(StrEnum):
     RUNTIME_RULES = "runtime rules"  # names of rule-based run-time sets
 
 
+class Combine(StrEnum):
+    """How a repeatable flag meets the recipe's list (mkosi's notion): the flag's items in
+    place of the recipe's, or the flag's and then the recipe's."""
+
+    REPLACE = "replace"
+    EXTEND = "extend"
+
+
 @dataclass(frozen=True)
 class Setting:
     key: str  # the recipe key (or the option's name, with recipe=False)
@@ -53,6 +61,7 @@ class Setting:
     param: str = ""  # the function parameter, when the key would shadow a builtin
     switch: bool = False  # an on/off flag: off means "not given"
     multiple: bool = False  # the flag may be repeated (a tuple of values)
+    combine: Combine = Combine.REPLACE  # with multiple: how the flag meets the recipe's
     recipe: bool = True  # whether a recipe has the key
     kind: Kind = Kind.TEXT  # what the recipe's key holds (with recipe=True)
     metavar: str | None = None
@@ -154,6 +163,7 @@ SETTINGS = (
         "Also keep this glob or directory.",
         commands=MINIMIZE,
         multiple=True,
+        combine=Combine.EXTEND,
         kind=Kind.IMAGE_PATHS,
     ),
     Setting(
@@ -162,6 +172,7 @@ SETTINGS = (
         "Leave this glob or directory out.",
         commands=MINIMIZE,
         multiple=True,
+        combine=Combine.EXTEND,
         kind=Kind.TEXTS,
     ),
     Setting(
@@ -181,6 +192,7 @@ SETTINGS = (
         choices=tuple(rule.value for rule in RuntimeRule),
         param="no_runtime",
         multiple=True,
+        combine=Combine.EXTEND,
         kind=Kind.RUNTIME_RULES,
     ),
     Setting(
@@ -260,12 +272,15 @@ BY_KEY = {s.key: s for s in SETTINGS}
 def merged(key: str, flag: Any, recipe: Any = None, default: Any = None) -> Any:
     """The value of setting `key`: the flag, else the recipe's, else the environment's,
     else `default` (the command's) or the table's. An on/off flag that is off, or a
-    repeatable one given no time, counts as not given."""
+    repeatable one given no time, counts as not given; a repeatable flag whose row
+    extends the recipe's list is the flag's items, then the recipe's."""
     setting = BY_KEY[key]
+    from_recipe = getattr(recipe, key, None) if recipe is not None and setting.recipe else None
+    if setting.combine is Combine.EXTEND:
+        return (*flag, *(from_recipe or ()))
     given = bool(flag) if setting.switch or setting.multiple else flag is not None
     if given:
         return flag
-    from_recipe = getattr(recipe, key, None) if recipe is not None and setting.recipe else None
     if from_recipe is not None:
         return from_recipe
     if setting.environment is not None:

@@ -112,3 +112,16 @@ def test_an_off_switch_or_an_empty_list_is_not_given() -> None:
     assert merged("nss", True, parse_recipe({})) is True
     assert merged("keep_going", False) is False
     assert merged("paths", (), recipe) == ()  # the recipe's paths: none
+
+
+def test_a_list_setting_replaces_or_extends_as_its_row_says() -> None:
+    from smith.settings import Combine
+
+    recipe = parse_recipe({"paths": ["/b"], "excludes": ["/x"], "arch": "aarch64"})
+    assert merged("paths", ("/a",), recipe) == ("/a", "/b")  # the flag's, then the recipe's
+    assert merged("excludes", (), recipe) == ("/x",)
+    assert merged("no_runtime_libraries", ("openssl",), None) == ("openssl",)
+    assert merged("arch", ("x86_64",), recipe) == ("x86_64",)  # replaces
+    for setting in SETTINGS:
+        if setting.combine is Combine.EXTEND:
+            assert setting.multiple and setting.recipe, setting.key
