@@ -24,6 +24,21 @@ from smith.resolve.runtime_sets import RuntimeRule
 BOTH = frozenset(("build", "minimize"))
 BUILD = frozenset(("build",))
 MINIMIZE = frozenset(("minimize",))
+# The commands that talk to a registry (smith/cli/registry_flags.py reads their flags).
+REGISTRY = frozenset(
+    (
+        "build",
+        "minimize",
+        "upload",
+        "download",
+        "verify-signature",
+        "sign",
+        "probe",
+        "diff",
+        "sbom",
+        "outdated",
+    )
+)
 
 
 class Kind(StrEnum):
@@ -65,6 +80,8 @@ class Setting:
     recipe: bool = True  # whether a recipe has the key
     kind: Kind = Kind.TEXT  # what the recipe's key holds (with recipe=True)
     metavar: str | None = None
+    bounds: tuple[float | None, float | None] | None = None  # a number's least and most
+    show_default: bool = False
     notes: Mapping[str, str] = field(default_factory=dict)  # command -> what its help adds
 
     @property
@@ -264,6 +281,63 @@ SETTINGS = (
             "minimize": " the input's rpmdb.sqlite, or /var/lib/dpkg/status.d/<package> "
             "(as distroless) for a Debian image.",
         },
+    ),
+    # -- how to talk to a registry -------------------------------------------------------
+    _option(
+        "jobs",
+        ("--jobs",),
+        "Blobs transferred at once.",
+        commands=frozenset(("upload", "download")),  # the commands that move many blobs
+        default=4,
+        bounds=(1, 16),
+        show_default=True,
+    ),
+    _option(
+        "creds",
+        ("--creds",),
+        "Registry credentials (else the reference's user:pass@, else ~/.docker/config.json).",
+        commands=REGISTRY,
+        metavar="USER:PASSWORD",
+    ),
+    _option(
+        "authfile",
+        ("--authfile",),
+        "A Docker config.json to read credentials from.",
+        commands=REGISTRY,
+        metavar="FILE",
+    ),
+    _option(
+        "insecure",
+        ("--insecure",),
+        "Allow plain HTTP, and do not check TLS certificates.",
+        commands=REGISTRY,
+        switch=True,
+    ),
+    _option(
+        "cert_dir",
+        ("--cert-dir",),
+        "CA certificates (*.crt) and a client certificate (*.cert + *.key) for TLS.",
+        commands=REGISTRY,
+        metavar="DIR",
+    ),
+    _option(
+        "timeout",
+        ("--timeout",),
+        "Seconds without progress before a connection counts as stalled.",
+        commands=REGISTRY,
+        default=60.0,
+        bounds=(0.1, None),
+        show_default=True,
+    ),
+    _option(
+        "retries",
+        ("--retries",),
+        "Further attempts after HTTP 429/5xx or a dropped connection (registries and "
+        "package repositories).",
+        commands=REGISTRY | {"lock"},  # and `smith lock`'s repository downloads
+        default=5,
+        bounds=(0, 20),
+        show_default=True,
     ),
 )
 BY_KEY = {s.key: s for s in SETTINGS}

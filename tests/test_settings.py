@@ -125,3 +125,28 @@ def test_a_list_setting_replaces_or_extends_as_its_row_says() -> None:
     for setting in SETTINGS:
         if setting.combine is Combine.EXTEND:
             assert setting.multiple and setting.recipe, setting.key
+
+
+def test_every_command_a_row_names_declares_it_from_the_row() -> None:
+    """The registry flags (and the others) of upload, download, lock, verify-signature ...
+    are the table's rows: the same flags, help and default wherever they appear."""
+    import click
+
+    from smith.cli.main import cli
+    from smith.settings import REGISTRY
+
+    ctx = click.Context(cli)
+    cli.summaries_only = False
+    for name in (*sorted(REGISTRY), "lock"):
+        command = cli.get_command(ctx, name)
+        assert command is not None, name
+        params = {p.name: p for p in command.params}
+        for setting in SETTINGS:
+            if name not in setting.commands or not setting.flags:
+                continue
+            param = params[setting.name]
+            assert set(setting.flags) <= set(param.opts), (name, setting.key)
+            assert getattr(param, "help", None) == setting.help + setting.notes.get(name, "")
+            if not setting.recipe and setting.default is not None:
+                assert param.default == setting.default, (name, setting.key)
+    assert {"creds", "timeout", "retries"} <= {s.key for s in SETTINGS if "sign" in s.commands}

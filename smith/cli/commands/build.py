@@ -12,7 +12,7 @@ import click
 from smith.build import BuildOptions, IndexBuildResult, build_recipe
 from smith.cli import progress
 from smith.cli.main import cli
-from smith.cli.registry_flags import registry_flags, registry_options
+from smith.cli.registry_flags import registry_options
 from smith.cli.sbom_flags import sbom_flags, sbom_formats
 from smith.cli.settings_options import setting_options
 from smith.errors import UsageError
@@ -49,7 +49,6 @@ if TYPE_CHECKING:
     "put it in --tag instead.",
 )
 @sbom_flags
-@registry_flags
 def build_command(
     recipe: str | None,
     fast: bool,

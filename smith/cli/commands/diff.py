@@ -9,7 +9,8 @@ from typing import Any
 import click
 
 from smith.cli.main import cli
-from smith.cli.registry_flags import registry_flags, registry_options
+from smith.cli.registry_flags import registry_options
+from smith.cli.settings_options import setting_options
 from smith.diff import diff_images
 from smith.errors import SmithError, as_trouble
 from smith.oci.index import chosen_platforms
@@ -33,7 +34,7 @@ from smith.oci.index import chosen_platforms
     help="OS/ARCH[/VARIANT] of multi-platform indexes to compare (default: the host's); "
     "repeated, or `all` (every platform of A): each compared on its own.",
 )
-@registry_flags
+@setting_options("diff")
 def diff_command(
     a: str, b: str, as_json: bool, limit: int, platforms: tuple[str, ...], **flags: Any
 ) -> None:

@@ -8,7 +8,8 @@ import click
 
 from smith.cli import progress
 from smith.cli.main import cli
-from smith.cli.registry_flags import jobs_option, registry_flags, registry_options
+from smith.cli.registry_flags import registry_options
+from smith.cli.settings_options import setting_options
 from smith.oci.image import parse_platform
 from smith.oci.pull import pull_image
 from smith.oci.reference import parse_reference
@@ -41,8 +42,7 @@ from smith.oci.reference import parse_reference
     "--platform", metavar="OS/ARCH[/VARIANT]", help="Which image of a multi-platform index."
 )
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar (none without a terminal).")
-@jobs_option
-@registry_flags
+@setting_options("download")
 def download(
     remote: str,
     output: str,

@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from smith.cli.main import cli
-from smith.cli.registry_flags import retries_option
+from smith.cli.settings_options import setting_options
 from smith.errors import UsageError
 from smith.recipe import find_recipe, load_recipe
 from smith.resolve.fetch import Fetcher
@@ -41,7 +41,7 @@ from smith.sources import lock_recipe
     help="With --update: build the old and the new lock and say which layers change and how "
     "many bytes a push sends.",
 )
-@retries_option
+@setting_options("lock")
 def lock_command(
     args: tuple[str, ...],
     offline: bool,

@@ -11,7 +11,7 @@ import click
 
 from smith.cli import progress
 from smith.cli.main import cli
-from smith.cli.registry_flags import registry_flags, registry_options
+from smith.cli.registry_flags import registry_options
 from smith.cli.sbom_flags import sbom_flags, sbom_formats
 from smith.cli.settings_options import setting_options
 from smith.errors import UsageError
@@ -31,7 +31,6 @@ if TYPE_CHECKING:
 @setting_options("minimize", required=("output",))
 @click.option("--recipe", type=click.Path(dir_okay=False), help="smith.yaml naming the image.")
 @sbom_flags
-@registry_flags
 def minimize(
     image: str | None,
     output: str,

@@ -12,7 +12,8 @@ from typing import Any
 import click
 
 from smith.cli.main import cli
-from smith.cli.registry_flags import registry_flags, registry_options
+from smith.cli.registry_flags import registry_options
+from smith.cli.settings_options import setting_options
 from smith.errors import UsageError
 from smith.outdated import Report, check_image, check_recipe, report_json, report_lines
 from smith.recipe import DEFAULT_RECIPE, find_recipe, load_recipe
@@ -48,7 +49,7 @@ def is_recipe(arg: str) -> bool:
 )
 @click.option("--offline", is_flag=True, help="Fail at once instead of using the network.")
 @click.option("--cache-dir", default=None, help="Download cache (default: $XDG_CACHE_HOME/smith).")
-@registry_flags
+@setting_options("outdated")
 def outdated_command(
     sources: tuple[str, ...],
     as_json: bool,

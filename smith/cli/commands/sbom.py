@@ -9,7 +9,8 @@ import click
 
 from smith import provenance
 from smith.cli.main import cli
-from smith.cli.registry_flags import registry_flags, registry_options
+from smith.cli.registry_flags import registry_options
+from smith.cli.settings_options import setting_options
 from smith.errors import ImageFormatError
 from smith.oci.layout import read_unpacked, split_image_name, unpacked
 from smith.oci.reference import Reference, is_registry_reference, parse_reference
@@ -35,7 +36,7 @@ FORMATS = {
     show_default=True,
     help="Which attached SBOM to print.",
 )
-@registry_flags
+@setting_options("sbom")
 def sbom_command(image: str, fmt: str, **flags: Any) -> None:
     """Print the SBOM attached to IMAGE (an OCI layout or archive, LAYOUT:NAME, or a registry
     reference: through its referrers, or the `sha256-<digest>` tag where the registry has no

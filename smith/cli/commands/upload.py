@@ -8,7 +8,8 @@ import click
 
 from smith.cli import progress
 from smith.cli.main import cli
-from smith.cli.registry_flags import jobs_option, registry_flags, registry_options
+from smith.cli.registry_flags import registry_options
+from smith.cli.settings_options import setting_options
 from smith.errors import UsageError
 from smith.oci.image import parse_platform
 from smith.oci.push import push_image, push_index
@@ -69,8 +70,7 @@ from smith.oci.registry_options import RegistryOptions
     metavar="FILE",
     help="The signing key's passphrase: FILE's first line (else $SMITH_PASSPHRASE).",
 )
-@jobs_option
-@registry_flags
+@setting_options("upload")
 def upload(
     image: str,
     remote: str,
