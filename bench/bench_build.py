@@ -7,6 +7,8 @@
   same work: `rpm2cpio PKG | cpio -idm` of every resolved package, then `tar --sort=name
   ... | gzip -n` of the kept files (target: at most 1.3x);
 - warm: the same command again, nothing changed, cache kept (target: at most 0.3x cold);
+- the floor: `python -c 'import smith.build'`, and with the command line and the HTTP
+  client a download imports: what a build pays before any work;
 - `python -c pass` as the load reference.
 
 The image size against an `rpm --root` install of the same packages is printed too.
@@ -25,12 +27,21 @@ from pathlib import Path
 
 import yaml
 
-from bench.timing import Case, command_case, interleave, load_reference, ratio, report
+from bench.timing import (
+    Case,
+    command_case,
+    cpu_ratio,
+    interleave,
+    load_reference,
+    ratio,
+    report,
+)
 from tests.rpm_universe import cached_universe, start_http_server
 
 PROJECT = Path(__file__).resolve().parent.parent
 SMITH = str(Path(sys.executable).with_name("smith"))
 RPM_MAGIC = b"\xed\xab\xee\xdb"
+FLOOR = "import smith.build, smith.cli.commands.build, smith.resolve.fetch, requests"
 RPM_INSTALL: tuple[str, ...] = ("rpm", "--dbpath", "/var/lib/rpm", "--force-debian", "-i")
 RPM_INSTALL += ("--nodeps", "--noscripts", "--nosignature")
 
@@ -97,6 +108,12 @@ def main() -> None:
                 Case("shell pipeline", command_case("", ["sh", "-c", shell]).run, shell),
                 cold,
                 command_case("smith build (warm)", build_argv(warm_cache, "warm.tar.gz")),
+                # What any smith build pays before its first step: the interpreter and the
+                # modules a build imports (click, pydantic, yaml, solv, the OCI writer).
+                command_case(
+                    "floor: import smith.build", [sys.executable, "-c", "import smith.build"]
+                ),
+                command_case("floor: + CLI, HTTP client", [sys.executable, "-c", FLOOR]),
             ]
 
             def empty_cold_cache() -> None:
@@ -105,13 +122,17 @@ def main() -> None:
             times = interleave(cases, args.rounds, before=empty_cold_cache)
             print(
                 f"recipe {args.recipe}: {summary['packages_resolved']} packages "
-                f"({len(rpms)} RPMs), {summary['files']} kept paths"
+                f"({len(rpms)} RPMs), {summary['paths']} kept paths"
             )
             print(f"\n{args.rounds} rounds, interleaved (the cold cache is emptied before each):")
             report(times)
             print()
             ratio(times, "smith build (cold)", "shell pipeline", "at most 1.3x")
             ratio(times, "smith build (warm)", "smith build (cold)", "at most 0.3x")
+            cpu_ratio(times, "smith build (cold)", "shell pipeline", "at most 1.3x")
+            cpu_ratio(times, "smith build (warm)", "smith build (cold)", "at most 0.3x")
+            cpu_ratio(times, "floor: import smith.build", "shell pipeline")
+            cpu_ratio(times, "floor: + CLI, HTTP client", "shell pipeline")
 
             rpm_root = tmp / "rpm-root"
             subprocess.run(

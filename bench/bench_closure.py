@@ -4,7 +4,8 @@ floor and its peers, interleaved in the same run (min and median of ROUNDS):
 - smith in one process (ClosureWalker, cold: fresh caches, every file parsed);
 - the floor: a minimal `struct` reader of the same files (every start and every library the
   closure opened: ELF header, program headers, dynamic section, string table), no search;
-- `smith closure / FILES... --keep-going`, the command a user runs;
+- `smith closure / FILES... --keep-going`, the command a user runs, and the same without
+  its run-time rules (the closure lddtree computes);
 - `lddtree -l FILES...` run the way its users run it: Debian's /usr/bin/python3 with
   Debian's python3-pyelftools (lddtree is Python; under the venv's Python it is slower);
 - `scanelf -n FILES...` (pax-utils, C: reads DT_NEEDED only, resolves nothing);
@@ -41,6 +42,10 @@ from tests.host_oracle import HOST_DIRS, find_dynamic_elfs, run_lddtree
 
 DEBIAN_PYTHON = "/usr/bin/python3"
 SMITH = str(Path(sys.executable).with_name("smith"))
+NO_RULES = (
+    "--keep-going",
+    *(f"--no-runtime={rule}" for rule in ("interpreter", "openssl", "libgcc_s")),
+)
 
 
 def smith_closure(paths: list[str]) -> ClosureWalker:
@@ -111,6 +116,9 @@ def main() -> None:
         Case("smith (in process)", lambda: smith_closure(paths), cpu=True),
         Case("floor: struct reader", lambda: floor_read(files), cpu=True),
         command_case("smith closure", [SMITH, "closure", "/", *paths, "--keep-going"]),
+        # The work lddtree does: the ELF closure alone, without smith's run-time rules (an
+        # interpreter's standard library, OpenSSL's providers, libgcc_s).
+        command_case("smith closure, no rules", [SMITH, "closure", "/", *paths, *NO_RULES]),
         command_case("lddtree -l", [DEBIAN_PYTHON, lddtree, "-l", *paths]),
         command_case("scanelf -n", ["scanelf", "-qn", *paths]),
     ]
@@ -122,6 +130,9 @@ def main() -> None:
     cpu_ratio(times, "smith (in process)", "floor: struct reader", "at most 3x")
     ratio(times, "lddtree -l", "smith (in process)", "at least 30x")
     ratio(times, "lddtree -l", "smith closure", "command against command")
+    cpu_ratio(times, "lddtree -l", "smith closure", "command against command")
+    ratio(times, "lddtree -l", "smith closure, no rules", "the same closure")
+    cpu_ratio(times, "lddtree -l", "smith closure, no rules", "the same closure")
     ratio(times, "smith (in process)", "scanelf -n")
     if args.ldd_sample:
         sample = paths[:: args.ldd_sample]

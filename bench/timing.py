@@ -7,10 +7,12 @@ the machine was while it ran.
 
 from __future__ import annotations
 
+import os
 import shlex
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -39,13 +41,29 @@ class Times:
         return statistics.median(self.cases[name])
 
 
+@dataclass(frozen=True)
+class ChildCpu:
+    """What a command case returns: the child's user+sys seconds (from os.wait4), the figure
+    that moves least with the other users' load (perf's instruction counter is not
+    available on these machines)."""
+
+    seconds: float
+
+
 def command_case(name: str, argv: Sequence[str], **kwargs: object) -> Case:
     """A case that runs a command (output discarded; a failure stops the benchmark)."""
 
-    def run() -> None:
-        proc = subprocess.run(argv, capture_output=True, check=False, **kwargs)  # type: ignore[call-overload]
-        if proc.returncode != 0:
-            sys.exit(f"{shlex.join(argv)} failed ({proc.returncode}): {proc.stderr[-2000:]!r}")
+    def run() -> ChildCpu:
+        with tempfile.TemporaryFile() as err:
+            proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=err, **kwargs)  # type: ignore[call-overload]
+            # Reaped here, not by Popen.wait, to get the child's resource usage.
+            _, status, usage = os.wait4(proc.pid, 0)
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            if proc.returncode != 0:
+                err.seek(0)
+                tail = err.read()[-2000:]
+                sys.exit(f"{shlex.join(argv)} failed ({proc.returncode}): {tail!r}")
+        return ChildCpu(usage.ru_utime + usage.ru_stime)
 
     return Case(name, run, shlex.join(argv))
 
@@ -77,6 +95,8 @@ def interleave(
             elapsed = time.perf_counter() - start
             if case.cpu:
                 times.cpu.setdefault(case.name, []).append(time.process_time() - cpu)
+            elif isinstance(value, ChildCpu):
+                times.cpu.setdefault(case.name, []).append(value.seconds)
             own = timer
             times.cases[case.name].append(value if own and isinstance(value, float) else elapsed)
     return times
@@ -108,7 +128,7 @@ def ratio(times: Times, slow: str, fast: str, target: str = "") -> None:
 
 
 def cpu_ratio(times: Times, slow: str, fast: str, target: str = "") -> None:
-    """Like ratio, in CPU seconds (both cases in process)."""
+    """Like ratio, in CPU seconds (in process, or a command's user+sys)."""
     by_min = min(times.cpu[slow]) / min(times.cpu[fast])
     by_median = statistics.median(times.cpu[slow]) / statistics.median(times.cpu[fast])
     goal = f"   (target: {target})" if target else ""

@@ -23,6 +23,7 @@ from smith.conventions import (
     nss_documents,
 )
 from smith.errors import RecipeError, UsageError
+from smith.layering import Layering, dependency_order, image_plan, merged_layering, rpm_deps
 from smith.oci.compress import parse_compression
 from smith.oci.image import GO_ARCH, Descriptor, ImageConfig, Platform
 from smith.oci.layout import choose_format, open_image
@@ -40,7 +41,7 @@ from smith.resolve.programs import (
     DEFAULT_PATH_VALUE,
 )
 from smith.resolve.repo import RepoConfig
-from smith.resolve.rpm import add_rpm_to_tree
+from smith.resolve.rpm import RpmPackage, add_rpm_to_tree
 from smith.resolve.solver import ResolvedPackage
 from smith.resolve.store import ContentStore
 from smith.result_json import Source, TreeSize, output_size, result_document
@@ -90,6 +91,8 @@ class BuildOptions:
     provenance: bool = False  # and an in-toto SLSA provenance statement
     package_db: bool = False  # write the kept packages' rpm database into the image
     arches: tuple[str, ...] = ()  # --arch: instead of the recipe's
+    layers: str | None = None  # --layers: single or packages, over the recipe's `layers:`
+    layer_budget: int | None = None  # --layer-budget
 
 
 @dataclass(frozen=True)
@@ -145,8 +148,9 @@ def build(recipe_path: str, options: BuildOptions) -> BuildResult:
     if arches[0] != recipe.arch:
         recipe = recipe.model_copy(update={"arch": arches[0], "arches": ()})
     base = os.path.dirname(os.path.abspath(recipe_path))
-    # A bad output name or format fails before any download.
+    # A bad output name, format or layer budget fails before any download.
     choose_format(output_of(options, recipe), merged("format", options.fmt, recipe))
+    recipe_layering(recipe, options)
     image = image_package(recipe.package, base)
     if image is not None:
         return build_from_image(recipe, recipe_path, image, options)
@@ -205,6 +209,7 @@ class RecipeTree:
     user: RuntimeUser
     nss: bool
     rootfs: str | None
+    order: tuple[str, ...] = ()  # the packages' NEVRAs, bottom of the requires graph first
 
 
 def unpack_recipe(
@@ -225,7 +230,7 @@ def unpack_recipe(
         )
     log.info("fetching and extracting %d packages", len(packages))
     store = ContentStore(fetcher.cache_dir / "content")
-    full = extract_packages(packages, fetcher, repo_configs(recipe, recipe_path), store)
+    full, headers = extract_packages(packages, fetcher, repo_configs(recipe, recipe_path), store)
     if rootfs is not None:
         # The closure runs over the tree the image holds: packages, then rootfs/ over them,
         # so that a program shipped in rootfs/ finds its libraries in the packages.
@@ -237,7 +242,8 @@ def unpack_recipe(
         # The closure's NSS set follows the nsswitch.conf the image will have: smith's own.
         for path, data in nss_documents(user).items():
             full.add_file(path, InlineBytes(data), 0o644, origin="smith (nss)")
-    return RecipeTree(full, tuple(packages), user, nss, rootfs)
+    order = dependency_order(rpm_deps(h) for h in headers)
+    return RecipeTree(full, tuple(packages), user, nss, rootfs, order)
 
 
 def stage_build(
@@ -319,8 +325,22 @@ def stage_build(
             open_image(ref, platform=config.platform, registry=options.registry)
         )
     annotations = {PACKAGE_FILES_ANNOTATION: package_files_json(dict(shrunk.owners))}
+    plan = image_plan(
+        image_tree,
+        recipe_layering(recipe, options),
+        order=unpacked.order,
+        owners=shrunk.owners,
+        # The program's own package is the application's: on top, with rootfs/.
+        top=[
+            o
+            for e in (full.get(shrunk.program), full.lookup(shrunk.program))
+            if e and (o := e.origin)
+        ],
+        directory_owner=(unpacked.user.uid, unpacked.user.gid),
+        parent_layers=len(parent.layers) if parent is not None else 0,
+    )
     return Staged(
-        PlatformImage(image_tree, config, parent, annotations),
+        PlatformImage(image_tree, config, parent, annotations, plan.trees() if plan else ()),
         shrunk,
         Source(
             recipe_path,
@@ -329,6 +349,14 @@ def stage_build(
         ),
         packages,
         referrers,
+    )
+
+
+def recipe_layering(recipe: Recipe, options: BuildOptions) -> Layering:
+    """--layers and --layer-budget over the recipe's `layers:` (a bad budget fails here,
+    before any download)."""
+    return merged_layering(
+        options.layers, options.layer_budget, recipe.layers.layering() if recipe.layers else None
     )
 
 
@@ -383,6 +411,7 @@ def build_platforms(
         raise UsageError(f"{recipe_path}: an image `package:` is built for its own platform")
     output = output_of(options, recipe)
     choose_format(output, merged("format", options.fmt, recipe))
+    recipe_layering(recipe, options)
     fetcher = fetcher_for(options)
     with contextlib.ExitStack() as stack:
         staged = [
@@ -441,6 +470,8 @@ def build_from_image(
         compression=options.compression,
         epoch=options.epoch,
         tag=options.tag,
+        layers=options.layers,
+        layer_budget=options.layer_budget,
     )
     check_patterns(settings)
     output = output_settings(options, recipe)
@@ -474,13 +505,15 @@ def extract_packages(
     fetcher: Fetcher,
     repos: Sequence[RepoConfig],
     store: ContentStore,
-) -> FileTree:
+) -> tuple[FileTree, tuple[RpmPackage, ...]]:
     """Fetch (checksum always, signature when the repository has gpgcheck) and unpack the
-    packages into one tree, in resolution order."""
+    packages into one tree, in resolution order; their headers too (layering orders by
+    them)."""
     tree = FileTree()
-    for path in fetch_packages(packages, fetcher, repos):
-        add_rpm_to_tree(tree, path, store)
-    return tree
+    headers = [
+        add_rpm_to_tree(tree, path, store) for path in fetch_packages(packages, fetcher, repos)
+    ]
+    return tree, tuple(headers)
 
 
 # -- what is kept ----------------------------------------------------------------------------

@@ -110,9 +110,9 @@ def lock_changes(old: Lock, new: Lock, advisories: Sequence[Advisory]) -> tuple[
 class BuildChange:
     """How the image of the updated lock differs from the image of the old one.
 
-    smith writes the packages' files as one layer (over a parent's layers, which do not
-    change), so any moved package that contributes a kept file changes that one layer;
-    once layers are split by package this is where the changed ones would be named."""
+    With `layers: single` the packages' files are one layer (over a parent's layers, which
+    do not change), so any moved package that contributes a kept file changes it; with
+    `layers: packages` only the layers of the moved packages change (smith.layering)."""
 
     layers: tuple[tuple[str, str], ...]  # (old digest, new digest) of every layer
     push_bytes: int  # the blobs of the new image that the old one does not have

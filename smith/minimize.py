@@ -23,6 +23,7 @@ from smith.conventions import (
     RuntimeUser,
 )
 from smith.errors import ImageFormatError, UsageError
+from smith.layering import Layering, LayerStrategy, PackageDeps, dependency_order, image_plan
 from smith.leftovers import temp_dir
 from smith.oci.compress import Compression
 from smith.oci.image import ImageConfig, Platform
@@ -34,7 +35,8 @@ from smith.oci.writer import ImageResult
 from smith.paths import normalize_path
 from smith.profile import ProfileEntry
 from smith.result_json import Source, TreeSize, result_document
-from smith.rootfs import overlay_rootfs
+from smith.rootfs import ORIGIN as ROOTFS_ORIGIN
+from smith.rootfs import added_reason, overlay_rootfs
 from smith.sbom.formats import SbomFormat
 from smith.shrink import (
     ConfigChanges,
@@ -83,6 +85,7 @@ class MinimizeOptions:
     mounts: tuple[str, ...] = ()  # directories to create (a recipe's `mounts`)
     sbom: tuple[SbomFormat, ...] = ()  # SBOMs to attach as OCI referrers of the output
     package_db: bool = False  # keep the input's package database, for the kept packages
+    layering: Layering = field(default_factory=Layering)  # --layers, --layer-budget, `layers:`
 
 
 @dataclass(frozen=True)
@@ -197,12 +200,51 @@ def stage_minimize(
         compressed_bytes=sum(layer.size for layer in image.layers),
         layers=stats.layers,
     )
+    layers = minimize_layers(tree, shrunk.tree, shrunk.program, options, user)
     return Staged(
-        PlatformImage(shrunk.tree, config),
+        PlatformImage(shrunk.tree, config, layers=layers),
         shrunk,
         found,
         referrers=sbom_attacher(tree, shrunk.tree, options),
     )
+
+
+def minimize_layers(
+    source: FileTree, final: FileTree, program: str, options: MinimizeOptions, user: RuntimeUser
+) -> tuple[FileTree, ...]:
+    """The layer trees `options.layering` asks for (none: one layer). Files are owned by
+    the packages of the image's own database (rpmdb.sqlite, dpkg status), which orders
+    them too; an image without one gives one layer of its files, under the top layer
+    (rootfs/, what smith adds, and the program's own package)."""
+    if options.layering.strategy is LayerStrategy.SINGLE:
+        return ()
+    from smith.sbom.attach import image_packages  # the database readers only when asked for
+
+    packages = image_packages(source)
+    owners: dict[str, str] = {}
+    for package in packages:
+        for path in package.files:
+            owners.setdefault(path, package.info.key)
+    order = dependency_order(
+        PackageDeps(p.info.key, p.requires, p.provides, p.files) for p in packages
+    )
+    if not packages:
+        owners = {e.path: "image" for e in final}
+        order = ("image",)
+    for entry in final:  # what rootfs/ and smith put there is the application's
+        if entry.origin == ROOTFS_ORIGIN or added_reason(entry):
+            owners.pop(entry.path, None)
+    real = source.resolve(program)
+    top = [owners[p] for p in (program, real) if p in owners and packages]
+    plan = image_plan(
+        final,
+        options.layering,
+        order=order,
+        owners=owners,
+        top=top,
+        directory_owner=(0, 0) if options.keep_ownership else (user.uid, user.gid),
+    )
+    return plan.trees() if plan is not None else ()
 
 
 def image_spec(

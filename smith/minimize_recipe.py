@@ -10,6 +10,7 @@ import os
 from dataclasses import replace
 
 from smith.errors import RecipeError, UsageError
+from smith.layering import merged_layering
 from smith.minimize import MinimizeOptions
 from smith.oci.compress import parse_compression
 from smith.profile import recipe_profile
@@ -30,10 +31,12 @@ def read_minimize_recipe(
     compression: str | None = None,
     epoch: int | None = None,
     tag: str | None = None,
+    layers: str | None = None,
+    layer_budget: int | None = None,
 ) -> tuple[str, MinimizeOptions]:
     """(the image the recipe names, `options` with the recipe's settings added): the
-    recipe's `compression`, `source_date_epoch` and `tag` apply unless the flag (the
-    argument) is given, as for every setting (smith/settings.py)."""
+    recipe's `compression`, `source_date_epoch`, `tag` and `layers` apply unless the flag
+    (the argument) is given, as for every setting (smith/settings.py)."""
     recipe = load_recipe(path)
     if not recipe.package:
         raise RecipeError(f"{path}: `package:` must name the image to minimize")
@@ -65,6 +68,9 @@ def read_minimize_recipe(
         tag=merged("tag", tag, recipe) or "",
         rootfs=options.rootfs or rootfs_of(os.path.dirname(os.path.abspath(path))),
         mounts=(*options.mounts, *recipe.mounts),
+        layering=merged_layering(
+            layers, layer_budget, recipe.layers.layering() if recipe.layers else None
+        ),
     )
 
 
@@ -76,11 +82,20 @@ def recipe_image(
     *,
     compression: str | None = None,
     tag: str | None = None,
+    layers: str | None = None,
+    layer_budget: int | None = None,
 ) -> tuple[str, MinimizeOptions]:
     """The image a command line names, or its --recipe's `package:` (not two different
     ones), and the options with the recipe's settings."""
     if recipe:
-        named, options = read_minimize_recipe(recipe, options, compression=compression, tag=tag)
+        named, options = read_minimize_recipe(
+            recipe,
+            options,
+            compression=compression,
+            tag=tag,
+            layers=layers,
+            layer_budget=layer_budget,
+        )
         if image and named and image != named:
             raise UsageError(f"the recipe names the image {named!r}, the command line {image!r}")
         image = image or named

@@ -33,6 +33,7 @@ from pydantic import (
 from smith.arch import check_arch
 from smith.errors import RecipeError
 from smith.goyaml import GoScalarLoader, go_text
+from smith.layering import DEFAULT_BUDGET, MAX_LAYERS, Layering, LayerStrategy
 from smith.limits import RECIPE_BYTES, YAML_DEPTH, YAML_NODES
 from smith.resolve.runtime_sets import RuntimeRule
 from smith.settings import SETTINGS, Kind
@@ -106,6 +107,27 @@ class Repo(Strict):
     @classmethod
     def _keys(cls, value: Any) -> Any:
         return (value,) if isinstance(value, str) else _tuple(value)
+
+
+class Layers(Strict):
+    """`layers:` (smith's addition): `single` (the default: one layer), `packages` (a layer
+    per package, the application's own files on top), or `{strategy: packages, budget: N}`
+    (at most N layers in all, 1 to 127)."""
+
+    strategy: LayerStrategy = LayerStrategy.PACKAGES
+    budget: int = Field(default=DEFAULT_BUDGET, ge=1, le=MAX_LAYERS)
+
+    @field_validator("strategy", mode="before")
+    @classmethod
+    def _strategy(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            if value not in set(LayerStrategy):
+                raise ValueError(f"{value!r} is no strategy: {', '.join(LayerStrategy)}")
+            return LayerStrategy(value)
+        return value
+
+    def layering(self) -> Layering:
+        return Layering(self.strategy, self.budget)
 
 
 class RuntimeSet(StrEnum):
@@ -244,6 +266,10 @@ def _command(value: Any) -> Any:
     return (value,) if isinstance(value, str) else _tuple(value)
 
 
+def _layers(value: Any) -> Any:
+    return {"strategy": value} if isinstance(value, str) else value
+
+
 def _enum_items(value: Any, kind: type[StrEnum]) -> Any:
     """A list of names of `kind`, each checked, as a tuple of its members."""
     if not isinstance(value, list):
@@ -268,6 +294,7 @@ KINDS: dict[Kind, tuple[Any, Any]] = {
         Annotated[tuple[RuntimeRule, ...], BeforeValidator(partial(_enum_items, kind=RuntimeRule))],
         (),
     ),
+    Kind.LAYERS: (Annotated[Layers, BeforeValidator(_layers)], None),
 }
 
 
@@ -306,6 +333,7 @@ if TYPE_CHECKING:
         entrypoint: tuple[str, ...] | None
         provenance: bool  # attach SLSA provenance (as `smith build --provenance`)
         package_db: bool  # write the kept packages' rpm database into the image
+        layers: Layers | None  # how the image is cut into layers (smith.layering)
 
 else:
     Recipe = create_model("Recipe", __base__=RecipeKeys, __module__=__name__, **setting_fields())

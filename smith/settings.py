@@ -18,6 +18,7 @@ from enum import StrEnum
 from typing import Any
 
 from smith.epoch import environment_epoch
+from smith.layering import DEFAULT_BUDGET, MAX_LAYERS, LayerStrategy
 from smith.oci.compress import Compression
 from smith.resolve.runtime_sets import RuntimeRule
 
@@ -53,6 +54,7 @@ class Kind(StrEnum):
     IMAGE_PATHS = "image paths"  # a list of paths or globs inside the image (no `..`)
     COMMAND = "command"  # a list of arguments, or one string as one argument
     RUNTIME_RULES = "runtime rules"  # names of rule-based run-time sets
+    LAYERS = "layers"  # a layer strategy, or a mapping of a strategy and a budget
 
 
 class Combine(StrEnum):
@@ -281,6 +283,25 @@ SETTINGS = (
             "minimize": " the input's rpmdb.sqlite, or /var/lib/dpkg/status.d/<package> "
             "(as distroless) for a Debian image.",
         },
+    ),
+    # The recipe's `layers:` is a structured key (a strategy, or a mapping with a budget):
+    # smith.layering.merged_layering lays these two flags over it, not `merged`.
+    Setting(
+        "layers",
+        ("--layers",),
+        "single: one layer (the default); packages: a layer per package, bottom of the "
+        "dependency graph first, the application's own files (rootfs/, the program's "
+        "package) on top. Over the recipe's `layers:`.",
+        choices=tuple(s.value for s in LayerStrategy),
+        kind=Kind.LAYERS,
+    ),
+    _option(
+        "layer_budget",
+        ("--layer-budget",),
+        f"At most N layers in all with --layers packages (default {DEFAULT_BUDGET}, 1 to "
+        f"{MAX_LAYERS}: containerd's limit); past it the highest packages share one.",
+        parser=int,
+        metavar="N",
     ),
     # -- how to talk to a registry -------------------------------------------------------
     _option(

@@ -180,6 +180,7 @@ def write_staged(staged: Staged, output: Output) -> ImageResult:
         annotations=staged.image.annotations,
         cache_dir=output.cache_dir,
         referrers=staged.referrers,
+        layers=staged.image.layers,
     )
 
 

@@ -8,6 +8,7 @@ root-relative strings (see smith.paths); names that are not valid UTF-8 are carr
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import stat
@@ -17,10 +18,10 @@ from enum import StrEnum
 from typing import Any, BinaryIO
 
 from smith.errors import SmithError
-from smith.paths import normalize_path, parent_paths, resolve_link_target
+from smith.links import MAX_SYMLINK_HOPS, LinkResolver
+from smith.paths import normalize_path, parent_paths
 
-# Linux follows at most 40 symlinks while resolving one path (ELOOP beyond that).
-MAX_SYMLINK_HOPS = 40
+__all__ = ["MAX_SYMLINK_HOPS"]  # re-exported: the limit readers of a tree check against
 
 
 class Kind(StrEnum):
@@ -109,6 +110,19 @@ class _SliceIO(io.RawIOBase):
 Content = HostFile | InlineBytes | HostSlice
 
 
+def content_digest(content: Content) -> str:
+    """The sha256 (hex) of the content's bytes; free when the producer recorded it."""
+    if isinstance(content, InlineBytes):
+        return hashlib.sha256(content.data).hexdigest()
+    if isinstance(content, HostFile) and content.sha256:
+        return content.sha256
+    hasher = hashlib.sha256()
+    with content.open() as f:
+        while chunk := f.read(1 << 20):
+            hasher.update(chunk)
+    return hasher.hexdigest()
+
+
 @dataclass(frozen=True)
 class Entry:
     """One path of the tree.
@@ -142,6 +156,19 @@ class FileTree:
 
     def __init__(self) -> None:
         self._entries: dict[str, Entry] = {}
+        # directory -> names directly below it (explicit entries and implicit parents),
+        # built on first use and kept up to date after: layering and the closure ask for
+        # the children of a directory many times.
+        self._children: dict[str, set[str]] | None = None
+        self._listed: dict[str, list[str]] = {}  # child_paths' sorted answers, until a change
+        self._resolver = LinkResolver(self._is_link, self._readlink, _loop_error)
+
+    def _is_link(self, path: str) -> bool:
+        entry = self._entries.get(path)
+        return entry is not None and entry.kind is Kind.SYMLINK
+
+    def _readlink(self, path: str) -> str:
+        return self._entries[path].target
 
     # -- building ---------------------------------------------------------------------------
 
@@ -153,7 +180,15 @@ class FileTree:
             entry = replace(entry, path=path)
         if entry.kind is Kind.HARDLINK:
             entry = replace(entry, target=normalize_path(entry.target, what="hard link target"))
+        old = self._entries.get(path)
+        if entry.kind is Kind.SYMLINK or (old is not None and old.kind is Kind.SYMLINK):
+            self._resolver.forget()  # resolutions through this path may change
         self._entries[path] = entry
+        if old is None:
+            if self._children is not None:
+                _index_path(self._children, path)
+            if self._listed:
+                self._listed.clear()
         return entry
 
     def add_dir(
@@ -210,6 +245,9 @@ class FileTree:
         prefix = path + "/" if path else ""
         for p in [p for p in self._entries if p == path or p.startswith(prefix)]:
             del self._entries[p]
+        self._resolver.forget()
+        self._children = None  # rare (conventions, excludes): rebuilt when next asked
+        self._listed.clear()
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -251,9 +289,34 @@ class FileTree:
         return sorted(self._entries, key=path_sort_key)
 
     def children(self, directory: str) -> list[Entry]:
+        """The entries directly below `directory`, in bytewise order."""
+        return [e for e in (self.get(p) for p in self.child_paths(directory)) if e is not None]
+
+    def child_paths(self, directory: str) -> list[str]:
+        """The paths directly below `directory` (implicit parents included), bytewise."""
         directory = normalize_path(directory)
-        prefix = directory + "/" if directory else ""
-        return [e for e in self if e.path.startswith(prefix) and "/" not in e.path[len(prefix) :]]
+        listed = self._listed.get(directory)
+        if listed is None:
+            names = self._index().get(directory, ())
+            paths = (f"{directory}/{n}" if directory else n for n in names)
+            listed = self._listed[directory] = sorted(paths, key=path_sort_key)
+        return list(listed)
+
+    def is_directory(self, path: str) -> bool:
+        """Whether `path` is a directory: an entry, or the implicit parent of one."""
+        path = normalize_path(path)
+        entry = self._entries.get(path)
+        if entry is not None:
+            return entry.kind is Kind.DIR
+        return path == "" or path in self._index()
+
+    def _index(self) -> dict[str, set[str]]:
+        if self._children is None:
+            children: dict[str, set[str]] = {"": set()}
+            for path in self._entries:
+                _index_path(children, path)
+            self._children = children
+        return self._children
 
     def resolve(self, path: str, *, follow_last: bool = True) -> str:
         """The canonical path `path` leads to after following symlinks inside the tree.
@@ -261,23 +324,8 @@ class FileTree:
         Absolute link targets are re-rooted into the tree; the host is never consulted. The
         result may name a path that does not exist (a dangling link). A loop raises.
         """
-        todo = normalize_path(path).split("/") if path.strip("/") else []
-        done: list[str] = []
-        hops = 0
-        while todo:
-            name = todo.pop(0)
-            current = "/".join([*done, name])
-            entry = self._entries.get(current)
-            if entry is not None and entry.kind is Kind.SYMLINK and (todo or follow_last):
-                hops += 1
-                if hops > MAX_SYMLINK_HOPS:
-                    raise SmithError(f"too many levels of symbolic links resolving {path!r}")
-                target = resolve_link_target(current, entry.target)
-                done = []
-                todo = (target.split("/") if target else []) + todo
-                continue
-            done.append(name)
-        return "/".join(done)
+        norm = normalize_path(path) if path.strip("/") else ""
+        return self._resolver.walk(norm, follow_last=follow_last).path
 
     def lookup(self, path: str) -> Entry | None:
         """The entry `path` leads to after following symlinks (and hard links), if any."""
@@ -329,6 +377,21 @@ class FileTree:
                 old = tree._entries[other]
                 tree.add(replace(old, kind=Kind.HARDLINK, target=names[0], size=0, content=None))
         return tree
+
+
+def _loop_error(path: str) -> SmithError:
+    return SmithError(f"too many levels of symbolic links resolving {path!r}")
+
+
+def _index_path(children: dict[str, set[str]], path: str) -> None:
+    """Record `path` and its parents in a directory -> names index."""
+    while path:
+        parent, _, name = path.rpartition("/")
+        siblings = children.setdefault(parent, set())
+        if name in siblings:
+            return
+        siblings.add(name)
+        path = parent
 
 
 def copy_parents(dest: FileTree, source: FileTree, path: str) -> None:

@@ -59,13 +59,20 @@ def verify_json(*args: str) -> tuple[int, dict[str, object]]:
     return proc.returncode, json.loads(proc.stdout)
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--update", action="store_true", help="rewrite tests/golden/recipes.json")
+def golden_arguments(doc: str, golden: Path) -> argparse.Namespace:
+    """The command line of a golden-digest script (--update), once the frozen universe is
+    known to be there."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("--update", action="store_true", help=f"rewrite {golden.name}")
     args = parser.parse_args()
     if not FROZEN_MAIN.is_dir():
         raise SystemExit(f"{FROZEN_MAIN} is not present: golden digests come only from the "
                          "frozen universe of ../shared (see its README)")  # fmt: skip
+    return args
+
+
+def main() -> int:
+    args = golden_arguments(__doc__ or "", GOLDEN)
     records: dict[str, object] = {}
     failed = False
     print(f"building from the frozen universe: {FROZEN_MAIN}", file=sys.stderr)

@@ -80,9 +80,10 @@ def craft_rpm(
     sha256_digests: dict[str, str] | None = None,
     payload_digest: bool = True,
     payload: bytes | None = None,
+    name: str = "crafted",
 ) -> Path:
-    """An RPM whose payload holds `files` (cpio name, kind, data or link target), or is
-    `payload` as given (a hostile one)."""
+    """An RPM (package `name`) whose payload holds `files` (cpio name, kind, data or link
+    target), or is `payload` as given (a hostile one)."""
     names = [n.lstrip(".") for n, _, _ in files]
     if header_mismatch:
         names = [n + "-other" for n in names]
@@ -95,12 +96,12 @@ def craft_rpm(
         "dir": S_IFDIR | 0o755,
     }
     tags: dict[int, tuple[int, object]] = {
-        1000: (6, "crafted"),
+        1000: (6, name),
         1001: (6, "1"),
         1002: (6, "1"),
         1022: (6, "x86_64"),
         1021: (6, "linux"),
-        1044: (6, "crafted-1-1.src.rpm"),
+        1044: (6, f"{name}-1-1.src.rpm"),
         1028: (4, [len(_content(k, d).encode()) if k != "dir" else 0 for _, k, d in files]),
         1030: (3, [kinds[k] for _, k, _ in files]),
         1033: (3, [0] * len(files)),
@@ -134,7 +135,9 @@ def craft_rpm(
     header = _header(tags)
     sig = _header({273: (6, hashlib.sha256(header).hexdigest())})
     sig += b"\0" * ((-len(sig)) % 8)
-    lead = b"\xed\xab\xee\xdb\x03\x00\x00\x00\x00\x01" + b"crafted-1-1".ljust(66, b"\0")
+    lead = b"\xed\xab\xee\xdb\x03\x00\x00\x00\x00\x01" + f"{name}-1-1".encode()[:65].ljust(
+        66, b"\0"
+    )
     lead += b"\x00\x01\x00\x05" + b"\0" * 16
     assert len(lead) == 96
     path.write_bytes(lead + sig + header + payload)

@@ -88,3 +88,20 @@ def test_compressor_versions_are_their_distributions() -> None:
 def test_the_build_command_imports_no_network_client_until_it_downloads() -> None:
     modules = imported_by("build", "--help")
     assert not {m for m in modules if m.split(".")[0] in ("requests", "urllib3", "cryptography")}
+
+
+@pytest.mark.parametrize("command", ["build", "verify"])
+def test_a_command_help_imports_no_library_of_the_command(command: str) -> None:
+    """Its options are click's: the recipe model, libsolv and the writer load when it runs."""
+    modules = imported_by(command, "--help")
+    assert not {m for m in modules if m.split(".")[0] in HEAVY and m != "logging"}
+    assert "smith.build" not in modules and "smith.recipe" not in modules
+
+
+def test_closure_imports_only_what_it_uses() -> None:
+    """`smith closure` reads ELF headers and symbols with struct: no recipe, package, image
+    or network library (pyelftools only for files its reader leaves to it; none here)."""
+    modules = imported_by("closure", "/", "/usr/bin/true")
+    heavy = {m.split(".")[0] for m in modules} & set(HEAVY)
+    assert heavy == {"logging"}  # the command line configures logging for every command
+    assert "smith.profile" not in modules  # it writes profiles; the closure only reads them

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from smith.oci.auth import parse_creds
 from smith.oci.registry_options import RegistryOptions
 
 
 def registry_options(kwargs: dict[str, Any], **extra: Any) -> RegistryOptions:
     """Take the registry flags out of a command's keyword arguments."""
     creds = kwargs.pop("creds")
+    if creds:
+        from smith.oci.auth import parse_creds  # on use: a build without --creds needs none
     return RegistryOptions(
         creds=parse_creds(creds) if creds else None,
         authfile=kwargs.pop("authfile") or "",

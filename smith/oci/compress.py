@@ -17,13 +17,14 @@ import os
 import struct
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
-import deflate
-import zstandard
+if TYPE_CHECKING:
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    import zstandard
 
 from smith.errors import UsageError
 
@@ -63,10 +64,16 @@ class CompressorInfo:
 def compressor_info(compression: Compression) -> CompressorInfo | None:
     # The modules' own __version__ (their distribution's version, a test checks), not
     # importlib.metadata: importing that costs every build ~0.1 s.
+    # The compressors are imported where they are used: the option parsing that imports
+    # this module (every command with --compression) needs neither.
     if compression is Compression.GZIP:
+        import deflate
+
         name = f"libdeflate(deflate)/members-{GZIP_MEMBER_SIZE}"
         return CompressorInfo(name, deflate.__version__, GZIP_LEVEL)
     if compression is Compression.ZSTD:
+        import zstandard  # with platform, ~10 ms
+
         return CompressorInfo("zstd(zstandard)", zstandard.__version__, ZSTD_LEVEL)
     return None
 
@@ -80,6 +87,8 @@ def parse_compression(value: str) -> Compression:
 
 
 def gzip_member(data: bytes) -> bytes:
+    import deflate
+
     body = deflate.deflate_compress(data, GZIP_LEVEL)
     trailer = struct.pack("<II", deflate.crc32(data), len(data) & 0xFFFFFFFF)
     return GZIP_HEADER + body + trailer
@@ -106,8 +115,13 @@ class CompressedWriter:
         self._pool: ThreadPoolExecutor | None = None
         self._zstd: zstandard.ZstdCompressionObj | None = None
         if compression is Compression.GZIP:
+            # Here, not at the top: every command with --compression imports this module.
+            from concurrent.futures import ThreadPoolExecutor
+
             self._pool = ThreadPoolExecutor(max_workers=workers())
         elif compression is Compression.ZSTD:
+            import zstandard
+
             cctx = zstandard.ZstdCompressor(level=ZSTD_LEVEL, threads=workers())
             self._zstd = cctx.compressobj()
 

@@ -20,22 +20,10 @@ from smith.oci.blobs import BlobStore, verify_blob
 from smith.oci.compress import Compression, compressor_info
 from smith.oci.image import Descriptor
 from smith.oci.writer import Layer, write_layer
-from smith.tree import Content, FileTree, HostFile, InlineBytes, Kind
+from smith.tree import FileTree, Kind, content_digest
 
 # Bump when the tar writer changes its output for the same inputs.
 FORMAT_VERSION = 1
-
-
-def content_digest(content: Content) -> str:
-    if isinstance(content, InlineBytes):
-        return hashlib.sha256(content.data).hexdigest()
-    if isinstance(content, HostFile) and content.sha256:
-        return content.sha256
-    hasher = hashlib.sha256()
-    with content.open() as f:
-        while chunk := f.read(1 << 20):
-            hasher.update(chunk)
-    return hasher.hexdigest()
 
 
 def layer_key(tree: FileTree, compression: Compression, epoch: int) -> str:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from smith.errors import UsageError
+from smith.layering import MAX_LAYERS
 from smith.oci.blobs import BlobStore
 from smith.oci.compress import MEDIA_TYPE_SUFFIX, Compression
 from smith.oci.image import Descriptor, ImageConfig, rfc3339
@@ -49,8 +50,10 @@ def write_image(
     annotations: Mapping[str, str] | None = None,
     cache_dir: str | None = None,
     referrers: Callable[[ImageResult], Sequence[Artifact]] | None = None,
+    layers: Sequence[FileTree] = (),
 ) -> ImageResult:
-    """Write `tree` as one layer (on top of `parent`'s layers, if any) to `output`.
+    """Write `tree` as one layer, or `layers` (bottom first: a smith.layering plan's trees)
+    if given, on top of `parent`'s layers, if any, to `output`.
 
     The output appears only when complete; on any error or interrupt nothing is left.
     `referrers` makes the artifacts (an SBOM...) to attach to the finished image manifest:
@@ -61,7 +64,7 @@ def write_image(
     parent_types = [desc.media_type for desc in parent.layers] if parent is not None else []
     refuse_zstd_docker_archive(out_format, [MEDIA_TYPE_SUFFIX[compression], *parent_types])
     with staging_layout(output) as store:
-        image = PlatformImage(tree, config, parent, annotations)
+        image = PlatformImage(tree, config, parent, annotations, tuple(layers))
         result = stage_image(store, image, compression, epoch, cache_dir)
         attached = [
             write_referrer(store, result.manifest, artifact)
@@ -81,6 +84,10 @@ class PlatformImage:
     config: ImageConfig
     parent: LoadedImage | None = None
     annotations: Mapping[str, str] | None = None
+    layers: tuple[FileTree, ...] = ()  # the layer trees, bottom first; () is `tree` alone
+
+    def layer_trees(self) -> tuple[FileTree, ...]:
+        return self.layers or (self.tree,)
 
 
 @dataclass(frozen=True)
@@ -122,7 +129,7 @@ def stage_image(
     epoch: int,
     cache_dir: str | None,
 ) -> ImageResult:
-    """The layer (on the parent's), config and manifest blobs of one image, in `store`."""
+    """The layers (on the parent's), config and manifest blobs of one image, in `store`."""
     layers: list[Layer] = []
     history: list[Mapping[str, Any]] = []
     parent = image.parent
@@ -131,12 +138,19 @@ def stage_image(
             store.add_file(parent.blob_path(desc.digest), desc.digest, desc.size)
             layers.append(Layer(desc, diff_id))
         history = list(parent.config.get("history") or [])
-    if cache_dir is not None:
-        layers.append(LayerCache(cache_dir).write_layer(image.tree, store, compression, epoch))
-    else:
-        layers.append(write_layer(image.tree, store, compression, epoch))
-    if history:
-        history.append({"created": rfc3339(epoch), "created_by": "smith"})
+    trees = image.layer_trees()
+    if len(layers) + len(trees) > MAX_LAYERS:
+        raise UsageError(
+            f"{len(layers)} parent layers and {len(trees)} of smith's make more than "
+            f"{MAX_LAYERS} layers (containerd's limit): lower --layer-budget"
+        )
+    for tree in trees:
+        if cache_dir is not None:
+            layers.append(LayerCache(cache_dir).write_layer(tree, store, compression, epoch))
+        else:
+            layers.append(write_layer(tree, store, compression, epoch))
+        if history:
+            history.append({"created": rfc3339(epoch), "created_by": "smith"})
     return write_manifest(
         store, layers, image.config, epoch, history=history, annotations=image.annotations
     )

@@ -4,8 +4,11 @@ takes the registry flags, and building these options must not import urllib3."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from smith.oci.auth import Credentials
+if TYPE_CHECKING:
+    # A type only: smith.oci.auth (docker config, credential helpers) is read on use.
+    from smith.oci.auth import Credentials
 
 
 @dataclass(frozen=True)

@@ -36,12 +36,13 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from smith import progress
-from smith.errors import ImageFormatError, UnsafePathError
+from smith.errors import ImageFormatError, SmithError, UnsafePathError
+from smith.links import LinkResolver
 from smith.oci.layerread import READ_SIZE, DecompressError, LayerReader, open_blob
 from smith.oci.layout import LoadedImage
 from smith.oci.tarstream import Member, TarFormatError, TarStream
 from smith.paths import climbs_out
-from smith.tree import MAX_SYMLINK_HOPS, Entry, FileTree, HostSlice, InlineBytes, Kind
+from smith.tree import Entry, FileTree, HostSlice, InlineBytes, Kind
 
 WHITEOUT = ".wh."
 OPAQUE = ".wh..wh..opq"
@@ -84,6 +85,22 @@ class UnpackStats:
     skipped_special: int  # devices, FIFOs, sockets left out
 
 
+class _Loop(SmithError):
+    """Too many levels of links: _resolve_parent names the layer and entry."""
+
+
+class _Escape(SmithError):
+    def __init__(self, link: str, target: str) -> None:
+        super().__init__(link)
+        self.link, self.target = link, target
+
+
+def _refuse_escape(link: str, target: str) -> None:
+    # The kernel clamps `..` at the root, but a layer that climbs out is hostile or broken.
+    if not target.startswith("/") and climbs_out(link.count("/"), target):
+        raise _Escape(link, target)
+
+
 class Applier:
     """The merged filesystem of the layers applied so far (path -> node, with a
     children index so whiteouts and replacements cost what they remove, not the tree)."""
@@ -95,6 +112,7 @@ class Applier:
             os.makedirs(store, exist_ok=True)
         self.nodes: dict[str, _Node] = {}
         self.children: dict[str, set[str]] = {"": set()}
+        self.links = LinkResolver(self._is_link, self._readlink, _Loop, _refuse_escape)
         self.entries = 0
         self.files = 0
         self.special = 0
@@ -115,6 +133,8 @@ class Applier:
         node = self.nodes.pop(path, None)
         if node is None:
             return
+        if node.kind in (Kind.SYMLINK, Kind.DIR):
+            self.links.forget()  # a link, or a directory with links below it, is gone
         if node.kind is Kind.DIR:
             for child in list(self.children.pop(path, ())):
                 self._remove(child, None)
@@ -129,6 +149,8 @@ class Applier:
                 existing.origin = node.origin
                 return
             self._remove(path)
+        if node.kind is Kind.SYMLINK:
+            self.links.forget()
         self.nodes[path] = node
         self.children.setdefault(posixpath.dirname(path), set()).add(path)
         if node.kind is Kind.DIR:
@@ -147,32 +169,24 @@ class Applier:
     def _resolve_parent(self, path: str, layer: str, name: str) -> str:
         """`path` with its parent directories resolved through the tree's symlinks, as a
         runtime's scoped join does; refused when a symlink would lead out of the root."""
-        parts = path.split("/")
-        done: list[str] = []
-        todo = parts[:-1]
-        hops = 0
-        while todo:
-            part = todo.pop(0)
-            current = "/".join([*done, part])
-            node = self.nodes.get(current)
-            if node is not None and node.kind is Kind.SYMLINK:
-                hops += 1
-                if hops > MAX_SYMLINK_HOPS:
-                    raise UnsafePathError(
-                        f"layer {layer}: entry {name!r}: too many levels of symbolic links"
-                    )
-                base = "/" if node.target.startswith("/") else "/" + "/".join(done)
-                joined = posixpath.normpath(posixpath.join(base, node.target))
-                if not node.target.startswith("/") and climbs_out(len(done), node.target):
-                    raise UnsafePathError(
-                        f"layer {layer}: entry {name!r} goes through the symlink "
-                        f"{current!r} -> {node.target!r}, which leads out of the root"
-                    )
-                done = []
-                todo = [p for p in joined.split("/") if p] + todo
-                continue
-            done.append(part)
-        return "/".join([*done, parts[-1]])
+        try:
+            return self.links.walk(path, follow_last=False).path
+        except _Loop:
+            raise UnsafePathError(
+                f"layer {layer}: entry {name!r}: too many levels of symbolic links"
+            ) from None
+        except _Escape as err:
+            raise UnsafePathError(
+                f"layer {layer}: entry {name!r} goes through the symlink "
+                f"{err.link!r} -> {err.target!r}, which leads out of the root"
+            ) from None
+
+    def _is_link(self, path: str) -> bool:
+        node = self.nodes.get(path)
+        return node is not None and node.kind is Kind.SYMLINK
+
+    def _readlink(self, path: str) -> str:
+        return self.nodes[path].target
 
     # -- one layer -----------------------------------------------------------------------
 

@@ -160,23 +160,34 @@ class Found:
     variants: tuple[str, ...]  # other glibc-hwcaps builds of the same library
 
 
-@dataclass
 class _Object:
-    path: str
-    real: str
-    info: ElfInfo
-    loader: _Object | None
-    reason: Reason
-    # For a program: the default directories of its interpreter, when they can be read.
-    system_dirs: tuple[str, ...] = ()
-    # Whether this object or one that loaded it has a DT_RPATH (their RPATHs apply to it).
-    rpath_chain: bool = False
-    list_number: int = -1  # of its search list, once known (ClosureWalker._search_list)
+    """One object mapped for one program (a closure makes thousands: a plain class with
+    slots, made without dataclass machinery, is the cheapest to make)."""
 
-    def __post_init__(self) -> None:
-        self.rpath_chain = bool(self.info.rpath) or (
-            self.loader is not None and self.loader.rpath_chain
-        )
+    __slots__ = (
+        "info",
+        "list_number",
+        "loader",
+        "path",
+        "real",
+        "reason",
+        "rpath_chain",
+        "system_dirs",
+    )
+
+    def __init__(
+        self, path: str, real: str, info: ElfInfo, loader: _Object | None, reason: Reason
+    ) -> None:
+        self.path = path
+        self.real = real
+        self.info = info
+        self.loader = loader
+        self.reason = reason
+        # For a program: the default directories of its interpreter, when they can be read.
+        self.system_dirs: tuple[str, ...] = ()
+        # Whether this object or one that loaded it has a DT_RPATH (their RPATHs apply).
+        self.rpath_chain: bool = bool(info.rpath) or (loader is not None and loader.rpath_chain)
+        self.list_number = -1  # of its search list, once known (ClosureWalker._search_list)
 
 
 @dataclass(frozen=True)
@@ -341,6 +352,7 @@ class ClosureWalker:
             by_name[info.soname] = main
         if info.interpreter and program:
             self._load_interpreter(main, by_name, by_file, loaded)
+        resolve = self._resolve
         index = 0
         while index < len(objects):
             obj = objects[index]
@@ -348,7 +360,7 @@ class ClosureWalker:
             for name in obj.info.needed:
                 if name in by_name:
                     continue
-                hit = self._resolve(name, obj, main)
+                hit = resolve(name, obj, main)
                 if hit is None:
                     self.fail(name, _chain(obj))
                     continue
@@ -447,6 +459,15 @@ class ClosureWalker:
         info = self.cache.info(self.root, real)
         if info is not None and info.dynamic:
             self.load(walk.path, real, info, reason, program=False)
+
+    def add_listed_file(self, path: str, reason: Reason) -> None:
+        """add_module of a regular file found by listing a resolved directory: the path is
+        canonical and passes no link, so there is nothing to walk (a tree kept whole, such
+        as an interpreter's standard library, lists thousands)."""
+        self.keep(path, reason)
+        info = self.cache.info(self.root, path)
+        if info is not None and info.dynamic:
+            self.load(path, path, info, reason, program=False)
 
     # -- searching --------------------------------------------------------------------------
 

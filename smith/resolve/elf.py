@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import TYPE_CHECKING, BinaryIO, NamedTuple
@@ -175,8 +176,7 @@ class _Source:
     __slots__ = ("prefix", "size", "stream")
 
     def __init__(self, stream: BinaryIO, prefix: bytes = b"") -> None:
-        stream.seek(0, io.SEEK_END)
-        self.size = stream.tell()
+        self.size = stream.seek(0, io.SEEK_END)
         if not prefix:
             stream.seek(0)
             prefix = stream.read(PREFIX_BYTES)
@@ -216,38 +216,47 @@ def _parse(stream: BinaryIO, name: str, prefix: bytes) -> ElfInfo:
         elif kind == PT_DYNAMIC and dynamic is None:
             dynamic = (offset, filesz)
 
-    tags: list[tuple[int, int]] = []
+    # One pass over the dynamic table (up to DT_NULL, as ld.so): the string tags in order,
+    # the first DT_STRTAB and DT_STRSZ, the last DT_FLAGS_1.
+    strings: list[tuple[int, int]] = []
+    strtab_address = strtab_size = -1
+    flags_1 = 0
     if dynamic is not None:
-        tags = _read_dynamic(src, dynamic, header.abi, name)
-
-    strtab = b""
-    if not STRING_TAGS.isdisjoint([tag for tag, _ in tags]):
-        strtab = _read_strtab(src, tags, loads, name)
-
-    def string(offset: int) -> str:
-        if offset >= len(strtab):
-            raise ElfError(f"malformed ELF file {name}: string offset {offset} out of range")
-        end = strtab.find(b"\0", offset)
-        raw = strtab[offset:] if end < 0 else strtab[offset:end]
-        # Names are bytes to the loader; keep undecodable ones exactly, as paths are kept.
-        return raw.decode("utf-8", "surrogateescape")
+        for tag, value in _read_dynamic(src, dynamic, header.abi, name):
+            if tag == DT_NULL:
+                break
+            if tag in STRING_TAGS:
+                strings.append((tag, value))
+            elif tag == DT_STRTAB:
+                if strtab_address < 0:
+                    strtab_address = value
+            elif tag == DT_STRSZ:
+                if strtab_size < 0:
+                    strtab_size = value
+            elif tag == DT_FLAGS_1:
+                flags_1 = value
 
     needed: list[str] = []
     rpath: list[str] = []
     runpath: list[str] = []
     soname = ""
-    flags_1 = 0
-    for tag, value in tags:
-        if tag == DT_NEEDED:
-            needed.append(string(value))
-        elif tag == DT_RPATH:
-            rpath.append(string(value))
-        elif tag == DT_RUNPATH:
-            runpath.append(string(value))
-        elif tag == DT_SONAME:
-            soname = string(value)
-        elif tag == DT_FLAGS_1:
-            flags_1 = value
+    if strings:
+        strtab = _read_strtab(src, strtab_address, strtab_size, loads, name)
+        for tag, offset in strings:
+            if offset >= len(strtab):
+                raise ElfError(f"malformed ELF file {name}: string offset {offset} out of range")
+            end = strtab.find(b"\0", offset)
+            raw = strtab[offset:] if end < 0 else strtab[offset:end]
+            # Names are bytes to the loader; keep undecodable ones exactly, as paths are.
+            text = raw.decode("utf-8", "surrogateescape")
+            if tag == DT_NEEDED:
+                needed.append(text)
+            elif tag == DT_RPATH:
+                rpath.append(text)
+            elif tag == DT_RUNPATH:
+                runpath.append(text)
+            else:
+                soname = text
     return ElfInfo(
         abi=header.abi,
         elf_type=header.elf_type,
@@ -340,31 +349,22 @@ def _read_cstring_at(src: _Source, offset: int, length: int, name: str) -> str:
 
 def _read_dynamic(
     src: _Source, segment: tuple[int, int], abi: Abi, name: str
-) -> list[tuple[int, int]]:
+) -> Iterator[tuple[int, int]]:
+    """The dynamic table's (d_tag, d_val) entries, DT_NULL and what follows it included."""
     offset, length = segment
     length = min(length, MAX_DYNAMIC_BYTES)
     data = src.read(offset, length, "PT_DYNAMIC", name)
     layout = DYN[abi.elf_class is ElfClass.ELF64, abi.little_endian]
-    tags: list[tuple[int, int]] = []
-    for tag, value in layout.iter_unpack(data[: len(data) - len(data) % layout.size]):
-        if tag == DT_NULL:
-            break
-        tags.append((tag, value))
-    return tags
+    return layout.iter_unpack(data[: len(data) - len(data) % layout.size])
 
 
 def _read_strtab(
-    src: _Source,
-    tags: list[tuple[int, int]],
-    loads: list[tuple[int, int, int]],
-    name: str,
+    src: _Source, address: int, size: int, loads: list[tuple[int, int, int]], name: str
 ) -> bytes:
-    """The dynamic string table, found as ld.so finds it: DT_STRTAB through the PT_LOADs."""
-    addresses = [value for tag, value in tags if tag == DT_STRTAB]
-    lengths = [value for tag, value in tags if tag == DT_STRSZ]
-    if not addresses:
+    """The dynamic string table, found as ld.so finds it: DT_STRTAB (`address`, -1 when
+    absent) through the PT_LOADs; `size` is DT_STRSZ or -1."""
+    if address < 0:
         raise ElfError(f"malformed ELF file {name}: dynamic section has no DT_STRTAB")
-    address = addresses[0]
     for vaddr, filesz, offset in loads:
         if vaddr <= address < vaddr + filesz:
             file_offset = offset + (address - vaddr)
@@ -372,5 +372,5 @@ def _read_strtab(
             break
     else:
         raise ElfError(f"malformed ELF file {name}: DT_STRTAB {address:#x} is in no PT_LOAD")
-    length = min(lengths[0] if lengths else available, available, MAX_STRTAB_BYTES)
+    length = min(size if size >= 0 else available, available, MAX_STRTAB_BYTES)
     return src.read(file_offset, length, "dynamic string table", name)

@@ -9,14 +9,19 @@ from __future__ import annotations
 
 import posixpath
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from smith.arch import triplet_of
 from smith.paths import normalize_path
-from smith.profile import ProfileEntry
 from smith.resolve.closure import ClosureWalker, Reason
 from smith.resolve.elf import Abi
 from smith.resolve.loader import Step, glob_root
 from smith.tree import Kind
+
+if TYPE_CHECKING:
+    from smith.profile import (
+        ProfileEntry,
+    )  # a type only: smith.profile writes files (shutil, tempfile)
 
 # Since glibc 2.34 these services are built into libc.so.6; an image without their
 # libnss_*.so.2 still resolves them. Any other missing module is skipped by glibc.
@@ -148,5 +153,7 @@ def add_tree(
                 add_tree(walker, path, reason, skip)
         elif kind is Kind.SYMLINK:
             walker.keep(path, reason)
+        elif kind is Kind.FILE:
+            walker.add_listed_file(path, reason)
         elif kind is not None:
             walker.add_module(path, reason)

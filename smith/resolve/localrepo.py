@@ -14,7 +14,6 @@ import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from xml.sax.saxutils import quoteattr
 
 from smith.errors import PackageError
 from smith.resolve.fetch import Fetcher, cache_temp
@@ -42,6 +41,8 @@ def _flags(dep: Dependency) -> str:
 
 
 def _entry(dep: Dependency) -> str:
+    from xml.sax.saxutils import quoteattr
+
     attrs = f"name={quoteattr(dep.name)}"
     flags = _flags(dep)
     if flags and dep.version:
@@ -54,6 +55,10 @@ def _entry(dep: Dependency) -> str:
 
 
 def primary_xml(paths: Sequence[Path]) -> str:
+    # Here, not at the top: xml.sax.saxutils imports urllib.request (http.client, ssl,
+    # email), ~15 ms of every build, and only builds with local RPM files come here.
+    from xml.sax.saxutils import quoteattr
+
     packages = []
     for path in paths:
         pkg = read_rpm(path)
@@ -97,11 +102,13 @@ def primary_xml(paths: Sequence[Path]) -> str:
 
 
 # The characters XML 1.0 allows (no surrogates: those stand for bytes that are not UTF-8).
-_XML_UNSAFE = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+# A pattern, compiled (through re's cache) at its first use, not at import: its ranges
+# take ~2 ms to compile, and only builds with local RPM files use it.
+_XML_UNSAFE = "[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]"
 
 
 def _xml_safe(value: str) -> bool:
-    return not _XML_UNSAFE.search(value)
+    return not re.search(_XML_UNSAFE, value)
 
 
 def _dep_safe(dep: Dependency) -> bool:

@@ -11,13 +11,16 @@ way to one, is kept too (a `modules-enabled/*.conf` link to the module's configu
 from __future__ import annotations
 
 import posixpath
+from typing import TYPE_CHECKING
 
 from smith.errors import SmithError
 from smith.paths import normalize_path, parent_paths
-from smith.profile import ProfileEntry
 from smith.resolve.closure import ClosureWalker, Reason
 from smith.resolve.loader import Step
 from smith.tree import Kind
+
+if TYPE_CHECKING:
+    from smith.profile import ProfileEntry  # a type only: smith.profile writes files
 
 
 def add_profile_paths(walker: ClosureWalker, entries: tuple[ProfileEntry, ...]) -> None:

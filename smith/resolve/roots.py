@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from typing import BinaryIO, Protocol
 
 from smith.errors import ElfError
-from smith.paths import resolve_link_target
-from smith.tree import MAX_SYMLINK_HOPS, FileTree, Kind
+from smith.links import LinkResolver
+from smith.tree import FileTree, Kind
 
 
 class Root(Protocol):
@@ -47,30 +47,12 @@ class TreeRoot:
 
     def __init__(self, tree: FileTree) -> None:
         self.tree = tree
-        self._children: dict[str, list[str]] | None = None
-
-    def _index(self) -> dict[str, list[str]]:
-        if self._children is None:
-            children: dict[str, set[str]] = {}
-            for path in self.tree.paths():
-                parent, _, name = path.rpartition("/")
-                children.setdefault(parent, set()).add(name)
-                while parent:
-                    grand, _, pname = parent.rpartition("/")
-                    siblings = children.setdefault(grand, set())
-                    if pname in siblings:
-                        break
-                    siblings.add(pname)
-                    parent = grand
-            key = lambda n: n.encode("utf-8", "surrogateescape")  # noqa: E731
-            self._children = {d: sorted(names, key=key) for d, names in children.items()}
-        return self._children
 
     def kind(self, path: str) -> Kind | None:
         entry = self.tree.get(path) if path else None
         if entry is not None:
             return entry.kind
-        return Kind.DIR if path == "" or path in self._index() else None
+        return Kind.DIR if self.tree.is_directory(path) else None
 
     def readlink(self, path: str) -> str:
         entry = self.tree.get(path)
@@ -86,7 +68,7 @@ class TreeRoot:
         return entry.content.open()
 
     def listdir(self, path: str) -> list[str]:
-        return list(self._index().get(path, ()))
+        return [p.rpartition("/")[2] for p in self.tree.child_paths(path)]
 
     def content_key(self, path: str) -> Hashable:
         entry = self.tree.get(path)
@@ -177,76 +159,26 @@ class Walk:
 
 
 class PathWalker:
-    """Resolves paths inside a Root like the kernel inside a chroot, with memoised prefixes."""
+    """Resolves paths inside a Root like the kernel inside a chroot (smith.links), with
+    memoised prefixes: the root does not change under a walker."""
 
     def __init__(self, root: Root) -> None:
         self.root = root
-        self._dirs: dict[str, tuple[str, tuple[str, ...]]] = {"": ("", ())}
-        self._busy: set[str] = set()  # directories being resolved: seeing one again is a loop
-        # The root does not change under a walker: each path is followed once (a closure
-        # walks the same interpreter and libraries for every program).
+        self._links = LinkResolver(
+            lambda path: root.kind(path) is Kind.SYMLINK, root.readlink, _loop_error
+        )
+        # Each path is followed once (a closure walks the same interpreter and libraries
+        # for every program).
         self._walks: dict[str, Walk] = {}
 
     def walk(self, path: str) -> Walk:
         """Follow `path` (canonical) to what it names. A symlink loop raises ElfError."""
         known = self._walks.get(path)
         if known is None:
-            known = self._walks[path] = self._walk(path)
+            found = self._links.walk(path)
+            known = self._walks[path] = Walk(found.path, self.root.kind(found.path), found.links)
         return known
 
-    def _walk(self, path: str) -> Walk:
-        parent, _, name = path.rpartition("/")
-        base, links = self._walk_dir(parent, path, 0) if parent else ("", ())
-        current = f"{base}/{name}" if base else name
-        hops = len(links)
-        seen = list(links)
-        while True:
-            kind = self.root.kind(current)
-            if kind is not Kind.SYMLINK:
-                return Walk(current, kind, tuple(seen))
-            hops += 1
-            if hops > MAX_SYMLINK_HOPS:
-                raise ElfError(f"too many levels of symbolic links resolving /{path}")
-            seen.append(current)
-            target = resolve_link_target(current, self.root.readlink(current))
-            if not target:
-                return Walk("", Kind.DIR, tuple(seen))
-            tparent, _, tname = target.rpartition("/")
-            base, more = self._walk_dir(tparent, path, hops) if tparent else ("", ())
-            hops += len(more)
-            seen.extend(more)
-            current = f"{base}/{tname}" if base else tname
 
-    def _walk_dir(self, directory: str, origin: str, hops: int) -> tuple[str, tuple[str, ...]]:
-        """The physical path of a directory and the links passed; memoised per prefix."""
-        known = self._dirs.get(directory)
-        if known is not None:
-            return known
-        if directory in self._busy or hops > MAX_SYMLINK_HOPS:
-            raise ElfError(f"too many levels of symbolic links resolving /{origin}")
-        self._busy.add(directory)
-        try:
-            result = self._resolve_dir(directory, origin, hops)
-        finally:
-            self._busy.discard(directory)
-        self._dirs[directory] = result
-        return result
-
-    def _resolve_dir(self, directory: str, origin: str, hops: int) -> tuple[str, tuple[str, ...]]:
-        parent, _, name = directory.rpartition("/")
-        base, links = self._walk_dir(parent, origin, hops) if parent else ("", ())
-        current = f"{base}/{name}" if base else name
-        seen = list(links)
-        while self.root.kind(current) is Kind.SYMLINK:
-            if hops + len(seen) >= MAX_SYMLINK_HOPS:
-                raise ElfError(f"too many levels of symbolic links resolving /{origin}")
-            seen.append(current)
-            target = resolve_link_target(current, self.root.readlink(current))
-            tparent, _, tname = target.rpartition("/")
-            if not target:
-                current = ""
-                break
-            tbase, more = self._walk_dir(tparent, origin, hops + len(seen)) if tparent else ("", ())
-            seen.extend(more)
-            current = f"{tbase}/{tname}" if tbase else tname
-        return (current, tuple(seen))
+def _loop_error(path: str) -> ElfError:
+    return ElfError(f"too many levels of symbolic links resolving /{path}")

@@ -19,11 +19,12 @@ from functools import partial
 
 from smith.errors import PackageError, UnsafePathError
 from smith.paths import climbs_out, normalize_path
+from smith.resolve.conflicts import check_shared_path
 from smith.resolve.payload import CpioEntry, PayloadStream, iter_cpio, skip_padding
 from smith.resolve.rpmheader import Header, RawRpm, read_raw
 from smith.resolve.store import ContentStore
 from smith.resolve.unpacked import load_record, save_record
-from smith.tree import FileTree, HostFile, Kind
+from smith.tree import Entry, FileTree, HostFile, Kind
 
 # Main header tags (rpmtag.h).
 NAME, VERSION, RELEASE, EPOCH, SUMMARY, ARCH = 1000, 1001, 1002, 1003, 1004, 1022
@@ -281,8 +282,9 @@ def add_rpm_to_tree(
     owners and link targets come from the header, which is what rpm itself installs. As
     rpm does on disk, a path through a symlink that another package put in the tree lands
     where the link leads (an old /lib/x on a merged /usr goes to usr/lib/x), and a
-    directory where the tree has a symlink keeps the symlink. Every check that can refuse
-    the package runs before the tree is touched.
+    directory where the tree has a symlink keeps the symlink. A path that an earlier
+    package holds with other content is refused, naming both (smith.resolve.conflicts).
+    Every check that can refuse the package runs before the tree is touched.
     """
     pkg = package or read_rpm(pkg_path)
     if verify:
@@ -300,6 +302,7 @@ def add_rpm_to_tree(
     replay = load_record(store, key) if key else None
     rows: list[tuple[CpioEntry, str]] = []
     entries = replay if replay is not None else _extract(pkg, name, by_path, store, rows)
+    planned: list[Entry] = []  # what the package puts where, checked before any is added
     for ce, content in entries:
         path, rf = _header_file(by_path, ce, name)
         uid = _numeric_owner(rf.user, ce.uid)
@@ -311,9 +314,12 @@ def add_rpm_to_tree(
             # most distributions) this check costs nothing.
             if check_files and ce.size and rf.digest and content.sha256 != rf.digest:
                 raise PackageError(f"{name}: {rf.path} does not match its header digest")
-            # Passing the size spares a stat() of the store file per entry.
             for member in _link_members(links, ce, _place(tree, path)):
-                tree.add_file(member, content, perms, uid=uid, gid=gid, origin=origin, size=ce.size)
+                planned.append(
+                    Entry(
+                        member, Kind.FILE, perms, uid, gid, ce.size, content=content, origin=origin
+                    )
+                )
             continue
         if not path:
             continue  # Fedora's filesystem package owns "/": the root is implicit
@@ -321,13 +327,19 @@ def add_rpm_to_tree(
             placed = tree.resolve(path)
             existing = tree.get(placed)
             if existing is None or existing.kind is Kind.DIR:
-                tree.add_dir(placed, perms, uid=uid, gid=gid, origin=origin)
+                planned.append(Entry(placed, Kind.DIR, perms, uid, gid, origin=origin))
         elif stat.S_ISLNK(rf.mode):
             placed = _place(tree, path)
-            tree.add_symlink(placed, rf.link_target, uid=uid, gid=gid, origin=origin)
+            planned.append(
+                Entry(placed, Kind.SYMLINK, 0o777, uid, gid, target=rf.link_target, origin=origin)
+            )
         # Devices, FIFOs and sockets are left out: a microcontainer carries none.
     if key and replay is None:
         save_record(store, key, rows)
+    for entry in planned:
+        check_shared_path(tree, entry, name)
+    for entry in planned:
+        tree.add(entry)
     _link_groups(tree, links)
     return pkg
 

@@ -26,15 +26,14 @@ from __future__ import annotations
 
 import posixpath
 import re
+import struct
 from collections.abc import Hashable
 from enum import StrEnum
-
-from elftools.common.exceptions import ELFError as PyElfError
-from elftools.elf.elffile import ELFFile
-from elftools.elf.sections import SymbolTableSection
+from typing import BinaryIO
 
 from smith.resolve.closure import ClosureWalker, Reason
 from smith.resolve.elf import ElfInfo
+from smith.resolve.elfsyms import undefined_imports
 from smith.resolve.extras import add_tree
 from smith.resolve.loader import Step, glob_root
 from smith.tree import Kind
@@ -197,22 +196,31 @@ class SymbolImports:
     @staticmethod
     def _read(walker: ClosureWalker, path: str, names: tuple[str, ...]) -> tuple[str, ...]:
         with walker.root.open(path) as stream:
-            data = stream.read()
-            # Most files name none of them: a substring test spares parsing their symbols.
-            if not any(name.encode() + b"\0" in data for name in names):
-                return ()
             try:
-                elf = ELFFile(stream)
-                found: list[str] = []
-                for section in elf.iter_sections():
-                    if section["sh_type"] != "SHT_DYNSYM":
-                        continue
-                    if not isinstance(section, SymbolTableSection):
-                        continue
-                    for symbol in section.iter_symbols():
-                        base = symbol.name.split("@", 1)[0]
-                        if base in names and symbol["st_shndx"] == "SHN_UNDEF":
-                            found.append(base)
-            except (PyElfError, ValueError, KeyError, IndexError, OSError):
+                fast = undefined_imports(stream, names)
+            except (struct.error, IndexError, OSError):
                 return ()  # the loader read this file; its symbols are only a hint
-        return tuple(n for n in names if n in found)
+            return fast if fast is not None else _read_pyelftools(stream, names)
+
+
+def _read_pyelftools(stream: BinaryIO, names: tuple[str, ...]) -> tuple[str, ...]:
+    """The imports of a file the struct reader leaves to pyelftools (see elfsyms)."""
+    from elftools.common.exceptions import ELFError as PyElfError
+    from elftools.elf.elffile import ELFFile
+    from elftools.elf.sections import SymbolTableSection
+
+    try:
+        elf = ELFFile(stream)
+        found: list[str] = []
+        for section in elf.iter_sections():
+            if section["sh_type"] != "SHT_DYNSYM":
+                continue
+            if not isinstance(section, SymbolTableSection):
+                continue
+            for symbol in section.iter_symbols():
+                base = symbol.name.split("@", 1)[0]
+                if base in names and symbol["st_shndx"] == "SHN_UNDEF":
+                    found.append(base)
+    except (PyElfError, ValueError, KeyError, IndexError, OSError):
+        return ()  # the loader read this file; its symbols are only a hint
+    return tuple(n for n in names if n in found)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from smith.oci.referrers import Artifact
@@ -20,7 +20,18 @@ from smith.provenance import provenance_document, recipe_inputs
 from smith.resolve.fetch import Fetcher
 from smith.resolve.packages import fetch_package
 from smith.resolve.repo import RepoConfig
-from smith.resolve.rpm import ARCH, EPOCH, NAME, RELEASE, SUMMARY, VERSION, RpmPackage, read_rpm
+from smith.resolve.rpm import (
+    ARCH,
+    EPOCH,
+    NAME,
+    PROVIDENAME,
+    RELEASE,
+    REQUIRENAME,
+    SUMMARY,
+    VERSION,
+    RpmPackage,
+    read_rpm,
+)
 from smith.resolve.rpmheader import Header
 from smith.resolve.solver import ResolvedPackage
 from smith.sbom import cyclonedx, spdx
@@ -158,16 +169,58 @@ def minimize_inventory(source: FileTree, image: FileTree, epoch: int) -> Invento
     packages: list[PackageInfo] = []
     owners: dict[str, str] = {}
     package_paths: dict[str, tuple[str, ...]] = {}
-    found = [(header_info(p.header), p.files) for p in read_database(source)]
-    if not found:
-        vendor = os_vendor(source)
-        found = [(deb_info(p, vendor), p.files) for p in read_status(source)]
-    for info, files in found:
-        packages.append(info)
-        package_paths[info.key] = files
-        for path in files:
-            owners.setdefault(path, info.key)
+    for found in image_packages(source):
+        packages.append(found.info)
+        package_paths[found.info.key] = found.files
+        for path in found.files:
+            owners.setdefault(path, found.info.key)
     return take_inventory(image, packages, owners, package_paths, epoch)
+
+
+@dataclass(frozen=True)
+class ImagePackage:
+    """A package of an image's own database: what it is, its files, what it needs and
+    offers (capability names: layering orders by them)."""
+
+    info: PackageInfo
+    files: tuple[str, ...]
+    requires: tuple[str, ...]
+    provides: tuple[str, ...]
+
+
+def image_packages(source: FileTree) -> tuple[ImagePackage, ...]:
+    """The packages of the image's rpmdb.sqlite, else of its dpkg status; else none."""
+    rpms = tuple(
+        ImagePackage(
+            header_info(p.header),
+            p.files,
+            tuple(p.header.strings(REQUIRENAME)),
+            (p.header.string(NAME), *p.header.strings(PROVIDENAME)),
+        )
+        for p in read_database(source)
+    )
+    if rpms:
+        return rpms
+    vendor = os_vendor(source)
+    return tuple(
+        ImagePackage(
+            deb_info(p, vendor),
+            p.files,
+            deb_names(p.field("Pre-Depends"), p.field("Depends")),
+            (p.name, *deb_names(p.field("Provides"))),
+        )
+        for p in read_status(source)
+    )
+
+
+def deb_names(*fields: str) -> tuple[str, ...]:
+    """The package names of Depends-style fields (`a (>= 1), b | c:any`: a, b, c)."""
+    names = []
+    for value in fields:
+        for alternative in value.replace("|", ",").split(","):
+            if name := alternative.strip().split(" ", 1)[0].split("(", 1)[0].split(":", 1)[0]:
+                names.append(name)
+    return tuple(names)
 
 
 def file_sha256(path: Path) -> str:

@@ -43,5 +43,7 @@ def closure_command(
         extras=Extras(nss=nss, gconv=gconv, globs=extras, rules=rules_without(no_runtime)),
         keep_going=keep_going,
     )
-    for path in result.paths():
-        click.echo(f"/{path}\t{result.kept[path]}" if explain else f"/{path}")
+    # One write: click.echo per line was a third of the command's own time on a big tree.
+    lines = [f"/{p}\t{result.kept[p]}" if explain else f"/{p}" for p in result.paths()]
+    if lines:
+        click.echo("\n".join(lines))

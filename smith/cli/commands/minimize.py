@@ -15,6 +15,7 @@ from smith.cli.registry_flags import registry_options
 from smith.cli.sbom_flags import sbom_flags, sbom_formats
 from smith.cli.settings_options import setting_options
 from smith.errors import UsageError
+from smith.layering import merged_layering
 from smith.minimize import MinimizeOptions, MinimizeResult, minimize_image, minimize_platforms
 from smith.minimize_recipe import recipe_image
 from smith.oci.compress import parse_compression
@@ -53,6 +54,8 @@ def minimize(
     as_json: bool,
     quiet: bool,
     package_db: bool,
+    layers: str | None,
+    layer_budget: int | None,
     **flags: Any,
 ) -> None:
     """Shrink IMAGE (OCI layout, oci-archive, docker-archive, or a registry reference such
@@ -76,9 +79,17 @@ def minimize(
         registry=registry_options(flags),
         sbom=sbom_formats(flags),
         package_db=package_db,
+        layering=merged_layering(layers, layer_budget),
     )
     image, options = recipe_image(
-        image, recipe, options, "minimize", compression=compression, tag=tag
+        image,
+        recipe,
+        options,
+        "minimize",
+        compression=compression,
+        tag=tag,
+        layers=layers,
+        layer_budget=layer_budget,
     )
     chosen = chosen_platforms(image, platforms, "minimize")
     if len(chosen) > 1:

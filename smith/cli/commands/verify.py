@@ -8,8 +8,6 @@ import click
 
 from smith.cli.main import cli
 from smith.errors import SmithError, as_trouble
-from smith.recipe import find_recipe
-from smith.verify import VerifyOptions, verify
 
 
 @cli.command("verify", context_settings={"ignore_unknown_options": True})
@@ -45,6 +43,10 @@ def verify_command(
     environments and compare index, manifest, config and layer digests and diff_ids.
     Exit 0 when all are equal, 1 with `smith diff`'s explanation when not, 2 when a build
     or an image fails. Arguments after TARGET go to `smith build` (or `smith minimize`)."""
+    # Here: `smith verify --help` needs neither the recipe model nor the builds' libraries.
+    from smith.recipe import find_recipe
+    from smith.verify import VerifyOptions, verify
+
     try:
         result = verify(
             target if minimize and target else find_recipe(target),

@@ -1,0 +1,69 @@
+"""The struct reader of imported symbols (the libgcc_s rule's question) and pyelftools must
+agree: on both classes compiled here, on the host's libraries and programs, and a
+malformed file ends in the errors its caller catches, never anything else."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import struct
+from pathlib import Path
+
+import pytest
+
+from smith.resolve.elfsyms import undefined_imports
+from smith.resolve.runtime_sets import UNWIND_USERS, _read_pyelftools
+from tests.elf_builders import compile_c
+
+NAMES = (*UNWIND_USERS, "malloc", "pthread_create", "not_a_symbol")
+CALLER = "extern void pthread_exit(void *);\nvoid f(void) { pthread_exit(0); }\n"
+DEFINER = "void pthread_exit(void *p) { (void)p; }\n"
+LIBDIR = Path("/usr/lib/x86_64-linux-gnu")
+
+
+def both(data: bytes) -> tuple[tuple[str, ...] | None, tuple[str, ...]]:
+    return undefined_imports(io.BytesIO(data), NAMES), _read_pyelftools(io.BytesIO(data), NAMES)
+
+
+@pytest.mark.parametrize("m32", [False, True])
+def test_an_import_is_found_and_a_definition_is_not(tmp_path: Path, m32: bool) -> None:
+    caller = compile_c(tmp_path / "caller.so", CALLER, shared=True, m32=m32).read_bytes()
+    definer = compile_c(tmp_path / "definer.so", DEFINER, shared=True, m32=m32).read_bytes()
+    assert both(caller) == (("pthread_exit",), ("pthread_exit",))
+    assert both(definer) == ((), ())
+
+
+def host_files() -> list[Path]:
+    """Some of the host's ELF files, libc among them (it defines both names), small enough
+    for pyelftools to read quickly."""
+    found = [LIBDIR / "libc.so.6"]
+    for directory in (LIBDIR, Path("/usr/bin")):
+        for entry in sorted(os.scandir(directory), key=lambda e: e.name)[:400]:
+            if entry.is_file(follow_symlinks=False) and entry.stat().st_size < 400_000:
+                with open(entry.path, "rb") as stream:
+                    if stream.read(4) == b"\x7fELF":
+                        found.append(Path(entry.path))
+    return found[:80]
+
+
+def test_both_readers_agree_on_host_files() -> None:
+    files = host_files()
+    assert len(files) > 40
+    for path in files:
+        fast, slow = both(path.read_bytes())
+        assert fast == slow, path
+
+
+def test_a_cut_or_garbled_file_raises_only_what_the_caller_catches(tmp_path: Path) -> None:
+    data = compile_c(tmp_path / "caller.so", CALLER, shared=True).read_bytes()
+    shoff = struct.unpack_from("<Q", data, 0x28)[0]
+    cuts = [16, 40, 64, shoff, shoff + 100, len(data) - 200, len(data) - 1]
+    for cut in cuts:
+        with contextlib.suppress(struct.error, IndexError):
+            undefined_imports(io.BytesIO(data[:cut]), NAMES)
+    for offset in range(shoff, len(data), 7):
+        garbled = bytearray(data)
+        garbled[offset] ^= 0xFF
+        with contextlib.suppress(struct.error, IndexError):
+            undefined_imports(io.BytesIO(garbled), NAMES)
