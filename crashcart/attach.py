@@ -71,10 +71,32 @@ class AttachRequest:
             raise UsageError("--mount-only and --unmount exclude each other")
         if self.record and (self.mount_only or self.unmount):
             raise UsageError("--record records a session: not with --mount-only or --unmount")
+        if self.record:
+            check_record_path(self.record)
         if self.record and not sys.stdin.isatty():
             raise UsageError("--record records a terminal session: stdin is not a terminal")
         if (self.mount_only or self.unmount) and self.command:
             raise UsageError(f"--mount-only and --unmount take no command, got {self.command[0]!r}")
+
+
+def check_record_path(path: str) -> None:
+    """--record FILE replaces FILE when the session ends (a rename): only a regular file
+    may be replaced, never a FIFO, a device or a socket, nor a symlink's own name (the
+    transcript would take the link's place, not go where it points)."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    except OSError as err:
+        raise UsageError(f"--record {path!r}: {err.strerror}") from None
+    if not stat.S_ISREG(mode):
+        kind = {
+            stat.S_IFLNK: "a symbolic link",
+            stat.S_IFDIR: "a directory",
+            stat.S_IFIFO: "a FIFO",
+            stat.S_IFSOCK: "a socket",
+        }.get(stat.S_IFMT(mode), "a device")
+        raise UsageError(f"--record {path!r} is {kind}: name a regular file to write")
 
 
 def run_request(request: AttachRequest) -> int:

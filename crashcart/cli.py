@@ -84,7 +84,7 @@ def _join_cgroups_early(options: dict[str, object]) -> None:
     if options.get("mount_only") or options.get("unmount") or os.geteuid() != 0:
         return
     from crashcart.target import resolve_local
-    from smith.errors import CrashcartError
+    from smith.errors import SmithError
 
     try:
         target = resolve_local(str(options["target"]))
@@ -92,7 +92,7 @@ def _join_cgroups_early(options: dict[str, object]) -> None:
             from crashcart import cgroups
 
             cgroups.start_joining(target.pid)
-    except (CrashcartError, OSError, ValueError):
+    except (SmithError, OSError, ValueError):
         pass  # the attach finds the same problem and says what it is
 
 

@@ -11,7 +11,7 @@ import os
 
 from crashcart.record import record
 from crashcart.statefile import read_ints
-from smith.errors import CrashcartError
+from smith.errors import CrashcartError, UsageError
 
 RUNTIME_ROOTS = (
     ("runc", "/run/runc"),
@@ -32,6 +32,9 @@ RUNTIME_STATE = {
     "crun": ("status", "pid", "process-start-time"),
 }
 DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
+# A container id is 64 hex digits; a Kubernetes POD/CONTAINER at most 253 + 1 + 63.
+MAX_TARGET = 512
+PID_MAX = 1 << 22  # the kernel's PID_MAX_LIMIT: no pid_max setting goes higher
 NAMESPACES = ("mnt", "user", "pid", "net", "ipc", "uts", "cgroup")
 
 
@@ -204,9 +207,37 @@ def _containerd_target(spec: str) -> Target | None:
     return _containerd_target(f"{found[0]}/{spec}") if found else None
 
 
+def check_target(spec: str) -> None:
+    """What the user typed, before it names a file or goes into a request: a pid in ASCII
+    digits (int() takes "١٢٣" as 123, a pid the user never wrote), or a name that is one
+    path component (or two: containerd's NAMESPACE/ID, a pod's POD/CONTAINER), printable and
+    of a sane length."""
+    if len(spec) > MAX_TARGET:
+        raise UsageError(
+            f"the target {spec[:40]!r}... is {len(spec)} characters long "
+            f"(a container id has 64, the most is {MAX_TARGET})"
+        )
+    if not spec.isprintable():  # NUL, newline, escape sequences: no name has them
+        raise UsageError(f"the target {spec!r} contains a control character")
+    if spec[:1] in ("-", "+") and spec[1:].isdigit():  # after `--`: no option, no pid either
+        raise UsageError(f"the pid {spec} is out of range (1 to {PID_MAX})")
+    if spec.isdigit():
+        if not spec.isascii():
+            raise UsageError(f"the pid {spec!r} is not written in ASCII digits 0-9")
+        if not 0 < int(spec) <= PID_MAX:
+            raise UsageError(f"the pid {spec} is out of range (1 to {PID_MAX})")
+        return
+    parts = spec.split("/")
+    if len(parts) > 2 or any(part in ("", ".", "..") for part in parts):
+        raise UsageError(
+            f"the target {spec!r} is no pid, container name or id, NAMESPACE/ID or POD/CONTAINER"
+        )
+
+
 def resolve_local(spec: str, looked: list[str] | None = None) -> Target | None:
     """A pid, a runc or crun container id, a containerd NAMESPACE/ID: what is found without
     asking a daemon (None if it is none of them; the places looked in go to `looked`)."""
+    check_target(spec)
     if spec.isdigit():
         return target_from_pid(int(spec))
     for runtime, root in RUNTIME_ROOTS:

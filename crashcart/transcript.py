@@ -18,13 +18,23 @@ from typing import TextIO
 
 from crashcart.prefix import MANIFEST
 
+MARKER_BYTES = 64 << 10  # crashcart writes a few hundred bytes
+
 
 def toolbox_digest(toolbox: str) -> str:
+    """The digest the toolbox's marker records. The marker may come from an image anyone
+    built: a huge, deep or non-object one is "unknown", never a crash of the session."""
+    from smith.errors import SmithError
+    from smith.limits import json_document
+
     try:
-        with open(os.path.join(toolbox, MANIFEST)) as f:
-            return str(json.load(f).get("digest", "unknown"))
-    except (OSError, ValueError):
+        with open(os.path.join(toolbox, MANIFEST), "rb") as f:
+            data = f.read(MARKER_BYTES + 1)
+        doc = json_document(data, MANIFEST) if len(data) <= MARKER_BYTES else None
+    except (OSError, ValueError, SmithError):
         return "unknown"
+    digest = doc.get("digest") if isinstance(doc, dict) else None
+    return digest[:100] if isinstance(digest, str) else "unknown"
 
 
 def terminal_size(fd: int) -> tuple[int, int]:

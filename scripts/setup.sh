@@ -54,10 +54,10 @@ if [ ! -x .venv/bin/python ] || ! cat requirements.txt requirements-test.txt | c
     cat requirements.txt requirements-test.txt >.venv/requirements.txt
 fi
 # What the editable install copies: the project's metadata and the crashcart script.
-if ! cat pyproject.toml bin/crashcart | cmp -s - .venv/install-inputs; then
+if ! cat pyproject.toml bin/crashcart bin/smith | cmp -s - .venv/install-inputs; then
     # compat mode puts the checkout itself on sys.path: new modules need no reinstall.
     quiet "${pip[@]}" --no-deps --config-settings editable_mode=compat -e .
-    cat pyproject.toml bin/crashcart >.venv/install-inputs
+    cat pyproject.toml bin/crashcart bin/smith >.venv/install-inputs
 fi
 # Byte-compile the checkout: where PYTHONDONTWRITEBYTECODE is set, every smith or crashcart
 # command would otherwise compile its modules from source on each start.

@@ -23,6 +23,7 @@ import re
 from dataclasses import dataclass, field, replace
 
 from smith.errors import UsageError
+from smith.limits import MAX_ID
 from smith.tree import Entry, FileTree, InlineBytes, Kind
 
 # The original smith's runtime user and group when a recipe names none: "smith", id 10.
@@ -116,10 +117,6 @@ def parse_user(
         if value > MAX_ID:
             raise UsageError(f"user id out of range (0 to {MAX_ID}) in {spec!r}")
     return RuntimeUser(uid, gid, name, gname)
-
-
-# The largest uid or gid: 2^32-1 is (uid_t)-1, which chown and setuid take as "no change".
-MAX_ID = (1 << 32) - 2
 
 
 def is_number(text: str) -> bool:

@@ -3,8 +3,9 @@ is imported.
 
 Importing the command line (click, pydantic, the OCI stack) takes a good part of a second;
 a SIGTERM in that time would kill the process with the default action (exit -15, not 143)
-and a Ctrl-C would print an import's traceback. Only the interpreter's own start, before
-this module runs, is left to the default actions.
+and a Ctrl-C would print an import's traceback. The installed `smith` (bin/smith) covers
+the import of this module too, with handlers of its own from its first line; only the
+interpreter's own start, before that, is left to the default actions.
 """
 
 from __future__ import annotations

@@ -19,6 +19,10 @@ from smith.errors import LimitError, PackageError, SmithError, UsageError
 
 MIB = 1 << 20
 
+# The largest uid or gid (recipes, layers): 2^32-1 is (uid_t)-1, which chown and setuid take
+# as "no change". A fixed bound of the kernel's, not a limit to raise.
+MAX_ID = (1 << 32) - 2
+
 
 @dataclass(frozen=True)
 class Limit:
@@ -31,8 +35,12 @@ class Limit:
         return f"SMITH_LIMIT_{self.name}"
 
     def value(self) -> float:
-        """The limit now: read on each use, so a test (or a wrapper) may set it at any time."""
-        raw = os.environ.get(self.variable, "")
+        """The limit now: read on each use, so a test (or a wrapper) may set it at any time.
+        A --set-limit flag of this run wins over the environment."""
+        if self.name in FLAGS:
+            where, raw = f"--set-limit {self.name}", FLAGS[self.name]
+        else:
+            where, raw = self.variable, os.environ.get(self.variable, "")
         if not raw:
             return self.default
         try:
@@ -41,7 +49,7 @@ class Limit:
             value = -1.0
         # NaN and infinity are not limits: `inf` would switch a bound off without a word.
         if not (0 < value < float("inf")):
-            raise UsageError(f"{self.variable}={raw[:40]!r} is not a positive number")
+            raise UsageError(f"{where}={raw[:40]!r} is not a positive number")
         return value
 
     def count(self) -> int:
@@ -52,7 +60,8 @@ class Limit:
         value = self.value()
         shown = f"{int(value) if value == int(value) else value} {self.unit}"
         return LimitError(
-            f"{what}: over the limit of {shown}", hint=f"raise it with {self.variable}"
+            f"{what}: over the limit of {shown}",
+            hint=f"raise it with --set-limit {self.name}=N or {self.variable}",
         )
 
 
@@ -66,7 +75,7 @@ DOCUMENT_BYTES = Limit("DOCUMENT_BYTES", 4 * MIB, "bytes")  # a registry's own m
 # A download whose size no metadata declares (a package its lock names without one).
 DOWNLOAD_BYTES = Limit("DOWNLOAD_BYTES", 64 * 1024 * MIB, "bytes")
 
-# -- decompression: repository metadata, RPM payloads, Content-Encoding -------------------
+# -- decompression: repository metadata, RPM payloads, Content-Encoding, image layers ------
 # Output may be EXPANSION_RATIO times the input (but at least EXPANSION_FLOOR, since a
 # tiny file of zeros legitimately expands far), and never more than UNPACKED_BYTES.
 EXPANSION_RATIO = Limit("EXPANSION_RATIO", 1000, "times the compressed size")
@@ -83,6 +92,9 @@ YAML_NODES = Limit("YAML_NODES", 200_000, "nodes with aliases expanded")
 RPM_HEADER_TAGS = Limit("RPM_HEADER_TAGS", 0xFFFF, "tags")
 RPM_HEADER_BYTES = Limit("RPM_HEADER_BYTES", 256 * MIB, "bytes")
 RPM_HEADER_ITEMS = Limit("RPM_HEADER_ITEMS", 16_000_000, "values")
+# The entries of an image's layers, all together: the largest distribution images hold a
+# few hundred thousand files; each costs memory (about 1 KiB) and time all the way.
+LAYER_ENTRIES = Limit("LAYER_ENTRIES", 500_000, "entries")
 
 ALL = (
     CONNECT_TIMEOUT,
@@ -100,7 +112,23 @@ ALL = (
     RPM_HEADER_TAGS,
     RPM_HEADER_BYTES,
     RPM_HEADER_ITEMS,
+    LAYER_ENTRIES,
 )
+
+
+# The --set-limit NAME=VALUE flags of this run (smith/cli/limit_flags.py): name -> value.
+FLAGS: dict[str, str] = {}
+
+
+def set_limit(setting: str) -> None:
+    """A --set-limit flag's `NAME=VALUE`, checked as the variable's value is, then in force."""
+    name, sep, raw = setting.partition("=")
+    limit = next((one for one in ALL if one.name == name.upper()), None)
+    if not sep or limit is None:
+        names = ", ".join(one.name for one in ALL)
+        raise UsageError(f"--set-limit {setting[:60]!r} is not NAME=VALUE with NAME one of {names}")
+    FLAGS[limit.name] = raw
+    limit.value()  # a bad value is refused now, not when the bound is first used
 
 
 def expansion_bound(compressed: int) -> tuple[int, Limit]:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import posixpath
 from collections.abc import Iterable
 
 from smith.conventions import ORIGIN as CONVENTIONS_ORIGIN
 from smith.errors import UnsafePathError
+from smith.oci.unpack import MAX_DEPTH, MAX_NAME_BYTES
 from smith.paths import climbs_out, normalize_path, parent_paths
 from smith.tree import Entry, FileTree, Kind
 
@@ -30,9 +32,25 @@ def overlay_rootfs(tree: FileTree, rootfs: str) -> None:
         raise UnsafePathError(f"{rootfs!r} is a symbolic link: a rootfs/ must be a directory")
     if not os.path.isdir(rootfs):
         return
-    for entry in FileTree.from_directory(rootfs, origin=ORIGIN):
+    try:
+        entries = FileTree.from_directory(rootfs, origin=ORIGIN)
+    except OSError as err:
+        if err.errno != errno.ENAMETOOLONG:
+            raise
+        raise UnsafePathError(
+            f"rootfs/ goes deeper than a path can name ({err.filename!r})"
+        ) from None
+    for entry in entries:
         if posixpath.basename(entry.path) == ".gitignore":
             continue
+        # The bounds of a layer's names (see unpack.py): past them, the tree walks after
+        # this one slow down with the square of the depth and no runtime could use the path.
+        depth = entry.path.count("/") + 1
+        if depth > MAX_DEPTH or len(os.fsencode(entry.path)) > MAX_NAME_BYTES:
+            raise UnsafePathError(
+                f"the rootfs/ entry {entry.path!r} is {depth} levels deep "
+                f"(at most {MAX_NAME_BYTES} bytes and {MAX_DEPTH} levels)"
+            )
         if entry.kind is Kind.SYMLINK and climbs_out(entry.path.count("/"), entry.target):
             raise UnsafePathError(
                 f"rootfs/{entry.path} is a symlink to {entry.target!r}, outside the image root"

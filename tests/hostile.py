@@ -14,17 +14,19 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import json
 import os
-import stat
 import struct
 import subprocess
 import sys
+import tarfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from smith.oci.tarball import pax_record
 from tests.fault_server import FaultServer
 from tests.rpm_craft import craft_rpm
 
@@ -37,7 +39,9 @@ MAX_WRITTEN = 64 << 20
 # Small limits, so that each case trips its bound in seconds; the defaults are far larger.
 LIMITS = {
     "SMITH_LIMIT_CONNECT_TIMEOUT": "2",
-    "SMITH_LIMIT_IDLE_TIMEOUT": "0.5",
+    # Well above the trickle's 0.2 s pause and a loaded machine's stalls (cases run side by side
+    # with the fault servers in the test process), well below the deadline.
+    "SMITH_LIMIT_IDLE_TIMEOUT": "1.5",
     "SMITH_LIMIT_DEADLINE": "2.5",
     "SMITH_LIMIT_DOCUMENT_BYTES": str(1 << 20),
     "SMITH_LIMIT_EXPANSION_RATIO": "100",
@@ -51,6 +55,7 @@ TEMP_MARKERS = ("smithrun", ".part-", ".smith-tmp-", ".pull-", ".incoming-", ".t
 # The child reports its own peak RSS at exit (not wait4's ru_maxrss: that counts the
 # parent's pages copied at fork, before exec, and a large pytest process inflates it), and
 # the bytes it wrote (wchar: every write(), to disk or tmpfs, even of files it removed).
+# crashcart ends with os._exit (it skips the interpreter's teardown), which runs no atexit.
 LAUNCHER = """
 import atexit, os, sys
 def report():
@@ -58,7 +63,15 @@ def report():
     wchar = [l.split()[1] for l in open('/proc/self/io') if l.startswith('wchar:')]
     open(os.environ['HOSTILE_HWM'], 'w').write(hwm[0] + ' ' + wchar[0])
 atexit.register(report)
-from smith.cli.main import main
+_exit = os._exit
+def exit_after_report(code):
+    report()
+    _exit(code)
+os._exit = exit_after_report
+if os.environ['HOSTILE_PROGRAM'] == 'crashcart':
+    from crashcart.cli import main
+else:
+    from smith.cli.main import main
 main(sys.argv[1:])
 """
 
@@ -126,21 +139,34 @@ class Case:
     status: int = 1
     env: dict[str, str] = field(default_factory=dict)
     cache_bytes: int = 0  # > 0: the cache is a tmpfs of this size (a full disk)
+    program: str = "smith"  # or "crashcart"
+    # For a case that succeeds: checks of what it wrote (e.g. the output layer's headers).
+    verify: Callable[[Sandbox], None] | None = None
 
 
-def snapshot(root: Path) -> dict[str, tuple[int, int]]:
-    """path -> (file type, size) of everything below `root`, links not followed."""
+def snapshot(root: Path) -> dict[str, tuple[str, int]]:
+    """path -> (file type as find's %y letter, size) of everything below `root`, links not
+    followed. find, not os.walk: a case's tree may be 4,000 levels deep, past both
+    Python's recursion limit (os.walk recurses) and PATH_MAX (os.lstat of the full path)."""
+    found = subprocess.run(
+        ["find", str(root), "-mindepth", "1", "-printf", "%y %s %P\\0"],
+        capture_output=True,
+        check=True,
+    ).stdout
     out = {}
-    for base, dirs, files in os.walk(root):
-        for name in dirs + files:
-            path = os.path.join(base, name)
-            st = os.lstat(path)
-            out[os.path.relpath(path, root)] = (stat.S_IFMT(st.st_mode), st.st_size)
+    for record in found.decode("utf-8", "surrogateescape").split("\0")[:-1]:
+        kind, size, path = record.split(" ", 2)
+        out[path] = (kind, int(size))
     return out
 
 
 def run_smith(
-    box: Sandbox, argv: list[str], env: dict[str, str], *, cache_bytes: int = 0
+    box: Sandbox,
+    argv: list[str],
+    env: dict[str, str],
+    *,
+    cache_bytes: int = 0,
+    program: str = "smith",
 ) -> Outcome:
     hwm = box.root / "hwm"
     hwm.unlink(missing_ok=True)
@@ -154,7 +180,7 @@ def run_smith(
         proc = subprocess.run(
             command,
             cwd=box.inputs,
-            env=box.env(env),
+            env=box.env({"HOSTILE_PROGRAM": program, **env}),
             stdin=subprocess.DEVNULL,
             capture_output=True,
             timeout=MAX_SECONDS * 2,
@@ -171,7 +197,7 @@ def check_run(box: Sandbox, case: Case) -> Outcome:
     """Run `case` and check every promise; an AssertionError names the broken one."""
     argv = case.make(box)
     before = snapshot(box.root)
-    outcome = run_smith(box, argv, case.env, cache_bytes=case.cache_bytes)
+    outcome = run_smith(box, argv, case.env, cache_bytes=case.cache_bytes, program=case.program)
     after = snapshot(box.root)
     lines = outcome.stderr.splitlines()
     where = f"{case.id}: stderr {outcome.stderr[:600]!r}"
@@ -187,11 +213,13 @@ def check_run(box: Sandbox, case: Case) -> Outcome:
     assert outcome.peak_mib < MAX_PEAK_MIB, f"{where}: peak memory {outcome.peak_mib:.0f} MiB"
     assert outcome.written < MAX_WRITTEN, f"{where}: wrote {outcome.written} bytes"
     check_files(box, before, after, where)
+    if case.verify is not None:
+        case.verify(box)
     return outcome
 
 
 def check_files(
-    box: Sandbox, before: dict[str, tuple[int, int]], after: dict[str, tuple[int, int]], where: str
+    box: Sandbox, before: dict[str, tuple[str, int]], after: dict[str, tuple[str, int]], where: str
 ) -> None:
     allowed = ("out", "cache", "tmp")
     for path, (kind, _size) in before.items():
@@ -206,7 +234,7 @@ def check_files(
         p for p in after if any(m in os.path.basename(p) for m in TEMP_MARKERS)
     ) + sorted(p for p in after if os.sep + "tmp" + os.sep in p and p.startswith("cache"))
     assert not temps, f"{where}: temporary files left: {temps[:5]}"
-    written = sum(size for kind, size in new.values() if kind == stat.S_IFREG)
+    written = sum(size for kind, size in new.values() if kind == "f")
     assert written < MAX_WRITTEN, f"{where}: wrote {written} bytes"
 
 
@@ -346,3 +374,121 @@ def rpm_with_header(index: list[tuple[int, int, int, int]], store: bytes) -> byt
 def local_rpm_build(box: Sandbox, rpm: bytes) -> list[str]:
     (box.inputs / "bomb.rpm").write_bytes(rpm)
     return build_args(box, recipe(box, "package: ./bomb.rpm\n"))
+
+
+# -- generators: layer tars, written byte by byte (tarfile would refuse or fix them) ----------
+
+
+def tar_header(name: bytes, length: int, kind: bytes = b"0", **fields: bytes) -> bytes:
+    """A ustar header; `fields` (mode, uid, gid, size, mtime) replace the octal defaults with
+    raw bytes: base-256 numbers, signs, whatever the case needs."""
+    octal = {"mode": b"%07o\0" % 0o755, "uid": b"%07o\0" % 0, "gid": b"%07o\0" % 0}
+    octal.update(size=b"%011o\0" % length, mtime=b"%011o\0" % 0)
+    octal.update(fields)
+    places = {"mode": 100, "uid": 108, "gid": 116, "size": 124, "mtime": 136}
+    header = bytearray(512)
+    header[: min(len(name), 100)] = name[:100]
+    for key, at in places.items():
+        width = 12 if key in ("size", "mtime") else 8
+        header[at : at + width] = octal[key].rjust(width, b"0")[:width]
+    header[156:157] = kind
+    header[257:265] = b"ustar\x0000"
+    header[148:156] = b" " * 8
+    header[148:156] = b"%06o\0 " % sum(header)
+    return bytes(header)
+
+
+def padded(data: bytes) -> bytes:
+    return data + b"\0" * (-len(data) % 512)
+
+
+def tar_member(
+    name: str, data: bytes = b"", *, pax: dict[str, bytes] | None = None, **fields: bytes
+) -> bytes:
+    out = b""
+    if pax:
+        records = b"".join(pax_record(k, v) for k, v in pax.items())
+        out = tar_header(b"PaxHeaders/x", len(records), b"x") + padded(records)
+    return out + tar_header(name.encode(), len(data), **fields) + padded(data)
+
+
+def tar_of(*members: bytes) -> bytes:
+    return b"".join(members) + b"\0" * 1024
+
+
+def tiny_elf(elf_class: int = 2) -> bytes:
+    """A static x86-64 program of 129 bytes (exit(0)) that needs nothing; `elf_class` 1 says
+    ELFCLASS32 over the same 64-bit layout: the header of one kind, the body of another."""
+    code = b"\xb8\x3c\x00\x00\x00\x31\xff\x0f\x05"  # mov eax, 60; xor edi, edi; syscall
+    size = 64 + 56 + len(code)
+    ident = b"\x7fELF" + bytes([elf_class, 1, 1]) + b"\0" * 9
+    ehdr = ident + struct.pack("<HHIQQQIHHHHHH", 2, 62, 1, 0x400078, 64, 0, 0, 64, 56, 1, 64, 0, 0)
+    phdr = struct.pack("<IIQQQQQQ", 1, 5, 0, 0x400000, 0x400000, size, size, 0x1000)
+    return ehdr + phdr + code
+
+
+def needing_elf(needed: bytes) -> bytes:
+    """A dynamic x86-64 program (no interpreter) whose one DT_NEEDED is `needed`."""
+    base, dynamic_at = 0x400000, 64 + 2 * 56
+    strtab_at = dynamic_at + 4 * 16
+    strtab = b"\0" + needed + b"\0"
+    size = strtab_at + len(strtab)
+    ident = b"\x7fELF\x02\x01\x01" + b"\0" * 9
+    ehdr = ident + struct.pack("<HHIQQQIHHHHHH", 2, 62, 1, base, 64, 0, 0, 64, 56, 2, 64, 0, 0)
+    load = struct.pack("<IIQQQQQQ", 1, 5, 0, base, base, size, size, 0x1000)
+    dyn = struct.pack("<IIQQQQQQ", 2, 6, dynamic_at, base + dynamic_at, 0, 64, 64, 8)
+    tags = [(1, 1), (5, base + strtab_at), (10, len(strtab)), (0, 0)]  # NEEDED STRTAB STRSZ
+    return ehdr + load + dyn + b"".join(struct.pack("<qQ", *t) for t in tags) + strtab
+
+
+PROGRAM = tiny_elf()
+
+
+def minimize_layers(
+    box: Sandbox, *layers: bytes, keep: str = "/etc", blobs: tuple[str, bytes] | None = None
+) -> list[str]:
+    """`smith minimize` of an image of these layers, keeping its ownership and `keep`;
+    `blobs`: (compression, blob) of one ready layer instead, its diff_id made up."""
+    from tests.imagekit import write_layout  # imports zstandard: only the layer cases need it
+
+    if blobs is None:
+        write_layout(str(box.inputs / "layout"), list(layers), how="none")
+    else:
+        how, blob = blobs
+        made_up = ["sha256:" + "0" * 64]
+        write_layout(str(box.inputs / "layout"), [], how=how, blobs=[blob], diff_ids=made_up)
+    return [
+        "minimize",
+        str(box.inputs / "layout"),
+        "-o",
+        str(box.out / "min.tar"),
+        "--entrypoint",
+        "/x",
+        "--path",
+        keep,
+        "--keep-ownership",
+        "-q",
+    ]
+
+
+def output_members(archive: Path) -> list[tarfile.TarInfo]:
+    """Every member of every layer of an oci-archive smith wrote, read by Python's tarfile."""
+    with tarfile.open(archive) as outer:
+        index = json.loads(archive_file(outer, "index.json"))
+        manifest = json.loads(archive_blob(outer, index["manifests"][0]["digest"]))
+        members = []
+        for layer in manifest["layers"]:
+            data = archive_blob(outer, layer["digest"])
+            with tarfile.open(fileobj=io.BytesIO(data), mode="r:*") as inner:
+                members += inner.getmembers()
+        return members
+
+
+def archive_blob(outer: tarfile.TarFile, digest: str) -> bytes:
+    return archive_file(outer, "blobs/sha256/" + digest.removeprefix("sha256:"))
+
+
+def archive_file(outer: tarfile.TarFile, name: str) -> bytes:
+    member = outer.extractfile(name)
+    assert member is not None
+    return member.read()

@@ -12,29 +12,45 @@ import bz2
 import gzip
 import json
 import os
+import shutil
 import stat
+import subprocess
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 import zstandard
 
+from crashcart.target import PID_MAX
+from smith.limits import MAX_ID
 from tests.fault_server import FaultServer, fault_server, gzip_bomb
 from tests.hostile import (
     BUILDABLE,
+    LIMITS,
     OCI_MANIFEST,
+    PROGRAM,
     Case,
+    Outcome,
     Sandbox,
     build_args,
     check_run,
     hello_rpm,
     local_rpm_build,
+    minimize_layers,
+    needing_elf,
+    output_members,
     primary_xml,
     recipe,
     repo_build,
     rpm_with_header,
     serve_image,
+    tar_header,
+    tar_member,
+    tar_of,
+    tiny_elf,
     write_repo,
 )
 from tests.rpm_craft import craft_rpm
@@ -461,6 +477,37 @@ RECIPES = [
     ),
 ]
 
+
+def with_flags(make: Callable[[Sandbox], list[str]], *flags: str) -> Callable[[Sandbox], list[str]]:
+    return lambda box: [*make(box), *flags]
+
+
+# The bounds as flags (--set-limit NAME=VALUE): the same names, the same line, over the variable.
+LIMIT_FLAGS = [
+    Case(
+        "limit-flag-lowers-a-bound",
+        "hang",
+        with_flags(with_recipe(merge_bomb()), "--set-limit", "YAML_NODES=1000"),
+        "over the limit of 1000 nodes with aliases expanded "
+        "(raise it with --set-limit YAML_NODES=N or SMITH_LIMIT_YAML_NODES)",
+    ),
+    Case(
+        "limit-flag-over-the-variable",
+        "control",
+        with_flags(registry(), "--set-limit", f"DOCUMENT_BYTES={1 << 20}"),
+        "",
+        status=0,
+        env={"SMITH_LIMIT_DOCUMENT_BYTES": "16"},  # too small for the manifest
+    ),
+    Case(
+        "limit-flag-not-a-number",
+        "accepted",
+        with_flags(with_recipe(BUILDABLE), "--set-limit", "JSON_DEPTH=inf"),
+        "--set-limit JSON_DEPTH='inf' is not a positive number",
+        status=2,
+    ),
+]
+
 # -- RPM files -----------------------------------------------------------------------------------
 
 
@@ -584,15 +631,334 @@ IMAGES = [
     ),
 ]
 
-CASES = NETWORK + REGISTRY + RECIPES + RPMS + IMAGES
+# -- layers (minimize) and rootfs/ (build) ----------------------------------------------------
 
 
-@pytest.fixture
-def box(tmp_path: Path) -> Iterator[Sandbox]:
-    sandbox = Sandbox(tmp_path / "case")
-    with fault_server(sandbox.inputs / "srv") as server:
-        sandbox.server, sandbox.url = server, server.url
-        yield sandbox
+def hostile_layer(member: bytes) -> Callable[[Sandbox], list[str]]:
+    """An image of the program /x and `member` (under /etc, which the case keeps)."""
+
+    def make(box: Sandbox) -> list[str]:
+        return minimize_layers(box, tar_of(tar_member("x", PROGRAM), member))
+
+    return make
+
+
+def program_layer(entrypoint: str, *members: bytes) -> Callable[[Sandbox], list[str]]:
+    def make(box: Sandbox) -> list[str]:
+        argv = minimize_layers(box, tar_of(*members, tar_member("etc/kept", b"1")))
+        argv[argv.index("--entrypoint") + 1] = entrypoint
+        return argv
+
+    return make
+
+
+def layer_bomb(codec: str) -> Callable[[Sandbox], list[str]]:
+    """A layer of one 64 MiB file of zeros, compressed to some 64 KiB: only the expansion
+    bound stops it (the tar is valid to its end)."""
+
+    def make(box: Sandbox) -> list[str]:
+        head = tar_header(b"etc/zeros", 64 << 20)
+        zeros = b"\0" * (1 << 20)
+        if codec == "zstd":
+            comp: Any = zstandard.ZstdCompressor(level=3).compressobj()
+        else:
+            comp = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+        blob = comp.compress(head) + b"".join(comp.compress(zeros) for _ in range(65))
+        return minimize_layers(box, blobs=(codec, blob + comp.flush()))
+
+    return make
+
+
+def evil_member_kept(size: int) -> Callable[[Sandbox], None]:
+    """The output layer carries /etc/evil as smith writes every entry: its real size, owner
+    in range, mtime SOURCE_DATE_EPOCH (0), no PAX record the input had."""
+
+    def verify(box: Sandbox) -> None:
+        members = output_members(box.out / "min.tar")
+        evil = [m for m in members if m.name == "etc/evil"]
+        assert len(evil) == 1 and evil[0].size == size, [m.name for m in members]
+        for member in members:
+            assert member.mtime == 0, (member.name, member.mtime)
+            assert 0 <= member.uid <= MAX_ID and 0 <= member.gid <= MAX_ID, member.name
+            assert not set(member.pax_headers) & {"mtime", "uid", "gid", "size"}, member.name
+
+    return verify
+
+
+def deep_directories(root: Path, levels: int) -> None:
+    """`levels` nested directories `d` below root, made relative to an open directory: the
+    full path soon passes PATH_MAX."""
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    for _ in range(levels):
+        os.mkdir("d", dir_fd=fd)
+        child = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+        os.close(fd)
+        fd = child
+    os.close(fd)
+
+
+def rootfs_build(program: bytes, levels: int = 0) -> Callable[[Sandbox], list[str]]:
+    """`smith build` of a recipe that is only a rootfs/: the program /x, and `levels`
+    nested directories."""
+
+    def make(box: Sandbox) -> list[str]:
+        rootfs = box.inputs / "rootfs"
+        rootfs.mkdir()
+        (rootfs / "x").write_bytes(program)
+        (rootfs / "x").chmod(0o755)
+        deep_directories(rootfs, levels)
+        return build_args(box, recipe(box, "cmd: [/x]\n"))
+
+    return make
+
+
+def script(name: str, interpreter: str) -> bytes:
+    return tar_member(name, f"#!{interpreter}\n".encode())
+
+
+CHAIN = [script(f"s{i}", f"/s{i + 1}") for i in range(1000)] + [tar_member("s1000", PROGRAM)]
+B256 = b"\x80"  # GNU's base-256 number: a marker byte, then big-endian
+
+LAYERS = [
+    Case(
+        "layer-control",
+        "control",
+        hostile_layer(tar_member("etc/evil", b"xyz")),
+        "",
+        status=0,
+        verify=evil_member_kept(3),
+    ),
+    Case(
+        "layer-pax-uid-minus-5",
+        "accepted",
+        hostile_layer(tar_member("etc/evil", b"x", pax={"uid": b"-5"})),
+        "invalid PAX uid '-5'",
+    ),
+    Case(
+        "layer-pax-gid-10-30",
+        "accepted",
+        hostile_layer(tar_member("etc/evil", b"x", pax={"gid": b"1" + b"0" * 30})),
+        "invalid PAX gid '1000000000000000000000000000000'",
+    ),
+    Case(
+        "layer-pax-uid-arabic-indic-digits",
+        "accepted",
+        hostile_layer(tar_member("etc/evil", b"x", pax={"uid": "١٢".encode()})),
+        "invalid PAX uid",
+    ),
+    Case(
+        "layer-base-256-uid-2-40",
+        "accepted",
+        hostile_layer(tar_member("etc/evil", b"x", uid=B256 + (1 << 40).to_bytes(7, "big"))),
+        "has the owner 1099511627776:0: out of range (0 to 4294967294)",
+    ),
+    Case(
+        "layer-base-256-size",
+        "accepted",
+        hostile_layer(tar_member("etc/evil", b"xyz", size=B256 + (3).to_bytes(11, "big"))),
+        "",
+        status=0,
+        verify=evil_member_kept(3),
+    ),
+    Case(
+        "layer-base-256-size-2-80",
+        "memory",
+        hostile_layer(tar_member("etc/evil", b"x", size=B256 + (1 << 80).to_bytes(11, "big"))),
+        "unexpected end of data",
+    ),
+    Case(
+        "layer-mtime-huge-and-negative",
+        "accepted",
+        hostile_layer(
+            tar_member("etc/evil", b"x", pax={"mtime": b"-99999999999.5"})
+            + tar_member(
+                "etc/later", b"y", pax={"mtime": b"1" + b"0" * 30}, mtime=B256 + b"\xff" * 11
+            )
+        ),
+        "",
+        status=0,
+        verify=evil_member_kept(1),
+    ),
+    Case(
+        "layer-pax-header-of-2-mib",
+        "memory",
+        hostile_layer(tar_member("etc/evil", b"x", pax={"comment": b"c" * (2 << 20)})),
+        "extended header of 2097",
+    ),
+    Case(
+        "layer-pax-path-with-nul",
+        "accepted",
+        hostile_layer(tar_member("etc/evil", b"x", pax={"path": b"etc/ev\0il"})),
+        "has a NUL in its name or link",
+    ),
+    Case(
+        "layer-name-of-10000-chars",
+        "message",
+        hostile_layer(tar_member("etc/evil", b"x", pax={"path": b"etc/" + b"n" * 10_000})),
+        "is 10004 bytes",
+    ),
+    Case(
+        "layer-4000-levels",
+        "accepted",
+        hostile_layer(tar_member("etc/evil", b"x", pax={"path": b"etc/" + b"d/" * 4000 + b"f"})),
+        "4002 levels deep (at most 4096 bytes and 256 levels)",
+    ),
+    Case(
+        "layer-gzip-bomb",
+        "memory",
+        layer_bomb("gzip"),
+        "decompressed: over the limit of 100 times the compressed size",
+    ),
+    Case(
+        "layer-zstd-bomb",
+        "memory",
+        layer_bomb("zstd"),
+        "decompressed: over the limit of 100 times the compressed size",
+    ),
+    Case(
+        "layer-of-2000-entries-over-a-limit-of-1000",
+        "hang",
+        with_flags(
+            hostile_layer(b"".join(tar_member(f"etc/{n}", b"") for n in range(2000))),
+            "--set-limit",
+            "LAYER_ENTRIES=1000",
+        ),
+        "entries of the image's layers: over the limit of 1000 entries",
+    ),
+    Case(
+        "elf-32-bit-header-in-64-bit-image",
+        "accepted",
+        program_layer("/x", tar_member("x", tiny_elf(elf_class=1))),
+        "malformed ELF file /x: a 32-bit header of 0 bytes, not 52",
+    ),
+    Case(
+        "shebang-loop-of-two-scripts",
+        "accepted",
+        program_layer("/a", script("a", "/b"), script("b", "/a")),
+        "a loop of #! interpreters: /a -> /b -> /a",
+    ),
+    Case(
+        "shebang-names-itself",
+        "accepted",
+        program_layer("/a", script("a", "/a -x")),
+        "a loop of #! interpreters: /a -> /a",
+    ),
+    Case(
+        "shebang-chain-of-1000",
+        "hang",
+        program_layer("/s0", *CHAIN),
+        "too many levels of #! interpreters at /s4",
+    ),
+    Case(
+        "needed-of-10000-chars",
+        "message",
+        program_layer("/x", tar_member("x", needing_elf(b"lib" + b"n" * 10_000 + b".so"))),
+        ".so' needed by /x is not in the root",
+    ),
+    Case(
+        "shebang-interpreter-of-10000-chars",
+        "message",
+        program_layer("/x", script("x", "/" + "i" * 10_000)),
+        "/x: its #! interpreter runs past the 256 bytes Linux reads",
+    ),
+    Case("rootfs-control", "control", rootfs_build(PROGRAM), "", status=0),
+    Case(
+        "rootfs-elf-32-bit-header",
+        "accepted",
+        rootfs_build(tiny_elf(elf_class=1)),
+        "a 32-bit header of 0 bytes, not 52",
+    ),
+    Case(
+        "rootfs-4000-levels",
+        "accepted",
+        rootfs_build(PROGRAM, 4000),
+        "rootfs/ goes deeper than a path can name",
+    ),
+    Case(
+        "rootfs-300-levels",
+        "hang",
+        rootfs_build(PROGRAM, 300),
+        "is 257 levels deep (at most 4096 bytes and 256 levels)",
+    ),
+]
+
+# -- crashcart: what the user types -------------------------------------------------------------
+
+
+def crashcart(*argv: str) -> Callable[[Sandbox], list[str]]:
+    return lambda box: list(argv)
+
+
+def record_onto(kind: str) -> Callable[[Sandbox], list[str]]:
+    def make(box: Sandbox) -> list[str]:
+        target = box.inputs / kind
+        if kind == "fifo":
+            os.mkfifo(target)
+        elif kind == "symlink":
+            target.symlink_to(box.inputs / "elsewhere")
+        else:
+            os.mknod(target, 0o600 | stat.S_IFCHR, os.makedev(1, 3))  # as /dev/null
+        # A pid no process has: a refusal that came late would say so instead.
+        return ["attach", "--record", str(target), str(PID_MAX), "--", "true"]
+
+    return make
+
+
+def crash(case_id: str, make: Callable[[Sandbox], list[str]], message: str) -> Case:
+    return Case(case_id, "crashcart", make, message, status=2, program="crashcart")
+
+
+CRASHCART = [
+    crash("pid-arabic-indic-digits", crashcart("١٢٣"), "the pid '١٢٣' is not written in ASCII"),
+    crash("pid-superscript-two", crashcart("attach", "²"), "is not written in ASCII digits"),
+    crash("pid-0", crashcart("0"), "the pid 0 is out of range"),
+    crash("pid-minus-1", crashcart("attach", "--", "-1"), "the pid -1 is out of range"),
+    crash("pid-2-64", crashcart(str(1 << 64)), f"the pid {1 << 64} is out of range"),
+    crash("container-id-of-20000-chars", crashcart("c" * 20_000), "is 20000 characters long"),
+    crash("container-name-with-slashes", crashcart("a/b/c"), "is no pid, container name"),
+    crash("container-name-dot-dot", crashcart("attach", ".."), "is no pid, container name"),
+    crash("container-name-climbs", crashcart("k8s.io/.."), "is no pid, container name"),
+    crash("container-name-newline", crashcart("web\nroot"), "contains a control character"),
+    crash("container-name-escape", crashcart("web\x1b[2J"), "contains a control character"),
+    crash("record-onto-a-fifo", record_onto("fifo"), "is a FIFO: name a regular file"),
+    crash("record-onto-a-device", record_onto("device"), "is a device: name a regular file"),
+    crash("record-onto-a-symlink", record_onto("symlink"), "is a symbolic link: name a regular"),
+]
+
+CASES = NETWORK + REGISTRY + RECIPES + LIMIT_FLAGS + RPMS + IMAGES + LAYERS + CRASHCART
+WORKERS = 4  # cases mostly wait (timeouts, servers): run side by side, each still measured
+
+
+def run_case(case: Case, root: Path) -> Outcome | BaseException | None:
+    if case.cache_bytes and (os.geteuid() != 0 or shutil.which("unshare") is None):
+        return None  # the test skips it (or fails, in CI): require_root, require_tool
+    sandbox = Sandbox(root)
+    try:
+        with fault_server(sandbox.inputs / "srv") as server:
+            sandbox.server, sandbox.url = server, server.url
+            return check_run(sandbox, case)
+    except (AssertionError, OSError) as err:
+        return err
+    finally:
+        # rm, not shutil.rmtree: a case's tree may be deeper than Python's recursion limit.
+        subprocess.run(["rm", "-rf", str(root)], check=False)
+
+
+@pytest.fixture(scope="module")
+def outcomes(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Outcome | BaseException | None]:
+    """Every selected case, run WORKERS at a time; each test then reads its own outcome."""
+    params = [getattr(item, "callspec", None) for item in request.session.items]
+    wanted = {p.params["case"].id for p in params if p and isinstance(p.params.get("case"), Case)}
+    # Made once, before any server answers with it: made inside an answer, on a loaded
+    # machine with the cases running side by side, it outlasted the client's idle timeout.
+    gzip_bomb()
+    base = tmp_path_factory.mktemp("hostile")
+    chosen = [c for c in CASES if c.id in wanted]
+    with ThreadPoolExecutor(WORKERS) as pool:
+        done = pool.map(lambda c: run_case(c, base / c.id), chosen)
+        return dict(zip((c.id for c in chosen), done, strict=True))
 
 
 def test_every_kind_of_the_issue_has_cases() -> None:
@@ -606,17 +972,63 @@ def test_every_kind_of_the_issue_has_cases() -> None:
         "reading",
         "loss",
         "message",
+        "crashcart",
     }
     assert len({c.id for c in CASES}) == len(CASES)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
-def test_hostile_input(box: Sandbox, case: Case) -> None:
+def test_hostile_input(outcomes: dict[str, Outcome | BaseException | None], case: Case) -> None:
     if case.cache_bytes:
         require_root()
         require_tool("unshare")
-    outcome = check_run(box, case)
+    outcome = outcomes[case.id]
+    if isinstance(outcome, BaseException):
+        raise outcome
+    assert outcome is not None
     print(
         f"{case.id}: exit {outcome.status}, {outcome.seconds:.1f} s, "
         f"{outcome.peak_mib:.0f} MiB peak, {outcome.written} bytes written"
     )
+
+
+@pytest.mark.parametrize(
+    ("marker", "digest"),
+    [
+        (b'{"digest": "sha256:abc"}', "sha256:abc"),
+        (b"[]", "unknown"),  # was an AttributeError traceback, mid-session
+        (b'{"digest": 5}', "unknown"),
+        (b"[" * 100_000 + b"]" * 100_000, "unknown"),
+        (b" " * (1 << 20) + b'{"digest": "sha256:abc"}', "unknown"),  # not read whole
+        (b"\xff\xfe", "unknown"),
+        (b'{"digest": "' + b"d" * 10_000 + b'"}', "d" * 100),
+    ],
+    ids=["valid", "a list", "a number", "deep", "huge", "not utf-8", "long"],
+)
+def test_a_hostile_toolbox_marker_is_unknown(tmp_path: Path, marker: bytes, digest: str) -> None:
+    """crashcart reads the marker of a toolbox (an image anyone built) into the --record
+    transcript's header: bounded, and whatever it holds, a digest or "unknown"."""
+    from crashcart.prefix import MANIFEST
+    from crashcart.transcript import toolbox_digest
+
+    (tmp_path / MANIFEST).write_bytes(marker)
+    assert toolbox_digest(str(tmp_path)) == digest
+
+
+def test_a_toolbox_image_that_is_a_gzip_bomb_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """crashcart unpacks a toolbox image (--toolbox IMAGE) into its image cache with the
+    layer reader: a bomb is refused by the expansion bound, and the cache keeps nothing."""
+    import crashcart.image
+    from smith.errors import LimitError
+
+    for name in ("EXPANSION_RATIO", "EXPANSION_FLOOR", "UNPACKED_BYTES"):
+        monkeypatch.setenv(f"SMITH_LIMIT_{name}", LIMITS[f"SMITH_LIMIT_{name}"])
+    cache = tmp_path / "images"
+    monkeypatch.setattr(crashcart.image, "IMAGE_CACHE", str(cache))
+    box = Sandbox(tmp_path / "box")
+    layer_bomb("gzip")(box)
+    with pytest.raises(LimitError, match="decompressed: over the limit of 100 times"):
+        crashcart.image.toolbox_from_image(str(box.inputs / "layout"))
+    assert list(cache.iterdir()) == []

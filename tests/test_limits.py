@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
+from smith import limits
 from smith.cli.reporting import shorten
 from smith.errors import LimitError, PackageError, UsageError
 from smith.limits import (
@@ -13,6 +16,7 @@ from smith.limits import (
     UNPACKED_BYTES,
     expansion_bound,
     json_document,
+    set_limit,
 )
 from smith.resolve.fetch import contained_url
 
@@ -30,8 +34,35 @@ def test_a_limit_names_itself_and_its_variable(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setenv("SMITH_LIMIT_DOCUMENT_BYTES", "1024")
     err = DOCUMENT_BYTES.error("repomd.xml")
     assert str(err) == (
-        "repomd.xml: over the limit of 1024 bytes (raise it with SMITH_LIMIT_DOCUMENT_BYTES)"
+        "repomd.xml: over the limit of 1024 bytes "
+        "(raise it with --set-limit DOCUMENT_BYTES=N or SMITH_LIMIT_DOCUMENT_BYTES)"
     )
+
+
+def test_a_limit_flag_wins_over_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(limits, "FLAGS", {})
+    monkeypatch.setenv("SMITH_LIMIT_DOCUMENT_BYTES", "1024")
+    set_limit("document_bytes=2048")
+    assert DOCUMENT_BYTES.value() == 2048
+    assert "over the limit of 2048 bytes" in str(DOCUMENT_BYTES.error("x"))
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("DOCUMENT_BYTES", "is not NAME=VALUE"),
+        ("NO_SUCH_LIMIT=1", "is not NAME=VALUE with NAME one of CONNECT_TIMEOUT"),
+        ("SMITH_LIMIT_DOCUMENT_BYTES=1", "is not NAME=VALUE"),
+        ("DOCUMENT_BYTES=inf", "--set-limit DOCUMENT_BYTES='inf' is not a positive number"),
+        ("DOCUMENT_BYTES=-1", "--set-limit DOCUMENT_BYTES='-1' is not a positive number"),
+    ],
+)
+def test_a_bad_limit_flag_is_refused_by_name(
+    monkeypatch: pytest.MonkeyPatch, setting: str, message: str
+) -> None:
+    monkeypatch.setattr(limits, "FLAGS", {})
+    with pytest.raises(UsageError, match=re.escape(message)):
+        set_limit(setting)
 
 
 def test_expansion_bound_is_the_ratio_above_the_floor_below_the_maximum(

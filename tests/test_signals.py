@@ -17,11 +17,13 @@ import hashlib
 import io
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
 import tarfile
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,6 +32,7 @@ import pytest
 from tests.fault_server import fault_server
 from tests.hostile import BUILDABLE, LIMITS, PROJECT, TEMP_MARKERS, serve_image, write_repo
 from tests.rpm_craft import craft_rpm
+from tests.tools import unavailable
 
 SEED = int(os.environ.get("SIGNAL_SEED", "23"))
 MOMENTS = int(os.environ.get("SIGNAL_MOMENTS", "8"))
@@ -155,8 +158,7 @@ def interrupt_at_random_moments(work: Work, name: str) -> None:
         assert proc.returncode in (0, EXPECTED[sig]), f"{where}: {stderr[-600:]}"
         assert "Traceback" not in stderr, f"{where}: {stderr[-600:]}"
         if sig != signal.SIGKILL:
-            # click echoes a newline on Ctrl-C, as a terminal wants after "^C".
-            assert len([line for line in stderr.splitlines() if line]) <= 1, f"{where}: {stderr!r}"
+            assert len(stderr.splitlines()) <= 1, f"{where}: {stderr!r}"  # no empty line
             assert work.leftovers() == [], where
         # The next run: the same bytes, and nothing left of the interrupted one.
         status, err, _ = work.run()
@@ -180,6 +182,62 @@ def test_minimize_interrupted_at_random_moments(tmp_path: Path) -> None:
 
 def test_download_interrupted_at_random_moments(download_work: Work) -> None:
     interrupt_at_random_moments(download_work, "download")
+
+
+EARLY_RUNS = 48  # half SIGINT, half SIGTERM, 2 ms apart: 0 to 46 ms after the exec
+EARLY = {
+    signal.SIGINT: ("smith: interrupted\n", 130),
+    signal.SIGTERM: ("smith: terminated\n", 143),
+}
+# A frame of smith's own code (bin/smith past its first instruction, smith/, crashcart/).
+OWN_FRAME = re.compile(r'File "[^"]*(/bin/smith", line [1-9]|/smith/|/crashcart/)')
+
+
+def test_signals_in_the_first_50_ms(tmp_path: Path) -> None:
+    """SIGINT and SIGTERM from the very start of the installed `smith` (bin/smith). Before
+    the script's first line only the interpreter runs, with Python's default actions (the
+    process ends by the signal, or Python reports a KeyboardInterrupt in its own start-up,
+    site included): no code of smith's is involved there and nothing was written. From
+    the script's first line on, each signal is one line and 130 or 143."""
+    smith = PROJECT / ".venv" / "bin" / "smith"
+    if not smith.exists():
+        unavailable(f"{smith} is not installed (scripts/setup.sh installs it)")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SMITH_")}
+    env.update(TMPDIR=str(tmp_path), XDG_CACHE_HOME=str(tmp_path / "cache"))
+    seen: Counter[str] = Counter()
+    for n in range(EARLY_RUNS):
+        sig = (signal.SIGINT, signal.SIGTERM)[n % 2]
+        proc = subprocess.Popen(
+            [str(smith), "build", str(tmp_path / "none.yaml"), "-o", str(tmp_path / "x.tar")],
+            env=env,
+            cwd=tmp_path,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        time.sleep(n // 2 * 0.002)
+        proc.send_signal(sig)
+        _, err_bytes = proc.communicate(timeout=60)
+        stderr = err_bytes.decode()
+        where = f"{sig.name} at {n // 2 * 2} ms: exit {proc.returncode}: {stderr[-800:]!r}"
+        assert not OWN_FRAME.search(stderr), where
+        line, status = EARLY[sig]
+        if stderr == line:
+            assert proc.returncode == status, where
+            seen["handled"] += 1
+        elif not stderr or "KeyboardInterrupt" in stderr:
+            # The interpreter's own start: the default action, or Python's KeyboardInterrupt
+            # reported by the interpreter itself (it may even run on: "Failed checking if
+            # argv[0] is an import path entry", then the command's own end).
+            assert proc.returncode in (-sig, 1, 128 + sig), where
+            seen["interpreter"] += 1
+        else:  # done before the signal came
+            assert "no recipe at" in stderr and len(stderr.splitlines()) == 1, where
+            assert proc.returncode == 1, where
+            seen["done"] += 1
+    assert list(tmp_path.iterdir()) == [], "a run left files behind"
+    print(f"early signals: {dict(seen)}")
+    assert seen["handled"] > 0, seen
 
 
 def test_a_live_runs_temporary_files_are_left_alone(tmp_path: Path) -> None:

@@ -177,8 +177,11 @@ def run_cli(group: click.Group, prog: str, argv: list[str] | None = None) -> NoR
     def body() -> int | None:
         try:
             # A command may return its exit status (smith diff and verify exit 1 on a
-            # difference); click hands that back here, as it does a raised click Exit.
-            status = group.main(args=args, prog_name=prog, standalone_mode=False)
+            # difference). The context is made and invoked here, not by group.main(): that
+            # prints an empty line to stderr on Ctrl-C (to end the terminal's ^C echo)
+            # before `smith: interrupted`, a second line.
+            with group.make_context(prog, list(args)) as ctx:
+                status = group.invoke(ctx)
         except click.exceptions.Abort as abort:
             # click turns Ctrl-C (and our SIGTERM's Terminated) into Abort: report the original.
             cause = abort.__cause__

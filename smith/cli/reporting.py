@@ -86,7 +86,8 @@ def exit_reporting(prog: str, debug: bool, body: Callable[[], int | None]) -> No
         hold_stop_signals()
         if debug:
             raise
-        where = f": {err.filename}" if err.filename else ""
+        # Quoted, so that shorten() cuts a path thousands of characters long (ENAMETOOLONG).
+        where = f": {err.filename!r}" if err.filename else ""
         print(shorten(f"{prog}: error: {err.strerror or err}{where}"), file=sys.stderr)
         sys.exit(1)
     hold_stop_signals()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
 import queue
 import threading
 import zlib
@@ -22,6 +23,7 @@ import zstandard
 
 from smith.errors import ImageFormatError
 from smith.inflate import prefixed
+from smith.limits import Limit, expansion_bound
 from smith.oci.compress import Compression
 
 READ_SIZE = 1 << 20
@@ -55,8 +57,9 @@ class LayerReader:
     runs on a producer thread and read_piece() raises its errors.
     """
 
-    def __init__(self, raw: BinaryIO) -> None:
+    def __init__(self, raw: BinaryIO, what: str = "blob") -> None:
         self._raw = raw
+        self._what = what
         self.hasher = hashlib.sha256()
         self.size = 0
         head = raw.read(4)
@@ -67,6 +70,13 @@ class LayerReader:
         self._gzip: zlib._Decompress | None = None
         self._zstd: zstandard.ZstdDecompressionReader | None = None
         self.compression = sniff_compression(head)
+        # What the blob may inflate to (the ratio and absolute bounds of every other
+        # decompression): a layer of zeros, 1 MB compressed, wrote a gigabyte to TMPDIR
+        # per megabyte, and went on until the disk was full.
+        self._most: int | None = None
+        self._limit: Limit | None = None
+        if self.compression is not Compression.NONE:
+            self._most, self._limit = expansion_bound(os.fstat(raw.fileno()).st_size)
         if self.compression is Compression.GZIP:
             self._gzip = zlib.decompressobj(31)
         elif self.compression is Compression.ZSTD:
@@ -126,6 +136,8 @@ class LayerReader:
         if piece:
             self.hasher.update(piece)
             self.size += len(piece)
+            if self._limit is not None and self.size > cast(int, self._most):
+                raise self._limit.error(f"{self._what}: decompressed")
         return piece
 
     def start(self) -> None:
@@ -187,7 +199,7 @@ def open_blob(path: str, what: str, *, threaded: bool = False) -> Iterator[Layer
     except FileNotFoundError:
         raise ImageFormatError(f"{what}: blob is missing") from None
     with raw:
-        reader = LayerReader(raw)
+        reader = LayerReader(raw, what)
         if threaded:
             reader.start()
         try:

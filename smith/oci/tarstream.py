@@ -14,6 +14,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+from smith.limits import MAX_ID
+
 BLOCK = 512
 READ_SIZE = 1 << 20
 MAX_META = 1 << 20  # a PAX header or GNU long name larger than this is not a real layer's
@@ -255,6 +257,8 @@ class TarStream:
                 link = pax["linkpath"]
             shown = decode(name)
             if pax:  # most entries have none: the fast path skips these lookups
+                if b"\0" in name or b"\0" in link:  # only a PAX record can carry a NUL
+                    raise TarFormatError(f"entry {shown[:200]!r} has a NUL in its name or link")
                 size = pax_number(pax, "size", shown, size)
                 uid = pax_number(pax, "uid", shown, uid)
                 gid = pax_number(pax, "gid", shown, gid)
@@ -273,6 +277,10 @@ class TarStream:
                 raise TarFormatError(f"entry {shown!r} has unsupported type {kind!r}")
             if size < 0:
                 raise TarFormatError(f"entry {shown!r} has a negative size")
+            if uid > MAX_ID or gid > MAX_ID:  # a base-256 field or a PAX record
+                raise TarFormatError(
+                    f"entry {shown!r} has the owner {uid}:{gid}: out of range (0 to {MAX_ID})"
+                )
             # As Go's archive/tar (what runtimes read layers with): links, directories and
             # special files are header-only, whatever their size field says.
             if kind not in REGULAR:
@@ -284,9 +292,12 @@ class TarStream:
 
 
 def pax_number(pax: dict[str, bytes], key: str, name: str, default: int = 0) -> int:
+    """A PAX record's decimal number. Only ASCII digits: int() would also take a sign, a
+    `_`, spaces and any Unicode digit ("-5", "1_0", "١٢"), and uid -5 is no owner."""
     if key not in pax:
         return default
-    try:
-        return int(pax[key])
-    except ValueError:
-        raise TarFormatError(f"invalid PAX number for {name!r}") from None
+    value = pax[key]
+    # bytes.isdigit() is ASCII-only; the length bound keeps int() from a 100,000-digit parse.
+    if not value.isdigit() or len(value) > 20:
+        raise TarFormatError(f"invalid PAX {key} {decode(value)[:40]!r} for {name!r}")
+    return int(value)

@@ -20,7 +20,7 @@ from smith.arch import describe_abi, platform_of
 from smith.errors import ElfError
 from smith.paths import normalize_path
 from smith.resolve.elf import Abi, ElfInfo
-from smith.resolve.elfcache import ElfCache
+from smith.resolve.elfcache import HEAD_BYTES, ElfCache
 from smith.resolve.loader import (
     SearchDir,
     Step,
@@ -120,7 +120,10 @@ class Missing:
     chain: tuple[str, ...]
 
     def __str__(self) -> str:
-        return f"{self.name} needed by " + " <- ".join(f"/{p}" for p in reversed(self.chain))
+        # A hostile NEEDED may be 10,000 characters: quoted, the command line's one error
+        # line cuts it (smith.cli.reporting.shorten cuts quoted values of 160 and more).
+        name = repr(self.name) if len(self.name) >= 160 else self.name
+        return f"{name} needed by " + " <- ".join(f"/{p}" for p in reversed(self.chain))
 
 
 @dataclass(frozen=True)
@@ -235,6 +238,7 @@ class ClosureWalker:
         self._lib_dirs: dict[Abi, str] = {}
         self._modules_done: set[str] = set()
         self._starts_done: set[str] = set()
+        self._scripts_open: list[str] = []  # the #! chain being followed, outermost first
         self._interpreters: dict[Hashable, tuple[str, ...]] = {}
         self._interpreter_of: dict[str, tuple[str, str, ElfInfo, tuple[str, ...]]] = {}
 
@@ -294,12 +298,20 @@ class ClosureWalker:
         if walk.kind is Kind.DIR:
             raise ElfError(f"start path /{path} is a directory")
         real = self.keep_walk(walk, reason, path)
+        if real in self._scripts_open:
+            # The kernel gives up on such a chain (ELOOP): a program that can never start.
+            chain = " -> ".join(f"/{p}" for p in (*self._scripts_open, real))
+            raise ElfError(f"a loop of #! interpreters: {chain}")
         if real in self._starts_done:
             return
         self._starts_done.add(real)
         head = self.cache.head(self.root, real)
         if head.startswith(b"#!"):
-            self._add_script(path, real, head, depth)
+            self._scripts_open.append(real)
+            try:
+                self._add_script(path, real, head, depth)
+            finally:
+                self._scripts_open.pop()
             return
         info = self.cache.info(self.root, real)
         if info is not None and info.dynamic:
@@ -310,6 +322,13 @@ class ClosureWalker:
             raise ElfError(f"too many levels of #! interpreters at /{path}")
         line = head[2:].split(b"\n", 1)[0].decode("utf-8", "surrogateescape").strip(" \t")
         interpreter, _, argument = line.replace("\t", " ").partition(" ")
+        cut = b"\n" not in head and len(head) >= HEAD_BYTES and head[-1:] not in b" \t"
+        if cut and not argument:
+            # The kernel reads HEAD_BYTES; an interpreter name cut there is refused
+            # (ENOEXEC, since Linux 5.1), and the cut name is no file to look for.
+            raise ElfError(
+                f"/{path}: its #! interpreter runs past the {HEAD_BYTES} bytes Linux reads"
+            )
         if not interpreter:
             raise ElfError(f"/{path} starts with #! but names no interpreter")
         # The kernel resolves a relative interpreter from the working directory; `..` is

@@ -279,9 +279,10 @@ def _read_header(src: _Source, name: str) -> ElfHeader | None:
     if len(src.prefix) < EI_NIDENT + layout.size:
         return None  # truncated: pyelftools says what is missing
     fields = layout.unpack_from(src.prefix, EI_NIDENT)
-    elf_type, machine, version, _, phoff, _, _, _, phentsize, phnum = fields
+    elf_type, machine, version, _, phoff, _, _, ehsize, phentsize, phnum = fields
     if machine not in MACHINES or elf_type not in ELF_TYPES or version != 1 or phnum == PN_XNUM:
         return None
+    check_header_size(name, ident[4] == 2, ehsize)
     phdr = PHDR[ident[4], ident[5]]
     data = _read_phdrs(src, name, phoff, phnum, phentsize, phdr.size)
     elf64 = ident[4] == 2
@@ -315,6 +316,7 @@ def _read_header_pyelftools(stream: BinaryIO, name: str, src: _Source) -> ElfHea
     elf = ELFFile(stream)
     header = elf.header
     abi = Abi(ElfClass(elf.elfclass), bool(elf.little_endian), str(header["e_machine"]))
+    check_header_size(name, elf.elfclass == 64, header["e_ehsize"])
     phoff, phnum, phentsize = header["e_phoff"], header["e_phnum"], header["e_phentsize"]
     _read_phdrs(src, name, phoff, phnum, phentsize, _phdr_size(elf))
     kinds = {"PT_LOAD": PT_LOAD, "PT_DYNAMIC": PT_DYNAMIC, "PT_INTERP": PT_INTERP}
@@ -324,6 +326,18 @@ def _read_header_pyelftools(stream: BinaryIO, name: str, src: _Source) -> ElfHea
         kind = kinds.get(ph["p_type"], 0)
         segments.append((kind, ph["p_offset"], ph["p_vaddr"], ph["p_filesz"]))
     return ElfHeader(abi, str(header["e_type"]), tuple(segments))
+
+
+def check_header_size(name: str, elf64: bool, ehsize: int) -> None:
+    """e_ehsize is the header's own size, 52 or 64 bytes by its class: any other value is a
+    header of one class over a file of the other (its offsets would be read at the wrong
+    places and a 64-bit program pass for a 32-bit one that needs nothing)."""
+    size = 64 if elf64 else 52
+    if ehsize != size:
+        bits = 64 if elf64 else 32
+        raise ElfError(
+            f"malformed ELF file {name}: a {bits}-bit header of {ehsize} bytes, not {size}"
+        )
 
 
 def _phdr_size(elf: ELFFile) -> int:

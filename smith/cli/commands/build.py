@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from smith.cli import progress
+from smith.cli.limit_flags import limit_option
 from smith.cli.main import cli
 from smith.cli.registry_flags import registry_options
 from smith.cli.sbom_flags import sbom_flags, sbom_formats
@@ -49,6 +50,7 @@ if TYPE_CHECKING:
     "put it in --tag instead.",
 )
 @sbom_flags
+@limit_option  # what the command reads is untrusted: its bounds, as flags
 def build_command(
     recipe: str | None,
     fast: bool,

@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from smith.cli.limit_flags import limit_option
 from smith.cli.main import cli
 from smith.cli.registry_flags import registry_options
 from smith.cli.settings_options import setting_options
@@ -35,6 +36,7 @@ from smith.oci.index import chosen_platforms
     "repeated, or `all` (every platform of A): each compared on its own.",
 )
 @setting_options("diff")
+@limit_option  # what the command reads is untrusted: its bounds, as flags
 def diff_command(
     a: str, b: str, as_json: bool, limit: int, platforms: tuple[str, ...], **flags: Any
 ) -> None:

@@ -7,6 +7,7 @@ from typing import Any
 import click
 
 from smith.cli import progress
+from smith.cli.limit_flags import limit_option
 from smith.cli.main import cli
 from smith.cli.registry_flags import registry_options
 from smith.cli.settings_options import setting_options
@@ -43,6 +44,7 @@ from smith.oci.reference import parse_reference
 )
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar (none without a terminal).")
 @setting_options("download")
+@limit_option  # what the command reads is untrusted: its bounds, as flags
 def download(
     remote: str,
     output: str,

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import click
 
+from smith.cli.limit_flags import limit_option
 from smith.cli.main import cli
 from smith.cli.settings_options import setting_options
 from smith.errors import UsageError
@@ -42,6 +43,7 @@ from smith.sources import lock_recipe
     "many bytes a push sends.",
 )
 @setting_options("lock")
+@limit_option
 def lock_command(
     args: tuple[str, ...],
     offline: bool,

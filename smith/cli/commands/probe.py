@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from smith.cli.limit_flags import limit_option
 from smith.cli.main import cli
 from smith.cli.registry_flags import registry_options
 from smith.cli.settings_options import setting_options
@@ -48,6 +49,7 @@ from smith.profile import DEFAULT_NAME, Profile, profile_beside, write_profile
 @click.option("--platform", help="OS/ARCH[/VARIANT] to pick from a multi-platform index.")
 @click.option("--cache-dir", help="Package cache for a build recipe (as smith build).")
 @setting_options("probe")
+@limit_option  # what the command reads is untrusted: its bounds, as flags
 def probe(
     image: str | None,
     command: tuple[str, ...],

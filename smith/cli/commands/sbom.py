@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from smith import provenance
+from smith.cli.limit_flags import limit_option
 from smith.cli.main import cli
 from smith.cli.registry_flags import registry_options
 from smith.cli.settings_options import setting_options
@@ -37,6 +38,7 @@ FORMATS = {
     help="Which attached SBOM to print.",
 )
 @setting_options("sbom")
+@limit_option  # what the command reads is untrusted: its bounds, as flags
 def sbom_command(image: str, fmt: str, **flags: Any) -> None:
     """Print the SBOM attached to IMAGE (an OCI layout or archive, LAYOUT:NAME, or a registry
     reference: through its referrers, or the `sha256-<digest>` tag where the registry has no

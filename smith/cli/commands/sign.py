@@ -6,6 +6,7 @@ from typing import Any
 
 import click
 
+from smith.cli.limit_flags import limit_option
 from smith.cli.main import cli
 from smith.cli.registry_flags import registry_options
 from smith.cli.settings_options import setting_options
@@ -22,6 +23,7 @@ from smith.signing.store import registry_reference, sign_reference
     help="The key's passphrase: FILE's first line (else $SMITH_PASSPHRASE, else empty).",
 )
 @setting_options("sign")
+@limit_option  # what the command reads is untrusted: its bounds, as flags
 def sign_command(ref: str, key: str, passphrase_file: str | None, **flags: Any) -> None:
     """Sign the image at the registry reference REF: a simple-signing payload for its
     manifest digest and name, stored as the `sha256-<digest>.sig` tag beside it. Prints

@@ -7,6 +7,7 @@ from typing import Any
 import click
 
 from smith.cli import progress
+from smith.cli.limit_flags import limit_option
 from smith.cli.main import cli
 from smith.cli.registry_flags import registry_options
 from smith.cli.settings_options import setting_options
@@ -71,6 +72,7 @@ from smith.oci.registry_options import RegistryOptions
     help="The signing key's passphrase: FILE's first line (else $SMITH_PASSPHRASE).",
 )
 @setting_options("upload")
+@limit_option  # what the command reads is untrusted: its bounds, as flags
 def upload(
     image: str,
     remote: str,

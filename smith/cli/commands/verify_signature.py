@@ -6,6 +6,7 @@ from typing import Any
 
 import click
 
+from smith.cli.limit_flags import limit_option
 from smith.cli.main import cli
 from smith.cli.registry_flags import registry_options
 from smith.cli.settings_options import setting_options
@@ -17,6 +18,7 @@ from smith.signing.store import registry_reference, verify_reference
 @click.argument("ref")
 @click.option("--key", required=True, metavar="KEY", help="A public key (PEM), e.g. PREFIX.pub.")
 @setting_options("verify-signature")
+@limit_option  # what the command reads is untrusted: its bounds, as flags
 def verify_signature_command(ref: str, key: str, **flags: Any) -> None:
     """Check that the image at REF carries a sigstore signature (cosign's or skopeo's format)
     made by KEY for this manifest digest and this name, as a policy.json `sigstoreSigned`
