@@ -12,7 +12,7 @@ import json
 import logging
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -30,6 +30,7 @@ from smith.oci.layout import choose_format, open_image
 from smith.oci.output import PlatformImage, write_index_image
 from smith.oci.reference import is_registry_reference
 from smith.oci.registry_options import RegistryOptions
+from smith.oci.writer import ImageResult
 from smith.profile import recipe_profile
 from smith.recipe import Recipe, RuntimeSet, load_recipe
 from smith.resolve.fetch import Fetcher
@@ -43,7 +44,7 @@ from smith.resolve.repo import RepoConfig
 from smith.resolve.rpm import RpmPackage, add_rpm_to_tree
 from smith.resolve.solver import ResolvedPackage
 from smith.resolve.store import ContentStore
-from smith.result_json import Source, output_size
+from smith.result_json import Source, TreeSize, output_size, result_document
 from smith.rootfs import (
     overlay_rootfs,
     rootfs_of,
@@ -53,7 +54,6 @@ from smith.settings import merged
 from smith.shrink import (
     ConfigChanges,
     Output,
-    ShrinkResult,
     ShrinkSpec,
     SourceKind,
     Staged,
@@ -95,7 +95,37 @@ class BuildOptions:
     layer_budget: int | None = None  # --layer-budget
 
 
-def build_recipe(recipe_path: str, options: BuildOptions) -> ShrinkResult | IndexBuildResult:
+@dataclass(frozen=True)
+class BuildResult:
+    output: str
+    image: ImageResult
+    packages: tuple[ResolvedPackage, ...]
+    kept: tuple[str, ...]  # paths of the image, conventions included
+    reasons: dict[str, str] = field(repr=False)
+    owners: dict[str, str] = field(repr=False)
+    program: str
+    platform: Platform
+    before: TreeSize  # the whole tree: packages and rootfs/, or the image
+    after: TreeSize
+    source_info: Source
+
+    @property
+    def image_bytes(self) -> int:
+        return output_size(self.output)
+
+    def why(self, path: str) -> str:
+        return self.reasons.get(path) or (
+            "named by the recipe" if self.owners.get(path) else "microcontainer conventions"
+        )
+
+    def explained(self) -> dict[str, str]:
+        return {path: self.why(path) for path in self.kept}
+
+    def summary(self, explain: bool = False) -> dict[str, object]:
+        return result_document(self, explain)
+
+
+def build_recipe(recipe_path: str, options: BuildOptions) -> BuildResult | IndexBuildResult:
     """Build the recipe; for several architectures (`arch: [...]`, or `--arch` more than
     once), one image index with a manifest per platform, each built as it would be alone."""
     recipe = load_recipe(recipe_path)
@@ -105,7 +135,7 @@ def build_recipe(recipe_path: str, options: BuildOptions) -> ShrinkResult | Inde
     return build(recipe_path, options)
 
 
-def build(recipe_path: str, options: BuildOptions) -> ShrinkResult:
+def build(recipe_path: str, options: BuildOptions) -> BuildResult:
     """Build the recipe for one architecture (the recipe's, or the one `--arch`)."""
     recipe = load_recipe(recipe_path)
     arches = options.arches or recipe.architectures
@@ -129,7 +159,7 @@ def build(recipe_path: str, options: BuildOptions) -> ShrinkResult:
     with contextlib.ExitStack() as stack:
         staged = stage_build(recipe, recipe_path, options, fetcher, stack)
         result = write_staged(staged, output_settings(options, recipe, fetcher.cache_dir))
-    return ShrinkResult.of(staged, output, result)
+    return build_result(staged, output, result)
 
 
 def output_settings(
@@ -150,6 +180,23 @@ def fetcher_for(options: BuildOptions) -> Fetcher:
     # --retries counts for repository downloads as for registries.
     retries = {"retries": options.registry.retries} if options.registry else {}
     return Fetcher(options.cache_dir, offline=options.offline, **retries)
+
+
+def build_result(staged: Staged, output: str, image: ImageResult) -> BuildResult:
+    shrunk = staged.shrunk
+    return BuildResult(
+        output=output,
+        image=image,
+        packages=staged.packages,
+        kept=tuple(e.path for e in shrunk.tree),
+        reasons=dict(shrunk.reasons),
+        owners=dict(shrunk.owners),
+        program=shrunk.program,
+        platform=staged.image.config.platform,
+        before=shrunk.before,
+        after=shrunk.after,
+        source_info=staged.source,
+    )
 
 
 @dataclass(frozen=True)
@@ -332,7 +379,7 @@ class IndexBuildResult:
 
     output: str
     index: Descriptor
-    platforms: tuple[tuple[str, ShrinkResult], ...]  # (arch, result), in the recipe's order
+    platforms: tuple[tuple[str, BuildResult], ...]  # (arch, result), in the recipe's order
     image_bytes: int = 0
 
     def summary(self) -> dict[str, object]:
@@ -389,7 +436,7 @@ def build_platforms(
             cache_dir=str(fetcher.cache_dir),
         )
     results = tuple(
-        (arch, ShrinkResult.of(s, output, image))
+        (arch, build_result(s, output, image))
         for arch, s, image in zip(arches, staged, written.images, strict=True)
     )
     return IndexBuildResult(output, written.index, results, output_size(output))
@@ -406,7 +453,7 @@ def platform_for(arch: str) -> Platform:
 
 def build_from_image(
     recipe: Recipe, recipe_path: str, image: str, options: BuildOptions
-) -> ShrinkResult:
+) -> BuildResult:
     """`package:` names an image (the original's OCI build type): the image source of the
     shrink core (its layers, with rootfs/ laid over them) takes the place of the packages,
     with the recipe's keys read as `smith minimize --recipe` reads them."""
@@ -431,10 +478,9 @@ def build_from_image(
     log.info("shrinking the image %s", image)
     with contextlib.ExitStack() as stack:
         staged = stage_minimize(image, output.path, settings, stack)
-        result = ShrinkResult.of(staged, output.path, write_staged(staged, output))
+        result = build_result(staged, output.path, write_staged(staged, output))
     # The image's layers name no package: its files are the image's.
-    owners = {path: "image" for path in result.kept}
-    return replace(result, shrunk=replace(result.shrunk, owners=owners))
+    return replace(result, owners={path: "image" for path in result.kept})
 
 
 def image_package(package: str | None, base: str) -> str | None:

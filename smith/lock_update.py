@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from smith.build import BuildResult
 from smith.errors import ResolveError, UsageError
 from smith.oci.writer import Layer
 from smith.recipe import load_recipe
@@ -20,7 +21,6 @@ from smith.resolve.fetch import Fetcher
 from smith.resolve.lock import Lock, lock_path_for, read_lock
 from smith.resolve.solver import ResolvedPackage, resolve_update
 from smith.resolve.updateinfo import Advisory, advisories_fixed, repo_advisories
-from smith.shrink import ShrinkResult
 from smith.sources import pin_recipe, recipe_repos
 
 
@@ -129,7 +129,7 @@ class BuildChange:
         return out
 
 
-def compare_builds(before: ShrinkResult, after: ShrinkResult) -> BuildChange:
+def compare_builds(before: BuildResult, after: BuildResult) -> BuildChange:
     old, new = before.image, after.image
     pairs = tuple(
         (a.descriptor.digest if a else "", b.descriptor.digest)

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from smith.conventions import (
     RuntimeUser,
@@ -31,16 +31,16 @@ from smith.oci.layout import choose_format, open_image
 from smith.oci.output import IndexResult, PlatformImage, write_index_image
 from smith.oci.registry_options import RegistryOptions
 from smith.oci.unpack import apply_layers
+from smith.oci.writer import ImageResult
 from smith.paths import normalize_path
 from smith.profile import ProfileEntry
-from smith.result_json import Source
+from smith.result_json import Source, TreeSize, result_document
 from smith.rootfs import ORIGIN as ROOTFS_ORIGIN
 from smith.rootfs import added_reason, overlay_rootfs
 from smith.sbom.formats import SbomFormat
 from smith.shrink import (
     ConfigChanges,
     Output,
-    ShrinkResult,
     ShrinkSpec,
     SourceKind,
     Staged,
@@ -88,19 +88,51 @@ class MinimizeOptions:
     layering: Layering = field(default_factory=Layering)  # --layers, --layer-budget, `layers:`
 
 
-def minimize_image(source: str, output: str, options: MinimizeOptions) -> ShrinkResult:
+@dataclass(frozen=True)
+class MinimizeResult:
+    output: str
+    platform: Platform
+    program: str
+    before: TreeSize
+    after: TreeSize
+    image: ImageResult
+    source_info: Source
+    kept: Mapping[str, str] = field(repr=False)  # path -> why it is kept
+
+    @classmethod
+    def of(cls, staged: Staged, output: str, image: ImageResult) -> MinimizeResult:
+        shrunk = staged.shrunk
+        return cls(
+            output=output,
+            platform=staged.image.config.platform,
+            program=shrunk.program,
+            before=shrunk.before,
+            after=shrunk.after,
+            image=image,
+            source_info=staged.source,
+            kept=shrunk.reasons,
+        )
+
+    def explained(self) -> Mapping[str, str]:
+        return self.kept
+
+    def summary(self, explain: bool = False) -> dict[str, Any]:
+        return result_document(self, explain)
+
+
+def minimize_image(source: str, output: str, options: MinimizeOptions) -> MinimizeResult:
     """Read `source`, keep what its program needs, write the microcontainer to `output`."""
     check_patterns(options)
     choose_format(output, options.fmt)  # a bad output name fails before the image is read
     with contextlib.ExitStack() as stack:
         staged = stage_minimize(source, output, options, stack)
         result = write_staged(staged, output_of(options, output))
-        return ShrinkResult.of(staged, output, result)
+        return MinimizeResult.of(staged, output, result)
 
 
 def minimize_platforms(
     source: str, output: str, options: MinimizeOptions, platforms: Sequence[Platform]
-) -> tuple[IndexResult, tuple[ShrinkResult, ...]]:
+) -> tuple[IndexResult, tuple[MinimizeResult, ...]]:
     """Each platform of a multi-platform `source` minimized as minimize_image would alone,
     written as one image index of them (in the order given) to `output`."""
     check_patterns(options)
@@ -122,7 +154,7 @@ def minimize_platforms(
             tag=options.tag,
         )
     results = tuple(
-        ShrinkResult.of(s, output, image) for s, image in zip(staged, written.images, strict=True)
+        MinimizeResult.of(s, output, image) for s, image in zip(staged, written.images, strict=True)
     )
     return written, results
 

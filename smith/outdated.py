@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
 
-from smith.build import PACKAGE_FILES_ANNOTATION, BuildOptions, build
+from smith.build import PACKAGE_FILES_ANNOTATION, BuildOptions, BuildResult, build
 from smith.errors import ImageFormatError, ResolveError
 from smith.limits import json_document
 from smith.oci.registry import RegistryOptions
@@ -33,7 +33,6 @@ from smith.resolve.lock import lock_path_for, read_lock
 from smith.resolve.repo import Repo, RepoConfig, load_repos
 from smith.resolve.solver import ResolvedPackage, compare_evr, newest_versions
 from smith.resolve.updateinfo import Advisory, AdvisoryType, advisories_fixed, repo_advisories
-from smith.shrink import ShrinkResult
 from smith.sources import recipe_repos
 
 
@@ -132,7 +131,7 @@ def check_recipe(
     )
 
 
-def trial_build(recipe_path: str, fetcher: Fetcher, *, compression: str | None) -> ShrinkResult:
+def trial_build(recipe_path: str, fetcher: Fetcher, *, compression: str | None) -> BuildResult:
     """A build of the recipe's lock as it is now, into a directory removed afterwards: the
     packages whose files it keeps, and its layers and their sizes."""
     with tempfile.TemporaryDirectory(prefix="smith-outdated-") as tmp:
@@ -149,7 +148,7 @@ def trial_build(recipe_path: str, fetcher: Fetcher, *, compression: str | None) 
         )
 
 
-def kept_packages(result: ShrinkResult) -> set[str]:
+def kept_packages(result: BuildResult) -> set[str]:
     return {origin for origin in result.owners.values() if origin}
 
 

@@ -15,9 +15,9 @@ from __future__ import annotations
 import logging
 import posixpath
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from smith.conventions import (
     ROOT,
@@ -32,7 +32,7 @@ from smith.conventions import (
 from smith.errors import RecipeError, SmithError, UsageError
 from smith.globs import Excludes, glob_match, has_magic
 from smith.oci.compress import Compression
-from smith.oci.image import ImageConfig, Platform
+from smith.oci.image import ImageConfig
 from smith.oci.output import PlatformImage, write_image
 from smith.oci.writer import ImageResult
 from smith.paths import normalize_path, parent_paths
@@ -42,7 +42,7 @@ from smith.resolve.loader import glob_root
 from smith.resolve.programs import find_program, is_executable, search_path, shown_candidates
 from smith.resolve.roots import PathWalker, TreeRoot
 from smith.resolve.runtime_sets import rules_without
-from smith.result_json import Source, TreeSize, output_size, result_document
+from smith.result_json import Source, TreeSize
 from smith.rootfs import ORIGIN as ROOTFS_ORIGIN
 from smith.rootfs import add_mount_points, added_reason, overlay_rootfs
 from smith.tree import FileTree, Kind, path_sort_key
@@ -151,57 +151,6 @@ class Staged:
     source: Source
     packages: tuple[ResolvedPackage, ...] = ()  # a recipe's, resolved
     referrers: Attacher | None = None  # the SBOM and provenance to attach, if asked for
-
-
-@dataclass(frozen=True)
-class ShrinkResult:
-    """What `smith build` or `smith minimize` made of one platform (one type for both: the
-    JSON form, smith/result_json.py, reads the same things of each)."""
-
-    output: str
-    image: ImageResult
-    shrunk: Shrunk = field(repr=False)
-    platform: Platform
-    source_info: Source
-    packages: tuple[ResolvedPackage, ...] = ()  # a recipe's, resolved; none for an image
-
-    @classmethod
-    def of(cls, staged: Staged, output: str, image: ImageResult) -> ShrinkResult:
-        platform = staged.image.config.platform
-        return cls(output, image, staged.shrunk, platform, staged.source, staged.packages)
-
-    @property
-    def program(self) -> str:
-        return self.shrunk.program
-
-    @property
-    def before(self) -> TreeSize:  # the whole tree: packages and rootfs/, or the image
-        return self.shrunk.before
-
-    @property
-    def after(self) -> TreeSize:
-        return self.shrunk.after
-
-    @property
-    def kept(self) -> tuple[str, ...]:  # paths of the image, conventions included
-        return self.shrunk.kept
-
-    @property
-    def owners(self) -> Mapping[str, str]:
-        return self.shrunk.owners
-
-    @property
-    def image_bytes(self) -> int:
-        return output_size(self.output)
-
-    def why(self, path: str) -> str:
-        return self.shrunk.reasons[path]
-
-    def explained(self) -> dict[str, str]:
-        return self.shrunk.explained()
-
-    def summary(self, explain: bool = False) -> dict[str, Any]:
-        return result_document(self, explain)
 
 
 @dataclass(frozen=True)

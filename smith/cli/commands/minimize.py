@@ -17,13 +17,12 @@ from smith.cli.sbom_flags import sbom_flags, sbom_formats
 from smith.cli.settings_options import setting_options
 from smith.errors import UsageError
 from smith.layering import merged_layering
-from smith.minimize import MinimizeOptions, minimize_image, minimize_platforms
+from smith.minimize import MinimizeOptions, MinimizeResult, minimize_image, minimize_platforms
 from smith.minimize_recipe import recipe_image
 from smith.oci.compress import parse_compression
 from smith.oci.index import chosen_platforms
 from smith.profile import read_profile
 from smith.settings import merged
-from smith.shrink import ShrinkResult
 
 if TYPE_CHECKING:
     from smith.oci.output import IndexResult
@@ -108,7 +107,7 @@ def minimize(
         doc = result.summary(explain)
         sys.stdout.write(json.dumps(doc, indent=2, sort_keys=True) + "\n")
     elif explain:
-        for path, why in result.explained().items():
+        for path, why in result.kept.items():
             sys.stdout.write(f"/{path}: {why}\n")
     elif not quiet:
         click.echo(
@@ -132,7 +131,7 @@ def parse_entrypoint(value: str) -> tuple[str, ...]:
 
 
 def report_platforms(
-    index: IndexResult, results: tuple[ShrinkResult, ...], output: str, as_json: bool
+    index: IndexResult, results: tuple[MinimizeResult, ...], output: str, as_json: bool
 ) -> None:
     if as_json:
         doc = {
