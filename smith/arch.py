@@ -109,6 +109,10 @@ OTHER_TRIPLETS: dict[Abi, str] = {
 }
 OTHER_PLATFORMS: dict[str, str] = {"EM_RISCV": "riscv64"}
 
+# `uname -m` names of machines whose RPM arch is spelled otherwise (what the host's default
+# platform is read from).
+MACHINE_ARCHES: dict[str, Arch] = {"i386": Arch.I686, "i586": Arch.I686, "armv7l": Arch.ARMV7HL}
+
 _BY_ABI: dict[Abi, ArchInfo] = {info.abi: info for info in ARCHES.values()}
 
 
@@ -128,6 +132,17 @@ def platform_of(machine: str) -> str:
         if info.abi.machine == machine:
             return info.platform
     return OTHER_PLATFORMS.get(machine, "")
+
+
+def oci_platform_of(name: str) -> tuple[str, str]:
+    """(OCI architecture, variant) of an RPM arch or a `uname -m` machine name; a name smith
+    does not build for (riscv64) is taken as its own OCI architecture, as Go names it."""
+    arch = MACHINE_ARCHES.get(name)
+    if arch is None and name in Arch._value2member_map_:
+        arch = Arch(name)
+    if arch is None:
+        return name, ""
+    return ARCHES[arch].oci_architecture, ARCHES[arch].oci_variant
 
 
 def check_arch(value: str) -> Arch:

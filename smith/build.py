@@ -11,12 +11,14 @@ import contextlib
 import json
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from smith.arch import ARCHES, check_arch, parse_arch
+from smith.arch import oci_platform_of, parse_arch
+from smith.build_options import BuildOptions as BuildOptions
+from smith.buildcache import reuse_for
 from smith.conventions import (
     ROOT,
     RuntimeUser,
@@ -25,22 +27,20 @@ from smith.conventions import (
 from smith.errors import RecipeError, UsageError
 from smith.layering import Layering, dependency_order, image_plan, merged_layering, rpm_deps
 from smith.oci.compress import parse_compression
-from smith.oci.image import GO_ARCH, Descriptor, ImageConfig, Platform
+from smith.oci.image import Descriptor, ImageConfig, Platform
 from smith.oci.layout import choose_format, open_image
-from smith.oci.output import PlatformImage, write_index_image
+from smith.oci.output import PlatformImage
 from smith.oci.reference import is_registry_reference
-from smith.oci.registry_options import RegistryOptions
 from smith.oci.writer import ImageResult
 from smith.profile import recipe_profile
 from smith.recipe import Recipe, RuntimeSet, load_recipe
 from smith.resolve.fetch import Fetcher
 from smith.resolve.localrepo import is_local_rpm
-from smith.resolve.lock import lock_path_for
 from smith.resolve.packages import fetch_packages
 from smith.resolve.programs import (
     DEFAULT_PATH_VALUE,
 )
-from smith.resolve.repo import RepoConfig
+from smith.resolve.repo import Repo, RepoConfig
 from smith.resolve.rpm import RpmPackage, add_rpm_to_tree
 from smith.resolve.solver import ResolvedPackage
 from smith.resolve.store import ContentStore
@@ -61,38 +61,19 @@ from smith.shrink import (
     runtime_user,
     shrink,
     write_staged,
+    write_staged_index,
 )
 from smith.sources import plan_recipe, relative_to, repo_configs
 from smith.tree import FileTree, InlineBytes, path_sort_key
 
 if TYPE_CHECKING:
-    pass
+    from smith.minimize import MinimizeOptions
 
 log = logging.getLogger(__name__)
 
 DEFAULT_OUTPUT = "image.tar.gz"  # the original smith's default
 PACKAGE_FILES_ANNOTATION = "org.smith.package-files"
 IMAGE_SUFFIXES = (".tar", ".tar.gz", ".tgz")
-
-
-@dataclass(frozen=True)
-class BuildOptions:
-    output: str | None = None
-    fmt: str | None = None
-    tag: str | None = None
-    compression: str | None = None
-    locked: bool = False
-    offline: bool = False
-    cache_dir: str | None = None
-    keep_going: bool = False
-    epoch: int | None = None
-    registry: RegistryOptions | None = None  # for a parent named by a registry reference
-    sbom: tuple[SbomFormat, ...] = ()  # SBOMs to attach as OCI referrers of the image
-    provenance: bool = False  # and an in-toto SLSA provenance statement
-    package_db: bool = False  # write the kept packages' rpm database into the image
-    arches: tuple[str, ...] = ()  # --arch: instead of the recipe's
-    layers: str | None = None  # --layers: single or packages, over the recipe's `layers:`
-    layer_budget: int | None = None  # --layer-budget
 
 
 @dataclass(frozen=True)
@@ -108,6 +89,8 @@ class BuildResult:
     before: TreeSize  # the whole tree: packages and rootfs/, or the image
     after: TreeSize
     source_info: Source
+    # What the caches saved ("build": "hit"|"miss"|"off", "registry": ..., counts).
+    cache: Mapping[str, object] = field(default_factory=dict)
 
     @property
     def image_bytes(self) -> int:
@@ -125,17 +108,28 @@ class BuildResult:
         return result_document(self, explain)
 
 
-def build_recipe(recipe_path: str, options: BuildOptions) -> BuildResult | IndexBuildResult:
+@dataclass(frozen=True)
+class Shared:
+    """What the builds of one run share (a fleet: `smith build RECIPE...`): the download
+    cache and the repositories already loaded, each fetched and parsed once."""
+
+    fetcher: Fetcher
+    repos: dict[RepoConfig, Repo] = field(default_factory=dict)
+
+
+def build_recipe(
+    recipe_path: str, options: BuildOptions, shared: Shared | None = None
+) -> BuildResult | IndexBuildResult:
     """Build the recipe; for several architectures (`arch: [...]`, or `--arch` more than
     once), one image index with a manifest per platform, each built as it would be alone."""
     recipe = load_recipe(recipe_path)
     arches = options.arches or recipe.architectures
     if len(arches) > 1:
         return build_platforms(recipe, recipe_path, options, arches)
-    return build(recipe_path, options)
+    return build(recipe_path, options, shared)
 
 
-def build(recipe_path: str, options: BuildOptions) -> BuildResult:
+def build(recipe_path: str, options: BuildOptions, shared: Shared | None = None) -> BuildResult:
     """Build the recipe for one architecture (the recipe's, or the one `--arch`)."""
     recipe = load_recipe(recipe_path)
     arches = options.arches or recipe.architectures
@@ -154,12 +148,20 @@ def build(recipe_path: str, options: BuildOptions) -> BuildResult:
     image = image_package(recipe.package, base)
     if image is not None:
         return build_from_image(recipe, recipe_path, image, options)
-    fetcher = fetcher_for(options)
+    fetcher = shared.fetcher if shared is not None else fetcher_for(options)
     output = output_of(options, recipe)
+    loaded = shared.repos if shared is not None else None
+    packages = recipe_packages(recipe, recipe_path, options, fetcher, loaded=loaded)
+    reuse = reuse_for(recipe, recipe_path, options, output)
+    if reuse is not None and (cached := reuse.restore(packages, output)) is not None:
+        return cached
     with contextlib.ExitStack() as stack:
-        staged = stage_build(recipe, recipe_path, options, fetcher, stack)
+        staged = stage_build(recipe, recipe_path, options, fetcher, stack, packages=packages)
         result = write_staged(staged, output_settings(options, recipe, fetcher.cache_dir))
-    return build_result(staged, output, result)
+    built = build_result(staged, output, result)
+    if reuse is not None:
+        built = reuse.save(packages, built, staged.image.layer_trees())
+    return built
 
 
 def output_settings(
@@ -218,16 +220,13 @@ def unpack_recipe(
     options: BuildOptions,
     fetcher: Fetcher,
     lock_path: Path | None = None,
+    packages: tuple[ResolvedPackage, ...] | None = None,
 ) -> RecipeTree:
+    """`packages`: the recipe's, when they are known already (else planned here)."""
     base = os.path.dirname(os.path.abspath(recipe_path))
     rootfs = rootfs_of(base)
-    packages: tuple[ResolvedPackage, ...] = ()
-    if recipe.package_requests or rootfs is None:
-        # A recipe with only a rootfs/ (a static binary) needs no package at all.
-        log.info("resolving the packages of %s", recipe_path)
-        packages = plan_recipe(
-            recipe, recipe_path, fetcher, locked=options.locked, lock_path=lock_path
-        )
+    if packages is None:
+        packages = recipe_packages(recipe, recipe_path, options, fetcher, lock_path)
     log.info("fetching and extracting %d packages", len(packages))
     store = ContentStore(fetcher.cache_dir / "content")
     full, headers = extract_packages(packages, fetcher, repo_configs(recipe, recipe_path), store)
@@ -246,6 +245,24 @@ def unpack_recipe(
     return RecipeTree(full, tuple(packages), user, nss, rootfs, order)
 
 
+def recipe_packages(
+    recipe: Recipe,
+    recipe_path: str,
+    options: BuildOptions,
+    fetcher: Fetcher,
+    lock_path: Path | None = None,
+    *,
+    loaded: dict[RepoConfig, Repo] | None = None,
+) -> tuple[ResolvedPackage, ...]:
+    """The packages the recipe installs: the lock's, or resolved now."""
+    if not recipe.package_requests and rootfs_of(os.path.dirname(os.path.abspath(recipe_path))):
+        return ()  # A recipe with only a rootfs/ (a static binary) needs no package at all.
+    log.info("resolving the packages of %s", recipe_path)
+    return plan_recipe(
+        recipe, recipe_path, fetcher, locked=options.locked, lock_path=lock_path, loaded=loaded
+    )
+
+
 def stage_build(
     recipe: Recipe,
     recipe_path: str,
@@ -253,11 +270,12 @@ def stage_build(
     fetcher: Fetcher,
     stack: contextlib.ExitStack,
     lock_path: Path | None = None,
+    packages: tuple[ResolvedPackage, ...] | None = None,
 ) -> Staged:
     """Resolve, fetch and shrink the recipe's packages for `recipe.arch`; a parent image
     is opened on `stack` (it must stay open until the image is written)."""
     base = os.path.dirname(os.path.abspath(recipe_path))
-    unpacked = unpack_recipe(recipe, recipe_path, options, fetcher, lock_path)
+    unpacked = unpack_recipe(recipe, recipe_path, options, fetcher, lock_path, packages)
     full, packages = unpacked.tree, unpacked.packages
     package_db = None
     if merged("package_db", options.package_db, recipe):
@@ -398,17 +416,15 @@ def build_platforms(
     recipe: Recipe, recipe_path: str, options: BuildOptions, arches: Sequence[str]
 ) -> IndexBuildResult:
     """Each architecture resolved, fetched and closed over from its own packages (its own
-    lock: smith.ARCH.lock), then one index of their manifests."""
+    section of smith.lock), then one index of their manifests."""
     for arch in arches:
         parse_arch(arch)
     if len(set(arches)) != len(arches):
         raise RecipeError(f"--arch: {', '.join(arches)} names an architecture twice")
-    if options.sbom or options.provenance or recipe.sbom or recipe.provenance:
-        # Referrers attach to one image manifest; of an index, not done yet.
-        raise UsageError("an SBOM or provenance attaches to one image: build one --arch")
     base = os.path.dirname(os.path.abspath(recipe_path))
-    if image_package(recipe.package, base) is not None:
-        raise UsageError(f"{recipe_path}: an image `package:` is built for its own platform")
+    image = image_package(recipe.package, base)
+    if image is not None:
+        return build_platforms_from_image(recipe, recipe_path, image, options, arches)
     output = output_of(options, recipe)
     choose_format(output, merged("format", options.fmt, recipe))
     recipe_layering(recipe, options)
@@ -421,20 +437,10 @@ def build_platforms(
                 options,
                 fetcher,
                 stack,
-                lock_path=lock_path_for(recipe_path, arch),
             )
             for arch in arches
         ]
-        log.info("writing an index of %d platforms to %s", len(staged), output)
-        written = write_index_image(
-            [s.image for s in staged],
-            output,
-            fmt=merged("format", options.fmt, recipe),
-            compression=parse_compression(merged("compression", options.compression, recipe)),
-            epoch=merged("source_date_epoch", options.epoch, recipe),
-            tag=merged("tag", options.tag, recipe) or "",
-            cache_dir=str(fetcher.cache_dir),
-        )
+        written = write_staged_index(staged, output_settings(options, recipe, fetcher.cache_dir))
     results = tuple(
         (arch, build_result(s, output, image))
         for arch, s, image in zip(arches, staged, written.images, strict=True)
@@ -444,11 +450,8 @@ def build_platforms(
 
 def platform_for(arch: str) -> Platform:
     """The OCI platform of an architecture (linux/arm64/v8 for aarch64)."""
-    try:
-        info = ARCHES[check_arch(arch)]
-    except ValueError:
-        return Platform(GO_ARCH.get(arch, arch), "linux")
-    return Platform(info.oci_architecture, "linux", info.oci_variant)
+    architecture, variant = oci_platform_of(arch)
+    return Platform(architecture, "linux", variant)
 
 
 def build_from_image(
@@ -457,13 +460,57 @@ def build_from_image(
     """`package:` names an image (the original's OCI build type): the image source of the
     shrink core (its layers, with rootfs/ laid over them) takes the place of the packages,
     with the recipe's keys read as `smith minimize --recipe` reads them."""
-    from smith.minimize import MinimizeOptions, check_patterns, stage_minimize
+    from smith.minimize import check_patterns, stage_minimize
+
+    settings = image_settings(recipe, recipe_path, options)
+    check_patterns(settings)
+    output = output_settings(options, recipe)
+    log.info("shrinking the image %s", image)
+    with contextlib.ExitStack() as stack:
+        staged = stage_minimize(image, output.path, settings, stack)
+        return image_result(build_result(staged, output.path, write_staged(staged, output)))
+
+
+def build_platforms_from_image(
+    recipe: Recipe, recipe_path: str, image: str, options: BuildOptions, arches: Sequence[str]
+) -> IndexBuildResult:
+    """An image `package:` for several architectures: each platform of the source index
+    shrunk as it would be alone (a source without one of them is refused, naming it), one
+    index of them."""
+    from smith.minimize import check_patterns, stage_minimize
+
+    settings = image_settings(recipe, recipe_path, options)
+    check_patterns(settings)
+    output = output_settings(options, recipe)
+    log.info("shrinking %d platforms of the image %s", len(arches), image)
+    with contextlib.ExitStack() as stack:
+        staged = [
+            stage_minimize(image, output.path, replace(settings, platform=image_platform(a)), stack)
+            for a in arches
+        ]
+        written = write_staged_index(staged, output)
+    platforms = tuple(
+        (arch, image_result(build_result(s, output.path, one)))
+        for arch, s, one in zip(arches, staged, written.images, strict=True)
+    )
+    return IndexBuildResult(output.path, written.index, platforms, output_size(output.path))
+
+
+def image_platform(arch: str) -> Platform:
+    """What an image `package:` takes for `arch`: the architecture alone, which matches the
+    source index's entry with or without a variant (linux/arm64 and linux/arm64/v8)."""
+    return Platform(platform_for(arch).architecture, "linux")
+
+
+def image_settings(recipe: Recipe, recipe_path: str, options: BuildOptions) -> MinimizeOptions:
+    """How an image `package:` is shrunk for `recipe.arch`: the recipe's minimize settings."""
+    from smith.minimize import MinimizeOptions
     from smith.minimize_recipe import read_minimize_recipe
 
     _named, settings = read_minimize_recipe(
         recipe_path,
         MinimizeOptions(
-            platform=Platform(GO_ARCH.get(recipe.arch, recipe.arch), "linux"),
+            platform=image_platform(recipe.arch),
             fmt=merged("format", options.fmt, recipe),
             registry=options.registry,
         ),
@@ -473,13 +520,11 @@ def build_from_image(
         layers=options.layers,
         layer_budget=options.layer_budget,
     )
-    check_patterns(settings)
-    output = output_settings(options, recipe)
-    log.info("shrinking the image %s", image)
-    with contextlib.ExitStack() as stack:
-        staged = stage_minimize(image, output.path, settings, stack)
-        result = build_result(staged, output.path, write_staged(staged, output))
-    # The image's layers name no package: its files are the image's.
+    return settings
+
+
+def image_result(result: BuildResult) -> BuildResult:
+    """The image's layers name no package: its files are the image's."""
     return replace(result, owners={path: "image" for path in result.kept})
 
 

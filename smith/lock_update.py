@@ -5,20 +5,23 @@ favored package wherever the request allows, as dnf keeps an installed one), exc
 named packages, which go to the newest version the repositories offer; what those now
 require comes along. A pin that does not move keeps its lock entry byte for byte (its URL
 and sha256), even if its repository now serves other bytes under the same name.
+
+A recipe of several architectures updates each architecture's section of the lock from
+its own repositories; a named package moves in every section that pins it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from smith.build import BuildResult
 from smith.errors import ResolveError, UsageError
 from smith.oci.writer import Layer
-from smith.recipe import load_recipe
+from smith.recipe import Recipe, load_recipe
 from smith.resolve.fetch import Fetcher
-from smith.resolve.lock import Lock, lock_path_for, read_lock
+from smith.resolve.lock import Lock, LockFile, lock_path_for, missing_section, read_lock_file
 from smith.resolve.solver import ResolvedPackage, resolve_update
 from smith.resolve.updateinfo import Advisory, advisories_fixed, repo_advisories
 from smith.sources import pin_recipe, recipe_repos
@@ -33,36 +36,64 @@ class Change:
     old: ResolvedPackage | None
     new: ResolvedPackage | None
     advisories: tuple[Advisory, ...]
+    section: str = ""  # the lock section's architecture, named when the lock has several
 
     def describe(self) -> str:
         old = self.old.nevra if self.old else "(none)"
         new = self.new.nevra if self.new else "(dropped)"
         fixed = "".join(f"\n  fixes {a.describe()}" for a in self.advisories)
-        return f"{old} -> {new}{fixed}"
+        where = f"{self.section}: " if self.section else ""
+        return f"{where}{old} -> {new}{fixed}"
 
 
 @dataclass(frozen=True)
 class LockUpdate:
     path: Path
-    old: Lock
-    new: Lock
+    old: LockFile
+    new: LockFile
     changes: tuple[Change, ...]
     unoffered: tuple[str, ...]  # NEVRAs of pins kept for which no repository has the file
 
 
 def update_lock(recipe_path: str, fetcher: Fetcher, names: Sequence[str]) -> LockUpdate:
     """The recipe's lock with `names` (all packages when empty) moved to their newest
-    versions; not written (the caller writes it)."""
+    versions in each architecture's section; not written (the caller writes it)."""
     recipe = load_recipe(recipe_path)
     lock_path = lock_path_for(recipe_path)
     if not lock_path.exists():
         raise ResolveError(f"{recipe_path}: there is no smith.lock beside it (run `smith lock`)")
-    old = read_lock(lock_path)
-    locked_names = {p.name for p in old.packages}
+    old = read_lock_file(lock_path)
+    sections = []
+    for arch in recipe.architectures:
+        section = old.section(arch)
+        if section is None:
+            raise ResolveError(missing_section(lock_path, arch))
+        sections.append(section)
+    locked_names = {p.name for s in sections for p in s.packages}
     unknown = sorted(set(names) - locked_names)
     if unknown:
         raise UsageError(f"{unknown[0]!r} is not a package of {lock_path}")
-    update = set(names) if names else locked_names
+    new, changes, unoffered = old, list[Change](), list[str]()
+    for section in sections:
+        pinned = {p.name for p in section.packages}
+        update = set(names) & pinned if names else pinned
+        if not update:
+            continue  # nothing named is pinned for this architecture: its section stays
+        one = recipe
+        if recipe.arches:
+            one = recipe.model_copy(update={"arch": section.arch, "arches": ()})
+        moved = update_section(one, recipe_path, fetcher, section, update)
+        tag = section.arch if recipe.arches else ""
+        changes += [replace(c, section=tag) for c in moved.changes]
+        unoffered += moved.unoffered
+        new = new.with_section(moved.new.sections[0])
+    return LockUpdate(lock_path, old, new, tuple(changes), tuple(sorted(unoffered)))
+
+
+def update_section(
+    recipe: Recipe, recipe_path: str, fetcher: Fetcher, old: Lock, update: set[str]
+) -> LockUpdate:
+    """One architecture's section with the `update` pins moved (`path` is the lock's)."""
     requests, repos = recipe_repos(recipe, recipe_path, fetcher, updateinfo=True)
     resolution = resolve_update(
         requests,
@@ -75,10 +106,10 @@ def update_lock(recipe_path: str, fetcher: Fetcher, names: Sequence[str]) -> Loc
     )
     before = {(p.name, p.arch): p for p in old.packages}
     kept = tuple(_unmoved(p, before) for p in resolution.packages)
-    _, new = pin_recipe(recipe, recipe_path, fetcher, kept)
+    path, new = pin_recipe(recipe, recipe_path, fetcher, kept)
     changes = lock_changes(old, new, repo_advisories(repos))
     unoffered = tuple(sorted(p.nevra for p in resolution.unoffered))
-    return LockUpdate(lock_path, old, new, changes, unoffered)
+    return LockUpdate(path, LockFile((old,)), LockFile((new,)), changes, unoffered)
 
 
 def _unmoved(

@@ -26,9 +26,9 @@ from smith.errors import ImageFormatError, UsageError
 from smith.layering import Layering, LayerStrategy, PackageDeps, dependency_order, image_plan
 from smith.leftovers import temp_dir
 from smith.oci.compress import Compression
-from smith.oci.image import ImageConfig, Platform
+from smith.oci.image import EVERY_PLATFORM, ImageConfig, Platform
 from smith.oci.layout import choose_format, open_image
-from smith.oci.output import IndexResult, PlatformImage, write_index_image
+from smith.oci.output import IndexResult, PlatformImage
 from smith.oci.registry_options import RegistryOptions
 from smith.oci.unpack import apply_layers
 from smith.oci.writer import ImageResult
@@ -48,6 +48,7 @@ from smith.shrink import (
     runtime_user,
     shrink,
     write_staged,
+    write_staged_index,
 )
 from smith.tree import FileTree
 
@@ -139,20 +140,11 @@ def minimize_platforms(
     choose_format(output, options.fmt)
     if not platforms:
         raise UsageError(f"{source}: no platform to minimize")
-    if options.sbom:
-        raise UsageError("--sbom attaches to one image: minimize one --platform at a time")
     with contextlib.ExitStack() as stack:
         staged = [
             stage_minimize(source, output, replace(options, platform=p), stack) for p in platforms
         ]
-        written = write_index_image(
-            [s.image for s in staged],
-            output,
-            fmt=options.fmt,
-            compression=options.compression,
-            epoch=options.epoch,
-            tag=options.tag,
-        )
+        written = write_staged_index(staged, output_of(options, output))
     results = tuple(
         MinimizeResult.of(s, output, image) for s, image in zip(staged, written.images, strict=True)
     )
@@ -304,7 +296,7 @@ def image_user(tree: FileTree, config: ImageConfig, options: MinimizeOptions) ->
 
 def check_platform(source: str, have: Platform, want: Platform | None) -> None:
     """An index entry without a platform matches any: the config has the last word."""
-    if want is None:
+    if want is None or want == EVERY_PLATFORM:  # the one image there is, any platform
         return
     if (have.os, have.architecture) != (want.os, want.architecture) or (
         want.variant and have.variant != want.variant

@@ -29,7 +29,7 @@ from smith.limits import json_document
 from smith.oci.registry import RegistryOptions
 from smith.recipe import load_recipe
 from smith.resolve.fetch import Fetcher
-from smith.resolve.lock import lock_path_for, read_lock
+from smith.resolve.lock import lock_path_for, missing_section, read_lock_file
 from smith.resolve.repo import Repo, RepoConfig, load_repos
 from smith.resolve.solver import ResolvedPackage, compare_evr, newest_versions
 from smith.resolve.updateinfo import Advisory, AdvisoryType, advisories_fixed, repo_advisories
@@ -116,24 +116,39 @@ def compare_held(
 
 def check_recipe(
     recipe_path: str, fetcher: Fetcher, loaded: dict[RepoConfig, Repo] | None = None
-) -> Report:
-    """The recipe's smith.lock against what its repositories offer now."""
+) -> tuple[Report, ...]:
+    """The recipe's smith.lock against what its repositories offer now: a report for each
+    architecture of the recipe (named in the source when there are several), from that
+    architecture's section and repositories."""
     recipe = load_recipe(recipe_path)
     lock_path = lock_path_for(recipe_path)
     if not lock_path.exists():
         raise ResolveError(f"{recipe_path}: there is no smith.lock beside it (run `smith lock`)")
-    lock = read_lock(lock_path)
-    _, repos = recipe_repos(recipe, recipe_path, fetcher, updateinfo=True, loaded=loaded)
-    kept = kept_packages(trial_build(recipe_path, fetcher, compression="none"))
-    held = [Held(p.name, p.evr, p.arch) for p in lock.packages]
-    return compare_held(
-        recipe_path, "recipe", held, repos, kept, arch=recipe.arch, excludes=recipe.excludes
-    )
+    lock_file = read_lock_file(lock_path)
+    reports = []
+    for arch in recipe.arches or ("",):
+        one = recipe.model_copy(update={"arch": arch, "arches": ()}) if arch else recipe
+        lock = lock_file.section(one.arch)
+        if lock is None:
+            raise ResolveError(missing_section(lock_path, one.arch))
+        _, repos = recipe_repos(one, recipe_path, fetcher, updateinfo=True, loaded=loaded)
+        kept = kept_packages(trial_build(recipe_path, fetcher, compression="none", arch=arch))
+        held = [Held(p.name, p.evr, p.arch) for p in lock.packages]
+        source = f"{recipe_path} ({arch})" if arch else recipe_path
+        reports.append(
+            compare_held(
+                source, "recipe", held, repos, kept, arch=one.arch, excludes=recipe.excludes
+            )
+        )
+    return tuple(reports)
 
 
-def trial_build(recipe_path: str, fetcher: Fetcher, *, compression: str | None) -> BuildResult:
-    """A build of the recipe's lock as it is now, into a directory removed afterwards: the
-    packages whose files it keeps, and its layers and their sizes."""
+def trial_build(
+    recipe_path: str, fetcher: Fetcher, *, compression: str | None, arch: str = ""
+) -> BuildResult:
+    """A build of the recipe's lock as it is now (for `arch` alone, of a recipe of several),
+    into a directory removed afterwards: the packages whose files it keeps, and its layers
+    and their sizes."""
     with tempfile.TemporaryDirectory(prefix="smith-outdated-") as tmp:
         return build(
             recipe_path,
@@ -144,6 +159,7 @@ def trial_build(recipe_path: str, fetcher: Fetcher, *, compression: str | None) 
                 locked=True,
                 offline=fetcher.offline,
                 cache_dir=str(fetcher.cache_dir),
+                arches=(arch,) if arch else (),
             ),
         )
 

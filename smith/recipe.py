@@ -35,12 +35,12 @@ from smith.errors import RecipeError
 from smith.goyaml import GoScalarLoader, go_text
 from smith.layering import DEFAULT_BUDGET, MAX_LAYERS, Layering, LayerStrategy
 from smith.limits import RECIPE_BYTES, YAML_DEPTH, YAML_NODES
-from smith.resolve.runtime_sets import RuntimeRule
+from smith.recipe_file import DEFAULT_RECIPE as DEFAULT_RECIPE
+from smith.recipe_file import find_recipe as find_recipe
+from smith.resolve.runtime_rules import RuntimeRule
 from smith.settings import SETTINGS, Kind
 
 log = logging.getLogger(__name__)
-
-DEFAULT_RECIPE = "smith.yaml"
 
 
 def _absolute(value: str) -> str:
@@ -476,10 +476,3 @@ def known_keys(loc: Sequence[str | int]) -> list[str]:
         if isinstance(part, str) and part == "repos":
             model = Repo
     return list(model.model_fields)
-
-
-def find_recipe(path: str | None) -> str:
-    """The recipe to build: the argument, or `smith.yaml` in the current directory."""
-    if path:
-        return os.path.join(path, DEFAULT_RECIPE) if os.path.isdir(path) else path
-    return DEFAULT_RECIPE

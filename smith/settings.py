@@ -20,7 +20,7 @@ from typing import Any
 from smith.epoch import environment_epoch
 from smith.layering import DEFAULT_BUDGET, MAX_LAYERS, LayerStrategy
 from smith.oci.compress import Compression
-from smith.resolve.runtime_sets import RuntimeRule
+from smith.resolve.runtime_rules import RuntimeRule
 
 BOTH = frozenset(("build", "minimize"))
 BUILD = frozenset(("build",))

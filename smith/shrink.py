@@ -33,7 +33,7 @@ from smith.errors import RecipeError, SmithError, UsageError
 from smith.globs import Excludes, glob_match, has_magic
 from smith.oci.compress import Compression
 from smith.oci.image import ImageConfig
-from smith.oci.output import PlatformImage, write_image
+from smith.oci.output import IndexResult, PlatformImage, write_image, write_index_image
 from smith.oci.writer import ImageResult
 from smith.paths import normalize_path, parent_paths
 from smith.profile import ProfileEntry
@@ -181,6 +181,22 @@ def write_staged(staged: Staged, output: Output) -> ImageResult:
         cache_dir=output.cache_dir,
         referrers=staged.referrers,
         layers=staged.image.layers,
+    )
+
+
+def write_staged_index(staged: Sequence[Staged], output: Output) -> IndexResult:
+    """Write each platform's staged image, and one image index of them (in the order
+    given), to `output.path`; each platform's SBOM and provenance attach to its own
+    manifest."""
+    log.info("writing an index of %d platforms to %s", len(staged), output.path)
+    return write_index_image(
+        [replace(s.image, referrers=s.referrers) for s in staged],
+        output.path,
+        fmt=output.fmt,
+        compression=output.compression,
+        epoch=output.epoch,
+        tag=output.tag,
+        cache_dir=output.cache_dir,
     )
 
 

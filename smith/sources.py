@@ -88,9 +88,10 @@ def plan_recipe(
     *,
     locked: bool = False,
     lock_path: Path | None = None,
+    loaded: dict[RepoConfig, Repo] | None = None,
 ) -> tuple[ResolvedPackage, ...]:
     """The recipe's packages: smith.lock's (or `lock_path`'s) when it fits the recipe, else
-    resolved now."""
+    resolved now (in repositories `loaded` already has, if it has them)."""
     written = requests_of(recipe, recipe_path)
     configs = repo_configs(recipe, recipe_path)
     lock_path = lock_path or lock_path_for(recipe_path)
@@ -108,6 +109,7 @@ def plan_recipe(
         locked=locked,
         lock_requests=written,
         extra_repos=local,
+        loaded=loaded,
     )
 
 
@@ -144,16 +146,24 @@ def pin_recipe(
     recipe: Recipe, recipe_path: str, fetcher: Fetcher, packages: Sequence[ResolvedPackage]
 ) -> tuple[Path, Lock]:
     """The lock of `packages` (pinned by sha256) for the recipe: (lock path, lock)."""
-    pinned = pin_sha256(packages, fetcher)
-    lock_path = lock_path_for(recipe_path)
-    portable = tuple(
-        replace(p, url=os.path.relpath(p.url, lock_path.parent))
+    portable = portable_packages(recipe, recipe_path, pin_sha256(packages, fetcher))
+    written = requests_of(recipe, recipe_path)
+    lock = Lock(written, recipe.arch, recipe.excludes, recipe.weak, portable)
+    return lock_path_for(recipe_path), lock
+
+
+def portable_packages(
+    recipe: Recipe, recipe_path: str, packages: Sequence[ResolvedPackage]
+) -> tuple[ResolvedPackage, ...]:
+    """`packages` as a lock records them: the URL of one the recipe names by a relative
+    path relative to the lock (reading a lock makes them absolute again)."""
+    base = lock_path_for(recipe_path).parent
+    return tuple(
+        replace(p, url=os.path.relpath(p.url, base))
         if named_relative(p, recipe, recipe_path)
         else p
-        for p in pinned
+        for p in packages
     )
-    written = requests_of(recipe, recipe_path)
-    return lock_path, Lock(written, recipe.arch, recipe.excludes, recipe.weak, portable)
 
 
 def named_relative(pkg: ResolvedPackage, recipe: Recipe, recipe_path: str) -> bool:

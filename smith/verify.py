@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import smith
+from smith.buildcache import BuildCache
 from smith.diff import DiffReport, Digests, diff_images, image_digests
 from smith.errors import SmithError, UsageError
 from smith.limits import json_document
@@ -217,14 +218,17 @@ def run_build(
     cwd = Path(tempfile.mkdtemp(prefix="cwd-", dir=work))
     if options.cache_dir and os.path.isdir(options.cache_dir):
         # Same content, another path: a build must not depend on where its cache is. The
-        # layer cache stays behind: a cached layer would be copied instead of written, and
-        # verify exists to check the writer.
-        layers = os.path.relpath(LayerCache(options.cache_dir).root, options.cache_dir)
+        # layer and build caches stay behind: a cached layer or output would be copied
+        # instead of written, and verify exists to check the writer.
+        left = [
+            os.path.relpath(root, options.cache_dir)
+            for root in (LayerCache(options.cache_dir).root, BuildCache(options.cache_dir).root)
+        ]
         shutil.copytree(
             options.cache_dir,
             cache,
             symlinks=True,
-            ignore=lambda d, _names: [layers] if os.path.samefile(d, options.cache_dir) else [],
+            ignore=lambda d, _names: left if os.path.samefile(d, options.cache_dir) else [],
         )
     python = variation.python or sys.executable
     argv = build_command(target, output, str(cache), python, options)

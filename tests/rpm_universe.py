@@ -173,24 +173,29 @@ class Universe:
 # -- Debian packages that are not installed ----------------------------------------------------
 
 
-def debian_package(package: str, arch: str = "") -> tuple[Path, Path]:
+def debian_package(package: str, arch: str = "", version: str = "") -> tuple[Path, Path]:
     """(the .deb, the directory it is unpacked in) under DEB_CACHE, fetched with
     `apt-get download` the first time (this works on a fresh machine). `arch` is a foreign
     Debian architecture (arm64: scripts/setup.sh adds it), cached apart so that a glob for
-    one architecture's .deb never finds another's."""
+    one architecture's .deb never finds another's; `version`, that version only (which
+    Debian's mirrors serve only until an update replaces it)."""
     cache = DEB_CACHE.with_name(f"debs-{arch}") if arch else DEB_CACHE
     cache.mkdir(parents=True, exist_ok=True)
-    debs = sorted(cache.glob(f"{package}_*.deb"))
+    # apt names a file with the epoch's colon %-quoted: 1:1.2 -> 1%3a1.2.
+    pattern = f"{package}_{version.replace(':', '%3a')}_*.deb" if version else f"{package}_*.deb"
+    debs = sorted(cache.glob(pattern))
     if not debs:
+        name = f"{package}:{arch}" if arch else package
         subprocess.run(
-            [require_tool("apt-get"), "download", f"{package}:{arch}" if arch else package],
+            [require_tool("apt-get"), "download", f"{name}={version}" if version else name],
             cwd=cache,
             capture_output=True,
             check=False,
         )
-        debs = sorted(cache.glob(f"{package}_*.deb"))
+        debs = sorted(cache.glob(pattern))
     if not debs:
-        raise RuntimeError(f"cannot fetch the Debian package {package} (apt-get download)")
+        wanted = f"{package} {version}" if version else package
+        raise RuntimeError(f"cannot fetch the Debian package {wanted} (apt-get download)")
     root = cache / f"{debs[-1].name}.root"
     if not root.is_dir():
         partial = Path(tempfile.mkdtemp(dir=cache))

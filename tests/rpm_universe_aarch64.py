@@ -9,7 +9,9 @@ Requires and Provides of aarch64 objects. Libraries go where Debian's arm64 ld.s
 Packages: filesystem and setup (noarch, aarch64's layout), glibc, zlib, libgcc, coreutils
 (cat, echo, true: they need only libc), busybox (static, with /usr/bin/sh) and hello (GNU
 hello: `hello -g TEXT` prints TEXT, the universe's x86_64 hello prints "hello from smith").
-One repository, repos/main, metadata gzip. The `aarch64_universe` fixture serves it.
+One repository, repos/main, metadata gzip. The `aarch64_universe` fixture serves it. The
+.deb files are pinned by version and sha256 (PINNED_DEBS), so that what is built from the
+universe can have golden digests.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from tests.rpm_universe import (
     filesystem_package,
     served,
 )
-from tests.tools import require_tool
+from tests.tools import require_tool, unavailable
 
 TRIPLET = "aarch64-linux-gnu"
 LIBDIR = f"/usr/lib/{TRIPLET}"
@@ -73,10 +75,54 @@ PROGRAMS = {
 DEBIAN_PACKAGES = sorted(
     {deb for deb, _ in LIBRARIES.values()} | {deb for deb, _ in PROGRAMS.values()}
 )
+# The exact .deb files the universe is made of (version, sha256 of the file): images built
+# from it are golden (tests/golden/platforms-hello.json) only if its bytes never change.
+# Debian's mirrors serve a version until an update replaces it; then the pin can no longer
+# be fetched on a machine that lacks it, and the fixture refuses to build from other bytes
+# (fails in CI, skips elsewhere): pin the new versions (`apt-cache policy PKG:arm64`,
+# sha256sum of `apt-get download`) and record the goldens again (test_build_platforms.py).
+PINNED_DEBS = {
+    "busybox-static": (
+        "1:1.35.0-4+deb12u1+b1",
+        "732c9135564fc71337e0e05fb4da4d11e6c28c1834bce3e405e575afef2a52f5",
+    ),
+    "coreutils": ("9.1-1", "ec8f090a14c684879dce251254d8d9ed0876d4480f750d5807ef04e5435e1c4d"),
+    "hello": ("2.10-3", "f7b20d304db0f3a18da28eb2000de2b0205eaa340c1d0fecec3b7c50acc932dc"),
+    "libc6": (
+        "2.36-9+deb12u14",
+        "01f4330719fd4f65580e16ea5a0527f372fca750e8f588d26deaf09f2d3b1cf4",
+    ),
+    "libgcc-s1": (
+        "12.2.0-14+deb12u1",
+        "576926b283613db80168ddf76380a3bd877602778cf0d226caa7bfbfa71eacf3",
+    ),
+    "zlib1g": (
+        "1:1.2.13.dfsg-1+deb12u1",
+        "61477d8059daf1765683a73099cc17941e1970acb520fd238646dedf99eb16f6",
+    ),
+}
+
+
+class DebianDrift(RuntimeError):
+    """A pinned .deb cannot be had with its pinned bytes."""
+
+
+def pinned_package(deb: str) -> tuple[Path, Path]:
+    """The pinned arm64 .deb and its unpacked directory; DebianDrift if it cannot be
+    fetched or its bytes are not the pinned ones."""
+    version, sha256 = PINNED_DEBS[deb]
+    try:
+        path, root = debian_package(deb, DEBIAN_ARCH, version)
+    except RuntimeError as err:
+        raise DebianDrift(f"{err}: Debian no longer serves the pinned {deb} {version}") from None
+    actual = hashlib.sha256(path.read_bytes()).hexdigest()
+    if actual != sha256:
+        raise DebianDrift(f"{path.name} has sha256 {actual}, not the pinned {sha256}")
+    return path, root
 
 
 def _unpacked() -> dict[str, Path]:
-    return {deb: debian_package(deb, DEBIAN_ARCH)[1] for deb in DEBIAN_PACKAGES}
+    return {deb: pinned_package(deb)[1] for deb in DEBIAN_PACKAGES}
 
 
 def _subpackages(roots: dict[str, Path]) -> list[SubPackage]:
@@ -144,13 +190,12 @@ def build_aarch64_universe(dest: Path) -> Universe:
 
 
 def aarch64_universe_key() -> str:
-    """A hash of this file, the x86_64 universe's builder (whose helpers it uses) and the
-    .deb files it repackages."""
+    """A hash of this file (which pins the .deb files it repackages, checked here) and the
+    x86_64 universe's builder (whose helpers it uses)."""
     h = hashlib.sha256(Path(__file__).read_bytes())
     h.update((Path(__file__).parent / "rpm_universe.py").read_bytes())
     for deb in DEBIAN_PACKAGES:
-        path = debian_package(deb, DEBIAN_ARCH)[0]
-        h.update(f"{path.name}:{path.stat().st_size}\n".encode())
+        pinned_package(deb)
     return h.hexdigest()[:16]
 
 
@@ -165,7 +210,11 @@ def aarch64_universe(request: pytest.FixtureRequest) -> Iterator[Universe]:
         cache = Path(cache_plugin.mkdir("smith-rpm-universe-aarch64"))
     else:
         cache = request.getfixturevalue("tmp_path_factory").mktemp("smith-rpm-universe-aarch64")
-    key = aarch64_universe_key()
+    try:
+        key = aarch64_universe_key()
+    except DebianDrift as err:
+        unavailable(f"the aarch64 universe's pinned Debian packages: {err} (see PINNED_DEBS)")
+        raise
     if os.environ.get("SMITH_UNIVERSE_REBUILD"):
         shutil.rmtree(cache / key, ignore_errors=True)
     yield from served(cached_universe(cache, key, build_aarch64_universe))

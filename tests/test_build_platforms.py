@@ -27,7 +27,12 @@ from smith.oci.image import Descriptor, Platform, canonical_json, index_document
 from smith.verify import first_difference
 from tests.registry_servers import Registry, start_registry
 from tests.rpm_universe import Universe
-from tests.rpm_universe_aarch64 import aarch64_universe  # noqa: F401 - the fixture
+from tests.rpm_universe_aarch64 import (  # noqa: F401 - aarch64_universe: the fixture
+    PINNED_DEBS,
+    DebianDrift,
+    aarch64_universe,
+    pinned_package,
+)
 from tests.test_build_errors import assert_clean_failure, run_smith
 from tests.tools import require_root, require_tool
 
@@ -103,6 +108,34 @@ def test_one_index_with_each_platforms_own_manifest(recipe_dir: Path) -> None:
     assert config["architecture"] == "arm64" and config["variant"] == "v8"
 
 
+GOLDEN_HELLO = Path(__file__).parent / "golden" / "platforms-hello.json"
+
+
+def test_the_hello_index_is_golden(recipe_dir: Path) -> None:
+    """The two-platform hello index of the frozen x86_64 universe and the aarch64 one, whose
+    Debian packages are pinned by sha256 (rpm_universe_aarch64.PINNED_DEBS: the fixture
+    refuses other bytes). After a deliberate change, write the digests this prints into
+    tests/golden/platforms-hello.json and let the diff be reviewed with the change."""
+    both = build(recipe_dir, "both.tar")
+    top = layout_json(both)["manifests"][0]
+    index = layout_json(both, top["digest"])
+    found = {"index": top["digest"]}
+    found |= {m["platform"]["architecture"]: m["digest"] for m in index["manifests"]}
+    assert found == json.loads(GOLDEN_HELLO.read_text()), json.dumps(found, indent=1)
+
+
+def test_the_aarch64_universe_refuses_other_debian_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What keeps the golden honest: a .deb whose bytes or version are not the pinned ones
+    is refused, never repackaged (the fixture then fails in CI)."""
+    version, _ = PINNED_DEBS["hello"]
+    monkeypatch.setitem(PINNED_DEBS, "hello", (version, "0" * 64))
+    with pytest.raises(DebianDrift, match=f"not the pinned {'0' * 64}"):
+        pinned_package("hello")
+    monkeypatch.setitem(PINNED_DEBS, "hello", ("0.0-0", "0" * 64))
+    with pytest.raises(DebianDrift, match=r"no longer serves the pinned hello 0\.0-0"):
+        pinned_package("hello")
+
+
 def test_arch_on_the_command_line_builds_an_index(recipe_dir: Path) -> None:
     write_recipe(recipe_dir, {**HELLO, "arch": "x86_64"})
     out = build(recipe_dir, "cli.tar", "--arch", "x86_64", "--arch", "aarch64")
@@ -110,24 +143,92 @@ def test_arch_on_the_command_line_builds_an_index(recipe_dir: Path) -> None:
     assert out.read_bytes() == build(recipe_dir, "recipe.tar").read_bytes()
 
 
-def test_each_architecture_has_its_lock(recipe_dir: Path) -> None:
-    output = smith("lock", str(recipe_dir / "smith.yaml"))
-    assert "smith.x86_64.lock: 3 x86_64 packages" in output
-    for arch in ("x86_64", "aarch64"):
-        lock = json.loads((recipe_dir / f"smith.{arch}.lock").read_text())
-        assert lock["arch"] == arch
-        assert {p["arch"] for p in lock["packages"]} == {arch, "noarch"}
-    assert not (recipe_dir / "smith.lock").exists()
+def test_one_lock_pins_each_architecture(recipe_dir: Path) -> None:
+    recipe, lock_path = str(recipe_dir / "smith.yaml"), recipe_dir / "smith.lock"
+    for arch in ("x86_64", "aarch64"):  # as an older smith wrote them
+        (recipe_dir / f"smith.{arch}.lock").write_text("{}")
+    proc = run_smith("build", recipe, "-o", str(recipe_dir / "x.tar"), "--locked")
+    assert proc.stderr.strip().endswith(
+        f"no lock at {lock_path} (smith.x86_64.lock is an older smith's: it is not read)"
+    )
+    output = smith("lock", recipe)
+    assert output.splitlines() == [
+        f"{lock_path}: 3 x86_64 packages",
+        f"note: {recipe_dir / 'smith.x86_64.lock'} is not read any more",
+        f"{lock_path}: 3 aarch64 packages",
+        f"note: {recipe_dir / 'smith.aarch64.lock'} is not read any more",
+    ]
+    both = json.loads(lock_path.read_text())
+    assert both["arch"] == "x86_64" and list(both["arches"]) == ["aarch64"]
+    assert {p["arch"] for p in both["packages"]} == {"x86_64", "noarch"}
+    assert {p["arch"] for p in both["arches"]["aarch64"]["packages"]} == {"aarch64", "noarch"}
     unlocked = build(recipe_dir, "unlocked.tar")
     locked = build(recipe_dir, "locked.tar", "--locked")
     assert locked.read_bytes() == unlocked.read_bytes()
-    # --locked uses each architecture's own lock, and nothing else.
-    (recipe_dir / "smith.aarch64.lock").unlink()
-    proc = run_smith(
-        "build", str(recipe_dir / "smith.yaml"), "-o", str(recipe_dir.parent / "x.tar"), "--locked"
+    # A lock of x86_64 alone is the one-section case: the same top-level keys, and what a
+    # recipe of one architecture locks, byte for byte.
+    write_recipe(recipe_dir, {**HELLO, "arch": "x86_64"})
+    smith("lock", recipe)
+    one = json.loads(lock_path.read_text())
+    assert one == {k: v for k, v in both.items() if k != "arches"}
+    # Once aarch64 is added, the x86_64 pins still hold; aarch64 is named as missing.
+    write_recipe(recipe_dir, HELLO)
+    x86 = build(recipe_dir, "x86.tar", "--arch", "x86_64", "--locked")
+    index = layout_json(locked, layout_json(locked)["manifests"][0]["digest"])
+    assert layout_json(x86)["manifests"][0]["digest"] == index["manifests"][0]["digest"]
+    failed = recipe_dir.parent / "failed"
+    failed.mkdir()
+    proc = run_smith("build", recipe, "-o", str(failed / "x.tar"), "--locked")
+    assert_clean_failure(
+        proc,
+        f"{lock_path} pins no aarch64 packages (smith.aarch64.lock is an older smith's: it is "
+        "not read): run `smith lock --arch aarch64`",
+        failed,
     )
-    assert proc.returncode != 0
-    assert proc.stderr.strip().endswith(f"no lock at {recipe_dir / 'smith.aarch64.lock'}")
+    proc = run_smith("lock", recipe, "--update")
+    assert_clean_failure(proc, "pins no aarch64 packages", failed)
+    proc = run_smith("lock", recipe, "--arch", "s390x")
+    assert_clean_failure(proc, "--arch s390x: ", failed)
+    # `smith lock --arch aarch64` adds its section; x86_64's stays byte for byte.
+    smith("lock", recipe, "--arch", "aarch64")
+    assert lock_path.read_text() == json.dumps(both, indent=2, sort_keys=True) + "\n"
+
+
+def test_lock_update_moves_a_pin_in_each_section(recipe_dir: Path) -> None:
+    """`smith lock --update PKG` of two architectures: each section from its own
+    repository. An aarch64 pin older than what its repository offers (written into the
+    lock here: the fixture universe has one version of each package) moves; x86_64's,
+    already the newest, stays byte for byte."""
+    recipe, lock_path = str(recipe_dir / "smith.yaml"), recipe_dir / "smith.lock"
+    smith("lock", recipe)
+    fresh = json.loads(lock_path.read_text())
+    old = json.loads(lock_path.read_text())
+    (arm_hello,) = (p for p in old["arches"]["aarch64"]["packages"] if p["name"] == "hello")
+    offered = arm_hello["nevra"]
+    arm_hello.update(version="0.1", release="1", nevra="hello-0.1-1.aarch64")
+    lock_path.write_text(json.dumps(old, sort_keys=True, indent=2) + "\n")
+    # `smith outdated`: a report for each architecture, from its own section.
+    proc = run_smith("outdated", recipe, "--json")
+    assert proc.returncode == 100, proc.stderr
+    sources = {s["source"]: s for s in json.loads(proc.stdout)["sources"]}
+    assert sorted(sources) == [f"{recipe} (aarch64)", f"{recipe} (x86_64)"]
+    assert sources[f"{recipe} (x86_64)"]["status"] == "current"
+    moved = [p for p in sources[f"{recipe} (aarch64)"]["packages"] if p["outdated"]]
+    # (Not "in the image": the build names its files by the RPM's own NEVRA, not the forged one.)
+    assert [(p["name"], p["locked"], p["newest_repo"]) for p in moved] == [
+        ("hello", "0.1-1", "universe")
+    ]
+    output = smith("lock", recipe, "--update", "hello", "--preview").splitlines()
+    assert output[:2] == [
+        f"aarch64: hello-0.1-1.aarch64 -> {offered}",
+        f"{lock_path}: 1 packages moved",
+    ]
+    assert output[2].startswith("x86_64: next build: ")
+    assert any(line.startswith("aarch64: next build: ") for line in output[3:])
+    assert json.loads(lock_path.read_text()) == fresh
+    assert run_smith("outdated", recipe).returncode == 0
+    proc = run_smith("lock", recipe, "--update", "nosuch")
+    assert proc.returncode == 2 and "'nosuch' is not a package of" in proc.stderr
 
 
 @pytest.mark.parametrize(("override", "position"), [("arm64", 1), ("amd64", 0)])
@@ -202,7 +303,7 @@ def test_bad_arguments_are_one_line(recipe_dir: Path, args: tuple[str, ...], mes
 def test_minimize_every_platform_keeps_the_index(recipe_dir: Path) -> None:
     both = build(recipe_dir, "both.tar")
     out = recipe_dir.parent / "min.tar"
-    smith("minimize", str(both), "-o", str(out), "--platform", "all")
+    smith("minimize", str(both), "-o", str(out))  # every platform: the default
     index = layout_json(out, layout_json(out)["manifests"][0]["digest"])
     assert [m["platform"] for m in index["manifests"]] == PLATFORMS
     # Each platform as minimized alone; `all` is the index's platforms in its order.
@@ -210,6 +311,9 @@ def test_minimize_every_platform_keeps_the_index(recipe_dir: Path) -> None:
         alone = recipe_dir.parent / f"min-{platform.replace('/', '-')}.tar"
         smith("minimize", str(both), "-o", str(alone), "--platform", platform)
         assert layout_json(alone)["manifests"][0]["digest"] == manifest["digest"]
+    every = recipe_dir.parent / "min-all.tar"
+    smith("minimize", str(both), "-o", str(every), "--platform", "all")
+    assert every.read_bytes() == out.read_bytes()
     named = recipe_dir.parent / "min-named.tar"
     smith("minimize", str(both), "-o", str(named), "--platform", "linux/amd64",
           "--platform", "linux/arm64/v8")  # fmt: skip
@@ -277,6 +381,103 @@ def test_pushed_index_and_podman_arch(
         assert pulled.returncode == 0, pulled.stderr
         config = layout_json(out, manifest["digest"])["config"]["digest"]
         assert "sha256:" + pulled.stdout.strip() == config, arch
+    # A registry's index is minimized platform by platform too, by default.
+    small = recipe_dir.parent / "small.tar"
+    smith("minimize", f"docker://{ref}", "-o", str(small), "--insecure", "-q")
+    local = recipe_dir.parent / "small-local.tar"
+    smith("minimize", str(out), "-o", str(local), "-q")
+    assert small.read_bytes() == local.read_bytes()
+
+
+SPDX, PROVENANCE = "application/spdx+json", "application/vnd.in-toto+json"
+
+
+def test_sbom_and_provenance_of_each_platform(recipe_dir: Path, registry: Registry) -> None:
+    """Each platform's manifest gets its own SBOM and provenance, attached to it as a
+    referrer (as one image's are): the index and its manifests are the plain build's."""
+    plain = build(recipe_dir, "plain")
+    ref = f"{registry.host}/attested:multi"
+    out = recipe_dir.parent / "attested"
+    smith("build", str(recipe_dir / "smith.yaml"), "-o", str(out), "-q", "--sbom",
+          "--provenance", "--push", f"docker://{ref}", "--insecure")  # fmt: skip
+    top = json.loads((out / "index.json").read_text())["manifests"]
+    assert top[0] == json.loads((plain / "index.json").read_text())["manifests"][0]
+    index = json.loads((out / "blobs/sha256" / top[0]["digest"][7:]).read_text())
+    attached = [
+        (json.loads((out / "blobs/sha256" / e["digest"][7:]).read_text())["subject"]["digest"],
+         e["artifactType"])
+        for e in top[1:]
+    ]  # fmt: skip
+    amd64, arm64 = (m["digest"] for m in index["manifests"])
+    assert attached == [(amd64, SPDX), (amd64, PROVENANCE), (arm64, SPDX), (arm64, PROVENANCE)]
+    # Each names its own platform's packages and image.
+    arm_sbom = smith("sbom", str(out), "--platform", "linux/arm64")
+    purls = {
+        r["referenceLocator"]
+        for p in json.loads(arm_sbom)["packages"]
+        for r in p.get("externalRefs", [])
+        if r["referenceType"] == "purl"
+    }
+    assert purls == {
+        f"pkg:oci/image@{arm64}?arch=arm64",
+        "pkg:rpm/filesystem@1.0-1?arch=noarch",
+        "pkg:rpm/glibc@1.0-1?arch=aarch64",
+        "pkg:rpm/hello@1.0-1?arch=aarch64",
+    }
+    statement = json.loads(smith("sbom", str(out), "--platform", "linux/arm64", "--format",
+                                 "provenance"))  # fmt: skip
+    assert statement["subject"][0]["digest"]["sha256"] == arm64[7:]
+    build_definition = statement["predicate"]["buildDefinition"]
+    assert build_definition["externalParameters"]["platform"] == "linux/arm64/v8"
+    # Pushed with each platform's manifest.
+    pushed = smith("sbom", f"docker://{registry.host}/attested@{arm64}", "--insecure")
+    assert pushed == arm_sbom
+    # `smith upload --all` pushes them too.
+    proc = run_smith("upload", "-i", str(out), "-r", f"docker://{registry.host}/uploaded:multi",
+                     "--all", "--insecure")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert [line.split()[1] for line in proc.stderr.splitlines()] == [
+        f"({kind}," for kind in (SPDX, PROVENANCE, SPDX, PROVENANCE)
+    ]
+    uploaded = smith("sbom", f"docker://{registry.host}/uploaded@{arm64}", "--insecure")
+    assert uploaded == arm_sbom
+    # `smith minimize --sbom` of the index: an SBOM for each platform's minimized image.
+    small = recipe_dir.parent / "small"
+    smith("minimize", str(plain), "-o", str(small), "--sbom", "-q")
+    top = json.loads((small / "index.json").read_text())["manifests"]
+    index = json.loads((small / "blobs/sha256" / top[0]["digest"][7:]).read_text())
+    assert [e["artifactType"] for e in top[1:]] == [SPDX, SPDX]
+    subjects = [
+        json.loads((small / "blobs/sha256" / e["digest"][7:]).read_text())["subject"]["digest"]
+        for e in top[1:]
+    ]
+    assert subjects == [m["digest"] for m in index["manifests"]]
+
+
+def test_an_image_package_of_two_platforms(recipe_dir: Path) -> None:
+    """`package:` naming a multi-platform image, for two architectures: each platform of
+    the source shrunk as `smith minimize --platform` shrinks it; a source without one of
+    them is refused in one line, naming it."""
+    both = build(recipe_dir, "both.tar")
+    shrink = recipe_dir.parent / "shrink"
+    shrink.mkdir()
+    (shrink / "both.tar").symlink_to(both)
+    write_recipe(shrink, {"package": "./both.tar", "arch": ["x86_64", "aarch64"]})
+    out = recipe_dir.parent / "shrunk.tar"
+    smith("build", str(shrink), "-o", str(out), "-q")
+    index = layout_json(out, layout_json(out)["manifests"][0]["digest"])
+    assert [m["platform"] for m in index["manifests"]] == PLATFORMS
+    minimized = recipe_dir.parent / "minimized.tar"
+    smith("minimize", str(both), "-o", str(minimized), "-q")
+    again = layout_json(minimized, layout_json(minimized)["manifests"][0]["digest"])
+    assert index == again
+    alone = build(recipe_dir, "x86.tar", "--arch", "x86_64")
+    (shrink / "both.tar").unlink()
+    (shrink / "both.tar").symlink_to(alone)
+    failed = recipe_dir.parent / "failed"
+    failed.mkdir()
+    proc = run_smith("build", str(shrink), "-o", str(failed / "x.tar"))
+    assert_clean_failure(proc, "no image for platform linux/arm64", failed)
 
 
 def test_diff_compares_each_platform(recipe_dir: Path) -> None:

@@ -12,8 +12,17 @@ from pathlib import Path
 
 import pytest
 
-from smith.arch import ARCHES, Arch, arch_of_abi, describe_abi, parse_arch, triplet_of
+from smith.arch import (
+    ARCHES,
+    Arch,
+    arch_of_abi,
+    describe_abi,
+    oci_platform_of,
+    parse_arch,
+    triplet_of,
+)
 from smith.errors import ElfError, RecipeError
+from smith.oci import image
 from smith.resolve import elf
 from smith.resolve.dependencies import compute_closure
 from smith.resolve.elf import parse_elf
@@ -48,6 +57,7 @@ def test_each_architecture_by_its_elf_header(
     assert triplet_of(info.abi) == triplet
     assert known.interpreters[0] == interp
     assert "/".join(p for p in (known.oci_architecture, known.oci_variant) if p) == oci
+    assert "/".join(p for p in oci_platform_of(arch.value) if p) == oci
     dirs = default_dirs(info.abi)
     assert dirs[:2] == (f"lib/{triplet}", f"usr/lib/{triplet}")
     assert ("lib64" in dirs) is (bits == 64)
@@ -63,6 +73,26 @@ def test_other_endianness_is_another_abi() -> None:
     assert arch_of_abi(info.abi) is None
     assert triplet_of(info.abi) == "powerpc64-linux-gnu"
     assert describe_abi(info.abi) == "EM_PPC64 64-bit big-endian"
+
+
+@pytest.mark.parametrize(
+    ("machine", "platform"),
+    [("i386", ("386", "")), ("armv7l", ("arm", "v7")), ("riscv64", ("riscv64", ""))],
+)
+def test_machine_names_have_oci_platforms(machine: str, platform: tuple[str, str]) -> None:
+    """`uname -m` names (the host's default platform) go through the same table; a machine
+    smith does not build for is its own OCI architecture."""
+    assert oci_platform_of(machine) == platform
+
+
+def test_the_host_default_asks_for_arm64_without_its_variant(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """arm64's one variant (v8) is often left out of an index: the host default, which
+    must match such an index too, leaves it out; arm's v7 stays."""
+    for machine, want in (("aarch64", "linux/arm64"), ("armv7l", "linux/arm/v7")):
+        monkeypatch.setattr(image.host_platform, "machine", lambda m=machine: m)
+        assert str(image.host_platform_default()) == want
 
 
 @pytest.mark.parametrize("value", ["arm64", "amd64", "x86-64", "", "AARCH64"])

@@ -114,6 +114,10 @@ def test_locked_refuses_more_than_the_lock(rpm_universe: Universe, tmp_path: Pat
         check_lock_covers(lock, ["hello"], arch="aarch64", excludes=[], weak=False)
 
 
+ONE_SECTION = (
+    '{"version": 1, "arch": "x86_64", "requests": [], "excludes": [], "weak": false, '
+    '"packages": []}'
+)
 BAD_LOCKS = [
     ("{", "not valid JSON"),
     ('{"version": 7}', "unsupported lock version 7"),
@@ -128,6 +132,11 @@ BAD_LOCKS = [
         '"weak": false, "packages": []}',
         r"excludes\[0\] is not a string: 1",
     ),
+    # A lock of several architectures: the others' sections under `arches`.
+    (ONE_SECTION[:-1] + ', "arches": []}', r"smith.lock.arches is not an object"),
+    (ONE_SECTION[:-1] + ', "arches": {"arm64": {}}}', r"arches.arm64: unknown architecture"),
+    (ONE_SECTION[:-1] + ', "arches": {"x86_64": {}}}', r"repeats the top-level architecture"),
+    (ONE_SECTION[:-1] + ', "arches": {"aarch64": {"packages": []}}}', r"aarch64.requests is"),
 ]
 
 

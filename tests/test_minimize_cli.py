@@ -282,7 +282,8 @@ def test_missing_image_and_unwritable_output(image: Path, tmp_path: Path) -> Non
 
 
 def test_platform_picks_from_a_multi_platform_index(tmp_path: Path) -> None:
-    """An index of two images: --platform chooses; the default is the host's."""
+    """An index of two images: --platform chooses; by default every platform is
+    minimized, into an index of them in the source's order."""
     layers = busybox_layers()
     write_layout(str(tmp_path / "amd"), layers, CONFIG)
     arm_layers = [layer_tar([M("bin/busybox", data=b"an arm64 program", mode=0o755)])]
@@ -316,8 +317,27 @@ def test_platform_picks_from_a_multi_platform_index(tmp_path: Path) -> None:
     assert json.loads(proc.stdout)["platform"] == "linux/arm64"
     proc = run("minimize", str(merged), "-o", str(tmp_path / "o2"), "--json", tmpdir=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout)["platform"] == "linux/amd64"
-    assert json.loads(proc.stdout)["after"]["files"] == 2
+    summary = json.loads(proc.stdout)
+    assert list(summary["platforms"]) == ["linux/amd64", "linux/arm64"]  # sorted keys
+    assert summary["platforms"]["linux/amd64"]["after"]["files"] == 2
+    top = json.loads((tmp_path / "o2" / "index.json").read_text())["manifests"]
+    nested = merged_blob(tmp_path / "o2", top[0]["digest"])
+    assert [m["platform"]["architecture"] for m in nested["manifests"]] == ["arm64", "amd64"]
+    # Each platform as --platform names it alone.
+    proc = run("minimize", str(merged), "-o", str(tmp_path / "o3"), "--platform", "linux/amd64",
+               tmpdir=tmp_path)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    alone = json.loads((tmp_path / "o3" / "index.json").read_text())["manifests"][0]
+    assert nested["manifests"][1]["digest"] == alone["digest"]
+    # A single image is minimized as before: one image, not an index.
+    proc = run("minimize", str(tmp_path / "arm"), "-o", str(tmp_path / "o4"), "--json",
+               tmpdir=tmp_path)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "platforms" not in json.loads(proc.stdout)
+
+
+def merged_blob(layout: Path, digest: str) -> Any:
+    return json.loads((layout / "blobs/sha256" / digest.removeprefix("sha256:")).read_text())
 
 
 def test_hard_link_without_its_first_name_carries_the_content(tmp_path: Path) -> None:

@@ -157,13 +157,15 @@ def test_keep_replaces_only_its_own_builds(examples: Path, tmp_path: Path) -> No
 
 
 def test_a_warm_layer_cache_does_not_hide_the_writer(examples: Path, tmp_path: Path) -> None:
-    """verify seeds its builds from --cache-dir without the layer cache: otherwise both
-    builds would copy the cached layer and a planted writer bug would go unseen."""
+    """verify seeds its builds from --cache-dir without the layer and build caches:
+    otherwise both builds would copy the cached layer (or image) and a planted writer bug
+    would go unseen."""
     cache = tmp_path / "cache"
     proc = smith("build", str(examples / "hello"), "-o", str(tmp_path / "img"),
                  "--cache-dir", str(cache))  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert (cache / "layers").is_dir() and any((cache / "layers").iterdir())
+    assert any((cache / "builds").glob("*.json"))  # and the build cache: left behind too
     env = {"SMITH_PLANT": "leaked-umask", "PYTHONPATH": str(PLANTS)}
     result = as_json(
         smith("verify", str(examples / "hello"), "--cache-dir", str(cache), "--json", env=env)

@@ -128,7 +128,7 @@ def cli(
     logging.basicConfig(level=level, format="smith: %(message)s", stream=sys.stderr)
     if ctx.invoked_subcommand is None:
         from smith.cli.commands.build import build_command
-        from smith.recipe import DEFAULT_RECIPE
+        from smith.recipe_file import DEFAULT_RECIPE
 
         if not os.path.exists(DEFAULT_RECIPE):
             raise UsageError(

@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from smith.arch import oci_platform_of
 from smith.errors import ImageFormatError, UsageError
 
 MEDIA_OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -59,22 +60,35 @@ class Platform:
         return "/".join(p for p in (self.os, self.architecture, self.variant) if p)
 
 
-GO_ARCH = {
-    "x86_64": "amd64",
-    "aarch64": "arm64",
-    "i686": "386",
-    "i386": "386",
-    "armv7l": "arm",
-    "ppc64le": "ppc64le",
-    "s390x": "s390x",
-    "riscv64": "riscv64",
-}
+# What `smith minimize` asks for when no --platform is named: every platform of an index
+# (pick_manifest raises SeveralPlatforms naming them), else the one image there is.
+EVERY_PLATFORM = Platform("*", "*")
+
+
+class SeveralPlatforms(Exception):
+    """pick_manifest, asked for EVERY_PLATFORM, found an index of several platforms."""
+
+    def __init__(self, platforms: tuple[Platform, ...]) -> None:
+        super().__init__(", ".join(map(str, platforms)))
+        self.platforms = platforms
+
+
+def refuse_one_of_several(candidates: Sequence[Descriptor]) -> None:
+    """For EVERY_PLATFORM: SeveralPlatforms when `candidates` are one image per platform
+    (each names a platform of its own; docker buildx's attestation entries, unknown/unknown,
+    are not images). Several images without platforms are named images: chosen by name."""
+    found = [c.platform for c in candidates if c.platform is None or c.platform.os != "unknown"]
+    platforms = tuple(p for p in found if p is not None)
+    if len(platforms) > 1 and len(platforms) == len(found) == len(set(platforms)):
+        raise SeveralPlatforms(platforms)
 
 
 def host_platform_default() -> Platform:
-    machine = host_platform.machine()
-    arch = GO_ARCH.get(machine, machine)
-    return Platform(arch, "linux", "v7" if machine == "armv7l" else "")
+    """The platform to pick from an index when none is named: the host's."""
+    arch, variant = oci_platform_of(host_platform.machine())
+    # arm64 has one variant, v8, which many indexes leave out: ask for the architecture
+    # alone (a platform without a variant matches any); arm's v6 and v7 must be told apart.
+    return Platform(arch, "linux", "" if variant == "v8" else variant)
 
 
 def parse_platform(value: str) -> Platform:

@@ -57,17 +57,22 @@ def read_platform_index(root: str, source: str) -> PlatformIndex | None:
     return None
 
 
+def index_children(source: str) -> tuple[Descriptor, ...]:
+    """The manifests of a multi-platform layout or archive, in its order (none for one
+    image)."""
+    with unpacked(source) as root:
+        index = read_platform_index(root, source)
+        return index.children if index is not None else ()
+
+
 def index_platforms(source: str) -> tuple[Platform, ...]:
     """The platforms of a multi-platform layout or archive, in its order (one image: its
     platform if the index names it, else none)."""
-    with unpacked(source) as root:
-        index = read_platform_index(root, source)
-        if index is None:
-            return ()
-        missing = [d.digest for d in index.children if d.platform is None]
-        if missing:
-            raise ImageFormatError(f"{source}: the index names no platform for {missing[0]}")
-        return tuple(d.platform for d in index.children if d.platform is not None)
+    children = index_children(source)
+    missing = [d.digest for d in children if d.platform is None]
+    if missing:
+        raise ImageFormatError(f"{source}: the index names no platform for {missing[0]}")
+    return tuple(d.platform for d in children if d.platform is not None)
 
 
 def chosen_platforms(image: str, platforms: tuple[str, ...], command: str) -> tuple[Platform, ...]:

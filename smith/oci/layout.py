@@ -26,6 +26,7 @@ from smith.oci.blobs import BlobStore, blob_file, verify_blob
 from smith.oci.compress import CompressedWriter, Compression
 from smith.oci.image import (
     ANNOTATION_REF_NAME,
+    EVERY_PLATFORM,
     MEDIA_DOCKER_CONFIG,
     MEDIA_DOCKER_LAYER,
     MEDIA_DOCKER_LAYER_GZIP,
@@ -40,6 +41,7 @@ from smith.oci.image import (
     config_from_document,
     host_platform_default,
     json_excerpt,
+    refuse_one_of_several,
 )
 from smith.oci.layerread import DecompressError, blob_compression, open_blob
 from smith.oci.reference import is_registry_reference
@@ -362,6 +364,8 @@ def pick_manifest(
     index: Any, source: str, platform: Platform | None, name: str, load: Any
 ) -> Descriptor:
     """The image manifest an index leads to, for `platform` (and ref `name` if given)."""
+    every = platform == EVERY_PLATFORM
+    platform = None if every else platform
     for _depth in range(4):
         try:
             # Attached artifacts (an SBOM, a signature) refer to an image; they are not one.
@@ -387,6 +391,8 @@ def pick_manifest(
                 raise ImageFormatError(f"{source}: no image is named {name!r}")
         if not candidates:
             raise ImageFormatError(f"{source}: the index lists no image")
+        if every:
+            refuse_one_of_several(candidates)
         if len(candidates) > 1 or platform is not None:
             want = platform or host_platform_default()
             matching = [

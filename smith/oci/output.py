@@ -85,6 +85,8 @@ class PlatformImage:
     parent: LoadedImage | None = None
     annotations: Mapping[str, str] | None = None
     layers: tuple[FileTree, ...] = ()  # the layer trees, bottom first; () is `tree` alone
+    # In an index, the artifacts (SBOM, provenance) to attach to this platform's manifest.
+    referrers: Callable[[ImageResult], Sequence[Artifact]] | None = None
 
     def layer_trees(self) -> tuple[FileTree, ...]:
         return self.layers or (self.tree,)
@@ -107,7 +109,8 @@ def write_index_image(
     cache_dir: str | None = None,
 ) -> IndexResult:
     """Write one manifest per image, each exactly as write_image writes it alone (same
-    layer, config and manifest bytes), and an image index of them, to `output`."""
+    layer, config and manifest bytes), and an image index of them, to `output`; each
+    image's `referrers` are attached to its manifest."""
     out_format, gz = choose_format(output, fmt)
     if out_format is OutputFormat.DOCKER_ARCHIVE:
         raise UsageError(
@@ -117,7 +120,15 @@ def write_index_image(
     check_tag(tag)
     with staging_layout(output) as store:
         results = tuple(stage_image(store, i, compression, epoch, cache_dir) for i in images)
-        index, _ = write_platform_index(store, results, tag)
+        # Each platform's artifacts refer to its own manifest, as one image's do (and as
+        # `docker buildx` attests each platform): listed in index.json after the index.
+        attached = [
+            write_referrer(store, result.manifest, artifact).index_entry()
+            for image, result in zip(images, results, strict=True)
+            if image.referrers is not None
+            for artifact in image.referrers(result)
+        ]
+        index, _ = write_platform_index(store, results, tag, attached)
         save_layout(store, results[0], output, out_format, gz=gz, tag=tag, epoch=epoch)
     return IndexResult(index, results)
 

@@ -25,6 +25,7 @@ from smith.limits import DOCUMENT_BYTES
 from smith.netread import BoundedBody, deadline_from_now
 from smith.oci.blobs import BlobStore, check_digest_form
 from smith.oci.image import (
+    EVERY_PLATFORM,
     MEDIA_DOCKER_LIST,
     MEDIA_DOCKER_MANIFEST,
     MEDIA_OCI_INDEX,
@@ -164,9 +165,15 @@ def pull_into(
         str(config.get("variant", "")),
     )
     if mdesc.platform is None:
-        if platform is not None and (
-            (image_platform.os, image_platform.architecture) != (platform.os, platform.architecture)
-            or (platform.variant and image_platform.variant != platform.variant)
+        # EVERY_PLATFORM (minimize's default) takes a single image whatever its platform.
+        if (
+            platform is not None
+            and platform != EVERY_PLATFORM
+            and (
+                (image_platform.os, image_platform.architecture)
+                != (platform.os, platform.architecture)
+                or (platform.variant and image_platform.variant != platform.variant)
+            )
         ):
             raise RegistryError(f"{ref} is an image for {image_platform}, not {platform}")
         if image_platform.os and image_platform.architecture:

@@ -121,19 +121,23 @@ def write_index(
 
 
 def write_platform_index(
-    store: BlobStore, results: Sequence[ImageResult], tag: str = ""
+    store: BlobStore,
+    results: Sequence[ImageResult],
+    tag: str = "",
+    extra: Sequence[Mapping[str, Any]] = (),
 ) -> tuple[Descriptor, bytes]:
     """An image index blob listing one manifest per platform (in the order given), and an
     `index.json` naming it: (the index blob's descriptor, the index.json bytes).
 
     The platforms are one image under one name, so index.json holds one entry, the nested
     index, as registries serve it: a reader picks a platform inside it (skopeo's
-    --override-arch, podman's --arch), and a tag names the whole image.
+    --override-arch, podman's --arch), and a tag names the whole image. `extra` entries
+    (each platform's attached artifacts, whose subject is that platform's manifest) follow.
     """
     doc = index_document([r.manifest for r in results])
     digest, size = store.add_bytes(canonical_json(doc))
     nested = Descriptor(MEDIA_OCI_INDEX, digest, size)
-    return nested, write_top_index(store, nested, tag)
+    return nested, write_top_index(store, nested, tag, extra)
 
 
 DEFAULT_REF_NAME = "latest"

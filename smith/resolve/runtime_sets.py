@@ -28,7 +28,6 @@ import posixpath
 import re
 import struct
 from collections.abc import Hashable
-from enum import StrEnum
 from typing import BinaryIO
 
 from smith.resolve.closure import ClosureWalker, Reason
@@ -36,16 +35,8 @@ from smith.resolve.elf import ElfInfo
 from smith.resolve.elfsyms import undefined_imports
 from smith.resolve.extras import add_tree
 from smith.resolve.loader import Step, glob_root
+from smith.resolve.runtime_rules import RuntimeRule as RuntimeRule
 from smith.tree import Kind
-
-
-class RuntimeRule(StrEnum):
-    """The rule-based run-time sets, applied by default; each can be switched off."""
-
-    INTERPRETER = "interpreter"
-    OPENSSL = "openssl"
-    LIBGCC_S = "libgcc_s"
-
 
 ALL_RULES = tuple(RuntimeRule)
 

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from smith.build_options import BuildOptions
+from smith.buildcache import CachedBuild, restore_locked
 from smith.cli import progress
 from smith.cli.limit_flags import limit_option
 from smith.cli.main import cli
@@ -17,17 +19,19 @@ from smith.cli.sbom_flags import sbom_flags, sbom_formats
 from smith.cli.settings_options import setting_options
 from smith.errors import UsageError
 from smith.oci.reference import parse_reference
+from smith.recipe_file import find_recipe
 
 log = logging.getLogger("smith")
 
 if TYPE_CHECKING:
-    from smith.build import IndexBuildResult
+    from smith.build import BuildResult, IndexBuildResult
+    from smith.oci.push import PushResult
     from smith.oci.reference import Reference
     from smith.oci.registry_options import RegistryOptions
 
 
 @cli.command("build")
-@click.argument("recipe", required=False)
+@click.argument("recipes", nargs=-1)
 @setting_options("build", aliases={"output": ("-i",)})
 @click.option(
     "--push",
@@ -50,9 +54,21 @@ if TYPE_CHECKING:
     "put it in --tag instead.",
 )
 @sbom_flags
+@click.option(
+    "--cache-from",
+    metavar="REF",
+    help="A registry tag holding smith's build cache (as --cache-to writes it): a build it "
+    "has is written from its layers, without extracting a package.",
+)
+@click.option(
+    "--cache-to",
+    metavar="REF",
+    help="Record this build's layers and plan in the build cache at this registry tag, for "
+    "other machines' --cache-from.",
+)
 @limit_option  # what the command reads is untrusted: its bounds, as flags
 def build_command(
-    recipe: str | None,
+    recipes: tuple[str, ...],
     fast: bool,
     buildnumber: str | None,
     output: str | None,
@@ -70,16 +86,14 @@ def build_command(
     push: str | None,
     provenance: bool,
     package_db: bool,
+    cache_from: str | None,
+    cache_to: str | None,
     layers: str | None,
     layer_budget: int | None,
     **flags: Any,
 ) -> None:
-    """Build the image a RECIPE (smith.yaml) describes."""
-    # Here, not at the top: `smith build --help` needs none of the build's libraries
-    # (pydantic, yaml, libsolv, the OCI writer), ~0.15 s of imports.
-    from smith.build import BuildOptions, IndexBuildResult, build_recipe
-    from smith.recipe import find_recipe
-
+    """Build the image a RECIPE (smith.yaml) describes; several RECIPEs in one run share
+    repositories, downloads and extracted packages (-o DIR: one output DIR/NAME each)."""
     if buildnumber is not None:
         raise UsageError(
             f"-b/--buildnumber {buildnumber}: a build number would make every build's image "
@@ -94,65 +108,128 @@ def build_command(
     sbom = sbom_formats(flags)
     registry = registry_options(flags)
     target = parse_reference(push) if push else None  # bad input fails before the build
+    for ref in (cache_from, cache_to):
+        if ref:
+            parse_reference(ref)
     if sys.stderr.isatty() and not quiet:
         # On a terminal, each step of the build is shown as it starts.
         logging.getLogger("smith").setLevel(
             min(logging.getLogger("smith").level or 99, logging.INFO)
         )
-    # A registry parent or `package:` image is downloaded and unpacked with a bar.
-    with progress.showing("reading the image", quiet=quiet):
-        result = build_recipe(
-            find_recipe(recipe),
-            BuildOptions(
-                output=output,
-                fmt=fmt,
-                tag=tag,
-                compression=compression,
-                locked=locked,
-                offline=offline,
-                cache_dir=cache_dir,
-                keep_going=keep_going,
-                registry=registry,
-                sbom=sbom,
-                provenance=provenance,
-                package_db=package_db,
-                arches=arches,
-                layers=layers,
-                layer_budget=layer_budget,
-            ),
-        )
-    if isinstance(result, IndexBuildResult):
-        report_index(result, target, registry, explain=explain, as_json=as_json, quiet=quiet)
+    options = BuildOptions(
+        output=output,
+        fmt=fmt,
+        tag=tag,
+        compression=compression,
+        locked=locked,
+        offline=offline,
+        cache_dir=cache_dir,
+        keep_going=keep_going,
+        registry=registry,
+        sbom=sbom,
+        provenance=provenance,
+        package_db=package_db,
+        arches=arches,
+        layers=layers,
+        layer_budget=layer_budget,
+        cache_from=cache_from,
+        cache_to=cache_to,
+    )
+    if len(recipes) > 1:
+        if target is not None:
+            raise UsageError("--push names one image: push the recipes of a fleet one by one")
+        build_many(recipes, options, explain=explain, as_json=as_json, quiet=quiet)
         return
+    recipe_path = find_recipe(recipes[0] if recipes else None)
+    # A locked recipe that did not change is taken from the build cache before the recipe's
+    # schema, the solver and the writer are even loaded.
+    result: BuildResult | CachedBuild | None = restore_locked(recipe_path, options)
+    if result is None:
+        from smith.build import IndexBuildResult, build_recipe
+
+        # A registry parent or `package:` image is downloaded and unpacked with a bar.
+        with progress.showing("reading the image", quiet=quiet):
+            built = build_recipe(recipe_path, options)
+        if isinstance(built, IndexBuildResult):
+            report_index(built, target, registry, explain=explain, as_json=as_json, quiet=quiet)
+            return
+        result = built
     pushed = None
     if target:
         from smith.oci.push import push_image  # the registry client: only to push
         from smith.oci.push_referrers import push_referrers
 
         with progress.showing("uploading", quiet=quiet):
-            pushed = push_image(result.output, target, options=registry)
+            # Layers the registry cache holds on the same registry are mounted, not sent.
+            caches = [parse_reference(r) for r in (cache_to, cache_from) if r]
+            mount = [c.repository for c in caches if c.registry == target.registry]
+            pushed = push_image(result.output, target, options=registry, mount_from=mount)
             push_referrers(result.output, target, pushed.digest, registry)  # SBOM etc. beside it
     if explain and not as_json:
-        for path in result.kept:
-            owner = result.owners.get(path) or "smith"
-            click.echo(f"/{path}\t[{owner}]\t{result.why(path)}")
+        print_explained(result)
     pushed_ref = (
         f"{target.registry}/{target.repository}@{pushed.digest}" if target and pushed else ""
     )
     if as_json:
-        summary = result.summary(explain)
+        summary = summary_of(result, explain, pushed)
         if pushed_ref:
             summary["pushed"] = pushed_ref
         click.echo(json.dumps(summary, indent=2, sort_keys=True))
     elif not quiet:
-        click.echo(
-            f"{result.output}: {result.image.manifest.digest} "
-            f"({result.image_bytes} bytes, {len(result.kept)} paths, "
-            f"{len(result.packages)} packages resolved)",
-            err=True,
-        )
+        click.echo(one_line(result), err=True)
     if pushed_ref and not as_json and not quiet:
         click.echo(pushed_ref)
+
+
+def print_explained(result: BuildResult | CachedBuild, prefix: str = "") -> None:
+    for path in result.kept:
+        owner = result.owners.get(path) or "smith"
+        click.echo(f"{prefix}/{path}\t[{owner}]\t{result.why(path)}")
+
+
+def summary_of(
+    result: BuildResult | CachedBuild, explain: bool, pushed: PushResult | None = None
+) -> dict[str, Any]:
+    summary = result.summary(explain)
+    cache: dict[str, object] = {"build": "off", **result.cache}
+    if pushed is not None:
+        cache["pushed_bytes"] = pushed.uploaded
+        cache["pushed_blobs_skipped"] = len(pushed.skipped)
+    summary["cache"] = cache
+    return summary
+
+
+def one_line(result: BuildResult | CachedBuild) -> str:
+    return (
+        f"{result.output}: {manifest_digest(result)} "
+        f"({result.image_bytes} bytes, {len(result.kept)} paths, "
+        f"{len(result.packages)} packages resolved)"
+    )
+
+
+def build_many(
+    recipes: tuple[str, ...], options: BuildOptions, *, explain: bool, as_json: bool, quiet: bool
+) -> None:
+    """A fleet: every recipe built (the failing ones too, tried), then one report."""
+    from smith.build import IndexBuildResult
+    from smith.fleet import build_fleet
+
+    fleet = build_fleet(recipes, options)
+    summaries: list[dict[str, Any]] = []
+    for recipe, result in fleet.built:
+        if isinstance(result, IndexBuildResult):
+            summaries.append(result.summary())
+            if not quiet and not as_json:
+                click.echo(f"{result.output}: {result.index.digest}", err=True)
+            continue
+        summaries.append(summary_of(result, explain))
+        if explain and not as_json:
+            print_explained(result, prefix=f"{recipe}\t")
+        if not quiet and not as_json:
+            click.echo(one_line(result), err=True)
+    if as_json:
+        click.echo(json.dumps(summaries, indent=2, sort_keys=True))
+    fleet.check()
 
 
 def report_index(
@@ -168,9 +245,12 @@ def report_index(
     pushed_ref = ""
     if target:
         from smith.oci.push import push_index  # the registry client: only to push
+        from smith.oci.push_referrers import push_referrers
 
         with progress.showing("uploading", quiet=quiet):
             pushed = push_index(result.output, target, options=registry)
+            for _, platform in result.platforms:  # each platform's SBOM etc. beside it
+                push_referrers(result.output, target, platform.image.manifest.digest, registry)
         pushed_ref = f"{target.registry}/{target.repository}@{pushed.digest}"
     if explain and not as_json:
         for arch, platform in result.platforms:
@@ -193,3 +273,7 @@ def report_index(
         )
         if pushed_ref:
             click.echo(pushed_ref)
+
+
+def manifest_digest(result: BuildResult | CachedBuild) -> str:
+    return result.manifest if isinstance(result, CachedBuild) else result.image.manifest.digest

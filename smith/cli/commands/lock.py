@@ -2,12 +2,14 @@
 
 `smith lock [RECIPE] --update [PKG...]` moves only the named pins (all with no names) to
 the newest versions, with what they now require, and prints each change
-(smith/lock_update.py). RECIPE defaults to ./smith.yaml, as for `smith build`.
+(smith/lock_update.py). RECIPE defaults to ./smith.yaml, as for `smith build`. A recipe
+of several architectures pins each in its own section of the one smith.lock.
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -18,8 +20,14 @@ from smith.cli.settings_options import setting_options
 from smith.errors import UsageError
 from smith.recipe import find_recipe, load_recipe
 from smith.resolve.fetch import Fetcher
-from smith.resolve.lock import lock_path_for, write_lock
-from smith.sources import lock_recipe
+from smith.resolve.lock import (
+    LockFile,
+    lock_path_for,
+    old_arch_lock,
+    read_lock_file,
+    write_lock,
+)
+from smith.sources import lock_recipe, portable_packages
 
 
 @cli.command("lock")
@@ -42,6 +50,13 @@ from smith.sources import lock_recipe
     help="With --update: build the old and the new lock and say which layers change and how "
     "many bytes a push sends.",
 )
+@click.option(
+    "--arch",
+    "arches",
+    multiple=True,
+    help="Lock only this architecture of the recipe (repeatable); the lock's other "
+    "sections stay as they are.",
+)
 @setting_options("lock")
 @limit_option
 def lock_command(
@@ -50,14 +65,15 @@ def lock_command(
     cache_dir: Path | None,
     update: bool,
     preview: bool,
+    arches: tuple[str, ...],
     retries: int,
 ) -> None:
     """Resolve RECIPE's packages (default ./smith.yaml) and write smith.lock next to it."""
     fetcher = Fetcher(cache_dir, offline=offline, retries=retries)
     recipe, packages = split_arguments(args)
     if update:
-        if load_recipe(recipe).arches:
-            raise UsageError(f"{recipe}: --update is for a recipe of one architecture")
+        if arches:
+            raise UsageError("--update moves pins in every section: it takes no --arch")
         update_command(recipe, packages, fetcher, preview)
         return
     if packages:
@@ -65,19 +81,36 @@ def lock_command(
     if preview:
         raise UsageError("--preview goes with --update")
     loaded = load_recipe(recipe)
-    if not loaded.arches:
+    for arch in arches:
+        if arch not in loaded.architectures:
+            built = ", ".join(loaded.architectures)
+            raise UsageError(f"--arch {arch}: {recipe} is built for {built}")
+    if not loaded.arches and not arches:
         target, lock = lock_recipe(loaded, recipe, fetcher)
         write_lock(target, lock)
         click.echo(f"{target}: {len(lock.packages)} packages")
         return
-    # Several architectures: each resolved from its own packages, pinned in its own lock
-    # (the one `smith build` of that recipe reads for that architecture).
-    for arch in loaded.arches:
-        one = loaded.model_copy(update={"arch": arch, "arches": ()})
-        _, lock = lock_recipe(one, recipe, fetcher)
-        target = lock_path_for(recipe, arch)
-        write_lock(target, lock)
-        click.echo(f"{target}: {len(lock.packages)} {arch} packages")
+    # Several architectures: each resolved from its own packages, pinned in its own section
+    # (the one `smith build` of that recipe reads for that architecture); with --arch, the
+    # named ones only, the others kept byte for byte.
+    sections = tuple(
+        lock_recipe(loaded.model_copy(update={"arch": arch, "arches": ()}), recipe, fetcher)[1]
+        for arch in arches or loaded.architectures
+    )
+    target = lock_path_for(recipe)
+    written = LockFile(())
+    if arches and target.exists():
+        kept = read_lock_file(target).sections
+        written = LockFile(
+            tuple(replace(s, packages=portable_packages(loaded, recipe, s.packages)) for s in kept)
+        )
+    for section in sections:
+        written = written.with_section(section)
+    write_lock(target, written)
+    for section in sections:
+        click.echo(f"{target}: {len(section.packages)} {section.arch} packages")
+        if old_arch_lock(target, section.arch).exists():
+            click.echo(f"note: {old_arch_lock(target, section.arch)} is not read any more")
 
 
 def split_arguments(args: tuple[str, ...]) -> tuple[str, tuple[str, ...]]:
@@ -92,7 +125,9 @@ def update_command(recipe: str, packages: tuple[str, ...], fetcher: Fetcher, pre
     from smith.lock_update import compare_builds, update_lock
     from smith.outdated import trial_build
 
-    before = trial_build(recipe, fetcher, compression=None) if preview else None
+    arches = load_recipe(recipe).arches
+    builds = arches or ("",)  # "": the recipe's one architecture
+    before = [trial_build(recipe, fetcher, compression=None, arch=a) for a in builds if preview]
     result = update_lock(recipe, fetcher, packages)
     write_lock(result.path, result.new)
     for change in result.changes:
@@ -100,6 +135,7 @@ def update_command(recipe: str, packages: tuple[str, ...], fetcher: Fetcher, pre
     for nevra in result.unoffered:
         click.echo(f"note: no repository offers {nevra} any more, so it could not stay")
     click.echo(f"{result.path}: {len(result.changes)} packages moved")
-    if before is not None:
-        after = trial_build(recipe, fetcher, compression=None)
-        click.echo("\n".join(compare_builds(before, after).lines()))
+    for arch, old in zip(builds, before, strict=False):
+        after = trial_build(recipe, fetcher, compression=None, arch=arch)
+        lines = compare_builds(old, after).lines()
+        click.echo("\n".join(f"{arch}: {line}" if arch else line for line in lines))

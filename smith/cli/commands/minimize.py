@@ -20,6 +20,7 @@ from smith.layering import merged_layering
 from smith.minimize import MinimizeOptions, MinimizeResult, minimize_image, minimize_platforms
 from smith.minimize_recipe import recipe_image
 from smith.oci.compress import parse_compression
+from smith.oci.image import EVERY_PLATFORM, SeveralPlatforms
 from smith.oci.index import chosen_platforms
 from smith.profile import read_profile
 from smith.settings import merged
@@ -94,15 +95,26 @@ def minimize(
         layer_budget=layer_budget,
     )
     chosen = chosen_platforms(image, platforms, "minimize")
-    if len(chosen) > 1:
-        with progress.showing("minimizing", quiet=quiet or as_json):
-            written = minimize_platforms(image, output, options, chosen)
-        report_platforms(*written, output, as_json)
-        return
-    if chosen:
-        options = replace(options, platform=chosen[0])
+    if len(chosen) <= 1:
+        # No --platform: every platform of an index (the image says which it has, as it is
+        # read), else its one image; one --platform: that one.
+        options = replace(options, platform=chosen[0] if chosen else EVERY_PLATFORM)
+        try:
+            with progress.showing("minimizing", quiet=quiet or as_json):
+                result = minimize_image(image, output, options)
+        except SeveralPlatforms as several:
+            chosen = several.platforms
+        else:
+            report_image(result, output, explain, as_json, quiet)
+            return
     with progress.showing("minimizing", quiet=quiet or as_json):
-        result = minimize_image(image, output, options)
+        written = minimize_platforms(image, output, replace(options, platform=None), chosen)
+    report_platforms(*written, output, as_json)
+
+
+def report_image(
+    result: MinimizeResult, output: str, explain: bool, as_json: bool, quiet: bool
+) -> None:
     if as_json:
         doc = result.summary(explain)
         sys.stdout.write(json.dumps(doc, indent=2, sort_keys=True) + "\n")

@@ -73,7 +73,7 @@ def outdated_command(
     reports: list[Report] = []
     for name in names:
         if is_recipe(name):
-            reports.append(check_recipe(find_recipe(name), fetcher, loaded))
+            reports.extend(check_recipe(find_recipe(name), fetcher, loaded))
             continue
         configs, arch, excludes = image_repos(image_recipe, repo_urls)
         reports.append(

@@ -12,7 +12,8 @@ from smith.cli.limit_flags import limit_option
 from smith.cli.main import cli
 from smith.cli.registry_flags import registry_options
 from smith.cli.settings_options import setting_options
-from smith.errors import ImageFormatError
+from smith.errors import ImageFormatError, UsageError
+from smith.oci.image import parse_platform
 from smith.oci.layout import read_unpacked, split_image_name, unpacked
 from smith.oci.reference import Reference, is_registry_reference, parse_reference
 from smith.oci.referrers import layout_referrers
@@ -37,13 +38,24 @@ FORMATS = {
     show_default=True,
     help="Which attached SBOM to print.",
 )
+@click.option(
+    "--platform",
+    help="OS/ARCH[/VARIANT]: the image of a multi-platform layout whose SBOM to print "
+    "(default: the host's).",
+)
 @setting_options("sbom")
 @limit_option  # what the command reads is untrusted: its bounds, as flags
-def sbom_command(image: str, fmt: str, **flags: Any) -> None:
+def sbom_command(image: str, fmt: str, platform: str | None, **flags: Any) -> None:
     """Print the SBOM attached to IMAGE (an OCI layout or archive, LAYOUT:NAME, or a registry
     reference: through its referrers, or the `sha256-<digest>` tag where the registry has no
-    referrers API) as it is stored: the exact bytes whose digest the referrer names."""
+    referrers API) as it is stored: the exact bytes whose digest the referrer names. Of a
+    multi-platform image each platform's manifest has its own (--platform; in a registry,
+    name that manifest by its digest)."""
     if is_registry_reference(image):
+        if platform:
+            raise UsageError(
+                f"--platform reads a layout or archive: name {image}'s manifest @DIGEST"
+            )
         data = registry_document(parse_reference(image), FORMATS[fmt], registry_options(flags))
         if data is None:
             raise ImageFormatError(f"{image} has no {fmt} document attached")
@@ -52,7 +64,7 @@ def sbom_command(image: str, fmt: str, **flags: Any) -> None:
         return
     path, name = split_image_name(image, "")
     with unpacked(path) as root:
-        loaded = read_unpacked(root, path, None, name)
+        loaded = read_unpacked(root, path, parse_platform(platform) if platform else None, name)
         found = layout_referrers(root, loaded.manifest_descriptor.digest, image, FORMATS[fmt])
     if not found:
         raise ImageFormatError(

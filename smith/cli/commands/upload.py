@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import click
@@ -13,8 +14,9 @@ from smith.cli.registry_flags import registry_options
 from smith.cli.settings_options import setting_options
 from smith.errors import UsageError
 from smith.oci.image import parse_platform
+from smith.oci.index import index_children
 from smith.oci.push import push_image, push_index
-from smith.oci.push_referrers import push_referrers
+from smith.oci.push_referrers import Attached, push_referrers
 from smith.oci.reference import Reference, parse_reference
 from smith.oci.registry_options import RegistryOptions
 
@@ -101,6 +103,13 @@ def upload(
     if all_platforms:
         with progress.showing("uploading", quiet=quiet):
             result = push_index(image, target, options=options, mount_from=mount_from)
+            # Each platform's artifacts (smith build --sbom) go with its manifest.
+            attached = [
+                a
+                for child in index_children(image)
+                for a in push_referrers(image, target, child.digest, options)
+            ]
+        report_attached(target, attached)
         if signer is not None:  # the index, as cosign signs a multi-platform image
             sign_pushed(target, signer, options, result.digest)
         click.echo(f"{target.registry}/{target.repository}@{result.digest}")
@@ -115,13 +124,16 @@ def upload(
             mount_from=mount_from,
         )
     name = f"{target.registry}/{target.repository}"
-    for attached in push_referrers(image, target, result.digest, options):
-        click.echo(
-            f"{name}@{attached.digest} ({attached.artifact_type}, {attached.listed})", err=True
-        )
+    report_attached(target, push_referrers(image, target, result.digest, options))
     if signer is not None:
         sign_pushed(target, signer, options, result.digest)
     click.echo(f"{name}@{result.digest}")
+
+
+def report_attached(target: Reference, attached: Sequence[Attached]) -> None:
+    name = f"{target.registry}/{target.repository}"
+    for a in attached:
+        click.echo(f"{name}@{a.digest} ({a.artifact_type}, {a.listed})", err=True)
 
 
 def sign_pushed(target: Reference, signer: Any, options: RegistryOptions, digest: str) -> None:

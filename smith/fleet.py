@@ -1,0 +1,107 @@
+"""`smith build RECIPE RECIPE...`: many recipes in one run, sharing the work they share.
+
+One download cache and one set of loaded repositories serve every build (smith.build's
+Shared): a repository's metadata is fetched and parsed once per run, whichever recipes use
+it; a package is fetched once (the second recipe finds it in the cache, checked by its
+checksum) and extracted once (its record in the content store is replayed, not
+decompressed again); a recipe that did not change is copied from the build cache.
+
+`-o DIR` writes each image to DIR/<recipe name> (the name of the recipe's directory, or of
+the file without .yaml); without it, each recipe's own `output` is used, and two recipes
+that would write the same output are refused before anything is built. A recipe that
+fails does not stop the others: the run fails afterwards, naming it and what was written.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
+
+from smith.errors import SmithError, UsageError
+
+if TYPE_CHECKING:
+    from smith.build import BuildResult, IndexBuildResult
+    from smith.build_options import BuildOptions
+    from smith.buildcache import CachedBuild
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FleetResult:
+    built: tuple[tuple[str, BuildResult | IndexBuildResult | CachedBuild], ...]  # (recipe, ...)
+    failed: tuple[tuple[str, str], ...]  # (recipe, the error's one line)
+
+    def check(self) -> None:
+        """Fail (after every recipe was tried) when one did, naming it and what was written."""
+        if not self.failed:
+            return
+        written = ", ".join(result.output for _, result in self.built) or "nothing"
+        recipe, error = self.failed[0]
+        more = f" (and {len(self.failed) - 1} more recipes)" if len(self.failed) > 1 else ""
+        raise SmithError(f"{recipe}: {error}{more}; written: {written}")
+
+
+def recipe_name(recipe_path: str) -> str:
+    """A recipe's name: its directory's for a smith.yaml, else the file's without .yaml."""
+    path = os.path.abspath(recipe_path)
+    base = os.path.basename(path)
+    if base in ("smith.yaml", "smith.yml"):
+        return os.path.basename(os.path.dirname(path))
+    return base.removesuffix(".yaml").removesuffix(".yml")
+
+
+def fleet_outputs(recipe_paths: Sequence[str], options: BuildOptions) -> dict[str, str | None]:
+    """Each recipe's output: DIR/<name> with `-o DIR`, else None (the recipe's own)."""
+    if options.output is None:
+        return dict.fromkeys(recipe_paths)
+    names: dict[str, str] = {}
+    for path in recipe_paths:
+        name = recipe_name(path)
+        if name in names:
+            raise UsageError(
+                f"{names[name]} and {path} are both named {name!r}: -o {options.output} "
+                "would write both to one place"
+            )
+        names[name] = path
+    os.makedirs(options.output, exist_ok=True)
+    return {path: os.path.join(options.output, recipe_name(path)) for path in recipe_paths}
+
+
+def build_fleet(recipes: Sequence[str], options: BuildOptions) -> FleetResult:
+    """Build every recipe (a smith.yaml, or a directory holding one)."""
+    from smith.build import Shared, build_recipe, fetcher_for, output_of
+    from smith.buildcache import restore_locked
+    from smith.recipe import find_recipe, load_recipe
+
+    recipe_paths = [find_recipe(r) for r in recipes]
+
+    if len(set(map(os.path.abspath, recipe_paths))) != len(recipe_paths):
+        raise UsageError("a recipe is named twice")
+    outputs = fleet_outputs(recipe_paths, options)
+    if options.output is None:
+        seen: dict[str, str] = {}
+        for path in recipe_paths:
+            try:
+                output = os.path.abspath(output_of(options, load_recipe(path)))
+            except SmithError:
+                continue  # said when it is built
+            if output in seen:
+                raise UsageError(f"{seen[output]} and {path} both write {output}: use -o DIR")
+            seen[output] = path
+    shared = Shared(fetcher_for(options))
+    built: list[tuple[str, BuildResult | IndexBuildResult | CachedBuild]] = []
+    failed: list[tuple[str, str]] = []
+    for path in recipe_paths:
+        one = replace(options, output=outputs[path])
+        try:
+            result = restore_locked(path, one) or build_recipe(path, one, shared)
+        except SmithError as err:
+            log.warning("%s: %s", path, err)
+            failed.append((path, str(err)))
+            continue
+        built.append((path, result))
+    return FleetResult(tuple(built), tuple(failed))
