@@ -303,6 +303,22 @@ SETTINGS = (
         parser=int,
         metavar="N",
     ),
+    _option(
+        "cache_from",
+        ("--cache-from",),
+        "A registry tag holding smith's build cache (as --cache-to writes it): a build it "
+        "has is written from its layers, without extracting a package.",
+        commands=BUILD,
+        metavar="REF",
+    ),
+    _option(
+        "cache_to",
+        ("--cache-to",),
+        "Record this build's layers and plan in the build cache at this registry tag, for "
+        "other machines' --cache-from.",
+        commands=BUILD,
+        metavar="REF",
+    ),
     # -- how to talk to a registry -------------------------------------------------------
     _option(
         "jobs",

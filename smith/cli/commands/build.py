@@ -54,18 +54,6 @@ if TYPE_CHECKING:
     "put it in --tag instead.",
 )
 @sbom_flags
-@click.option(
-    "--cache-from",
-    metavar="REF",
-    help="A registry tag holding smith's build cache (as --cache-to writes it): a build it "
-    "has is written from its layers, without extracting a package.",
-)
-@click.option(
-    "--cache-to",
-    metavar="REF",
-    help="Record this build's layers and plan in the build cache at this registry tag, for "
-    "other machines' --cache-from.",
-)
 @limit_option  # what the command reads is untrusted: its bounds, as flags
 def build_command(
     recipes: tuple[str, ...],
