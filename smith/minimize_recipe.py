@@ -49,11 +49,11 @@ def read_minimize_recipe(
     runtime = recipe.runtime_libraries
     return recipe.package, replace(
         options,
-        paths=(*options.paths, *recipe.paths),
-        excludes=(*options.excludes, *recipe.excludes),
+        paths=merged("paths", options.paths, recipe),
+        excludes=merged("excludes", options.excludes, recipe),
         nss=merged("nss", options.nss, recipe) or RuntimeSet.NSS in runtime,
         gconv=options.gconv or RuntimeSet.GCONV in runtime,
-        no_runtime=(*options.no_runtime, *recipe.no_runtime_libraries),
+        no_runtime=merged("no_runtime_libraries", options.no_runtime, recipe),
         profile=options.profile or recipe_profile(recipe, path),
         user=options.user or user,
         entrypoint=merged("entrypoint", options.entrypoint, recipe),

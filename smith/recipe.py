@@ -14,7 +14,8 @@ import os
 import stat
 from collections.abc import Hashable, Mapping, Sequence
 from enum import StrEnum
-from typing import Annotated, Any
+from functools import partial
+from typing import TYPE_CHECKING, Annotated, Any
 
 import yaml
 from pydantic import (
@@ -24,6 +25,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    create_model,
     field_validator,
     model_validator,
 )
@@ -36,6 +38,7 @@ from smith.limits import RECIPE_BYTES, YAML_DEPTH, YAML_NODES
 from smith.recipe_file import DEFAULT_RECIPE as DEFAULT_RECIPE
 from smith.recipe_file import find_recipe as find_recipe
 from smith.resolve.runtime_rules import RuntimeRule
+from smith.settings import SETTINGS, Kind
 
 log = logging.getLogger(__name__)
 
@@ -134,20 +137,17 @@ class RuntimeSet(StrEnum):
     GCONV = "gconv"
 
 
-class Recipe(Strict):
+class RecipeKeys(Strict):
+    """The keys of a recipe that are not settings, and the checks across keys."""
+
     # -- Oracle smith's keys ---------------------------------------------------------------
     type: Text | None = None  # "mock" or "oci" in the original: accepted with a warning
     mock: dict[str, Any] | None = None  # mock's settings: accepted with a warning
     package: Text | None = None
-    paths: tuple[ImagePath, ...] = ()
-    excludes: tuple[Text, ...] = ()
     parent: Text | None = None
-    nss: bool = False
     root: bool = False
-    user: Text | None = None
     groups: tuple[Text, ...] = ()
     mounts: tuple[AbsolutePath, ...] = ()
-    entrypoint: tuple[Text, ...] | None = None
     cmd: tuple[Text, ...] | None = None
     dir: AbsolutePath | None = None
     env: tuple[EnvEntry, ...] = ()
@@ -156,31 +156,15 @@ class Recipe(Strict):
     # -- smith's additions -----------------------------------------------------------------
     packages: tuple[Text, ...] = ()
     repos: tuple[Repo, ...] = ()
-    arch: Text = "x86_64"  # with `arch: [x86_64, aarch64]`, the first of them
     # Every architecture of `arch: [...]` (an image index with a manifest each): filled
     # from `arch`, not a key of its own. Empty for one architecture.
     arches: tuple[str, ...] = ()
     weak: bool = False  # install weak dependencies (Recommends) too
     runtime_libraries: tuple[RuntimeSet, ...] = ()  # nss, gconv
-    # Rule-based sets (resolve/runtime_sets.py) are on unless named here.
-    no_runtime_libraries: tuple[RuntimeRule, ...] = ()
-    profile: str | None = None  # a `smith probe` profile, relative to the recipe
     libraries: tuple[ImagePath, ...] = ()  # extra library paths or globs, kept with their closure
     library_path: tuple[ImagePath, ...] = ()  # extra search directories, like LD_LIBRARY_PATH
-    compression: Text = "gzip"
-    output: Text | None = None
-    format: Text | None = None
-    tag: Text | None = None
-    source_date_epoch: int | None = Field(default=None, ge=0)
     sbom: bool = False  # attach an SPDX SBOM (as `smith build --sbom`)
-    provenance: bool = False  # attach SLSA provenance (as `smith build --provenance`)
-    package_db: bool = False  # write the kept packages' rpm database into the image
-    layers: Layers | None = None  # how the image is cut into layers (smith.layering)
-
-    @field_validator("layers", mode="before")
-    @classmethod
-    def _layers(cls, value: Any) -> Any:
-        return {"strategy": value} if isinstance(value, str) else value
+    # -- the keys that are settings (smith/settings.py): added from the table, below -------
 
     @model_validator(mode="before")
     @classmethod
@@ -208,6 +192,9 @@ class Recipe(Strict):
             raise ValueError(f"{value!r} names an architecture twice")
         return value if len(value) > 1 else ()
 
+    if TYPE_CHECKING:
+        arch: str  # a setting, added from the table (with `arch: [...]`, the first of them)
+
     @property
     def architectures(self) -> tuple[str, ...]:
         return self.arches or (self.arch,)
@@ -220,15 +207,12 @@ class Recipe(Strict):
             return tuple({"baseurl": v} if isinstance(v, str) else v for v in value)
         return value
 
-    @field_validator("entrypoint", "cmd", mode="before")
+    @field_validator("cmd", mode="before")
     @classmethod
     def _command(cls, value: Any) -> Any:
-        # The original took lists; a single string is one argument, never shell-split.
-        return (value,) if isinstance(value, str) else _tuple(value)
+        return _command(value)
 
     @field_validator(
-        "paths",
-        "excludes",
         "groups",
         "mounts",
         "env",
@@ -245,11 +229,6 @@ class Recipe(Strict):
     @classmethod
     def _runtime_sets(cls, value: Any) -> Any:
         return _enum_items(value, RuntimeSet)
-
-    @field_validator("no_runtime_libraries", mode="before")
-    @classmethod
-    def _runtime_rules(cls, value: Any) -> Any:
-        return _enum_items(value, RuntimeRule)
 
     @field_validator("ports", mode="before")
     @classmethod
@@ -280,6 +259,85 @@ class Recipe(Strict):
 
 def _tuple(value: Any) -> Any:
     return tuple(value) if isinstance(value, list) else value
+
+
+def _command(value: Any) -> Any:
+    # The original took lists; a single string is one argument, never shell-split.
+    return (value,) if isinstance(value, str) else _tuple(value)
+
+
+def _layers(value: Any) -> Any:
+    return {"strategy": value} if isinstance(value, str) else value
+
+
+def _enum_items(value: Any, kind: type[StrEnum]) -> Any:
+    """A list of names of `kind`, each checked, as a tuple of its members."""
+    if not isinstance(value, list):
+        return value
+    known = [s.value for s in kind]
+    for item in value:
+        if item not in known:
+            raise ValueError(f"{item!r} is not one of {', '.join(known)}")
+    return tuple(kind(item) for item in value)
+
+
+# The validated type of each kind of setting, and its default when the row gives none.
+KINDS: dict[Kind, tuple[Any, Any]] = {
+    Kind.TEXT: (Text, None),
+    Kind.FILE: (str, None),
+    Kind.EPOCH: (Annotated[int, Field(ge=0)], None),
+    Kind.SWITCH: (bool, False),
+    Kind.TEXTS: (Annotated[tuple[Text, ...], BeforeValidator(_tuple)], ()),
+    Kind.IMAGE_PATHS: (Annotated[tuple[ImagePath, ...], BeforeValidator(_tuple)], ()),
+    Kind.COMMAND: (Annotated[tuple[Text, ...], BeforeValidator(_command)], None),
+    Kind.RUNTIME_RULES: (
+        Annotated[tuple[RuntimeRule, ...], BeforeValidator(partial(_enum_items, kind=RuntimeRule))],
+        (),
+    ),
+    Kind.LAYERS: (Annotated[Layers, BeforeValidator(_layers)], None),
+}
+
+
+def setting_fields() -> dict[str, Any]:
+    """The recipe's keys that are settings, each made from its row: its type from the
+    row's kind, its default the row's (else the kind's: none, off or empty), its help the
+    row's. A key whose default is none takes `null` too."""
+    fields: dict[str, Any] = {}
+    for setting in SETTINGS:
+        if not setting.recipe:
+            continue
+        annotation, empty = KINDS[setting.kind]
+        default = empty if setting.default is None else setting.default
+        if default is None:
+            annotation = annotation | None
+        fields[setting.key] = (annotation, Field(default=default, description=setting.help))
+    return fields
+
+
+if TYPE_CHECKING:
+    # mypy cannot see fields made at run time: their types, for it alone (test_settings
+    # checks that these are the table's recipe keys).
+    class Recipe(RecipeKeys):
+        output: str | None
+        format: str | None
+        tag: str | None
+        compression: str
+        source_date_epoch: int | None
+        arch: str  # with `arch: [x86_64, aarch64]`, the first of them
+        paths: tuple[str, ...]
+        excludes: tuple[str, ...]
+        nss: bool
+        no_runtime_libraries: tuple[RuntimeRule, ...]  # rule-based sets on unless named
+        profile: str | None  # a `smith probe` profile, relative to the recipe
+        user: str | None
+        entrypoint: tuple[str, ...] | None
+        provenance: bool  # attach SLSA provenance (as `smith build --provenance`)
+        package_db: bool  # write the kept packages' rpm database into the image
+        layers: Layers | None  # how the image is cut into layers (smith.layering)
+
+else:
+    Recipe = create_model("Recipe", __base__=RecipeKeys, __module__=__name__, **setting_fields())
+    Recipe.__doc__ = "A recipe: the keys that are not settings, and one per setting row."
 
 
 MERGE_TAG, VALUE_TAG = "tag:yaml.org,2002:merge", "tag:yaml.org,2002:value"
@@ -418,14 +476,3 @@ def known_keys(loc: Sequence[str | int]) -> list[str]:
         if isinstance(part, str) and part == "repos":
             model = Repo
     return list(model.model_fields)
-
-
-def _enum_items(value: Any, kind: type[StrEnum]) -> Any:
-    """A list of names of `kind`, each checked, as a tuple of its members."""
-    if not isinstance(value, list):
-        return value
-    known = [s.value for s in kind]
-    for item in value:
-        if item not in known:
-            raise ValueError(f"{item!r} is not one of {', '.join(known)}")
-    return tuple(kind(item) for item in value)

@@ -81,9 +81,72 @@ def test_every_recipe_setting_is_a_recipe_key() -> None:
         assert (setting.key in Recipe.model_fields) == setting.recipe, setting.key
 
 
+def test_the_recipe_keys_that_are_settings_are_made_from_the_rows() -> None:
+    """Each recipe key that is a setting has its row's help and default, and the types mypy
+    reads (a stub in smith/recipe.py) name exactly those keys."""
+    import ast
+    import inspect
+
+    import smith.recipe
+    from smith.recipe import KINDS, Recipe
+
+    rows = [s for s in SETTINGS if s.recipe]
+    for setting in rows:
+        field = Recipe.model_fields[setting.key]
+        assert field.description == setting.help, setting.key
+        default = KINDS[setting.kind][1] if setting.default is None else setting.default
+        assert field.default == default, setting.key
+    tree = ast.parse(inspect.getsource(smith.recipe))
+    stub = next(n for n in ast.walk(tree) if isinstance(n, ast.ClassDef) and n.name == "Recipe")
+    typed = [
+        n.target.id
+        for n in stub.body
+        if isinstance(n, ast.AnnAssign) and isinstance(n.target, ast.Name)
+    ]
+    assert sorted(typed) == sorted(s.key for s in rows)
+
+
 def test_an_off_switch_or_an_empty_list_is_not_given() -> None:
     recipe = parse_recipe({"package_db": True, "nss": True})
     assert merged("package_db", False, recipe) is True  # the recipe's, not the flag's off
     assert merged("nss", True, parse_recipe({})) is True
     assert merged("keep_going", False) is False
     assert merged("paths", (), recipe) == ()  # the recipe's paths: none
+
+
+def test_a_list_setting_replaces_or_extends_as_its_row_says() -> None:
+    from smith.settings import Combine
+
+    recipe = parse_recipe({"paths": ["/b"], "excludes": ["/x"], "arch": "aarch64"})
+    assert merged("paths", ("/a",), recipe) == ("/a", "/b")  # the flag's, then the recipe's
+    assert merged("excludes", (), recipe) == ("/x",)
+    assert merged("no_runtime_libraries", ("openssl",), None) == ("openssl",)
+    assert merged("arch", ("x86_64",), recipe) == ("x86_64",)  # replaces
+    for setting in SETTINGS:
+        if setting.combine is Combine.EXTEND:
+            assert setting.multiple and setting.recipe, setting.key
+
+
+def test_every_command_a_row_names_declares_it_from_the_row() -> None:
+    """The registry flags (and the others) of upload, download, lock, verify-signature ...
+    are the table's rows: the same flags, help and default wherever they appear."""
+    import click
+
+    from smith.cli.main import cli
+    from smith.settings import REGISTRY
+
+    ctx = click.Context(cli)
+    cli.summaries_only = False
+    for name in (*sorted(REGISTRY), "lock"):
+        command = cli.get_command(ctx, name)
+        assert command is not None, name
+        params = {p.name: p for p in command.params}
+        for setting in SETTINGS:
+            if name not in setting.commands or not setting.flags:
+                continue
+            param = params[setting.name]
+            assert set(setting.flags) <= set(param.opts), (name, setting.key)
+            assert getattr(param, "help", None) == setting.help + setting.notes.get(name, "")
+            if not setting.recipe and setting.default is not None:
+                assert param.default == setting.default, (name, setting.key)
+    assert {"creds", "timeout", "retries"} <= {s.key for s in SETTINGS if "sign" in s.commands}

@@ -39,13 +39,25 @@ def option_arguments(setting: Setting, command: str, required: bool) -> dict[str
     if setting.switch:
         return {"is_flag": True, "help": help}
     kind: Any = click.Choice(setting.choices) if setting.choices else setting.parser
+    if setting.bounds is not None:
+        low, high = setting.bounds
+        kind = (
+            click.IntRange(_whole(low), _whole(high))
+            if isinstance(setting.default, int)
+            else click.FloatRange(low, high)
+        )
     arguments: dict[str, Any] = {
         "type": kind,
         "required": required,
         "multiple": setting.multiple,
         "metavar": setting.metavar,
+        "show_default": setting.show_default,
         "help": help,
     }
     if setting.default is not None and not setting.recipe:
         arguments["default"] = setting.default  # no recipe to fall back on: the flag's own
     return arguments
+
+
+def _whole(bound: float | None) -> int | None:
+    return None if bound is None else int(bound)

@@ -12,8 +12,9 @@ import click
 from smith.build_options import BuildOptions
 from smith.buildcache import CachedBuild, restore_locked
 from smith.cli import progress
+from smith.cli.limit_flags import limit_option
 from smith.cli.main import cli
-from smith.cli.registry_flags import registry_flags, registry_options
+from smith.cli.registry_flags import registry_options
 from smith.cli.sbom_flags import sbom_flags, sbom_formats
 from smith.cli.settings_options import setting_options
 from smith.errors import UsageError
@@ -53,19 +54,7 @@ if TYPE_CHECKING:
     "put it in --tag instead.",
 )
 @sbom_flags
-@click.option(
-    "--cache-from",
-    metavar="REF",
-    help="A registry tag holding smith's build cache (as --cache-to writes it): a build it "
-    "has is written from its layers, without extracting a package.",
-)
-@click.option(
-    "--cache-to",
-    metavar="REF",
-    help="Record this build's layers and plan in the build cache at this registry tag, for "
-    "other machines' --cache-from.",
-)
-@registry_flags
+@limit_option  # what the command reads is untrusted: its bounds, as flags
 def build_command(
     recipes: tuple[str, ...],
     fast: bool,

@@ -8,8 +8,10 @@ from typing import Any
 
 import click
 
+from smith.cli.limit_flags import limit_option
 from smith.cli.main import cli
-from smith.cli.registry_flags import registry_flags, registry_options
+from smith.cli.registry_flags import registry_options
+from smith.cli.settings_options import setting_options
 from smith.diff import diff_images
 from smith.errors import SmithError, as_trouble
 from smith.oci.index import chosen_platforms
@@ -33,7 +35,8 @@ from smith.oci.index import chosen_platforms
     help="OS/ARCH[/VARIANT] of multi-platform indexes to compare (default: the host's); "
     "repeated, or `all` (every platform of A): each compared on its own.",
 )
-@registry_flags
+@setting_options("diff")
+@limit_option  # what the command reads is untrusted: its bounds, as flags
 def diff_command(
     a: str, b: str, as_json: bool, limit: int, platforms: tuple[str, ...], **flags: Any
 ) -> None:

@@ -7,8 +7,10 @@ from typing import Any
 import click
 
 from smith.cli import progress
+from smith.cli.limit_flags import limit_option
 from smith.cli.main import cli
-from smith.cli.registry_flags import jobs_option, registry_flags, registry_options
+from smith.cli.registry_flags import registry_options
+from smith.cli.settings_options import setting_options
 from smith.oci.image import parse_platform
 from smith.oci.pull import pull_image
 from smith.oci.reference import parse_reference
@@ -41,8 +43,8 @@ from smith.oci.reference import parse_reference
     "--platform", metavar="OS/ARCH[/VARIANT]", help="Which image of a multi-platform index."
 )
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar (none without a terminal).")
-@jobs_option
-@registry_flags
+@setting_options("download")
+@limit_option  # what the command reads is untrusted: its bounds, as flags
 def download(
     remote: str,
     output: str,

@@ -16,7 +16,7 @@ import click
 
 from smith.cli.limit_flags import limit_option
 from smith.cli.main import cli
-from smith.cli.registry_flags import retries_option
+from smith.cli.settings_options import setting_options
 from smith.errors import UsageError
 from smith.recipe import find_recipe, load_recipe
 from smith.resolve.fetch import Fetcher
@@ -57,7 +57,7 @@ from smith.sources import lock_recipe, portable_packages
     help="Lock only this architecture of the recipe (repeatable); the lock's other "
     "sections stay as they are.",
 )
-@retries_option
+@setting_options("lock")
 @limit_option
 def lock_command(
     args: tuple[str, ...],

@@ -10,8 +10,9 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from smith.cli import progress
+from smith.cli.limit_flags import limit_option
 from smith.cli.main import cli
-from smith.cli.registry_flags import registry_flags, registry_options
+from smith.cli.registry_flags import registry_options
 from smith.cli.sbom_flags import sbom_flags, sbom_formats
 from smith.cli.settings_options import setting_options
 from smith.errors import UsageError
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
 @setting_options("minimize", required=("output",))
 @click.option("--recipe", type=click.Path(dir_okay=False), help="smith.yaml naming the image.")
 @sbom_flags
-@registry_flags
+@limit_option  # what the command reads is untrusted: its bounds, as flags
 def minimize(
     image: str | None,
     output: str,

@@ -11,8 +11,10 @@ from typing import Any
 
 import click
 
+from smith.cli.limit_flags import limit_option
 from smith.cli.main import cli
-from smith.cli.registry_flags import registry_flags, registry_options
+from smith.cli.registry_flags import registry_options
+from smith.cli.settings_options import setting_options
 from smith.errors import UsageError
 from smith.outdated import Report, check_image, check_recipe, report_json, report_lines
 from smith.recipe import DEFAULT_RECIPE, find_recipe, load_recipe
@@ -48,7 +50,8 @@ def is_recipe(arg: str) -> bool:
 )
 @click.option("--offline", is_flag=True, help="Fail at once instead of using the network.")
 @click.option("--cache-dir", default=None, help="Download cache (default: $XDG_CACHE_HOME/smith).")
-@registry_flags
+@setting_options("outdated")
+@limit_option  # what the command reads is untrusted: its bounds, as flags
 def outdated_command(
     sources: tuple[str, ...],
     as_json: bool,

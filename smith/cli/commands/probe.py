@@ -8,8 +8,10 @@ from typing import Any
 
 import click
 
+from smith.cli.limit_flags import limit_option
 from smith.cli.main import cli
-from smith.cli.registry_flags import registry_flags, registry_options
+from smith.cli.registry_flags import registry_options
+from smith.cli.settings_options import setting_options
 from smith.errors import UsageError
 from smith.minimize import MinimizeOptions
 from smith.minimize_recipe import recipe_image
@@ -46,7 +48,8 @@ from smith.profile import DEFAULT_NAME, Profile, profile_beside, write_profile
 )
 @click.option("--platform", help="OS/ARCH[/VARIANT] to pick from a multi-platform index.")
 @click.option("--cache-dir", help="Package cache for a build recipe (as smith build).")
-@registry_flags
+@setting_options("probe")
+@limit_option  # what the command reads is untrusted: its bounds, as flags
 def probe(
     image: str | None,
     command: tuple[str, ...],

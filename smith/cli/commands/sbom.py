@@ -8,8 +8,10 @@ from typing import Any
 import click
 
 from smith import provenance
+from smith.cli.limit_flags import limit_option
 from smith.cli.main import cli
-from smith.cli.registry_flags import registry_flags, registry_options
+from smith.cli.registry_flags import registry_options
+from smith.cli.settings_options import setting_options
 from smith.errors import ImageFormatError, UsageError
 from smith.oci.image import parse_platform
 from smith.oci.reading import read_unpacked, split_image_name, unpacked
@@ -41,7 +43,8 @@ FORMATS = {
     help="OS/ARCH[/VARIANT]: the image of a multi-platform layout whose SBOM to print "
     "(default: the host's).",
 )
-@registry_flags
+@setting_options("sbom")
+@limit_option  # what the command reads is untrusted: its bounds, as flags
 def sbom_command(image: str, fmt: str, platform: str | None, **flags: Any) -> None:
     """Print the SBOM attached to IMAGE (an OCI layout or archive, LAYOUT:NAME, or a registry
     reference: through its referrers, or the `sha256-<digest>` tag where the registry has no

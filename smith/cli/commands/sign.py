@@ -6,8 +6,10 @@ from typing import Any
 
 import click
 
+from smith.cli.limit_flags import limit_option
 from smith.cli.main import cli
-from smith.cli.registry_flags import registry_flags, registry_options
+from smith.cli.registry_flags import registry_options
+from smith.cli.settings_options import setting_options
 from smith.signing.keys import load_signer
 from smith.signing.store import registry_reference, sign_reference
 
@@ -20,7 +22,8 @@ from smith.signing.store import registry_reference, sign_reference
     metavar="FILE",
     help="The key's passphrase: FILE's first line (else $SMITH_PASSPHRASE, else empty).",
 )
-@registry_flags
+@setting_options("sign")
+@limit_option  # what the command reads is untrusted: its bounds, as flags
 def sign_command(ref: str, key: str, passphrase_file: str | None, **flags: Any) -> None:
     """Sign the image at the registry reference REF: a simple-signing payload for its
     manifest digest and name, stored as the `sha256-<digest>.sig` tag beside it. Prints

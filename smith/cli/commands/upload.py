@@ -8,8 +8,10 @@ from typing import Any
 import click
 
 from smith.cli import progress
+from smith.cli.limit_flags import limit_option
 from smith.cli.main import cli
-from smith.cli.registry_flags import jobs_option, registry_flags, registry_options
+from smith.cli.registry_flags import registry_options
+from smith.cli.settings_options import setting_options
 from smith.errors import UsageError
 from smith.oci.image import parse_platform
 from smith.oci.index import index_children
@@ -71,8 +73,8 @@ from smith.oci.registry_options import RegistryOptions
     metavar="FILE",
     help="The signing key's passphrase: FILE's first line (else $SMITH_PASSPHRASE).",
 )
-@jobs_option
-@registry_flags
+@setting_options("upload")
+@limit_option  # what the command reads is untrusted: its bounds, as flags
 def upload(
     image: str,
     remote: str,

@@ -6,8 +6,10 @@ from typing import Any
 
 import click
 
+from smith.cli.limit_flags import limit_option
 from smith.cli.main import cli
-from smith.cli.registry_flags import registry_flags, registry_options
+from smith.cli.registry_flags import registry_options
+from smith.cli.settings_options import setting_options
 from smith.signing.keys import load_public_key, read_key_file
 from smith.signing.store import registry_reference, verify_reference
 
@@ -15,7 +17,8 @@ from smith.signing.store import registry_reference, verify_reference
 @cli.command("verify-signature")
 @click.argument("ref")
 @click.option("--key", required=True, metavar="KEY", help="A public key (PEM), e.g. PREFIX.pub.")
-@registry_flags
+@setting_options("verify-signature")
+@limit_option  # what the command reads is untrusted: its bounds, as flags
 def verify_signature_command(ref: str, key: str, **flags: Any) -> None:
     """Check that the image at REF carries a sigstore signature (cosign's or skopeo's format)
     made by KEY for this manifest digest and this name, as a policy.json `sigstoreSigned`
