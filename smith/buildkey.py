@@ -17,10 +17,10 @@ validated, so a recipe that is invalid still fails on its next build.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
-import stat
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -65,23 +65,29 @@ def source_files(root: str) -> Iterable[str]:
 def tree_rows(root: str) -> list[list[object]]:
     """What a directory holds, as rows (path, kind, mode, link target or content digest),
     sorted bytewise: what overlaying it onto an image reads, and nothing of the host (no
-    mtimes, owners or inode numbers)."""
+    mtimes, owners or inode numbers). Read by the same walker as the overlay
+    (FileTree.from_directory, which needs no recursion: a rootfs/ thousands of levels deep
+    is refused by the overlay in one line, not by a RecursionError here)."""
+    from smith.errors import UnsafePathError
+    from smith.tree import FileTree, HostFile, Kind
+
+    try:
+        tree = FileTree.from_directory(root)
+    except OSError as err:
+        if err.errno != errno.ENAMETOOLONG:
+            raise
+        raise UnsafePathError(
+            f"rootfs/ goes deeper than a path can name ({err.filename!r})"
+        ) from None
     rows: list[list[object]] = []
-    for top, dirs, files in os.walk(root):
-        for name in [*dirs, *files]:
-            path = os.path.join(top, name)
-            info = os.lstat(path)
-            rel = os.path.relpath(path, root)
-            mode = stat.S_IMODE(info.st_mode)
-            if stat.S_ISLNK(info.st_mode):
-                rows.append([rel, "link", mode, os.readlink(path)])
-            elif stat.S_ISREG(info.st_mode):
-                rows.append([rel, "file", mode, file_sha256(path)])
-            elif stat.S_ISDIR(info.st_mode):
-                rows.append([rel, "dir", mode, ""])
-            else:
-                rows.append([rel, "other", info.st_mode, ""])
-    rows.sort(key=lambda row: str(row[0]).encode("utf-8", "surrogateescape"))
+    for entry in tree:
+        if entry.kind is Kind.FILE:
+            assert isinstance(entry.content, HostFile)
+            rows.append([entry.path, "file", entry.mode, file_sha256(entry.content.path)])
+        elif entry.kind is Kind.DIR:
+            rows.append([entry.path, "dir", entry.mode, ""])
+        else:  # a symlink's target as written; a hard link's first name
+            rows.append([entry.path, entry.kind.value, entry.mode, entry.target])
     return rows
 
 
