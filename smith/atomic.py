@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import stat
 import tempfile
 from collections.abc import Iterator
@@ -17,6 +16,7 @@ from contextlib import contextmanager
 
 from smith.errors import SmithError
 from smith.leftovers import remove_path, sweep, tagged
+from smith.stopsignals import stop_signals_held
 
 __all__ = [
     "atomic_path",
@@ -92,20 +92,6 @@ def replace_path(tmp: str, dest: str) -> None:
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.replace(tmp, dest)
-
-
-STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
-
-
-@contextmanager
-def stop_signals_held() -> Iterator[None]:
-    """Ctrl-C and SIGTERM wait (pending, not lost) until the block is done, then are
-    raised where the caller's cleanup catches them."""
-    before = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, before)
 
 
 @contextmanager

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from smith.errors import SmithError
+from smith.stopsignals import stop_signals_held
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +111,8 @@ class Watch:
         _check(result, f"fanotify_mark {self.root}")
         self._stop_r, self._stop_w = os.pipe()
         self._thread = threading.Thread(target=self._loop, name="fanotify", daemon=True)
-        self._thread.start()
+        with stop_signals_held():  # the thread inherits the mask: see smith/stopsignals.py
+            self._thread.start()
 
     def stop(self) -> None:
         os.write(self._stop_w, b"x")

@@ -118,7 +118,9 @@ class CompressedWriter:
             # Here, not at the top: every command with --compression imports this module.
             from concurrent.futures import ThreadPoolExecutor
 
-            self._pool = ThreadPoolExecutor(max_workers=workers())
+            from smith.stopsignals import block_stop_signals
+
+            self._pool = ThreadPoolExecutor(max_workers=workers(), initializer=block_stop_signals)
         elif compression is Compression.ZSTD:
             import zstandard
 

@@ -25,6 +25,7 @@ from smith.errors import ImageFormatError
 from smith.inflate import prefixed
 from smith.limits import Limit, expansion_bound
 from smith.oci.compress import Compression
+from smith.stopsignals import stop_signals_held
 
 READ_SIZE = 1 << 20
 PREFETCH = 4  # decompressed pieces of READ_SIZE waiting for the tar reader
@@ -147,7 +148,8 @@ class LayerReader:
         self._queue: queue.Queue[bytes | BaseException] = queue.Queue(PREFETCH)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._produce, daemon=True)
-        self._thread.start()
+        with stop_signals_held():  # the thread inherits the mask: see smith/stopsignals.py
+            self._thread.start()
 
     def _produce(self) -> None:
         try:

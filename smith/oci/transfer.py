@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 from smith.oci.reference import Reference, parse_reference
+from smith.stopsignals import stop_signals_held
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -53,8 +54,9 @@ def run_parallel(work: Callable[[T, threading.Event], R], items: Sequence[T], jo
         for n in range(max(1, min(jobs, len(items))))
     ]
     try:
-        for thread in threads:
-            thread.start()
+        with stop_signals_held():  # the threads inherit the mask: see smith/stopsignals.py
+            for thread in threads:
+                thread.start()
         for thread in threads:
             thread.join()
     finally:

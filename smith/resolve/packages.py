@@ -40,7 +40,9 @@ def fetch_packages(
     """
     if workers <= 1 or len(pkgs) <= 1:
         return tuple(fetch_package(p, fetcher, repos) for p in pkgs)
-    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+    from smith.stopsignals import block_stop_signals
+
+    with concurrent.futures.ThreadPoolExecutor(workers, initializer=block_stop_signals) as pool:
         futures = [pool.submit(fetch_package, p, fetcher, repos) for p in pkgs]
         try:
             return tuple(f.result() for f in futures)
