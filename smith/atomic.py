@@ -23,7 +23,6 @@ __all__ = [
     "check_output",
     "remove_path",
     "replace_path",
-    "stop_signals_held",
     "temp_beside",
     "temp_sibling",
 ]

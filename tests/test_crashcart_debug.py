@@ -26,7 +26,7 @@ import pytest
 from tests import test_crashcart_attach as attach_tests
 from tests.containers import DockerDaemon
 from tests.crashcart_containers import list_tree, make_rootfs
-from tests.tools import require_root, require_tool
+from tests.tools import require_root, require_tool, unavailable
 
 toolbox = attach_tests.toolbox
 busybox = attach_tests.busybox
@@ -99,7 +99,7 @@ def crashed() -> Iterator[Crashed]:
     runc = require_tool("runc")
     gcc = require_tool("gcc")
     if not os.path.exists(LIBC):
-        pytest.skip(f"no {LIBC} to copy into the container")
+        unavailable(f"no {LIBC} to copy into the container")
     bundle = Path(tempfile.mkdtemp(prefix="crashcart-debug-"))
     cid = f"cc-crashed-{os.getpid()}"
     try:

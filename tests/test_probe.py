@@ -173,9 +173,7 @@ def neighbour(tmp_path: Path) -> Iterator[None]:
     """Another container (busybox, its own root) and a host thread, both reading
     /etc/debian_version over and over while the probe runs."""
     require_tool("runc")
-    busybox = shutil.which("busybox")
-    if busybox is None:
-        pytest.fail("busybox is not installed (scripts/setup.sh installs busybox-static)")
+    busybox = require_tool("busybox")  # scripts/setup.sh installs busybox-static
     bundle = tmp_path / "neighbour"
     rootfs = bundle / "rootfs"
     for sub in ("bin", "etc", "proc", "dev", "sys", "tmp"):
