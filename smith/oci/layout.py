@@ -18,11 +18,6 @@ from smith.errors import UsageError
 from smith.oci.blobs import BlobStore
 from smith.oci.compress import CompressedWriter, Compression
 from smith.oci.image import canonical_json
-
-# Reading moved to smith.oci.reading; these two names stay importable from here for the
-# branches in flight that still import them from here.
-from smith.oci.loaded import LoadedImage as LoadedImage
-from smith.oci.reading import open_image as open_image
 from smith.oci.tarball import stream_layer
 from smith.oci.writer import ImageResult
 from smith.tree import FileTree, Kind
