@@ -17,7 +17,6 @@ validated, so a recipe that is invalid still fails on its next build.
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import json
 import os
@@ -67,18 +66,10 @@ def tree_rows(root: str) -> list[list[object]]:
     sorted bytewise: what overlaying it onto an image reads, and nothing of the host (no
     mtimes, owners or inode numbers). Read by the same walker as the overlay
     (FileTree.from_directory, which needs no recursion: a rootfs/ thousands of levels deep
-    is refused by the overlay in one line, not by a RecursionError here)."""
-    from smith.errors import UnsafePathError
+    is refused in one line, not by a RecursionError)."""
     from smith.tree import FileTree, HostFile, Kind
 
-    try:
-        tree = FileTree.from_directory(root)
-    except OSError as err:
-        if err.errno != errno.ENAMETOOLONG:
-            raise
-        raise UnsafePathError(
-            f"rootfs/ goes deeper than a path can name ({err.filename!r})"
-        ) from None
+    tree = FileTree.from_directory(root)
     rows: list[list[object]] = []
     for entry in tree:
         if entry.kind is Kind.FILE:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import os
 import posixpath
 from collections.abc import Iterable
@@ -32,14 +31,7 @@ def overlay_rootfs(tree: FileTree, rootfs: str) -> None:
         raise UnsafePathError(f"{rootfs!r} is a symbolic link: a rootfs/ must be a directory")
     if not os.path.isdir(rootfs):
         return
-    try:
-        entries = FileTree.from_directory(rootfs, origin=ORIGIN)
-    except OSError as err:
-        if err.errno != errno.ENAMETOOLONG:
-            raise
-        raise UnsafePathError(
-            f"rootfs/ goes deeper than a path can name ({err.filename!r})"
-        ) from None
+    entries = FileTree.from_directory(rootfs, origin=ORIGIN)
     for entry in entries:
         if posixpath.basename(entry.path) == ".gitignore":
             continue

@@ -8,6 +8,7 @@ root-relative strings (see smith.paths); names that are not valid UTF-8 are carr
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import os
@@ -17,7 +18,7 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from smith.errors import SmithError
+from smith.errors import SmithError, UnsafePathError
 from smith.links import MAX_SYMLINK_HOPS, LinkResolver
 from smith.paths import normalize_path, parent_paths
 
@@ -377,10 +378,23 @@ class FileTree:
         """Read a host directory as a tree (it stays the content store: files are not copied).
 
         Hard links become HARDLINK entries pointing at the first name in bytewise order.
-        Devices, FIFOs and sockets are left out: a microcontainer carries none.
+        Devices, FIFOs and sockets are left out: a microcontainer carries none. A tree
+        deeper than a path can name is an UnsafePathError (no recursion: any depth reads
+        until the kernel's path limit, and ends in one line).
         """
+        try:
+            return cls._from_directory(os.fspath(root), origin)
+        except OSError as err:
+            if err.errno != errno.ENAMETOOLONG:
+                raise
+            name = os.path.basename(os.path.normpath(os.fspath(root)))
+            raise UnsafePathError(
+                f"{name}/ goes deeper than a path can name ({err.filename!r})"
+            ) from None
+
+    @classmethod
+    def _from_directory(cls, root: str, origin: str) -> FileTree:
         tree = cls()
-        root = os.fspath(root)
         stack = [""]
         while stack:
             rel = stack.pop()
