@@ -14,6 +14,7 @@ fails does not stop the others: the run fails afterwards, naming it and what was
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections.abc import Sequence
@@ -23,7 +24,7 @@ from typing import TYPE_CHECKING
 from smith.errors import SmithError, UsageError
 
 if TYPE_CHECKING:
-    from smith.build import BuildResult, IndexBuildResult
+    from smith.build import BuildResult, IndexBuildResult, Shared
     from smith.build_options import BuildOptions
     from smith.buildcache import CachedBuild
 
@@ -67,14 +68,16 @@ def fleet_outputs(recipe_paths: Sequence[str], options: BuildOptions) -> dict[st
                 "would write both to one place"
             )
         names[name] = path
-    os.makedirs(options.output, exist_ok=True)
+    if os.path.lexists(options.output) and not os.path.isdir(options.output):
+        raise UsageError(
+            f"-o {options.output} is not a directory: several recipes write DIR/<name> each"
+        )
     return {path: os.path.join(options.output, recipe_name(path)) for path in recipe_paths}
 
 
 def build_fleet(recipes: Sequence[str], options: BuildOptions) -> FleetResult:
     """Build every recipe (a smith.yaml, or a directory holding one)."""
-    from smith.build import Shared, build_recipe, fetcher_for, output_of
-    from smith.buildcache import restore_locked
+    from smith.build import Shared, fetcher_for, output_of
     from smith.recipe import find_recipe, load_recipe
 
     recipe_paths = [find_recipe(r) for r in recipes]
@@ -92,9 +95,34 @@ def build_fleet(recipes: Sequence[str], options: BuildOptions) -> FleetResult:
             if output in seen:
                 raise UsageError(f"{seen[output]} and {path} both write {output}: use -o DIR")
             seen[output] = path
+    # The directory is made here and removed again when no recipe wrote into it: a run
+    # that failed for every recipe leaves nothing behind.
+    made = options.output is not None and not os.path.isdir(options.output)
+    if options.output is not None:
+        os.makedirs(options.output, exist_ok=True)
     shared = Shared(fetcher_for(options))
     built: list[tuple[str, BuildResult | IndexBuildResult | CachedBuild]] = []
     failed: list[tuple[str, str]] = []
+    try:
+        build_each(recipe_paths, outputs, options, shared, built, failed)
+    finally:
+        if made and options.output is not None and not built:
+            with contextlib.suppress(OSError):  # not empty: something else wrote there
+                os.rmdir(options.output)
+    return FleetResult(tuple(built), tuple(failed))
+
+
+def build_each(
+    recipe_paths: Sequence[str],
+    outputs: dict[str, str | None],
+    options: BuildOptions,
+    shared: Shared,
+    built: list[tuple[str, BuildResult | IndexBuildResult | CachedBuild]],
+    failed: list[tuple[str, str]],
+) -> None:
+    from smith.build import build_recipe
+    from smith.buildcache import restore_locked
+
     for path in recipe_paths:
         one = replace(options, output=outputs[path])
         try:
@@ -104,4 +132,3 @@ def build_fleet(recipes: Sequence[str], options: BuildOptions) -> FleetResult:
             failed.append((path, str(err)))
             continue
         built.append((path, result))
-    return FleetResult(tuple(built), tuple(failed))
