@@ -21,25 +21,25 @@ import json
 import logging
 import os
 import stat
-import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from smith.atomic import atomic_path, remove_path
 from smith.buildkey import BuildInputs, PackagePin, canonical
-from smith.leftovers import sweep, tagged
+from smith.leftovers import sweep
 
 if TYPE_CHECKING:
     from smith.build import BuildResult
     from smith.build_options import BuildOptions
     from smith.recipe import Recipe
     from smith.resolve.solver import ResolvedPackage
+    from smith.resolve.store import ContentStore
     from smith.tree import FileTree
 
 log = logging.getLogger(__name__)
 
-ENTRY_VERSION = 1
+ENTRY_VERSION = 2  # 2: blobs in a ContentStore (sha256/xx/digest)
 ENTRY_BYTES = 64 << 20  # an entry lists paths and reasons: far below this
 COPY_CHUNK = 1 << 20
 
@@ -138,7 +138,16 @@ class CachedBuild:
 class BuildCache:
     def __init__(self, cache_dir: str | os.PathLike[str]) -> None:
         self.root = os.path.join(os.fspath(cache_dir), "builds")
-        self.blobs = os.path.join(self.root, "blobs")
+        self._store: ContentStore | None = None
+
+    @property
+    def store(self) -> ContentStore:
+        """The output files, by sha256: the content store the packages' files live in."""
+        if self._store is None:
+            from smith.resolve.store import ContentStore
+
+            self._store = ContentStore(os.path.join(self.root, "blobs"))
+        return self._store
 
     def entry_path(self, key: str) -> str:
         return os.path.join(self.root, key + ".json")
@@ -203,15 +212,16 @@ class BuildCache:
         if len(digest) != 64 or not all(c in "0123456789abcdef" for c in digest):
             raise DamagedEntry(f"digest {digest!r}")
         hasher = hashlib.sha256()
+        blob = self.store.path_for(digest)
         try:
-            with open(os.path.join(self.blobs, digest), "rb") as src, open(dest, "wb") as dst:
+            with open(blob, "rb") as src, open(dest, "wb") as dst:
                 while chunk := src.read(COPY_CHUNK):
                     hasher.update(chunk)
                     dst.write(chunk)
         except FileNotFoundError:
             raise DamagedEntry(f"blob {digest[:12]} is missing") from None
         if hasher.hexdigest() != digest:
-            remove_path(os.path.join(self.blobs, digest))
+            remove_path(str(blob))
             raise DamagedEntry(f"blob {digest[:12]} does not match its digest")
 
     def save(
@@ -225,9 +235,8 @@ class BuildCache:
         """Record `output` (just written by a build) under `key`. A cache that cannot be
         written costs only speed: the build succeeded, so nothing here fails it."""
         try:
-            os.makedirs(self.blobs, exist_ok=True)
+            os.makedirs(self.root, exist_ok=True)
             sweep(self.root)
-            sweep(self.blobs)
             files = self._store_output(output)
             doc = {
                 "version": ENTRY_VERSION,
@@ -263,29 +272,18 @@ class BuildCache:
         return rows
 
     def _store_blob(self, path: str) -> str:
-        hasher = hashlib.sha256()
-        fd, tmp = tempfile.mkstemp(dir=self.blobs, prefix=tagged(".tmp-"))
-        try:
-            with open(path, "rb") as src, os.fdopen(fd, "wb") as dst:
+        def copy(sink: Callable[[bytes], object]) -> None:
+            with open(path, "rb") as src:
                 while chunk := src.read(COPY_CHUNK):
-                    hasher.update(chunk)
-                    dst.write(chunk)
-            os.chmod(tmp, 0o444)
-            os.replace(tmp, os.path.join(self.blobs, hasher.hexdigest()))
-        except BaseException:
-            remove_path(tmp)
-            raise
-        return hasher.hexdigest()
+                    sink(chunk)
+
+        stored = self.store.put_stream(copy).sha256
+        assert stored is not None  # put_stream always knows the digest of what it stored
+        return stored
 
     def _write(self, path: str, data: bytes) -> None:
-        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=tagged(".tmp-"))
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            os.replace(tmp, path)
-        except BaseException:
-            remove_path(tmp)
-            raise
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            f.write(data)
 
 
 def checked_relative(rel: object) -> str:

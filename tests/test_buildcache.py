@@ -136,7 +136,7 @@ def test_damaged_cache_is_rebuilt_never_used(
     cache = tmp_path / "cache"
     cold = build_in(tinyhttpd, tmp_path / "cold.tar.gz", cache)
     builds = BuildCache(cache)
-    (blob,) = Path(builds.blobs).iterdir()
+    (blob,) = (Path(builds.store.root) / "sha256").glob("*/*")  # the one output file
     os.chmod(blob, 0o644)
     with open(blob, "r+b") as f:  # one byte changed, same size
         first = f.read(1)
