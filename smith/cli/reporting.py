@@ -52,6 +52,21 @@ def stop_on_signal(signum: int, _frame: object) -> None:
 def handle_stop_signals() -> None:
     signal.signal(signal.SIGINT, stop_on_signal)
     signal.signal(signal.SIGTERM, stop_on_signal)
+    sys.unraisablehook = stop_again_later
+
+
+def stop_again_later(unraisable: sys.UnraisableHookArgs) -> None:
+    """The stop raised where Python can only print it and go on: in a weakref callback or
+    a __del__ (importlib's module-lock callback, seen with SIGTERM 20 ms into a start).
+    Swallowed there, it would leave the command running with the signals ignored. Instead
+    it is raised again a moment later, in the command's own code, and said nothing of."""
+    stop = unraisable.exc_value
+    if not isinstance(stop, KeyboardInterrupt | Terminated):
+        sys.__unraisablehook__(unraisable)
+        return
+    signum = signal.SIGTERM if isinstance(stop, Terminated) else signal.SIGINT
+    signal.signal(signal.SIGALRM, lambda _signum, frame: stop_on_signal(signum, frame))
+    signal.setitimer(signal.ITIMER_REAL, 0.005)
 
 
 def hold_stop_signals() -> None:
