@@ -61,7 +61,7 @@ def diffoscope_names_cause(output: str) -> bool:
 
 def extract_layer(archive: Path, dest: Path) -> Path:
     with open_image(str(archive)) as image:
-        shutil.copyfile(image.layers[0].path, dest)
+        shutil.copyfile(image.layers[0].verified_path(), dest)
     return dest
 
 

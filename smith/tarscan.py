@@ -186,13 +186,15 @@ def scan_tar(
     layer: str = "",
     check: Callable[[Member], None] | None = None,
     entries: bool = True,
+    expect: tuple[str, int, str] | None = None,
 ) -> Iterator[TarEntry]:
     """The entries of a (possibly compressed) tar blob, in order; `summary` is filled in
     once the stream is exhausted. `check` sees every member first (diff applies them as
     minimize does, so a hostile layer is the same error); without `entries`, the stream is
-    only read through `check`."""
+    only read through `check`; `expect` (digest, size, name): the blob checked in the same
+    pass (smith.oci.layerread.open_blob)."""
     what = f"layer {layer}" if layer else path
-    with open_blob(path, what) as reader:
+    with open_blob(path, what, expect=expect) as reader:
         stream = TarStream(reader.read_piece, forensic=entries)
         with layer_errors(reader, what):
             for member in stream:

@@ -223,7 +223,7 @@ def test_local_rpm_with_names_that_are_not_utf8_or_xml(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     with (
         open_image(str(out)) as image,
-        tarfile.open(image.layers[0].path) as layer,
+        tarfile.open(image.layers[0].verified_path()) as layer,
     ):
         names = {m.name.encode("utf-8", "surrogateescape") for m in layer.getmembers()}
     assert {name.encode("utf-8", "surrogateescape") for name in odd} <= names

@@ -23,6 +23,7 @@ from smith.oci.image import ImageConfig, Platform
 from smith.oci.output import PlatformImage, write_image, write_index_image
 from smith.oci.reading import open_image
 from smith.oci.tarball import stream_layer
+from smith.oci.unpack import apply_layers
 from smith.paths import normalize_path
 from smith.tree import Entry, FileTree, HostFile, InlineBytes, Kind
 from tests import trees
@@ -400,11 +401,40 @@ def corrupt_layer(layout: Path, how: str) -> str:
     [("truncated", "is truncated"), ("corrupt", "is corrupt"), ("missing", "is missing")],
 )
 def test_broken_blobs_are_named(tmp_path: Path, how: str, message: str) -> None:
+    """A blob that is missing or of the wrong size is refused when the image is opened; one
+    with other bytes of the right size where its content is first read: in the pass that
+    inflates it, or before it is used as stored."""
     out = tmp_path / "img"
     write_image(trees.small_tree(), ImageConfig(), str(out))
     digest = corrupt_layer(out, how)
-    with pytest.raises(ImageFormatError, match=f"{digest} {message}"), open_image(str(out)):
-        pass
+    match = f"{out}: layer {digest} {message}"
+    if how != "corrupt":
+        with pytest.raises(ImageFormatError, match=match), open_image(str(out)):
+            pass
+        return
+    with open_image(str(out)) as image, pytest.raises(ImageFormatError, match=match):
+        apply_layers(image, str(tmp_path / "store"))
+    with open_image(str(out)) as image, pytest.raises(ImageFormatError, match=match):
+        image.layers[0].verified_path()
+    with open_image(str(out)) as image, pytest.raises(ImageFormatError, match=match):
+        write_image(trees.small_tree(), ImageConfig(), str(tmp_path / "child"), parent=image)
+    assert not (tmp_path / "child").exists()
+
+
+def test_a_blob_read_once_is_not_checked_again(tmp_path: Path) -> None:
+    """The pass that inflates a layer checks its blob: what uses the blob as stored later
+    (a parent's layers, push) does not read it again."""
+    out = tmp_path / "img"
+    write_image(trees.small_tree(), ImageConfig(), str(out))
+    with open_image(str(out)) as image:
+        layer = image.layers[0]
+        assert not layer.check.done
+        apply_layers(image, str(tmp_path / "store"))
+        assert layer.check.done
+        corrupt_layer(out, "corrupt")  # a second read would see this
+        assert layer.verified_path() == layer.unchecked_path
+    with open_image(str(out)) as image, pytest.raises(ImageFormatError, match="is corrupt"):
+        image.layers[0].verified_path()
 
 
 @pytest.mark.parametrize(

@@ -242,7 +242,8 @@ def test_open_image_reads_a_registry_reference(
     ):
         assert pulled.manifest_descriptor.digest == digest
         assert pulled.diff_ids == local.diff_ids
-        assert os.path.exists(pulled.layers[0].path)
+        assert os.path.exists(pulled.layers[0].unchecked_path)
+        assert pulled.layers[0].check.done  # checked as it arrived
 
 
 def test_pull_failures_are_one_line_and_leave_nothing(

@@ -75,11 +75,13 @@ class BlobStore:
             raise
         return digest, size
 
-    def add_file(self, source: str, digest: str, size: int) -> None:
-        """Copy an existing blob in (hard link when possible), checking it on the way."""
+    def add_file(self, source: str, digest: str, size: int, *, checked: bool = False) -> None:
+        """Copy an existing blob in (hard link when possible), checking it on the way
+        (unless the caller has: `checked`)."""
         if self.has(digest):
             return
-        verify_blob(source, digest, size)
+        if not checked:
+            verify_blob(source, digest, size)
         dest = self.path(digest)
         try:
             os.link(source, dest)
@@ -93,19 +95,33 @@ class BlobStore:
 
 def verify_blob(path: str, digest: str, size: int, what: str = "blob") -> None:
     """Check a blob file against its descriptor; name it when it is missing, short or wrong."""
+    check_blob_file(path, digest, size, what)
+    hasher = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(COPY_SIZE):
+            hasher.update(chunk)
+    check_blob_content(digest, size, what, size, "sha256:" + hasher.hexdigest())
+
+
+def check_blob_file(path: str, digest: str, size: int, what: str = "blob") -> None:
+    """What can be checked of a blob without reading it: its digest's form, that the file
+    exists and has the descriptor's size (the content is checked where it is read)."""
     check_digest_form(digest, what)
     try:
         actual_size = os.path.getsize(path)
     except FileNotFoundError:
         raise ImageFormatError(f"{what} {digest} is missing") from None
+    check_blob_size(digest, size, what, actual_size)
+
+
+def check_blob_size(digest: str, size: int, what: str, actual_size: int) -> None:
     if actual_size != size:
         state = "truncated" if actual_size < size else "longer than its descriptor"
         raise ImageFormatError(f"{what} {digest} is {state}: {actual_size} bytes, expected {size}")
-    hasher = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(COPY_SIZE):
-            hasher.update(chunk)
-    if "sha256:" + hasher.hexdigest() != digest:
-        raise ImageFormatError(
-            f"{what} {digest} is corrupt: its content has digest sha256:{hasher.hexdigest()}"
-        )
+
+
+def check_blob_content(digest: str, size: int, what: str, actual_size: int, actual: str) -> None:
+    """The size and digest of a blob's bytes as read, against its descriptor."""
+    check_blob_size(digest, size, what, actual_size)
+    if actual != digest:
+        raise ImageFormatError(f"{what} {digest} is corrupt: its content has digest {actual}")

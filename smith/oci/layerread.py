@@ -3,7 +3,9 @@ write (layers for minimize, diff, verify and crashcart's toolboxes; image archiv
 
 The compression is told once, by the first bytes (media types can lie, and docker-archives
 do not state one); inflation has bounded output (a small blob can inflate to gigabytes);
-what comes out is hashed as it goes, so the diff_id is checked without a second read.
+what comes out is hashed as it goes, so the diff_id is checked without a second read; and
+so is what goes in, so that a layer's blob digest is checked in the same pass (open_blob's
+`expect`), not by reading every blob once more when the image is opened.
 gzip may be several members in a row (smith itself writes them so), zstd several frames;
 trailing zero bytes after the last gzip member are tolerated, as gzip does.
 """
@@ -24,6 +26,7 @@ import zstandard
 from smith.errors import ImageFormatError
 from smith.inflate import prefixed
 from smith.limits import Limit, expansion_bound
+from smith.oci.blobs import check_blob_content
 from smith.oci.compress import Compression
 from smith.stopsignals import stop_signals_held
 
@@ -51,26 +54,51 @@ def blob_compression(path: str) -> Compression:
         return sniff_compression(f.read(4))
 
 
+class _Hashed:
+    """A blob file read through: every byte hashed and counted (the blob's own digest)."""
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self.raw = raw
+        self.hasher = hashlib.sha256()
+        self.size = 0
+
+    def read(self, n: int = -1, /) -> bytes:
+        data = self.raw.read(n)
+        self.hasher.update(data)
+        self.size += len(data)
+        return data
+
+    def fileno(self) -> int:
+        return self.raw.fileno()
+
+
 class LayerReader:
     """A stream of a blob's uncompressed bytes, hashed (sha256) and counted as it goes.
 
     read_piece() hands out decompressed pieces as they come; after start(), decompression
-    runs on a producer thread and read_piece() raises its errors.
+    runs on a producer thread and read_piece() raises its errors. With `hash_blob`, the
+    compressed bytes are hashed too, as they are read (blob_digest()).
     """
 
-    def __init__(self, raw: BinaryIO, what: str = "blob") -> None:
-        self._raw = raw
+    def __init__(self, raw: BinaryIO, what: str = "blob", *, hash_blob: bool = False) -> None:
         self._what = what
         self.hasher = hashlib.sha256()
         self.size = 0
         head = raw.read(4)
+        self.compression = sniff_compression(head)
+        # An uncompressed blob is its own tar: the tar's hash is the blob's.
+        self._blob: _Hashed | None = None
+        if hash_blob and self.compression is not Compression.NONE:
+            self._blob = _Hashed(raw)
+            self._blob.hasher.update(head)
+            self._blob.size = len(head)
+        self._raw: BinaryIO | _Hashed = self._blob or raw
         self._pending = head
         self._eof = False
         self._produced_eof = False
         self._thread: threading.Thread | None = None
         self._gzip: zlib._Decompress | None = None
         self._zstd: zstandard.ZstdDecompressionReader | None = None
-        self.compression = sniff_compression(head)
         # What the blob may inflate to (the ratio and absolute bounds of every other
         # decompression): a layer of zeros, 1 MB compressed, wrote a gigabyte to TMPDIR
         # per megabyte, and went on until the disk was full.
@@ -82,7 +110,9 @@ class LayerReader:
             self._gzip = zlib.decompressobj(31)
         elif self.compression is Compression.ZSTD:
             self._zstd = zstandard.ZstdDecompressor().stream_reader(
-                cast(IO[bytes], prefixed(head, raw)), read_size=READ_SIZE, read_across_frames=True
+                cast(IO[bytes], prefixed(head, self._raw)),
+                read_size=READ_SIZE,
+                read_across_frames=True,
             )
 
     def _fill(self) -> bytes:
@@ -192,19 +222,47 @@ class LayerReader:
     def digest(self) -> str:
         return "sha256:" + self.hasher.hexdigest()
 
+    def blob_digest(self) -> tuple[int, str]:
+        """The size and digest of the whole blob, reading (not inflating) what the stream
+        left of it; only after close(), and only with `hash_blob`."""
+        if self._blob is None:  # uncompressed: the tar is the blob, read to its end
+            while self._next():
+                pass
+            return self.size, self.digest()
+        while self._blob.read(READ_SIZE):
+            pass
+        return self._blob.size, "sha256:" + self._blob.hasher.hexdigest()
+
 
 @contextlib.contextmanager
-def open_blob(path: str, what: str, *, threaded: bool = False) -> Iterator[LayerReader]:
-    """The uncompressed stream of the blob at `path`; `what` names it in errors."""
+def open_blob(
+    path: str,
+    what: str,
+    *,
+    threaded: bool = False,
+    expect: tuple[str, int, str] | None = None,
+) -> Iterator[LayerReader]:
+    """The uncompressed stream of the blob at `path`; `what` names it in errors. With
+    `expect` (digest, size, how errors name the blob), the blob is checked against them in
+    the same pass: once the caller is done, before the with block ends, and also when the
+    caller fails (a corrupt blob is the root cause to report, not the garbage it inflated
+    to)."""
     try:
         raw = open(path, "rb")  # noqa: SIM115 - closed by the with below
     except FileNotFoundError:
         raise ImageFormatError(f"{what}: blob is missing") from None
     with raw:
-        reader = LayerReader(raw, what)
+        reader = LayerReader(raw, what, hash_blob=expect is not None)
         if threaded:
             reader.start()
         try:
             yield reader
+        except Exception:
+            reader.close()
+            if expect is not None:
+                check_blob_content(*expect, *reader.blob_digest())
+            raise
         finally:
             reader.close()
+        if expect is not None:
+            check_blob_content(*expect, *reader.blob_digest())

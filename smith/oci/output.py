@@ -146,7 +146,8 @@ def stage_image(
     parent = image.parent
     if parent is not None:
         for layer in parent.layers:
-            store.add_file(layer.path, layer.digest, layer.size)  # linked or copied as stored
+            # Linked or copied as stored, checked first (unless a read of it did already).
+            store.add_file(layer.verified_path(), layer.digest, layer.size, checked=True)
             layers.append(Layer(layer.descriptor, layer.diff_id))
         history = list(parent.config.get("history") or [])
     trees = image.layer_trees()

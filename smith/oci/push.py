@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -146,12 +146,18 @@ def push_loaded(
     """Push one image through `client`: blobs first, then the manifest under `target`'s tag
     (or its digest, for the images of an index)."""
     options = client.options
-    # Each blob once, as stored: a docker-archive may list one layer file twice.
-    blobs = {image.config_descriptor.digest: (image.config_descriptor, image.config_path)}
+    # Each blob once, as stored: a docker-archive may list one layer file twice. A layer's
+    # content is checked (read once) only when it is to be uploaded: one the registry has
+    # or mounts is not read at all. The config was checked when the image was read.
+    blobs: dict[str, tuple[Descriptor, str | Callable[[], str]]] = {
+        image.config_descriptor.digest: (image.config_descriptor, image.config_path)
+    }
     for layer in image.layers:
-        blobs.setdefault(layer.digest, (layer.descriptor, layer.path))
+        blobs.setdefault(layer.digest, (layer.descriptor, layer.verified_path))
 
-    def push_one(blob: tuple[Descriptor, str], stop: threading.Event) -> tuple[str, int]:
+    def push_one(
+        blob: tuple[Descriptor, str | Callable[[], str]], stop: threading.Event
+    ) -> tuple[str, int]:
         return push_blob(client, blob[0], blob[1], mount_from, stop)
 
     with progress.meter(sum(desc.size for desc, _ in blobs.values())):
@@ -238,11 +244,12 @@ def push_manifest(
 def push_blob(
     client: RegistryClient,
     desc: Descriptor,
-    path: str,
+    blob: str | Callable[[], str],
     mount_from: Sequence[str],
     stop: threading.Event,
 ) -> tuple[str, int]:
-    """Make sure the registry has the blob: ("skipped"|"mounted"|"uploaded", bytes sent)."""
+    """Make sure the registry has the blob: ("skipped"|"mounted"|"uploaded", bytes sent).
+    `blob` is its file, or gives it (checked) when it is to be uploaded."""
     if client.has_blob(desc.digest):
         log.info("%s: %s already there", client.ref, desc.digest)
         return "skipped", 0
@@ -254,6 +261,7 @@ def push_blob(
         if not location:
             log.info("%s: %s mounted from %s", client.ref, desc.digest, repo)
             return "mounted", 0
+    path = blob if isinstance(blob, str) else blob()
     options = client.options
     for attempt in range(options.retries + 1):
         if stop.is_set():

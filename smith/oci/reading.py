@@ -1,9 +1,12 @@
 """Reading images: OCI layout directories, oci-archives, docker-archives and registry
 references, all into the one image object (smith.oci.loaded.LoadedImage).
 
-Every blob is checked against its descriptor before the image is handed out; archives are
-unpacked into a temporary directory first (smith.oci.unarchive), never leaving it; a
-registry reference is pulled into a temporary layout (smith.oci.pull).
+Every blob is checked against its descriptor: the index, manifest and config (small) before
+the image is handed out; a layer's presence and size too, its content where it is first
+read (smith.oci.loaded: in the same pass as its inflation, or before its bytes are used as
+stored). Archives are unpacked into a temporary directory first (smith.oci.unarchive),
+never leaving it; a registry reference is pulled into a temporary layout (smith.oci.pull),
+whose blobs were checked as they arrived.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from typing import TYPE_CHECKING, Any, cast
 from smith.errors import ImageFormatError
 from smith.leftovers import temp_dir
 from smith.limits import DOCUMENT_BYTES, json_document
-from smith.oci.blobs import blob_file, verify_blob
+from smith.oci.blobs import blob_file, check_blob_file, verify_blob
 from smith.oci.compress import Compression
 from smith.oci.image import (
     ANNOTATION_REF_NAME,
@@ -39,7 +42,7 @@ from smith.oci.image import (
     refuse_one_of_several,
 )
 from smith.oci.layerread import blob_compression
-from smith.oci.loaded import LoadedImage, LoadedLayer
+from smith.oci.loaded import BlobCheck, LoadedImage, LoadedLayer
 from smith.oci.reference import is_registry_reference
 from smith.oci.referrers import is_referrer_entry
 from smith.oci.unarchive import unpack_archive
@@ -64,7 +67,8 @@ def open_image(
         from smith.oci.pull import pulled_layout  # the HTTP stack only when needed
 
         with pulled_layout(source, platform=platform, options=registry) as (root, shown):
-            yield replace(read_layout(root, shown, None, ""), top=None)
+            # Every blob of the temporary layout got its name once its digest matched.
+            yield replace(read_layout(root, shown, None, "", checked=True), top=None)
         return
     path, name = split_image_name(source, name)
     with unpacked(path) as root:
@@ -130,12 +134,16 @@ def read_json(path: str, what: str) -> tuple[bytes, Any]:
         raise ImageFormatError(f"{what} is not valid JSON: {err}") from None
 
 
-def read_layout(root: str, source: str, platform: Platform | None, name: str) -> LoadedImage:
+def read_layout(
+    root: str, source: str, platform: Platform | None, name: str, *, checked: bool = False
+) -> LoadedImage:
+    """The image of the layout at `root`; `checked`: its blobs are known to match their
+    names (smith wrote the layout itself, checking each)."""
     top, index = read_json(os.path.join(root, "index.json"), f"{source}: index.json")
     desc = pick_manifest(
         index, source, platform, name, lambda d: read_blob_json(root, source, d, "index")
     )
-    return replace(read_image_manifest(root, source, desc), top=top)
+    return replace(read_image_manifest(root, source, desc, checked=checked), top=top)
 
 
 def read_blob_json(root: str, source: str, desc: Descriptor, what: str) -> Any:
@@ -150,8 +158,11 @@ def read_blob_document(root: str, source: str, desc: Descriptor, what: str) -> t
     return read_json(path, f"{source}: {what} {desc.digest}")
 
 
-def read_image_manifest(root: str, source: str, desc: Descriptor) -> LoadedImage:
-    """The image that manifest `desc` of the layout at `root` describes, every blob checked."""
+def read_image_manifest(
+    root: str, source: str, desc: Descriptor, *, checked: bool = False
+) -> LoadedImage:
+    """The image that manifest `desc` of the layout at `root` describes: the manifest and
+    config checked, each layer's presence and size (its content where it is read)."""
     manifest_raw, manifest = read_blob_document(root, source, desc, "manifest")
     try:
         config_desc = Descriptor.from_json(manifest["config"])
@@ -162,24 +173,31 @@ def read_image_manifest(root: str, source: str, desc: Descriptor) -> LoadedImage
     diff_ids = config_diff_ids(config, f"{source}: config {config_desc.digest}")
     paths = [blob_file(root, layer.digest) for layer in layers]
     for layer, path in zip(layers, paths, strict=True):
-        verify_blob(path, layer.digest, layer.size, f"{source}: layer")
+        check_blob_file(path, layer.digest, layer.size, f"{source}: layer")
     return LoadedImage(
         source, desc, manifest, config_desc, config,
-        image_layers(source, layers, diff_ids, paths), blob_file(root, config_desc.digest),
+        image_layers(source, layers, diff_ids, paths, checked=checked),
+        blob_file(root, config_desc.digest),
         manifest_bytes=manifest_raw, config_bytes=config_raw,
     )  # fmt: skip
 
 
 def image_layers(
-    source: str, layers: Sequence[Descriptor], diff_ids: Sequence[str], paths: Sequence[str]
+    source: str,
+    layers: Sequence[Descriptor],
+    diff_ids: Sequence[str],
+    paths: Sequence[str],
+    *,
+    checked: bool,
 ) -> tuple[LoadedLayer, ...]:
-    """The image object's layers: each descriptor with its diff_id and blob file."""
+    """The image object's layers: each descriptor with its diff_id and blob file, whose
+    content is `checked` already or is to be checked where it is read."""
     if len(diff_ids) != len(layers):
         raise ImageFormatError(
             f"{source}: config lists {len(diff_ids)} diff_ids for {len(layers)} layers"
         )
     return tuple(
-        LoadedLayer(i, desc, diff_id, path)
+        LoadedLayer(i, desc, diff_id, path, source, BlobCheck(checked))
         for i, (desc, diff_id, path) in enumerate(zip(layers, diff_ids, paths, strict=True))
     )
 
@@ -306,7 +324,8 @@ def read_docker_archive(root: str, source: str, name: str = "") -> LoadedImage:
     for path in layer_paths:
         gz = os.path.isfile(path) and blob_compression(path) is Compression.GZIP
         layers.append(describe(path, MEDIA_DOCKER_LAYER_GZIP if gz else MEDIA_DOCKER_LAYER))
-    loaded_layers = image_layers(source, layers, diff_ids, layer_paths)
+    # Each layer's digest is that of its file, just read: nothing to check again.
+    loaded_layers = image_layers(source, layers, diff_ids, layer_paths, checked=True)
     doc = {
         "schemaVersion": 2,
         "mediaType": MEDIA_DOCKER_MANIFEST,
