@@ -186,7 +186,7 @@ class LayerWalk:
         return found, summary
 
 
-def no_content(_member: Member) -> InlineBytes:
+def no_content(_member: Member, _path: str) -> InlineBytes:
     return InlineBytes(b"")
 
 

@@ -14,7 +14,7 @@ from array import array
 from collections.abc import Iterator, MutableMapping
 from typing import Generic, TypeVar
 
-from smith.tree import Content, Entry, HostSlice, Kind
+from smith.tree import Content, Entry, HostSlice, Kind, LayerSpan, SpanSource
 
 T = TypeVar("T")
 KINDS = (Kind.DIR, Kind.FILE, Kind.SYMLINK, Kind.HARDLINK)
@@ -57,7 +57,7 @@ class EntryTable(MutableMapping[str, Entry]):
         self._extra: dict[int, object] = {}  # row -> link target, content or whole Entry
         self._owners: Interned[tuple[int, int]] = Interned()
         self._origins: Interned[str] = Interned()
-        self._packs: Interned[str] = Interned()
+        self._packs: Interned[str | SpanSource] = Interned()
 
     # -- the mapping ------------------------------------------------------------------------
 
@@ -153,9 +153,10 @@ class EntryTable(MutableMapping[str, Entry]):
         if entry.target:
             self._how[row] = OBJECT
             self._extra[row] = entry.target
-        elif isinstance(content, HostSlice) and content.size == entry.size:
+        elif isinstance(content, HostSlice | LayerSpan) and content.size == entry.size:
             self._how[row] = SLICE
-            self._ref[row] = self._packs.number(content.path)
+            pack = content.path if isinstance(content, HostSlice) else content.source
+            self._ref[row] = self._packs.number(pack)
             self._offset[row] = content.offset
         elif content is not None:
             self._how[row] = OBJECT
@@ -177,7 +178,11 @@ class EntryTable(MutableMapping[str, Entry]):
         target = ""
         content: Content | None = None
         if how == SLICE:
-            content = HostSlice(self._packs.values[self._ref[row]], self._offset[row], size)
+            pack = self._packs.values[self._ref[row]]
+            if isinstance(pack, str):
+                content = HostSlice(pack, self._offset[row], size)
+            else:  # a layer's span: the same columns, its source interned as a pack is
+                content = LayerSpan(pack, self._offset[row], size)
         elif how == OBJECT:
             extra = self._extra[row]
             if isinstance(extra, str):

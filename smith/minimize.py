@@ -31,7 +31,7 @@ from smith.oci.layout import choose_format
 from smith.oci.output import IndexResult, PlatformImage
 from smith.oci.reading import open_image
 from smith.oci.registry_options import RegistryOptions
-from smith.oci.unpack import apply_layers
+from smith.oci.unpack import PackRule, apply_layers, literal_prefix
 from smith.oci.writer import ImageResult
 from smith.paths import normalize_path
 from smith.profile import ProfileEntry
@@ -171,7 +171,7 @@ def stage_minimize(
         open_image(source, platform=options.platform, registry=options.registry)
     )
     store = stack.enter_context(temp_dir("smith-minimize-"))
-    tree, stats = apply_layers(image, store)
+    tree, stats = apply_layers(image, store, pack_rule(options))
     if options.rootfs is not None:
         overlay_rootfs(tree, options.rootfs)
     base = image.image_config()
@@ -200,6 +200,13 @@ def stage_minimize(
         found,
         referrers=sbom_attacher(tree, shrunk.tree, options),
     )
+
+
+def pack_rule(options: MinimizeOptions) -> PackRule:
+    """Which files' bytes are copied out as the layers are read: with the paths the user
+    names (the rule only decides what is copied now or read again later, not the output)."""
+    named = (*options.paths, *(entry.path for entry in options.profile))
+    return PackRule(tuple(sorted({literal_prefix(p) for p in named})))
 
 
 def minimize_layers(

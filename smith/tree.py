@@ -16,7 +16,7 @@ import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
 from smith.errors import SmithError, UnsafePathError
 from smith.links import MAX_SYMLINK_HOPS, LinkResolver
@@ -111,7 +111,27 @@ class _SliceIO(io.RawIOBase):
         super().close()
 
 
-Content = HostFile | InlineBytes | HostSlice
+class SpanSource(Protocol):
+    """Where a LayerSpan's bytes are read again (smith.oci.layerspan)."""
+
+    def materialize(self, offset: int, size: int) -> HostSlice: ...
+
+
+@dataclass(frozen=True, slots=True)
+class LayerSpan:
+    """Content at `offset` of an image layer's uncompressed tar that was not copied out
+    when the layer was read (it could hardly be kept): read again from the layer's blob if
+    it is opened after all, once (smith.oci.layerspan)."""
+
+    source: SpanSource
+    offset: int
+    size: int
+
+    def open(self) -> BinaryIO:
+        return self.source.materialize(self.offset, self.size).open()
+
+
+Content = HostFile | InlineBytes | HostSlice | LayerSpan
 
 
 def content_digest(content: Content) -> str:
@@ -222,7 +242,7 @@ class FileTree:
         if size is None:
             if isinstance(content, InlineBytes):
                 size = len(content.data)
-            elif isinstance(content, HostSlice):
+            elif isinstance(content, HostSlice | LayerSpan):
                 size = content.size
             else:
                 size = os.stat(content.path).st_size

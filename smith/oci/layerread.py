@@ -19,6 +19,7 @@ import queue
 import threading
 import zlib
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import IO, BinaryIO, cast
 
 import zstandard
@@ -31,6 +32,9 @@ from smith.oci.compress import Compression
 from smith.stopsignals import stop_signals_held
 
 READ_SIZE = 1 << 20
+# Checkpoints at least this far apart in the output (each holds ~40 KB: zlib's 32 KiB window
+# and its state), taken where the inflater has consumed all its input.
+CHECKPOINT_EVERY = 16 << 20
 PREFETCH = 4  # decompressed pieces of READ_SIZE waiting for the tar reader
 GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
@@ -71,6 +75,20 @@ class _Hashed:
     def fileno(self) -> int:
         return self.raw.fileno()
 
+    def tell(self) -> int:
+        return self.raw.tell()
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A gzip stream's inflate state at `out` bytes of output, with the input read up to
+    `raw` (none of it left unconsumed): inflation can start again here (zran's idea), so a
+    file of a layer is read again without inflating the layer from its start."""
+
+    out: int
+    raw: int
+    state: zlib._Decompress
+
 
 class LayerReader:
     """A stream of a blob's uncompressed bytes, hashed (sha256) and counted as it goes.
@@ -93,6 +111,8 @@ class LayerReader:
             self._blob.hasher.update(head)
             self._blob.size = len(head)
         self._raw: BinaryIO | _Hashed = self._blob or raw
+        self.checkpoints: list[Checkpoint] | None = None  # kept when set to a list
+        self._next_checkpoint = 0
         self._pending = head
         self._eof = False
         self._produced_eof = False
@@ -146,8 +166,13 @@ class LayerReader:
                 d = self._gzip = zlib.decompressobj(31)
                 data = rest
             else:
-                data = d.unconsumed_tail or self._pending or self._raw.read(READ_SIZE)
+                data = d.unconsumed_tail or self._pending
                 self._pending = b""
+                if not data:
+                    if self.checkpoints is not None and self.size >= self._next_checkpoint:
+                        self.checkpoints.append(Checkpoint(self.size, self._raw.tell(), d.copy()))
+                        self._next_checkpoint = self.size + CHECKPOINT_EVERY
+                    data = self._raw.read(READ_SIZE)
                 if not data:
                     raise DecompressError("the gzip stream is truncated")
             # Bounded output: a small input can inflate to gigabytes (a file of zeros).
@@ -155,6 +180,13 @@ class LayerReader:
             if out:
                 return out
         return b""
+
+    def resume(self, at: Checkpoint) -> None:
+        """Go on inflating from `at` (a checkpoint of the same blob, this reader fresh)."""
+        raw = self._raw
+        assert self._gzip is not None and self._thread is None and not isinstance(raw, _Hashed)
+        raw.seek(at.raw)
+        self._gzip, self._pending, self.size = at.state.copy(), b"", at.out
 
     def _check_zero_tail(self) -> None:
         """After the last gzip member only zero padding may follow."""
@@ -241,18 +273,21 @@ def open_blob(
     *,
     threaded: bool = False,
     expect: tuple[str, int, str] | None = None,
+    checkpoints: bool = False,
 ) -> Iterator[LayerReader]:
     """The uncompressed stream of the blob at `path`; `what` names it in errors. With
     `expect` (digest, size, how errors name the blob), the blob is checked against them in
     the same pass: once the caller is done, before the with block ends, and also when the
     caller fails (a corrupt blob is the root cause to report, not the garbage it inflated
-    to)."""
+    to). With `checkpoints`, a gzip blob's reader keeps them."""
     try:
         raw = open(path, "rb")  # noqa: SIM115 - closed by the with below
     except FileNotFoundError:
         raise ImageFormatError(f"{what}: blob is missing") from None
     with raw:
         reader = LayerReader(raw, what, hash_blob=expect is not None)
+        if checkpoints and reader.compression is Compression.GZIP:
+            reader.checkpoints = []
         if threaded:
             reader.start()
         try:

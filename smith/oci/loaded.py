@@ -95,12 +95,17 @@ class LoadedLayer:
             raise ImageFormatError(f"layer {self.name}: blob is missing") from None
 
     @contextmanager
-    def open(self, *, threaded: bool = False) -> Iterator[LayerReader]:
-        """The uncompressed tar, hashed as it is read (the caller checks the diff_id). The
+    def open(self, *, threaded: bool = False, checkpoints: bool = False) -> Iterator[LayerReader]:
+        """The uncompressed tar, hashed as it is read (the caller checks the diff_id); with
+        `checkpoints`, a gzip blob's reader keeps them (smith.oci.layerread.Checkpoint). The
         blob is checked in the same pass: a corrupt blob raises at the end of the with
         block (or instead of the error its garbage caused), before the caller returns."""
         with open_blob(
-            self.unchecked_path, f"layer {self.name}", threaded=threaded, expect=self.expect()
+            self.unchecked_path,
+            f"layer {self.name}",
+            threaded=threaded,
+            expect=self.expect(),
+            checkpoints=checkpoints,
         ) as reader:
             yield reader
         self.check.done = True

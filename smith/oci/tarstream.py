@@ -133,6 +133,7 @@ class TarStream:
         self.end_blocks = 0  # zero blocks after the last entry (see trailer())
         self._buf = b""
         self._pos = 0
+        self._dropped = 0  # bytes of the stream before _buf[0]
         self._body_left = 0  # bytes of the current member's body not yet consumed
         self._pad = 0  # padding after it
 
@@ -148,8 +149,19 @@ class TarStream:
                 raise TarFormatError("unexpected end of data")
             parts.append(chunk)
             have += len(chunk)
+        self._dropped += self._pos
         self._buf = b"".join(parts)
         self._pos = 0
+
+    @property
+    def offset(self) -> int:
+        """Where the stream is, in bytes of the tar: after a member is handed out, where
+        its body starts (smith.oci.layerspan reads it again from there)."""
+        return self._dropped + self._pos
+
+    def skip_body(self) -> None:
+        """Pass over the rest of the current member's body without handing it out."""
+        self._skip_body()
 
     def _take(self, n: int) -> bytes:
         self._fill(n)
@@ -179,12 +191,18 @@ class TarStream:
                 # entry's data, without its padding or the end-of-archive blocks; Go's
                 # archive/tar (and so containerd and docker) read that as the end. What
                 # was left is padding only: the next header read finds the end.
+                self._dropped += len(self._buf)
                 self._buf, self._pos = b"", 0
             self._pad = 0
 
     def _skip_body(self) -> None:
-        for _ in self.body():
-            pass
+        while self._body_left:  # body() without a view per piece
+            if self._pos >= len(self._buf):
+                self._fill(1)
+            n = min(self._body_left, len(self._buf) - self._pos)
+            self._pos += n
+            self._body_left -= n
+        self._skip_padding()
 
     def _meta(self, size: int, what: str) -> bytes:
         if size > MAX_META:

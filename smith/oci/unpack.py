@@ -1,12 +1,14 @@
 """Apply an image's layers, in order, to one FileTree, as a container runtime would.
 
 Every layer is read once, as a stream, on the one layer-reading stack (smith.oci.layerread:
-decompressed on the fly and hashed to check its diff_id; smith.oci.tarstream: the tar),
-and each regular file's bytes appended to the layer's pack file in a content store
-directory. The tree keeps only metadata and (pack, offset, size), so memory does not grow
-with the image size; one pack per layer instead of one host file per entry is what keeps
-this close to the cost of reading the layer at all. `smith diff` applies layers with the
-same Applier, metadata only.
+decompressed on the fly and hashed to check its diff_id and blob digest;
+smith.oci.tarstream: the tar), and each regular file's bytes appended to the layer's pack
+file in a content store directory. The tree keeps only metadata and (pack, offset, size),
+so memory does not grow with the image size; one pack per layer instead of one host file
+per entry is what keeps this close to the cost of reading the layer at all. With a
+PackRule (minimize), a large file that can hardly be kept is not copied at all: the tree
+records where it is in the layer, to be read again if it is kept after all
+(smith.oci.layerspan). `smith diff` applies layers with the same Applier, metadata only.
 
 Runtime semantics (those of containerd's and umoci's appliers):
 - `.wh.NAME` removes NAME of the lower layers; `.wh..wh..opq` empties its directory of
@@ -33,17 +35,20 @@ import posixpath
 import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
+from itertools import chain
 from typing import BinaryIO
 
 from smith import progress
 from smith.entrytable import EntryTable
 from smith.errors import ImageFormatError, SmithError, UnsafePathError
 from smith.links import LinkResolver
+from smith.oci.compress import Compression
 from smith.oci.layerread import READ_SIZE, DecompressError, LayerReader
+from smith.oci.layerspan import GzipSpans
 from smith.oci.loaded import LoadedImage, LoadedLayer
 from smith.oci.tarstream import Member, TarFormatError, TarStream
 from smith.paths import climbs_out
-from smith.tree import Entry, FileTree, HostSlice, InlineBytes, Kind
+from smith.tree import Content, Entry, FileTree, HostSlice, InlineBytes, Kind, LayerSpan
 
 WHITEOUT = ".wh."
 OPAQUE = ".wh..wh..opq"
@@ -52,6 +57,37 @@ OPAQUE = ".wh..wh..opq"
 # refused by name, not crashed on.
 MAX_NAME_BYTES = 4096
 MAX_DEPTH = 256
+
+
+ELF_MAGIC = b"\x7fELF"
+SCRIPT_MAGIC = b"#!"
+# Read whatever the image is, or kept by rules that look at no file's bytes first: the
+# accounts and loader configuration (etc/), the package databases (--package-db, SBOMs,
+# --layers packages).
+ALWAYS_PACKED = ("etc/", "var/lib/dpkg/", "var/lib/rpm/", "usr/lib/sysimage/")
+
+
+@dataclass(frozen=True)
+class PackRule:
+    """Which regular files of a layer minimize copies into the pack file as it reads the
+    layer: those it may read or keep. The others are left in the layer (their bytes read
+    again if they are kept after all: smith.oci.layerspan), so this rule decides how much
+    is copied, never what the output holds. Copied: every file under `small` bytes (a
+    copy costs less than a record of where it is), ELF files and scripts (the closure
+    reads them: told by their first bytes), and every path under one of `prefixes` (the
+    literal beginnings of the paths the user names) or ALWAYS_PACKED."""
+
+    prefixes: tuple[str, ...] = ()
+    small: int = 64 << 10
+
+    def names(self, path: str) -> bool:
+        return path.startswith(ALWAYS_PACKED) or path.startswith(self.prefixes)
+
+
+def literal_prefix(pattern: str) -> str:
+    """What every path a glob or directory pattern matches starts with ("" for `**`)."""
+    cut = min((i for i, c in enumerate(pattern) if c in "*?[{\\"), default=len(pattern))
+    return pattern[:cut].lstrip("/")
 
 
 @dataclass(frozen=True)
@@ -86,9 +122,15 @@ class Applier:
     number; the children index that makes whiteouts and replacements cost what they remove
     is made only when a layer first removes a directory."""
 
-    def __init__(self, store: str | None) -> None:
-        """`store`: where file contents go; None checks and tracks metadata only (diff)."""
+    def __init__(self, store: str | None, rule: PackRule | None = None) -> None:
+        """`store`: where file contents go; None checks and tracks metadata only (diff).
+        `rule`: which files to copy there (None: all)."""
         self.store = store
+        self.rule = rule
+        # The current layer's source of spans: a gzip layer's checkpoints, or the path of
+        # an uncompressed blob (its tar: a span is a slice of the blob itself).
+        self.spans: GzipSpans | str | None = None
+        self.copied = 0  # bytes copied into pack files
         if store is not None:
             os.makedirs(store, exist_ok=True)
         self.table = EntryTable()
@@ -216,27 +258,37 @@ class Applier:
         # Every file of the layer goes into one pack file, back to back (see HostSlice).
         pack_path = os.path.join(self.store, f"layer-{loaded.index}.pack")
         self.pack_offset = 0
+        spans = self.rule is not None and loaded.compression() is Compression.GZIP
         with (
-            loaded.open(threaded=True) as reader,
+            loaded.open(threaded=True, checkpoints=spans) as reader,
             open(pack_path, "wb", buffering=READ_SIZE) as pack,
         ):
+            self.spans = None
+            if spans:
+                spill = os.path.join(self.store, f"layer-{loaded.index}.spill")
+                self.spans = GzipSpans(loaded.unchecked_path, f"layer {layer}", spill)
+                assert reader.checkpoints is not None
+                self.spans.checkpoints = reader.checkpoints  # filled as the layer is read
+            elif self.rule is not None and reader.compression is Compression.NONE:
+                self.spans = loaded.unchecked_path  # checked by this pass, as it is read
             stream = TarStream(reader.read_piece)
 
-            def store(member: Member) -> HostSlice | InlineBytes:
-                return self._store(stream, member, pack)
+            def store(member: Member, path: str) -> Content:
+                return self._store(stream, member, path, pack)
 
             with layer_errors(reader, f"layer {layer}"):
                 for member in stream:
                     self.apply_member(member, layer, store)
                 reader.drain()
+        self.spans = None
         self.bytes += reader.size
         check_diff_id(reader.digest(), layer, loaded.diff_id)
 
     def apply_member(
-        self, member: Member, layer: str, store: Callable[[Member], HostSlice | InlineBytes]
+        self, member: Member, layer: str, store: Callable[[Member, str], Content]
     ) -> None:
         """Apply one entry of the layer begun last (begin_layer); `store` gives a regular
-        file's content (reading its body)."""
+        file's content (reading its body), given the member and its path in the tree."""
         self.entries += 1
         if self.entries > self.max_entries:
             raise self.entry_limit.error(f"layer {layer}: entries of the image's layers")
@@ -307,7 +359,7 @@ class Applier:
             self.linked[path] = inode
         elif member.isreg():
             mode = stat.S_IMODE(member.mode)
-            content = store(member)
+            content = store(member, path)
             entry = Entry(path, Kind.FILE, mode, uid, gid, member.size, "", content, origin)
             self._insert(path, entry)
         else:
@@ -316,16 +368,33 @@ class Applier:
             return
         self._note_added(path)
 
-    def _store(self, stream: TarStream, member: Member, pack: BinaryIO) -> HostSlice | InlineBytes:
+    def _store(self, stream: TarStream, member: Member, path: str, pack: BinaryIO) -> Content:
         if member.size == 0:
             return InlineBytes(b"")
         self.files += 1
+        offset = stream.offset  # where the body starts in the layer's tar
+        body: Iterator[memoryview | bytes] = stream.body()
+        spans, rule = self.spans, self.rule
+        if (
+            spans is not None
+            and rule is not None
+            and member.size >= rule.small
+            and not rule.names(path)
+        ):
+            held, head = first_bytes(body)
+            if not head.startswith((ELF_MAGIC, SCRIPT_MAGIC)):
+                stream.skip_body()
+                if isinstance(spans, str):
+                    return HostSlice(spans, offset, member.size)
+                return LayerSpan(spans, offset, member.size)
+            body = chain(held, body)
         # The offset is counted here: BufferedWriter.tell() costs a system call.
-        offset = self.pack_offset
-        for piece in stream.body():
+        start = self.pack_offset
+        for piece in body:
             pack.write(piece)
         self.pack_offset += member.size
-        return HostSlice(pack.name, offset, member.size)
+        self.copied += member.size
+        return HostSlice(pack.name, start, member.size)
 
     # -- the result ----------------------------------------------------------------------
 
@@ -352,6 +421,22 @@ class Applier:
 
     def stats(self, layers: int) -> UnpackStats:
         return UnpackStats(layers, self.entries, self.bytes, self.files, self.special)
+
+
+def first_bytes(
+    body: Iterator[memoryview | bytes],
+) -> tuple[list[memoryview | bytes], bytes]:
+    """The pieces of a body (of 4 bytes or more) that hold its first 4 bytes (one, nearly
+    always), and those bytes; the body goes on after the pieces."""
+    held: list[memoryview | bytes] = []
+    head = b""
+    for piece in body:
+        head += bytes(piece[: 4 - len(head)])
+        if len(head) >= 4:
+            held.append(piece)
+            break
+        held.append(bytes(piece))  # a view lasts only until the next piece
+    return held, head
 
 
 @contextlib.contextmanager
@@ -407,9 +492,12 @@ def check_depth(path: str, name: str, layer: str, what: str = "entry") -> None:
         )
 
 
-def apply_layers(image: LoadedImage, store: str) -> tuple[FileTree, UnpackStats]:
-    """The flattened filesystem of `image`; regular files' bytes go under `store`."""
-    applier = Applier(store)
+def apply_layers(
+    image: LoadedImage, store: str, rule: PackRule | None = None
+) -> tuple[FileTree, UnpackStats]:
+    """The flattened filesystem of `image`; regular files' bytes go under `store` (those
+    `rule` names, with one; every file without)."""
+    applier = Applier(store, rule)
     with progress.meter(image.compressed_size):
         for layer in image.layers:
             applier.apply_layer(layer)
