@@ -197,34 +197,47 @@ class LayerReader:
     def _next(self) -> bytes:
         piece = self._fill()
         if piece:
-            self.hasher.update(piece)
             self.size += len(piece)
             if self._limit is not None and self.size > cast(int, self._most):
                 raise self._limit.error(f"{self._what}: decompressed")
         return piece
 
     def start(self) -> None:
-        """Decompress and hash on a second thread (zlib, zstd and sha256 release the GIL),
-        so that it overlaps with tar parsing and file writing, as `tar -xz` overlaps gzip
-        with tar. At most PREFETCH pieces wait in the queue: memory stays bounded."""
+        """Decompress on a second thread and hash on a third (zlib, zstd and sha256 release
+        the GIL), so that both overlap with tar parsing and file writing, as `tar -xz`
+        overlaps gzip with tar; inflating and hashing a layer take about as long as each
+        other, so neither waits for the other's work. At most PREFETCH pieces wait in each
+        queue: memory stays bounded."""
         self._queue: queue.Queue[bytes | BaseException] = queue.Queue(PREFETCH)
+        self._to_hash: queue.Queue[bytes] = queue.Queue(PREFETCH)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._produce, daemon=True)
-        with stop_signals_held():  # the thread inherits the mask: see smith/stopsignals.py
+        self._hashing = threading.Thread(target=self._hash, daemon=True)
+        with stop_signals_held():  # the threads inherit the mask: see smith/stopsignals.py
+            self._hashing.start()
             self._thread.start()
 
     def _produce(self) -> None:
         try:
             while not self._stop.is_set():
                 piece = self._next()
+                if piece:
+                    self._to_hash.put(piece)
                 self._queue.put(piece)
                 if not piece:
                     return
         except BaseException as err:  # handed to the reading thread, raised there
             self._queue.put(err)
+        finally:
+            self._to_hash.put(b"")  # every piece produced is hashed, read or not
+
+    def _hash(self) -> None:
+        while piece := self._to_hash.get():
+            self.hasher.update(piece)
 
     def close(self) -> None:
-        """Stop the producer (after an error in the consumer), freeing what it queued."""
+        """Stop the producer (after an error in the consumer), freeing what it queued; the
+        hash then covers every piece it produced."""
         if self._thread is None:
             return
         self._stop.set()
@@ -232,16 +245,20 @@ class LayerReader:
             with contextlib.suppress(queue.Empty):
                 self._queue.get(timeout=0.05)
         self._thread.join()
+        self._hashing.join()
 
     def read_piece(self, _hint: int = 0) -> bytes:
         """The next decompressed piece, whatever its size (b"" at the end)."""
         if self._eof:
             return b""
-        piece: bytes | BaseException
-        piece = self._queue.get() if self._thread is not None else self._next()
-        if isinstance(piece, BaseException):
-            self._eof = True
-            raise piece
+        if self._thread is not None:
+            piece = self._queue.get()
+            if isinstance(piece, BaseException):
+                self._eof = True
+                raise piece
+        else:
+            piece = self._next()
+            self.hasher.update(piece)
         if not piece:
             self._eof = True
         return piece
@@ -252,14 +269,15 @@ class LayerReader:
             pass
 
     def digest(self) -> str:
+        """The hash of the tar; with a producer, only after close()."""
         return "sha256:" + self.hasher.hexdigest()
 
     def blob_digest(self) -> tuple[int, str]:
         """The size and digest of the whole blob, reading (not inflating) what the stream
         left of it; only after close(), and only with `hash_blob`."""
         if self._blob is None:  # uncompressed: the tar is the blob, read to its end
-            while self._next():
-                pass
+            while piece := self._next():
+                self.hasher.update(piece)
             return self.size, self.digest()
         while self._blob.read(READ_SIZE):
             pass
