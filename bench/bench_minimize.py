@@ -10,9 +10,13 @@ process, from wait4).
 `--big` adds a synthetic 1 GiB image (see tests/bigimage.py) for the peak-memory figure;
 `--big-gib 2` makes it 2 GiB (half in one kept file, half in 1 MiB files that are dropped).
 `--entries 1000000` adds a layer of that many small files (100 bytes each, 1000 to a
-directory, all dropped), against the same `tar -xzf` floor: the per-entry cost. The
+directory, all dropped), against the same `tar -xzf` floor: the per-entry cost.
+`--host-entries 78000 --host-bytes 1620000000` adds an image as real ones are: the host's
+own files under /usr (ELF programs and libraries, data, scripts, symlinks) up to that many
+entries or bytes, one `pigz -6` layer, `/usr/bin/bash` kept (tests/bigimage.py). The
 synthetic images are also timed against `pigz -dc` of every layer (inflating alone), and
-run `--runs` rounds (min and median).
+run `--runs` rounds (min and median), interleaved; CPU seconds (user+sys of each child,
+from wait4) are given beside wall seconds, with the load average.
 The test image is built (or taken from pytest's cache) by tests/debian_image.py.
 """
 
@@ -34,11 +38,13 @@ from tests.debian_image import debian_images
 from tests.tools import PROJECT
 
 SMITH = str(PROJECT / ".venv/bin/smith")
+CPU = {"last": 0.0}  # user+sys seconds of the children of the run being timed
 NGINX_PATHS = ("/etc/nginx", "/usr/lib/nginx/modules", "/usr/share/nginx")
 
 
 def timed(argv: list[str]) -> tuple[float, int, str]:
-    """Wall time, peak RSS in bytes, stdout of one child process."""
+    """Wall time, peak RSS in bytes, stdout of one child process (its CPU seconds are added
+    to CPU["last"])."""
     start = time.perf_counter()
     with tempfile.TemporaryFile() as out:
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.PIPE)
@@ -49,8 +55,25 @@ def timed(argv: list[str]) -> tuple[float, int, str]:
         proc.stderr.close()
         if os.waitstatus_to_exitcode(status) != 0:
             raise SystemExit(f"{argv[0]} failed: {err}")
+        CPU["last"] += usage.ru_utime + usage.ru_stime
         out.seek(0)
         return elapsed, usage.ru_maxrss * 1024, out.read().decode()
+
+
+def run_child(argv: list[str]) -> None:
+    """Run a peer's command, stdout discarded, adding its CPU seconds to CPU["last"]."""
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL)
+    _pid, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise SystemExit(f"{argv} failed ({proc.returncode})")
+    CPU["last"] += usage.ru_utime + usage.ru_stime
+
+
+def cpu_of(run: Any, *args: Any) -> tuple[Any, float]:
+    """What `run(*args)` returns, and the CPU seconds of the children it ran."""
+    CPU["last"] = 0.0
+    return run(*args), CPU["last"]
 
 
 def layer_blobs(layout: Path) -> list[Path]:
@@ -69,7 +92,7 @@ def floor_run(layout: Path, scratch: Path) -> float:
     target.mkdir()
     start = time.perf_counter()
     for blob in layer_blobs(layout):
-        subprocess.run(["tar", "-xzf", str(blob), "-C", str(target)], check=True)
+        run_child(["tar", "-xzf", str(blob), "-C", str(target)])
     elapsed = time.perf_counter() - start
     print(f"floor (tar -xzf): {elapsed:.2f} s", file=sys.stderr)
     shutil.rmtree(target)
@@ -100,6 +123,8 @@ def main() -> None:
     parser.add_argument("--big-gib", type=int, default=1)
     parser.add_argument("--entries", type=int, default=0)
     parser.add_argument("--skip-nginx", action="store_true")
+    parser.add_argument("--host-entries", type=int, default=0)
+    parser.add_argument("--host-bytes", type=int, default=1_620_000_000)
     args = parser.parse_args()
     cache = PROJECT / ".pytest_cache" / "d" / "smith-debian"
     cache.mkdir(parents=True, exist_ok=True)
@@ -128,6 +153,16 @@ def main() -> None:
             big = scratch / "big"
             make_big_image(big, big=half, small_count=half // MIB)
             report["big_image"] = synthetic_report(big, scratch, BIG_KEPT, args.runs)
+        if args.host_entries:
+            host = scratch / "host"
+            make_image(
+                host,
+                "write_host_image",
+                entries=args.host_entries,
+                max_bytes=args.host_bytes,
+                program="/usr/bin/bash",
+            )
+            report["host_image"] = synthetic_report(host, scratch, (), args.runs)
         if args.entries:
             many = scratch / "many"
             make_big_image(many, big=0, small_count=args.entries, small_size=100)
@@ -141,11 +176,15 @@ def main() -> None:
 
 
 def make_big_image(root: Path, **shape: int) -> None:
+    make_image(root, "write_big_image", **shape)
+
+
+def make_image(root: Path, maker: str, **shape: Any) -> None:
     """tests/bigimage.py's image, made by a child process: tarfile keeps every member it
     wrote, and a bench process grown by a million of them would be counted in smith's
     peak RSS (ru_maxrss includes the pages a child shares with its parent until exec)."""
     code = (
-        "from pathlib import Path; from tests.bigimage import write_big_image as w; "
+        f"from pathlib import Path; from tests.bigimage import {maker} as w; "
         f"w(Path({str(root)!r}), **{shape!r})"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=PROJECT)
@@ -155,7 +194,7 @@ def pigz_run(layout: Path) -> float:
     """pigz -dc of every layer to /dev/null: the cost of inflating alone (no files written)."""
     start = time.perf_counter()
     for blob in layer_blobs(layout):
-        subprocess.run(["pigz", "-dc", str(blob)], stdout=subprocess.DEVNULL, check=True)
+        run_child(["pigz", "-dc", str(blob)])
     elapsed = time.perf_counter() - start
     print(f"floor (pigz -dc): {elapsed:.2f} s", file=sys.stderr)
     return elapsed
@@ -172,27 +211,49 @@ def synthetic_report(
     smiths: list[float] = []
     tars: list[float] = []
     pigzs: list[float] = []
+    cpu: dict[str, list[float]] = {"smith": [], "tar": [], "pigz": []}
     rss: list[int] = []
     summary: Any = None
+    loads = []
     for _ in range(runs):
         os.sync()
-        elapsed, peak, summary = smith_run(image, scratch, paths, entries)
-        print(f"smith minimize: {elapsed:.2f} s, peak RSS {peak / 2**20:.0f} MiB", file=sys.stderr)
+        loads.append(os.getloadavg()[0])
+        (elapsed, peak, summary), seconds = cpu_of(smith_run, image, scratch, paths, entries)
+        print(
+            f"smith minimize: {elapsed:.2f} s, CPU {seconds:.2f} s, peak RSS "
+            f"{peak / 2**20:.0f} MiB",
+            file=sys.stderr,
+        )
         smiths.append(elapsed)
+        cpu["smith"].append(seconds)
         rss.append(peak)
         os.sync()
         # Removing what the floor wrote is not timed, but can take long (ext4 with discard).
-        tars.append(floor_run(image, scratch))
-        pigzs.append(pigz_run(image))
+        elapsed, seconds = cpu_of(floor_run, image, scratch)
+        tars.append(elapsed)
+        cpu["tar"].append(seconds)
+        elapsed, seconds = cpu_of(pigz_run, image)
+        pigzs.append(elapsed)
+        cpu["pigz"].append(seconds)
     ours = statistics.median(smiths)
     return {
         "file_bytes": summary["before"]["bytes"],  # of the files, not the tar
+        "files": summary["before"]["files"],
+        "compressed_bytes": sum(p.stat().st_size for p in layer_blobs(image)),
         "rounds": runs,
+        "load_average_1min": spread(loads),
+        "peer_commands": ["tar -xzf BLOB -C DIR", "pigz -dc BLOB >/dev/null"],
         "smith_seconds": spread(smiths),
         "tar_xzf_seconds": spread(tars),
         "pigz_dc_seconds": spread(pigzs),
+        "cpu_seconds": {name: spread(values) for name, values in cpu.items()},
         "ratio_tar_xzf": round(ours / statistics.median(tars), 2),  # medians
         "ratio_pigz_dc": round(ours / statistics.median(pigzs), 2),
+        "ratio_pigz_dc_min": round(min(smiths) / min(pigzs), 2),
+        "cpu_ratio_pigz_dc": {
+            "min": round(min(cpu["smith"]) / min(cpu["pigz"]), 2),
+            "median": round(statistics.median(cpu["smith"]) / statistics.median(cpu["pigz"]), 2),
+        },
         "peak_rss_mib": {k: round(v / 2**20, 1) for k, v in spread(list(map(float, rss))).items()},
     }
 

@@ -9,6 +9,7 @@ import hashlib
 import io
 import json
 import os
+import subprocess
 import tarfile
 from pathlib import Path
 from typing import BinaryIO
@@ -77,14 +78,91 @@ def write_big_image(
                 name = f"data/small/{i // 1000:04d}/{i % 1000:03d}"
                 add(name, small_size, io.BufferedReader(Pattern(small_size, i)))
         gz.close()
-    diff_id = "sha256:" + sink.hash.hexdigest()
-    with open(tmp, "rb") as f:
+    write_one_layer_layout(root, tmp, "sha256:" + sink.hash.hexdigest(), ["/bin/busybox", "true"])
+
+
+# In this order, so that an image of ~78k entries and ~1.6 GB is what real ones hold: the
+# libraries, many small data files (share, include), some of everything else.
+HOST_DIRS = (
+    "usr/bin/bash",
+    "usr/lib/x86_64-linux-gnu",
+    "usr/lib64",
+    "usr/sbin",
+    "usr/share",
+    "usr/include",
+    "usr/lib",
+    "usr/bin",
+)
+HOST_LINKS = {"bin": "usr/bin", "lib": "usr/lib", "lib64": "usr/lib64", "sbin": "usr/sbin"}
+
+
+def write_host_image(root: Path, *, entries: int, max_bytes: int, program: str) -> None:
+    """An image as a real one is: the host's own files (ELF programs and libraries, data,
+    scripts, symlinks) under HOST_DIRS, taken in that order and path order until `entries`
+    entries or `max_bytes` bytes of files (none over 32 MiB), in one layer compressed by
+    `pigz -6` (gzip's default level, as docker writes them); its entrypoint is `program`."""
+    root.mkdir(parents=True)
+    tmp = root / "layer.tmp"
+    seen: set[str] = set()
+    with open(tmp, "wb") as raw:
+        pigz = subprocess.Popen(
+            [require_tool("pigz"), "-6", "-c"], stdin=subprocess.PIPE, stdout=raw
+        )
+        assert pigz.stdin is not None
+        sink = Hashing(pigz.stdin)  # type: ignore[arg-type]
+        count = total = 0
+        with tarfile.open(fileobj=sink, mode="w|", format=tarfile.PAX_FORMAT) as tar:  # type: ignore[call-overload]
+            for name, target in HOST_LINKS.items():
+                info = tarfile.TarInfo(name)
+                info.type, info.linkname = tarfile.SYMTYPE, target
+                tar.addfile(info)
+            for top in HOST_DIRS:
+                for path in host_files(Path("/") / top):
+                    rel = str(path.relative_to("/"))
+                    if rel in seen or count >= entries or total >= max_bytes:
+                        continue
+                    seen.add(rel)
+                    info = tar.gettarinfo(str(path), rel)
+                    info.uid = info.gid = 0
+                    info.uname = info.gname = ""
+                    if info.isreg():
+                        if info.size > 32 * MIB:
+                            continue
+                        total += info.size
+                        with open(path, "rb") as f:
+                            tar.addfile(info, f)
+                    elif info.isdir() or info.issym():
+                        tar.addfile(info)
+                    else:
+                        continue
+                    count += 1
+        pigz.stdin.close()
+        assert pigz.wait() == 0
+    write_one_layer_layout(root, tmp, "sha256:" + sink.hash.hexdigest(), [program])
+
+
+def host_files(top: Path) -> list[Path]:
+    """Directories, files and symlinks below `top`, in path order (a directory first)."""
+    if not top.is_dir():
+        return [top]
+    found: list[Path] = []
+    for base, dirs, files in os.walk(top):
+        dirs.sort()
+        found.append(Path(base))
+        found += (Path(base) / name for name in dirs if (Path(base) / name).is_symlink())
+        found += (Path(base) / name for name in sorted(files))
+    return found
+
+
+def write_one_layer_layout(root: Path, layer: Path, diff_id: str, entrypoint: list[str]) -> None:
+    """An OCI layout around the gzip layer file `layer` (moved into its blobs)."""
+    with open(layer, "rb") as f:
         digest = "sha256:" + hashlib.file_digest(f, "sha256").hexdigest()
-    size = os.path.getsize(tmp)
+    size = os.path.getsize(layer)
     blob = root / "blobs" / "sha256" / digest.removeprefix("sha256:")
     blob.parent.mkdir(parents=True, exist_ok=True)
-    os.rename(tmp, blob)
-    config = json.dumps(image_config([diff_id], {"Entrypoint": ["/bin/busybox", "true"]})).encode()
+    os.rename(layer, blob)
+    config = json.dumps(image_config([diff_id], {"Entrypoint": entrypoint})).encode()
     manifest = json.dumps(
         {
             "schemaVersion": 2,

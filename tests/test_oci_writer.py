@@ -121,6 +121,29 @@ def test_gzip_layer_is_members_with_fixed_headers(tmp_path: Path) -> None:
     assert annotations["org.smith.compressor.version"] == "0.9.0"
 
 
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.integers(min_value=0, max_value=5000), max_size=12))
+def test_gzip_members_are_cut_at_fixed_points_however_the_bytes_come(sizes: list[int]) -> None:
+    """The same bytes, written in pieces of any sizes, give the same members: one per
+    GZIP_MEMBER_SIZE of the stream (here 1000 bytes), whatever the pieces were."""
+    from unittest import mock
+
+    import smith.oci.compress as compress_module
+    from smith.oci.compress import CompressedWriter, gzip_member
+
+    data = random.Random(len(sizes)).randbytes(sum(sizes))
+    out = io.BytesIO()
+    with mock.patch.object(compress_module, "GZIP_MEMBER_SIZE", 1000):
+        writer = CompressedWriter(out, Compression.GZIP, lambda _data: None)
+        start = 0
+        for size in sizes:
+            writer.write(data[start : start + size])
+            start += size
+        writer.close()
+    expected = b"".join(gzip_member(data[i : i + 1000]) for i in range(0, len(data), 1000))
+    assert out.getvalue() == expected
+
+
 def test_zstd_layer_decompresses_to_diff_id(tmp_path: Path) -> None:
     out = str(tmp_path / "img")
     image = write_image(trees.big_tree(), ImageConfig(), out, compression=Compression.ZSTD)

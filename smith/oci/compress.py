@@ -86,7 +86,7 @@ def parse_compression(value: str) -> Compression:
         raise UsageError(f"unknown compression {value!r} (known: {known})") from None
 
 
-def gzip_member(data: bytes) -> bytes:
+def gzip_member(data: bytes | memoryview) -> bytes:
     import deflate
 
     body = deflate.deflate_compress(data, GZIP_LEVEL)
@@ -110,7 +110,8 @@ class CompressedWriter:
         self._out = out
         self._emit = on_output
         self._compression = compression
-        self._buffer = bytearray()
+        self._held: list[bytes] = []  # uncompressed bytes not yet in a gzip member
+        self._held_size = 0
         self._pending: deque[Future[bytes]] = deque()
         self._pool: ThreadPoolExecutor | None = None
         self._zstd: zstandard.ZstdCompressionObj | None = None
@@ -138,12 +139,21 @@ class CompressedWriter:
         elif self._zstd is not None:
             self._put(self._zstd.compress(data))
         else:
-            self._buffer += data
-            while len(self._buffer) >= GZIP_MEMBER_SIZE:
-                self._submit(bytes(self._buffer[:GZIP_MEMBER_SIZE]))
-                del self._buffer[:GZIP_MEMBER_SIZE]
+            # The pieces are held as they come and joined once per member: growing and
+            # cutting one buffer copied every byte three times (+=, the slice, bytes()).
+            self._held.append(data)
+            self._held_size += len(data)
+            if self._held_size >= GZIP_MEMBER_SIZE:
+                joined = b"".join(self._held)
+                view = memoryview(joined)
+                start = 0
+                while len(joined) - start >= GZIP_MEMBER_SIZE:
+                    self._submit(view[start : start + GZIP_MEMBER_SIZE])
+                    start += GZIP_MEMBER_SIZE
+                rest = joined[start:]
+                self._held, self._held_size = ([rest] if rest else []), len(rest)
 
-    def _submit(self, piece: bytes) -> None:
+    def _submit(self, piece: bytes | memoryview) -> None:
         assert self._pool is not None
         self._pending.append(self._pool.submit(gzip_member, piece))
         # Bound the pieces in flight so memory stays flat whatever the layer size: one per
@@ -155,9 +165,9 @@ class CompressedWriter:
         if self._zstd is not None:
             self._put(self._zstd.flush())
         elif self._pool is not None:
-            if self._buffer:
-                self._submit(bytes(self._buffer))
-                self._buffer.clear()
+            if self._held_size:
+                self._submit(b"".join(self._held))
+                self._held, self._held_size = [], 0
             while self._pending:
                 self._put(self._pending.popleft().result())
             self._pool.shutdown()
