@@ -1,5 +1,5 @@
 """The FileTree's column store: every entry comes back exactly as put in (the compact rows
-and the verbatim fallback alike), and a large tree costs under 200 bytes per entry."""
+and the verbatim fallback alike), and a large tree costs under 170 bytes per entry."""
 
 from __future__ import annotations
 
@@ -9,15 +9,27 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from smith.entrytable import EntryTable
-from smith.tree import Entry, FileTree, HostFile, HostSlice, InlineBytes, Kind
+from smith.tree import Entry, FileTree, HostFile, HostSlice, InlineBytes, Kind, LayerSpan
 
 names = st.text(alphabet="abc/\udc80é", min_size=1, max_size=8)
-sizes = st.integers(min_value=0, max_value=2**40)
+# Past 32 bits (the columns' width: a slice offset has 16 more) and past 48.
+sizes = st.one_of(st.integers(min_value=0, max_value=2**40), st.just(2**50 + 3))
+
+
+class Source:
+    """A stand-in for a layer's spans (smith.oci.layerspan): only its identity counts."""
+
+    def materialize(self, offset: int, size: int) -> HostSlice:
+        raise AssertionError("not read here")
+
+
+SOURCES = [Source(), Source()]
 contents = st.one_of(
     st.none(),
     st.builds(InlineBytes, st.binary(max_size=4)),
     st.builds(HostFile, st.sampled_from(["/p/a", "/p/b"])),
     st.builds(HostSlice, st.sampled_from(["/p/pack0", "/p/pack1"]), sizes, sizes),
+    st.builds(LayerSpan, st.sampled_from(SOURCES), sizes, sizes),
 )
 entries = st.builds(
     Entry,
@@ -65,7 +77,7 @@ def test_marks_stay_with_a_path_until_it_is_removed() -> None:
     assert table.marked("a") == 0 and table.marked("b") == 0
 
 
-def test_a_large_tree_costs_under_200_bytes_per_entry() -> None:
+def test_a_large_tree_costs_under_170_bytes_per_entry() -> None:
     count = 50_000
     tracemalloc.start()
     try:
@@ -79,7 +91,8 @@ def test_a_large_tree_costs_under_200_bytes_per_entry() -> None:
         used = tracemalloc.get_traced_memory()[0] - before
     finally:
         tracemalloc.stop()
-    assert used / count < 200, f"{used / count:.0f} bytes per entry"
+    print(f"{used / count:.0f} bytes per entry")
+    assert used / count < 170, f"{used / count:.0f} bytes per entry"
     assert tree.get("data/small/0000/005") == Entry(
         "data/small/0000/005", Kind.FILE, 0o644, size=100,
         content=HostSlice("/store/layer-0.pack", 500, 100), origin="1 (sha256:...)",
