@@ -141,8 +141,9 @@ class TarStream:
         """Make at least `need` bytes available from _pos, or raise at the end."""
         if len(self._buf) - self._pos >= need:
             return
-        parts = [self._buf[self._pos :]]
-        have = len(parts[0])
+        rest = self._buf[self._pos :]
+        parts = [rest] if rest else []
+        have = len(rest)
         while have < need:
             chunk = self._read(max(READ_SIZE, need - have))
             if not chunk:
@@ -150,7 +151,9 @@ class TarStream:
             parts.append(chunk)
             have += len(chunk)
         self._dropped += self._pos
-        self._buf = b"".join(parts)
+        # One piece is taken as it is: joining it to an empty rest copied every piece of
+        # the layer once more (a body ending where a piece ends is the common case).
+        self._buf = parts[0] if len(parts) == 1 else b"".join(parts)
         self._pos = 0
 
     @property
