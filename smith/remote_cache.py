@@ -16,7 +16,7 @@ import logging
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from smith.errors import SmithError
 
@@ -24,7 +24,9 @@ if TYPE_CHECKING:
     from smith.build import BuildResult
     from smith.build_options import BuildOptions
     from smith.buildcache import LayoutSettings
+    from smith.buildkey import PackagePin
     from smith.oci.registry import RegistryClient
+    from smith.partial import Prior
 
 log = logging.getLogger(__name__)
 
@@ -108,9 +110,14 @@ def restore_remote(
 
 
 def save_remote(
-    options: BuildOptions, key: str, result: BuildResult, keys: Sequence[str]
+    options: BuildOptions,
+    key: str,
+    result: BuildResult,
+    keys: Sequence[str],
+    partial: Mapping[str, Any] | None = None,
 ) -> Mapping[str, int]:
-    """Record the build under `key` and its layers by their keys: what it uploaded."""
+    """Record the build under `key` and its layers by their keys: what it uploaded.
+    `partial`: the build's family, listing and layer records, for a partial hit."""
     from smith.buildcache import result_json
     from smith.limits import DOCUMENT_BYTES
     from smith.oci.cache_artifact import CacheMap, Plan, read_cache, write_cache
@@ -142,15 +149,88 @@ def save_remote(
                         small[digest] = f.read()
             with open(os.path.join(root, "index.json"), "rb") as f:
                 index = f.read()
-            plan = Plan(tuple(keys), small, index, json.loads(json.dumps(result_json(result))))
+            report = json.loads(json.dumps(result_json(result)))
+            plan = Plan(tuple(keys), small, index, report)
+            families = {}
+            if partial is not None and partial.get("listing") is not None:
+                records = tuple(partial["records"])
+                plan = replace(plan, listing=partial["listing"], records=records)
+                families[partial["family"]] = key
             cache.layers.update(zip(keys, image.layers, strict=True))
             cache.plans[key] = plan
+            cache.families.update(families)
             if len(cache.to_bytes()) > DOCUMENT_BYTES.count():
                 # Full: this build's plan and layers start a new map (the old ones age out).
-                cache = CacheMap(dict(zip(keys, image.layers, strict=True)), {key: plan})
+                layers = dict(zip(keys, image.layers, strict=True))
+                cache = CacheMap(layers, {key: plan}, families)
             paths = {d: os.path.join(blobs_dir, d[7:]) for d in layer_digests}
             uploaded, skipped = write_cache(client, cache, paths)
     except SmithError as err:
         log.warning("--cache-to %s: %s: the build cache is not recorded", options.cache_to, err)
         return {}
     return {"cache_bytes_uploaded": uploaded, "cache_blobs_skipped": skipped}
+
+
+def remote_prior(
+    options: BuildOptions,
+    family: str,
+    pins: Sequence[PackagePin],
+    cache_dir: str | os.PathLike[str],
+    layout: LayoutSettings,
+) -> Prior | None:
+    """The registry's latest build of `family`, with the layers whose packages did not
+    change pulled (each checked against its digest, its diff_id and its key) into the
+    layer cache and their files into the content store; None when there is none."""
+    import tempfile
+
+    from smith.oci.blobs import BlobStore
+    from smith.oci.cache_artifact import CacheRefused, pull_layers, read_cache
+    from smith.oci.compress import parse_compression
+    from smith.oci.layer_cache import LayerCache, layer_key
+    from smith.partial import NotReusable, Prior, unpack_layer
+    from smith.resolve.store import ContentStore
+
+    assert options.cache_from is not None
+    client = cache_client(options.cache_from, options, push=False)
+    cache = read_cache(client) if client is not None else None
+    if client is None or cache is None:
+        return None
+    plan = cache.plans.get(cache.families.get(family, ""))
+    if plan is None or plan.listing is None:
+        log.info("%s: no earlier build of this recipe", client.ref)
+        return None
+    current = set(pins)
+    unchanged = {nevra for nevra, pin in plan.listing.packages if pin in current}
+    store, layer_cache = ContentStore(os.path.join(cache_dir, "content")), LayerCache(os.fspath(cache_dir))
+    compression = parse_compression(layout.compression)
+    pulled = 0
+    try:
+        with tempfile.TemporaryDirectory(prefix="smith-cache-layers-") as tmp:
+            blobs = BlobStore(tmp)
+            for record in plan.records:
+                layer = cache.layers.get(record["key"])
+                packages = set(record["packages"])
+                if layer is None or not packages or not packages <= unchanged:
+                    continue  # its packages are extracted, or it holds none
+                pulled += pull_layers(client, blobs, [layer])
+                path = blobs.path(layer.descriptor.digest)
+                tree, diff_id = unpack_layer(
+                    path, store, f"{client.ref}: layer {layer.descriptor.digest[:19]}"
+                )
+                if (
+                    diff_id != layer.diff_id
+                    or layer_key(tree, compression, layout.epoch) != record["key"]
+                ):
+                    raise CacheRefused(f"the layer {layer.descriptor.digest[:19]} is not its key's")
+                layer_cache.add(record["key"], layer, path)
+    except (CacheRefused, NotReusable, SmithError) as err:
+        log.warning("%s: build cache refused (%s): building without it", client.ref, err)
+        return None
+    log.info("%s: %d layer bytes pulled for a partial hit", client.ref, pulled)
+    return Prior(
+        plan.listing,
+        frozenset(plan.result["kept"]),
+        frozenset(plan.layers),
+        str(client.ref),
+        pulled,
+    )

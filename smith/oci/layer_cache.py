@@ -56,6 +56,16 @@ class LayerCache:
         self._save(layer, store.path(layer.descriptor.digest), record, blob)
         return layer
 
+    def add(self, key: str, layer: Layer, path: str) -> None:
+        """Record a layer blob written elsewhere (a registry cache's, checked against its
+        key by the caller) under `key`."""
+        self._save(
+            layer,
+            path,
+            os.path.join(self.root, key + ".json"),
+            os.path.join(self.root, key + ".blob"),
+        )
+
     def _load(self, record: str, blob: str) -> Layer | None:
         try:
             with open(record, "rb") as f:
