@@ -501,6 +501,8 @@ class Reuse:
     named_output: bool  # -o named the output (else the recipe did, in its key)
     options: BuildOptions
     layout: LayoutSettings
+    # --cache-from's client and map, read once (smith/remote_cache.py read_remote).
+    remote: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def restore(self, packages: Sequence[ResolvedPackage], output: str) -> BuildResult | None:
         key = self.inputs.key(pins_of(packages))
@@ -516,7 +518,7 @@ class Reuse:
             return None
         from smith.remote_cache import restore_remote
 
-        remote = restore_remote(self.options, key, output, self.layout)
+        remote = restore_remote(self.options, key, output, self.layout, self.remote)
         if remote is None:
             return None
         result, keys = remote
@@ -540,7 +542,9 @@ class Reuse:
             return found
         from smith.remote_cache import remote_prior
 
-        return remote_prior(self.options, family, pins_of(packages), cache_dir, self.layout)
+        return remote_prior(
+            self.options, family, pins_of(packages), cache_dir, self.layout, self.remote
+        )
 
     def recorded_partial(self, doc: Mapping[str, Any]) -> Mapping[str, Any] | None:
         """What a cached entry recorded for partial hits, for --cache-to to share."""

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from smith.build_options import BuildOptions
     from smith.buildcache import LayoutSettings
     from smith.buildkey import PackagePin
+    from smith.oci.cache_artifact import CacheMap
     from smith.oci.registry import RegistryClient
     from smith.partial import Prior
 
@@ -46,19 +47,31 @@ def cache_client(ref_text: str, options: BuildOptions, *, push: bool) -> Registr
         return None
 
 
+def read_remote(
+    options: BuildOptions, memo: dict[str, Any]
+) -> tuple[RegistryClient | None, CacheMap | None]:
+    """--cache-from's client and map, read once per build (`memo`): a refusal is warned
+    about once, and the full and partial lookups see one map."""
+    from smith.oci.cache_artifact import read_cache
+
+    if "map" not in memo:
+        assert options.cache_from is not None
+        client = cache_client(options.cache_from, options, push=False)
+        memo["client"], memo["map"] = client, read_cache(client) if client is not None else None
+    return memo["client"], memo["map"]
+
+
 def restore_remote(
-    options: BuildOptions, key: str, output: str, layout: LayoutSettings
+    options: BuildOptions, key: str, output: str, layout: LayoutSettings, memo: dict[str, Any]
 ) -> tuple[BuildResult, tuple[str, ...]] | None:
     """The build of `key` written from the registry cache (and its layer keys), or None."""
     from smith.buildcache import cached_result
-    from smith.oci.cache_artifact import CacheRefused, pull_layers, read_cache
+    from smith.oci.cache_artifact import CacheRefused, pull_layers
     from smith.oci.image import sha256_digest
     from smith.oci.layout import OutputFormat, save_layout, staging_layout
     from smith.oci.writer import OCI_LAYOUT
 
-    assert options.cache_from is not None
-    client = cache_client(options.cache_from, options, push=False)
-    cache = read_cache(client) if client is not None else None
+    client, cache = read_remote(options, memo)
     if client is None or cache is None:
         return None
     plan = cache.plans.get(key)
@@ -177,6 +190,7 @@ def remote_prior(
     pins: Sequence[PackagePin],
     cache_dir: str | os.PathLike[str],
     layout: LayoutSettings,
+    memo: dict[str, Any],
 ) -> Prior | None:
     """The registry's latest build of `family`, with the layers whose packages did not
     change pulled (each checked against its digest, its diff_id and its key) into the
@@ -184,15 +198,13 @@ def remote_prior(
     import tempfile
 
     from smith.oci.blobs import BlobStore
-    from smith.oci.cache_artifact import CacheRefused, pull_layers, read_cache
+    from smith.oci.cache_artifact import CacheRefused, pull_layers
     from smith.oci.compress import parse_compression
     from smith.oci.layer_cache import LayerCache, layer_key
     from smith.partial import NotReusable, Prior, unpack_layer
     from smith.resolve.store import ContentStore
 
-    assert options.cache_from is not None
-    client = cache_client(options.cache_from, options, push=False)
-    cache = read_cache(client) if client is not None else None
+    client, cache = read_remote(options, memo)
     if client is None or cache is None:
         return None
     plan = cache.plans.get(cache.families.get(family, ""))
@@ -201,7 +213,10 @@ def remote_prior(
         return None
     current = set(pins)
     unchanged = {nevra for nevra, pin in plan.listing.packages if pin in current}
-    store, layer_cache = ContentStore(os.path.join(cache_dir, "content")), LayerCache(os.fspath(cache_dir))
+    store, layer_cache = (
+        ContentStore(os.path.join(cache_dir, "content")),
+        LayerCache(os.fspath(cache_dir)),
+    )
     compression = parse_compression(layout.compression)
     pulled = 0
     try:
@@ -210,8 +225,8 @@ def remote_prior(
             for record in plan.records:
                 layer = cache.layers.get(record["key"])
                 packages = set(record["packages"])
-                if layer is None or not packages or not packages <= unchanged:
-                    continue  # its packages are extracted, or it holds none
+                if layer is None or not packages & unchanged:
+                    continue  # it holds no file of an unchanged package
                 pulled += pull_layers(client, blobs, [layer])
                 path = blobs.path(layer.descriptor.digest)
                 tree, diff_id = unpack_layer(
