@@ -306,8 +306,8 @@ class BuildCache:
             listing = self.listing_of(doc) if doc is not None else None
             if doc is None or listing is None:
                 return None
-            kept, keys = doc["result"]["kept"], doc["layer_keys"]
-            return Prior(listing, frozenset(kept), frozenset(keys), "the build cache")
+            owners, keys = doc["result"]["owners"], doc["layer_keys"]
+            return Prior(listing, kept_owners(owners), frozenset(keys), "the build cache")
         except FileNotFoundError:
             return None
         except (OSError, ValueError, KeyError, TypeError, DamagedEntry, NotReusable) as err:
@@ -332,6 +332,14 @@ class BuildCache:
     def _write(self, path: str, data: bytes) -> None:
         with atomic_path(path) as tmp, open(tmp, "wb") as f:
             f.write(data)
+
+
+def kept_owners(owners: object) -> dict[str, str]:
+    """A cached result's owners (path -> package) of the kept paths, as a partial hit
+    reads them (anything else is no owner)."""
+    if not isinstance(owners, dict):
+        raise DamagedEntry("no owners")
+    return {str(p): o for p, o in owners.items() if isinstance(o, str)}
 
 
 def checked_digest(digest: object) -> str:

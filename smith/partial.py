@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from smith.buildkey import BUILDKEY_VERSION, BuildInputs, PackagePin, canonical, smith_digest
+from smith.errors import SmithError
 from smith.layering import PackageDeps
 from smith.paths import normalize_path, parent_paths
 from smith.tree import Entry, FileTree, HostFile, Kind
@@ -58,7 +59,8 @@ class Unfetched(HostFile):
     known (layer keys need no more), its bytes are not."""
 
     def open(self) -> BinaryIO:
-        raise NotReusable(f"the bytes of a file (sha256 {self.sha256[:12]}) are in no cached layer")
+        # `path` names the tree's path (there is no host file): for this message only.
+        raise NotReusable(f"{self.path} is needed now, and its bytes are in no cached layer")
 
 
 def family_key(inputs: BuildInputs) -> str:
@@ -121,9 +123,12 @@ class Listing:
 
 
 def _checked_path(path: object) -> str:
-    if not isinstance(path, str) or not path or normalize_path(path) != path:
-        raise NotReusable(f"the listing names the path {path!r}, not one inside the root")
-    return path
+    try:
+        if isinstance(path, str) and path and normalize_path(path) == path:
+            return path
+    except SmithError:
+        pass
+    raise NotReusable(f"the plan names the path {path!r}, not one inside the root")
 
 
 def _checked_row(row: Any, nevras: Collection[str]) -> tuple[Any, ...]:
@@ -176,11 +181,11 @@ def _is_dir(mode: int) -> bool:
 
 @dataclass(frozen=True)
 class Prior:
-    """An earlier build of the same family: its listing, the paths its image kept, and its
-    layers' keys (what counts as taken from the cache)."""
+    """An earlier build of the same family: its listing, the paths its image kept with the
+    package each came from, and its layers' keys (what counts as taken from the cache)."""
 
     listing: Listing
-    kept: frozenset[str]
+    kept: Mapping[str, str]  # path -> owner, of the earlier image
     layer_keys: frozenset[str]
     source: str  # "local" or the registry reference
     pulled: int = 0  # layer bytes fetched from the registry for it
@@ -242,7 +247,11 @@ def reassemble(
     position = {p.nevra: i for i, p in enumerate(packages)}
     changed: list[int] = []
     for i, ((nevra, pin), new) in enumerate(zip(old, pins, strict=True)):
-        kept_bytes = [r[8] for r in rows_of.get(nevra, ()) if r[1] == "file" and r[0] in prior.kept]
+        # A kept path's bytes are the package's only where the image has them from it (smith
+        # writes its own /etc/passwd over setup's, say): those are the cached layers'.
+        kept_bytes = [
+            r[8] for r in rows_of.get(nevra, ()) if r[1] == "file" and prior.kept.get(r[0]) == nevra
+        ]
         if pin != new or not all(stored(store, sha) for sha in kept_bytes):
             changed.append(i)
     gone = {old[i][0] for i in changed}
@@ -268,7 +277,9 @@ def _entry(row: tuple[Any, ...], store: ContentStore) -> Entry:
     content = None
     if kind == "file":
         content = (
-            HostFile(str(store.path_for(sha)), sha) if stored(store, sha) else Unfetched("", sha)
+            HostFile(str(store.path_for(sha)), sha)
+            if stored(store, sha)
+            else Unfetched("/" + path, sha)
         )
     return Entry(path, KINDS[kind], mode, uid, gid, size, target, content, origin)
 

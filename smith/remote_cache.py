@@ -197,6 +197,7 @@ def remote_prior(
     layer cache and their files into the content store; None when there is none."""
     import tempfile
 
+    from smith.buildcache import kept_owners
     from smith.oci.blobs import BlobStore
     from smith.oci.cache_artifact import CacheRefused, pull_layers
     from smith.oci.compress import parse_compression
@@ -244,7 +245,7 @@ def remote_prior(
     log.info("%s: %d layer bytes pulled for a partial hit", client.ref, pulled)
     return Prior(
         plan.listing,
-        frozenset(plan.result["kept"]),
+        kept_owners(plan.result["owners"]),
         frozenset(plan.layers),
         str(client.ref),
         pulled,

@@ -8,6 +8,7 @@ import base64
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -265,19 +266,34 @@ def set_artifact_type(doc: dict[str, Any], _client: RegistryClient) -> None:
     doc["artifactType"] = "application/vnd.example+json"
 
 
-def wrong_blob_in_plan(doc: dict[str, Any], client: RegistryClient) -> None:
-    """A map (pushed as a blob of its own) whose plan holds a blob not of its digest."""
-    with tempfile.TemporaryDirectory(prefix="smith-test-map-") as tmp:
-        store = BlobStore(tmp)
-        fetch_blob(client, store, Descriptor.from_json(doc["layers"][0]), threading.Event())
-        cache = json.loads(open_read(store.path(doc["layers"][0]["digest"])))
-        (plan,) = cache["plans"].values()
-        first = sorted(plan["blobs"])[0]
-        plan["blobs"][first] = base64.b64encode(b"not these bytes").decode()
-        digest, size = store.add_bytes(canonical_json(cache))
-        desc = Descriptor(CACHE_MAP_TYPE, digest, size)
-        push_blob(client, desc, store.path(digest), (), threading.Event())
-    doc["layers"][0] = desc.to_json()
+def in_plan(change_plan: Any) -> Any:
+    """A map (pushed as a blob of its own) whose plan `change_plan` changed."""
+
+    def change(doc: dict[str, Any], client: RegistryClient) -> None:
+        with tempfile.TemporaryDirectory(prefix="smith-test-map-") as tmp:
+            store = BlobStore(tmp)
+            fetch_blob(client, store, Descriptor.from_json(doc["layers"][0]), threading.Event())
+            cache = json.loads(open_read(store.path(doc["layers"][0]["digest"])))
+            (plan,) = cache["plans"].values()
+            change_plan(plan)
+            digest, size = store.add_bytes(canonical_json(cache))
+            desc = Descriptor(CACHE_MAP_TYPE, digest, size)
+            push_blob(client, desc, store.path(digest), (), threading.Event())
+        doc["layers"][0] = desc.to_json()
+
+    return change
+
+
+def wrong_blob(plan: dict[str, Any]) -> None:
+    plan["blobs"][sorted(plan["blobs"])[0]] = base64.b64encode(b"not these bytes").decode()
+
+
+def path_out_of_root(plan: dict[str, Any]) -> None:
+    plan["listing"]["rows"][0][0] = "../../etc/passwd"
+
+
+def package_not_in_the_build(plan: dict[str, Any]) -> None:
+    plan["records"][0]["packages"].append("evil-1-1.x86_64")
 
 
 @pytest.mark.parametrize(
@@ -286,9 +302,11 @@ def wrong_blob_in_plan(doc: dict[str, Any], client: RegistryClient) -> None:
         (set_artifact_type, "artifactType 'application/vnd.example+json'"),
         (set_map("mediaType", "application/json"), "media type is 'application/json'"),
         (set_map("size", 5 << 20), "more than 4194304"),
-        (wrong_blob_in_plan, "does not match its digest"),
+        (in_plan(wrong_blob), "does not match its digest"),
+        (in_plan(path_out_of_root), "the path '../../etc/passwd', not one inside the root"),
+        (in_plan(package_not_in_the_build), "holds 'evil-1-1.x86_64', not one of its packages"),
     ],
-    ids=["artifact-type", "map-media-type", "huge-map", "wrong-digest"],
+    ids=["artifact-type", "map-media-type", "huge-map", "wrong-digest", "path", "package"],
 )
 def test_untrusted_cache_artifact_is_refused_and_the_build_goes_on(
     genuine: tuple[Path, str, bytes], tmp_path: Path, change: Any, refusal: str
@@ -364,3 +382,34 @@ def test_second_machine_extracts_only_the_changed_package(
     cold = machine_build(recipe, tmp_path, "three", *LAYERED)
     assert cold["cache"]["packages_extracted"] == cold["packages_resolved"] > 1
     assert (tmp_path / "two.tar.gz").read_bytes() == (tmp_path / "three.tar.gz").read_bytes()
+
+
+def test_rootfs_program_needing_another_library_builds_whole(
+    tinyhttpd: Path, registry: Registry, tmp_path: Path
+) -> None:
+    """A rootfs/ change is a partial hit while the closure finds every file it needs in the
+    tree rebuilt from the plan: on the machine that extracted the packages, all their
+    bytes are at hand; on another, only the kept ones (the cached layers'). A program that
+    now needs libm (glibc's, never kept before) makes that machine's build run whole."""
+    tinyhttpd.write_text(tinyhttpd.read_text() + "paths: [/usr/local/bin/tool]\n")
+    tool = tinyhttpd.parent / "rootfs" / "usr" / "local" / "bin" / "tool"
+    tool.parent.mkdir(parents=True)
+    shutil.copy("/usr/bin/true", tool)  # libc alone
+    cache_ref = f"docker://{registry.host}/cache/tool:build-cache"
+    first = machine_build(tinyhttpd, tmp_path, "one", "--cache-to", cache_ref)
+    tool.write_bytes(tool.read_bytes() + b"\0")  # another file, the same libraries
+    same = machine_build(tinyhttpd, tmp_path, "two", "--cache-from", cache_ref)
+    pulled = first["layers"][0]["size"]  # its one layer: every kept file
+    assert same["cache"] == {"build": "partial", "registry": "partial", "packages_extracted": 0,
+                             "layers_from_cache": 0, "layer_bytes_pulled": pulled}  # fmt: skip
+    shutil.copy("/usr/bin/mawk", tool)  # libm and libc
+    libm = "usr/lib/x86_64-linux-gnu/libm.so.6"
+    local = machine_build(tinyhttpd, tmp_path, "one", "--explain")
+    assert local["cache"] == {"build": "partial", "packages_extracted": 0, "layers_from_cache": 0}
+    assert "/" + libm in local["kept"]
+    other = machine_build(tinyhttpd, tmp_path, "three", "--cache-from", cache_ref)
+    assert other["cache"] == {"build": "miss", "registry": "miss",
+                              "packages_extracted": other["packages_resolved"]}  # fmt: skip
+    # Machine three's build is a cold build (an empty cache, the plan not reused).
+    assert (tmp_path / "one.tar.gz").read_bytes() == (tmp_path / "three.tar.gz").read_bytes()
+    assert local["manifest"] == other["manifest"]
