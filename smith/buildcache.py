@@ -268,11 +268,23 @@ class BuildCache:
                 if stat.S_ISDIR(info.st_mode):
                     rows.append([rel, "dir", mode, ""])
                 elif stat.S_ISREG(info.st_mode):
-                    rows.append([rel, "file", mode, self._store_blob(path)])
+                    rows.append(
+                        [rel, "file", mode, self._stored_blob(rel) or self._store_blob(path)]
+                    )
                 else:
                     raise OSError(0, f"{path} is neither a file nor a directory")
         rows.sort(key=lambda row: (str(row[0]).count("/"), str(row[0])))
         return rows
+
+    def _stored_blob(self, rel: str) -> str:
+        """The digest of a layout blob the store holds already (its name is its digest: the
+        writer just wrote it from a checked blob), so that a rebuild does not hash and copy
+        its unchanged layers again; "" for any other file. A restore still checks every
+        byte it copies out."""
+        head, _, name = rel.rpartition("/")
+        if head != "blobs/sha256" or len(name) != 64 or name.strip("0123456789abcdef"):
+            return ""
+        return name if os.path.exists(self.store.path_for(name)) else ""
 
     def _store_blob(self, path: str) -> str:
         def copy(sink: Callable[[bytes], object]) -> None:
