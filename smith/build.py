@@ -599,9 +599,9 @@ def package_tree(
     named = tuple(zip((p.nevra for p in packages), pins, strict=True))
     if prior is not None:
 
-        def extract(package: ResolvedPackage) -> tuple[FileTree, RpmPackage]:
+        def extract(package: ResolvedPackage) -> tuple[FileTree, PackageDeps]:
             tree, (header,) = extract_packages([package], fetcher, repos, store)
-            return tree, header
+            return tree, rpm_deps(header)
 
         try:
             done = reassemble(prior, packages, pins, store, extract)

@@ -191,7 +191,8 @@ class Prior:
     pulled: int = 0  # layer bytes fetched from the registry for it
 
 
-Extract = Callable[["ResolvedPackage"], tuple[FileTree, "RpmPackage"]]
+# A package alone in a tree, and its dependencies as ordering reads them.
+Extract = Callable[["ResolvedPackage"], tuple[FileTree, PackageDeps]]
 
 
 @dataclass(frozen=True)
@@ -262,12 +263,10 @@ def reassemble(
     deps = dict(listing.deps)
     for i in changed:
         nevra, package = old[i][0], packages[i]
-        fresh, header = extract(package)
+        fresh, package_deps = extract(package)
         _merge(tree, fresh, rows_of.get(nevra, ()), package.nevra, position, listing.shared)
         del deps[nevra]
-        from smith.layering import rpm_deps
-
-        deps[package.nevra] = rpm_deps(header)
+        deps[package.nevra] = package_deps
     order = [p.nevra for p in packages]
     return Reassembled(tree, tuple(deps[n] for n in order), len(changed))
 
