@@ -176,6 +176,11 @@ def save_remote(
                 # Full: this build's plan and layers start a new map (the old ones age out).
                 layers = dict(zip(keys, image.layers, strict=True))
                 cache = CacheMap(layers, {key: plan}, families)
+                if len(cache.to_bytes()) > DOCUMENT_BYTES.count():
+                    # Its listing alone is too big for a map: recorded for full hits only.
+                    log.info("%s: the build's listing is too big to share", client.ref)
+                    plan = replace(plan, listing=None, records=())
+                    cache = CacheMap(layers, {key: plan})
             paths = {d: os.path.join(blobs_dir, d[7:]) for d in layer_digests}
             uploaded, skipped = write_cache(client, cache, paths)
     except SmithError as err:
