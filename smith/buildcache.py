@@ -16,6 +16,7 @@ read from elsewhere), not an image `package:`, not several platforms at once.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -27,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from smith.atomic import atomic_path, remove_path
 from smith.buildkey import BuildInputs, PackagePin, canonical
+from smith.cache_prune import cache_lock
 from smith.leftovers import sweep
 
 if TYPE_CHECKING:
@@ -138,7 +140,8 @@ class CachedBuild:
 
 class BuildCache:
     def __init__(self, cache_dir: str | os.PathLike[str]) -> None:
-        self.root = os.path.join(os.fspath(cache_dir), "builds")
+        self.cache_dir = os.fspath(cache_dir)
+        self.root = os.path.join(self.cache_dir, "builds")
         self._store: ContentStore | None = None
 
     @property
@@ -171,11 +174,17 @@ class BuildCache:
             log.warning("the build cache entry %s is damaged: building again", path)
             remove_path(path)
             return None
+        with contextlib.suppress(OSError):
+            os.utime(path)  # used now: `smith cache prune` evicts the least recently used
         return doc
 
     def restore(self, key: str, output: str | None) -> tuple[str, dict[str, Any]] | None:
         """Write the output of `key` to `output` (None: where the recipe named it) from
         the cache: (the output, the entry), or None on a miss or a damaged entry."""
+        with cache_lock(self.cache_dir):  # not pruned while it is copied out
+            return self._restore(key, output)
+
+    def _restore(self, key: str, output: str | None) -> tuple[str, dict[str, Any]] | None:
         doc = self.load(key)
         if doc is None:
             return None
@@ -237,22 +246,34 @@ class BuildCache:
         hit reads (smith/partial.py). A cache that cannot be written costs only speed: the
         build succeeded, so nothing here fails it."""
         try:
-            os.makedirs(self.root, exist_ok=True)
-            sweep(self.root)
-            files = self._store_output(output)
-            doc = {
-                "version": ENTRY_VERSION,
-                "key": key,
-                "output": recipe_output,
-                "files": files,
-                "result": result_json(result),
-                "report": report_json(result),
-                "layer_keys": list(layer_keys),  # for --cache-to, when taken from here
-                **(extra or {}),
-            }
-            self._write(self.entry_path(key), canonical(doc))
+            with cache_lock(self.cache_dir):
+                self._save(key, output, recipe_output, result, layer_keys, extra)
         except OSError as err:
             log.warning("cannot write the build cache in %s: %s", self.root, err.strerror)
+
+    def _save(
+        self,
+        key: str,
+        output: str,
+        recipe_output: str | None,
+        result: BuildResult,
+        layer_keys: Sequence[str],
+        extra: Mapping[str, object] | None,
+    ) -> None:
+        os.makedirs(self.root, exist_ok=True)
+        sweep(self.root)
+        files = self._store_output(output)
+        doc = {
+            "version": ENTRY_VERSION,
+            "key": key,
+            "output": recipe_output,
+            "files": files,
+            "result": result_json(result),
+            "report": report_json(result),
+            "layer_keys": list(layer_keys),  # for --cache-to, when taken from here
+            **(extra or {}),
+        }
+        self._write(self.entry_path(key), canonical(doc))
 
     def _store_output(self, output: str) -> list[list[object]]:
         if not os.path.isdir(output):
@@ -309,6 +330,10 @@ class BuildCache:
 
     def load_prior(self, family: str) -> Prior | None:
         """The latest build of `family` as a partial hit starts from, or None."""
+        with cache_lock(self.cache_dir):
+            return self._load_prior(family)
+
+    def _load_prior(self, family: str) -> Prior | None:
         from smith.partial import NotReusable, Prior
 
         try:
