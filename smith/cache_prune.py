@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from smith.atomic import remove_path
-from smith.errors import UsageError
+from smith.errors import SmithError, UsageError
 
 LOCK_NAME = ".lock"
 SIZE = re.compile(r"(\d+)\s*([kmgt]?)(i?b)?", re.IGNORECASE)
@@ -37,9 +37,20 @@ DAY = 86400
 
 @contextlib.contextmanager
 def cache_lock(cache_dir: str | os.PathLike[str], *, exclusive: bool = False) -> Iterator[None]:
-    """Hold CACHE/.lock: shared while a cache is read or written, exclusive to prune."""
-    os.makedirs(cache_dir, exist_ok=True)
-    fd = os.open(os.path.join(cache_dir, LOCK_NAME), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    """Hold CACHE/.lock: shared while a cache is read or written, exclusive to prune. A
+    cache where the lock cannot be made (read-only) is read without it: nothing of ours
+    can prune it."""
+    try:
+        os.makedirs(cache_dir, exist_ok=True)
+        flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC
+        fd = os.open(os.path.join(cache_dir, LOCK_NAME), flags, 0o644)
+    except OSError as err:
+        if exclusive:
+            raise SmithError(
+                f"cannot lock the cache {os.fspath(cache_dir)!r}: {err.strerror}"
+            ) from None
+        yield
+        return
     try:
         fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
         yield
