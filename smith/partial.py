@@ -24,6 +24,7 @@ directory it no longer ships), it refuses with NotReusable and the build runs wh
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import logging
 import os
@@ -47,6 +48,8 @@ log = logging.getLogger(__name__)
 LISTING_VERSION = 1
 KINDS = {k.value: k for k in Kind}
 HEX = "0123456789abcdef"
+INLINE_FILE = 4096  # the etc/ files whose bytes a listing carries: each at most this,
+INLINE_TOTAL = 256 << 10  # and all at most this
 
 
 class NotReusable(Exception):
@@ -85,6 +88,9 @@ class Listing:
     deps: Mapping[str, PackageDeps]  # NEVRA -> what ordering reads of its header
     rows: tuple[tuple[Any, ...], ...]  # path, kind, mode, uid, gid, size, target, origin, sha
     shared: frozenset[str]  # paths two or more packages ship as non-directories
+    # sha256 -> bytes of the packages' small files under etc/ (ld.so.conf and the files it
+    # includes): the closure reads them without keeping them, so no cached layer has them.
+    inline: Mapping[str, bytes] = field(default_factory=dict)
     # How many packages the build that made it extracted (reported, never recorded).
     extracted: int = field(default=0, compare=False)
 
@@ -98,6 +104,7 @@ class Listing:
             },
             "rows": [list(r) for r in self.rows],
             "shared": sorted(self.shared),
+            "inline": {d: base64.b64encode(b).decode() for d, b in sorted(self.inline.items())},
         }
 
     @classmethod
@@ -115,11 +122,15 @@ class Listing:
             }
             rows = tuple(_checked_row(r, nevras) for r in doc["rows"])
             shared = frozenset(_checked_path(p) for p in doc["shared"])
+            inline = {str(d): base64.b64decode(b, validate=True) for d, b in doc["inline"].items()}
         except (KeyError, TypeError, ValueError) as err:
             raise NotReusable(f"a damaged listing ({type(err).__name__}: {err})") from None
         if set(deps) != nevras:
             raise NotReusable("the listing's dependencies are not its packages'")
-        return cls(packages, deps, rows, shared)
+        for digest, data in inline.items():
+            if hashlib.sha256(data).hexdigest() != digest:
+                raise NotReusable(f"the listing's bytes {digest[:12]} do not match their digest")
+        return cls(packages, deps, rows, shared, inline)
 
 
 def _checked_path(path: object) -> str:
@@ -156,6 +167,8 @@ def capture(
 ) -> Listing:
     """The listing of `tree`, the packages' tree before rootfs/ is laid over it."""
     rows = []
+    inline: dict[str, bytes] = {}
+    room = INLINE_TOTAL
     for e in tree:
         sha = e.content.sha256 if isinstance(e.content, HostFile) else ""
         if e.kind is Kind.FILE and not sha and e.content is not None:
@@ -163,7 +176,15 @@ def capture(
 
             sha = content_digest(e.content)
         rows.append((e.path, e.kind.value, e.mode, e.uid, e.gid, e.size, e.target, e.origin, sha))
-    return Listing(tuple(packages), {d.key: d for d in deps}, tuple(rows), shared, extracted)
+        small = (
+            e.kind is Kind.FILE and e.size <= min(INLINE_FILE, room) and e.path.startswith("etc/")
+        )
+        if small and e.content is not None and not isinstance(e.content, Unfetched):
+            with e.content.open() as f:
+                inline[sha] = f.read(e.size + 1)
+            room -= e.size
+    packages_deps = {d.key: d for d in deps}
+    return Listing(tuple(packages), packages_deps, tuple(rows), shared, inline, extracted=extracted)
 
 
 def shared_files(headers: Iterable[RpmPackage]) -> frozenset[str]:

@@ -219,10 +219,10 @@ def remote_prior(
         return None
     current = set(pins)
     unchanged = {nevra for nevra, pin in plan.listing.packages if pin in current}
-    store, layer_cache = (
-        ContentStore(os.path.join(cache_dir, "content")),
-        LayerCache(os.fspath(cache_dir)),
-    )
+    store = ContentStore(os.path.join(cache_dir, "content"))
+    layer_cache = LayerCache(os.fspath(cache_dir))
+    for data in plan.listing.inline.values():  # checked against their digests when read
+        store.put_bytes(data)
     compression = parse_compression(layout.compression)
     pulled = 0
     try:

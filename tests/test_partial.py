@@ -157,8 +157,9 @@ def test_other_packages_are_not_a_partial_hit(tmp_path: Path) -> None:
         (lambda d: d["rows"][0].__setitem__(7, "evil-1-1.x86_64"), "not its package's"),
         (lambda d: d["rows"][0].__setitem__(2, -1), "for a number"),
         (lambda d: d.pop("deps"), "a damaged listing"),
+        (lambda d: d["inline"].update({"0" * 64: "eA=="}), "do not match their digest"),
     ],
-    ids=["path", "digest", "package", "mode", "damaged"],
+    ids=["path", "digest", "package", "mode", "damaged", "inline"],
 )
 def test_untrusted_listing_is_refused(tmp_path: Path, change: object, refusal: str) -> None:
     base = package("base", "1")
@@ -170,3 +171,14 @@ def test_untrusted_listing_is_refused(tmp_path: Path, change: object, refusal: s
     change(doc)
     with pytest.raises(NotReusable, match=refusal):
         Listing.from_json(doc)
+
+
+def test_small_etc_files_travel_with_the_listing(tmp_path: Path) -> None:
+    """ld.so.conf and its kind: read by the closure, kept by no layer."""
+    base = package("base", "1")
+    store = ContentStore(tmp_path / "store")
+    files: Files = [*BASE, ("etc", "dir", ""), ("etc/ld.so.conf", "file", "include x\n"),
+                    ("usr/lib/big", "file", "x" * 5000)]  # fmt: skip
+    listing = capture(cold(store, [(base, files)]), named([base]), [deps(base)], frozenset(), 1)
+    again = Listing.from_json(listing.to_json())
+    assert list(again.inline.values()) == [b"include x\n"]
