@@ -548,3 +548,30 @@ def test_a_file_where_another_package_has_a_directory_names_both_packages() -> N
         "'usr/share/x/y' (from beta-2-1.noarch) is below 'usr/share/x', which is a file "
         "(from alpha-1-1.x86_64), not a directory"
     )
+
+
+def test_a_docker_archive_layer_is_checked_where_it_is_read(tmp_path: Path) -> None:
+    """An uncompressed docker-archive layer is named by the config's diff_id, not hashed
+    when the archive is opened: the pass that reads it checks it, and a layer whose bytes
+    are not the diff_id's is refused there, in one line."""
+    archive = tmp_path / "img.tar"
+    write_image(
+        trees.small_tree(), ImageConfig(), str(archive), fmt="docker-archive",
+        compression=Compression.NONE,
+    )  # fmt: skip
+    unpacked = tmp_path / "unpacked"
+    with tarfile.open(archive) as tar:
+        tar.extractall(unpacked, filter="data")
+    with open_image(str(unpacked)) as image:
+        layer = image.layers[0]
+        assert layer.digest == layer.diff_id and not layer.check.done
+        apply_layers(image, str(tmp_path / "store"))
+        assert layer.check.done
+    blob = Path(layer.unchecked_path)
+    data = bytearray(blob.read_bytes())
+    data[-1] ^= 1  # in the end-of-archive blocks: still a tar, other bytes
+    blob.write_bytes(bytes(data))
+    with open_image(str(unpacked)) as image, pytest.raises(ImageFormatError) as err:
+        apply_layers(image, str(tmp_path / "store2"))
+    assert f"layer {layer.digest} is corrupt" in str(err.value)
+    assert "\n" not in str(err.value)
