@@ -7,7 +7,6 @@ gconv-modules; programs dlopen plugins. No ELF header says so, so a recipe asks 
 
 from __future__ import annotations
 
-import posixpath
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -149,8 +148,9 @@ def add_tree(
     if (directory, skip) in walker.trees_done:
         return
     walker.trees_done.add((directory, skip))
+    prefix = f"{directory}/" if directory else ""
     for name, kind in walker.root.list_kinds(directory):
-        path = posixpath.join(directory, name)
+        path = prefix + name
         if kind is Kind.DIR:
             if name not in skip:
                 add_tree(walker, path, reason, skip)

@@ -189,11 +189,11 @@ class DirectoryRoot:
 
 def _entry_kind(entry: os.DirEntry[str]) -> Kind | None:
     """DirectoryRoot.kind from a directory entry (an lstat only where d_type is unknown)."""
-    if entry.is_symlink():
-        return Kind.SYMLINK
+    if entry.is_file(follow_symlinks=False):  # most names, so asked first
+        return Kind.FILE
     if entry.is_dir(follow_symlinks=False):
         return Kind.DIR
-    return Kind.FILE if entry.is_file(follow_symlinks=False) else None
+    return Kind.SYMLINK if entry.is_symlink() else None
 
 
 @dataclass(frozen=True)
