@@ -153,14 +153,28 @@ class Closure:
         return lines
 
 
-@dataclass(frozen=True)
 class Found:
-    opened: str  # the candidate name ld.so opened (its directory is the library's $ORIGIN)
-    walk: Walk
-    real: str
-    info: ElfInfo
-    step: Step
-    variants: tuple[str, ...]  # other glibc-hwcaps builds of the same library
+    """Where a search found a library (a plain class with slots, as _Object: a closure makes
+    one per search, and a frozen dataclass costs twice as much to make and ~0.5 ms to
+    define at every start of the command)."""
+
+    __slots__ = ("info", "opened", "real", "step", "variants", "walk")
+
+    def __init__(
+        self,
+        opened: str,  # the candidate name ld.so opened (its directory is the library's $ORIGIN)
+        walk: Walk,
+        real: str,
+        info: ElfInfo,
+        step: Step,
+        variants: tuple[str, ...],  # other glibc-hwcaps builds of the same library
+    ) -> None:
+        self.opened = opened
+        self.walk = walk
+        self.real = real
+        self.info = info
+        self.step = step
+        self.variants = variants
 
 
 class _Object:
@@ -193,14 +207,17 @@ class _Object:
         self.list_number = -1  # of its search list, once known (ClosureWalker._search_list)
 
 
-@dataclass(frozen=True)
 class _Hit:
-    """A DT_NEEDED resolved from one object: the search's answer and what it keeps."""
+    """A DT_NEEDED resolved from one object: the search's answer and what it keeps (slots,
+    as Found)."""
 
-    found: Found
-    reason: Reason
-    file: str  # the file holding the bytes (hard links followed)
-    loaded: Loaded
+    __slots__ = ("file", "found", "loaded", "reason")
+
+    def __init__(self, found: Found, reason: Reason, file: str, loaded: Loaded) -> None:
+        self.found = found
+        self.reason = reason
+        self.file = file  # the file holding the bytes (hard links followed)
+        self.loaded = loaded
 
 
 class ClosureWalker:
