@@ -101,6 +101,7 @@ class DirectoryRoot:
         self._prefix = self.directory.rstrip("/") + "/"
         self._lstat: dict[str, os.stat_result | None] = {}
         self._keys: dict[str, Hashable] = {}
+        self._kinds: dict[str, Kind | None] = {}
 
     def host_path(self, path: str) -> str:
         # Concatenation, not os.path.join: `path` is canonical and relative (the closure
@@ -122,15 +123,24 @@ class DirectoryRoot:
         return st
 
     def kind(self, path: str) -> Kind | None:
+        # Once per path, as _stat: the walker asks for each component it passes.
+        try:
+            return self._kinds[path]
+        except KeyError:
+            pass
         st = self._stat(path)
+        kind: Kind | None = None
         if st is None:
-            return None
-        if stat.S_ISLNK(st.st_mode):
-            return Kind.SYMLINK
-        if stat.S_ISDIR(st.st_mode):
-            return Kind.DIR
-        # Devices, FIFOs and sockets cannot be loaded; a regular file is all ld.so opens.
-        return Kind.FILE if stat.S_ISREG(st.st_mode) else None
+            pass
+        elif stat.S_ISLNK(st.st_mode):
+            kind = Kind.SYMLINK
+        elif stat.S_ISDIR(st.st_mode):
+            kind = Kind.DIR
+        elif stat.S_ISREG(st.st_mode):
+            # Devices, FIFOs and sockets cannot be loaded; a regular file is all ld.so opens.
+            kind = Kind.FILE
+        self._kinds[path] = kind
+        return kind
 
     def readlink(self, path: str) -> str:
         return os.readlink(self.host_path(path))
