@@ -25,7 +25,14 @@ from smith.conventions import (
     nss_documents,
 )
 from smith.errors import RecipeError, UsageError
-from smith.layering import Layering, dependency_order, image_plan, merged_layering, rpm_deps
+from smith.layering import (
+    Layering,
+    LayerInputs,
+    dependency_order,
+    layer_inputs,
+    merged_layering,
+    rpm_deps,
+)
 from smith.oci.compress import parse_compression
 from smith.oci.image import Descriptor, ImageConfig, Platform
 from smith.oci.layout import choose_format
@@ -69,6 +76,7 @@ from smith.tree import FileTree, InlineBytes, path_sort_key
 
 if TYPE_CHECKING:
     from smith.minimize import MinimizeOptions
+    from smith.sharing import ExtraPath
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +100,9 @@ class BuildResult:
     source_info: Source
     # What the caches saved ("build": "hit"|"miss"|"off", "registry": ..., counts).
     cache: Mapping[str, object] = field(default_factory=dict)
+    # --share-layers: the paths the image has only because another image of the fleet
+    # needed them (its shared layers hold the union of what the images keep).
+    extra: tuple[ExtraPath, ...] = field(default=(), repr=False)
 
     @property
     def image_bytes(self) -> int:
@@ -106,7 +117,13 @@ class BuildResult:
         return {path: self.why(path) for path in self.kept}
 
     def summary(self, explain: bool = False) -> dict[str, object]:
-        return result_document(self, explain)
+        doc = result_document(self, explain)
+        if self.extra:
+            doc["extra"] = {
+                "/" + x.path: {"package": x.package, "needed_by": list(x.needed_by)}
+                for x in self.extra
+            }
+        return doc
 
 
 @dataclass(frozen=True)
@@ -132,20 +149,8 @@ def build_recipe(
 
 def build(recipe_path: str, options: BuildOptions, shared: Shared | None = None) -> BuildResult:
     """Build the recipe for one architecture (the recipe's, or the one `--arch`)."""
-    recipe = load_recipe(recipe_path)
-    arches = options.arches or recipe.architectures
-    if len(arches) > 1:
-        raise UsageError(
-            f"{recipe_path} is built for {', '.join(arches)}: here only one (--arch) can be"
-        )
-    if options.arches:
-        parse_arch(arches[0])
-    if arches[0] != recipe.arch:
-        recipe = recipe.model_copy(update={"arch": arches[0], "arches": ()})
+    recipe = checked_recipe(recipe_path, options)
     base = os.path.dirname(os.path.abspath(recipe_path))
-    # A bad output name, format or layer budget fails before any download.
-    choose_format(output_of(options, recipe), merged("format", options.fmt, recipe))
-    recipe_layering(recipe, options)
     image = image_package(recipe.package, base)
     if image is not None:
         return build_from_image(recipe, recipe_path, image, options)
@@ -163,6 +168,63 @@ def build(recipe_path: str, options: BuildOptions, shared: Shared | None = None)
     if reuse is not None:
         built = reuse.save(packages, built, staged.image.layer_trees())
     return built
+
+
+def checked_recipe(recipe_path: str, options: BuildOptions) -> Recipe:
+    """The recipe for the one architecture built, its output, format and layering checked
+    (a bad output name, format or layer budget fails before any download)."""
+    recipe = load_recipe(recipe_path)
+    arches = options.arches or recipe.architectures
+    if len(arches) > 1:
+        raise UsageError(
+            f"{recipe_path} is built for {', '.join(arches)}: here only one (--arch) can be"
+        )
+    if options.arches:
+        parse_arch(arches[0])
+    if arches[0] != recipe.arch:
+        recipe = recipe.model_copy(update={"arch": arches[0], "arches": ()})
+    choose_format(output_of(options, recipe), merged("format", options.fmt, recipe))
+    recipe_layering(recipe, options)
+    return recipe
+
+
+@dataclass(frozen=True)
+class StagedRecipe:
+    """A recipe's image shrunk and not yet written, with what cuts it into layers: a fleet
+    that shares layers between its images cuts them all before writing any."""
+
+    recipe: Recipe
+    staged: Staged
+    output: Output
+    layers: LayerInputs
+
+
+def stage_recipe(
+    recipe_path: str, options: BuildOptions, shared: Shared, stack: contextlib.ExitStack
+) -> StagedRecipe | None:
+    """None when the recipe's image is not made of packages and layered (`package: IMAGE`,
+    `layers: single`, several architectures): it is built alone. A parent image stays
+    open on `stack`."""
+    if len(options.arches or load_recipe(recipe_path).architectures) > 1:
+        return None
+    recipe = checked_recipe(recipe_path, options)
+    if image_package(recipe.package, os.path.dirname(os.path.abspath(recipe_path))):
+        return None
+    fetcher = shared.fetcher
+    packages = recipe_packages(recipe, recipe_path, options, fetcher, loaded=shared.repos)
+    staged, inputs = stage_layered(recipe, recipe_path, options, fetcher, stack, packages=packages)
+    if inputs is None:
+        return None
+    return StagedRecipe(recipe, staged, output_settings(options, recipe, fetcher.cache_dir), inputs)
+
+
+def write_recipe(
+    staged: StagedRecipe, layers: Sequence[FileTree], extra: Sequence[ExtraPath] = ()
+) -> BuildResult:
+    """Write a staged recipe's image as `layers` (bottom first)."""
+    image = replace(staged.staged.image, layers=tuple(layers))
+    written = write_staged(replace(staged.staged, image=image), staged.output)
+    return replace(build_result(staged.staged, staged.output.path, written), extra=tuple(extra))
 
 
 def output_settings(
@@ -275,6 +337,20 @@ def stage_build(
 ) -> Staged:
     """Resolve, fetch and shrink the recipe's packages for `recipe.arch`; a parent image
     is opened on `stack` (it must stay open until the image is written)."""
+    return stage_layered(recipe, recipe_path, options, fetcher, stack, lock_path, packages)[0]
+
+
+def stage_layered(
+    recipe: Recipe,
+    recipe_path: str,
+    options: BuildOptions,
+    fetcher: Fetcher,
+    stack: contextlib.ExitStack,
+    lock_path: Path | None = None,
+    packages: tuple[ResolvedPackage, ...] | None = None,
+) -> tuple[Staged, LayerInputs | None]:
+    """stage_build, and what cut the image into layers (None: one layer), for a fleet
+    that shares layers between its images to cut them again."""
     base = os.path.dirname(os.path.abspath(recipe_path))
     unpacked = unpack_recipe(recipe, recipe_path, options, fetcher, lock_path, packages)
     full, packages = unpacked.tree, unpacked.packages
@@ -344,8 +420,7 @@ def stage_build(
             open_image(ref, platform=config.platform, registry=options.registry)
         )
     annotations = {PACKAGE_FILES_ANNOTATION: package_files_json(dict(shrunk.owners))}
-    plan = image_plan(
-        image_tree,
+    inputs = layer_inputs(
         recipe_layering(recipe, options),
         order=unpacked.order,
         owners=shrunk.owners,
@@ -358,7 +433,8 @@ def stage_build(
         directory_owner=(unpacked.user.uid, unpacked.user.gid),
         parent_layers=len(parent.layers) if parent is not None else 0,
     )
-    return Staged(
+    plan = inputs.plan(image_tree) if inputs is not None else None
+    staged = Staged(
         PlatformImage(image_tree, config, parent, annotations, plan.trees() if plan else ()),
         shrunk,
         Source(
@@ -369,6 +445,7 @@ def stage_build(
         packages,
         referrers,
     )
+    return staged, inputs
 
 
 def recipe_layering(recipe: Recipe, options: BuildOptions) -> Layering:

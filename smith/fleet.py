@@ -10,6 +10,13 @@ decompressed again); a recipe that did not change is copied from the build cache
 the file without .yaml); without it, each recipe's own `output` is used, and two recipes
 that would write the same output are refused before anything is built. A recipe that
 fails does not stop the others: the run fails afterwards, naming it and what was written.
+
+`--share-layers` (with the `packages` strategy, which it implies) stages every recipe
+before writing any, so that a package two or more images keep gets one layer holding the
+union of what they keep of it (smith/sharing.py), the same blob in each. An image's bytes
+then depend on the other recipes of the run, so the build cache is neither read nor
+written; a recipe that is not layered from packages (`package: IMAGE`, several
+architectures, `layers: single`) is built alone, as without the flag.
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ from typing import TYPE_CHECKING
 from smith.errors import SmithError, UsageError
 
 if TYPE_CHECKING:
-    from smith.build import BuildResult, IndexBuildResult, Shared
+    from smith.build import BuildResult, IndexBuildResult, Shared, StagedRecipe
     from smith.build_options import BuildOptions
     from smith.buildcache import CachedBuild
 
@@ -81,6 +88,7 @@ def build_fleet(recipes: Sequence[str], options: BuildOptions) -> FleetResult:
     from smith.recipe import find_recipe, load_recipe
 
     recipe_paths = [find_recipe(r) for r in recipes]
+    options = sharing_options(options)
 
     if len(set(map(os.path.abspath, recipe_paths))) != len(recipe_paths):
         raise UsageError("a recipe is named twice")
@@ -104,7 +112,8 @@ def build_fleet(recipes: Sequence[str], options: BuildOptions) -> FleetResult:
     built: list[tuple[str, BuildResult | IndexBuildResult | CachedBuild]] = []
     failed: list[tuple[str, str]] = []
     try:
-        build_each(recipe_paths, outputs, options, shared, built, failed)
+        each = build_shared if options.share_layers else build_each
+        each(recipe_paths, outputs, options, shared, built, failed)
     finally:
         if made and options.output is not None and not built:
             with contextlib.suppress(OSError):  # not empty: something else wrote there
@@ -132,3 +141,69 @@ def build_each(
             failed.append((path, str(err)))
             continue
         built.append((path, result))
+
+
+def sharing_options(options: BuildOptions) -> BuildOptions:
+    """--share-layers: the `packages` strategy, and no build cache (an image's bytes
+    depend on the other recipes of the run, which no cache key covers)."""
+    if not options.share_layers:
+        return options
+    if options.layers == "single":
+        raise UsageError("--share-layers shares package layers: it needs --layers packages")
+    if options.cache_from or options.cache_to:
+        raise UsageError(
+            "--share-layers: a registry cache (--cache-from/--cache-to) is not kept for "
+            "shared layers; build without one"
+        )
+    return replace(options, layers="packages", build_cache=False)
+
+
+def member_names(recipe_paths: Sequence[str]) -> dict[str, str]:
+    """What the report calls each recipe: its name, or its path where two share a name."""
+    names = [recipe_name(p) for p in recipe_paths]
+    return {p: n if names.count(n) == 1 else p for p, n in zip(recipe_paths, names, strict=True)}
+
+
+def build_shared(
+    recipe_paths: Sequence[str],
+    outputs: dict[str, str | None],
+    options: BuildOptions,
+    shared: Shared,
+    built: list[tuple[str, BuildResult | IndexBuildResult | CachedBuild]],
+    failed: list[tuple[str, str]],
+) -> None:
+    """Stage every recipe, plan their layers together, then write each image."""
+    from smith.build import build_recipe, stage_recipe, write_recipe
+    from smith.sharing import Member, share_layers
+
+    names = member_names(recipe_paths)
+    staged: dict[str, StagedRecipe | None] = {}
+    with contextlib.ExitStack() as stack:  # parent images stay open until written
+        for path in recipe_paths:
+            try:
+                staged[path] = stage_recipe(
+                    path, replace(options, output=outputs[path]), shared, stack
+                )
+            except SmithError as err:
+                log.warning("%s: %s", path, err)
+                failed.append((path, str(err)))
+        members = [
+            Member(
+                names[p], s.staged.image.tree, s.layers, (str(s.output.epoch), s.output.compression)
+            )
+            for p, s in staged.items()
+            if s is not None
+        ]
+        plans = share_layers(members)
+        for path, one in staged.items():
+            try:
+                if one is None:  # not layered from packages: built as it would be alone
+                    result = build_recipe(path, replace(options, output=outputs[path]), shared)
+                else:
+                    plan = plans[names[path]]
+                    result = write_recipe(one, plan.plan.trees(), plan.extra)
+            except SmithError as err:
+                log.warning("%s: %s", path, err)
+                failed.append((path, str(err)))
+                continue
+            built.append((path, result))

@@ -216,6 +216,41 @@ def plan_layers(
     ship themselves.
     """
     check_budget(budget, "layers: budget")
+    owned = owned_entries(
+        tree, order=order, owners=owners, top=top, directory_owner=directory_owner
+    )
+    packaged = owned.packages()
+    groups = budget_groups(packaged, budget)
+    layers = [
+        PlannedLayer(group, layer_tree(owned.entries, group, directory_owner)) for group in groups
+    ]
+    # With a budget of 1 no package has a layer of its own: all is the top layer.
+    rest = (TOP, *(k for k in packaged if not any(k in g for g in groups)))
+    layers.append(PlannedLayer((TOP,), layer_tree(owned.entries, rest, directory_owner)))
+    return LayerPlan(tuple(layers))
+
+
+@dataclass(frozen=True)
+class Owned:
+    """A tree's entries by the layer owner they go with: a package key, or TOP."""
+
+    entries: Mapping[str, Sequence[Entry]]
+    rank: Mapping[str, int]  # package key -> its place in the order, bottom first
+
+    def packages(self) -> list[str]:
+        """The packages with entries of their own, bottom first."""
+        return sorted((k for k in self.entries if k != TOP), key=lambda k: self.rank[k])
+
+
+def owned_entries(
+    tree: FileTree,
+    *,
+    order: Sequence[str],
+    owners: Mapping[str, str] | None = None,
+    top: Collection[str] = (),
+    directory_owner: tuple[int, int] = (0, 0),
+) -> Owned:
+    """Which layer owner each entry of `tree` goes with (plan_layers' arguments)."""
     top_set = set(top)
     ranked = [key for key in dict.fromkeys(order) if key not in top_set]
     rank = {key: i for i, key in enumerate(ranked)}
@@ -241,18 +276,10 @@ def plan_layers(
                 continue
             key = TOP
         by_owner.setdefault(key, []).append(entry)
-    packaged = sorted((k for k in by_owner if k != TOP), key=lambda k: rank[k])
-    groups = _groups(packaged, budget)
-    layers = [
-        PlannedLayer(group, _layer_tree(by_owner, group, directory_owner)) for group in groups
-    ]
-    # With a budget of 1 no package has a layer of its own: all is the top layer.
-    rest = (TOP, *(k for k in packaged if not any(k in g for g in groups)))
-    layers.append(PlannedLayer((TOP,), _layer_tree(by_owner, rest, directory_owner)))
-    return LayerPlan(tuple(layers))
+    return Owned(by_owner, rank)
 
 
-def _groups(packaged: Sequence[str], budget: int) -> list[tuple[str, ...]]:
+def budget_groups(packaged: Sequence[str], budget: int) -> list[tuple[str, ...]]:
     """The package layers under the top one: one each while the budget allows, then the
     highest packages merged into the last layer below the top."""
     room = budget - 1
@@ -263,11 +290,13 @@ def _groups(packaged: Sequence[str], budget: int) -> list[tuple[str, ...]]:
     return [*((key,) for key in packaged[: room - 1]), tuple(packaged[room - 1 :])]
 
 
-def _layer_tree(
+def layer_tree(
     by_owner: Mapping[str, Sequence[Entry]],
     group: Sequence[str],
     directory_owner: tuple[int, int],
 ) -> FileTree:
+    """The layer of `group`'s entries, with every parent directory written (0755, owned by
+    `directory_owner`) where no entry of the group is that directory."""
     out = FileTree()
     entries = [e for key in group for e in by_owner.get(key, ())]
     for entry in sorted(entries, key=lambda e: path_sort_key(e.path)):
@@ -280,6 +309,58 @@ def _layer_tree(
     return out
 
 
+@dataclass(frozen=True)
+class LayerInputs:
+    """What cuts one image's tree into layers, apart from the tree (plan_layers')."""
+
+    order: tuple[str, ...]
+    owners: Mapping[str, str] | None = None
+    top: tuple[str, ...] = ()
+    directory_owner: tuple[int, int] = (0, 0)
+    budget: int = DEFAULT_BUDGET
+
+    def owned(self, tree: FileTree) -> Owned:
+        return owned_entries(
+            tree,
+            order=self.order,
+            owners=self.owners,
+            top=self.top,
+            directory_owner=self.directory_owner,
+        )
+
+    def plan(self, tree: FileTree) -> LayerPlan:
+        return plan_layers(
+            tree,
+            order=self.order,
+            owners=self.owners,
+            top=self.top,
+            budget=self.budget,
+            directory_owner=self.directory_owner,
+        )
+
+
+def layer_inputs(
+    layering: Layering,
+    *,
+    order: Sequence[str],
+    owners: Mapping[str, str] | None = None,
+    top: Collection[str] = (),
+    directory_owner: tuple[int, int] = (0, 0),
+    parent_layers: int = 0,
+) -> LayerInputs | None:
+    """What `layering` cuts an image with, or None for one layer (`single`: the writer's
+    own). Over a parent image, the budget shrinks so that the whole stays within 127."""
+    if layering.strategy is LayerStrategy.SINGLE:
+        return None
+    budget = min(layering.budget, MAX_LAYERS - parent_layers)
+    if budget < 1:
+        raise UsageError(
+            f"the parent image has {parent_layers} layers: no room for one more "
+            f"({MAX_LAYERS} is containerd's limit)"
+        )
+    return LayerInputs(tuple(order), owners, tuple(top), directory_owner, budget)
+
+
 def image_plan(
     tree: FileTree,
     layering: Layering,
@@ -290,19 +371,16 @@ def image_plan(
     directory_owner: tuple[int, int] = (0, 0),
     parent_layers: int = 0,
 ) -> LayerPlan | None:
-    """The plan `layering` asks for, or None for one layer (`single`: the writer's own).
-    Over a parent image, the budget shrinks so that the whole stays within 127 layers."""
-    if layering.strategy is LayerStrategy.SINGLE:
-        return None
-    budget = min(layering.budget, MAX_LAYERS - parent_layers)
-    if budget < 1:
-        raise UsageError(
-            f"the parent image has {parent_layers} layers: no room for one more "
-            f"({MAX_LAYERS} is containerd's limit)"
-        )
-    return plan_layers(
-        tree, order=order, owners=owners, top=top, budget=budget, directory_owner=directory_owner
+    """The plan `layering` asks for, or None for one layer (`single`: the writer's own)."""
+    inputs = layer_inputs(
+        layering,
+        order=order,
+        owners=owners,
+        top=top,
+        directory_owner=directory_owner,
+        parent_layers=parent_layers,
     )
+    return None if inputs is None else inputs.plan(tree)
 
 
 def rpm_deps(package: RpmPackage) -> PackageDeps:
