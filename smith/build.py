@@ -162,7 +162,7 @@ def build(recipe_path: str, options: BuildOptions, shared: Shared | None = None)
     if reuse is not None and (cached := reuse.restore(packages, output)) is not None:
         return cached
     with contextlib.ExitStack() as stack:
-        staged = stage_build(recipe, recipe_path, options, fetcher, stack, packages=packages)
+        staged, _ = stage_build(recipe, recipe_path, options, fetcher, stack, packages=packages)
         result = write_staged(staged, output_settings(options, recipe, fetcher.cache_dir))
     built = build_result(staged, output, result)
     if reuse is not None:
@@ -212,7 +212,7 @@ def stage_recipe(
         return None
     fetcher = shared.fetcher
     packages = recipe_packages(recipe, recipe_path, options, fetcher, loaded=shared.repos)
-    staged, inputs = stage_layered(recipe, recipe_path, options, fetcher, stack, packages=packages)
+    staged, inputs = stage_build(recipe, recipe_path, options, fetcher, stack, packages=packages)
     if inputs is None:
         return None
     return StagedRecipe(recipe, staged, output_settings(options, recipe, fetcher.cache_dir), inputs)
@@ -334,23 +334,11 @@ def stage_build(
     stack: contextlib.ExitStack,
     lock_path: Path | None = None,
     packages: tuple[ResolvedPackage, ...] | None = None,
-) -> Staged:
-    """Resolve, fetch and shrink the recipe's packages for `recipe.arch`; a parent image
-    is opened on `stack` (it must stay open until the image is written)."""
-    return stage_layered(recipe, recipe_path, options, fetcher, stack, lock_path, packages)[0]
-
-
-def stage_layered(
-    recipe: Recipe,
-    recipe_path: str,
-    options: BuildOptions,
-    fetcher: Fetcher,
-    stack: contextlib.ExitStack,
-    lock_path: Path | None = None,
-    packages: tuple[ResolvedPackage, ...] | None = None,
 ) -> tuple[Staged, LayerInputs | None]:
-    """stage_build, and what cut the image into layers (None: one layer), for a fleet
-    that shares layers between its images to cut them again."""
+    """Resolve, fetch and shrink the recipe's packages for `recipe.arch`; a parent image
+    is opened on `stack` (it must stay open until the image is written). Also what cut
+    the image into layers (None: one layer), for a fleet that shares layers between its
+    images to cut them again."""
     base = os.path.dirname(os.path.abspath(recipe_path))
     unpacked = unpack_recipe(recipe, recipe_path, options, fetcher, lock_path, packages)
     full, packages = unpacked.tree, unpacked.packages
@@ -422,16 +410,18 @@ def stage_layered(
     annotations = {PACKAGE_FILES_ANNOTATION: package_files_json(dict(shrunk.owners))}
     inputs = layer_inputs(
         recipe_layering(recipe, options),
-        order=unpacked.order,
-        owners=shrunk.owners,
-        # The program's own package is the application's: on top, with rootfs/.
-        top=[
-            o
-            for e in (full.get(shrunk.program), full.lookup(shrunk.program))
-            if e and (o := e.origin)
-        ],
-        directory_owner=(unpacked.user.uid, unpacked.user.gid),
-        parent_layers=len(parent.layers) if parent is not None else 0,
+        LayerInputs(
+            unpacked.order,
+            shrunk.owners,
+            # The program's own package is the application's: on top, with rootfs/.
+            tuple(
+                o
+                for e in (full.get(shrunk.program), full.lookup(shrunk.program))
+                if e and (o := e.origin)
+            ),
+            (unpacked.user.uid, unpacked.user.gid),
+        ),
+        len(parent.layers) if parent is not None else 0,
     )
     plan = inputs.plan(image_tree) if inputs is not None else None
     staged = Staged(
@@ -515,7 +505,7 @@ def build_platforms(
                 options,
                 fetcher,
                 stack,
-            )
+            )[0]
             for arch in arches
         ]
         written = write_staged_index(staged, output_settings(options, recipe, fetcher.cache_dir))

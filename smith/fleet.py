@@ -24,8 +24,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from smith.errors import SmithError, UsageError
@@ -108,39 +108,53 @@ def build_fleet(recipes: Sequence[str], options: BuildOptions) -> FleetResult:
     made = options.output is not None and not os.path.isdir(options.output)
     if options.output is not None:
         os.makedirs(options.output, exist_ok=True)
-    shared = Shared(fetcher_for(options))
-    built: list[tuple[str, BuildResult | IndexBuildResult | CachedBuild]] = []
-    failed: list[tuple[str, str]] = []
+    run = FleetRun(recipe_paths, outputs, options, Shared(fetcher_for(options)))
     try:
-        each = build_shared if options.share_layers else build_each
-        each(recipe_paths, outputs, options, shared, built, failed)
+        if options.share_layers:
+            build_shared(run)
+        else:
+            build_each(run)
     finally:
-        if made and options.output is not None and not built:
+        if made and options.output is not None and not run.built:
             with contextlib.suppress(OSError):  # not empty: something else wrote there
                 os.rmdir(options.output)
-    return FleetResult(tuple(built), tuple(failed))
+    return FleetResult(tuple(run.built), tuple(run.failed))
 
 
-def build_each(
-    recipe_paths: Sequence[str],
-    outputs: dict[str, str | None],
-    options: BuildOptions,
-    shared: Shared,
-    built: list[tuple[str, BuildResult | IndexBuildResult | CachedBuild]],
-    failed: list[tuple[str, str]],
-) -> None:
+@dataclass(frozen=True)
+class FleetRun:
+    """One run: its recipes, where each is written, what their builds share, and (filled
+    in as they are built) what was built and what failed."""
+
+    recipe_paths: Sequence[str]
+    outputs: Mapping[str, str | None]
+    options: BuildOptions
+    shared: Shared
+    built: list[tuple[str, BuildResult | IndexBuildResult | CachedBuild]] = field(
+        default_factory=list
+    )
+    failed: list[tuple[str, str]] = field(default_factory=list)
+
+    def options_of(self, path: str) -> BuildOptions:
+        return replace(self.options, output=self.outputs[path])
+
+    def fail(self, path: str, err: SmithError) -> None:
+        log.warning("%s: %s", path, err)
+        self.failed.append((path, str(err)))
+
+
+def build_each(run: FleetRun) -> None:
     from smith.build import build_recipe
     from smith.buildcache import restore_locked
 
-    for path in recipe_paths:
-        one = replace(options, output=outputs[path])
+    for path in run.recipe_paths:
+        one = run.options_of(path)
         try:
-            result = restore_locked(path, one) or build_recipe(path, one, shared)
+            result = restore_locked(path, one) or build_recipe(path, one, run.shared)
         except SmithError as err:
-            log.warning("%s: %s", path, err)
-            failed.append((path, str(err)))
+            run.fail(path, err)
             continue
-        built.append((path, result))
+        run.built.append((path, result))
 
 
 def sharing_options(options: BuildOptions) -> BuildOptions:
@@ -164,29 +178,19 @@ def member_names(recipe_paths: Sequence[str]) -> dict[str, str]:
     return {p: n if names.count(n) == 1 else p for p, n in zip(recipe_paths, names, strict=True)}
 
 
-def build_shared(
-    recipe_paths: Sequence[str],
-    outputs: dict[str, str | None],
-    options: BuildOptions,
-    shared: Shared,
-    built: list[tuple[str, BuildResult | IndexBuildResult | CachedBuild]],
-    failed: list[tuple[str, str]],
-) -> None:
+def build_shared(run: FleetRun) -> None:
     """Stage every recipe, plan their layers together, then write each image."""
     from smith.build import build_recipe, stage_recipe, write_recipe
     from smith.sharing import Member, share_layers
 
-    names = member_names(recipe_paths)
+    names = member_names(run.recipe_paths)
     staged: dict[str, StagedRecipe | None] = {}
     with contextlib.ExitStack() as stack:  # parent images stay open until written
-        for path in recipe_paths:
+        for path in run.recipe_paths:
             try:
-                staged[path] = stage_recipe(
-                    path, replace(options, output=outputs[path]), shared, stack
-                )
+                staged[path] = stage_recipe(path, run.options_of(path), run.shared, stack)
             except SmithError as err:
-                log.warning("%s: %s", path, err)
-                failed.append((path, str(err)))
+                run.fail(path, err)
         members = [
             Member(
                 names[p], s.staged.image.tree, s.layers, (str(s.output.epoch), s.output.compression)
@@ -198,12 +202,11 @@ def build_shared(
         for path, one in staged.items():
             try:
                 if one is None:  # not layered from packages: built as it would be alone
-                    result = build_recipe(path, replace(options, output=outputs[path]), shared)
+                    result = build_recipe(path, run.options_of(path), run.shared)
                 else:
                     plan = plans[names[path]]
                     result = write_recipe(one, plan.plan.trees(), plan.extra)
             except SmithError as err:
-                log.warning("%s: %s", path, err)
-                failed.append((path, str(err)))
+                run.fail(path, err)
                 continue
-            built.append((path, result))
+            run.built.append((path, result))

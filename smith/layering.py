@@ -23,7 +23,7 @@ packages (the bottom of the graph) keep a layer of their own in every image.
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
@@ -215,19 +215,7 @@ def plan_layers(
     `directory_owner` is the (uid, gid) of parent directories the layer's packages do not
     ship themselves.
     """
-    check_budget(budget, "layers: budget")
-    owned = owned_entries(
-        tree, order=order, owners=owners, top=top, directory_owner=directory_owner
-    )
-    packaged = owned.packages()
-    groups = budget_groups(packaged, budget)
-    layers = [
-        PlannedLayer(group, layer_tree(owned.entries, group, directory_owner)) for group in groups
-    ]
-    # With a budget of 1 no package has a layer of its own: all is the top layer.
-    rest = (TOP, *(k for k in packaged if not any(k in g for g in groups)))
-    layers.append(PlannedLayer((TOP,), layer_tree(owned.entries, rest, directory_owner)))
-    return LayerPlan(tuple(layers))
+    return LayerInputs(tuple(order), owners, tuple(top), directory_owner, budget).plan(tree)
 
 
 @dataclass(frozen=True)
@@ -242,17 +230,11 @@ class Owned:
         return sorted((k for k in self.entries if k != TOP), key=lambda k: self.rank[k])
 
 
-def owned_entries(
-    tree: FileTree,
-    *,
-    order: Sequence[str],
-    owners: Mapping[str, str] | None = None,
-    top: Collection[str] = (),
-    directory_owner: tuple[int, int] = (0, 0),
-) -> Owned:
-    """Which layer owner each entry of `tree` goes with (plan_layers' arguments)."""
-    top_set = set(top)
-    ranked = [key for key in dict.fromkeys(order) if key not in top_set]
+def owned_entries(tree: FileTree, inputs: LayerInputs) -> Owned:
+    """Which layer owner each entry of `tree` goes with (a package key, or TOP)."""
+    owners, uid, gid = inputs.owners, *inputs.directory_owner
+    top_set = set(inputs.top)
+    ranked = [key for key in dict.fromkeys(inputs.order) if key not in top_set]
     rank = {key: i for i, key in enumerate(ranked)}
 
     def owner(entry: Entry) -> str:
@@ -263,7 +245,6 @@ def owned_entries(
         key = owners.get(entry.path, "") if owners is not None else entry.origin
         return key if key in rank else TOP
 
-    uid, gid = directory_owner
     by_owner: dict[str, list[Entry]] = {}
     for entry in tree:
         key = owner(entry)
@@ -320,36 +301,30 @@ class LayerInputs:
     budget: int = DEFAULT_BUDGET
 
     def owned(self, tree: FileTree) -> Owned:
-        return owned_entries(
-            tree,
-            order=self.order,
-            owners=self.owners,
-            top=self.top,
-            directory_owner=self.directory_owner,
-        )
+        return owned_entries(tree, self)
 
     def plan(self, tree: FileTree) -> LayerPlan:
-        return plan_layers(
-            tree,
-            order=self.order,
-            owners=self.owners,
-            top=self.top,
-            budget=self.budget,
-            directory_owner=self.directory_owner,
-        )
+        """Cut `tree` into at most `budget` layers (plan_layers)."""
+        check_budget(self.budget, "layers: budget")
+        owned = self.owned(tree)
+        packaged = owned.packages()
+        groups = budget_groups(packaged, self.budget)
+        layers = [
+            PlannedLayer(group, layer_tree(owned.entries, group, self.directory_owner))
+            for group in groups
+        ]
+        # With a budget of 1 no package has a layer of its own: all is the top layer.
+        rest = (TOP, *(k for k in packaged if not any(k in g for g in groups)))
+        layers.append(PlannedLayer((TOP,), layer_tree(owned.entries, rest, self.directory_owner)))
+        return LayerPlan(tuple(layers))
 
 
 def layer_inputs(
-    layering: Layering,
-    *,
-    order: Sequence[str],
-    owners: Mapping[str, str] | None = None,
-    top: Collection[str] = (),
-    directory_owner: tuple[int, int] = (0, 0),
-    parent_layers: int = 0,
+    layering: Layering, inputs: LayerInputs, parent_layers: int = 0
 ) -> LayerInputs | None:
-    """What `layering` cuts an image with, or None for one layer (`single`: the writer's
-    own). Over a parent image, the budget shrinks so that the whole stays within 127."""
+    """`inputs` with the budget `layering` gives, or None for one layer (`single`: the
+    writer's own). Over a parent image, the budget shrinks so that the whole stays within
+    127 layers."""
     if layering.strategy is LayerStrategy.SINGLE:
         return None
     budget = min(layering.budget, MAX_LAYERS - parent_layers)
@@ -358,7 +333,7 @@ def layer_inputs(
             f"the parent image has {parent_layers} layers: no room for one more "
             f"({MAX_LAYERS} is containerd's limit)"
         )
-    return LayerInputs(tuple(order), owners, tuple(top), directory_owner, budget)
+    return replace(inputs, budget=budget)
 
 
 def image_plan(
@@ -372,14 +347,8 @@ def image_plan(
     parent_layers: int = 0,
 ) -> LayerPlan | None:
     """The plan `layering` asks for, or None for one layer (`single`: the writer's own)."""
-    inputs = layer_inputs(
-        layering,
-        order=order,
-        owners=owners,
-        top=top,
-        directory_owner=directory_owner,
-        parent_layers=parent_layers,
-    )
+    where = LayerInputs(tuple(order), owners, tuple(top), directory_owner)
+    inputs = layer_inputs(layering, where, parent_layers)
     return None if inputs is None else inputs.plan(tree)
 
 
