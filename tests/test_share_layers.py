@@ -243,6 +243,12 @@ def test_a_fleet_shares_one_glibc_layer_of_the_union(
     hello = {x.path: x for x in results["hello"].extra}
     assert hello["usr/lib/x86_64-linux-gnu/libresolv.so.2"].needed_by == ("curl",)
     assert hello["usr/lib/x86_64-linux-gnu/libresolv.so.2"].package.startswith("glibc-")
+    # --json says the same, per image.
+    doc = json.loads(json.dumps(results["hello"].summary()))
+    assert doc["extra"]["/usr/lib/x86_64-linux-gnu/libresolv.so.2"] == {
+        "package": "glibc-1.0-1.x86_64",
+        "needed_by": ["curl"],
+    }
 
 
 def test_the_shared_fleet_matches_its_golden_in_any_order(
