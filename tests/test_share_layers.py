@@ -22,7 +22,7 @@ from smith.layering import TOP, LayerInputs
 from smith.sharing import Member, same_entry, share_layers
 from smith.tree import Entry, FileTree, InlineBytes, Kind
 from tests.containers import configure_bundle, run_bundle, unpack_bundle
-from tests.golden_layered import SHARED_FLEET, load_shared_golden, shared_records
+from tests.golden_layered import SHARED_FLEET, load_golden, load_shared_golden, shared_records
 from tests.golden_recipes import recipe_copy
 from tests.rpm_universe import Universe
 
@@ -260,6 +260,18 @@ def test_the_shared_fleet_matches_its_golden_in_any_order(
     # The same recipes the other way round on the command line: the same bytes.
     repo = str(frozen_universe.root / "repos" / "main")
     assert shared_records(work / "reversed", repo, reverse=True) == golden
+
+
+def test_a_fleet_of_one_is_the_packages_build(
+    shared_fleet: tuple[Path, dict[str, BuildResult]], tmp_path: Path
+) -> None:
+    work, _ = shared_fleet
+    options = BuildOptions(
+        output=str(tmp_path / "out"), cache_dir=str(work / "cache"), share_layers=True
+    )
+    [(_, alone)] = build_fleet([str(work / "recipes" / "hello")], options).built
+    assert isinstance(alone, BuildResult) and alone.extra == ()
+    assert record(alone) == load_golden()["hello"]  # tests/golden/layered.json
 
 
 def record(result: BuildResult) -> dict[str, object]:
