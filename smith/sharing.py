@@ -13,8 +13,9 @@ on the set of images, never on their order on the command line: members are take
 name order, packages in a fleet-wide order made from each image's own dependency order.
 
 What keeps each image whole: a package is shared only by images whose layers would have
-the same bytes (the same directory owner, epoch and compressor: `Member.context`) and that
-keep its files with the same metadata; a member whose own tree is at odds with a path of
+the same bytes (the same directory owner, epoch and compressor: `Member.context`; images
+of another context share a layer of their own) and that keep its files with the same
+metadata; a member whose own tree is at odds with a path of
 the union (a symlink where the union has a directory below it, a file of another package
 that differs, a directory where the union has a file) does not take the shared layer and
 keeps its own files of the package in a layer of its own. Every other overlap between an
@@ -90,9 +91,9 @@ def share_layers(members: Sequence[Member]) -> dict[str, SharedImage]:
     owned = {n: by_name[n].inputs.owned(by_name[n].tree) for n in names}
     order = fleet_order(names, owned)
     units = [
-        _Unit([package], holders)
+        _Unit([package], group)
         for package in order
-        if len(holders := sharers(package, names, by_name, owned)) >= 2
+        for group in sharers(package, names, by_name, owned)
     ]
     fit_budgets(names, by_name, owned, units, order)
     return {n: image_plan_of(by_name[n], owned, by_name, units) for n in names}
@@ -114,23 +115,24 @@ def sharers(
     names: Sequence[str],
     by_name: Mapping[str, Member],
     owned: Mapping[str, Owned],
-) -> list[str]:
-    """The members that can share one layer of `package`: of the images keeping it, the
-    largest group with one context, then those whose trees agree with the union."""
-    holders = [n for n in names if package in owned[n].entries]
+) -> list[list[str]]:
+    """The groups of members that can share one layer of `package` each: the images
+    keeping it, by context (one layer's bytes), of those the ones whose trees agree with
+    the union; groups of two or more, by their first name."""
     contexts: dict[tuple[object, ...], list[str]] = {}
-    for n in holders:
-        member = by_name[n]
-        contexts.setdefault((member.inputs.directory_owner, member.context), []).append(n)
-    # The largest group (ties: the first names): other contexts keep their own layers.
-    group = min(contexts.values(), key=lambda g: (-len(g), g), default=[])
-    if len(group) < 2:
-        return []
-    union = union_entries([package], group, owned)
-    if union is None:
-        return []  # the members keep different files at one path: no one layer holds both
-    fits = [n for n in group if fits_member(by_name[n], owned[n], union)]
-    return fits if len(fits) >= 2 else []
+    for n in names:
+        if package in owned[n].entries:
+            member = by_name[n]
+            contexts.setdefault((member.inputs.directory_owner, member.context), []).append(n)
+    groups = []
+    for group in sorted(contexts.values()):
+        union = union_entries([package], group, owned) if len(group) >= 2 else None
+        if union is None:
+            continue  # alone, or keeping different files at one path: no one layer holds both
+        fits = [n for n in group if fits_member(by_name[n], owned[n], union)]
+        if len(fits) >= 2:
+            groups.append(fits)
+    return groups
 
 
 def union_entries(

@@ -150,10 +150,15 @@ def test_an_image_whose_tree_disagrees_keeps_its_own_layer(odd: str) -> None:
     check_whole([a, b, c])
 
 
-def test_images_of_other_owners_do_not_share() -> None:
+def test_images_of_other_owners_share_among_themselves() -> None:
     a, b = member("a", {0: [0]}), member("b", {0: [1]})
     root = Member("root", b.tree, LayerInputs(PACKAGES, directory_owner=(0, 0)))
     assert share_layers([a, root])["a"].extra == ()
+    plans = share_layers([a, b, root, Member("root2", a.tree, root.inputs)])
+    # Each pair shares p0 (b's file 1 and its directory d1: extras of a and of root2).
+    assert {x.needed_by for x in plans["a"].extra} == {("b",)}
+    assert {x.needed_by for x in plans["root"].extra} == {("root2",)}
+    assert [x.path for x in plans["a"].extra] == [x.path for x in plans["root2"].extra]
 
 
 @pytest.mark.parametrize("budget", [1, 2, 3, 8])
