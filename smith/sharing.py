@@ -24,9 +24,10 @@ nothing of the filesystem the image's own tree describes; the top layer (the
 application's files, applied last) wins where it differs.
 
 The budget (every layer counted, as `packages` does) is kept per image: when an image has
-too many layers, two shared layers with the same members become one (no new extra files:
-the highest in the order first, so the bottom of the graph stays one layer per package);
-when none has, the image leaves its highest shared layer and keeps those files itself.
+too many layers, the two smallest shared layers with the same members become one (no new
+extra files; a change to one of their packages sends little, and glibc keeps a layer of
+its own); when no two have the same members, the image leaves its smallest shared layer
+and keeps those files itself.
 """
 
 from __future__ import annotations
@@ -214,6 +215,12 @@ def fit_budgets(
 ) -> None:
     """Merge or leave shared layers until every member is within its budget."""
     place = {key: i for i, key in enumerate(order)}
+
+    def size(unit: _Unit) -> int:
+        """The bytes of the unit's files: what a change to one of its packages sends."""
+        union = union_entries(unit.packages, unit.members, owned)
+        return sum(entry.size for entry, _ in (union or {}).values())
+
     while True:
         over = [
             n for n in names if layer_count(by_name[n], owned[n], units) > by_name[n].inputs.budget
@@ -226,18 +233,21 @@ def fit_budgets(
             leave = mine  # a budget of 1: everything is the top layer
         else:
             same: dict[tuple[str, ...], list[_Unit]] = {}
-            for unit in mine:
+            for unit in sorted(mine, key=lambda u: (size(u), place[u.packages[0]])):
                 same.setdefault(tuple(unit.members), []).append(unit)
-            twins = [g for g in same.values() if len(g) >= 2]
-            if twins:
-                # The group with the most layers (ties: the first members): its two
-                # highest layers become one.
-                group = min(twins, key=lambda g: (-len(g), g[0].members))
-                low, high = group[-2], group[-1]
+            pairs = [g[:2] for g in same.values() if len(g) >= 2]
+            if pairs:
+                # The two smallest layers of one set of members become one (no new extra
+                # paths): a change to one of their packages then sends little, and the big
+                # ones (glibc) keep a layer of their own. Ties: bottom first.
+                low, high = min(
+                    pairs, key=lambda p: (size(p[0]) + size(p[1]), place[p[0].packages[0]])
+                )
                 low.packages = sorted({*low.packages, *high.packages}, key=place.__getitem__)
                 units.remove(high)
                 continue
-            leave = mine[-1:]
+            # Else the image keeps the smallest of its shared layers' packages itself.
+            leave = [min(mine, key=lambda u: (size(u), place[u.packages[0]]))]
         for unit in leave:
             unit.members.remove(name)
             if len(unit.members) < 2:
