@@ -285,7 +285,7 @@ class Fetcher:
         if not is_remote(url):
             return self.fetch_bytes(url)
         self._check_online(url)
-        kept = self._kept(url)
+        kept = self.kept(url)
         out: list[tuple[bytes, dict[str, str]]] = []
         deadline = deadline_from_now()
         self._retrying(
@@ -301,8 +301,9 @@ class Fetcher:
         base = self.cache_dir / "revalidate"
         return base / f"{key}.body", base / f"{key}.json"
 
-    def _kept(self, url: str) -> tuple[bytes, dict[str, str]] | None:
-        """The kept copy and its validators; None when there is none or it is damaged."""
+    def kept(self, url: str) -> tuple[bytes, dict[str, str]] | None:
+        """The kept copy of `url` and its validators (lower-case header names: etag,
+        last-modified); None when there is none or it is damaged."""
         body_path, meta_path = self._kept_paths(url)
         try:
             meta = json.loads(meta_path.read_bytes())
