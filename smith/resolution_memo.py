@@ -31,6 +31,7 @@ import logging
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from smith.atomic import atomic_path, remove_path
@@ -48,7 +49,6 @@ from smith.buildkey import BuildInputs, PackagePin, canonical, file_sha256
 if TYPE_CHECKING:
     from smith.build_options import BuildOptions
     from smith.recipe import Recipe
-    from smith.resolve.fetch import Fetcher
     from smith.resolve.repo import Repo
     from smith.resolve.solver import ResolvedPackage
 
@@ -191,10 +191,7 @@ def restore_memoized(recipe_path: str, options: BuildOptions) -> CachedBuild | N
     memo = load_memo(memo_path(cache_dir, key), key)
     if memo is None:
         return None
-    from smith.resolve.fetch import Fetcher
-
-    fetcher = Fetcher(cache_dir, offline=options.offline)
-    if not all(still_current(fetcher, url, sha) for url, sha in memo.repos):
+    if not all(still_current(cache_dir, url, sha, options.offline) for url, sha in memo.repos):
         return None
     try:
         named = named_digests(memo.named, recipe_path)
@@ -213,23 +210,23 @@ def named_digests(named: Mapping[str, str], recipe_path: str) -> dict[str, str]:
     return {k: file_sha256(os.path.join(base, v)) for k, v in named.items()}
 
 
-def still_current(fetcher: Fetcher, url: str, sha256: str) -> bool:
+def still_current(cache_dir: str, url: str, sha256: str, offline: bool) -> bool:
     """Is repomd.xml at `url` still the one of this sha256? A local one is read; a remote
     one is asked conditionally, with the validators of the copy the fetcher kept, which
     must be that one. Never a download: anything but "yes" is a miss."""
-    from smith.errors import SmithError
-    from smith.resolve.fetch import is_remote
+    from smith.resolve.revalidate import is_remote, not_modified, read_kept
 
     if not is_remote(url):
+        from smith.errors import SmithError
+        from smith.resolve.fetch import Fetcher
+
         try:
-            return hashlib.sha256(fetcher.fetch_bytes(url)).hexdigest() == sha256
+            return hashlib.sha256(Fetcher(cache_dir).fetch_bytes(url)).hexdigest() == sha256
         except SmithError:
             return False
-    if fetcher.offline:
+    if offline:
         return False  # as a build without the memo: --offline never asks a server
-    kept = fetcher.kept(url)
+    kept = read_kept(Path(cache_dir), url)
     if kept is None or hashlib.sha256(kept[0]).hexdigest() != sha256:
         return False
-    from smith.resolve.revalidate import not_modified
-
     return not_modified(url, kept[1])

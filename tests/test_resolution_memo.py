@@ -5,17 +5,21 @@ again; --offline never asks a server; a damaged memo is ignored and written anew
 
 from __future__ import annotations
 
+import email.utils
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
 
+from smith.resolve.revalidate import not_modified
 from tests.golden_recipes import recipe_copy
 from tests.rpm_universe import Universe, start_http_server
 from tests.tools import require_tool
@@ -110,11 +114,12 @@ def updates(tmp_path: Path) -> Iterator[tuple[Path, str]]:
 
 
 def createrepo(repo: Path) -> None:
+    repomd = repo / "repodata" / "repomd.xml"
+    before = repomd.stat().st_mtime if repomd.exists() else 0.0
     subprocess.run(["createrepo_c", "-q", str(repo)], check=True, capture_output=True)
     # http.server answers If-Modified-Since to the second: a repository rewritten in the
-    # second it was first read would look unchanged to a conditional request. Moved on.
-    repomd = repo / "repodata" / "repomd.xml"
-    later = repomd.stat().st_mtime + 10
+    # second it was last read would look unchanged to a conditional request. Moved on.
+    later = max(repomd.stat().st_mtime, before + 60)
     os.utime(repomd, (later, later))
 
 
@@ -169,3 +174,32 @@ def test_damaged_memo_is_ignored_and_written_again(tinyhttpd: Path, tmp_path: Pa
     warm = build_json(tinyhttpd, tmp_path / "warm.tar.gz", cache)
     assert warm["cache"] == {"build": "hit", "packages_extracted": 0, "resolution": "memo"}
     assert (tmp_path / "warm.tar.gz").read_bytes() == (tmp_path / "cold.tar.gz").read_bytes()
+
+
+def test_conditional_request_counts_only_a_304(
+    rpm_universe: Universe, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = rpm_universe.repo_url("main") + "repodata/repomd.xml"
+    repomd = rpm_universe.repo_dir("main") / "repodata" / "repomd.xml"
+    current = {"last-modified": email.utils.formatdate(repomd.stat().st_mtime, usegmt=True)}
+    assert not_modified(url, current)
+    assert not not_modified(url, {"last-modified": "Thu, 01 Jan 1970 00:00:00 GMT"})  # a 200
+    assert not not_modified(url, {})  # nothing to ask with
+    assert not not_modified(url + ".missing", current)  # a 404
+    # A validator is a server's words: never sent when it would add a header of its own.
+    assert not not_modified(url, {"last-modified": current["last-modified"] + "\r\nX-A: b"})
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    assert not not_modified(url, current)  # requests would go through the proxy
+
+
+def test_conditional_request_to_a_silent_server_is_bounded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with socket.socket() as listener:  # accepts (the kernel does), never answers
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        monkeypatch.setenv("SMITH_LIMIT_IDLE_TIMEOUT", "0.5")
+        start = time.monotonic()
+        assert not not_modified(f"http://127.0.0.1:{port}/r", {"etag": '"x"'})
+        assert time.monotonic() - start < 5
