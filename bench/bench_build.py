@@ -14,6 +14,8 @@
   client a download imports: what a build pays before any work;
 - `python -c pass` as the load reference.
 
+smith is byte-compiled first (bench.timing.byte_compile), as an installed one is.
+
 The image size against an `rpm --root` install of the same packages is printed too.
 """
 
@@ -32,6 +34,7 @@ import yaml
 
 from bench.timing import (
     Case,
+    byte_compile,
     command_case,
     cpu_ratio,
     interleave,
@@ -71,6 +74,7 @@ def main() -> None:
     parser.add_argument("--recipe", default="recipes/tinyhttpd")
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
+    byte_compile(PROJECT)
     universe = cached_universe(PROJECT / "out" / "universes")
     proc, url = start_http_server(universe.root)
     try:
