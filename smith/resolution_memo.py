@@ -176,7 +176,7 @@ def restore_memoized(recipe_path: str, options: BuildOptions) -> CachedBuild | N
     """The build of an unlocked recipe whose repositories did not change, from the build
     cache, without loading the recipe's schema or resolving: None when it is not there."""
     from smith.errors import SmithError
-    from smith.oci.layout import choose_format
+    from smith.oci.formats import choose_format
 
     if not options.build_cache or options.cache_to or options.locked:
         return None  # --locked: restore_locked answers; it resolves nothing
