@@ -195,3 +195,20 @@ def test_conditional_request_to_a_silent_server_is_bounded(
         start = time.monotonic()
         assert not not_modified(f"http://127.0.0.1:{port}/r", {"etag": '"x"'})
         assert time.monotonic() - start < 5
+
+
+def test_the_profile_a_recipe_names_is_read_again(tinyhttpd: Path, tmp_path: Path) -> None:
+    """The memo has the recipe's `profile:` by name (found once the recipe validated): a
+    warm build hashes it again, so an edited profile is a new build."""
+    header = '{"command":["app"],"format":"smith.profile","version":1}\n'
+    profile = tinyhttpd.parent / "seen.profile"
+    profile.write_text(header + '["/etc/passwd","open","x"]\n')
+    with tinyhttpd.open("a") as f:
+        f.write("profile: seen.profile\n")
+    cache = tmp_path / "cache"
+    memo_hit = {"build": "hit", "packages_extracted": 0, "resolution": "memo"}
+    assert build_json(tinyhttpd, tmp_path / "a.tar.gz", cache)["cache"]["build"] == "miss"  # type: ignore[index]
+    assert build_json(tinyhttpd, tmp_path / "b.tar.gz", cache)["cache"] == memo_hit
+    profile.write_text(header + '["/etc/group","open","x"]\n')
+    assert build_json(tinyhttpd, tmp_path / "c.tar.gz", cache)["cache"]["build"] == "miss"  # type: ignore[index]
+    assert build_json(tinyhttpd, tmp_path / "d.tar.gz", cache)["cache"] == memo_hit
