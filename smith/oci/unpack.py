@@ -36,8 +36,10 @@ from dataclasses import dataclass, replace
 from typing import BinaryIO
 
 from smith import progress
+from smith.diskspace import SpaceBudget, writing_in
 from smith.entrytable import EntryTable
 from smith.errors import ImageFormatError, SmithError, UnsafePathError
+from smith.limits import expansion_bound
 from smith.links import LinkResolver
 from smith.oci.layerread import READ_SIZE, DecompressError, LayerReader
 from smith.oci.loaded import LoadedImage, LoadedLayer
@@ -216,7 +218,12 @@ class Applier:
         # Every file of the layer goes into one pack file, back to back (see HostSlice).
         pack_path = os.path.join(self.store, f"layer-{loaded.index}.pack")
         self.pack_offset = 0
+        # Each file's size is declared by its header: checked against the free space before
+        # its bytes are written (a layer's uncompressed size is known only once read).
+        most = expansion_bound(loaded.size)[0]
+        self.space = SpaceBudget(self.store, f"the files of layer {layer}", most)
         with (
+            writing_in(self.store),
             loaded.open(threaded=True) as reader,
             open(pack_path, "wb", buffering=READ_SIZE) as pack,
         ):
@@ -320,6 +327,7 @@ class Applier:
         if member.size == 0:
             return InlineBytes(b"")
         self.files += 1
+        self.space.claim(member.size)
         # The offset is counted here: BufferedWriter.tell() costs a system call.
         offset = self.pack_offset
         for piece in stream.body():
