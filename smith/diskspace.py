@@ -64,6 +64,17 @@ def disk_full(err: OSError, directory: str | os.PathLike[str], *, hint: str = ""
     return NoSpaceError(f"no space left in {shown!r}: {err.strerror or err}", hint=hint)
 
 
+def full_disk_line(err: OSError) -> str:
+    """A full disk that no step named (a write outside writing_in): the file's directory
+    when the error has one, else the places smith writes to."""
+    if err.filename:
+        return str(disk_full(err, os.path.dirname(os.path.abspath(str(err.filename)))))
+    return (
+        f"{err.strerror or err} in TMPDIR ({tempfile.gettempdir()!r}), the cache or the "
+        "output's directory"
+    )
+
+
 @contextmanager
 def writing_in(directory: str | os.PathLike[str], *, hint: str = "") -> Iterator[None]:
     """Writes in the block go to `directory`: a full disk there is named by it. What the

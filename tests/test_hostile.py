@@ -12,6 +12,7 @@ import bz2
 import gzip
 import json
 import os
+import signal
 import stat
 import subprocess
 import zlib
@@ -1115,3 +1116,40 @@ def test_a_toolbox_image_that_is_a_gzip_bomb_leaves_nothing(
     with pytest.raises(LimitError, match="decompressed: over the limit of 100 times"):
         crashcart.image.toolbox_from_image(str(box.inputs / "layout"))
     assert list(cache.iterdir()) == []
+
+
+def test_a_declared_size_past_the_free_space_is_refused_before_writing(tmp_path: Path) -> None:
+    """SpaceBudget (the layer applier's, the archive unpacker's): a file that cannot fit is
+    refused by its declared size; a size past what the stream can bring is the reader's
+    to name (a truncated layer), not a disk too small."""
+    from smith.diskspace import SpaceBudget, free_bytes
+    from smith.errors import NoSpaceError
+
+    free = free_bytes(tmp_path)
+    assert free is not None
+    SpaceBudget(tmp_path, "a layer", most=1 << 20).claim(free + (1 << 40))  # clamped: fits
+    budget = SpaceBudget(tmp_path, "the files of layer 1", most=1 << 62)
+    budget.claim(1)
+    with pytest.raises(NoSpaceError, match=r"for the files of layer 1: \d+ bytes needed"):
+        budget.claim(free + (1 << 40))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_full_disk_no_step_named_is_still_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    """ENOSPC from a write outside every writing_in: the CLI names the file's directory."""
+    import errno
+
+    from smith.cli.reporting import exit_reporting
+
+    def body() -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "/var/lib/x/blob")
+
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, ())
+    try:
+        with pytest.raises(SystemExit) as stop:
+            exit_reporting("smith", False, body)
+    finally:  # exit_reporting holds the stop signals for the exit: not this process's
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+    assert stop.value.code == 1
+    line = "smith: error: no space left in '/var/lib/x': No space left on device"
+    assert capsys.readouterr().err == f"{line} (free space there, or write elsewhere)\n"

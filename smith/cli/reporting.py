@@ -118,7 +118,12 @@ def exit_reporting(prog: str, debug: bool, body: Callable[[], int | None]) -> No
             raise
         # Quoted, so that shorten() cuts a path thousands of characters long (ENAMETOOLONG).
         where = f": {err.filename!r}" if err.filename else ""
-        print(shorten(f"{prog}: error: {err.strerror or err}{where}"), file=sys.stderr)
+        line = f"{prog}: error: {err.strerror or err}{where}"
+        from smith.diskspace import FULL, full_disk_line  # only on an error
+
+        if err.errno in FULL:  # a write no step wrapped: still which disk, and what to do
+            line = f"{prog}: error: {full_disk_line(err)}"
+        print(shorten(line), file=sys.stderr)
         sys.exit(1)
     hold_stop_signals()
     sys.exit(status if isinstance(status, int) else 0)
