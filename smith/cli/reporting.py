@@ -104,13 +104,13 @@ def exit_reporting(prog: str, debug: bool, body: Callable[[], int | None]) -> No
         # Python 3.11 wraps what a class's __set_name__ raises in a RuntimeError: a stop
         # that lands in a class statement of an import (ipaddress's cached_property, seen
         # with SIGTERM during a download's start) arrives dressed as one.
-        stop = err.__cause__
-        if not isinstance(stop, KeyboardInterrupt):
+        cause = err.__cause__
+        if not isinstance(cause, KeyboardInterrupt):
             raise
         hold_stop_signals()
         if debug:
             raise
-        report_stop(prog, stop)
+        report_stop(prog, cause)
     except OSError as err:
         # An OS error smith did not anticipate still names its file, on one line.
         hold_stop_signals()
