@@ -18,14 +18,21 @@ from typing import TYPE_CHECKING
 
 from smith.arch import oci_platform_of, parse_arch
 from smith.build_options import BuildOptions as BuildOptions
-from smith.buildcache import reuse_for
+from smith.buildcache import pins_of, reuse_for
 from smith.conventions import (
     ROOT,
     RuntimeUser,
     nss_documents,
 )
 from smith.errors import RecipeError, UsageError
-from smith.layering import Layering, dependency_order, image_plan, merged_layering, rpm_deps
+from smith.layering import (
+    Layering,
+    PackageDeps,
+    dependency_order,
+    image_plan,
+    merged_layering,
+    rpm_deps,
+)
 from smith.oci.compress import parse_compression
 from smith.oci.image import Descriptor, ImageConfig, Platform
 from smith.oci.layout import choose_format
@@ -33,6 +40,15 @@ from smith.oci.output import PlatformImage
 from smith.oci.reading import open_image
 from smith.oci.reference import is_registry_reference
 from smith.oci.writer import ImageResult
+from smith.partial import (
+    Listing,
+    NotReusable,
+    Prior,
+    capture,
+    check_kept,
+    reassemble,
+    shared_files,
+)
 from smith.profile import recipe_profile
 from smith.recipe import Recipe, RuntimeSet, load_recipe
 from smith.resolve.fetch import Fetcher
@@ -156,12 +172,27 @@ def build(recipe_path: str, options: BuildOptions, shared: Shared | None = None)
     reuse = reuse_for(recipe, recipe_path, options, output)
     if reuse is not None and (cached := reuse.restore(packages, output)) is not None:
         return cached
+    # An earlier build of the same recipe whose unchanged packages need no extracting; the
+    # SBOM, provenance and package database read every package, so they build whole.
+    reads_packages = (
+        options.sbom or recipe.sbom or merged("provenance", options.provenance, recipe)
+        or merged("package_db", options.package_db, recipe)
+    )  # fmt: skip
+    prior = reuse.prior(packages, fetcher.cache_dir) if reuse and not reads_packages else None
     with contextlib.ExitStack() as stack:
-        staged = stage_build(recipe, recipe_path, options, fetcher, stack, packages=packages)
+        try:
+            staged = stage_build(
+                recipe, recipe_path, options, fetcher, stack, packages=packages, prior=prior
+            )
+        except NotReusable as err:
+            assert prior is not None  # only a partial build raises it
+            log.info("%s: extracting every package (%s)", prior.source, err)
+            prior = None
+            staged = stage_build(recipe, recipe_path, options, fetcher, stack, packages=packages)
         result = write_staged(staged, output_settings(options, recipe, fetcher.cache_dir))
     built = build_result(staged, output, result)
     if reuse is not None:
-        built = reuse.save(packages, built, staged.image.layer_trees())
+        built = reuse.save(packages, built, staged.image.layer_trees(), staged.listing, prior)
     return built
 
 
@@ -213,6 +244,7 @@ class RecipeTree:
     nss: bool
     rootfs: str | None
     order: tuple[str, ...] = ()  # the packages' NEVRAs, bottom of the requires graph first
+    listing: Listing | None = None  # what the packages put in the tree, for a later build
 
 
 def unpack_recipe(
@@ -222,15 +254,18 @@ def unpack_recipe(
     fetcher: Fetcher,
     lock_path: Path | None = None,
     packages: tuple[ResolvedPackage, ...] | None = None,
+    prior: Prior | None = None,
 ) -> RecipeTree:
-    """`packages`: the recipe's, when they are known already (else planned here)."""
+    """`packages`: the recipe's, when they are known already (else planned here); `prior`:
+    an earlier build whose unchanged packages are not extracted again (smith/partial.py)."""
     base = os.path.dirname(os.path.abspath(recipe_path))
     rootfs = rootfs_of(base)
     if packages is None:
         packages = recipe_packages(recipe, recipe_path, options, fetcher, lock_path)
-    log.info("fetching and extracting %d packages", len(packages))
     store = ContentStore(fetcher.cache_dir / "content")
-    full, headers = extract_packages(packages, fetcher, repo_configs(recipe, recipe_path), store)
+    full, deps, listing = package_tree(
+        packages, fetcher, repo_configs(recipe, recipe_path), store, prior
+    )
     if rootfs is not None:
         # The closure runs over the tree the image holds: packages, then rootfs/ over them,
         # so that a program shipped in rootfs/ finds its libraries in the packages.
@@ -242,8 +277,8 @@ def unpack_recipe(
         # The closure's NSS set follows the nsswitch.conf the image will have: smith's own.
         for path, data in nss_documents(user).items():
             full.add_file(path, InlineBytes(data), 0o644, origin="smith (nss)")
-    order = dependency_order(rpm_deps(h) for h in headers)
-    return RecipeTree(full, tuple(packages), user, nss, rootfs, order)
+    order = dependency_order(deps)
+    return RecipeTree(full, tuple(packages), user, nss, rootfs, order, listing)
 
 
 def recipe_packages(
@@ -272,11 +307,13 @@ def stage_build(
     stack: contextlib.ExitStack,
     lock_path: Path | None = None,
     packages: tuple[ResolvedPackage, ...] | None = None,
+    prior: Prior | None = None,
 ) -> Staged:
     """Resolve, fetch and shrink the recipe's packages for `recipe.arch`; a parent image
-    is opened on `stack` (it must stay open until the image is written)."""
+    is opened on `stack` (it must stay open until the image is written). With `prior`,
+    NotReusable when the earlier build cannot stand in for the unchanged packages."""
     base = os.path.dirname(os.path.abspath(recipe_path))
-    unpacked = unpack_recipe(recipe, recipe_path, options, fetcher, lock_path, packages)
+    unpacked = unpack_recipe(recipe, recipe_path, options, fetcher, lock_path, packages, prior)
     full, packages = unpacked.tree, unpacked.packages
     package_db = None
     if merged("package_db", options.package_db, recipe):
@@ -308,6 +345,8 @@ def stage_build(
         ),
     )
     image_tree = shrunk.tree
+    if prior is not None:
+        check_kept(image_tree)
     config = image_config(
         # The recipe's env is the whole Env, as written (a key set twice stays twice).
         ImageConfig(platform=platform_for(recipe.arch), env=tuple(environment(recipe))),
@@ -368,6 +407,7 @@ def stage_build(
         ),
         packages,
         referrers,
+        unpacked.listing,
     )
 
 
@@ -544,6 +584,39 @@ def image_package(package: str | None, base: str) -> str | None:
 
 
 # -- packages --------------------------------------------------------------------------------
+
+
+def package_tree(
+    packages: Sequence[ResolvedPackage],
+    fetcher: Fetcher,
+    repos: Sequence[RepoConfig],
+    store: ContentStore,
+    prior: Prior | None,
+) -> tuple[FileTree, tuple[PackageDeps, ...], Listing]:
+    """The packages' tree (before rootfs/), their dependencies and the tree's listing:
+    from `prior` and the packages that changed since, or every package extracted."""
+    pins = pins_of(packages)
+    named = tuple(zip((p.nevra for p in packages), pins, strict=True))
+    if prior is not None:
+
+        def extract(package: ResolvedPackage) -> tuple[FileTree, PackageDeps]:
+            tree, (header,) = extract_packages([package], fetcher, repos, store)
+            return tree, rpm_deps(header)
+
+        try:
+            done = reassemble(prior, packages, pins, store, extract)
+        except NotReusable as err:
+            log.info("%s: extracting every package (%s)", prior.source, err)
+        else:
+            log.info(
+                "%d of %d packages extracted (%s)", done.extracted, len(packages), prior.source
+            )
+            listing = capture(done.tree, named, done.deps, prior.listing.shared, done.extracted)
+            return done.tree, done.deps, listing
+    log.info("fetching and extracting %d packages", len(packages))
+    full, headers = extract_packages(packages, fetcher, repos, store)
+    deps = tuple(rpm_deps(h) for h in headers)
+    return full, deps, capture(full, named, deps, shared_files(headers), len(packages))
 
 
 def extract_packages(

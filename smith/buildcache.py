@@ -16,6 +16,7 @@ read from elsewhere), not an image `package:`, not several platforms at once.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -27,11 +28,13 @@ from typing import TYPE_CHECKING, Any
 
 from smith.atomic import atomic_path, remove_path
 from smith.buildkey import BuildInputs, PackagePin, canonical
+from smith.cache_prune import cache_lock
 from smith.leftovers import sweep
 
 if TYPE_CHECKING:
     from smith.build import BuildResult
     from smith.build_options import BuildOptions
+    from smith.partial import Listing, Prior
     from smith.recipe import Recipe
     from smith.resolve.solver import ResolvedPackage
     from smith.resolve.store import ContentStore
@@ -137,7 +140,8 @@ class CachedBuild:
 
 class BuildCache:
     def __init__(self, cache_dir: str | os.PathLike[str]) -> None:
-        self.root = os.path.join(os.fspath(cache_dir), "builds")
+        self.cache_dir = os.fspath(cache_dir)
+        self.root = os.path.join(self.cache_dir, "builds")
         self._store: ContentStore | None = None
 
     @property
@@ -170,11 +174,17 @@ class BuildCache:
             log.warning("the build cache entry %s is damaged: building again", path)
             remove_path(path)
             return None
+        with contextlib.suppress(OSError):
+            os.utime(path)  # used now: `smith cache prune` evicts the least recently used
         return doc
 
     def restore(self, key: str, output: str | None) -> tuple[str, dict[str, Any]] | None:
         """Write the output of `key` to `output` (None: where the recipe named it) from
         the cache: (the output, the entry), or None on a miss or a damaged entry."""
+        with cache_lock(self.cache_dir):  # not pruned while it is copied out
+            return self._restore(key, output)
+
+    def _restore(self, key: str, output: str | None) -> tuple[str, dict[str, Any]] | None:
         doc = self.load(key)
         if doc is None:
             return None
@@ -209,8 +219,7 @@ class BuildCache:
                 os.chmod(path, int(mode) & 0o7777)
 
     def _copy_blob(self, digest: str, dest: str) -> None:
-        if len(digest) != 64 or not all(c in "0123456789abcdef" for c in digest):
-            raise DamagedEntry(f"digest {digest!r}")
+        checked_digest(digest)
         hasher = hashlib.sha256()
         blob = self.store.path_for(digest)
         try:
@@ -231,25 +240,40 @@ class BuildCache:
         recipe_output: str | None,
         result: BuildResult,
         layer_keys: Sequence[str] = (),
+        extra: Mapping[str, object] | None = None,
     ) -> None:
-        """Record `output` (just written by a build) under `key`. A cache that cannot be
-        written costs only speed: the build succeeded, so nothing here fails it."""
+        """Record `output` (just written by a build) under `key`; `extra`: what a partial
+        hit reads (smith/partial.py). A cache that cannot be written costs only speed: the
+        build succeeded, so nothing here fails it."""
         try:
-            os.makedirs(self.root, exist_ok=True)
-            sweep(self.root)
-            files = self._store_output(output)
-            doc = {
-                "version": ENTRY_VERSION,
-                "key": key,
-                "output": recipe_output,
-                "files": files,
-                "result": result_json(result),
-                "report": report_json(result),
-                "layer_keys": list(layer_keys),  # for --cache-to, when taken from here
-            }
-            self._write(self.entry_path(key), canonical(doc))
+            with cache_lock(self.cache_dir):
+                self._save(key, output, recipe_output, result, layer_keys, extra)
         except OSError as err:
             log.warning("cannot write the build cache in %s: %s", self.root, err.strerror)
+
+    def _save(
+        self,
+        key: str,
+        output: str,
+        recipe_output: str | None,
+        result: BuildResult,
+        layer_keys: Sequence[str],
+        extra: Mapping[str, object] | None,
+    ) -> None:
+        os.makedirs(self.root, exist_ok=True)
+        sweep(self.root)
+        files = self._store_output(output)
+        doc = {
+            "version": ENTRY_VERSION,
+            "key": key,
+            "output": recipe_output,
+            "files": files,
+            "result": result_json(result),
+            "report": report_json(result),
+            "layer_keys": list(layer_keys),  # for --cache-to, when taken from here
+            **(extra or {}),
+        }
+        self._write(self.entry_path(key), canonical(doc))
 
     def _store_output(self, output: str) -> list[list[object]]:
         if not os.path.isdir(output):
@@ -265,11 +289,23 @@ class BuildCache:
                 if stat.S_ISDIR(info.st_mode):
                     rows.append([rel, "dir", mode, ""])
                 elif stat.S_ISREG(info.st_mode):
-                    rows.append([rel, "file", mode, self._store_blob(path)])
+                    rows.append(
+                        [rel, "file", mode, self._stored_blob(rel) or self._store_blob(path)]
+                    )
                 else:
                     raise OSError(0, f"{path} is neither a file nor a directory")
         rows.sort(key=lambda row: (str(row[0]).count("/"), str(row[0])))
         return rows
+
+    def _stored_blob(self, rel: str) -> str:
+        """The digest of a layout blob the store holds already (its name is its digest: the
+        writer just wrote it from a checked blob), so that a rebuild does not hash and copy
+        its unchanged layers again; "" for any other file. A restore still checks every
+        byte it copies out."""
+        head, _, name = rel.rpartition("/")
+        if head != "blobs/sha256" or len(name) != 64 or name.strip("0123456789abcdef"):
+            return ""
+        return name if os.path.exists(self.store.path_for(name)) else ""
 
     def _store_blob(self, path: str) -> str:
         def copy(sink: Callable[[bytes], object]) -> None:
@@ -281,9 +317,72 @@ class BuildCache:
         assert stored is not None  # put_stream always knows the digest of what it stored
         return stored
 
+    def family_path(self, family: str) -> str:
+        return os.path.join(self.root, "families", family + ".json")
+
+    def save_family(self, family: str, key: str) -> None:
+        """The latest build of a family (partial.family_key), for a partial hit."""
+        try:
+            os.makedirs(os.path.dirname(self.family_path(family)), exist_ok=True)
+            self._write(self.family_path(family), canonical({"key": key}))
+        except OSError as err:
+            log.warning("cannot write the build cache in %s: %s", self.root, err.strerror)
+
+    def load_prior(self, family: str) -> Prior | None:
+        """The latest build of `family` as a partial hit starts from, or None."""
+        with cache_lock(self.cache_dir):
+            return self._load_prior(family)
+
+    def _load_prior(self, family: str) -> Prior | None:
+        from smith.partial import NotReusable, Prior
+
+        try:
+            with open(self.family_path(family), "rb") as f:
+                key = json.loads(f.read(4096))["key"]
+            doc = self.load(str(key)) if isinstance(key, str) and key.isalnum() else None
+            listing = self.listing_of(doc) if doc is not None else None
+            if doc is None or listing is None:
+                return None
+            owners, keys = doc["result"]["owners"], doc["layer_keys"]
+            return Prior(listing, kept_owners(owners), frozenset(keys), "the build cache")
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, TypeError, DamagedEntry, NotReusable) as err:
+            log.info("the build cache's family %s is unusable (%s)", family[:12], err)
+            return None
+
+    def listing_of(self, doc: Mapping[str, Any]) -> Listing | None:
+        """The listing an entry names (None: an entry of a build that recorded none).
+        Raises NotReusable, DamagedEntry or OSError when it cannot be read."""
+        from smith.partial import Listing
+
+        if not isinstance(doc.get("listing"), str):
+            return None
+        with open(self.store.path_for(checked_digest(doc["listing"])), "rb") as f:
+            return Listing.from_json(json.loads(f.read(ENTRY_BYTES + 1)))
+
+    def put_listing(self, listing: Listing) -> str:
+        stored = self.store.put_bytes(canonical(listing.to_json())).sha256
+        assert stored is not None  # put_stream always knows the digest of what it stored
+        return stored
+
     def _write(self, path: str, data: bytes) -> None:
         with atomic_path(path) as tmp, open(tmp, "wb") as f:
             f.write(data)
+
+
+def kept_owners(owners: object) -> dict[str, str]:
+    """A cached result's owners (path -> package) of the kept paths, as a partial hit
+    reads them (anything else is no owner)."""
+    if not isinstance(owners, dict):
+        raise DamagedEntry("no owners")
+    return {str(p): o for p, o in owners.items() if isinstance(o, str)}
+
+
+def checked_digest(digest: object) -> str:
+    if not isinstance(digest, str) or len(digest) != 64 or digest.strip("0123456789abcdef"):
+        raise DamagedEntry(f"digest {digest!r}")
+    return digest
 
 
 def checked_relative(rel: object) -> str:
@@ -447,21 +546,24 @@ class Reuse:
     named_output: bool  # -o named the output (else the recipe did, in its key)
     options: BuildOptions
     layout: LayoutSettings
+    # --cache-from's client and map, read once (smith/remote_cache.py read_remote).
+    remote: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def restore(self, packages: Sequence[ResolvedPackage], output: str) -> BuildResult | None:
         key = self.inputs.key(pins_of(packages))
         restored = self.cache.restore(key, output)
         if restored is not None:
             result = cached_result(*restored)
-            keys = restored[1].get("layer_keys")
+            doc = restored[1]
+            keys = doc.get("layer_keys")
             if isinstance(keys, list) and all(isinstance(k, str) for k in keys):
-                result = self.share(key, result, keys)
+                result = self.share(key, result, keys, self.recorded_partial(doc))
             return result
         if self.options.cache_from is None:
             return None
         from smith.remote_cache import restore_remote
 
-        remote = restore_remote(self.options, key, output, self.layout)
+        remote = restore_remote(self.options, key, output, self.layout, self.remote)
         if remote is None:
             return None
         result, keys = remote
@@ -472,32 +574,92 @@ class Reuse:
             else result
         )
 
+    def prior(
+        self, packages: Sequence[ResolvedPackage], cache_dir: str | os.PathLike[str]
+    ) -> Prior | None:
+        """An earlier build of this recipe (the local cache's, else --cache-from's) that a
+        partial hit starts from (smith/partial.py), its layers' files in the content store."""
+        from smith.partial import family_key
+
+        family = family_key(self.inputs)
+        found = self.cache.load_prior(family)
+        if found is not None or self.options.cache_from is None:
+            return found
+        from smith.remote_cache import remote_prior
+
+        return remote_prior(
+            self.options, family, pins_of(packages), cache_dir, self.layout, self.remote
+        )
+
+    def recorded_partial(self, doc: Mapping[str, Any]) -> Mapping[str, Any] | None:
+        """What a cached entry recorded for partial hits, for --cache-to to share."""
+        from smith.partial import NotReusable, family_key
+
+        if not self.options.cache_to:
+            return None
+        try:
+            listing = self.cache.listing_of(doc)
+        except (OSError, ValueError, DamagedEntry, NotReusable):
+            return None
+        if listing is None or not isinstance(doc.get("layers"), list):
+            return None
+        return {"family": family_key(self.inputs), "listing": listing, "records": doc["layers"]}
+
     def save(
-        self, packages: Sequence[ResolvedPackage], result: BuildResult, trees: Sequence[FileTree]
+        self,
+        packages: Sequence[ResolvedPackage],
+        result: BuildResult,
+        trees: Sequence[FileTree],
+        listing: Listing | None = None,
+        prior: Prior | None = None,
     ) -> BuildResult:
-        """Record a build that was not in any cache; `trees` are its layers' trees."""
+        """Record a build that was not in any cache; `trees` are its layers' trees,
+        `listing` what its packages put in its tree, `prior` the build it started from."""
         from smith.oci.compress import parse_compression
         from smith.oci.layer_cache import layer_key
+        from smith.partial import family_key, layer_records
 
         key = self.inputs.key(pins_of(packages))
         compression = parse_compression(self.layout.compression)
         keys = [layer_key(tree, compression, self.layout.epoch) for tree in trees]
         output = result.output
-        self.cache.save(key, output, None if self.named_output else output, result, keys)
+        records = layer_records(trees, keys, {p.nevra for p in packages})
+        extra: dict[str, object] = {"layers": records}
+        if listing is not None:
+            try:
+                extra["listing"] = self.cache.put_listing(listing)
+            except OSError as err:
+                log.warning("cannot write the build cache in %s: %s", self.cache.root, err)
+        family = family_key(self.inputs)
+        self.cache.save(key, output, None if self.named_output else output, result, keys, extra)
+        if listing is not None:
+            self.cache.save_family(family, key)
         stats: dict[str, object] = {
-            "build": "miss",
-            "packages_extracted": len(packages),
+            "build": "miss" if prior is None else "partial",
+            "packages_extracted": len(packages) if listing is None else listing.extracted,
             **({"registry": "miss"} if self.options.cache_from else {}),
         }
-        return self.share(key, replace(result, cache=stats), keys)
+        if prior is not None:
+            stats["layers_from_cache"] = sum(k in prior.layer_keys for k in keys)
+            if prior.pulled:
+                stats["registry"] = "partial"
+                stats["layer_bytes_pulled"] = prior.pulled
+        partial = {"family": family, "listing": listing, "records": records}
+        return self.share(key, replace(result, cache=stats), keys, partial)
 
-    def share(self, key: str, result: BuildResult, layer_keys: Sequence[str]) -> BuildResult:
+    def share(
+        self,
+        key: str,
+        result: BuildResult,
+        layer_keys: Sequence[str],
+        partial: Mapping[str, Any] | None = None,
+    ) -> BuildResult:
         """With --cache-to, the build's plan and layers recorded in the registry too."""
         if not self.options.cache_to:
             return result
         from smith.remote_cache import save_remote
 
-        stats = save_remote(self.options, key, result, layer_keys)
+        stats = save_remote(self.options, key, result, layer_keys, partial)
         return replace(result, cache={**result.cache, **stats})
 
 

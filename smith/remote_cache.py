@@ -16,7 +16,7 @@ import logging
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from smith.errors import SmithError
 
@@ -24,7 +24,10 @@ if TYPE_CHECKING:
     from smith.build import BuildResult
     from smith.build_options import BuildOptions
     from smith.buildcache import LayoutSettings
+    from smith.buildkey import PackagePin
+    from smith.oci.cache_artifact import CacheMap
     from smith.oci.registry import RegistryClient
+    from smith.partial import Prior
 
 log = logging.getLogger(__name__)
 
@@ -44,19 +47,31 @@ def cache_client(ref_text: str, options: BuildOptions, *, push: bool) -> Registr
         return None
 
 
+def read_remote(
+    options: BuildOptions, memo: dict[str, Any]
+) -> tuple[RegistryClient | None, CacheMap | None]:
+    """--cache-from's client and map, read once per build (`memo`): a refusal is warned
+    about once, and the full and partial lookups see one map."""
+    from smith.oci.cache_artifact import read_cache
+
+    if "map" not in memo:
+        assert options.cache_from is not None
+        client = cache_client(options.cache_from, options, push=False)
+        memo["client"], memo["map"] = client, read_cache(client) if client is not None else None
+    return memo["client"], memo["map"]
+
+
 def restore_remote(
-    options: BuildOptions, key: str, output: str, layout: LayoutSettings
+    options: BuildOptions, key: str, output: str, layout: LayoutSettings, memo: dict[str, Any]
 ) -> tuple[BuildResult, tuple[str, ...]] | None:
     """The build of `key` written from the registry cache (and its layer keys), or None."""
     from smith.buildcache import cached_result
-    from smith.oci.cache_artifact import CacheRefused, pull_layers, read_cache
+    from smith.oci.cache_artifact import CacheRefused, pull_layers
     from smith.oci.image import sha256_digest
     from smith.oci.layout import OutputFormat, save_layout, staging_layout
     from smith.oci.writer import OCI_LAYOUT
 
-    assert options.cache_from is not None
-    client = cache_client(options.cache_from, options, push=False)
-    cache = read_cache(client) if client is not None else None
+    client, cache = read_remote(options, memo)
     if client is None or cache is None:
         return None
     plan = cache.plans.get(key)
@@ -108,9 +123,14 @@ def restore_remote(
 
 
 def save_remote(
-    options: BuildOptions, key: str, result: BuildResult, keys: Sequence[str]
+    options: BuildOptions,
+    key: str,
+    result: BuildResult,
+    keys: Sequence[str],
+    partial: Mapping[str, Any] | None = None,
 ) -> Mapping[str, int]:
-    """Record the build under `key` and its layers by their keys: what it uploaded."""
+    """Record the build under `key` and its layers by their keys: what it uploaded.
+    `partial`: the build's family, listing and layer records, for a partial hit."""
     from smith.buildcache import result_json
     from smith.limits import DOCUMENT_BYTES
     from smith.oci.cache_artifact import CacheMap, Plan, read_cache, write_cache
@@ -142,15 +162,96 @@ def save_remote(
                         small[digest] = f.read()
             with open(os.path.join(root, "index.json"), "rb") as f:
                 index = f.read()
-            plan = Plan(tuple(keys), small, index, json.loads(json.dumps(result_json(result))))
+            report = json.loads(json.dumps(result_json(result)))
+            plan = Plan(tuple(keys), small, index, report)
+            families = {}
+            if partial is not None and partial.get("listing") is not None:
+                records = tuple(partial["records"])
+                plan = replace(plan, listing=partial["listing"], records=records)
+                families[partial["family"]] = key
             cache.layers.update(zip(keys, image.layers, strict=True))
             cache.plans[key] = plan
+            cache.families.update(families)
             if len(cache.to_bytes()) > DOCUMENT_BYTES.count():
                 # Full: this build's plan and layers start a new map (the old ones age out).
-                cache = CacheMap(dict(zip(keys, image.layers, strict=True)), {key: plan})
+                layers = dict(zip(keys, image.layers, strict=True))
+                cache = CacheMap(layers, {key: plan}, families)
+                if len(cache.to_bytes()) > DOCUMENT_BYTES.count():
+                    # Its listing alone is too big for a map: recorded for full hits only.
+                    log.info("%s: the build's listing is too big to share", client.ref)
+                    plan = replace(plan, listing=None, records=())
+                    cache = CacheMap(layers, {key: plan})
             paths = {d: os.path.join(blobs_dir, d[7:]) for d in layer_digests}
             uploaded, skipped = write_cache(client, cache, paths)
     except SmithError as err:
         log.warning("--cache-to %s: %s: the build cache is not recorded", options.cache_to, err)
         return {}
     return {"cache_bytes_uploaded": uploaded, "cache_blobs_skipped": skipped}
+
+
+def remote_prior(
+    options: BuildOptions,
+    family: str,
+    pins: Sequence[PackagePin],
+    cache_dir: str | os.PathLike[str],
+    layout: LayoutSettings,
+    memo: dict[str, Any],
+) -> Prior | None:
+    """The registry's latest build of `family`, with the layers whose packages did not
+    change pulled (each checked against its digest, its diff_id and its key) into the
+    layer cache and their files into the content store; None when there is none."""
+    import tempfile
+
+    from smith.buildcache import kept_owners
+    from smith.oci.blobs import BlobStore
+    from smith.oci.cache_artifact import CacheRefused, pull_layers
+    from smith.oci.compress import parse_compression
+    from smith.oci.layer_cache import LayerCache, layer_key
+    from smith.partial import NotReusable, Prior, unpack_layer
+    from smith.resolve.store import ContentStore
+
+    client, cache = read_remote(options, memo)
+    if client is None or cache is None:
+        return None
+    plan = cache.plans.get(cache.families.get(family, ""))
+    if plan is None or plan.listing is None:
+        log.info("%s: no earlier build of this recipe", client.ref)
+        return None
+    current = set(pins)
+    unchanged = {nevra for nevra, pin in plan.listing.packages if pin in current}
+    store = ContentStore(os.path.join(cache_dir, "content"))
+    layer_cache = LayerCache(os.fspath(cache_dir))
+    for data in plan.listing.inline.values():  # checked against their digests when read
+        store.put_bytes(data)
+    compression = parse_compression(layout.compression)
+    pulled = 0
+    try:
+        with tempfile.TemporaryDirectory(prefix="smith-cache-layers-") as tmp:
+            blobs = BlobStore(tmp)
+            for record in plan.records:
+                layer = cache.layers.get(record["key"])
+                packages = set(record["packages"])
+                if layer is None or not packages & unchanged:
+                    continue  # it holds no file of an unchanged package
+                pulled += pull_layers(client, blobs, [layer])
+                path = blobs.path(layer.descriptor.digest)
+                tree, diff_id = unpack_layer(
+                    path, store, f"{client.ref}: layer {layer.descriptor.digest[:19]}"
+                )
+                if (
+                    diff_id != layer.diff_id
+                    or layer_key(tree, compression, layout.epoch) != record["key"]
+                ):
+                    raise CacheRefused(f"the layer {layer.descriptor.digest[:19]} is not its key's")
+                layer_cache.add(record["key"], layer, path)
+    except (CacheRefused, NotReusable, SmithError) as err:
+        log.warning("%s: build cache refused (%s): building without it", client.ref, err)
+        return None
+    log.info("%s: %d layer bytes pulled for a partial hit", client.ref, pulled)
+    return Prior(
+        plan.listing,
+        kept_owners(plan.result["owners"]),
+        frozenset(plan.layers),
+        str(client.ref),
+        pulled,
+    )

@@ -48,6 +48,7 @@ from smith.rootfs import add_mount_points, added_reason, overlay_rootfs
 from smith.tree import FileTree, Kind, path_sort_key
 
 if TYPE_CHECKING:
+    from smith.partial import Listing
     from smith.resolve.solver import ResolvedPackage
     from smith.sbom.attach import Attacher
 
@@ -151,6 +152,7 @@ class Staged:
     source: Source
     packages: tuple[ResolvedPackage, ...] = ()  # a recipe's, resolved
     referrers: Attacher | None = None  # the SBOM and provenance to attach, if asked for
+    listing: Listing | None = None  # what a recipe's packages put in the tree (partial.py)
 
 
 @dataclass(frozen=True)

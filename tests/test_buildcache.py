@@ -5,8 +5,10 @@ never used."""
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -25,6 +27,7 @@ from smith.oci.cache_artifact import CACHE_MAP_TYPE
 from smith.oci.image import MEDIA_OCI_MANIFEST, Descriptor, canonical_json
 from smith.oci.pull import fetch_blob, fetch_manifest
 from smith.oci.push import push_blob, push_manifest
+from smith.oci.reading import open_image
 from smith.oci.reference import parse_reference
 from smith.oci.registry import RegistryClient
 from smith.oci.registry_options import RegistryOptions
@@ -126,8 +129,15 @@ def test_unlocked_build_resolves_then_copies_from_the_cache(
     index = next((tinyhttpd.parent / "rootfs").rglob("index.html"))
     index.write_text(index.read_text() + "changed\n")
     changed = build_in(tinyhttpd, tmp_path / "changed.tar.gz", cache)
-    assert changed.cache["build"] == "miss"
+    # A partial hit: the packages' tree from the listing of the first build, none extracted.
+    assert changed.cache == {"build": "partial", "packages_extracted": 0, "layers_from_cache": 0}
     assert changed.image.manifest.digest != cold.image.manifest.digest
+    again = build_in(tinyhttpd, tmp_path / "again.tar.gz", tmp_path / "other-cache")
+    assert again.cache["build"] == "miss"
+    assert (tmp_path / "again.tar.gz").read_bytes() == (tmp_path / "changed.tar.gz").read_bytes()
+    assert again.summary(explain=True) | {"output": "", "cache": {}} == changed.summary(
+        explain=True
+    ) | {"output": "", "cache": {}}
 
 
 def test_damaged_cache_is_rebuilt_never_used(
@@ -136,7 +146,9 @@ def test_damaged_cache_is_rebuilt_never_used(
     cache = tmp_path / "cache"
     cold = build_in(tinyhttpd, tmp_path / "cold.tar.gz", cache)
     builds = BuildCache(cache)
-    (blob,) = (Path(builds.store.root) / "sha256").glob("*/*")  # the one output file
+    (entry,) = Path(builds.root).glob("*.json")
+    ((_path, _kind, _mode, digest),) = json.loads(entry.read_bytes())["files"]
+    blob = builds.store.path_for(digest)  # the one output file
     os.chmod(blob, 0o644)
     with open(blob, "r+b") as f:  # one byte changed, same size
         first = f.read(1)
@@ -148,7 +160,6 @@ def test_damaged_cache_is_rebuilt_never_used(
     assert (tmp_path / "again.tar.gz").read_bytes() == (tmp_path / "cold.tar.gz").read_bytes()
     assert again.image == cold.image
     # A damaged entry (cut short) is not read either; the next build records it again.
-    (entry,) = Path(builds.root).glob("*.json")
     entry.write_bytes(entry.read_bytes()[:100])
     assert build_in(tinyhttpd, tmp_path / "third.tar.gz", cache).cache["build"] == "miss"
     assert build_in(tinyhttpd, tmp_path / "fourth.tar.gz", cache).cache["build"] == "hit"
@@ -255,19 +266,34 @@ def set_artifact_type(doc: dict[str, Any], _client: RegistryClient) -> None:
     doc["artifactType"] = "application/vnd.example+json"
 
 
-def wrong_blob_in_plan(doc: dict[str, Any], client: RegistryClient) -> None:
-    """A map (pushed as a blob of its own) whose plan holds a blob not of its digest."""
-    with tempfile.TemporaryDirectory(prefix="smith-test-map-") as tmp:
-        store = BlobStore(tmp)
-        fetch_blob(client, store, Descriptor.from_json(doc["layers"][0]), threading.Event())
-        cache = json.loads(open_read(store.path(doc["layers"][0]["digest"])))
-        (plan,) = cache["plans"].values()
-        first = sorted(plan["blobs"])[0]
-        plan["blobs"][first] = base64.b64encode(b"not these bytes").decode()
-        digest, size = store.add_bytes(canonical_json(cache))
-        desc = Descriptor(CACHE_MAP_TYPE, digest, size)
-        push_blob(client, desc, store.path(digest), (), threading.Event())
-    doc["layers"][0] = desc.to_json()
+def in_plan(change_plan: Any) -> Any:
+    """A map (pushed as a blob of its own) whose plan `change_plan` changed."""
+
+    def change(doc: dict[str, Any], client: RegistryClient) -> None:
+        with tempfile.TemporaryDirectory(prefix="smith-test-map-") as tmp:
+            store = BlobStore(tmp)
+            fetch_blob(client, store, Descriptor.from_json(doc["layers"][0]), threading.Event())
+            cache = json.loads(open_read(store.path(doc["layers"][0]["digest"])))
+            (plan,) = cache["plans"].values()
+            change_plan(plan)
+            digest, size = store.add_bytes(canonical_json(cache))
+            desc = Descriptor(CACHE_MAP_TYPE, digest, size)
+            push_blob(client, desc, store.path(digest), (), threading.Event())
+        doc["layers"][0] = desc.to_json()
+
+    return change
+
+
+def wrong_blob(plan: dict[str, Any]) -> None:
+    plan["blobs"][sorted(plan["blobs"])[0]] = base64.b64encode(b"not these bytes").decode()
+
+
+def path_out_of_root(plan: dict[str, Any]) -> None:
+    plan["listing"]["rows"][0][0] = "../../etc/passwd"
+
+
+def package_not_in_the_build(plan: dict[str, Any]) -> None:
+    plan["records"][0]["packages"].append("evil-1-1.x86_64")
 
 
 @pytest.mark.parametrize(
@@ -276,9 +302,11 @@ def wrong_blob_in_plan(doc: dict[str, Any], client: RegistryClient) -> None:
         (set_artifact_type, "artifactType 'application/vnd.example+json'"),
         (set_map("mediaType", "application/json"), "media type is 'application/json'"),
         (set_map("size", 5 << 20), "more than 4194304"),
-        (wrong_blob_in_plan, "does not match its digest"),
+        (in_plan(wrong_blob), "does not match its digest"),
+        (in_plan(path_out_of_root), "the path '../../etc/passwd', not one inside the root"),
+        (in_plan(package_not_in_the_build), "holds 'evil-1-1.x86_64', not one of its packages"),
     ],
-    ids=["artifact-type", "map-media-type", "huge-map", "wrong-digest"],
+    ids=["artifact-type", "map-media-type", "huge-map", "wrong-digest", "path", "package"],
 )
 def test_untrusted_cache_artifact_is_refused_and_the_build_goes_on(
     genuine: tuple[Path, str, bytes], tmp_path: Path, change: Any, refusal: str
@@ -292,3 +320,93 @@ def test_untrusted_cache_artifact_is_refused_and_the_build_goes_on(
     warned = [line for line in second["stderr"].splitlines() if "build cache refused" in line]
     assert len(warned) == 1 and refusal in warned[0], second["stderr"]
     assert (tmp_path / "two.tar.gz").read_bytes() == image
+
+
+def config_size(image: Path) -> int:
+    with open_image(str(image)) as loaded:
+        return loaded.config_descriptor.size
+
+
+def set_lock_release(lock: Path, name: str, release: str, repo: Path) -> None:
+    """Point the lock's `name` at another release of it in `repo`."""
+    doc = json.loads(lock.read_text())
+    (pkg,) = [p for p in doc["packages"] if p["name"] == name]
+    rpm = next(repo.glob(f"{name}-{pkg['version']}-{release}.*.rpm"))
+    pkg.update(
+        release=release,
+        nevra=pkg["nevra"].replace(f"-{pkg['release']}.", f"-{release}."),
+        url=rpm.as_uri(),
+        sha256=hashlib.sha256(rpm.read_bytes()).hexdigest(),
+        size=rpm.stat().st_size,
+    )
+    lock.write_text(json.dumps(doc, sort_keys=True, indent=2) + "\n")
+
+
+def test_second_machine_extracts_only_the_changed_package(
+    rpm_universe: Universe, registry: Registry, tmp_path: Path
+) -> None:
+    """Machine two builds curl with another zlib and another rootfs/ file: it extracts
+    zlib alone, takes every other layer from the registry, uploads the top layer and the
+    config, and writes the image a cold build of the same inputs writes."""
+    recipe = recipe_copy("curl", tmp_path, rpm_universe.repo_url("main")) / "smith.yaml"
+    locked = smith("lock", str(recipe), "--cache-dir", str(tmp_path / "locking"))
+    assert locked.returncode == 0, locked.stderr
+    app = recipe.parent / "rootfs" / "srv" / "app.conf"
+    app.parent.mkdir(parents=True)
+    app.write_text("one\n")
+    set_lock_release(recipe.parent / "smith.lock", "zlib", "2", rpm_universe.repo_dir("main"))
+    cache_ref = f"docker://{registry.host}/cache/curl:build-cache"
+    first = machine_build(recipe, tmp_path, "one", *LAYERED, "--cache-to", cache_ref,
+                          "--push", f"docker://{registry.host}/curl:1")  # fmt: skip
+    set_lock_release(recipe.parent / "smith.lock", "zlib", "1", rpm_universe.repo_dir("main"))
+    app.write_text("two\n")
+    second = machine_build(recipe, tmp_path, "two", *LAYERED, "--cache-from", cache_ref,
+                           "--push", f"docker://{registry.host}/curl:2")  # fmt: skip
+    layers = second["layers"]
+    top = layers[-1]["size"]
+    # Every layer holding a file of an unchanged package (zlib's merged layer, curl's top).
+    pulled = sum(layer["size"] for layer in first["layers"])
+    assert second["cache"] == {
+        "build": "partial",
+        "registry": "partial",
+        "packages_extracted": 1,  # zlib
+        "layers_from_cache": len(layers) - 1,  # zlib's files did not change: nor did its layer
+        "layer_bytes_pulled": pulled,
+        "pushed_bytes": top + config_size(tmp_path / "two.tar.gz"),
+        "pushed_blobs_skipped": len(layers) - 1,
+    }
+    rpms = [
+        p for p in (tmp_path / "two").rglob("*") if p.is_file() and p.read_bytes()[:4] == RPM_MAGIC
+    ]
+    assert {p.name for p in rpms} <= {"zlib-1.0-1.x86_64.rpm"}  # (a file: URL is read in place)
+    cold = machine_build(recipe, tmp_path, "three", *LAYERED)
+    assert cold["cache"]["packages_extracted"] == cold["packages_resolved"] > 1
+    assert (tmp_path / "two.tar.gz").read_bytes() == (tmp_path / "three.tar.gz").read_bytes()
+
+
+def test_rootfs_program_needing_another_library_builds_whole(
+    tinyhttpd: Path, registry: Registry, tmp_path: Path
+) -> None:
+    """A rootfs/ change is a partial hit while the closure finds every file it needs in the
+    tree rebuilt from the plan: on the machine that extracted the packages, all their
+    bytes are at hand; on another, only the kept ones (the cached layers'; a rootfs/-only
+    change there is in test_second_machine_extracts_only_the_changed_package). A program
+    that now needs libm (glibc's, never kept before) makes that machine's build run whole."""
+    tinyhttpd.write_text(tinyhttpd.read_text() + "paths: [/usr/local/bin/tool]\n")
+    tool = tinyhttpd.parent / "rootfs" / "usr" / "local" / "bin" / "tool"
+    tool.parent.mkdir(parents=True)
+    shutil.copy("/usr/bin/true", tool)  # libc alone
+    cache_ref = f"docker://{registry.host}/cache/tool:build-cache"
+    first = machine_build(tinyhttpd, tmp_path, "one", "--cache-to", cache_ref, "--explain")
+    shutil.copy("/usr/bin/mawk", tool)  # libm and libc
+    libm = "usr/lib/x86_64-linux-gnu/libm.so.6"
+    assert "/" + libm not in first["kept"]
+    local = machine_build(tinyhttpd, tmp_path, "one", "--explain")
+    assert local["cache"] == {"build": "partial", "packages_extracted": 0, "layers_from_cache": 0}
+    assert "/" + libm in local["kept"]
+    other = machine_build(tinyhttpd, tmp_path, "three", "--cache-from", cache_ref)
+    assert other["cache"] == {"build": "miss", "registry": "miss",
+                              "packages_extracted": other["packages_resolved"]}  # fmt: skip
+    # Machine three's build is a cold build (an empty cache, the plan not reused).
+    assert (tmp_path / "one.tar.gz").read_bytes() == (tmp_path / "three.tar.gz").read_bytes()
+    assert local["manifest"] == other["manifest"]

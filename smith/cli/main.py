@@ -83,7 +83,7 @@ def summary_command(name: str) -> click.Command | None:
             if not (
                 isinstance(d, ast.Call)
                 and isinstance(d.func, ast.Attribute)
-                and d.func.attr == "command"
+                and d.func.attr in ("command", "group")  # `smith cache` is a group
             ):
                 continue
             names = [a.value for a in d.args if isinstance(a, ast.Constant)]

@@ -12,7 +12,10 @@ map holds two tables:
 - `plans`: a build-inputs key (smith/buildkey.py) -> which layers (by key) make that
   build's image, and the image's small blobs (config, manifest, index), so that a machine
   whose own cache is empty takes the layers from the registry and writes the image
-  without extracting a package.
+  without extracting a package; and for a partial hit (smith/partial.py), per layer its
+  key, packages and paths, and the listing of what the build's packages put in its tree;
+- `families`: a family key (the build key without packages and rootfs/) -> the plan of
+  its latest build, which a build with other packages or application files starts from.
 
 Whatever is read from a registry is untrusted: the manifest must have the artifact type,
 the map its media type and a size below DOCUMENT_BYTES, each descriptor a sha256 digest,
@@ -40,12 +43,13 @@ from smith.oci.reference import Reference
 from smith.oci.referrers import EMPTY_DIGEST, EMPTY_JSON, MEDIA_EMPTY
 from smith.oci.registry import RegistryClient, RegistryOptions, RegistryRequestError
 from smith.oci.writer import Layer
+from smith.partial import Listing, NotReusable, checked_records
 
 log = logging.getLogger(__name__)
 
 CACHE_ARTIFACT_TYPE = "application/vnd.smith.cache.v1+json"
 CACHE_MAP_TYPE = "application/vnd.smith.cache.map.v1+json"
-MAP_VERSION = 1
+MAP_VERSION = 2  # 2: families, and plans with a listing and layer records
 
 
 class CacheRefused(Exception):
@@ -60,6 +64,8 @@ class Plan:
     blobs: Mapping[str, bytes]  # digest -> the image's small blobs (config, manifest...)
     index: bytes  # index.json
     result: Mapping[str, Any]  # what the build reported (smith/buildcache.py)
+    listing: Listing | None = None  # what its packages put in its tree
+    records: tuple[Mapping[str, Any], ...] = ()  # per layer: key, packages, paths
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -67,6 +73,8 @@ class Plan:
             "blobs": {d: base64.b64encode(b).decode() for d, b in sorted(self.blobs.items())},
             "index": base64.b64encode(self.index).decode(),
             "result": dict(self.result),
+            **({"listing": self.listing.to_json()} if self.listing is not None else {}),
+            **({"records": list(self.records)} if self.records else {}),
         }
 
     @classmethod
@@ -80,15 +88,22 @@ class Plan:
             raise CacheRefused("a plan's layers are not a list of keys")
         if not isinstance(doc["result"], dict):
             raise CacheRefused("a plan's result is not an object")
-        return cls(
-            tuple(layers), blobs, base64.b64decode(doc["index"], validate=True), doc["result"]
-        )
+        listing, records = None, doc.get("records", [])
+        try:
+            if "listing" in doc:
+                listing = Listing.from_json(doc["listing"])
+                checked_records(records, layers, {n for n, _pin in listing.packages})
+        except NotReusable as err:
+            raise CacheRefused(str(err)) from None
+        index = base64.b64decode(doc["index"], validate=True)
+        return cls(tuple(layers), blobs, index, doc["result"], listing, tuple(records))
 
 
 @dataclass
 class CacheMap:
     layers: dict[str, Layer] = field(default_factory=dict)
     plans: dict[str, Plan] = field(default_factory=dict)
+    families: dict[str, str] = field(default_factory=dict)  # family key -> plan key
 
     def to_bytes(self) -> bytes:
         return canonical_json(
@@ -99,6 +114,7 @@ class CacheMap:
                     for k, layer in sorted(self.layers.items())
                 },
                 "plans": {k: plan.to_json() for k, plan in sorted(self.plans.items())},
+                "families": dict(sorted(self.families.items())),
             }
         )
 
@@ -116,6 +132,7 @@ class CacheMap:
             out.layers[str(key)] = Layer(desc, diff_id)
         for key, plan in doc["plans"].items():
             out.plans[str(key)] = Plan.from_json(plan)
+        out.families = {str(f): str(k) for f, k in doc["families"].items() if k in out.plans}
         return out
 
 

@@ -9,11 +9,13 @@ a damaged cache costs a rebuild, never a wrong image.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 
 from smith.atomic import remove_path
+from smith.cache_prune import cache_lock
 from smith.errors import ImageFormatError
 from smith.leftovers import sweep, tagged
 from smith.oci.blobs import BlobStore, verify_blob
@@ -40,9 +42,16 @@ def layer_key(tree: FileTree, compression: Compression, epoch: int) -> str:
 
 class LayerCache:
     def __init__(self, root: str) -> None:
+        self.cache_dir = root
         self.root = os.path.join(root, "layers")
 
     def write_layer(
+        self, tree: FileTree, store: BlobStore, compression: Compression, epoch: int
+    ) -> Layer:
+        with cache_lock(self.cache_dir):  # not pruned between its check and its copy
+            return self._write_layer(tree, store, compression, epoch)
+
+    def _write_layer(
         self, tree: FileTree, store: BlobStore, compression: Compression, epoch: int
     ) -> Layer:
         key = layer_key(tree, compression, epoch)
@@ -56,6 +65,17 @@ class LayerCache:
         self._save(layer, store.path(layer.descriptor.digest), record, blob)
         return layer
 
+    def add(self, key: str, layer: Layer, path: str) -> None:
+        """Record a layer blob written elsewhere (a registry cache's, checked against its
+        key by the caller) under `key`."""
+        with cache_lock(self.cache_dir):
+            self._save(
+                layer,
+                path,
+                os.path.join(self.root, key + ".json"),
+                os.path.join(self.root, key + ".blob"),
+            )
+
     def _load(self, record: str, blob: str) -> Layer | None:
         try:
             with open(record, "rb") as f:
@@ -64,6 +84,8 @@ class LayerCache:
             verify_blob(blob, layer.descriptor.digest, layer.descriptor.size, "cached layer")
         except (OSError, ValueError, KeyError, TypeError, ImageFormatError):
             return None
+        with contextlib.suppress(OSError):
+            os.utime(record)  # used now: `smith cache prune` evicts the least recently used
         return layer
 
     def _save(self, layer: Layer, source: str, record: str, blob: str) -> None:
