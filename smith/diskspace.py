@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from smith.errors import NoSpaceError
+from smith.leftovers import TAG
 
 FULL = (errno.ENOSPC, errno.EDQUOT)
 
@@ -42,9 +43,12 @@ def named(directory: str | os.PathLike[str], hint: str) -> tuple[str, str]:
     if hint:
         return shown, hint
     tmp = os.path.realpath(tempfile.gettempdir())
-    if os.path.join(os.path.realpath(shown), "").startswith(os.path.join(tmp, "")):
-        return tmp, "set TMPDIR to a larger disk"
-    return shown, "free space there, or write elsewhere"
+    below = os.path.relpath(os.path.realpath(shown), tmp)
+    if below.startswith(".."):
+        return shown, "free space there, or write elsewhere"
+    if below == "." or TAG.search(below.split(os.sep)[0]):  # TMPDIR, or a run's own there
+        shown = tmp
+    return shown, "set TMPDIR to a larger disk"
 
 
 def check_space(directory: str | os.PathLike[str], need: int, what: str, *, hint: str = "") -> None:

@@ -12,6 +12,7 @@ import bz2
 import gzip
 import json
 import os
+import re
 import signal
 import stat
 import subprocess
@@ -952,6 +953,12 @@ def big_archive(box: Sandbox) -> list[str]:
     return argv
 
 
+def big_archive_diff(box: Sandbox) -> list[str]:
+    """`smith diff` of the archive with itself: both unpacked into TMPDIR first."""
+    image = big_archive(box)[1]
+    return ["diff", image, image]
+
+
 def big_blob_download(box: Sandbox) -> list[str]:
     assert box.server is not None
     ref, _ = serve_image(box.server, "big/app", [tar_of(tar_member("big", BIG))])
@@ -992,6 +999,14 @@ FULL_DISKS = [
         "loss",
         big_archive,
         "(set TMPDIR to a larger disk)",
+        disks={"tmp": SMALL},
+    ),
+    Case(
+        "tmpdir-full-diff",
+        "loss",
+        big_archive_diff,
+        "(set TMPDIR to a larger disk)",
+        status=2,  # diff's trouble, never "they differ"
         disks={"tmp": SMALL},
     ),
     Case(
@@ -1116,6 +1131,30 @@ def test_a_toolbox_image_that_is_a_gzip_bomb_leaves_nothing(
     with pytest.raises(LimitError, match="decompressed: over the limit of 100 times"):
         crashcart.image.toolbox_from_image(str(box.inputs / "layout"))
     assert list(cache.iterdir()) == []
+
+
+def test_a_toolbox_image_that_cannot_fit_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """crashcart's image cache on a full disk (a tmpfs of 1 MiB, mounted here): the toolbox
+    image's 2 MiB file is refused by its declared size, naming the cache; nothing stays."""
+    require_root()
+    import crashcart.image
+    from smith.errors import NoSpaceError
+
+    cache = tmp_path / "images"
+    cache.mkdir()
+    box = Sandbox(tmp_path / "box")
+    big_layer(box)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={SMALL}", "tmpfs", str(cache)], check=True)
+    try:
+        monkeypatch.setattr(crashcart.image, "IMAGE_CACHE", str(cache))
+        where = re.escape(f"no space in '{cache}/")
+        with pytest.raises(NoSpaceError, match=f"{where}.*' for the files of layer 1"):
+            crashcart.image.toolbox_from_image(str(box.inputs / "layout"))
+        assert list(cache.iterdir()) == []
+    finally:
+        subprocess.run(["umount", str(cache)], check=True)
 
 
 def test_a_declared_size_past_the_free_space_is_refused_before_writing(tmp_path: Path) -> None:
