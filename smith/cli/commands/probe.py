@@ -28,9 +28,7 @@ from smith.profile import DEFAULT_NAME, Profile, profile_beside, write_profile
     "--output",
     help=f"The profile to write (default: {DEFAULT_NAME} beside the recipe, or here).",
 )
-@click.option(
-    "--recipe", help="smith.yaml whose package: names the image (or its directory)."
-)
+@click.option("--recipe", help="smith.yaml whose package: names the image (or its directory).")
 @click.option(
     "--check", "checks", multiple=True, help="A command run inside once it runs; must exit 0."
 )
