@@ -473,8 +473,13 @@ def describe_error(error: Mapping[str, Any]) -> str:
     value = error.get("input")
     if not loc:  # the recipe as a whole (a model validator): the message says it all
         return str(error.get("msg", "invalid recipe")).removeprefix("Value error, ")
+    msg = str(error.get("msg", "invalid value"))
+    if kind == "value_error":  # a validator's own message already names the value
+        return f"{where}: {msg.removeprefix('Value error, ')}"
+    if kind == "tuple_type":  # a YAML user writes a list; the tuple is this model's
+        msg = "input should be a list"
     shown = repr(value) if not isinstance(value, dict | list) else type(value).__name__
-    return f"{where}: {error.get('msg', 'invalid value').lower()}, got {shown}"
+    return f"{where}: {msg.lower()}, got {shown}"
 
 
 def known_keys(loc: Sequence[str | int]) -> list[str]:
