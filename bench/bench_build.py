@@ -10,9 +10,12 @@
   the recipe has no lock, so its packages are resolved again before the build cache is
   asked; and the same with a smith.lock and --locked (the key is found before the recipe's
   schema is loaded). Wall and CPU seconds (the machine is shared: CPU moves less);
-- the floor: `python -c 'import smith.build'`, and with the command line and the HTTP
-  client a download imports: what a build pays before any work;
+- the floor, in steps: `smith --version` (the interpreter, click, the command line), then
+  the recipe's schema (pydantic, yaml), `python -c 'import smith.build'`, and with the
+  command line and the HTTP client a download imports: what a build pays before any work;
 - `python -c pass` as the load reference.
+
+smith is byte-compiled first (bench.timing.byte_compile), as an installed one is.
 
 The image size against an `rpm --root` install of the same packages is printed too.
 """
@@ -32,6 +35,7 @@ import yaml
 
 from bench.timing import (
     Case,
+    byte_compile,
     command_case,
     cpu_ratio,
     interleave,
@@ -45,6 +49,9 @@ PROJECT = Path(__file__).resolve().parent.parent
 SMITH = str(Path(sys.executable).with_name("smith"))
 RPM_MAGIC = b"\xed\xab\xee\xdb"
 FLOOR = "import smith.build, smith.cli.commands.build, smith.resolve.fetch, requests"
+# The command line (click) and the recipe's schema (pydantic, yaml): what even a build that
+# fails on its recipe pays.
+RECIPE_FLOOR = "import smith.cli.main, smith.cli.commands.build, smith.recipe"
 RPM_INSTALL: tuple[str, ...] = ("rpm", "--dbpath", "/var/lib/rpm", "--force-debian", "-i")
 RPM_INSTALL += ("--nodeps", "--noscripts", "--nosignature")
 
@@ -71,6 +78,7 @@ def main() -> None:
     parser.add_argument("--recipe", default="recipes/tinyhttpd")
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
+    byte_compile(PROJECT)
     universe = cached_universe(PROJECT / "out" / "universes")
     proc, url = start_http_server(universe.root)
     try:
@@ -130,6 +138,8 @@ def main() -> None:
                 command_case("--locked (warm)", locked_argv(warm_cache, "warm-locked.tar.gz")),
                 # What any smith build pays before its first step: the interpreter and the
                 # modules a build imports (click, pydantic, yaml, solv, the OCI writer).
+                command_case("floor: smith --version", [SMITH, "--version"]),
+                command_case("floor: + recipe schema", [sys.executable, "-c", RECIPE_FLOOR]),
                 command_case(
                     "floor: import smith.build", [sys.executable, "-c", "import smith.build"]
                 ),
@@ -153,6 +163,8 @@ def main() -> None:
             cpu_ratio(times, "smith build (cold)", "shell pipeline", "at most 1.3x")
             cpu_ratio(times, "smith build (warm)", "smith build (cold)", "at most 0.3x")
             cpu_ratio(times, "--locked (warm)", "--locked (cold)", "at most 0.3x")
+            cpu_ratio(times, "floor: smith --version", "shell pipeline")
+            cpu_ratio(times, "floor: + recipe schema", "shell pipeline")
             cpu_ratio(times, "floor: import smith.build", "shell pipeline")
             cpu_ratio(times, "floor: + CLI, HTTP client", "shell pipeline")
             for name in ("warm", "warm-locked"):

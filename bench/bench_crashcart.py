@@ -29,6 +29,7 @@ from pathlib import Path
 
 import yaml
 
+from bench.timing import byte_compile
 from crashcart.toolbox import DEFAULT_RECIPE, build_toolbox, tree_size
 from tests.crashcart_containers import make_bundle, running_container
 from tests.rpm_universe import cached_universe
@@ -46,12 +47,7 @@ def main() -> None:
     parser.add_argument("--toolbox", type=Path, help="an existing toolbox directory")
     args = parser.parse_args()
     project = Path(__file__).resolve().parent.parent
-    subprocess.run(
-        [sys.executable, "-m", "compileall", "-q", "crashcart", "smith"],
-        cwd=project,
-        check=True,
-        stdout=subprocess.DEVNULL,
-    )
+    byte_compile(project)
     with tempfile.TemporaryDirectory(prefix="crashcart-bench-") as scratch:
         base = Path(scratch)
         toolbox = args.toolbox

@@ -68,6 +68,18 @@ def command_case(name: str, argv: Sequence[str], **kwargs: object) -> Case:
     return Case(name, run, shlex.join(argv))
 
 
+def byte_compile(project: str | os.PathLike[str]) -> None:
+    """Byte-compile smith and crashcart, as an installed package is (scripts/setup.sh does
+    it too): with PYTHONDONTWRITEBYTECODE=1 (set on these machines) every command would
+    otherwise compile the modules changed since from source on each start."""
+    subprocess.run(
+        [sys.executable, "-m", "compileall", "-q", "crashcart", "smith"],
+        cwd=project,
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+
+
 def load_reference() -> Case:
     return command_case("python -c pass", [sys.executable, "-c", "pass"])
 

@@ -167,9 +167,15 @@ def build(recipe_path: str, options: BuildOptions, shared: Shared | None = None)
         return build_from_image(recipe, recipe_path, image, options)
     fetcher = shared.fetcher if shared is not None else fetcher_for(options)
     output = output_of(options, recipe)
-    loaded = shared.repos if shared is not None else None
+    # Alone, the repositories this resolution loads (none when the lock fits): what the
+    # resolution memo revalidates on the next build.
+    loaded = shared.repos if shared is not None else {}
     packages = recipe_packages(recipe, recipe_path, options, fetcher, loaded=loaded)
     reuse = reuse_for(recipe, recipe_path, options, output)
+    if reuse is not None and shared is None:
+        from smith.resolution_memo import remember
+
+        remember(reuse, recipe, recipe_path, loaded.values(), packages)
     if reuse is not None and (cached := reuse.restore(packages, output)) is not None:
         return cached
     # An earlier build of the same recipe whose unchanged packages need no extracting; the

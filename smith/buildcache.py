@@ -496,7 +496,7 @@ def restore_locked(recipe_path: str, options: BuildOptions) -> CachedBuild | Non
     """The build of a recipe with a smith.lock, from the cache, before anything else of
     smith is loaded (no YAML, no schema, no solver): None when it is not there."""
     from smith.errors import SmithError
-    from smith.oci.layout import choose_format
+    from smith.oci.formats import choose_format
 
     if not options.build_cache or options.cache_to:
         return None  # --cache-to records the build in the registry: the build does that
@@ -679,7 +679,7 @@ def reuse_for(recipe: Recipe, recipe_path: str, options: BuildOptions, output: s
     parent image's layers are read from elsewhere) or the cache is off."""
     if not options.build_cache or recipe.parent:
         return None
-    from smith.oci.layout import choose_format
+    from smith.oci.formats import choose_format
     from smith.settings import merged
 
     inputs = read_build_inputs(recipe_path, options, choose_format)

@@ -13,11 +13,13 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from smith.oci.image import Platform
-from smith.oci.writer import ImageResult
 from smith.tree import FileTree, Kind
+
+if TYPE_CHECKING:  # a build taken from the cache reports without the image writer
+    from smith.oci.image import Platform
+    from smith.oci.writer import ImageResult
 
 SCHEMA = Path(__file__).parent / "schemas" / "result.schema.json"
 

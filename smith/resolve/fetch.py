@@ -31,6 +31,8 @@ from smith.errors import PackageError, SmithError
 from smith.leftovers import sweep, tagged
 from smith.limits import CONNECT_TIMEOUT, DOCUMENT_BYTES, DOWNLOAD_BYTES, IDLE_TIMEOUT, Limit
 from smith.netread import CHUNK, BoundedBody, deadline_from_now, decoded
+from smith.resolve.revalidate import is_remote as is_remote
+from smith.resolve.revalidate import kept_paths, read_kept
 
 if TYPE_CHECKING:
     import requests
@@ -70,10 +72,6 @@ class Checksum:
 def default_cache_dir() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "smith"
-
-
-def is_remote(url: str) -> bool:
-    return urllib.parse.urlsplit(url).scheme in ("http", "https")
 
 
 def local_path(url: str) -> Path:
@@ -285,7 +283,7 @@ class Fetcher:
         if not is_remote(url):
             return self.fetch_bytes(url)
         self._check_online(url)
-        kept = self._kept(url)
+        kept = self.kept(url)
         out: list[tuple[bytes, dict[str, str]]] = []
         deadline = deadline_from_now()
         self._retrying(
@@ -296,26 +294,12 @@ class Fetcher:
             self._keep(url, body, validators)
         return body
 
-    def _kept_paths(self, url: str) -> tuple[Path, Path]:
-        key = hashlib.sha256(url.encode()).hexdigest()
-        base = self.cache_dir / "revalidate"
-        return base / f"{key}.body", base / f"{key}.json"
-
-    def _kept(self, url: str) -> tuple[bytes, dict[str, str]] | None:
-        """The kept copy and its validators; None when there is none or it is damaged."""
-        body_path, meta_path = self._kept_paths(url)
-        try:
-            meta = json.loads(meta_path.read_bytes())
-            body = body_path.read_bytes()
-            if meta["url"] != url or hashlib.sha256(body).hexdigest() != meta["sha256"]:
-                return None
-            validators = {str(k): str(v) for k, v in meta["validators"].items()}
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
-            return None
-        return (body, validators) if validators else None
+    def kept(self, url: str) -> tuple[bytes, dict[str, str]] | None:
+        """The kept copy of `url` and its validators (smith/resolve/revalidate.py)."""
+        return read_kept(self.cache_dir, url)
 
     def _keep(self, url: str, body: bytes, validators: dict[str, str]) -> None:
-        body_path, meta_path = self._kept_paths(url)
+        body_path, meta_path = kept_paths(self.cache_dir, url)
         if not validators:
             return  # a server without ETag or Last-Modified cannot be asked conditionally
         meta = {"url": url, "sha256": hashlib.sha256(body).hexdigest(), "validators": validators}

@@ -9,6 +9,7 @@ holds for updateinfo.xml (advisories), which only `smith outdated` and `smith lo
 
 from __future__ import annotations
 
+import hashlib
 import os
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Sequence
@@ -58,6 +59,9 @@ class Repo:
     filelists: Path | None
     keys: tuple[bytes, ...] = field(default=())  # armored OpenPGP keys when gpgcheck is on
     updateinfo: Path | None = None  # only when asked for, and only if the repository has one
+    # The sha256 of the repomd.xml it was loaded from ("" for a repository smith made of
+    # local files): what the resolution memo (smith/resolution_memo.py) revalidates.
+    repomd_sha256: str = ""
 
     def package_url(self, href: str) -> str:
         return join_url(self.config.baseurl, href)
@@ -111,7 +115,8 @@ def decompress_metadata(packed: Path, name: str, dest: Path) -> None:
 def load_repo(config: RepoConfig, fetcher: Fetcher, *, updateinfo: bool = False) -> Repo:
     """Fetch and check a repository's metadata; keep the decompressed XML in the cache."""
     url = join_url(config.baseurl, "repodata/repomd.xml")
-    revision, files = parse_repomd(fetcher.fetch_revalidated(url), url)
+    repomd = fetcher.fetch_revalidated(url)
+    revision, files = parse_repomd(repomd, url)
     out: dict[str, Path] = {}
     for kind in ("primary", "filelists", *(("updateinfo",) if updateinfo else ())):
         meta = files.get(kind)
@@ -128,7 +133,15 @@ def load_repo(config: RepoConfig, fetcher: Fetcher, *, updateinfo: bool = False)
     keys = tuple(_load_key(k, fetcher, config) for k in config.gpgkey) if config.gpgcheck else ()
     if config.gpgcheck and not keys:
         raise PackageError(f"repository {config.shown} has gpgcheck on but no gpgkey")
-    return Repo(config, revision, out["primary"], out.get("filelists"), keys, out.get("updateinfo"))
+    return Repo(
+        config,
+        revision,
+        out["primary"],
+        out.get("filelists"),
+        keys,
+        out.get("updateinfo"),
+        hashlib.sha256(repomd).hexdigest(),
+    )
 
 
 def _load_key(url: str, fetcher: Fetcher, config: RepoConfig) -> bytes:

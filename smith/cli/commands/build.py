@@ -20,6 +20,7 @@ from smith.cli.settings_options import setting_options
 from smith.errors import UsageError
 from smith.oci.reference import parse_reference
 from smith.recipe_file import find_recipe
+from smith.resolution_memo import restore_memoized
 
 log = logging.getLogger("smith")
 
@@ -130,8 +131,11 @@ def build_command(
         return
     recipe_path = find_recipe(recipes[0] if recipes else None)
     # A locked recipe that did not change is taken from the build cache before the recipe's
-    # schema, the solver and the writer are even loaded.
-    result: BuildResult | CachedBuild | None = restore_locked(recipe_path, options)
+    # schema, the solver and the writer are even loaded; so is an unlocked one whose
+    # repositories did not change since its last build (the resolution memo).
+    result: BuildResult | CachedBuild | None = restore_locked(
+        recipe_path, options
+    ) or restore_memoized(recipe_path, options)
     if result is None:
         from smith.build import IndexBuildResult, build_recipe
 
