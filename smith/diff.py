@@ -190,6 +190,18 @@ def diff_loaded(
     changed_content: set[int] = set()  # layers whose uncompressed tar differs
     changed_blob: set[int] = set()  # layers whose blob differs at all
     walk_a, walk_b = LayerWalk(a), LayerWalk(b)
+    if len(a.layers) != len(b.layers):
+        # Said first: layers pair by position, so a file that moved to another layer (a
+        # minimized image is one layer) reads as only in A there and only in B here.
+        findings.append(
+            Finding(
+                "manifest",
+                "layers",
+                "number of layers",
+                str(len(a.layers)),
+                f"{len(b.layers)} (layer i of A is compared with layer i of B)",
+            )
+        )
     for i in range(max(len(a.layers), len(b.layers))):
         role = f"layer {i + 1}"
         if i >= len(a.layers) or i >= len(b.layers):
