@@ -1,28 +1,31 @@
-"""The example recipes as one fleet, pushed to a local docker-registry: what the registry
-stores, and what one changed package of the lock costs to push again.
+"""The example recipes plus a few more as one fleet, pushed to a local docker-registry:
+what the registry stores, and what one changed package of the lock costs to push again,
+with each layering: `single`, `packages` and `packages --share-layers`.
 
-    .venv/bin/python -m bench.bench_fleet [--layers single|packages]
+    .venv/bin/python -m bench.bench_fleet [--layer-budget N]
 
-1. every recipe of recipes/ is locked against the universe's base repository (zlib 1.0-1),
-   built in one run (`smith build R1 R2 ... -o DIR`, timed, against the same recipes built
-   one run each), and each image pushed (`smith build R --push`, from the build cache);
-   printed: the unique blob bytes the registry holds;
+For each layering, on a fresh registry:
+1. every recipe (recipes/ and EXTRA below) is locked against the universe's base
+   repository (zlib 1.0-1), built in one run (`smith build R1 R2 ... -o DIR`, timed) and
+   each image pushed to its own repository (REGISTRY/NAME:v1, no cross-repository mounts);
+   printed: the bytes pushed and the unique blob bytes the registry holds;
 2. zlib is changed in every lock that holds it (1.0-1 -> the updates repository's 1.0-2,
-   a few bytes more in libz), the fleet built and pushed again: printed, the bytes pushed
-   (blobs the registry did not have) and the registry's unique blob bytes after.
-
-`--layers` and `--layer-budget` are passed to every build.
+   a few bytes more in libz), the fleet built and pushed again (NAME:v2): printed, the
+   bytes pushed (blobs the repository did not have) and the registry's growth.
+A table of the three layerings ends the output.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import resource
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -70,78 +73,124 @@ def change_zlib(lock: Path, updates: Path) -> bool:
     return False
 
 
+# A few more recipes beside the examples: tools that share glibc and more with each other
+# (and curl's libraries with gdb's), as the images of one team would.
+EXTRA = {
+    "strace": "/usr/bin/strace",
+    "lsof": "/usr/bin/lsof",
+    "gdb": "/usr/bin/gdb",
+    "ip": "/usr/sbin/ip",
+}
+EXTRA_PACKAGES = {"ip": "iproute2"}
+MODES = {
+    "single": ("--layers", "single"),
+    "packages": ("--layers", "packages"),
+    "share": ("--layers", "packages", "--share-layers"),
+}
+
+
+def extra_recipe(name: str, program: str, root: Path, repo: str) -> Path:
+    """A recipe of one more tool of the universe, as the examples are written."""
+    dest = root / name
+    dest.mkdir(parents=True)
+    package = EXTRA_PACKAGES.get(name, name)
+    (dest / "smith.yaml").write_text(
+        f"package: {package}\nrepos:\n  - name: universe\n    baseurl: {repo}\n"
+        f"entrypoint: [{program}]\n"
+    )
+    return dest
+
+
+@dataclass(frozen=True)
+class Row:
+    mode: str
+    build_s: float
+    build_cpu: float  # the build's user+sys seconds
+    pushed_v1: int
+    stored_v1: int
+    pushed_v2: int
+    stored_v2: int
+    layers: int  # over all images
+
+
+def push_all(recipes: list[Path], out: Path, host: str, version: str) -> tuple[int, int]:
+    """Push each image of `out` to HOST/NAME:VERSION: (bytes uploaded, layers)."""
+    from smith.oci.push import push_image
+    from smith.oci.registry_options import RegistryOptions
+
+    options = RegistryOptions(insecure=True)
+    pushed = layers = 0
+    for recipe in recipes:
+        image = out / recipe.name
+        result = push_image(str(image), f"docker://{host}/{recipe.name}:{version}", options=options)
+        pushed += result.uploaded
+        index = json.loads((image / "index.json").read_text())
+        digest = index["manifests"][0]["digest"].split(":")[1]
+        layers += len(json.loads((image / "blobs" / "sha256" / digest).read_text())["layers"])
+    return pushed, layers
+
+
+def run_mode(mode: str, tmp: Path, url: str, repos: Path, budget: tuple[str, ...]) -> Row:
+    registry = start_registry(tmp / f"registry-{mode}", require_tool("docker-registry"))
+    try:
+        root = tmp / f"recipes-{mode}"
+        base = url + "repos/base"
+        recipes = [recipe_copy(n, root, base) for n in recipe_names()]
+        recipes += [extra_recipe(n, p, root, base) for n, p in EXTRA.items()]
+        cache = str(tmp / "cache")  # the download cache: shared by the modes
+        for recipe in recipes:
+            run("lock", str(recipe), "--cache-dir", cache)
+
+        def fleet(out: Path) -> tuple[float, float]:
+            """The fleet built in one run: (wall, the child's user+sys) seconds."""
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
+            start = time.perf_counter()
+            run("build", *map(str, recipes), "-o", str(out), "--locked", "--cache-dir",
+                str(tmp / f"cache-{mode}"), "--json", *MODES[mode], *budget)  # fmt: skip
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+            return time.perf_counter() - start, cpu
+
+        took, cpu = fleet(tmp / mode / "v1")
+        pushed_v1, layers = push_all(recipes, tmp / mode / "v1", registry.host, "v1")
+        stored_v1 = registry_bytes(registry.root)
+        changed = [r.name for r in recipes if change_zlib(r / "smith.lock", repos)]
+        fleet(tmp / mode / "v2")
+        pushed_v2, _ = push_all(recipes, tmp / mode / "v2", registry.host, "v2")
+        stored_v2 = registry_bytes(registry.root)
+        print(f"{mode}: {len(recipes)} recipes built in {took:.2f} s ({cpu:.2f} s CPU), "
+              f"{layers} layers; "
+              f"v1 pushed {pushed_v1}, stored {stored_v1}; zlib changed in "
+              f"{', '.join(changed)}; v2 pushed {pushed_v2}, stored {stored_v2}")  # fmt: skip
+        return Row(mode, took, cpu, pushed_v1, stored_v1, pushed_v2, stored_v2, layers)
+    finally:
+        registry.stop()
+        shutil.rmtree(tmp / f"registry-{mode}", ignore_errors=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--layers", default="", help="a layering strategy for every build")
-    parser.add_argument("--layer-budget", default="", help="and a layer budget")
+    parser.add_argument("--layer-budget", default="", help="a layer budget for every build")
     args = parser.parse_args()
-    layers = ("--layers", args.layers) if args.layers else ()
-    layers += ("--layer-budget", args.layer_budget) if args.layer_budget else ()
+    budget = ("--layer-budget", args.layer_budget) if args.layer_budget else ()
     universe = cached_universe(PROJECT / "out" / "universes")
     with tempfile.TemporaryDirectory(prefix="smith-bench-fleet-") as tmp_name:
         tmp = Path(tmp_name)
         repos = build_update_repos(universe, tmp / "repos-root")
         proc, url = start_http_server(repos)
-        registry = start_registry(tmp / "registry", require_tool("docker-registry"))
         try:
-            names = recipe_names()
-            recipes = [recipe_copy(n, tmp / "recipes", url + "repos/base") for n in names]
-            cache = str(tmp / "cache")
-            for recipe in recipes:
-                run("lock", str(recipe), "--cache-dir", cache)
-
-            def fleet(out: str, cache_dir: str) -> float:
-                start = time.perf_counter()
-                run("build", *map(str, recipes), "-o", str(tmp / out), "--locked",
-                    "--cache-dir", cache_dir, "--json", *layers)  # fmt: skip
-                return time.perf_counter() - start
-
-            def one_by_one(cache_dir: str) -> float:
-                start = time.perf_counter()
-                for recipe in recipes:
-                    run("build", str(recipe), "-o", str(tmp / "alone" / recipe.name),
-                        "--locked", "--cache-dir", cache_dir, "--json", *layers)  # fmt: skip
-                return time.perf_counter() - start
-
-            (tmp / "alone").mkdir()
-            alone = one_by_one(str(tmp / "cache-alone"))
-            together = fleet("v1", str(tmp / "cache-fleet"))
-            print(f"{len(recipes)} recipes ({', '.join(names)}), layers {args.layers or 'default'}")
-            print(f"cold builds: one run each {alone:.2f} s, one fleet run {together:.2f} s")
-
-            def push_all(version: str, cache_dir: str) -> int:
-                pushed = 0
-                each = []
-                for recipe in recipes:
-                    doc = run("build", str(recipe), "-o", str(tmp / version / recipe.name),
-                              "--locked", "--cache-dir", cache_dir, "--json", "--insecure",
-                              "--push", f"docker://{registry.host}/{recipe.name}:{version}",
-                              *layers)  # fmt: skip
-                    pushed += doc["cache"]["pushed_bytes"]
-                    each.append(f"{recipe.name} {doc['cache']['pushed_bytes']}")
-                    each[-1] += f" ({len(doc['layers'])} layers)"
-                print(f"{version} pushed: {', '.join(each)}")
-                return pushed
-
-            first = push_all("v1", str(tmp / "cache-fleet"))
-            stored = registry_bytes(registry.root)
-            print(f"v1: pushed {first} bytes; the registry holds {stored} unique blob bytes")
-            changed = [
-                r.name
-                for r in recipes
-                if change_zlib(r / "smith.lock", repos / "repos" / "updates")
-            ]
-            fleet("v2", str(tmp / "cache-fleet"))
-            second = push_all("v2", str(tmp / "cache-fleet"))
-            after = registry_bytes(registry.root)
-            print(f"zlib 1.0-1 -> 1.0-2 in the locks of {', '.join(changed) or 'none'}")
-            print(f"v2: pushed {second} bytes; the registry holds {after} unique blob bytes "
-                  f"(+{after - stored})")  # fmt: skip
+            rows = [run_mode(m, tmp, url, repos / "repos" / "updates", budget) for m in MODES]
         finally:
-            registry.stop()
             proc.terminate()
             proc.wait()
-            shutil.rmtree(tmp / "registry", ignore_errors=True)
+    names = [*recipe_names(), *EXTRA]
+    print(f"\n{len(names)} recipes ({', '.join(names)}), budget {args.layer_budget or 8}")
+    print(f"{'layering':<10} {'layers':>6} {'unique blob bytes':>18} {'pushed v1':>11} "
+          f"{'pushed after zlib':>18} {'registry growth':>16} {'build s (CPU)':>14}")  # fmt: skip
+    for r in rows:
+        print(f"{r.mode:<10} {r.layers:>6} {r.stored_v1:>18,} {r.pushed_v1:>11,} "
+              f"{r.pushed_v2:>18,} {r.stored_v2 - r.stored_v1:>16,} "
+              f"{r.build_s:>6.2f} ({r.build_cpu:.2f})")  # fmt: skip
 
 
 if __name__ == "__main__":

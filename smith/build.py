@@ -24,12 +24,13 @@ from smith.conventions import (
     RuntimeUser,
     nss_documents,
 )
-from smith.errors import RecipeError, UsageError
+from smith.errors import ImageFormatError, RecipeError, UsageError
 from smith.layering import (
     Layering,
+    LayerInputs,
     PackageDeps,
     dependency_order,
-    image_plan,
+    layer_inputs,
     merged_layering,
     rpm_deps,
 )
@@ -85,6 +86,7 @@ from smith.tree import FileTree, InlineBytes, path_sort_key
 
 if TYPE_CHECKING:
     from smith.minimize import MinimizeOptions
+    from smith.sharing import ExtraPath
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +110,9 @@ class BuildResult:
     source_info: Source
     # What the caches saved ("build": "hit"|"miss"|"off", "registry": ..., counts).
     cache: Mapping[str, object] = field(default_factory=dict)
+    # --share-layers: the paths the image has only because another image of the fleet
+    # needed them (its shared layers hold the union of what the images keep).
+    extra: tuple[ExtraPath, ...] = field(default=(), repr=False)
 
     @property
     def image_bytes(self) -> int:
@@ -122,7 +127,13 @@ class BuildResult:
         return {path: self.why(path) for path in self.kept}
 
     def summary(self, explain: bool = False) -> dict[str, object]:
-        return result_document(self, explain)
+        doc = result_document(self, explain)
+        if self.extra:
+            doc["extra"] = {
+                "/" + x.path: {"package": x.package, "needed_by": list(x.needed_by)}
+                for x in self.extra
+            }
+        return doc
 
 
 @dataclass(frozen=True)
@@ -148,20 +159,8 @@ def build_recipe(
 
 def build(recipe_path: str, options: BuildOptions, shared: Shared | None = None) -> BuildResult:
     """Build the recipe for one architecture (the recipe's, or the one `--arch`)."""
-    recipe = load_recipe(recipe_path)
-    arches = options.arches or recipe.architectures
-    if len(arches) > 1:
-        raise UsageError(
-            f"{recipe_path} is built for {', '.join(arches)}: here only one (--arch) can be"
-        )
-    if options.arches:
-        parse_arch(arches[0])
-    if arches[0] != recipe.arch:
-        recipe = recipe.model_copy(update={"arch": arches[0], "arches": ()})
+    recipe = checked_recipe(recipe_path, options)
     base = os.path.dirname(os.path.abspath(recipe_path))
-    # A bad output name, format or layer budget fails before any download.
-    choose_format(output_of(options, recipe), merged("format", options.fmt, recipe))
-    recipe_layering(recipe, options)
     image = image_package(recipe.package, base)
     if image is not None:
         return build_from_image(recipe, recipe_path, image, options)
@@ -200,6 +199,65 @@ def build(recipe_path: str, options: BuildOptions, shared: Shared | None = None)
     if reuse is not None:
         built = reuse.save(packages, built, staged.image.layer_trees(), staged.listing, prior)
     return built
+
+
+def checked_recipe(recipe_path: str, options: BuildOptions) -> Recipe:
+    """The recipe for the one architecture built, its output, format and layering checked
+    (a bad output name, format or layer budget fails before any download)."""
+    recipe = load_recipe(recipe_path)
+    arches = options.arches or recipe.architectures
+    if len(arches) > 1:
+        raise UsageError(
+            f"{recipe_path} is built for {', '.join(arches)}: here only one (--arch) can be"
+        )
+    if options.arches:
+        parse_arch(arches[0])
+    if arches[0] != recipe.arch:
+        recipe = recipe.model_copy(update={"arch": arches[0], "arches": ()})
+    choose_format(output_of(options, recipe), merged("format", options.fmt, recipe))
+    recipe_layering(recipe, options)
+    return recipe
+
+
+@dataclass(frozen=True)
+class StagedRecipe:
+    """A recipe's image shrunk and not yet written, with what cuts it into layers: a fleet
+    that shares layers between its images cuts them all before writing any."""
+
+    recipe: Recipe
+    staged: Staged
+    output: Output
+    layers: LayerInputs
+
+
+def stage_recipe(
+    recipe_path: str, options: BuildOptions, shared: Shared, stack: contextlib.ExitStack
+) -> StagedRecipe | None:
+    """None when the recipe's image is not made of packages and layered (`package: IMAGE`,
+    `layers: single`, several architectures): it is built alone. A parent image stays
+    open on `stack`."""
+    if len(options.arches or load_recipe(recipe_path).architectures) > 1:
+        return None
+    recipe = checked_recipe(recipe_path, options)
+    if image_package(recipe.package, os.path.dirname(os.path.abspath(recipe_path))):
+        return None
+    fetcher = shared.fetcher
+    packages = recipe_packages(recipe, recipe_path, options, fetcher, loaded=shared.repos)
+    staged = stage_build(recipe, recipe_path, options, fetcher, stack, packages=packages)
+    if staged.layering is None:
+        return None
+    return StagedRecipe(
+        recipe, staged, output_settings(options, recipe, fetcher.cache_dir), staged.layering
+    )
+
+
+def write_recipe(
+    staged: StagedRecipe, layers: Sequence[FileTree], extra: Sequence[ExtraPath] = ()
+) -> BuildResult:
+    """Write a staged recipe's image as `layers` (bottom first)."""
+    image = replace(staged.staged.image, layers=tuple(layers))
+    written = write_staged(replace(staged.staged, image=image), staged.output)
+    return replace(build_result(staged.staged, staged.output.path, written), extra=tuple(extra))
 
 
 def output_settings(
@@ -385,24 +443,29 @@ def stage_build(
             if is_registry_reference(recipe.parent)
             else relative_to(recipe.parent, base)
         )
-        parent = stack.enter_context(
-            open_image(ref, platform=config.platform, registry=options.registry)
-        )
+        try:
+            parent = stack.enter_context(
+                open_image(ref, platform=config.platform, registry=options.registry)
+            )
+        except ImageFormatError as err:  # "no image at PATH" alone does not say which key
+            raise ImageFormatError(f"parent: {err}") from None
     annotations = {PACKAGE_FILES_ANNOTATION: package_files_json(dict(shrunk.owners))}
-    plan = image_plan(
-        image_tree,
+    inputs = layer_inputs(
         recipe_layering(recipe, options),
-        order=unpacked.order,
-        owners=shrunk.owners,
-        # The program's own package is the application's: on top, with rootfs/.
-        top=[
-            o
-            for e in (full.get(shrunk.program), full.lookup(shrunk.program))
-            if e and (o := e.origin)
-        ],
-        directory_owner=(unpacked.user.uid, unpacked.user.gid),
-        parent_layers=len(parent.layers) if parent is not None else 0,
+        LayerInputs(
+            unpacked.order,
+            shrunk.owners,
+            # The program's own package is the application's: on top, with rootfs/.
+            tuple(
+                o
+                for e in (full.get(shrunk.program), full.lookup(shrunk.program))
+                if e and (o := e.origin)
+            ),
+            (unpacked.user.uid, unpacked.user.gid),
+        ),
+        len(parent.layers) if parent is not None else 0,
     )
+    plan = inputs.plan(image_tree) if inputs is not None else None
     return Staged(
         PlatformImage(image_tree, config, parent, annotations, plan.trees() if plan else ()),
         shrunk,
@@ -414,6 +477,7 @@ def stage_build(
         packages,
         referrers,
         unpacked.listing,
+        inputs,
     )
 
 

@@ -30,3 +30,4 @@ class BuildOptions:
     build_cache: bool = True  # take an unchanged build from the cache, record a new one
     cache_from: str | None = None  # a registry reference: the build cache machines share
     cache_to: str | None = None  # where to record this build's layers and plan
+    share_layers: bool = False  # a fleet: one layer per package its images share (sharing.py)

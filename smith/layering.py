@@ -23,7 +23,7 @@ packages (the bottom of the graph) keep a layer of their own in every image.
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
@@ -215,9 +215,26 @@ def plan_layers(
     `directory_owner` is the (uid, gid) of parent directories the layer's packages do not
     ship themselves.
     """
-    check_budget(budget, "layers: budget")
-    top_set = set(top)
-    ranked = [key for key in dict.fromkeys(order) if key not in top_set]
+    return LayerInputs(tuple(order), owners, tuple(top), directory_owner, budget).plan(tree)
+
+
+@dataclass(frozen=True)
+class Owned:
+    """A tree's entries by the layer owner they go with: a package key, or TOP."""
+
+    entries: Mapping[str, Sequence[Entry]]
+    rank: Mapping[str, int]  # package key -> its place in the order, bottom first
+
+    def packages(self) -> list[str]:
+        """The packages with entries of their own, bottom first."""
+        return sorted((k for k in self.entries if k != TOP), key=lambda k: self.rank[k])
+
+
+def owned_entries(tree: FileTree, inputs: LayerInputs) -> Owned:
+    """Which layer owner each entry of `tree` goes with (a package key, or TOP)."""
+    owners, uid, gid = inputs.owners, *inputs.directory_owner
+    top_set = set(inputs.top)
+    ranked = [key for key in dict.fromkeys(inputs.order) if key not in top_set]
     rank = {key: i for i, key in enumerate(ranked)}
 
     def owner(entry: Entry) -> str:
@@ -228,7 +245,6 @@ def plan_layers(
         key = owners.get(entry.path, "") if owners is not None else entry.origin
         return key if key in rank else TOP
 
-    uid, gid = directory_owner
     by_owner: dict[str, list[Entry]] = {}
     for entry in tree:
         key = owner(entry)
@@ -241,18 +257,10 @@ def plan_layers(
                 continue
             key = TOP
         by_owner.setdefault(key, []).append(entry)
-    packaged = sorted((k for k in by_owner if k != TOP), key=lambda k: rank[k])
-    groups = _groups(packaged, budget)
-    layers = [
-        PlannedLayer(group, _layer_tree(by_owner, group, directory_owner)) for group in groups
-    ]
-    # With a budget of 1 no package has a layer of its own: all is the top layer.
-    rest = (TOP, *(k for k in packaged if not any(k in g for g in groups)))
-    layers.append(PlannedLayer((TOP,), _layer_tree(by_owner, rest, directory_owner)))
-    return LayerPlan(tuple(layers))
+    return Owned(by_owner, rank)
 
 
-def _groups(packaged: Sequence[str], budget: int) -> list[tuple[str, ...]]:
+def budget_groups(packaged: Sequence[str], budget: int) -> list[tuple[str, ...]]:
     """The package layers under the top one: one each while the budget allows, then the
     highest packages merged into the last layer below the top."""
     room = budget - 1
@@ -263,11 +271,13 @@ def _groups(packaged: Sequence[str], budget: int) -> list[tuple[str, ...]]:
     return [*((key,) for key in packaged[: room - 1]), tuple(packaged[room - 1 :])]
 
 
-def _layer_tree(
+def layer_tree(
     by_owner: Mapping[str, Sequence[Entry]],
     group: Sequence[str],
     directory_owner: tuple[int, int],
 ) -> FileTree:
+    """The layer of `group`'s entries, with every parent directory written (0755, owned by
+    `directory_owner`) where no entry of the group is that directory."""
     out = FileTree()
     entries = [e for key in group for e in by_owner.get(key, ())]
     for entry in sorted(entries, key=lambda e: path_sort_key(e.path)):
@@ -280,6 +290,52 @@ def _layer_tree(
     return out
 
 
+@dataclass(frozen=True)
+class LayerInputs:
+    """What cuts one image's tree into layers, apart from the tree (plan_layers')."""
+
+    order: tuple[str, ...]
+    owners: Mapping[str, str] | None = None
+    top: tuple[str, ...] = ()
+    directory_owner: tuple[int, int] = (0, 0)
+    budget: int = DEFAULT_BUDGET
+
+    def owned(self, tree: FileTree) -> Owned:
+        return owned_entries(tree, self)
+
+    def plan(self, tree: FileTree) -> LayerPlan:
+        """Cut `tree` into at most `budget` layers (plan_layers)."""
+        check_budget(self.budget, "layers: budget")
+        owned = self.owned(tree)
+        packaged = owned.packages()
+        groups = budget_groups(packaged, self.budget)
+        layers = [
+            PlannedLayer(group, layer_tree(owned.entries, group, self.directory_owner))
+            for group in groups
+        ]
+        # With a budget of 1 no package has a layer of its own: all is the top layer.
+        rest = (TOP, *(k for k in packaged if not any(k in g for g in groups)))
+        layers.append(PlannedLayer((TOP,), layer_tree(owned.entries, rest, self.directory_owner)))
+        return LayerPlan(tuple(layers))
+
+
+def layer_inputs(
+    layering: Layering, inputs: LayerInputs, parent_layers: int = 0
+) -> LayerInputs | None:
+    """`inputs` with the budget `layering` gives, or None for one layer (`single`: the
+    writer's own). Over a parent image, the budget shrinks so that the whole stays within
+    127 layers."""
+    if layering.strategy is LayerStrategy.SINGLE:
+        return None
+    budget = min(layering.budget, MAX_LAYERS - parent_layers)
+    if budget < 1:
+        raise UsageError(
+            f"the parent image has {parent_layers} layers: no room for one more "
+            f"({MAX_LAYERS} is containerd's limit)"
+        )
+    return replace(inputs, budget=budget)
+
+
 def image_plan(
     tree: FileTree,
     layering: Layering,
@@ -290,19 +346,10 @@ def image_plan(
     directory_owner: tuple[int, int] = (0, 0),
     parent_layers: int = 0,
 ) -> LayerPlan | None:
-    """The plan `layering` asks for, or None for one layer (`single`: the writer's own).
-    Over a parent image, the budget shrinks so that the whole stays within 127 layers."""
-    if layering.strategy is LayerStrategy.SINGLE:
-        return None
-    budget = min(layering.budget, MAX_LAYERS - parent_layers)
-    if budget < 1:
-        raise UsageError(
-            f"the parent image has {parent_layers} layers: no room for one more "
-            f"({MAX_LAYERS} is containerd's limit)"
-        )
-    return plan_layers(
-        tree, order=order, owners=owners, top=top, budget=budget, directory_owner=directory_owner
-    )
+    """The plan `layering` asks for, or None for one layer (`single`: the writer's own)."""
+    where = LayerInputs(tuple(order), owners, tuple(top), directory_owner)
+    inputs = layer_inputs(layering, where, parent_layers)
+    return None if inputs is None else inputs.plan(tree)
 
 
 def rpm_deps(package: RpmPackage) -> PackageDeps:

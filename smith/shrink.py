@@ -48,6 +48,7 @@ from smith.rootfs import add_mount_points, added_reason, overlay_rootfs
 from smith.tree import FileTree, Kind, path_sort_key
 
 if TYPE_CHECKING:
+    from smith.layering import LayerInputs
     from smith.partial import Listing
     from smith.resolve.solver import ResolvedPackage
     from smith.sbom.attach import Attacher
@@ -153,6 +154,9 @@ class Staged:
     packages: tuple[ResolvedPackage, ...] = ()  # a recipe's, resolved
     referrers: Attacher | None = None  # the SBOM and provenance to attach, if asked for
     listing: Listing | None = None  # what a recipe's packages put in the tree (partial.py)
+    # What cut the image into layers (None: one layer): a fleet's --share-layers cuts the
+    # images again, together.
+    layering: LayerInputs | None = None
 
 
 @dataclass(frozen=True)

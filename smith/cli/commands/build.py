@@ -54,6 +54,13 @@ if TYPE_CHECKING:
     help="Oracle smith's build number: refused (it would make each build differ); "
     "put it in --tag instead.",
 )
+@click.option(
+    "--share-layers",
+    is_flag=True,
+    help="Several RECIPEs: a package two or more of the images keep gets one layer holding "
+    "the union of what they keep of it, one blob in each (implies --layers packages; "
+    "--explain names, per extra path, the image that needed it).",
+)
 @sbom_flags
 @limit_option  # what the command reads is untrusted: its bounds, as flags
 def build_command(
@@ -79,6 +86,7 @@ def build_command(
     cache_to: str | None,
     layers: str | None,
     layer_budget: int | None,
+    share_layers: bool,
     **flags: Any,
 ) -> None:
     """Build the image a RECIPE (smith.yaml) describes; several RECIPEs in one run share
@@ -123,11 +131,13 @@ def build_command(
         layer_budget=layer_budget,
         cache_from=cache_from,
         cache_to=cache_to,
+        share_layers=share_layers,
     )
-    if len(recipes) > 1:
+    if len(recipes) > 1 or share_layers:
         if target is not None:
             raise UsageError("--push names one image: push the recipes of a fleet one by one")
-        build_many(recipes, options, explain=explain, as_json=as_json, quiet=quiet)
+        fleet = recipes or (find_recipe(None),)
+        build_many(fleet, options, explain=explain, as_json=as_json, quiet=quiet)
         return
     recipe_path = find_recipe(recipes[0] if recipes else None)
     # A locked recipe that did not change is taken from the build cache before the recipe's
@@ -217,6 +227,10 @@ def build_many(
         summaries.append(summary_of(result, explain))
         if explain and not as_json:
             print_explained(result, prefix=f"{recipe}\t")
+            for extra in () if isinstance(result, CachedBuild) else result.extra:
+                owner = extra.package or "directory"
+                needed = ", ".join(extra.needed_by)
+                click.echo(f"{recipe}\t/{extra.path}\t[{owner}]\textra: needed by {needed}")
         if not quiet and not as_json:
             click.echo(one_line(result), err=True)
     if as_json:
