@@ -435,7 +435,7 @@ RECIPES = [
         "env-without-equals",
         "accepted",
         with_recipe("package: crafted\nenv: [JUSTANAME]\n"),
-        "name=value",
+        "an environment entry is NAME=VALUE",
     ),
     Case(
         "user-negative",
