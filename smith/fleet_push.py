@@ -48,9 +48,13 @@ def fleet_targets(
         tag = parse_reference(recipe_tag).tag if recipe_tag else "latest"
         text = f"{prefix.rstrip('/')}/{recipe_name(path)}:{tag}"
         try:
-            targets[path] = parse_reference(text)
+            target = parse_reference(text)
         except UsageError as err:
             raise UsageError(f"--push {prefix}: {path} would push to {text}: {err}") from None
+        same = next((p for p, t in targets.items() if t == target), None)
+        if same is not None:  # the second push would replace the first under one tag
+            raise UsageError(f"--push {prefix}: {same} and {path} would both push to {target}")
+        targets[path] = target
     return targets
 
 

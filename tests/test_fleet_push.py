@@ -5,6 +5,7 @@ skopeo; a blob the images share is uploaded once and mounted into the other repo
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -96,6 +97,17 @@ def test_a_bad_push_prefix_is_refused_before_anything_is_built(
     [line] = proc.stderr.strip().splitlines()
     assert line.startswith("smith: error: --push ") and prefix in line, line
     assert not (tmp_path / "out").exists()
+
+
+def test_two_recipes_of_one_name_are_refused_one_push_place(
+    recipes: list[str], tmp_path: Path
+) -> None:
+    other = shutil.copytree(recipes[0], tmp_path / "other" / "hello")
+    proc = run_smith("build", recipes[0], str(other), "--push", "127.0.0.1:1/team",
+                     home=tmp_path, check=False)  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    [line] = proc.stderr.strip().splitlines()
+    assert line.endswith("would both push to 127.0.0.1:1/team/hello:latest"), line
 
 
 def test_an_image_that_fails_to_push_is_named_and_the_others_stay(
