@@ -9,7 +9,6 @@ root-relative strings (see smith.paths); names that are not valid UTF-8 are carr
 from __future__ import annotations
 
 import errno
-import hashlib
 import io
 import os
 import stat
@@ -116,6 +115,10 @@ Content = HostFile | InlineBytes | HostSlice
 
 def content_digest(content: Content) -> str:
     """The sha256 (hex) of the content's bytes; free when the producer recorded it."""
+    # Here, not at the top: hashlib loads OpenSSL (~2.5 ms), and reading a tree (the
+    # closure command) hashes nothing.
+    import hashlib
+
     if isinstance(content, InlineBytes):
         return hashlib.sha256(content.data).hexdigest()
     if isinstance(content, HostFile) and content.sha256:

@@ -90,7 +90,20 @@ def test_the_build_command_imports_no_network_client_until_it_downloads() -> Non
     assert not {m for m in modules if m.split(".")[0] in ("requests", "urllib3", "cryptography")}
 
 
-@pytest.mark.parametrize("command", ["build", "verify"])
+@pytest.mark.parametrize(
+    "command",
+    [
+        "build",
+        "verify",
+        "outdated",
+        "lock",
+        "probe",
+        "sign",
+        "verify-signature",
+        "download",
+        "upload",
+    ],
+)
 def test_a_command_help_imports_no_library_of_the_command(command: str) -> None:
     """Its options are click's: the recipe model, libsolv and the writer load when it runs."""
     modules = imported_by(command, "--help")

@@ -3,14 +3,17 @@ root, or ends in ElfError (a loop); the host is never consulted."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from smith.errors import ElfError
 from smith.paths import normalize_path
 from smith.resolve.loader import expand_tokens
-from smith.resolve.roots import PathWalker, TreeRoot
-from smith.tree import FileTree, Kind
+from smith.resolve.roots import DirectoryRoot, PathWalker, TreeRoot
+from smith.tree import FileTree, InlineBytes, Kind
 
 NAMES = ["a", "b", "lib", "usr", ".."]
 targets = st.lists(st.sampled_from([*NAMES, "."]), min_size=0, max_size=4).map(
@@ -57,3 +60,32 @@ def test_tokens_expand_as_the_loader_does() -> None:
     ]
     for text, expected in cases:
         assert expand_tokens(text, "/opt/app/lib", "/lib64", "x86_64") == expected
+
+
+def test_both_roots_list_kinds_as_kind_says(tmp_path: Path) -> None:
+    """list_kinds (d_type for a directory root) must say what kind() says of each name:
+    the run-time rules keep whole trees by it."""
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "file").write_bytes(b"\x7fELF and more")
+    (tmp_path / "link").symlink_to("file")
+    (tmp_path / "dangling").symlink_to("nowhere")
+    os.mkfifo(tmp_path / "fifo")
+    directory = DirectoryRoot(tmp_path)
+    listed = directory.list_kinds("")
+    assert [name for name, _ in listed] == directory.listdir("")
+    assert listed == [(name, DirectoryRoot(tmp_path).kind(name)) for name in directory.listdir("")]
+    assert dict(listed) == {
+        "dangling": Kind.SYMLINK,
+        "dir": Kind.DIR,
+        "fifo": None,
+        "file": Kind.FILE,
+        "link": Kind.SYMLINK,
+    }
+    assert directory.read_magic("file") == b"\x7fELF"
+    tree = FileTree()
+    tree.add_dir("d")
+    tree.add_file("d/f", InlineBytes(b"#!/bin/sh\n"))
+    tree.add_symlink("d/l", "f")
+    tree_root = TreeRoot(tree)
+    assert tree_root.list_kinds("d") == [("f", Kind.FILE), ("l", Kind.SYMLINK)]
+    assert tree_root.read_magic("d/f") == b"#!/b"

@@ -240,3 +240,28 @@ def test_a_pthread_cancel_caller_without_libgcc_s_is_a_warning(tmp_path: Path) -
     assert closure.warnings == (
         "/usr/bin/cancel calls pthread_cancel, which needs libgcc_s.so.1: not in the root",
     )
+
+
+def test_an_elf_module_of_a_kept_standard_library_brings_its_libraries(tmp_path: Path) -> None:
+    """A kept tree is listed once, however many programs and links lead to it, and only its
+    ELF files (told by their first bytes) are walked: here a module that needs libcrypto."""
+    root = host_root(tmp_path, "perl")
+    (root / "usr/bin/perl5.36.0").write_bytes((root / "usr/bin/perl").read_bytes())
+    module = "usr/share/perl/5.36.0/auto/Digest/Digest.so"
+    touch(root, "usr/share/perl/5.36.0/Carp.pm", "usr/share/perl/5.36.0/empty.so")
+    (root / module).parent.mkdir(parents=True, exist_ok=True)
+    (root / module).write_bytes(read_host(f"/{TRIPLET}/libssl.so.3"))
+    (root / TRIPLET / "libcrypto.so.3").write_bytes(read_host(f"/{TRIPLET}/libcrypto.so.3"))
+    (root / "usr/share/perl/5.36").symlink_to("5.36.0")
+    closure = compute_closure(
+        str(root), ["/usr/bin/perl", "/usr/bin/perl5.36.0"], extras=Extras(rules=ALL_RULES)
+    )
+    stdlib = "dlopened by /usr/bin/perl for import: its standard library"
+    for path in ("usr/share/perl/5.36.0/Carp.pm", "usr/share/perl/5.36.0/empty.so", module):
+        assert str(closure.kept[path]).startswith(stdlib), path
+    assert str(closure.kept[f"{TRIPLET}/libcrypto.so.3"]) == (
+        f"DT_NEEDED libcrypto.so.3 of /{module}, found by default directory"
+    )
+    assert str(closure.kept["usr/share/perl/5.36"]) == (
+        "symlink on the way to /usr/share/perl/5.36 (for /usr/bin/perl)"
+    )

@@ -19,7 +19,7 @@ from types import MappingProxyType
 from smith.arch import describe_abi, platform_of
 from smith.errors import ElfError
 from smith.paths import normalize_path
-from smith.resolve.elf import Abi, ElfInfo
+from smith.resolve.elf import ELF_MAGIC, Abi, ElfInfo
 from smith.resolve.elfcache import HEAD_BYTES, ElfCache
 from smith.resolve.loader import (
     SearchDir,
@@ -153,14 +153,28 @@ class Closure:
         return lines
 
 
-@dataclass(frozen=True)
 class Found:
-    opened: str  # the candidate name ld.so opened (its directory is the library's $ORIGIN)
-    walk: Walk
-    real: str
-    info: ElfInfo
-    step: Step
-    variants: tuple[str, ...]  # other glibc-hwcaps builds of the same library
+    """Where a search found a library (a plain class with slots, as _Object: a closure makes
+    one per search, and a frozen dataclass costs twice as much to make and ~0.5 ms to
+    define at every start of the command)."""
+
+    __slots__ = ("info", "opened", "real", "step", "variants", "walk")
+
+    def __init__(
+        self,
+        opened: str,  # the candidate name ld.so opened (its directory is the library's $ORIGIN)
+        walk: Walk,
+        real: str,
+        info: ElfInfo,
+        step: Step,
+        variants: tuple[str, ...],  # other glibc-hwcaps builds of the same library
+    ) -> None:
+        self.opened = opened
+        self.walk = walk
+        self.real = real
+        self.info = info
+        self.step = step
+        self.variants = variants
 
 
 class _Object:
@@ -193,14 +207,17 @@ class _Object:
         self.list_number = -1  # of its search list, once known (ClosureWalker._search_list)
 
 
-@dataclass(frozen=True)
 class _Hit:
-    """A DT_NEEDED resolved from one object: the search's answer and what it keeps."""
+    """A DT_NEEDED resolved from one object: the search's answer and what it keeps (slots,
+    as Found)."""
 
-    found: Found
-    reason: Reason
-    file: str  # the file holding the bytes (hard links followed)
-    loaded: Loaded
+    __slots__ = ("file", "found", "loaded", "reason")
+
+    def __init__(self, found: Found, reason: Reason, file: str, loaded: Loaded) -> None:
+        self.found = found
+        self.reason = reason
+        self.file = file  # the file holding the bytes (hard links followed)
+        self.loaded = loaded
 
 
 class ClosureWalker:
@@ -237,6 +254,14 @@ class ClosureWalker:
         self._plain_lists: dict[tuple[bool, Abi, tuple[str, ...]], int] = {}
         self._lib_dirs: dict[Abi, str] = {}
         self._modules_done: set[str] = set()
+        # Directories kept whole (extras.add_tree), with the names skipped in them: a tree
+        # reached again (perl and perl5.36.0 are one file; /usr/share/perl/5.36 links to
+        # 5.36.0) would only repeat keeps that are done, at a few syscalls per file.
+        self.trees_done: set[tuple[str, frozenset[str]]] = set()
+        # Every dynamic ELF file the walker has read (elf_info), by path: the run-time rules
+        # look for libc and libcrypto among the kept ones (kept_elf_files), and the kept
+        # paths are mostly data (a standard library), files without an ELF reading.
+        self._dynamic: dict[str, ElfInfo] = {}
         self._starts_done: set[str] = set()
         self._scripts_open: list[str] = []  # the #! chain being followed, outermost first
         self._interpreters: dict[Hashable, tuple[str, ...]] = {}
@@ -257,6 +282,28 @@ class ClosureWalker:
             missing=tuple(self.missing),
             warnings=tuple(self.warnings),
         )
+
+    def elf_info(self, path: str) -> ElfInfo | None:
+        """The ELF facts of the regular file `path` (None: not ELF); see ElfCache.info."""
+        info = self.cache.info(self.root, path)
+        if info is not None and info.dynamic:
+            self._dynamic[path] = info
+        return info
+
+    def kept_elf_files(self) -> list[tuple[str, ElfInfo]]:
+        """The dynamic ELF files of the closure so far, in bytewise path order.
+
+        Every kept ELF file was read through elf_info on its way in (a start, a library,
+        an interpreter, a module, a listed file that starts with the ELF magic); what is
+        kept without a reading (links, directories, nsswitch.conf, ld.so.cache, a listed
+        file without the magic) is no ELF file, or not one the loader maps."""
+        kept = self.kept
+        found = [
+            (path, info)
+            for path, info in self._dynamic.items()
+            if path in kept and self.root.kind(path) is Kind.FILE
+        ]
+        return sorted(found, key=lambda item: item[0].encode("utf-8", "surrogateescape"))
 
     def keep(self, path: str, reason: Reason) -> None:
         if path and path not in self.kept:
@@ -313,7 +360,7 @@ class ClosureWalker:
             finally:
                 self._scripts_open.pop()
             return
-        info = self.cache.info(self.root, real)
+        info = self.elf_info(real)
         if info is not None and info.dynamic:
             self.load(walk.path, real, info, reason, program=True)
 
@@ -438,7 +485,7 @@ class ClosureWalker:
                 self.fail(name, (main.path,))
                 return
             file = self.keep_walk(walk, reason, opened)
-            info = self.cache.info(self.root, file)
+            info = self.elf_info(file)
             if info is None:
                 raise ElfError(f"the interpreter {name} of /{main.path} is not an ELF file")
             if info.abi != main.info.abi:
@@ -475,7 +522,7 @@ class ClosureWalker:
         if walk.kind not in (Kind.FILE, Kind.HARDLINK):
             return
         real = self.keep_walk(walk, reason, walk.path)
-        info = self.cache.info(self.root, real)
+        info = self.elf_info(real)
         if info is not None and info.dynamic:
             self.load(walk.path, real, info, reason, program=False)
 
@@ -484,7 +531,11 @@ class ClosureWalker:
         canonical and passes no link, so there is nothing to walk (a tree kept whole, such
         as an interpreter's standard library, lists thousands)."""
         self.keep(path, reason)
-        info = self.cache.info(self.root, path)
+        # Most of such a tree is not ELF: four bytes say so without a content key (a stat)
+        # or a cache entry.
+        if self.root.read_magic(path) != ELF_MAGIC:
+            return
+        info = self.elf_info(path)
         if info is not None and info.dynamic:
             self.load(path, path, info, reason, program=False)
 
@@ -615,7 +666,7 @@ class ClosureWalker:
             walk = self.walker.walk(base)
             if walk.kind in (Kind.FILE, Kind.HARDLINK):
                 real = self._file_of(walk)
-                info = self.cache.info(self.root, real)
+                info = self.elf_info(real)
                 if info is None:
                     self.warnings.append(f"/{base} is not an ELF file: skipped")
                 elif info.abi == abi:
@@ -624,7 +675,7 @@ class ClosureWalker:
             if variants:
                 first = self.walker.walk(variants[0])
                 real = self._file_of(first)
-                info = self.cache.info(self.root, real)
+                info = self.elf_info(real)
                 if info is not None:
                     return Found(variants[0], first, real, info, directory.step, variants[1:])
         return None
@@ -640,7 +691,7 @@ class ClosureWalker:
             candidate = f"{hwcaps}/{sub}/{name}"
             cwalk = self.walker.walk(candidate)
             if cwalk.kind in (Kind.FILE, Kind.HARDLINK):
-                info = self.cache.info(self.root, self._file_of(cwalk))
+                info = self.elf_info(self._file_of(cwalk))
                 if info is not None and info.abi == abi:
                     found.append(candidate)
         # ld.so tries the highest level first; listdir order is bytewise, levels ascend.

@@ -13,6 +13,7 @@ ElfError, never in a traceback, a huge allocation or a hang.
 from __future__ import annotations
 
 import io
+import os
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -173,7 +174,7 @@ class _Source:
     """The file being parsed: its size, and its first bytes, which hold the ELF header, the
     program headers and usually PT_INTERP (one read instead of one per table)."""
 
-    __slots__ = ("prefix", "size", "stream")
+    __slots__ = ("fd", "prefix", "size", "stream")
 
     def __init__(self, stream: BinaryIO, prefix: bytes = b"") -> None:
         self.size = stream.seek(0, io.SEEK_END)
@@ -182,6 +183,8 @@ class _Source:
             prefix = stream.read(PREFIX_BYTES)
         self.prefix = prefix
         self.stream = stream
+        # A host file is read with pread: one call per table instead of a seek and a read.
+        self.fd = stream.fileno() if isinstance(stream, io.FileIO) else -1
 
     def read(self, offset: int, length: int, what: str, name: str) -> bytes:
         """`length` bytes at `offset`; `what` they are and the file's `name` only make the
@@ -194,8 +197,11 @@ class _Source:
         end = offset + length
         if end <= len(self.prefix):
             return self.prefix[offset:end]
-        self.stream.seek(offset)
-        data = self.stream.read(length)
+        if self.fd >= 0:
+            data = os.pread(self.fd, length, offset)
+        else:
+            self.stream.seek(offset)
+            data = self.stream.read(length)
         if len(data) != length:
             raise ElfError(f"malformed ELF file {name}: {what} is truncated")
         return data

@@ -7,7 +7,6 @@ gconv-modules; programs dlopen plugins. No ELF header says so, so a recipe asks 
 
 from __future__ import annotations
 
-import posixpath
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -143,11 +142,15 @@ def add_tree(
     walker: ClosureWalker, directory: str, reason: Reason, skip: frozenset[str] = frozenset()
 ) -> None:
     """A whole directory, kept as it is (links inside it are kept, not followed out),
-    without the subdirectories named in `skip`."""
+    without the subdirectories named in `skip`. Each (directory, skip) is listed once per
+    walker: keeping is first-come, so a second listing could add nothing."""
     walker.keep(directory, reason)
-    for name in walker.root.listdir(directory):
-        path = posixpath.join(directory, name)
-        kind = walker.root.kind(path)
+    if (directory, skip) in walker.trees_done:
+        return
+    walker.trees_done.add((directory, skip))
+    prefix = f"{directory}/" if directory else ""
+    for name, kind in walker.root.list_kinds(directory):
+        path = prefix + name
         if kind is Kind.DIR:
             if name not in skip:
                 add_tree(walker, path, reason, skip)

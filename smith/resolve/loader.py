@@ -87,7 +87,10 @@ def default_dirs(abi: Abi) -> tuple[str, ...]:
 # glibc's ld.so carries its built-in directories as `system_dirs`, NUL-terminated names
 # ending in "/", beside `system_dirs_len`, the array of their lengths: right in front of the
 # names on x86_64 and i686, after them (aligned, past a few NUL bytes of padding) on aarch64.
-SYSTEM_DIRS_RUN = re.compile(rb"(?:/[\x21-\x7e]*/\x00){1,16}")
+# The first name is spelled out: a pattern that starts with a literal "/" is searched for
+# that byte first, where a group at the start was tried at every offset (~9 ms for
+# Debian's ld.so, once per closure command; 0.1 ms this way, the same matches).
+SYSTEM_DIRS_RUN = re.compile(rb"/[\x21-\x7e]*/\x00(?:/[\x21-\x7e]*/\x00){0,15}")
 # How far past the names an array after them may start: the padding to its alignment.
 MAX_LENGTHS_PADDING = 32
 

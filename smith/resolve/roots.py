@@ -38,6 +38,12 @@ class Root(Protocol):
     def listdir(self, path: str) -> list[str]:
         """Names in a directory, sorted bytewise; empty when it is no directory."""
 
+    def list_kinds(self, path: str) -> list[tuple[str, Kind | None]]:
+        """listdir, with the kind of each name as kind() would give it."""
+
+    def read_magic(self, path: str) -> bytes:
+        """The first 4 bytes of a regular file (whether it is ELF, without a content key)."""
+
     def content_key(self, path: str) -> Hashable:
         """A key that changes when the bytes of the file at `path` may have changed."""
 
@@ -70,6 +76,14 @@ class TreeRoot:
     def listdir(self, path: str) -> list[str]:
         return [p.rpartition("/")[2] for p in self.tree.child_paths(path)]
 
+    def list_kinds(self, path: str) -> list[tuple[str, Kind | None]]:
+        prefix = f"{path}/" if path else ""
+        return [(name, self.kind(prefix + name)) for name in self.listdir(path)]
+
+    def read_magic(self, path: str) -> bytes:
+        with self.open(path) as stream:
+            return stream.read(4)
+
     def content_key(self, path: str) -> Hashable:
         entry = self.tree.get(path)
         return (path, entry.content if entry is not None else None)
@@ -87,6 +101,7 @@ class DirectoryRoot:
         self._prefix = self.directory.rstrip("/") + "/"
         self._lstat: dict[str, os.stat_result | None] = {}
         self._keys: dict[str, Hashable] = {}
+        self._kinds: dict[str, Kind | None] = {}
 
     def host_path(self, path: str) -> str:
         # Concatenation, not os.path.join: `path` is canonical and relative (the closure
@@ -108,15 +123,24 @@ class DirectoryRoot:
         return st
 
     def kind(self, path: str) -> Kind | None:
+        # Once per path, as _stat: the walker asks for each component it passes.
+        try:
+            return self._kinds[path]
+        except KeyError:
+            pass
         st = self._stat(path)
+        kind: Kind | None = None
         if st is None:
-            return None
-        if stat.S_ISLNK(st.st_mode):
-            return Kind.SYMLINK
-        if stat.S_ISDIR(st.st_mode):
-            return Kind.DIR
-        # Devices, FIFOs and sockets cannot be loaded; a regular file is all ld.so opens.
-        return Kind.FILE if stat.S_ISREG(st.st_mode) else None
+            pass
+        elif stat.S_ISLNK(st.st_mode):
+            kind = Kind.SYMLINK
+        elif stat.S_ISDIR(st.st_mode):
+            kind = Kind.DIR
+        elif stat.S_ISREG(st.st_mode):
+            # Devices, FIFOs and sockets cannot be loaded; a regular file is all ld.so opens.
+            kind = Kind.FILE
+        self._kinds[path] = kind
+        return kind
 
     def readlink(self, path: str) -> str:
         return os.readlink(self.host_path(path))
@@ -136,6 +160,30 @@ class DirectoryRoot:
             return []
         return sorted(names, key=os.fsencode)
 
+    def list_kinds(self, path: str) -> list[tuple[str, Kind | None]]:
+        # The directory's own entries say what each name is (d_type): a standard library
+        # kept whole lists thousands of names, and an lstat of each was a third of it.
+        try:
+            with os.scandir(self.host_path(path)) as entries:
+                found = [(entry.name, _entry_kind(entry)) for entry in entries]
+        except OSError:
+            return []
+        return sorted(found, key=lambda item: os.fsencode(item[0]))
+
+    def read_magic(self, path: str) -> bytes:
+        # A descriptor and one read: no file object, no stat (most listed files are not
+        # ELF, and need no content key).
+        try:
+            fd = os.open(self.host_path(path), os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as err:
+            raise ElfError(f"cannot read /{path}: {err.strerror}") from None
+        try:
+            return os.read(fd, 4)
+        except OSError as err:
+            raise ElfError(f"cannot read /{path}: {err.strerror}") from None
+        finally:
+            os.close(fd)
+
     def content_key(self, path: str) -> Hashable:
         key = self._keys.get(path)
         if key is None:
@@ -147,6 +195,15 @@ class DirectoryRoot:
             )
             self._keys[path] = key  # as _stat, once per path: the closure asks per use
         return key
+
+
+def _entry_kind(entry: os.DirEntry[str]) -> Kind | None:
+    """DirectoryRoot.kind from a directory entry (an lstat only where d_type is unknown)."""
+    if entry.is_file(follow_symlinks=False):  # most names, so asked first
+        return Kind.FILE
+    if entry.is_dir(follow_symlinks=False):
+        return Kind.DIR
+    return Kind.SYMLINK if entry.is_symlink() else None
 
 
 @dataclass(frozen=True)

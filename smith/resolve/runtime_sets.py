@@ -31,7 +31,6 @@ from collections.abc import Hashable
 from typing import BinaryIO
 
 from smith.resolve.closure import ClosureWalker, Reason
-from smith.resolve.elf import ElfInfo
 from smith.resolve.elfsyms import undefined_imports
 from smith.resolve.extras import add_tree
 from smith.resolve.loader import Step, glob_root
@@ -96,20 +95,8 @@ def add_runtime_rules(walker: ClosureWalker, rules: tuple[str, ...]) -> None:
         add_libgcc_s(walker)
 
 
-def kept_elf(walker: ClosureWalker) -> list[tuple[str, ElfInfo]]:
-    """The ELF files of the closure so far, in bytewise path order."""
-    out: list[tuple[str, ElfInfo]] = []
-    for path in sorted(walker.kept, key=lambda p: p.encode("utf-8", "surrogateescape")):
-        if walker.root.kind(path) is not Kind.FILE:
-            continue
-        info = walker.cache.info(walker.root, path)
-        if info is not None and info.dynamic:
-            out.append((path, info))
-    return out
-
-
 def add_libgcc_s(walker: ClosureWalker) -> None:
-    objects = kept_elf(walker)
+    objects = walker.kept_elf_files()
     libcs = [(path, info) for path, info in objects if info.soname == LIBC_SONAME]
     if not libcs:
         return
@@ -129,7 +116,7 @@ def add_libgcc_s(walker: ClosureWalker) -> None:
 
 
 def add_openssl_modules(walker: ClosureWalker) -> None:
-    for path, info in kept_elf(walker):
+    for path, info in walker.kept_elf_files():
         if info.soname != LIBCRYPTO_SONAME:
             continue
         for name, what in OPENSSL_DIRS:

@@ -11,9 +11,6 @@ from smith.cli.limit_flags import limit_option
 from smith.cli.main import cli
 from smith.cli.registry_flags import registry_options
 from smith.cli.settings_options import setting_options
-from smith.oci.image import parse_platform
-from smith.oci.pull import pull_image
-from smith.oci.reference import parse_reference
 
 
 @cli.command()
@@ -56,6 +53,11 @@ def download(
     **flags: Any,
 ) -> None:
     """Pull REF to OUT; print the image's manifest digest."""
+    # The image and registry stacks load when the command runs, not for --help.
+    from smith.oci.image import parse_platform
+    from smith.oci.pull import pull_image
+    from smith.oci.reference import parse_reference
+
     options = registry_options(flags, jobs=jobs)
     with progress.showing("downloading", quiet=quiet):
         result = pull_image(

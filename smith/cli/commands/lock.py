@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -18,16 +19,13 @@ from smith.cli.limit_flags import limit_option
 from smith.cli.main import cli
 from smith.cli.settings_options import setting_options
 from smith.errors import UsageError
-from smith.recipe import find_recipe, load_recipe
-from smith.resolve.fetch import Fetcher
-from smith.resolve.lock import (
-    LockFile,
-    lock_path_for,
-    old_arch_lock,
-    read_lock_file,
-    write_lock,
-)
-from smith.sources import lock_recipe, portable_packages
+from smith.recipe_file import find_recipe
+
+if TYPE_CHECKING:
+    from smith.resolve.fetch import Fetcher
+
+# The recipe schema, the solver and the network stack (~300 modules) are imported by the
+# command when it runs, not by `smith lock --help`.
 
 
 @cli.command("lock")
@@ -69,6 +67,17 @@ def lock_command(
     retries: int,
 ) -> None:
     """Resolve RECIPE's packages (default ./smith.yaml) and write smith.lock next to it."""
+    from smith.recipe import load_recipe
+    from smith.resolve.fetch import Fetcher
+    from smith.resolve.lock import (
+        LockFile,
+        lock_path_for,
+        old_arch_lock,
+        read_lock_file,
+        write_lock,
+    )
+    from smith.sources import lock_recipe, portable_packages
+
     fetcher = Fetcher(cache_dir, offline=offline, retries=retries)
     recipe, packages = split_arguments(args)
     if update:
@@ -124,6 +133,8 @@ def split_arguments(args: tuple[str, ...]) -> tuple[str, tuple[str, ...]]:
 def update_command(recipe: str, packages: tuple[str, ...], fetcher: Fetcher, preview: bool) -> None:
     from smith.lock_update import compare_builds, update_lock
     from smith.outdated import trial_build
+    from smith.recipe import load_recipe
+    from smith.resolve.lock import write_lock
 
     arches = load_recipe(recipe).arches
     builds = arches or ("",)  # "": the recipe's one architecture

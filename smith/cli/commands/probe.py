@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import shlex
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -13,11 +13,13 @@ from smith.cli.main import cli
 from smith.cli.registry_flags import registry_options
 from smith.cli.settings_options import setting_options
 from smith.errors import UsageError
-from smith.minimize import MinimizeOptions
-from smith.minimize_recipe import recipe_image
-from smith.oci.image import parse_platform
-from smith.probe import HttpCheck, ProbeOptions, probe_image, probe_recipe
 from smith.profile import DEFAULT_NAME, Profile, profile_beside, write_profile
+
+if TYPE_CHECKING:
+    from smith.probe import HttpCheck, ProbeOptions
+
+# The image, minimize and run-time stacks are imported by the command when it runs, not by
+# `smith probe --help`.
 
 
 @cli.command()
@@ -68,6 +70,11 @@ def probe(
     under runc on a read-only root, with its Entrypoint + Cmd or COMMAND (after --), and
     record every file its processes open or execute into a profile that `smith minimize
     --profile` and a recipe's `profile:` keep."""
+    from smith.minimize import MinimizeOptions
+    from smith.minimize_recipe import recipe_image
+    from smith.oci.image import parse_platform
+    from smith.probe import probe_image, probe_recipe
+
     if image and image.endswith((".yaml", ".yml")) and os.path.isfile(image) and not recipe:
         # A build recipe: its packages' full tree is what runs.
         profile = probe_recipe(
@@ -88,6 +95,8 @@ def probe(
 def probe_options(
     checks: tuple[str, ...], get: str | None, status: int, timeout: float, binds: tuple[str, ...]
 ) -> ProbeOptions:
+    from smith.probe import ProbeOptions
+
     if timeout <= 0:
         raise UsageError(f"--run-timeout must be more than 0 seconds, not {timeout:g}")
     options = ProbeOptions(
@@ -107,6 +116,8 @@ def write_and_say(profile: Profile, dest: str) -> None:
 
 
 def parse_get(value: str, status: int) -> HttpCheck:
+    from smith.probe import HttpCheck
+
     port, _, path = value.partition("/")
     if not port.isdigit() or not 0 < int(port) < 65536:
         raise UsageError(f"--get needs PORT[/PATH] with a port from 1 to 65535, not {value!r}")

@@ -10,8 +10,6 @@ from smith.cli.limit_flags import limit_option
 from smith.cli.main import cli
 from smith.cli.registry_flags import registry_options
 from smith.cli.settings_options import setting_options
-from smith.signing.keys import load_signer
-from smith.signing.store import registry_reference, sign_reference
 
 
 @cli.command("sign")
@@ -28,6 +26,11 @@ def sign_command(ref: str, key: str, passphrase_file: str | None, **flags: Any) 
     """Sign the image at the registry reference REF: a simple-signing payload for its
     manifest digest and name, stored as the `sha256-<digest>.sig` tag beside it. Prints
     REPO@DIGEST and the tag."""
+    # The signing stack (cryptography, the registry client) loads when the command runs,
+    # not for --help.
+    from smith.signing.keys import load_signer
+    from smith.signing.store import registry_reference, sign_reference
+
     target = registry_reference(ref)
     private = load_signer(key, passphrase_file)
     signed = sign_reference(target, private, registry_options(flags))

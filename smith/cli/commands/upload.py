@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -13,12 +13,11 @@ from smith.cli.main import cli
 from smith.cli.registry_flags import registry_options
 from smith.cli.settings_options import setting_options
 from smith.errors import UsageError
-from smith.oci.image import parse_platform
-from smith.oci.index import index_children
-from smith.oci.push import push_image, push_index
-from smith.oci.push_referrers import Attached, push_referrers
-from smith.oci.reference import Reference, parse_reference
-from smith.oci.registry_options import RegistryOptions
+
+if TYPE_CHECKING:
+    from smith.oci.push_referrers import Attached
+    from smith.oci.reference import Reference
+    from smith.oci.registry_options import RegistryOptions
 
 
 @cli.command()
@@ -91,6 +90,13 @@ def upload(
 ) -> None:
     """Push IMAGE to the registry reference REF; print REF@DIGEST. Artifacts attached to
     IMAGE (an SBOM from `smith build --sbom`) are pushed as its referrers."""
+    # The image and registry stacks load when the command runs, not for --help.
+    from smith.oci.image import parse_platform
+    from smith.oci.index import index_children
+    from smith.oci.push import push_image, push_index
+    from smith.oci.push_referrers import push_referrers
+    from smith.oci.reference import parse_reference
+
     options = registry_options(flags, chunk_size=chunk_size, jobs=jobs)
     target = parse_reference(remote)
     signer = None
