@@ -40,11 +40,11 @@ if TYPE_CHECKING:
     "--push",
     metavar="REF",
     help="Also push the image to this registry reference (the registry flags apply, as to a "
-    "registry parent). Several RECIPEs: REF is a prefix HOST[/PATH], each image goes to "
-    "PREFIX/<name>:<tag> (<name> as -o DIR names it, <tag> the recipe's tag's, else latest), "
-    "one after the other, a blob an earlier image has mounted, not uploaded again. A registry "
-    "has no transactions: an image that fails to push is named and the run fails, the others "
-    "stay pushed.",
+    "registry parent). Several RECIPEs: REF is a prefix HOST[/PATH] without a tag, and each "
+    "image goes to PREFIX/<name>:<tag> (<name> as -o DIR names it; <tag> that of the recipe's "
+    "tag: or --tag, else latest), one after the other, a blob an earlier image has mounted, "
+    "not uploaded again. A registry has no transactions: an image that fails to push is "
+    "named and the run fails, and the others stay pushed.",
 )
 @click.option(
     "-f",
