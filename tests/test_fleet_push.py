@@ -14,7 +14,7 @@ import pytest
 
 from tests.golden_recipes import recipe_copy
 from tests.registry_fixtures import run_skopeo, run_smith
-from tests.registry_servers import FaultProxy, Registry, start_registry
+from tests.registry_servers import FaultProxy, Registry, TokenServer, start_registry
 from tests.rpm_universe import Universe
 from tests.tools import require_tool
 
@@ -140,3 +140,28 @@ def test_an_image_that_fails_to_push_is_named_and_the_others_stay(
     assert f"pushed (they stay): {proxy.host}/failing/curl:latest" in last
     assert "Traceback" not in proc.stderr
     assert proc.stdout.strip().startswith(f"{proxy.host}/failing/curl:latest@sha256:")
+
+
+def test_a_fleet_pushed_with_bearer_tokens_and_creds_mounts_its_shared_blobs(
+    recipes: list[str], tmp_path: Path
+) -> None:
+    """--creds and a token server work for a fleet as for one image, mounts included."""
+    tokens = TokenServer("fleet-user", "fleet-Pw-3d", tmp_path / "tokens")
+    registry = start_registry(
+        tmp_path / "registry", require_tool("docker-registry"), auth=tokens.auth_config()
+    )
+    try:
+        proc = run_smith(
+            "build", *recipes, "-o", str(tmp_path / "out"), "--layers", "packages", "--json",
+            "--cache-dir", str(tmp_path / "cache"), "--creds", "fleet-user:fleet-Pw-3d",
+            "--push", f"http://{registry.host}/bearer", home=tmp_path,
+        )  # fmt: skip
+    finally:
+        registry.stop()
+        tokens.stop()
+    report = {Path(doc["output"]).name: doc["push"] for doc in json.loads(proc.stdout)}
+    shared = set(blobs_of(tmp_path / "out" / "hello")[1]) & set(
+        blobs_of(tmp_path / "out" / "curl")[1]
+    )
+    assert shared and report["curl"]["mounted_blobs"] == len(shared)
+    assert "fleet-Pw-3d" not in proc.stdout + proc.stderr
