@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 @cli.command()
 @click.argument("image", required=False)
 @setting_options("minimize", required=("output",))
-@click.option("--recipe", type=click.Path(dir_okay=False), help="smith.yaml naming the image.")
+@click.option("--recipe", help="smith.yaml naming the image (or its directory).")
 @sbom_flags
 @limit_option  # what the command reads is untrusted: its bounds, as flags
 def minimize(
