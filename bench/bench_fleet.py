@@ -6,12 +6,15 @@ with each layering: `single`, `packages` and `packages --share-layers`.
 
 For each layering, on a fresh registry:
 1. every recipe (recipes/ and EXTRA below) is locked against the universe's base
-   repository (zlib 1.0-1), built in one run (`smith build R1 R2 ... -o DIR`, timed) and
-   each image pushed to its own repository (REGISTRY/NAME:v1, no cross-repository mounts);
-   printed: the bytes pushed and the unique blob bytes the registry holds;
+   repository (zlib 1.0-1), then built and pushed in one run, timed (`smith build R1 R2 ...
+   -o DIR --push REGISTRY --tag fleet:v1`: each image to REGISTRY/NAME:v1, a blob an
+   earlier image of the run pushed mounted from its repository, not sent again); printed:
+   the bytes uploaded (smith's --json, each image's push.uploaded_bytes), the blobs
+   mounted and the unique blob bytes the registry holds;
 2. zlib is changed in every lock that holds it (1.0-1 -> the updates repository's 1.0-2,
    a few bytes more in libz), the fleet built and pushed again (NAME:v2): printed, the
-   bytes pushed (blobs the repository did not have) and the registry's growth.
+   bytes uploaded (blobs neither the repository nor an earlier image had) and the
+   registry's growth.
 A table of the three layerings ends the output.
 """
 
@@ -104,30 +107,33 @@ def extra_recipe(name: str, program: str, root: Path, repo: str) -> Path:
 @dataclass(frozen=True)
 class Row:
     mode: str
-    build_s: float
-    build_cpu: float  # the build's user+sys seconds
+    build_s: float  # the build and push of v1
+    build_cpu: float  # its user+sys seconds
     pushed_v1: int
+    mounted_v1: int  # blobs mounted from an earlier image's repository
     stored_v1: int
     pushed_v2: int
     stored_v2: int
     layers: int  # over all images
 
 
-def push_all(recipes: list[Path], out: Path, host: str, version: str) -> tuple[int, int]:
-    """Push each image of `out` to HOST/NAME:VERSION: (bytes uploaded, layers)."""
-    from smith.oci.push import push_image
-    from smith.oci.registry_options import RegistryOptions
+@dataclass(frozen=True)
+class Pushed:
+    wall: float
+    cpu: float  # the child's user+sys seconds
+    uploaded: int  # bytes, over all images
+    mounted: int  # blobs, over all images
+    layers: int  # over all images
 
-    options = RegistryOptions(insecure=True)
-    pushed = layers = 0
+
+def count_layers(out: Path, recipes: list[Path]) -> int:
+    layers = 0
     for recipe in recipes:
         image = out / recipe.name
-        result = push_image(str(image), f"docker://{host}/{recipe.name}:{version}", options=options)
-        pushed += result.uploaded
         index = json.loads((image / "index.json").read_text())
         digest = index["manifests"][0]["digest"].split(":")[1]
         layers += len(json.loads((image / "blobs" / "sha256" / digest).read_text())["layers"])
-    return pushed, layers
+    return layers
 
 
 def run_mode(mode: str, tmp: Path, url: str, repos: Path, budget: tuple[str, ...]) -> Row:
@@ -141,28 +147,35 @@ def run_mode(mode: str, tmp: Path, url: str, repos: Path, budget: tuple[str, ...
         for recipe in recipes:
             run("lock", str(recipe), "--cache-dir", cache)
 
-        def fleet(out: Path) -> tuple[float, float]:
-            """The fleet built in one run: (wall, the child's user+sys) seconds."""
+        def fleet(version: str) -> Pushed:
+            """The fleet built and pushed (REGISTRY/NAME:VERSION) in one smith run."""
+            out = tmp / mode / version
             before = resource.getrusage(resource.RUSAGE_CHILDREN)
             start = time.perf_counter()
-            run("build", *map(str, recipes), "-o", str(out), "--locked", "--cache-dir",
-                str(tmp / f"cache-{mode}"), "--json", *MODES[mode], *budget)  # fmt: skip
+            docs = run("build", *map(str, recipes), "-o", str(out), "--locked", "--cache-dir",
+                       str(tmp / f"cache-{mode}"), "--json", *MODES[mode], *budget,
+                       "--push", registry.host, "--insecure", "--tag", f"fleet:{version}")  # fmt: skip
             after = resource.getrusage(resource.RUSAGE_CHILDREN)
             cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
-            return time.perf_counter() - start, cpu
+            return Pushed(
+                time.perf_counter() - start,
+                cpu,
+                sum(d["push"]["uploaded_bytes"] for d in docs),
+                sum(d["push"]["mounted_blobs"] for d in docs),
+                count_layers(out, recipes),
+            )
 
-        took, cpu = fleet(tmp / mode / "v1")
-        pushed_v1, layers = push_all(recipes, tmp / mode / "v1", registry.host, "v1")
+        v1 = fleet("v1")
         stored_v1 = registry_bytes(registry.root)
         changed = [r.name for r in recipes if change_zlib(r / "smith.lock", repos)]
-        fleet(tmp / mode / "v2")
-        pushed_v2, _ = push_all(recipes, tmp / mode / "v2", registry.host, "v2")
+        v2 = fleet("v2")
         stored_v2 = registry_bytes(registry.root)
-        print(f"{mode}: {len(recipes)} recipes built in {took:.2f} s ({cpu:.2f} s CPU), "
-              f"{layers} layers; "
-              f"v1 pushed {pushed_v1}, stored {stored_v1}; zlib changed in "
-              f"{', '.join(changed)}; v2 pushed {pushed_v2}, stored {stored_v2}")  # fmt: skip
-        return Row(mode, took, cpu, pushed_v1, stored_v1, pushed_v2, stored_v2, layers)
+        print(f"{mode}: {len(recipes)} recipes built and pushed in {v1.wall:.2f} s "
+              f"({v1.cpu:.2f} s CPU), {v1.layers} layers; v1 uploaded {v1.uploaded} "
+              f"({v1.mounted} blobs mounted), stored {stored_v1}; zlib changed in "
+              f"{', '.join(changed)}; v2 uploaded {v2.uploaded}, stored {stored_v2}")  # fmt: skip
+        return Row(mode, v1.wall, v1.cpu, v1.uploaded, v1.mounted, stored_v1, v2.uploaded,
+                   stored_v2, v1.layers)  # fmt: skip
     finally:
         registry.stop()
         shutil.rmtree(tmp / f"registry-{mode}", ignore_errors=True)
@@ -185,12 +198,13 @@ def main() -> None:
             proc.wait()
     names = [*recipe_names(), *EXTRA]
     print(f"\n{len(names)} recipes ({', '.join(names)}), budget {args.layer_budget or 8}")
-    print(f"{'layering':<10} {'layers':>6} {'unique blob bytes':>18} {'pushed v1':>11} "
-          f"{'pushed after zlib':>18} {'registry growth':>16} {'build s (CPU)':>14}")  # fmt: skip
+    print(f"{'layering':<10} {'layers':>6} {'unique blob bytes':>18} {'uploaded v1':>12} "
+          f"{'mounted':>8} {'uploaded after zlib':>20} {'registry growth':>16} "
+          f"{'build+push s (CPU)':>19}")  # fmt: skip
     for r in rows:
-        print(f"{r.mode:<10} {r.layers:>6} {r.stored_v1:>18,} {r.pushed_v1:>11,} "
-              f"{r.pushed_v2:>18,} {r.stored_v2 - r.stored_v1:>16,} "
-              f"{r.build_s:>6.2f} ({r.build_cpu:.2f})")  # fmt: skip
+        print(f"{r.mode:<10} {r.layers:>6} {r.stored_v1:>18,} {r.pushed_v1:>12,} "
+              f"{r.mounted_v1:>8} {r.pushed_v2:>20,} {r.stored_v2 - r.stored_v1:>16,} "
+              f"{r.build_s:>11.2f} ({r.build_cpu:.2f})")  # fmt: skip
 
 
 if __name__ == "__main__":

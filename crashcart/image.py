@@ -15,6 +15,7 @@ import stat
 import tempfile
 
 from crashcart.prefix import MANIFEST
+from smith.diskspace import check_space, writing_in
 from smith.errors import UnsafePathError
 from smith.tree import Entry, FileTree, HostFile, Kind
 
@@ -56,6 +57,13 @@ def _write_entry(root: str, entry: Entry) -> None:
 def materialize(tree: FileTree, root: str) -> None:
     """Write a tree's entries as files under root (parents first: sorted paths)."""
     root = os.path.realpath(root)
+    # Every file's size is known: a tree that cannot fit fails before the first file.
+    check_space(root, sum(e.size for e in tree if e.kind is Kind.FILE), "the toolbox's files")
+    with writing_in(root):
+        _write_tree(tree, root)
+
+
+def _write_tree(tree: FileTree, root: str) -> None:
     hardlinks = []
     for path in sorted(tree.paths()):
         entry = tree.get(path)

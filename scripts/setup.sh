@@ -60,6 +60,19 @@ if ! cat pyproject.toml bin/crashcart bin/smith | cmp -s - .venv/install-inputs;
     quiet "${pip[@]}" --no-deps --config-settings editable_mode=compat -e .
     cat pyproject.toml bin/crashcart bin/smith >.venv/install-inputs
 fi
+# The .venv's `smith` is bin/launcher.c in front of the script pip installed (moved to
+# smith-script): it starts the interpreter with SIGINT and SIGTERM blocked, so a signal in
+# the interpreter's own start is handled by the script, not lost (see bin/launcher.c).
+if [ "$(head -c 2 .venv/bin/smith)" = "#!" ] || ! cmp -s bin/launcher.c .venv/launcher-inputs; then
+    if [ "$(head -c 2 .venv/bin/smith)" = "#!" ]; then
+        mv .venv/bin/smith .venv/bin/smith-script
+    fi
+    bindir="$PWD/.venv/bin"
+    cc -O2 -Wall -Wextra -Werror -static -DSMITH_PYTHON="\"$bindir/python3\"" \
+        -DSMITH_SCRIPT="\"$bindir/smith-script\"" -o .venv/bin/smith.new bin/launcher.c
+    mv .venv/bin/smith.new .venv/bin/smith
+    cp bin/launcher.c .venv/launcher-inputs
+fi
 # Byte-compile the checkout: where PYTHONDONTWRITEBYTECODE is set, every smith or crashcart
 # command would otherwise compile its modules from source on each start.
 .venv/bin/python -m compileall -q smith crashcart >/dev/null

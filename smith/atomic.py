@@ -14,6 +14,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from smith.diskspace import writing_in
 from smith.errors import SmithError
 from smith.leftovers import remove_path, sweep, tagged
 from smith.stopsignals import stop_signals_held
@@ -96,13 +97,16 @@ def replace_path(tmp: str, dest: str) -> None:
 @contextmanager
 def temp_beside(dest: str, *, directory: bool) -> Iterator[str]:
     """A temporary name beside `dest` (a file or a directory), removed when the block ends
-    unless it was renamed away. The name is made with the stop signals held: a Ctrl-C
+    unless it was renamed away; a write in the block that meets a full disk is one line
+    naming the directory (smith.diskspace). The name is made with the stop signals held: a Ctrl-C
     between mkstemp and the `try` would leave it behind."""
     tmp = ""
     try:
         with stop_signals_held():
             tmp = temp_sibling(dest, directory=directory)
-        yield tmp
+        # A full disk is named by the output's directory; the temporary name goes below.
+        with writing_in(os.path.dirname(tmp)):
+            yield tmp
     finally:
         if tmp:
             remove_path(tmp)

@@ -24,7 +24,7 @@ from smith.conventions import (
     RuntimeUser,
     nss_documents,
 )
-from smith.errors import RecipeError, UsageError
+from smith.errors import ImageFormatError, RecipeError, UsageError
 from smith.layering import (
     Layering,
     LayerInputs,
@@ -443,9 +443,12 @@ def stage_build(
             if is_registry_reference(recipe.parent)
             else relative_to(recipe.parent, base)
         )
-        parent = stack.enter_context(
-            open_image(ref, platform=config.platform, registry=options.registry)
-        )
+        try:
+            parent = stack.enter_context(
+                open_image(ref, platform=config.platform, registry=options.registry)
+            )
+        except ImageFormatError as err:  # "no image at PATH" alone does not say which key
+            raise ImageFormatError(f"parent: {err}") from None
     annotations = {PACKAGE_FILES_ANNOTATION: package_files_json(dict(shrunk.owners))}
     inputs = layer_inputs(
         recipe_layering(recipe, options),

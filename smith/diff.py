@@ -197,6 +197,18 @@ def diff_loaded(
     changed_content: set[int] = set()  # layers whose uncompressed tar differs
     changed_blob: set[int] = set()  # layers whose blob differs at all
     walk_a, walk_b = LayerWalk(a), LayerWalk(b)
+    if len(a.layers) != len(b.layers):
+        # Said first: layers pair by position, so a file that moved to another layer (a
+        # minimized image is one layer) reads as only in A there and only in B here.
+        findings.append(
+            Finding(
+                "manifest",
+                "layers",
+                "number of layers",
+                str(len(a.layers)),
+                f"{len(b.layers)} (layer i of A is compared with layer i of B)",
+            )
+        )
     for i in range(max(len(a.layers), len(b.layers))):
         role = f"layer {i + 1}"
         if i >= len(a.layers) or i >= len(b.layers):
@@ -344,7 +356,15 @@ def keyed(entries: Sequence[TarEntry]) -> dict[tuple[str, int], TarEntry]:
 
 
 def describe_entry(entry: TarEntry) -> str:
-    return f"{entry.type}, mode {entry.mode:04o}, {entry.size} bytes"
+    return f"{entry.type}, mode {show_mode(entry.mode)}, {entry.size} bytes"
+
+
+def show_mode(mode: int) -> str:
+    """Permission bits as chmod writes them; the file type bits that Go's archive/tar (so
+    docker save, containerd, buildah) also puts in the header's mode field are named apart,
+    so that `A 40755, B 0755` does not read as a change of permissions."""
+    perm, kind = mode & 0o7777, mode & ~0o7777
+    return f"{perm:04o} with the file type bits {kind:06o}" if kind else f"{perm:04o}"
 
 
 def fmt_records(records: Sequence[tuple[str, str]]) -> str:
@@ -355,7 +375,7 @@ def entry_values(e: TarEntry) -> dict[str, str]:
     return {
         "name form": f"{e.name!r} ({e.name_form})",
         "type": e.type,
-        "mode": f"{e.mode:04o}",
+        "mode": show_mode(e.mode),
         "uid": str(e.uid),
         "gid": str(e.gid),
         "uname": repr(e.uname),

@@ -76,6 +76,11 @@ class LimitError(SmithError):
     slow. The hint names the environment variable that raises the bound."""
 
 
+class NoSpaceError(SmithError):
+    """A directory smith writes to has no room for what a step will write (smith/diskspace.py):
+    the message names the directory, the hint what moves the work elsewhere."""
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM arrived (`timeout`, `docker stop`, a CI runner): unwound like Ctrl-C, so every
     cleanup that handles an interrupt runs, but reported as termination (exit 143)."""

@@ -14,23 +14,28 @@ from __future__ import annotations
 
 import os
 import re
-from contextlib import suppress
+from contextlib import contextmanager, suppress
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (startup time)
 if TYPE_CHECKING:
-    import tempfile
+    from collections.abc import Iterator
 
 TAG = re.compile(r"smithrun(\d+)\.(\d+)-")
 
 
 def remove_path(path: str) -> None:
-    if os.path.isdir(path) and not os.path.islink(path):
-        import shutil  # here: importing it costs every command's start (bz2, lzma)
+    """Remove a temporary file or directory, with the stop signals held: a Ctrl-C that
+    cut rmtree short would leave the rest behind (seen: a run's last cleanup, interrupted)."""
+    from smith.stopsignals import stop_signals_held  # imports `signal`: not at start-up
 
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        with suppress(FileNotFoundError):
-            os.unlink(path)
+    with stop_signals_held():
+        if os.path.isdir(path) and not os.path.islink(path):
+            import shutil  # here: importing it costs every command's start (bz2, lzma)
+
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            with suppress(FileNotFoundError):
+                os.unlink(path)
 
 
 def start_time(pid: int) -> int | None:
@@ -85,10 +90,22 @@ def sweep(directory: str | os.PathLike[str]) -> None:
                 remove_path(os.path.join(directory, name))
 
 
-def temp_dir(prefix: str) -> tempfile.TemporaryDirectory[str]:
-    """A TemporaryDirectory in TMPDIR named by this run, after removing what dead runs left
-    there."""
+@contextmanager
+def temp_dir(prefix: str) -> Iterator[str]:
+    """A temporary directory in TMPDIR named by this run (after removing what dead runs
+    left there), removed when the block ends. Made and removed with the stop signals held,
+    which tempfile.TemporaryDirectory does not do: a signal between mkdtemp and its
+    finalizer, or during its rmtree, left the directory behind."""
     import tempfile
 
+    from smith.stopsignals import stop_signals_held
+
     sweep(tempfile.gettempdir())
-    return tempfile.TemporaryDirectory(prefix=tagged(prefix))
+    path = ""
+    try:
+        with stop_signals_held():
+            path = tempfile.mkdtemp(prefix=tagged(prefix))
+        yield path
+    finally:
+        if path:
+            remove_path(path)

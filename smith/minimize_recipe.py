@@ -14,7 +14,7 @@ from smith.layering import merged_layering
 from smith.minimize import MinimizeOptions
 from smith.oci.compress import parse_compression
 from smith.profile import recipe_profile
-from smith.recipe import RuntimeSet, load_recipe
+from smith.recipe import RuntimeSet, find_recipe, load_recipe
 from smith.rootfs import rootfs_of
 from smith.settings import merged
 
@@ -86,10 +86,11 @@ def recipe_image(
     layer_budget: int | None = None,
 ) -> tuple[str, MinimizeOptions]:
     """The image a command line names, or its --recipe's `package:` (not two different
-    ones), and the options with the recipe's settings."""
+    ones), and the options with the recipe's settings. A --recipe may be a directory
+    holding smith.yaml, as `smith build DIR` takes one."""
     if recipe:
         named, options = read_minimize_recipe(
-            recipe,
+            find_recipe(recipe),
             options,
             compression=compression,
             tag=tag,

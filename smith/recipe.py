@@ -14,7 +14,7 @@ import os
 import stat
 from collections.abc import Hashable, Mapping, Sequence
 from enum import StrEnum
-from functools import partial
+from functools import cache, partial
 from typing import TYPE_CHECKING, Annotated, Any
 
 import yaml
@@ -375,8 +375,15 @@ def load_recipe(path: str) -> Recipe:
         ("mock", "packages come from `repos:` and are resolved without mock"),
     ):
         if getattr(recipe, key) is not None:
-            log.warning("%s: the key %r of the original smith is ignored: %s", path, key, instead)
+            warn_ignored(path, key, instead)
     return recipe
+
+
+@cache
+def warn_ignored(path: str, key: str, instead: str) -> None:
+    """Once per recipe and key: a build reads its recipe more than once (the architectures,
+    then the build; a fleet its outputs first), and the note is the same each time."""
+    log.warning("%s: the key %r of the original smith is ignored: %s", path, key, instead)
 
 
 def read_yaml(path: str) -> Any:
@@ -466,8 +473,13 @@ def describe_error(error: Mapping[str, Any]) -> str:
     value = error.get("input")
     if not loc:  # the recipe as a whole (a model validator): the message says it all
         return str(error.get("msg", "invalid recipe")).removeprefix("Value error, ")
+    msg = str(error.get("msg", "invalid value"))
+    if kind == "value_error":  # a validator's own message already names the value
+        return f"{where}: {msg.removeprefix('Value error, ')}"
+    if kind == "tuple_type":  # a YAML user writes a list; the tuple is this model's
+        msg = "input should be a list"
     shown = repr(value) if not isinstance(value, dict | list) else type(value).__name__
-    return f"{where}: {error.get('msg', 'invalid value').lower()}, got {shown}"
+    return f"{where}: {msg.lower()}, got {shown}"
 
 
 def known_keys(loc: Sequence[str | int]) -> list[str]:

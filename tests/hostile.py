@@ -22,7 +22,8 @@ import subprocess
 import sys
 import tarfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -138,7 +139,9 @@ class Case:
     message: str  # a piece of the one stderr line
     status: int = 1
     env: dict[str, str] = field(default_factory=dict)
-    cache_bytes: int = 0  # > 0: the cache is a tmpfs of this size (a full disk)
+    # A full disk: sandbox directories ("cache", "tmp", "out") that are a tmpfs of so many
+    # bytes for the run, mounted by the test (the machine is root) and unmounted after.
+    disks: dict[str, int] = field(default_factory=dict)
     program: str = "smith"  # or "crashcart"
     # For a case that succeeds: checks of what it wrote (e.g. the output layer's headers).
     verify: Callable[[Sandbox], None] | None = None
@@ -165,16 +168,11 @@ def run_smith(
     argv: list[str],
     env: dict[str, str],
     *,
-    cache_bytes: int = 0,
     program: str = "smith",
 ) -> Outcome:
     hwm = box.root / "hwm"
     hwm.unlink(missing_ok=True)
     command = [sys.executable, "-c", LAUNCHER, *argv]
-    if cache_bytes:
-        # A mount namespace of its own: the small tmpfs goes when smith does.
-        mount = f'mount -t tmpfs -o size={cache_bytes} tmpfs {box.cache} && exec "$@"'
-        command = ["unshare", "-m", "--propagation", "private", "sh", "-c", mount, "sh", *command]
     start = time.monotonic()
     try:
         proc = subprocess.run(
@@ -196,9 +194,10 @@ def run_smith(
 def check_run(box: Sandbox, case: Case) -> Outcome:
     """Run `case` and check every promise; an AssertionError names the broken one."""
     argv = case.make(box)
-    before = snapshot(box.root)
-    outcome = run_smith(box, argv, case.env, cache_bytes=case.cache_bytes, program=case.program)
-    after = snapshot(box.root)
+    with small_disks(box, case.disks):
+        before = snapshot(box.root)
+        outcome = run_smith(box, argv, case.env, program=case.program)
+        after = snapshot(box.root)  # with the small disks still there: what they kept
     lines = outcome.stderr.splitlines()
     where = f"{case.id}: stderr {outcome.stderr[:600]!r}"
     assert outcome.status == case.status, f"{where}: exit {outcome.status}, not {case.status}"
@@ -216,6 +215,23 @@ def check_run(box: Sandbox, case: Case) -> Outcome:
     if case.verify is not None:
         case.verify(box)
     return outcome
+
+
+@contextmanager
+def small_disks(box: Sandbox, disks: dict[str, int]) -> Iterator[None]:
+    """The sandbox's directories named in `disks` as tmpfs mounts of so many bytes, for
+    the block (the mount points are the case's own, below its tmp_path)."""
+    mounted: list[Path] = []
+    try:
+        for name, size in disks.items():
+            point = box.root / name
+            subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(point)],
+                           check=True)  # fmt: skip
+            mounted.append(point)
+        yield
+    finally:
+        for point in reversed(mounted):
+            subprocess.run(["umount", str(point)], check=True)
 
 
 def check_files(

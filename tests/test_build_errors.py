@@ -88,6 +88,7 @@ CASES = {
     ),
     "conflicting": ({"packages": ["conflicts-glibc"]}, "cannot install hello, conflicts-glibc"),
     "missing-local-rpm": ({"packages": ["./nope-1.0.rpm"]}, "no such RPM file: "),
+    "missing-parent": ({"parent": "./nope.oci"}, "parent: no image at "),
     # A ':' or a newline in a name would write a broken line into /etc/passwd or /etc/group.
     "user-name-with-colon": ({"user": "app:wheel:x"}, "'wheel:x' in 'app:wheel:x'"),
     "group-name-with-newline": ({"groups": ["audio\nroot"]}, "'audio\\nroot'"),

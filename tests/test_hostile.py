@@ -12,7 +12,8 @@ import bz2
 import gzip
 import json
 import os
-import shutil
+import re
+import signal
 import stat
 import subprocess
 import zlib
@@ -54,7 +55,7 @@ from tests.hostile import (
     write_repo,
 )
 from tests.rpm_craft import craft_rpm
-from tests.tools import require_root, require_tool
+from tests.tools import require_root
 
 T_STRING_ARRAY = 8
 ZEROS = 16 << 20
@@ -380,14 +381,6 @@ def output_special(kind: str) -> Callable[[Sandbox], list[str]]:
     return make
 
 
-def big_package(box: Sandbox) -> list[str]:
-    rpm = box.inputs / "big.rpm"
-    craft_rpm(rpm, [("./usr/share/hello/greeting", "file", os.urandom(2 << 20).hex())])
-    root = box.inputs / "local"
-    write_repo(root, rpm=rpm.read_bytes())
-    return build_args(box, recipe(box, f"{BUILDABLE}repos: [{root}]\n"))
-
-
 RECIPES = [
     Case("yaml-merge-key-bomb", "hang", with_recipe(merge_bomb()), "SMITH_LIMIT_YAML_NODES"),
     Case(
@@ -442,7 +435,7 @@ RECIPES = [
         "env-without-equals",
         "accepted",
         with_recipe("package: crafted\nenv: [JUSTANAME]\n"),
-        "name=value",
+        "an environment entry is NAME=VALUE",
     ),
     Case(
         "user-negative",
@@ -461,13 +454,6 @@ RECIPES = [
     Case("rootfs-symlink-to-host", "reading", rootfs_link, "is a symbolic link"),
     Case("local-repo-href-climbs-out", "reading", local_href_climbs_out, "outside the repository"),
     Case("output-is-a-fifo", "loss", output_special("fifo"), "FIFO"),
-    Case(
-        "cache-disk-full",
-        "loss",
-        big_package,
-        "/cache/smith/content/tmp': No space left on device",
-        cache_bytes=1 << 20,
-    ),
     Case("output-is-a-device", "loss", output_special("device"), "device"),
     Case(
         "package-name-of-10000-chars",
@@ -925,13 +911,127 @@ CRASHCART = [
     crash("record-onto-a-symlink", record_onto("symlink"), "is a symbolic link: name a regular"),
 ]
 
-CASES = NETWORK + REGISTRY + RECIPES + LIMIT_FLAGS + RPMS + IMAGES + LAYERS + CRASHCART
+# -- full disks: the cache, TMPDIR, the output's directory ------------------------------------
+# Each a tmpfs of 1 MiB for the run; what the step would write is declared (a package's size
+# in primary.xml, its files' in its header, a layer file's in its tar header, blobs' in the
+# manifest) and refused before it is written, or else (an output, compressed as it is
+# written) the write that meets ENOSPC. Either way: one line naming the directory and what
+# to do, nothing left there.
+
+SMALL = 1 << 20
+BIG = os.urandom(2 << 20)  # incompressible: 2 MiB stay 2 MiB in every codec
+
+
+def big_rpm(path: Path) -> bytes:
+    craft_rpm(path, [("./usr/share/hello/greeting", "file", BIG.hex())])
+    return path.read_bytes()
+
+
+def big_package(box: Sandbox) -> list[str]:
+    root = box.inputs / "local"
+    write_repo(root, rpm=big_rpm(box.inputs / "big.rpm"))
+    return build_args(box, recipe(box, f"{BUILDABLE}repos: [{root}]\n"))
+
+
+def big_served_package(s: Served) -> None:
+    write_repo(s.root, rpm=big_rpm(s.box.inputs / "big.rpm"))
+
+
+def big_layer(box: Sandbox) -> list[str]:
+    return minimize_layers(box, tar_of(tar_member("x", PROGRAM), tar_member("etc/big", BIG)))
+
+
+def big_archive(box: Sandbox) -> list[str]:
+    """The big layer's image as an oci-archive, which minimize unpacks into TMPDIR."""
+    argv = big_layer(box)
+    layout = box.inputs / "layout"
+    subprocess.run(
+        ["tar", "-cf", str(box.inputs / "image.tar"), "-C", str(layout), "."], check=True
+    )
+    subprocess.run(["rm", "-rf", str(layout)], check=True)
+    argv[1] = str(box.inputs / "image.tar")
+    return argv
+
+
+def big_archive_diff(box: Sandbox) -> list[str]:
+    """`smith diff` of the archive with itself: both unpacked into TMPDIR first."""
+    image = big_archive(box)[1]
+    return ["diff", image, image]
+
+
+def big_blob_download(box: Sandbox) -> list[str]:
+    assert box.server is not None
+    ref, _ = serve_image(box.server, "big/app", [tar_of(tar_member("big", BIG))])
+    return ["download", "-r", ref, "-i", str(box.out / "img"), "--retries", "1"]
+
+
+FULL_DISKS = [
+    Case(
+        "cache-full-package-files",
+        "loss",
+        big_package,
+        "/cache/smith/content/tmp' for the files of crafted-1-1.x86_64.rpm: 4194304 bytes needed",
+        disks={"cache": SMALL},
+    ),
+    Case(
+        "cache-full-package-download",
+        "loss",
+        served(big_served_package),
+        "/cache/smith/blobs/sha256' for http://",
+        disks={"cache": SMALL},
+    ),
+    Case(
+        "output-full-build",
+        "loss",
+        big_package,
+        "/out': No space left on device (free space there, or write elsewhere)",
+        disks={"out": SMALL},
+    ),
+    Case(
+        "tmpdir-full-minimize-layer",
+        "loss",
+        big_layer,
+        "' for the files of layer",
+        disks={"tmp": SMALL},
+    ),
+    Case(
+        "tmpdir-full-minimize-archive",
+        "loss",
+        big_archive,
+        "(set TMPDIR to a larger disk)",
+        disks={"tmp": SMALL},
+    ),
+    Case(
+        "tmpdir-full-diff",
+        "loss",
+        big_archive_diff,
+        "(set TMPDIR to a larger disk)",
+        status=2,  # diff's trouble, never "they differ"
+        disks={"tmp": SMALL},
+    ),
+    Case(
+        "output-full-minimize",
+        "loss",
+        big_layer,
+        "/out': No space left on device",
+        disks={"out": SMALL},
+    ),
+    Case(
+        "output-full-download",
+        "loss",
+        big_blob_download,
+        "/out' for the blobs of",
+        disks={"out": SMALL},
+    ),
+]
+
+CASES = NETWORK + REGISTRY + RECIPES + LIMIT_FLAGS + RPMS + IMAGES + LAYERS + FULL_DISKS + CRASHCART
 WORKERS = 4  # cases mostly wait (timeouts, servers): run side by side, each still measured
 
 
 def run_case(case: Case, root: Path) -> Outcome | BaseException | None:
-    if case.cache_bytes and (os.geteuid() != 0 or shutil.which("unshare") is None):
-        return None  # the test skips it (or fails, in CI): require_root, require_tool
+    if case.disks and os.geteuid() != 0:
+        return None  # the test skips it (or fails, in CI): require_root
     sandbox = Sandbox(root)
     try:
         with fault_server(sandbox.inputs / "srv") as server:
@@ -979,9 +1079,8 @@ def test_every_kind_of_the_issue_has_cases() -> None:
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_hostile_input(outcomes: dict[str, Outcome | BaseException | None], case: Case) -> None:
-    if case.cache_bytes:
+    if case.disks:
         require_root()
-        require_tool("unshare")
     outcome = outcomes[case.id]
     if isinstance(outcome, BaseException):
         raise outcome
@@ -1032,3 +1131,64 @@ def test_a_toolbox_image_that_is_a_gzip_bomb_leaves_nothing(
     with pytest.raises(LimitError, match="decompressed: over the limit of 100 times"):
         crashcart.image.toolbox_from_image(str(box.inputs / "layout"))
     assert list(cache.iterdir()) == []
+
+
+def test_a_toolbox_image_that_cannot_fit_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """crashcart's image cache on a full disk (a tmpfs of 1 MiB, mounted here): the toolbox
+    image's 2 MiB file is refused by its declared size, naming the cache; nothing stays."""
+    require_root()
+    import crashcart.image
+    from smith.errors import NoSpaceError
+
+    cache = tmp_path / "images"
+    cache.mkdir()
+    box = Sandbox(tmp_path / "box")
+    big_layer(box)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={SMALL}", "tmpfs", str(cache)], check=True)
+    try:
+        monkeypatch.setattr(crashcart.image, "IMAGE_CACHE", str(cache))
+        where = re.escape(f"no space in '{cache}/")
+        with pytest.raises(NoSpaceError, match=f"{where}.*' for the files of layer 1"):
+            crashcart.image.toolbox_from_image(str(box.inputs / "layout"))
+        assert list(cache.iterdir()) == []
+    finally:
+        subprocess.run(["umount", str(cache)], check=True)
+
+
+def test_a_declared_size_past_the_free_space_is_refused_before_writing(tmp_path: Path) -> None:
+    """SpaceBudget (the layer applier's, the archive unpacker's): a file that cannot fit is
+    refused by its declared size; a size past what the stream can bring is the reader's
+    to name (a truncated layer), not a disk too small."""
+    from smith.diskspace import SpaceBudget, free_bytes
+    from smith.errors import NoSpaceError
+
+    free = free_bytes(tmp_path)
+    assert free is not None
+    SpaceBudget(tmp_path, "a layer", most=1 << 20).claim(free + (1 << 40))  # clamped: fits
+    budget = SpaceBudget(tmp_path, "the files of layer 1", most=1 << 62)
+    budget.claim(1)
+    with pytest.raises(NoSpaceError, match=r"for the files of layer 1: \d+ bytes needed"):
+        budget.claim(free + (1 << 40))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_full_disk_no_step_named_is_still_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    """ENOSPC from a write outside every writing_in: the CLI names the file's directory."""
+    import errno
+
+    from smith.cli.reporting import exit_reporting
+
+    def body() -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "/var/lib/x/blob")
+
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, ())
+    try:
+        with pytest.raises(SystemExit) as stop:
+            exit_reporting("smith", False, body)
+    finally:  # exit_reporting holds the stop signals for the exit: not this process's
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+    assert stop.value.code == 1
+    line = "smith: error: no space left in '/var/lib/x': No space left on device"
+    assert capsys.readouterr().err == f"{line} (free space there, or write elsewhere)\n"

@@ -232,6 +232,35 @@ def test_docker_saved_images(docker_images: dict[str, Path], tmp_path: Path, nam
     assert minimize_and_run(str(docker_images[name]), tmp_path, *flags) == expected
 
 
+def open_image_layers(source: Path) -> list[str]:
+    manifest = json.loads(subprocess.run(["tar", "-xOf", str(source), "manifest.json"],
+                                         capture_output=True, check=True).stdout)  # fmt: skip
+    return list(manifest[0]["Layers"])
+
+
+def test_diff_of_a_docker_save_names_the_type_bits_apart(
+    docker_images: dict[str, Path], tmp_path: Path
+) -> None:
+    """Go's archive/tar writes a directory's mode as 040755: `smith diff` between docker's
+    image and its minimized copy must not read that as a change of permissions, and must
+    say first that the layer counts differ."""
+    out = tmp_path / "small.tar"
+    run(*SMITH, "minimize", docker_images["multi"], "-o", out, *MULTI_FLAGS)
+    proc = subprocess.run([*SMITH, "diff", str(docker_images["multi"]), str(out), "--limit",
+                           "1000"], capture_output=True, text=True, check=False)  # fmt: skip
+    assert proc.returncode == 1, proc.stderr
+    # Layers pair by position: that the counts differ comes first, as it explains the rest.
+    layers = len(open_image_layers(docker_images["multi"]))
+    assert proc.stdout.splitlines()[0] == (
+        f"first cause: manifest: layers: number of layers differs: A {layers}, B 1"
+        " (layer i of A is compared with layer i of B)"
+    )
+    assert "layer 1: bin: mode differs: A 0755 with the file type bits 040000, B 0755" in (
+        proc.stdout
+    ), proc.stdout
+    assert "A 40755" not in proc.stdout
+
+
 def test_docker_save_of_two_images_needs_a_name(
     docker_images: dict[str, Path], tmp_path: Path
 ) -> None:

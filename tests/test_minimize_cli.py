@@ -132,6 +132,11 @@ def test_recipe_names_the_image(image: Path, tmp_path: Path) -> None:
     assert "/usr/share/big: extra /usr/share" in lines
     assert "/bin/busybox: start" in lines
     assert "/etc/motd" not in proc.stdout
+    # The recipe's directory names it too, as `smith build DIR` does.
+    by_dir = run("minimize", "--recipe", str(tmp_path), "-o", str(tmp_path / "d"), "--explain",
+                 tmpdir=tmp_path)  # fmt: skip
+    assert by_dir.returncode == 0, by_dir.stderr
+    assert by_dir.stdout.splitlines() == lines
 
 
 def test_same_options_same_digest(image: Path, tmp_path: Path) -> None:

@@ -165,6 +165,24 @@ def test_exposed_ports_of_both_forms(tmp_path: Path, rpm_universe: Universe) -> 
         assert sorted(image.config["config"]["ExposedPorts"]) == ["8080/tcp"]
 
 
+def test_the_originals_ignored_keys_are_noted_once(tmp_path: Path, rpm_universe: Universe) -> None:
+    """`type: mock` and `mock:` build (they are ignored), and each is said once, not once
+    per time the build reads its recipe."""
+    recipe = tmp_path / "mock"
+    text = "type: mock\nmock: {config: default.cfg}\npackage: hello\ncmd: [/usr/bin/hello]\n"
+    case = Case(text, "")
+    write_recipe(recipe, case, rpm_universe)
+    for args in ((str(recipe),), (str(recipe), str(recipe.parent / "again"))):
+        if len(args) == 2:  # a fleet reads each recipe for its output first
+            shutil.copytree(recipe, args[1])
+        proc = smith("build", *args, "-o", str(tmp_path / f"out{len(args)}"),
+                     "--cache-dir", str(tmp_path / "cache"))  # fmt: skip
+        for key in ("type", "mock"):
+            for where in args:
+                note = f"{where}/smith.yaml: the key '{key}' of the original smith is ignored"
+                assert proc.stderr.count(note) == 1, proc.stderr
+
+
 def add_oracle_descriptors(layout: Path) -> None:
     """What Oracle smith writes beside the image manifest in index.json: its recipe and its
     package list, as blobs of their own media types (and the same platform)."""

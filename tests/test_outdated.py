@@ -378,6 +378,8 @@ def test_outdated_reads_the_package_list_an_image_records(
         image, "--repo", f"updates={repos.url}repos/updates/", "--cache-dir", cache
     )
     assert by_url[0] == 101
+    # --recipe takes the recipe's directory too, as a RECIPE argument does.
+    assert outdated_json(image, "--recipe", recipe.parent, "--cache-dir", cache) == (code, report)
     proc = smith("outdated", image, "--cache-dir", cache)
     assert proc.returncode == 2 and "needs --recipe or --repo" in proc.stderr
 

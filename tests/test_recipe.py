@@ -116,7 +116,7 @@ def test_runtime_ids(tmp_path: Path, user: str | None, root: bool, ids: tuple[in
         ("package: x\nnss: maybe\n", r"nss: input should be a valid boolean, got 'maybe'"),
         (
             "package: x\npaths: /usr/bin/cat\n",
-            r"paths: input should be a valid tuple, got '/usr/bin/cat'",
+            r"paths: input should be a list, got '/usr/bin/cat'",
         ),
         (
             "package: x\nsource_date_epoch: -5\n",
@@ -126,14 +126,15 @@ def test_runtime_ids(tmp_path: Path, user: str | None, root: bool, ids: tuple[in
         ("package: x\nrepos: [{priority: 1}]\n", r"repos\[0\]\.baseurl: field required"),
         # Values a runtime would refuse when it runs the image (runc: "cwd must be an
         # absolute path"), refused when the recipe is read.
-        ("package: x\ndir: app\n", r"dir: value error, 'app' is not an absolute path"),
-        ("package: x\nmounts: [data]\n", r"mounts\[0\]: value error, 'data' is not an absolute"),
-        ("package: x\nports: [http]\n", r"ports\[0\]: value error, 'http' is not a port"),
-        ("package: x\nports: ['80/icmp']\n", r"ports\[0\]: value error, '80/icmp' is not a port"),
-        ("package: x\nports: [70000]\n", r"ports\[0\]: value error, '70000/tcp' is not a port"),
+        ("package: x\ndir: app\n", r"dir: 'app' is not an absolute path$"),
+        ("package: x\nenv: {A: b}\n", r"env: input should be a list, got dict"),
+        ("package: x\nmounts: [data]\n", r"mounts\[0\]: 'data' is not an absolute"),
+        ("package: x\nports: [http]\n", r"ports\[0\]: 'http' is not a port"),
+        ("package: x\nports: ['80/icmp']\n", r"ports\[0\]: '80/icmp' is not a port"),
+        ("package: x\nports: [70000]\n", r"ports\[0\]: '70000/tcp' is not a port"),
         (
             "package: x\nno_runtime_libraries: [jvm]\n",
-            r"no_runtime_libraries: value error, 'jvm' is not one of interpreter, openssl, "
+            r"no_runtime_libraries: 'jvm' is not one of interpreter, openssl, "
             r"libgcc_s",
         ),
         (

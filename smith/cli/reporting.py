@@ -76,6 +76,12 @@ def hold_stop_signals() -> None:
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
 
 
+def report_stop(prog: str, stop: KeyboardInterrupt) -> NoReturn:
+    terminated = isinstance(stop, Terminated)
+    print(f"{prog}: {'terminated' if terminated else 'interrupted'}", file=sys.stderr)
+    sys.exit(143 if terminated else 130)  # 128 + SIGTERM or SIGINT, as a shell reports
+
+
 def exit_reporting(prog: str, debug: bool, body: Callable[[], int | None]) -> NoReturn:
     """Run `body`; exit with its status, or with one line on stderr for what it raised."""
     try:
@@ -90,12 +96,21 @@ def exit_reporting(prog: str, debug: bool, body: Callable[[], int | None]) -> No
         hold_stop_signals()
         if debug:
             raise
-        terminated = isinstance(stop, Terminated)
-        print(f"{prog}: {'terminated' if terminated else 'interrupted'}", file=sys.stderr)
-        sys.exit(143 if terminated else 130)  # 128 + SIGTERM or SIGINT, as a shell reports
+        report_stop(prog, stop)
     except BrokenPipeError:
         hold_stop_signals()
         sys.exit(141)
+    except RuntimeError as err:
+        # Python 3.11 wraps what a class's __set_name__ raises in a RuntimeError: a stop
+        # that lands in a class statement of an import (ipaddress's cached_property, seen
+        # with SIGTERM during a download's start) arrives dressed as one.
+        cause = err.__cause__
+        if not isinstance(cause, KeyboardInterrupt):
+            raise
+        hold_stop_signals()
+        if debug:
+            raise
+        report_stop(prog, cause)
     except OSError as err:
         # An OS error smith did not anticipate still names its file, on one line.
         hold_stop_signals()
@@ -103,7 +118,12 @@ def exit_reporting(prog: str, debug: bool, body: Callable[[], int | None]) -> No
             raise
         # Quoted, so that shorten() cuts a path thousands of characters long (ENAMETOOLONG).
         where = f": {err.filename!r}" if err.filename else ""
-        print(shorten(f"{prog}: error: {err.strerror or err}{where}"), file=sys.stderr)
+        line = f"{prog}: error: {err.strerror or err}{where}"
+        from smith.diskspace import FULL, full_disk_line  # only on an error
+
+        if err.errno in FULL:  # a write no step wrapped: still which disk, and what to do
+            line = f"{prog}: error: {full_disk_line(err)}"
+        print(shorten(line), file=sys.stderr)
         sys.exit(1)
     hold_stop_signals()
     sys.exit(status if isinstance(status, int) else 0)

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
 from smith.atomic import atomic_path, check_output, temp_beside
+from smith.diskspace import check_space
 from smith.errors import UsageError
 from smith.oci.blobs import BlobStore
 from smith.oci.compress import CompressedWriter, Compression
@@ -56,6 +57,10 @@ def save_layout(
         refuse_zstd_docker_archive(fmt, [layer.descriptor.media_type for layer in result.layers])
         write_docker_manifest(store, result, tag)
     tree = layout_tree(store.root)
+    # The archive holds the layout's files (plus headers; gzip only shrinks it): refused
+    # before it is written when it cannot fit beside the layout it is packed from.
+    need = sum(entry.size for entry in tree if entry.kind is Kind.FILE)
+    check_space(os.path.dirname(os.path.abspath(output)), need, f"the output {output!r}")
     with atomic_path(output) as tmp, open(tmp, "wb") as out:
         writer = CompressedWriter(out, Compression.GZIP if gz else Compression.NONE, lambda _: None)
         for chunk in stream_layer(tree, epoch):

@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 from urllib3.exceptions import HTTPError
 
 from smith import progress
+from smith.diskspace import check_space, writing_in
 from smith.errors import RegistryError
 from smith.leftovers import temp_dir
 from smith.limits import DOCUMENT_BYTES
@@ -146,6 +147,8 @@ def pull_into(
     store.add_bytes(data)
     blobs = list({d.digest: d for d in (config_desc, *layers)}.values())
     missing = sum(d.size for d in blobs if not store.has(d.digest))
+    # Their sizes are declared. The layout is a temporary directory: its parent is named.
+    check_space(os.path.dirname(store.root), missing, f"the blobs of {ref}")
     with progress.meter(missing):
         counts = run_parallel(
             lambda d, stop: fetch_blob(client, store, d, stop), blobs, client.options.jobs
@@ -200,7 +203,7 @@ def fetch_blob(
     hasher = hashlib.sha256()
     have = failures = 0
     try:
-        with open(tmp, "wb") as out:
+        with writing_in(os.path.dirname(store.root)), open(tmp, "wb") as out:
             while True:
                 resp = client.get_blob(desc.digest, have)
                 resumed = resp.headers.get("Content-Range", "").startswith(f"bytes {have}-")

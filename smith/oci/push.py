@@ -1,9 +1,10 @@
 """Push whole images to a registry: `push_image`, and `push_index` for multi-platform ones.
 
 Every blob the registry already has is skipped (HEAD), or mounted from another repository
-of the same registry; the others stream from disk, in one PUT, or in PATCH chunks above
-`chunk_size` (a dropped chunk resumes where the registry says it stands). The manifest goes
-last, so a tag never names an image with missing blobs.
+of the same registry (`mount_from`, tried for every blob; `known`, the repository that holds
+one blob, as a fleet's earlier pushes do); the others stream from disk, in one PUT, or in
+PATCH chunks above `chunk_size` (a dropped chunk resumes where the registry says it
+stands). The manifest goes last, so a tag never names an image with missing blobs.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import functools
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -93,13 +94,16 @@ def push_image(
     platform: Platform | None = None,
     docker_media: bool = False,
     mount_from: Sequence[str] = (),
+    known: Mapping[str, str] | None = None,
 ) -> PushResult:
     """Push the image at `source` (a layout, an archive, or another registry reference)."""
     options = options or RegistryOptions()
     target = as_reference(ref)
     with open_image(source, platform=platform, registry=options) as image:
-        client = RegistryClient(target, options, push=True, mount_from=mount_from)
-        return push_loaded(client, image, target, docker_media=docker_media, mount_from=mount_from)
+        client = RegistryClient(target, options, push=True, mount_from=scoped(mount_from, known))
+        return push_loaded(
+            client, image, target, docker_media=docker_media, mount_from=mount_from, known=known
+        )
 
 
 def push_index(
@@ -108,6 +112,7 @@ def push_index(
     *,
     options: RegistryOptions | None = None,
     mount_from: Sequence[str] = (),
+    known: Mapping[str, str] | None = None,
 ) -> PushResult:
     """Push every image of a multi-platform layout or archive, then the index under the tag
     (as `skopeo copy --all`). The layout holds either one image index, pushed byte for byte,
@@ -119,7 +124,7 @@ def push_index(
         if index is None:
             raise UsageError(f"{source} holds a single image: push it without --all")
         media_type, data, children = index.media_type, index.data, index.children
-        client = RegistryClient(target, options, push=True, mount_from=mount_from)
+        client = RegistryClient(target, options, push=True, mount_from=scoped(mount_from, known))
         uploaded = 0
         skipped: list[str] = []
         mounted: list[str] = []
@@ -127,7 +132,9 @@ def push_index(
             if desc.media_type not in (MEDIA_OCI_MANIFEST, MEDIA_DOCKER_MANIFEST):
                 raise UsageError(f"{source}: nested index {desc.digest} is not supported")
             image = read_image_manifest(root, source, desc)
-            one = push_loaded(client, image, target.with_digest(desc.digest), mount_from=mount_from)
+            one = push_loaded(
+                client, image, target.with_digest(desc.digest), mount_from=mount_from, known=known
+            )
             uploaded += one.uploaded
             skipped += one.skipped
             mounted += one.mounted
@@ -142,6 +149,7 @@ def push_loaded(
     *,
     docker_media: bool = False,
     mount_from: Sequence[str] = (),
+    known: Mapping[str, str] | None = None,
 ) -> PushResult:
     """Push one image through `client`: blobs first, then the manifest under `target`'s tag
     (or its digest, for the images of an index)."""
@@ -158,7 +166,9 @@ def push_loaded(
     def push_one(
         blob: tuple[Descriptor, str | Callable[[], str]], stop: threading.Event
     ) -> tuple[str, int]:
-        return push_blob(client, blob[0], blob[1], mount_from, stop)
+        holder = (known or {}).get(blob[0].digest)
+        repos = [holder, *(r for r in mount_from if r != holder)] if holder else mount_from
+        return push_blob(client, blob[0], blob[1], repos, stop)
 
     with progress.meter(sum(desc.size for desc, _ in blobs.values())):
         outcomes = run_parallel(push_one, list(blobs.values()), options.jobs)
@@ -175,6 +185,11 @@ def push_loaded(
         skipped=tuple(d for d, (state, _) in states.items() if state == "skipped"),
         mounted=tuple(d for d, (state, _) in states.items() if state == "mounted"),
     )
+
+
+def scoped(mount_from: Sequence[str], known: Mapping[str, str] | None) -> list[str]:
+    """The repositories a push may mount from: a token must grant pull on each."""
+    return list(dict.fromkeys([*mount_from, *sorted(set((known or {}).values()))]))
 
 
 def manifest_bytes(image: LoadedImage) -> tuple[bytes, str]:

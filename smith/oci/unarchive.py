@@ -9,7 +9,9 @@ from __future__ import annotations
 import os
 import posixpath
 
+from smith.diskspace import SpaceBudget, writing_in
 from smith.errors import ImageFormatError, UnsafePathError
+from smith.limits import expansion_bound
 from smith.oci.layerread import DecompressError, open_blob
 from smith.oci.tarstream import Member, TarFormatError, TarStream
 from smith.paths import normalize_path
@@ -26,11 +28,14 @@ def unpack_archive(archive: str, dest: str) -> None:
     if os.path.getsize(archive) == 0:
         raise ImageFormatError(f"{archive}: not a readable image archive (it is empty)")
     links: list[tuple[str, str]] = []
-    with open_blob(archive, archive) as reader:
+    # Each file's size is in its header: checked against the free space before it is written.
+    most = expansion_bound(os.path.getsize(archive))[0]
+    space = SpaceBudget(dest, f"unpacking {archive}", most)
+    with writing_in(dest), open_blob(archive, archive) as reader:
         stream = TarStream(reader.read_piece)
         try:
             for member in stream:
-                link = unpack_member(archive, dest, stream, member)
+                link = unpack_member(archive, dest, stream, member, space)
                 if link is not None:
                     links.append(link)
             reader.drain()
@@ -41,7 +46,7 @@ def unpack_archive(archive: str, dest: str) -> None:
 
 
 def unpack_member(
-    archive: str, dest: str, stream: TarStream, member: Member
+    archive: str, dest: str, stream: TarStream, member: Member, space: SpaceBudget
 ) -> tuple[str, str] | None:
     """Write one archive entry under `dest`; a relative symlink is returned, to be resolved
     once everything is read."""
@@ -56,6 +61,7 @@ def unpack_member(
         make_dirs(archive, target, name)
     elif member.isreg():
         make_dirs(archive, os.path.dirname(target), name)
+        space.claim(member.size)
         flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
         try:
             fd = os.open(target, flags, 0o644)

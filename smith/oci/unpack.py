@@ -39,8 +39,10 @@ from itertools import chain
 from typing import BinaryIO
 
 from smith import progress
+from smith.diskspace import SpaceBudget, writing_in
 from smith.entrytable import EntryTable
 from smith.errors import ImageFormatError, SmithError, UnsafePathError
+from smith.limits import expansion_bound
 from smith.links import LinkResolver
 from smith.oci.compress import Compression
 from smith.oci.layerread import READ_SIZE, DecompressError, LayerReader
@@ -259,7 +261,12 @@ class Applier:
         pack_path = os.path.join(self.store, f"layer-{loaded.index}.pack")
         self.pack_offset = 0
         spans = self.rule is not None and loaded.compression() is Compression.GZIP
+        # Each file's size is declared by its header: checked against the free space before
+        # its bytes are written (a layer's uncompressed size is known only once read).
+        most = expansion_bound(loaded.size)[0]
+        self.space = SpaceBudget(self.store, f"the files of layer {layer}", most)
         with (
+            writing_in(self.store),
             loaded.open(threaded=True, checkpoints=spans) as reader,
             open(pack_path, "wb", buffering=READ_SIZE) as pack,
         ):
@@ -388,6 +395,7 @@ class Applier:
                     return HostSlice(spans, offset, member.size)
                 return LayerSpan(spans, offset, member.size)
             body = chain(held, body)
+        self.space.claim(member.size)  # what is written only: a file left in the layer is not
         # The offset is counted here: BufferedWriter.tell() costs a system call.
         start = self.pack_offset
         for piece in body:

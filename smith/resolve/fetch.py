@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from smith.diskspace import CACHE, FULL, check_space, disk_full
 from smith.errors import PackageError, SmithError
 from smith.leftovers import sweep, tagged
 from smith.limits import CONNECT_TIMEOUT, DOCUMENT_BYTES, DOWNLOAD_BYTES, IDLE_TIMEOUT, Limit
@@ -170,20 +171,11 @@ def cache_temp(final: Path) -> Iterator[Path]:
             os.unlink(tmp)
 
 
-def check_space(directory: Path, need: int) -> None:
-    """Refuse a download of a declared size that cannot fit, before writing a byte of it."""
-    try:
-        st = os.statvfs(directory)
-    except OSError:
-        return  # no answer is no reason to fail: the write itself will say
-    free = st.f_bavail * st.f_frsize
-    if need > free:
-        raise SmithError(f"no space for {need} bytes in {str(directory)!r}: {free} bytes free")
-
-
 def disk_error(err: OSError, directory: Path) -> SmithError:
-    """A write that failed, named by the directory it went to (`No space left on device`
-    alone does not say which disk to clean)."""
+    """A write that failed, named by the directory it went to (a full disk as every full
+    disk is: smith.diskspace)."""
+    if err.errno in FULL:
+        return disk_full(err, directory, hint=CACHE)
     return SmithError(f"cannot write in {str(directory)!r}: {err.strerror or err}")
 
 
@@ -402,7 +394,7 @@ class Fetcher:
         h = hashlib.new(checksum.algo)
         # More than the metadata declares is refused (limit None), not downloaded to the end.
         most, limit = (size, None) if size > 0 else (DOWNLOAD_BYTES.count(), DOWNLOAD_BYTES)
-        check_space(final.parent, size)
+        check_space(final.parent, size, url, hint=CACHE)
         with cache_temp(final) as tmp:
             with open(tmp, "wb") as out, resp:
                 body = self._body(resp, url, most, limit, deadline)

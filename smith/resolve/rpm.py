@@ -364,6 +364,9 @@ def _extract(
     """Each payload entry, with a regular file's bytes put into the store on the way (the
     header says what is a regular file); `rows` gets every entry, for the payload record."""
     empty: HostFile | None = None
+    # The header declares every file's size: a package that cannot fit fails before any.
+    need = sum(rf.size for rf in by_path.values() if stat.S_ISREG(rf.mode))
+    store.check_room(need, f"the files of {name}")
     with open(pkg.path, "rb") as f:
         f.seek(pkg.payload_offset)
         stream = PayloadStream(f, name, os.fstat(f.fileno()).st_size - pkg.payload_offset)

@@ -8,14 +8,13 @@ after all of its bytes were written and hashed (write to a temporary name, then 
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from smith.errors import SmithError
+from smith.diskspace import CACHE, FULL, check_space, disk_full
 from smith.leftovers import sweep, tagged
 from smith.tree import HostFile
 
@@ -29,6 +28,10 @@ class ContentStore:
         self._tmp.mkdir(parents=True, exist_ok=True)
         sweep(self._tmp)  # what a killed run left
         self._made: set[str] = set()
+
+    def check_room(self, need: int, what: str) -> None:
+        """Refuse `what` (`need` bytes to store) before a byte of it is written."""
+        check_space(self._tmp, need, what, hint=CACHE)
 
     def path_for(self, digest: str) -> Path:
         return self.root / "sha256" / digest[:2] / digest
@@ -62,8 +65,8 @@ class ContentStore:
         except OSError as err:
             if os.path.exists(tmp):
                 os.unlink(tmp)
-            if err.errno in (errno.ENOSPC, errno.EDQUOT):  # which disk is full, not only that
-                raise SmithError(f"cannot write in {str(self._tmp)!r}: {err.strerror}") from None
+            if err.errno in FULL:  # which disk is full, not only that
+                raise disk_full(err, self._tmp, hint=CACHE) from None
             raise
         except BaseException:
             if os.path.exists(tmp):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -26,6 +27,7 @@ log = logging.getLogger("smith")
 
 if TYPE_CHECKING:
     from smith.build import BuildResult, IndexBuildResult
+    from smith.fleet_push import FleetPush
     from smith.oci.push import PushResult
     from smith.oci.reference import Reference
     from smith.oci.registry_options import RegistryOptions
@@ -38,7 +40,11 @@ if TYPE_CHECKING:
     "--push",
     metavar="REF",
     help="Also push the image to this registry reference (the registry flags apply, as to a "
-    "registry parent).",
+    "registry parent). Several RECIPEs: REF is a prefix HOST[/PATH] without a tag, and each "
+    "image goes to PREFIX/<name>:<tag> (<name> as -o DIR names it; <tag> that of the recipe's "
+    "tag: or --tag, else latest), one after the other, a blob an earlier image has mounted, "
+    "not uploaded again. A registry has no transactions: an image that fails to push is "
+    "named and the run fails, and the others stay pushed.",
 )
 @click.option(
     "-f",
@@ -104,7 +110,9 @@ def build_command(
         )
     sbom = sbom_formats(flags)
     registry = registry_options(flags)
-    target = parse_reference(push) if push else None  # bad input fails before the build
+    is_fleet = len(recipes) > 1 or share_layers
+    # Bad input fails before the build (a fleet's references: in build_many).
+    target = parse_reference(push) if push and not is_fleet else None
     for ref in (cache_from, cache_to):
         if ref:
             parse_reference(ref)
@@ -133,11 +141,9 @@ def build_command(
         cache_to=cache_to,
         share_layers=share_layers,
     )
-    if len(recipes) > 1 or share_layers:
-        if target is not None:
-            raise UsageError("--push names one image: push the recipes of a fleet one by one")
+    if is_fleet:
         fleet = recipes or (find_recipe(None),)
-        build_many(fleet, options, explain=explain, as_json=as_json, quiet=quiet)
+        build_many(fleet, options, push, explain=explain, as_json=as_json, quiet=quiet)
         return
     recipe_path = find_recipe(recipes[0] if recipes else None)
     # A locked recipe that did not change is taken from the build cache before the recipe's
@@ -162,9 +168,7 @@ def build_command(
         from smith.oci.push_referrers import push_referrers
 
         with progress.showing("uploading", quiet=quiet):
-            # Layers the registry cache holds on the same registry are mounted, not sent.
-            caches = [parse_reference(r) for r in (cache_to, cache_from) if r]
-            mount = [c.repository for c in caches if c.registry == target.registry]
+            mount = cache_mounts(target.registry, options)
             pushed = push_image(result.output, target, options=registry, mount_from=mount)
             push_referrers(result.output, target, pushed.digest, registry)  # SBOM etc. beside it
     if explain and not as_json:
@@ -181,6 +185,12 @@ def build_command(
         click.echo(one_line(result), err=True)
     if pushed_ref and not as_json and not quiet:
         click.echo(pushed_ref)
+
+
+def cache_mounts(registry: str, options: BuildOptions) -> list[str]:
+    """Layers the registry cache holds on the same registry are mounted, not sent."""
+    caches = [parse_reference(r) for r in (options.cache_to, options.cache_from) if r]
+    return [c.repository for c in caches if c.registry == registry]
 
 
 def print_explained(result: BuildResult | CachedBuild, prefix: str = "") -> None:
@@ -210,21 +220,41 @@ def one_line(result: BuildResult | CachedBuild) -> str:
 
 
 def build_many(
-    recipes: tuple[str, ...], options: BuildOptions, *, explain: bool, as_json: bool, quiet: bool
+    recipes: tuple[str, ...],
+    options: BuildOptions,
+    push: str | None,
+    *,
+    explain: bool,
+    as_json: bool,
+    quiet: bool,
 ) -> None:
-    """A fleet: every recipe built (the failing ones too, tried), then one report."""
+    """A fleet: every recipe built (the failing ones too, tried), each pushed with --push,
+    then one report."""
     from smith.build import IndexBuildResult
     from smith.fleet import build_fleet
+    from smith.fleet_push import FleetPush, fleet_targets, push_fleet
+    from smith.oci.registry_options import RegistryOptions
 
+    targets = fleet_targets([find_recipe(r) for r in recipes], options, push) if push else {}
     fleet = build_fleet(recipes, options)
+    pushes = FleetPush({}, {})
+    if targets:
+        outputs = [(r, res.output, isinstance(res, IndexBuildResult)) for r, res in fleet.built]
+        registries = {t.registry for t in targets.values()}
+        mount = [m for host in sorted(registries) for m in cache_mounts(host, options)]
+        with progress.showing("uploading", quiet=quiet):
+            pushes = push_fleet(outputs, targets, options.registry or RegistryOptions(), mount)
     summaries: list[dict[str, Any]] = []
     for recipe, result in fleet.built:
+        pushed = pushes.pushed.get(recipe)
+        if pushed is not None and not as_json and not quiet:
+            click.echo(f"{targets[recipe]}@{pushed.digest}")
         if isinstance(result, IndexBuildResult):
-            summaries.append(result.summary())
+            summaries.append({**result.summary(), **push_summary(recipe, targets, pushes)})
             if not quiet and not as_json:
                 click.echo(f"{result.output}: {result.index.digest}", err=True)
             continue
-        summaries.append(summary_of(result, explain))
+        summaries.append({**summary_of(result, explain), **push_summary(recipe, targets, pushes)})
         if explain and not as_json:
             print_explained(result, prefix=f"{recipe}\t")
             for extra in () if isinstance(result, CachedBuild) else result.extra:
@@ -236,6 +266,27 @@ def build_many(
     if as_json:
         click.echo(json.dumps(summaries, indent=2, sort_keys=True))
     fleet.check()
+    pushes.check(targets)
+
+
+def push_summary(
+    recipe: str, targets: Mapping[str, Reference], pushes: FleetPush
+) -> dict[str, Any]:
+    """--json of one image of a fleet: where it went and what its push sent."""
+    if recipe not in targets:
+        return {}
+    doc: dict[str, Any] = {"reference": str(targets[recipe])}
+    pushed = pushes.pushed.get(recipe)
+    if pushed is None:
+        doc["error"] = pushes.failed.get(recipe, "not built")
+    else:
+        doc.update(
+            digest=pushed.digest,
+            uploaded_bytes=pushed.uploaded,
+            mounted_blobs=len(pushed.mounted),
+            skipped_blobs=len(pushed.skipped),
+        )
+    return {"push": doc}
 
 
 def report_index(

@@ -12,9 +12,7 @@ from smith.cli.limit_flags import limit_option
 from smith.cli.main import cli
 from smith.cli.registry_flags import registry_options
 from smith.cli.settings_options import setting_options
-from smith.diff import diff_images
 from smith.errors import SmithError, as_trouble
-from smith.oci.index import chosen_platforms
 
 
 @cli.command("diff")
@@ -42,6 +40,10 @@ def diff_command(
 ) -> None:
     """Compare images A and B (OCI layouts, oci-archives, docker-archives, registry
     references) blob by role."""
+    # Here, not at the top: `smith diff --help` needs neither the image reader nor the differ.
+    from smith.diff import diff_images
+    from smith.oci.index import chosen_platforms
+
     registry = registry_options(flags)
     try:
         chosen = chosen_platforms(a, platforms, "diff")

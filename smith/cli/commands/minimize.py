@@ -16,23 +16,17 @@ from smith.cli.registry_flags import registry_options
 from smith.cli.sbom_flags import sbom_flags, sbom_formats
 from smith.cli.settings_options import setting_options
 from smith.errors import UsageError
-from smith.layering import merged_layering
-from smith.minimize import MinimizeOptions, MinimizeResult, minimize_image, minimize_platforms
-from smith.minimize_recipe import recipe_image
-from smith.oci.compress import parse_compression
-from smith.oci.image import EVERY_PLATFORM, SeveralPlatforms
-from smith.oci.index import chosen_platforms
-from smith.profile import read_profile
 from smith.settings import merged
 
 if TYPE_CHECKING:
+    from smith.minimize import MinimizeResult
     from smith.oci.output import IndexResult
 
 
 @cli.command()
 @click.argument("image", required=False)
 @setting_options("minimize", required=("output",))
-@click.option("--recipe", type=click.Path(dir_okay=False), help="smith.yaml naming the image.")
+@click.option("--recipe", help="smith.yaml naming the image (or its directory).")
 @sbom_flags
 @limit_option  # what the command reads is untrusted: its bounds, as flags
 def minimize(
@@ -63,6 +57,16 @@ def minimize(
 ) -> None:
     """Shrink IMAGE (OCI layout, oci-archive, docker-archive, or a registry reference such
     as docker://HOST/REPO:TAG) to its program and its needs."""
+    # Imported here, not at the top: `smith minimize --help` needs none of them (the
+    # image reader, the shrink core and the recipe schema are ~300 modules).
+    from smith.layering import merged_layering
+    from smith.minimize import MinimizeOptions, minimize_image, minimize_platforms
+    from smith.minimize_recipe import recipe_image
+    from smith.oci.compress import parse_compression
+    from smith.oci.image import EVERY_PLATFORM, SeveralPlatforms
+    from smith.oci.index import chosen_platforms
+    from smith.profile import read_profile
+
     options = MinimizeOptions(
         paths=paths,
         excludes=excludes,

@@ -113,6 +113,7 @@ def image_repos(
     configs: list[RepoConfig] = []
     arch, excludes = DEFAULT_ARCH, tuple[str, ...]()
     if recipe:
+        recipe = find_recipe(recipe)  # a directory holding smith.yaml, as for a RECIPE
         loaded = load_recipe(recipe)
         configs += repo_configs(loaded, recipe)
         arch, excludes = loaded.arch, loaded.excludes

@@ -30,9 +30,7 @@ if TYPE_CHECKING:
     "--output",
     help=f"The profile to write (default: {DEFAULT_NAME} beside the recipe, or here).",
 )
-@click.option(
-    "--recipe", type=click.Path(dir_okay=False), help="smith.yaml whose package: names the image."
-)
+@click.option("--recipe", help="smith.yaml whose package: names the image (or its directory).")
 @click.option(
     "--check", "checks", multiple=True, help="A command run inside once it runs; must exit 0."
 )
