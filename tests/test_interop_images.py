@@ -169,13 +169,14 @@ def buildah_images(work: Path, rootfs: Path) -> dict[str, Path]:
         "podman-oci-archive": work / "podman.oar",
         "podman-oci-dir": work / "podman-oci",
         "podman-docker-archive": work / "podman.dar",
+        "podman-docker-dir": work / "podman-docker-dir",
     }
     run(*buildah, "push", "-q", "bb:1", f"oci-archive:{out['buildah-oci-archive']}")
     run(*buildah, "push", "-q", "bb:1", f"oci:{out['buildah-oci']}")
     run(*buildah, "push", "-q", "bb:1", f"docker-archive:{out['buildah-docker-archive']}")
     zstd = ["--compression-format", "zstd"]
     run(*buildah, "push", "-q", *zstd, "bb:1", f"oci:{out['buildah-zstd']}")
-    for fmt in ("oci-archive", "oci-dir", "docker-archive"):
+    for fmt in ("oci-archive", "oci-dir", "docker-archive", "docker-dir"):
         run(*podman, "save", "--format", fmt, "-o", out[f"podman-{fmt}"], "localhost/bb:1")
     run(*buildah, "rm", container)
     return out
@@ -289,6 +290,7 @@ def test_docker_save_of_two_images_needs_a_name(
         "podman-oci-archive",
         "podman-oci-dir",
         "podman-docker-archive",
+        "podman-docker-dir",
     ],
 )
 def test_buildah_and_podman_images(
@@ -300,11 +302,12 @@ def test_buildah_and_podman_images(
     assert minimize_and_run(str(source), tmp_path, "--path", "/data") == BUILDAH_OUTPUT
 
 
-@pytest.mark.parametrize("transport", ["oci", "oci-archive", "docker-archive"])
+@pytest.mark.parametrize("transport", ["oci", "oci-archive", "docker-archive", "dir"])
 def test_skopeo_copies(buildah_images: dict[str, Path], tmp_path: Path, transport: str) -> None:
     skopeo = require_tool("skopeo")
-    dest = tmp_path / ("copy" if transport == "oci" else "copy.tar")
-    ref = f"{transport}:{dest}:" + ("sk:1" if transport == "docker-archive" else "sk")
+    dest = tmp_path / ("copy" if transport in ("oci", "dir") else "copy.tar")
+    names = {"docker-archive": ":sk:1", "dir": ""}  # dir: holds one image, unnamed
+    ref = f"{transport}:{dest}" + names.get(transport, ":sk")
     run(skopeo, "copy", "-q", f"oci:{buildah_images['buildah-oci']}", ref)
     assert minimize_and_run(str(dest), tmp_path, "--path", "/data") == BUILDAH_OUTPUT
 

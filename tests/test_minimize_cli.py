@@ -280,6 +280,11 @@ def test_bad_input_is_one_line_and_leaves_nothing(
 def test_missing_image_and_unwritable_output(image: Path, tmp_path: Path) -> None:
     proc = run("minimize", str(tmp_path / "nope"), "-o", str(tmp_path / "o"), tmpdir=tmp_path)
     assert proc.returncode != 0 and "no image at" in proc.stderr
+    assert "docker://" not in proc.stderr  # a path: no registry hint
+    # A registry reference without its docker:// is a path that does not exist: say so.
+    proc = run("minimize", "127.0.0.1:5000/team/app:1", "-o", str(tmp_path / "o"), tmpdir=tmp_path)
+    assert proc.returncode != 0 and proc.stderr.count("\n") == 1
+    assert "(a registry image is named docker://127.0.0.1:5000/team/app:1)" in proc.stderr
     proc = run("minimize", str(image), "-o", str(tmp_path / "no/such/dir/o"), tmpdir=tmp_path)
     assert proc.returncode != 0 and "does not exist" in proc.stderr
     assert proc.stderr.count("\n") == 1

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, cast
@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, cast
 from smith.errors import ImageFormatError
 from smith.leftovers import temp_dir
 from smith.limits import DOCUMENT_BYTES, json_document
-from smith.oci.blobs import DIGEST_RE, blob_file, check_blob_file, verify_blob
+from smith.oci.blobs import DIGEST_RE, blob_file, check_blob_file, check_digest_form, verify_blob
 from smith.oci.compress import Compression
 from smith.oci.image import (
     ANNOTATION_REF_NAME,
@@ -98,7 +98,16 @@ def unpacked(source: str) -> Iterator[str]:
         yield source
         return
     if not os.path.exists(source):
-        raise ImageFormatError(f"no image at {source!r}")
+        first = source.split("/", 1)[0]
+        looks_remote = (
+            "/" in source
+            and not first.startswith(".")  # ./x, ../x: a path
+            and ("." in first or ":" in first or first == "localhost")  # HOST[:PORT]/REPO
+        )
+        raise ImageFormatError(
+            f"no image at {source!r}",
+            hint=f"a registry image is named docker://{source}" if looks_remote else "",
+        )
     if not stat.S_ISREG(os.stat(source).st_mode):  # /dev/zero, a FIFO: endless or blocking
         raise ImageFormatError(f"{source!r} is not an image: neither a directory nor a file")
     with temp_dir("smith-image-") as tmp:
@@ -109,6 +118,8 @@ def unpacked(source: str) -> Iterator[str]:
 def read_unpacked(root: str, source: str, platform: Platform | None, name: str) -> LoadedImage:
     if os.path.exists(os.path.join(root, "index.json")):
         return read_layout(root, source, platform, name)
+    if is_directory_transport(root):
+        return read_directory_transport(root, source, platform, name)
     if os.path.exists(os.path.join(root, "manifest.json")):
         return read_docker_archive(root, source, name)
     raise ImageFormatError(
@@ -153,7 +164,11 @@ def read_blob_json(root: str, source: str, desc: Descriptor, what: str) -> Any:
 
 def read_blob_document(root: str, source: str, desc: Descriptor, what: str) -> tuple[bytes, Any]:
     """A JSON blob's bytes and value, checked against its descriptor."""
-    path = blob_file(root, desc.digest)
+    return read_document_at(blob_file(root, desc.digest), source, desc, what)
+
+
+def read_document_at(path: str, source: str, desc: Descriptor, what: str) -> tuple[bytes, Any]:
+    """The JSON document in file `path`: its bytes and value, checked against `desc`."""
     verify_blob(path, desc.digest, desc.size, f"{source}: {what}")
     return read_json(path, f"{source}: {what} {desc.digest}")
 
@@ -164,20 +179,36 @@ def read_image_manifest(
     """The image that manifest `desc` of the layout at `root` describes: the manifest and
     config checked, each layer's presence and size (its content where it is read)."""
     manifest_raw, manifest = read_blob_document(root, source, desc, "manifest")
+    return image_of_manifest(
+        source, desc, manifest_raw, manifest, lambda digest: blob_file(root, digest), checked
+    )
+
+
+def image_of_manifest(
+    source: str,
+    desc: Descriptor,
+    manifest_raw: bytes,
+    manifest: Any,
+    blob_at: Callable[[str], str],
+    checked: bool,
+) -> LoadedImage:
+    """The image an image manifest (already checked against `desc`) describes, its config
+    and layers in the files `blob_at(digest)` names."""
     try:
         config_desc = Descriptor.from_json(manifest["config"])
         layers = tuple(Descriptor.from_json(layer) for layer in manifest.get("layers") or [])
     except (KeyError, TypeError, ValueError) as err:
         raise ImageFormatError(f"{source}: manifest {desc.digest} is malformed ({err})") from None
-    config_raw, config = read_blob_document(root, source, config_desc, "config")
+    config_path = blob_at(config_desc.digest)
+    config_raw, config = read_document_at(config_path, source, config_desc, "config")
     diff_ids = config_diff_ids(config, f"{source}: config {config_desc.digest}")
-    paths = [blob_file(root, layer.digest) for layer in layers]
+    paths = [blob_at(layer.digest) for layer in layers]
     for layer, path in zip(layers, paths, strict=True):
         check_blob_file(path, layer.digest, layer.size, f"{source}: layer")
     return LoadedImage(
         source, desc, manifest, config_desc, config,
         image_layers(source, layers, diff_ids, paths, checked=checked),
-        blob_file(root, config_desc.digest),
+        config_path,
         manifest_bytes=manifest_raw, config_bytes=config_raw,
     )  # fmt: skip
 
@@ -293,6 +324,54 @@ def pick_manifest(
             )
         return chosen
     raise ImageFormatError(f"{source}: indexes nested too deeply")
+
+
+DIRECTORY_TRANSPORT = b"Directory Transport Version: "
+
+
+def is_directory_transport(root: str) -> bool:
+    """skopeo's and podman's `dir:` form (`skopeo copy … dir:D`, `podman save --format
+    docker-dir|oci-dir`… of containers/image): a `version` file saying so, manifest.json
+    the image's own manifest (a docker-archive's is a list), each blob a file named by its
+    hex digest, and with --all each instance's manifest as HEX.manifest.json."""
+    try:
+        with open(os.path.join(root, "version"), "rb") as f:
+            return f.read(len(DIRECTORY_TRANSPORT)) == DIRECTORY_TRANSPORT
+    except OSError:
+        return False
+
+
+def read_directory_transport(
+    root: str, source: str, platform: Platform | None, name: str
+) -> LoadedImage:
+    """The image of a `dir:` directory (see is_directory_transport)."""
+    if name:
+        raise ImageFormatError(f"{source}: a dir: copy holds one image; it has no {name!r}")
+
+    def blob_at(digest: str) -> str:
+        return os.path.join(root, check_digest_form(digest).removeprefix("sha256:"))
+
+    raw, top = read_json(os.path.join(root, "manifest.json"), f"{source}: manifest.json")
+    if not isinstance(top, dict):
+        raise ImageFormatError(f"{source}: manifest.json is not a manifest")
+    media_type = top.get("mediaType")
+    if not isinstance(media_type, str):  # optional in an OCI manifest or index
+        media_type = MEDIA_OCI_INDEX if "manifests" in top else MEDIA_OCI_MANIFEST
+    desc = Descriptor(media_type, "sha256:" + hashlib.sha256(raw).hexdigest(), len(raw))
+    if media_type in (MEDIA_OCI_INDEX, MEDIA_DOCKER_LIST):
+
+        def instance(d: Descriptor) -> str:
+            return blob_at(d.digest) + ".manifest.json"
+
+        desc = pick_manifest(
+            top,
+            source,
+            platform,
+            "",
+            lambda d: read_document_at(instance(d), source, d, "index")[1],
+        )
+        raw, top = read_document_at(instance(desc), source, desc, "manifest")
+    return image_of_manifest(source, desc, raw, top, blob_at, False)
 
 
 def read_docker_archive(root: str, source: str, name: str = "") -> LoadedImage:
