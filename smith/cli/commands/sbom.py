@@ -3,29 +3,34 @@
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from smith import provenance
 from smith.cli.limit_flags import limit_option
 from smith.cli.main import cli
 from smith.cli.registry_flags import registry_options
 from smith.cli.settings_options import setting_options
 from smith.errors import ImageFormatError, UsageError
-from smith.oci.image import parse_platform
-from smith.oci.reading import read_unpacked, split_image_name, unpacked
-from smith.oci.reference import Reference, is_registry_reference, parse_reference
-from smith.oci.referrers import layout_referrers
-from smith.oci.registry_options import RegistryOptions
-from smith.sbom import cyclonedx, spdx
 
-# `provenance` is no SBOM, but it is attached and printed the same way.
-FORMATS = {
-    "spdx": spdx.MEDIA_TYPE,
-    "cyclonedx": cyclonedx.MEDIA_TYPE,
-    "provenance": provenance.MEDIA_TYPE,
-}
+if TYPE_CHECKING:
+    from smith.oci.reference import Reference
+    from smith.oci.registry_options import RegistryOptions
+
+# `provenance` is no SBOM, but it is attached and printed the same way. The names only:
+# `smith sbom --help` loads no SBOM writer, no image reader (media_type() when it runs).
+FORMATS = ("cyclonedx", "provenance", "spdx")
+
+
+def media_type(fmt: str) -> str:
+    from smith import provenance
+    from smith.sbom import cyclonedx, spdx
+
+    return {
+        "spdx": spdx.MEDIA_TYPE,
+        "cyclonedx": cyclonedx.MEDIA_TYPE,
+        "provenance": provenance.MEDIA_TYPE,
+    }[fmt]
 
 
 @cli.command("sbom")
@@ -33,7 +38,7 @@ FORMATS = {
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(sorted(FORMATS)),
+    type=click.Choice(FORMATS),
     default="spdx",
     show_default=True,
     help="Which attached SBOM to print.",
@@ -51,12 +56,17 @@ def sbom_command(image: str, fmt: str, platform: str | None, **flags: Any) -> No
     referrers API) as it is stored: the exact bytes whose digest the referrer names. Of a
     multi-platform image each platform's manifest has its own (--platform; in a registry,
     name that manifest by its digest)."""
+    from smith.oci.image import parse_platform
+    from smith.oci.reading import read_unpacked, split_image_name, unpacked
+    from smith.oci.reference import is_registry_reference, parse_reference
+    from smith.oci.referrers import layout_referrers
+
     if is_registry_reference(image):
         if platform:
             raise UsageError(
                 f"--platform reads a layout or archive: name {image}'s manifest @DIGEST"
             )
-        data = registry_document(parse_reference(image), FORMATS[fmt], registry_options(flags))
+        data = registry_document(parse_reference(image), media_type(fmt), registry_options(flags))
         if data is None:
             raise ImageFormatError(f"{image} has no {fmt} document attached")
         sys.stdout.buffer.write(data)
@@ -65,7 +75,7 @@ def sbom_command(image: str, fmt: str, platform: str | None, **flags: Any) -> No
     path, name = split_image_name(image, "")
     with unpacked(path) as root:
         loaded = read_unpacked(root, path, parse_platform(platform) if platform else None, name)
-        found = layout_referrers(root, loaded.manifest_descriptor.digest, image, FORMATS[fmt])
+        found = layout_referrers(root, loaded.manifest_descriptor.digest, image, media_type(fmt))
     if not found:
         raise ImageFormatError(
             f"{image} has no {fmt} SBOM attached",
