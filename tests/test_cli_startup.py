@@ -105,6 +105,7 @@ def test_the_build_command_imports_no_network_client_until_it_downloads() -> Non
         "minimize",
         "diff",
         "sbom",
+        "keygen",
     ],
 )
 def test_a_command_help_imports_no_library_of_the_command(command: str) -> None:

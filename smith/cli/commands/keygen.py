@@ -9,7 +9,6 @@ import click
 from smith.atomic import atomic_path
 from smith.cli.main import cli
 from smith.errors import UsageError
-from smith.signing.keys import generate_keypair, read_passphrase
 
 
 @cli.command("keygen")
@@ -32,6 +31,8 @@ def keygen_command(prefix: str, passphrase_file: str | None, force: bool) -> Non
     """Generate an ECDSA P-256 key pair in cosign's format: `skopeo copy
     --sign-by-sigstore-private-key PREFIX.key` signs with it, a policy.json `sigstoreSigned`
     entry with `keyPath: PREFIX.pub` checks it."""
+    from smith.signing.keys import generate_keypair, read_passphrase  # cryptography: when run
+
     private, public = f"{prefix}.key", f"{prefix}.pub"
     for path in (private, public):
         if os.path.lexists(path) and not force:
