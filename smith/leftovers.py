@@ -32,7 +32,12 @@ def remove_path(path: str) -> None:
         if os.path.isdir(path) and not os.path.islink(path):
             import shutil  # here: importing it costs every command's start (bz2, lzma)
 
-            shutil.rmtree(path, ignore_errors=True)
+            # Again if something wrote into it while it went (a transfer thread that was
+            # still finishing a block): rmtree then leaves that directory behind.
+            for _attempt in range(3):
+                shutil.rmtree(path, ignore_errors=True)
+                if not os.path.lexists(path):
+                    break
         else:
             with suppress(FileNotFoundError):
                 os.unlink(path)

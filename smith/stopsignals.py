@@ -15,7 +15,11 @@ import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+# SIGALRM too: it is how a stop that Python swallowed (raised in a __del__ or a weakref
+# callback) is raised again 5 ms later (smith/cli/reporting.py stop_again_later). Not
+# held, it raised that stop inside the very lines held here (a rmtree of a temporary
+# directory, a name not yet recorded), and the temporary file stayed behind.
+STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGALRM}
 
 
 @contextmanager

@@ -329,3 +329,32 @@ def test_a_live_runs_temporary_files_are_left_alone(tmp_path: Path) -> None:
         path.write_text("x")
     sweep(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([alive.name, other.name])
+
+
+def test_a_stop_raised_again_later_waits_for_the_held_lines() -> None:
+    """A stop Python swallowed (raised in a __del__) is raised again by a 5 ms SIGALRM
+    (stop_again_later). That alarm is held like SIGINT: raised inside a held block (a
+    temporary directory's rmtree, a name not yet recorded) it left the file behind."""
+    import threading
+    import time
+
+    from smith.stopsignals import stop_signals_held
+
+    def stop(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is not threading.main_thread():
+        unavailable("signal handlers are installed from the main thread only")
+    previous = signal.signal(signal.SIGALRM, stop)
+    reached = False
+    try:
+        with pytest.raises(KeyboardInterrupt), stop_signals_held():
+            signal.setitimer(signal.ITIMER_REAL, 0.002)
+            end = time.monotonic() + 0.05
+            while time.monotonic() < end:  # the alarm comes due in here: held
+                pass
+            reached = True
+        assert reached
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)

@@ -73,7 +73,7 @@ def hold_stop_signals() -> None:
     """From here on the outcome is decided: a late SIGINT or SIGTERM stays pending until
     the process is gone. The interpreter's shutdown restores the default actions, under
     which a signal would still turn a finished run's exit status into -15."""
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM, signal.SIGALRM})
 
 
 def report_stop(prog: str, stop: KeyboardInterrupt) -> NoReturn:

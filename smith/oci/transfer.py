@@ -4,6 +4,7 @@ few threads that stop together."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
@@ -11,6 +12,7 @@ from smith.oci.reference import Reference, parse_reference
 from smith.stopsignals import stop_signals_held
 
 T = TypeVar("T")
+STOP_GRACE = 2.0  # seconds the workers get to finish their block once told to stop
 R = TypeVar("R")
 
 
@@ -61,6 +63,15 @@ def run_parallel(work: Callable[[T, threading.Event], R], items: Sequence[T], jo
             thread.join()
     finally:
         stop.set()
+        # On an error or a stop signal the caller's cleanup removes the directory the
+        # workers write in: a worker still inside its block could create a file there while
+        # rmtree runs, and that directory would survive it (seen: a Ctrl-C in a download
+        # left its staging layout behind). So the workers get a moment to see `stop`; one
+        # stalled on a socket is not waited for past it.
+        deadline = time.monotonic() + STOP_GRACE
+        for thread in threads:
+            if thread.ident is not None:  # started
+                thread.join(max(0.0, deadline - time.monotonic()))
     if errors:
         raise errors[0]
     return [results[i] for i in range(len(items))]
