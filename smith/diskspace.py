@@ -117,5 +117,6 @@ class SpaceBudget:
         if free is None:
             self.checked_to = self.written + self.CHECK_EVERY
             return
-        check_space(self.directory, size, self.what)
+        if size > free:
+            check_space(self.directory, size, self.what)  # asked again: it names the numbers
         self.checked_to = self.written - size + min(free, max(size, self.CHECK_EVERY))

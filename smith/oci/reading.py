@@ -349,7 +349,9 @@ def read_directory_transport(
         raise ImageFormatError(f"{source}: a dir: copy holds one image; it has no {name!r}")
 
     def blob_at(digest: str) -> str:
-        return os.path.join(root, check_digest_form(digest).removeprefix("sha256:"))
+        return os.path.join(
+            root, check_digest_form(digest, f"{source}: blob").removeprefix("sha256:")
+        )
 
     raw, top = read_json(os.path.join(root, "manifest.json"), f"{source}: manifest.json")
     if not isinstance(top, dict):
