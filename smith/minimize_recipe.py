@@ -14,7 +14,7 @@ from smith.layering import merged_layering
 from smith.minimize import MinimizeOptions
 from smith.oci.compress import parse_compression
 from smith.profile import recipe_profile
-from smith.recipe import RuntimeSet, find_recipe, load_recipe
+from smith.recipe_file import find_recipe
 from smith.rootfs import rootfs_of
 from smith.settings import merged
 
@@ -37,6 +37,10 @@ def read_minimize_recipe(
     """(the image the recipe names, `options` with the recipe's settings added): the
     recipe's `compression`, `source_date_epoch`, `tag` and `layers` apply unless the flag
     (the argument) is given, as for every setting (smith/settings.py)."""
+    # The recipe's schema (pydantic, yaml: ~170 ms of imports) only when there is a recipe:
+    # `smith minimize IMAGE` has none.
+    from smith.recipe import RuntimeSet, load_recipe
+
     recipe = load_recipe(path)
     if not recipe.package:
         raise RecipeError(f"{path}: `package:` must name the image to minimize")
