@@ -48,7 +48,7 @@ from tests.rpm_universe import cached_universe, start_http_server
 PROJECT = Path(__file__).resolve().parent.parent
 SMITH = str(Path(sys.executable).with_name("smith"))
 RPM_MAGIC = b"\xed\xab\xee\xdb"
-FLOOR = "import smith.build, smith.cli.commands.build, smith.resolve.fetch, requests"
+FLOOR = "import smith.build, smith.cli.commands.build, smith.resolve.fetch, smith.resolve.transport"
 # The command line (click) and the recipe's schema (pydantic, yaml): what even a build that
 # fails on its recipe pays.
 RECIPE_FLOOR = "import smith.cli.main, smith.cli.commands.build, smith.recipe"
