@@ -226,11 +226,20 @@ def fault_server(root: Path, *, tls: tuple[Path, Path] | None = None) -> Iterato
         httpd.socket = ctx.wrap_socket(httpd.socket, server_side=True)
         scheme = "https"
     state.url = f"{scheme}://127.0.0.1:{httpd.server_address[1]}/"
+    with serving(httpd, state.stopping):
+        yield state
+
+
+@contextmanager
+def serving(httpd: ThreadingHTTPServer, stopping: threading.Event | None = None) -> Iterator[None]:
+    """`httpd` answering on a thread of its own; `stopping` is set before it shuts down
+    (what holds a connection open waits for it)."""
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     try:
-        yield state
+        yield
     finally:
-        state.stopping.set()
+        if stopping is not None:
+            stopping.set()
         httpd.shutdown()
         httpd.server_close()

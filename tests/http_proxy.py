@@ -5,12 +5,13 @@ Proxy-Authorization. Conditional headers go through, so a 304 comes back as a 30
 from __future__ import annotations
 
 import http.client
-import threading
 import urllib.parse
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from tests.fault_server import serving
 
 FORWARDED = ("If-None-Match", "If-Modified-Since", "Accept-Encoding", "Authorization")
 
@@ -55,10 +56,5 @@ def http_proxy() -> Iterator[Proxy]:
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(proxy))
     httpd.daemon_threads = True
     proxy.url = f"http://127.0.0.1:{httpd.server_address[1]}"
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(httpd):
         yield proxy
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
