@@ -44,20 +44,20 @@ class Transport:
     def get(self, url: str, headers: Mapping[str, str]) -> urllib3.BaseHTTPResponse:
         """The answer to GET `url` after redirects; its body unread. urllib3's errors
         propagate."""
-        login = credentials(url)
+        first, login = url, credentials(url)
         for _ in range(MAX_REDIRECTS + 1):
             resp = self._get_once(url, headers, login)
             location = resp.headers.get("Location")
             if resp.status not in REDIRECT_STATUS or not location:
                 return resp
-            drain(resp)  # a redirect's body is not read to its end: it may have none
+            drain(resp)  # a long or endless body goes with its connection, unread
             target = redirected(url, location)
             if not same_server(url, target):
                 # Credentials stay with the server they were given for; another server
                 # gets its own (its URL's, its netrc entry), as with requests.
                 login = credentials(target)
             url = target
-        raise PackageError(f"download of {url} failed: more than {MAX_REDIRECTS} redirects")
+        raise PackageError(f"download of {first} failed: more than {MAX_REDIRECTS} redirects")
 
     def _get_once(
         self, url: str, headers: Mapping[str, str], login: tuple[str, str] | None
