@@ -11,8 +11,9 @@
   asked; and the same with a smith.lock and --locked (the key is found before the recipe's
   schema is loaded). Wall and CPU seconds (the machine is shared: CPU moves less);
 - the floor, in steps: `smith --version` (the interpreter, click, the command line), then
-  the recipe's schema (pydantic, yaml), `python -c 'import smith.build'`, and with the
-  command line and the HTTP client a download imports: what a build pays before any work;
+  the recipe's schema (pydantic, yaml; a one-key recipe validated, which builds the
+  validator), `import smith.build`, and with the command line and the HTTP client
+  (urllib3) a download imports: what a build pays before any work;
 - `python -c pass` as the load reference.
 
 smith is byte-compiled first (bench.timing.byte_compile), as an installed one is.
@@ -48,10 +49,14 @@ from tests.rpm_universe import cached_universe, start_http_server
 PROJECT = Path(__file__).resolve().parent.parent
 SMITH = str(Path(sys.executable).with_name("smith"))
 RPM_MAGIC = b"\xed\xab\xee\xdb"
-FLOOR = "import smith.build, smith.cli.commands.build, smith.resolve.fetch, requests"
+# Each floor validates a one-key recipe too: the schema's validator is built on first use
+# (defer_build), and every build pays for building it.
+VALIDATE = "; smith.recipe.Recipe.model_validate({'package': 'x'})"
+FLOOR = "import smith.build, smith.cli.commands.build, smith.resolve.transport" + VALIDATE
 # The command line (click) and the recipe's schema (pydantic, yaml): what even a build that
 # fails on its recipe pays.
-RECIPE_FLOOR = "import smith.cli.main, smith.cli.commands.build, smith.recipe"
+RECIPE_FLOOR = "import smith.cli.main, smith.cli.commands.build, smith.recipe" + VALIDATE
+BUILD_FLOOR = "import smith.build" + VALIDATE
 RPM_INSTALL: tuple[str, ...] = ("rpm", "--dbpath", "/var/lib/rpm", "--force-debian", "-i")
 RPM_INSTALL += ("--nodeps", "--noscripts", "--nosignature")
 
@@ -140,9 +145,7 @@ def main() -> None:
                 # modules a build imports (click, pydantic, yaml, solv, the OCI writer).
                 command_case("floor: smith --version", [SMITH, "--version"]),
                 command_case("floor: + recipe schema", [sys.executable, "-c", RECIPE_FLOOR]),
-                command_case(
-                    "floor: import smith.build", [sys.executable, "-c", "import smith.build"]
-                ),
+                command_case("floor: import smith.build", [sys.executable, "-c", BUILD_FLOOR]),
                 command_case("floor: + CLI, HTTP client", [sys.executable, "-c", FLOOR]),
             ]
 

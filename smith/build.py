@@ -38,7 +38,6 @@ from smith.oci.compress import parse_compression
 from smith.oci.image import Descriptor, ImageConfig, Platform
 from smith.oci.layout import choose_format
 from smith.oci.output import PlatformImage
-from smith.oci.reading import open_image
 from smith.oci.reference import is_registry_reference
 from smith.oci.writer import ImageResult
 from smith.partial import (
@@ -443,6 +442,9 @@ def stage_build(
             if is_registry_reference(recipe.parent)
             else relative_to(recipe.parent, base)
         )
+        # Here: the image readers (layouts, archives, registries) serve a parent alone.
+        from smith.oci.reading import open_image
+
         try:
             parent = stack.enter_context(
                 open_image(ref, platform=config.platform, registry=options.registry)

@@ -3,8 +3,7 @@
 A socket timeout alone bounds only the wait for each byte: a server that trickles a byte a
 second keeps a read of a megabyte going for days. So a body is read with read1, which
 returns as soon as any bytes arrive, and the deadline is checked between reads. Shared by
-the repository fetcher (requests) and the registry client (urllib3): both hand over the
-urllib3 response.
+the repository fetcher and the registry client: both hand over the urllib3 response.
 """
 
 from __future__ import annotations
@@ -19,6 +18,7 @@ if TYPE_CHECKING:
 from smith.limits import DEADLINE, Limit, expansion_bound, over_limit
 
 CHUNK = 1 << 20
+DRAIN_LIMIT = 64 << 10  # a longer unread body costs the connection, not its download
 
 
 def deadline_from_now() -> float:
@@ -66,3 +66,19 @@ def decoded(
     if most < bound:
         return Inflated(body, codec, bound=most, limit=limit, what=body.what)
     return Inflated(body, codec, bound=bound, limit=which, what=body.what)
+
+
+def drain(resp: urllib3.BaseHTTPResponse) -> None:
+    """Give the connection back to the pool when the rest of the body is short; drop it
+    when the body is long, of unknown length, or cannot be read."""
+    import contextlib
+
+    from urllib3.exceptions import HTTPError  # loaded already: `resp` is urllib3's
+
+    length = resp.headers.get("Content-Length", "")
+    with contextlib.suppress(HTTPError, OSError):
+        if length.isdigit() and int(length) <= DRAIN_LIMIT:
+            resp.drain_conn()
+        else:
+            resp.close()
+    resp.release_conn()

@@ -11,6 +11,12 @@ import posixpath
 
 from smith.errors import UnsafePathError
 
+# No runtime can use a longer name (the kernel's PATH_MAX), and smith's tree walks go
+# (recursively) one or two frames per directory level: a layer (or a rootfs/) deeper than
+# this is refused by name, not crashed on.
+MAX_NAME_BYTES = 4096
+MAX_DEPTH = 256
+
 
 def normalize_path(path: str, *, what: str = "path") -> str:
     """Return `path` in canonical root-relative form, or raise UnsafePathError.

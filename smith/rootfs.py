@@ -8,8 +8,7 @@ from collections.abc import Iterable
 
 from smith.conventions import ORIGIN as CONVENTIONS_ORIGIN
 from smith.errors import UnsafePathError
-from smith.oci.unpack import MAX_DEPTH, MAX_NAME_BYTES
-from smith.paths import climbs_out, normalize_path, parent_paths
+from smith.paths import MAX_DEPTH, MAX_NAME_BYTES, climbs_out, normalize_path, parent_paths
 from smith.tree import Entry, FileTree, Kind
 
 ORIGIN = "rootfs/"
@@ -35,7 +34,7 @@ def overlay_rootfs(tree: FileTree, rootfs: str) -> None:
     for entry in entries:
         if posixpath.basename(entry.path) == ".gitignore":
             continue
-        # The bounds of a layer's names (see unpack.py): past them, the tree walks after
+        # The bounds of a layer's names (smith/paths.py): past them, the tree walks after
         # this one slow down with the square of the depth and no runtime could use the path.
         depth = entry.path.count("/") + 1
         if depth > MAX_DEPTH or len(os.fsencode(entry.path)) > MAX_NAME_BYTES:

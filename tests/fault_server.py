@@ -3,7 +3,9 @@
 `server.plan(path, "500", "reset", ...)` queues faults for the next requests of `path`;
 `server.always(path, fault)` makes every request of it fail so (retries included); when
 neither applies the file is served correctly. `server.routes[path] = (body, headers)`
-serves bytes that are no file (a registry's API answers).
+serves bytes that are no file (a registry's API answers); `server.redirects[path] =
+location` answers it with a 302 there. `server.authorization[path]` lists the
+Authorization header of each request of it ("" when none).
 
 Faults:
 - "404", "500"; "wrong" (every byte flipped); "truncate" (half the body, then close,
@@ -55,6 +57,8 @@ class FaultServer:
         self.faults: dict[str, deque[str]] = defaultdict(deque)
         self.permanent: dict[str, str] = {}
         self.routes: dict[str, tuple[bytes, dict[str, str]]] = {}
+        self.redirects: dict[str, str] = {}
+        self.authorization: defaultdict[str, list[str]] = defaultdict(list)
         self.hits: Counter[str] = Counter()
         self.stopping = threading.Event()
         self.statuses: defaultdict[str, list[int]] = defaultdict(list)
@@ -87,6 +91,13 @@ def _handler(server: FaultServer) -> type[BaseHTTPRequestHandler]:
         def do_GET(self) -> None:
             path = self.path.lstrip("/").split("?", 1)[0]
             fault = server._next_fault(path)
+            server.authorization[path].append(self.headers.get("Authorization", ""))
+            if path in server.redirects:
+                self.send_response(302)
+                self.send_header("Location", server.redirects[path])
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
             route = server.routes.get(path)
             file = server.root / path
             if fault == "404" or (route is None and not file.is_file()):
@@ -215,11 +226,20 @@ def fault_server(root: Path, *, tls: tuple[Path, Path] | None = None) -> Iterato
         httpd.socket = ctx.wrap_socket(httpd.socket, server_side=True)
         scheme = "https"
     state.url = f"{scheme}://127.0.0.1:{httpd.server_address[1]}/"
+    with serving(httpd, state.stopping):
+        yield state
+
+
+@contextmanager
+def serving(httpd: ThreadingHTTPServer, stopping: threading.Event | None = None) -> Iterator[None]:
+    """`httpd` answering on a thread of its own; `stopping` is set before it shuts down
+    (what holds a connection open waits for it)."""
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     try:
-        yield state
+        yield
     finally:
-        state.stopping.set()
+        if stopping is not None:
+            stopping.set()
         httpd.shutdown()
         httpd.server_close()

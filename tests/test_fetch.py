@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +14,7 @@ from smith.resolve.fetch import Checksum, Fetcher
 from smith.resolve.repo import RepoConfig, load_repos
 from smith.resolve.solver import resolve
 from tests.fault_server import FaultServer, fault_server
+from tests.http_proxy import http_proxy
 from tests.rpm_universe import Universe
 from tests.tls import self_signed
 
@@ -219,3 +221,51 @@ def test_no_validators_no_kept_copy_and_damage_means_download(
 def test_offline_still_refuses_repomd(server: FaultServer, tmp_path: Path) -> None:
     with pytest.raises(PackageError, match="offline mode"):
         fetcher_for(tmp_path, offline=True).fetch_revalidated(server.url + REPOMD)
+
+
+def basic(login: str) -> str:
+    return "Basic " + base64.b64encode(login.encode()).decode()
+
+
+def test_downloads_go_through_the_environment_proxy(
+    rpm_universe: Universe, server: FaultServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    want = checksum_of(rpm_universe.root / PKG)
+    for name in ("http_proxy", "all_proxy", "no_proxy", "ALL_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    with http_proxy() as proxy:
+        monkeypatch.setenv("HTTP_PROXY", proxy.url.replace("http://", "http://user:s%40cret@"))
+        f = fetcher_for(tmp_path)
+        assert checksum_of(f.fetch(server.url + PKG, want)) == want
+        assert proxy.asked == [server.url + PKG]
+        assert proxy.auth == [basic("user:s@cret")]
+        # NO_PROXY as requests read it: an IPv4 network in CIDR form too.
+        monkeypatch.setenv("NO_PROXY", "10.0.0.0/8, 127.0.0.0/8")
+        assert f.fetch_bytes(server.url + REPOMD) == (server.root / REPOMD).read_bytes()
+        assert len(proxy.asked) == 1 and server.hits[REPOMD] == 1
+
+
+def test_redirects_stay_on_http_and_credentials_stay_with_their_host(
+    rpm_universe: Universe, server: FaultServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = (rpm_universe.root / PKG).read_bytes()
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine localhost login other password theirs\n")
+    monkeypatch.setenv("NETRC", str(netrc))
+    f = fetcher_for(tmp_path)
+    with_login = server.url.replace("http://", "http://me:mine@")
+    server.redirects["moved.rpm"] = "/" + PKG
+    assert f.fetch_bytes(with_login + "moved.rpm") == data
+    assert server.authorization["moved.rpm"] == server.authorization[PKG] == [basic("me:mine")]
+    # Another host (another name of this one) gets its own credentials, never these.
+    server.redirects["away.rpm"] = server.url.replace("127.0.0.1", "localhost") + PKG
+    assert f.fetch_bytes(with_login + "away.rpm") == data
+    assert server.authorization[PKG][-1] == basic("other:theirs")
+    server.redirects["file.rpm"] = "file:///etc/passwd"
+    with pytest.raises(PackageError, match=r"redirects to 'file:///etc/passwd': only http"):
+        f.fetch_bytes(server.url + "file.rpm")
+    assert server.hits["file.rpm"] == 1  # refused, not retried
+    server.redirects["loop"] = "/loop"
+    with pytest.raises(PackageError, match="more than 10 redirects"):
+        f.fetch_bytes(server.url + "loop")
+    assert server.hits["loop"] == 11

@@ -20,6 +20,7 @@ import yaml
 
 from smith.resolve.revalidate import not_modified
 from tests.golden_recipes import recipe_copy
+from tests.http_proxy import http_proxy
 from tests.rpm_universe import Universe, start_http_server
 from tests.test_buildcache import smith
 from tests.tools import require_tool
@@ -62,7 +63,7 @@ def test_warm_unlocked_build_is_the_cold_build_without_resolving(
         k: v for k, v in cold.items() if k not in ("output", "cache")
     }
     imported = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines()}
-    forbidden = {"smith.build", "smith.recipe", "pydantic", "yaml", "solv", "requests", "urllib3"}
+    forbidden = {"smith.build", "smith.recipe", "pydantic", "yaml", "solv", "urllib3"}
     forbidden |= {"http.client", "encodings.idna", "smith.oci.writer", "smith.resolve.elf"}
     assert not imported & forbidden
     # --offline asks no server: the memo cannot tell, and the build says what it always did.
@@ -182,8 +183,14 @@ def test_conditional_request_counts_only_a_304(
     assert not not_modified(url + ".missing", current)  # a 404
     # A validator is a server's words: never sent when it would add a header of its own.
     assert not not_modified(url, {"last-modified": current["last-modified"] + "\r\nX-A: b"})
-    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
-    assert not not_modified(url, current)  # requests would go through the proxy
+    for name in ("http_proxy", "all_proxy", "no_proxy", "ALL_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    with http_proxy() as proxy:  # asked as a download would be: through the proxy
+        monkeypatch.setenv("HTTP_PROXY", proxy.url)
+        assert not_modified(url, current)
+        assert proxy.asked == [url]
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")  # a proxy that is down: no answer
+    assert not not_modified(url, current)
 
 
 def test_conditional_request_to_a_silent_server_is_bounded(

@@ -6,7 +6,7 @@ import hashlib
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from smith.errors import UsageError
 from smith.layering import MAX_LAYERS
@@ -21,9 +21,7 @@ from smith.oci.layout import (
     save_layout,
     staging_layout,
 )
-from smith.oci.loaded import LoadedImage
 from smith.oci.reference import check_tag
-from smith.oci.referrers import Artifact, write_referrer
 from smith.oci.writer import (
     ImageResult,
     Layer,
@@ -33,6 +31,12 @@ from smith.oci.writer import (
     write_platform_index,
 )
 from smith.tree import FileTree
+
+if TYPE_CHECKING:
+    # Types only: a parent image and attached artifacts load their modules (the layer
+    # reader, the referrers) where they are made; a plain build writes neither.
+    from smith.oci.loaded import LoadedImage
+    from smith.oci.referrers import Artifact, Referrer
 
 log = logging.getLogger(__name__)
 
@@ -67,13 +71,20 @@ def write_image(
         image = PlatformImage(tree, config, parent, annotations, tuple(layers))
         result = stage_image(store, image, compression, epoch, cache_dir)
         attached = [
-            write_referrer(store, result.manifest, artifact)
+            attach(store, result.manifest, artifact)
             for artifact in (referrers(result) if referrers is not None else ())
         ]
         index = write_index(store, result, tag, [r.index_entry() for r in attached])
         result = replace(result, index="sha256:" + hashlib.sha256(index).hexdigest())
         save_layout(store, result, output, out_format, gz=gz, tag=tag, epoch=epoch)
     return result
+
+
+def attach(store: BlobStore, manifest: Descriptor, artifact: Artifact) -> Referrer:
+    """`artifact` written beside the image as a referrer of `manifest`."""
+    from smith.oci.referrers import write_referrer  # only a build with artifacts needs it
+
+    return write_referrer(store, manifest, artifact)
 
 
 @dataclass(frozen=True)
@@ -123,7 +134,7 @@ def write_index_image(
         # Each platform's artifacts refer to its own manifest, as one image's do (and as
         # `docker buildx` attests each platform): listed in index.json after the index.
         attached = [
-            write_referrer(store, result.manifest, artifact).index_entry()
+            attach(store, result.manifest, artifact).index_entry()
             for image, result in zip(images, results, strict=True)
             if image.referrers is not None
             for artifact in image.referrers(result)

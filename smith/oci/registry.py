@@ -29,7 +29,7 @@ from urllib3.exceptions import HTTPError, InsecureRequestWarning, SSLError
 
 from smith.errors import LimitError, RegistryError
 from smith.limits import CONNECT_TIMEOUT, DOCUMENT_BYTES, IDLE_TIMEOUT, json_document
-from smith.netread import BoundedBody, deadline_from_now
+from smith.netread import BoundedBody, deadline_from_now, drain
 from smith.oci.auth import Challenge, Credentials, find_credentials, parse_challenges
 from smith.oci.reference import Reference
 from smith.oci.registry_options import RegistryOptions
@@ -45,7 +45,6 @@ logging.getLogger("urllib3").setLevel(logging.WARNING)
 RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 REDIRECT_STATUS = frozenset({301, 302, 303, 307, 308})
 BLOCK_SIZE = 1 << 20  # socket writes and reads: 16 KiB (urllib3's default) costs CPU at 200 MB
-DRAIN_LIMIT = 64 << 10  # a longer unread body costs the connection, not its download
 MAX_BACKOFF = 30.0
 SYSTEM_CERT_DIRS = ("/etc/docker/certs.d", "/etc/containers/certs.d")
 
@@ -461,18 +460,6 @@ def access(scopes: Sequence[str]) -> str:
 
 def with_query(url: str, **params: str) -> str:
     return url + ("&" if "?" in url else "?") + urlencode(params)
-
-
-def drain(resp: urllib3.BaseHTTPResponse) -> None:
-    """Give the connection back to the pool when the rest of the body is short; drop it
-    when the body is long, of unknown length, or cannot be read."""
-    length = resp.headers.get("Content-Length", "")
-    with contextlib.suppress(HTTPError, OSError):
-        if length.isdigit() and int(length) <= DRAIN_LIMIT:
-            resp.drain_conn()
-        else:
-            resp.close()
-    resp.release_conn()
 
 
 def read_some(resp: urllib3.BaseHTTPResponse, limit: int) -> bytes:

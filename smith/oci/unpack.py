@@ -49,16 +49,11 @@ from smith.oci.layerread import READ_SIZE, DecompressError, LayerReader
 from smith.oci.layerspan import GzipSpans
 from smith.oci.loaded import LoadedImage, LoadedLayer
 from smith.oci.tarstream import Member, TarFormatError, TarStream
-from smith.paths import climbs_out
+from smith.paths import MAX_DEPTH, MAX_NAME_BYTES, climbs_out
 from smith.tree import Content, Entry, FileTree, HostSlice, InlineBytes, Kind, LayerSpan
 
 WHITEOUT = ".wh."
 OPAQUE = ".wh..wh..opq"
-# No runtime can use a longer name (the kernel's PATH_MAX), and smith's tree walks go
-# (recursively) one or two frames per directory level: a layer deeper than this is
-# refused by name, not crashed on.
-MAX_NAME_BYTES = 4096
-MAX_DEPTH = 256
 
 
 ELF_MAGIC = b"\x7fELF"

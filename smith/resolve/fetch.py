@@ -30,15 +30,16 @@ from typing import TYPE_CHECKING
 from smith.diskspace import CACHE, FULL, check_space, disk_full
 from smith.errors import PackageError, SmithError
 from smith.leftovers import sweep, tagged
-from smith.limits import CONNECT_TIMEOUT, DOCUMENT_BYTES, DOWNLOAD_BYTES, IDLE_TIMEOUT, Limit
+from smith.limits import DOCUMENT_BYTES, DOWNLOAD_BYTES, Limit
 from smith.netread import CHUNK, BoundedBody, deadline_from_now, decoded
 from smith.resolve.revalidate import is_remote as is_remote
 from smith.resolve.revalidate import kept_paths, read_kept
 
 if TYPE_CHECKING:
-    import requests
+    import urllib3
 
     from smith.inflate import Readable
+    from smith.resolve.transport import Transport
 
 log = logging.getLogger(__name__)
 
@@ -132,14 +133,12 @@ class _Retry(Exception):
 
 def read_network(body: Readable) -> bytes:
     """The next bytes of a download; a network failure becomes worth another attempt."""
-    import requests  # imported once a download runs: see _session_get
-    import urllib3
+    import urllib3  # imported once a download runs: see _transport
 
     try:
         return body.read(CHUNK)
-    # What a read raises when the connection stalls or breaks: requests', urllib3's (read1
-    # goes to urllib3 directly) and the socket's own.
-    except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as err:
+    # What a read raises when the connection stalls or breaks: urllib3's and the socket's.
+    except (urllib3.exceptions.HTTPError, OSError) as err:
         raise _Retry(type(err).__name__) from None
 
 
@@ -196,24 +195,23 @@ class Fetcher:
         self.timeout = timeout
         self.retries = retries
         self.backoff = backoff
-        self._local = threading.local()
+        self._client: Transport | None = None
+        self._lock = threading.Lock()
 
     # -- cache ---------------------------------------------------------------------------
 
     def cached_path(self, checksum: Checksum) -> Path:
         return self.cache_dir / "blobs" / checksum.algo / checksum.hexdigest
 
-    def _session_get(self) -> requests.Session:
-        # One session (a connection pool) per thread: requests does not promise that a
-        # session is safe to share between the threads of fetch_packages.
-        session: requests.Session | None = getattr(self._local, "session", None)
-        if session is None:
-            # Imported here: a build from local repositories never downloads (~0.15 s).
-            import requests
+    def _transport(self) -> Transport:
+        # One client (its connection pools) for the threads of fetch_packages.
+        with self._lock:
+            if self._client is None:
+                # Imported here: a build from local repositories never downloads (urllib3).
+                from smith.resolve.transport import Transport
 
-            session = requests.Session()
-            self._local.session = session
-        return session
+                self._client = Transport(self.timeout)
+            return self._client
 
     # -- fetching ------------------------------------------------------------------------
 
@@ -314,7 +312,7 @@ class Fetcher:
             if "last-modified" in kept[1]:
                 headers["If-Modified-Since"] = kept[1]["last-modified"]
         resp = self._response(url, headers, not_modified=kept is not None)
-        if resp.status_code == 304 and kept is not None:
+        if resp.status == 304 and kept is not None:
             resp.close()
             return kept
         with resp:
@@ -345,41 +343,42 @@ class Fetcher:
 
     def _response(
         self, url: str, headers: dict[str, str] | None = None, *, not_modified: bool = False
-    ) -> requests.Response:
+    ) -> urllib3.BaseHTTPResponse:
         """A 200 response (or with `not_modified`, also a 304) to GET `url`."""
-        import requests
+        import urllib3
 
-        # requests' read timeout is the wait for each byte: the idle timeout. The total
-        # deadline is netread's, checked between reads.
-        timeout = (
-            min(CONNECT_TIMEOUT.value(), self.timeout),
-            min(IDLE_TIMEOUT.value(), self.timeout),
-        )
+        from smith.resolve.transport import describe
+
         try:
-            resp = self._session_get().get(url, headers=headers, stream=True, timeout=timeout)
-        except requests.exceptions.SSLError as err:
+            resp = self._transport().get(url, headers or {})
+        except urllib3.exceptions.SSLError as err:
             # A certificate that does not verify will not verify on the next attempt either.
             raise PackageError(f"TLS error fetching {url}: {err.__context__ or err}") from None
-        except requests.RequestException as err:
-            raise _Retry(describe_request_error(err)) from None
-        if resp.status_code >= 500 or resp.status_code == 429:
+        except (urllib3.exceptions.HTTPError, OSError) as err:
+            raise _Retry(describe(err)) from None
+        if resp.status >= 500 or resp.status == 429:
             resp.close()
-            raise _Retry(f"HTTP {resp.status_code}")
-        if resp.status_code == 304 and not_modified:
+            raise _Retry(f"HTTP {resp.status}")
+        if resp.status == 304 and not_modified:
             return resp
-        if resp.status_code != 200:
+        if resp.status != 200:
             resp.close()
             # 404 and friends will not change by asking again.
-            raise PackageError(f"download of {url} failed: HTTP {resp.status_code}")
+            raise PackageError(f"download of {url} failed: HTTP {resp.status}")
         return resp
 
     def _body(
-        self, resp: requests.Response, url: str, most: int, limit: Limit | None, deadline: float
+        self,
+        resp: urllib3.BaseHTTPResponse,
+        url: str,
+        most: int,
+        limit: Limit | None,
+        deadline: float,
     ) -> Readable:
         # The wire's bytes may be a compressed (Content-Encoding) form of the file: both the
         # wire and the file are bounded, the file by what the metadata says it is.
-        wire = BoundedBody(resp.raw, url, deadline=deadline, most=most, limit=limit)
-        return decoded(resp.raw, wire, most=most, limit=limit)
+        wire = BoundedBody(resp, url, deadline=deadline, most=most, limit=limit)
+        return decoded(resp, wire, most=most, limit=limit)
 
     def _get(self, url: str, most: int, limit: Limit, deadline: float) -> bytes:
         resp = self._response(url)
@@ -419,20 +418,3 @@ class Fetcher:
                 shutil.copyfile(path, tmp)
                 os.replace(tmp, final)
         return final
-
-
-def describe_request_error(err: requests.RequestException) -> str:
-    """What happened, in the words a user searches for: requests' ConnectionError covers
-    a refused connection, an unknown host and a reset alike."""
-    import requests  # loaded already: `err` is one of its exceptions
-
-    text = str(err)
-    if "Connection refused" in text:
-        return "connection refused"
-    if "Name or service not known" in text or "Failed to resolve" in text:
-        return "host not found"
-    if isinstance(err, requests.Timeout):
-        return f"timed out ({type(err).__name__})"
-    if "Connection reset" in text:
-        return "connection reset"
-    return type(err).__name__

@@ -6,34 +6,29 @@ A warm build asks less: only whether that copy is still current, before it may r
 earlier resolution (smith/resolution_memo.py). Only a 304 Not Modified counts; any other
 answer (200, a redirect, 401, an error, a timeout) is "cannot tell", and the caller then
 does the full build, whose fetcher downloads, follows redirects, retries and reports as it
-always does. So the request here needs none of that, and none of requests or http.client
-(~35 ms of imports on a path where that is a third of the command): one GET on a socket,
-and its status line. It is sent the way the fetcher would send it, or not at all: never
-through a proxy (one set in the environment means "cannot tell"), TLS verified against the
-bundle requests uses (certifi's, or REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE when set).
+always does. So the request here needs none of that, and none of urllib3 or http.client
+(~30 ms of imports on a path where that is a quarter of the command): one GET on a socket,
+and its status line, TLS verified as the fetcher verifies (smith/netenv.py). Only a request
+the fetcher would send through a proxy or with credentials (from the URL or netrc) goes
+through the fetcher's own client (smith/resolve/transport.py) instead: then the request is
+the one a download would send, and a proxy is not a miss.
 
-Nothing here imports more than the standard library's socket (and ssl for https).
+The socket path imports no more than the standard library's socket (and ssl for https).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import time
 import urllib.parse
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from smith.limits import CONNECT_TIMEOUT, IDLE_TIMEOUT
+from smith.netenv import ca_context, credentials, proxy_for
 
-if TYPE_CHECKING:
-    import ssl
-
-PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy")
-CA_VARIABLES = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
 STATUS_LINE = re.compile(rb"HTTP/1\.[01] (\d{3})[ \r]")
 STATUS_BYTES = 256  # a status line is far shorter; a server sending no line end is a miss
 # What may go into a request line or a header as it is: no controls, no spaces, no
@@ -86,11 +81,11 @@ def not_modified(url: str, validators: Mapping[str, str]) -> bool:
     if (
         not headers
         or parts.scheme not in ("http", "https")
-        or parts.username is not None
-        or behind_proxy()
         or not all(PLAIN.fullmatch(v) for v in (parts.netloc, target, *headers.values()))
     ):
         return False
+    if proxy_for(url) is not None or credentials(url) is not None:
+        return not_modified_as_fetched(url, headers)
     lines = [f"GET {target} HTTP/1.1", f"Host: {parts.netloc}", "Connection: close"]
     lines += [f"{name}: {value}" for name, value in headers.items()]
     request = ("\r\n".join(lines) + "\r\n\r\n").encode("ascii")
@@ -104,7 +99,7 @@ def not_modified(url: str, validators: Mapping[str, str]) -> bool:
         address = (host.encode("ascii") if host.isascii() else host, port)
         with socket.create_connection(address, timeout=timeout) as raw:  # type: ignore[arg-type]
             conn = (
-                tls_context().wrap_socket(raw, server_hostname=parts.hostname)
+                ca_context().wrap_socket(raw, server_hostname=parts.hostname)
                 if parts.scheme == "https"
                 else raw
             )
@@ -123,16 +118,16 @@ def not_modified(url: str, validators: Mapping[str, str]) -> bool:
     return status is not None and status.group(1) == b"304"
 
 
-def behind_proxy() -> bool:
-    return any(os.environ.get(v) or os.environ.get(v.upper()) for v in PROXY_VARIABLES)
+def not_modified_as_fetched(url: str, headers: dict[str, str]) -> bool:
+    """The conditional GET through the fetcher's client (its proxy, its credentials)."""
+    import urllib3
 
+    from smith.errors import PackageError
+    from smith.resolve.transport import Transport
 
-def tls_context() -> ssl.SSLContext:
-    import ssl
-
-    bundle = next((os.environ[v] for v in CA_VARIABLES if os.environ.get(v)), None)
-    if bundle is None:
-        import certifi  # requests' own default bundle (it depends on certifi)
-
-        bundle = certifi.where()
-    return ssl.create_default_context(cafile=bundle)
+    try:
+        resp = Transport(min(CONNECT_TIMEOUT.value(), IDLE_TIMEOUT.value())).get(url, headers)
+    except (urllib3.exceptions.HTTPError, OSError, PackageError):
+        return False
+    resp.close()
+    return resp.status == 304
