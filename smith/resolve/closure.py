@@ -254,10 +254,11 @@ class ClosureWalker:
         self._plain_lists: dict[tuple[bool, Abi, tuple[str, ...]], int] = {}
         self._lib_dirs: dict[Abi, str] = {}
         self._modules_done: set[str] = set()
-        # Directories kept whole (extras.add_tree), with the names skipped in them: a tree
-        # reached again (perl and perl5.36.0 are one file; /usr/share/perl/5.36 links to
-        # 5.36.0) would only repeat keeps that are done, at a few syscalls per file.
-        self.trees_done: set[tuple[str, frozenset[str]]] = set()
+        # Directories kept whole (extras.add_tree), with the names skipped in them and the
+        # suffix of the files read: a tree reached again (perl and perl5.36.0 are one file;
+        # /usr/share/perl/5.36 links to 5.36.0) would only repeat keeps that are done, at a
+        # few syscalls per file.
+        self.trees_done: set[tuple[str, frozenset[str], str]] = set()
         # Every dynamic ELF file the walker has read (elf_info), by path: the run-time rules
         # look for libc and libcrypto among the kept ones (kept_elf_files), and the kept
         # paths are mostly data (a standard library), files without an ELF reading.

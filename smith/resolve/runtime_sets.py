@@ -82,6 +82,13 @@ PERL_TREES = (
     "usr/lib64/perl5",
 )
 RUBY_TREES = ("usr/lib/ruby/[0-9]*", "usr/lib/*/ruby/[0-9]*", "usr/lib64/ruby", "usr/share/ruby")
+# What the three interpreters dlopen from their standard library: extension modules, named
+# with a suffix ending in this one (Python's importlib.machinery.EXTENSION_SUFFIXES on
+# Linux: .cpython-311-x86_64-linux-gnu.so, .abi3.so, .so; perl's and ruby's dlext, "so").
+# Every other file is source or data to them, never mapped by ld.so: kept unread (reading
+# the first bytes of each of ~3,800 files was most of the rule's time; the one ELF file
+# among them on Debian, python3.11's config-3.11-*/python.o, is not dynamic).
+MODULE_SUFFIX = ".so"
 
 
 def add_runtime_rules(walker: ClosureWalker, rules: tuple[str, ...]) -> None:
@@ -135,7 +142,7 @@ def add_interpreter_trees(walker: ClosureWalker) -> None:
             walk = walker.walker.walk(directory)
             for link in walk.links:
                 walker.keep(link, Reason(Step.SYMLINK, by=real, name=f"/{directory}"))
-            add_tree(walker, walk.path, reason, skip=SITE_DIRS)
+            add_tree(walker, walk.path, reason, skip=SITE_DIRS, module_suffix=MODULE_SUFFIX)
 
 
 def interpreter_trees(walker: ClosureWalker, base: str) -> list[str]:
