@@ -3,7 +3,8 @@ floor and its peers, interleaved in the same run (min and median of ROUNDS):
 
 - smith in one process (ClosureWalker, cold: fresh caches, every file parsed);
 - the floor: a minimal `struct` reader of the same files (every start and every library the
-  closure opened: ELF header, program headers, dynamic section, string table), no search;
+  closure opened: ELF header, program headers, dynamic section, the span of the string
+  table that holds the DT_NEEDED names), no search;
 - `smith closure / FILES... --keep-going`, the command a user runs, and the same without
   its run-time rules (the closure lddtree computes);
 - `lddtree -l FILES...` run the way its users run it: Debian's /usr/bin/python3 with
@@ -79,14 +80,18 @@ def floor_read(files: list[str]) -> int:
             f.seek(dynamic[0])
             tags = list(struct.iter_unpack("<qQ", f.read(dynamic[1])))
             strtab = next(v for t, v in tags if t == 5)
-            strsz = next(v for t, v in tags if t == 10)
             offset = next(o + strtab - v for v, s, o in loads if v <= strtab < v + s)
-            f.seek(offset)
-            table = f.read(strsz)
-            for tag, value in tags:
-                if tag == 1:
-                    table[value : table.index(b"\0", value)].decode()
-                    count += 1
+            names = [v for t, v in tags if t == 1]
+            if not names:
+                continue
+            # The span of the string table that holds the names (the table itself holds
+            # every symbol's name too: megabytes no closure needs to read).
+            low, high = min(names), max(names) + 256
+            f.seek(offset + low)
+            span = f.read(high - low)
+            for value in names:
+                span[value - low : span.index(b"\0", value - low)].decode()
+                count += 1
     return count
 
 

@@ -87,6 +87,9 @@ STRING_TAGS = frozenset((DT_NEEDED, DT_SONAME, DT_RPATH, DT_RUNPATH))
 # caps only exist so that a forged size cannot make us read or loop without end.
 MAX_DYNAMIC_BYTES = 1 << 20
 MAX_STRTAB_BYTES = 64 << 20
+# Read past the last loader string of a dynamic string table, for its end (a SONAME or a
+# DT_NEEDED name is a few dozen bytes; a longer string, such as a long RPATH, reads the rest).
+STRING_SPAN_SLACK = 256
 # Read at once from the start of the file: the ELF header and a dozen program headers take
 # under 1 KiB; a page is what one read costs anyway.
 PREFIX_BYTES = 4096
@@ -186,14 +189,18 @@ class _Source:
         # A host file is read with pread: one call per table instead of a seek and a read.
         self.fd = stream.fileno() if isinstance(stream, io.FileIO) else -1
 
-    def read(self, offset: int, length: int, what: str, name: str) -> bytes:
-        """`length` bytes at `offset`; `what` they are and the file's `name` only make the
-        message of an error (formatted then, not on every read)."""
+    def check(self, offset: int, length: int, what: str, name: str) -> None:
+        """Raise ElfError unless `length` bytes at `offset` lie in the file; `what` they are
+        and the file's `name` only make the message (formatted then, not on every read)."""
         if offset < 0 or length < 0 or offset + length > self.size:
             raise ElfError(
                 f"malformed ELF file {name}: {what} lies outside the file "
                 f"({offset}+{length} > {self.size} bytes)"
             )
+
+    def read(self, offset: int, length: int, what: str, name: str) -> bytes:
+        """`length` bytes at `offset` (checked first, see check)."""
+        self.check(offset, length, what, name)
         end = offset + length
         if end <= len(self.prefix):
             return self.prefix[offset:end]
@@ -247,12 +254,9 @@ def _parse(stream: BinaryIO, name: str, prefix: bytes) -> ElfInfo:
     runpath: list[str] = []
     soname = ""
     if strings:
-        strtab = _read_strtab(src, strtab_address, strtab_size, loads, name)
-        for tag, offset in strings:
-            if offset >= len(strtab):
-                raise ElfError(f"malformed ELF file {name}: string offset {offset} out of range")
-            end = strtab.find(b"\0", offset)
-            raw = strtab[offset:] if end < 0 else strtab[offset:end]
+        offsets = [offset for _, offset in strings]
+        raws = _read_strings(src, strtab_address, strtab_size, loads, offsets, name)
+        for (tag, _), raw in zip(strings, raws, strict=True):
             # Names are bytes to the loader; keep undecodable ones exactly, as paths are.
             text = raw.decode("utf-8", "surrogateescape")
             if tag == DT_NEEDED:
@@ -378,11 +382,22 @@ def _read_dynamic(
     return layout.iter_unpack(data[: len(data) - len(data) % layout.size])
 
 
-def _read_strtab(
-    src: _Source, address: int, size: int, loads: list[tuple[int, int, int]], name: str
-) -> bytes:
-    """The dynamic string table, found as ld.so finds it: DT_STRTAB (`address`, -1 when
-    absent) through the PT_LOADs; `size` is DT_STRSZ or -1."""
+def _read_strings(
+    src: _Source,
+    address: int,
+    size: int,
+    loads: list[tuple[int, int, int]],
+    offsets: list[int],
+    name: str,
+) -> list[bytes]:
+    """The strings at `offsets` of the dynamic string table, found as ld.so finds it:
+    DT_STRTAB (`address`, -1 when absent) through the PT_LOADs; `size` is DT_STRSZ or -1.
+
+    Only the span from the first string to the end of the last is read: the table holds
+    every dynamic symbol's name too (megabytes in a C++ library), and the loader's own
+    strings are a few dozen bytes of it (a closure of /usr/bin read 26.9 MB of tables for
+    56 KB of names). The whole table must still lie in the file, as when it was read.
+    """
     if address < 0:
         raise ElfError(f"malformed ELF file {name}: dynamic section has no DT_STRTAB")
     for vaddr, filesz, offset in loads:
@@ -393,4 +408,19 @@ def _read_strtab(
     else:
         raise ElfError(f"malformed ELF file {name}: DT_STRTAB {address:#x} is in no PT_LOAD")
     length = min(size if size >= 0 else available, available, MAX_STRTAB_BYTES)
-    return src.read(file_offset, length, "dynamic string table", name)
+    src.check(file_offset, length, "dynamic string table", name)
+    for offset in offsets:
+        if offset >= length:
+            raise ElfError(f"malformed ELF file {name}: string offset {offset} out of range")
+    low = min(offsets)
+    high = min(length, max(offsets) + STRING_SPAN_SLACK)
+    span = src.read(file_offset + low, high - low, "dynamic string table", name)
+    raws: list[bytes] = []
+    for offset in offsets:
+        end = span.find(b"\0", offset - low)
+        if end < 0 and high < length:  # a string longer than the slack: the rest of the table
+            span += src.read(file_offset + high, length - high, "dynamic string table", name)
+            high = length
+            end = span.find(b"\0", offset - low)
+        raws.append(span[offset - low :] if end < 0 else span[offset - low : end])
+    return raws
