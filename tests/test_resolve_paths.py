@@ -81,11 +81,13 @@ def test_both_roots_list_kinds_as_kind_says(tmp_path: Path) -> None:
         "file": Kind.FILE,
         "link": Kind.SYMLINK,
     }
-    assert directory.read_magic("file") == b"\x7fELF"
+    assert directory.read_at("file", 0, 4) == b"\x7fELF"
+    assert directory.read_at("file", 2, 100) == (tmp_path / "file").read_bytes()[2:102]
     tree = FileTree()
     tree.add_dir("d")
     tree.add_file("d/f", InlineBytes(b"#!/bin/sh\n"))
     tree.add_symlink("d/l", "f")
     tree_root = TreeRoot(tree)
     assert tree_root.list_kinds("d") == [("f", Kind.FILE), ("l", Kind.SYMLINK)]
-    assert tree_root.read_magic("d/f") == b"#!/b"
+    assert tree_root.read_at("d/f", 0, 4) == b"#!/b"
+    assert tree_root.read_at("d/f", 2, 100) == b"/bin/sh\n"

@@ -534,7 +534,7 @@ class ClosureWalker:
         self.keep(path, reason)
         # Most of such a tree is not ELF: four bytes say so without a content key (a stat)
         # or a cache entry.
-        if self.root.read_magic(path) != ELF_MAGIC:
+        if self.root.read_at(path, 0, 4) != ELF_MAGIC:
             return
         info = self.elf_info(path)
         if info is not None and info.dynamic:

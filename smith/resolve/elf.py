@@ -128,6 +128,10 @@ class ElfInfo:
     soname: str
     nodeflib: bool
     dynamic: bool  # has a PT_DYNAMIC segment
+    # Where the dynamic string table lies in the file, (offset, length) as bounded when it
+    # was read; (-1, 0) when it was not (no string the loader reads). The libgcc_s rule
+    # reads it again alone, to learn in one read that a file imports neither unwinder.
+    strtab_span: tuple[int, int] = (-1, 0)
 
 
 class ElfHeader(NamedTuple):
@@ -253,9 +257,11 @@ def _parse(stream: BinaryIO, name: str, prefix: bytes) -> ElfInfo:
     rpath: list[str] = []
     runpath: list[str] = []
     soname = ""
+    strtab_span = (-1, 0)
     if strings:
+        strtab_span = _locate_strtab(src, strtab_address, strtab_size, loads, name)
         offsets = [offset for _, offset in strings]
-        raws = _read_strings(src, strtab_address, strtab_size, loads, offsets, name)
+        raws = _read_strings(src, strtab_span, offsets, name)
         for (tag, _), raw in zip(strings, raws, strict=True):
             # Names are bytes to the loader; keep undecodable ones exactly, as paths are.
             text = raw.decode("utf-8", "surrogateescape")
@@ -277,6 +283,7 @@ def _parse(stream: BinaryIO, name: str, prefix: bytes) -> ElfInfo:
         soname=soname,
         nodeflib=bool(flags_1 & DF_1_NODEFLIB),
         dynamic=dynamic is not None,
+        strtab_span=strtab_span,
     )
 
 
@@ -382,22 +389,12 @@ def _read_dynamic(
     return layout.iter_unpack(data[: len(data) - len(data) % layout.size])
 
 
-def _read_strings(
-    src: _Source,
-    address: int,
-    size: int,
-    loads: list[tuple[int, int, int]],
-    offsets: list[int],
-    name: str,
-) -> list[bytes]:
-    """The strings at `offsets` of the dynamic string table, found as ld.so finds it:
+def _locate_strtab(
+    src: _Source, address: int, size: int, loads: list[tuple[int, int, int]], name: str
+) -> tuple[int, int]:
+    """The file offset and length of the dynamic string table, found as ld.so finds it:
     DT_STRTAB (`address`, -1 when absent) through the PT_LOADs; `size` is DT_STRSZ or -1.
-
-    Only the span from the first string to the end of the last is read: the table holds
-    every dynamic symbol's name too (megabytes in a C++ library), and the loader's own
-    strings are a few dozen bytes of it (a closure of /usr/bin read 26.9 MB of tables for
-    56 KB of names). The whole table must still lie in the file, as when it was read.
-    """
+    The whole table must lie in the file."""
     if address < 0:
         raise ElfError(f"malformed ELF file {name}: dynamic section has no DT_STRTAB")
     for vaddr, filesz, offset in loads:
@@ -409,6 +406,20 @@ def _read_strings(
         raise ElfError(f"malformed ELF file {name}: DT_STRTAB {address:#x} is in no PT_LOAD")
     length = min(size if size >= 0 else available, available, MAX_STRTAB_BYTES)
     src.check(file_offset, length, "dynamic string table", name)
+    return file_offset, length
+
+
+def _read_strings(
+    src: _Source, strtab: tuple[int, int], offsets: list[int], name: str
+) -> list[bytes]:
+    """The strings at `offsets` of the dynamic string table at `strtab` (_locate_strtab).
+
+    Only the span from the first string to the end of the last is read: the table holds
+    every dynamic symbol's name too (megabytes in a C++ library), and the loader's own
+    strings are a few dozen bytes of it (a closure of /usr/bin read 26.9 MB of tables for
+    56 KB of names).
+    """
+    file_offset, length = strtab
     for offset in offsets:
         if offset >= length:
             raise ElfError(f"malformed ELF file {name}: string offset {offset} out of range")

@@ -69,9 +69,7 @@ def undefined_imports(stream: BinaryIO, names: tuple[str, ...]) -> tuple[str, ..
             raise IndexError("malformed .dynsym")
         strtab = _read(stream, size, sections[link][4], sections[link][5], 1)
         # Every name of the table is in this string table: without these, nothing to unpack.
-        # One search for all of them (a C++ library's table is megabytes; the names share
-        # a prefix, which re searches for first).
-        if not re.search(b"|".join(re.escape(name) for name in wanted), strtab):
+        if not names_any(strtab, names):
             continue
         for entry in sym.iter_unpack(_read(stream, size, offset, length, sym.size)):
             if entry[3 if elf64 else 5] != SHN_UNDEF:
@@ -83,6 +81,13 @@ def undefined_imports(stream: BinaryIO, names: tuple[str, ...]) -> tuple[str, ..
             if base in wanted:
                 found.add(base)
     return tuple(name for name in names if name.encode() in found)
+
+
+def names_any(table: bytes, names: tuple[str, ...]) -> bool:
+    """Whether a string table holds any of `names`, as substrings (a filter: a table
+    without them has no symbol of theirs). One search for all of them: a C++ library's
+    table is megabytes, and the names share a prefix, which re searches for first."""
+    return re.search(b"|".join(re.escape(name.encode()) for name in names), table) is not None
 
 
 def _read(stream: BinaryIO, size: int, offset: int, length: int, entry: int) -> bytes:

@@ -30,8 +30,10 @@ import struct
 from collections.abc import Hashable
 from typing import BinaryIO
 
+from smith.errors import ElfError
 from smith.resolve.closure import ClosureWalker, Reason
-from smith.resolve.elfsyms import undefined_imports
+from smith.resolve.elf import ElfInfo
+from smith.resolve.elfsyms import names_any, undefined_imports
 from smith.resolve.extras import add_tree
 from smith.resolve.loader import Step, glob_root
 from smith.resolve.runtime_rules import RuntimeRule as RuntimeRule
@@ -108,8 +110,8 @@ def add_libgcc_s(walker: ClosureWalker) -> None:
     if not libcs:
         return
     imports = SymbolImports()
-    for path, _ in objects:
-        for symbol in imports.of(walker, path, UNWIND_USERS):
+    for path, object_info in objects:
+        for symbol in imports.of(walker, path, object_info, UNWIND_USERS):
             for libc, info in libcs:
                 found = walker.search_default(LIBGCC_S, info.abi)
                 if found is None:
@@ -172,14 +174,29 @@ class SymbolImports:
     def __init__(self) -> None:
         self._seen: dict[tuple[Hashable, tuple[str, ...]], tuple[str, ...]] = {}
 
-    def of(self, walker: ClosureWalker, path: str, names: tuple[str, ...]) -> tuple[str, ...]:
+    def of(
+        self, walker: ClosureWalker, path: str, info: ElfInfo, names: tuple[str, ...]
+    ) -> tuple[str, ...]:
         key = (walker.root.content_key(path), names)
         if key not in self._seen:
-            self._seen[key] = self._read(walker, path, names)
+            self._seen[key] = self._read(walker, path, info, names)
         return self._seen[key]
 
     @staticmethod
-    def _read(walker: ClosureWalker, path: str, names: tuple[str, ...]) -> tuple[str, ...]:
+    def _read(
+        walker: ClosureWalker, path: str, info: ElfInfo, names: tuple[str, ...]
+    ) -> tuple[str, ...]:
+        offset, length = info.strtab_span
+        if offset >= 0:
+            # An import's name is in the dynamic string table, which the loader's read
+            # located: one read of it clears most files (the rule went through ~150 files
+            # of a /usr/bin closure, each header, section headers and table, before git).
+            try:
+                table = walker.root.read_at(path, offset, length)
+            except ElfError:
+                return ()  # the loader read this file; its symbols are only a hint
+            if not names_any(table, names):
+                return ()
         with walker.root.open(path) as stream:
             try:
                 fast = undefined_imports(stream, names)
