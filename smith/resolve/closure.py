@@ -34,7 +34,7 @@ from smith.resolve.loader import (
 )
 from smith.resolve.programs import DEFAULT_PATH, find_program
 from smith.resolve.roots import PathWalker, Root, Walk
-from smith.tree import Kind
+from smith.tree import Kind, sorted_bytewise
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +136,7 @@ class Closure:
     warnings: tuple[str, ...] = ()
 
     def paths(self) -> list[str]:
-        return sorted(self.kept, key=lambda p: p.encode("utf-8", "surrogateescape"))
+        return sorted_bytewise(self.kept)
 
     def explain(self, path: str) -> list[str]:
         """Why `path` is kept, as lines from the file back to a start."""
@@ -299,12 +299,12 @@ class ClosureWalker:
         kept without a reading (links, directories, nsswitch.conf, ld.so.cache, a listed
         file without the magic) is no ELF file, or not one the loader maps."""
         kept = self.kept
-        found = [
-            (path, info)
+        found = {
+            path: info
             for path, info in self._dynamic.items()
             if path in kept and self.root.kind(path) is Kind.FILE
-        ]
-        return sorted(found, key=lambda item: item[0].encode("utf-8", "surrogateescape"))
+        }
+        return [(path, found[path]) for path in sorted_bytewise(found)]
 
     def keep(self, path: str, reason: Reason) -> None:
         if path and path not in self.kept:

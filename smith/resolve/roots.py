@@ -17,7 +17,7 @@ from typing import BinaryIO, Protocol
 
 from smith.errors import ElfError
 from smith.links import LinkResolver
-from smith.tree import FileTree, Kind
+from smith.tree import FileTree, Kind, sorted_bytewise
 
 
 class Root(Protocol):
@@ -160,17 +160,17 @@ class DirectoryRoot:
             names = os.listdir(self.host_path(path))
         except OSError:
             return []
-        return sorted(names, key=os.fsencode)
+        return sorted_bytewise(names)
 
     def list_kinds(self, path: str) -> list[tuple[str, Kind | None]]:
         # The directory's own entries say what each name is (d_type): a standard library
         # kept whole lists thousands of names, and an lstat of each was a third of it.
         try:
             with os.scandir(self.host_path(path)) as entries:
-                found = [(entry.name, _entry_kind(entry)) for entry in entries]
+                found = {entry.name: _entry_kind(entry) for entry in entries}
         except OSError:
             return []
-        return sorted(found, key=lambda item: os.fsencode(item[0]))
+        return [(name, found[name]) for name in sorted_bytewise(found)]
 
     def read_at(self, path: str, offset: int, length: int) -> bytes:
         # A descriptor and one pread: no file object, no stat (most files asked are not
