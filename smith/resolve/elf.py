@@ -42,6 +42,7 @@ DF_1_NODEFLIB = 0x800
 PT_LOAD = 1
 PT_DYNAMIC = 2
 PT_INTERP = 3
+LOADER_SEGMENTS = frozenset((PT_LOAD, PT_DYNAMIC, PT_INTERP))
 PN_XNUM = 0xFFFF  # the real count is in section 0: left to pyelftools
 
 # e_machine numbers and the names pyelftools gives them (its ENUM_E_MACHINE; a test checks
@@ -82,6 +83,7 @@ DYN = {  # Elf32_Dyn or Elf64_Dyn (d_tag signed, d_val unsigned), by (64-bit, li
     for little in (False, True)
 }
 STRING_TAGS = frozenset((DT_NEEDED, DT_SONAME, DT_RPATH, DT_RUNPATH))
+LOADER_TAGS = STRING_TAGS | {DT_NULL, DT_STRTAB, DT_STRSZ, DT_FLAGS_1}
 
 # A real dynamic table has a few dozen entries and a string table of some kilobytes; these
 # caps only exist so that a forged size cannot make us read or loop without end.
@@ -140,7 +142,8 @@ class ElfHeader(NamedTuple):
 
     abi: Abi
     elf_type: str
-    segments: tuple[tuple[int, int, int, int], ...]  # (p_type, p_offset, p_vaddr, p_filesz)
+    # (p_type, p_offset, p_vaddr, p_filesz) of the LOADER_SEGMENTS, in file order
+    segments: tuple[tuple[int, int, int, int], ...]
 
 
 def is_elf(head: bytes) -> bool:
@@ -239,7 +242,10 @@ def _parse(stream: BinaryIO, name: str, prefix: bytes) -> ElfInfo:
     strtab_address = strtab_size = -1
     flags_1 = 0
     if dynamic is not None:
-        for tag, value in _read_dynamic(src, dynamic, header.abi, name):
+        # The entries of the tags read here, picked in one comprehension: a table has a
+        # few dozen entries (and DT_NULL padding), of which a handful matter.
+        table = _read_dynamic(src, dynamic, header.abi, name)
+        for tag, value in [entry for entry in table if entry[0] in LOADER_TAGS]:
             if tag == DT_NULL:
                 break
             if tag in STRING_TAGS:
@@ -303,13 +309,19 @@ def _read_header(src: _Source, name: str) -> ElfHeader | None:
     phdr = PHDR[ident[4], ident[5]]
     data = _read_phdrs(src, name, phoff, phnum, phentsize, phdr.size)
     elf64 = ident[4] == 2
-    segments = []
-    for fields in phdr.iter_unpack(data):
-        if elf64:
-            kind, _, offset, vaddr, _, filesz, _, _ = fields
-        else:
-            kind, offset, vaddr, _, filesz, _, _, _ = fields
-        segments.append((kind, offset, vaddr, filesz))
+    # The segments _parse reads, picked in one comprehension (a program has a dozen).
+    if elf64:
+        segments = [
+            (kind, offset, vaddr, filesz)
+            for kind, _, offset, vaddr, _, filesz, _, _ in phdr.iter_unpack(data)
+            if kind in LOADER_SEGMENTS
+        ]
+    else:
+        segments = [
+            (kind, offset, vaddr, filesz)
+            for kind, offset, vaddr, _, filesz, _, _, _ in phdr.iter_unpack(data)
+            if kind in LOADER_SEGMENTS
+        ]
     abi = _abi(ElfClass.ELF64 if elf64 else ElfClass.ELF32, ident[5] == 1, MACHINES[machine])
     return ElfHeader(abi, ELF_TYPES[elf_type], tuple(segments))
 
@@ -341,7 +353,8 @@ def _read_header_pyelftools(stream: BinaryIO, name: str, src: _Source) -> ElfHea
     for index in range(phnum):
         ph = elf._get_segment_header(index)
         kind = kinds.get(ph["p_type"], 0)
-        segments.append((kind, ph["p_offset"], ph["p_vaddr"], ph["p_filesz"]))
+        if kind:
+            segments.append((kind, ph["p_offset"], ph["p_vaddr"], ph["p_filesz"]))
     return ElfHeader(abi, str(header["e_type"]), tuple(segments))
 
 
