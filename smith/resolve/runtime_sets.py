@@ -186,23 +186,43 @@ class SymbolImports:
     def _read(
         walker: ClosureWalker, path: str, info: ElfInfo, names: tuple[str, ...]
     ) -> tuple[str, ...]:
-        offset, length = info.strtab_span
-        if offset >= 0:
-            # An import's name is in the dynamic string table, which the loader's read
-            # located: one read of it clears most files (the rule went through ~150 files
-            # of a /usr/bin closure, each header, section headers and table, before git).
-            try:
-                table = walker.root.read_at(path, offset, length)
-            except ElfError:
-                return ()  # the loader read this file; its symbols are only a hint
-            if not names_any(table, names):
+        # An import's name is in the dynamic string table, which the loader's read located:
+        # that table alone clears most files (the rule went through ~150 files of a
+        # /usr/bin closure, each header, section headers and table, before git).
+        try:
+            if info.strtab_span[0] >= 0 and not table_names_any(walker, path, info, names):
                 return ()
+        except ElfError:
+            return ()  # the loader read this file; its symbols are only a hint
         with walker.root.open(path) as stream:
             try:
                 fast = undefined_imports(stream, names)
             except (struct.error, IndexError, OSError):
                 return ()  # the loader read this file; its symbols are only a hint
             return fast if fast is not None else _read_pyelftools(stream, names)
+
+
+# A dynamic string table is searched in pieces of this size: a Go program's is megabytes,
+# and read at once each was a fresh buffer the kernel mapped page by page (~1,700 page
+# faults for the tables of a /usr/bin closure); a piece's buffer is reused.
+TABLE_PIECE = 1 << 16
+
+
+def table_names_any(
+    walker: ClosureWalker, path: str, info: ElfInfo, names: tuple[str, ...]
+) -> bool:
+    """Whether the dynamic string table of `path` holds any of `names` (see names_any)."""
+    offset, length = info.strtab_span
+    overlap = max(len(name) for name in names) - 1  # a name across two pieces is in both
+    start = 0
+    while start < length:
+        piece = walker.root.read_at(path, offset + start, min(TABLE_PIECE, length - start))
+        if names_any(piece, names):
+            return True
+        if len(piece) < TABLE_PIECE:
+            return False  # the table's end (or the file's, if it shrank)
+        start += TABLE_PIECE - overlap
+    return False
 
 
 def _read_pyelftools(stream: BinaryIO, names: tuple[str, ...]) -> tuple[str, ...]:
