@@ -15,8 +15,9 @@ is already in the closure:
   Fedora alike).
 - interpreter: a python3, perl or ruby program imports its standard library at run time;
   the module tree is kept, without site-packages, dist-packages, site_perl, vendor_perl,
-  gems, site_ruby or vendor_ruby (a recipe names those with `paths`). node's standard
-  library is compiled into the binary: nothing to keep.
+  gems, site_ruby or vendor_ruby (a recipe names those with `paths`); of its files only
+  the extension modules (*.so) can be loaded, and only they are read and walked. node's
+  standard library is compiled into the binary: nothing to keep.
 
 Each rule can be switched off (`no_runtime_libraries:` in a recipe, `--no-runtime` for
 minimize). The opt-in NSS and gconv sets are in extras.py.
