@@ -24,25 +24,19 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from smith.errors import UsageError
+from smith.layer_strategy import DEFAULT_BUDGET as DEFAULT_BUDGET
+from smith.layer_strategy import MAX_LAYERS as MAX_LAYERS
+from smith.layer_strategy import LayerStrategy as LayerStrategy
 from smith.paths import parent_paths
 from smith.tree import Entry, FileTree, Kind, path_sort_key
 
 if TYPE_CHECKING:
     from smith.resolve.rpm import RpmPackage
 
-# containerd refuses an image of more than 127 layers (its overlay mount options).
-MAX_LAYERS = 127
-DEFAULT_BUDGET = 8
 TOP = "top"  # the name of the application's layer in a plan
-
-
-class LayerStrategy(StrEnum):
-    SINGLE = "single"
-    PACKAGES = "packages"
 
 
 @dataclass(frozen=True)

@@ -18,8 +18,8 @@ from enum import StrEnum
 from typing import Any
 
 from smith.epoch import environment_epoch
-from smith.layering import DEFAULT_BUDGET, MAX_LAYERS, LayerStrategy
-from smith.oci.compress import Compression
+from smith.layer_strategy import DEFAULT_BUDGET, MAX_LAYERS, LayerStrategy
+from smith.oci.compression import Compression
 from smith.resolve.runtime_rules import RuntimeRule
 
 BOTH = frozenset(("build", "minimize"))

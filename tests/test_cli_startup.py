@@ -124,6 +124,43 @@ def test_closure_imports_only_what_it_uses() -> None:
     heavy = {m.split(".")[0] for m in modules} & set(HEAVY)
     assert heavy == {"logging"}  # the command line configures logging for every command
     assert "smith.profile" not in modules  # it writes profiles; the closure only reads them
+    # Exactly smith's modules it runs: the settings table names layer strategies and
+    # compressions, but the layer planner and the compressors are not loaded for them.
+    assert {m for m in modules if m.split(".")[0] == "smith"} == CLOSURE_MODULES
+
+
+CLOSURE_MODULES = {
+    "smith",
+    "smith.arch",
+    "smith.cli",
+    "smith.cli.commands",
+    "smith.cli.commands.closure",
+    "smith.cli.main",
+    "smith.cli.reporting",
+    "smith.cli.settings_options",
+    "smith.epoch",
+    "smith.errors",
+    "smith.layer_strategy",
+    "smith.links",
+    "smith.oci",
+    "smith.oci.compression",
+    "smith.paths",
+    "smith.resolve",
+    "smith.resolve.closure",
+    "smith.resolve.dependencies",
+    "smith.resolve.elf",
+    "smith.resolve.elfcache",
+    "smith.resolve.elfsyms",
+    "smith.resolve.extras",
+    "smith.resolve.loader",
+    "smith.resolve.profile_paths",
+    "smith.resolve.programs",
+    "smith.resolve.roots",
+    "smith.resolve.runtime_rules",
+    "smith.resolve.runtime_sets",
+    "smith.settings",
+    "smith.tree",
+}
 
 
 def test_minimize_without_a_recipe_imports_no_recipe_schema(tmp_path: Path) -> None:

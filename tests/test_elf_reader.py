@@ -115,3 +115,51 @@ def test_host_programs_and_libraries(tmp_path: Path, monkeypatch: pytest.MonkeyP
         assert fast == slow, path
         compared += 1
     assert compared > 100
+
+
+def pyelftools_strings(data: bytes) -> tuple[tuple[str, ...], tuple[str, ...], str]:
+    """DT_NEEDED names, DT_RPATH/DT_RUNPATH entries and DT_SONAME, as pyelftools reads them."""
+    from elftools.elf.dynamic import DynamicSegment
+    from elftools.elf.elffile import ELFFile
+
+    needed: list[str] = []
+    paths: list[str] = []
+    soname = ""
+    for segment in ELFFile(io.BytesIO(data)).iter_segments():
+        if isinstance(segment, DynamicSegment):
+            for tag in segment.iter_tags():
+                if tag.entry.d_tag == "DT_NEEDED":
+                    needed.append(tag.needed)
+                elif tag.entry.d_tag in ("DT_RPATH", "DT_RUNPATH"):
+                    paths.append(tag.rpath if tag.entry.d_tag == "DT_RPATH" else tag.runpath)
+                elif tag.entry.d_tag == "DT_SONAME":
+                    soname = tag.soname
+    return tuple(needed), tuple(paths), soname
+
+
+def test_strings_longer_than_the_read_span_are_whole(tmp_path: Path) -> None:
+    """Only the span of the string table holding the loader's strings is read (elf.py's
+    _read_strings): a string running past it, here a 600-byte RPATH, is read to its end."""
+    rpath = "/opt/" + "x" * 600
+    flags = ("-Wl,--disable-new-dtags", f"-Wl,-rpath,{rpath}", "-Wl,-soname,libq.so.1")
+    lib = compile_c(tmp_path / "libq.so", "int q(void) { return 1; }\n", *flags, shared=True)
+    info = parse_elf(io.BytesIO(lib.read_bytes()), "/t")
+    assert info.rpath == (rpath,) and info.soname == "libq.so.1"
+    assert pyelftools_strings(lib.read_bytes()) == (info.needed, (rpath,), "libq.so.1")
+
+
+def test_host_strings_are_pyelftools_strings() -> None:
+    compared = 0
+    for top in ("/usr/bin", "/usr/lib/x86_64-linux-gnu"):
+        for name in sorted(os.listdir(top))[:120]:
+            path = Path(top, name)
+            if not path.is_file() or path.is_symlink():
+                continue
+            data = path.read_bytes()
+            if not elf.is_elf(data):
+                continue
+            info = parse_elf(io.BytesIO(data), str(path))
+            expected = pyelftools_strings(data)
+            assert (info.needed, info.rpath + info.runpath, info.soname) == expected, path
+            compared += 1
+    assert compared > 100

@@ -8,12 +8,16 @@ import contextlib
 import io
 import os
 import struct
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from smith.resolve.elfsyms import undefined_imports
-from smith.resolve.runtime_sets import UNWIND_USERS, _read_pyelftools
+from smith.resolve.closure import ClosureWalker
+from smith.resolve.elf import parse_elf
+from smith.resolve.elfsyms import names_any, undefined_imports
+from smith.resolve.roots import DirectoryRoot
+from smith.resolve.runtime_sets import TABLE_PIECE, UNWIND_USERS, _read_pyelftools, table_names_any
 from tests.elf_builders import compile_c
 
 NAMES = (*UNWIND_USERS, "malloc", "pthread_create", "not_a_symbol")
@@ -55,6 +59,20 @@ def test_both_readers_agree_on_host_files() -> None:
         assert fast == slow, path
 
 
+def test_a_file_whose_dynamic_string_table_lacks_the_names_imports_neither() -> None:
+    """The libgcc_s rule reads the table at ElfInfo.strtab_span alone first, and reads no
+    further a file whose table holds neither name: it never hides an import."""
+    cleared = 0
+    for path in host_files():
+        data = path.read_bytes()
+        offset, length = parse_elf(io.BytesIO(data), str(path)).strtab_span
+        if offset < 0 or names_any(data[offset : offset + length], UNWIND_USERS):
+            continue  # (-1: an object file, no dynamic strings; the rule reads it whole)
+        assert _read_pyelftools(io.BytesIO(data), UNWIND_USERS) == (), path
+        cleared += 1
+    assert cleared > 20
+
+
 def test_a_cut_or_garbled_file_raises_only_what_the_caller_catches(tmp_path: Path) -> None:
     data = compile_c(tmp_path / "caller.so", CALLER, shared=True).read_bytes()
     shoff = struct.unpack_from("<Q", data, 0x28)[0]
@@ -67,3 +85,37 @@ def test_a_cut_or_garbled_file_raises_only_what_the_caller_catches(tmp_path: Pat
         garbled[offset] ^= 0xFF
         with contextlib.suppress(struct.error, IndexError):
             undefined_imports(io.BytesIO(garbled), NAMES)
+
+
+@pytest.mark.parametrize(
+    ("table", "names", "expected"),
+    [
+        (b"\0malloc\0pthread_exit\0", UNWIND_USERS, True),
+        (b"\0pthread_cancelx\0", UNWIND_USERS, True),  # a filter: substrings count
+        (b"\0pthread_create\0pthread_\0", UNWIND_USERS, False),
+        (b"pthread_exi", UNWIND_USERS, False),
+        (b"\0free\0malloc\0", ("malloc", "pthread_exit"), True),  # no common prefix
+        (b"\0free\0", ("malloc", "pthread_exit"), False),
+    ],
+)
+def test_names_any(table: bytes, names: tuple[str, ...], expected: bool) -> None:
+    assert names_any(table, names) is expected
+
+
+with open(LIBDIR / "libc.so.6", "rb") as _libc:
+    LIBC_INFO = parse_elf(_libc, "libc.so.6")  # any ElfInfo: its strtab_span is replaced
+
+
+def test_a_table_is_searched_in_pieces_that_overlap(tmp_path: Path) -> None:
+    """A name that straddles two pieces of table_names_any is found."""
+    data = bytearray(b"x" * (3 * TABLE_PIECE))
+    for at in (TABLE_PIECE - 5, 2 * TABLE_PIECE - len("pthread_exit")):
+        data[at : at + len("pthread_exit")] = b"pthread_exit"
+        (tmp_path / "f").write_bytes(bytes(data))
+        walker = ClosureWalker(DirectoryRoot(tmp_path))
+        info = replace(LIBC_INFO, strtab_span=(0, len(data)))
+        assert table_names_any(walker, "f", info, UNWIND_USERS), at
+        data[at : at + len("pthread_exit")] = b"x" * len("pthread_exit")
+    (tmp_path / "f").write_bytes(bytes(data))
+    info = replace(LIBC_INFO, strtab_span=(0, len(data)))
+    assert not table_names_any(ClosureWalker(DirectoryRoot(tmp_path)), "f", info, UNWIND_USERS)

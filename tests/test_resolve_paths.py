@@ -13,7 +13,7 @@ from smith.errors import ElfError
 from smith.paths import normalize_path
 from smith.resolve.loader import expand_tokens
 from smith.resolve.roots import DirectoryRoot, PathWalker, TreeRoot
-from smith.tree import FileTree, InlineBytes, Kind
+from smith.tree import FileTree, InlineBytes, Kind, sorted_bytewise
 
 NAMES = ["a", "b", "lib", "usr", ".."]
 targets = st.lists(st.sampled_from([*NAMES, "."]), min_size=0, max_size=4).map(
@@ -81,11 +81,22 @@ def test_both_roots_list_kinds_as_kind_says(tmp_path: Path) -> None:
         "file": Kind.FILE,
         "link": Kind.SYMLINK,
     }
-    assert directory.read_magic("file") == b"\x7fELF"
+    assert directory.read_at("file", 0, 4) == b"\x7fELF"
+    assert directory.read_at("file", 2, 100) == (tmp_path / "file").read_bytes()[2:102]
     tree = FileTree()
     tree.add_dir("d")
     tree.add_file("d/f", InlineBytes(b"#!/bin/sh\n"))
     tree.add_symlink("d/l", "f")
     tree_root = TreeRoot(tree)
     assert tree_root.list_kinds("d") == [("f", Kind.FILE), ("l", Kind.SYMLINK)]
-    assert tree_root.read_magic("d/f") == b"#!/b"
+    assert tree_root.read_at("d/f", 0, 4) == b"#!/b"
+    assert tree_root.read_at("d/f", 2, 100) == b"/bin/sh\n"
+
+
+@given(st.lists(st.binary(min_size=1, max_size=6), max_size=12))
+def test_sorted_bytewise_is_the_order_of_the_names_bytes(raw: list[bytes]) -> None:
+    """Names from disk (undecodable bytes kept as surrogates, as os.fsdecode keeps them) sort
+    by their bytes, whether the list is ASCII or not."""
+    names = [os.fsdecode(name) for name in raw]
+    assert [os.fsencode(name) for name in sorted_bytewise(names)] == sorted(map(os.fsencode, names))
+    assert sorted_bytewise(["b", "a/b", "a", "a-"]) == ["a", "a-", "a/b", "b"]

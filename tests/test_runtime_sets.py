@@ -265,3 +265,31 @@ def test_an_elf_module_of_a_kept_standard_library_brings_its_libraries(tmp_path:
     assert str(closure.kept["usr/share/perl/5.36"]) == (
         "symlink on the way to /usr/share/perl/5.36 (for /usr/bin/perl)"
     )
+
+
+def test_only_files_named_as_extension_modules_of_a_standard_library_are_read(
+    tmp_path: Path,
+) -> None:
+    """An interpreter dlopens `.so` files only (its extension modules): any other file of its
+    tree is kept unread, even one that is a dynamic ELF file, so its libraries are not."""
+    root = host_root(tmp_path, "python3.11")
+    touch(root, "usr/lib/python3.11/os.py")
+    for path in (
+        "usr/lib/python3.11/config-3.11/python.o",
+        "usr/lib/python3.11/lib-dynload/_ssl.so",
+    ):
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / path).write_bytes(read_host(f"/{TRIPLET}/libssl.so.3"))
+    (root / TRIPLET / "libcrypto.so.3").write_bytes(read_host(f"/{TRIPLET}/libcrypto.so.3"))
+    on = compute_closure(str(root), ["/usr/bin/python3.11"], extras=Extras(rules=ALL_RULES))
+    assert str(on.kept["usr/lib/python3.11/config-3.11/python.o"]).startswith(
+        "dlopened by /usr/bin/python3.11 for import: its standard library"
+    )
+    assert str(on.kept[f"{TRIPLET}/libcrypto.so.3"]) == (
+        "DT_NEEDED libcrypto.so.3 of /usr/lib/python3.11/lib-dynload/_ssl.so, found by default"
+        " directory"
+    )
+    (root / "usr/lib/python3.11/lib-dynload/_ssl.so").unlink()
+    off = compute_closure(str(root), ["/usr/bin/python3.11"], extras=Extras(rules=ALL_RULES))
+    assert "usr/lib/python3.11/config-3.11/python.o" in off.kept
+    assert f"{TRIPLET}/libcrypto.so.3" not in off.kept

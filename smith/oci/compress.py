@@ -18,7 +18,6 @@ import struct
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import TYPE_CHECKING, BinaryIO
 
 if TYPE_CHECKING:
@@ -27,13 +26,7 @@ if TYPE_CHECKING:
     import zstandard
 
 from smith.errors import UsageError
-
-
-class Compression(StrEnum):
-    GZIP = "gzip"
-    ZSTD = "zstd"
-    NONE = "none"
-
+from smith.oci.compression import Compression as Compression
 
 GZIP_LEVEL = 6
 ZSTD_LEVEL = 3

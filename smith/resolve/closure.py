@@ -34,7 +34,7 @@ from smith.resolve.loader import (
 )
 from smith.resolve.programs import DEFAULT_PATH, find_program
 from smith.resolve.roots import PathWalker, Root, Walk
-from smith.tree import Kind
+from smith.tree import Kind, sorted_bytewise
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +136,7 @@ class Closure:
     warnings: tuple[str, ...] = ()
 
     def paths(self) -> list[str]:
-        return sorted(self.kept, key=lambda p: p.encode("utf-8", "surrogateescape"))
+        return sorted_bytewise(self.kept)
 
     def explain(self, path: str) -> list[str]:
         """Why `path` is kept, as lines from the file back to a start."""
@@ -254,10 +254,11 @@ class ClosureWalker:
         self._plain_lists: dict[tuple[bool, Abi, tuple[str, ...]], int] = {}
         self._lib_dirs: dict[Abi, str] = {}
         self._modules_done: set[str] = set()
-        # Directories kept whole (extras.add_tree), with the names skipped in them: a tree
-        # reached again (perl and perl5.36.0 are one file; /usr/share/perl/5.36 links to
-        # 5.36.0) would only repeat keeps that are done, at a few syscalls per file.
-        self.trees_done: set[tuple[str, frozenset[str]]] = set()
+        # Directories kept whole (extras.add_tree), with the names skipped in them and the
+        # suffix of the files read: a tree reached again (perl and perl5.36.0 are one file;
+        # /usr/share/perl/5.36 links to 5.36.0) would only repeat keeps that are done, at a
+        # few syscalls per file.
+        self.trees_done: set[tuple[str, frozenset[str], str]] = set()
         # Every dynamic ELF file the walker has read (elf_info), by path: the run-time rules
         # look for libc and libcrypto among the kept ones (kept_elf_files), and the kept
         # paths are mostly data (a standard library), files without an ELF reading.
@@ -298,12 +299,12 @@ class ClosureWalker:
         kept without a reading (links, directories, nsswitch.conf, ld.so.cache, a listed
         file without the magic) is no ELF file, or not one the loader maps."""
         kept = self.kept
-        found = [
-            (path, info)
+        found = {
+            path: info
             for path, info in self._dynamic.items()
             if path in kept and self.root.kind(path) is Kind.FILE
-        ]
-        return sorted(found, key=lambda item: item[0].encode("utf-8", "surrogateescape"))
+        }
+        return [(path, found[path]) for path in sorted_bytewise(found)]
 
     def keep(self, path: str, reason: Reason) -> None:
         if path and path not in self.kept:
@@ -533,7 +534,7 @@ class ClosureWalker:
         self.keep(path, reason)
         # Most of such a tree is not ELF: four bytes say so without a content key (a stat)
         # or a cache entry.
-        if self.root.read_magic(path) != ELF_MAGIC:
+        if self.root.read_at(path, 0, 4) != ELF_MAGIC:
             return
         info = self.elf_info(path)
         if info is not None and info.dynamic:

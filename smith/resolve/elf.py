@@ -42,6 +42,7 @@ DF_1_NODEFLIB = 0x800
 PT_LOAD = 1
 PT_DYNAMIC = 2
 PT_INTERP = 3
+LOADER_SEGMENTS = frozenset((PT_LOAD, PT_DYNAMIC, PT_INTERP))
 PN_XNUM = 0xFFFF  # the real count is in section 0: left to pyelftools
 
 # e_machine numbers and the names pyelftools gives them (its ENUM_E_MACHINE; a test checks
@@ -82,11 +83,15 @@ DYN = {  # Elf32_Dyn or Elf64_Dyn (d_tag signed, d_val unsigned), by (64-bit, li
     for little in (False, True)
 }
 STRING_TAGS = frozenset((DT_NEEDED, DT_SONAME, DT_RPATH, DT_RUNPATH))
+LOADER_TAGS = STRING_TAGS | {DT_NULL, DT_STRTAB, DT_STRSZ, DT_FLAGS_1}
 
 # A real dynamic table has a few dozen entries and a string table of some kilobytes; these
 # caps only exist so that a forged size cannot make us read or loop without end.
 MAX_DYNAMIC_BYTES = 1 << 20
 MAX_STRTAB_BYTES = 64 << 20
+# Read past the last loader string of a dynamic string table, for its end (a SONAME or a
+# DT_NEEDED name is a few dozen bytes; a longer string, such as a long RPATH, reads the rest).
+STRING_SPAN_SLACK = 256
 # Read at once from the start of the file: the ELF header and a dozen program headers take
 # under 1 KiB; a page is what one read costs anyway.
 PREFIX_BYTES = 4096
@@ -125,6 +130,10 @@ class ElfInfo:
     soname: str
     nodeflib: bool
     dynamic: bool  # has a PT_DYNAMIC segment
+    # Where the dynamic string table lies in the file, (offset, length) as bounded when it
+    # was read; (-1, 0) when it was not (no string the loader reads). The libgcc_s rule
+    # reads it again alone, to learn in one read that a file imports neither unwinder.
+    strtab_span: tuple[int, int] = (-1, 0)
 
 
 class ElfHeader(NamedTuple):
@@ -133,7 +142,8 @@ class ElfHeader(NamedTuple):
 
     abi: Abi
     elf_type: str
-    segments: tuple[tuple[int, int, int, int], ...]  # (p_type, p_offset, p_vaddr, p_filesz)
+    # (p_type, p_offset, p_vaddr, p_filesz) of the LOADER_SEGMENTS, in file order
+    segments: tuple[tuple[int, int, int, int], ...]
 
 
 def is_elf(head: bytes) -> bool:
@@ -186,14 +196,18 @@ class _Source:
         # A host file is read with pread: one call per table instead of a seek and a read.
         self.fd = stream.fileno() if isinstance(stream, io.FileIO) else -1
 
-    def read(self, offset: int, length: int, what: str, name: str) -> bytes:
-        """`length` bytes at `offset`; `what` they are and the file's `name` only make the
-        message of an error (formatted then, not on every read)."""
+    def check(self, offset: int, length: int, what: str, name: str) -> None:
+        """Raise ElfError unless `length` bytes at `offset` lie in the file; `what` they are
+        and the file's `name` only make the message (formatted then, not on every read)."""
         if offset < 0 or length < 0 or offset + length > self.size:
             raise ElfError(
                 f"malformed ELF file {name}: {what} lies outside the file "
                 f"({offset}+{length} > {self.size} bytes)"
             )
+
+    def read(self, offset: int, length: int, what: str, name: str) -> bytes:
+        """`length` bytes at `offset` (checked first, see check)."""
+        self.check(offset, length, what, name)
         end = offset + length
         if end <= len(self.prefix):
             return self.prefix[offset:end]
@@ -228,7 +242,10 @@ def _parse(stream: BinaryIO, name: str, prefix: bytes) -> ElfInfo:
     strtab_address = strtab_size = -1
     flags_1 = 0
     if dynamic is not None:
-        for tag, value in _read_dynamic(src, dynamic, header.abi, name):
+        # The entries of the tags read here, picked in one comprehension: a table has a
+        # few dozen entries (and DT_NULL padding), of which a handful matter.
+        table = _read_dynamic(src, dynamic, header.abi, name)
+        for tag, value in [entry for entry in table if entry[0] in LOADER_TAGS]:
             if tag == DT_NULL:
                 break
             if tag in STRING_TAGS:
@@ -246,13 +263,12 @@ def _parse(stream: BinaryIO, name: str, prefix: bytes) -> ElfInfo:
     rpath: list[str] = []
     runpath: list[str] = []
     soname = ""
+    strtab_span = (-1, 0)
     if strings:
-        strtab = _read_strtab(src, strtab_address, strtab_size, loads, name)
-        for tag, offset in strings:
-            if offset >= len(strtab):
-                raise ElfError(f"malformed ELF file {name}: string offset {offset} out of range")
-            end = strtab.find(b"\0", offset)
-            raw = strtab[offset:] if end < 0 else strtab[offset:end]
+        strtab_span = _locate_strtab(src, strtab_address, strtab_size, loads, name)
+        offsets = [offset for _, offset in strings]
+        raws = _read_strings(src, strtab_span, offsets, name)
+        for (tag, _), raw in zip(strings, raws, strict=True):
             # Names are bytes to the loader; keep undecodable ones exactly, as paths are.
             text = raw.decode("utf-8", "surrogateescape")
             if tag == DT_NEEDED:
@@ -273,6 +289,7 @@ def _parse(stream: BinaryIO, name: str, prefix: bytes) -> ElfInfo:
         soname=soname,
         nodeflib=bool(flags_1 & DF_1_NODEFLIB),
         dynamic=dynamic is not None,
+        strtab_span=strtab_span,
     )
 
 
@@ -292,13 +309,19 @@ def _read_header(src: _Source, name: str) -> ElfHeader | None:
     phdr = PHDR[ident[4], ident[5]]
     data = _read_phdrs(src, name, phoff, phnum, phentsize, phdr.size)
     elf64 = ident[4] == 2
-    segments = []
-    for fields in phdr.iter_unpack(data):
-        if elf64:
-            kind, _, offset, vaddr, _, filesz, _, _ = fields
-        else:
-            kind, offset, vaddr, _, filesz, _, _, _ = fields
-        segments.append((kind, offset, vaddr, filesz))
+    # The segments _parse reads, picked in one comprehension (a program has a dozen).
+    if elf64:
+        segments = [
+            (kind, offset, vaddr, filesz)
+            for kind, _, offset, vaddr, _, filesz, _, _ in phdr.iter_unpack(data)
+            if kind in LOADER_SEGMENTS
+        ]
+    else:
+        segments = [
+            (kind, offset, vaddr, filesz)
+            for kind, offset, vaddr, _, filesz, _, _, _ in phdr.iter_unpack(data)
+            if kind in LOADER_SEGMENTS
+        ]
     abi = _abi(ElfClass.ELF64 if elf64 else ElfClass.ELF32, ident[5] == 1, MACHINES[machine])
     return ElfHeader(abi, ELF_TYPES[elf_type], tuple(segments))
 
@@ -330,7 +353,8 @@ def _read_header_pyelftools(stream: BinaryIO, name: str, src: _Source) -> ElfHea
     for index in range(phnum):
         ph = elf._get_segment_header(index)
         kind = kinds.get(ph["p_type"], 0)
-        segments.append((kind, ph["p_offset"], ph["p_vaddr"], ph["p_filesz"]))
+        if kind:
+            segments.append((kind, ph["p_offset"], ph["p_vaddr"], ph["p_filesz"]))
     return ElfHeader(abi, str(header["e_type"]), tuple(segments))
 
 
@@ -378,11 +402,12 @@ def _read_dynamic(
     return layout.iter_unpack(data[: len(data) - len(data) % layout.size])
 
 
-def _read_strtab(
+def _locate_strtab(
     src: _Source, address: int, size: int, loads: list[tuple[int, int, int]], name: str
-) -> bytes:
-    """The dynamic string table, found as ld.so finds it: DT_STRTAB (`address`, -1 when
-    absent) through the PT_LOADs; `size` is DT_STRSZ or -1."""
+) -> tuple[int, int]:
+    """The file offset and length of the dynamic string table, found as ld.so finds it:
+    DT_STRTAB (`address`, -1 when absent) through the PT_LOADs; `size` is DT_STRSZ or -1.
+    The whole table must lie in the file."""
     if address < 0:
         raise ElfError(f"malformed ELF file {name}: dynamic section has no DT_STRTAB")
     for vaddr, filesz, offset in loads:
@@ -393,4 +418,33 @@ def _read_strtab(
     else:
         raise ElfError(f"malformed ELF file {name}: DT_STRTAB {address:#x} is in no PT_LOAD")
     length = min(size if size >= 0 else available, available, MAX_STRTAB_BYTES)
-    return src.read(file_offset, length, "dynamic string table", name)
+    src.check(file_offset, length, "dynamic string table", name)
+    return file_offset, length
+
+
+def _read_strings(
+    src: _Source, strtab: tuple[int, int], offsets: list[int], name: str
+) -> list[bytes]:
+    """The strings at `offsets` of the dynamic string table at `strtab` (_locate_strtab).
+
+    Only the span from the first string to the end of the last is read: the table holds
+    every dynamic symbol's name too (megabytes in a C++ library), and the loader's own
+    strings are a few dozen bytes of it (a closure of /usr/bin read 26.9 MB of tables for
+    56 KB of names).
+    """
+    file_offset, length = strtab
+    for offset in offsets:
+        if offset >= length:
+            raise ElfError(f"malformed ELF file {name}: string offset {offset} out of range")
+    low = min(offsets)
+    high = min(length, max(offsets) + STRING_SPAN_SLACK)
+    span = src.read(file_offset + low, high - low, "dynamic string table", name)
+    raws: list[bytes] = []
+    for offset in offsets:
+        end = span.find(b"\0", offset - low)
+        if end < 0 and high < length:  # a string longer than the slack: the rest of the table
+            span += src.read(file_offset + high, length - high, "dynamic string table", name)
+            high = length
+            end = span.find(b"\0", offset - low)
+        raws.append(span[offset - low :] if end < 0 else span[offset - low : end])
+    return raws

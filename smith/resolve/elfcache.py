@@ -60,9 +60,11 @@ class ElfCache:
     def _parse(self, root: Root, path: str) -> ElfInfo | ElfError | None:
         try:
             with root.open(path) as stream:
-                if not is_elf(stream.read(4)):
+                # The page the parse starts from, read once (not the magic, then again).
+                first = stream.read(PREFIX_BYTES)
+                if not is_elf(first):
                     return None
-                return self._parse_open(stream, path, b"")
+                return self._parse_open(stream, path, first)
         except OSError as err:
             return ElfError(f"cannot read /{path}: {err.strerror or err}")
 

@@ -139,24 +139,34 @@ def add_glob(walker: ClosureWalker, pattern: str) -> None:
 
 
 def add_tree(
-    walker: ClosureWalker, directory: str, reason: Reason, skip: frozenset[str] = frozenset()
+    walker: ClosureWalker,
+    directory: str,
+    reason: Reason,
+    skip: frozenset[str] = frozenset(),
+    module_suffix: str = "",
 ) -> None:
     """A whole directory, kept as it is (links inside it are kept, not followed out),
-    without the subdirectories named in `skip`. Each (directory, skip) is listed once per
+    without the subdirectories named in `skip`. A regular file whose name ends with
+    `module_suffix` (every name ends with "") may be loaded, and is walked if it is ELF;
+    any other is kept unread. Each (directory, skip, module_suffix) is listed once per
     walker: keeping is first-come, so a second listing could add nothing."""
     walker.keep(directory, reason)
-    if (directory, skip) in walker.trees_done:
+    done = (directory, skip, module_suffix)
+    if done in walker.trees_done:
         return
-    walker.trees_done.add((directory, skip))
+    walker.trees_done.add(done)
     prefix = f"{directory}/" if directory else ""
     for name, kind in walker.root.list_kinds(directory):
         path = prefix + name
         if kind is Kind.DIR:
             if name not in skip:
-                add_tree(walker, path, reason, skip)
+                add_tree(walker, path, reason, skip, module_suffix)
         elif kind is Kind.SYMLINK:
             walker.keep(path, reason)
         elif kind is Kind.FILE:
-            walker.add_listed_file(path, reason)
+            if name.endswith(module_suffix):
+                walker.add_listed_file(path, reason)
+            else:
+                walker.keep(path, reason)
         elif kind is not None:
             walker.add_module(path, reason)

@@ -17,7 +17,7 @@ from typing import BinaryIO, Protocol
 
 from smith.errors import ElfError
 from smith.links import LinkResolver
-from smith.tree import FileTree, Kind
+from smith.tree import FileTree, Kind, sorted_bytewise
 
 
 class Root(Protocol):
@@ -41,8 +41,9 @@ class Root(Protocol):
     def list_kinds(self, path: str) -> list[tuple[str, Kind | None]]:
         """listdir, with the kind of each name as kind() would give it."""
 
-    def read_magic(self, path: str) -> bytes:
-        """The first 4 bytes of a regular file (whether it is ELF, without a content key)."""
+    def read_at(self, path: str, offset: int, length: int) -> bytes:
+        """Up to `length` bytes at `offset` of a regular file, without a file object or a
+        content key (whether it is ELF; one table of an ELF file already parsed)."""
 
     def content_key(self, path: str) -> Hashable:
         """A key that changes when the bytes of the file at `path` may have changed."""
@@ -80,9 +81,10 @@ class TreeRoot:
         prefix = f"{path}/" if path else ""
         return [(name, self.kind(prefix + name)) for name in self.listdir(path)]
 
-    def read_magic(self, path: str) -> bytes:
+    def read_at(self, path: str, offset: int, length: int) -> bytes:
         with self.open(path) as stream:
-            return stream.read(4)
+            stream.seek(offset)
+            return stream.read(length)
 
     def content_key(self, path: str) -> Hashable:
         entry = self.tree.get(path)
@@ -158,27 +160,27 @@ class DirectoryRoot:
             names = os.listdir(self.host_path(path))
         except OSError:
             return []
-        return sorted(names, key=os.fsencode)
+        return sorted_bytewise(names)
 
     def list_kinds(self, path: str) -> list[tuple[str, Kind | None]]:
         # The directory's own entries say what each name is (d_type): a standard library
         # kept whole lists thousands of names, and an lstat of each was a third of it.
         try:
             with os.scandir(self.host_path(path)) as entries:
-                found = [(entry.name, _entry_kind(entry)) for entry in entries]
+                found = {entry.name: _entry_kind(entry) for entry in entries}
         except OSError:
             return []
-        return sorted(found, key=lambda item: os.fsencode(item[0]))
+        return [(name, found[name]) for name in sorted_bytewise(found)]
 
-    def read_magic(self, path: str) -> bytes:
-        # A descriptor and one read: no file object, no stat (most listed files are not
+    def read_at(self, path: str, offset: int, length: int) -> bytes:
+        # A descriptor and one pread: no file object, no stat (most files asked are not
         # ELF, and need no content key).
         try:
             fd = os.open(self.host_path(path), os.O_RDONLY | os.O_CLOEXEC)
         except OSError as err:
             raise ElfError(f"cannot read /{path}: {err.strerror}") from None
         try:
-            return os.read(fd, 4)
+            return os.pread(fd, length, offset)
         except OSError as err:
             raise ElfError(f"cannot read /{path}: {err.strerror}") from None
         finally:

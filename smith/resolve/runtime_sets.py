@@ -15,8 +15,9 @@ is already in the closure:
   Fedora alike).
 - interpreter: a python3, perl or ruby program imports its standard library at run time;
   the module tree is kept, without site-packages, dist-packages, site_perl, vendor_perl,
-  gems, site_ruby or vendor_ruby (a recipe names those with `paths`). node's standard
-  library is compiled into the binary: nothing to keep.
+  gems, site_ruby or vendor_ruby (a recipe names those with `paths`); of its files only
+  the extension modules (*.so) can be loaded, and only they are read and walked. node's
+  standard library is compiled into the binary: nothing to keep.
 
 Each rule can be switched off (`no_runtime_libraries:` in a recipe, `--no-runtime` for
 minimize). The opt-in NSS and gconv sets are in extras.py.
@@ -30,8 +31,10 @@ import struct
 from collections.abc import Hashable
 from typing import BinaryIO
 
+from smith.errors import ElfError
 from smith.resolve.closure import ClosureWalker, Reason
-from smith.resolve.elfsyms import undefined_imports
+from smith.resolve.elf import ElfInfo
+from smith.resolve.elfsyms import names_any, undefined_imports
 from smith.resolve.extras import add_tree
 from smith.resolve.loader import Step, glob_root
 from smith.resolve.runtime_rules import RuntimeRule as RuntimeRule
@@ -82,6 +85,13 @@ PERL_TREES = (
     "usr/lib64/perl5",
 )
 RUBY_TREES = ("usr/lib/ruby/[0-9]*", "usr/lib/*/ruby/[0-9]*", "usr/lib64/ruby", "usr/share/ruby")
+# What the three interpreters dlopen from their standard library: extension modules, named
+# with a suffix ending in this one (Python's importlib.machinery.EXTENSION_SUFFIXES on
+# Linux: .cpython-311-x86_64-linux-gnu.so, .abi3.so, .so; perl's and ruby's dlext, "so").
+# Every other file is source or data to them, never mapped by ld.so: kept unread (reading
+# the first bytes of each of ~3,800 files was most of the rule's time; the one ELF file
+# among them on Debian, python3.11's config-3.11-*/python.o, is not dynamic).
+MODULE_SUFFIX = ".so"
 
 
 def add_runtime_rules(walker: ClosureWalker, rules: tuple[str, ...]) -> None:
@@ -101,8 +111,8 @@ def add_libgcc_s(walker: ClosureWalker) -> None:
     if not libcs:
         return
     imports = SymbolImports()
-    for path, _ in objects:
-        for symbol in imports.of(walker, path, UNWIND_USERS):
+    for path, object_info in objects:
+        for symbol in imports.of(walker, path, object_info, UNWIND_USERS):
             for libc, info in libcs:
                 found = walker.search_default(LIBGCC_S, info.abi)
                 if found is None:
@@ -135,7 +145,7 @@ def add_interpreter_trees(walker: ClosureWalker) -> None:
             walk = walker.walker.walk(directory)
             for link in walk.links:
                 walker.keep(link, Reason(Step.SYMLINK, by=real, name=f"/{directory}"))
-            add_tree(walker, walk.path, reason, skip=SITE_DIRS)
+            add_tree(walker, walk.path, reason, skip=SITE_DIRS, module_suffix=MODULE_SUFFIX)
 
 
 def interpreter_trees(walker: ClosureWalker, base: str) -> list[str]:
@@ -165,20 +175,55 @@ class SymbolImports:
     def __init__(self) -> None:
         self._seen: dict[tuple[Hashable, tuple[str, ...]], tuple[str, ...]] = {}
 
-    def of(self, walker: ClosureWalker, path: str, names: tuple[str, ...]) -> tuple[str, ...]:
+    def of(
+        self, walker: ClosureWalker, path: str, info: ElfInfo, names: tuple[str, ...]
+    ) -> tuple[str, ...]:
         key = (walker.root.content_key(path), names)
         if key not in self._seen:
-            self._seen[key] = self._read(walker, path, names)
+            self._seen[key] = self._read(walker, path, info, names)
         return self._seen[key]
 
     @staticmethod
-    def _read(walker: ClosureWalker, path: str, names: tuple[str, ...]) -> tuple[str, ...]:
+    def _read(
+        walker: ClosureWalker, path: str, info: ElfInfo, names: tuple[str, ...]
+    ) -> tuple[str, ...]:
+        # An import's name is in the dynamic string table, which the loader's read located:
+        # that table alone clears most files (the rule went through ~150 files of a
+        # /usr/bin closure, each header, section headers and table, before git).
+        try:
+            if info.strtab_span[0] >= 0 and not table_names_any(walker, path, info, names):
+                return ()
+        except ElfError:
+            return ()  # the loader read this file; its symbols are only a hint
         with walker.root.open(path) as stream:
             try:
                 fast = undefined_imports(stream, names)
             except (struct.error, IndexError, OSError):
                 return ()  # the loader read this file; its symbols are only a hint
             return fast if fast is not None else _read_pyelftools(stream, names)
+
+
+# A dynamic string table is searched in pieces of this size: a Go program's is megabytes,
+# and read at once each was a fresh buffer the kernel mapped page by page (~1,700 page
+# faults for the tables of a /usr/bin closure); a piece's buffer is reused.
+TABLE_PIECE = 1 << 16
+
+
+def table_names_any(
+    walker: ClosureWalker, path: str, info: ElfInfo, names: tuple[str, ...]
+) -> bool:
+    """Whether the dynamic string table of `path` holds any of `names` (see names_any)."""
+    offset, length = info.strtab_span
+    overlap = max(len(name) for name in names) - 1  # a name across two pieces is in both
+    start = 0
+    while start < length:
+        piece = walker.root.read_at(path, offset + start, min(TABLE_PIECE, length - start))
+        if names_any(piece, names):
+            return True
+        if len(piece) < TABLE_PIECE:
+            return False  # the table's end (or the file's, if it shrank)
+        start += TABLE_PIECE - overlap
+    return False
 
 
 def _read_pyelftools(stream: BinaryIO, names: tuple[str, ...]) -> tuple[str, ...]:

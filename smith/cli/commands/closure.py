@@ -5,6 +5,8 @@ ROOT is a directory used as the image's root; the host outside it is never read.
 
 from __future__ import annotations
 
+import gc
+
 import click
 
 from smith.cli.main import cli
@@ -36,6 +38,10 @@ def closure_command(
     keep_going: bool,
 ) -> None:
     """Print the files PATHS need inside ROOT, one per line."""
+    # What is loaded by now (the command line, click) lives until the process ends: the
+    # collector need not walk it again at each collection the closure's allocations start,
+    # nor at exit (~2% of a /usr/bin closure's instructions).
+    gc.freeze()
     result = compute_closure(
         root,
         paths,
