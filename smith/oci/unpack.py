@@ -149,7 +149,7 @@ class Applier:
         self.special = 0
         self.bytes = 0
         self.pack_offset = 0
-        # Each entry costs this tree ~200 bytes (smith/entrytable.py) and the closure,
+        # Each entry costs this tree ~180 bytes (smith/entrytable.py) and the closure,
         # conventions and writer their share of time. All layers together are bounded.
         from smith.limits import LAYER_ENTRIES
 
@@ -223,6 +223,8 @@ class Applier:
 
     def _ensure_parents(self, path: str, origin: str) -> None:
         """Create missing parents as runtimes do (0755 root), replacing non-directories."""
+        if self._in_directory(path):
+            return
         parts = path.split("/")[:-1]
         current = ""
         for part in parts:
@@ -230,9 +232,21 @@ class Applier:
             if self.table.kind(current) is not Kind.DIR:
                 self._insert(current, Entry(current, Kind.DIR, 0o755, origin=origin))
 
+    def _in_directory(self, path: str) -> bool:
+        """Whether `path`'s parent is a directory of the tree, and so are all of its own
+        (every path was put in at its resolved place, below directories made then, and a
+        directory's removal or replacement removes what is below it): no link between
+        the root and `path`'s name."""
+        parent = path.rpartition("/")[0]
+        return not parent or self.table.kind(parent) is Kind.DIR
+
     def _resolve_parent(self, path: str, layer: str, name: str) -> str:
         """`path` with its parent directories resolved through the tree's symlinks, as a
         runtime's scoped join does; refused when a symlink would lead out of the root."""
+        if self._in_directory(path):
+            # Nearly every entry: the one lookup of its parent, not a walk whose memo
+            # would keep a string and a tuple per directory of a million-entry tree.
+            return path
         try:
             return self.links.walk(path, follow_last=False).path
         except _Loop:
