@@ -85,15 +85,13 @@ class EntryTable(MutableMapping[str, Entry]):
         return default if row < 0 else self._entry(path, row)
 
     def __setitem__(self, path: str, entry: Entry) -> None:
-        row = self._rows.row(path)
-        if row < 0:
-            row = self._rows.add(path)
-            if row == len(self._kind):
-                self._new_row()
-            self._mark[row] = 0
-        else:
-            self._extra.pop(row, None)
+        self._fill(self._row_of(path), entry)
+
+    def put(self, path: str, entry: Entry, mark: int) -> None:
+        """self[path] = entry, with `mark` noted on it (see mark): one lookup, not two."""
+        row = self._row_of(path)
         self._fill(row, entry)
+        self._mark[row] = mark
 
     def __delitem__(self, path: str) -> None:
         self._extra.pop(self._rows.remove(path), None)
@@ -124,6 +122,18 @@ class EntryTable(MutableMapping[str, Entry]):
         return 0 if row < 0 else self._mark[row]
 
     # -- rows -------------------------------------------------------------------------------
+
+    def _row_of(self, path: str) -> int:
+        """The row of `path`, made (its mark 0) if it has none; emptied of its extra."""
+        row = self._rows.row(path)
+        if row < 0:
+            row = self._rows.add(path)
+            if row == len(self._kind):
+                self._new_row()
+            self._mark[row] = 0
+        else:
+            self._extra.pop(row, None)
+        return row
 
     def _new_row(self) -> None:
         """The columns' items of the next row, the PathIndex's rows having grown by one."""
