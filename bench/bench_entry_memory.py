@@ -22,50 +22,21 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
-from tests.tools import PROJECT
-
-SMITH = str(PROJECT / ".venv/bin/smith")
-
-
-def make_image(root: Path, entries: int) -> None:
-    """Made by a child process, so that this one stays small (see bench_minimize.make_image)."""
-    code = (
-        "from pathlib import Path; from tests.bigimage import write_deep_image as w; "
-        f"w(Path({str(root)!r}), entries={entries})"
-    )
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=PROJECT)
+from bench.bench_minimize import SMITH, cpu_of, make_image, timed
 
 
 def one_run(image: Path, entries: int, scratch: Path) -> dict[str, Any]:
     out = scratch / "out"
     argv = [SMITH, "minimize", str(image), "-o", str(out), "--json"]
     argv += ["--set-limit", f"LAYER_ENTRIES={entries + 10}"]
-    start = time.perf_counter()
-    with tempfile.TemporaryFile() as stdout:
-        proc = subprocess.Popen(argv, stdout=stdout, stderr=subprocess.PIPE)
-        _pid, status, usage = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - start
-        assert proc.stderr is not None
-        err = proc.stderr.read().decode()
-        proc.stderr.close()
-        if os.waitstatus_to_exitcode(status) != 0:
-            raise SystemExit(f"smith minimize {image} failed: {err}")
-        stdout.seek(0)
-        summary = json.loads(stdout.read())
+    (wall, rss, stdout), cpu = cpu_of(timed, argv)
     shutil.rmtree(out)
-    return {
-        "rss": usage.ru_maxrss * 1024,
-        "wall": wall,
-        "cpu": usage.ru_utime + usage.ru_stime,
-        "manifest": summary["manifest"],
-    }
+    return {"rss": rss, "wall": wall, "cpu": cpu, "manifest": json.loads(stdout)["manifest"]}
 
 
 def spread(values: list[float], digits: int = 2) -> dict[str, float]:
@@ -87,7 +58,7 @@ def main() -> None:
         for entries in sizes:
             images[entries] = (args.images or scratch) / f"deep-{entries}"
             if not (images[entries] / "index.json").exists():
-                make_image(images[entries], entries)
+                make_image(images[entries], "write_deep_image", entries=entries)
         runs: dict[int, list[dict[str, Any]]] = {n: [] for n in sizes}
         loads = []
         for _ in range(args.runs):  # interleaved: a load spike hits both sizes alike

@@ -4,6 +4,7 @@ gzip layer written as a stream, so that making it needs no memory either."""
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import io
@@ -60,27 +61,41 @@ def write_big_image(
 ) -> None:
     """The image, by default of 1 GiB; bench/bench_minimize.py asks for other shapes
     (2 GiB; a million small entries, 1000 to a directory)."""
-    root.mkdir(parents=True)
+    busybox = busybox_bytes()
+    with (
+        gzip_layer(root, ["/bin/busybox", "true"]) as sink,
+        tarfile.open(fileobj=sink, mode="w|", format=tarfile.PAX_FORMAT) as tar,  # type: ignore[call-overload]
+    ):
+
+        def add(name: str, size: int, data: BinaryIO, mode: int = 0o644) -> None:
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = size, mode
+            tar.addfile(info, data)
+
+        add("bin/busybox", len(busybox), io.BytesIO(busybox), 0o755)
+        add("data/big.bin", big, io.BufferedReader(Pattern(big, 0)))
+        for i in range(small_count):
+            name = f"data/small/{i // 1000:04d}/{i % 1000:03d}"
+            add(name, small_size, io.BufferedReader(Pattern(small_size, i)))
+
+
+def busybox_bytes() -> bytes:
     with open(require_tool("busybox"), "rb") as f:
-        busybox = f.read()
+        return f.read()
+
+
+@contextlib.contextmanager
+def gzip_layer(root: Path, entrypoint: list[str]) -> Iterator[Hashing]:
+    """The sink of a gzip layer (level 1) written as a stream into a new directory `root`,
+    made the one-layer OCI layout of an image running `entrypoint` at the end."""
+    root.mkdir(parents=True)
     tmp = root / "layer.tmp"
     with open(tmp, "wb") as raw:
         gz = gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=1, mtime=0)
         sink = Hashing(gz)  # type: ignore[arg-type]
-        with tarfile.open(fileobj=sink, mode="w|", format=tarfile.PAX_FORMAT) as tar:  # type: ignore[call-overload]
-
-            def add(name: str, size: int, data: BinaryIO, mode: int = 0o644) -> None:
-                info = tarfile.TarInfo(name)
-                info.size, info.mode = size, mode
-                tar.addfile(info, data)
-
-            add("bin/busybox", len(busybox), io.BytesIO(busybox), 0o755)
-            add("data/big.bin", big, io.BufferedReader(Pattern(big, 0)))
-            for i in range(small_count):
-                name = f"data/small/{i // 1000:04d}/{i % 1000:03d}"
-                add(name, small_size, io.BufferedReader(Pattern(small_size, i)))
+        yield sink
         gz.close()
-    write_one_layer_layout(root, tmp, "sha256:" + sink.hash.hexdigest(), ["/bin/busybox", "true"])
+    write_one_layer_layout(root, tmp, "sha256:" + sink.hash.hexdigest(), entrypoint)
 
 
 NAME_CHARS = "abcdefghijklmnopqrstuvwxyz0123456789_-"
@@ -116,13 +131,8 @@ def deep_paths(entries: int, seed: int = 0) -> Iterator[tuple[str, bool]]:
 def write_deep_image(root: Path, *, entries: int, seed: int = 0) -> None:
     """An image of busybox and `entries` small files and directories (deep_paths), in one
     gzip layer: the per-entry memory of a real tree's paths (bench_entry_memory.py)."""
-    root.mkdir(parents=True)
-    with open(require_tool("busybox"), "rb") as f:
-        busybox = f.read()
-    tmp = root / "layer.tmp"
-    with open(tmp, "wb") as raw:
-        gz = gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=1, mtime=0)
-        sink = Hashing(gz)  # type: ignore[arg-type]
+    busybox = busybox_bytes()
+    with gzip_layer(root, ["/bin/busybox", "true"]) as sink:
         # Not tarfile.open: a TarFile keeps every member it wrote (a million of them).
         info = tarfile.TarInfo("bin/busybox")
         info.size, info.mode = len(busybox), 0o755
@@ -137,8 +147,6 @@ def write_deep_image(root: Path, *, entries: int, seed: int = 0) -> None:
                 info.size = len(body)
                 write_member(sink, info, body)
         sink.write(b"\0" * 1024)
-        gz.close()
-    write_one_layer_layout(root, tmp, "sha256:" + sink.hash.hexdigest(), ["/bin/busybox", "true"])
 
 
 def write_member(sink: Hashing, info: tarfile.TarInfo, body: bytes) -> None:
