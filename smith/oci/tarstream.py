@@ -178,7 +178,8 @@ class TarStream:
         self._skip_body()
 
     def _take(self, n: int) -> bytes:
-        self._fill(n)
+        if len(self._buf) - self._pos < n:  # not a call per header when the bytes are there
+            self._fill(n)
         data = self._buf[self._pos : self._pos + n]
         self._pos += n
         return data
@@ -198,7 +199,8 @@ class TarStream:
     def _skip_padding(self) -> None:
         if self._pad:
             try:
-                self._fill(self._pad)
+                if len(self._buf) - self._pos < self._pad:
+                    self._fill(self._pad)
                 self._pos += self._pad
             except TarFormatError:
                 # umoci before its 2024 fix (umoci #436) ends layers right after the last
@@ -243,7 +245,8 @@ class TarStream:
         while True:
             self._skip_body()
             try:
-                self._fill(BLOCK)
+                if len(self._buf) - self._pos < BLOCK:
+                    self._fill(BLOCK)
             except TarFormatError:
                 if len(self._buf) - self._pos == 0:
                     return  # end of data without the end-of-archive blocks: accepted
