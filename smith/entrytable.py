@@ -2,10 +2,11 @@
 
 An image layer can hold a million entries; one Python object per field per entry (an
 Entry, its HostSlice, their ints) cost over a kilobyte each. Here an entry is its path
-string, one dict slot and ~22 bytes of fixed-width columns; the Entry is made when asked
-for. Repeated values (owners, origins, pack files) are interned. What does not fit the
-columns (a uid beyond 16 bits of distinct owners, a content that is no pack slice, a link
-target) is kept as an object beside the row: always exact, only less compact.
+string, its row in a PathIndex (no object of its own: 16-24 bytes) and ~22 bytes of
+fixed-width columns; the Entry is made when asked for. Repeated values (owners, origins,
+pack files) are interned. What does not fit the columns (a uid beyond 16 bits of
+distinct owners, a content that is no pack slice, a link target) is kept as an object
+beside the row: always exact, only less compact.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from array import array
 from collections.abc import Iterator, MutableMapping
 from typing import Generic, TypeVar
 
+from smith.pathindex import PathIndex
 from smith.tree import Content, Entry, HostSlice, Kind, LayerSpan, SpanSource
 
 T = TypeVar("T")
@@ -40,11 +42,10 @@ class Interned(Generic[T]):
 
 
 class EntryTable(MutableMapping[str, Entry]):
-    """path -> Entry; iteration in insertion order, as a dict's (FileTree sorts)."""
+    """path -> Entry; iteration in row order (FileTree sorts)."""
 
     def __init__(self) -> None:
-        self._rows: dict[str, int] = {}
-        self._free: list[int] = []  # rows of removed entries, reused first
+        self._rows = PathIndex()  # its rows number the columns' items
         self._kind = bytearray()
         self._how = bytearray()  # NOTHING, SLICE or OBJECT
         self._mode = array("H")
@@ -71,35 +72,35 @@ class EntryTable(MutableMapping[str, Entry]):
         return iter(self._rows)
 
     def __contains__(self, path: object) -> bool:
-        return path in self._rows
+        return self._rows.row(path) >= 0
 
     def __getitem__(self, path: str) -> Entry:
-        return self._entry(path, self._rows[path])
+        row = self._rows.row(path)
+        if row < 0:
+            raise KeyError(path)
+        return self._entry(path, row)
 
     def get(self, path: str, default: Entry | None = None) -> Entry | None:  # type: ignore[override]
-        row = self._rows.get(path)
-        return default if row is None else self._entry(path, row)
+        row = self._rows.row(path)
+        return default if row < 0 else self._entry(path, row)
 
     def __setitem__(self, path: str, entry: Entry) -> None:
-        row = self._rows.get(path)
-        if row is None:
-            row = self._new_row()
-            self._mark[row] = 0
-            self._rows[path] = row
-        else:
-            self._extra.pop(row, None)
+        self._fill(self._row_of(path), entry)
+
+    def put(self, path: str, entry: Entry, mark: int) -> None:
+        """self[path] = entry, with `mark` noted on it (see mark): one lookup, not two."""
+        row = self._row_of(path)
         self._fill(row, entry)
+        self._mark[row] = mark
 
     def __delitem__(self, path: str) -> None:
-        row = self._rows.pop(path)
-        self._extra.pop(row, None)
-        self._free.append(row)
+        self._extra.pop(self._rows.remove(path), None)
 
     # -- cheap looks at one row (no Entry made) ---------------------------------------------
 
     def kind(self, path: str) -> Kind | None:
-        row = self._rows.get(path)
-        if row is None:
+        row = self._rows.row(path)
+        if row < 0:
             return None
         code = self._kind[row]
         if code == VERBATIM:
@@ -111,24 +112,37 @@ class EntryTable(MutableMapping[str, Entry]):
     def mark(self, path: str, value: int) -> None:
         """Note a small number (< 65536) on `path`: 0 for a new path, kept when its entry
         is replaced. Not part of the Entry: the applier notes which layer added a path."""
-        self._mark[self._rows[path]] = value
+        row = self._rows.row(path)
+        if row < 0:
+            raise KeyError(path)
+        self._mark[row] = value
 
     def marked(self, path: str) -> int:
-        row = self._rows.get(path)
-        return 0 if row is None else self._mark[row]
+        row = self._rows.row(path)
+        return 0 if row < 0 else self._mark[row]
 
     # -- rows -------------------------------------------------------------------------------
 
-    def _new_row(self) -> int:
-        if self._free:
-            return self._free.pop()
+    def _row_of(self, path: str) -> int:
+        """The row of `path`, made (its mark 0) if it has none; emptied of its extra."""
+        row = self._rows.row(path)
+        if row < 0:
+            row = self._rows.add(path)
+            if row == len(self._kind):
+                self._new_row()
+            self._mark[row] = 0
+        else:
+            self._extra.pop(row, None)
+        return row
+
+    def _new_row(self) -> None:
+        """The columns' items of the next row, the PathIndex's rows having grown by one."""
         self._kind.append(0)
         self._how.append(NOTHING)
         for column in (self._mode, self._owner, self._origin, self._ref, self._size):
             column.append(0)
         self._offset.append(0)
         self._mark.append(0)
-        return len(self._kind) - 1
 
     def _fill(self, row: int, entry: Entry) -> None:
         content = entry.content

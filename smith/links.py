@@ -60,7 +60,8 @@ class LinkResolver:
         `follow_last` is false."""
         parent, _, name = path.rpartition("/")
         base, links = self.walk_dir(parent, path, 0) if parent else ("", ())
-        current = f"{base}/{name}" if base else name
+        # Through no link, `path` itself: one string per path for a million-entry tree.
+        current = path if base == parent else f"{base}/{name}" if base else name
         if not follow_last or not path:
             return Walk(current, links)
         seen = list(links)
@@ -101,7 +102,7 @@ class LinkResolver:
     def _resolve_dir(self, directory: str, origin: str, hops: int) -> tuple[str, tuple[str, ...]]:
         parent, _, name = directory.rpartition("/")
         base, links = self.walk_dir(parent, origin, hops) if parent else ("", ())
-        current = f"{base}/{name}" if base else name
+        current = directory if base == parent else f"{base}/{name}" if base else name
         seen = list(links)
         while self._is_link(current):
             if hops + len(seen) >= MAX_SYMLINK_HOPS:

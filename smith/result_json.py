@@ -33,7 +33,7 @@ class TreeSize:
     def of(cls, tree: FileTree) -> TreeSize:
         # One pass, no list: a tree's entries are made one at a time (smith.entrytable).
         files = size = 0
-        for entry in tree:
+        for entry in tree.unordered():
             if entry.kind is Kind.FILE:
                 files += 1
                 size += entry.size

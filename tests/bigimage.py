@@ -4,13 +4,16 @@ gzip layer written as a stream, so that making it needs no memory either."""
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import io
 import json
 import os
+import random
 import subprocess
 import tarfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -58,27 +61,98 @@ def write_big_image(
 ) -> None:
     """The image, by default of 1 GiB; bench/bench_minimize.py asks for other shapes
     (2 GiB; a million small entries, 1000 to a directory)."""
-    root.mkdir(parents=True)
+    busybox = busybox_bytes()
+    with (
+        gzip_layer(root, ["/bin/busybox", "true"]) as sink,
+        tarfile.open(fileobj=sink, mode="w|", format=tarfile.PAX_FORMAT) as tar,  # type: ignore[call-overload]
+    ):
+
+        def add(name: str, size: int, data: BinaryIO, mode: int = 0o644) -> None:
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = size, mode
+            tar.addfile(info, data)
+
+        add("bin/busybox", len(busybox), io.BytesIO(busybox), 0o755)
+        add("data/big.bin", big, io.BufferedReader(Pattern(big, 0)))
+        for i in range(small_count):
+            name = f"data/small/{i // 1000:04d}/{i % 1000:03d}"
+            add(name, small_size, io.BufferedReader(Pattern(small_size, i)))
+
+
+def busybox_bytes() -> bytes:
     with open(require_tool("busybox"), "rb") as f:
-        busybox = f.read()
+        return f.read()
+
+
+@contextlib.contextmanager
+def gzip_layer(root: Path, entrypoint: list[str]) -> Iterator[Hashing]:
+    """The sink of a gzip layer (level 1) written as a stream into a new directory `root`,
+    made the one-layer OCI layout of an image running `entrypoint` at the end."""
+    root.mkdir(parents=True)
     tmp = root / "layer.tmp"
     with open(tmp, "wb") as raw:
         gz = gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=1, mtime=0)
         sink = Hashing(gz)  # type: ignore[arg-type]
-        with tarfile.open(fileobj=sink, mode="w|", format=tarfile.PAX_FORMAT) as tar:  # type: ignore[call-overload]
-
-            def add(name: str, size: int, data: BinaryIO, mode: int = 0o644) -> None:
-                info = tarfile.TarInfo(name)
-                info.size, info.mode = size, mode
-                tar.addfile(info, data)
-
-            add("bin/busybox", len(busybox), io.BytesIO(busybox), 0o755)
-            add("data/big.bin", big, io.BufferedReader(Pattern(big, 0)))
-            for i in range(small_count):
-                name = f"data/small/{i // 1000:04d}/{i % 1000:03d}"
-                add(name, small_size, io.BufferedReader(Pattern(small_size, i)))
+        yield sink
         gz.close()
-    write_one_layer_layout(root, tmp, "sha256:" + sink.hash.hexdigest(), ["/bin/busybox", "true"])
+    write_one_layer_layout(root, tmp, "sha256:" + sink.hash.hexdigest(), entrypoint)
+
+
+NAME_CHARS = "abcdefghijklmnopqrstuvwxyz0123456789_-"
+SUFFIXES = ("", ".py", ".h", ".so.1", ".txt", ".json", ".mo", ".gz", ".pm", ".js")
+
+
+def deep_paths(entries: int, seed: int = 0) -> Iterator[tuple[str, bool]]:
+    """`entries` (path, is_directory) in tar order, as a real image's tree is (as this
+    host's /usr: paths of ~70 characters, one directory to ~10 files): directories nested
+    up to 4 levels, 2 to 20 files each, names of 8 to 30 characters (a tree of synthetic
+    `NNNN/NNN` names would understate what a real path costs)."""
+    rng = random.Random(seed)
+
+    def name() -> str:
+        stem = "".join(rng.choices(NAME_CHARS, k=rng.randint(8, 26)))
+        return stem + rng.choice(SUFFIXES)
+
+    left = entries
+    pending = [("usr", 0)]
+    while pending and left > 0:
+        directory, depth = pending.pop()
+        yield directory, True
+        left -= 1
+        for _ in range(min(left, rng.randint(2, 20))):
+            yield f"{directory}/{name()}", False
+            left -= 1
+        below = rng.randint(1, 12) if depth < 3 else 0
+        pending += ((f"{directory}/{name()}", depth + 1) for _ in range(below))
+        if not pending and left > 0:  # a tree ran out of room below: start another
+            pending.append((f"usr/{name()}", 1))
+
+
+def write_deep_image(root: Path, *, entries: int, seed: int = 0) -> None:
+    """An image of busybox and `entries` small files and directories (deep_paths), in one
+    gzip layer: the per-entry memory of a real tree's paths (bench_entry_memory.py)."""
+    busybox = busybox_bytes()
+    with gzip_layer(root, ["/bin/busybox", "true"]) as sink:
+        # Not tarfile.open: a TarFile keeps every member it wrote (a million of them).
+        info = tarfile.TarInfo("bin/busybox")
+        info.size, info.mode = len(busybox), 0o755
+        write_member(sink, info, busybox)
+        for path, is_dir in deep_paths(entries, seed):
+            info = tarfile.TarInfo(path)
+            if is_dir:
+                info.type, info.mode = tarfile.DIRTYPE, 0o755
+                write_member(sink, info, b"")
+            else:
+                body = path.encode()[-40:]  # small, different files (packed, as small are)
+                info.size = len(body)
+                write_member(sink, info, body)
+        sink.write(b"\0" * 1024)
+
+
+def write_member(sink: Hashing, info: tarfile.TarInfo, body: bytes) -> None:
+    sink.write(info.tobuf(tarfile.PAX_FORMAT))
+    if body:
+        sink.write(body + b"\0" * (-len(body) % tarfile.BLOCKSIZE))
 
 
 # In this order, so that an image of ~78k entries and ~1.6 GB is what real ones hold: the

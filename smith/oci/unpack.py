@@ -144,7 +144,7 @@ class Applier:
         self.special = 0
         self.bytes = 0
         self.pack_offset = 0
-        # Each entry costs this tree ~200 bytes (smith/entrytable.py) and the closure,
+        # Each entry costs this tree ~180 bytes (smith/entrytable.py) and the closure,
         # conventions and writer their share of time. All layers together are bounded.
         from smith.limits import LAYER_ENTRIES
 
@@ -201,16 +201,18 @@ class Applier:
         if self._kids is not None:
             self._kids.get(posixpath.dirname(path), set()).discard(path)
 
-    def _insert(self, path: str, entry: Entry) -> None:
+    def _insert(self, path: str, entry: Entry, added: int = 0) -> None:
+        """Put `entry` at `path`; with `added` (the layer's mark), noted as this layer's."""
         existing = self.table.kind(path)
         if existing is not None:
             if existing is Kind.DIR and entry.kind is Kind.DIR:
-                self.table[path] = entry  # merged: the directory takes the new metadata
+                # Merged: the directory takes the new metadata.
+                self.table.put(path, entry, added or self.table.marked(path))
                 return
             self._remove(path)
         if entry.kind is Kind.SYMLINK:
             self.links.forget()
-        self.table[path] = entry
+        self.table.put(path, entry, added)
         if self._kids is not None:
             self._kids.setdefault(posixpath.dirname(path), set()).add(path)
             if entry.kind is Kind.DIR:
@@ -218,6 +220,8 @@ class Applier:
 
     def _ensure_parents(self, path: str, origin: str) -> None:
         """Create missing parents as runtimes do (0755 root), replacing non-directories."""
+        if self._in_directory(path):
+            return
         parts = path.split("/")[:-1]
         current = ""
         for part in parts:
@@ -225,9 +229,21 @@ class Applier:
             if self.table.kind(current) is not Kind.DIR:
                 self._insert(current, Entry(current, Kind.DIR, 0o755, origin=origin))
 
+    def _in_directory(self, path: str) -> bool:
+        """Whether `path`'s parent is a directory of the tree, and so are all of its own
+        (every path was put in at its resolved place, below directories made then, and a
+        directory's removal or replacement removes what is below it): no link between
+        the root and `path`'s name."""
+        parent = path.rpartition("/")[0]
+        return not parent or self.table.kind(parent) is Kind.DIR
+
     def _resolve_parent(self, path: str, layer: str, name: str) -> str:
         """`path` with its parent directories resolved through the tree's symlinks, as a
         runtime's scoped join does; refused when a symlink would lead out of the root."""
+        if self._in_directory(path):
+            # Nearly every entry: the one lookup of its parent, not a walk whose memo
+            # would keep a string and a tuple per directory of a million-entry tree.
+            return path
         try:
             return self.links.walk(path, follow_last=False).path
         except _Loop:
@@ -300,13 +316,14 @@ class Applier:
             if member.isdir():
                 return  # "./": the root itself, whose metadata a runtime keeps
             raise UnsafePathError(f"layer {layer}: entry {name!r} names the root")
-        path = self._resolve_parent(path, layer, name)
-        check_depth(path, name, layer)  # through symlinks, a short name can lead deep
-        if any(part.startswith(WHITEOUT) for part in path.split("/")[:-1]):
+        in_directory = self._in_directory(path)  # nearly always: no link to resolve
+        if not in_directory:
+            path = self._resolve_parent(path, layer, name)
+            check_depth(path, name, layer)  # through symlinks, a short name can lead deep
+        parent, _, base = path.rpartition("/")
+        if parent.startswith(WHITEOUT) or "/" + WHITEOUT in parent:
             # A whiteout name is a marker, never a directory a layer may put things in.
             raise UnsafePathError(f"layer {layer}: entry {name!r} is below a whiteout name")
-        base = posixpath.basename(path)
-        parent = posixpath.dirname(path)
         if base.startswith(WHITEOUT):
             if parent:
                 parent_kind = self.table.kind(parent)
@@ -325,14 +342,16 @@ class Applier:
                 self._remove(f"{parent}/{hidden}" if parent else hidden, keep=True)
             return
         origin = layer
-        self._ensure_parents(path, origin)
+        if not in_directory:
+            self._ensure_parents(path, origin)
         uid, gid = member.uid, member.gid
+        added = self.layer_mark
         if member.isdir():
             mode = stat.S_IMODE(member.mode)
-            self._insert(path, Entry(path, Kind.DIR, mode, uid, gid, origin=origin))
+            self._insert(path, Entry(path, Kind.DIR, mode, uid, gid, origin=origin), added)
         elif member.issym():
             link = Entry(path, Kind.SYMLINK, 0o777, uid, gid, target=member.linkname, origin=origin)
-            self._insert(path, link)
+            self._insert(path, link, added)
         elif member.islnk():
             target = canonical_member_name(member.linkname, layer, what="hard link target")
             target = self._resolve_parent(target, layer, name) if target else target
@@ -341,8 +360,9 @@ class Applier:
                 # link(2) on a symlink links the symlink itself (GNU tar writes these and
                 # docker imports them): a second symlink with the same target and owner.
                 if target != path:
-                    self._insert(path, replace(node, path=path, origin=origin))
-                self._note_added(path)
+                    self._insert(path, replace(node, path=path, origin=origin), added)
+                else:
+                    self._note_added(path)
                 return
             if node is None or node.kind is not Kind.FILE:
                 raise UnsafePathError(
@@ -357,18 +377,16 @@ class Applier:
                 self.inode_origin[inode] = node.origin
             # The same content, mode and owner: what the inode has, whatever later
             # happens to the other name.
-            self._insert(path, replace(node, path=path, origin=origin))
+            self._insert(path, replace(node, path=path, origin=origin), added)
             self.linked[path] = inode
         elif member.isreg():
             mode = stat.S_IMODE(member.mode)
             content = store(member, path)
             entry = Entry(path, Kind.FILE, mode, uid, gid, member.size, "", content, origin)
-            self._insert(path, entry)
+            self._insert(path, entry, added)
         else:
             self.special += 1  # device, FIFO, socket: a microcontainer carries none
             self._remove(path)
-            return
-        self._note_added(path)
 
     def _store(self, stream: TarStream, member: Member, path: str, pack: BinaryIO) -> Content:
         if member.size == 0:
