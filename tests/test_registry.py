@@ -25,6 +25,7 @@ from smith.oci.push import push_image
 from smith.oci.reading import open_image
 from smith.oci.registry import RegistryOptions
 from smith.tree import FileTree, InlineBytes
+from tests.http_proxy import http_proxy
 from tests.registry_fixtures import (
     SMITH,
     layout_manifest_digest,
@@ -586,3 +587,28 @@ def test_copy_from_registry_to_registry(
         f"docker://{registry.host}/copy/dst:v1", "--insecure", home=home,
     )  # fmt: skip
     assert out.stdout.strip() == f"{registry.host}/copy/dst@{digest}"
+
+
+def test_push_and_pull_go_through_the_environments_proxy(
+    registry: Registry, images: dict[str, tuple[Path, str]], home: Path, tmp_path: Path
+) -> None:
+    """HTTP_PROXY applies to the registry as to repository downloads (smith/netpools.py):
+    an upload's HEAD, POST, PATCH/PUT and the pull's GETs all go to the proxy; NO_PROXY
+    naming the registry's address sends them straight to it again."""
+    layout, digest = images["app"]
+    ref = f"http://{registry.host}/proxied/app:v1"
+    clear = {name: "" for name in ("all_proxy", "ALL_PROXY", "no_proxy", "NO_PROXY")}
+    with http_proxy() as proxy:
+        env = {**clear, "http_proxy": proxy.url, "HTTP_PROXY": proxy.url}
+        out = run_smith("upload", "-i", str(layout), "-r", ref, home=home, env=env)
+        assert out.stdout.strip() == f"{registry.host}/proxied/app@{digest}"
+        assert {"HEAD", "POST", "PUT"} <= set(proxy.methods)
+        assert all(url.startswith(f"http://{registry.host}/v2/") for url in proxy.asked)
+        pulled = tmp_path / "pulled"
+        run_smith("download", "-r", ref, "-i", str(pulled), home=home, env=env)
+        assert layout_manifest_digest(pulled) == digest
+        assert proxy.methods.count("GET") >= 3  # the manifest, the config and the layer
+        asked = len(proxy.asked)
+        bypass = {**env, "no_proxy": registry.host.partition(":")[0]}
+        run_smith("download", "-r", ref, "-i", str(tmp_path / "direct"), home=home, env=bypass)
+        assert len(proxy.asked) == asked

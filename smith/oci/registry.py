@@ -29,6 +29,7 @@ from urllib3.exceptions import HTTPError, InsecureRequestWarning, SSLError
 
 from smith.errors import LimitError, RegistryError
 from smith.limits import CONNECT_TIMEOUT, DOCUMENT_BYTES, IDLE_TIMEOUT, json_document
+from smith.netpools import ProxiedPools
 from smith.netread import BoundedBody, deadline_from_now, drain
 from smith.oci.auth import Challenge, Credentials, find_credentials, parse_challenges
 from smith.oci.reference import Reference
@@ -150,7 +151,10 @@ class RegistryClient:
         actions = "pull,push" if push else "pull"
         self.scopes = [f"repository:{ref.repository}:{actions}"]
         self.scopes += [f"repository:{repo}:pull" for repo in mount_from if repo != ref.repository]
-        self.pool = urllib3.PoolManager(
+        # Through the proxy the environment names for each URL (HTTPS_PROXY, NO_PROXY: the
+        # rules repository downloads follow), the registry's and its token server's alike.
+        self.pool = ProxiedPools(
+            RegistryError,
             num_pools=4,
             maxsize=max(2, options.jobs + 1),
             ssl_context=tls_context(options, ref.registry),

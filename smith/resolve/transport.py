@@ -1,10 +1,10 @@
 """GET over HTTP(S) for the repository fetcher: urllib3, as the registry client uses.
 
-One pool manager per (proxy, scheme), made on first use and shared by the threads of
-fetch_packages (urllib3's pools are thread-safe). What the environment decides (proxy,
-CAs, credentials) is smith/netenv.py's. Redirects are followed here, at most
-MAX_REDIRECTS and only to http(s): a repository must not send smith to file:// or
-another scheme. Credentials go to the host they were given for; a redirect to another
+One pool manager per (proxy, scheme), made on first use (smith/netpools.py, as for the
+registry client) and shared by the threads of fetch_packages (urllib3's pools are
+thread-safe). What the environment decides (proxy, CAs, credentials) is smith/netenv.py's.
+Redirects are followed here, at most MAX_REDIRECTS and only to http(s): a repository must
+not send smith to file:// or another scheme. Credentials go to the host they were given for; a redirect to another
 host takes that host's own (netrc), never the first one's. Bodies are not decoded here
 (smith/netread.py undoes Content-Encoding within bounds) and nothing is retried here
 (the fetcher's own retries and backoff decide).
@@ -12,7 +12,6 @@ host takes that host's own (netrc), never the first one's. Bodies are not decode
 
 from __future__ import annotations
 
-import threading
 import urllib.parse
 from collections.abc import Mapping
 
@@ -20,7 +19,8 @@ import urllib3
 
 from smith.errors import PackageError
 from smith.limits import CONNECT_TIMEOUT, IDLE_TIMEOUT
-from smith.netenv import ca_context, credentials, proxy_for, without_credentials
+from smith.netenv import ca_context, credentials, without_credentials
+from smith.netpools import ProxiedPools
 from smith.netread import drain
 
 MAX_REDIRECTS = 10
@@ -38,8 +38,7 @@ class Transport:
             connect=min(CONNECT_TIMEOUT.value(), timeout),
             read=min(IDLE_TIMEOUT.value(), timeout),  # the wait for each byte; the
         )  # total deadline is netread's, checked between reads
-        self._managers: dict[tuple[str | None, str], urllib3.PoolManager] = {}
-        self._lock = threading.Lock()
+        self._pools = ProxiedPools(PackageError, tls_options, maxsize=POOL_SIZE)
 
     def get(self, url: str, headers: Mapping[str, str]) -> urllib3.BaseHTTPResponse:
         """The answer to GET `url` after redirects; its body unread. urllib3's errors
@@ -65,7 +64,7 @@ class Transport:
         send = {"Accept-Encoding": ACCEPT_ENCODING, **headers}
         if login is not None:
             send.update(urllib3.make_headers(basic_auth=f"{login[0]}:{login[1]}"))
-        return self._manager(url).urlopen(
+        return self._pools.urlopen(
             "GET",
             without_credentials(url),
             headers=send,
@@ -76,33 +75,10 @@ class Transport:
             timeout=self.timeout,
         )
 
-    def _manager(self, url: str) -> urllib3.PoolManager:
-        proxy = proxy_for(url)
-        scheme = urllib.parse.urlsplit(url).scheme
-        with self._lock:
-            manager = self._managers.get((proxy, scheme))
-            if manager is None:
-                manager = self._managers[(proxy, scheme)] = new_manager(proxy, scheme)
-            return manager
 
-
-def new_manager(proxy: str | None, scheme: str) -> urllib3.PoolManager:
+def tls_options(scheme: str) -> dict[str, object]:
     # The CA store is loaded only for https (a few ms): an http repository never needs it.
-    tls = {"ssl_context": ca_context()} if scheme == "https" else {}
-    if proxy is None:
-        return urllib3.PoolManager(maxsize=POOL_SIZE, **tls)  # type: ignore[arg-type]
-    if not proxy.startswith(("http://", "https://")):
-        raise PackageError(f"unsupported proxy {proxy!r}: smith speaks to HTTP(S) proxies only")
-    login = credentials(proxy)
-    auth = urllib3.make_headers(proxy_basic_auth=f"{login[0]}:{login[1]}") if login else {}
-    if proxy.startswith("https://"):
-        tls["proxy_ssl_context"] = ca_context()
-    return urllib3.ProxyManager(
-        without_credentials(proxy),
-        maxsize=POOL_SIZE,
-        proxy_headers=auth,
-        **tls,  # type: ignore[arg-type]
-    )
+    return {"ssl_context": ca_context()} if scheme == "https" else {}
 
 
 def redirected(url: str, location: str) -> str:
