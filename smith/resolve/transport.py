@@ -4,10 +4,10 @@ One pool manager per (proxy, scheme), made on first use (smith/netpools.py, as f
 registry client) and shared by the threads of fetch_packages (urllib3's pools are
 thread-safe). What the environment decides (proxy, CAs, credentials) is smith/netenv.py's.
 Redirects are followed here, at most MAX_REDIRECTS and only to http(s): a repository must
-not send smith to file:// or another scheme. Credentials go to the host they were given for; a redirect to another
-host takes that host's own (netrc), never the first one's. Bodies are not decoded here
-(smith/netread.py undoes Content-Encoding within bounds) and nothing is retried here
-(the fetcher's own retries and backoff decide).
+not send smith to file:// or another scheme. Credentials go to the host they were given
+for; a redirect to another host takes that host's own (netrc), never the first one's.
+Bodies are not decoded here (smith/netread.py undoes Content-Encoding within bounds) and
+nothing is retried here (the fetcher's own retries and backoff decide).
 """
 
 from __future__ import annotations
