@@ -98,7 +98,7 @@ def test_a_debuggers_children_are_reaped(micro: Container, toolbox: Path, state_
     done = crashcart(
         state_dir,
         *("attach", "--toolbox", str(toolbox), micro.id, "--", "sh", "-c"),
-        "gdb -batch -ex 'info proc' -p 1 >/dev/null 2>&1; strace -f -o /dev/null sh -c 'sleep 9 &'",
+        "gdb -batch -ex 'info proc' -p 1 >/dev/null 2>&1; strace -f -o /dev/null sh -c 'sleep 1 &'",
     )
     assert done.returncode == 0, done.stderr
     assert processes_in(micro) == [(micro.pid, "S")]
