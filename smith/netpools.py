@@ -37,7 +37,13 @@ class ProxiedPools:
         self._lock = threading.Lock()
 
     def urlopen(self, method: str, url: str, **kw: Any) -> urllib3.BaseHTTPResponse:
-        return self.manager(url).urlopen(method, url, **kw)
+        try:
+            return self.manager(url).urlopen(method, url, **kw)
+        except urllib3.exceptions.ProxyError as err:
+            # urllib3 says only "Unable to connect to proxy": name which one, so that a
+            # dead proxy is not taken for a dead registry or repository.
+            proxy = without_credentials(proxy_for(url) or "")
+            raise urllib3.exceptions.ProxyError(f"the proxy {proxy}", err.original_error) from None
 
     def manager(self, url: str) -> urllib3.PoolManager:
         proxy = proxy_for(url)
@@ -59,3 +65,11 @@ class ProxiedPools:
         if proxy.startswith("https://"):
             options["proxy_ssl_context"] = ca_context()
         return urllib3.ProxyManager(without_credentials(proxy), proxy_headers=auth, **options)
+
+
+def proxy_failure(err: BaseException) -> str:
+    """'the proxy URL: REASON' when `err` is a proxy's failure (see urlopen), else ''."""
+    if not isinstance(err, urllib3.exceptions.ProxyError) or not err.args:
+        return ""
+    reason = str(err.original_error or "")
+    return f"{err.args[0]}: {reason.rpartition(': ')[2] or type(err).__name__}"

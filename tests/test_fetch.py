@@ -245,6 +245,19 @@ def test_downloads_go_through_the_environment_proxy(
         assert len(proxy.asked) == 1 and server.hits[REPOMD] == 1
 
 
+def test_a_dead_proxy_is_named_not_taken_for_the_repository(
+    rpm_universe: Universe, server: FaultServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("http_proxy", "all_proxy", "no_proxy", "ALL_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", "http://user:secret@127.0.0.1:1")
+    with pytest.raises(PackageError) as failed:
+        fetcher_for(tmp_path).fetch_bytes(server.url + REPOMD)
+    assert "the proxy http://127.0.0.1:1: [Errno 111] Connection refused" in str(failed.value)
+    assert "secret" not in str(failed.value)
+    assert server.hits[REPOMD] == 0
+
+
 def test_redirects_stay_on_http_and_credentials_stay_with_their_host(
     rpm_universe: Universe, server: FaultServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

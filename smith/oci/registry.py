@@ -29,7 +29,7 @@ from urllib3.exceptions import HTTPError, InsecureRequestWarning, SSLError
 
 from smith.errors import LimitError, RegistryError
 from smith.limits import CONNECT_TIMEOUT, DOCUMENT_BYTES, IDLE_TIMEOUT, json_document
-from smith.netpools import ProxiedPools
+from smith.netpools import ProxiedPools, proxy_failure
 from smith.netread import BoundedBody, deadline_from_now, drain
 from smith.oci.auth import Challenge, Credentials, find_credentials, parse_challenges
 from smith.oci.reference import Reference
@@ -501,6 +501,8 @@ def retry_after(value: str) -> float:
 
 def describe(err: BaseException) -> str:
     """A short reason for a connection error: urllib3 wraps the OS's words in its own."""
+    if through := proxy_failure(err):
+        return through
     text = str(err)
     found = re.search(r"\[Errno -?\d+\] [^'\")]*", text)
     if found:

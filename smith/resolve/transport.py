@@ -20,7 +20,7 @@ import urllib3
 from smith.errors import PackageError
 from smith.limits import CONNECT_TIMEOUT, IDLE_TIMEOUT
 from smith.netenv import ca_context, credentials, without_credentials
-from smith.netpools import ProxiedPools
+from smith.netpools import ProxiedPools, proxy_failure
 from smith.netread import drain
 
 MAX_REDIRECTS = 10
@@ -100,6 +100,8 @@ def same_server(url: str, target: str) -> bool:
 def describe(err: Exception) -> str:
     """What happened, in the words a user searches for: urllib3's connection errors cover
     a refused connection, an unknown host and a reset alike."""
+    if through := proxy_failure(err):
+        return through
     text = str(err)
     if "Connection refused" in text:
         return "connection refused"
